@@ -1,0 +1,209 @@
+"""Fetch, check and describe one image; every refusal is an :class:`ImageError` with a code and a reason.
+
+An image reference is a path under the ingest's image root, a ``file://`` URL (same rule), or an
+``http(s)://`` URL fetched with a byte limit and a total deadline. Private and loopback addresses are
+refused unless allowed (a catalog row must not make a worker read the cloud metadata service). The bytes
+are checked before they are decoded (pixel count from the header, so a decompression bomb is refused
+without being expanded) and then fully decoded, which is what finds truncated and corrupt files.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import os
+import socket
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+
+from PIL import Image, UnidentifiedImageError
+
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 100_000_000  # 10k x 10k; a 30000 x 30000 "bomb" is refused from its header
+    fetch_timeout_s: float = 15.0  # whole download, not per read
+    max_redirects: int = 3
+    allow_private_urls: bool = False
+
+
+class ImageError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ImageInfo:
+    sha256: str
+    width: int
+    height: int
+    format: str
+    n_bytes: int
+    data: bytes
+
+    @property
+    def extension(self) -> str:
+        return FORMAT_EXTENSIONS.get(self.format, "bin")
+
+
+# ---- locating -----------------------------------------------------------------------------------------
+def resolve_local(ref: str, root: Path) -> Path:
+    """The real path of ``ref`` (relative to ``root`` or absolute), refused if it leaves ``root``."""
+    root_real = Path(os.path.realpath(root))
+    candidate = Path(ref)
+    if not candidate.is_absolute():
+        candidate = root_real / candidate
+    real = Path(os.path.realpath(candidate))  # follows symlinks: a link out of the root is refused too
+    if os.path.commonpath([root_real, real]) != str(root_real):
+        raise ImageError("path_outside_root", f"{ref!r} resolves outside the image root {root_real}")
+    if not real.exists():
+        raise ImageError("missing_file", f"{ref!r}: no such file under {root_real}")
+    if not real.is_file():
+        raise ImageError("not_a_file", f"{ref!r} is not a regular file")
+    return real
+
+
+def _check_host(host: str | None, allow_private: bool) -> None:
+    if not host:
+        raise ImageError("bad_url", "the URL has no host")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise ImageError("fetch_failed", f"cannot resolve {host}: {exc}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved or address.is_multicast:
+            raise ImageError(
+                "url_not_allowed",
+                f"{host} resolves to the non-public address {address}; set allow_private_urls to fetch from it",
+            )
+
+
+def fetch_url(url: str, limits: ImageLimits) -> bytes:
+    import httpx
+
+    deadline = time.monotonic() + limits.fetch_timeout_s
+    current = url
+    with httpx.Client(timeout=limits.fetch_timeout_s, follow_redirects=False) as client:
+        for _ in range(limits.max_redirects + 1):
+            parsed = urlparse(current)
+            if parsed.scheme not in ("http", "https"):
+                raise ImageError("unsupported_url_scheme", f"redirected to unsupported scheme {parsed.scheme!r}")
+            _check_host(parsed.hostname, limits.allow_private_urls)
+            try:
+                with client.stream("GET", current) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise ImageError("fetch_failed", f"HTTP {response.status_code} without a Location")
+                        current = urljoin(current, location)
+                        continue
+                    if response.status_code != 200:
+                        raise ImageError("fetch_failed", f"HTTP {response.status_code} from {_short(url)}")
+                    declared = response.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > limits.max_bytes:
+                        raise ImageError("image_too_large", f"{_short(url)} is {int(declared):,} bytes, over the limit of {limits.max_bytes:,}")
+                    chunks, size = [], 0
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > limits.max_bytes:
+                            raise ImageError("image_too_large", f"{_short(url)} sent more than {limits.max_bytes:,} bytes")
+                        if time.monotonic() > deadline:
+                            raise ImageError("fetch_timeout", f"{_short(url)} took longer than {limits.fetch_timeout_s:g} s")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except httpx.TimeoutException as exc:
+                raise ImageError("fetch_timeout", f"{_short(url)} timed out after {limits.fetch_timeout_s:g} s") from exc
+            except httpx.HTTPError as exc:
+                raise ImageError("fetch_failed", f"cannot fetch {_short(url)}: {exc.__class__.__name__}") from exc
+    raise ImageError("fetch_failed", f"more than {limits.max_redirects} redirects from {_short(url)}")
+
+
+def _short(url: str, n: int = 120) -> str:
+    return url if len(url) <= n else url[: n - 1] + "…"
+
+
+def read_reference(ref: str, root: Path, limits: ImageLimits) -> bytes:
+    """The bytes an image reference points at."""
+    ref = ref.strip()
+    if not ref:
+        raise ImageError("missing_file", "empty image reference")
+    parsed = urlparse(ref)
+    scheme = parsed.scheme.lower()
+    if scheme in ("http", "https"):
+        return fetch_url(ref, limits)
+    if scheme == "file":
+        path = resolve_local(parsed.path, root)
+    elif scheme == "":
+        path = resolve_local(ref, root)
+    else:
+        raise ImageError("unsupported_url_scheme", f"{scheme!r} URLs are not supported (use a path, file://, http:// or https://)")
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise ImageError("image_too_large", f"{ref!r} is {size:,} bytes, over the limit of {limits.max_bytes:,}")
+    return path.read_bytes()
+
+
+# ---- checking -----------------------------------------------------------------------------------------
+def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
+    """Check and describe image bytes; the header is read before anything is decoded."""
+    if not data:
+        raise ImageError("empty_file", "the image file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                fmt = im.format or "UNKNOWN"
+                width, height = im.size
+                if fmt not in FORMAT_EXTENSIONS:
+                    raise ImageError("unsupported_format", f"image format {fmt} is not supported")
+                if width * height > limits.max_pixels:
+                    raise ImageError(
+                        "image_too_large",
+                        f"{width}x{height} = {width * height / 1e6:.0f} Mpx is over the limit of {limits.max_pixels / 1e6:.0f} Mpx",
+                    )
+                if fmt == "JPEG":
+                    # Decode at 1/8 scale: every byte is still read (truncation is still found), 10x faster.
+                    im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                im.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError("image_too_large", f"decompression bomb refused: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("not_an_image", "the file is not an image in a known format") from exc
+    except OSError as exc:
+        code = "truncated_image" if "truncated" in str(exc).lower() else "corrupt_image"
+        raise ImageError(code, f"cannot decode the image: {exc}") from exc
+    except (ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        raise ImageError("corrupt_image", f"cannot decode the image: {exc.__class__.__name__}: {exc}") from exc
+    return ImageInfo(hashlib.sha256(data).hexdigest(), width, height, fmt, len(data), data)
+
+
+def store_blob(blob_root: Path, info: ImageInfo) -> str:
+    """Write the bytes under their hash (once); returns the path relative to ``blob_root``."""
+    rel = f"{info.sha256[:2]}/{info.sha256}.{info.extension}"
+    target = blob_root / rel
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(info.data)
+            os.replace(tmp, target)  # atomic: a reader never sees half a file
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return rel

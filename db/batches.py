@@ -1,0 +1,263 @@
+"""Idempotent batch writes to the lake: what a unit wrote is replaced, never doubled.
+
+Each ``write_*`` runs one transaction that (1) deletes every row the unit's ``run_id`` wrote before (a
+retried unit), (2) inserts only keys the store does not hold yet (a re-ingested source, a unit that
+overlaps another), and (3) returns how many rows went in. Rows travel as Arrow tables: one INSERT per
+batch, not one per row.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from .lake import Lake
+
+ITEM_COLUMNS = [
+    ("item_id", pa.string()),
+    ("source_id", pa.string()),
+    ("external_id", pa.string()),
+    ("row_number", pa.int64()),
+    ("kind", pa.string()),
+    ("feedback_type", pa.string()),
+    ("product_ref", pa.string()),
+    ("title", pa.string()),
+    ("description", pa.string()),
+    ("brand", pa.string()),
+    ("category", pa.string()),
+    ("attributes", pa.string()),  # JSON
+    ("feedback_text", pa.string()),
+    ("region", pa.string()),
+    ("event_time", pa.timestamp("us", tz="UTC")),
+    ("issue_type", pa.string()),
+    ("language", pa.string()),
+    ("redaction_counts", pa.string()),  # JSON
+    ("text_notes", pa.string()),  # JSON
+    ("n_images", pa.int32()),
+    ("run_id", pa.string()),
+    ("ingested_at", pa.timestamp("us", tz="UTC")),
+]
+IMAGE_COLUMNS = [
+    ("image_id", pa.string()),
+    ("item_id", pa.string()),
+    ("position", pa.int32()),
+    ("source_ref", pa.string()),
+    ("sha256", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("format", pa.string()),
+    ("n_bytes", pa.int64()),
+    ("blob_path", pa.string()),
+    ("run_id", pa.string()),
+    ("ingested_at", pa.timestamp("us", tz="UTC")),
+]
+ERROR_COLUMNS = [
+    ("job_id", pa.string()),
+    ("run_id", pa.string()),
+    ("stage", pa.string()),
+    ("code", pa.string()),
+    ("message", pa.string()),
+    ("source_id", pa.string()),
+    ("row_number", pa.int64()),
+    ("item_id", pa.string()),
+    ("subject", pa.string()),
+    ("source_row", pa.string()),  # JSON
+    ("created_at", pa.timestamp("us", tz="UTC")),
+]
+OCR_COLUMNS = [
+    ("sha256", pa.string()),
+    ("engine", pa.string()),
+    ("text", pa.string()),
+    ("n_boxes", pa.int32()),
+    ("mean_confidence", pa.float64()),
+    ("boxes", pa.string()),  # JSON
+    ("redaction_counts", pa.string()),  # JSON
+    ("seconds", pa.float64()),
+    ("run_id", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+]
+JSON_COLUMNS = {"attributes", "redaction_counts", "text_notes", "source_row", "boxes", "mapping"}
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def arrow_table(columns: list[tuple[str, pa.DataType]], rows: Iterable[dict[str, Any]]) -> pa.Table:
+    rows = list(rows)
+    data = {}
+    for name, dtype in columns:
+        values = [row.get(name) for row in rows]
+        if name in JSON_COLUMNS:
+            values = [v if v is None or isinstance(v, str) else to_json(v) for v in values]
+        data[name] = pa.array(values, type=dtype)
+    return pa.table(data)
+
+
+def _select_list(columns: list[tuple[str, pa.DataType]], alias: str) -> str:
+    return ", ".join(f"{alias}.{name}::JSON" if name in JSON_COLUMNS else f"{alias}.{name}" for name, _ in columns)
+
+
+def _names(columns) -> str:
+    return ", ".join(name for name, _ in columns)
+
+
+def existing_item_ids(lake: Lake, item_ids: list[str], exclude_run: str) -> set[str]:
+    if not item_ids:
+        return set()
+    table = pa.table({"item_id": pa.array(item_ids, pa.string())})
+    with lake._lock:
+        lake.con.register("_probe_ids", table)
+        try:
+            rows = lake.con.execute(
+                "SELECT DISTINCT i.item_id FROM items i JOIN _probe_ids p USING (item_id) WHERE i.run_id <> ?",
+                [exclude_run],
+            ).fetchall()
+        finally:
+            lake.con.unregister("_probe_ids")
+    return {r[0] for r in rows}
+
+
+def write_ingest_batch(
+    lake: Lake,
+    run_id: str,
+    items: list[dict[str, Any]],
+    images: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+) -> dict[str, int]:
+    """Replace this unit's rows; items already in the store are skipped, with their images."""
+    items_t = arrow_table(ITEM_COLUMNS, items)
+    images_t = arrow_table(IMAGE_COLUMNS, images)
+    errors_t = arrow_table(ERROR_COLUMNS, errors)
+
+    def body(con) -> dict[str, int]:
+        for table in ("items", "images", "errors"):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        con.register("_new_items", items_t)
+        con.register("_new_images", images_t)
+        con.register("_new_errors", errors_t)
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _fresh AS SELECT n.item_id FROM _new_items n "
+                "WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.item_id = n.item_id)"
+            )
+            fresh = con.execute("SELECT count(*) FROM _fresh").fetchone()[0]
+            con.execute(
+                f"INSERT INTO items ({_names(ITEM_COLUMNS)}) SELECT {_select_list(ITEM_COLUMNS, 'n')} "
+                "FROM _new_items n WHERE n.item_id IN (SELECT item_id FROM temp._fresh)"
+            )
+            con.execute(
+                f"INSERT INTO images ({_names(IMAGE_COLUMNS)}) SELECT {_select_list(IMAGE_COLUMNS, 'n')} "
+                "FROM _new_images n WHERE n.item_id IN (SELECT item_id FROM temp._fresh)"
+            )
+            n_images = con.execute(
+                "SELECT count(*) FROM _new_images WHERE item_id IN (SELECT item_id FROM temp._fresh)"
+            ).fetchone()[0]
+            con.execute(f"INSERT INTO errors ({_names(ERROR_COLUMNS)}) SELECT {_select_list(ERROR_COLUMNS, 'n')} FROM _new_errors n")
+            return {"inserted": int(fresh), "images_inserted": int(n_images)}
+        finally:
+            for name in ("_new_items", "_new_images", "_new_errors"):
+                con.unregister(name)
+
+    return lake.transaction(body)
+
+
+def dedupe_items(lake: Lake, source_id: str) -> int:
+    """Keep the first copy of each item of a source (two units that raced on a duplicate row can both
+    insert it; DuckLake has no unique constraint to stop them). Returns how many copies went."""
+
+    def body(con) -> int:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _dups AS SELECT item_id, run_id FROM ("
+            "  SELECT item_id, run_id, row_number() OVER (PARTITION BY item_id ORDER BY ingested_at, run_id, row_number) AS k"
+            "  FROM items WHERE source_id = ?) WHERE k > 1",
+            [source_id],
+        )
+        n = con.execute("SELECT count(*) FROM temp._dups").fetchone()[0]
+        if n:
+            con.execute(
+                "DELETE FROM items WHERE source_id = ? AND EXISTS (SELECT 1 FROM temp._dups d WHERE d.item_id = items.item_id AND d.run_id = items.run_id)",
+                [source_id],
+            )
+            con.execute(
+                "DELETE FROM images WHERE EXISTS (SELECT 1 FROM temp._dups d WHERE d.item_id = images.item_id AND d.run_id = images.run_id)"
+            )
+        return int(n)
+
+    return lake.transaction(body)
+
+
+def write_source(lake: Lake, row: dict[str, Any]) -> None:
+    def body(con) -> None:
+        con.execute("DELETE FROM sources WHERE source_id = ?", [row["source_id"]])
+        con.execute(
+            "INSERT INTO sources (source_id, name, uri, format, item_kind, file_sha256, file_bytes, mapping, redacted, job_id, run_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?::JSON, ?, ?, ?, ?)",
+            [
+                row["source_id"], row["name"], row["uri"], row["format"], row["item_kind"], row["file_sha256"],
+                row["file_bytes"], to_json(row["mapping"]), row["redacted"], row["job_id"], row["run_id"], row["created_at"],
+            ],
+        )
+
+    lake.transaction(body)
+
+
+# ---- OCR ---------------------------------------------------------------------------------------------
+def images_without_ocr(lake: Lake, engine: str) -> list[tuple[str, str]]:
+    """(sha256, blob path) of every stored image content the engine has not read yet."""
+    return lake.fetchall(
+        "SELECT sha256, min(blob_path) FROM images i WHERE NOT EXISTS "
+        "(SELECT 1 FROM ocr o WHERE o.sha256 = i.sha256 AND o.engine = ?) GROUP BY sha256 ORDER BY sha256",
+        [engine],
+    )
+
+
+def write_ocr_batch(lake: Lake, run_id: str, rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> int:
+    ocr_t = arrow_table(OCR_COLUMNS, rows)
+    errors_t = arrow_table(ERROR_COLUMNS, errors)
+
+    def body(con) -> int:
+        con.execute("DELETE FROM ocr WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM errors WHERE run_id = ?", [run_id])
+        con.register("_new_ocr", ocr_t)
+        con.register("_new_errors", errors_t)
+        try:
+            n = con.execute(
+                "SELECT count(*) FROM _new_ocr n WHERE NOT EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = n.sha256 AND o.engine = n.engine)"
+            ).fetchone()[0]
+            con.execute(
+                f"INSERT INTO ocr ({_names(OCR_COLUMNS)}) SELECT {_select_list(OCR_COLUMNS, 'n')} FROM _new_ocr n "
+                "WHERE NOT EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = n.sha256 AND o.engine = n.engine)"
+            )
+            con.execute(f"INSERT INTO errors ({_names(ERROR_COLUMNS)}) SELECT {_select_list(ERROR_COLUMNS, 'n')} FROM _new_errors n")
+            return int(n)
+        finally:
+            con.unregister("_new_ocr")
+            con.unregister("_new_errors")
+
+    return lake.transaction(body)
+
+
+def dedupe_ocr(lake: Lake, engine: str) -> int:
+    def body(con) -> int:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _odups AS SELECT sha256, run_id FROM ("
+            " SELECT sha256, run_id, row_number() OVER (PARTITION BY sha256 ORDER BY created_at, run_id) AS k FROM ocr WHERE engine = ?"
+            ") WHERE k > 1",
+            [engine],
+        )
+        n = con.execute("SELECT count(*) FROM temp._odups").fetchone()[0]
+        if n:
+            con.execute(
+                "DELETE FROM ocr WHERE engine = ? AND EXISTS (SELECT 1 FROM temp._odups d WHERE d.sha256 = ocr.sha256 AND d.run_id = ocr.run_id)",
+                [engine],
+            )
+        return int(n)
+
+    return lake.transaction(body)

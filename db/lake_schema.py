@@ -1,0 +1,143 @@
+"""Tables of bulk rows in DuckLake, as numbered migrations.
+
+Every row written by a job carries ``run_id`` (the work unit that wrote it): a retried unit deletes what its
+run id wrote and inserts again in one transaction, so a redelivered unit never doubles rows.
+
+Keys are content-derived strings (``item_id``, ``image_id``, the image ``sha256``), never positions, so
+re-ingesting a source finds what it already holds. Later stages hang off the same keys: scores are long
+rows ``(subject, metric, model_id, value)`` keyed by item, image or sample id, samples reference
+``item_id``, per-token scores reference ``sample_id``; they arrive as further migrations below.
+
+DuckLake has no primary keys or unique constraints; uniqueness is kept by the writers (anti-joins in the
+same transaction as the insert) and checked by the tests.
+"""
+from __future__ import annotations
+
+from .lake import Lake
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "sources, items, images, errors, ocr",
+        [
+            """CREATE TABLE IF NOT EXISTS sources (
+                source_id VARCHAR,      -- stable id derived from the source name
+                name VARCHAR,
+                uri VARCHAR,            -- where it was read from (path or URL)
+                format VARCHAR,         -- csv | jsonl | parquet | abo
+                item_kind VARCHAR,      -- catalog | feedback
+                file_sha256 VARCHAR,
+                file_bytes BIGINT,
+                mapping JSON,           -- the column mapping used
+                redacted BOOLEAN,
+                job_id VARCHAR,
+                run_id VARCHAR,
+                created_at TIMESTAMPTZ
+            )""",
+            """CREATE TABLE IF NOT EXISTS items (
+                item_id VARCHAR,        -- sha256(source, kind, external id or row content), 24 hex chars
+                source_id VARCHAR,
+                external_id VARCHAR,
+                row_number BIGINT,      -- 1-based data row in the source
+                kind VARCHAR,           -- catalog | feedback
+                feedback_type VARCHAR,  -- transcript | review | NULL for catalog rows
+                product_ref VARCHAR,    -- the product a feedback item is about, when the source says
+                title VARCHAR,
+                description VARCHAR,
+                brand VARCHAR,
+                category VARCHAR,
+                attributes JSON,        -- {name: value}
+                feedback_text VARCHAR,
+                region VARCHAR,
+                event_time TIMESTAMPTZ,
+                issue_type VARCHAR,
+                language VARCHAR,
+                redaction_counts JSON,  -- {"NAME": 2, "EMAIL": 1, ...}
+                text_notes JSON,        -- cleaning done to the text, e.g. {"html_tags_removed": 3}
+                n_images INTEGER,
+                run_id VARCHAR,
+                ingested_at TIMESTAMPTZ
+            )""",
+            """CREATE TABLE IF NOT EXISTS images (
+                image_id VARCHAR,       -- sha256(item_id, position)
+                item_id VARCHAR,
+                position INTEGER,       -- order of the image within its item, from 0
+                source_ref VARCHAR,     -- path relative to the image root, or the URL
+                sha256 VARCHAR,         -- of the file's bytes; also the blob's name
+                width INTEGER,
+                height INTEGER,
+                format VARCHAR,         -- JPEG, PNG, WEBP, ...
+                n_bytes BIGINT,
+                blob_path VARCHAR,      -- relative to the blob root
+                run_id VARCHAR,
+                ingested_at TIMESTAMPTZ
+            )""",
+            """CREATE TABLE IF NOT EXISTS errors (
+                job_id VARCHAR,
+                run_id VARCHAR,
+                stage VARCHAR,          -- row | image | ocr
+                code VARCHAR,           -- machine-readable reason, e.g. path_outside_root
+                message VARCHAR,        -- what a person reads
+                source_id VARCHAR,
+                row_number BIGINT,
+                item_id VARCHAR,
+                subject VARCHAR,        -- the image reference or sha256 the error is about
+                source_row JSON,        -- the offending row, redacted and cut to a few KB
+                created_at TIMESTAMPTZ
+            )""",
+            """CREATE TABLE IF NOT EXISTS ocr (
+                sha256 VARCHAR,         -- the image content it was read from
+                engine VARCHAR,         -- e.g. rapidocr-3.4.2
+                text VARCHAR,           -- lines joined by newlines, redacted
+                n_boxes INTEGER,
+                mean_confidence DOUBLE,
+                boxes JSON,             -- [{"box": [[x,y]x4], "text": ..., "score": ...}]
+                redaction_counts JSON,
+                seconds DOUBLE,
+                run_id VARCHAR,
+                created_at TIMESTAMPTZ
+            )""",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def applied_version(lake: Lake) -> int:
+    exists = lake.scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_name = 'schema_migrations'"
+    )
+    if not exists:
+        return 0
+    return int(lake.scalar("SELECT coalesce(max(version), 0) FROM schema_migrations") or 0)
+
+
+def migrate(lake: Lake) -> list[int]:
+    """Apply the missing migrations; each in its own transaction together with its version row.
+
+    Safe to run twice and from two processes at once: a step that lost a commit race is retried, sees
+    its version recorded and does nothing.
+    """
+    lake.transaction(
+        lambda con: con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER, name VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+    )
+    done: list[int] = []
+    for version, name, statements in MIGRATIONS:
+
+        def step(con, version=version, name=name, statements=statements) -> bool:
+            already = con.execute(
+                "SELECT count(*) FROM schema_migrations WHERE version = ?", [version]
+            ).fetchone()[0]
+            if already:
+                return False
+            for statement in statements:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+            return True
+
+        if lake.transaction(step):
+            done.append(version)
+    return done

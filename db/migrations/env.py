@@ -1,0 +1,8 @@
+"""Alembic environment: runs on the connection db.store hands it (no alembic.ini needed)."""
+from alembic import context
+
+from db.app_models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+context.run_migrations()

@@ -1,0 +1,86 @@
+"""Create and open the store: DuckLake tables plus the app tables, in one catalog database."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from . import lake_schema
+from .app_engine import write_engine
+from .lake import Lake, shared_lake
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_PG_MIGRATION_LOCK = 742_001  # any constant; serialises concurrent `init` on PostgreSQL
+
+
+@dataclass
+class StoreInfo:
+    catalog_url: str
+    data_path: str
+    lake_migrations_applied: list[int]
+    app_revision: str | None
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def app_head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def app_current_revision(catalog_url: str) -> str | None:
+    with write_engine(catalog_url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate_app_tables(catalog_url: str) -> str | None:
+    """Bring the app tables to Alembic's head; concurrent callers wait for each other."""
+    engine = write_engine(catalog_url)
+    cfg = _alembic_config()
+    with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: one migrator at a time
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+_ready: set[tuple[str, str]] = set()
+_ready_lock = threading.Lock()
+
+
+def init_store(catalog_url: str, data_path: str) -> StoreInfo:
+    """Create whatever is missing. Running it twice, or from two processes at once, is harmless."""
+    lake = shared_lake(catalog_url, data_path)
+    applied = lake_schema.migrate(lake)
+    revision = migrate_app_tables(catalog_url)
+    with _ready_lock:
+        _ready.add((catalog_url, data_path))
+    return StoreInfo(catalog_url, data_path, applied, revision)
+
+
+def open_store(catalog_url: str, data_path: str) -> Lake:
+    """The process's lake connection, creating the store on first use so no command needs `init` first."""
+    with _ready_lock:
+        ready = (catalog_url, data_path) in _ready
+    if not ready:
+        lake = shared_lake(catalog_url, data_path)
+        if lake_schema.applied_version(lake) < lake_schema.LATEST or app_current_revision(catalog_url) != app_head_revision():
+            init_store(catalog_url, data_path)
+        with _ready_lock:
+            _ready.add((catalog_url, data_path))
+    return shared_lake(catalog_url, data_path)
+
+
+def forget_ready() -> None:
+    with _ready_lock:
+        _ready.clear()

@@ -1,0 +1,137 @@
+"""Test helpers that make real files and serve real HTTP."""
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+
+def label_image(text: str, size=(480, 240)) -> bytes:
+    img = Image.new("RGB", size, (245, 240, 230))
+    d = ImageDraw.Draw(img)
+    d.text((30, 80), text, fill=(20, 20, 20), font=ImageFont.load_default(size=44))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    """A real, valid PNG of width x height 1-bit pixels: ~110 MB decoded, ~100 KB on disk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    comp = zlib.compressobj(9)
+    parts = [comp.compress(row) for _ in range(height)]
+    parts.append(comp.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict = {}
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        route = self.routes.get(self.path)
+        if route is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        route(self)
+
+
+class ImageServer:
+    """A real HTTP server on 127.0.0.1 with routes for good, big, slow and redirecting images."""
+
+    def __init__(self, image: bytes):
+        self.image = image
+        routes = {
+            "/ok.jpg": self._ok,
+            "/big-declared": self._big_declared,
+            "/big-streamed": self._big_streamed,
+            "/slow": self._slow,
+            "/redirect": self._redirect,
+            "/redirect-ftp": self._redirect_ftp,
+            "/not-image": self._not_image,
+        }
+        handler = type("Handler", (_Handler,), {"routes": routes})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _ok(self, h):
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(len(self.image)))
+        h.end_headers()
+        h.wfile.write(self.image)
+
+    def _big_declared(self, h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(500 * 1024 * 1024))
+        h.end_headers()
+
+    def _big_streamed(self, h):
+        h.send_response(200)
+        h.end_headers()  # no length: HTTP/1.0 style, read until close
+        try:
+            for _ in range(200):
+                h.wfile.write(b"\x00" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _slow(self, h):
+        h.send_response(200)
+        h.send_header("Content-Length", "1000000")
+        h.end_headers()
+        try:
+            for _ in range(100):
+                h.wfile.write(b"\x00" * 100)
+                h.wfile.flush()
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _redirect(self, h):
+        h.send_response(302)
+        h.send_header("Location", "/ok.jpg")
+        h.end_headers()
+
+    def _redirect_ftp(self, h):
+        h.send_response(302)
+        h.send_header("Location", "ftp://example.com/x.jpg")
+        h.end_headers()
+
+    def _not_image(self, h):
+        body = b"<html>not an image</html>"
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

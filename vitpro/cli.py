@@ -1,0 +1,457 @@
+"""The ``vitpro`` command line: everything a user can do without the web app.
+
+Typical session::
+
+    vitpro worker --queues cpu &          # one or more workers (any machine that sees the store)
+    vitpro ingest listings.jsonl          # ABO listings: no mapping needed
+    vitpro ingest reviews.csv --kind feedback --map feedback_text=Summary,Text --pii ProfileName=NAME
+    vitpro ocr
+    vitpro status
+
+Long commands wait for their job with a progress bar (``--no-wait`` returns at once); ``--local`` starts
+a worker for the length of the command when none is running.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import click
+
+from .settings import load_settings
+
+EXIT_FAILED = 1
+
+
+def _echo_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
+    rows = [tuple("" if v is None else str(v) for v in r) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    click.echo("  ".join("-" * w for w in widths))
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="vitpro-curation-studio")
+def cli() -> None:
+    """VIT-Pro Curation Studio: turn product images and texts into a visual instruction-tuning set.
+
+    \b
+    Stages so far:  ingest (with redaction)  ->  OCR
+    Start here:     vitpro demo --no-ui     (builds demo data and runs every stage)
+    Configuration:  VITPRO_HOME (default ./var), VITPRO_CATALOG, VITPRO_BROKER, ... (see the README)
+    """
+
+
+# ---- store -----------------------------------------------------------------------------------------------
+@cli.command()
+def init() -> None:
+    """Create the store (DuckLake tables and app tables). Safe to run again."""
+    from db.store import init_store
+
+    s = load_settings()
+    info = init_store(s.catalog_url, s.data_path)
+    for key, value in s.describe().items():
+        click.echo(f"{key:>15}: {value}")
+    click.echo(
+        f"lake migrations applied now: {info.lake_migrations_applied or 'none (up to date)'}; app tables at revision {info.app_revision}"
+    )
+
+
+# ---- waiting -----------------------------------------------------------------------------------------
+def wait_for_job(job_id: str, *, quiet: bool = False, poll: float = 0.3) -> int:
+    """Show a progress bar until the job ends; returns the exit code (0 when it succeeded)."""
+    from tqdm import tqdm
+
+    from db import jobs
+    from db.app_engine import write_engine
+    from workers.submit import queue_has_worker
+
+    s = load_settings()
+    engine = write_engine(s.catalog_url)
+    job = jobs.get_job(engine, job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    warned_at = time.monotonic()
+    bar = None if quiet else tqdm(total=max(job.progress_total, 1), desc=f"{job.kind} {job.id[-6:]}", unit="row" if job.kind == "ingest" else "img", dynamic_ncols=True)
+    try:
+        while True:
+            job = jobs.get_job(engine, job.id)
+            if bar is not None:
+                if job.progress_total and bar.total != job.progress_total:
+                    bar.total = job.progress_total
+                bar.n = job.progress_done
+                bar.set_postfix_str(job.status)
+                bar.refresh()
+            if job.status in ("succeeded", "failed", "cancelled"):
+                break
+            if time.monotonic() - warned_at > 10 and not queue_has_worker(job.queue, settings=s):
+                warned_at = time.monotonic() + 50
+                click.secho(
+                    f"\nno worker serves the {job.queue!r} queue; start one with `vitpro worker --queues {job.queue}` "
+                    f"(the job waits, Ctrl-C leaves it queued)",
+                    fg="yellow",
+                    err=True,
+                )
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped waiting; the job goes on. `vitpro jobs show {job.id}` shows it, `vitpro jobs cancel {job.id}` stops it")
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    _print_job_outcome(job)
+    return 0 if job.status == "succeeded" else EXIT_FAILED
+
+
+def _print_job_outcome(job) -> None:
+    color = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(job.status, None)
+    click.secho(f"job {job.id}: {job.status}", fg=color, bold=True)
+    if job.counts:
+        click.echo("  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
+    if job.error:
+        click.secho(f"  {job.error}", fg="red")
+    if job.counts.get("failed") or job.counts.get("images_failed"):
+        click.echo(f"  details: vitpro errors --job {job.id}")
+
+
+def _run_job(kind: str, params: dict, *, wait: bool, local: bool) -> None:
+    from vitpro.local_workers import local_workers
+    from workers.jobs import HANDLERS
+    from workers.submit import queue_has_worker, submit_job
+
+    s = load_settings()
+    queue = HANDLERS[kind].QUEUE
+    starts_worker = local and not queue_has_worker(queue, settings=s)
+    with local_workers(queue, log_path=s.home / "local-worker.log") if starts_worker else nullcontext():
+        job_id = submit_job(kind, params, settings=s)
+        click.echo(f"job {job_id} queued on {queue!r}")
+        if not wait:
+            return
+        code = wait_for_job(job_id)
+    if code:
+        sys.exit(code)
+
+
+# ---- ingest ------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "tsv", "jsonl", "parquet", "abo"]), default="auto", show_default=True, help="Source format (from the file name by default; ABO listings are recognised).")
+@click.option("--kind", type=click.Choice(["catalog", "feedback"]), help="Catalog listings or customer feedback. Default: catalog, or the mapping file's.")
+@click.option("--feedback-type", type=click.Choice(["transcript", "review"]), help="For feedback: chat/phone transcript or written review.")
+@click.option("--map", "maps", multiple=True, metavar="FIELD=COL[,COL]", help="Column for a field: external_id, title, description, brand, category, attributes, feedback_text, images, region, time, issue_type, product_ref. Repeat.")
+@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML file with the mapping (see the README); --map options override it.")
+@click.option("--pii", multiple=True, metavar="COL=KIND", help="A column holding personal data (NAME, EMAIL, PHONE, UCI, ADDRESS, CARD): never stored, and redacted wherever its value reappears.")
+@click.option("--redact-pattern", multiple=True, metavar="KIND=REGEX", help="Extra redaction rule; matches become [KIND].")
+@click.option("--no-redact", is_flag=True, help="Store text as it is (only for data with no personal information).")
+@click.option("--image-root", type=click.Path(file_okay=False, path_type=Path), help="Folder image paths are relative to (default: the source's folder); paths outside it are refused.")
+@click.option("--lang", "languages", multiple=True, metavar="TAG", help="Preferred language tags for ABO listings, in order (default en_US, en_GB, en).")
+@click.option("--name", help="Source name (default: file name without extension); re-ingesting the same name adds only new rows.")
+@click.option("--delimiter", help="CSV delimiter (default , or TAB for .tsv).")
+@click.option("--rows-per-unit", type=click.IntRange(1), default=200, show_default=True, help="Rows per work unit (the unit of retry and parallelism).")
+@click.option("--max-text-chars", type=click.IntRange(100), default=100_000, show_default=True, help="Longer texts are refused and recorded as errors.")
+@click.option("--max-image-mb", type=click.FloatRange(0.01), default=50.0, show_default=True)
+@click.option("--max-megapixels", type=click.FloatRange(0.01), default=100.0, show_default=True, help="Larger images (decompression bombs) are refused from their header.")
+@click.option("--fetch-timeout", type=click.FloatRange(0.1), default=15.0, show_default=True, help="Seconds for a whole image download.")
+@click.option("--allow-private-urls", is_flag=True, help="Allow image URLs on private or loopback addresses.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the job with a progress bar.")
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
+def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pattern, no_redact, image_root, languages, name, delimiter, rows_per_unit, max_text_chars, max_image_mb, max_megapixels, fetch_timeout, allow_private_urls, wait, local) -> None:
+    """Ingest a source of catalog listings or customer feedback (CSV, JSONL, Parquet, ABO).
+
+    \b
+    Examples:
+      vitpro ingest listings.jsonl
+      vitpro ingest reviews.csv --kind feedback --map external_id=Id --map feedback_text=Summary,Text \\
+             --map product_ref=ProductId --map time=Time --pii ProfileName=NAME --pii UserId=UCI
+      vitpro ingest chats.jsonl --mapping chats.yaml --image-root /data/photos
+    """
+    from curation.images import ImageLimits
+    from curation.ingest import TextLimits
+    from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
+    from curation.readers import SourceError, detect_format
+    from workers.jobs import ingest as ingest_job
+
+    s = load_settings()
+    try:
+        detected = detect_format(source, fmt)
+        if mapping_file:
+            base = ColumnMapping.from_yaml(mapping_file)
+        elif detected == "abo":
+            base = ABO_MAPPING
+        else:
+            base = ColumnMapping(item_kind=kind or "catalog")
+        mapping = base.with_options(maps, pii, redact_pattern, kind=kind, feedback_type=feedback_type, languages=languages)
+        if detected != "abo" and not mapping.columns:
+            raise MappingError("no column mapping: pass --map field=column (or --mapping FILE.yaml); see `vitpro ingest --help`")
+        params = ingest_job.prepare_params(
+            source=str(source),
+            fmt=detected,
+            mapping=mapping,
+            name=name,
+            image_root=str(image_root) if image_root else None,
+            redact=s.redact and not no_redact,
+            allowed_roots=s.image_roots,
+            delimiter=delimiter,
+            rows_per_unit=rows_per_unit,
+            text_limits=TextLimits(max_text_chars=max_text_chars),
+            image_limits=ImageLimits(
+                max_bytes=int(max_image_mb * 1024 * 1024),
+                max_pixels=int(max_megapixels * 1_000_000),
+                fetch_timeout_s=fetch_timeout,
+                allow_private_urls=allow_private_urls,
+            ),
+        )
+    except (SourceError, MappingError, ValueError) as exc:
+        _fail(str(exc))
+    _run_job("ingest", params, wait=wait, local=local)
+
+
+# ---- OCR ---------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--engine", type=click.Choice(["rapidocr"]), default="rapidocr", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per work unit.")
+@click.option("--no-redact", is_flag=True, help="Keep OCR text as read (labels can show names and addresses).")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
+def ocr(engine, batch_size, no_redact, wait, local) -> None:
+    """Read the text on every stored image not read yet (rapidocr, CPU)."""
+    from workers.jobs import ocr as ocr_job
+
+    s = load_settings()
+    _run_job("ocr", ocr_job.prepare_params(engine=engine, batch_size=batch_size, redact=s.redact and not no_redact), wait=wait, local=local)
+
+
+# ---- worker ------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--queues", "-Q", default="cpu,gpu,train", show_default=True, help="Comma-separated queues: cpu, gpu, train.")
+@click.option("--concurrency", "-c", type=click.IntRange(1), default=None, help="Worker processes (default: CPU count for cpu, 1 when gpu/train are served).")
+@click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def worker(queues, concurrency, pool, loglevel) -> None:
+    """Run a Celery worker (foreground). Start as many as you like, on any machine that sees the store."""
+    import os
+
+    from workers.app import QUEUES, app
+    from vitpro.local_workers import worker_command
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown:
+        _fail(f"unknown queue(s) {', '.join(unknown)}; queues are {', '.join(QUEUES)}")
+    if concurrency is None:
+        concurrency = 1 if ({"gpu", "train"} & set(names)) else (os.cpu_count() or 1)
+    s = load_settings()
+    click.echo(f"worker on {','.join(names)} x{concurrency} ({pool}); broker {s.describe()['broker']}")
+    argv = worker_command(",".join(names), concurrency, pool, loglevel)
+    app.worker_main(argv[argv.index("worker"):])
+
+
+# ---- jobs --------------------------------------------------------------------------------------------
+@cli.group()
+def jobs() -> None:
+    """List, inspect, cancel and retry jobs."""
+
+
+def _engine():
+    from db.app_engine import write_engine
+    from db.store import open_store
+
+    s = load_settings()
+    open_store(s.catalog_url, s.data_path)
+    return write_engine(s.catalog_url)
+
+
+def _fmt_time(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelling", "cancelled"]))
+@click.option("--kind")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+def jobs_list(status, kind, limit) -> None:
+    """Recent jobs, newest first."""
+    from db import jobs as jobs_db
+
+    rows = jobs_db.list_jobs(_engine(), limit=limit, status=status, kind=kind)
+    _echo_table(
+        [(j.id, j.kind, j.status, f"{j.progress_done}/{j.progress_total}", j.launched_by, _fmt_time(j.created_at)) for j in rows],
+        ("job", "kind", "status", "progress", "by", "created (UTC)"),
+    )
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--units", is_flag=True, help="List the work units too.")
+@click.option("--log", "log_lines", type=click.IntRange(0), default=15, show_default=True, help="Log lines to show.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def jobs_show(job_id, units, log_lines, as_json) -> None:
+    """One job: parameters, progress, counts, error, log tail."""
+    from db import jobs as jobs_db
+
+    engine = _engine()
+    job = jobs_db.get_job(engine, job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    tail = jobs_db.log_tail(engine, job.id, log_lines) if log_lines else []
+    if as_json:
+        click.echo(json.dumps({
+            "id": job.id, "kind": job.kind, "queue": job.queue, "status": job.status, "params": job.params,
+            "progress": [job.progress_done, job.progress_total], "counts": job.counts, "error": job.error,
+            "launched_by": job.launched_by, "created_at": _fmt_time(job.created_at), "started_at": _fmt_time(job.started_at),
+            "finished_at": _fmt_time(job.finished_at), "log": [f"{_fmt_time(l.ts)} {l.level} {l.message}" for l in tail],
+        }, indent=2, default=str))
+        return
+    click.echo(f"job       {job.id}\nkind      {job.kind} on {job.queue!r}\nstatus    {job.status}")
+    click.echo(f"progress  {job.progress_done}/{job.progress_total}\nby        {job.launched_by}")
+    click.echo(f"created   {_fmt_time(job.created_at)}  started {_fmt_time(job.started_at)}  finished {_fmt_time(job.finished_at)}")
+    click.echo(f"params    {json.dumps(job.params, default=str)[:600]}")
+    if job.counts:
+        click.echo("counts    " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
+    if job.error:
+        click.secho(f"error     {job.error}", fg="red")
+    if units:
+        rows = jobs_db.job_units(engine, job.id)
+        _echo_table([(u.id.rsplit(".", 1)[1], u.phase, u.status, u.attempts, f"{u.done}/{u.size}", (u.error or "")[:60]) for u in rows], ("unit", "phase", "status", "tries", "done", "error"))
+    if tail:
+        click.echo("log:")
+        for line in tail:
+            click.echo(f"  {_fmt_time(line.ts)} {line.level:<7} {line.message}")
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+def jobs_cancel(job_id) -> None:
+    """Cancel a job: pending units are dropped, running ones stop after their current batch."""
+    from db import jobs as jobs_db
+    from workers.submit import cancel_job
+
+    job = jobs_db.get_job(_engine(), job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    click.echo(f"job {job.id}: {cancel_job(job.id)}")
+
+
+@jobs.command("retry")
+@click.argument("job_id")
+def jobs_retry(job_id) -> None:
+    """Run the failed and cancelled units of a finished job again (writes are idempotent)."""
+    from db import jobs as jobs_db
+    from workers.submit import retry_job
+
+    job = jobs_db.get_job(_engine(), job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    n = retry_job(job.id)
+    click.echo(f"job {job.id}: {n} unit(s) sent again" if n else f"job {job.id} has nothing to retry ({job.status})")
+
+
+@jobs.command("wait")
+@click.argument("job_id")
+def jobs_wait(job_id) -> None:
+    """Wait for a job with a progress bar; exit code 0 only if it succeeded."""
+    from db import jobs as jobs_db
+
+    job = jobs_db.get_job(_engine(), job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    sys.exit(wait_for_job(job.id))
+
+
+@jobs.command("reap")
+def jobs_reap() -> None:
+    """Take back units of dead workers and resend lost messages now (workers also do this on a timer)."""
+    from workers.app import app
+    from workers.worker_signals import reap_once
+
+    _engine()
+    click.echo(f"{reap_once(load_settings(), app)} unit(s) sent again")
+
+
+# ---- errors and status -------------------------------------------------------------------------------
+@cli.command()
+@click.option("--job", "job_id", help="Only this job's errors.")
+@click.option("--stage", type=click.Choice(["row", "image", "ocr"]))
+@click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
+def errors(job_id, stage, limit) -> None:
+    """Rows and images that were refused, with the reason (source rows shown redacted)."""
+    from db import queries
+    from db.store import open_store
+
+    s = load_settings()
+    lake = open_store(s.catalog_url, s.data_path)
+    if job_id:
+        from db import jobs as jobs_db
+
+        job = jobs_db.get_job(_engine(), job_id)
+        job_id = job.id if job else job_id
+    summary = queries.error_summary(lake, job_id)
+    if not summary:
+        click.echo("no errors recorded")
+        return
+    _echo_table(summary, ("stage", "code", "count"))
+    click.echo()
+    for e in queries.error_rows(lake, job_id=job_id, stage=stage, limit=limit):
+        where = f"row {e['row_number']}" if e["row_number"] is not None else (e["subject"] or "")[:40]
+        click.echo(f"[{e['stage']}/{e['code']}] {where}: {e['message']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json) -> None:
+    """Counts per stage, redactions, errors, jobs and live workers."""
+    from db import jobs as jobs_db
+    from db import queries
+    from db.store import open_store
+
+    s = load_settings()
+    lake = open_store(s.catalog_url, s.data_path)
+    engine = _engine()
+    counts = queries.stage_counts(lake)
+    redactions = queries.redaction_totals(lake)
+    job_counts = jobs_db.status_counts(engine)
+    workers = jobs_db.live_workers(engine, max_age_seconds=max(10.0, s.lease_seconds))
+    if as_json:
+        click.echo(json.dumps({"stages": counts, "redactions": redactions, "jobs": job_counts, "workers": [w.id for w in workers]}, indent=2))
+        return
+    click.echo(f"store     {s.describe()['catalog']}  (data {s.data_path})")
+    click.echo(f"ingest    {counts['sources']} source(s), {counts['items']} item(s): {counts['items_catalog']} catalog, {counts['items_feedback']} feedback")
+    click.echo(f"images    {counts['images']} image(s) ({counts['image_contents']} distinct), {counts['items_with_images']} item(s) with images")
+    click.echo(f"ocr       {counts['images_ocr']}/{counts['image_contents']} image(s) read, {counts['images_with_text']} with text")
+    click.echo(f"redacted  " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing"))
+    click.echo(f"errors    {counts['errors']} recorded (vitpro errors)")
+    click.echo(f"jobs      " + (", ".join(f"{k} {v}" for k, v in sorted(job_counts.items())) or "none"))
+    click.echo(f"workers   {len(workers)} live" + (f": {', '.join(w.id + ' [' + w.queues + ']' for w in workers)}" if workers else ""))
+
+
+# ---- demo --------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--no-ui", is_flag=True, help="Run the pipeline and print the summary; do not start the web app.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to write the demo data (default: $VITPRO_HOME/demo-data).")
+@click.option("--products", type=click.IntRange(4, 2000), default=24, show_default=True, help="Synthetic products (one catalog row and photo each).")
+@click.option("--complaints", type=click.IntRange(2, 2000), default=16, show_default=True, help="Customer complaint transcripts (with damaged-product photos).")
+@click.option("--workers", "n_workers", type=click.IntRange(1, 8), default=2, show_default=True, help="Worker processes to start.")
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(no_ui, out, products, complaints, n_workers, seed) -> None:
+    """Build demo data and run every stage end to end through real workers (embedded defaults)."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(out=out, products=products, complaints=complaints, n_workers=n_workers, seed=seed, ui=not no_ui))
+
+
+def main() -> None:
+    cli(prog_name="vitpro")
+
+
+if __name__ == "__main__":
+    main()

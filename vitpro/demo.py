@@ -1,0 +1,91 @@
+"""`vitpro demo`: make demo data, start real workers on the embedded broker, run every stage, summarise.
+
+Later stages (scores, generation, filters, training) add their steps to :data:`STAGES`-style code below.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .settings import load_settings
+
+
+def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
+    """How many catalog photos had their printed brand read back by OCR: a real check of the OCR stage."""
+    rows = lake.fetchall(
+        "SELECT it.brand, o.text FROM items it JOIN images im USING (item_id) JOIN ocr o ON o.sha256 = im.sha256 "
+        "WHERE it.kind = 'catalog'"
+    )
+    hits = sum(1 for brand, text in rows if brand and text and brand.upper() in text.upper())
+    return hits, len(rows)
+
+
+def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool) -> int:
+    from db import jobs as jobs_db
+    from db import queries
+    from db.app_engine import write_engine
+    from db.store import init_store, open_store
+    from curation.mapping import ColumnMapping
+    from workers.jobs import ingest as ingest_job
+    from workers.jobs import ocr as ocr_job
+    from workers.submit import submit_job
+
+    from .cli import wait_for_job
+    from .demo_data import write_demo_data
+    from .local_workers import local_workers
+
+    s = load_settings()
+    out = (out or s.home / "demo-data").resolve()
+    started = time.monotonic()
+    click.secho("VIT-Pro Curation Studio demo", bold=True)
+    click.echo(f"store: {s.describe()['catalog']}   broker: {s.describe()['broker']}")
+    if ui:
+        click.secho("note: the web app is not part of this release yet; running the pipeline only (same as --no-ui)", fg="yellow")
+
+    click.echo(f"1/4 making demo data in {out} ...")
+    made = write_demo_data(out, products=products, complaints=complaints, seed=seed)
+    click.echo(f"    {made['products']} product photos + catalog rows, {made['complaints']} complaint transcripts ({made['bad_rows']} with bad input on purpose)")
+
+    init_store(s.catalog_url, s.data_path)
+    engine = write_engine(s.catalog_url)
+    results: dict[str, int] = {}
+    log_path = s.home / "demo-workers.log"
+    click.echo(f"2/4 starting {n_workers} worker process(es) (log: {log_path})")
+    with local_workers("cpu,gpu,train", processes=n_workers, log_path=log_path):
+        catalog = ColumnMapping.from_yaml(out / "catalog.yaml")
+        feedback = ColumnMapping.from_yaml(out / "complaints.yaml")
+        click.echo("3/4 ingest: catalog and complaint transcripts, redacted before storage")
+        job_catalog = submit_job("ingest", ingest_job.prepare_params(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8), settings=s)
+        job_feedback = submit_job("ingest", ingest_job.prepare_params(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4), settings=s)
+        results["ingest catalog"] = wait_for_job(job_catalog)
+        results["ingest complaints"] = wait_for_job(job_feedback)
+        click.echo("4/4 OCR of every photo (rapidocr on CPU)")
+        job_ocr = submit_job("ocr", ocr_job.prepare_params(batch_size=8), settings=s)
+        results["ocr"] = wait_for_job(job_ocr)
+
+    lake = open_store(s.catalog_url, s.data_path)
+    counts = queries.stage_counts(lake)
+    redactions = queries.redaction_totals(lake)
+    hits, read = _ocr_hits(lake, made["brands"])
+    sample = lake.fetchone(
+        "SELECT feedback_text FROM items WHERE kind = 'feedback' AND source_id IN (SELECT source_id FROM sources WHERE name = 'demo-complaints') ORDER BY row_number LIMIT 1"
+    )
+    click.echo()
+    click.secho("summary", bold=True)
+    click.echo(f"  items      {counts['items']} ({counts['items_catalog']} catalog, {counts['items_feedback']} feedback)")
+    click.echo(f"  images     {counts['images']} stored, {counts['images_ocr']} read by OCR, {counts['images_with_text']} with text")
+    click.echo(f"  OCR check  brand printed on the package read back on {hits} of {read} catalog photos")
+    click.echo("  redacted   " + ", ".join(f"{k} {v}" for k, v in redactions.items()))
+    errs = queries.error_summary(lake)
+    click.echo("  refused    " + (", ".join(f"{stage}/{code} {n}" for stage, code, n in errs) or "nothing"))
+    for job_id in (job_catalog, job_feedback, job_ocr):
+        job = jobs_db.get_job(engine, job_id)
+        click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
+    if sample:
+        click.echo("  a stored transcript, as the model will see it:")
+        for line in sample[0].splitlines()[:6]:
+            click.echo(f"    | {line}")
+    click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro errors`, `vitpro jobs list`.")
+    return 0 if all(code == 0 for code in results.values()) else 1

@@ -1,0 +1,105 @@
+"""Where the store, broker and blobs live, read from the environment.
+
+Everything defaults to files under one home folder (``./var``) so that the demo needs no service; one
+variable each switches the catalog to PostgreSQL and the broker to Redis. This module stays free of heavy
+imports: the UI and the command line read it at start-up.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    catalog_url: str  # sqlite:///… or postgresql://…; holds the DuckLake catalog and the app tables
+    data_path: str  # where DuckLake writes its Parquet files
+    blob_path: Path  # content-addressed copies of every ingested image
+    broker_url: str
+    result_backend: str
+    image_roots: tuple[Path, ...] = ()  # if set, the only folders local images may come from
+    lease_seconds: float = 60.0  # a unit whose worker stops renewing for this long is taken back
+    max_unit_attempts: int = 3
+    redact: bool = True
+    user: str = field(default_factory=getpass.getuser)
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return max(0.2, self.lease_seconds / 3)
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith(("sqla+", "sqlalchemy+"))
+
+    @property
+    def catalog_kind(self) -> str:
+        return "postgresql" if self.catalog_url.startswith("postgres") else "sqlite"
+
+    def describe(self) -> dict[str, str]:
+        """What to print to a user: no passwords."""
+        return {
+            "home": str(self.home),
+            "catalog": _hide_password(self.catalog_url),
+            "data path": self.data_path,
+            "blobs": str(self.blob_path),
+            "broker": _hide_password(self.broker_url),
+            "result backend": _hide_password(self.result_backend),
+        }
+
+
+def _hide_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"
+
+
+def load_settings() -> Settings:
+    """Read the settings from ``VITPRO_*`` environment variables (see the README's table)."""
+    home = Path(_env("VITPRO_HOME", "var")).expanduser().resolve()
+    catalog = _env("VITPRO_CATALOG", f"sqlite:///{home / 'catalog.sqlite'}")
+    data_path = _env("VITPRO_DATA_PATH", str(home / "lake"))
+    if "://" not in data_path:
+        data_path = str(Path(data_path).expanduser().resolve())
+    if not data_path.endswith("/"):
+        data_path += "/"
+    blobs = Path(_env("VITPRO_BLOB_PATH", str(home / "blobs"))).expanduser().resolve()
+    broker = _env("VITPRO_BROKER", f"sqla+sqlite:///{home / 'broker.sqlite'}")
+    default_backend = (
+        broker if broker.startswith(("redis://", "rediss://")) else f"db+sqlite:///{home / 'results.sqlite'}"
+    )
+    backend = _env("VITPRO_RESULT_BACKEND", default_backend)
+    roots = tuple(
+        Path(p).expanduser().resolve() for p in (_env("VITPRO_IMAGE_ROOTS", "") or "").split(os.pathsep) if p
+    )
+    return Settings(
+        home=home,
+        catalog_url=catalog,
+        data_path=data_path,
+        blob_path=blobs,
+        broker_url=broker,
+        result_backend=backend,
+        image_roots=roots,
+        lease_seconds=float(_env("VITPRO_LEASE_SECONDS", "60")),
+        max_unit_attempts=int(_env("VITPRO_MAX_ATTEMPTS", "3")),
+        redact=_env_bool("VITPRO_REDACT", True),
+        user=_env("VITPRO_USER") or getpass.getuser(),
+    )

@@ -1,0 +1,221 @@
+"""The ingest job: plan = cut the source into row ranges; unit = read, redact, fetch images, write;
+finalize = drop copies two units raced to insert."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from curation.images import ImageError, ImageLimits, inspect_image, read_reference, store_blob
+from curation.ingest import ItemDraft, RowFailure, TextLimits, build_item
+from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
+from curation.readers import RowRange, SourceError, detect_format, plan_ranges, read_range, source_columns
+from curation.redaction import RedactionConfig, Redactor
+from db import batches
+from db.jobs import UnitSpec
+
+from ..runtime import PermanentError, UnitContext
+
+KIND = "ingest"
+QUEUE = "cpu"
+DEFAULT_ROWS_PER_UNIT = 200
+
+
+def source_id_for(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_image_root(root: Path, allowed: tuple[Path, ...]) -> None:
+    if allowed and not any(root == a or a in root.parents for a in allowed):
+        raise MappingError(f"image root {root} is not under an allowed root ({', '.join(map(str, allowed))}); see VITPRO_IMAGE_ROOTS")
+
+
+def prepare_params(
+    *,
+    source: str,
+    fmt: str | None,
+    mapping: ColumnMapping | None,
+    name: str | None,
+    image_root: str | None,
+    redact: bool,
+    allowed_roots: tuple[Path, ...] = (),
+    delimiter: str | None = None,
+    rows_per_unit: int = DEFAULT_ROWS_PER_UNIT,
+    text_limits: TextLimits = TextLimits(),
+    image_limits: ImageLimits = ImageLimits(),
+) -> dict[str, Any]:
+    """Check what can be checked before a job exists (file, format, mapping vs columns) and return the
+    job's parameters. Raises SourceError / MappingError with a message for the user."""
+    path = Path(source).expanduser().resolve()
+    fmt = detect_format(path, fmt)
+    if mapping is None:
+        if fmt != "abo":
+            raise MappingError("no column mapping: pass --map field=column (or --mapping FILE.yaml)")
+        mapping = ABO_MAPPING
+    columns, exhaustive = source_columns(path, fmt, delimiter=delimiter, languages=mapping.languages)
+    if exhaustive:
+        mapping.check_against(columns)
+    elif fmt != "abo":
+        seen = set(columns)
+        never = sorted(c for c in mapping.referenced_columns() if c not in seen)
+        if never:
+            raise MappingError(
+                f"column(s) {', '.join(map(repr, never))} appear in none of the first rows; keys seen: {', '.join(columns)}"
+            )
+    root = Path(image_root).expanduser().resolve() if image_root else path.parent
+    check_image_root(root, allowed_roots)
+    name = name or path.stem
+    return {
+        "source": str(path),
+        "format": fmt,
+        "name": name,
+        "source_id": source_id_for(name),
+        "mapping": mapping.to_dict(),
+        "image_root": str(root),
+        "delimiter": delimiter,
+        "redact": redact,
+        "rows_per_unit": rows_per_unit,
+        "text_limits": asdict(text_limits),
+        "image_limits": asdict(image_limits),
+    }
+
+
+def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
+    p = ctx.params
+    path = Path(p["source"])
+    try:
+        ranges = plan_ranges(path, p["format"], int(p["rows_per_unit"]), delimiter=p.get("delimiter"))
+        sha = file_sha256(path)
+    except (SourceError, OSError) as exc:
+        raise PermanentError(f"cannot read the source: {exc}") from exc
+    batches.write_source(
+        ctx.lake,
+        {
+            "source_id": p["source_id"],
+            "name": p["name"],
+            "uri": str(path),
+            "format": p["format"],
+            "item_kind": p["mapping"]["kind"],
+            "file_sha256": sha,
+            "file_bytes": path.stat().st_size,
+            "mapping": p["mapping"],
+            "redacted": bool(p["redact"]),
+            "job_id": ctx.job_id,
+            "run_id": ctx.run_id,
+            "created_at": batches.now_utc(),
+        },
+    )
+    rows = sum(r.n_rows for r in ranges)
+    ctx.log(f"{rows} row(s) in {path.name}, {len(ranges)} unit(s) of up to {p['rows_per_unit']}")
+    specs = [UnitSpec({"start_row": r.start_row, "offset": r.offset, "n_rows": r.n_rows}, r.n_rows) for r in ranges]
+    return specs, {"set": {"rows": rows}}
+
+
+def _error_row(ctx: UnitContext, stage: str, code: str, message: str, *, row_number=None, item_id=None, subject=None, source_row=None) -> dict[str, Any]:
+    return {
+        "job_id": ctx.job_id,
+        "run_id": ctx.run_id,
+        "stage": stage,
+        "code": code,
+        "message": message,
+        "source_id": ctx.params["source_id"],
+        "row_number": row_number,
+        "item_id": item_id,
+        "subject": subject,
+        "source_row": source_row,
+        "created_at": batches.now_utc(),
+    }
+
+
+def run(ctx: UnitContext) -> dict[str, Any]:
+    p = ctx.params
+    mapping = ColumnMapping.from_dict(p["mapping"])
+    redactor = Redactor(RedactionConfig(enabled=bool(p["redact"]), extra_patterns=mapping.redaction_patterns))
+    text_limits = TextLimits(**p["text_limits"])
+    image_limits = ImageLimits(**p["image_limits"])
+    root = Path(p["image_root"])
+    blob_root = ctx.settings.blob_path
+    rng = RowRange(**ctx.payload)
+
+    drafts: dict[str, ItemDraft] = {}
+    errors: list[dict[str, Any]] = []
+    failed = duplicates_in_unit = 0
+    seen_rows = 0
+    try:
+        for row in read_range(p["source"], p["format"], rng, delimiter=p.get("delimiter"), languages=mapping.languages):
+            seen_rows += 1
+            result = build_item(row, mapping, redactor, source_id=p["source_id"], source_name=p["name"], limits=text_limits)
+            if isinstance(result, RowFailure):
+                failed += 1
+                errors.append(_error_row(ctx, "row", result.code, result.message, row_number=result.row_number, source_row=result.source_row))
+            elif result.item["item_id"] in drafts:
+                duplicates_in_unit += 1
+            else:
+                drafts[result.item["item_id"]] = result
+    except (SourceError, OSError) as exc:
+        raise PermanentError(f"cannot read the source: {exc}") from exc
+
+    already = batches.existing_item_ids(ctx.lake, list(drafts), exclude_run=ctx.run_id)
+    items, images = [], []
+    images_failed = 0
+    now = batches.now_utc()
+    for i, (item_id, draft) in enumerate(drafts.items()):
+        if i % 20 == 0:
+            ctx.check()
+            ctx.progress(min(i, rng.n_rows))
+        if item_id in already:
+            continue
+        position = 0
+        for ref in draft.image_refs:
+            try:
+                info = inspect_image(read_reference(ref, root, image_limits), image_limits)
+                blob = store_blob(blob_root, info)
+            except ImageError as exc:
+                images_failed += 1
+                errors.append(_error_row(ctx, "image", exc.code, exc.message, row_number=draft.row_number, item_id=item_id, subject=ref[:500]))
+                continue
+            images.append(
+                {
+                    "image_id": hashlib.sha256(f"{item_id}\x1f{position}".encode()).hexdigest()[:24],
+                    "item_id": item_id,
+                    "position": position,
+                    "source_ref": ref[:2000],
+                    "sha256": info.sha256,
+                    "width": info.width,
+                    "height": info.height,
+                    "format": info.format,
+                    "n_bytes": info.n_bytes,
+                    "blob_path": blob,
+                    "run_id": ctx.run_id,
+                    "ingested_at": now,
+                }
+            )
+            position += 1
+        items.append(dict(draft.item, n_images=position, run_id=ctx.run_id, ingested_at=now))
+    ctx.check()
+    written = batches.write_ingest_batch(ctx.lake, ctx.run_id, items, images, errors)
+    ingested = written["inserted"]
+    return {
+        "rows": seen_rows,
+        "ingested": ingested,
+        "skipped": len(drafts) - ingested + duplicates_in_unit,
+        "failed": failed,
+        "images_ingested": written["images_inserted"],
+        "images_failed": images_failed,
+    }
+
+
+def finalize(ctx: UnitContext) -> dict[str, Any]:
+    removed = batches.dedupe_items(ctx.lake, ctx.params["source_id"])
+    if removed:
+        ctx.log(f"removed {removed} duplicate item(s) that two units inserted at once")
+    return {"adjust": {"ingested": -removed, "skipped": removed}} if removed else {}

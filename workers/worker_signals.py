@@ -1,0 +1,79 @@
+"""Per-worker housekeeping: announce the worker, and run the reaper on a timer in its main process.
+
+Every worker runs a reaper; their UPDATEs are conditional, so two reapers never resend the same unit
+twice in one round, and a copy sent anyway is dropped at claim time.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from db import jobs
+from db.app_engine import dispose_engines, write_engine
+from db.lake import forget_shared_lakes
+from db.store import open_store
+from vitpro.settings import load_settings
+
+log = logging.getLogger("vitpro.reaper")
+_stop = threading.Event()
+_state: dict = {}
+
+
+def reap_once(settings, app) -> int:
+    from .dispatch import send_units
+
+    engine = write_engine(settings.catalog_url)
+    dispatches = jobs.reap(engine, settings.lease_seconds, settings.max_unit_attempts)
+    if dispatches:
+        log.info("reaper resends %d unit(s)", len(dispatches))
+        send_units(app, engine, dispatches)
+    return len(dispatches)
+
+
+def _loop(sender) -> None:
+    settings = load_settings()
+    engine = write_engine(settings.catalog_url)
+    worker_id = _state["worker_id"]
+    queues = ",".join(sorted(q.name for q in sender.app.amqp.queues.consume_from.values())) if sender.app.amqp.queues.consume_from else "?"
+    interval = max(0.5, settings.lease_seconds / 3)
+    while True:
+        try:
+            jobs.touch_worker(engine, worker_id, socket.gethostname(), os.getpid(), queues)
+            reap_once(settings, sender.app)
+        except Exception:
+            log.exception("reaper round failed; next round in %.1f s", interval)
+        if _stop.wait(interval):
+            return
+
+
+@worker_ready.connect
+def _start_reaper(sender=None, **_kwargs) -> None:
+    settings = load_settings()
+    open_store(settings.catalog_url, settings.data_path)  # create the store on a fresh machine
+    _state["worker_id"] = f"{socket.gethostname()}:{os.getpid()}"
+    threading.Thread(target=_loop, args=(sender,), name="vitpro-reaper", daemon=True).start()
+
+
+@worker_process_init.connect
+def _fresh_connections(**_kwargs) -> None:
+    # A forked pool child must not share the parent's database connections.
+    dispose_engines(close=False)
+    forget_shared_lakes()
+    from db import store
+
+    store.forget_ready()
+
+
+@worker_shutdown.connect
+def _stop_reaper(**_kwargs) -> None:
+    _stop.set()
+    worker_id = _state.get("worker_id")
+    if worker_id:
+        try:
+            jobs.remove_worker(write_engine(load_settings().catalog_url), worker_id)
+        except Exception:
+            pass
