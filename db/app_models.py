@@ -39,6 +39,11 @@ PHASE_PLAN, PHASE_WORK, PHASE_FINALIZE = 0, 1, 2
 ROLES = ("annotator", "admin")
 
 
+def owned_by_app(name: str | None, type_: str, parent_names: dict) -> bool:
+    """Alembic filter: the catalog database also holds DuckLake's own tables; never touch those."""
+    return not (type_ == "table" and name is not None and name.startswith("ducklake_"))
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict: JSON, list: JSON}
 

@@ -220,9 +220,16 @@ class Lake:
 
 
 def _prepare_sqlite(path: str) -> None:
-    """WAL lets readers (the UI, DuckLake's catalog reads) go on while a worker commits."""
+    """Create a new catalog file in WAL mode (persistent), so readers go on while a worker commits.
+
+    Only a file that does not exist yet is touched: DuckDB links its own copy of SQLite, and opening a
+    file this process's DuckDB already has open through Python's sqlite3 would release DuckDB's POSIX
+    locks on close (sqlite.org, "How To Corrupt An SQLite Database File", 2.2.1).
+    """
     import sqlite3
 
+    if Path(path).exists():
+        return
     con = sqlite3.connect(path, timeout=30)
     try:
         con.execute("PRAGMA journal_mode=WAL")

@@ -19,10 +19,19 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 742_001  # any constant; serialises concurrent `init` on PostgreSQL
 
 
-@dataclass
-class StoreInfo:
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the store lives. ``app_url`` is the catalog's own URL on PostgreSQL; on SQLite it is a file
+    of its own (see vitpro/settings.py for why)."""
+
     catalog_url: str
     data_path: str
+    app_url: str
+
+
+@dataclass
+class StoreInfo:
+    config: StoreConfig
     lake_migrations_applied: list[int]
     app_revision: str | None
 
@@ -37,14 +46,14 @@ def app_head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-def app_current_revision(catalog_url: str) -> str | None:
-    with write_engine(catalog_url).connect() as conn:
+def app_current_revision(app_url: str) -> str | None:
+    with write_engine(app_url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def migrate_app_tables(catalog_url: str) -> str | None:
+def migrate_app_tables(app_url: str) -> str | None:
     """Bring the app tables to Alembic's head; concurrent callers wait for each other."""
-    engine = write_engine(catalog_url)
+    engine = write_engine(app_url)
     cfg = _alembic_config()
     with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: one migrator at a time
         if conn.dialect.name == "postgresql":
@@ -54,31 +63,31 @@ def migrate_app_tables(catalog_url: str) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-_ready: set[tuple[str, str]] = set()
+_ready: set[StoreConfig] = set()
 _ready_lock = threading.Lock()
 
 
-def init_store(catalog_url: str, data_path: str) -> StoreInfo:
+def init_store(config: StoreConfig) -> StoreInfo:
     """Create whatever is missing. Running it twice, or from two processes at once, is harmless."""
-    lake = shared_lake(catalog_url, data_path)
+    lake = shared_lake(config.catalog_url, config.data_path)
     applied = lake_schema.migrate(lake)
-    revision = migrate_app_tables(catalog_url)
+    revision = migrate_app_tables(config.app_url)
     with _ready_lock:
-        _ready.add((catalog_url, data_path))
-    return StoreInfo(catalog_url, data_path, applied, revision)
+        _ready.add(config)
+    return StoreInfo(config, applied, revision)
 
 
-def open_store(catalog_url: str, data_path: str) -> Lake:
+def open_store(config: StoreConfig) -> Lake:
     """The process's lake connection, creating the store on first use so no command needs `init` first."""
     with _ready_lock:
-        ready = (catalog_url, data_path) in _ready
+        ready = config in _ready
     if not ready:
-        lake = shared_lake(catalog_url, data_path)
-        if lake_schema.applied_version(lake) < lake_schema.LATEST or app_current_revision(catalog_url) != app_head_revision():
-            init_store(catalog_url, data_path)
+        lake = shared_lake(config.catalog_url, config.data_path)
+        if lake_schema.applied_version(lake) < lake_schema.LATEST or app_current_revision(config.app_url) != app_head_revision():
+            init_store(config)
         with _ready_lock:
-            _ready.add((catalog_url, data_path))
-    return shared_lake(catalog_url, data_path)
+            _ready.add(config)
+    return shared_lake(config.catalog_url, config.data_path)
 
 
 def forget_ready() -> None:

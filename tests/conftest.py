@@ -147,7 +147,7 @@ def wait_for_worker_registration(pid: int, worker: WorkerProcess, timeout: float
         if worker.proc.poll() is not None:
             raise AssertionError(f"worker exited with {worker.proc.returncode}:\n{worker.log()[-3000:]}")
         try:
-            live = jobs.live_workers(write_engine(load_settings().catalog_url), 60)
+            live = jobs.live_workers(write_engine(load_settings().app_url), 60)
             if any(w.pid == pid for w in live):
                 return
         except Exception:
@@ -162,7 +162,7 @@ def wait_job(job_id: str, timeout: float = 120):
     from db.app_engine import write_engine
     from vitpro.settings import load_settings
 
-    engine = write_engine(load_settings().catalog_url)
+    engine = write_engine(load_settings().app_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = jobs.get_job(engine, job_id)

@@ -59,7 +59,7 @@ def init() -> None:
     from db.store import init_store
 
     s = load_settings()
-    info = init_store(s.catalog_url, s.data_path)
+    info = init_store(s.store)
     for key, value in s.describe().items():
         click.echo(f"{key:>15}: {value}")
     click.echo(
@@ -77,7 +77,7 @@ def wait_for_job(job_id: str, *, quiet: bool = False, poll: float = 0.3) -> int:
     from workers.submit import queue_has_worker
 
     s = load_settings()
-    engine = write_engine(s.catalog_url)
+    engine = write_engine(s.app_url)
     job = jobs.get_job(engine, job_id)
     if job is None:
         _fail(f"no job {job_id}")
@@ -267,8 +267,8 @@ def _engine():
     from db.store import open_store
 
     s = load_settings()
-    open_store(s.catalog_url, s.data_path)
-    return write_engine(s.catalog_url)
+    open_store(s.store)
+    return write_engine(s.app_url)
 
 
 def _fmt_time(value) -> str:
@@ -389,7 +389,7 @@ def errors(job_id, stage, limit) -> None:
     from db.store import open_store
 
     s = load_settings()
-    lake = open_store(s.catalog_url, s.data_path)
+    lake = open_store(s.store)
     if job_id:
         from db import jobs as jobs_db
 
@@ -415,7 +415,7 @@ def status(as_json) -> None:
     from db.store import open_store
 
     s = load_settings()
-    lake = open_store(s.catalog_url, s.data_path)
+    lake = open_store(s.store)
     engine = _engine()
     counts = queries.stage_counts(lake)
     redactions = queries.redaction_totals(lake)

@@ -48,8 +48,8 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     made = write_demo_data(out, products=products, complaints=complaints, seed=seed)
     click.echo(f"    {made['products']} product photos + catalog rows, {made['complaints']} complaint transcripts ({made['bad_rows']} with bad input on purpose)")
 
-    init_store(s.catalog_url, s.data_path)
-    engine = write_engine(s.catalog_url)
+    init_store(s.store)
+    engine = write_engine(s.app_url)
     results: dict[str, int] = {}
     log_path = s.home / "demo-workers.log"
     click.echo(f"2/4 starting {n_workers} worker process(es) (log: {log_path})")
@@ -65,7 +65,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         job_ocr = submit_job("ocr", ocr_job.prepare_params(batch_size=8), settings=s)
         results["ocr"] = wait_for_job(job_ocr)
 
-    lake = open_store(s.catalog_url, s.data_path)
+    lake = open_store(s.store)
     counts = queries.stage_counts(lake)
     redactions = queries.redaction_totals(lake)
     hits, read = _ocr_hits(lake, made["brands"])

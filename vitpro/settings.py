@@ -27,8 +27,9 @@ def _env_bool(name: str, default: bool) -> bool:
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    catalog_url: str  # sqlite:///… or postgresql://…; holds the DuckLake catalog and the app tables
+    catalog_url: str  # sqlite:///… or postgresql://…: the DuckLake catalog
     data_path: str  # where DuckLake writes its Parquet files
+    app_url: str  # the app tables (jobs, users): the catalog's PostgreSQL database, or a SQLite file of their own
     blob_path: Path  # content-addressed copies of every ingested image
     broker_url: str
     result_backend: str
@@ -37,6 +38,12 @@ class Settings:
     max_unit_attempts: int = 3
     redact: bool = True
     user: str = field(default_factory=getpass.getuser)
+
+    @property
+    def store(self):
+        from db.store import StoreConfig
+
+        return StoreConfig(self.catalog_url, self.data_path, self.app_url)
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -55,6 +62,7 @@ class Settings:
         return {
             "home": str(self.home),
             "catalog": _hide_password(self.catalog_url),
+            "app tables": _hide_password(self.app_url),
             "data path": self.data_path,
             "blobs": str(self.blob_path),
             "broker": _hide_password(self.broker_url),
@@ -76,6 +84,11 @@ def load_settings() -> Settings:
     """Read the settings from ``VITPRO_*`` environment variables (see the README's table)."""
     home = Path(_env("VITPRO_HOME", "var")).expanduser().resolve()
     catalog = _env("VITPRO_CATALOG", f"sqlite:///{home / 'catalog.sqlite'}")
+    # Embedded mode keeps the app tables out of the catalog's SQLite file: DuckDB carries its own copy of
+    # SQLite, and two SQLite libraries on one file in one process break SQLite's locking (stale reads were
+    # seen here; sqlite.org lists it as a way to corrupt a database). PostgreSQL has no such problem.
+    app_default = catalog if catalog.startswith("postgres") else f"sqlite:///{home / 'app.sqlite'}"
+    app_url = _env("VITPRO_APP_DB", app_default)
     data_path = _env("VITPRO_DATA_PATH", str(home / "lake"))
     if "://" not in data_path:
         data_path = str(Path(data_path).expanduser().resolve())
@@ -94,6 +107,7 @@ def load_settings() -> Settings:
         home=home,
         catalog_url=catalog,
         data_path=data_path,
+        app_url=app_url,
         blob_path=blobs,
         broker_url=broker,
         result_backend=backend,

@@ -43,7 +43,7 @@ class UnitContext:
         self.settings = settings
         self.claimed = claimed
         self.owner = owner
-        self.engine = write_engine(settings.catalog_url)
+        self.engine = write_engine(settings.app_url)
         self._lake: Lake | None = None
         self._done = 0
         self._lease_lost = threading.Event()
@@ -74,7 +74,7 @@ class UnitContext:
     @property
     def lake(self) -> Lake:
         if self._lake is None:
-            self._lake = open_store(self.settings.catalog_url, self.settings.data_path)
+            self._lake = open_store(self.settings.store)
         return self._lake
 
     # ---- reporting -----------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def owner_id() -> str:
 def execute_unit(unit_id: str, *, settings: Settings | None = None, send: Callable | None = None) -> str:
     """Run one unit to an outcome; returns a short word for Celery's log."""
     settings = settings or load_settings()
-    engine = write_engine(settings.catalog_url)
+    engine = write_engine(settings.app_url)
     owner = owner_id()
     claimed = jobs.claim_unit(engine, unit_id, owner, settings.lease_seconds)
     if claimed is None:

@@ -15,8 +15,8 @@ def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None =
     settings = settings or load_settings()
     if kind not in HANDLERS:
         raise ValueError(f"unknown job kind {kind!r}; kinds: {', '.join(sorted(HANDLERS))}")
-    open_store(settings.catalog_url, settings.data_path)
-    engine = write_engine(settings.catalog_url)
+    open_store(settings.store)
+    engine = write_engine(settings.app_url)
     handler = HANDLERS[kind]
     job_id, dispatches = jobs.create_job(
         engine, kind=kind, queue=handler.QUEUE, params=params, launched_by=launched_by or settings.user
@@ -30,7 +30,7 @@ def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None =
 
 def cancel_job(job_id: str, *, settings: Settings | None = None) -> str | None:
     settings = settings or load_settings()
-    engine = write_engine(settings.catalog_url)
+    engine = write_engine(settings.app_url)
     status = jobs.request_cancel(engine, job_id)
     if status is not None:
         from .app import app
@@ -42,7 +42,7 @@ def cancel_job(job_id: str, *, settings: Settings | None = None) -> str | None:
 
 def retry_job(job_id: str, *, settings: Settings | None = None) -> int:
     settings = settings or load_settings()
-    engine = write_engine(settings.catalog_url)
+    engine = write_engine(settings.app_url)
     dispatches = jobs.retry_job(engine, job_id)
     from .app import app
     from .dispatch import send_units
@@ -53,5 +53,5 @@ def retry_job(job_id: str, *, settings: Settings | None = None) -> int:
 
 def queue_has_worker(queue: str, *, settings: Settings | None = None) -> bool:
     settings = settings or load_settings()
-    live = jobs.live_workers(write_engine(settings.catalog_url), max_age_seconds=max(10.0, settings.lease_seconds))
+    live = jobs.live_workers(write_engine(settings.app_url), max_age_seconds=max(10.0, settings.lease_seconds))
     return any(queue in w.queues.split(",") for w in live)

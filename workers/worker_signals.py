@@ -26,7 +26,7 @@ _state: dict = {}
 def reap_once(settings, app) -> int:
     from .dispatch import send_units
 
-    engine = write_engine(settings.catalog_url)
+    engine = write_engine(settings.app_url)
     dispatches = jobs.reap(engine, settings.lease_seconds, settings.max_unit_attempts)
     if dispatches:
         log.info("reaper resends %d unit(s)", len(dispatches))
@@ -36,7 +36,7 @@ def reap_once(settings, app) -> int:
 
 def _loop(sender) -> None:
     settings = load_settings()
-    engine = write_engine(settings.catalog_url)
+    engine = write_engine(settings.app_url)
     worker_id = _state["worker_id"]
     queues = ",".join(sorted(q.name for q in sender.app.amqp.queues.consume_from.values())) if sender.app.amqp.queues.consume_from else "?"
     interval = max(0.5, settings.lease_seconds / 3)
@@ -53,7 +53,7 @@ def _loop(sender) -> None:
 @worker_ready.connect
 def _start_reaper(sender=None, **_kwargs) -> None:
     settings = load_settings()
-    open_store(settings.catalog_url, settings.data_path)  # create the store on a fresh machine
+    open_store(settings.store)  # create the store on a fresh machine
     _state["worker_id"] = f"{socket.gethostname()}:{os.getpid()}"
     threading.Thread(target=_loop, args=(sender,), name="vitpro-reaper", daemon=True).start()
 
@@ -74,6 +74,6 @@ def _stop_reaper(**_kwargs) -> None:
     worker_id = _state.get("worker_id")
     if worker_id:
         try:
-            jobs.remove_worker(write_engine(load_settings().catalog_url), worker_id)
+            jobs.remove_worker(write_engine(load_settings().app_url), worker_id)
         except Exception:
             pass

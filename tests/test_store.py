@@ -1,0 +1,131 @@
+import multiprocessing as mp
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from db import lake_schema
+from db.app_engine import write_engine
+from db.app_models import Base, owned_by_app
+from db.lake import Lake, StoreError, catalog_attach_target
+from db.store import StoreConfig, app_current_revision, app_head_revision, init_store, open_store
+from vitpro.settings import load_settings
+
+
+def _writer(catalog_url: str, data_path: str, worker: int, n: int, queue) -> None:
+    try:
+        lake = Lake(catalog_url, data_path)
+        for i in range(n):
+            run = f"w{worker}-{i}"
+            lake.transaction(
+                lambda con, run=run: (
+                    con.execute("DELETE FROM items WHERE run_id = ?", [run]),
+                    con.execute("INSERT INTO items (item_id, title, run_id) VALUES (?, ?, ?)", [f"{run}-a", "t", run]),
+                    con.execute("INSERT INTO items (item_id, title, run_id) VALUES (?, ?, ?)", [f"{run}-b", "t", run]),
+                )
+            )
+        queue.put(("ok", worker))
+    except Exception as exc:  # report, do not hang the parent
+        queue.put(("error", f"{worker}: {exc!r}"))
+
+
+def _concurrent_writes(config: StoreConfig, processes: int = 4, per_process: int = 12) -> None:
+    init_store(config)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(config.catalog_url, config.data_path, w, per_process, queue)) for w in range(processes)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert [r for r in results if r[0] != "ok"] == []
+    lake = open_store(config)
+    assert lake.scalar("SELECT count(*) FROM items") == processes * per_process * 2
+    assert lake.scalar("SELECT count(DISTINCT item_id) FROM items") == processes * per_process * 2
+
+
+def test_sqlite_store_created_twice_and_shared(home):
+    s = load_settings()
+    first = init_store(s.store)
+    assert first.lake_migrations_applied == [1] and first.app_revision == app_head_revision()
+    second = init_store(s.store)
+    assert second.lake_migrations_applied == []
+    lake = open_store(s.store)
+    tables = {t for (t,) in lake.fetchall("SHOW TABLES")}
+    assert {"sources", "items", "images", "errors", "ocr", "schema_migrations"} <= tables
+    assert (home / "catalog.sqlite").exists()
+    # a second process-level connection sees the same catalog (DuckLake, not a locked .duckdb file)
+    other = Lake(s.catalog_url, s.data_path)
+    other.transaction(lambda con: con.execute("INSERT INTO items (item_id, run_id) VALUES ('x', 'r')"))
+    assert lake.scalar("SELECT count(*) FROM items WHERE item_id = 'x'") == 1
+    assert lake.current_version() >= 3
+
+
+def test_sqlite_concurrent_writers_retry_conflicts(home):
+    s = load_settings()
+    _concurrent_writes(s.store)
+
+
+def test_postgres_store_and_concurrent_writers(pg_url, tmp_path):
+    config = StoreConfig(pg_url, str(tmp_path / "lake") + "/", pg_url)
+    info = init_store(config)
+    assert info.lake_migrations_applied == [1]
+    assert init_store(config).lake_migrations_applied == []
+    assert app_current_revision(pg_url) == app_head_revision()
+    _concurrent_writes(config, processes=3, per_process=10)
+
+
+def test_app_tables_match_the_models_after_migration(home):
+    s = load_settings()
+    init_store(s.store)
+    with write_engine(s.app_url).connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"include_name": owned_by_app}), Base.metadata)
+    assert diff == []
+
+
+def test_lake_migration_path_adds_a_column_and_keeps_rows(home, monkeypatch):
+    s = load_settings()
+    init_store(s.store)
+    lake = open_store(s.store)
+    lake.transaction(lambda con: con.execute("INSERT INTO items (item_id, title, run_id) VALUES ('keep', 'kept', 'r')"))
+    later = lake_schema.MIGRATIONS + [(2, "items.note", ["ALTER TABLE items ADD COLUMN note VARCHAR"])]
+    monkeypatch.setattr(lake_schema, "MIGRATIONS", later)
+    monkeypatch.setattr(lake_schema, "LATEST", 2)
+    assert lake_schema.migrate(lake) == [2]
+    assert lake_schema.migrate(lake) == []
+    assert lake.fetchall("SELECT item_id, title, note FROM items") == [("keep", "kept", None)]
+    assert lake_schema.applied_version(lake) == 2
+
+
+def test_bad_catalog_urls():
+    with pytest.raises(StoreError, match="unsupported catalog URL"):
+        catalog_attach_target("mysql://x/y")
+    target, ext = catalog_attach_target("postgresql://postgres:s3cret@db.example:6543/cat")
+    assert ext == "postgres" and target == "ducklake:postgres:dbname=cat host=db.example port=6543 user=postgres password=s3cret"
+    with pytest.raises(StoreError, match="cannot open the DuckLake catalog"):
+        Lake("postgresql://postgres@127.0.0.1:1/nothing", "/tmp/never/")
+
+
+def test_a_process_that_writes_the_lake_still_sees_other_processes_jobs(home):
+    """Regression: with the app tables inside DuckLake's SQLite file, a process that had committed through
+    DuckDB (its own copy of SQLite) stopped seeing rows other processes committed through SQLAlchemy."""
+    import subprocess
+    import sys
+
+    from db import jobs
+
+    s = load_settings()
+    assert s.app_url != s.catalog_url and s.app_url.endswith("app.sqlite")
+    lake = open_store(s.store)
+    engine = write_engine(s.app_url)
+    make_job = (
+        "from db import jobs; from db.app_engine import write_engine; from vitpro.settings import load_settings;"
+        "print(jobs.create_job(write_engine(load_settings().app_url), kind='ocr', queue='cpu', params={}, launched_by='x')[0])"
+    )
+    seen = []
+    for round_ in range(3):
+        lake.transaction(lambda con, r=round_: con.execute("INSERT INTO items (item_id, run_id) VALUES (?, 'r')", [f"i{r}"]))
+        job_id = subprocess.run([sys.executable, "-c", make_job], capture_output=True, text=True, check=True).stdout.strip()
+        seen.append(jobs.get_job(engine, job_id) is not None)
+    assert seen == [True, True, True]
