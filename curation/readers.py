@@ -20,6 +20,9 @@ from typing import Any, Iterator
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "abo")
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+# csv refuses fields over 128 KB by default; a long transcript must reach the length check in
+# curation.ingest (a clear "text_too_long"), not die here as a parse error.
+csv.field_size_limit(MAX_RECORD_BYTES)
 _SAMPLE_ROWS = 1000
 
 

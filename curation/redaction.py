@@ -172,7 +172,7 @@ class Redactor:
         for kind, pattern in self._extra:
             s = sub(pattern, kind, s)
         s = sub(_EMAIL, "EMAIL", s)
-        s = sub(_CARD, "CARD", s, check=lambda v, m, _s: 13 <= len(re.sub(r"\D", "", v)) <= 19 and _luhn_ok(re.sub(r"\D", "", v)))
+        s = sub(_CARD, "CARD", s, check=_card_ok)
         s = sub(_AMAZON_ORDER, "UCI", s)
         s = sub(_ID_WITH_CUE, "UCI", s, group="id", check=lambda v, m, _s: not v.startswith("[") and not _looks_like_measure(v))
         s = sub(_HASH_ID, "UCI", s)
@@ -250,6 +250,18 @@ class Redactor:
         if free_names:
             s = _WORD.sub(lambda m: bump() if m.group(0) in names else m.group(0), s)
         return s
+
+
+_CARD_CUE = re.compile(r"(?i)(?:card|visa|mastercard|amex|credit|debit|cc)\b[^\n]{0,25}$")
+
+
+def _card_ok(value: str, m: re.Match, s: str) -> bool:
+    """A Luhn-valid 13-19 digit number, or any such number right after a word like "card" (a mistyped
+    card number is still a card number)."""
+    digits = re.sub(r"\D", "", value)
+    if not 13 <= len(digits) <= 19:
+        return False
+    return _luhn_ok(digits) or bool(_CARD_CUE.search(s[: m.start()]))
 
 
 def _looks_like_measure(value: str) -> bool:

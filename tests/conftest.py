@@ -134,7 +134,7 @@ def start_worker(home, tmp_path):
 
     yield start
     for w in started:
-        stop_worker(w.proc, timeout=10)
+        stop_worker(w.proc, timeout=1, warm=False)  # then SIGKILL: a test store needs no clean exit
 
 
 def wait_for_worker_registration(pid: int, worker: WorkerProcess, timeout: float = 60) -> None:

@@ -13,9 +13,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 
 def label_image(text: str, size=(480, 240)) -> bytes:
+    """A JPEG with each line of ``text`` printed large (OCR may drop the spaces inside a line)."""
     img = Image.new("RGB", size, (245, 240, 230))
     d = ImageDraw.Draw(img)
-    d.text((30, 80), text, fill=(20, 20, 20), font=ImageFont.load_default(size=44))
+    for i, line in enumerate(text.split("\n")):
+        d.text((30, 40 + 70 * i), line, fill=(20, 20, 20), font=ImageFont.load_default(size=44))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=92)
     return buf.getvalue()

@@ -46,6 +46,9 @@ def test_bad_csv_rows_are_reported_and_the_rest_is_read(tmp_path):
         b"7,\"never closed,oops\n"
         b"8,after the broken row,still read\n"
     )
+    long_row = tmp_path / "long.csv"
+    long_row.write_bytes(b'id,text\n1,"' + b"word " * 300_000 + b'"\n2,short\n')
+    assert [len(r.fields["text"]) for r in read_range(long_row, "csv")] == [1_500_000, 5]
     rows = _all(path, "csv", 2)
     by_id = {r[0]: r for r in rows}
     assert by_id[1][1] == {"id": "1", "title": "ok", "text": "fine, with comma"}

@@ -51,9 +51,11 @@ def test_each_kind(text, kind, leftover):
     assert out.counts.get(kind, 0) >= 1, out
 
 
-def test_luhn_invalid_card_is_not_a_card():
+def test_luhn_invalid_card_is_not_a_card_unless_called_one():
     out = Redactor().redact("serial 1234 5678 9012 3456 on the box")
     assert out.counts.get("CARD", 0) == 0
+    out = Redactor().redact("my visa card 1234 5678 9012 3456 was charged")
+    assert out.text == "my visa card [CARD] was charged"
 
 
 @pytest.mark.parametrize(

@@ -371,11 +371,11 @@ def jobs_wait(job_id) -> None:
 @jobs.command("reap")
 def jobs_reap() -> None:
     """Take back units of dead workers and resend lost messages now (workers also do this on a timer)."""
-    from workers.app import app
+    from workers.app import app_for
     from workers.worker_signals import reap_once
 
     _engine()
-    click.echo(f"{reap_once(load_settings(), app)} unit(s) sent again")
+    click.echo(f"{reap_once(load_settings(), app_for())} unit(s) sent again")
 
 
 # ---- errors and status -------------------------------------------------------------------------------

@@ -192,10 +192,10 @@ def _send(settings: Settings, engine, dispatches, send: Callable | None, countdo
     if send is not None:
         send(dispatches)
         return
-    from .app import app
+    from .app import app_for
     from .dispatch import send_units
 
-    send_units(app, engine, dispatches, countdown=countdown)
+    send_units(app_for(settings), engine, dispatches, countdown=countdown)
 
 
 def _advance(settings: Settings, engine, job_id: str, send: Callable | None) -> None:

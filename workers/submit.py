@@ -21,10 +21,10 @@ def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None =
     job_id, dispatches = jobs.create_job(
         engine, kind=kind, queue=handler.QUEUE, params=params, launched_by=launched_by or settings.user
     )
-    from .app import app
+    from .app import app_for
     from .dispatch import send_units
 
-    send_units(app, engine, dispatches)
+    send_units(app_for(settings), engine, dispatches)
     return job_id
 
 
@@ -33,10 +33,10 @@ def cancel_job(job_id: str, *, settings: Settings | None = None) -> str | None:
     engine = write_engine(settings.app_url)
     status = jobs.request_cancel(engine, job_id)
     if status is not None:
-        from .app import app
+        from .app import app_for
         from .dispatch import send_units
 
-        send_units(app, engine, jobs.advance_job(engine, job_id))
+        send_units(app_for(settings), engine, jobs.advance_job(engine, job_id))
     return status
 
 
@@ -44,10 +44,10 @@ def retry_job(job_id: str, *, settings: Settings | None = None) -> int:
     settings = settings or load_settings()
     engine = write_engine(settings.app_url)
     dispatches = jobs.retry_job(engine, job_id)
-    from .app import app
+    from .app import app_for
     from .dispatch import send_units
 
-    send_units(app, engine, dispatches)
+    send_units(app_for(settings), engine, dispatches)
     return len(dispatches)
 
 
