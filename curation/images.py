@@ -13,10 +13,11 @@ import io
 import ipaddress
 import os
 import socket
-import tempfile
+import itertools
 import time
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
@@ -56,9 +57,14 @@ class ImageInfo:
 
 
 # ---- locating -----------------------------------------------------------------------------------------
+@lru_cache(maxsize=64)
+def _real_root(root: str) -> Path:
+    return Path(os.path.realpath(root))
+
+
 def resolve_local(ref: str, root: Path) -> Path:
     """The real path of ``ref`` (relative to ``root`` or absolute), refused if it leaves ``root``."""
-    root_real = Path(os.path.realpath(root))
+    root_real = _real_root(str(root))
     candidate = Path(ref)
     if not candidate.is_absolute():
         candidate = root_real / candidate
@@ -197,13 +203,16 @@ def store_blob(blob_root: Path, info: ImageInfo) -> str:
     target = blob_root / rel
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        # A name no other process or thread uses, then an atomic rename: a reader never sees half a file.
+        tmp = target.parent / f".tmp-{os.getpid()}-{next(_tmp_counter)}"
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "xb") as f:
                 f.write(info.data)
-            os.replace(tmp, target)  # atomic: a reader never sees half a file
+            os.replace(tmp, target)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
             raise
     return rel
+
+
+_tmp_counter = itertools.count()

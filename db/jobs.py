@@ -266,8 +266,10 @@ def advance_job(engine: Engine, job_id: str) -> list[Dispatch]:
             return []
         units = list(s.execute(select(WorkUnit).where(WorkUnit.job_id == job_id)).scalars())
         if job.cancel_requested:
+            started = any(u.attempts > 0 for u in units if u.phase == PHASE_WORK)
             for u in units:
-                if u.phase != PHASE_FINALIZE and u.status in (UNIT_PENDING, UNIT_BLOCKED):
+                # finalize tidies what work units wrote; if none ever ran there is nothing to tidy
+                if u.status in (UNIT_PENDING, UNIT_BLOCKED) and (u.phase != PHASE_FINALIZE or not started):
                     u.status, u.finished_at = UNIT_CANCELLED, now
         work = [u for u in units if u.phase == PHASE_WORK]
         job.progress_total = sum(u.size for u in work)

@@ -22,10 +22,10 @@ def worker_command(queues: str, concurrency: int = 1, pool: str = "prefork", log
     ]
 
 
-def start_worker(queues: str, *, concurrency: int = 1, pool: str = "prefork", log_path: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+def start_worker(queues: str, *, concurrency: int = 1, pool: str = "prefork", log_path: Path | None = None, env: dict | None = None, loglevel: str = "WARNING") -> subprocess.Popen:
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     return subprocess.Popen(
-        worker_command(queues, concurrency, pool),
+        worker_command(queues, concurrency, pool, loglevel),
         stdout=out,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},

@@ -31,13 +31,13 @@ def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None =
 def cancel_job(job_id: str, *, settings: Settings | None = None) -> str | None:
     settings = settings or load_settings()
     engine = write_engine(settings.app_url)
-    status = jobs.request_cancel(engine, job_id)
-    if status is not None:
-        from .app import app_for
-        from .dispatch import send_units
+    if jobs.request_cancel(engine, job_id) is None:
+        return None
+    from .app import app_for
+    from .dispatch import send_units
 
-        send_units(app_for(settings), engine, jobs.advance_job(engine, job_id))
-    return status
+    send_units(app_for(settings), engine, jobs.advance_job(engine, job_id))
+    return jobs.get_job(engine, job_id).status
 
 
 def retry_job(job_id: str, *, settings: Settings | None = None) -> int:

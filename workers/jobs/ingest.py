@@ -71,6 +71,7 @@ def prepare_params(
             raise MappingError(
                 f"column(s) {', '.join(map(repr, never))} appear in none of the first rows; keys seen: {', '.join(columns)}"
             )
+    RedactionConfig(extra_patterns=mapping.redaction_patterns)  # a bad pattern fails here, not in a worker
     root = Path(image_root).expanduser().resolve() if image_root else path.parent
     check_image_root(root, allowed_roots)
     name = name or path.stem

@@ -1,0 +1,16 @@
+# One image for the workers and the web app. GPU workers need the host's NVIDIA runtime
+# (the torch wheel pinned in requirements.txt carries its CUDA libraries).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+COPY . .
+RUN pip install --no-deps -e .
+
+# Celery refuses to run as root with pickle; we use JSON, but run as a user anyway.
+RUN useradd --create-home vitpro && mkdir -p /data && chown vitpro /data
+USER vitpro
+ENTRYPOINT ["vitpro"]
+CMD ["--help"]

@@ -1,0 +1,34 @@
+# The README's two commands are `make demo` and `make test`; both set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Builds demo data and runs every stage through real workers on embedded defaults (no services needed).
+demo: $(STAMP)
+	$(BIN)/vitpro demo --no-ui
+
+# The whole suite: real DuckLake, real Celery workers, the running PostgreSQL and Redis.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Without the end-to-end tests that start workers.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf var .pytest_cache

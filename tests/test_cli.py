@@ -1,0 +1,123 @@
+"""The `vitpro` command line as a user meets it: help, set-up, usage errors, job control, the demo."""
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from .conftest import REPO, wait_for_worker_registration, WorkerProcess
+
+
+def test_help_lists_every_command(vitpro_cli):
+    out = vitpro_cli("--help", check=True).stdout
+    for command in ("init", "ingest", "ocr", "worker", "jobs", "errors", "status", "demo"):
+        assert f"  {command}" in out
+    ingest_help = vitpro_cli("ingest", "--help", check=True).stdout
+    assert "Examples:" in ingest_help and "--pii COL=KIND" in ingest_help and "--image-root" in ingest_help
+    assert "list" in vitpro_cli("jobs", "--help", check=True).stdout
+
+
+def test_init_twice_and_empty_status(home, vitpro_cli):
+    first = vitpro_cli("init", check=True).stdout
+    assert "catalog: sqlite:///" in first and "app tables at revision 0001" in first and "[1]" in first
+    assert "none (up to date)" in vitpro_cli("init", check=True).stdout
+    status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
+    assert status["stages"]["items"] == 0 and status["jobs"] == {} and status["workers"] == []
+    assert "0 item(s)" in vitpro_cli("status", check=True).stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ingest", "{reviews}"], "no column mapping"),
+        (["ingest", "{reviews}", "--map", "title=Titel"], "'Titel' are not in the source; its columns are: Id, ProductId"),
+        (["ingest", "{reviews}", "--map", "colour=Text"], "unknown field 'colour'"),
+        (["ingest", "{reviews}", "--map", "title=Summary", "--pii", "UserId=SSN"], "PII kind"),
+        (["ingest", "{reviews}", "--kind", "feedback", "--map", "title=Summary"], "feedback_text"),
+        (["ingest", "{missing}", "--map", "title=x"], "no such file"),
+        (["ingest", "{reviews}", "--map", "title=Summary", "--redact-pattern", "X=(["], "not a valid regex"),
+        (["jobs", "show", "no-such-job"], "no job no-such-job"),
+        (["worker", "--queues", "cpu,bogus"], "unknown queue(s) bogus"),
+    ],
+)
+def test_usage_errors_are_clear(home, vitpro_cli, shared_data, tmp_path, args, message):
+    args = [a.format(reviews=shared_data / "reviews" / "amazon_fine_food_200.csv", missing=tmp_path / "nope.csv") for a in args]
+    out = vitpro_cli(*args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_image_roots_are_enforced(home, vitpro_cli, shared_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("VITPRO_IMAGE_ROOTS", str(tmp_path))
+    out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"))
+    assert out.returncode == 2 and "is not under an allowed root" in out.stderr
+
+
+def test_no_wait_then_cancel_a_job_no_worker_took(home, vitpro_cli, shared_data):
+    out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), "--no-wait", check=True)
+    job_id = out.stdout.split()[1]
+    assert "queued on 'cpu'" in out.stdout
+    listing = vitpro_cli("jobs", "list", check=True).stdout
+    assert job_id in listing and "queued" in listing
+    assert f"job {job_id}: cancelled" in vitpro_cli("jobs", "cancel", job_id, check=True).stdout
+    shown = json.loads(vitpro_cli("jobs", "show", job_id[:22], "--json", check=True).stdout)  # a prefix is enough
+    assert shown["status"] == "cancelled" and shown["params"]["format"] == "abo"
+    assert "1 unit(s) sent again" in vitpro_cli("jobs", "retry", job_id, check=True).stdout
+
+
+@pytest.mark.slow
+def test_vitpro_worker_command_runs_jobs(home, vitpro_cli, shared_data, tmp_path):
+    log_path = tmp_path / "worker.log"
+    proc = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "vitpro") if (REPO / ".venv" / "bin" / "vitpro").exists() else "vitpro",
+         "worker", "--queues", "cpu", "--pool", "solo"],
+        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+    )
+    worker = WorkerProcess(proc, log_path)
+    try:
+        wait_for_worker_registration(proc.pid, worker)
+        out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), check=True)
+        assert "ingested 3" in out.stdout
+        shown = vitpro_cli("jobs", "show", out.stdout.split()[1], "--units", check=True).stdout
+        assert "succeeded" in shown and "planned 1 unit(s)" in shown
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(home, vitpro_cli):
+    out = vitpro_cli("demo", "--no-ui", "--products", "4", "--complaints", "8", "--workers", "1", timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    text = out.stdout
+    assert "summary" in text and "items      12 (4 catalog, 8 feedback)" in text
+    assert "OCR check  brand printed on the package read back on" in text
+    assert "image/path_outside_root 1" in text and "image/missing_file 1" in text and "image/truncated_image 1" in text
+    assert "Agent ([NAME])" in text and "@example.com" not in text
+    status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
+    assert status["stages"]["items"] == 12 and status["stages"]["images_ocr"] == status["stages"]["image_contents"] == 12
+    assert {"NAME", "EMAIL", "PHONE", "UCI", "ADDRESS", "CARD"} <= set(status["redactions"])
+    assert status["jobs"] == {"succeeded": 3}
+    again = vitpro_cli("demo", "--no-ui", "--products", "4", "--complaints", "8", "--workers", "1", timeout=400)
+    assert again.returncode == 0 and "ingested 0" in again.stdout  # the same demo data adds nothing
+
+
+def test_docker_compose_file(tmp_path):
+    spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = spec["services"]
+    assert {"redis", "postgres", "ui", "worker-cpu", "worker-gpu"} <= set(services)
+    gpu = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"] and gpu["count"] == 1
+    assert set(spec["volumes"]) >= {"data"}
+    for name in ("worker-cpu", "worker-gpu", "ui"):
+        assert "data:/data" in services[name]["volumes"]
+        assert services[name]["environment"]["VITPRO_BROKER"].startswith("redis://")
+        assert services[name]["environment"]["VITPRO_CATALOG"].startswith("postgresql://")
+    for tool in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(tool[0]) and subprocess.run([*tool, "version"], capture_output=True).returncode == 0:
+            check = subprocess.run([*tool, "-f", str(REPO / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True)
+            assert check.returncode == 0, check.stderr
+            break
