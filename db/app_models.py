@@ -70,7 +70,10 @@ class Job(Base):
 
 class WorkUnit(Base):
     __tablename__ = "work_units"
-    __table_args__ = (Index("ix_units_job_phase_status", "job_id", "phase", "status"),)
+    __table_args__ = (
+        Index("ix_units_job_phase_status", "job_id", "phase", "status"),
+        Index("ix_units_heartbeat", "heartbeat_at"),  # the reaper asks which queues are moving
+    )
 
     id: Mapped[str] = mapped_column(String(60), primary_key=True)  # also the run_id of its writes
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))

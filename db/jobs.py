@@ -258,38 +258,57 @@ def _sum_counts(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def advance_job(engine: Engine, job_id: str) -> list[Dispatch]:
-    """Recompute progress, release the next phase, finish the job; idempotent, any process may call it."""
+    """Recompute progress, release the next phase, finish the job; idempotent, any process may call it.
+
+    Runs after every unit, so it works on aggregates (GROUP BY phase, status) and set-based UPDATEs, not
+    on the job's units one by one: a job of 10,000 units must not read 10,000 rows per finished unit.
+    """
     now = utcnow()
     with Session(engine) as s, s.begin():
         job = s.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
         if job is None or job.status in JOB_TERMINAL:
             return []
-        units = list(s.execute(select(WorkUnit).where(WorkUnit.job_id == job_id)).scalars())
+        of_job = WorkUnit.job_id == job_id
         if job.cancel_requested:
-            started = any(u.attempts > 0 for u in units if u.phase == PHASE_WORK)
-            for u in units:
-                # finalize tidies what work units wrote; if none ever ran there is nothing to tidy
-                if u.status in (UNIT_PENDING, UNIT_BLOCKED) and (u.phase != PHASE_FINALIZE or not started):
-                    u.status, u.finished_at = UNIT_CANCELLED, now
-        work = [u for u in units if u.phase == PHASE_WORK]
-        job.progress_total = sum(u.size for u in work)
-        job.progress_done = sum(u.size if u.status == UNIT_DONE else u.done for u in work)
+            started = s.scalar(
+                select(func.count()).where(of_job, WorkUnit.phase == PHASE_WORK, WorkUnit.attempts > 0)
+            )
+            # finalize tidies what work units wrote; if none ever ran there is nothing to tidy
+            phases = [PHASE_PLAN, PHASE_WORK] + ([] if started else [PHASE_FINALIZE])
+            s.execute(
+                update(WorkUnit)
+                .where(of_job, WorkUnit.phase.in_(phases), WorkUnit.status.in_((UNIT_PENDING, UNIT_BLOCKED)))
+                .values(status=UNIT_CANCELLED, finished_at=now)
+            )
+        rows = s.execute(
+            select(WorkUnit.phase, WorkUnit.status, func.count(), func.sum(WorkUnit.size), func.sum(WorkUnit.done))
+            .where(of_job)
+            .group_by(WorkUnit.phase, WorkUnit.status)
+        ).all()
+        job.progress_total = int(sum(size or 0 for phase, _, _, size, _ in rows if phase == PHASE_WORK))
+        job.progress_done = int(sum(done or 0 for phase, _, _, _, done in rows if phase == PHASE_WORK))
         job.updated_at = now
+        open_phases = sorted({phase for phase, status, *_ in rows if status not in UNIT_TERMINAL})
         to_send: list[Dispatch] = []
-        for phase in sorted({u.phase for u in units}):
-            earlier_open = any(u.status not in UNIT_TERMINAL for u in units if u.phase < phase)
-            if earlier_open:
-                break
-            for u in units:
-                if u.phase == phase and u.status == UNIT_BLOCKED:
-                    u.status = UNIT_PENDING
-                    to_send.append((u.id, job.queue))
-        if all(u.status in UNIT_TERMINAL for u in units):
-            _close_job(job, units, now)
-        elif job.cancel_requested:
-            job.status = JOB_CANCELLING
-        elif job.status == JOB_QUEUED and any(u.status != UNIT_PENDING for u in units):
-            job.status = JOB_RUNNING
+        if open_phases:
+            first_open = open_phases[0]
+            if any(phase == first_open and status == UNIT_BLOCKED for phase, status, *_ in rows):
+                ids = list(
+                    s.scalars(select(WorkUnit.id).where(of_job, WorkUnit.phase == first_open, WorkUnit.status == UNIT_BLOCKED))
+                )
+                # same predicate as the SELECT, under the same write lock: no id list in the statement
+                s.execute(
+                    update(WorkUnit)
+                    .where(of_job, WorkUnit.phase == first_open, WorkUnit.status == UNIT_BLOCKED)
+                    .values(status=UNIT_PENDING)
+                )
+                to_send = [(uid, job.queue) for uid in ids]
+            if job.cancel_requested:
+                job.status = JOB_CANCELLING
+            elif job.status == JOB_QUEUED and any(status != UNIT_PENDING for _, status, *_ in rows):
+                job.status = JOB_RUNNING
+        else:
+            _close_job(job, list(s.scalars(select(WorkUnit).where(of_job))), now)
         return to_send
 
 
@@ -382,16 +401,27 @@ def reap(engine: Engine, lease_seconds: float, max_attempts: int) -> list[Dispat
             ).rowcount
             if changed and not give_up:
                 to_send.append((uid, queue))
+        # Where workers are claiming and heartbeating, messages are flowing and a pending unit is waiting
+        # its turn, not lost: resend only on queues where nothing has moved for a lease period.
+        flowing = set(
+            s.scalars(
+                select(Job.queue)
+                .join(WorkUnit, WorkUnit.job_id == Job.id)
+                .where(WorkUnit.heartbeat_at >= now - timedelta(seconds=lease_seconds))
+                .distinct()
+            )
+        )
         pending = s.execute(
             select(WorkUnit.id, WorkUnit.dispatched_at, WorkUnit.dispatch_count, Job.queue)
             .join(Job, Job.id == WorkUnit.job_id)
-            .where(WorkUnit.status == UNIT_PENDING, Job.status.not_in(JOB_TERMINAL))
+            .where(WorkUnit.status == UNIT_PENDING, Job.status.not_in(JOB_TERMINAL), Job.queue.not_in(flowing))
         )
+        resending = {uid for uid, _ in to_send}
         for uid, dispatched_at, count, queue in pending:
             dispatched_at = _aware(dispatched_at)
-            if dispatched_at is None or (now - dispatched_at).total_seconds() > redispatch_delay(lease_seconds, count):
-                if (uid, queue) not in to_send:
-                    to_send.append((uid, queue))
+            late = dispatched_at is None or (now - dispatched_at).total_seconds() > redispatch_delay(lease_seconds, count)
+            if late and uid not in resending:
+                to_send.append((uid, queue))
         active = [j for (j,) in s.execute(select(Job.id).where(Job.status.not_in(JOB_TERMINAL)))]
     for job_id in active:
         to_send.extend(advance_job(engine, job_id))

@@ -24,6 +24,24 @@ def _job(engine, **kw):
     return jobs.create_job(engine, kind="ingest", queue="cpu", params={"x": 1}, launched_by="tester", **kw)
 
 
+def _claim_race(engine, uid, n):
+    """n threads claim the same unit at the same instant; returns the winners."""
+    winners = []
+    barrier = threading.Barrier(n)
+
+    def claim(k):
+        barrier.wait()
+        if jobs.claim_unit(engine, uid, f"w{k}", 30) is not None:
+            winners.append(k)
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return winners
+
+
 def _run_plan(engine, job_id, n_units=3, size=10):
     uid = jobs.unit_id(job_id, 0)
     assert jobs.claim_unit(engine, uid, "w1", 30) is not None
@@ -60,20 +78,7 @@ def test_a_unit_is_claimed_once_even_under_a_race(home):
     engine = _engine()
     job_id, _ = _job(engine)
     uid = jobs.unit_id(job_id, 0)
-    winners = []
-    barrier = threading.Barrier(8)
-
-    def claim(k):
-        barrier.wait()
-        if jobs.claim_unit(engine, uid, f"w{k}", 30) is not None:
-            winners.append(k)
-
-    threads = [threading.Thread(target=claim, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(winners) == 1
+    assert len(_claim_race(engine, uid, 8)) == 1
     assert jobs.claim_unit(engine, uid, "late", 30) is None  # duplicate delivery does nothing
 
 
@@ -81,21 +86,7 @@ def test_postgres_claim_race_and_states(pg_url, tmp_path):
     engine = _engine(StoreConfig(pg_url, str(tmp_path / "lake") + "/", pg_url))
     job_id, _ = _job(engine)
     released = _run_plan(engine, job_id, n_units=1)
-    uid = released[0][0]
-    winners = []
-    barrier = threading.Barrier(6)
-
-    def claim(k):
-        barrier.wait()
-        if jobs.claim_unit(engine, uid, f"w{k}", 30) is not None:
-            winners.append(k)
-
-    threads = [threading.Thread(target=claim, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(winners) == 1
+    assert len(_claim_race(engine, released[0][0], 6)) == 1
 
 
 def test_expired_lease_is_reaped_and_the_old_owner_cannot_finish(home):
@@ -126,6 +117,10 @@ def test_lost_messages_are_resent_with_back_off(home):
         s.execute(update(WorkUnit).where(WorkUnit.id == uid).values(dispatched_at=jobs.utcnow() - timedelta(seconds=61)))
     assert jobs.reap(engine, lease_seconds=30, max_attempts=3) == [(uid, "cpu")]
     assert jobs.redispatch_delay(30, 1) == 60 and jobs.redispatch_delay(30, 3) == 240
+    # while a worker is busy on the same queue, a waiting unit is just waiting: no copy is sent
+    other, _ = _job(engine)
+    jobs.claim_unit(engine, jobs.unit_id(other, 0), "busy-worker", 30)
+    assert jobs.reap(engine, lease_seconds=30, max_attempts=3) == []
 
 
 def test_attempts_exhausted_fail_the_job(home):

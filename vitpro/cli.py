@@ -82,7 +82,8 @@ def wait_for_job(job_id: str, *, quiet: bool = False, poll: float = 0.3) -> int:
     if job is None:
         _fail(f"no job {job_id}")
     warned_at = time.monotonic()
-    bar = None if quiet else tqdm(total=max(job.progress_total, 1), desc=f"{job.kind} {job.id[-6:]}", unit="row" if job.kind == "ingest" else "img", dynamic_ncols=True)
+    # disable=None: a bar on a terminal, nothing in a log file (the outcome line is printed either way)
+    bar = None if quiet else tqdm(total=max(job.progress_total, 1), desc=f"{job.kind} {job.id[-6:]}", unit="row" if job.kind == "ingest" else "img", dynamic_ncols=True, disable=None)
     try:
         while True:
             job = jobs.get_job(engine, job.id)
@@ -271,6 +272,16 @@ def _engine():
     return write_engine(s.app_url)
 
 
+def _find_job(job_id: str):
+    """The job with this id (or the only one starting with it); exits with a message if none."""
+    from db import jobs as jobs_db
+
+    job = jobs_db.get_job(_engine(), job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    return job
+
+
 def _fmt_time(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -300,9 +311,7 @@ def jobs_show(job_id, units, log_lines, as_json) -> None:
     from db import jobs as jobs_db
 
     engine = _engine()
-    job = jobs_db.get_job(engine, job_id)
-    if job is None:
-        _fail(f"no job {job_id}")
+    job = _find_job(job_id)
     tail = jobs_db.log_tail(engine, job.id, log_lines) if log_lines else []
     if as_json:
         click.echo(json.dumps({
@@ -333,12 +342,9 @@ def jobs_show(job_id, units, log_lines, as_json) -> None:
 @click.argument("job_id")
 def jobs_cancel(job_id) -> None:
     """Cancel a job: pending units are dropped, running ones stop after their current batch."""
-    from db import jobs as jobs_db
     from workers.submit import cancel_job
 
-    job = jobs_db.get_job(_engine(), job_id)
-    if job is None:
-        _fail(f"no job {job_id}")
+    job = _find_job(job_id)
     click.echo(f"job {job.id}: {cancel_job(job.id)}")
 
 
@@ -346,12 +352,9 @@ def jobs_cancel(job_id) -> None:
 @click.argument("job_id")
 def jobs_retry(job_id) -> None:
     """Run the failed and cancelled units of a finished job again (writes are idempotent)."""
-    from db import jobs as jobs_db
     from workers.submit import retry_job
 
-    job = jobs_db.get_job(_engine(), job_id)
-    if job is None:
-        _fail(f"no job {job_id}")
+    job = _find_job(job_id)
     n = retry_job(job.id)
     click.echo(f"job {job.id}: {n} unit(s) sent again" if n else f"job {job.id} has nothing to retry ({job.status})")
 
@@ -360,12 +363,7 @@ def jobs_retry(job_id) -> None:
 @click.argument("job_id")
 def jobs_wait(job_id) -> None:
     """Wait for a job with a progress bar; exit code 0 only if it succeeded."""
-    from db import jobs as jobs_db
-
-    job = jobs_db.get_job(_engine(), job_id)
-    if job is None:
-        _fail(f"no job {job_id}")
-    sys.exit(wait_for_job(job.id))
+    sys.exit(wait_for_job(_find_job(job_id).id))
 
 
 @jobs.command("reap")
@@ -391,10 +389,7 @@ def errors(job_id, stage, limit) -> None:
     s = load_settings()
     lake = open_store(s.store)
     if job_id:
-        from db import jobs as jobs_db
-
-        job = jobs_db.get_job(_engine(), job_id)
-        job_id = job.id if job else job_id
+        job_id = _find_job(job_id).id
     summary = queries.error_summary(lake, job_id)
     if not summary:
         click.echo("no errors recorded")

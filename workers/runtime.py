@@ -169,11 +169,12 @@ def execute_unit(unit_id: str, *, settings: Settings | None = None, send: Callab
         log.warning("%s: lease lost, another worker has the unit; stopping", unit_id)
         outcome = "lease-lost"
     except PermanentError as exc:
-        jobs.fail_attempt(engine, unit_id, owner, str(exc), settings.max_unit_attempts, permanent=True)
-        ctx.log(f"failed: {exc}", level="error")
+        detail = _safe_message(str(exc), settings)
+        jobs.fail_attempt(engine, unit_id, owner, detail, settings.max_unit_attempts, permanent=True)
+        ctx.log(f"failed: {detail}", level="error")
         outcome = "failed"
     except Exception as exc:  # anything else may be passing (a locked file, a full disk): retry
-        detail = f"{exc.__class__.__name__}: {exc}"
+        detail = _safe_message(f"{exc.__class__.__name__}: {exc}", settings)
         status = jobs.fail_attempt(engine, unit_id, owner, detail, settings.max_unit_attempts)
         ctx.log(f"attempt {claimed.attempts} failed ({detail}); {'will retry' if status == 'pending' else 'giving up'}", level="error")
         log.debug("%s", traceback.format_exc())
@@ -184,6 +185,15 @@ def execute_unit(unit_id: str, *, settings: Settings | None = None, send: Callab
         ctx.close()
     _advance(settings, engine, claimed.job_id, send)
     return outcome
+
+
+def _safe_message(message: str, settings: Settings) -> str:
+    """An exception message may quote the data it choked on; redact it before it reaches a log or a row."""
+    if not settings.redact:
+        return message[:2000]
+    from curation.redaction import Redactor
+
+    return Redactor().redact(message[:2000]).text
 
 
 def _send(settings: Settings, engine, dispatches, send: Callable | None, countdown: float = 0) -> None:

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("finished_at", TZ),
     )
     op.create_index("ix_units_job_phase_status", "work_units", ["job_id", "phase", "status"])
+    op.create_index("ix_units_heartbeat", "work_units", ["heartbeat_at"])
     op.create_table(
         "job_logs",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
