@@ -58,7 +58,8 @@ def first_names() -> frozenset[str]:
 
 # ---- patterns ------------------------------------------------------------------------------------------
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+# Card numbers as people write them: 4-4-4-4 (or 4-4-4-1..7), Amex 4-6-5, or one unbroken run.
+_CARD = re.compile(r"(?<![\d-])(?:\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5}|\d{13,19})(?![\d-])")
 _AMAZON_ORDER = re.compile(r"\b\d{3}-\d{7}-\d{7}\b")
 _ID_WITH_CUE = re.compile(
     r"(?i)\b(?:order|customer|client|account|acct|member(?:ship)?|ticket|case|reference|ref|tracking|rma|"

@@ -254,7 +254,7 @@ def _sum_counts(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
         for key, value in (result or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 total[key] = total.get(key, 0) + value
-    return total
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in total.items()}
 
 
 def advance_job(engine: Engine, job_id: str) -> list[Dispatch]:

@@ -51,6 +51,12 @@ def test_each_kind(text, kind, leftover):
     assert out.counts.get(kind, 0) >= 1, out
 
 
+def test_order_ids_are_not_taken_for_cards():
+    # 162-6194349-8476614 happens to pass the Luhn check; it is an order id all the same
+    out = Redactor().redact("My order 162-6194349-8476614 and card 3714 496353 98431")
+    assert out.text == "My order [UCI] and card [CARD]" and out.counts == {"UCI": 1, "CARD": 1}
+
+
 def test_luhn_invalid_card_is_not_a_card_unless_called_one():
     out = Redactor().redact("serial 1234 5678 9012 3456 on the box")
     assert out.counts.get("CARD", 0) == 0
