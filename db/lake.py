@@ -161,10 +161,6 @@ class Lake:
                 raise StoreError(f"cannot open the DuckLake catalog {target.split(' password=')[0]}: {exc}") from exc
 
     # ---- reading -------------------------------------------------------------------------------------
-    def sql(self, query: str, params: list | tuple | None = None) -> duckdb.DuckDBPyRelation | None:
-        with self._lock:
-            return self.con.execute(query, params or [])
-
     def fetchall(self, query: str, params: list | tuple | None = None) -> list[tuple]:
         with self._lock:
             return self.con.execute(query, params or []).fetchall()

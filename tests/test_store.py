@@ -129,3 +129,23 @@ def test_a_process_that_writes_the_lake_still_sees_other_processes_jobs(home):
         job_id = subprocess.run([sys.executable, "-c", make_job], capture_output=True, text=True, check=True).stdout.strip()
         seen.append(jobs.get_job(engine, job_id) is not None)
     assert seen == [True, True, True]
+
+
+def test_dedupe_keeps_the_first_copy_with_its_images(home):
+    from db import batches
+
+    s = load_settings()
+    lake = open_store(s.store)
+    t0 = batches.now_utc()
+    rows = [("item-1", "run-a", 1), ("item-1", "run-b", 1), ("item-2", "run-b", 2)]
+    lake.transaction(lambda con: [
+        con.execute("INSERT INTO items (item_id, source_id, run_id, row_number, ingested_at) VALUES (?, 'src', ?, ?, ?)", [i, r, n, t0])
+        for i, r, n in rows
+    ])
+    lake.transaction(lambda con: [
+        con.execute("INSERT INTO images (image_id, item_id, run_id) VALUES (?, ?, ?)", [f"{i}/{r}", i, r]) for i, r, _ in rows
+    ])
+    assert batches.dedupe_items(lake, "src") == 1
+    assert sorted(lake.fetchall("SELECT item_id, run_id FROM items")) == [("item-1", "run-a"), ("item-2", "run-b")]
+    assert sorted(lake.fetchall("SELECT image_id FROM images")) == [("item-1/run-a",), ("item-2/run-b",)]
+    assert batches.dedupe_items(lake, "src") == 0

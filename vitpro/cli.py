@@ -399,6 +399,8 @@ def errors(job_id, stage, limit) -> None:
     for e in queries.error_rows(lake, job_id=job_id, stage=stage, limit=limit):
         where = f"row {e['row_number']}" if e["row_number"] is not None else (e["subject"] or "")[:40]
         click.echo(f"[{e['stage']}/{e['code']}] {where}: {e['message']}")
+        if e["source_row"]:  # the mapped fields, already redacted and cut short at ingest
+            click.echo(f"    {e['source_row'][:160]}")
 
 
 @cli.command()

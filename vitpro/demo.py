@@ -1,6 +1,6 @@
 """`vitpro demo`: make demo data, start real workers on the embedded broker, run every stage, summarise.
 
-Later stages (scores, generation, filters, training) add their steps to :data:`STAGES`-style code below.
+Each later stage (scores, generation, filters, training) adds its job and its summary lines here.
 """
 from __future__ import annotations
 
