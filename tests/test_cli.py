@@ -68,6 +68,14 @@ def test_no_wait_then_cancel_a_job_no_worker_took(home, vitpro_cli, shared_data)
 
 
 @pytest.mark.slow
+def test_local_flag_starts_a_worker_on_a_fresh_machine(home, vitpro_cli, shared_data):
+    out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), "--local", timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ingested 3" in out.stdout and "images_ingested 12" in out.stdout
+    assert json.loads(vitpro_cli("status", "--json", check=True).stdout)["workers"] == []  # it stopped again
+
+
+@pytest.mark.slow
 def test_vitpro_worker_command_runs_jobs(home, vitpro_cli, shared_data, tmp_path):
     log_path = tmp_path / "worker.log"
     proc = subprocess.Popen(

@@ -53,5 +53,6 @@ def retry_job(job_id: str, *, settings: Settings | None = None) -> int:
 
 def queue_has_worker(queue: str, *, settings: Settings | None = None) -> bool:
     settings = settings or load_settings()
+    open_store(settings.store)  # a fresh machine: create the tables before asking them
     live = jobs.live_workers(write_engine(settings.app_url), max_age_seconds=max(10.0, settings.lease_seconds))
     return any(queue in w.queues.split(",") for w in live)
