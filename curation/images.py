@@ -78,6 +78,16 @@ def resolve_local(ref: str, root: Path) -> Path:
     return real
 
 
+def _check_address(host: str, address: str) -> None:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    # is_global leaves out private, loopback, link-local, reserved and shared (100.64/10, where some
+    # clouds put their metadata service) ranges
+    if not ip.is_global:
+        raise ImageError(
+            "url_not_allowed", f"{host} resolves to the non-public address {ip}; set allow_private_urls to fetch from it"
+        )
+
+
 def _check_host(host: str | None, allow_private: bool) -> None:
     if not host:
         raise ImageError("bad_url", "the URL has no host")
@@ -88,12 +98,19 @@ def _check_host(host: str | None, allow_private: bool) -> None:
     except OSError as exc:
         raise ImageError("fetch_failed", f"cannot resolve {host}: {exc}") from exc
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved or address.is_multicast:
-            raise ImageError(
-                "url_not_allowed",
-                f"{host} resolves to the non-public address {address}; set allow_private_urls to fetch from it",
-            )
+        _check_address(host, info[4][0])
+
+
+def _check_peer(response, host: str, allow_private: bool) -> None:
+    """Check the address actually connected to: a name that resolved to a public address when it was
+    checked may resolve to an internal one when the client connects (DNS rebinding)."""
+    if allow_private:
+        return
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if not peer:
+        raise ImageError("url_not_allowed", f"cannot tell which address {host} connected to")
+    _check_address(host, peer[0])
 
 
 def fetch_url(url: str, limits: ImageLimits) -> bytes:
@@ -109,6 +126,7 @@ def fetch_url(url: str, limits: ImageLimits) -> bytes:
             _check_host(parsed.hostname, limits.allow_private_urls)
             try:
                 with client.stream("GET", current) as response:
+                    _check_peer(response, parsed.hostname, limits.allow_private_urls)  # before any byte is read
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:

@@ -90,3 +90,35 @@ def test_urls_over_real_http(tmp_path):
 def test_unreachable_host(tmp_path):
     limits = ImageLimits(allow_private_urls=True, fetch_timeout_s=2)
     assert _code(read_reference, "http://127.0.0.1:1/x.jpg", tmp_path, limits) == "fetch_failed"
+
+
+def test_addresses_that_are_not_public_are_refused(monkeypatch, tmp_path):
+    import socket as socket_module
+
+    from curation import images
+
+    # 100.64.0.0/10 (shared address space) holds a cloud metadata service: not private, not global
+    for address in ("100.100.100.200", "10.0.0.1", "169.254.169.254", "127.0.0.1", "::1", "fd00::1"):
+        with pytest.raises(ImageError) as info:
+            images._check_address("h", address)
+        assert info.value.code == "url_not_allowed"
+    images._check_address("h", "93.184.216.34")
+
+    # DNS rebinding: the first lookup (our check) says public, the client's own lookup says 127.0.0.1
+    with ImageServer(label_image("X")) as srv:
+        port = srv.server.server_address[1]
+        real = socket_module.getaddrinfo
+        calls = []
+
+        def rebinding(host, *args, **kwargs):
+            if host != "rebind.test":
+                return real(host, *args, **kwargs)
+            calls.append(host)
+            address = "93.184.216.34" if len(calls) == 1 else "127.0.0.1"
+            return [(socket_module.AF_INET, socket_module.SOCK_STREAM, 6, "", (address, port))]
+
+        monkeypatch.setattr(socket_module, "getaddrinfo", rebinding)
+        with pytest.raises(ImageError) as info:
+            read_reference(f"http://rebind.test:{port}/ok.jpg", tmp_path, ImageLimits(fetch_timeout_s=3))
+        assert len(calls) == 2  # it did connect: the peer check, not the lookup, stopped it
+        assert info.value.code == "url_not_allowed" and "127.0.0.1" in info.value.message
