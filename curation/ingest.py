@@ -46,6 +46,15 @@ class RowFailure:
     source_row: dict[str, Any] | None = None
 
 
+def redaction_mode(item_kind: str, field_name: str) -> str:
+    """How hard redaction looks at a field: customer-written text hardest, catalog listings least (a
+    street-address rule would take "1 TB Hard Drive" for an address, a name rule "Ralph Lauren" for a
+    person)."""
+    if item_kind == "catalog":
+        return "catalog"
+    return "free_text" if field_name == "feedback_text" else "structured"
+
+
 def _stringify(value: Any) -> str | None:
     if value is None:
         return None
@@ -148,7 +157,7 @@ def failure_excerpt(fields: dict[str, Any] | None, mapping: ColumnMapping, redac
             # Redact a little more than we keep, so a value cut at the edge is not left half-visible.
             head = value[: EXCERPT_CHARS + 200]
             if name not in KEY_FIELDS:
-                head = redactor.redact(head, known=known, free_names=name == "feedback_text").text
+                head = redactor.redact(head, known=known, mode=redaction_mode(mapping.item_kind, name)).text
             out[column] = head[:EXCERPT_CHARS] + (f"… ({len(value):,} chars)" if len(value) > EXCERPT_CHARS else "")
     return out
 
@@ -186,7 +195,7 @@ def build_item(
         for k, v in cleaning.items():
             notes[k] = notes.get(k, 0) + v
         if text:
-            red = redactor.redact(text, known=known, free_names=name == "feedback_text")
+            red = redactor.redact(text, known=known, mode=redaction_mode(mapping.item_kind, name))
             merge_counts(counts, red.counts)
             text = red.text
         item[name] = text or None
@@ -202,7 +211,7 @@ def build_item(
     attributes = _attributes(fields, cols.get("attributes", []))
     for key, value in list(attributes.items()):
         cleaned, _ = clean_text(value)
-        red = redactor.redact(cleaned, known=known, free_names=False)
+        red = redactor.redact(cleaned, known=known, mode=redaction_mode(mapping.item_kind, "attributes"))
         merge_counts(counts, red.counts)
         attributes[key] = red.text[: limits.max_text_chars]
 

@@ -16,6 +16,7 @@ Example (``reviews.yaml``)::
     redaction:
       patterns:
         EMPLOYEE: 'EMP-\\d{4,}'
+      keep: [John Deere]      # never taken for a person's name (catalog brands are kept anyway)
     languages: [en_US, en]    # ABO listings: which language_tag to prefer
 """
 from __future__ import annotations
@@ -58,6 +59,7 @@ class ColumnMapping:
     languages: tuple[str, ...] = ("en_US", "en_GB", "en")
     image_separator: str = "|"
     redaction_patterns: tuple[tuple[str, str], ...] = ()
+    redaction_keep: tuple[str, ...] = ()  # phrases never taken for a name (brands, product lines)
 
     def __post_init__(self):
         if self.item_kind not in ITEM_KINDS:
@@ -72,13 +74,21 @@ class ColumnMapping:
         for column, kind in self.pii.items():
             if kind not in PII_KINDS:
                 raise MappingError(f"PII kind for column {column!r} must be one of {', '.join(PII_KINDS)}")
+        for key in ("external_id", "product_ref"):
+            # keys are stored as given; a column declared personal must not become one
+            clash = sorted(set(self.columns.get(key, [])) & set(self.pii))
+            if clash:
+                raise MappingError(
+                    f"column {clash[0]!r} is declared personal (--pii) and cannot be the {key}: keys are stored as they are"
+                )
 
     # ---- building --------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ColumnMapping":
         data = dict(data or {})
         columns = {k: _as_list(v) for k, v in (data.pop("columns", None) or {}).items()}
-        patterns = (data.pop("redaction", None) or {}).get("patterns", {}) or {}
+        redaction = data.pop("redaction", None) or {}
+        patterns = redaction.get("patterns", {}) or {}
         languages = data.pop("languages", None)
         mapping = cls(
             item_kind=data.pop("kind", data.pop("item_kind", "catalog")),
@@ -88,6 +98,7 @@ class ColumnMapping:
             languages=tuple(languages) if languages else cls.languages,
             image_separator=data.pop("image_separator", "|"),
             redaction_patterns=tuple((str(k).upper(), str(v)) for k, v in patterns.items()),
+            redaction_keep=tuple(str(k) for k in redaction.get("keep", []) or []),
         )
         if data:
             raise MappingError(f"unknown keys in mapping: {', '.join(sorted(data))}")
@@ -133,6 +144,7 @@ class ColumnMapping:
             languages=tuple(languages) or self.languages,
             image_separator=self.image_separator,
             redaction_patterns=tuple(extra),
+            redaction_keep=self.redaction_keep,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +155,7 @@ class ColumnMapping:
             "pii": self.pii,
             "languages": list(self.languages),
             "image_separator": self.image_separator,
-            "redaction": {"patterns": dict(self.redaction_patterns)},
+            "redaction": {"patterns": dict(self.redaction_patterns), "keep": list(self.redaction_keep)},
         }
 
     # ---- checking --------------------------------------------------------------------------------------

@@ -152,7 +152,10 @@ def _csv_header(path: Path, delim: str) -> tuple[list[str], int]:
             text, derr = _decode(raw.removeprefix(b"\xef\xbb\xbf"))
             if derr:
                 raise SourceError(f"{path}: the header row has {derr}")
-            header = next(csv.reader(io.StringIO(text), delimiter=delim))
+            try:
+                header = next(csv.reader(io.StringIO(text), delimiter=delim))
+            except csv.Error as exc:
+                raise SourceError(f"{path}: cannot read the header row ({exc}); line endings must be \\n or \\r\\n") from exc
             header = [h.strip() for h in header]
             if not any(header):
                 raise SourceError(f"{path}: empty header row")
@@ -206,7 +209,7 @@ def _jsonl_rows(path: Path, rng: RowRange | None) -> Iterator[tuple[int, SourceR
             row_number += 1
             if rng and row_number >= rng.start_row + rng.n_rows:
                 return
-            text, derr = _decode(line)
+            text, derr = _decode(line[3:] if offset == 0 and line.startswith(b"\xef\xbb\xbf") else line)  # byte-order mark
             if derr:
                 yield offset, SourceRow(row_number, error_code="invalid_utf8", error=derr)
                 continue

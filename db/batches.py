@@ -193,6 +193,22 @@ def dedupe_items(lake: Lake, source_id: str) -> int:
     return lake.transaction(body)
 
 
+def catalog_brands(lake: Lake, limit: int = 5000) -> tuple[str, ...]:
+    """The most common brand names of catalog items: redaction never takes them for a person's name."""
+    rows = lake.fetchall(
+        "SELECT brand FROM items WHERE kind = 'catalog' AND brand IS NOT NULL AND length(brand) >= 2 "
+        f"GROUP BY brand ORDER BY count(*) DESC, brand LIMIT {int(limit)}"
+    )
+    return tuple(b for (b,) in rows)
+
+
+def rows_written_by_job(lake: Lake, table: str, job_id: str) -> int:
+    """How many rows of ``table`` the units of a job wrote (their run ids start with the job id)."""
+    if table not in ("items", "images", "ocr", "errors"):
+        raise ValueError(table)
+    return int(lake.scalar(f"SELECT count(*) FROM {table} WHERE starts_with(run_id, ?)", [job_id + "."]))
+
+
 def write_source(lake: Lake, row: dict[str, Any]) -> None:
     def body(con) -> None:
         con.execute("DELETE FROM sources WHERE source_id = ?", [row["source_id"]])

@@ -49,6 +49,14 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _now(s: Session) -> datetime:
+    """The clock leases are measured by. On PostgreSQL, where workers on several machines share the
+    tables, the database's clock: a reaper whose own clock ran ahead would take back live leases."""
+    if s.get_bind().dialect.name == "postgresql":
+        return s.scalar(select(func.now()))
+    return utcnow()
+
+
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite hands timestamps back without a zone; they were written in UTC.
     if value is not None and value.tzinfo is None:
@@ -82,8 +90,11 @@ def new_job_id(kind: str) -> str:
     return f"{kind}-{utcnow():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
+FINALIZE_SEQ = 2_000_000_000  # after any work unit, however many a plan makes
+
+
 def unit_id(job_id: str, seq: int) -> str:
-    return f"{job_id}.{seq:05d}"
+    return f"{job_id}.final" if seq == FINALIZE_SEQ else f"{job_id}.{seq:05d}"
 
 
 # ---- creating ----------------------------------------------------------------------------------------
@@ -120,7 +131,7 @@ def create_job(
         s.flush()
         s.add(_new_unit(job_id, 0, PHASE_PLAN, plan_payload or {}, 0, UNIT_PENDING))
         if finalize:
-            s.add(_new_unit(job_id, 99999, PHASE_FINALIZE, {}, 0, UNIT_BLOCKED))
+            s.add(_new_unit(job_id, FINALIZE_SEQ, PHASE_FINALIZE, {}, 0, UNIT_BLOCKED))
     return job_id, [(unit_id(job_id, 0), queue)]
 
 
@@ -144,8 +155,8 @@ def _new_unit(job_id: str, seq: int, phase: int, payload: dict, size: int, statu
 def claim_unit(engine: Engine, uid: str, owner: str, lease_seconds: float) -> ClaimedUnit | None:
     """Take the unit if it is free (pending, or leased with an expired lease). None if someone has it,
     it is finished, or its job was cancelled (the unit is then marked cancelled)."""
-    now = utcnow()
     with Session(engine) as s, s.begin():
+        now = _now(s)
         result = s.execute(
             update(WorkUnit)
             .where(
@@ -179,11 +190,11 @@ def claim_unit(engine: Engine, uid: str, owner: str, lease_seconds: float) -> Cl
 
 def renew_lease(engine: Engine, uid: str, owner: str, lease_seconds: float, done: int | None = None) -> bool:
     """Heartbeat; False means the lease was lost (taken back by a reaper) and the work must stop."""
-    now = utcnow()
-    values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_seconds), "heartbeat_at": now}
-    if done is not None:
-        values["done"] = done
     with Session(engine) as s, s.begin():
+        now = _now(s)
+        values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_seconds), "heartbeat_at": now}
+        if done is not None:
+            values["done"] = done
         result = s.execute(
             update(WorkUnit)
             .where(WorkUnit.id == uid, WorkUnit.lease_owner == owner, WorkUnit.status == UNIT_LEASED)
@@ -315,15 +326,12 @@ def advance_job(engine: Engine, job_id: str) -> list[Dispatch]:
 def _close_job(job: Job, units: list[WorkUnit], now: datetime) -> None:
     work = [u for u in units if u.phase == PHASE_WORK]
     counts = _sum_counts(u.result for u in work)
-    for u in units:
-        if u.phase == PHASE_FINALIZE and u.result:
-            # finalize may correct the sums (e.g. duplicates two units both inserted)
-            for key, value in (u.result.get("adjust") or {}).items():
-                counts[key] = counts.get(key, 0) + value
-            counts.update(u.result.get("set") or {})
-    plan = next((u for u in units if u.phase == PHASE_PLAN), None)
-    if plan is not None and plan.result:
-        counts.update({k: v for k, v in (plan.result.get("set") or {}).items()})
+    # plan and finalize may set figures outright; finalize recounts from the store, so a retried job
+    # reports what is stored, not the sum of every attempt
+    for phase in (PHASE_PLAN, PHASE_FINALIZE):
+        for u in units:
+            if u.phase == phase and u.status == UNIT_DONE and u.result:
+                counts.update(u.result.get("set") or {})
     failed = [u for u in units if u.status == UNIT_FAILED]
     job.counts = counts
     job.finished_at = now
@@ -376,9 +384,9 @@ def redispatch_delay(lease_seconds: float, dispatch_count: int) -> float:
 
 def reap(engine: Engine, lease_seconds: float, max_attempts: int) -> list[Dispatch]:
     """Take back expired leases, resend units whose message was lost, move stalled jobs on."""
-    now = utcnow()
     to_send: list[Dispatch] = []
     with Session(engine) as s, s.begin():
+        now = _now(s)
         expired = list(
             s.execute(
                 select(WorkUnit.id, WorkUnit.attempts, Job.queue)
@@ -401,8 +409,8 @@ def reap(engine: Engine, lease_seconds: float, max_attempts: int) -> list[Dispat
             ).rowcount
             if changed and not give_up:
                 to_send.append((uid, queue))
-        # Where workers are claiming and heartbeating, messages are flowing and a pending unit is waiting
-        # its turn, not lost: resend only on queues where nothing has moved for a lease period.
+        # Where workers are claiming and heartbeating, messages are flowing and a pending unit is most
+        # likely waiting its turn: wait eight times longer there before presuming its message lost.
         flowing = set(
             s.scalars(
                 select(Job.queue)
@@ -414,12 +422,13 @@ def reap(engine: Engine, lease_seconds: float, max_attempts: int) -> list[Dispat
         pending = s.execute(
             select(WorkUnit.id, WorkUnit.dispatched_at, WorkUnit.dispatch_count, Job.queue)
             .join(Job, Job.id == WorkUnit.job_id)
-            .where(WorkUnit.status == UNIT_PENDING, Job.status.not_in(JOB_TERMINAL), Job.queue.not_in(flowing))
+            .where(WorkUnit.status == UNIT_PENDING, Job.status.not_in(JOB_TERMINAL))
         )
         resending = {uid for uid, _ in to_send}
         for uid, dispatched_at, count, queue in pending:
             dispatched_at = _aware(dispatched_at)
-            late = dispatched_at is None or (now - dispatched_at).total_seconds() > redispatch_delay(lease_seconds, count)
+            delay = redispatch_delay(lease_seconds, count) * (8 if queue in flowing else 1)
+            late = dispatched_at is None or (now - dispatched_at).total_seconds() > delay
             if late and uid not in resending:
                 to_send.append((uid, queue))
         active = [j for (j,) in s.execute(select(Job.id).where(Job.status.not_in(JOB_TERMINAL)))]
@@ -477,14 +486,25 @@ def job_units(engine: Engine, job_id: str) -> list[WorkUnit]:
         return rows
 
 
+def work_results(engine: Engine, job_id: str) -> list[dict[str, Any]]:
+    """What the finished work units of a job reported (finalize recounts from these and the lake)."""
+    with Session(engine) as s:
+        return [
+            dict(r or {})
+            for r in s.scalars(
+                select(WorkUnit.result).where(WorkUnit.job_id == job_id, WorkUnit.phase == PHASE_WORK, WorkUnit.status == UNIT_DONE)
+            )
+        ]
+
+
 def is_cancel_requested(engine: Engine, job_id: str) -> bool:
     with Session(engine) as s:
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
 def touch_worker(engine: Engine, worker_id: str, hostname: str, pid: int, queues: str) -> None:
-    now = utcnow()
     with Session(engine) as s, s.begin():
+        now = _now(s)
         record = s.get(WorkerRecord, worker_id)
         if record is None:
             s.add(WorkerRecord(id=worker_id, hostname=hostname, pid=pid, queues=queues, started_at=now, last_seen=now))
@@ -498,8 +518,8 @@ def remove_worker(engine: Engine, worker_id: str) -> None:
 
 
 def live_workers(engine: Engine, max_age_seconds: float) -> list[WorkerRecord]:
-    cutoff = utcnow() - timedelta(seconds=max_age_seconds)
     with Session(engine) as s:
+        cutoff = _now(s) - timedelta(seconds=max_age_seconds)
         rows = list(s.execute(select(WorkerRecord).where(WorkerRecord.last_seen >= cutoff)).scalars())
         s.expunge_all()
         return rows

@@ -63,15 +63,16 @@ def test_plan_work_finalize_and_counts(home):
         assert claimed.payload == {"i": i} and claimed.params == {"x": 1} and claimed.attempts == 1
         assert jobs.complete_unit(engine, uid, f"w{i}", {"ingested": 10 - i, "failed": i})
         nxt = jobs.advance_job(engine, job_id)
-        assert nxt == ([] if i < 2 else [(f"{job_id}.99999", "cpu")])  # finalize only after all work
+        assert nxt == ([] if i < 2 else [(f"{job_id}.final", "cpu")])  # finalize only after all work
     assert jobs.get_job(engine, job_id).progress_done == 30
-    fin = f"{job_id}.99999"
+    fin = f"{job_id}.final"
     assert jobs.claim_unit(engine, fin, "w9", 30) is not None
-    jobs.complete_unit(engine, fin, "w9", {"adjust": {"ingested": -2}})
+    jobs.complete_unit(engine, fin, "w9", {"set": {"ingested": 25}})  # finalize recounted from the store
     jobs.advance_job(engine, job_id)
     job = jobs.get_job(engine, job_id)
     assert job.status == "succeeded" and job.finished_at is not None
-    assert job.counts == {"ingested": 10 + 9 + 8 - 2, "failed": 3, "rows": 30}
+    assert job.counts == {"ingested": 25, "failed": 3, "rows": 30}
+    assert sorted(r["ingested"] for r in jobs.work_results(engine, job_id)) == [8, 9, 10]
 
 
 def test_a_unit_is_claimed_once_even_under_a_race(home):
@@ -158,7 +159,7 @@ def test_cancel_drops_pending_units_and_waits_for_running_ones(home):
     assert jobs.get_job(engine, job_id).status == "cancelling"
     jobs.complete_unit(engine, running, "w", {}, status="cancelled")  # the worker stops between batches
     fin = jobs.advance_job(engine, job_id)
-    assert fin == [(f"{job_id}.99999", "cpu")]  # finalize still runs: it keeps the store consistent
+    assert fin == [(f"{job_id}.final", "cpu")]  # finalize still runs: it keeps the store consistent
     jobs.claim_unit(engine, fin[0][0], "w", 30)
     jobs.complete_unit(engine, fin[0][0], "w", {})
     jobs.advance_job(engine, job_id)
@@ -174,3 +175,14 @@ def test_logs_are_kept_to_a_tail(home):
     tail = jobs.log_tail(engine, job_id, 3)
     assert [l.message for l in tail] == [f"line {jobs.LOG_KEEP + 77}", f"line {jobs.LOG_KEEP + 78}", f"line {jobs.LOG_KEEP + 79}"]
     assert len(jobs.log_tail(engine, job_id, 10_000)) <= jobs.LOG_KEEP + 50
+
+
+def test_a_plan_of_more_than_99999_units_fits(home):
+    engine = _engine()
+    job_id, _ = _job(engine)
+    uid = jobs.unit_id(job_id, 0)
+    jobs.claim_unit(engine, uid, "w", 30)
+    assert jobs.complete_plan(engine, uid, "w", [jobs.UnitSpec({}, 1) for _ in range(100_050)], {})
+    released = jobs.advance_job(engine, job_id)
+    assert len(released) == 100_050 and (f"{job_id}.100050", "cpu") in released
+    assert jobs.get_job(engine, job_id).progress_total == 100_050

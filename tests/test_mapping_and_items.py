@@ -21,11 +21,11 @@ def _build(fields, mapping=REVIEWS, limits=TextLimits(), row_number=1):
 
 def test_mapping_from_yaml_and_options(tmp_path):
     path = tmp_path / "m.yaml"
-    path.write_text("kind: feedback\ncolumns:\n  feedback_text: [Summary, Text]\npii:\n  ProfileName: name\nredaction:\n  patterns:\n    EMPLOYEE: 'EMP-\\d+'\n")
+    path.write_text("kind: feedback\ncolumns:\n  feedback_text: [Summary, Text]\npii:\n  ProfileName: name\nredaction:\n  patterns:\n    EMPLOYEE: 'EMP-\\d+'\n  keep: [John Deere]\n")
     m = ColumnMapping.from_yaml(path)
     assert m.item_kind == "feedback" and m.feedback_type == "review"
     assert m.columns == {"feedback_text": ["Summary", "Text"]} and m.pii == {"ProfileName": "NAME"}
-    assert m.redaction_patterns == (("EMPLOYEE", r"EMP-\d+"),)
+    assert m.redaction_patterns == (("EMPLOYEE", r"EMP-\d+"),) and m.redaction_keep == ("John Deere",)
     m2 = m.with_options(["external_id=Id", "title=Summary"], ["UserId=UCI"], ["TICKET=T-\\d+"], feedback_type="transcript")
     assert m2.columns["external_id"] == ["Id"] and m2.pii["UserId"] == "UCI" and m2.feedback_type == "transcript"
     assert ColumnMapping.from_dict(m2.to_dict()) == m2
@@ -39,6 +39,7 @@ def test_mapping_from_yaml_and_options(tmp_path):
         (lambda: ColumnMapping(pii={"x": "SSN"}), "PII kind"),
         (lambda: ColumnMapping().with_options(["title"]), "--map takes field=column"),
         (lambda: ColumnMapping.from_dict({"columns": {}, "colour": 1}), "unknown keys"),
+        (lambda: ColumnMapping(columns={"external_id": ["UserId"]}, pii={"UserId": "UCI"}), "cannot be the external_id"),
     ],
 )
 def test_mapping_errors(build, message):

@@ -115,3 +115,16 @@ def test_source_errors(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps([{"a": 1}]))
     with pytest.raises(SourceError, match="JSON lines"):
         detect_format(tmp_path / "a.json")
+
+
+def test_byte_order_marks_and_old_mac_line_endings(tmp_path):
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"a": 1}\n{"a": 2}\n')
+    assert [r.fields for r in read_range(bom, "jsonl")] == [{"a": 1}, {"a": 2}]
+    csv_bom = tmp_path / "bom.csv"
+    csv_bom.write_bytes(b"\xef\xbb\xbfid,t\n1,x\n")
+    assert [r.fields for r in read_range(csv_bom, "csv")] == [{"id": "1", "t": "x"}]
+    cr = tmp_path / "cr.csv"
+    cr.write_bytes(b'id,t\r1,"a\rb"\r2,y\r')
+    with pytest.raises(SourceError, match="line endings"):
+        source_columns(cr, "csv")

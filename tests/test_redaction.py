@@ -76,12 +76,12 @@ def test_luhn_invalid_card_is_not_a_card_unless_called_one():
     ],
 )
 def test_product_text_is_left_alone(text):
-    out = Redactor().redact(text, free_names=False)
+    out = Redactor().redact(text, mode="catalog")
     assert out.text == text and out.counts == {}
 
 
 def test_brand_names_that_look_like_people_survive_in_catalog_fields():
-    out = Redactor().redact("Calvin Klein by Tommy, Amber Rose scent", free_names=False)
+    out = Redactor().redact("Calvin Klein by Tommy, Amber Rose scent", mode="catalog")
     assert out.text == "Calvin Klein by Tommy, Amber Rose scent"
 
 
@@ -109,3 +109,65 @@ def test_extra_patterns_and_their_validation():
 def test_disabled_redaction_keeps_text():
     out = Redactor(RedactionConfig(enabled=False)).redact(TRANSCRIPT)
     assert out.text == TRANSCRIPT and out.counts == {}
+
+
+def test_ocr_boxes_carry_no_value_the_joined_text_redacts():
+    from workers.jobs.ocr import redacted_boxes
+
+    texts = ["SHIP TO", "Name:", "Zaphod Beeblebrox", "Tel:", "5551234567", "Order", "W12345678"]
+    boxes = [{"box": [[0, i]], "text": t, "score": 0.9} for i, t in enumerate(texts)]
+    red = Redactor().redact("\n".join(texts), mode="structured")
+    out = redacted_boxes(boxes, red.text)
+    joined = str(out)
+    for raw in ("Zaphod", "Beeblebrox", "5551234567", "W12345678"):
+        assert raw not in red.text and raw not in joined
+    assert all(b["box"] == orig["box"] and b["score"] == 0.9 for b, orig in zip(out, boxes))
+
+
+@pytest.mark.parametrize(
+    "text, leftovers",
+    [
+        ("[14:30] Agent (Xochitl Quetzal): how can I help?", ["Xochitl", "Quetzal"]),
+        ("14:31:05 - Customer (Bram Ellery): the jar is cracked", ["Bram", "Ellery"]),
+        ("Xochitl (agent): hello there", ["Xochitl"]),
+        ("my name is sarah connor and the box was wet", ["sarah", "connor"]),
+        ("i'm mike, the lid was broken", ["mike"]),
+        ("My name is DeShawn Washington", ["DeShawn", "Shawn", "Washington"]),
+        ("Hi Mike, this is Liam Murphy from returns", ["Mike", "Liam", "Murphy"]),
+        ("ship to 55 W 3rd St Apt 2, Austin, TX 78701", ["55 W", "3rd", "78701"]),
+        ("42 Baker Street, London NW1 6XE", ["Baker", "NW1", "6XE"]),
+        ("my ID 4455667788 please", ["4455667788"]),
+    ],
+)
+def test_review_findings_are_redacted(text, leftovers):
+    out = Redactor().redact(text)
+    for leftover in leftovers:
+        assert leftover not in out.text, (leftover, out.text)
+
+
+@pytest.mark.parametrize(
+    "text, mode",
+    [
+        ("1 TB Portable External Hard Drive, 2 Pack Solid State Drive", "free_text"),
+        ("ISBN 978-0-306-40615-7, part 12345-67890-123", "free_text"),
+        ("[2023-11-04 14:30:12] the parcel arrived", "free_text"),
+        ("my name is on the parcel", "free_text"),
+        ("Ralph Lauren shirt and a John Deere toy for Dr. Martens fans", "catalog"),
+    ],
+)
+def test_review_false_positives_stay_as_written(text, mode):
+    out = Redactor().redact(text, mode=mode)
+    assert out.text == text and out.counts == {}, out
+
+
+def test_kept_phrases_are_never_names():
+    r = Redactor(RedactionConfig(keep=("Ralph Lauren", "John Deere", "Mr. Coffee")))
+    out = r.redact("Dear team, my John Deere toy and Mr. Coffee machine. Thanks, Priya")
+    assert out.text == "Dear team, my John Deere toy and Mr. Coffee machine. Thanks, [NAME]"
+
+
+def test_declared_values_match_cleaned_text_and_nicknames_only_when_names():
+    out = Redactor().redact("Zed Quux here. Love Gluten Free Oatmeal!!!", known={"NAME": ['Zed  Quux', 'Daniel "gluten free"']})
+    assert out.text == "[NAME] here. Love Gluten Free Oatmeal!!!"
+    out = Redactor().redact("the Cat Lady strikes again", known={"NAME": ['Deborah S. Linzer "Cat Lady"']})
+    assert out.text == "the [NAME] strikes again"

@@ -10,7 +10,6 @@ import os
 import socket
 import threading
 import time
-import traceback
 import uuid
 from typing import Any, Callable
 
@@ -177,7 +176,6 @@ def execute_unit(unit_id: str, *, settings: Settings | None = None, send: Callab
         detail = _safe_message(f"{exc.__class__.__name__}: {exc}", settings)
         status = jobs.fail_attempt(engine, unit_id, owner, detail, settings.max_unit_attempts)
         ctx.log(f"attempt {claimed.attempts} failed ({detail}); {'will retry' if status == 'pending' else 'giving up'}", level="error")
-        log.debug("%s", traceback.format_exc())
         if status == "pending":
             _send(settings, engine, [(unit_id, claimed.queue)], send, countdown=min(2 ** claimed.attempts, 30))
         outcome = "retry" if status == "pending" else "failed"
@@ -193,7 +191,8 @@ def _safe_message(message: str, settings: Settings) -> str:
         return message[:2000]
     from curation.redaction import Redactor
 
-    return Redactor().redact(message[:2000]).text
+    # redact first, then cut: a cut first could leave half an e-mail address no rule recognises
+    return Redactor().redact(message[:20_000]).text[:2000]
 
 
 def _send(settings: Settings, engine, dispatches, send: Callable | None, countdown: float = 0) -> None:

@@ -13,6 +13,7 @@ from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
 from curation.readers import RowRange, SourceError, detect_format, plan_ranges, read_range, source_columns
 from curation.redaction import RedactionConfig, Redactor
 from db import batches
+from db import jobs as jobs_db
 from db.jobs import UnitSpec
 
 from ..runtime import PermanentError, UnitContext
@@ -117,7 +118,10 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     )
     rows = sum(r.n_rows for r in ranges)
     ctx.log(f"{rows} row(s) in {path.name}, {len(ranges)} unit(s) of up to {p['rows_per_unit']}")
-    specs = [UnitSpec({"start_row": r.start_row, "offset": r.offset, "n_rows": r.n_rows}, r.n_rows) for r in ranges]
+    stat = path.stat()
+    # Units seek to byte offsets: they must read the very file that was planned.
+    fingerprint = {"file_bytes": stat.st_size, "file_mtime_ns": stat.st_mtime_ns}
+    specs = [UnitSpec({"start_row": r.start_row, "offset": r.offset, "n_rows": r.n_rows, **fingerprint}, r.n_rows) for r in ranges]
     return specs, {"set": {"rows": rows}}
 
 
@@ -140,12 +144,23 @@ def _error_row(ctx: UnitContext, stage: str, code: str, message: str, *, row_num
 def run(ctx: UnitContext) -> dict[str, Any]:
     p = ctx.params
     mapping = ColumnMapping.from_dict(p["mapping"])
-    redactor = Redactor(RedactionConfig(enabled=bool(p["redact"]), extra_patterns=mapping.redaction_patterns))
+    keep = mapping.redaction_keep + batches.catalog_brands(ctx.lake) if p["redact"] else ()
+    redactor = Redactor(RedactionConfig(enabled=bool(p["redact"]), extra_patterns=mapping.redaction_patterns, keep=keep))
     text_limits = TextLimits(**p["text_limits"])
     image_limits = ImageLimits(**p["image_limits"])
     root = Path(p["image_root"])
     blob_root = ctx.settings.blob_path
-    rng = RowRange(**ctx.payload)
+    rng = RowRange(**{k: ctx.payload[k] for k in ("start_row", "offset", "n_rows")})
+    try:
+        stat = Path(p["source"]).stat()
+    except OSError as exc:
+        raise PermanentError(f"cannot read the source: {exc}") from exc
+    if (stat.st_size, stat.st_mtime_ns) != (ctx.payload.get("file_bytes"), ctx.payload.get("file_mtime_ns")):
+        raise PermanentError("the source file changed after the job was planned; ingest it again (rows already stored are kept)")
+
+    def scrub(text: str) -> str:
+        # file names and URLs of customer uploads can carry an e-mail address or a name
+        return redactor.redact(text, mode="structured").text
 
     drafts: dict[str, ItemDraft] = {}
     errors: list[dict[str, Any]] = []
@@ -182,14 +197,16 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 blob = store_blob(blob_root, info)
             except ImageError as exc:
                 images_failed += 1
-                errors.append(_error_row(ctx, "image", exc.code, exc.message, row_number=draft.row_number, item_id=item_id, subject=ref[:500]))
+                errors.append(
+                    _error_row(ctx, "image", exc.code, scrub(exc.message), row_number=draft.row_number, item_id=item_id, subject=scrub(ref)[:500])
+                )
                 continue
             images.append(
                 {
                     "image_id": hashlib.sha256(f"{item_id}\x1f{position}".encode()).hexdigest()[:24],
                     "item_id": item_id,
                     "position": position,
-                    "source_ref": ref[:2000],
+                    "source_ref": scrub(ref)[:2000],
                     "sha256": info.sha256,
                     "width": info.width,
                     "height": info.height,
@@ -219,4 +236,15 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     removed = batches.dedupe_items(ctx.lake, ctx.params["source_id"])
     if removed:
         ctx.log(f"removed {removed} duplicate item(s) that two units inserted at once")
-    return {"adjust": {"ingested": -removed, "skipped": removed}} if removed else {}
+    # Recount from the store: right after a race, and after a retry, the units' own sums are not.
+    results = jobs_db.work_results(ctx.engine, ctx.job_id)
+    rows = sum(r.get("rows", 0) for r in results)
+    failed = sum(r.get("failed", 0) for r in results)
+    ingested = batches.rows_written_by_job(ctx.lake, "items", ctx.job_id)
+    return {
+        "set": {
+            "ingested": ingested,
+            "skipped": rows - failed - ingested,
+            "images_ingested": batches.rows_written_by_job(ctx.lake, "images", ctx.job_id),
+        }
+    }

@@ -21,6 +21,16 @@ def prepare_params(*, engine: str = "rapidocr", batch_size: int = DEFAULT_BATCH,
     return {"engine": engine, "engine_label": engine_label(engine), "batch_size": batch_size, "redact": redact}
 
 
+def redacted_boxes(boxes: list[dict[str, Any]], redacted_text: str) -> list[dict[str, Any]]:
+    """Give each box its line of the redacted text. The text was redacted as a whole, because a value
+    often spans boxes ("Name:" / "Jane Roe"); if a match spanned lines, the line count no longer fits and
+    the boxes keep their geometry and score but lose their text."""
+    lines = redacted_text.split("\n")
+    if len(lines) == len(boxes):
+        return [dict(b, text=line) for b, line in zip(boxes, lines)]
+    return [dict(b, text=None) for b in boxes]
+
+
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     todo = batches.images_without_ocr(ctx.lake, ctx.params["engine_label"])
     size = int(ctx.params["batch_size"])
@@ -52,10 +62,8 @@ def run(ctx: UnitContext) -> dict[str, Any]:
             )
             continue
         # A photo of a shipping label holds a name and an address: OCR text is redacted like any text.
-        red = redactor.redact(result.text, free_names=False)
-        boxes = result.boxes
-        if red.counts:
-            boxes = [dict(b, text=redactor.redact(b["text"], free_names=False).text) for b in boxes]
+        red = redactor.redact(result.text, mode="structured")
+        boxes = redacted_boxes(result.boxes, red.text) if red.counts else result.boxes
         rows.append(
             {
                 "sha256": sha, "engine": label, "text": red.text, "n_boxes": result.n_boxes,
@@ -73,5 +81,5 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
-    removed = batches.dedupe_ocr(ctx.lake, ctx.params["engine_label"])
-    return {"adjust": {"images_read": -removed}} if removed else {}
+    batches.dedupe_ocr(ctx.lake, ctx.params["engine_label"])
+    return {"set": {"images_read": batches.rows_written_by_job(ctx.lake, "ocr", ctx.job_id)}}
