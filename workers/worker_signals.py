@@ -66,6 +66,11 @@ def _fresh_connections(**_kwargs) -> None:
     from db import store
 
     store.forget_ready()
+    try:
+        # Attach the lake now (about a second) rather than inside the child's first unit.
+        open_store(load_settings().store)
+    except Exception:  # the first unit will try again and report it
+        log.exception("could not open the store at worker start")
 
 
 @worker_shutdown.connect
