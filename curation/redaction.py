@@ -317,6 +317,12 @@ class Redactor:
             start, end = m.span(group)
             return m.group(0)[: start - m.start()] + bump() + m.group(0)[end - m.start() :]
 
+        def replace_first_word(m: re.Match) -> str:
+            """Only the first of the two words the pattern took: the second is not part of the name."""
+            start = m.start("name")
+            end = start + len(m.group("name").split()[0])
+            return m.group(0)[: start - m.start()] + bump() + m.group(0)[end - m.start() :]
+
         def speaker(m: re.Match) -> str:
             group = "paren" if m.group("paren") else "bare"
             person = m.group(group)
@@ -335,9 +341,7 @@ class Redactor:
             if words[0].lower() in _NOT_NAMES:
                 return m.group(0)
             if len(words) > 1 and words[1].lower() in _NOT_NAMES:
-                start = m.start("name")
-                end = start + len(words[0])
-                return m.group(0)[: start - m.start()] + bump() + m.group(0)[end - m.start() :]
+                return replace_first_word(m)
             return replace_group(m)
 
         s = _STRONG_CUE_LOWER.sub(strong_lower, s)
@@ -347,9 +351,7 @@ class Redactor:
             if words[0].lower() not in names_lower:
                 return m.group(0)
             if len(words) > 1 and not words[1][:1].isupper():  # "Thanks Maria for ...": the given name only
-                start = m.start("name")
-                end = start + len(words[0])
-                return m.group(0)[: start - m.start()] + bump() + m.group(0)[end - m.start() :]
+                return replace_first_word(m)
             return replace_group(m)
 
         s = _WEAK_CUE.sub(weak, s)
