@@ -42,6 +42,9 @@ _RETRYABLE = (
     "could not serialize",
     "deadlock",
     "another transaction",
+    # two processes creating tables at once: one may read the other's half-written catalog
+    "failed to commit",
+    "failed to load ducklake",
 )
 
 

@@ -149,3 +149,29 @@ def test_dedupe_keeps_the_first_copy_with_its_images(home):
     assert sorted(lake.fetchall("SELECT item_id, run_id FROM items")) == [("item-1", "run-a"), ("item-2", "run-b")]
     assert sorted(lake.fetchall("SELECT image_id FROM images")) == [("item-1/run-a",), ("item-2/run-b",)]
     assert batches.dedupe_items(lake, "src") == 0
+
+
+def _init_in_process(config: StoreConfig, queue) -> None:
+    try:
+        info = init_store(config)
+        queue.put(("ok", info.lake_migrations_applied))
+    except Exception as exc:
+        queue.put(("error", repr(exc)))
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_fresh_store_created_by_several_processes_at_once(home, attempt):
+    """A worker's main process and its pool children all open a fresh store at start: they race."""
+    s = load_settings()
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_init_in_process, args=(s.store, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert [r for r in results if r[0] != "ok"] == []
+    assert sorted(len(r[1]) for r in results) == [0, 0, 1]  # the migration ran exactly once
+    lake = open_store(s.store)
+    assert lake.scalar("SELECT count(*) FROM schema_migrations") == 1

@@ -42,6 +42,7 @@ def _loop(sender) -> None:
     interval = max(0.5, settings.lease_seconds / 3)
     while True:
         try:
+            open_store(settings.store)  # a fresh machine: create the store (once; later rounds skip it)
             jobs.touch_worker(engine, worker_id, socket.gethostname(), os.getpid(), queues)
             reap_once(settings, sender.app)
         except Exception:
@@ -52,8 +53,6 @@ def _loop(sender) -> None:
 
 @worker_ready.connect
 def _start_reaper(sender=None, **_kwargs) -> None:
-    settings = load_settings()
-    open_store(settings.store)  # create the store on a fresh machine
     _state["worker_id"] = f"{socket.gethostname()}:{os.getpid()}"
     threading.Thread(target=_loop, args=(sender,), name="vitpro-reaper", daemon=True).start()
 
