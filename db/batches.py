@@ -277,3 +277,157 @@ def dedupe_ocr(lake: Lake, engine: str) -> int:
         return int(n)
 
     return lake.transaction(body)
+
+
+# ---- scores ------------------------------------------------------------------------------------------
+SCORE_COLUMNS = [
+    ("subject_kind", pa.string()),
+    ("subject_id", pa.string()),
+    ("metric", pa.string()),
+    ("model_id", pa.string()),
+    ("segment", pa.string()),
+    ("value", pa.float64()),
+    ("flags", pa.string()),  # JSON
+    ("run_id", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+]
+TOKEN_SCORE_COLUMNS = [
+    ("subject_kind", pa.string()),
+    ("subject_id", pa.string()),
+    ("model_id", pa.string()),
+    ("segment", pa.string()),
+    ("tokens", pa.string()),
+    ("token_ids", pa.string()),
+    ("scores", pa.string()),
+    ("mass", pa.string()),
+    ("words", pa.string()),
+    ("word_scores", pa.string()),
+    ("positions", pa.string()),
+    ("run_id", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+]
+JSON_COLUMNS |= {"flags", "tokens", "token_ids", "scores", "mass", "words", "word_scores", "positions"}
+_SCORE_KEY = ("subject_kind", "subject_id", "metric", "model_id", "segment")
+_TOKEN_KEY = ("subject_kind", "subject_id", "model_id", "segment")
+
+
+def _not_stored(table: str, key: tuple[str, ...], alias: str = "n") -> str:
+    cond = " AND ".join(f"t.{k} = {alias}.{k}" for k in key)
+    return f"NOT EXISTS (SELECT 1 FROM {table} t WHERE {cond})"
+
+
+def write_scores(
+    lake: Lake,
+    run_id: str,
+    scores: list[dict[str, Any]],
+    token_scores: list[dict[str, Any]] = (),
+    errors: list[dict[str, Any]] = (),
+) -> int:
+    """Replace this unit's score rows; a (subject, metric, model, segment) already stored is kept."""
+    scores_t = arrow_table(SCORE_COLUMNS, scores)
+    tokens_t = arrow_table(TOKEN_SCORE_COLUMNS, token_scores)
+    errors_t = arrow_table(ERROR_COLUMNS, errors)
+
+    def body(con) -> int:
+        for table in ("scores", "token_scores", "errors"):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        con.register("_new_scores", scores_t)
+        con.register("_new_tokens", tokens_t)
+        con.register("_new_errors", errors_t)
+        try:
+            n = con.execute(f"SELECT count(*) FROM _new_scores n WHERE {_not_stored('scores', _SCORE_KEY)}").fetchone()[0]
+            con.execute(
+                f"INSERT INTO scores ({_names(SCORE_COLUMNS)}) SELECT {_select_list(SCORE_COLUMNS, 'n')} "
+                f"FROM _new_scores n WHERE {_not_stored('scores', _SCORE_KEY)}"
+            )
+            con.execute(
+                f"INSERT INTO token_scores ({_names(TOKEN_SCORE_COLUMNS)}) SELECT {_select_list(TOKEN_SCORE_COLUMNS, 'n')} "
+                f"FROM _new_tokens n WHERE {_not_stored('token_scores', _TOKEN_KEY)}"
+            )
+            con.execute(f"INSERT INTO errors ({_names(ERROR_COLUMNS)}) SELECT {_select_list(ERROR_COLUMNS, 'n')} FROM _new_errors n")
+            return int(n)
+        finally:
+            for name in ("_new_scores", "_new_tokens", "_new_errors"):
+                con.unregister(name)
+
+    return lake.transaction(body)
+
+
+def dedupe_scores(lake: Lake, model_id: str) -> int:
+    """Keep one row per (subject, metric, model, segment): two units that raced may both have inserted."""
+
+    def body(con) -> int:
+        keys = ", ".join(_SCORE_KEY)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _sdups AS SELECT {keys}, run_id FROM ("
+            f" SELECT {keys}, run_id, row_number() OVER (PARTITION BY {keys} ORDER BY created_at, run_id) AS k"
+            " FROM scores WHERE model_id = ?) WHERE k > 1",
+            [model_id],
+        )
+        n = con.execute("SELECT count(*) FROM temp._sdups").fetchone()[0]
+        if n:
+            cond = " AND ".join(f"d.{k} = scores.{k}" for k in _SCORE_KEY)
+            con.execute(f"DELETE FROM scores WHERE EXISTS (SELECT 1 FROM temp._sdups d WHERE {cond} AND d.run_id = scores.run_id)")
+        return int(n)
+
+    return lake.transaction(body)
+
+
+def items_without_score(lake: Lake, metric: str, model_id: str, segment: str = "") -> list[tuple[str, int]]:
+    """(item_id, a length estimate) of items with images that have no ``metric`` row for this model and
+    segment yet, shortest first (batches of similar length pad little)."""
+    return lake.fetchall(
+        "SELECT i.item_id, length(coalesce(i.title, '') || coalesce(i.description, '') || coalesce(i.feedback_text, '')) AS n "
+        "FROM items i WHERE i.n_images > 0 AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.subject_kind = 'item' "
+        "AND s.subject_id = i.item_id AND s.metric = ? AND s.model_id = ? AND s.segment = ?) ORDER BY n, i.item_id",
+        [metric, model_id, segment],
+    )
+
+
+def items_with_images(lake: Lake, item_ids: list[str]) -> list[dict[str, Any]]:
+    """Items with their images (in order) and each image's OCR text, for a scoring unit."""
+    if not item_ids:
+        return []
+    probe = pa.table({"item_id": pa.array(item_ids, pa.string())})
+    with lake._lock:
+        lake.con.register("_probe_items", probe)
+        try:
+            rows = lake.con.execute(
+                "SELECT i.item_id, i.kind, i.title, i.description, i.feedback_text, "
+                "  list(im.image_id ORDER BY im.position), list(im.blob_path ORDER BY im.position), "
+                "  list(coalesce(o.text, '') ORDER BY im.position) "
+                "FROM items i JOIN _probe_items p USING (item_id) JOIN images im USING (item_id) "
+                "LEFT JOIN (SELECT sha256, any_value(text) AS text FROM ocr GROUP BY sha256) o ON o.sha256 = im.sha256 "
+                "GROUP BY ALL"
+            ).fetchall()
+        finally:
+            lake.con.unregister("_probe_items")
+    cols = ["item_id", "kind", "title", "description", "feedback_text", "image_ids", "blob_paths", "ocr_texts"]
+    order = {item_id: k for k, item_id in enumerate(item_ids)}
+    return sorted((dict(zip(cols, r)) for r in rows), key=lambda r: order[r["item_id"]])
+
+
+def write_ocr_stats(lake: Lake, run_id: str) -> int:
+    """ocr_chars and ocr_boxes per image (model_id: the OCR engine) for images that have none yet."""
+
+    def body(con) -> int:
+        con.execute("DELETE FROM scores WHERE run_id = ?", [run_id])
+        written = 0
+        for metric, expr in (("ocr_chars", "length(o.text)"), ("ocr_boxes", "o.n_boxes")):
+            source = (
+                f"SELECT DISTINCT 'image' AS subject_kind, im.image_id AS subject_id, '{metric}' AS metric, o.engine AS model_id, "
+                f"'' AS segment, CAST({expr} AS DOUBLE) AS value FROM images im JOIN ocr o ON o.sha256 = im.sha256"
+            )
+            missing = (
+                "NOT EXISTS (SELECT 1 FROM scores s WHERE s.subject_kind = n.subject_kind AND s.subject_id = n.subject_id "
+                "AND s.metric = n.metric AND s.model_id = n.model_id AND s.segment = n.segment)"
+            )
+            written += con.execute(f"SELECT count(*) FROM ({source}) n WHERE {missing}").fetchone()[0]
+            con.execute(
+                f"INSERT INTO scores ({_names(SCORE_COLUMNS)}) SELECT n.subject_kind, n.subject_id, n.metric, n.model_id, "
+                f"n.segment, n.value, NULL, ?, now() FROM ({source}) n WHERE {missing}",
+                [run_id],
+            )
+        return int(written)
+
+    return lake.transaction(body)

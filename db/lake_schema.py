@@ -101,6 +101,44 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
 ]
 
+MIGRATIONS.append(
+    (
+        2,
+        "scores and per-token scores",
+        [
+            # Every stat once, long format (data-juicer's lesson): filters are predicates over these rows
+            # and re-thresholding never recomputes. value is NULL where the subject could not be scored
+            # (flags say why), so "not yet scored" and "could not be scored" differ.
+            """CREATE TABLE IF NOT EXISTS scores (
+                subject_kind VARCHAR,   -- image | item | sample
+                subject_id VARCHAR,
+                metric VARCHAR,         -- clip_score, clip_cosine, vis_attn, vis_attn_mass, vis_attn_nosink, vis_attn_dist, text_tokens, ocr_chars, ocr_boxes
+                model_id VARCHAR,       -- '' for stats that need no model
+                segment VARCHAR,        -- answer | question | text for VisAttnScore, '' otherwise
+                value DOUBLE,
+                flags JSON,             -- {"truncated": true}, {"error": "no_image"}, {"demo_model": true}
+                run_id VARCHAR,
+                created_at TIMESTAMPTZ
+            )""",
+            """CREATE TABLE IF NOT EXISTS token_scores (
+                subject_kind VARCHAR,
+                subject_id VARCHAR,
+                model_id VARCHAR,
+                segment VARCHAR,
+                tokens JSON,            -- the segment's tokens as text
+                token_ids JSON,
+                scores JSON,            -- A(t) per token (eq. 2)
+                mass JSON,              -- attention mass on the image per token
+                words JSON,             -- sub-word pieces joined
+                word_scores JSON,
+                positions JSON,         -- segment, image, question and answer positions in input_ids
+                run_id VARCHAR,
+                created_at TIMESTAMPTZ
+            )""",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

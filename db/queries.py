@@ -54,3 +54,46 @@ def error_rows(lake: Lake, *, job_id: str | None = None, stage: str | None = Non
         f"SELECT {', '.join(cols)} FROM errors {where} ORDER BY created_at, row_number LIMIT {int(limit)}", params
     )
     return [dict(zip(cols, r)) for r in rows]
+
+
+def score_summary(lake: Lake, metric: str | None = None) -> list[dict[str, Any]]:
+    """Per (kind, metric, model, segment): how many subjects, how many could not be scored, quantiles."""
+    where, params = ("WHERE metric = ?", [metric]) if metric else ("", [])
+    cols = ["subject_kind", "metric", "model_id", "segment", "n", "missing", "min", "p10", "p25", "median", "p75", "p90", "max"]
+    rows = lake.fetchall(
+        "SELECT subject_kind, metric, model_id, segment, count(*), count(*) - count(value), min(value), "
+        "quantile_cont(value, 0.1), quantile_cont(value, 0.25), quantile_cont(value, 0.5), quantile_cont(value, 0.75), "
+        f"quantile_cont(value, 0.9), max(value) FROM scores {where} GROUP BY ALL ORDER BY 1, 2, 3, 4",
+        params,
+    )
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def score_threshold(lake: Lake, metric: str, percentile: float, *, model_id: str | None = None, segment: str = "", subject_kind: str | None = None) -> tuple[float | None, int]:
+    """The value at a percentile (0-100) of a score within the data set, and how many values it is over.
+    Thresholds set as percentiles carry across models; absolute values do not (DESIGN.md)."""
+    if not 0 <= percentile <= 100:
+        raise ValueError("percentile must be between 0 and 100")
+    clauses, params = ["metric = ?", "segment = ?", "value IS NOT NULL"], [metric, segment]
+    if model_id:
+        clauses.append("model_id = ?")
+        params.append(model_id)
+    if subject_kind:
+        clauses.append("subject_kind = ?")
+        params.append(subject_kind)
+    models = lake.fetchall(f"SELECT DISTINCT model_id FROM scores WHERE {' AND '.join(clauses)}", params)
+    if len(models) > 1:
+        raise ValueError(f"{metric} comes from {len(models)} models; pick one with --model: {', '.join(m for (m,) in models)}")
+    row = lake.fetchone(f"SELECT quantile_cont(value, ?), count(*) FROM scores WHERE {' AND '.join(clauses)}", [percentile / 100.0, *params])
+    return (row[0], int(row[1])) if row else (None, 0)
+
+
+def scores_with_percentiles(lake: Lake, metric: str, *, model_id: str, segment: str = "", subject_kind: str = "item", limit: int = 20, lowest: bool = True) -> list[tuple[str, float, float]]:
+    """(subject, value, percentile 0-100) of a score, lowest (or highest) first."""
+    order = "ASC" if lowest else "DESC"
+    return lake.fetchall(
+        "SELECT subject_id, value, 100 * percent_rank() OVER (ORDER BY value) AS pct FROM scores "
+        "WHERE metric = ? AND model_id = ? AND segment = ? AND subject_kind = ? AND value IS NOT NULL "
+        f"ORDER BY value {order} LIMIT {int(limit)}",
+        [metric, model_id, segment, subject_kind],
+    )

@@ -11,6 +11,8 @@ from db.lake import Lake, StoreError, catalog_attach_target
 from db.store import StoreConfig, app_current_revision, app_head_revision, init_store, open_store
 from vitpro.settings import load_settings
 
+ALL_LAKE_MIGRATIONS = [version for version, _, _ in lake_schema.MIGRATIONS]
+
 
 def _writer(catalog_url: str, data_path: str, worker: int, n: int, queue) -> None:
     try:
@@ -48,7 +50,7 @@ def _concurrent_writes(config: StoreConfig, processes: int = 4, per_process: int
 def test_sqlite_store_created_twice_and_shared(home):
     s = load_settings()
     first = init_store(s.store)
-    assert first.lake_migrations_applied == [1] and first.app_revision == app_head_revision()
+    assert first.lake_migrations_applied == ALL_LAKE_MIGRATIONS and first.app_revision == app_head_revision()
     second = init_store(s.store)
     assert second.lake_migrations_applied == []
     lake = open_store(s.store)
@@ -70,7 +72,7 @@ def test_sqlite_concurrent_writers_retry_conflicts(home):
 def test_postgres_store_and_concurrent_writers(pg_url, tmp_path):
     config = StoreConfig(pg_url, str(tmp_path / "lake") + "/", pg_url)
     info = init_store(config)
-    assert info.lake_migrations_applied == [1]
+    assert info.lake_migrations_applied == ALL_LAKE_MIGRATIONS
     assert init_store(config).lake_migrations_applied == []
     assert app_current_revision(pg_url) == app_head_revision()
     _concurrent_writes(config, processes=3, per_process=10)
@@ -89,13 +91,14 @@ def test_lake_migration_path_adds_a_column_and_keeps_rows(home, monkeypatch):
     init_store(s.store)
     lake = open_store(s.store)
     lake.transaction(lambda con: con.execute("INSERT INTO items (item_id, title, run_id) VALUES ('keep', 'kept', 'r')"))
-    later = lake_schema.MIGRATIONS + [(2, "items.note", ["ALTER TABLE items ADD COLUMN note VARCHAR"])]
+    nxt = lake_schema.LATEST + 1
+    later = lake_schema.MIGRATIONS + [(nxt, "items.note", ["ALTER TABLE items ADD COLUMN note VARCHAR"])]
     monkeypatch.setattr(lake_schema, "MIGRATIONS", later)
-    monkeypatch.setattr(lake_schema, "LATEST", 2)
-    assert lake_schema.migrate(lake) == [2]
+    monkeypatch.setattr(lake_schema, "LATEST", nxt)
+    assert lake_schema.migrate(lake) == [nxt]
     assert lake_schema.migrate(lake) == []
     assert lake.fetchall("SELECT item_id, title, note FROM items") == [("keep", "kept", None)]
-    assert lake_schema.applied_version(lake) == 2
+    assert lake_schema.applied_version(lake) == nxt
 
 
 def test_bad_catalog_urls():
@@ -172,6 +175,6 @@ def test_fresh_store_created_by_several_processes_at_once(home, attempt):
     for p in procs:
         p.join(timeout=30)
     assert [r for r in results if r[0] != "ok"] == []
-    assert sorted(len(r[1]) for r in results) == [0, 0, 1]  # the migration ran exactly once
+    assert sorted(len(r[1]) for r in results) == [0, 0, lake_schema.LATEST]  # each migration ran exactly once
     lake = open_store(s.store)
-    assert lake.scalar("SELECT count(*) FROM schema_migrations") == 1
+    assert lake.scalar("SELECT count(*) FROM schema_migrations") == lake_schema.LATEST

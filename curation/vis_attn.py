@@ -1,0 +1,303 @@
+"""VisAttnScore (PAPER.md, equation 2): how much each text token attends to the image inside a VLM.
+
+For text token t, A(t) = 1/(L·H·V) · Σ_l Σ_h Σ_v a[l,h,t,v]: the attention weight of t on image token v,
+averaged over the V image tokens, the H heads and the L layers of the language model. A segment's score
+is the mean of A(t) over its tokens. The image is given; question and answer are teacher-forced in one
+forward pass.
+
+How it is computed: ``output_attentions=True`` needs eager attention and keeps an L·H·T·T tensor. Instead
+the language model runs an attention function registered with transformers' ``AttentionInterface`` (and a
+mask function of the same name with ``AttentionMaskInterface``, or the causal mask is dropped). It
+returns SDPA's output unchanged, and on the side computes, in chunks of query rows, only the block it
+needs: the scored text rows against the image columns, normalised over *all* keys (a log-sum-exp over the
+full row), averaged over heads, summed over layers. :func:`eager_reference` computes the same numbers from
+eager ``output_attentions``; the tests hold the two to 1e-5.
+"""
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from typing import Any
+
+ATTN_NAME = "vitpro_visattn"
+_active: contextvars.ContextVar["_Collector | None"] = contextvars.ContextVar("vitpro_visattn", default=None)
+_registered = False
+
+
+@dataclass(frozen=True)
+class VisAttnConfig:
+    segment: str = "answer"  # answer | question | text (question and answer)
+    exclude_sinks: bool = False  # also report the score without "attention sink" image tokens
+    sink_factor: float = 5.0  # a sink draws more than this many times the median image token's attention
+    max_sink_share: float = 0.1  # never call more than this share of the image tokens sinks
+    distance_correction: bool = False  # also report the score corrected for distance from the image
+    chunk_bytes: int = 64 * 1024 * 1024  # memory for one chunk of (rows x keys) logits per layer
+
+    def __post_init__(self):
+        if self.segment not in ("answer", "question", "text"):
+            raise ValueError("segment must be answer, question or text")
+
+
+def register() -> None:
+    """Make ``attn_implementation={"text_config": "vitpro_visattn", ...}`` available (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTN_NAME, _attention)
+    AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
+    _registered = True
+
+
+def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    output = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    collector = _active.get()
+    if collector is not None:
+        collector.observe(query, key, attention_mask, scaling if scaling is not None else query.shape[-1] ** -0.5)
+    return output
+
+
+class _Collector:
+    """Accumulates Σ_l mean_h a[l,h,t,v] for the scored rows t and the image columns v of each sample."""
+
+    def __init__(self, rows, image_cols, image_valid, chunk_bytes: int):
+        import torch
+
+        self.rows = rows  # (R,) positions scored, shared by the batch
+        self.image_cols = image_cols  # (B, Vmax) key positions of image tokens (padded)
+        self.image_valid = image_valid  # (B, Vmax)
+        self.block = torch.zeros((image_cols.shape[0], rows.shape[0], image_cols.shape[1]), dtype=torch.float32, device=rows.device)
+        self.layers = 0
+        self.chunk_bytes = chunk_bytes
+
+    def observe(self, query, key, attention_mask, scaling: float) -> None:
+        import torch
+        from transformers.integrations.sdpa_attention import repeat_kv
+
+        self.layers += 1
+        batch, heads, q_len, _ = query.shape
+        keys = repeat_kv(key, heads // key.shape[1]).float()  # grouped KV heads: one key per query head
+        k_len = keys.shape[2]
+        rows = self.rows
+        chunk = max(1, min(rows.shape[0], self.chunk_bytes // max(1, batch * heads * k_len * 4)))
+        cols = self.image_cols[:, None, None, :]
+        valid = self.image_valid[:, None, None, :]
+        key_pos = torch.arange(k_len, device=keys.device)
+        for start in range(0, rows.shape[0], chunk):
+            r = rows[start : start + chunk]
+            logits = torch.matmul(query[:, :, r, :].float(), keys.transpose(-1, -2)) * scaling  # (B,H,c,K)
+            if attention_mask is None:
+                # SDPA's mask function may leave causality to is_causal: apply it by hand
+                allowed = (key_pos[None, :] <= r[:, None])[None, None]
+                logits = logits.masked_fill(~allowed, float("-inf"))
+            elif attention_mask.dtype == torch.bool:
+                logits = logits.masked_fill(~attention_mask[:, :, r, :k_len], float("-inf"))
+            else:
+                logits = logits + attention_mask[:, :, r, :k_len].float()
+            lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+            lse = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))  # fully masked (padding) rows
+            image_logits = logits.gather(-1, cols.expand(batch, heads, r.shape[0], cols.shape[-1]))
+            probs = torch.exp(image_logits - lse) * valid
+            self.block[:, start : start + r.shape[0]] += probs.mean(dim=1)
+
+
+@dataclass
+class SampleScores:
+    """Per-sample result: the eq.-2 score, the image mass, per-token and per-word values."""
+
+    segment_score: float
+    image_mass: float
+    tokens: list[str]  # the segment's tokens
+    token_ids: list[int]
+    token_scores: list[float]  # A(t)
+    token_mass: list[float]  # Σ_v instead of the mean
+    words: list[str]
+    word_scores: list[float]
+    positions: dict[str, list[int]]  # segment, image, question, answer token positions
+    input_ids: list[int]
+    n_image_tokens: int
+    truncated: bool = False
+    extra: dict[str, float] = field(default_factory=dict)  # scores with the options (sinks out, distance)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "segment_score": self.segment_score,
+            "image_mass": self.image_mass,
+            "tokens": [{"text": t, "id": i, "score": s, "mass": m} for t, i, s, m in zip(self.tokens, self.token_ids, self.token_scores, self.token_mass)],
+            "words": [{"text": w, "score": s} for w, s in zip(self.words, self.word_scores)],
+            "n_image_tokens": self.n_image_tokens,
+            "truncated": self.truncated,
+            "options": self.extra,
+            "input_ids": self.input_ids,
+            "positions": self.positions,
+        }
+
+
+def _rows_and_columns(batch, device):
+    """Positions to score (every text position after the first image token, shared by the batch) and
+    each sample's image columns."""
+    import torch
+
+    first = min(min(e.image_positions) for e in batch)
+    width = max(e.length for e in batch)
+    rows = torch.arange(first + 1, width, device=device)
+    vmax = max(len(e.image_positions) for e in batch)
+    cols = torch.zeros((len(batch), vmax), dtype=torch.long, device=device)
+    valid = torch.zeros((len(batch), vmax), dtype=torch.float32, device=device)
+    for i, e in enumerate(batch):
+        cols[i, : len(e.image_positions)] = torch.tensor(e.image_positions, device=device)
+        valid[i, : len(e.image_positions)] = 1.0
+    return rows, cols, valid
+
+
+def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig()) -> list[SampleScores]:
+    """Score encoded samples (``adapter.encode``) in one forward pass. The adapter's model must have been
+    loaded with ``adapter.attn_implementation(ATTN_NAME)``."""
+    import torch
+
+    register()
+    inputs = adapter.collate(batch)
+    device = inputs["input_ids"].device
+    rows, cols, valid = _rows_and_columns(batch, device)
+    collector = _Collector(rows, cols, valid, config.chunk_bytes)
+    token = _active.set(collector)
+    try:
+        with torch.inference_mode():
+            adapter.model(**inputs, use_cache=False)
+    finally:
+        _active.reset(token)
+    if collector.layers != adapter.num_layers:
+        raise RuntimeError(
+            f"the scoring attention ran in {collector.layers} layers, the language model has {adapter.num_layers}: "
+            f"load the model with attn_implementation={adapter.attn_implementation(ATTN_NAME)}"
+        )
+    block = (collector.block / collector.layers).cpu()
+    return [_finish(adapter, e, block[i], rows.cpu(), config) for i, e in enumerate(batch)]
+
+
+def eager_reference(adapter, batch) -> list[list[float]]:
+    """A(t) for every position after the first image token, from eager ``output_attentions``; the
+    adapter's model must have been loaded with ``adapter.attn_implementation("eager")``."""
+    import torch
+
+    inputs = adapter.collate(batch)
+    with torch.inference_mode():
+        out = adapter.model(**inputs, output_attentions=True, use_cache=False)
+    attentions = [a for a in out.attentions if a is not None]
+    if len(attentions) != adapter.num_layers:
+        raise RuntimeError(f"expected {adapter.num_layers} attention maps, got {len(attentions)}")
+    stacked = torch.stack([a.float() for a in attentions]).mean(dim=(0, 2))  # (B, T, T): mean over layers, heads
+    result = []
+    for i, e in enumerate(batch):
+        cols = torch.tensor(e.image_positions)
+        result.append(stacked[i][:, cols].mean(dim=-1).cpu().tolist())
+    return result
+
+
+def _finish(adapter, encoded, block, rows, config: VisAttnConfig) -> SampleScores:
+    import torch
+
+    n_img = len(encoded.image_positions)
+    block = block[:, :n_img]  # (R, V) for this sample: Σ_l mean_h a / L
+    row_index = {int(p): k for k, p in enumerate(rows.tolist())}
+    positions = _segment_positions(encoded, config.segment)
+    idx = torch.tensor([row_index[p] for p in positions], dtype=torch.long)
+    per_token = block[idx]
+    token_scores = per_token.mean(dim=-1)
+    token_mass = per_token.sum(dim=-1)
+    ids = [encoded.input_ids[p] for p in positions]
+    texts = adapter.token_texts(ids)
+    words, word_scores = group_words(texts, token_scores.tolist())
+    extra: dict[str, float] = {}
+    text_rows = [row_index[p] for p in encoded.segments["question"] + encoded.segments["answer"] if p in row_index]
+    if config.exclude_sinks:
+        extra["vis_attn_nosink"] = float(_without_sinks(block, text_rows, idx, config))
+    if config.distance_correction:
+        extra["vis_attn_dist"] = float(_distance_corrected(block, rows, text_rows, idx, max(encoded.image_positions)))
+    return SampleScores(
+        segment_score=float(token_scores.mean()),
+        image_mass=float(token_mass.mean()),
+        tokens=texts,
+        token_ids=ids,
+        token_scores=[float(x) for x in token_scores],
+        token_mass=[float(x) for x in token_mass],
+        words=words,
+        word_scores=word_scores,
+        positions={"segment": positions, "image": list(encoded.image_positions), **encoded.segments},
+        input_ids=list(encoded.input_ids),
+        n_image_tokens=n_img,
+        truncated=encoded.truncated,
+        extra=extra,
+    )
+
+
+def _segment_positions(encoded, segment: str) -> list[int]:
+    if segment == "text":
+        return encoded.segments["question"] + encoded.segments["answer"]
+    positions = encoded.segments[segment]
+    if not positions:
+        raise ValueError(f"the {segment} segment is empty")
+    return positions
+
+
+def _without_sinks(block, text_rows, idx, config: VisAttnConfig):
+    """Leave out image tokens that draw far more attention than the rest from all the text ("attention
+    sinks"): their share says little about this text."""
+    import torch
+
+    column = block[text_rows].mean(dim=0)  # how much each image token draws, over all text of the sample
+    limit = max(1, int(config.max_sink_share * column.numel()))
+    median = column.median()
+    candidates = torch.argsort(column, descending=True)[:limit]
+    sinks = [int(c) for c in candidates if column[c] > config.sink_factor * median]
+    keep = torch.ones(column.numel(), dtype=torch.bool)
+    keep[sinks] = False
+    return block[idx][:, keep].mean(dim=-1).mean()
+
+
+def _distance_corrected(block, rows, text_rows, idx, last_image: int):
+    """Attention to the image fades with distance from it. Fit log A = a + b·log d over the sample's text
+    tokens (d: distance to the last image token) and divide the trend out, at the median distance."""
+    import torch
+
+    scores = block.mean(dim=-1)
+    distance = (rows.float() - last_image).clamp(min=1)
+    x = torch.log(distance[text_rows])
+    y = torch.log(scores[text_rows].clamp(min=1e-12))
+    if len(text_rows) < 3 or float(x.std()) == 0.0:
+        return scores[idx].mean()
+    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+    reference = float(distance[text_rows].median())
+    corrected = scores[idx] * (distance[idx] / reference) ** (-slope)
+    return corrected.mean()
+
+
+def group_words(token_texts: list[str], scores: list[float]) -> tuple[list[str], list[float]]:
+    """Join sub-word pieces into words (a piece starting with a space starts a word; a piece that is
+    only space joins the next word); a word's score is the mean of its pieces'."""
+    words: list[str] = []
+    groups: list[list[float]] = []
+    pending_space = False
+    for text, score in zip(token_texts, scores):
+        if not text.strip():  # a piece that is only space: the next piece starts a word
+            pending_space = True
+            continue
+        starts = pending_space or text[:1].isspace() or not words or _is_punct(text) or _is_punct(words[-1][-1:])
+        if starts:
+            words.append(text.strip())
+            groups.append([score])
+        else:
+            words[-1] += text.strip()
+            groups[-1].append(score)
+        pending_space = False
+    return words, [sum(g) / len(g) for g in groups]
+
+
+def _is_punct(text: str) -> bool:
+    stripped = text.strip()
+    return bool(stripped) and all(not ch.isalnum() for ch in stripped)
+

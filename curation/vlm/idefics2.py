@@ -1,0 +1,37 @@
+"""IDEFICS2 (the paper's model): Mistral language model, SigLIP vision, perceiver connector."""
+from __future__ import annotations
+
+from typing import Any
+
+from PIL import Image
+
+from .base import Encoded, VLMAdapter
+
+
+class Idefics2Adapter(VLMAdapter):
+    family = "idefics2"
+    model_types = ("idefics2",)
+
+    @classmethod
+    def attn_implementation(cls, language_model: str) -> dict[str, str]:
+        return {"text_config": language_model, "vision_config": "sdpa", "perceiver_config": "sdpa"}
+
+    def _build_image_block(self) -> list[int]:
+        image_token = self.processor.image_token
+        enc = self.processor(text=[image_token], images=[[Image.new("RGB", (16, 16))]])
+        ids = list(enc["input_ids"][0])
+        return [t for t in ids if t != self.tokenizer.bos_token_id]
+
+    def prompt_pieces(self, n_images: int) -> tuple[str, str, str]:
+        # IDEFICS2's chat layout: "User:<image>question<end_of_utterance>\nAssistant: answer<end_of_utterance>"
+        eou = self.processor.end_of_utterance_token
+        eou = getattr(eou, "content", eou)
+        self._eou = eou
+        return "User:", "\n" if n_images > 1 else "", f"{eou}\nAssistant:"
+
+    def _end_ids(self) -> list[int]:
+        return self._ids(self._eou)
+
+    def pixel_inputs(self, batch: list[Encoded]) -> dict[str, Any]:
+        out = self.processor.image_processor([[im.convert("RGB") for im in e.images] for e in batch], return_tensors="pt")
+        return {k: out[k] for k in ("pixel_values", "pixel_attention_mask") if k in out}

@@ -1,0 +1,89 @@
+"""The CLIPScore job (gpu queue): every item with images not yet scored by the model, in units."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from curation.clip_score import ClipConfig, item_text, model_ref, reduce_scores
+from curation.tiny_models import is_tiny
+from db import batches
+from db.jobs import UnitSpec
+
+from .. import models
+from ..runtime import PermanentError, UnitContext
+
+KIND = "clip_score"
+QUEUE = "gpu"
+DEFAULT_ITEMS_PER_UNIT = 128
+
+
+def prepare_params(config: ClipConfig, *, items_per_unit: int = DEFAULT_ITEMS_PER_UNIT) -> dict[str, Any]:
+    ref = model_ref(config.model)
+    local = ref.startswith(("local-dir:", "hf-hub:"))
+    model_id = ref if local else f"{ref}:{config.pretrained or 'random'}"
+    demo = local and is_tiny(ref.split(":", 1)[1])
+    return {"config": asdict(config), "model_id": model_id, "items_per_unit": items_per_unit, "demo_model": demo}
+
+
+def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
+    todo = [item_id for item_id, _ in batches.items_without_score(ctx.lake, "clip_score", ctx.params["model_id"])]
+    size = int(ctx.params["items_per_unit"])
+    specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
+    ctx.log(f"{len(todo)} item(s) to score with {ctx.params['model_id']}")
+    return specs, {"set": {"items_to_score": len(todo)}}
+
+
+def run(ctx: UnitContext) -> dict[str, Any]:
+    config = ClipConfig(**ctx.params["config"])
+    try:
+        scorer = models.clip(config)
+    except (RuntimeError, FileNotFoundError, ValueError) as exc:
+        raise PermanentError(f"cannot load CLIP model {config.model!r}: {exc}") from exc
+    model_id = ctx.params["model_id"]
+    flags_base = {"demo_model": True} if ctx.params.get("demo_model") else {}
+    items = batches.items_with_images(ctx.lake, ctx.payload["items"])
+    pairs, owners = [], []
+    blob_root = ctx.settings.blob_path
+    for item in items:
+        text = item_text(item)
+        for image_id, blob in zip(item["image_ids"], item["blob_paths"]):
+            pairs.append(((lambda p=blob_root / blob: p.read_bytes()), text))
+            owners.append((item["item_id"], image_id))
+    ctx.check()
+    results = scorer.score_pairs(pairs)
+    now = batches.now_utc()
+    rows, errors = [], []
+    per_item: dict[str, list] = {}
+
+    def row(kind, subject, metric, value, flags):
+        return {"subject_kind": kind, "subject_id": subject, "metric": metric, "model_id": model_id, "segment": "",
+                "value": value, "flags": {**flags_base, **flags} or None, "run_id": ctx.run_id, "created_at": now}
+
+    for (item_id, image_id), result in zip(owners, results):
+        flags = {"truncated": True} if result.truncated else {}
+        if result.error:
+            flags = {"error": "image_unreadable"}
+            errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "clip", "code": "image_unreadable",
+                           "message": result.error, "item_id": item_id, "subject": image_id, "created_at": now})
+        rows.append(row("image", image_id, "clip_score", result.score, flags))
+        rows.append(row("image", image_id, "clip_cosine", result.cosine, flags))
+        per_item.setdefault(item_id, []).append(result)
+    for item_id, results_ in per_item.items():
+        values = [r.score for r in results_]
+        flags = {"truncated": True} if any(r.truncated for r in results_) else {}
+        if all(v is None for v in values):
+            flags = {"error": "no_readable_image"}
+        rows.append(row("item", item_id, "clip_score", reduce_scores(values, config.reduce), {**flags, "reduce": config.reduce}))
+        for how in ("max", "min"):
+            rows.append(row("item", item_id, f"clip_score_{how}", reduce_scores(values, how), flags))
+    written = batches.write_scores(ctx.lake, ctx.run_id, rows, errors=errors)
+    ctx.progress(len(items))
+    return {"items_scored": len(per_item), "images_scored": sum(r.error is None for r in results),
+            "images_failed": sum(r.error is not None for r in results), "rows_written": written}
+
+
+def finalize(ctx: UnitContext) -> dict[str, Any]:
+    removed = batches.dedupe_scores(ctx.lake, ctx.params["model_id"])
+    if removed:
+        ctx.log(f"removed {removed} score row(s) two units wrote at once")
+    return {}

@@ -1,0 +1,142 @@
+"""The VisAttnScore job (gpu queue): every item with images not yet scored by the VLM, shortest first.
+
+Until generated samples exist (the generation issue), the text scored is the item's own: a catalog
+title, or what the customer wrote, as the answer to a fixed question. Each item gets the segment score
+(eq. 2), the image mass, the option scores, its length in tokens and its per-token and per-word values.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from curation.images import ImageError, ImageLimits, inspect_image
+from curation.tiny_models import is_tiny
+from curation.vis_attn import ATTN_NAME, VisAttnConfig, score_batch
+from curation.vlm import Sample, SampleError
+from db import batches
+from db.jobs import UnitSpec
+
+from .. import models
+from ..runtime import PermanentError, UnitContext
+
+KIND = "grounding"
+QUEUE = "gpu"
+QUESTIONS = {
+    "catalog": "Describe the product in the image.",
+    "feedback": "What does the customer report about the product in the photo?",
+}
+
+
+def prepare_params(
+    *,
+    model: str,
+    device: str = "cpu",
+    dtype: str = "float32",
+    batch_size: int = 8,
+    items_per_unit: int = 64,
+    config: VisAttnConfig = VisAttnConfig(),
+    ocr: bool = False,
+) -> dict[str, Any]:
+    path = Path(model).expanduser()
+    if not (path / "config.json").exists():
+        raise ValueError(f"{model}: not a model folder (no config.json); build a demo one with `vitpro models make-tiny --family idefics2 --out DIR`")
+    from curation.vlm import adapter_for
+
+    adapter_for(path)  # a family we have an adapter for
+    if batch_size < 1 or items_per_unit < 1:
+        raise ValueError("batch size and items per unit must be at least 1")
+    return {
+        "model": str(path.resolve()),
+        "model_id": str(path.resolve()),
+        "device": device,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "items_per_unit": items_per_unit,
+        "config": asdict(config),
+        "ocr": ocr,
+        "demo_model": is_tiny(path),
+    }
+
+
+def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
+    p = ctx.params
+    todo = [item_id for item_id, _ in batches.items_without_score(ctx.lake, "vis_attn", p["model_id"], p["config"]["segment"])]
+    size = int(p["items_per_unit"])
+    specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
+    ctx.log(f"{len(todo)} item(s) to score with {p['model_id']}")
+    return specs, {"set": {"items_to_score": len(todo)}}
+
+
+def _images(item: dict, blob_root: Path) -> list[Image.Image]:
+    images = []
+    for blob in item["blob_paths"]:
+        data = (blob_root / blob).read_bytes()
+        inspect_image(data, ImageLimits())  # a blob damaged since ingest fails clearly here
+        images.append(Image.open(blob_root / blob).convert("RGB"))
+    return images
+
+
+def run(ctx: UnitContext) -> dict[str, Any]:
+    p = ctx.params
+    config = VisAttnConfig(**p["config"])
+    try:
+        adapter = models.vlm(p["model"], p["device"], p["dtype"], ATTN_NAME)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise PermanentError(f"cannot load {p['model']}: {exc}") from exc
+    model_id, segment = p["model_id"], config.segment
+    flags_base = {"demo_model": True} if p.get("demo_model") else {}
+    now = batches.now_utc()
+    rows, tokens, errors = [], [], []
+    encoded = []
+
+    def score_row(item_id, metric, value, flags):
+        return {"subject_kind": "item", "subject_id": item_id, "metric": metric, "model_id": model_id, "segment": segment,
+                "value": value, "flags": {**flags_base, **flags} or None, "run_id": ctx.run_id, "created_at": now}
+
+    def fail(item_id, code, message):
+        rows.append(score_row(item_id, "vis_attn", None, {"error": code}))
+        errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding", "code": code,
+                       "message": message[:1000], "item_id": item_id, "created_at": now})
+
+    for item in batches.items_with_images(ctx.lake, ctx.payload["items"]):
+        answer = item["title"] if item["kind"] == "catalog" else item["feedback_text"]
+        answer = answer or item["description"] or ""
+        ocr = " ".join(t for t in item["ocr_texts"] if t).strip() if p.get("ocr") else None
+        try:
+            sample = Sample(_images(item, ctx.settings.blob_path), QUESTIONS.get(item["kind"], QUESTIONS["catalog"]), answer, ocr or None)
+            encoded.append((item["item_id"], adapter.encode(sample)))
+        except SampleError as exc:
+            fail(item["item_id"], exc.code, exc.message)
+        except (ImageError, OSError) as exc:
+            fail(item["item_id"], "image_unreadable", str(exc))
+    encoded.sort(key=lambda pair: pair[1].length)  # similar lengths together: little padding
+    size = int(p["batch_size"])
+    for start in range(0, len(encoded), size):
+        ctx.check()
+        chunk = encoded[start : start + size]
+        results = score_batch(adapter, [e for _, e in chunk], config)
+        for (item_id, enc), res in zip(chunk, results):
+            flags = {"truncated": True} if res.truncated else {}
+            rows.append(score_row(item_id, "vis_attn", res.segment_score, flags))
+            rows.append(score_row(item_id, "vis_attn_mass", res.image_mass, flags))
+            for metric, value in res.extra.items():
+                rows.append(score_row(item_id, metric, value, flags))
+            rows.append(score_row(item_id, "text_tokens", float(len(res.positions["answer"])), {}))
+            tokens.append({"subject_kind": "item", "subject_id": item_id, "model_id": model_id, "segment": segment,
+                           "tokens": res.tokens, "token_ids": res.token_ids, "scores": res.token_scores, "mass": res.token_mass,
+                           "words": res.words, "word_scores": res.word_scores, "positions": res.positions,
+                           "run_id": ctx.run_id, "created_at": now})
+        ctx.progress(min(start + size, len(encoded)))
+    batches.write_scores(ctx.lake, ctx.run_id, rows, tokens, errors)
+    return {"items_scored": len(tokens), "items_failed": len(errors),
+            "truncated": sum(1 for r in rows if r["metric"] == "vis_attn" and (r["flags"] or {}).get("truncated"))}
+
+
+def finalize(ctx: UnitContext) -> dict[str, Any]:
+    removed = batches.dedupe_scores(ctx.lake, ctx.params["model_id"])
+    if removed:
+        ctx.log(f"removed {removed} score row(s) two units wrote at once")
+    return {}
