@@ -22,6 +22,7 @@ from typing import Any
 ATTN_NAME = "vitpro_visattn"
 _active: contextvars.ContextVar["_Collector | None"] = contextvars.ContextVar("vitpro_visattn", default=None)
 _registered = False
+last_masks_seen: set[str] = set()  # mask forms the last score_batch met (for tests)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class _Collector:
         self.block = torch.zeros((image_cols.shape[0], rows.shape[0], image_cols.shape[1]), dtype=torch.float32, device=rows.device)
         self.layers = 0
         self.chunk_bytes = chunk_bytes
+        self.masks_seen: set[str] = set()  # which mask forms arrived (the tests cover each)
 
     def observe(self, query, key, attention_mask, scaling: float) -> None:
         import torch
@@ -90,6 +92,7 @@ class _Collector:
         for start in range(0, rows.shape[0], chunk):
             r = rows[start : start + chunk]
             logits = torch.matmul(query[:, :, r, :].float(), keys.transpose(-1, -2)) * scaling  # (B,H,c,K)
+            self.masks_seen.add("none" if attention_mask is None else str(attention_mask.dtype).replace("torch.", ""))
             if attention_mask is None:
                 # SDPA's mask function may leave causality to is_causal: apply it by hand
                 allowed = (key_pos[None, :] <= r[:, None])[None, None]
@@ -175,6 +178,8 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig()) -> list
             f"the scoring attention ran in {collector.layers} layers, the language model has {adapter.num_layers}: "
             f"load the model with attn_implementation={adapter.attn_implementation(ATTN_NAME)}"
         )
+    global last_masks_seen
+    last_masks_seen = set(collector.masks_seen)
     block = (collector.block / collector.layers).cpu()
     return [_finish(adapter, e, block[i], rows.cpu(), config) for i, e in enumerate(batch)]
 

@@ -191,3 +191,12 @@ def vitpro_cli():
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """The four tiny checkpoints, built once per test session (a few seconds)."""
+    from curation.tiny_models import make_tiny
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {family: make_tiny(family, root / family) for family in ("idefics2", "llava", "clip", "llama")}

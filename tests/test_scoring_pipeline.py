@@ -1,0 +1,75 @@
+"""CLIPScore, VisAttnScore and OCR stats store-wide, as jobs through a real worker (gpu and cpu queues)."""
+import json
+import re
+
+import pytest
+
+from curation.mapping import ColumnMapping
+from db import queries
+from db.store import open_store
+from vitpro.demo_data import write_demo_data
+from vitpro.settings import load_settings
+from workers.jobs import ingest as ingest_job
+from workers.submit import submit_job
+
+from .conftest import wait_job
+
+pytestmark = pytest.mark.slow
+
+
+def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker, tiny_models, tmp_path, vitpro_cli):
+    start_worker("cpu,gpu")
+    data = tmp_path / "demo"
+    write_demo_data(data, products=6, complaints=8)
+    for source, mapping in (("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")):
+        params = ingest_job.prepare_params(source=str(data / source), fmt=None, mapping=ColumnMapping.from_yaml(data / mapping), name=source, image_root=str(data), redact=True)
+        assert wait_job(submit_job("ingest", params)).status == "succeeded"
+    lake = open_store(load_settings().store)
+    n_items = lake.scalar("SELECT count(*) FROM items WHERE n_images > 0")
+    assert n_items == 14
+    # a photo damaged on disk after ingest: grounding flags that item, the rest go on
+    broken = lake.fetchone("SELECT item_id, blob_path FROM images ORDER BY item_id LIMIT 1")
+    (home / "blobs" / broken[1]).write_bytes(b"\xff\xd8 broken")
+
+    vitpro_cli("ocr", check=True)
+    assert "rows_written" in vitpro_cli("score", "aux", check=True).stdout
+    out = vitpro_cli("score", "clip", "--model", str(tiny_models["clip"]), "--batch-size", "4", check=True)
+    assert "demo model" in out.stderr and "items_scored 14" in out.stdout and "images_failed 1" in out.stdout
+    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", "--exclude-sinks", "--distance-correction", check=True)
+    assert "items_scored 13" in out.stdout and "items_failed 1" in out.stdout
+
+    per_metric = dict(lake.fetchall("SELECT metric, count(value) FROM scores WHERE subject_kind = 'item' GROUP BY metric"))
+    assert per_metric["vis_attn"] == per_metric["vis_attn_mass"] == per_metric["vis_attn_nosink"] == per_metric["vis_attn_dist"] == 13
+    assert per_metric["clip_score"] == 13  # the item whose only photo is broken has no readable image
+    assert lake.scalar("SELECT count(*) FROM token_scores") == 13
+    failed = lake.fetchone("SELECT value, flags->>'error' FROM scores WHERE subject_id = ? AND metric = 'vis_attn'", [broken[0]])
+    assert failed == (None, "image_unreadable")
+    assert lake.scalar("SELECT count(*) FROM errors WHERE stage = 'grounding' AND item_id = ?", [broken[0]]) == 1
+    demo_flags = lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn' AND (flags->>'demo_model')::BOOLEAN")
+    assert demo_flags == 14
+    words, scores = lake.fetchone("SELECT words, word_scores FROM token_scores LIMIT 1")
+    assert len(json.loads(words)) == len(json.loads(scores)) > 0
+    # every image OCR could read (the broken one it could not) has its OCR stats
+    assert lake.scalar("SELECT count(*) FROM scores WHERE metric = 'ocr_chars'") == lake.scalar(
+        "SELECT count(*) FROM images WHERE sha256 IN (SELECT sha256 FROM ocr)"
+    ) == 13
+
+    # nothing new to score the second time
+    again = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), check=True)
+    assert "items_to_score 0" in again.stdout
+    assert lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn'") == 14
+
+    summary = vitpro_cli("score", "summary", check=True).stdout
+    for metric in ("clip_score", "vis_attn", "vis_attn_mass", "ocr_chars", "text_tokens"):
+        assert metric in summary
+    lo, hi = lake.fetchone("SELECT min(value), max(value) FROM scores WHERE metric = 'vis_attn'")
+    line = vitpro_cli("score", "threshold", "--metric", "vis_attn", "--percentile", "25", check=True).stdout
+    value = float(re.search(r": ([0-9.e-]+)$", line.strip()).group(1))
+    assert lo <= value <= hi and "of 13 value(s)" in line
+    model_id = lake.scalar("SELECT any_value(model_id) FROM scores WHERE metric = 'vis_attn'")
+    assert queries.score_threshold(lake, "vis_attn", 0, segment="answer")[0] == pytest.approx(lo)
+    assert queries.score_threshold(lake, "vis_attn", 100, segment="answer")[0] == pytest.approx(hi)
+    lowest = queries.scores_with_percentiles(lake, "vis_attn", model_id=model_id, segment="answer", limit=3)
+    assert lowest[0][1] == pytest.approx(lo) and lowest[0][2] == 0.0
+    bad = vitpro_cli("score", "threshold", "--metric", "no_such_metric", "--percentile", "10")
+    assert bad.returncode == 2 and "no no_such_metric scores" in bad.stderr

@@ -1,0 +1,158 @@
+"""VisAttnScore: the efficient path equals eager output_attentions (1e-5) on two VLM families, with
+grouped KV heads, padding in a batch and several images per sample; options, words, bad input."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from curation import vis_attn
+from curation.vis_attn import ATTN_NAME, VisAttnConfig, eager_reference, group_words, score_batch
+from curation.vlm import LoadOptions, Sample, SampleError, load_vlm
+
+RED = Image.new("RGB", (80, 60), (200, 30, 30))
+GREEN = Image.new("RGB", (50, 70), (20, 130, 30))
+SAMPLES = [
+    Sample([RED], "What is this?", "A red box, torn open on one side."),
+    Sample([RED, GREEN], "Compare the two products.", "The first is red; the second is green and larger."),
+    Sample([GREEN], "Colour?", "Green."),
+]
+
+
+@pytest.fixture(scope="module", params=["idefics2", "llava"])
+def pair(request, tiny_models):
+    model_dir = tiny_models[request.param]
+    fast = load_vlm(model_dir, language_model_attention=ATTN_NAME)
+    eager = load_vlm(model_dir, language_model_attention="eager")
+    return request.param, fast, eager
+
+
+def test_tiny_models_have_grouped_kv_heads(pair):
+    _, fast, _ = pair
+    config = fast.text_config
+    assert config.num_key_value_heads < config.num_attention_heads
+
+
+@pytest.mark.parametrize("segment", ["answer", "question", "text"])
+def test_equals_eager_on_a_padded_batch_with_several_images(pair, segment):
+    family, fast, eager = pair
+    encoded = [fast.encode(s) for s in SAMPLES]
+    assert len({e.length for e in encoded}) == 3  # different lengths: the batch is padded
+    results = score_batch(fast, encoded, VisAttnConfig(segment=segment))
+    assert vis_attn.last_masks_seen == {"bool"}  # padding: a materialised mask
+    reference = eager_reference(eager, encoded)
+    worst = 0.0
+    for result, ref, enc in zip(results, reference, encoded):
+        positions = result.positions["segment"]
+        assert len(positions) == len(result.token_scores) > 0
+        for score, position in zip(result.token_scores, positions):
+            worst = max(worst, abs(score - ref[position]))
+        assert result.segment_score == pytest.approx(sum(ref[p] for p in positions) / len(positions), abs=1e-5)
+        assert result.n_image_tokens == len(enc.image_positions)
+    assert worst < 1e-5, f"{family}: {worst}"
+    assert results[1].n_image_tokens == 2 * results[0].n_image_tokens  # two images, both counted
+
+
+def test_equals_eager_without_padding_where_the_mask_is_left_to_is_causal(pair):
+    _, fast, eager = pair
+    encoded = [fast.encode(SAMPLES[0])]
+    result = score_batch(fast, encoded)[0]
+    assert vis_attn.last_masks_seen == {"none"}  # causality applied by hand
+    reference = eager_reference(eager, encoded)[0]
+    assert max(abs(s - reference[p]) for s, p in zip(result.token_scores, result.positions["segment"])) < 1e-5
+
+
+def test_batch_and_single_agree_and_mass_is_the_sum(pair):
+    _, fast, _ = pair
+    encoded = [fast.encode(s) for s in SAMPLES]
+    batched = score_batch(fast, encoded)
+    for enc, res in zip(encoded, batched):
+        single = score_batch(fast, [enc])[0]
+        assert single.token_scores == pytest.approx(res.token_scores, abs=1e-6)
+        assert [m / res.n_image_tokens for m in res.token_mass] == pytest.approx(res.token_scores, rel=1e-5)
+
+
+def test_sdpa_logits_are_untouched(pair, tiny_models):
+    family, fast, _ = pair
+    plain = load_vlm(tiny_models[family])  # plain SDPA everywhere
+    encoded = [fast.encode(s) for s in SAMPLES]
+    inputs = fast.collate(encoded)
+    with torch.inference_mode():
+        a = plain.model(**inputs).logits
+    token = vis_attn._active.set(vis_attn._Collector(*vis_attn._rows_and_columns(encoded, "cpu"), 1 << 26))
+    try:
+        with torch.inference_mode():
+            b = fast.model(**inputs).logits
+    finally:
+        vis_attn._active.reset(token)
+    mask = inputs["attention_mask"].bool()
+    assert torch.allclose(a[mask], b[mask], atol=1e-5)
+
+
+def test_truncation_keeps_the_answer_and_flags_it(tiny_models):
+    adapter = load_vlm(tiny_models["idefics2"], LoadOptions(max_length=60), language_model_attention=ATTN_NAME)
+    sample = Sample([RED], "word " * 200, "A red box.", ocr="SHAMPOO " * 50)
+    encoded = adapter.encode(sample)
+    assert encoded.truncated and encoded.length <= 60
+    answer_text = adapter.tokenizer.decode([encoded.input_ids[p] for p in encoded.segments["answer"]])
+    assert answer_text.strip() == "A red box."
+    result = score_batch(adapter, [encoded])[0]
+    assert result.truncated and result.words == ["A", "red", "box", "."]
+
+
+@pytest.mark.parametrize(
+    "sample, code",
+    [
+        (Sample([], "Q", "A red box."), "no_image"),
+        (Sample([RED], "Q", "   "), "empty_text"),
+        (Sample([RED] * 3, "Q", "word " * 80), "too_long"),
+    ],
+)
+def test_bad_samples_raise_clear_errors(tiny_models, sample, code):
+    adapter = load_vlm(tiny_models["llava"], LoadOptions(max_length=64), language_model_attention=ATTN_NAME)
+    with pytest.raises(SampleError) as info:
+        adapter.encode(sample)
+    assert info.value.code == code
+
+
+def test_options_sinks_and_distance():
+    # one image token draws ten times the attention of the others from every text row: a sink
+    block = torch.full((6, 10), 0.01)
+    block[:, 3] = 0.1
+    rows = torch.arange(20, 26)
+    idx = torch.tensor([4, 5])
+    config = VisAttnConfig(exclude_sinks=True)
+    plain = float(block[idx].mean())
+    without = float(vis_attn._without_sinks(block, list(range(6)), idx, config))
+    assert without == pytest.approx(0.01) and plain > without
+    # attention that falls as 1/d: corrected for distance it is flat
+    distance = (rows.float() - 19)
+    fading = (0.05 / distance)[:, None].expand(6, 10).clone()
+    corrected = float(vis_attn._distance_corrected(fading, rows, list(range(6)), idx, 19))
+    median_distance = float(distance.median())
+    assert corrected == pytest.approx(0.05 / median_distance, rel=1e-4)
+
+
+def test_word_grouping():
+    words, scores = group_words([" A", " re", "d", " box", ".", " ", "2", "50", " ml"], [1, 2, 4, 3, 5, 9, 6, 8, 1])
+    assert words == ["A", "red", "box", ".", "250", "ml"]
+    assert scores == [1, 3, 3, 5, 7, 1]
+
+
+def test_single_sample_command_prints_positions_that_match(tiny_models, tmp_path, vitpro_cli):
+    image = tmp_path / "red.png"
+    RED.save(image)
+    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--image", str(image), "--image", str(image),
+                     "--question", "What is shown?", "--answer", "A leaking shampoo bottle", "--json", "--check", "--exclude-sinks")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert "demo model" in out.stderr
+    assert data["eager_max_abs_diff"] < 1e-5
+    assert [w["text"] for w in data["words"]] == ["A", "leaking", "shampoo", "bottle"]
+    ids, positions = data["input_ids"], data["positions"]
+    assert [t["id"] for t in data["tokens"]] == [ids[p] for p in positions["answer"]]
+    assert len(positions["image"]) == data["n_image_tokens"] == 16  # two images of 8 perceiver tokens
+    assert data["segment_score"] == pytest.approx(sum(t["score"] for t in data["tokens"]) / len(data["tokens"]))
+    assert "vis_attn_nosink" in data["options"]
+    bad = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--image", str(tmp_path / "red.png"), "--question", "Q", "--answer", " ")
+    assert bad.returncode == 2 and "empty_text" in bad.stderr
