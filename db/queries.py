@@ -24,6 +24,12 @@ def stage_counts(lake: Lake) -> dict[str, Any]:
             "SELECT count(DISTINCT i.sha256) FROM images i WHERE EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = i.sha256 AND o.n_boxes > 0)"
         ),
         "errors": lake.scalar("SELECT count(*) FROM errors"),
+        "items_clip_scored": lake.scalar(
+            "SELECT count(DISTINCT subject_id) FROM scores WHERE subject_kind = 'item' AND metric = 'clip_score' AND value IS NOT NULL"
+        ),
+        "items_grounding_scored": lake.scalar(
+            "SELECT count(DISTINCT subject_id) FROM scores WHERE subject_kind = 'item' AND metric = 'vis_attn' AND value IS NOT NULL"
+        ),
     }
     return out
 

@@ -108,9 +108,14 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 12 and status["stages"]["images_ocr"] == status["stages"]["image_contents"] == 12
     assert {"NAME", "EMAIL", "PHONE", "UCI", "ADDRESS", "CARD"} <= set(status["redactions"])
-    assert status["jobs"] == {"succeeded": 3}
+    assert status["jobs"] == {"succeeded": 6}
+    assert status["stages"]["items_clip_scored"] == status["stages"]["items_grounding_scored"] == 12
+    assert "VisAttnScore 12 item(s)" in text and "CLIPScore    12 item(s)" in text and "mean nothing" in text
     again = vitpro_cli("demo", "--no-ui", "--products", "4", "--complaints", "8", "--workers", "1", timeout=400)
     assert again.returncode == 0 and "ingested 0" in again.stdout  # the same demo data adds nothing
+    job_lines = [line for line in again.stdout.splitlines() if line.startswith("  job ")]
+    for kind in ("clip_score", "grounding"):  # and nothing is scored twice
+        assert any(kind in line and "items_to_score 0" in line for line in job_lines), job_lines
 
 
 def test_docker_compose_file(tmp_path):
