@@ -99,14 +99,42 @@ class ClipScorer:
             return False
         return n + 2 > self.context_length  # start and end tokens take two places
 
-    def _embed(self, pixels, texts: list[str]):
+    def _embed(self, pixels, texts: list[str], *, batched: bool = True):
+        """Cosine of each image with its text. Batched: each distinct text is encoded once (an item's
+        images share its text) and only up to the batch's longest text (see :meth:`_encode_texts`)."""
         torch = self._torch
         with torch.inference_mode():
             image = self.model.encode_image(pixels.to(self.config.device, dtype=self._dtype))
-            text = self.model.encode_text(self.tokenizer(texts).to(self.config.device))
+            if batched:
+                unique = list(dict.fromkeys(texts))
+                encoded = self._encode_texts(self.tokenizer(unique).to(self.config.device))
+                text = encoded[torch.tensor([unique.index(t) for t in texts], device=encoded.device)]
+            else:
+                text = self.model.encode_text(self.tokenizer(texts).to(self.config.device))
             image = torch.nn.functional.normalize(image.float(), dim=-1)
             text = torch.nn.functional.normalize(text.float(), dim=-1)
             return (image * text).sum(dim=-1).cpu().tolist()
+
+    def _encode_texts(self, tokens):
+        """CLIP's text tower is causal and pools at the end-of-text token, so positions after the longest
+        text in the batch change nothing: run only up to there (most product titles fill a fifth of the
+        77-token context). Other towers (non-causal, other pooling) get the library's encode_text."""
+        import open_clip
+        from open_clip.transformer import text_global_pool
+
+        m = self.model
+        causal = isinstance(m, open_clip.model.CLIP) and getattr(m, "attn_mask", None) is not None and m.text_pool_type == "argmax"
+        if not causal:
+            return m.encode_text(tokens)
+        length = int((tokens != 0).sum(dim=1).max())
+        tokens = tokens[:, :length]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens).to(cast) + m.positional_embedding[:length].to(cast)
+        x = m.transformer(x, attn_mask=m.attn_mask[:length, :length])
+        x = text_global_pool(m.ln_final(x), tokens, m.text_pool_type)
+        if m.text_projection is not None:
+            x = m.text_projection(x) if isinstance(m.text_projection, self._torch.nn.Linear) else x @ m.text_projection
+        return x
 
     # ---- batched pipeline --------------------------------------------------------------------------------
     def score_pairs(self, pairs: Sequence[tuple[Callable[[], bytes] | bytes, str]], timing: Timing | None = None) -> list[PairScore]:
@@ -156,7 +184,7 @@ class ClipScorer:
             pixels = self._load(image)[None]
         except Exception as exc:
             return PairScore(None, None, error=f"{exc.__class__.__name__}: {exc}"[:300])
-        cos = self._embed(pixels, [text])[0]
+        cos = self._embed(pixels, [text], batched=False)[0]
         return PairScore(100.0 * max(cos, 0.0), cos, self.text_is_truncated(text))
 
 

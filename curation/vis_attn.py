@@ -23,6 +23,7 @@ ATTN_NAME = "vitpro_visattn"
 _active: contextvars.ContextVar["_Collector | None"] = contextvars.ContextVar("vitpro_visattn", default=None)
 _registered = False
 last_masks_seen: set[str] = set()  # mask forms the last score_batch met (for tests)
+last_paths_seen: set[str] = set()  # fused kernel or full rows
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class VisAttnConfig:
     sink_factor: float = 5.0  # a sink draws more than this many times the median image token's attention
     max_sink_share: float = 0.1  # never call more than this share of the image tokens sinks
     distance_correction: bool = False  # also report the score corrected for distance from the image
-    chunk_bytes: int = 64 * 1024 * 1024  # memory for one chunk of (rows x keys) logits per layer
+    chunk_bytes: int = 16 * 1024 * 1024  # memory for one chunk of scored-row logits per layer
 
     def __post_init__(self):
         if self.segment not in ("answer", "question", "text"):
@@ -55,17 +56,27 @@ def register() -> None:
 def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    output = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     collector = _active.get()
+    scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
+    if collector is not None and collector.fused and dropout == 0.0:
+        fused = collector.fused_attention(query, key, value, attention_mask, scaling)
+        if fused is not None:
+            return fused, None
+    output = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     if collector is not None:
-        collector.observe(query, key, attention_mask, scaling if scaling is not None else query.shape[-1] ** -0.5)
+        collector.observe(query, key, attention_mask, scaling)
     return output
 
 
 class _Collector:
-    """Accumulates Σ_l mean_h a[l,h,t,v] for the scored rows t and the image columns v of each sample."""
+    """Accumulates Σ_l mean_h a[l,h,t,v] for the scored rows t and the image columns v of each sample.
 
-    def __init__(self, rows, image_cols, image_valid, chunk_bytes: int):
+    Fast path: one fused attention kernel gives the layer's output *and* each row's log-sum-exp (the
+    softmax normaliser over all keys); then only the rows x image-columns logits are computed, and
+    a = exp(logit - lse). Fallback (a kernel that is not available): full rows of logits in chunks.
+    """
+
+    def __init__(self, rows, image_cols, image_valid, chunk_bytes: int, fused: bool = True):
         import torch
 
         self.rows = rows  # (R,) positions scored, shared by the batch
@@ -74,13 +85,104 @@ class _Collector:
         self.block = torch.zeros((image_cols.shape[0], rows.shape[0], image_cols.shape[1]), dtype=torch.float32, device=rows.device)
         self.layers = 0
         self.chunk_bytes = chunk_bytes
+        self.fused = fused
         self.masks_seen: set[str] = set()  # which mask forms arrived (the tests cover each)
+        self.paths_seen: set[str] = set()  # fused / full-rows
 
+    # ---- fast path -------------------------------------------------------------------------------------
+    def fused_attention(self, query, key, value, attention_mask, scaling: float):
+        """The attention output as SDPA computes it, plus the image block from the kernel's log-sum-exp.
+        Returns None (and switches to the fallback for good) where no such kernel is available."""
+        import torch
+        from transformers.integrations.sdpa_attention import repeat_kv
+
+        heads = query.shape[1]
+        keys = repeat_kv(key, heads // key.shape[1])
+        values = repeat_kv(value, heads // value.shape[1])
+        bias, is_causal = self._additive_mask(attention_mask, query)
+        try:
+            if query.device.type == "cpu":
+                out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                    query, keys, values, 0.0, is_causal, attn_mask=bias, scale=scaling
+                )
+            else:
+                if bias is None and is_causal:
+                    bias = self._causal_bias(query, keys)
+                out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(
+                    query, keys, values, bias, True, 0.0, False, scale=scaling
+                )
+        except (RuntimeError, NotImplementedError, AttributeError):
+            self.fused = False
+            return None
+        self.layers += 1
+        self.paths_seen.add("fused")
+        self.masks_seen.add("none" if attention_mask is None else str(attention_mask.dtype).replace("torch.", ""))
+        self._image_block(query, keys, lse[:, :, : query.shape[2]].float(), attention_mask, scaling)
+        return out.transpose(1, 2).contiguous()
+
+    @staticmethod
+    def _additive_mask(attention_mask, query):
+        """The kernels take an additive mask of the query's dtype. A large finite negative, not -inf:
+        a padding row that masks everything must stay finite (its values would reach real tokens as
+        0 x NaN otherwise)."""
+        import torch
+
+        if attention_mask is None:
+            return None, True
+        if attention_mask.dtype == torch.bool:
+            zero = torch.zeros((), dtype=query.dtype, device=query.device)
+            low = torch.tensor(torch.finfo(query.dtype).min, dtype=query.dtype, device=query.device)
+            return torch.where(attention_mask, zero, low), False
+        return attention_mask.to(query.dtype), False
+
+    @staticmethod
+    def _causal_bias(query, keys):
+        import torch
+
+        q_len, k_len = query.shape[2], keys.shape[2]
+        allowed = torch.ones((q_len, k_len), dtype=torch.bool, device=query.device).tril(k_len - q_len)
+        low = torch.finfo(query.dtype).min
+        return torch.zeros((q_len, k_len), dtype=query.dtype, device=query.device).masked_fill(~allowed, low)[None, None].expand(
+            query.shape[0], query.shape[1], q_len, k_len
+        )
+
+    def _image_block(self, query, keys, lse, attention_mask, scaling: float) -> None:
+        import torch
+
+        batch, heads, _, dim = query.shape
+        rows, cols = self.rows, self.image_cols
+        # image keys per sample: (B, H, V, d)
+        image_keys = keys.gather(2, cols[:, None, :, None].expand(batch, heads, cols.shape[1], dim)).float()
+        chunk = max(1, min(rows.shape[0], self.chunk_bytes // max(1, batch * heads * cols.shape[1] * 4)))
+        for start in range(0, rows.shape[0], chunk):
+            r = rows[start : start + chunk]
+            logits = torch.matmul(query[:, :, r, :].float(), image_keys.transpose(-1, -2)).mul_(scaling)  # (B,H,c,V)
+            allowed = self._allowed(attention_mask, r, cols)  # (B,1,c,V)
+            if allowed is not None:
+                logits.masked_fill_(~allowed, float("-inf"))
+            elif attention_mask is not None:  # a float mask: add its values
+                logits.add_(attention_mask[:, :, r][..., cols].float())
+            # in place: this block is the only memory the scoring adds
+            probs = logits.sub_(lse[:, :, r, None]).exp_().mul_(self.image_valid[:, None, None, :])
+            self.block[:, start : start + r.shape[0]] += probs.mean(dim=1)
+
+    def _allowed(self, attention_mask, r, cols):
+        import torch
+
+        if attention_mask is None:  # causal: an image token before the row is visible
+            return (cols[:, None, None, :] <= r[None, None, :, None])
+        if attention_mask.dtype == torch.bool:
+            picked = attention_mask[:, :, r, :]  # (B,1,c,K)
+            return picked.gather(-1, cols[:, None, None, :].expand(picked.shape[0], 1, r.shape[0], cols.shape[1]))
+        return None
+
+    # ---- fallback ----------------------------------------------------------------------------------------
     def observe(self, query, key, attention_mask, scaling: float) -> None:
         import torch
         from transformers.integrations.sdpa_attention import repeat_kv
 
         self.layers += 1
+        self.paths_seen.add("full-rows")
         batch, heads, q_len, _ = query.shape
         keys = repeat_kv(key, heads // key.shape[1]).float()  # grouped KV heads: one key per query head
         k_len = keys.shape[2]
@@ -89,10 +191,10 @@ class _Collector:
         cols = self.image_cols[:, None, None, :]
         valid = self.image_valid[:, None, None, :]
         key_pos = torch.arange(k_len, device=keys.device)
+        self.masks_seen.add("none" if attention_mask is None else str(attention_mask.dtype).replace("torch.", ""))
         for start in range(0, rows.shape[0], chunk):
             r = rows[start : start + chunk]
             logits = torch.matmul(query[:, :, r, :].float(), keys.transpose(-1, -2)) * scaling  # (B,H,c,K)
-            self.masks_seen.add("none" if attention_mask is None else str(attention_mask.dtype).replace("torch.", ""))
             if attention_mask is None:
                 # SDPA's mask function may leave causality to is_causal: apply it by hand
                 allowed = (key_pos[None, :] <= r[:, None])[None, None]
@@ -157,7 +259,7 @@ def _rows_and_columns(batch, device):
     return rows, cols, valid
 
 
-def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig()) -> list[SampleScores]:
+def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fused: bool = True) -> list[SampleScores]:
     """Score encoded samples (``adapter.encode``) in one forward pass. The adapter's model must have been
     loaded with ``adapter.attn_implementation(ATTN_NAME)``."""
     import torch
@@ -166,7 +268,7 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig()) -> list
     inputs = adapter.collate(batch)
     device = inputs["input_ids"].device
     rows, cols, valid = _rows_and_columns(batch, device)
-    collector = _Collector(rows, cols, valid, config.chunk_bytes)
+    collector = _Collector(rows, cols, valid, config.chunk_bytes, fused=fused)
     token = _active.set(collector)
     try:
         with torch.inference_mode():
@@ -178,8 +280,8 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig()) -> list
             f"the scoring attention ran in {collector.layers} layers, the language model has {adapter.num_layers}: "
             f"load the model with attn_implementation={adapter.attn_implementation(ATTN_NAME)}"
         )
-    global last_masks_seen
-    last_masks_seen = set(collector.masks_seen)
+    global last_masks_seen, last_paths_seen
+    last_masks_seen, last_paths_seen = set(collector.masks_seen), set(collector.paths_seen)
     block = (collector.block / collector.layers).cpu()
     return [_finish(adapter, e, block[i], rows.cpu(), config) for i, e in enumerate(batch)]
 

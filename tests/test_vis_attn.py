@@ -33,13 +33,15 @@ def test_tiny_models_have_grouped_kv_heads(pair):
     assert config.num_key_value_heads < config.num_attention_heads
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "full-rows"])
 @pytest.mark.parametrize("segment", ["answer", "question", "text"])
-def test_equals_eager_on_a_padded_batch_with_several_images(pair, segment):
+def test_equals_eager_on_a_padded_batch_with_several_images(pair, segment, fused):
     family, fast, eager = pair
     encoded = [fast.encode(s) for s in SAMPLES]
     assert len({e.length for e in encoded}) == 3  # different lengths: the batch is padded
-    results = score_batch(fast, encoded, VisAttnConfig(segment=segment))
+    results = score_batch(fast, encoded, VisAttnConfig(segment=segment), fused=fused)
     assert vis_attn.last_masks_seen == {"bool"}  # padding: a materialised mask
+    assert vis_attn.last_paths_seen == ({"fused"} if fused else {"full-rows"})
     reference = eager_reference(eager, encoded)
     worst = 0.0
     for result, ref, enc in zip(results, reference, encoded):
@@ -53,10 +55,11 @@ def test_equals_eager_on_a_padded_batch_with_several_images(pair, segment):
     assert results[1].n_image_tokens == 2 * results[0].n_image_tokens  # two images, both counted
 
 
-def test_equals_eager_without_padding_where_the_mask_is_left_to_is_causal(pair):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "full-rows"])
+def test_equals_eager_without_padding_where_the_mask_is_left_to_is_causal(pair, fused):
     _, fast, eager = pair
     encoded = [fast.encode(SAMPLES[0])]
-    result = score_batch(fast, encoded)[0]
+    result = score_batch(fast, encoded, fused=fused)[0]
     assert vis_attn.last_masks_seen == {"none"}  # causality applied by hand
     reference = eager_reference(eager, encoded)[0]
     assert max(abs(s - reference[p]) for s, p in zip(result.token_scores, result.positions["segment"])) < 1e-5
@@ -72,14 +75,15 @@ def test_batch_and_single_agree_and_mass_is_the_sum(pair):
         assert [m / res.n_image_tokens for m in res.token_mass] == pytest.approx(res.token_scores, rel=1e-5)
 
 
-def test_sdpa_logits_are_untouched(pair, tiny_models):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "full-rows"])
+def test_sdpa_logits_are_untouched(pair, tiny_models, fused):
     family, fast, _ = pair
     plain = load_vlm(tiny_models[family])  # plain SDPA everywhere
     encoded = [fast.encode(s) for s in SAMPLES]
     inputs = fast.collate(encoded)
     with torch.inference_mode():
         a = plain.model(**inputs).logits
-    token = vis_attn._active.set(vis_attn._Collector(*vis_attn._rows_and_columns(encoded, "cpu"), 1 << 26))
+    token = vis_attn._active.set(vis_attn._Collector(*vis_attn._rows_and_columns(encoded, "cpu"), 1 << 26, fused=fused))
     try:
         with torch.inference_mode():
             b = fast.model(**inputs).logits
