@@ -105,11 +105,9 @@ class _Collector:
                 out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
                     query, keys, values, 0.0, is_causal, attn_mask=bias, scale=scaling
                 )
-            else:
-                if bias is None and is_causal:
-                    bias = self._causal_bias(query, keys)
+            else:  # CUDA: the memory-efficient kernel returns the log-sum-exp when asked (not run here: no GPU)
                 out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(
-                    query, keys, values, bias, True, 0.0, False, scale=scaling
+                    query, keys, values, bias, True, 0.0, is_causal, scale=scaling
                 )
         except (RuntimeError, NotImplementedError, AttributeError):
             self.fused = False
@@ -134,17 +132,6 @@ class _Collector:
             low = torch.tensor(torch.finfo(query.dtype).min, dtype=query.dtype, device=query.device)
             return torch.where(attention_mask, zero, low), False
         return attention_mask.to(query.dtype), False
-
-    @staticmethod
-    def _causal_bias(query, keys):
-        import torch
-
-        q_len, k_len = query.shape[2], keys.shape[2]
-        allowed = torch.ones((q_len, k_len), dtype=torch.bool, device=query.device).tril(k_len - q_len)
-        low = torch.finfo(query.dtype).min
-        return torch.zeros((q_len, k_len), dtype=query.dtype, device=query.device).masked_fill(~allowed, low)[None, None].expand(
-            query.shape[0], query.shape[1], q_len, k_len
-        )
 
     def _image_block(self, query, keys, lse, attention_mask, scaling: float) -> None:
         import torch
