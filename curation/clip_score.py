@@ -126,7 +126,8 @@ class ClipScorer:
         causal = isinstance(m, open_clip.model.CLIP) and getattr(m, "attn_mask", None) is not None and m.text_pool_type == "argmax"
         if not causal:
             return m.encode_text(tokens)
-        length = int((tokens != 0).sum(dim=1).max())
+        # the end-of-text token has the highest id (that is what CLIP pools on); 0 is padding but also "!"
+        length = int(tokens.argmax(dim=1).max()) + 1
         tokens = tokens[:, :length]
         cast = m.transformer.get_cast_dtype()
         x = m.token_embedding(tokens).to(cast) + m.positional_embedding[:length].to(cast)

@@ -45,7 +45,7 @@ def _corpus() -> list[str]:
 
 def train_tokenizer(vocab_size: int = 800, extra_special: dict[str, str] | None = None):
     """A byte-level BPE tokenizer trained here in about a second, wrapped for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -58,6 +58,8 @@ def train_tokenizer(vocab_size: int = 800, extra_special: dict[str, str] | None 
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer)
+    # like Llama/Mistral tokenizers: a <s> in front of every text encoded with special tokens
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",

@@ -106,6 +106,10 @@ class _Collector:
                     query, keys, values, 0.0, is_causal, attn_mask=bias, scale=scaling
                 )
             else:  # CUDA: the memory-efficient kernel returns the log-sum-exp when asked (not run here: no GPU)
+                if bias is not None and bias.shape[-1] % 16:
+                    # the kernel wants the bias rows 16-aligned in memory: pad, then view the real width
+                    width = bias.shape[-1]
+                    bias = torch.nn.functional.pad(bias, (0, 16 - width % 16))[..., :width]
                 out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(
                     query, keys, values, bias, True, 0.0, is_causal, scale=scaling
                 )
@@ -147,8 +151,9 @@ class _Collector:
             allowed = self._allowed(attention_mask, r, cols)  # (B,1,c,V)
             if allowed is not None:
                 logits.masked_fill_(~allowed, float("-inf"))
-            elif attention_mask is not None:  # a float mask: add its values
-                logits.add_(attention_mask[:, :, r][..., cols].float())
+            elif attention_mask is not None:  # a float mask: add its values at the image columns
+                picked = attention_mask[:, :, r, :]
+                logits.add_(picked.gather(-1, cols[:, None, None, :].expand(picked.shape[0], picked.shape[1], r.shape[0], cols.shape[1])).float())
             # in place: this block is the only memory the scoring adds
             probs = logits.sub_(lse[:, :, r, None]).exp_().mul_(self.image_valid[:, None, None, :])
             self.block[:, start : start + r.shape[0]] += probs.mean(dim=1)
@@ -332,10 +337,16 @@ def _finish(adapter, encoded, block, rows, config: VisAttnConfig) -> SampleScore
 def _segment_positions(encoded, segment: str) -> list[int]:
     if segment == "text":
         return encoded.segments["question"] + encoded.segments["answer"]
-    positions = encoded.segments[segment]
-    if not positions:
-        raise ValueError(f"the {segment} segment is empty")
-    return positions
+    return encoded.segments[segment]
+
+
+def check_segment(encoded, segment: str) -> None:
+    """Before batching: a sample whose scored segment is empty (no question, or one truncation cut
+    away) is refused on its own rather than failing its batch."""
+    from .vlm.base import SampleError
+
+    if not _segment_positions(encoded, segment):
+        raise SampleError("empty_segment", f"the {segment} segment has no tokens (no question given, or it was cut to fit)")
 
 
 def _without_sinks(block, text_rows, idx, config: VisAttnConfig):

@@ -373,14 +373,19 @@ def dedupe_scores(lake: Lake, model_id: str) -> int:
     return lake.transaction(body)
 
 
-def items_without_score(lake: Lake, metric: str, model_id: str, segment: str = "") -> list[tuple[str, int]]:
-    """(item_id, a length estimate) of items with images that have no ``metric`` row for this model and
-    segment yet, shortest first (batches of similar length pad little)."""
+def items_without_score(lake: Lake, metrics: str | list[str], model_id: str, segment: str = "") -> list[tuple[str, int]]:
+    """(item_id, a length estimate) of items with images that miss any of ``metrics`` for this model and
+    segment, shortest first (batches of similar length pad little). A second run that asks for more
+    (an option score) scores the items again; the rows already stored stay as they are."""
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    have = (
+        "(SELECT count(DISTINCT s.metric) FROM scores s WHERE s.subject_kind = 'item' AND s.subject_id = i.item_id "
+        f"AND s.model_id = ? AND s.segment = ? AND s.metric IN ({', '.join('?' for _ in metrics)}))"
+    )
     return lake.fetchall(
         "SELECT i.item_id, length(coalesce(i.title, '') || coalesce(i.description, '') || coalesce(i.feedback_text, '')) AS n "
-        "FROM items i WHERE i.n_images > 0 AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.subject_kind = 'item' "
-        "AND s.subject_id = i.item_id AND s.metric = ? AND s.model_id = ? AND s.segment = ?) ORDER BY n, i.item_id",
-        [metric, model_id, segment],
+        f"FROM items i WHERE i.n_images > 0 AND {have} < ? ORDER BY n, i.item_id",
+        [model_id, segment, *metrics, len(metrics)],
     )
 
 

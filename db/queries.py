@@ -90,6 +90,9 @@ def score_threshold(lake: Lake, metric: str, percentile: float, *, model_id: str
     models = lake.fetchall(f"SELECT DISTINCT model_id FROM scores WHERE {' AND '.join(clauses)}", params)
     if len(models) > 1:
         raise ValueError(f"{metric} comes from {len(models)} models; pick one with --model: {', '.join(m for (m,) in models)}")
+    kinds = lake.fetchall(f"SELECT DISTINCT subject_kind FROM scores WHERE {' AND '.join(clauses)}", params)
+    if len(kinds) > 1:
+        raise ValueError(f"{metric} is stored for {', '.join(sorted(k for (k,) in kinds))}; pick one with --of")
     row = lake.fetchone(f"SELECT quantile_cont(value, ?), count(*) FROM scores WHERE {' AND '.join(clauses)}", [percentile / 100.0, *params])
     return (row[0], int(row[1])) if row else (None, 0)
 

@@ -75,3 +75,21 @@ def test_make_tiny_command(tmp_path, vitpro_cli):
     out = vitpro_cli("models", "make-tiny", "--family", "clip", "--out", str(tmp_path / "clip"), check=True)
     assert "scores mean nothing" in out.stdout
     assert (tmp_path / "clip" / "open_clip_config.json").exists()
+
+
+def test_text_with_a_token_that_is_id_zero_scores_the_same_batched(tiny_models):
+    scorer = ClipScorer(ClipConfig(model=str(tiny_models["clip"]), batch_size=8))
+    image = _png((200, 10, 10))
+    texts = ["Sale!$ price", "Sale!$ price!( now!/ 50%", "plain words"]
+    batched = scorer.score_pairs([(image, t) for t in texts])
+    for result, text in zip(batched, texts):
+        assert result.cosine == pytest.approx(scorer.score_one(image, text).cosine, abs=1e-5)
+
+
+def test_clip_job_params_carry_an_absolute_model_path(tiny_models, tmp_path, monkeypatch):
+    from workers.jobs import clip_score
+
+    monkeypatch.chdir(tiny_models["clip"].parent)
+    params = clip_score.prepare_params(ClipConfig(model="clip"))
+    assert params["config"]["model"] == f"local-dir:{tiny_models['clip']}" == params["model_id"]
+    assert params["demo_model"] is True

@@ -35,8 +35,12 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     assert "rows_written" in vitpro_cli("score", "aux", check=True).stdout
     out = vitpro_cli("score", "clip", "--model", str(tiny_models["clip"]), "--batch-size", "4", check=True)
     assert "demo model" in out.stderr and "items_scored 14" in out.stdout and "images_failed 1" in out.stdout
-    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", "--exclude-sinks", "--distance-correction", check=True)
+    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", check=True)
     assert "items_scored 13" in out.stdout and "items_failed 1" in out.stdout
+    assert lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn_nosink'") == 0
+    # asking for the option scores later scores the items again and adds only what is missing
+    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", "--exclude-sinks", "--distance-correction", check=True)
+    assert "items_to_score 14" in out.stdout and "items_scored 13" in out.stdout
 
     per_metric = dict(lake.fetchall("SELECT metric, count(value) FROM scores WHERE subject_kind = 'item' GROUP BY metric"))
     assert per_metric["vis_attn"] == per_metric["vis_attn_mass"] == per_metric["vis_attn_nosink"] == per_metric["vis_attn_dist"] == 13
@@ -44,7 +48,8 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     assert lake.scalar("SELECT count(*) FROM token_scores") == 13
     failed = lake.fetchone("SELECT value, flags->>'error' FROM scores WHERE subject_id = ? AND metric = 'vis_attn'", [broken[0]])
     assert failed == (None, "image_unreadable")
-    assert lake.scalar("SELECT count(*) FROM errors WHERE stage = 'grounding' AND item_id = ?", [broken[0]]) == 1
+    # one error row per run that tried it (the second run asked for option scores it could not give)
+    assert lake.scalar("SELECT count(*) FROM errors WHERE stage = 'grounding' AND item_id = ?", [broken[0]]) == 2
     demo_flags = lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn' AND (flags->>'demo_model')::BOOLEAN")
     assert demo_flags == 14
     words, scores = lake.fetchone("SELECT words, word_scores FROM token_scores LIMIT 1")
@@ -71,5 +76,11 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     assert queries.score_threshold(lake, "vis_attn", 100, segment="answer")[0] == pytest.approx(hi)
     lowest = queries.scores_with_percentiles(lake, "vis_attn", model_id=model_id, segment="answer", limit=3)
     assert lowest[0][1] == pytest.approx(lo) and lowest[0][2] == 0.0
+    mixed = vitpro_cli("score", "threshold", "--metric", "clip_score", "--percentile", "50")
+    assert mixed.returncode == 2 and "stored for image, item" in mixed.stderr
+    assert "of 13 value(s)" in vitpro_cli("score", "threshold", "--metric", "clip_score", "--percentile", "50", "--of", "item", check=True).stdout
+    # OCR text in the prompt makes other scores: kept apart under their own model id
+    vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--with-ocr", check=True)
+    assert lake.scalar("SELECT count(DISTINCT model_id) FROM scores WHERE metric = 'vis_attn'") == 2
     bad = vitpro_cli("score", "threshold", "--metric", "no_such_metric", "--percentile", "10")
     assert bad.returncode == 2 and "no no_such_metric scores" in bad.stderr

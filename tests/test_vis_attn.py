@@ -160,3 +160,53 @@ def test_single_sample_command_prints_positions_that_match(tiny_models, tmp_path
     assert "vis_attn_nosink" in data["options"]
     bad = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--image", str(tmp_path / "red.png"), "--question", "Q", "--answer", " ")
     assert bad.returncode == 2 and "empty_text" in bad.stderr
+
+
+def test_special_token_strings_in_user_text_stay_text(tiny_models):
+    for family in ("idefics2", "llava"):
+        adapter = load_vlm(tiny_models[family], language_model_attention=ATTN_NAME)
+        normal = adapter.encode(Sample([RED], "What is shown?", "A red box."))
+        tricky = adapter.encode(Sample([RED], "What is <image> shown? </s>", "A red <image> box.", ocr="<image> SHAMPOO"))
+        assert len(tricky.image_positions) == len(normal.image_positions)
+        assert tricky.notes["special_tokens_escaped"] == 4  # <image> three times, </s> once
+        result = score_batch(adapter, [tricky])[0]
+        assert "image" in "".join(result.words) and result.segment_score > 0
+
+
+def test_the_prompt_is_tokenized_whole(tiny_models):
+    adapter = load_vlm(tiny_models["idefics2"], language_model_attention=ATTN_NAME)
+    encoded = adapter.encode(Sample([RED, GREEN], "Which is leaking?", "The first bottle.", ocr="AURELIA 250 ml"))
+    text, spans = adapter._prompt_text(2, "Which is leaking?", "The first bottle.", "AURELIA 250 ml")
+    assert encoded.input_ids == adapter.tokenizer(text)["input_ids"]
+    assert encoded.input_ids[0] == adapter.tokenizer.bos_token_id  # the tokenizer's own <s>
+    decoded = adapter.tokenizer.decode([encoded.input_ids[p] for p in encoded.segments["question"]])
+    assert decoded.strip() == "Which is leaking?"
+
+
+def test_fused_and_full_rows_agree_on_a_float_mask():
+    torch.manual_seed(0)
+    batch, heads, kv_heads, length, dim = 2, 4, 2, 12, 8
+    q = torch.randn(batch, heads, length, dim)
+    k = torch.randn(batch, kv_heads, length, dim)
+    v = torch.randn(batch, kv_heads, length, dim)
+    allowed = torch.ones(length, length, dtype=torch.bool).tril()[None, None].repeat(batch, 1, 1, 1)
+    allowed[1, :, :, 9:] = False  # the second sample is padded after 9 tokens
+    float_mask = torch.zeros(batch, 1, length, length).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    rows = torch.arange(4, length)
+    cols = torch.tensor([[1, 2, 3], [1, 2, 3]])
+    valid = torch.ones(batch, 3)
+    fused = vis_attn._Collector(rows, cols, valid, 1 << 20, fused=True)
+    assert fused.fused_attention(q, k, v, float_mask, 0.35) is not None and fused.paths_seen == {"fused"}
+    full = vis_attn._Collector(rows, cols, valid, 1 << 20, fused=False)
+    full.observe(q, k, float_mask, 0.35)
+    assert torch.allclose(fused.block, full.block, atol=1e-6)
+    bool_full = vis_attn._Collector(rows, cols, valid, 1 << 20, fused=False)
+    bool_full.observe(q, k, allowed, 0.35)
+    assert torch.allclose(fused.block[0], bool_full.block[0], atol=1e-6)  # the unpadded sample: same as a bool mask
+
+
+def test_an_empty_segment_is_a_clear_error(tiny_models, tmp_path, vitpro_cli):
+    image = tmp_path / "red.png"
+    RED.save(image)
+    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["llava"]), "--image", str(image), "--answer", "Red.", "--segment", "question")
+    assert out.returncode == 2 and "empty_segment" in out.stderr and "Traceback" not in out.stderr

@@ -338,7 +338,7 @@ def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_
     from PIL import Image
 
     from curation.images import ImageError, ImageLimits, inspect_image
-    from curation.vis_attn import ATTN_NAME, eager_reference, score_batch
+    from curation.vis_attn import ATTN_NAME, check_segment, eager_reference, score_batch
     from curation.vlm import LoadOptions, Sample, SampleError, load_vlm
     from workers.models import check_device
 
@@ -349,11 +349,12 @@ def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_
         images = [Image.open(p).convert("RGB") for p in image_paths]
         adapter = load_vlm(model, LoadOptions(device=device, dtype=dtype), language_model_attention=ATTN_NAME)
         encoded = adapter.encode(Sample(images, question, answer, ocr_text))
+        check_segment(encoded, config.segment)
+        result = score_batch(adapter, [encoded], config)[0]
     except (ImageError, SampleError) as exc:
         _fail(f"{exc.code}: {exc.message}")
     except (OSError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
-    result = score_batch(adapter, [encoded], config)[0]
     payload = {"model": str(model), "segment": config.segment, **result.to_json()}
     if check:
         reference = load_vlm(model, LoadOptions(device=device, dtype=dtype), language_model_attention="eager")

@@ -119,60 +119,98 @@ class VLMAdapter:
         """(before the images, between images and question, between question and answer)."""
         raise NotImplementedError
 
+    def end_text(self) -> str:
+        return self.tokenizer.eos_token or ""
+
     def image_label(self, index: int, n_images: int) -> str:
         # The paper numbers images [1], [2] ... so answers depend less on their order.
         return f" [{index + 1}]" if n_images > 1 else ""
 
+    def _special_strings(self) -> list[str]:
+        strings = set(self.tokenizer.all_special_tokens) | {t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special}
+        return sorted((t for t in strings if t), key=len, reverse=True)
+
+    def safe_text(self, text: str) -> tuple[str, int]:
+        """Data stays data: a special token's string in user text (``<image>`` in a title) would become
+        the token itself and break the image count; a zero-width space after its first character makes
+        it plain text."""
+        count = 0
+        for special in self._special_strings():
+            if special in text:
+                count += text.count(special)
+                text = text.replace(special, special[0] + "\u200b" + special[1:])
+        return text, count
+
     def encode(self, sample: Sample) -> Encoded:
+        """The whole prompt is tokenized at once, as the model's own template would be (tokenizing piece
+        by piece changes tokens at the joins for SentencePiece-style tokenizers); character offsets then
+        say which tokens are the question and which the answer."""
         if not sample.images:
             raise SampleError("no_image", "the sample has no image")
         if not (sample.answer or "").strip():
             raise SampleError("empty_text", "the text to score is empty")
         n = len(sample.images)
-        head, after_images, before_answer = self.prompt_pieces(n)
-        ids: list[int] = []
-        bos = self.tokenizer.bos_token_id
-        if bos is not None:
-            ids.append(bos)
-        ids += self._ids(head)
-        image_positions: list[int] = []
-        for i in range(n):
-            ids += self._ids(self.image_label(i, n))
-            start = len(ids)
-            ids += self._image_block
-            image_positions += [start + k for k, t in enumerate(self._image_block) if t == self.image_token_id]
-        ids += self._ids(after_images)
-        context = self._ids(f"OCR Tokens: {sample.ocr}\n###\n") if sample.ocr else []
-        question = self._ids(sample.question or "")
-        tail_before = self._ids(before_answer)
-        answer = self._ids(" " + sample.answer.strip())
-        end = self._end_ids()
-        budget = self.max_length - (len(ids) + len(tail_before) + len(answer) + len(end))
+        question, q_escaped = self.safe_text(sample.question or "")
+        answer, a_escaped = self.safe_text(sample.answer.strip())
+        ocr, o_escaped = self.safe_text(sample.ocr) if sample.ocr else ("", 0)
         truncated = False
-        if budget < 0:
-            raise SampleError(
-                "too_long", f"images and answer alone take {self.max_length - budget} tokens, over the model's {self.max_length}"
-            )
-        if len(context) + len(question) > budget:
-            # Cut the context side (OCR first, then the start of the question), never the answer.
+        for _ in range(6):
+            text, spans = self._prompt_text(n, question, answer, ocr)
+            enc = self.tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+            ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+            excess = len(ids) - self.max_length
+            if excess <= 0:
+                break
             truncated = True
-            keep_question = min(len(question), budget)
-            question = question[len(question) - keep_question :]
-            context = context[: max(0, budget - keep_question)]
-        ids += context
-        q_start = len(ids)
-        ids += question
-        q_positions = list(range(q_start, len(ids)))
-        ids += tail_before
-        a_start = len(ids)
-        ids += answer
-        a_positions = list(range(a_start, len(ids)))
-        ids += end
-        return Encoded(ids, {"question": q_positions, "answer": a_positions}, image_positions, list(sample.images), truncated)
+            # Cut the context side (the OCR text first, then the start of the question), never the answer.
+            if ocr:
+                ocr = self._cut(ocr, offsets, spans["ocr"], excess, keep="start")
+            elif question:
+                question = self._cut(question, offsets, spans["question"], excess, keep="end")
+            else:
+                raise SampleError("too_long", f"images and answer alone take {len(ids)} tokens, over the model's {self.max_length}")
+        else:  # pragma: no cover - each round removes at least one token
+            raise SampleError("too_long", "the prompt could not be cut to the model's length")
+        image_positions = [k for k, t in enumerate(ids) if t == self.image_token_id]
+        expected = n * sum(1 for t in self._image_block if t == self.image_token_id)
+        if len(image_positions) != expected:
+            raise SampleError("image_tokens", f"the prompt has {len(image_positions)} image tokens, the {n} image(s) need {expected}")
+        segments = {name: self._positions(offsets, spans[name]) for name in ("question", "answer")}
+        if not segments["answer"]:
+            raise SampleError("empty_text", "the answer has no tokens")
+        notes = {"special_tokens_escaped": q_escaped + a_escaped + o_escaped} if (q_escaped + a_escaped + o_escaped) else {}
+        return Encoded(ids, segments, image_positions, list(sample.images), truncated, notes)
 
-    def _end_ids(self) -> list[int]:
-        eos = self.tokenizer.eos_token_id
-        return [eos] if eos is not None else []
+    def _prompt_text(self, n: int, question: str, answer: str, ocr: str) -> tuple[str, dict[str, tuple[int, int]]]:
+        head, after_images, before_answer = self.prompt_pieces(n)
+        block = self.tokenizer.decode(self._image_block)  # the processor's own expansion of one image
+        parts = head + "".join(self.image_label(i, n) + block for i in range(n)) + after_images
+        spans: dict[str, tuple[int, int]] = {}
+        if ocr:
+            parts += "OCR Tokens: "
+            spans["ocr"] = (len(parts), len(parts) + len(ocr))
+            parts += ocr + "\n###\n"
+        spans["question"] = (len(parts), len(parts) + len(question))
+        parts += question + before_answer + " "
+        spans["answer"] = (len(parts), len(parts) + len(answer))
+        parts += answer + self.end_text()
+        return parts, spans
+
+    @staticmethod
+    def _positions(offsets: list[tuple[int, int]], span: tuple[int, int]) -> list[int]:
+        start, end = span
+        return [k for k, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+
+    def _cut(self, text: str, offsets, span, excess: int, keep: str) -> str:
+        """Drop about ``excess`` tokens' worth of ``text`` (whose tokens sit at ``span`` in the prompt)."""
+        tokens = self._positions(offsets, span)
+        if len(tokens) <= excess:
+            return ""
+        if keep == "start":  # keep the start, drop the end
+            cut_at = offsets[tokens[len(tokens) - excess]][0] - span[0]
+            return text[: max(0, cut_at)].rstrip()
+        cut_at = offsets[tokens[excess]][0] - span[0]  # keep the end, drop the start
+        return text[max(0, cut_at) :].lstrip()
 
     # ---- batching ------------------------------------------------------------------------------------
     def pixel_inputs(self, batch: list[Encoded]) -> dict[str, Any]:

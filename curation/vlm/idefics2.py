@@ -24,13 +24,11 @@ class Idefics2Adapter(VLMAdapter):
 
     def prompt_pieces(self, n_images: int) -> tuple[str, str, str]:
         # IDEFICS2's chat layout: "User:<image>question<end_of_utterance>\nAssistant: answer<end_of_utterance>"
-        eou = self.processor.end_of_utterance_token
-        eou = getattr(eou, "content", eou)
-        self._eou = eou
-        return "User:", "\n" if n_images > 1 else "", f"{eou}\nAssistant:"
+        return "User:", "\n" if n_images > 1 else "", f"{self.end_text()}\nAssistant:"
 
-    def _end_ids(self) -> list[int]:
-        return self._ids(self._eou)
+    def end_text(self) -> str:
+        eou = self.processor.end_of_utterance_token
+        return getattr(eou, "content", eou)
 
     def pixel_inputs(self, batch: list[Encoded]) -> dict[str, Any]:
         out = self.processor.image_processor([[im.convert("RGB") for im in e.images] for e in batch], return_tensors="pt")

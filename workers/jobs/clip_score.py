@@ -22,7 +22,8 @@ def prepare_params(config: ClipConfig, *, items_per_unit: int = DEFAULT_ITEMS_PE
     local = ref.startswith(("local-dir:", "hf-hub:"))
     model_id = ref if local else f"{ref}:{config.pretrained or 'random'}"
     demo = local and is_tiny(ref.split(":", 1)[1])
-    return {"config": asdict(config), "model_id": model_id, "items_per_unit": items_per_unit, "demo_model": demo}
+    # workers may start in another folder: a local model travels as an absolute local-dir: reference
+    return {"config": {**asdict(config), "model": ref}, "model_id": model_id, "items_per_unit": items_per_unit, "demo_model": demo}
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:

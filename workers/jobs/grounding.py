@@ -14,7 +14,7 @@ from PIL import Image
 
 from curation.images import ImageError, ImageLimits, inspect_image
 from curation.tiny_models import is_tiny
-from curation.vis_attn import ATTN_NAME, VisAttnConfig, score_batch
+from curation.vis_attn import ATTN_NAME, VisAttnConfig, check_segment, score_batch
 from curation.vlm import Sample, SampleError
 from db import batches
 from db.jobs import UnitSpec
@@ -50,7 +50,8 @@ def prepare_params(
         raise ValueError("batch size and items per unit must be at least 1")
     return {
         "model": str(path.resolve()),
-        "model_id": str(path.resolve()),
+        # the scores are those of this model *and* prompt: OCR text in the prompt makes them others
+        "model_id": str(path.resolve()) + ("#ocr" if ocr else ""),
         "device": device,
         "dtype": dtype,
         "batch_size": batch_size,
@@ -61,9 +62,13 @@ def prepare_params(
     }
 
 
+def requested_metrics(config: dict[str, Any]) -> list[str]:
+    return ["vis_attn"] + (["vis_attn_nosink"] if config.get("exclude_sinks") else []) + (["vis_attn_dist"] if config.get("distance_correction") else [])
+
+
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
-    todo = [item_id for item_id, _ in batches.items_without_score(ctx.lake, "vis_attn", p["model_id"], p["config"]["segment"])]
+    todo = [item_id for item_id, _ in batches.items_without_score(ctx.lake, requested_metrics(p["config"]), p["model_id"], p["config"]["segment"])]
     size = int(p["items_per_unit"])
     specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
     ctx.log(f"{len(todo)} item(s) to score with {p['model_id']}")
@@ -107,7 +112,9 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         ocr = " ".join(t for t in item["ocr_texts"] if t).strip() if p.get("ocr") else None
         try:
             sample = Sample(_images(item, ctx.settings.blob_path), QUESTIONS.get(item["kind"], QUESTIONS["catalog"]), answer, ocr or None)
-            encoded.append((item["item_id"], adapter.encode(sample)))
+            enc = adapter.encode(sample)
+            check_segment(enc, segment)
+            encoded.append((item["item_id"], enc))
         except SampleError as exc:
             fail(item["item_id"], exc.code, exc.message)
         except (ImageError, OSError) as exc:
