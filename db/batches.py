@@ -436,3 +436,230 @@ def write_ocr_stats(lake: Lake, run_id: str) -> int:
         return int(written)
 
     return lake.transaction(body)
+
+
+# ---- generation ----------------------------------------------------------------------------------------
+SAMPLE_COLUMNS = [
+    ("sample_id", pa.string()),
+    ("item_id", pa.string()),
+    ("task", pa.string()),
+    ("question", pa.string()),
+    ("answer", pa.string()),
+    ("answer_format", pa.string()),
+    ("image_ids", pa.string()),  # JSON
+    ("label", pa.string()),
+    ("backend", pa.string()),
+    ("model_id", pa.string()),
+    ("prompt_version", pa.string()),
+    ("lineage", pa.string()),  # JSON
+    ("run_id", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+]
+REJECT_COLUMNS = [
+    ("item_id", pa.string()),
+    ("task", pa.string()),
+    ("backend", pa.string()),
+    ("model_id", pa.string()),
+    ("prompt_version", pa.string()),
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("question", pa.string()),
+    ("answer", pa.string()),
+    ("raw_response", pa.string()),
+    ("run_id", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+]
+REQUEST_COLUMNS = [
+    ("item_id", pa.string()),
+    ("task", pa.string()),
+    ("backend", pa.string()),
+    ("model_id", pa.string()),
+    ("prompt_version", pa.string()),
+    ("n_samples", pa.int32()),
+    ("n_rejects", pa.int32()),
+    ("run_id", pa.string()),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+]
+JSON_COLUMNS |= {"image_ids", "lineage"}
+_REQUEST_KEY = ("item_id", "task", "backend", "model_id", "prompt_version")
+
+
+def items_to_generate(lake: Lake, tasks: list[str], backend: str, model_id: str, prompt_version: str, kinds: list[str] | None = None) -> list[str]:
+    """Items with images for which some requested task has not been generated with this backend, model
+    and prompt version (a resumed job skips what is done)."""
+    kind_clause = f"AND i.kind IN ({', '.join('?' for _ in kinds)})" if kinds else ""
+    return [
+        r[0]
+        for r in lake.fetchall(
+            "SELECT i.item_id FROM items i WHERE i.n_images > 0 "
+            f"{kind_clause} AND (SELECT count(DISTINCT g.task) FROM generation_requests g WHERE g.item_id = i.item_id "
+            f"AND g.backend = ? AND g.model_id = ? AND g.prompt_version = ? AND g.task IN ({', '.join('?' for _ in tasks)})) < ? "
+            "ORDER BY i.item_id",
+            [*(kinds or []), backend, model_id, prompt_version, *tasks, len(tasks)],
+        )
+    ]
+
+
+def generated_tasks(lake: Lake, item_ids: list[str], backend: str, model_id: str, prompt_version: str) -> set[tuple[str, str]]:
+    if not item_ids:
+        return set()
+    rows = lake.fetchall(
+        f"SELECT item_id, task FROM generation_requests WHERE backend = ? AND model_id = ? AND prompt_version = ? "
+        f"AND item_id IN ({', '.join('?' for _ in item_ids)})",
+        [backend, model_id, prompt_version, *item_ids],
+    )
+    return {(a, b) for a, b in rows}
+
+
+def stored_pairs(lake: Lake, item_ids: list[str]) -> list[tuple[str, str, str]]:
+    """(item, question, answer) already stored, for duplicate detection across runs and backends."""
+    if not item_ids:
+        return []
+    return lake.fetchall(
+        f"SELECT item_id, question, answer FROM samples WHERE item_id IN ({', '.join('?' for _ in item_ids)})", list(item_ids)
+    )
+
+
+def generation_rows(lake: Lake, item_ids: list[str]) -> list[dict[str, Any]]:
+    """Items with their images, OCR text, and the catalog item a complaint refers to (product_ref)."""
+    if not item_ids:
+        return []
+    probe = pa.table({"item_id": pa.array(item_ids, pa.string())})
+    cols = ["item_id", "kind", "title", "description", "brand", "category", "attributes", "feedback_text", "issue_type",
+            "product_ref", "image_ids", "ocr_text"]
+    with lake._lock:
+        lake.con.register("_gen_items", probe)
+        try:
+            rows = lake.con.execute(
+                "SELECT i.item_id, i.kind, i.title, i.description, i.brand, i.category, i.attributes, i.feedback_text, "
+                "  i.issue_type, i.product_ref, list(im.image_id ORDER BY im.position), "
+                "  string_agg(o.text, ' ' ORDER BY im.position) "
+                "FROM items i JOIN _gen_items USING (item_id) JOIN images im USING (item_id) "
+                "LEFT JOIN (SELECT sha256, any_value(text) AS text FROM ocr GROUP BY sha256) o ON o.sha256 = im.sha256 "
+                "GROUP BY ALL"
+            ).fetchall()
+            refs = sorted({r[9] for r in rows if r[9]})
+            products = {}
+            if refs:
+                for ref, item_id, title, description, brand, category, attributes, image_ids in lake.con.execute(
+                    "SELECT i.external_id, any_value(i.item_id), any_value(i.title), any_value(i.description), any_value(i.brand), "
+                    "  any_value(i.category), any_value(i.attributes), "
+                    "  list(im.image_id ORDER BY im.position) FILTER (WHERE im.image_id IS NOT NULL) "
+                    "FROM items i LEFT JOIN images im USING (item_id) "
+                    f"WHERE i.kind = 'catalog' AND i.external_id IN ({', '.join('?' for _ in refs)}) GROUP BY i.external_id",
+                    refs,
+                ).fetchall():
+                    products[ref] = {"item_id": item_id, "title": title, "description": description, "brand": brand, "category": category,
+                                     "attributes": json.loads(attributes) if attributes else {}, "image_ids": image_ids or []}
+        finally:
+            lake.con.unregister("_gen_items")
+    out = []
+    for r in rows:
+        row = dict(zip(cols, r))
+        row["attributes"] = json.loads(row["attributes"]) if row["attributes"] else {}
+        row["product"] = products.get(row["product_ref"]) if row["product_ref"] else None
+        out.append(row)
+    order = {item_id: k for k, item_id in enumerate(item_ids)}
+    return sorted(out, key=lambda r: order[r["item_id"]])
+
+
+def negative_titles(lake: Lake, categories: list[str | None], per_category: int = 20) -> dict[str | None, list[tuple[str, str]]]:
+    """A few catalog (item_id, title) per category, in a fixed pseudo-random order: negatives for
+    matching questions. Key None: any category (for items that have none)."""
+    wanted = sorted({c for c in categories if c})
+    out: dict[str | None, list[tuple[str, str]]] = {}
+    if wanted:
+        rows = lake.fetchall(
+            "SELECT category, item_id, title FROM (SELECT category, item_id, title, row_number() OVER "
+            "(PARTITION BY category ORDER BY hash(item_id)) AS k FROM items WHERE kind = 'catalog' AND title IS NOT NULL "
+            f"AND category IN ({', '.join('?' for _ in wanted)})) WHERE k <= ? ORDER BY category, k",
+            [*wanted, per_category],
+        )
+        for category, item_id, title in rows:
+            out.setdefault(category, []).append((item_id, title))
+    out[None] = lake.fetchall(
+        "SELECT item_id, title FROM items WHERE kind = 'catalog' AND title IS NOT NULL ORDER BY hash(item_id) LIMIT ?", [per_category * 5]
+    )
+    return out
+
+
+def write_generation(lake: Lake, run_id: str, samples: list[dict], rejects: list[dict], requests: list[dict]) -> int:
+    samples_t = arrow_table(SAMPLE_COLUMNS, samples)
+    rejects_t = arrow_table(REJECT_COLUMNS, rejects)
+    requests_t = arrow_table(REQUEST_COLUMNS, requests)
+
+    def body(con) -> int:
+        for table in ("samples", "generation_rejects", "generation_requests"):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        con.register("_new_samples", samples_t)
+        con.register("_new_rejects", rejects_t)
+        con.register("_new_requests", requests_t)
+        try:
+            missing = "NOT EXISTS (SELECT 1 FROM samples t WHERE t.sample_id = n.sample_id)"
+            n = con.execute(f"SELECT count(*) FROM _new_samples n WHERE {missing}").fetchone()[0]
+            con.execute(f"INSERT INTO samples ({_names(SAMPLE_COLUMNS)}) SELECT {_select_list(SAMPLE_COLUMNS, 'n')} FROM _new_samples n WHERE {missing}")
+            con.execute(f"INSERT INTO generation_rejects ({_names(REJECT_COLUMNS)}) SELECT {_select_list(REJECT_COLUMNS, 'n')} FROM _new_rejects n")
+            con.execute(
+                f"INSERT INTO generation_requests ({_names(REQUEST_COLUMNS)}) SELECT {_select_list(REQUEST_COLUMNS, 'n')} "
+                f"FROM _new_requests n WHERE {_not_stored('generation_requests', _REQUEST_KEY)}"
+            )
+            return int(n)
+        finally:
+            for name in ("_new_samples", "_new_rejects", "_new_requests"):
+                con.unregister(name)
+
+    return lake.transaction(body)
+
+
+def dedupe_samples(lake: Lake) -> int:
+    def body(con) -> int:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _sample_dups AS SELECT sample_id, run_id FROM (SELECT sample_id, run_id, "
+            "row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) AS k FROM samples) WHERE k > 1"
+        )
+        n = con.execute("SELECT count(*) FROM temp._sample_dups").fetchone()[0]
+        if n:
+            con.execute("DELETE FROM samples WHERE EXISTS (SELECT 1 FROM temp._sample_dups d WHERE d.sample_id = samples.sample_id AND d.run_id = samples.run_id)")
+        return int(n)
+
+    return lake.transaction(body)
+
+
+def samples_without_score(lake: Lake, metrics: list[str], model_id: str, segment: str = "", selection: str | None = None) -> list[tuple[str, int]]:
+    """(sample_id, length) of samples missing any of ``metrics`` for this model and segment (only those
+    in a named selection, if given), shortest first."""
+    have = (
+        "(SELECT count(DISTINCT s.metric) FROM scores s WHERE s.subject_kind = 'sample' AND s.subject_id = x.sample_id "
+        f"AND s.model_id = ? AND s.segment = ? AND s.metric IN ({', '.join('?' for _ in metrics)}))"
+    )
+    chosen = "AND x.sample_id IN (SELECT subject_id FROM selections WHERE name = ? AND subject_kind = 'sample')" if selection else ""
+    return lake.fetchall(
+        f"SELECT x.sample_id, length(x.question) + length(x.answer) AS n FROM samples x WHERE {have} < ? {chosen} ORDER BY n, x.sample_id",
+        [model_id, segment, *metrics, len(metrics), *([selection] if selection else [])],
+    )
+
+
+def samples_with_images(lake: Lake, sample_ids: list[str]) -> list[dict[str, Any]]:
+    """Samples with their images' blob paths and OCR text, in the sample's image order."""
+    if not sample_ids:
+        return []
+    probe = pa.table({"sample_id": pa.array(sample_ids, pa.string())})
+    with lake._lock:
+        lake.con.register("_probe_samples", probe)
+        try:
+            rows = lake.con.execute(
+                "WITH x AS (SELECT s.sample_id, s.question, s.answer, s.image_ids FROM samples s JOIN _probe_samples USING (sample_id)), "
+                "pos AS (SELECT x.sample_id, u.image_id, u.k FROM x, "
+                "  LATERAL (SELECT unnest(CAST(x.image_ids AS VARCHAR[])) AS image_id, generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u) "
+                "SELECT x.sample_id, any_value(x.question), any_value(x.answer), "
+                "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
+                "  list(coalesce(o.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL) "
+                "FROM x LEFT JOIN pos USING (sample_id) LEFT JOIN images im ON im.image_id = pos.image_id "
+                "LEFT JOIN (SELECT sha256, any_value(text) AS text FROM ocr GROUP BY sha256) o ON o.sha256 = im.sha256 "
+                "GROUP BY x.sample_id"
+            ).fetchall()
+        finally:
+            lake.con.unregister("_probe_samples")
+    cols = ["sample_id", "question", "answer", "blob_paths", "ocr_texts"]
+    order = {sid: k for k, sid in enumerate(sample_ids)}
+    return sorted(({**dict(zip(cols, r)), "blob_paths": r[3] or [], "ocr_texts": r[4] or []} for r in rows), key=lambda r: order[r["sample_id"]])

@@ -139,6 +139,66 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        3,
+        "generated samples, generation rejects, selections",
+        [
+            """CREATE TABLE IF NOT EXISTS samples (
+                sample_id VARCHAR,      -- sha256(item, task, question, answer, backend, model, prompt version)
+                item_id VARCHAR,        -- the item it was generated from (lineage)
+                task VARCHAR,           -- recognition | damage_detection | matching | attribute_extraction | counting |
+                                        -- condition_packaging | comparison | refusal
+                question VARCHAR,
+                answer VARCHAR,
+                answer_format VARCHAR,  -- short | detailed | list | json | yes_no
+                image_ids JSON,         -- the images the question is about, in order ([1], [2], ...)
+                label VARCHAR,          -- yes | no for the objective (yes/no) forms, else NULL
+                backend VARCHAR,        -- template | openai | hf
+                model_id VARCHAR,
+                prompt_version VARCHAR, -- content hash of the template and its few-shot examples
+                lineage JSON,           -- source, the catalog item a complaint refers to, negatives used, ...
+                run_id VARCHAR,
+                created_at TIMESTAMPTZ
+            )""",
+            """CREATE TABLE IF NOT EXISTS generation_rejects (
+                item_id VARCHAR,
+                task VARCHAR,
+                backend VARCHAR,
+                model_id VARCHAR,
+                prompt_version VARCHAR,
+                reason VARCHAR,         -- bad_json | unknown_keys | empty | duplicate | too_long | no_pairs | http_error ...
+                detail VARCHAR,
+                question VARCHAR,
+                answer VARCHAR,
+                raw_response VARCHAR,   -- kept for inspection (the prompt was redacted, so is this)
+                run_id VARCHAR,
+                created_at TIMESTAMPTZ
+            )""",
+            """CREATE TABLE IF NOT EXISTS generation_requests (
+                item_id VARCHAR,        -- one row per (item, task, backend, model, prompt version) done:
+                task VARCHAR,           -- what makes generation resumable without regenerating
+                backend VARCHAR,
+                model_id VARCHAR,
+                prompt_version VARCHAR,
+                n_samples INTEGER,
+                n_rejects INTEGER,
+                run_id VARCHAR,
+                created_at TIMESTAMPTZ
+            )""",
+            """CREATE TABLE IF NOT EXISTS selections (
+                name VARCHAR,           -- a named stratified sample
+                subject_kind VARCHAR,   -- sample | item
+                subject_id VARCHAR,
+                stratum JSON,           -- {"category": ..., "brand": ...}
+                seed INTEGER,
+                run_id VARCHAR,
+                created_at TIMESTAMPTZ
+            )""",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -20,7 +20,7 @@ def test_help_lists_every_command(vitpro_cli):
 
 def test_init_twice_and_empty_status(home, vitpro_cli):
     first = vitpro_cli("init", check=True).stdout
-    assert "catalog: sqlite:///" in first and "app tables at revision 0001" in first and "[1, 2]" in first
+    assert "catalog: sqlite:///" in first and "app tables at revision 0001" in first and "[1, 2, 3]" in first
     assert "none (up to date)" in vitpro_cli("init", check=True).stdout
     status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 0 and status["jobs"] == {} and status["workers"] == []
@@ -108,14 +108,19 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 12 and status["stages"]["images_ocr"] == status["stages"]["image_contents"] == 12
     assert {"NAME", "EMAIL", "PHONE", "UCI", "ADDRESS", "CARD"} <= set(status["redactions"])
-    assert status["jobs"] == {"succeeded": 6}
-    assert status["stages"]["items_clip_scored"] == status["stages"]["items_grounding_scored"] == 12
-    assert "VisAttnScore 12 item(s)" in text and "CLIPScore    12 item(s)" in text and "mean nothing" in text
+    assert status["jobs"] == {"succeeded": 8}
+    assert status["stages"]["items_clip_scored"] == 12
+    assert "CLIPScore    12 item(s)" in text and "VisAttnScore" in text and "sample(s)" in text and "mean nothing" in text
+    samples_line = next(line for line in text.splitlines() if line.startswith("  samples "))
+    for task in ("recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"):
+        assert task in samples_line  # every task has samples
+    assert "rejected   hf/" in text  # the tiny local model's output went through parsing and was refused
     again = vitpro_cli("demo", "--no-ui", "--products", "4", "--complaints", "8", "--workers", "1", timeout=400)
     assert again.returncode == 0 and "ingested 0" in again.stdout  # the same demo data adds nothing
     job_lines = [line for line in again.stdout.splitlines() if line.startswith("  job ")]
-    for kind in ("clip_score", "grounding"):  # and nothing is scored twice
-        assert any(kind in line and "items_to_score 0" in line for line in job_lines), job_lines
+    assert any("clip_score" in line and "items_to_score 0" in line for line in job_lines), job_lines  # nothing scored twice
+    assert any("grounding" in line and "samples_to_score 0" in line for line in job_lines), job_lines
+    assert any("generate" in line and "items_to_generate 0" in line for line in job_lines), job_lines  # nor generated twice
 
 
 def test_docker_compose_file(tmp_path):

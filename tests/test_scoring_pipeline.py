@@ -35,11 +35,11 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     assert "rows_written" in vitpro_cli("score", "aux", check=True).stdout
     out = vitpro_cli("score", "clip", "--model", str(tiny_models["clip"]), "--batch-size", "4", check=True)
     assert "demo model" in out.stderr and "items_scored 14" in out.stdout and "images_failed 1" in out.stdout
-    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", check=True)
+    out = vitpro_cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", check=True)
     assert "items_scored 13" in out.stdout and "items_failed 1" in out.stdout
     assert lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn_nosink'") == 0
     # asking for the option scores later scores the items again and adds only what is missing
-    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", "--exclude-sinks", "--distance-correction", check=True)
+    out = vitpro_cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", "--exclude-sinks", "--distance-correction", check=True)
     assert "items_to_score 14" in out.stdout and "items_scored 13" in out.stdout
 
     per_metric = dict(lake.fetchall("SELECT metric, count(value) FROM scores WHERE subject_kind = 'item' GROUP BY metric"))
@@ -60,7 +60,7 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     ) == 13
 
     # nothing new to score the second time
-    again = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), check=True)
+    again = vitpro_cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), check=True)
     assert "items_to_score 0" in again.stdout
     assert lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn'") == 14
 
@@ -80,7 +80,7 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     assert mixed.returncode == 2 and "stored for image, item" in mixed.stderr
     assert "of 13 value(s)" in vitpro_cli("score", "threshold", "--metric", "clip_score", "--percentile", "50", "--of", "item", check=True).stdout
     # OCR text in the prompt makes other scores: kept apart under their own model id
-    vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--with-ocr", check=True)
+    vitpro_cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--with-ocr", check=True)
     assert lake.scalar("SELECT count(DISTINCT model_id) FROM scores WHERE metric = 'vis_attn'") == 2
     bad = vitpro_cli("score", "threshold", "--metric", "no_such_metric", "--percentile", "10")
     assert bad.returncode == 2 and "no no_such_metric scores" in bad.stderr

@@ -127,11 +127,11 @@ def _print_job_outcome(job) -> None:
 
 def _run_job(kind: str, params: dict, *, wait: bool, local: bool) -> None:
     from vitpro.local_workers import local_workers
-    from workers.jobs import HANDLERS
+    from workers.jobs import queue_of
     from workers.submit import queue_has_worker, submit_job
 
     s = load_settings()
-    queue = HANDLERS[kind].QUEUE
+    queue = queue_of(kind, params)
     starts_worker = local and not queue_has_worker(queue, settings=s)
     with local_workers(queue, log_path=s.home / "local-worker.log") if starts_worker else nullcontext():
         job_id = submit_job(kind, params, settings=s)
@@ -304,15 +304,17 @@ def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, l
 @click.option("--answer", help="... and this answer, here and now (no job).")
 @click.option("--ocr", "ocr_text", help="Single-sample form: OCR tokens to put in the prompt.")
 @click.option("--with-ocr", is_flag=True, help="Store-wide: put each image's OCR text in the prompt (the paper's setting).")
+@click.option("--on", "on", type=click.Choice(["samples", "items"]), default="samples", show_default=True, help="Store-wide: score generated samples, or items with their own text.")
+@click.option("--selection", help="Store-wide: only the samples of this named selection (vitpro sample --name).")
 @click.option("--json", "as_json", is_flag=True, help="Single-sample form: print JSON (tokens, words, scores, input_ids, positions).")
 @click.option("--check", is_flag=True, help="Single-sample form: also compute the eager output_attentions reference and print the largest difference.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def score_grounding(model, device, dtype, segment, exclude_sinks, distance_correction, batch_size, images, question, answer, ocr_text, with_ocr, as_json, check, wait, local) -> None:
+def score_grounding(model, device, dtype, segment, exclude_sinks, distance_correction, batch_size, images, question, answer, ocr_text, with_ocr, on, selection, as_json, check, wait, local) -> None:
     """VisAttnScore (the paper's equation 2): per text token, its attention to the image in the VLM.
 
     \b
-    Store-wide (a job on the gpu queue):  vitpro score grounding --model DIR
+    Store-wide (a job on the gpu queue):  vitpro score grounding --model DIR [--on items]
     One sample, here and now:             vitpro score grounding --model DIR --image a.jpg \\
                                             --question "What is shown?" --answer "A leaking shampoo bottle" --json
     """
@@ -328,7 +330,7 @@ def score_grounding(model, device, dtype, segment, exclude_sinks, distance_corre
     from workers.jobs import grounding
 
     try:
-        params = grounding.prepare_params(model=model, device=device, dtype=dtype, batch_size=batch_size, config=config, ocr=with_ocr)
+        params = grounding.prepare_params(model=model, device=device, dtype=dtype, batch_size=batch_size, config=config, ocr=with_ocr, on=on, selection=selection)
     except ValueError as exc:
         _fail(str(exc))
     _run_job("grounding", params, wait=wait, local=local)
@@ -428,6 +430,124 @@ def score_threshold(metric, percentile, model_id, segment, subject_kind) -> None
     if n == 0:
         _fail(f"no {metric} scores stored" + (f" for segment {segment!r}" if segment else ""))
     click.echo(f"{metric} at the {percentile:g}th percentile of {n} value(s): {value:.6g}")
+
+
+# ---- generation ----------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--backend", type=click.Choice(["openai", "hf", "template"]), required=True, help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
+@click.option("--tasks", default=",".join(["recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"]), show_default=True, help="Comma-separated tasks.")
+@click.option("--model", help="openai: the served model's name; hf: a local model folder.")
+@click.option("--base-url", envvar="VITPRO_LLM_BASE_URL", help="openai: the server's base URL, e.g. http://localhost:8000/v1 (env VITPRO_LLM_BASE_URL).")
+@click.option("--api-key-env", default="VITPRO_LLM_API_KEY", show_default=True, help="openai: the environment variable holding the API key (never logged).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="openai: requests in flight at once.")
+@click.option("--rate-limit", type=click.FloatRange(0.01), help="openai: at most this many requests per second.")
+@click.option("--timeout", type=click.FloatRange(1), default=60.0, show_default=True, help="openai: seconds per request.")
+@click.option("--max-retries", type=click.IntRange(0, 20), default=4, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(16), default=768, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="hf: cpu or cuda.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--n-pairs", type=click.IntRange(1, 20), default=3, show_default=True, help="Pairs asked for per item and task.")
+@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False), help="Your own prompt template file.")
+@click.option("--examples", "examples_path", type=click.Path(exists=True, dir_okay=False), help="Your own few-shot examples (JSON, per task).")
+@click.option("--kind", "kinds", type=click.Choice(["catalog", "feedback"]), multiple=True, help="Only items of this kind.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many items.")
+@click.option("--items-per-unit", type=click.IntRange(1), default=25, show_default=True)
+@click.option("--dry-run", type=click.IntRange(1), metavar="N", help="Print the rendered prompts for N items (and the template backend's pairs) without a job.")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
+def generate(backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout, max_retries, max_tokens, device, dtype, n_pairs, template_path, examples_path, kinds, limit, items_per_unit, dry_run, wait, local) -> None:
+    """Generate question/answer samples for the paper's tasks from every item not yet done.
+
+    \b
+    Examples:
+      vitpro generate --backend template
+      vitpro generate --backend openai --base-url http://localhost:8000/v1 --model mistral-7b-instruct --concurrency 16
+      vitpro generate --backend hf --model models/llama --device cuda --tasks recognition,refusal
+      vitpro generate --backend openai --base-url ... --model ... --dry-run 2
+    """
+    from curation.generation import HFLocalBackend, OpenAIChatBackend
+    from workers.jobs import generate as gen_job
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    openai = hf = None
+    if backend == "openai":
+        if not (base_url and model):
+            _fail("the openai backend needs --base-url and --model")
+        openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout, max_retries=max_retries, rate_limit=rate_limit, max_tokens=max_tokens)
+    elif backend == "hf":
+        if not model or not Path(model).is_dir():
+            _fail("the hf backend needs --model, a local causal LM folder (vitpro models make-tiny --family llama builds a demo one)")
+        hf = HFLocalBackend(model_dir=str(Path(model).resolve()), device=device, dtype=dtype, max_new_tokens=max_tokens)
+        _demo_banner(model)
+    try:
+        params = gen_job.prepare_params(backend=backend, tasks=task_list, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit, template_path=template_path, examples_path=examples_path, kinds=list(kinds) or None, limit=limit)
+    except ValueError as exc:
+        _fail(str(exc))
+    if dry_run:
+        _generate_dry_run(params, dry_run)
+        return
+    _run_job("generate", params, wait=wait, local=local)
+
+
+def _generate_dry_run(params: dict, n: int) -> None:
+    from curation.generation import PromptTemplate, TemplateBackend, build_requests
+    from db import batches
+    from db.store import open_store
+    from workers.jobs import generate as gen_job
+
+    lake = open_store(load_settings().store)
+    items = batches.items_to_generate(lake, params["tasks"], params["backend"], params["model_id"], params["prompt_version"], params.get("kinds"))[:n]
+    if not items:
+        click.echo("no items to generate for (ingest first, or everything is done for this backend and prompt)")
+        return
+    template = PromptTemplate.load(params.get("template_path"), params.get("examples_path"))
+    requests = build_requests(gen_job.contexts_for(lake, items), params["tasks"], template, params["n_pairs"])
+    click.echo(f"prompt version {template.version}; {len(requests)} request(s) for {len(items)} item(s)")
+    for request in requests:
+        click.secho(f"\n=== item {request.key[0]}  task {request.key[1]} ===", bold=True)
+        if params["backend"] == "template":
+            for q, a in TemplateBackend().pairs(request.context, request.task):
+                click.echo(f"Q: {q}\nA: {a}")
+        else:
+            for message in request.messages:
+                click.echo(f"[{message['role']}]\n{message['content']}")
+
+
+@cli.command()
+@click.option("--by", required=True, help="Comma-separated strata: category, brand, region, issue_type, time.")
+@click.option("--per-stratum", type=click.IntRange(1), required=True, help="At most this many per stratum.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--of", "of", type=click.Choice(["samples", "items"]), default="samples", show_default=True)
+@click.option("--time-bucket", type=click.Choice(["month", "quarter", "year"]), default="month", show_default=True)
+@click.option("--task", "tasks", multiple=True, help="Only samples of this task (repeat).")
+@click.option("--name", default="balanced", show_default=True, help="Name of the selection written (replaced if it exists).")
+@click.option("--dry-run", is_flag=True, help="Print the balance table, write nothing.")
+def sample(by, per_stratum, seed, of, time_bucket, tasks, name, dry_run) -> None:
+    """Stratified sampling: at most N per stratum, deterministic for a seed; prints before/after balance."""
+    from db import sampling
+    from db.store import open_store
+
+    lake = open_store(load_settings().store)
+    strata = [b.strip() for b in by.split(",") if b.strip()]
+    try:
+        sql, params, names = sampling.stratified(lake, by=strata, per_stratum=per_stratum, seed=seed, of=of, time_bucket=time_bucket, tasks=list(tasks) or None)
+    except ValueError as exc:
+        _fail(str(exc))
+    rows = sampling.balance(lake, sql, params, names)
+    if not rows:
+        _fail(f"no {of} to sample" + (" (generate some first: vitpro generate)" if of == "samples" else ""))
+    shown = rows[:40]
+    _echo_table([(*r[:-2], r[-2], r[-1]) for r in shown], (*names, "before", "after"))
+    if len(rows) > len(shown):
+        click.echo(f"... {len(rows) - len(shown)} more strata")
+    before, after = sum(r[-2] for r in rows), sum(r[-1] for r in rows)
+    click.echo(f"{len(rows)} strata: {before} {of} before, {after} after (at most {per_stratum} each, seed {seed})")
+    if dry_run:
+        return
+    import uuid
+
+    written = sampling.write_selection(lake, name, sql, params, names, seed, of, f"sample-{uuid.uuid4().hex[:8]}")
+    click.echo(f"selection {name!r}: {written} {of}")
 
 
 # ---- worker ------------------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     from curation.vis_attn import VisAttnConfig
     from workers.jobs import aux_stats as aux_job
     from workers.jobs import clip_score as clip_job
+    from curation.generation import HFLocalBackend
+    from db import sampling
+    from workers.jobs import generate as generate_job
     from workers.jobs import grounding as grounding_job
     from workers.jobs import ocr as ocr_job
     from workers.submit import submit_job
@@ -50,12 +53,12 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     if ui:
         click.secho("note: the web app is not part of this release yet; running the pipeline only (same as --no-ui)", fg="yellow")
 
-    click.echo(f"1/5 making demo data in {out} ...")
+    click.echo(f"1/6 making demo data in {out} ...")
     made = write_demo_data(out, products=products, complaints=complaints, seed=seed)
     click.echo(f"    {made['products']} product photos + catalog rows, {made['complaints']} complaint transcripts ({made['bad_rows']} with bad input on purpose)")
 
     models_dir = s.home / "models"
-    for family in ("idefics2", "clip"):
+    for family in ("idefics2", "clip", "llama"):
         if not is_tiny(models_dir / family):
             make_tiny(family, models_dir / family)
     click.secho(f"    demo models in {models_dir} (tiny, random weights: the scores below exercise the code, they mean nothing)", fg="yellow")
@@ -64,24 +67,34 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     engine = write_engine(s.app_url)
     results: dict[str, int] = {}
     log_path = s.home / "demo-workers.log"
-    click.echo(f"2/5 starting {n_workers} worker process(es) (log: {log_path})")
+    click.echo(f"2/6 starting {n_workers} worker process(es) (log: {log_path})")
     with local_workers("cpu,gpu,train", processes=n_workers, log_path=log_path):
         catalog = ColumnMapping.from_yaml(out / "catalog.yaml")
         feedback = ColumnMapping.from_yaml(out / "complaints.yaml")
-        click.echo("3/5 ingest: catalog and complaint transcripts, redacted before storage")
+        click.echo("3/6 ingest: catalog and complaint transcripts, redacted before storage")
         job_catalog = submit_job("ingest", ingest_job.prepare_params(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8), settings=s)
         job_feedback = submit_job("ingest", ingest_job.prepare_params(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4), settings=s)
         results["ingest catalog"] = wait_for_job(job_catalog)
         results["ingest complaints"] = wait_for_job(job_feedback)
-        click.echo("4/5 OCR of every photo (rapidocr on CPU)")
+        click.echo("4/6 OCR of every photo (rapidocr on CPU)")
         job_ocr = submit_job("ocr", ocr_job.prepare_params(batch_size=8), settings=s)
         results["ocr"] = wait_for_job(job_ocr)
-        click.echo("5/5 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore (IDEFICS2) on the gpu queue")
+        click.echo("5/6 generation: question/answer samples for every task (template backend), and the local-model path (tiny LLM)")
+        job_generate = submit_job("generate", generate_job.prepare_params(backend="template"), settings=s)
+        results["generate"] = wait_for_job(job_generate)
+        tiny_llm = HFLocalBackend(model_dir=str(models_dir / "llama"), max_new_tokens=48)
+        job_generate_hf = submit_job("generate", generate_job.prepare_params(backend="hf", hf=tiny_llm, tasks=["recognition"], limit=4), settings=s)
+        results["generate hf"] = wait_for_job(job_generate_hf)
+        sql, params, names = sampling.stratified(open_store(s.store), by=["category"], per_stratum=40, seed=seed)
+        balance = sampling.balance(open_store(s.store), sql, params, names)
+        selected = sampling.write_selection(open_store(s.store), "demo-balanced", sql, params, names, seed, "samples", f"demo-{seed}")
+        click.echo(f"    stratified sample 'demo-balanced' (at most 40 per category): {selected} of {sum(r[-2] for r in balance)} samples")
+        click.echo("6/6 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore (IDEFICS2) of the balanced samples, on the gpu queue")
         job_aux = submit_job("aux_stats", aux_job.prepare_params(), settings=s)
         results["aux"] = wait_for_job(job_aux)
         job_clip = submit_job("clip_score", clip_job.prepare_params(ClipConfig(model=str(models_dir / "clip"), batch_size=16)), settings=s)
         results["clip"] = wait_for_job(job_clip)
-        grounding = grounding_job.prepare_params(model=str(models_dir / "idefics2"), batch_size=4, config=VisAttnConfig(exclude_sinks=True, distance_correction=True), ocr=True)
+        grounding = grounding_job.prepare_params(model=str(models_dir / "idefics2"), batch_size=8, config=VisAttnConfig(exclude_sinks=True, distance_correction=True), ocr=True, on="samples", selection="demo-balanced")
         job_grounding = submit_job("grounding", grounding, settings=s)
         results["grounding"] = wait_for_job(job_grounding)
 
@@ -103,15 +116,15 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     scores = {(r["metric"], r["subject_kind"]): r for r in queries.score_summary(lake)}
     for (metric, kind), label in (
         (("clip_score", "item"), "CLIPScore"),
-        (("vis_attn", "item"), "VisAttnScore"),
-        (("vis_attn_mass", "item"), "image mass"),
+        (("vis_attn", "sample"), "VisAttnScore"),
+        (("vis_attn_mass", "sample"), "image mass"),
         (("ocr_chars", "image"), "OCR chars"),
     ):
         r = scores.get((metric, kind))
         if r:
             click.echo(f"  {label:<12} {r['n'] - r['missing']} {kind}(s): p10 {r['p10']:.4g}, median {r['median']:.4g}, p90 {r['p90']:.4g}" + (f" ({r['missing']} unscorable)" if r["missing"] else ""))
     worst = lake.fetchone(
-        "SELECT t.words, t.word_scores FROM token_scores t JOIN scores s ON s.subject_id = t.subject_id AND s.metric = 'vis_attn' "
+        "SELECT t.words, t.word_scores FROM token_scores t JOIN scores s ON s.subject_id = t.subject_id AND s.metric = 'vis_attn' AND s.value IS NOT NULL "
         "AND s.model_id = t.model_id ORDER BY s.value LIMIT 1"
     )
     if worst:
@@ -120,7 +133,11 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         pairs = list(zip(_json.loads(worst[0]), _json.loads(worst[1])))[:8]
         click.echo("  least grounded text, word by word: " + " ".join(f"{w}({v:.3g})" for w, v in pairs))
     click.secho("  (demo models: these scores show the pipeline works, not what the data is worth)", fg="yellow")
-    for job_id in (job_catalog, job_feedback, job_ocr, job_aux, job_clip, job_grounding):
+    tasks = lake.fetchall("SELECT task, count(*) FROM samples GROUP BY task ORDER BY task")
+    click.echo("  samples    " + ", ".join(f"{t} {n}" for t, n in tasks))
+    rejects = lake.fetchall("SELECT backend, reason, count(*) FROM generation_rejects GROUP BY ALL ORDER BY 3 DESC")
+    click.echo("  rejected   " + (", ".join(f"{b}/{r} {n}" for b, r, n in rejects) or "nothing"))
+    for job_id in (job_catalog, job_feedback, job_ocr, job_generate, job_generate_hf, job_aux, job_clip, job_grounding):
         job = jobs_db.get_job(engine, job_id)
         click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
     if sample:

@@ -8,7 +8,7 @@ from db.app_engine import write_engine
 from db.store import open_store
 from vitpro.settings import Settings, load_settings
 
-from .jobs import HANDLERS
+from .jobs import HANDLERS, queue_of
 
 
 def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None = None, launched_by: str | None = None) -> str:
@@ -17,9 +17,8 @@ def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None =
         raise ValueError(f"unknown job kind {kind!r}; kinds: {', '.join(sorted(HANDLERS))}")
     open_store(settings.store)
     engine = write_engine(settings.app_url)
-    handler = HANDLERS[kind]
     job_id, dispatches = jobs.create_job(
-        engine, kind=kind, queue=handler.QUEUE, params=params, launched_by=launched_by or settings.user
+        engine, kind=kind, queue=queue_of(kind, params), params=params, launched_by=launched_by or settings.user
     )
     from .app import app_for
     from .dispatch import send_units

@@ -1,8 +1,8 @@
-"""The VisAttnScore job (gpu queue): every item with images not yet scored by the VLM, shortest first.
-
-Until generated samples exist (the generation issue), the text scored is the item's own: a catalog
-title, or what the customer wrote, as the answer to a fixed question. Each item gets the segment score
-(eq. 2), the image mass, the option scores, its length in tokens and its per-token and per-word values.
+"""The VisAttnScore job (gpu queue): every generated sample (or, with ``on="items"``, every item) not yet
+scored by the VLM, shortest first. A sample is its images, question and answer; an item is its images and
+its own text (a catalog title or what the customer wrote) as the answer to a fixed question. Each gets
+the segment score (eq. 2), the image mass, the option scores, its length in tokens and its per-token
+and per-word values.
 """
 from __future__ import annotations
 
@@ -39,7 +39,11 @@ def prepare_params(
     items_per_unit: int = 64,
     config: VisAttnConfig = VisAttnConfig(),
     ocr: bool = False,
+    on: str = "samples",
+    selection: str | None = None,
 ) -> dict[str, Any]:
+    if on not in ("samples", "items"):
+        raise ValueError("score grounding --on samples or items")
     path = Path(model).expanduser()
     if not (path / "config.json").exists():
         raise ValueError(f"{model}: not a model folder (no config.json); build a demo one with `vitpro models make-tiny --family idefics2 --out DIR`")
@@ -58,6 +62,8 @@ def prepare_params(
         "items_per_unit": items_per_unit,
         "config": asdict(config),
         "ocr": ocr,
+        "on": on,
+        "selection": selection,
         "demo_model": is_tiny(path),
     }
 
@@ -68,16 +74,34 @@ def requested_metrics(config: dict[str, Any]) -> list[str]:
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
-    todo = [item_id for item_id, _ in batches.items_without_score(ctx.lake, requested_metrics(p["config"]), p["model_id"], p["config"]["segment"])]
+    metrics, segment = requested_metrics(p["config"]), p["config"]["segment"]
+    if p.get("on", "items") == "samples":
+        todo = [sid for sid, _ in batches.samples_without_score(ctx.lake, metrics, p["model_id"], segment, p.get("selection"))]
+        if not todo and not ctx.lake.scalar("SELECT count(*) FROM samples"):
+            ctx.log("no samples in the store yet: generate some (vitpro generate) or score items (--on items)", level="warning")
+    else:
+        todo = [item_id for item_id, _ in batches.items_without_score(ctx.lake, metrics, p["model_id"], segment)]
     size = int(p["items_per_unit"])
-    specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
-    ctx.log(f"{len(todo)} item(s) to score with {p['model_id']}")
-    return specs, {"set": {"items_to_score": len(todo)}}
+    specs = [UnitSpec({"subjects": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
+    ctx.log(f"{len(todo)} {p.get('on', 'items')} to score with {p['model_id']}")
+    return specs, {"set": {f"{p.get('on', 'items')}_to_score": len(todo)}}
 
 
-def _images(item: dict, blob_root: Path) -> list[Image.Image]:
+def _subjects(ctx: UnitContext, on: str) -> list[tuple[str, str, list[str], str, str, list[str]]]:
+    """(kind, id, blob paths, question, answer, OCR texts) for the unit's subjects."""
+    if on == "samples":
+        return [("sample", r["sample_id"], r["blob_paths"], r["question"], r["answer"], r["ocr_texts"])
+                for r in batches.samples_with_images(ctx.lake, ctx.payload["subjects"])]
+    out = []
+    for item in batches.items_with_images(ctx.lake, ctx.payload["subjects"]):
+        answer = (item["title"] if item["kind"] == "catalog" else item["feedback_text"]) or item["description"] or ""
+        out.append(("item", item["item_id"], item["blob_paths"], QUESTIONS.get(item["kind"], QUESTIONS["catalog"]), answer, item["ocr_texts"]))
+    return out
+
+
+def _images(blob_paths: list[str], blob_root: Path) -> list[Image.Image]:
     images = []
-    for blob in item["blob_paths"]:
+    for blob in blob_paths:
         data = (blob_root / blob).read_bytes()
         inspect_image(data, ImageLimits())  # a blob damaged since ingest fails clearly here
         images.append(Image.open(blob_root / blob).convert("RGB"))
@@ -97,28 +121,28 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     rows, tokens, errors = [], [], []
     encoded = []
 
-    def score_row(item_id, metric, value, flags):
-        return {"subject_kind": "item", "subject_id": item_id, "metric": metric, "model_id": model_id, "segment": segment,
+    on = p.get("on", "items")
+    kind = "sample" if on == "samples" else "item"
+
+    def score_row(subject_id, metric, value, flags):
+        return {"subject_kind": kind, "subject_id": subject_id, "metric": metric, "model_id": model_id, "segment": segment,
                 "value": value, "flags": {**flags_base, **flags} or None, "run_id": ctx.run_id, "created_at": now}
 
-    def fail(item_id, code, message):
-        rows.append(score_row(item_id, "vis_attn", None, {"error": code}))
-        errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding", "code": code,
-                       "message": message[:1000], "item_id": item_id, "created_at": now})
+    def fail(subject_id, code, message):
+        rows.append(score_row(subject_id, "vis_attn", None, {"error": code}))
+        errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding", "code": code, "message": message[:1000],
+                       "item_id": subject_id if kind == "item" else None, "subject": subject_id, "created_at": now})
 
-    for item in batches.items_with_images(ctx.lake, ctx.payload["items"]):
-        answer = item["title"] if item["kind"] == "catalog" else item["feedback_text"]
-        answer = answer or item["description"] or ""
-        ocr = " ".join(t for t in item["ocr_texts"] if t).strip() if p.get("ocr") else None
+    for _, subject_id, blob_paths, question, answer, ocr_texts in _subjects(ctx, on):
+        ocr = " ".join(t for t in ocr_texts if t).strip() if p.get("ocr") else None
         try:
-            sample = Sample(_images(item, ctx.settings.blob_path), QUESTIONS.get(item["kind"], QUESTIONS["catalog"]), answer, ocr or None)
-            enc = adapter.encode(sample)
+            enc = adapter.encode(Sample(_images(blob_paths, ctx.settings.blob_path), question, answer, ocr or None))
             check_segment(enc, segment)
-            encoded.append((item["item_id"], enc))
+            encoded.append((subject_id, enc))
         except SampleError as exc:
-            fail(item["item_id"], exc.code, exc.message)
+            fail(subject_id, exc.code, exc.message)
         except (ImageError, OSError) as exc:
-            fail(item["item_id"], "image_unreadable", str(exc))
+            fail(subject_id, "image_unreadable", str(exc))
     encoded.sort(key=lambda pair: pair[1].length)  # similar lengths together: little padding
     size = int(p["batch_size"])
     for start in range(0, len(encoded), size):
@@ -132,13 +156,13 @@ def run(ctx: UnitContext) -> dict[str, Any]:
             for metric, value in res.extra.items():
                 rows.append(score_row(item_id, metric, value, flags))
             rows.append(score_row(item_id, "text_tokens", float(len(res.positions["answer"])), {}))
-            tokens.append({"subject_kind": "item", "subject_id": item_id, "model_id": model_id, "segment": segment,
+            tokens.append({"subject_kind": kind, "subject_id": item_id, "model_id": model_id, "segment": segment,
                            "tokens": res.tokens, "token_ids": res.token_ids, "scores": res.token_scores, "mass": res.token_mass,
                            "words": res.words, "word_scores": res.word_scores, "positions": res.positions,
                            "run_id": ctx.run_id, "created_at": now})
         ctx.progress(min(start + size, len(encoded)))
     batches.write_scores(ctx.lake, ctx.run_id, rows, tokens, errors)
-    return {"items_scored": len(tokens), "items_failed": len(errors),
+    return {f"{on}_scored": len(tokens), f"{on}_failed": len(errors),
             "truncated": sum(1 for r in rows if r["metric"] == "vis_attn" and (r["flags"] or {}).get("truncated"))}
 
 

@@ -1,0 +1,86 @@
+"""Instruction generation: tasks and item contexts, the prompt, backends, parsing and validation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .backends import GenRequest, GenResponse, HFLocalBackend, OpenAIChatBackend, TemplateBackend, backend_from_params
+from .parse import Pair, Reject, extract_pairs, validate
+from .prompt import PromptTemplate, escape_data
+from .tasks import ATTRIBUTE_KEYS, TASKS, ItemContext, applicable, normalise, sample_id
+
+__all__ = [
+    "ATTRIBUTE_KEYS", "TASKS", "GenRequest", "GenResponse", "GeneratedSample", "GenerationOutcome", "HFLocalBackend",
+    "ItemContext", "OpenAIChatBackend", "Pair", "PromptTemplate", "Reject", "TemplateBackend", "applicable",
+    "backend_from_params", "build_requests", "escape_data", "extract_pairs", "normalise", "process_responses", "sample_id", "validate",
+]
+
+
+@dataclass
+class GeneratedSample:
+    sample_id: str
+    item_id: str
+    task: str
+    question: str
+    answer: str
+    answer_format: str
+    image_ids: list[str]
+    label: str | None
+    lineage: dict[str, Any]
+
+
+@dataclass
+class GenerationOutcome:
+    samples: list[GeneratedSample] = field(default_factory=list)
+    rejects: list[tuple[str, str, Reject, str | None]] = field(default_factory=list)  # (item, task, reject, raw)
+    done: list[tuple[str, str, int, int]] = field(default_factory=list)  # (item, task, n samples, n rejects)
+
+
+def build_requests(contexts: Iterable[ItemContext], tasks: Iterable[str], template: PromptTemplate, n_pairs: int = 3) -> list[GenRequest]:
+    tasks = list(tasks)
+    return [
+        GenRequest((ctx.item_id, task), template.render(ctx, task, n_pairs), ctx, task)
+        for ctx in contexts
+        for task in tasks
+        if applicable(task, ctx)
+    ]
+
+
+def process_responses(
+    requests: list[GenRequest],
+    responses: list[GenResponse],
+    *,
+    backend: str,
+    model_id: str,
+    prompt_version: str,
+    seen: dict[str, set[str]] | None = None,
+) -> GenerationOutcome:
+    """Parse and validate every response; samples keep their lineage, rejects their reason and raw text."""
+    seen = seen if seen is not None else {}
+    out = GenerationOutcome()
+    for request, response in zip(requests, responses):
+        ctx, task = request.context, request.task
+        if response.text is None:
+            out.rejects.append((ctx.item_id, task, Reject("backend_error", response.error or "no response"), None))
+            out.done.append((ctx.item_id, task, 0, 1))
+            continue
+        raw_pairs, rejects = extract_pairs(response.text)
+        if response.finish_reason == "length" and not any(r.reason == "truncated" for r in rejects) and not raw_pairs:
+            rejects.append(Reject("truncated", "the model stopped at its token limit"))
+        good, more = validate(task, raw_pairs, seen.setdefault(ctx.item_id, set()))
+        rejects += more
+        images = ctx.comparison_images() if task == "comparison" else list(ctx.image_ids)
+        lineage = {"item_id": ctx.item_id, "kind": ctx.kind, "product_item_id": (ctx.product or {}).get("item_id")}
+        if task == "matching" and ctx.negative_item_id:
+            lineage["negative_item_id"] = ctx.negative_item_id
+        for pair in good:
+            out.samples.append(
+                GeneratedSample(
+                    sample_id(ctx.item_id, task, pair.question, pair.answer, backend, model_id, prompt_version),
+                    ctx.item_id, task, pair.question, pair.answer, pair.answer_format, images, pair.label, lineage,
+                )
+            )
+        for reject in rejects:
+            out.rejects.append((ctx.item_id, task, reject, response.text))
+        out.done.append((ctx.item_id, task, len(good), len(rejects)))
+    return out

@@ -1,0 +1,246 @@
+"""Generation backends behind one interface: ``complete(requests) -> responses``.
+
+* :class:`OpenAIChatBackend`: any OpenAI-compatible chat-completions server (vLLM, TGI, hosted models):
+  bounded concurrency, time-outs, retries with back-off (429 honours Retry-After), a rate limit. The API
+  key comes from the environment and is never put in a message, log or error.
+* :class:`HFLocalBackend`: a transformers causal LM on this machine (the ``gpu`` queue).
+* :class:`TemplateBackend`: no LLM; deterministic pairs from structured catalog fields. It answers in the
+  same tagged format as the LLMs are asked to, so one parser validates everything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .tasks import ItemContext, attribute_json, mentions_damage
+
+
+@dataclass
+class GenRequest:
+    key: tuple[str, str]  # (item_id, task)
+    messages: list[dict[str, str]]
+    context: ItemContext
+    task: str
+
+
+@dataclass
+class GenResponse:
+    key: tuple[str, str]
+    text: str | None
+    error: str | None = None  # why there is no text (after the retries)
+    finish_reason: str | None = None
+    attempts: int = 1
+    seconds: float = 0.0
+
+
+class RateLimiter:
+    """At most ``per_second`` request starts per second, shared by all threads (a token bucket)."""
+
+    def __init__(self, per_second: float | None):
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+@dataclass
+class OpenAIChatBackend:
+    base_url: str
+    model: str
+    api_key_env: str = "VITPRO_LLM_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    rate_limit: float | None = None  # requests per second
+    temperature: float = 0.7
+    max_tokens: int = 768
+    name: str = field(default="openai", init=False)
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.base_url.rstrip('/')}#{self.model}"
+
+    def complete(self, requests: Sequence[GenRequest]) -> list[GenResponse]:
+        import httpx
+
+        key = os.environ.get(self.api_key_env) or os.environ.get("OPENAI_API_KEY")
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        limiter = RateLimiter(self.rate_limit)
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        with httpx.Client(timeout=self.timeout_s, headers=headers) as client:
+            with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+                return list(pool.map(lambda r: self._one(client, url, r, limiter), requests))
+
+    def _one(self, client, url: str, request: GenRequest, limiter: RateLimiter) -> GenResponse:
+        import httpx
+
+        body = {"model": self.model, "messages": request.messages, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        start = time.monotonic()
+        error = "no attempt made"
+        for attempt in range(1, self.max_retries + 2):
+            limiter.wait()
+            retry_after = None
+            try:
+                response = client.post(url, json=body)
+                if response.status_code == 200:
+                    try:
+                        data = response.json()
+                        choice = data["choices"][0]
+                        text = choice["message"]["content"]
+                        if not isinstance(text, str):
+                            raise TypeError("content is not text")
+                        return GenResponse(request.key, text, None, choice.get("finish_reason"), attempt, time.monotonic() - start)
+                    except (ValueError, KeyError, IndexError, TypeError) as exc:
+                        error = f"malformed response body ({exc.__class__.__name__})"
+                elif response.status_code == 429 or response.status_code >= 500:
+                    error = f"HTTP {response.status_code}"
+                    retry_after = _retry_after(response.headers.get("retry-after"))
+                else:
+                    # 4xx other than 429: the request itself is wrong; retrying cannot help
+                    return GenResponse(request.key, None, f"HTTP {response.status_code}: {response.text[:200]}", None, attempt, time.monotonic() - start)
+            except httpx.TimeoutException:
+                error = f"timed out after {self.timeout_s:g} s"
+            except httpx.HTTPError as exc:
+                error = f"{exc.__class__.__name__}"  # never the request: it carries the key in its headers
+            if attempt <= self.max_retries:
+                delay = retry_after if retry_after is not None else min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                time.sleep(delay * (1 + 0.1 * random.random()))
+        return GenResponse(request.key, None, f"{error} (after {self.max_retries + 1} attempts)", None, self.max_retries + 1, time.monotonic() - start)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(60.0, max(0.0, float(value)))
+    except ValueError:
+        return None
+
+
+@dataclass
+class HFLocalBackend:
+    model_dir: str
+    device: str = "cpu"
+    dtype: str = "float32"
+    max_new_tokens: int = 256
+    batch_size: int = 4
+    name: str = field(default="hf", init=False)
+
+    def __post_init__(self):
+        self._model = None
+        self._tokenizer = None
+
+    @property
+    def model_id(self) -> str:
+        return str(self.model_dir)
+
+    def _load(self):
+        if self._model is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from ..vlm.base import torch_dtype
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, padding_side="left")
+            self._model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch_dtype(self.dtype)).to(self.device).eval()
+        return self._model, self._tokenizer
+
+    def complete(self, requests: Sequence[GenRequest]) -> list[GenResponse]:
+        import torch
+
+        model, tokenizer = self._load()
+        out: list[GenResponse] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            t0 = time.monotonic()
+            texts = [tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in chunk]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                generated = model.generate(
+                    **enc, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                )
+            new = generated[:, enc["input_ids"].shape[1] :]
+            seconds = (time.monotonic() - t0) / len(chunk)
+            for request, ids in zip(chunk, new):
+                finished = tokenizer.eos_token_id is not None and bool((ids == tokenizer.eos_token_id).any())
+                out.append(GenResponse(request.key, tokenizer.decode(ids, skip_special_tokens=True), None, "stop" if finished else "length", 1, seconds))
+        return out
+
+
+@dataclass
+class TemplateBackend:
+    """Deterministic pairs from structured fields; the objective (yes/no) forms of each task too."""
+
+    name: str = field(default="template", init=False)
+    model_id: str = field(default="template-v1", init=False)
+
+    def complete(self, requests: Sequence[GenRequest]) -> list[GenResponse]:
+        return [GenResponse(r.key, _tagged(self.pairs(r.context, r.task))) for r in requests]
+
+    def pairs(self, ctx: ItemContext, task: str) -> list[tuple[str, str]]:
+        title = ctx.product_title
+        if task == "recognition":
+            return [("What product is shown in the photo?", f"{title}."), (f"Is this a {title}? Answer yes or no.", "Yes.")]
+        if task == "attribute_extraction":
+            attrs = attribute_json(ctx)
+            return [("Extract the product's attributes from the photo as JSON.", json.dumps(attrs, ensure_ascii=False))]
+        if task == "matching":
+            out = [(f"Does the photo show {title}? Answer yes or no.", "Yes.")]
+            if ctx.negative_title:
+                out.append((f"Does the photo show {ctx.negative_title}? Answer yes or no.", "No."))
+            return out
+        if task == "damage_detection":
+            if mentions_damage(ctx):
+                what = (ctx.issue_type or "damage").lower()
+                return [("Is the product or its packaging damaged? Answer yes or no.", "Yes."),
+                        ("What is wrong with the product in the photo?", f"It shows {what}, as the customer reports.")]
+            return [("Is the product or its packaging damaged? Answer yes or no.", "No.")]
+        if task == "counting":
+            count = attribute_json(ctx)["Count"]
+            if count == "Unanswerable":
+                return [("How many items are in the photo?", "I can't count them reliably: the photo and the listing do not say how many units there are.")]
+            return [("How many items are in the photo?", f"{count}.")]
+        if task == "condition_packaging":
+            if mentions_damage(ctx):
+                return [("What condition is the packaging in?", f"Damaged: {(ctx.issue_type or 'the customer reports damage').lower()}.")]
+            return [("What condition is the packaging in?", "The packaging looks intact and sealed.")]
+        if task == "comparison":
+            return [(f"Photo [1] is the customer's, photo [2] is the catalog photo of {title}. Do they show the same product? Answer yes or no.", "Yes."),
+                    ("What differs between photo [1] and photo [2]?", "Photo [1] is the customer's own picture of the delivered item; photo [2] is the catalog picture.")]
+        if task == "refusal":
+            expiry = attribute_json(ctx)["ExpiryDate"]
+            if expiry != "Unanswerable":
+                return [("What is the expiry date on the product?", f"{expiry}.")]
+            return [("What is the expiry date printed on the product?", "I can't tell: no expiry date is visible in the photo or given in the listing.")]
+        raise ValueError(f"unknown task {task!r}")
+
+
+def _tagged(pairs: list[tuple[str, str]]) -> str:
+    return "\n".join(f"<question>{q}</question>\n<answer>{a}</answer>" for q, a in pairs)
+
+
+def backend_from_params(params: dict[str, Any]):
+    kind = params["backend"]
+    if kind == "template":
+        return TemplateBackend()
+    if kind == "openai":
+        return OpenAIChatBackend(**params["openai"])
+    if kind == "hf":
+        return HFLocalBackend(**params["hf"])
+    raise ValueError(f"unknown backend {kind!r}; use openai, hf or template")

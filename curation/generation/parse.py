@@ -1,0 +1,148 @@
+"""Pull question/answer pairs out of an LLM's text and validate them; every refusal has a reason.
+
+Accepted shapes, tried in order: our tagged pairs (``<question>…</question><answer>…</answer>``), JSON
+(a list of objects, or ``{"pairs": [...]}``, also inside a Markdown code fence), and "Q: … / A: …" lines.
+A pair cut off by a truncated response is dropped with the reason ``truncated``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from .tasks import ATTRIBUTE_KEYS, UNANSWERABLE, normalise
+
+MAX_QUESTION_CHARS = 500
+MAX_ANSWER_CHARS = 2000
+_TAGGED = re.compile(r"<question>(.*?)</question>\s*<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_OPEN_TAIL = re.compile(r"<question>(?:(?!</answer>).)*$", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+_QA = re.compile(r"^\s*(?:\d+[.)]\s*)?Q(?:uestion)?\s*[:.]\s*(.+?)\s*\n\s*A(?:nswer)?\s*[:.]\s*(.+?)(?=\n\s*(?:\d+[.)]\s*)?Q(?:uestion)?\s*[:.]|\Z)", re.DOTALL | re.MULTILINE | re.IGNORECASE)
+
+
+@dataclass
+class Pair:
+    question: str
+    answer: str
+    answer_format: str = "short"
+    label: str | None = None  # yes | no for yes/no answers
+
+
+@dataclass
+class Reject:
+    reason: str
+    detail: str
+    question: str | None = None
+    answer: str | None = None
+
+
+def extract_pairs(text: str) -> tuple[list[tuple[str, str]], list[Reject]]:
+    """Raw (question, answer) pairs and the rejects found while extracting them."""
+    rejects: list[Reject] = []
+    if not text or not text.strip():
+        return [], [Reject("empty_response", "the model returned no text")]
+    pairs = [(q, a) for q, a in _TAGGED.findall(text)]
+    if pairs:
+        tail = text[text.lower().rfind("</answer>") + len("</answer>") :]
+        if _OPEN_TAIL.search(tail):
+            rejects.append(Reject("truncated", "the last pair is cut off (the response ended inside it)"))
+        return pairs, rejects
+    if _OPEN_TAIL.search(text):
+        rejects.append(Reject("truncated", "the response ended inside its first pair"))
+        return [], rejects
+    for candidate in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
+        parsed = _json_pairs(candidate)
+        if parsed is not None:
+            return parsed, rejects
+    pairs = [(q, a) for q, a in _QA.findall(text)]
+    if pairs:
+        return pairs, rejects
+    return [], [Reject("no_pairs", "no question/answer pair found in the response")]
+
+
+def _json_pairs(text: str) -> list[tuple[str, str]] | None:
+    text = text.strip()
+    if not text or text[0] not in "[{":
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(value, dict):
+        value = value.get("pairs") or value.get("qa") or value.get("samples")
+    if not isinstance(value, list):
+        return None
+    out = []
+    for entry in value:
+        if isinstance(entry, dict) and "question" in entry and "answer" in entry:
+            answer = entry["answer"]
+            out.append((str(entry["question"]), answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)))
+    return out or None
+
+
+def answer_format(answer: str) -> str:
+    stripped = answer.strip()
+    if stripped[:1] in "{[":
+        try:
+            json.loads(stripped)
+            return "json"
+        except ValueError:
+            pass
+    lowered = stripped.lower()
+    if lowered.startswith(("yes", "no")) and (len(lowered) <= 3 or not lowered[3:4].isalpha() or lowered.startswith("no ")):
+        return "yes_no"
+    lines = [line for line in stripped.splitlines() if line.strip()]
+    if len(lines) >= 2 and all(re.match(r"\s*(?:[-*•]|\d+[.)])\s+", line) for line in lines):
+        return "list"
+    return "short" if len(stripped.split()) <= 8 else "detailed"
+
+
+def yes_no_label(answer: str) -> str | None:
+    word = normalise(answer).split(" ", 1)[0] if answer.strip() else ""
+    return word if word in ("yes", "no") else None
+
+
+def normalise_attributes(answer: str) -> tuple[str | None, str | None]:
+    """The attribute JSON, with the known keys in order and "Unanswerable" filled in; or why not."""
+    try:
+        value = json.loads(answer.strip())
+    except ValueError as exc:
+        return None, f"not valid JSON: {exc.msg}"
+    if not isinstance(value, dict):
+        return None, "not a JSON object"
+    unknown = sorted(set(value) - set(ATTRIBUTE_KEYS))
+    if unknown:
+        return None, f"unknown key(s): {', '.join(unknown)}"
+    if any(not isinstance(v, (str, int, float)) or isinstance(v, bool) for v in value.values()):
+        return None, "values must be strings or numbers"
+    full = {key: str(value.get(key, UNANSWERABLE)).strip() or UNANSWERABLE for key in ATTRIBUTE_KEYS}
+    return json.dumps(full, ensure_ascii=False), None
+
+
+def validate(task: str, raw_pairs: list[tuple[str, str]], seen: set[str] | None = None) -> tuple[list[Pair], list[Reject]]:
+    """Keep the good pairs; ``seen`` (normalised questions+answers already stored for the item) grows."""
+    seen = seen if seen is not None else set()
+    good, rejects = [], []
+    for question, answer in raw_pairs:
+        question, answer = question.strip(), answer.strip()
+        if not question or not answer:
+            rejects.append(Reject("empty", "an empty question or answer", question, answer))
+            continue
+        if len(question) > MAX_QUESTION_CHARS or len(answer) > MAX_ANSWER_CHARS:
+            rejects.append(Reject("too_long", f"over {MAX_QUESTION_CHARS} / {MAX_ANSWER_CHARS} characters", question[:200], answer[:200]))
+            continue
+        if task == "attribute_extraction":
+            fixed, why = normalise_attributes(answer)
+            if fixed is None:
+                reason = "unknown_keys" if why and why.startswith("unknown") else "bad_json"
+                rejects.append(Reject(reason, why or "", question, answer))
+                continue
+            answer = fixed
+        key = normalise(question) + "\x1f" + normalise(answer)
+        if key in seen:
+            rejects.append(Reject("duplicate", "the same pair (after normalising) exists already", question, answer))
+            continue
+        seen.add(key)
+        fmt = answer_format(answer)
+        good.append(Pair(question, answer, fmt, yes_no_label(answer) if fmt == "yes_no" else None))
+    return good, rejects

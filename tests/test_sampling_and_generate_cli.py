@@ -1,0 +1,93 @@
+"""Stratified sampling (SQL) against a brute-force count, and generation from the command line through a
+real worker, with the template backend and with the chat-completions backend over real HTTP."""
+import collections
+import json
+
+import pytest
+
+from curation.mapping import ColumnMapping
+from db import sampling
+from db.store import open_store
+from vitpro.demo_data import write_demo_data
+from vitpro.settings import load_settings
+from workers.jobs import generate as gen_job
+from workers.jobs import ingest as ingest_job
+
+from .fake_llm import FakeChatServer
+from .test_generation import _run_job
+
+
+@pytest.fixture
+def store_with_samples(home, tmp_path):
+    data = tmp_path / "demo"
+    write_demo_data(data, products=12, complaints=10)
+    for source, mapping in (("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")):
+        params = ingest_job.prepare_params(source=str(data / source), fmt=None, mapping=ColumnMapping.from_yaml(data / mapping), name=source, image_root=str(data), redact=True)
+        assert _run_job("ingest", params).status == "succeeded"
+    assert _run_job("generate", gen_job.prepare_params(backend="template")).status == "succeeded"
+    return open_store(load_settings().store)
+
+
+def _brute_force(lake, by):
+    rows = lake.fetchall(
+        "SELECT s.sample_id, coalesce(i.category, p.category, '(none)'), coalesce(i.brand, p.brand, '(none)'), coalesce(i.region, '(none)') "
+        "FROM samples s JOIN items i USING (item_id) LEFT JOIN (SELECT external_id, any_value(category) AS category, any_value(brand) AS brand "
+        "FROM items WHERE kind = 'catalog' GROUP BY external_id) p ON p.external_id = i.product_ref"
+    )
+    index = {"category": 1, "brand": 2, "region": 3}
+    return collections.Counter(tuple(r[index[b]] for b in by) for r in rows)
+
+
+def test_stratified_sample_respects_quotas_and_is_deterministic(store_with_samples):
+    lake = store_with_samples
+    by = ["category", "region"]
+    sql, params, names = sampling.stratified(lake, by=by, per_stratum=3, seed=1)
+    table = sampling.balance(lake, sql, params, names)
+    expected = _brute_force(lake, by)
+    assert {tuple(r[:2]): r[2] for r in table} == dict(expected)
+    assert all(r[3] == min(3, r[2]) for r in table)
+    n = sampling.write_selection(lake, "s1", sql, params, names, 1, "samples", "run-a")
+    assert n == sum(min(3, c) for c in expected.values())
+    first = set(r[0] for r in lake.fetchall("SELECT subject_id FROM selections WHERE name = 's1'"))
+    sampling.write_selection(lake, "s1", sql, params, names, 1, "samples", "run-b")  # the same name again: replaced
+    assert set(r[0] for r in lake.fetchall("SELECT subject_id FROM selections WHERE name = 's1'")) == first
+    sql2, params2, _ = sampling.stratified(lake, by=by, per_stratum=3, seed=2)
+    sampling.write_selection(lake, "s2", sql2, params2, names, 2, "samples", "run-c")
+    second = set(r[0] for r in lake.fetchall("SELECT subject_id FROM selections WHERE name = 's2'"))
+    assert second != first and len(second) == len(first)
+    strata = sampling.selection_strata(lake, "s1")
+    assert set(strata[0]) == {"category", "region"}
+    with pytest.raises(ValueError, match="stratify by"):
+        sampling.stratified(lake, by=["colour"], per_stratum=1)
+
+
+def test_sample_command_prints_the_balance(store_with_samples, vitpro_cli):
+    out = vitpro_cli("sample", "--by", "category,time", "--per-stratum", "5", "--time-bucket", "quarter", "--name", "q", check=True)
+    assert "category" in out.stdout and "time_bucket" in out.stdout and "before" in out.stdout and "after" in out.stdout
+    assert "selection 'q':" in out.stdout
+    dry = vitpro_cli("sample", "--by", "brand", "--per-stratum", "1", "--of", "items", "--dry-run", check=True)
+    assert "items before" in dry.stdout and "selection" not in dry.stdout
+    bad = vitpro_cli("sample", "--by", "colour", "--per-stratum", "1")
+    assert bad.returncode == 2 and "stratify by one or more of" in bad.stderr
+
+
+@pytest.mark.slow
+def test_generate_from_the_command_line_through_a_worker(home, start_worker, tmp_path, vitpro_cli, shared_data):
+    start_worker("cpu")
+    vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), check=True)
+    dry = vitpro_cli("generate", "--backend", "template", "--dry-run", "1", check=True)
+    assert "Q: What product is shown in the photo?" in dry.stdout
+    out = vitpro_cli("generate", "--backend", "template", check=True)
+    assert "succeeded" in out.stdout and "rejects 0" in out.stdout
+    with FakeChatServer() as srv:
+        dry = vitpro_cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition", "--dry-run", "1", check=True)
+        assert "<context_2>" in dry.stdout and "[user]" in dry.stdout and srv.requests == 0
+        out = vitpro_cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition,attribute_extraction", "--concurrency", "4", check=True)
+        assert "succeeded" in out.stdout and srv.requests == 6
+    lake = open_store(load_settings().store)
+    per_backend = dict(lake.fetchall("SELECT backend, count(DISTINCT task) FROM samples GROUP BY backend"))
+    assert per_backend == {"openai": 2, "template": 6}  # no complaints in ABO: no damage or comparison questions
+    bad = vitpro_cli("generate", "--backend", "openai", "--model", "x")
+    assert bad.returncode == 2 and "--base-url" in bad.stderr
+    bad = vitpro_cli("generate", "--backend", "template", "--tasks", "painting")
+    assert bad.returncode == 2 and "unknown task" in bad.stderr

@@ -1,0 +1,178 @@
+"""The generation job: question/answer samples for every item and task not yet generated with this
+backend, model and prompt version. API and template backends run on the ``cpu`` queue, a local model on
+``gpu``. A unit's samples, rejects and "done" markers are written in one transaction, so a job resumed
+after a crash regenerates only the units that had not finished."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from typing import Any
+
+from curation.generation import (
+    TASKS,
+    HFLocalBackend,
+    ItemContext,
+    OpenAIChatBackend,
+    PromptTemplate,
+    applicable,
+    backend_from_params,
+    build_requests,
+    normalise,
+    process_responses,
+)
+from db import batches
+from db.jobs import UnitSpec
+
+from ..runtime import PermanentError, UnitContext
+
+KIND = "generate"
+QUEUE = "cpu"
+DEFAULT_ITEMS_PER_UNIT = 25
+
+
+def queue_for(params: dict[str, Any]) -> str:
+    return "gpu" if params["backend"] == "hf" else "cpu"
+
+
+def prepare_params(
+    *,
+    backend: str,
+    tasks: list[str] | None = None,
+    openai: OpenAIChatBackend | None = None,
+    hf: HFLocalBackend | None = None,
+    n_pairs: int = 3,
+    items_per_unit: int = DEFAULT_ITEMS_PER_UNIT,
+    template_path: str | None = None,
+    examples_path: str | None = None,
+    kinds: list[str] | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    tasks = list(tasks or TASKS)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
+    template = PromptTemplate.load(template_path, examples_path)  # a broken template fails here, not in a worker
+    params: dict[str, Any] = {
+        "backend": backend, "tasks": tasks, "n_pairs": n_pairs, "items_per_unit": items_per_unit, "template_path": template_path,
+        "examples_path": examples_path, "prompt_version": template.version if backend != "template" else "template-v1",
+        "kinds": kinds, "limit": limit,
+    }
+    if backend == "openai":
+        if openai is None:
+            raise ValueError("the openai backend needs --base-url and --model")
+        params["openai"] = {k: v for k, v in asdict(openai).items() if k != "name"}
+        params["model_id"] = openai.model_id
+    elif backend == "hf":
+        if hf is None:
+            raise ValueError("the hf backend needs --model (a local causal LM folder)")
+        params["hf"] = {k: v for k, v in asdict(hf).items() if k != "name"}
+        params["model_id"] = hf.model_id
+    elif backend == "template":
+        params["model_id"] = "template-v1"
+    else:
+        raise ValueError(f"unknown backend {backend!r}; use openai, hf or template")
+    return params
+
+
+def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
+    p = ctx.params
+    todo = batches.items_to_generate(ctx.lake, p["tasks"], p["backend"], p["model_id"], p["prompt_version"], p.get("kinds"))
+    if p.get("limit"):
+        todo = todo[: int(p["limit"])]
+    size = int(p["items_per_unit"])
+    specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
+    ctx.log(f"{len(todo)} item(s) to generate for with {p['backend']} ({p['model_id']}), prompt {p['prompt_version']}")
+    return specs, {"set": {"items_to_generate": len(todo)}}
+
+
+_backends: dict[str, Any] = {}
+
+
+def _backend(params: dict[str, Any]):
+    """One backend per worker process (a local model loads once)."""
+    key = repr({k: params.get(k) for k in ("backend", "openai", "hf")})
+    if key not in _backends:
+        _backends[key] = backend_from_params(params)
+    return _backends[key]
+
+
+def contexts_for(lake, item_ids: list[str]) -> list[ItemContext]:
+    rows = batches.generation_rows(lake, item_ids)
+    negatives = batches.negative_titles(lake, [r["category"] or (r["product"] or {}).get("category") for r in rows])
+    out = []
+    for r in rows:
+        ctx = ItemContext(
+            item_id=r["item_id"], kind=r["kind"], title=r["title"], description=r["description"], brand=r["brand"],
+            category=r["category"], attributes=r["attributes"], feedback_text=r["feedback_text"], issue_type=r["issue_type"],
+            image_ids=r["image_ids"], ocr_text=r["ocr_text"], product=r["product"],
+        )
+        own = {ctx.product_title, ctx.item_id, (ctx.product or {}).get("item_id")}
+        category = ctx.product_field("category")
+        candidates = negatives.get(category) or negatives.get(None) or []
+        pick = [c for c in candidates if c[1] not in own and c[0] not in own]
+        if pick:
+            # a fixed choice per item: the same negative on every run
+            choice = pick[int(hashlib.sha256(ctx.item_id.encode()).hexdigest(), 16) % len(pick)]
+            ctx.negative_item_id, ctx.negative_title = choice
+        out.append(ctx)
+    return out
+
+
+def run(ctx: UnitContext) -> dict[str, Any]:
+    p = ctx.params
+    template = PromptTemplate.load(p.get("template_path"), p.get("examples_path"))
+    if p["backend"] != "template" and template.version != p["prompt_version"]:
+        raise PermanentError(f"the prompt files changed since the job was planned ({p['prompt_version']} -> {template.version}); generate again")
+    try:
+        backend = _backend(p)
+    except (OSError, ValueError) as exc:
+        raise PermanentError(f"cannot start the {p['backend']} backend: {exc}") from exc
+    item_ids = ctx.payload["items"]
+    contexts = contexts_for(ctx.lake, item_ids)
+    done = batches.generated_tasks(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"])
+    requests = [r for r in build_requests(contexts, p["tasks"], template, int(p["n_pairs"])) if r.key not in done]
+    seen: dict[str, set[str]] = {}
+    for item_id, question, answer in batches.stored_pairs(ctx.lake, item_ids):
+        seen.setdefault(item_id, set()).add(normalise(question) + "\x1f" + normalise(answer))
+    ctx.check()
+    responses = backend.complete(requests)
+    ctx.check()
+    outcome = process_responses(requests, responses, backend=p["backend"], model_id=p["model_id"], prompt_version=p["prompt_version"], seen=seen)
+    now = batches.now_utc()
+    common = {"backend": p["backend"], "model_id": p["model_id"], "prompt_version": p["prompt_version"], "run_id": ctx.run_id, "created_at": now}
+    samples = [
+        {"sample_id": s.sample_id, "item_id": s.item_id, "task": s.task, "question": s.question, "answer": s.answer,
+         "answer_format": s.answer_format, "image_ids": s.image_ids, "label": s.label, "lineage": s.lineage, **common}
+        for s in outcome.samples
+    ]
+    rejects = [
+        {"item_id": item_id, "task": task, "reason": r.reason, "detail": r.detail[:500], "question": (r.question or "")[:500] or None,
+         "answer": (r.answer or "")[:500] or None, "raw_response": raw[:20_000] if raw else None, **common}
+        for item_id, task, r, raw in outcome.rejects
+    ]
+    # a request the backend could not answer is not marked done: the next run asks again
+    failed = {(i, t) for i, t, r, _ in outcome.rejects if r.reason == "backend_error"}
+    markers = [
+        {"item_id": i, "task": t, "n_samples": ns, "n_rejects": nr, **common}
+        for i, t, ns, nr in outcome.done
+        if (i, t) not in failed
+    ]
+    # tasks that do not apply to an item (no complaint to detect damage in, no catalog photo to compare
+    # with) are done too, with nothing: the next run does not plan them again
+    asked = {r.key for r in requests}
+    markers += [
+        {"item_id": c.item_id, "task": t, "n_samples": 0, "n_rejects": 0, **common}
+        for c in contexts
+        for t in p["tasks"]
+        if (c.item_id, t) not in asked and (c.item_id, t) not in done and not applicable(t, c)
+    ]
+    written = batches.write_generation(ctx.lake, ctx.run_id, samples, rejects, markers)
+    ctx.progress(len(item_ids))
+    return {"requests": len(requests), "samples": written, "rejects": len(rejects), "backend_errors": len(failed)}
+
+
+def finalize(ctx: UnitContext) -> dict[str, Any]:
+    removed = batches.dedupe_samples(ctx.lake)
+    if removed:
+        ctx.log(f"removed {removed} sample(s) two units wrote at once")
+    return {}
