@@ -27,6 +27,12 @@ def stage_counts(lake: Lake) -> dict[str, Any]:
         "items_clip_scored": lake.scalar(
             "SELECT count(DISTINCT subject_id) FROM scores WHERE subject_kind = 'item' AND metric = 'clip_score' AND value IS NOT NULL"
         ),
+        "samples": lake.scalar("SELECT count(*) FROM samples"),
+        "sample_tasks": lake.scalar("SELECT count(DISTINCT task) FROM samples"),
+        "generation_rejects": lake.scalar("SELECT count(*) FROM generation_rejects"),
+        "samples_grounding_scored": lake.scalar(
+            "SELECT count(DISTINCT subject_id) FROM scores WHERE subject_kind = 'sample' AND metric = 'vis_attn' AND value IS NOT NULL"
+        ),
         "items_grounding_scored": lake.scalar(
             "SELECT count(DISTINCT subject_id) FROM scores WHERE subject_kind = 'item' AND metric = 'vis_attn' AND value IS NOT NULL"
         ),

@@ -743,7 +743,11 @@ def status(as_json) -> None:
     click.echo(f"ingest    {counts['sources']} source(s), {counts['items']} item(s): {counts['items_catalog']} catalog, {counts['items_feedback']} feedback")
     click.echo(f"images    {counts['images']} image(s) ({counts['image_contents']} distinct), {counts['items_with_images']} item(s) with images")
     click.echo(f"ocr       {counts['images_ocr']}/{counts['image_contents']} image(s) read, {counts['images_with_text']} with text")
-    click.echo(f"scores    {counts['items_clip_scored']} item(s) with CLIPScore, {counts['items_grounding_scored']} with VisAttnScore (vitpro score summary)")
+    click.echo(f"samples   {counts['samples']} generated over {counts['sample_tasks']} task(s), {counts['generation_rejects']} refused at parsing")
+    click.echo(
+        f"scores    {counts['items_clip_scored']} item(s) with CLIPScore; VisAttnScore for {counts['samples_grounding_scored']} sample(s) "
+        f"and {counts['items_grounding_scored']} item(s) (vitpro score summary)"
+    )
     click.echo(f"redacted  " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing"))
     click.echo(f"errors    {counts['errors']} recorded (vitpro errors)")
     click.echo(f"jobs      " + (", ".join(f"{k} {v}" for k, v in sorted(job_counts.items())) or "none"))
