@@ -500,23 +500,38 @@ def items_to_generate(lake: Lake, tasks: list[str], backend: str, model_id: str,
     ]
 
 
-def generated_tasks(lake: Lake, item_ids: list[str], backend: str, model_id: str, prompt_version: str) -> set[tuple[str, str]]:
+def generated_tasks(lake: Lake, item_ids: list[str], backend: str, model_id: str, prompt_version: str, exclude_run: str) -> set[tuple[str, str]]:
+    """(item, task) already done with this backend, model and prompt, not counting what this unit wrote
+    itself before (a retried unit redoes its own work, it does not skip it)."""
     if not item_ids:
         return set()
     rows = lake.fetchall(
-        f"SELECT item_id, task FROM generation_requests WHERE backend = ? AND model_id = ? AND prompt_version = ? "
+        f"SELECT item_id, task FROM generation_requests WHERE backend = ? AND model_id = ? AND prompt_version = ? AND run_id <> ? "
         f"AND item_id IN ({', '.join('?' for _ in item_ids)})",
-        [backend, model_id, prompt_version, *item_ids],
+        [backend, model_id, prompt_version, exclude_run, *item_ids],
     )
     return {(a, b) for a, b in rows}
 
 
-def stored_pairs(lake: Lake, item_ids: list[str]) -> list[tuple[str, str, str]]:
-    """(item, question, answer) already stored, for duplicate detection across runs and backends."""
+def backend_failures(lake: Lake, item_ids: list[str], backend: str, model_id: str, prompt_version: str, exclude_run: str) -> dict[tuple[str, str], int]:
+    """How often earlier runs got no answer from the backend for each (item, task)."""
+    if not item_ids:
+        return {}
+    rows = lake.fetchall(
+        "SELECT item_id, task, count(*) FROM generation_rejects WHERE reason = 'backend_error' AND backend = ? AND model_id = ? "
+        f"AND prompt_version = ? AND run_id <> ? AND item_id IN ({', '.join('?' for _ in item_ids)}) GROUP BY ALL",
+        [backend, model_id, prompt_version, exclude_run, *item_ids],
+    )
+    return {(a, b): int(n) for a, b, n in rows}
+
+
+def stored_pairs(lake: Lake, item_ids: list[str], exclude_run: str) -> list[tuple[str, str, str]]:
+    """(item, question, answer) already stored (by other units), for duplicate detection across runs."""
     if not item_ids:
         return []
     return lake.fetchall(
-        f"SELECT item_id, question, answer FROM samples WHERE item_id IN ({', '.join('?' for _ in item_ids)})", list(item_ids)
+        f"SELECT item_id, question, answer FROM samples WHERE run_id <> ? AND item_id IN ({', '.join('?' for _ in item_ids)})",
+        [exclude_run, *item_ids],
     )
 
 

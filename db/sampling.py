@@ -25,10 +25,12 @@ def _stratum_columns(by: list[str], time_bucket: str) -> list[str]:
         "region": "coalesce(s.region, '(none)')",
         "issue_type": "coalesce(s.issue_type, '(none)')",
     }
+    # buckets in UTC: the session's time zone (the machine's) must not move an item to another month
+    utc = "timezone('UTC', s.event_time)"
     if time_bucket == "quarter":
-        exprs["time"] = "coalesce(strftime(s.event_time, '%Y') || '-Q' || CAST(quarter(s.event_time) AS VARCHAR), '(none)')"
+        exprs["time"] = f"coalesce(strftime({utc}, '%Y') || '-Q' || CAST(quarter({utc}) AS VARCHAR), '(none)')"
     else:
-        exprs["time"] = f"coalesce(strftime(s.event_time, '{TIME_BUCKETS[time_bucket]}'), '(none)')"
+        exprs["time"] = f"coalesce(strftime({utc}, '{TIME_BUCKETS[time_bucket]}'), '(none)')"
     return [f"{exprs[b]} AS {b if b != 'time' else 'time_bucket'}" for b in by]
 
 

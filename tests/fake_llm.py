@@ -7,6 +7,8 @@ these machines cannot run. The requested ``model`` picks its behaviour:
 * ``slow``: answers after ``slow_seconds`` (longer than the client's time-out)
 * ``flaky-429`` / ``flaky-500``: the first ``failures`` requests get HTTP 429 (with Retry-After) or 500
 * ``echo``: puts what the customer wrote (context_1) into its answers, prompt injection included
+* ``error-body`` / ``filtered``: HTTP 200 with an error object, or no content and ``content_filter``
+* ``slow-retry-after``: HTTP 429 asking to come back in 30 s
 """
 from __future__ import annotations
 
@@ -143,6 +145,13 @@ class FakeChatServer:
         elif model == "echo":
             customer = _block(prompt, "context_1")
             self._completion(handler, f"<question>What did the customer say?</question>\n<answer>{customer}</answer>\n" + good_answer(prompt))
+        elif model == "error-body":
+            self._send(handler, 200, json.dumps({"error": {"message": "model overloaded for this prompt"}}).encode())
+        elif model == "filtered":
+            payload = {"choices": [{"index": 0, "finish_reason": "content_filter", "message": {"role": "assistant", "content": None}}]}
+            self._send(handler, 200, json.dumps(payload).encode())
+        elif model == "slow-retry-after":
+            self._send(handler, 429, b'{"error": "later"}', {"Retry-After": "30"})
         elif model == "bad-request":
             self._send(handler, 400, b'{"error": "unknown model"}')
         else:

@@ -61,6 +61,18 @@ def test_stratified_sample_respects_quotas_and_is_deterministic(store_with_sampl
         sampling.stratified(lake, by=["colour"], per_stratum=1)
 
 
+def test_time_buckets_do_not_depend_on_the_machines_time_zone(store_with_samples):
+    lake = store_with_samples
+    lake.transaction(lambda con: con.execute("UPDATE items SET event_time = TIMESTAMPTZ '2025-01-31 23:30:00+00'"))
+    sql, params, names = sampling.stratified(lake, by=["time"], per_stratum=1000, of="items", time_bucket="month")
+    utc = sampling.balance(lake, sql, params, names)
+    lake.fetchall("SET TimeZone = 'Asia/Tokyo'")
+    try:
+        assert sampling.balance(lake, sql, params, names) == utc == [("2025-01", lake.scalar("SELECT count(*) FROM items"), lake.scalar("SELECT count(*) FROM items"))]
+    finally:
+        lake.fetchall("SET TimeZone = 'UTC'")
+
+
 def test_sample_command_prints_the_balance(store_with_samples, vitpro_cli):
     out = vitpro_cli("sample", "--by", "category,time", "--per-stratum", "5", "--time-bucket", "quarter", "--name", "q", check=True)
     assert "category" in out.stdout and "time_bucket" in out.stdout and "before" in out.stdout and "after" in out.stdout

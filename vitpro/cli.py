@@ -439,8 +439,8 @@ def score_threshold(metric, percentile, model_id, segment, subject_kind) -> None
 @click.option("--model", help="openai: the served model's name; hf: a local model folder.")
 @click.option("--base-url", envvar="VITPRO_LLM_BASE_URL", help="openai: the server's base URL, e.g. http://localhost:8000/v1 (env VITPRO_LLM_BASE_URL).")
 @click.option("--api-key-env", default="VITPRO_LLM_API_KEY", show_default=True, help="openai: the environment variable holding the API key (never logged).")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="openai: requests in flight at once.")
-@click.option("--rate-limit", type=click.FloatRange(0.01), help="openai: at most this many requests per second.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="openai: requests in flight at once, per worker process.")
+@click.option("--rate-limit", type=click.FloatRange(0.01), help="openai: at most this many requests per second, per worker process.")
 @click.option("--timeout", type=click.FloatRange(1), default=60.0, show_default=True, help="openai: seconds per request.")
 @click.option("--max-retries", type=click.IntRange(0, 20), default=4, show_default=True)
 @click.option("--max-tokens", type=click.IntRange(16), default=768, show_default=True)
@@ -473,7 +473,10 @@ def generate(backend, tasks, model, base_url, api_key_env, concurrency, rate_lim
     if backend == "openai":
         if not (base_url and model):
             _fail("the openai backend needs --base-url and --model")
-        openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout, max_retries=max_retries, rate_limit=rate_limit, max_tokens=max_tokens)
+        try:
+            openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout, max_retries=max_retries, rate_limit=rate_limit, max_tokens=max_tokens)
+        except ValueError as exc:
+            _fail(str(exc))
     elif backend == "hf":
         if not model or not Path(model).is_dir():
             _fail("the hf backend needs --model, a local causal LM folder (vitpro models make-tiny --family llama builds a demo one)")

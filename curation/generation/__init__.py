@@ -61,7 +61,8 @@ def process_responses(
     for request, response in zip(requests, responses):
         ctx, task = request.context, request.task
         if response.text is None:
-            out.rejects.append((ctx.item_id, task, Reject("backend_error", response.error or "no response"), None))
+            reason = "backend_refused" if response.permanent else "backend_error"
+            out.rejects.append((ctx.item_id, task, Reject(reason, response.error or "no response"), None))
             out.done.append((ctx.item_id, task, 0, 1))
             continue
         raw_pairs, rejects = extract_pairs(response.text)

@@ -37,6 +37,19 @@ class GenResponse:
     finish_reason: str | None = None
     attempts: int = 1
     seconds: float = 0.0
+    permanent: bool = False  # asking again cannot help (refused request, content filter, error body)
+
+
+_shared: dict[tuple, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def _process_wide(key: tuple, make):
+    """One limiter / semaphore per process and server: the units a worker runs at once share it."""
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = make()
+        return _shared[key]
 
 
 class RateLimiter:
@@ -73,56 +86,90 @@ class OpenAIChatBackend:
     max_tokens: int = 768
     name: str = field(default="openai", init=False)
 
+    def __post_init__(self):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.base_url)
+        if parts.username or parts.password:
+            raise ValueError("put the API key in the environment (VITPRO_LLM_API_KEY), not in the base URL: it would be stored with every sample")
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"the base URL must be http(s)://..., not {self.base_url!r}")
+
     @property
     def model_id(self) -> str:
-        return f"{self.base_url.rstrip('/')}#{self.model}"
+        # the settings that change what comes back are part of the model's identity
+        return f"{self.base_url.rstrip('/')}#{self.model}#t{self.temperature:g}-m{self.max_tokens}"
 
     def complete(self, requests: Sequence[GenRequest]) -> list[GenResponse]:
         import httpx
 
         key = os.environ.get(self.api_key_env) or os.environ.get("OPENAI_API_KEY")
         headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-        limiter = RateLimiter(self.rate_limit)
+        server = (self.base_url.rstrip("/"), self.model)
+        limiter = _process_wide(("rate", *server, self.rate_limit), lambda: RateLimiter(self.rate_limit))
+        in_flight = _process_wide(("slots", *server, self.concurrency), lambda: threading.BoundedSemaphore(max(1, self.concurrency)))
         url = self.base_url.rstrip("/") + "/chat/completions"
         with httpx.Client(timeout=self.timeout_s, headers=headers) as client:
             with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-                return list(pool.map(lambda r: self._one(client, url, r, limiter), requests))
+                return list(pool.map(lambda r: self._one(client, url, r, limiter, in_flight), requests))
 
-    def _one(self, client, url: str, request: GenRequest, limiter: RateLimiter) -> GenResponse:
+    def _one(self, client, url: str, request: GenRequest, limiter: RateLimiter, in_flight) -> GenResponse:
         import httpx
 
         body = {"model": self.model, "messages": request.messages, "temperature": self.temperature, "max_tokens": self.max_tokens}
         start = time.monotonic()
         error = "no attempt made"
         for attempt in range(1, self.max_retries + 2):
-            limiter.wait()
             retry_after = None
-            try:
-                response = client.post(url, json=body)
+            with in_flight:
+                limiter.wait()
+                try:
+                    response = client.post(url, json=body)
+                except httpx.TimeoutException:
+                    response, error = None, f"timed out after {self.timeout_s:g} s"
+                except httpx.HTTPError as exc:
+                    response, error = None, f"{exc.__class__.__name__}"  # never the request: its headers carry the key
+            if response is not None:
+                elapsed = time.monotonic() - start
                 if response.status_code == 200:
-                    try:
-                        data = response.json()
-                        choice = data["choices"][0]
-                        text = choice["message"]["content"]
-                        if not isinstance(text, str):
-                            raise TypeError("content is not text")
-                        return GenResponse(request.key, text, None, choice.get("finish_reason"), attempt, time.monotonic() - start)
-                    except (ValueError, KeyError, IndexError, TypeError) as exc:
-                        error = f"malformed response body ({exc.__class__.__name__})"
+                    result = _parse_completion(request.key, response, attempt, elapsed)
+                    if result is not None:
+                        return result
+                    error = "malformed response body"
                 elif response.status_code == 429 or response.status_code >= 500:
                     error = f"HTTP {response.status_code}"
                     retry_after = _retry_after(response.headers.get("retry-after"))
                 else:
                     # 4xx other than 429: the request itself is wrong; retrying cannot help
-                    return GenResponse(request.key, None, f"HTTP {response.status_code}: {response.text[:200]}", None, attempt, time.monotonic() - start)
-            except httpx.TimeoutException:
-                error = f"timed out after {self.timeout_s:g} s"
-            except httpx.HTTPError as exc:
-                error = f"{exc.__class__.__name__}"  # never the request: it carries the key in its headers
+                    return GenResponse(request.key, None, f"HTTP {response.status_code}: {response.text[:200]}", None, attempt, elapsed, permanent=True)
             if attempt <= self.max_retries:
-                delay = retry_after if retry_after is not None else min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                delay = min(self.max_backoff_s, retry_after if retry_after is not None else self.backoff_s * 2 ** (attempt - 1))
                 time.sleep(delay * (1 + 0.1 * random.random()))
         return GenResponse(request.key, None, f"{error} (after {self.max_retries + 1} attempts)", None, self.max_retries + 1, time.monotonic() - start)
+
+
+def _parse_completion(key, response, attempt: int, elapsed: float) -> GenResponse | None:
+    """A 200 response: the text; or a permanent refusal (an error body, the content filter); or None
+    for a body that is not a completion at all (worth asking again)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    if isinstance(data, dict) and data.get("error"):
+        err = data["error"]
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        return GenResponse(key, None, f"the server answered with an error: {str(message)[:200]}", None, attempt, elapsed, permanent=True)
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    finish = choice.get("finish_reason")
+    if not isinstance(text, str):
+        if finish == "content_filter":
+            return GenResponse(key, None, "the server's content filter withheld the answer", finish, attempt, elapsed, permanent=True)
+        return None
+    return GenResponse(key, text, None, finish, attempt, elapsed)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -149,7 +196,7 @@ class HFLocalBackend:
 
     @property
     def model_id(self) -> str:
-        return str(self.model_dir)
+        return f"{self.model_dir}#m{self.max_new_tokens}"
 
     def _load(self):
         if self._model is None:
@@ -158,6 +205,8 @@ class HFLocalBackend:
             from ..vlm.base import torch_dtype
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, padding_side="left")
+            if self._tokenizer.pad_token is None:  # Llama and Mistral ship without one; batches need padding
+                self._tokenizer.pad_token = self._tokenizer.eos_token
             self._model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch_dtype(self.dtype)).to(self.device).eval()
         return self._model, self._tokenizer
 

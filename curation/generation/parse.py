@@ -7,6 +7,7 @@ A pair cut off by a truncated response is dropped with the reason ``truncated``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -14,8 +15,15 @@ from .tasks import ATTRIBUTE_KEYS, UNANSWERABLE, normalise
 
 MAX_QUESTION_CHARS = 500
 MAX_ANSWER_CHARS = 2000
-_TAGGED = re.compile(r"<question>(.*?)</question>\s*<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+# A field may not contain another pair's tags: a question with no answer, or an answer with no closing
+# tag, must not swallow the next pair.
+_TAGGED = re.compile(
+    r"<question>((?:(?!</?question>|</?answer>).)*?)</question>\s*<answer>((?:(?!</?question>|</?answer>).)*?)</answer>",
+    re.DOTALL | re.IGNORECASE,
+)
+_LAST_ANSWER_END = re.compile(r"</answer>(?!.*</answer>)", re.DOTALL | re.IGNORECASE)
 _OPEN_TAIL = re.compile(r"<question>(?:(?!</answer>).)*$", re.DOTALL | re.IGNORECASE)
+_ANY_TAG = re.compile(r"</?\s*(?:question|answer)\s*>", re.IGNORECASE)
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 _QA = re.compile(r"^\s*(?:\d+[.)]\s*)?Q(?:uestion)?\s*[:.]\s*(.+?)\s*\n\s*A(?:nswer)?\s*[:.]\s*(.+?)(?=\n\s*(?:\d+[.)]\s*)?Q(?:uestion)?\s*[:.]|\Z)", re.DOTALL | re.MULTILINE | re.IGNORECASE)
 
@@ -43,9 +51,13 @@ def extract_pairs(text: str) -> tuple[list[tuple[str, str]], list[Reject]]:
         return [], [Reject("empty_response", "the model returned no text")]
     pairs = [(q, a) for q, a in _TAGGED.findall(text)]
     if pairs:
-        tail = text[text.lower().rfind("</answer>") + len("</answer>") :]
+        end = _LAST_ANSWER_END.search(text)
+        tail = text[end.end() :] if end else ""
         if _OPEN_TAIL.search(tail):
             rejects.append(Reject("truncated", "the last pair is cut off (the response ended inside it)"))
+        dangling = len(re.findall(r"<question>", text, re.IGNORECASE)) - len(pairs) - (1 if rejects else 0)
+        if dangling > 0:
+            rejects.append(Reject("malformed_pair", f"{dangling} question(s) without a well-formed answer were skipped"))
         return pairs, rejects
     if _OPEN_TAIL.search(text):
         rejects.append(Reject("truncated", "the response ended inside its first pair"))
@@ -80,6 +92,20 @@ def _json_pairs(text: str) -> list[tuple[str, str]] | None:
     return out or None
 
 
+_NOT_A_VERDICT = {"and", "or", "idea", "clue", "sure", "doubt", "way"}  # "Yes and no", "No idea", "No way to tell"
+
+
+def yes_no_label(answer: str) -> str | None:
+    """``yes`` or ``no`` when the answer is a verdict: its first word is exactly one of them and the next
+    does not undo it ("Yes and no", "No idea"). "Not damaged", "Now it leaks": not a verdict."""
+    words = normalise(answer).split()
+    if not words or words[0] not in ("yes", "no"):
+        return None
+    if len(words) > 1 and (words[1] in _NOT_A_VERDICT or words[1] in ("yes", "no")):  # "Yes/no"
+        return None
+    return words[0]
+
+
 def answer_format(answer: str) -> str:
     stripped = answer.strip()
     if stripped[:1] in "{[":
@@ -88,18 +114,12 @@ def answer_format(answer: str) -> str:
             return "json"
         except ValueError:
             pass
-    lowered = stripped.lower()
-    if lowered.startswith(("yes", "no")) and (len(lowered) <= 3 or not lowered[3:4].isalpha() or lowered.startswith("no ")):
+    if yes_no_label(stripped):
         return "yes_no"
     lines = [line for line in stripped.splitlines() if line.strip()]
     if len(lines) >= 2 and all(re.match(r"\s*(?:[-*•]|\d+[.)])\s+", line) for line in lines):
         return "list"
     return "short" if len(stripped.split()) <= 8 else "detailed"
-
-
-def yes_no_label(answer: str) -> str | None:
-    word = normalise(answer).split(" ", 1)[0] if answer.strip() else ""
-    return word if word in ("yes", "no") else None
 
 
 def normalise_attributes(answer: str) -> tuple[str | None, str | None]:
@@ -113,9 +133,13 @@ def normalise_attributes(answer: str) -> tuple[str | None, str | None]:
     unknown = sorted(set(value) - set(ATTRIBUTE_KEYS))
     if unknown:
         return None, f"unknown key(s): {', '.join(unknown)}"
-    if any(not isinstance(v, (str, int, float)) or isinstance(v, bool) for v in value.values()):
-        return None, "values must be strings or numbers"
-    full = {key: str(value.get(key, UNANSWERABLE)).strip() or UNANSWERABLE for key in ATTRIBUTE_KEYS}
+    missing = [k for k in ATTRIBUTE_KEYS if k not in value]
+    if missing:  # the prompt asks for exactly these keys: an answer without them did not follow it
+        return None, f"missing key(s): {', '.join(missing)}"
+    for v in value.values():
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
+            return None, "values must be strings or finite numbers"
+    full = {key: str(value[key]).strip() or UNANSWERABLE for key in ATTRIBUTE_KEYS}
     return json.dumps(full, ensure_ascii=False), None
 
 
@@ -128,13 +152,16 @@ def validate(task: str, raw_pairs: list[tuple[str, str]], seen: set[str] | None 
         if not question or not answer:
             rejects.append(Reject("empty", "an empty question or answer", question, answer))
             continue
+        if _ANY_TAG.search(question) or _ANY_TAG.search(answer):
+            rejects.append(Reject("malformed_pair", "a question or answer holds a tag of another pair", question[:200], answer[:200]))
+            continue
         if len(question) > MAX_QUESTION_CHARS or len(answer) > MAX_ANSWER_CHARS:
             rejects.append(Reject("too_long", f"over {MAX_QUESTION_CHARS} / {MAX_ANSWER_CHARS} characters", question[:200], answer[:200]))
             continue
         if task == "attribute_extraction":
             fixed, why = normalise_attributes(answer)
             if fixed is None:
-                reason = "unknown_keys" if why and why.startswith("unknown") else "bad_json"
+                reason = "unknown_keys" if why and why.startswith("unknown") else "missing_keys" if why and why.startswith("missing") else "bad_json"
                 rejects.append(Reject(reason, why or "", question, answer))
                 continue
             answer = fixed
@@ -144,5 +171,5 @@ def validate(task: str, raw_pairs: list[tuple[str, str]], seen: set[str] | None 
             continue
         seen.add(key)
         fmt = answer_format(answer)
-        good.append(Pair(question, answer, fmt, yes_no_label(answer) if fmt == "yes_no" else None))
+        good.append(Pair(question, answer, fmt, yes_no_label(answer)))
     return good, rejects

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .tasks import ATTRIBUTE_KEYS, TASKS, ItemContext, context_blocks
 
-_TAGS = re.compile(r"<(/?)\s*(context_1|context_2|question|answer|example)\s*>", re.IGNORECASE)
+_TAGS = re.compile(r"<\s*(/?)\s*(context_1|context_2|question|answer|example)\s*>", re.IGNORECASE)
 SYSTEM = "You write question and answer pairs about product photos for training a vision-language model."
 
 

@@ -28,6 +28,7 @@ from ..runtime import PermanentError, UnitContext
 KIND = "generate"
 QUEUE = "cpu"
 DEFAULT_ITEMS_PER_UNIT = 25
+MAX_BACKEND_TRIES = 3  # runs that may ask the backend again for an (item, task) it failed to answer
 
 
 def queue_for(params: dict[str, Any]) -> str:
@@ -129,10 +130,10 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         raise PermanentError(f"cannot start the {p['backend']} backend: {exc}") from exc
     item_ids = ctx.payload["items"]
     contexts = contexts_for(ctx.lake, item_ids)
-    done = batches.generated_tasks(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"])
+    done = batches.generated_tasks(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
     requests = [r for r in build_requests(contexts, p["tasks"], template, int(p["n_pairs"])) if r.key not in done]
     seen: dict[str, set[str]] = {}
-    for item_id, question, answer in batches.stored_pairs(ctx.lake, item_ids):
+    for item_id, question, answer in batches.stored_pairs(ctx.lake, item_ids, ctx.run_id):
         seen.setdefault(item_id, set()).add(normalise(question) + "\x1f" + normalise(answer))
     ctx.check()
     responses = backend.complete(requests)
@@ -150,8 +151,10 @@ def run(ctx: UnitContext) -> dict[str, Any]:
          "answer": (r.answer or "")[:500] or None, "raw_response": raw[:20_000] if raw else None, **common}
         for item_id, task, r, raw in outcome.rejects
     ]
-    # a request the backend could not answer is not marked done: the next run asks again
-    failed = {(i, t) for i, t, r, _ in outcome.rejects if r.reason == "backend_error"}
+    # A request the backend could not answer (time-outs, 5xx, 429 after the retries) is not marked done:
+    # the next run asks again, up to MAX_BACKEND_TRIES runs. A refusal (4xx, content filter) is final.
+    earlier = batches.backend_failures(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
+    failed = {(i, t) for i, t, r, _ in outcome.rejects if r.reason == "backend_error" and earlier.get((i, t), 0) + 1 < MAX_BACKEND_TRIES}
     markers = [
         {"item_id": i, "task": t, "n_samples": ns, "n_rejects": nr, **common}
         for i, t, ns, nr in outcome.done
