@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Job and unit states. Terminal states never change again.
@@ -126,3 +126,75 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SavedFilter(Base):
+    """A named filter configuration: predicates over stored stats (see curation/filters.py)."""
+
+    __tablename__ = "filters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    config: Mapped[dict] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Pilot(Base):
+    """The paper's human check: N samples, labelled grounded / not grounded by annotators."""
+
+    __tablename__ = "pilots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict] = mapped_column(JSON)  # the score models and segment it was drawn with
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PilotSample(Base):
+    __tablename__ = "pilot_samples"
+    __table_args__ = (UniqueConstraint("pilot_id", "sample_id", name="uq_pilot_sample"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pilot_id: Mapped[int] = mapped_column(ForeignKey("pilots.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(Integer)
+    task: Mapped[str] = mapped_column(String(40))
+    decile: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    vis_attn: Mapped[float | None] = mapped_column(Float, nullable=True)
+    clip_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class PilotLabel(Base):
+    __tablename__ = "pilot_labels"
+    __table_args__ = (UniqueConstraint("pilot_id", "sample_id", "annotator", name="uq_pilot_label"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pilot_id: Mapped[int] = mapped_column(ForeignKey("pilots.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[str] = mapped_column(String(40))
+    annotator: Mapped[str] = mapped_column(String(120))
+    label: Mapped[str] = mapped_column(String(20))  # grounded | not_grounded | skip
+    ungrounded_words: Mapped[list] = mapped_column(JSON, default=list)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Snapshot(Base):
+    """A frozen data set: a filter applied to one DuckLake version (re-exportable byte for byte)."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    filter_name: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    filter_config: Mapped[dict] = mapped_column(JSON)
+    lake_version: Mapped[int] = mapped_column(Integer)
+    counts: Mapped[dict] = mapped_column(JSON)
+    model_ids: Mapped[list] = mapped_column(JSON)
+    prompt_versions: Mapped[list] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -164,6 +164,11 @@ class Lake:
                 raise StoreError(f"cannot open the DuckLake catalog {target.split(' password=')[0]}: {exc}") from exc
 
     # ---- reading -------------------------------------------------------------------------------------
+    def execute(self, query: str, params: list | tuple | None = None) -> None:
+        """A statement outside the lake's tables (temporary tables, settings): no commit to retry."""
+        with self._lock:
+            self.con.execute(query, params or [])
+
     def fetchall(self, query: str, params: list | tuple | None = None) -> list[tuple]:
         with self._lock:
             return self.con.execute(query, params or []).fetchall()

@@ -1,7 +1,7 @@
 """Job kinds by name. Each module has KIND, QUEUE, prepare_params(), plan(), run() and finalize()."""
-from . import aux_stats, clip_score, generate, grounding, ingest, ocr
+from . import aux_stats, clip_score, export, generate, grounding, ingest, ocr
 
-HANDLERS = {module.KIND: module for module in (ingest, ocr, clip_score, grounding, aux_stats, generate)}
+HANDLERS = {module.KIND: module for module in (ingest, ocr, clip_score, grounding, aux_stats, generate, export)}
 
 
 def queue_of(kind: str, params: dict) -> str:

@@ -1,0 +1,422 @@
+"""Exports of a snapshot in the formats trainers read: LLaVA JSON, LLaMA-Factory sharegpt, ms-swift JSONL,
+TRL prompt/completion and Parquet.
+
+Every export is built in memory, checked by the validator of its format, then written to a fresh folder
+next to the target and moved into place, so a failed export never leaves half a folder. The folder holds
+the data file(s), ``images/`` (content-addressed, so paths are stable across exports) and
+``manifest.json`` with the counts, filter, DuckLake version, model and prompt ids and the sha256 of
+every file. Nothing in it depends on when or where it was written: the same snapshot gives the same
+bytes (the tests hold it to that).
+
+Prompts: one image is ``<image>\\n`` then the question; several images are numbered ``[1] <image>``,
+``[2] <image>`` ... and the sections are separated by ``###`` as in the paper's multi-image variant; with
+``ocr=True`` the OCR text comes as ``OCR Tokens: ...`` in a section of its own.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+IMAGE_TAG = "<image>"
+FORMATS = ("llava", "llamafactory", "swift", "trl", "parquet")
+DATA_FILES = {"llava": "llava.json", "llamafactory": "data.json", "swift": "data.jsonl", "trl": "data.jsonl", "parquet": "data.parquet"}
+MANIFEST = "manifest.json"
+LLAMAFACTORY_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+
+
+class ExportError(ValueError):
+    """An export that would not be read correctly by its trainer; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ExportSample:
+    sample_id: str
+    task: str
+    question: str
+    answer: str
+    images: tuple[str, ...]  # paths relative to the export folder, in the sample's order
+    ocr: tuple[str, ...] = ()  # OCR text per image ('' where none)
+    category: str | None = None
+    answer_format: str | None = None
+    label: str | None = None
+
+
+def _escape(text: str) -> tuple[str, int]:
+    """Text from data must not add image tags: a literal ``<image>`` would shift every image by one."""
+    n = text.count(IMAGE_TAG)
+    return (text.replace(IMAGE_TAG, "[image]"), n) if n else (text, 0)
+
+
+def prompt_sections(sample: ExportSample, *, ocr: bool) -> list[str | None]:
+    """The user turn as text pieces with ``None`` where an image goes (TRL wants them apart)."""
+    question, _ = _escape(sample.question)
+    n = len(sample.images)
+    parts: list[str | None] = []
+    if n == 1:
+        parts += [None, "\n"]
+    elif n > 1:
+        for k in range(n):
+            parts += [f"[{k + 1}] ", None, "\n"]
+        parts.append("###\n")
+    texts = [_escape(t)[0].strip() for t in sample.ocr] if ocr else []
+    if any(texts):
+        if n > 1:
+            body = " ".join(f"[{k + 1}] {t}" for k, t in enumerate(texts) if t)
+        else:
+            body = " ".join(t for t in texts if t)
+        parts.append(f"OCR Tokens: {body}\n###\n")
+    parts.append(question)
+    return parts
+
+
+def user_prompt(sample: ExportSample, *, ocr: bool) -> str:
+    return "".join(IMAGE_TAG if p is None else p for p in prompt_sections(sample, ocr=ocr))
+
+
+def answer_text(sample: ExportSample) -> str:
+    return _escape(sample.answer)[0]
+
+
+# ---- records per format ------------------------------------------------------------------------------
+def llava_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": s.sample_id}
+    if len(s.images) == 1:
+        record["image"] = s.images[0]
+    elif s.images:
+        record["image"] = list(s.images)  # LLaVA-NeXT / OneVision read a list for several images
+    record["conversations"] = [{"from": "human", "value": user_prompt(s, ocr=ocr)}, {"from": "gpt", "value": answer_text(s)}]
+    return record
+
+
+def sharegpt_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": user_prompt(s, ocr=ocr)}, {"role": "assistant", "content": answer_text(s)}],
+        "images": list(s.images),
+    }
+
+
+def swift_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
+    return {"id": s.sample_id, **sharegpt_record(s, ocr)}
+
+
+def trl_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
+    # Conversational prompt/completion: TRL's SFTTrainer computes the loss on the completion only.
+    content: list[dict[str, str]] = []
+    for piece in prompt_sections(s, ocr=ocr):
+        if piece is None:
+            content.append({"type": "image"})
+        elif content and content[-1]["type"] == "text":
+            content[-1]["text"] += piece  # neighbouring text pieces as one part
+        else:
+            content.append({"type": "text", "text": piece})
+    return {
+        "id": s.sample_id,
+        "prompt": [{"role": "user", "content": content}],
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": answer_text(s)}]}],
+        "images": list(s.images),
+    }
+
+
+def parquet_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
+    return {
+        "id": s.sample_id, "task": s.task, "category": s.category, "answer_format": s.answer_format, "label": s.label,
+        "prompt": user_prompt(s, ocr=ocr), "answer": answer_text(s), "images": list(s.images), "ocr": list(s.ocr),
+    }
+
+
+RECORD_BUILDERS: dict[str, Callable[[ExportSample, bool], dict[str, Any]]] = {
+    "llava": llava_record, "llamafactory": sharegpt_record, "swift": swift_record, "trl": trl_record, "parquet": parquet_record,
+}
+
+
+# ---- validators: the rules each trainer relies on --------------------------------------------------------
+def _images_ok(images: Any, where: str, problems: list[str], root: Path | None) -> list[str]:
+    if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
+        problems.append(f"{where}: images must be a list of paths")
+        return []
+    for p in images:
+        if os.path.isabs(p) or ".." in Path(p).parts:
+            problems.append(f"{where}: image path {p!r} is not relative to the export folder")
+        elif root is not None and not (root / p).is_file():
+            problems.append(f"{where}: image {p} is missing")
+    return images
+
+
+def _check_llava(r: dict, where: str, problems: list[str], root: Path | None) -> None:
+    if not isinstance(r.get("id"), str) or not r["id"]:
+        problems.append(f"{where}: no id")
+    image = r.get("image")
+    images = _images_ok([image] if isinstance(image, str) else (image if image is not None else []), where, problems, root)
+    conv = r.get("conversations")
+    if not isinstance(conv, list) or len(conv) < 2 or len(conv) % 2:
+        problems.append(f"{where}: conversations must be human/gpt pairs")
+        return
+    for k, turn in enumerate(conv):
+        expected = "human" if k % 2 == 0 else "gpt"
+        if not isinstance(turn, dict) or turn.get("from") != expected or not isinstance(turn.get("value"), str) or not turn["value"].strip():
+            problems.append(f"{where}: turn {k} must be a non-empty {expected!r} turn")
+            return
+    tags = sum(t["value"].count(IMAGE_TAG) for t in conv)
+    if tags != len(images) or (images and IMAGE_TAG not in conv[0]["value"]):
+        problems.append(f"{where}: {tags} <image> tag(s) for {len(images)} image(s); they belong in the first human turn")
+
+
+def _check_messages(r: dict, where: str, problems: list[str], root: Path | None) -> None:
+    images = _images_ok(r.get("images"), where, problems, root)
+    msgs = r.get("messages")
+    if not isinstance(msgs, list) or len(msgs) < 2 or len(msgs) % 2:
+        problems.append(f"{where}: messages must be user/assistant pairs")
+        return
+    for k, m in enumerate(msgs):
+        expected = "user" if k % 2 == 0 else "assistant"
+        if not isinstance(m, dict) or m.get("role") != expected or not isinstance(m.get("content"), str) or not m["content"].strip():
+            problems.append(f"{where}: message {k} must be a non-empty {expected!r} message (roles alternate user/assistant)")
+            return
+    tags = sum(m["content"].count(IMAGE_TAG) for m in msgs)
+    if tags != len(images):
+        problems.append(f"{where}: {tags} <image> tag(s) for {len(images)} image(s)")
+    if any(IMAGE_TAG in m["content"] for m in msgs[1::2]):
+        problems.append(f"{where}: an assistant message holds an <image> tag")
+
+
+def _check_swift(r: dict, where: str, problems: list[str], root: Path | None) -> None:
+    _check_messages(r, where, problems, root)
+
+
+def _check_trl(r: dict, where: str, problems: list[str], root: Path | None) -> None:
+    images = _images_ok(r.get("images"), where, problems, root)
+    prompt, completion = r.get("prompt"), r.get("completion")
+    if not isinstance(prompt, list) or not prompt or not isinstance(completion, list) or len(completion) != 1:
+        problems.append(f"{where}: prompt must be a list of messages and completion one assistant message")
+        return
+    if prompt[-1].get("role") != "user" or completion[0].get("role") != "assistant":
+        problems.append(f"{where}: the prompt ends with the user and the completion is the assistant's")
+        return
+    n_image_parts = 0
+    for m in prompt + completion:
+        content = m.get("content")
+        if not isinstance(content, list) or not content:
+            problems.append(f"{where}: message content must be a list of parts")
+            return
+        for part in content:
+            if part.get("type") == "image":
+                n_image_parts += 1
+            elif part.get("type") != "text" or not isinstance(part.get("text"), str):
+                problems.append(f"{where}: a content part is {{'type': 'image'}} or {{'type': 'text', 'text': ...}}")
+                return
+            elif IMAGE_TAG in part["text"]:
+                problems.append(f"{where}: an <image> tag inside text (TRL places images by parts)")
+    if any(p.get("type") == "image" for p in completion[0]["content"]):
+        problems.append(f"{where}: an image in the completion")
+    if n_image_parts != len(images):
+        problems.append(f"{where}: {n_image_parts} image part(s) for {len(images)} image(s)")
+    if not "".join(p.get("text", "") for p in completion[0]["content"]).strip():
+        problems.append(f"{where}: empty completion")
+
+
+def _check_parquet(r: dict, where: str, problems: list[str], root: Path | None) -> None:
+    images = _images_ok(r.get("images"), where, problems, root)
+    for key in ("id", "task", "prompt", "answer"):
+        if not isinstance(r.get(key), str) or not r[key].strip():
+            problems.append(f"{where}: {key} must be non-empty text")
+    if isinstance(r.get("prompt"), str) and r["prompt"].count(IMAGE_TAG) != len(images):
+        problems.append(f"{where}: {r['prompt'].count(IMAGE_TAG)} <image> tag(s) for {len(images)} image(s)")
+
+
+CHECKS = {"llava": _check_llava, "llamafactory": _check_messages, "swift": _check_swift, "trl": _check_trl, "parquet": _check_parquet}
+
+
+def validate(fmt: str, records: list[dict[str, Any]], *, root: Path | None = None) -> None:
+    """Raise :class:`ExportError` naming up to ten records that break the format's rules."""
+    if fmt not in CHECKS:
+        raise ExportError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
+    problems: list[str] = []
+    ids: set[str] = set()
+    for k, record in enumerate(records):
+        if not isinstance(record, dict):
+            problems.append(f"record {k}: not an object")
+            continue
+        CHECKS[fmt](record, f"record {k}" + (f" ({record['id']})" if isinstance(record.get("id"), str) else ""), problems, root)
+        rid = record.get("id")
+        if isinstance(rid, str):
+            if rid in ids:
+                problems.append(f"record {k}: duplicate id {rid}")
+            ids.add(rid)
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise ExportError(f"{fmt} export is not valid: " + "; ".join(problems[:10]) + more)
+
+
+# ---- serialising -------------------------------------------------------------------------------------
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _jsonl_bytes(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def _parquet_bytes(records: list[dict]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([
+        ("id", pa.string()), ("task", pa.string()), ("category", pa.string()), ("answer_format", pa.string()), ("label", pa.string()),
+        ("prompt", pa.string()), ("answer", pa.string()), ("images", pa.list_(pa.string())), ("ocr", pa.list_(pa.string())),
+    ])
+    table = pa.Table.from_pylist(records, schema=schema)
+    sink = io.BytesIO()
+    # no timestamps or writer paths go into the file: the same rows give the same bytes
+    pq.write_table(table, sink, compression="zstd", row_group_size=50_000)
+    return sink.getvalue()
+
+
+def data_files(fmt: str, records: list[dict[str, Any]], dataset_name: str) -> dict[str, bytes]:
+    """The format's files (name -> bytes), besides images and the manifest."""
+    name = DATA_FILES[fmt]
+    if fmt in ("llava", "llamafactory"):
+        files = {name: _json_bytes(records)}
+    elif fmt in ("swift", "trl"):
+        files = {name: _jsonl_bytes(records)}
+    else:
+        files = {name: _parquet_bytes(records)}
+    if fmt == "llamafactory":
+        entry = {"file_name": name, "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}, "tags": dict(LLAMAFACTORY_TAGS)}
+        files["dataset_info.json"] = _json_bytes({dataset_name: entry})
+    return files
+
+
+def read_records(fmt: str, folder: Path) -> list[dict[str, Any]]:
+    path = folder / DATA_FILES[fmt]
+    if fmt in ("llava", "llamafactory"):
+        return json.loads(path.read_text(encoding="utf-8"))
+    if fmt in ("swift", "trl"):
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    records: int
+    images: int
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+
+
+def write_export(
+    out: Path,
+    fmt: str,
+    samples: list[ExportSample],
+    *,
+    sources: dict[str, Path],
+    meta: dict[str, Any],
+    ocr: bool = False,
+    link: bool = False,
+    force: bool = False,
+    dataset_name: str = "vitpro",
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Build, validate and write one export of ``samples`` to ``out``.
+
+    ``sources`` maps each relative image path the samples use to the file to copy (or hard-link) there.
+    ``meta`` (snapshot, filter, DuckLake version, models, prompts) goes into the manifest as it is.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExportError(f"{out} exists and is not empty; choose another folder or pass --force to replace it")
+    samples = sorted(samples, key=lambda s: s.sample_id)
+    missing = sorted({p for s in samples for p in s.images if p not in sources or not Path(sources[p]).is_file()})
+    if missing:
+        raise ExportError(f"{len(missing)} image file(s) are missing from the store, e.g. {missing[0]}; nothing was written")
+    builder = RECORD_BUILDERS[fmt]
+    records = [builder(s, ocr) for s in samples]
+    validate(fmt, records)
+    files = data_files(fmt, records, dataset_name)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        hashes: dict[str, str] = {}
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+            hashes[name] = hashlib.sha256(data).hexdigest()
+        images = sorted({p for s in samples for p in s.images})
+        for k, rel in enumerate(images):
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if link:
+                try:
+                    os.link(sources[rel], target)
+                except OSError:  # another file system: copy instead
+                    shutil.copyfile(sources[rel], target)
+            else:
+                shutil.copyfile(sources[rel], target)
+            hashes[rel] = sha256_file(target)
+            if progress and (k % 200 == 0 or k == len(images) - 1):
+                progress(k + 1)
+        validate(fmt, read_records(fmt, staging), root=staging)  # what a trainer will read, read back
+        per_task: dict[str, int] = {}
+        for s in samples:
+            per_task[s.task] = per_task.get(s.task, 0) + 1
+        manifest = {
+            "format": fmt,
+            "data_files": sorted(files),
+            "records": len(records),
+            "images": len(images),
+            "multi_image_records": sum(1 for s in samples if len(s.images) > 1),
+            "text_only_records": sum(1 for s in samples if not s.images),
+            "per_task": dict(sorted(per_task.items())),
+            "ocr_in_prompt": ocr,
+            "prompt_layout": "one image: '<image>\\n' + question; several: '[k] <image>' lines, then '###'; OCR as 'OCR Tokens: ...' then '###'",
+            **meta,
+            "files": dict(sorted(hashes.items())),
+        }
+        (staging / MANIFEST).write_bytes(_json_bytes(manifest))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(out, len(records), len(images), hashes)
+
+
+def verify_export(folder: Path) -> dict[str, Any]:
+    """Check an export folder as a trainer would meet it: the records obey the format's rules, every image
+    is there, and every file's sha256 is the manifest's. Returns the manifest; raises ExportError."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{folder}: no readable {MANIFEST} ({exc})") from None
+    fmt = manifest.get("format")
+    if fmt not in FORMATS:
+        raise ExportError(f"{folder}: the manifest names no known format")
+    records = read_records(fmt, folder)
+    validate(fmt, records, root=folder)
+    if len(records) != manifest.get("records"):
+        raise ExportError(f"{folder}: {len(records)} records, the manifest says {manifest.get('records')}")
+    bad = [rel for rel, digest in manifest.get("files", {}).items() if not (folder / rel).is_file() or sha256_file(folder / rel) != digest]
+    if bad:
+        raise ExportError(f"{folder}: {len(bad)} file(s) differ from the manifest, e.g. {bad[0]}")
+    return manifest

@@ -1,0 +1,339 @@
+"""Filters as predicates over stored stats (data-juicer's lesson): nothing is recomputed to re-threshold.
+
+A :class:`FilterConfig` is a list of conditions such as ``vis_attn >= p25`` (a percentile of the data
+set, optionally per task), ``clip_score >= 20`` (a value), ``task in recognition,matching`` or
+``ocr_chars >= 5``. The engine gathers each sample's stats once into a table (:class:`StatsTable`),
+then answers any threshold with SQL aggregates in DuckDB: kept and dropped overall, per task, per
+category, histograms. Against a DuckLake version it gives the same answer forever (snapshots).
+
+Where a stat lives: VisAttnScore and token counts on the sample; CLIPScore on the sample's item; OCR
+stats on images (a sample takes the largest over its images: one readable label is enough).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OPS = (">=", "<=", "!=", "==", ">", "<", "not in", "in")
+FIELDS = {
+    "task": "s.task",
+    "category": "coalesce(i.category, p.category, '(none)')",
+    "brand": "coalesce(i.brand, p.brand, '(none)')",
+    "region": "coalesce(i.region, '(none)')",
+    "issue_type": "coalesce(i.issue_type, '(none)')",
+    "item_kind": "i.kind",
+    "answer_format": "s.answer_format",
+    "backend": "s.backend",
+    "label": "coalesce(s.label, '(none)')",
+    "answer_chars": "length(s.answer)",
+    "question_chars": "length(s.question)",
+}
+TEXT_FIELDS = {"task", "category", "brand", "region", "issue_type", "item_kind", "answer_format", "backend", "label"}
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|==|>|<|=|not in|in)\s*(.+?)\s*$", re.IGNORECASE)
+
+
+class FilterError(ValueError):
+    """A filter that cannot be applied as written (unknown stat, ambiguous model, bad value)."""
+
+
+def subject_of(metric: str) -> str:
+    if metric.startswith("clip_"):
+        return "item"
+    if metric.startswith("ocr_"):
+        return "image"
+    return "sample"
+
+
+@dataclass
+class Condition:
+    metric: str  # a stored metric (scores table) or a field of FIELDS
+    op: str
+    value: Any = None  # a number, a string, a list (in / not in); None when percentile is set
+    percentile: float | None = None  # 0-100: the threshold is this percentile of the stat in the data set
+    model_id: str | None = None  # which model's scores, where several models scored the metric
+    segment: str | None = None  # VisAttnScore segment (answer by default)
+    per_task: bool = False  # percentile within each task
+    keep_missing: bool = False  # a sample without this stat passes (default: it is dropped)
+
+    def __post_init__(self):
+        if self.op == "=":
+            self.op = "=="
+        if self.op not in OPS:
+            raise FilterError(f"unknown operator {self.op!r}; use one of {', '.join(OPS)}")
+        if self.percentile is not None and not 0 <= self.percentile <= 100:
+            raise FilterError("a percentile is between 0 and 100")
+        if self.op in ("in", "not in") and not isinstance(self.value, list):
+            raise FilterError(f"{self.metric} {self.op} needs a list")
+        if isinstance(self.value, list) and self.metric not in TEXT_FIELDS:
+            try:
+                self.value = [float(v) for v in self.value]
+            except (TypeError, ValueError):
+                raise FilterError(f"{self.metric} {self.op} needs a number list, not {self.value!r}") from None
+        if self.is_field and self.metric not in FIELDS:
+            raise FilterError(f"unknown field {self.metric!r}")
+        if self.metric in TEXT_FIELDS and self.op not in ("==", "!=", "in", "not in"):
+            raise FilterError(f"{self.metric} is text: use ==, !=, in or not in")
+
+    @property
+    def is_field(self) -> bool:
+        return self.metric in FIELDS
+
+    @classmethod
+    def parse(cls, text: str, **extra) -> "Condition":
+        """``vis_attn >= p25``, ``clip_score >= 20``, ``task in recognition,matching``, ``category != Grocery``,
+        ``vis_attn >= p25 per task``, ``ocr_chars >= 5 or missing``."""
+        # trailing words: "per task" (percentile within each task), "or missing" (no stat passes)
+        words = text.strip()
+        for suffix, key in ((r"\s+per[ _]task$", "per_task"), (r"\s+or[ _]missing$", "keep_missing")):
+            found = re.search(suffix, words, re.IGNORECASE)
+            if found:
+                extra[key] = True
+                words = words[: found.start()]
+        for suffix, key in ((r"\s+per[ _]task$", "per_task"), (r"\s+or[ _]missing$", "keep_missing")):  # either order
+            found = re.search(suffix, words, re.IGNORECASE)
+            if found:
+                extra[key] = True
+                words = words[: found.start()]
+        m = _CONDITION.match(words)
+        if not m:
+            raise FilterError(f"cannot read the condition {text!r}; write e.g. 'vis_attn >= p25' or 'task in recognition,matching'")
+        metric, op, raw = m.group(1), m.group(2).lower(), m.group(3)
+        if op in ("in", "not in"):
+            return cls(metric, op, [v.strip() for v in raw.split(",") if v.strip()], **extra)
+        pct = re.fullmatch(r"[pP](\d+(?:\.\d+)?)", raw)
+        if pct:
+            return cls(metric, op, None, float(pct.group(1)), **extra)
+        if metric in TEXT_FIELDS:
+            return cls(metric, op, raw, **extra)
+        try:
+            return cls(metric, op, float(raw), **extra)
+        except ValueError:
+            raise FilterError(f"{metric} {op} needs a number or a percentile like p25, not {raw!r}") from None
+
+    def describe(self) -> str:
+        value = f"p{self.percentile:g}" if self.percentile is not None else (",".join(map(str, self.value)) if isinstance(self.value, list) else self.value)
+        extras = [x for x in (f"model={self.model_id}" if self.model_id else "", "per task" if self.per_task else "",
+                              "missing passes" if self.keep_missing else "") if x]
+        return f"{self.metric} {self.op} {value}" + (f" ({', '.join(extras)})" if extras else "")
+
+
+@dataclass
+class FilterConfig:
+    conditions: list[Condition] = field(default_factory=list)
+    selection: str | None = None  # only the samples of a named selection (vitpro sample)
+    segment: str = "answer"  # default VisAttnScore segment
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"conditions": [asdict(c) for c in self.conditions], "selection": self.selection, "segment": self.segment}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FilterConfig":
+        return cls([Condition(**c) for c in data.get("conditions", [])], data.get("selection"), data.get("segment", "answer"))
+
+    def describe(self) -> list[str]:
+        return [c.describe() for c in self.conditions] + ([f"only selection {self.selection!r}"] if self.selection else [])
+
+    def metrics(self) -> list[Condition]:
+        return [c for c in self.conditions if not c.is_field]
+
+
+def _table(name: str, version: int | None) -> str:
+    # a subquery, so the caller can alias it (DuckDB reads no alias after AT (...))
+    return f"(SELECT * FROM {name} AT (VERSION => {int(version)}))" if version is not None else name
+
+
+@dataclass
+class StatSpec:
+    metric: str
+    model_id: str
+    segment: str
+
+    @property
+    def column(self) -> str:
+        digest = hashlib.sha256(f"{self.metric}|{self.model_id}|{self.segment}".encode()).hexdigest()[:8]
+        return f"m_{re.sub(r'[^a-z0-9_]', '_', self.metric.lower())}_{digest}"
+
+
+def resolve_models(lake, config: FilterConfig, version: int | None = None) -> list[StatSpec]:
+    """Each metric's model: the one named, or the only one in the store (an error if several)."""
+    specs: list[StatSpec] = []
+    for cond in config.metrics():
+        segment = cond.segment if cond.segment is not None else (config.segment if cond.metric.startswith("vis_attn") or cond.metric == "text_tokens" else "")
+        models = [m for (m,) in lake.fetchall(
+            f"SELECT DISTINCT model_id FROM {_table('scores', version)} WHERE metric = ? AND segment = ? AND subject_kind = ? ORDER BY 1",
+            [cond.metric, segment, subject_of(cond.metric)],
+        )]
+        if cond.model_id:
+            if cond.model_id not in models:
+                raise FilterError(f"no {cond.metric} scores from model {cond.model_id!r}" + (f"; there are: {', '.join(models)}" if models else ""))
+            model = cond.model_id
+        elif len(models) == 1:
+            model = models[0]
+        elif not models:
+            raise FilterError(f"no {cond.metric} scores stored" + (f" for segment {segment!r}" if segment else "") + "; score first (vitpro score ...)")
+        else:
+            raise FilterError(f"{cond.metric} comes from {len(models)} models; name one: {', '.join(models)}")
+        spec = StatSpec(cond.metric, model, segment)
+        cond.model_id, cond.segment = model, segment  # resolved: a saved filter says exactly what it used
+        if spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+class StatsTable:
+    """Every sample's fields and stats in one temporary DuckDB table; thresholds are then aggregates."""
+
+    def __init__(self, lake, specs: list[StatSpec], *, version: int | None = None, selection: str | None = None):
+        self.lake = lake
+        self.specs = specs
+        self.version = version
+        key = json.dumps([[s.metric, s.model_id, s.segment] for s in specs] + [version, selection])
+        self.name = "_stats_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+        self._build(selection)
+
+    def _build(self, selection: str | None) -> None:
+        v = self.version
+        fields = ", ".join(f"{expr} AS {name}" for name, expr in FIELDS.items())
+        joins, params = [], []
+        for spec in self.specs:
+            kind = subject_of(spec.metric)
+            if kind == "sample":
+                joins.append(
+                    f"LEFT JOIN (SELECT subject_id AS sample_id, any_value(value) AS {spec.column} FROM {_table('scores', v)} "
+                    f"WHERE subject_kind = 'sample' AND metric = ? AND model_id = ? AND segment = ? GROUP BY subject_id) USING (sample_id)"
+                )
+            elif kind == "item":
+                joins.append(
+                    f"LEFT JOIN (SELECT subject_id AS item_id, any_value(value) AS {spec.column} FROM {_table('scores', v)} "
+                    f"WHERE subject_kind = 'item' AND metric = ? AND model_id = ? AND segment = ? GROUP BY subject_id) USING (item_id)"
+                )
+            else:  # image stats: the largest over the sample's images
+                joins.append(
+                    f"LEFT JOIN (SELECT x.sample_id, max(sc.value) AS {spec.column} FROM "
+                    f"(SELECT sample_id, unnest(CAST(image_ids AS VARCHAR[])) AS image_id FROM {_table('samples', v)}) x "
+                    f"JOIN {_table('scores', v)} sc ON sc.subject_kind = 'image' AND sc.subject_id = x.image_id "
+                    f"AND sc.metric = ? AND sc.model_id = ? AND sc.segment = ? GROUP BY x.sample_id) USING (sample_id)"
+                )
+            params += [spec.metric, spec.model_id, spec.segment]
+        chosen = ""
+        if selection:
+            chosen = f"WHERE s.sample_id IN (SELECT subject_id FROM {_table('selections', v)} WHERE name = ? AND subject_kind = 'sample')"
+        products = f"(SELECT external_id, any_value(category) AS category, any_value(brand) AS brand FROM {_table('items', v)} WHERE kind = 'catalog' GROUP BY external_id)"
+        base = (
+            f"SELECT s.sample_id, s.item_id, {fields} FROM {_table('samples', v)} s JOIN {_table('items', v)} i USING (item_id) "
+            f"LEFT JOIN {products} p ON p.external_id = i.product_ref {chosen}"
+        )
+        columns = ", ".join(["b.*"] + [s.column for s in self.specs])
+        sql = f"CREATE OR REPLACE TEMP TABLE {self.name} AS SELECT {columns} FROM ({base}) b {' '.join(joins)}"
+        self.lake.execute(sql, [*([selection] if selection else []), *params])
+
+    def column(self, cond: Condition) -> str:
+        if cond.is_field:
+            return cond.metric
+        for spec in self.specs:
+            if (spec.metric, spec.model_id, spec.segment) == (cond.metric, cond.model_id, cond.segment):
+                return spec.column
+        raise FilterError(f"{cond.metric} is not in this stats table")
+
+    # ---- evaluating ------------------------------------------------------------------------------------
+    def _keep_clause(self, config: FilterConfig) -> tuple[str, str, str]:
+        """(WITH clause of percentile thresholds, the keep predicate, the joins bringing the thresholds in)."""
+        global_parts, task_parts = [], []
+        for k, cond in enumerate(config.conditions):
+            if cond.percentile is None:
+                continue
+            expr = f"quantile_cont({self.column(cond)}, {cond.percentile / 100.0}) AS t{k}"
+            (task_parts if cond.per_task else global_parts).append(expr)
+        ctes = []
+        if global_parts:
+            ctes.append(f"_g AS (SELECT {', '.join(global_parts)} FROM {self.name})")
+        if task_parts:
+            ctes.append(f"_t AS (SELECT task AS _task, {', '.join(task_parts)} FROM {self.name} GROUP BY task)")
+        predicates = []
+        for k, cond in enumerate(config.conditions):
+            col = f"x.{self.column(cond)}"
+            if cond.percentile is not None:
+                rhs = f"_t.t{k}" if cond.per_task else f"_g.t{k}"
+            elif isinstance(cond.value, list):
+                rhs = "(" + ", ".join(_literal(v) for v in cond.value) + ")"
+            else:
+                rhs = _literal(cond.value)
+            op = {"==": "=", "in": "IN", "not in": "NOT IN"}.get(cond.op, cond.op)
+            test = f"{col} {op} {rhs}"
+            predicates.append(f"coalesce({test}, {'TRUE' if cond.keep_missing else 'FALSE'})")
+        joins = (" CROSS JOIN _g" if global_parts else "") + (" LEFT JOIN _t ON _t._task = x.task" if task_parts else "")
+        keep = " AND ".join(predicates) or "TRUE"
+        with_clause = ("WITH " + ", ".join(ctes) + " ") if ctes else ""
+        return with_clause, keep, joins
+
+    def kept_sql(self, config: FilterConfig) -> str:
+        """SQL of (sample_id, task, category, keep) for every sample."""
+        with_clause, keep, joins = self._keep_clause(config)
+        return f"{with_clause}SELECT x.sample_id, x.task, x.category, {keep} AS keep FROM {self.name} x{joins}"
+
+    def thresholds(self, config: FilterConfig) -> dict[str, Any]:
+        """The value each percentile condition resolved to (per task where asked)."""
+        out: dict[str, Any] = {}
+        for cond in config.conditions:
+            if cond.percentile is None:
+                continue
+            col = self.column(cond)
+            if cond.per_task:
+                rows = self.lake.fetchall(f"SELECT task, quantile_cont({col}, ?) FROM {self.name} GROUP BY task ORDER BY task", [cond.percentile / 100.0])
+                out[cond.describe()] = dict(rows)
+            else:
+                out[cond.describe()] = self.lake.scalar(f"SELECT quantile_cont({col}, ?) FROM {self.name}", [cond.percentile / 100.0])
+        return out
+
+    def report(self, config: FilterConfig) -> "FilterReport":
+        sql = self.kept_sql(config)
+        overall = self.lake.fetchone(f"SELECT count(*) FILTER (WHERE keep), count(*) FILTER (WHERE NOT keep) FROM ({sql})")
+        per_task = self.lake.fetchall(f"SELECT task, count(*) FILTER (WHERE keep), count(*) FILTER (WHERE NOT keep) FROM ({sql}) GROUP BY task ORDER BY task")
+        per_category = self.lake.fetchall(
+            f"SELECT category, count(*) FILTER (WHERE keep), count(*) FILTER (WHERE NOT keep) FROM ({sql}) GROUP BY category ORDER BY 2 DESC, category"
+        )
+        return FilterReport(int(overall[0]), int(overall[1]), [tuple(r) for r in per_task], [tuple(r) for r in per_category], self.thresholds(config))
+
+    def kept_ids(self, config: FilterConfig) -> list[str]:
+        return [r[0] for r in self.lake.fetchall(f"SELECT sample_id FROM ({self.kept_sql(config)}) WHERE keep ORDER BY sample_id")]
+
+    def histogram(self, cond: Condition, config: FilterConfig, bins: int = 50) -> list[tuple[float, int, int]]:
+        """``bins`` rows of (bin start, samples, kept samples) over the stat's range, for plots with the cut drawn."""
+        col = self.column(cond)
+        lo, hi = self.lake.fetchone(f"SELECT min({col}), max({col}) FROM {self.name}")
+        if lo is None:
+            return []
+        width = (hi - lo) / bins if hi > lo else 1.0
+        sql = self.kept_sql(config)
+        rows = self.lake.fetchall(
+            f"SELECT least(CAST(floor((t.{col} - ?) / ?) AS INTEGER), ?) AS b, count(*), count(*) FILTER (WHERE k.keep) "
+            f"FROM {self.name} t JOIN ({sql}) k USING (sample_id) WHERE t.{col} IS NOT NULL GROUP BY b ORDER BY b",
+            [lo, width, bins - 1],
+        )
+        found = {int(b): (int(n), int(kept)) for b, n, kept in rows}
+        return [(lo + b * width, *found.get(b, (0, 0))) for b in range(bins)]  # every bin, empty ones too
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(float(value))
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass
+class FilterReport:
+    kept: int
+    dropped: int
+    per_task: list[tuple[str, int, int]]
+    per_category: list[tuple[str, int, int]]
+    thresholds: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stats_for(lake, config: FilterConfig, *, version: int | None = None) -> StatsTable:
+    return StatsTable(lake, resolve_models(lake, config, version), version=version, selection=config.selection)

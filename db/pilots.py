@@ -1,0 +1,232 @@
+"""Pilot studies in the app tables: draw the samples (from the lake), keep every annotator's labels,
+read and write them as CSV. Many annotators label at once: one row per (pilot, sample, annotator),
+written with an upsert, so two curators and a page refresh lose nothing."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.orm import Session
+
+from .app_models import Pilot, PilotLabel, PilotSample
+from .lake import Lake
+
+LABEL_VALUES = ("grounded", "not_grounded", "skip")
+CSV_COLUMNS = ("pilot", "sample_id", "annotator", "label", "ungrounded_words", "note")
+
+
+class PilotError(ValueError):
+    """A request on a pilot that cannot be done as asked (unknown pilot, bad label file)."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def draw(lake: Lake, *, size: int, seed: int, vis_model: str, segment: str = "answer", clip_model: str | None = None, selection: str | None = None) -> list[dict[str, Any]]:
+    """``size`` samples scored by the VLM, spread evenly over (task, VisAttnScore decile): rank within each
+    stratum by md5(seed, id), then take the first of every stratum, the second of every stratum, ..."""
+    chosen = "AND x.sample_id IN (SELECT subject_id FROM selections WHERE name = ? AND subject_kind = 'sample')" if selection else ""
+    clip_join = (
+        "LEFT JOIN (SELECT subject_id AS item_id, any_value(value) AS clip FROM scores WHERE subject_kind = 'item' "
+        "AND metric = 'clip_score' AND model_id = ? GROUP BY subject_id) c ON c.item_id = x.item_id"
+        if clip_model else "LEFT JOIN (SELECT NULL AS item_id, NULL AS clip) c ON FALSE"
+    )
+    sql = (
+        "WITH scored AS (SELECT x.sample_id, x.task, v.value AS vis, c.clip FROM samples x "
+        "JOIN scores v ON v.subject_kind = 'sample' AND v.subject_id = x.sample_id AND v.metric = 'vis_attn' AND v.model_id = ? "
+        f"AND v.segment = ? AND v.value IS NOT NULL {clip_join} WHERE TRUE {chosen}), "
+        "deciled AS (SELECT *, ntile(10) OVER (ORDER BY vis, sample_id) AS decile FROM scored), "
+        "ranked AS (SELECT *, row_number() OVER (PARTITION BY task, decile ORDER BY md5(CAST(? AS VARCHAR) || ':' || sample_id)) AS k, "
+        "md5(CAST(? AS VARCHAR) || ':' || task || ':' || CAST(decile AS VARCHAR)) AS stratum_order FROM deciled) "
+        "SELECT sample_id, task, decile, vis, clip FROM ranked ORDER BY k, stratum_order LIMIT ?"
+    )
+    params = [vis_model, segment, *([clip_model] if clip_model else []), *([selection] if selection else []), seed, seed, size]
+    cols = ["sample_id", "task", "decile", "vis_attn", "clip_score"]
+    return [dict(zip(cols, r)) for r in lake.fetchall(sql, params)]
+
+
+def create(engine: Engine, *, name: str, rows: list[dict[str, Any]], size: int, seed: int, config: dict[str, Any], created_by: str) -> int:
+    if not rows:
+        raise PilotError("no scored samples to draw from: run vitpro score grounding first")
+    with Session(engine) as s, s.begin():
+        if s.scalar(select(Pilot.id).where(Pilot.name == name)) is not None:
+            raise PilotError(f"a pilot named {name!r} exists already")
+        pilot = Pilot(name=name, size=size, seed=seed, config=config, created_by=created_by, created_at=_now())
+        s.add(pilot)
+        s.flush()
+        for position, row in enumerate(rows):
+            s.add(PilotSample(pilot_id=pilot.id, sample_id=row["sample_id"], position=position, task=row["task"], decile=row["decile"],
+                              vis_attn=row["vis_attn"], clip_score=row["clip_score"]))
+        return pilot.id
+
+
+def get(engine: Engine, name: str) -> Pilot:
+    with Session(engine) as s:
+        pilot = s.scalar(select(Pilot).where(Pilot.name == name))
+        if pilot is None:
+            known = ", ".join(s.scalars(select(Pilot.name))) or "none yet"
+            raise PilotError(f"no pilot {name!r} (pilots: {known})")
+        s.expunge(pilot)
+        return pilot
+
+
+def list_pilots(engine: Engine) -> list[tuple[str, int, int, int]]:
+    """(name, size, samples labelled by anyone, annotators)."""
+    with Session(engine) as s:
+        rows = []
+        for pilot in s.scalars(select(Pilot).order_by(Pilot.created_at)):
+            labelled = s.scalar(select(func.count(func.distinct(PilotLabel.sample_id))).where(PilotLabel.pilot_id == pilot.id))
+            annotators = s.scalar(select(func.count(func.distinct(PilotLabel.annotator))).where(PilotLabel.pilot_id == pilot.id))
+            rows.append((pilot.name, pilot.size, int(labelled or 0), int(annotators or 0)))
+        return rows
+
+
+def samples(engine: Engine, pilot_id: int) -> list[PilotSample]:
+    with Session(engine) as s:
+        rows = list(s.scalars(select(PilotSample).where(PilotSample.pilot_id == pilot_id).order_by(PilotSample.position)))
+        s.expunge_all()
+        return rows
+
+
+def labels(engine: Engine, pilot_id: int, annotator: str | None = None) -> list[PilotLabel]:
+    with Session(engine) as s:
+        q = select(PilotLabel).where(PilotLabel.pilot_id == pilot_id)
+        if annotator:
+            q = q.where(PilotLabel.annotator == annotator)
+        rows = list(s.scalars(q.order_by(PilotLabel.sample_id, PilotLabel.annotator)))
+        s.expunge_all()
+        return rows
+
+
+def set_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, label: str, ungrounded_words: Iterable[str] = (), note: str | None = None) -> None:
+    """Write or replace one annotator's label for one sample (safe to repeat; others' labels untouched)."""
+    if label not in LABEL_VALUES:
+        raise PilotError(f"a label is one of {', '.join(LABEL_VALUES)}, not {label!r}")
+    with Session(engine) as s, s.begin():
+        if s.scalar(select(PilotSample.id).where(PilotSample.pilot_id == pilot_id, PilotSample.sample_id == sample_id)) is None:
+            raise PilotError(f"sample {sample_id} is not in this pilot")
+        _upsert(s, pilot_id, sample_id, annotator, label, list(ungrounded_words), note)
+
+
+def _upsert(s: Session, pilot_id: int, sample_id: str, annotator: str, label: str, words: list[str], note: str | None) -> None:
+    row = s.scalar(select(PilotLabel).where(PilotLabel.pilot_id == pilot_id, PilotLabel.sample_id == sample_id, PilotLabel.annotator == annotator))
+    if row is None:
+        s.add(PilotLabel(pilot_id=pilot_id, sample_id=sample_id, annotator=annotator, label=label, ungrounded_words=words, note=note, updated_at=_now()))
+    else:
+        row.label, row.ungrounded_words, row.note, row.updated_at = label, words, note, _now()
+
+
+def export_csv(engine: Engine, pilot: Pilot) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in labels(engine, pilot.id):
+        writer.writerow([pilot.name, row.sample_id, row.annotator, row.label, json.dumps(row.ungrounded_words or []), row.note or ""])
+    return out.getvalue()
+
+
+@dataclass
+class ImportResult:
+    written: int
+    annotators: list[str]
+
+
+def import_csv(engine: Engine, pilot: Pilot, text: str, *, default_annotator: str | None = None) -> ImportResult:
+    """All rows are checked first; one bad row (unknown sample, bad label, broken words list) refuses the
+    whole file with the row numbers, and nothing changes."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"sample_id", "label"} - set(reader.fieldnames or [])
+    if missing:
+        raise PilotError(f"the CSV needs the column(s) {', '.join(sorted(missing))}; it has {', '.join(reader.fieldnames or []) or 'none'}")
+    known = {r.sample_id for r in samples(engine, pilot.id)}
+    rows, problems = [], []
+    for n, record in enumerate(reader, start=2):
+        sample_id = (record.get("sample_id") or "").strip()
+        label = (record.get("label") or "").strip()
+        annotator = (record.get("annotator") or "").strip() or default_annotator
+        if record.get("pilot") and record["pilot"].strip() not in ("", pilot.name):
+            problems.append(f"row {n}: pilot {record['pilot']!r} is not {pilot.name!r}")
+        if sample_id not in known:
+            problems.append(f"row {n}: sample {sample_id!r} is not in pilot {pilot.name!r}")
+        if label not in LABEL_VALUES:
+            problems.append(f"row {n}: label {label!r} is not one of {', '.join(LABEL_VALUES)}")
+        if not annotator:
+            problems.append(f"row {n}: no annotator (add the column or pass --annotator)")
+        try:
+            words = json.loads(record.get("ungrounded_words") or "[]")
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise ValueError
+        except ValueError:
+            problems.append(f"row {n}: ungrounded_words must be a JSON list of words")
+            words = []
+        rows.append((sample_id, annotator, label, words, (record.get("note") or "").strip() or None))
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise PilotError("nothing imported: " + "; ".join(problems[:10]) + more)
+    with Session(engine) as s, s.begin():
+        for sample_id, annotator, label, words, note in rows:
+            _upsert(s, pilot.id, sample_id, annotator, label, words, note)
+    return ImportResult(len(rows), sorted({r[1] for r in rows}))
+
+
+def delete_pilot(engine: Engine, name: str) -> None:
+    with Session(engine) as s, s.begin():
+        pilot = s.scalar(select(Pilot).where(Pilot.name == name))
+        if pilot is None:
+            raise PilotError(f"no pilot {name!r}")
+        s.execute(delete(PilotLabel).where(PilotLabel.pilot_id == pilot.id))
+        s.execute(delete(PilotSample).where(PilotSample.pilot_id == pilot.id))
+        s.delete(pilot)
+
+
+def score_models(lake: Lake, metric: str, subject_kind: str, segment: str = "") -> list[str]:
+    """The models that stored ``metric`` for this kind of subject (to pick one without asking when alone)."""
+    return [m for (m,) in lake.fetchall(
+        "SELECT DISTINCT model_id FROM scores WHERE metric = ? AND subject_kind = ? AND segment = ? AND value IS NOT NULL ORDER BY 1",
+        [metric, subject_kind, segment],
+    )]
+
+
+def sample_details(lake: Lake, sample_ids: list[str], *, vis_model: str | None, segment: str, blob_root) -> dict[str, dict[str, Any]]:
+    """What a labeller needs to see per sample: question, answer, image files, OCR text and the words the
+    VLM looked at least (lowest A(t) first)."""
+    if not sample_ids:
+        return {}
+    marks = ", ".join("?" for _ in sample_ids)
+    rows = lake.fetchall(
+        "WITH x AS (SELECT * FROM samples WHERE sample_id IN (" + marks + ") "
+        "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
+        "pos AS (SELECT x.sample_id, u.image_id, u.k FROM x, LATERAL (SELECT unnest(CAST(x.image_ids AS VARCHAR[])) AS image_id, "
+        "  generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u), "
+        "imgs AS (SELECT image_id, min(blob_path) AS blob_path, min(sha256) AS sha256 FROM images GROUP BY image_id), "
+        "texts AS (SELECT sha256, min(text) AS text FROM ocr WHERE text IS NOT NULL GROUP BY sha256) "
+        "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(it.title), any_value(it.category), "
+        "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
+        "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL) "
+        "FROM x JOIN items it USING (item_id) LEFT JOIN pos USING (sample_id) LEFT JOIN imgs im ON im.image_id = pos.image_id "
+        "LEFT JOIN texts t ON t.sha256 = im.sha256 GROUP BY x.sample_id",
+        list(sample_ids),
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for sid, task, question, answer, title, category, blobs, texts in rows:
+        out[sid] = {"task": task, "question": question, "answer": answer, "title": title, "category": category,
+                    "images": [str(blob_root / b) for b in (blobs or [])], "ocr": list(texts or []), "weakest": []}
+    if vis_model:
+        for sid, words, scores in lake.fetchall(
+            "SELECT subject_id, any_value(words), any_value(word_scores) FROM token_scores WHERE subject_kind = 'sample' "
+            f"AND model_id = ? AND segment = ? AND subject_id IN ({marks}) GROUP BY subject_id",
+            [vis_model, segment, *sample_ids],
+        ):
+            try:
+                pairs = [(w, float(v)) for w, v in zip(json.loads(words), json.loads(scores)) if v is not None and str(w).strip()]
+            except (TypeError, ValueError):
+                continue
+            if sid in out:
+                out[sid]["weakest"] = sorted(pairs, key=lambda p: p[1])[:5]
+    return out

@@ -1,0 +1,158 @@
+"""Export formats: the prompt layout, every format's validator on good and broken records, LLaMA-Factory's
+own demo accepted, and the files read back the way the trainers read them (datasets)."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from curation.exports import (
+    FORMATS, ExportError, ExportSample, RECORD_BUILDERS, read_records, user_prompt, validate, verify_export, write_export,
+)
+
+
+def _samples(tmp_path: Path):
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    sources = {}
+    for k, color in enumerate(("red", "blue", "green")):
+        path = blobs / f"{k}.png"
+        Image.new("RGB", (8, 8), color).save(path)
+        sources[f"images/ab/{k}.png"] = path
+    samples = [
+        ExportSample("s2", "comparison", "Which box is dented?", "The second one.", ("images/ab/0.png", "images/ab/1.png"), ("ACME", ""), "Grocery", "short"),
+        ExportSample("s1", "recognition", "What is <image> this?", "A jar of jam.", ("images/ab/2.png",), ("JAM 250 g",), "Grocery", "short"),
+        ExportSample("s3", "refusal", "What is the customer's name?", "I cannot tell from the photo.", (), (), None, "short"),
+    ]
+    return samples, sources
+
+
+def test_prompt_layout_numbers_images_separates_sections_and_escapes_tags(tmp_path):
+    samples, _ = _samples(tmp_path)
+    multi, single, text_only = samples
+    assert user_prompt(single, ocr=False) == "<image>\nWhat is [image] this?"  # a literal tag from data would shift the images
+    assert user_prompt(single, ocr=True) == "<image>\nOCR Tokens: JAM 250 g\n###\nWhat is [image] this?"
+    assert user_prompt(multi, ocr=True) == "[1] <image>\n[2] <image>\n###\nOCR Tokens: [1] ACME\n###\nWhich box is dented?"
+    assert user_prompt(text_only, ocr=True) == "What is the customer's name?"
+
+
+def test_every_format_round_trips_through_its_validator(tmp_path):
+    samples, sources = _samples(tmp_path)
+    for fmt in FORMATS:
+        out = tmp_path / "out" / fmt
+        result = write_export(out, fmt, samples, sources=sources, meta={"snapshot": "t"}, ocr=True)
+        assert result.records == 3 and result.images == 3
+        records = read_records(fmt, out)
+        validate(fmt, records, root=out)
+        manifest = verify_export(out)
+        assert manifest["per_task"] == {"comparison": 1, "recognition": 1, "refusal": 1} and manifest["multi_image_records"] == 1
+        assert set(manifest["files"]) >= {"images/ab/0.png", "images/ab/1.png", "images/ab/2.png"}
+        # a changed file is caught
+        victim = out / "images/ab/0.png"
+        victim.write_bytes(victim.read_bytes() + b"x")
+        with pytest.raises(ExportError, match="differ from the manifest"):
+            verify_export(out)
+    llava = json.loads((tmp_path / "out/llava/llava.json").read_text())
+    assert [r["id"] for r in llava] == ["s1", "s2", "s3"]
+    assert llava[0]["image"] == "images/ab/2.png" and llava[1]["image"] == ["images/ab/0.png", "images/ab/1.png"] and "image" not in llava[2]
+    assert [t["from"] for t in llava[0]["conversations"]] == ["human", "gpt"]
+    trl = [json.loads(line) for line in (tmp_path / "out/trl/data.jsonl").read_text().splitlines()]
+    parts = trl[1]["prompt"][0]["content"]
+    assert [p["type"] for p in parts] == ["text", "image", "text", "image", "text"]
+    assert parts[2]["text"] == "\n[2] " and parts[4]["text"] == "\n###\nOCR Tokens: [1] ACME\n###\nWhich box is dented?"
+    assert trl[1]["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": "The second one."}]}]
+
+
+BROKEN = {
+    "llava": [
+        (lambda r: r["conversations"][0].update(value="no tag here"), "<image> tag"),
+        (lambda r: r["conversations"].reverse(), "must be a non-empty 'human' turn"),
+        (lambda r: r.update(image="/etc/passwd"), "not relative to the export folder"),
+        (lambda r: r["conversations"][1].update(value="  "), "non-empty 'gpt' turn"),
+    ],
+    "llamafactory": [
+        (lambda r: r["messages"][0].update(content="<image>one"), "1 <image> tag\\(s\\) for 2 image"),
+        (lambda r: r["messages"].append({"role": "assistant", "content": "again"}), "user/assistant pairs"),
+        (lambda r: r["messages"][1].update(role="user"), "roles alternate"),
+        (lambda r: r.update(images="images/x.png"), "images must be a list"),
+        (lambda r: r.update(images=["../outside.png"]), "not relative"),
+    ],
+    "swift": [
+        (lambda r: r["messages"][1].update(content="<image> in the answer", role="assistant") or r["images"].append(r["images"][0]), "assistant message holds an <image>"),
+    ],
+    "trl": [
+        (lambda r: r["completion"][0]["content"].append({"type": "image"}), "image in the completion"),
+        (lambda r: r["prompt"][0]["content"].remove({"type": "image"}), "1 image part\\(s\\) for 2 image"),
+        (lambda r: r["prompt"][0]["content"].append({"type": "text", "text": "<image>"}), "<image> tag inside text"),
+        (lambda r: r.update(completion=[]), "completion one assistant message"),
+    ],
+    "parquet": [
+        (lambda r: r.update(answer=""), "answer must be non-empty"),
+        (lambda r: r.update(prompt="no tag"), "0 <image> tag"),
+    ],
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_validators_refuse_broken_records(tmp_path, fmt):
+    samples, sources = _samples(tmp_path)
+    good = [RECORD_BUILDERS[fmt](s, False) for s in samples]
+    validate(fmt, good)
+    for breaker, message in BROKEN[fmt]:
+        records = copy.deepcopy(good)
+        breaker(records[0])
+        with pytest.raises(ExportError, match=message):
+            validate(fmt, records)
+    if fmt != "llamafactory":  # records with an id
+        with pytest.raises(ExportError, match="duplicate id"):
+            validate(fmt, good + [copy.deepcopy(good[0])])
+    # a missing image file is caught when the folder is checked, and nothing is written for a bad export
+    out = tmp_path / "out"
+    write_export(out, fmt, samples, sources=sources, meta={})
+    (out / "images/ab/2.png").unlink()
+    with pytest.raises(ExportError, match="missing"):
+        validate(fmt, read_records(fmt, out), root=out)
+    with pytest.raises(ExportError, match="exists and is not empty"):
+        write_export(out, fmt, samples, sources=sources, meta={})
+    sources_missing = dict(sources)
+    sources_missing.pop("images/ab/0.png")
+    with pytest.raises(ExportError, match="missing from the store"):
+        write_export(tmp_path / "other", fmt, samples, sources=sources_missing, meta={})
+    assert not (tmp_path / "other").exists() and not list(tmp_path.glob(".other.tmp-*"))
+
+
+def test_llamafactory_demo_passes_our_validator_and_our_entry_has_its_shape(shared_data, tmp_path):
+    demo = shared_data / "formats" / "llamafactory-mllm-demo"
+    info = json.loads((demo / "dataset_info.json").read_text())
+    validate("llamafactory", json.loads((demo / info["mllm_demo"]["file_name"]).read_text()), root=demo)
+    samples, sources = _samples(tmp_path)
+    out = tmp_path / "lf"
+    write_export(out, "llamafactory", samples, sources=sources, meta={}, dataset_name="products")
+    ours = json.loads((out / "dataset_info.json").read_text())["products"]
+    theirs = info["mllm_demo"]
+    assert {k: v for k, v in ours.items() if k != "file_name"} == {k: v for k, v in theirs.items() if k != "file_name"}
+
+
+def test_exports_read_with_datasets_as_the_trainers_read_them(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    samples, sources = _samples(tmp_path)
+    out = tmp_path / "x"
+    for fmt in ("llamafactory", "parquet", "swift"):
+        write_export(out / fmt, fmt, samples, sources=sources, meta={}, ocr=True, dataset_name="products")
+    # LLaMA-Factory: dataset_info.json names the file; it loads it with load_dataset("json", data_files=...)
+    entry = json.loads((out / "llamafactory/dataset_info.json").read_text())["products"]
+    ds = datasets.load_dataset("json", data_files=str(out / "llamafactory" / entry["file_name"]), split="train", cache_dir=str(tmp_path / "cache"))
+    assert ds.num_rows == 3 and set(ds.column_names) == {entry["columns"]["messages"], entry["columns"]["images"]}
+    for row in ds:
+        roles = [m[entry["tags"]["role_tag"]] for m in row["messages"]]
+        assert roles == ["user", "assistant"]
+        assert sum(m["content"].count("<image>") for m in row["messages"]) == len(row["images"])
+        assert all((out / "llamafactory" / p).is_file() for p in row["images"])
+    pq = datasets.load_dataset("parquet", data_files=str(out / "parquet/data.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
+    assert pq.num_rows == 3 and pq[0]["id"] == "s1" and pq[1]["images"] == ["images/ab/0.png", "images/ab/1.png"]
+    assert pq[1]["prompt"].startswith("[1] <image>\n[2] <image>\n###\n")
+    sw = datasets.load_dataset("json", data_files=str(out / "swift/data.jsonl"), split="train", cache_dir=str(tmp_path / "cache"))
+    assert sw.num_rows == 3 and sw[2]["images"] == []

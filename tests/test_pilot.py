@@ -1,0 +1,124 @@
+"""The pilot study: statistics held to scikit-learn's, the stratified draw, labels from several annotators,
+CSV export and an all-or-nothing CSV import."""
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import random
+
+import pytest
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from curation.pilot_stats import accuracy, auc, best_thresholds, cohen_kappa, consensus, evaluate, roc_curve
+from db import pilots
+from db.app_engine import write_engine
+from vitpro.settings import load_settings
+
+from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_auc_and_kappa_equal_scikit_learn(seed):
+    rng = random.Random(seed)
+    n = 200
+    truth = [int(rng.random() < 0.6) for _ in range(n)]
+    # informative scores, rounded so that ties occur
+    scores = [round(rng.gauss(0.6 if t else 0.4, 0.2), 2) for t in truth]
+    fpr, tpr, thresholds = roc_curve(scores, truth)
+    sk_fpr, sk_tpr, sk_thr = sk_roc_curve(truth, scores, drop_intermediate=False)
+    assert fpr == pytest.approx(list(sk_fpr)) and tpr == pytest.approx(list(sk_tpr))
+    assert thresholds[1:] == pytest.approx(list(sk_thr[1:]))
+    assert auc(fpr, tpr) == pytest.approx(roc_auc_score(truth, scores))
+    best = best_thresholds(scores, truth)
+    assert best["accuracy_value"] == pytest.approx(max(accuracy(scores, truth, t) for t in set(scores)))
+    j = [t - f for f, t in zip(sk_fpr, sk_tpr)]
+    assert best["youden_j"] == pytest.approx(max(j))
+    labels = ["grounded", "not_grounded"]
+    a = [rng.choice(labels) for _ in range(n)]
+    b = [x if rng.random() < 0.7 else rng.choice(labels) for x in a]
+    assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+    three = ["grounded", "not_grounded", "skip"]
+    c = [rng.choice(three) for _ in range(n)]
+    d = [x if rng.random() < 0.5 else rng.choice(three) for x in c]
+    assert cohen_kappa(c, d) == pytest.approx(cohen_kappa_score(c, d))
+
+
+def test_consensus_and_evaluate_report():
+    assert consensus(["grounded", "grounded", "not_grounded"]) == "grounded"
+    assert consensus(["grounded", "not_grounded"]) is None and consensus(["skip"]) is None
+    labels = {f"s{k}": {"ann": "grounded" if k % 3 else "not_grounded", "bob": "grounded" if k % 4 else "not_grounded"} for k in range(60)}
+    vis = {f"s{k}": (0.9 if k % 3 else 0.1) + k / 1000 for k in range(60)}  # separates ann's labels perfectly
+    clip = {f"s{k}": float(k % 7) for k in range(60)}
+    report = evaluate({"vis_attn": vis, "clip_score": clip}, labels, current_predictions={"vis_attn": ("vis_attn >= 0.5", {s: v >= 0.5 for s, v in vis.items()})})
+    truth = {s: 1 for s, by in labels.items() if consensus(list(by.values())) == "grounded"}
+    decided = [s for s, by in labels.items() if consensus(list(by.values())) is not None]
+    assert report.labelled == len(decided) and report.grounded == len(truth)
+    assert report.scores["vis_attn"].current_threshold == "vis_attn >= 0.5"
+    assert report.scores["vis_attn"].current_accuracy == pytest.approx(sum((vis[s] >= 0.5) == (s in truth) for s in decided) / len(decided))
+    assert report.kappa["ann|bob"] == pytest.approx(cohen_kappa_score([labels[s]["ann"] for s in labels], [labels[s]["bob"] for s in labels]))
+    vis_best, clip_best = report.scores["vis_attn"].best_accuracy, report.scores["clip_score"].best_accuracy
+    assert report.relative_improvement == pytest.approx((vis_best - clip_best) / clip_best)
+
+
+@pytest.fixture
+def pilot_store(home, tmp_path):
+    lake = ingest_and_generate(tmp_path / "demo")
+    add_scores(lake)
+    return lake, write_engine(load_settings().app_url)
+
+
+def test_pilot_draw_is_stratified_seeded_and_labels_import_all_or_nothing(pilot_store, tmp_path):
+    lake, engine = pilot_store
+    scored = lake.fetchall("SELECT s.task, v.value FROM samples s JOIN scores v ON v.subject_id = s.sample_id AND v.metric = 'vis_attn' AND v.value IS NOT NULL")
+    rows = pilots.draw(lake, size=60, seed=1, vis_model=VIS_MODEL, clip_model=CLIP_MODEL)
+    assert len(rows) == 60 < len(scored) and len({r["sample_id"] for r in rows}) == 60
+    assert rows == pilots.draw(lake, size=60, seed=1, vis_model=VIS_MODEL, clip_model=CLIP_MODEL)
+    assert {r["sample_id"] for r in rows} != {r["sample_id"] for r in pilots.draw(lake, size=60, seed=2, vis_model=VIS_MODEL, clip_model=CLIP_MODEL)}
+    # round-robin over (task, decile): no stratum gets a second sample while one with spare samples has none
+    available = collections.Counter((r["task"], r["decile"]) for r in pilots.draw(lake, size=10_000, seed=1, vis_model=VIS_MODEL))
+    taken = collections.Counter((r["task"], r["decile"]) for r in rows)
+    not_exhausted = [taken.get(k, 0) for k in available if taken.get(k, 0) < available[k]]
+    level = min(not_exhausted)
+    assert all(taken.get(k, 0) in (min(available[k], level), min(available[k], level + 1)) for k in available)
+    assert len({r["decile"] for r in rows}) == 10 and len({r["task"] for r in rows}) == len({t for t, _ in scored})
+    assert sum(r["clip_score"] is not None for r in rows) >= 50  # CLIPScore of the sample's item, where there is one
+
+    pid = pilots.create(engine, name="p", rows=rows, size=60, seed=1, config={"vis_model": VIS_MODEL}, created_by="tester")
+    with pytest.raises(pilots.PilotError, match="exists already"):
+        pilots.create(engine, name="p", rows=rows, size=60, seed=1, config={}, created_by="tester")
+    ids = [r["sample_id"] for r in rows]
+    pilots.set_label(engine, pid, ids[0], "ann", "grounded")
+    pilots.set_label(engine, pid, ids[0], "ann", "not_grounded", ["dented"], "box looks fine")  # replaces
+    pilots.set_label(engine, pid, ids[0], "bob", "grounded")
+    with pytest.raises(pilots.PilotError, match="not in this pilot"):
+        pilots.set_label(engine, pid, "nope", "ann", "grounded")
+    with pytest.raises(pilots.PilotError, match="a label is one of"):
+        pilots.set_label(engine, pid, ids[1], "ann", "maybe")
+    pilot = pilots.get(engine, "p")
+    exported = pilots.export_csv(engine, pilot)
+    parsed = list(csv.DictReader(io.StringIO(exported)))
+    assert [(r["annotator"], r["label"], r["ungrounded_words"], r["note"]) for r in parsed] == [("ann", "not_grounded", '["dented"]', "box looks fine"), ("bob", "grounded", "[]", "")]
+
+    before = pilots.export_csv(engine, pilot)
+    bad_files = {
+        "unknown sample": ("sample_id,label,annotator\n" + f"{ids[1]},grounded,cy\nnot-a-sample,grounded,cy\n", "row 3: sample 'not-a-sample' is not in pilot 'p'"),
+        "bad value": ("sample_id,label,annotator\n" + f"{ids[1]},grounded,cy\n{ids[2]},yes,cy\n", "row 3: label 'yes' is not one of"),
+        "bad words": ("sample_id,label,annotator,ungrounded_words\n" + f"{ids[1]},not_grounded,cy,dented\n", "ungrounded_words must be a JSON list"),
+        "no annotator": ("sample_id,label\n" + f"{ids[1]},grounded\n", "no annotator"),
+        "missing column": ("id,label\nx,grounded\n", "needs the column\\(s\\) sample_id"),
+        "other pilot": ("pilot,sample_id,label,annotator\n" + f"q,{ids[1]},grounded,cy\n", "pilot 'q' is not 'p'"),
+    }
+    for name, (text, message) in bad_files.items():
+        with pytest.raises(pilots.PilotError, match=message):
+            pilots.import_csv(engine, pilot, text)
+        assert pilots.export_csv(engine, pilot) == before, name  # nothing changed
+    good = "sample_id,label,ungrounded_words,note\n" + "".join(f"{sid},{'grounded' if k % 2 else 'not_grounded'},[],\n" for k, sid in enumerate(ids[:20]))
+    result = pilots.import_csv(engine, pilot, good, default_annotator="cy")
+    assert result.written == 20 and result.annotators == ["cy"]
+    # the export re-imports to the same labels
+    again = pilots.export_csv(engine, pilot)
+    pilots.import_csv(engine, pilot, again)
+    assert pilots.export_csv(engine, pilot) == again
+    assert pilots.list_pilots(engine) == [("p", 60, 20, 3)]
