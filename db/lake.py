@@ -169,6 +169,11 @@ class Lake:
         with self._lock:
             self.con.execute(query, params or [])
 
+    def fetchnumpy(self, query: str, params: list | tuple | None = None) -> dict[str, Any]:
+        """Columns as numpy arrays (large numeric reads without a Python object per value)."""
+        with self._lock:
+            return self.con.execute(query, params or []).fetchnumpy()
+
     def fetchall(self, query: str, params: list | tuple | None = None) -> list[tuple]:
         with self._lock:
             return self.con.execute(query, params or []).fetchall()

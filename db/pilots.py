@@ -206,7 +206,7 @@ def sample_details(lake: Lake, sample_ids: list[str], *, vis_model: str | None, 
         "  generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u), "
         "imgs AS (SELECT image_id, min(blob_path) AS blob_path, min(sha256) AS sha256 FROM images GROUP BY image_id), "
         "texts AS (SELECT sha256, min(text) AS text FROM ocr WHERE text IS NOT NULL GROUP BY sha256) "
-        "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(it.title), any_value(it.category), "
+        "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(coalesce(it.title, it.feedback_text)), any_value(it.category), "
         "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
         "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL) "
         "FROM x JOIN items it USING (item_id) LEFT JOIN pos USING (sample_id) LEFT JOIN imgs im ON im.image_id = pos.image_id "
@@ -224,7 +224,7 @@ def sample_details(lake: Lake, sample_ids: list[str], *, vis_model: str | None, 
             [vis_model, segment, *sample_ids],
         ):
             try:
-                pairs = [(w, float(v)) for w, v in zip(json.loads(words), json.loads(scores)) if v is not None and str(w).strip()]
+                pairs = [(w, float(v)) for w, v in zip(json.loads(words), json.loads(scores)) if v is not None and any(ch.isalnum() for ch in str(w))]  # words, not punctuation
             except (TypeError, ValueError):
                 continue
             if sid in out:

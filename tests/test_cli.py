@@ -108,7 +108,13 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 12 and status["stages"]["images_ocr"] == status["stages"]["image_contents"] == 12
     assert {"NAME", "EMAIL", "PHONE", "UCI", "ADDRESS", "CARD"} <= set(status["redactions"])
-    assert status["jobs"] == {"succeeded": 8}
+    assert status["jobs"] == {"succeeded": 9}
+    # step 7: a saved filter, a pilot to label, a snapshot and its exports, each verified
+    assert "filter     'demo'" in text and "pilot      'demo-pilot':" in text and "snapshot   'demo-v" in text
+    export_lines = [line for line in text.splitlines() if line.startswith("  export ")]
+    assert len(export_lines) == 5 and all("verified" in line for line in export_lines)
+    folder = export_lines[1].split("verified: ")[1]
+    assert "valid llamafactory export" in vitpro_cli("snapshot", "verify", folder, check=True).stdout
     assert status["stages"]["items_clip_scored"] == 12
     assert "CLIPScore    12 item(s)" in text and "VisAttnScore" in text and "sample(s)" in text and "mean nothing" in text
     samples_line = next(line for line in text.splitlines() if line.startswith("  samples "))

@@ -46,7 +46,8 @@ def cli() -> None:
     """VIT-Pro Curation Studio: turn product images and texts into a visual instruction-tuning set.
 
     \b
-    Stages so far:  ingest (with redaction)  ->  OCR
+    Stages:         ingest (with redaction) -> ocr -> score clip -> generate -> sample -> score grounding
+                    -> filter -> pilot -> snapshot -> snapshot export
     Start here:     vitpro demo --no-ui     (builds demo data and runs every stage)
     Configuration:  VITPRO_HOME (default ./var), VITPRO_CATALOG, VITPRO_BROKER, ... (see the README)
     """
@@ -772,9 +773,15 @@ def demo(no_ui, out, products, complaints, n_workers, seed) -> None:
     sys.exit(run_demo(out=out, products=products, complaints=complaints, n_workers=n_workers, seed=seed, ui=not no_ui))
 
 
+from . import cli_curate  # noqa: E402,F401  (registers filter, pilot and snapshot on the group)
+
+
 def main() -> None:
     cli(prog_name="vitpro")
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m vitpro.cli`: run the group of the imported module, on which cli_curate registered its commands
+    from vitpro.cli import main as _main
+
+    _main()

@@ -22,6 +22,56 @@ def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
     return hits, len(rows)
 
 
+def _curate(s, engine, results: dict[str, int]):
+    """Step 7: filter, pilot, snapshot, exports. Labels are left to a person (no made-up labels)."""
+    from curation.exports import FORMATS, ExportError, verify_export
+    from curation.filters import Condition, FilterConfig, FilterError, stats_for
+    from db import pilots, saved_filters, snapshots
+    from db.store import open_store
+    from workers.jobs import export as export_job
+    from workers.submit import submit_job
+
+    from .cli import wait_for_job
+
+    lake = open_store(s.store)
+    config = FilterConfig([Condition.parse("vis_attn >= p25 per task"), Condition.parse("clip_score >= p20 or missing")], selection="demo-balanced")
+    try:
+        table = stats_for(lake, config)
+        report = table.report(config)
+    except FilterError as exc:
+        click.secho(f"    cannot filter: {exc}", fg="red")
+        results["filter"] = 1
+        return None
+    saved_filters.save(engine, "demo", config.to_dict(), s.user)
+    try:
+        pilot = pilots.get(engine, "demo-pilot")
+        pilot_n = len(pilots.samples(engine, pilot.id))
+    except pilots.PilotError:
+        vis_model = next((c.model_id for c in config.conditions if c.metric == "vis_attn"), None)
+        clip_model = next((c.model_id for c in config.conditions if c.metric == "clip_score"), None)
+        rows = pilots.draw(lake, size=200, seed=0, vis_model=vis_model, clip_model=clip_model, selection="demo-balanced")
+        pilots.create(engine, name="demo-pilot", rows=rows, size=200, seed=0,
+                      config={"vis_model": vis_model, "clip_model": clip_model, "segment": "answer", "selection": "demo-balanced"}, created_by=s.user)
+        pilot_n = len(rows)
+    name = f"demo-v{lake.current_version()}"
+    try:
+        snap = snapshots.get(engine, name)
+    except snapshots.SnapshotError:
+        snap = snapshots.create(lake, engine, name=name, filter_name="demo", config=FilterConfig.from_dict(config.to_dict()), created_by=s.user)
+    out = s.home / "exports" / snap.name
+    job = submit_job("export", export_job.prepare_params(snapshot=snap.name, formats=list(FORMATS), out=str(out), ocr=True, force=True), settings=s)
+    results["export"] = wait_for_job(job)
+    folders = {}
+    for fmt in FORMATS:
+        try:
+            manifest = verify_export(out / fmt)
+            folders[fmt] = (out / fmt, manifest["records"])
+        except ExportError as exc:
+            click.secho(f"    {exc}", fg="red")
+            results[f"verify {fmt}"] = 1
+    return (config, report), pilot_n, snap, folders, job
+
+
 def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool) -> int:
     from db import jobs as jobs_db
     from db import queries
@@ -53,7 +103,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     if ui:
         click.secho("note: the web app is not part of this release yet; running the pipeline only (same as --no-ui)", fg="yellow")
 
-    click.echo(f"1/6 making demo data in {out} ...")
+    click.echo(f"1/7 making demo data in {out} ...")
     made = write_demo_data(out, products=products, complaints=complaints, seed=seed)
     click.echo(f"    {made['products']} product photos + catalog rows, {made['complaints']} complaint transcripts ({made['bad_rows']} with bad input on purpose)")
 
@@ -67,19 +117,19 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     engine = write_engine(s.app_url)
     results: dict[str, int] = {}
     log_path = s.home / "demo-workers.log"
-    click.echo(f"2/6 starting {n_workers} worker process(es) (log: {log_path})")
+    click.echo(f"2/7 starting {n_workers} worker process(es) (log: {log_path})")
     with local_workers("cpu,gpu,train", processes=n_workers, log_path=log_path):
         catalog = ColumnMapping.from_yaml(out / "catalog.yaml")
         feedback = ColumnMapping.from_yaml(out / "complaints.yaml")
-        click.echo("3/6 ingest: catalog and complaint transcripts, redacted before storage")
+        click.echo("3/7 ingest: catalog and complaint transcripts, redacted before storage")
         job_catalog = submit_job("ingest", ingest_job.prepare_params(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8), settings=s)
         job_feedback = submit_job("ingest", ingest_job.prepare_params(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4), settings=s)
         results["ingest catalog"] = wait_for_job(job_catalog)
         results["ingest complaints"] = wait_for_job(job_feedback)
-        click.echo("4/6 OCR of every photo (rapidocr on CPU)")
+        click.echo("4/7 OCR of every photo (rapidocr on CPU)")
         job_ocr = submit_job("ocr", ocr_job.prepare_params(batch_size=8), settings=s)
         results["ocr"] = wait_for_job(job_ocr)
-        click.echo("5/6 generation: question/answer samples for every task (template backend), and the local-model path (tiny LLM)")
+        click.echo("5/7 generation: question/answer samples for every task (template backend), and the local-model path (tiny LLM)")
         job_generate = submit_job("generate", generate_job.prepare_params(backend="template"), settings=s)
         results["generate"] = wait_for_job(job_generate)
         tiny_llm = HFLocalBackend(model_dir=str(models_dir / "llama"), max_new_tokens=48)
@@ -89,7 +139,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         balance = sampling.balance(open_store(s.store), sql, params, names)
         selected = sampling.write_selection(open_store(s.store), "demo-balanced", sql, params, names, seed, "samples", f"demo-{seed}")
         click.echo(f"    stratified sample 'demo-balanced' (at most 40 per category): {selected} of {sum(r[-2] for r in balance)} samples")
-        click.echo("6/6 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore (IDEFICS2) of the balanced samples, on the gpu queue")
+        click.echo("6/7 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore (IDEFICS2) of the balanced samples, on the gpu queue")
         job_aux = submit_job("aux_stats", aux_job.prepare_params(), settings=s)
         results["aux"] = wait_for_job(job_aux)
         job_clip = submit_job("clip_score", clip_job.prepare_params(ClipConfig(model=str(models_dir / "clip"), batch_size=16)), settings=s)
@@ -97,6 +147,8 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         grounding = grounding_job.prepare_params(model=str(models_dir / "idefics2"), batch_size=8, config=VisAttnConfig(exclude_sinks=True, distance_correction=True), ocr=True, on="samples", selection="demo-balanced")
         job_grounding = submit_job("grounding", grounding, settings=s)
         results["grounding"] = wait_for_job(job_grounding)
+        click.echo("7/7 curation: a saved filter, a pilot to label, a snapshot and its exports in every format (cpu queue)")
+        curated = _curate(s, engine, results)
 
     lake = open_store(s.store)
     counts = queries.stage_counts(lake)
@@ -137,7 +189,14 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     click.echo("  samples    " + ", ".join(f"{t} {n}" for t, n in tasks))
     rejects = lake.fetchall("SELECT backend, reason, count(*) FROM generation_rejects GROUP BY ALL ORDER BY 3 DESC")
     click.echo("  rejected   " + (", ".join(f"{b}/{r} {n}" for b, r, n in rejects) or "nothing"))
-    for job_id in (job_catalog, job_feedback, job_ocr, job_generate, job_generate_hf, job_aux, job_clip, job_grounding):
+    if curated:
+        report, pilot_n, snap, folders, _ = curated
+        click.echo(f"  filter     'demo' ({'; '.join(c.describe() for c in report[0].conditions)}): kept {report[1].kept} of {report[1].kept + report[1].dropped}")
+        click.echo(f"  pilot      'demo-pilot': {pilot_n} samples to label (vitpro pilot label demo-pilot), then vitpro pilot report demo-pilot")
+        click.echo(f"  snapshot   {snap.name!r}: {snap.counts['kept']} samples at DuckLake version {snap.lake_version}")
+        for fmt, (folder, records) in folders.items():
+            click.echo(f"  export     {fmt:<13}{records} records, verified: {folder}")
+    for job_id in (job_catalog, job_feedback, job_ocr, job_generate, job_generate_hf, job_aux, job_clip, job_grounding, *([curated[4]] if curated else [])):
         job = jobs_db.get_job(engine, job_id)
         click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
     if sample:

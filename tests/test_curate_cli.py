@@ -1,0 +1,125 @@
+"""`vitpro filter`, `vitpro pilot` and `vitpro snapshot` end to end in subprocesses, the export running as
+a job on a real worker, and the command line's refusals (exit code 2, a message, nothing changed)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from db import pilots
+from db.app_engine import write_engine
+from vitpro.settings import load_settings
+
+from .curation_store import add_scores, ingest_and_generate
+
+
+@pytest.fixture
+def store(home, tmp_path):
+    lake = ingest_and_generate(tmp_path / "demo")
+    add_scores(lake)
+    return lake
+
+
+def test_filter_pilot_snapshot_export_from_the_command_line(store, vitpro_cli, tmp_path):
+    run = vitpro_cli
+    saved = run("filter", "save", "good", "--where", "vis_attn >= p25", "--where", "clip_score >= p20", "--hist", check=True).stdout
+    assert "saved filter 'good'" in saved and "per task:" in saved and "per category:" in saved and "kept |" in saved
+    shown = json.loads(run("filter", "show", "good", "--json", check=True).stdout)
+    total = store.scalar("SELECT count(DISTINCT sample_id) FROM samples")
+    assert shown["kept"] + shown["dropped"] == total and 0 < shown["kept"] < total
+    assert sum(k for _, k, _ in shown["per_task"]) == shown["kept"]
+    assert [c["model_id"] for c in shown["config"]["conditions"]] == ["vlm-a", "clip-a"]
+    dry = run("filter", "save", "strict", "--where", "vis_attn >= p90", "--dry-run", check=True).stdout
+    assert "dry run: nothing saved" in dry and "strict" not in run("filter", "list", check=True).stdout
+    assert "good" in run("filter", "list", check=True).stdout
+
+    created = run("pilot", "create", "p1", "--size", "30", "--seed", "3", check=True).stdout
+    assert "pilot 'p1': 30 sample(s)" in created and "per decile:" in created
+    # the labelling loop: grounded, not grounded with words and a note, help, skip, back (relabel), quit
+    out = run("pilot", "label", "p1", "--annotator", "ann", input="g\nn dented lid // lid looks fine\nwhat\ns\nb\ng\nq\n", check=True).stdout
+    assert "question" in out and "VisAttnScore" in out and "image [1]" in out and "4 label(s) saved" in out
+    engine = write_engine(load_settings().app_url)
+    pilot = pilots.get(engine, "p1")
+    labels = {(l.sample_id, l.label, tuple(l.ungrounded_words), l.note) for l in pilots.labels(engine, pilot.id, "ann")}
+    order = [x.sample_id for x in pilots.samples(engine, pilot.id)]
+    assert labels == {(order[0], "grounded", (), None), (order[1], "not_grounded", ("dented", "lid"), "lid looks fine"), (order[2], "grounded", (), None)}
+    resumed = run("pilot", "label", "p1", "--annotator", "ann", input="", check=True).stdout
+    assert "3 of 30 labelled by ann; 27 to go" in resumed
+
+    # a second annotator by CSV, then the first one's remaining samples
+    rows = "sample_id,label,annotator\n" + "".join(f"{sid},{'grounded' if k % 3 else 'not_grounded'},bob\n" for k, sid in enumerate(order))
+    (tmp_path / "bob.csv").write_text(rows)
+    assert "imported 30 label(s) from bob" in run("pilot", "import", "p1", str(tmp_path / "bob.csv"), check=True).stdout
+    rows = "sample_id,label\n" + "".join(f"{sid},{'not_grounded' if k % 4 == 0 else 'grounded'}\n" for k, sid in enumerate(order[3:]))
+    (tmp_path / "ann.csv").write_text(rows)
+    run("pilot", "import", "p1", str(tmp_path / "ann.csv"), "--annotator", "ann", check=True)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"sample_id,label,annotator\n{order[0]},perhaps,cy\n")
+    refused = run("pilot", "import", "p1", str(bad))
+    assert refused.returncode == 2 and "nothing imported: row 2: label 'perhaps'" in refused.stderr
+    exported = run("pilot", "export", "p1", check=True).stdout
+    assert len(list(csv.DictReader(io.StringIO(exported)))) == 60
+
+    report = json.loads(run("pilot", "report", "p1", "--json", "--roc", str(tmp_path / "roc.svg"), check=True).stdout)
+    assert report["filter"] == "good" and report["annotators"] == ["ann", "bob"] and "ann|bob" in report["kappa"]
+    assert set(report["scores"]) == {"vis_attn", "clip_score"} and 0 <= report["scores"]["vis_attn"]["auc"] <= 1
+    assert report["scores"]["vis_attn"]["current_threshold"].startswith("vis_attn >= p25")
+    assert ["dented", 1] in report["ungrounded_words"]
+    svg = (tmp_path / "roc.svg").read_text()
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2
+    text = run("pilot", "report", "p1", check=True).stdout
+    assert "AUC" in text and "Cohen's kappa ann / bob" in text and "the paper reports +36%" in text
+    assert "p1" in run("pilot", "list", check=True).stdout
+
+    snap = run("snapshot", "create", "s1", "--filter", "good", check=True).stdout
+    assert f"snapshot 's1': {shown['kept']} sample(s) kept" in snap
+    assert run("snapshot", "create", "s1", "--filter", "good").returncode == 2
+    shown_snap = json.loads(run("snapshot", "show", "s1", "--json", check=True).stdout)
+    assert shown_snap["created_by"] == "tester" and shown_snap["counts"]["kept"] == shown["kept"]
+    out_dir = tmp_path / "exports"
+    exported = run("snapshot", "export", "s1", "--format", "all", "--out", str(out_dir), "--ocr", "--local", timeout=300)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "succeeded" in exported.stdout
+    for fmt in ("llava", "llamafactory", "swift", "trl", "parquet"):
+        verified = run("snapshot", "verify", str(out_dir / fmt), check=True).stdout
+        assert f"valid {fmt} export of snapshot 's1': {shown['kept']} record(s)" in verified
+    manifest = json.loads((out_dir / "llava" / "manifest.json").read_text())
+    assert manifest["lake_version"] == shown_snap["lake_version"] and manifest["filter"]["name"] == "good"
+    # the same export again is allowed (same snapshot and format); another snapshot's is not, without --force
+    run("filter", "save", "loose", "--where", "vis_attn >= p5", check=True)
+    run("snapshot", "create", "s2", "--filter", "loose", check=True)
+    busy = run("snapshot", "export", "s2", "--format", "llava", "--out", str(out_dir), "--local")
+    assert busy.returncode == 2 and "exists and is not empty" in busy.stderr
+    diff = json.loads(run("snapshot", "diff", "s1", "s2", "--json", check=True).stdout)
+    assert sum(c["added"] for c in diff.values()) > 0 and sum(c["removed"] for c in diff.values()) == 0
+    assert "s1" in run("snapshot", "list", check=True).stdout
+
+
+def test_curation_commands_refuse_bad_input(store, vitpro_cli, tmp_path):
+    run = vitpro_cli
+    cases = [
+        (("filter", "save", "x", "--where", "vis_attn ~ 3"), "cannot read the condition"),
+        (("filter", "save", "x"), "give at least one condition"),
+        (("filter", "save", "x", "--where", "vis_attn >= p10", "--model", "clip_score=clip-a"), "which no condition uses"),
+        (("filter", "save", "x", "--where", "vis_attn >= p10", "--model", "vis_attn=other"), "no vis_attn scores from model 'other'"),
+        (("filter", "show", "nope"), "no saved filter 'nope'"),
+        (("pilot", "report", "nope"), "no pilot 'nope'"),
+        (("pilot", "create", "p", "--vis-model", "other"), "no vis_attn scores from 'other'"),
+        (("snapshot", "create", "s", "--filter", "nope"), "no saved filter 'nope'"),
+        (("snapshot", "export", "nope", "--format", "llava"), "no snapshot 'nope'"),
+        (("snapshot", "verify", str(tmp_path)), "no readable manifest.json"),
+    ]
+    for args, message in cases:
+        proc = run(*args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+    run("filter", "save", "none", "--where", "vis_attn > 1000", check=True)
+    proc = run("snapshot", "create", "empty", "--filter", "none")
+    assert proc.returncode == 2 and "keeps no samples" in proc.stderr
+    run("pilot", "create", "p", "--size", "10", check=True)
+    proc = run("pilot", "report", "p")
+    assert proc.returncode == 2 and "has no labels yet" in proc.stderr
+    # customer text with terminal escape sequences is printed without them
+    proc = run("pilot", "label", "p", "--annotator", "z", input="q\n", check=True)
+    assert "\x1b" not in proc.stdout
