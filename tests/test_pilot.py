@@ -122,3 +122,15 @@ def test_pilot_draw_is_stratified_seeded_and_labels_import_all_or_nothing(pilot_
     pilots.import_csv(engine, pilot, again)
     assert pilots.export_csv(engine, pilot) == again
     assert pilots.list_pilots(engine) == [("p", 60, 20, 3)]
+
+
+def test_labelling_loop_reads_answers_and_prints_customer_text_safely():
+    from vitpro.cli_curate import _clean, _one_line, _parse_answer
+
+    assert _parse_answer("g\n") == ("grounded", [], None)
+    assert _parse_answer("n dented, lid // box is fine\n") == ("not_grounded", ["dented", "lid"], "box is fine")
+    assert _parse_answer("s") == ("skip", [], None) and _parse_answer("B") == ("back", [], None)
+    assert _parse_answer("whatever")[0] == "help" and _parse_answer("")[0] == "help"
+    hostile = "Refund\x1b[2J\x1b]0;owned\x07 now\r\nplease"
+    assert "\x1b" not in _clean(hostile) and "\x07" not in _clean(hostile) and "\r" not in _clean(hostile)
+    assert _one_line(hostile) == "Refund [2J ]0;owned now please"
