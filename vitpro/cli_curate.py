@@ -447,7 +447,7 @@ def _current_predictions(filter_name, sample_ids):
         conds = [c for c in config.conditions if c.metric == metric]
         if not conds:
             continue
-        sub = FilterConfig(conds, None, config.segment)
+        sub = FilterConfig(conds, config.selection, config.segment)  # percentiles over what the filter sees
         try:
             table = stats_for(lake, sub)
             rows = lake.fetchall(f"SELECT sample_id, keep FROM ({table.kept_sql(sub)})")
