@@ -203,5 +203,5 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         click.echo("  a stored transcript, as the model will see it:")
         for line in sample[0].splitlines()[:6]:
             click.echo(f"    | {line}")
-    click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro score summary`, `vitpro errors`, `vitpro jobs list`.")
+    click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, `vitpro snapshot list`.")
     return 0 if all(code == 0 for code in results.values()) else 1
