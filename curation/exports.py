@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .hashing import file_sha256
+
 IMAGE_TAG = "<image>"
 FORMATS = ("llava", "llamafactory", "swift", "trl", "parquet")
 DATA_FILES = {"llava": "llava.json", "llamafactory": "data.json", "swift": "data.jsonl", "trl": "data.jsonl", "parquet": "data.parquet"}
@@ -149,20 +151,29 @@ def _images_ok(images: Any, where: str, problems: list[str], root: Path | None) 
     return images
 
 
+def _turns_ok(turns: Any, where: str, problems: list[str], *, field: str, role_key: str, text_key: str, roles: tuple[str, str],
+              noun: str, hint: str = "") -> bool:
+    """Turns in (ask, answer) pairs, roles alternating, none empty: what LLaVA's conversations and the
+    sharegpt messages share. Records the first problem and returns False."""
+    if not isinstance(turns, list) or len(turns) < 2 or len(turns) % 2:
+        problems.append(f"{where}: {field} must be {roles[0]}/{roles[1]} pairs")
+        return False
+    for k, turn in enumerate(turns):
+        expected = roles[k % 2]
+        if not isinstance(turn, dict) or turn.get(role_key) != expected or not isinstance(turn.get(text_key), str) or not turn[text_key].strip():
+            problems.append(f"{where}: {noun} {k} must be a non-empty {expected!r} {noun}{hint}")
+            return False
+    return True
+
+
 def _check_llava(r: dict, where: str, problems: list[str], root: Path | None) -> None:
     if not isinstance(r.get("id"), str) or not r["id"]:
         problems.append(f"{where}: no id")
     image = r.get("image")
     images = _images_ok([image] if isinstance(image, str) else (image if image is not None else []), where, problems, root)
     conv = r.get("conversations")
-    if not isinstance(conv, list) or len(conv) < 2 or len(conv) % 2:
-        problems.append(f"{where}: conversations must be human/gpt pairs")
+    if not _turns_ok(conv, where, problems, field="conversations", role_key="from", text_key="value", roles=("human", "gpt"), noun="turn"):
         return
-    for k, turn in enumerate(conv):
-        expected = "human" if k % 2 == 0 else "gpt"
-        if not isinstance(turn, dict) or turn.get("from") != expected or not isinstance(turn.get("value"), str) or not turn["value"].strip():
-            problems.append(f"{where}: turn {k} must be a non-empty {expected!r} turn")
-            return
     tags = sum(t["value"].count(IMAGE_TAG) for t in conv)
     if tags != len(images) or (images and IMAGE_TAG not in conv[0]["value"]):
         problems.append(f"{where}: {tags} <image> tag(s) for {len(images)} image(s); they belong in the first human turn")
@@ -171,14 +182,9 @@ def _check_llava(r: dict, where: str, problems: list[str], root: Path | None) ->
 def _check_messages(r: dict, where: str, problems: list[str], root: Path | None) -> None:
     images = _images_ok(r.get("images"), where, problems, root)
     msgs = r.get("messages")
-    if not isinstance(msgs, list) or len(msgs) < 2 or len(msgs) % 2:
-        problems.append(f"{where}: messages must be user/assistant pairs")
+    if not _turns_ok(msgs, where, problems, field="messages", role_key="role", text_key="content", roles=("user", "assistant"), noun="message",
+                     hint=" (roles alternate user/assistant)"):
         return
-    for k, m in enumerate(msgs):
-        expected = "user" if k % 2 == 0 else "assistant"
-        if not isinstance(m, dict) or m.get("role") != expected or not isinstance(m.get("content"), str) or not m["content"].strip():
-            problems.append(f"{where}: message {k} must be a non-empty {expected!r} message (roles alternate user/assistant)")
-            return
     tags = sum(m["content"].count(IMAGE_TAG) for m in msgs)
     if tags != len(images):
         problems.append(f"{where}: {tags} <image> tag(s) for {len(images)} image(s)")
@@ -304,14 +310,6 @@ def read_records(fmt: str, folder: Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class ExportResult:
     folder: Path
@@ -371,7 +369,7 @@ def write_export(
                     shutil.copyfile(sources[rel], target)
             else:
                 shutil.copyfile(sources[rel], target)
-            hashes[rel] = sha256_file(target)
+            hashes[rel] = file_sha256(target)
             if progress and (k % 200 == 0 or k == len(images) - 1):
                 progress(k + 1)
         validate(fmt, read_records(fmt, staging), root=staging)  # what a trainer will read, read back
@@ -416,7 +414,7 @@ def verify_export(folder: Path) -> dict[str, Any]:
     validate(fmt, records, root=folder)
     if len(records) != manifest.get("records"):
         raise ExportError(f"{folder}: {len(records)} records, the manifest says {manifest.get('records')}")
-    bad = [rel for rel, digest in manifest.get("files", {}).items() if not (folder / rel).is_file() or sha256_file(folder / rel) != digest]
+    bad = [rel for rel, digest in manifest.get("files", {}).items() if not (folder / rel).is_file() or file_sha256(folder / rel) != digest]
     if bad:
         raise ExportError(f"{folder}: {len(bad)} file(s) differ from the manifest, e.g. {bad[0]}")
     return manifest

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from curation.hashing import file_sha256
 from curation.images import ImageError, ImageLimits, inspect_image, read_reference, store_blob
 from curation.ingest import ItemDraft, RowFailure, TextLimits, build_item
 from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
@@ -25,14 +26,6 @@ DEFAULT_ROWS_PER_UNIT = 200
 
 def source_id_for(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_image_root(root: Path, allowed: tuple[Path, ...]) -> None:
