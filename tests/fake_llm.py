@@ -16,7 +16,9 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from .helpers import LocalHTTPServer
 
 
 def _block(prompt: str, tag: str) -> str:
@@ -40,7 +42,7 @@ def good_answer(prompt: str) -> str:
     )
 
 
-class FakeChatServer:
+class FakeChatServer(LocalHTTPServer):
     def __init__(self, *, latency: float = 0.0, slow_seconds: float = 5.0, failures: int = 2):
         self.latency = latency
         self.slow_seconds = slow_seconds
@@ -69,21 +71,11 @@ class FakeChatServer:
                 finally:
                     server._leave()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        return f"{self.root_url}/v1"
 
     def _enter(self, auth, body):
         with self._lock:

@@ -52,7 +52,28 @@ class _Handler(BaseHTTPRequestHandler):
         route(self)
 
 
-class ImageServer:
+class LocalHTTPServer:
+    """A real HTTP server on 127.0.0.1 (a free port), served from a thread for the length of a with block."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ImageServer(LocalHTTPServer):
     """A real HTTP server on 127.0.0.1 with routes for good, big, slow and redirecting images."""
 
     def __init__(self, image: bytes):
@@ -66,21 +87,11 @@ class ImageServer:
             "/redirect-ftp": self._redirect_ftp,
             "/not-image": self._not_image,
         }
-        handler = type("Handler", (_Handler,), {"routes": routes})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(type("Handler", (_Handler,), {"routes": routes}))
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        return self.root_url
 
     def _ok(self, h):
         h.send_response(200)
