@@ -17,6 +17,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from db.lake import at_version
+
 HIST_BINS = 50  # histogram bins kept per stat in the stats table
 OPS = (">=", "<=", "!=", "==", ">", "<", "not in", "in")
 FIELDS = {
@@ -34,6 +36,9 @@ FIELDS = {
 }
 TEXT_FIELDS = {"task", "category", "brand", "region", "issue_type", "item_kind", "answer_format", "backend", "label"}
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|==|>|<|=|not in|in)\s*(.+?)\s*$", re.IGNORECASE)
+
+
+_SUFFIX = re.compile(r"\s+(per[ _]task|or[ _]missing)$", re.IGNORECASE)
 
 
 class FilterError(ValueError):
@@ -88,16 +93,9 @@ class Condition:
         ``vis_attn >= p25 per task``, ``ocr_chars >= 5 or missing``."""
         # trailing words: "per task" (percentile within each task), "or missing" (no stat passes)
         words = text.strip()
-        for suffix, key in ((r"\s+per[ _]task$", "per_task"), (r"\s+or[ _]missing$", "keep_missing")):
-            found = re.search(suffix, words, re.IGNORECASE)
-            if found:
-                extra[key] = True
-                words = words[: found.start()]
-        for suffix, key in ((r"\s+per[ _]task$", "per_task"), (r"\s+or[ _]missing$", "keep_missing")):  # either order
-            found = re.search(suffix, words, re.IGNORECASE)
-            if found:
-                extra[key] = True
-                words = words[: found.start()]
+        while found := _SUFFIX.search(words):  # in either order
+            extra["per_task" if found.group(1).lower().startswith("per") else "keep_missing"] = True
+            words = words[: found.start()]
         m = _CONDITION.match(words)
         if not m:
             raise FilterError(f"cannot read the condition {text!r}; write e.g. 'vis_attn >= p25' or 'task in recognition,matching'")
@@ -141,11 +139,6 @@ class FilterConfig:
         return [c for c in self.conditions if not c.is_field]
 
 
-def _table(name: str, version: int | None) -> str:
-    # a subquery, so the caller can alias it (DuckDB reads no alias after AT (...))
-    return f"(SELECT * FROM {name} AT (VERSION => {int(version)}))" if version is not None else name
-
-
 @dataclass
 class StatSpec:
     metric: str
@@ -158,15 +151,22 @@ class StatSpec:
         return f"m_{re.sub(r'[^a-z0-9_]', '_', self.metric.lower())}_{digest}"
 
 
+def stored_models(lake, metric: str, *, segment: str = "", version: int | None = None, scored_only: bool = False) -> list[str]:
+    """The models that stored ``metric`` (for the subjects it is about), sorted; ``scored_only``: only those
+    with at least one value (not just "could not be scored" rows)."""
+    return [m for (m,) in lake.fetchall(
+        f"SELECT DISTINCT model_id FROM {at_version('scores', version)} WHERE metric = ? AND segment = ? AND subject_kind = ?"
+        f"{' AND value IS NOT NULL' if scored_only else ''} ORDER BY 1",
+        [metric, segment, subject_of(metric)],
+    )]
+
+
 def resolve_models(lake, config: FilterConfig, version: int | None = None) -> list[StatSpec]:
     """Each metric's model: the one named, or the only one in the store (an error if several)."""
     specs: list[StatSpec] = []
     for cond in config.metrics():
         segment = cond.segment if cond.segment is not None else (config.segment if cond.metric.startswith("vis_attn") or cond.metric == "text_tokens" else "")
-        models = [m for (m,) in lake.fetchall(
-            f"SELECT DISTINCT model_id FROM {_table('scores', version)} WHERE metric = ? AND segment = ? AND subject_kind = ? ORDER BY 1",
-            [cond.metric, segment, subject_of(cond.metric)],
-        )]
+        models = stored_models(lake, cond.metric, segment=segment, version=version)
         if cond.model_id:
             if cond.model_id not in models:
                 raise FilterError(f"no {cond.metric} scores from model {cond.model_id!r}" + (f"; there are: {', '.join(models)}" if models else ""))
@@ -203,28 +203,28 @@ class StatsTable:
             kind = subject_of(spec.metric)
             if kind == "sample":
                 joins.append(
-                    f"LEFT JOIN (SELECT subject_id AS sample_id, any_value(value) AS {spec.column} FROM {_table('scores', v)} "
+                    f"LEFT JOIN (SELECT subject_id AS sample_id, any_value(value) AS {spec.column} FROM {at_version('scores', v)} "
                     f"WHERE subject_kind = 'sample' AND metric = ? AND model_id = ? AND segment = ? GROUP BY subject_id) USING (sample_id)"
                 )
             elif kind == "item":
                 joins.append(
-                    f"LEFT JOIN (SELECT subject_id AS item_id, any_value(value) AS {spec.column} FROM {_table('scores', v)} "
+                    f"LEFT JOIN (SELECT subject_id AS item_id, any_value(value) AS {spec.column} FROM {at_version('scores', v)} "
                     f"WHERE subject_kind = 'item' AND metric = ? AND model_id = ? AND segment = ? GROUP BY subject_id) USING (item_id)"
                 )
             else:  # image stats: the largest over the sample's images
                 joins.append(
                     f"LEFT JOIN (SELECT x.sample_id, max(sc.value) AS {spec.column} FROM "
-                    f"(SELECT sample_id, unnest(CAST(image_ids AS VARCHAR[])) AS image_id FROM {_table('samples', v)}) x "
-                    f"JOIN {_table('scores', v)} sc ON sc.subject_kind = 'image' AND sc.subject_id = x.image_id "
+                    f"(SELECT sample_id, unnest(CAST(image_ids AS VARCHAR[])) AS image_id FROM {at_version('samples', v)}) x "
+                    f"JOIN {at_version('scores', v)} sc ON sc.subject_kind = 'image' AND sc.subject_id = x.image_id "
                     f"AND sc.metric = ? AND sc.model_id = ? AND sc.segment = ? GROUP BY x.sample_id) USING (sample_id)"
                 )
             params += [spec.metric, spec.model_id, spec.segment]
         chosen = ""
         if selection:
-            chosen = f"WHERE s.sample_id IN (SELECT subject_id FROM {_table('selections', v)} WHERE name = ? AND subject_kind = 'sample')"
-        products = f"(SELECT external_id, any_value(category) AS category, any_value(brand) AS brand FROM {_table('items', v)} WHERE kind = 'catalog' GROUP BY external_id)"
+            chosen = f"WHERE s.sample_id IN (SELECT subject_id FROM {at_version('selections', v)} WHERE name = ? AND subject_kind = 'sample')"
+        products = f"(SELECT external_id, any_value(category) AS category, any_value(brand) AS brand FROM {at_version('items', v)} WHERE kind = 'catalog' GROUP BY external_id)"
         base = (
-            f"SELECT s.sample_id, s.item_id, {fields} FROM {_table('samples', v)} s JOIN {_table('items', v)} i USING (item_id) "
+            f"SELECT s.sample_id, s.item_id, {fields} FROM {at_version('samples', v)} s JOIN {at_version('items', v)} i USING (item_id) "
             f"LEFT JOIN {products} p ON p.external_id = i.product_ref {chosen}"
         )
         columns = ", ".join(["b.*"] + [s.column for s in self.specs])

@@ -86,7 +86,7 @@ class ScoreResult:
     best_accuracy: float
     youden_threshold: float
     youden_j: float
-    current_threshold: float | str | None = None  # a value, or the filter's condition where it is not one number
+    current_threshold: str | None = None  # the filter's conditions on this score
     current_accuracy: float | None = None
 
 
@@ -106,15 +106,13 @@ class PilotReport:
 def evaluate(
     score_values: dict[str, dict[str, float | None]],
     labels: dict[str, dict[str, str]],
-    current: dict[str, float | None] | None = None,
     current_predictions: dict[str, tuple[str, dict[str, bool]]] | None = None,
 ) -> PilotReport:
     """``score_values``: score name -> sample -> value; ``labels``: sample -> annotator -> label.
 
-    The current thresholds come as a value per score (``current``) or, where a filter's condition is not
-    one number (a percentile per task), as (description, sample -> kept) (``current_predictions``)."""
+    The current thresholds come as what the filter's conditions on each score keep: (description,
+    sample -> kept), which covers a percentile per task as well as one value."""
     current_predictions = current_predictions or {}
-    current = current or {}
     truth = {sid: consensus(list(by.values())) for sid, by in labels.items()}
     decided = {sid: 1 if lab == GROUNDED else 0 for sid, lab in truth.items() if lab is not None}
     annotators = sorted({a for by in labels.values() for a in by})
@@ -137,10 +135,7 @@ def evaluate(
             name, len(ids), auc(fpr, tpr), {"fpr": fpr, "tpr": tpr, "thresholds": [None] + thresholds[1:]},  # None: above every score
             best["accuracy"], best["accuracy_value"], best["youden"], best["youden_j"],
         )
-        if current.get(name) is not None:
-            result.current_threshold = current[name]
-            result.current_accuracy = accuracy(scores, truth_list, current[name])
-        elif name in current_predictions:
+        if name in current_predictions:
             described, kept = current_predictions[name]
             judged = [(kept[sid], decided[sid]) for sid in ids if sid in kept]
             if judged:

@@ -37,9 +37,9 @@ def roc_svg(curves: dict[str, tuple[list[float], list[float], float]], title: st
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-def sparkline(counts: list[int]) -> str:
-    """A row of block characters, one per bin, scaled to the largest bin."""
-    top = max(counts) if counts else 0
+def sparkline(counts: list[int], top: int | None = None) -> str:
+    """A row of block characters, one per bin, scaled to ``top`` (default: the largest bin)."""
+    top = top if top is not None else (max(counts) if counts else 0)
     if not top:
         return " " * len(counts)
     return "".join(BLOCKS[min(len(BLOCKS) - 1, (c * (len(BLOCKS) - 1) + top - 1) // top)] for c in counts)

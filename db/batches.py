@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from .lake import Lake
+from .lake import Lake, at_version
 
 ITEM_COLUMNS = [
     ("item_id", pa.string()),
@@ -654,27 +654,35 @@ def samples_without_score(lake: Lake, metrics: list[str], model_id: str, segment
     )
 
 
-def samples_with_images(lake: Lake, sample_ids: list[str]) -> list[dict[str, Any]]:
-    """Samples with their images' blob paths and OCR text, in the sample's image order."""
+def samples_with_images(lake: Lake, sample_ids: list[str], *, version: int | None = None) -> list[dict[str, Any]]:
+    """Samples with their item's text and category, their images' blob paths and OCR text in the sample's
+    image order, in the order asked; at a DuckLake version if given. Every choice among copies is by
+    min(), so the same version gives the same rows (snapshot exports rely on it)."""
     if not sample_ids:
         return []
+    v = version
     probe = pa.table({"sample_id": pa.array(sample_ids, pa.string())})
     with lake._lock:
         lake.con.register("_probe_samples", probe)
         try:
             rows = lake.con.execute(
-                "WITH x AS (SELECT s.sample_id, s.question, s.answer, s.image_ids FROM samples s JOIN _probe_samples USING (sample_id)), "
+                f"WITH x AS (SELECT s.* FROM {at_version('samples', v)} s SEMI JOIN _probe_samples USING (sample_id) "
+                "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
+                f"products AS (SELECT external_id, min(category) AS category FROM {at_version('items', v)} WHERE kind = 'catalog' GROUP BY external_id), "
                 "pos AS (SELECT x.sample_id, u.image_id, u.k FROM x, "
-                "  LATERAL (SELECT unnest(CAST(x.image_ids AS VARCHAR[])) AS image_id, generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u) "
-                "SELECT x.sample_id, any_value(x.question), any_value(x.answer), "
+                "  LATERAL (SELECT unnest(CAST(x.image_ids AS VARCHAR[])) AS image_id, generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u), "
+                f"imgs AS (SELECT image_id, min(blob_path) AS blob_path, min(sha256) AS sha256 FROM {at_version('images', v)} GROUP BY image_id), "
+                f"texts AS (SELECT sha256, min(text) AS text FROM {at_version('ocr', v)} WHERE text IS NOT NULL GROUP BY sha256) "
+                "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(x.answer_format), any_value(x.label), "
+                "  any_value(coalesce(i.category, p.category)), any_value(coalesce(i.title, i.feedback_text)), "
                 "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
-                "  list(coalesce(o.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL) "
-                "FROM x LEFT JOIN pos USING (sample_id) LEFT JOIN images im ON im.image_id = pos.image_id "
-                "LEFT JOIN (SELECT sha256, any_value(text) AS text FROM ocr GROUP BY sha256) o ON o.sha256 = im.sha256 "
+                "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL) "
+                f"FROM x JOIN {at_version('items', v)} i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref "
+                "LEFT JOIN pos USING (sample_id) LEFT JOIN imgs im ON im.image_id = pos.image_id LEFT JOIN texts t ON t.sha256 = im.sha256 "
                 "GROUP BY x.sample_id"
             ).fetchall()
         finally:
             lake.con.unregister("_probe_samples")
-    cols = ["sample_id", "question", "answer", "blob_paths", "ocr_texts"]
+    cols = ["sample_id", "task", "question", "answer", "answer_format", "label", "category", "item_text", "blob_paths", "ocr_texts"]
     order = {sid: k for k, sid in enumerate(sample_ids)}
-    return sorted(({**dict(zip(cols, r)), "blob_paths": r[3] or [], "ocr_texts": r[4] or []} for r in rows), key=lambda r: order[r["sample_id"]])
+    return sorted(({**dict(zip(cols, r)), "blob_paths": r[8] or [], "ocr_texts": r[9] or []} for r in rows), key=lambda r: order[r["sample_id"]])

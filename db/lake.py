@@ -115,6 +115,12 @@ def is_retryable(exc: BaseException) -> bool:
     return any(marker in text for marker in _RETRYABLE)
 
 
+def at_version(table: str, version: int | None) -> str:
+    """``table`` as it was at a DuckLake version (the current table for None). A subquery, so the caller
+    can alias it: DuckDB reads no alias after ``AT (...)``."""
+    return f"(SELECT * FROM {table} AT (VERSION => {int(version)}))" if version is not None else table
+
+
 class Lake:
     """One DuckDB connection with the DuckLake catalog attached as ``lake`` (and made the default)."""
 

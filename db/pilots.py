@@ -13,8 +13,10 @@ from typing import Any, Iterable
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
+from . import batches
 from .app_models import Pilot, PilotLabel, PilotSample
 from .lake import Lake
+from .named_rows import get_named
 
 LABEL_VALUES = ("grounded", "not_grounded", "skip")
 CSV_COLUMNS = ("pilot", "sample_id", "annotator", "label", "ungrounded_words", "note")
@@ -67,13 +69,7 @@ def create(engine: Engine, *, name: str, rows: list[dict[str, Any]], size: int, 
 
 
 def get(engine: Engine, name: str) -> Pilot:
-    with Session(engine) as s:
-        pilot = s.scalar(select(Pilot).where(Pilot.name == name))
-        if pilot is None:
-            known = ", ".join(s.scalars(select(Pilot.name))) or "none yet"
-            raise PilotError(f"no pilot {name!r} (pilots: {known})")
-        s.expunge(pilot)
-        return pilot
+    return get_named(engine, Pilot, name, Pilot.created_at, lambda known: PilotError(f"no pilot {name!r} (pilots: {known})"))
 
 
 def list_pilots(engine: Engine) -> list[tuple[str, int, int, int]]:
@@ -185,39 +181,15 @@ def delete_pilot(engine: Engine, name: str) -> None:
         s.delete(pilot)
 
 
-def score_models(lake: Lake, metric: str, subject_kind: str, segment: str = "") -> list[str]:
-    """The models that stored ``metric`` for this kind of subject (to pick one without asking when alone)."""
-    return [m for (m,) in lake.fetchall(
-        "SELECT DISTINCT model_id FROM scores WHERE metric = ? AND subject_kind = ? AND segment = ? AND value IS NOT NULL ORDER BY 1",
-        [metric, subject_kind, segment],
-    )]
-
-
 def sample_details(lake: Lake, sample_ids: list[str], *, vis_model: str | None, segment: str, blob_root) -> dict[str, dict[str, Any]]:
     """What a labeller needs to see per sample: question, answer, image files, OCR text and the words the
     VLM looked at least (lowest A(t) first)."""
-    if not sample_ids:
-        return {}
-    marks = ", ".join("?" for _ in sample_ids)
-    rows = lake.fetchall(
-        "WITH x AS (SELECT * FROM samples WHERE sample_id IN (" + marks + ") "
-        "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
-        "pos AS (SELECT x.sample_id, u.image_id, u.k FROM x, LATERAL (SELECT unnest(CAST(x.image_ids AS VARCHAR[])) AS image_id, "
-        "  generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u), "
-        "imgs AS (SELECT image_id, min(blob_path) AS blob_path, min(sha256) AS sha256 FROM images GROUP BY image_id), "
-        "texts AS (SELECT sha256, min(text) AS text FROM ocr WHERE text IS NOT NULL GROUP BY sha256) "
-        "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(coalesce(it.title, it.feedback_text)), any_value(it.category), "
-        "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
-        "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL) "
-        "FROM x JOIN items it USING (item_id) LEFT JOIN pos USING (sample_id) LEFT JOIN imgs im ON im.image_id = pos.image_id "
-        "LEFT JOIN texts t ON t.sha256 = im.sha256 GROUP BY x.sample_id",
-        list(sample_ids),
-    )
     out: dict[str, dict[str, Any]] = {}
-    for sid, task, question, answer, title, category, blobs, texts in rows:
-        out[sid] = {"task": task, "question": question, "answer": answer, "title": title, "category": category,
-                    "images": [str(blob_root / b) for b in (blobs or [])], "ocr": list(texts or []), "weakest": []}
-    if vis_model:
+    for r in batches.samples_with_images(lake, sample_ids):
+        out[r["sample_id"]] = {"task": r["task"], "question": r["question"], "answer": r["answer"], "title": r["item_text"], "category": r["category"],
+                               "images": [str(blob_root / b) for b in r["blob_paths"]], "ocr": r["ocr_texts"], "weakest": []}
+    marks = ", ".join("?" for _ in sample_ids)
+    if vis_model and sample_ids:
         for sid, words, scores in lake.fetchall(
             "SELECT subject_id, any_value(words), any_value(word_scores) FROM token_scores WHERE subject_kind = 'sample' "
             f"AND model_id = ? AND segment = ? AND subject_id IN ({marks}) GROUP BY subject_id",

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from .app_models import SavedFilter
+from .named_rows import get_named, list_named
 
 
 class UnknownFilter(LookupError):
@@ -27,20 +28,12 @@ def save(engine: Engine, name: str, config: dict[str, Any], created_by: str) -> 
 
 
 def get(engine: Engine, name: str) -> SavedFilter:
-    with Session(engine) as s:
-        row = s.scalar(select(SavedFilter).where(SavedFilter.name == name))
-        if row is None:
-            known = ", ".join(s.scalars(select(SavedFilter.name).order_by(SavedFilter.name))) or "none yet"
-            raise UnknownFilter(f"no saved filter {name!r} (filters: {known}); save one with `vitpro filter save`")
-        s.expunge(row)
-        return row
+    return get_named(engine, SavedFilter, name, SavedFilter.name,
+                     lambda known: UnknownFilter(f"no saved filter {name!r} (filters: {known}); save one with `vitpro filter save`"))
 
 
 def list_all(engine: Engine) -> list[SavedFilter]:
-    with Session(engine) as s:
-        rows = list(s.scalars(select(SavedFilter).order_by(SavedFilter.name)))
-        s.expunge_all()
-        return rows
+    return list_named(engine, SavedFilter, SavedFilter.name)
 
 
 def delete(engine: Engine, name: str) -> None:

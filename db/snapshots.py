@@ -13,15 +13,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from curation.exports import ExportSample
 from curation.filters import FilterConfig, stats_for
 
+from . import batches
 from .app_models import Snapshot
-from .lake import Lake
+from .lake import Lake, at_version
+from .named_rows import get_named, list_named
 
 
 class SnapshotError(ValueError):
@@ -30,10 +31,6 @@ class SnapshotError(ValueError):
 
 def _digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
-
-
-def _at(table: str, version: int) -> str:
-    return f"(SELECT * FROM {table} AT (VERSION => {int(version)}))"  # aliasable (see curation/filters.py)
 
 
 @dataclass
@@ -55,7 +52,7 @@ def freeze(lake: Lake, config: FilterConfig, version: int | None = None) -> Froz
     kept_sql = table.kept_sql(config)
     ids = table.kept_ids(config)
     prompts = lake.fetchall(
-        f"SELECT s.backend, s.model_id, s.prompt_version, count(*) FROM {_at('samples', version)} s "
+        f"SELECT s.backend, s.model_id, s.prompt_version, count(*) FROM {at_version('samples', version)} s "
         f"JOIN ({kept_sql}) k USING (sample_id) WHERE k.keep GROUP BY ALL ORDER BY ALL"
     )
     counts = {
@@ -90,20 +87,11 @@ def create(lake: Lake, engine: Engine, *, name: str, filter_name: str | None, co
 
 
 def get(engine: Engine, name: str) -> Snapshot:
-    with Session(engine) as s:
-        row = s.scalar(select(Snapshot).where(Snapshot.name == name))
-        if row is None:
-            known = ", ".join(s.scalars(select(Snapshot.name).order_by(Snapshot.created_at))) or "none yet"
-            raise SnapshotError(f"no snapshot {name!r} (snapshots: {known})")
-        s.expunge(row)
-        return row
+    return get_named(engine, Snapshot, name, Snapshot.created_at, lambda known: SnapshotError(f"no snapshot {name!r} (snapshots: {known})"))
 
 
 def list_all(engine: Engine) -> list[Snapshot]:
-    with Session(engine) as s:
-        rows = list(s.scalars(select(Snapshot).order_by(Snapshot.created_at)))
-        s.expunge_all()
-        return rows
+    return list_named(engine, Snapshot, Snapshot.created_at)
 
 
 def kept(lake: Lake, snap: Snapshot) -> list[tuple[str, str]]:
@@ -135,37 +123,15 @@ def diff(lake: Lake, a: Snapshot, b: Snapshot) -> dict[str, dict[str, int]]:
 def export_samples(lake: Lake, snap: Snapshot, blob_root: Path) -> tuple[list[ExportSample], dict[str, Path]]:
     """The snapshot's samples as the exporter wants them, read at the snapshot's version, and the blob
     file behind each image path (``images/<blob path>``: content-addressed, so stable)."""
-    ids = [sid for sid, _ in kept(lake, snap)]
-    v = snap.lake_version
-    probe = pa.table({"sample_id": pa.array(ids, pa.string())})
-    with lake._lock:
-        lake.con.register("_export_ids", probe)
-        try:
-            rows = lake.con.execute(
-                f"WITH x AS (SELECT s.* FROM {_at('samples', v)} s SEMI JOIN _export_ids USING (sample_id) "
-                "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
-                f"products AS (SELECT external_id, min(category) AS category FROM {_at('items', v)} WHERE kind = 'catalog' GROUP BY external_id), "
-                "pos AS (SELECT x.sample_id, u.image_id, u.k FROM x, "
-                "  LATERAL (SELECT unnest(CAST(x.image_ids AS VARCHAR[])) AS image_id, generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u), "
-                f"imgs AS (SELECT image_id, min(blob_path) AS blob_path, min(sha256) AS sha256 FROM {_at('images', v)} GROUP BY image_id), "
-                f"texts AS (SELECT sha256, min(text) AS text FROM {_at('ocr', v)} WHERE text IS NOT NULL GROUP BY sha256) "
-                "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(x.answer_format), any_value(x.label), "
-                "  any_value(coalesce(i.category, p.category)), "
-                "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
-                "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL) "
-                f"FROM x JOIN {_at('items', v)} i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref "
-                "LEFT JOIN pos USING (sample_id) LEFT JOIN imgs im ON im.image_id = pos.image_id LEFT JOIN texts t ON t.sha256 = im.sha256 "
-                "GROUP BY x.sample_id ORDER BY x.sample_id"
-            ).fetchall()
-        finally:
-            lake.con.unregister("_export_ids")
+    rows = batches.samples_with_images(lake, [sid for sid, _ in kept(lake, snap)], version=snap.lake_version)
     samples: list[ExportSample] = []
     sources: dict[str, Path] = {}
-    for sid, task, question, answer, answer_format, label, category, blobs, texts in rows:
-        rels = tuple(f"images/{b}" for b in (blobs or []))
-        for rel, blob in zip(rels, blobs or []):
+    for r in rows:
+        rels = tuple(f"images/{b}" for b in r["blob_paths"])
+        for rel, blob in zip(rels, r["blob_paths"]):
             sources[rel] = blob_root / blob
-        samples.append(ExportSample(sid, task, question, answer, rels, tuple(texts or []), category, answer_format, label))
+        samples.append(ExportSample(r["sample_id"], r["task"], r["question"], r["answer"], rels, tuple(r["ocr_texts"]), r["category"],
+                                    r["answer_format"], r["label"]))
     return samples, sources
 
 

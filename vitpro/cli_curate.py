@@ -100,6 +100,7 @@ def _evaluate(config, version=None):
 
 
 def _print_report(name, config, table, report, *, hist: bool, bins: int = 50) -> None:
+    from curation.filters import TEXT_FIELDS
     from curation.svg_plots import sparkline
 
     total = report.kept + report.dropped
@@ -125,7 +126,7 @@ def _print_report(name, config, table, report, *, hist: bool, bins: int = 50) ->
             click.echo(f"... {len(report.per_category) - len(shown)} more categories (--json shows all)")
     if hist:
         for cond in config.conditions:
-            if cond.is_field and cond.metric in ("task", "category", "brand", "region", "issue_type", "item_kind", "answer_format", "backend", "label"):
+            if cond.metric in TEXT_FIELDS:
                 continue
             rows = table.histogram(cond, config, bins)
             if not rows:
@@ -135,8 +136,7 @@ def _print_report(name, config, table, report, *, hist: bool, bins: int = 50) ->
             click.echo(f"{cond.metric} ({_num(rows[0][0])} .. {_num(rows[-1][0] + width)}), {bins} bins, max {max(counts)} per bin:")
             click.echo(f"  all  |{sparkline(counts)}|")
             # both rows on the scale of "all", so the dropped part shows as the gap
-            top = max(counts) or 1
-            click.echo(f"  kept |{sparkline([k for k in kept] + [top])[:-1]}|")
+            click.echo(f"  kept |{sparkline(kept, top=max(counts))}|")
 
 
 @filter_group.command("save")
@@ -229,10 +229,10 @@ def pilot() -> None:
     """The human pilot: label N samples grounded / not grounded, then measure the scores against them."""
 
 
-def _pick_model(lake, metric, kind, segment, given, *, required: bool):
-    from db import pilots
+def _pick_model(lake, metric, segment, given, *, required: bool):
+    from curation.filters import stored_models
 
-    models = pilots.score_models(lake, metric, kind, segment)
+    models = stored_models(lake, metric, segment=segment, scored_only=True)
     if given:
         if given not in models:
             _fail(f"no {metric} scores from {given!r}" + (f"; there are: {', '.join(models)}" if models else ""))
@@ -270,8 +270,8 @@ def pilot_create(name, size, seed, vis_model, clip_model, segment, selection) ->
     from db import pilots
 
     lake = _lake()
-    vis_model = _pick_model(lake, "vis_attn", "sample", segment, vis_model, required=True)
-    clip_model = _pick_model(lake, "clip_score", "item", "", clip_model, required=False)
+    vis_model = _pick_model(lake, "vis_attn", segment, vis_model, required=True)
+    clip_model = _pick_model(lake, "clip_score", "", clip_model, required=False)
     rows = pilots.draw(lake, size=size, seed=seed, vis_model=vis_model, segment=segment, clip_model=clip_model, selection=selection)
     config = {"vis_model": vis_model, "clip_model": clip_model, "segment": segment, "selection": selection}
     try:

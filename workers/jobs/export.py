@@ -3,6 +3,7 @@ DuckLake version. A unit builds and validates the whole export before anything a
 (see curation/exports.py), so a retried or failed unit leaves either the old folder or the new one."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,6 @@ QUEUE = "cpu"
 def same_export(folder: Path, snapshot: str, fmt: str) -> bool:
     """An earlier export of this very snapshot and format (a retried unit, or the same command again):
     replacing it is safe, the bytes are the same."""
-    import json
-
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -1,0 +1,25 @@
+"""Rows of the app tables that users address by name (saved filters, pilots, snapshots)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+
+def get_named(engine: Engine, model: Any, name: str, order: Any, missing: Callable[[str], Exception]) -> Any:
+    """The detached row of ``model`` called ``name``; otherwise raises ``missing(known names)``, the known
+    names listed in ``order`` (so the message tells the user what there is)."""
+    with Session(engine) as s:
+        row = s.scalar(select(model).where(model.name == name))
+        if row is None:
+            raise missing(", ".join(s.scalars(select(model.name).order_by(order))) or "none yet")
+        s.expunge(row)
+        return row
+
+
+def list_named(engine: Engine, model: Any, order: Any) -> list[Any]:
+    with Session(engine) as s:
+        rows = list(s.scalars(select(model).order_by(order)))
+        s.expunge_all()
+        return rows
