@@ -87,16 +87,20 @@ def _evaluate(config, version=None):
     """(stats table, report); a filter that cannot be applied ends the command with its message."""
     from curation.filters import FilterError, stats_for
 
+    import duckdb
+
     lake = _lake()
+    if version is not None and version > lake.current_version():
+        _fail(f"the store is at DuckLake version {lake.current_version()}; there is no version {version} yet")
     try:
         table = stats_for(lake, config, version=version)
         return table, table.report(config)
     except FilterError as exc:
         _fail(str(exc))
-    except Exception as exc:  # a DuckLake version that does not exist, a broken saved config
-        if "version" in str(exc).lower() and version is not None:
-            _fail(f"DuckLake version {version} cannot be read: {exc}")
-        raise
+    except duckdb.Error as exc:
+        if version is None:
+            raise
+        _fail(f"DuckLake version {version} cannot be read (was its history expired?): {exc}")
 
 
 def _print_report(name, config, table, report, *, hist: bool, bins: int = 50) -> None:
