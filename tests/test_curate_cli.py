@@ -115,6 +115,8 @@ def test_curation_commands_refuse_bad_input(store, vitpro_cli, tmp_path):
         proc = run(*args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
     run("filter", "save", "none", "--where", "vis_attn > 1000", check=True)
+    proc = run("filter", "show", "none", "--at-version", "99999")
+    assert proc.returncode == 2 and "there is no version 99999 yet" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("snapshot", "create", "empty", "--filter", "none")
     assert proc.returncode == 2 and "keeps no samples" in proc.stderr
     run("pilot", "create", "p", "--size", "10", check=True)
