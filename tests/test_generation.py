@@ -7,7 +7,6 @@ import pytest
 
 from curation.generation import (
     ATTRIBUTE_KEYS,
-    GenRequest,
     HFLocalBackend,
     ItemContext,
     OpenAIChatBackend,
@@ -19,7 +18,6 @@ from curation.generation import (
     validate,
 )
 from curation.generation.parse import answer_format, normalise_attributes
-from curation.mapping import ABO_MAPPING
 from db import jobs
 from db.app_engine import write_engine
 from db.store import init_store, open_store
@@ -294,8 +292,6 @@ def test_a_resumed_job_generates_only_what_was_not_done(home, shared_data, tmp_p
         execute_unit(sorted(sent)[0][0], send=lambda _: None)  # one unit done, then the worker "dies"
         assert srv.requests == 1
         # the same unit run again (its lease ran out after it had written): it keeps what it wrote
-        from workers.runtime import UnitContext  # noqa: F401  (the handler's context type)
-
         lake = open_store(settings.store)
         before = lake.scalar("SELECT count(*) FROM samples")
         run_id = sorted(sent)[0][0]

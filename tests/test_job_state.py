@@ -3,7 +3,6 @@ import threading
 import time
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 

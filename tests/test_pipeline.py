@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from curation.mapping import ColumnMapping
-from db import jobs, queries
+from db import jobs
 from db.app_engine import write_engine
 from db.store import open_store
 from vitpro.settings import load_settings
@@ -22,7 +22,7 @@ from workers.jobs import ingest as ingest_job
 from workers.jobs import ocr as ocr_job
 from workers.submit import submit_job
 
-from .conftest import wait_for_worker_registration, wait_job
+from .conftest import wait_job
 from .helpers import label_image, png_bomb, write
 
 pytestmark = pytest.mark.slow

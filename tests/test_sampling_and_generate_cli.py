@@ -1,7 +1,6 @@
 """Stratified sampling (SQL) against a brute-force count, and generation from the command line through a
 real worker, with the template backend and with the chat-completions backend over real HTTP."""
 import collections
-import json
 
 import pytest
 

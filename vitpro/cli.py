@@ -752,9 +752,9 @@ def status(as_json) -> None:
         f"scores    {counts['items_clip_scored']} item(s) with CLIPScore; VisAttnScore for {counts['samples_grounding_scored']} sample(s) "
         f"and {counts['items_grounding_scored']} item(s) (vitpro score summary)"
     )
-    click.echo(f"redacted  " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing"))
+    click.echo("redacted  " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing"))
     click.echo(f"errors    {counts['errors']} recorded (vitpro errors)")
-    click.echo(f"jobs      " + (", ".join(f"{k} {v}" for k, v in sorted(job_counts.items())) or "none"))
+    click.echo("jobs      " + (", ".join(f"{k} {v}" for k, v in sorted(job_counts.items())) or "none"))
     click.echo(f"workers   {len(workers)} live" + (f": {', '.join(w.id + ' [' + w.queues + ']' for w in workers)}" if workers else ""))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
