@@ -198,3 +198,59 @@ class Snapshot(Base):
     prompt_versions: Mapped[list] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TrainRun(Base):
+    """A LoRA fine-tuning run on a snapshot: its settings, where its files are, how far it got."""
+
+    __tablename__ = "train_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    snapshot: Mapped[str] = mapped_column(String(120))
+    base_model: Mapped[str] = mapped_column(String(500))
+    config: Mapped[dict] = mapped_column(JSON)
+    out_dir: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(20))  # queued | running | succeeded | failed | cancelled
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    summary: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TrainStep(Base):
+    """Loss and learning rate of one optimiser step (the UI's loss curve). One row per (run, step): a
+    resumed run rewrites the steps it redoes instead of adding copies."""
+
+    __tablename__ = "train_steps"
+    __table_args__ = (UniqueConstraint("run_id", "step", name="uq_train_step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("train_runs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[float] = mapped_column(Float)
+    loss: Mapped[float] = mapped_column(Float)
+    learning_rate: Mapped[float] = mapped_column(Float)
+    tokens: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class EvalRun(Base):
+    """One evaluation of a model (base, or base + a run's adapter) on a snapshot's held-out products."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    snapshot: Mapped[str] = mapped_column(String(120))
+    model: Mapped[str] = mapped_column(String(500))
+    adapter: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    config: Mapped[dict] = mapped_column(JSON)
+    results: Mapped[dict] = mapped_column(JSON, default=dict)
+    baseline: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

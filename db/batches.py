@@ -676,13 +676,16 @@ def samples_with_images(lake: Lake, sample_ids: list[str], *, version: int | Non
                 "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(x.answer_format), any_value(x.label), "
                 "  any_value(coalesce(i.category, p.category)), any_value(coalesce(i.title, i.feedback_text)), "
                 "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
-                "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL) "
+                "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
+                "  any_value(coalesce(i.product_ref, i.external_id, i.item_id)) "
                 f"FROM x JOIN {at_version('items', v)} i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref "
                 "LEFT JOIN pos USING (sample_id) LEFT JOIN imgs im ON im.image_id = pos.image_id LEFT JOIN texts t ON t.sha256 = im.sha256 "
                 "GROUP BY x.sample_id"
             ).fetchall()
         finally:
             lake.con.unregister("_probe_samples")
-    cols = ["sample_id", "task", "question", "answer", "answer_format", "label", "category", "item_text", "blob_paths", "ocr_texts"]
+    # product: the catalog product a sample is about (a complaint's product_ref, else the item's own id),
+    # what evaluation sets are split by so that evaluated products were never trained on
+    cols = ["sample_id", "task", "question", "answer", "answer_format", "label", "category", "item_text", "blob_paths", "ocr_texts", "product"]
     order = {sid: k for k, sid in enumerate(sample_ids)}
     return sorted(({**dict(zip(cols, r)), "blob_paths": r[8] or [], "ocr_texts": r[9] or []} for r in rows), key=lambda r: order[r["sample_id"]])

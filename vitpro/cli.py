@@ -774,6 +774,7 @@ def demo(no_ui, out, products, complaints, n_workers, seed) -> None:
 
 
 from . import cli_curate  # noqa: E402,F401  (registers filter, pilot and snapshot on the group)
+from . import cli_train  # noqa: E402,F401  (registers train, eval and ablate)
 
 
 def main() -> None:

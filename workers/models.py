@@ -39,3 +39,20 @@ def clip(config):
 
             _cache[key] = ClipScorer(config)
         return _cache[key]
+
+
+def eval_vlm(model_dir: str, adapter_dir: str | None, config):
+    """A model for evaluation (base, or base + a trained adapter), kept while the process lives: the
+    units of one evaluation (one per benchmark) and the cells of an ablation that share settings load it once."""
+    import json
+
+    from trainer.evaluate import load_for_eval
+
+    key = ("eval", model_dir, adapter_dir, json.dumps(config.to_dict(), sort_keys=True))
+    with _lock:
+        if key not in _cache:
+            # one evaluation model at a time: an ablation grid would otherwise keep every variant in memory
+            for old in [k for k in _cache if k[0] == "eval"]:
+                del _cache[old]
+            _cache[key] = load_for_eval(model_dir, adapter_dir=adapter_dir, config=config)
+        return _cache[key]

@@ -64,6 +64,10 @@ class VLMAdapter:
     family = "base"
     #: ``model_type`` values in config.json this adapter serves
     model_types: tuple[str, ...] = ()
+    #: where each part of the model lives (module name prefixes), for LoRA per part (the paper's Table 6)
+    part_prefixes: dict[str, str] = {}
+    #: the modules LoRA wraps in each part: the attention projections of every transformer block
+    lora_modules: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, model, processor, model_id: str, options: LoadOptions):
         self.model = model
@@ -78,7 +82,8 @@ class VLMAdapter:
 
     # ---- loading -------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_dir: str | Path, options: LoadOptions, attn_implementation: str | dict | None = None):
+    def load(cls, model_dir: str | Path, options: LoadOptions, attn_implementation: str | dict | None = None, **model_kwargs):
+        """``model_kwargs`` go to ``from_pretrained`` (training passes a 4-bit quantization config)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         processor = AutoProcessor.from_pretrained(model_dir)
@@ -86,8 +91,11 @@ class VLMAdapter:
             model_dir,
             dtype=torch_dtype(options.dtype),
             attn_implementation=attn_implementation if attn_implementation is not None else "sdpa",
+            **model_kwargs,
         )
-        model.to(options.device).eval()
+        if "quantization_config" not in model_kwargs:  # a quantized model is placed by its loader
+            model.to(options.device)
+        model.eval()
         return cls(model, processor, str(model_dir), options)
 
     @classmethod
@@ -103,6 +111,12 @@ class VLMAdapter:
     @property
     def num_layers(self) -> int:
         return int(self.text_config.num_hidden_layers)
+
+    # ---- image options (resolution, splitting) -------------------------------------------------------
+    def configure_images(self, *, longest_edge: int | None = None, splitting: bool | None = None) -> None:
+        """Change the image resolution or splitting the processor uses; families that cannot say so."""
+        if longest_edge is not None or splitting:
+            raise ValueError(f"{self.family} models take images at their vision tower's fixed size; resolution and splitting options apply to IDEFICS2")
 
     # ---- prompt --------------------------------------------------------------------------------------
     def _image_token_id(self) -> int:
@@ -180,6 +194,21 @@ class VLMAdapter:
             raise SampleError("empty_text", "the answer has no tokens")
         notes = {"special_tokens_escaped": q_escaped + a_escaped + o_escaped} if (q_escaped + a_escaped + o_escaped) else {}
         return Encoded(ids, segments, image_positions, list(sample.images), truncated, notes)
+
+    def encode_prompt(self, sample: Sample) -> Encoded:
+        """The prompt up to where the model's answer starts (evaluation generates from here). Built by the
+        same template as :meth:`encode`, so training and evaluation see the same layout."""
+        if not sample.images:
+            raise SampleError("no_image", "the sample has no image")
+        question, _ = self.safe_text(sample.question or "")
+        ocr, _ = self.safe_text(sample.ocr) if sample.ocr else ("", 0)
+        text, spans = self._prompt_text(len(sample.images), question, "", ocr)
+        text = text[: spans["answer"][0]].rstrip(" ")
+        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        if len(ids) > self.max_length:
+            raise SampleError("too_long", f"the prompt takes {len(ids)} tokens, over the model's {self.max_length}")
+        image_positions = [k for k, t in enumerate(ids) if t == self.image_token_id]
+        return Encoded(ids, {"question": [], "answer": []}, image_positions, list(sample.images))
 
     def _prompt_text(self, n: int, question: str, answer: str, ocr: str) -> tuple[str, dict[str, tuple[int, int]]]:
         head, after_images, before_answer = self.prompt_pieces(n)

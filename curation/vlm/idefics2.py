@@ -11,6 +11,25 @@ from .base import Encoded, VLMAdapter
 class Idefics2Adapter(VLMAdapter):
     family = "idefics2"
     model_types = ("idefics2",)
+    part_prefixes = {"vision": "model.vision_model.", "connector": "model.connector.", "language": "model.text_model."}
+    # SigLIP names its output projection out_proj; the perceiver and Mistral name it o_proj
+    lora_modules = {
+        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
+        "connector": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    }
+
+    def configure_images(self, *, longest_edge: int | None = None, splitting: bool | None = None) -> None:
+        """IDEFICS2 takes images at native aspect ratio up to ``longest_edge`` (980 by default) and can split
+        each into 4 crops plus the whole (the paper's setting); both change the image token block."""
+        ip = self.processor.image_processor
+        if longest_edge is not None:
+            if longest_edge < 14:
+                raise ValueError(f"resolution {longest_edge} is too small")
+            ip.size = {"longest_edge": int(longest_edge), "shortest_edge": min(int(ip.size.get("shortest_edge", 378)), int(longest_edge))}
+        if splitting is not None:
+            ip.do_image_splitting = bool(splitting)
+        self._image_block = self._build_image_block()
 
     @classmethod
     def attn_implementation(cls, language_model: str) -> dict[str, str]:

@@ -11,6 +11,13 @@ from .base import Encoded, VLMAdapter
 class LlavaAdapter(VLMAdapter):
     family = "llava"
     model_types = ("llava",)
+    part_prefixes = {"vision": "model.vision_tower.", "connector": "model.multi_modal_projector.", "language": "model.language_model."}
+    # LLaVA's connector is a two-layer MLP with no attention: LoRA wraps its two linears
+    lora_modules = {
+        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
+        "connector": ("linear_1", "linear_2"),
+        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    }
 
     def _build_image_block(self) -> list[int]:
         enc = self.processor(text=[self.processor.image_token], images=[Image.new("RGB", (16, 16))])

@@ -1,7 +1,7 @@
 """Job kinds by name. Each module has KIND, QUEUE, prepare_params(), plan(), run() and finalize()."""
-from . import aux_stats, clip_score, export, generate, grounding, ingest, ocr
+from . import ablate, aux_stats, clip_score, evaluate, export, generate, grounding, ingest, ocr, train
 
-HANDLERS = {module.KIND: module for module in (ingest, ocr, clip_score, grounding, aux_stats, generate, export)}
+HANDLERS = {module.KIND: module for module in (ingest, ocr, clip_score, grounding, aux_stats, generate, export, train, evaluate, ablate)}
 
 
 def queue_of(kind: str, params: dict) -> str:

@@ -1,0 +1,104 @@
+"""Training and evaluation runs in the app tables, and the rows of a snapshot they train and test on."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.orm import Session
+
+from . import batches, snapshots
+from .app_models import EvalRun, TrainRun, TrainStep
+from .lake import Lake
+from .named_rows import get_named, list_named
+
+
+class RunError(ValueError):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---- training runs ------------------------------------------------------------------------------------
+def create_run(engine: Engine, *, name: str, snapshot: str, base_model: str, config: dict, out_dir: str, created_by: str) -> TrainRun:
+    with Session(engine) as s, s.begin():
+        if s.scalar(select(TrainRun.id).where(TrainRun.name == name)) is not None:
+            raise RunError(f"a training run named {name!r} exists already; pick another --name")
+        row = TrainRun(name=name, snapshot=snapshot, base_model=base_model, config=config, out_dir=out_dir, status="queued",
+                       steps_done=0, summary={}, created_by=created_by, created_at=_now(), updated_at=_now())
+        s.add(row)
+        s.flush()
+        s.expunge(row)
+    return row
+
+
+def get_run(engine: Engine, name: str) -> TrainRun:
+    return get_named(engine, TrainRun, name, TrainRun.created_at, lambda known: RunError(f"no training run {name!r} (runs: {known})"))
+
+
+def list_runs(engine: Engine) -> list[TrainRun]:
+    return list_named(engine, TrainRun, TrainRun.created_at)
+
+
+def update_run(engine: Engine, name: str, **values: Any) -> None:
+    with Session(engine) as s, s.begin():
+        s.execute(update(TrainRun).where(TrainRun.name == name).values(updated_at=_now(), **values))
+
+
+def start_steps_at(engine: Engine, run_id: int, step: int) -> None:
+    """A run resumed from its checkpoint at ``step`` redoes the steps after it: drop their old rows."""
+    with Session(engine) as s, s.begin():
+        s.execute(delete(TrainStep).where(TrainStep.run_id == run_id, TrainStep.step > step))
+
+
+def record_steps(engine: Engine, run_id: int, entries: list[dict[str, Any]]) -> None:
+    """Write step rows; a step written before (a retried batch of writes) is replaced, never doubled."""
+    if not entries:
+        return
+    with Session(engine) as s, s.begin():
+        s.execute(delete(TrainStep).where(TrainStep.run_id == run_id, TrainStep.step.in_([e["step"] for e in entries])))
+        s.add_all(TrainStep(run_id=run_id, **e) for e in entries)
+
+
+def steps(engine: Engine, run_id: int) -> list[TrainStep]:
+    with Session(engine) as s:
+        rows = list(s.scalars(select(TrainStep).where(TrainStep.run_id == run_id).order_by(TrainStep.step)))
+        s.expunge_all()
+        return rows
+
+
+# ---- evaluation runs ----------------------------------------------------------------------------------
+def create_eval(engine: Engine, *, name: str, snapshot: str, model: str, adapter: str | None, config: dict, baseline: str | None,
+                created_by: str) -> EvalRun:
+    with Session(engine) as s, s.begin():
+        if s.scalar(select(EvalRun.id).where(EvalRun.name == name)) is not None:
+            raise RunError(f"an evaluation named {name!r} exists already; pick another --name")
+        row = EvalRun(name=name, snapshot=snapshot, model=model, adapter=adapter, config=config, results={}, baseline=baseline,
+                      created_by=created_by, created_at=_now())
+        s.add(row)
+        s.flush()
+        s.expunge(row)
+    return row
+
+
+def get_eval(engine: Engine, name: str) -> EvalRun:
+    return get_named(engine, EvalRun, name, EvalRun.created_at, lambda known: RunError(f"no evaluation {name!r} (evaluations: {known})"))
+
+
+def list_evals(engine: Engine) -> list[EvalRun]:
+    return list_named(engine, EvalRun, EvalRun.created_at)
+
+
+def set_eval(engine: Engine, name: str, **values: Any) -> None:
+    with Session(engine) as s, s.begin():
+        s.execute(update(EvalRun).where(EvalRun.name == name).values(**values))
+
+
+# ---- data ---------------------------------------------------------------------------------------------
+def snapshot_rows(lake: Lake, engine: Engine, snapshot: str) -> list[dict[str, Any]]:
+    """Every sample of a snapshot with its images, OCR text and product, read at the snapshot's version."""
+    snap = snapshots.get(engine, snapshot)
+    ids = [sid for sid, _ in snapshots.kept(lake, snap)]
+    return batches.samples_with_images(lake, ids, version=snap.lake_version)

@@ -1,0 +1,331 @@
+"""`vitpro train`, `vitpro eval` and `vitpro ablate`: LoRA fine-tuning, the benchmarks and the ablation grid,
+each launched as a job on the train queue (--local starts a worker for the command when none serves it)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from .cli import _echo_table, _engine, _fail, _run_job, cli
+from .settings import load_settings
+
+
+def _default_name(prefix: str) -> str:
+    return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def _model_options(fn):
+    """Options that decide how the model is loaded and fed, shared by train, eval and ablate."""
+    for option in reversed([
+        click.option("--model", required=True, type=click.Path(exists=True, file_okay=False), help="Base VLM checkpoint folder (IDEFICS2 or LLaVA family)."),
+        click.option("--ocr/--no-ocr", default=None, help="OCR tokens in the prompt (default: on, as the paper)."),
+        click.option("--resolution", type=int, help="Longest image edge in pixels (IDEFICS2; default: the model's own, up to 980)."),
+        click.option("--splitting/--no-splitting", default=None, help="IDEFICS2 image splitting into 4 crops + the whole (default: the checkpoint's)."),
+        click.option("--4bit", "load_4bit", is_flag=True, default=None, help="Load the base model in 4 bits (bitsandbytes; CUDA only)."),
+        click.option("--flash-attention", is_flag=True, default=None, help="FlashAttention-2 (CUDA with flash-attn only)."),
+        click.option("--device", help="cpu, cuda, cuda:1 ... (default: cpu)."),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype (default float32; bfloat16 on a GPU)."),
+        click.option("--holdout", type=float, help="Share of products held out of training for evaluation (default 0.1). Use the same value for train and eval."),
+        click.option("--seed", type=int, help="Seed of the split, the data order and LoRA's initial weights (default 0)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _config(preset_name: str = "paper", **overrides):
+    from trainer.config import preset
+
+    try:
+        return preset(preset_name).with_overrides(**overrides)
+    except (ValueError, TypeError) as exc:
+        _fail(str(exc))
+
+
+# ---- train --------------------------------------------------------------------------------------------
+@cli.group()
+def train() -> None:
+    """LoRA fine-tuning of a VLM on a snapshot (the paper's settings by default)."""
+
+
+@train.command("run")
+@click.argument("snapshot")
+@_model_options
+@click.option("--name", help="Run name (default train-<time>).")
+@click.option("--preset", "preset_name", type=click.Choice(["paper", "multi_image"]), default="paper", show_default=True,
+              help="paper: r=256, alpha=32, lr 2e-4, batch 8. multi_image: r=8, alpha=16, lr 1e-5, batch 16, accumulation 8, 2-5 images.")
+@click.option("--r", "r", type=int, help="LoRA rank.")
+@click.option("--alpha", type=int, help="LoRA alpha.")
+@click.option("--dropout", type=float, help="LoRA dropout.")
+@click.option("--parts", help="Comma-separated parts that get LoRA: vision, connector, language (default: all three).")
+@click.option("--epochs", type=float)
+@click.option("--lr", "learning_rate", type=float, help="Learning rate.")
+@click.option("--batch-size", type=int)
+@click.option("--grad-accum", type=int, help="Gradient accumulation steps.")
+@click.option("--max-steps", type=int, help="Stop after this many optimiser steps (default: what the epochs give).")
+@click.option("--gradient-checkpointing", is_flag=True, default=None, help="Recompute activations: less memory, slower.")
+@click.option("--checkpoint-every", type=int, help="Optimiser steps between checkpoints (default 50).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default $VITPRO_HOME/runs/NAME).")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
+def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **overrides) -> None:
+    """Train on SNAPSHOT's training products; the final adapter lands in OUT/adapter with its config."""
+    from db import snapshots, training
+    from workers.jobs import train as train_job
+
+    engine = _engine()
+    try:
+        snapshots.get(engine, snapshot)
+    except snapshots.SnapshotError as exc:
+        _fail(str(exc))
+    name = name or _default_name("train")
+    try:
+        training.get_run(engine, name)
+        _fail(f"a training run named {name!r} exists already; pick another --name")
+    except training.RunError:
+        pass
+    overrides["longest_edge"] = overrides.pop("resolution")
+    if parts:
+        overrides["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
+    config = _config(preset_name, **overrides)
+    out = out or load_settings().home / "runs" / name
+    try:
+        params = train_job.prepare_params(snapshot=snapshot, model=model, name=name, config=config, out=str(out))
+    except ValueError as exc:
+        _fail(str(exc))
+    click.echo(f"run {name!r}: LoRA r={config.lora.r} alpha={config.lora.alpha} dropout={config.lora.dropout} on {', '.join(config.lora.parts)}; "
+               f"{config.epochs:g} epoch(s), lr {config.learning_rate:g}, batch {config.batch_size} x {config.grad_accum}")
+    _run_job("train", params, wait=wait, local=local)
+    if wait:
+        _show_run(name)
+
+
+@train.command("list")
+def train_list() -> None:
+    """Training runs with their status and last loss."""
+    from db import training
+
+    rows = []
+    for r in training.list_runs(_engine()):
+        rows.append((r.name, r.snapshot, _run_status(r), f"{r.steps_done}/{r.total_steps or '?'}", _fmt(r.summary.get("final_loss")), r.out_dir))
+    _echo_table(rows, ("name", "snapshot", "status", "steps", "final loss", "folder"))
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+def _run_status(run) -> str:
+    """The run's own status, or its job's where the job ended otherwise (failed, cancelled)."""
+    from db import jobs
+
+    if run.status == "succeeded" or not run.job_id:
+        return run.status
+    job = jobs.get_job(_engine(), run.job_id)
+    return job.status if job is not None and job.status in ("failed", "cancelled") else run.status
+
+
+def _show_run(name: str) -> None:
+    from curation.svg_plots import sparkline
+    from db import training
+
+    try:
+        run = training.get_run(_engine(), name)
+    except training.RunError as exc:
+        _fail(str(exc))
+    steps = training.steps(_engine(), run.id)
+    click.secho(f"training run {run.name!r}: {_run_status(run)}", bold=True)
+    click.echo(f"  snapshot {run.snapshot}, base model {run.base_model}, job {run.job_id}")
+    lora = run.config["lora"]
+    click.echo(f"  LoRA r={lora['r']} alpha={lora['alpha']} dropout={lora['dropout']} on {', '.join(lora['parts'])}; lr {run.config['learning_rate']:g}, "
+               f"batch {run.config['batch_size']} x {run.config['grad_accum']}, OCR {'on' if run.config['ocr'] else 'off'}")
+    click.echo(f"  steps {run.steps_done}/{run.total_steps or '?'}")
+    if steps:
+        losses = [s.loss for s in steps]
+        top, low = max(losses), min(losses)
+        scaled = [int(round(1000 * (v - low) / (top - low))) if top > low else 1 for v in losses[-60:]]
+        click.echo(f"  loss  |{sparkline(scaled)}|  first {losses[0]:.4f}, last {losses[-1]:.4f}, lowest {low:.4f}")
+        click.echo(f"  lr    {steps[0].learning_rate:.3g} -> {steps[-1].learning_rate:.3g};  "
+                   f"{sum(s.tokens for s in steps) / max(1e-9, sum(s.seconds for s in steps)):.0f} tokens/s")
+    if run.summary.get("adapter"):
+        click.echo(f"  adapter {run.summary['adapter']}")
+    if run.summary.get("skipped"):
+        click.echo("  left out " + ", ".join(f"{k} {v}" for k, v in run.summary["skipped"].items()))
+
+
+@train.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Steps (loss, learning rate) as JSON lines.")
+def train_show(name, as_json) -> None:
+    """A run's settings, progress and loss curve."""
+    from db import training
+
+    if as_json:
+        try:
+            run = training.get_run(_engine(), name)
+        except training.RunError as exc:
+            _fail(str(exc))
+        for s in training.steps(_engine(), run.id):
+            click.echo(json.dumps({"step": s.step, "epoch": s.epoch, "loss": s.loss, "learning_rate": s.learning_rate, "tokens": s.tokens, "seconds": s.seconds}))
+        return
+    _show_run(name)
+
+
+# ---- eval ---------------------------------------------------------------------------------------------
+@cli.group("eval")
+def eval_group() -> None:
+    """Benchmarks on a snapshot's held-out products: objective yes/no, generative (LLM judge), attributes."""
+
+
+@eval_group.command("run")
+@click.argument("snapshot")
+@_model_options
+@click.option("--adapter", help="A training run's name or an adapter folder (none: the base model alone).")
+@click.option("--name", help="Evaluation name (default eval-<time>).")
+@click.option("--benchmark", "benchmarks", multiple=True, type=click.Choice(["objective", "generative", "attributes"]),
+              help="Repeat for several (default: objective and attributes; generative needs --judge-url).")
+@click.option("--judge-url", help="OpenAI-compatible base URL of the judge LLM (…/v1); its key from VITPRO_LLM_API_KEY.")
+@click.option("--judge-model", default="judge", show_default=True)
+@click.option("--k", "k_shot", type=int, default=0, show_default=True, help="In-context examples per question, random from the same category.")
+@click.option("--example", "examples", multiple=True, help="A hand-picked in-context example (a training sample id); repeat. Overrides --k.")
+@click.option("--baseline", help="Another evaluation to report this one against (percentage points).")
+@click.option("--limit", type=int, help="At most this many items per task (objective) or in all (others).")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
+def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model, k_shot, examples, baseline, limit, wait, local, **overrides) -> None:
+    """Evaluate a model (with a trained adapter or without) on SNAPSHOT's held-out products."""
+    from db import snapshots, training
+    from workers.jobs import evaluate as eval_job
+
+    engine = _engine()
+    try:
+        snapshots.get(engine, snapshot)
+        if baseline:
+            training.get_eval(engine, baseline)
+    except (snapshots.SnapshotError, training.RunError) as exc:
+        _fail(str(exc))
+    name = name or _default_name("eval")
+    try:
+        training.get_eval(engine, name)
+        _fail(f"an evaluation named {name!r} exists already; pick another --name")
+    except training.RunError:
+        pass
+    judge = None
+    if judge_url:
+        from curation.generation.backends import OpenAIChatBackend
+
+        judge = {"base_url": judge_url, "model": judge_model, "temperature": 0.0, "max_tokens": 256}
+        try:
+            OpenAIChatBackend(**judge)
+        except ValueError as exc:
+            _fail(str(exc))
+    config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "longest_edge", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
+                     longest_edge=overrides.get("resolution"))
+    try:
+        params = eval_job.prepare_params(name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
+                                         k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
+                                         out=str(load_settings().home / "evals" / name))
+    except ValueError as exc:
+        _fail(str(exc))
+    _run_job("eval", params, wait=wait, local=local)
+    if wait:
+        _show_eval(name, baseline)
+
+
+@eval_group.command("list")
+def eval_list() -> None:
+    """Evaluations and ablations."""
+    from db import training
+
+    rows = [(e.name, e.snapshot, "ablation" if e.config.get("kind") == "ablation" else ",".join(e.config.get("benchmarks", [])),
+             e.adapter or "(base)", e.baseline or "", "yes" if e.results else "no") for e in training.list_evals(_engine())]
+    _echo_table(rows, ("name", "snapshot", "benchmarks", "adapter", "baseline", "results"))
+
+
+def _show_eval(name: str, baseline: str | None = None) -> None:
+    from db import training
+    from trainer.evaluate import accuracies
+    from trainer.metrics import relative_to
+
+    engine = _engine()
+    try:
+        ev = training.get_eval(engine, name)
+        base = training.get_eval(engine, baseline or ev.baseline) if (baseline or ev.baseline) else None
+    except training.RunError as exc:
+        _fail(str(exc))
+    click.secho(f"evaluation {ev.name!r} of {ev.model}" + (f" + {ev.adapter}" if ev.adapter else " (no adapter)"), bold=True)
+    if not ev.results:
+        click.echo("  no results yet (see `vitpro jobs show " + str(ev.job_id) + "`)")
+        return
+    if "table" in ev.results:
+        click.echo(ev.results["table"])
+        return
+    rel = relative_to(accuracies(ev.results), accuracies(base.results)) if base is not None else {}
+    for bench in ("objective", "generative", "attributes"):
+        scores = ev.results.get(bench)
+        if scores is None:
+            continue
+        m = ev.results.get("measures", {}).get(bench, {})
+        click.secho(f"  {bench}: {m.get('items', 0)} item(s), {m.get('seconds_per_item', 0):.3f} s/item, peak {m.get('peak_memory_gb', 0):.2f} GB", bold=True)
+        if bench == "objective":
+            rows = [(t, v["n"], f"{100 * v['accuracy']:.1f}", f"{100 * v['precision']:.1f}", f"{100 * v['recall']:.1f}", f"{100 * v['f1']:.1f}",
+                     f"{100 * v['yes_ratio']:.1f}", v["unparsed"], _rel(rel, f"objective/{t}")) for t, v in scores.items()]
+            _echo_table(rows, ("task", "n", "acc %", "prec %", "rec %", "F1 %", "yes %", "unparsed", "vs baseline"))
+        elif bench == "generative":
+            rows = [(t, v["n"], f"{100 * v['accuracy']:.1f}", v["unparsed"], _rel(rel, f"generative/{t}")) for t, v in scores.items()]
+            _echo_table(rows, ("task", "n", "judged match %", "judge unparsed", "vs baseline"))
+        else:
+            rows = [(k, v["n"], v["correct"], f"{100 * v['accuracy']:.1f}", _rel(rel, f"attributes/{k}")) for k, v in scores.items()]
+            _echo_table(rows, ("attribute", "n", "exact", "acc %", "vs baseline"))
+    if base is not None:
+        click.echo(f"  (vs baseline: points against evaluation {base.name!r}, as the paper reports results)")
+
+
+def _rel(rel: dict, key: str) -> str:
+    return f"{rel[key]:+.1f}" if key in rel else ""
+
+
+@eval_group.command("show")
+@click.argument("name")
+@click.option("--baseline", help="Report against this evaluation instead of the one it was run against.")
+def eval_show(name, baseline) -> None:
+    """An evaluation's tables (accuracy, precision, recall, F1, yes-ratio per task; attributes; judge)."""
+    _show_eval(name, baseline)
+
+
+# ---- ablate -------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("snapshot")
+@_model_options
+@click.option("--adapter", help="A training run's name or an adapter folder (needed for the adapter factor).")
+@click.option("--grid", "grid_specs", multiple=True, required=True, metavar="FACTOR=V1,V2",
+              help="ocr=on,off  resolution=native,224,378,512,980  splitting=on,off  4bit=off,on  flash=off,on  adapter=on,off. Repeat.")
+@click.option("--full", is_flag=True, help="Every combination instead of one factor at a time.")
+@click.option("--name", help="Name (default ablate-<time>).")
+@click.option("--limit", type=int, help="At most this many items per task in each cell.")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
+def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local, **overrides) -> None:
+    """Evaluate a grid of settings on the objective benchmark; writes a table like the paper's Tables 5-8
+    (accuracy per task, change against the default, s/item, peak memory)."""
+    from trainer.ablation import parse_grid
+    from workers.jobs import ablate as ablate_job
+
+    try:
+        grid = parse_grid(list(grid_specs))
+    except ValueError as exc:
+        _fail(str(exc))
+    name = name or _default_name("ablate")
+    config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
+                     longest_edge=overrides.get("resolution"))
+    out = load_settings().home / "evals" / name
+    try:
+        params = ablate_job.prepare_params(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out))
+    except ValueError as exc:
+        _fail(str(exc))
+    click.echo(f"ablation {name!r}: {len(params['cells'])} cell(s)")
+    _run_job("ablate", params, wait=wait, local=local)
+    if wait:
+        _show_eval(name)
+        click.echo(f"  table: {out / 'ablation.md'}")

@@ -1,0 +1,83 @@
+"""The ablation job (train queue): the objective benchmark over a grid of settings (OCR, resolution,
+image splitting, 4-bit, FlashAttention-2, adapter on/off), one unit per cell; finalize writes the table
+(markdown and JSON) like the paper's Tables 5-8, with latency and peak memory per cell.
+
+A cell this machine cannot run (4-bit without a GPU) is reported as not run, with the reason; the other
+cells still give their figures.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from db import training
+from db.jobs import UnitSpec, work_results
+from trainer import ablation
+from trainer.config import TrainConfig
+
+from ..runtime import UnitContext
+from .evaluate import evaluate_benchmark, resolve_adapter
+
+KIND = "ablate"
+QUEUE = "train"
+
+
+def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None, grid: dict[str, list[str]], full: bool = False,
+                   config: TrainConfig | None = None, limit: int | None = None, out: str) -> dict[str, Any]:
+    if not grid:
+        raise ValueError("an empty grid: give at least one --grid FACTOR=v1,v2")
+    if "adapter" in grid and not adapter:
+        raise ValueError("the grid switches the adapter on and off: give --adapter (a training run or an adapter folder)")
+    defaults = {} if adapter else {"adapter": "off"}
+    return {"name": name, "snapshot": snapshot, "model": str(model), "adapter": adapter, "grid": grid, "full": bool(full),
+            "cells": ablation.cells(grid, full=full, defaults=defaults), "defaults": defaults, "config": (config or TrainConfig()).to_dict(),
+            "limit": limit, "out": str(Path(out).expanduser().resolve()), "k_shot": 0, "examples": []}
+
+
+def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
+    p = ctx.params
+    adapter = resolve_adapter(ctx.engine, p["adapter"])
+    try:
+        training.get_eval(ctx.engine, p["name"])
+    except training.RunError:
+        training.create_eval(ctx.engine, name=p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter,
+                             config={**p, "kind": "ablation"}, baseline=None, created_by=ctx.settings.user)
+    training.set_eval(ctx.engine, p["name"], job_id=ctx.job_id)
+    ctx.log(f"ablation {p['name']!r}: {len(p['cells'])} cell(s)")
+    return [UnitSpec({"cell": c, "index": i, "adapter": adapter}, 1) for i, c in enumerate(p["cells"])], {}
+
+
+def run(ctx: UnitContext) -> dict[str, Any]:
+    from trainer.lora import AcceleratorError, check_accelerator_options
+
+    p = ctx.params
+    cell = ctx.payload["cell"]
+    settings, adapter_on = ablation.overrides(cell)
+    config = TrainConfig.from_dict(p["config"]).with_overrides(**{k: v for k, v in settings.items() if k != "longest_edge"})
+    if "longest_edge" in settings:
+        from dataclasses import replace
+
+        config = replace(config, images=replace(config.images, longest_edge=settings["longest_edge"]))
+    row = {"index": ctx.payload["index"], "label": ablation.label(cell, p["defaults"]), "cell": cell}
+    try:
+        check_accelerator_options(config)
+    except AcceleratorError as exc:
+        ctx.log(f"cell {row['label']}: not run ({exc})", level="warning")
+        return {"cell": {**row, "unavailable": str(exc)}}
+    adapter_dir = ctx.payload["adapter"] if adapter_on else None
+    result = evaluate_benchmark(ctx, p, "objective", adapter_dir, config, Path(p["out"]) / f"cell-{ctx.payload['index']:02d}.jsonl")
+    ctx.log(f"cell {row['label']}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
+    return {"cell": {**row, **result}, "items": result["items"]}
+
+
+def finalize(ctx: UnitContext) -> dict[str, Any]:
+    rows = sorted((r["cell"] for r in work_results(ctx.engine, ctx.job_id) if "cell" in r), key=lambda r: r["index"])
+    text = ablation.table(rows)
+    out = Path(ctx.params["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.md").write_text(text + "\n")
+    (out / "ablation.json").write_text(json.dumps(rows, indent=2))
+    training.set_eval(ctx.engine, ctx.params["name"], results={"ablation": rows, "table": text})
+    ctx.log(f"table written to {out / 'ablation.md'}")
+    return {}

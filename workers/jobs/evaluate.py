@@ -1,0 +1,143 @@
+"""The evaluation job (train queue): a model, or a model plus a trained adapter, on the held-out products
+of a snapshot. One unit per benchmark (objective, generative, attributes); finalize gathers the scores
+into the evaluation's row, with the latency per item and the peak memory.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from db import training
+from db.jobs import UnitSpec, work_results
+from trainer.benchmarks import BENCHMARKS
+from trainer.config import TrainConfig
+
+from ..runtime import PermanentError, UnitContext
+
+KIND = "eval"
+QUEUE = "train"
+
+
+def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None = None, benchmarks: list[str] | None = None,
+                   config: TrainConfig | None = None, k_shot: int = 0, examples: list[str] | None = None,
+                   judge: dict[str, Any] | None = None, baseline: str | None = None, limit: int | None = None, out: str) -> dict[str, Any]:
+    benchmarks = list(dict.fromkeys(benchmarks or ["objective", "attributes"]))
+    unknown = [b for b in benchmarks if b not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; benchmarks: {', '.join(BENCHMARKS)}")
+    if "generative" in benchmarks and not judge:
+        raise ValueError("the generative benchmark needs an LLM judge: give --judge-url (an OpenAI-compatible chat-completions server)")
+    if k_shot < 0:
+        raise ValueError("k (in-context examples) must be 0 or more")
+    return {"name": name, "snapshot": snapshot, "model": str(model), "adapter": adapter, "benchmarks": benchmarks,
+            "config": (config or TrainConfig()).to_dict(), "k_shot": int(k_shot), "examples": list(examples or []), "judge": judge,
+            "baseline": baseline, "limit": limit, "out": str(Path(out).expanduser().resolve())}
+
+
+def resolve_adapter(engine, adapter: str | None) -> str | None:
+    """A training run's name or an adapter folder, as the folder."""
+    if not adapter:
+        return None
+    if Path(adapter).exists():
+        return str(Path(adapter).resolve())
+    try:
+        run = training.get_run(engine, adapter)
+    except training.RunError as exc:
+        raise PermanentError(f"{exc}; or give an adapter folder") from exc
+    folder = Path(run.out_dir) / "adapter"
+    if not (folder / "adapter_config.json").exists():
+        raise PermanentError(f"training run {adapter!r} has no final adapter yet (status {run.status})")
+    return str(folder)
+
+
+def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
+    p = ctx.params
+    adapter = resolve_adapter(ctx.engine, p["adapter"])
+    try:
+        training.get_eval(ctx.engine, p["name"])
+    except training.RunError:
+        training.create_eval(ctx.engine, name=p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter, config=p, baseline=p["baseline"],
+                             created_by=ctx.settings.user)
+    training.set_eval(ctx.engine, p["name"], job_id=ctx.job_id)
+    return [UnitSpec({"benchmark": b, "adapter": adapter}, 1) for b in p["benchmarks"]], {}
+
+
+def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adapter_dir: str | None, config: TrainConfig,
+                       out_file: Path | None) -> dict[str, Any]:
+    """Build the benchmark's items from the held-out products, run the model, score; one benchmark."""
+    from trainer import benchmarks as bm
+    from trainer.evaluate import JUDGE_PROMPT_VERSION, PeakMemory, judge, predict, score_attributes, score_objective
+    from trainer.lora import AcceleratorError
+
+    from .. import models
+
+    try:
+        rows = training.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"])
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from exc
+    train_rows, held_out = bm.split_rows(rows, config.holdout, config.seed)
+    limit = p.get("limit")
+    items = {"objective": lambda: bm.objective_items(held_out, config.seed, limit),
+             "generative": lambda: bm.generative_items(held_out, limit),
+             "attributes": lambda: bm.attribute_items(held_out, limit)}[benchmark]()
+    if not items:
+        ctx.log(f"{benchmark}: the held-out products give no items; nothing to evaluate", level="warning")
+        return {"items": 0, "scores": {}}
+    try:
+        bm.add_examples(items, train_rows, p.get("k_shot", 0), picked=p.get("examples") or None, seed=config.seed)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from exc
+    try:
+        adapter = models.eval_vlm(p["model"], adapter_dir, config)
+    except (AcceleratorError, FileNotFoundError) as exc:
+        raise PermanentError(str(exc)) from exc
+    with PeakMemory(config.device) as memory:
+        predictions = predict(adapter, items, benchmark, ctx.settings.blob_path, ocr=config.ocr, progress=ctx.progress, check=ctx.check)
+    failed = sum(1 for x in predictions if x.error)
+    result: dict[str, Any] = {
+        "items": len(items), "failed_items": failed, "seconds_per_item": sum(x.seconds for x in predictions) / len(predictions),
+        "peak_memory_gb": round(memory.peak / 2**30, 4), "held_out_products": len({r.get("product") for r in held_out}),
+    }
+    records = [x.to_dict() for x in predictions]
+    if benchmark == "objective":
+        result["scores"] = score_objective(predictions)
+    elif benchmark == "attributes":
+        result["scores"] = score_attributes(predictions)
+    else:
+        from curation.generation.backends import OpenAIChatBackend
+
+        backend = OpenAIChatBackend(**p["judge"])
+        result["scores"], verdicts = judge(predictions, backend)
+        result["judge"] = {"model": backend.model_id, "prompt_version": JUDGE_PROMPT_VERSION}
+        for rec, verdict in zip(records, verdicts):
+            rec["judge"] = verdict
+    if failed:
+        ctx.log(f"{benchmark}: {failed} item(s) could not be run (counted wrong), e.g. {next(x.error for x in predictions if x.error)}", level="warning")
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_file.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        tmp.replace(out_file)
+    return result
+
+
+def run(ctx: UnitContext) -> dict[str, Any]:
+    p = ctx.params
+    benchmark = ctx.payload["benchmark"]
+    config = TrainConfig.from_dict(p["config"])
+    result = evaluate_benchmark(ctx, p, benchmark, ctx.payload["adapter"], config, Path(p["out"]) / f"{benchmark}.jsonl")
+    ctx.log(f"{benchmark}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
+    return {"benchmark": benchmark, "result": result, "items": result["items"]}
+
+
+def finalize(ctx: UnitContext) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for r in work_results(ctx.engine, ctx.job_id):
+        if "benchmark" in r:
+            results[r["benchmark"]] = r["result"]["scores"]
+            results.setdefault("measures", {})[r["benchmark"]] = {k: v for k, v in r["result"].items() if k != "scores"}
+    training.set_eval(ctx.engine, ctx.params["name"], results=results)
+    Path(ctx.params["out"]).mkdir(parents=True, exist_ok=True)
+    (Path(ctx.params["out"]) / "results.json").write_text(json.dumps(results, indent=2))
+    return {}
