@@ -27,6 +27,17 @@ def _block(prompt: str, tag: str) -> str:
     return found[-1] if found else ""
 
 
+def judge_answer(prompt: str) -> str:
+    """A judge that says yes when every word of the ground truth is in the prediction, with its reason."""
+    truth = re.search(r"Ground truth: (.*)", prompt)
+    pred = re.search(r"Prediction: (.*)", prompt)
+    words = set(re.findall(r"\w+", (truth.group(1) if truth else "").lower()))
+    said = set(re.findall(r"\w+", (pred.group(1) if pred else "").lower()))
+    if words and words <= said:
+        return "Yes\nThe prediction states every fact of the ground truth."
+    return f"No\nThe prediction misses: {', '.join(sorted(words - said)[:5])}."
+
+
 def good_answer(prompt: str) -> str:
     context_2 = _block(prompt, "context_2")
     title = re.search(r"Title: (.*)", context_2)
@@ -124,7 +135,11 @@ class FakeChatServer(LocalHTTPServer):
                 self._send(handler, status, b'{"error": "try later"}', {"Retry-After": "0.05"} if status == 429 else None)
                 return
             model = "good"
-        if model == "good":
+        if model == "judge":
+            self._completion(handler, judge_answer(prompt))
+        elif model == "judge-broken":
+            self._completion(handler, "Hard to say, it depends on the lighting.")
+        elif model == "good":
             self._completion(handler, good_answer(prompt))
         elif model == "malformed":
             self._send(handler, 200, b"<html>upstream error</html>")
