@@ -108,7 +108,10 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 12 and status["stages"]["images_ocr"] == status["stages"]["image_contents"] == 12
     assert {"NAME", "EMAIL", "PHONE", "UCI", "ADDRESS", "CARD"} <= set(status["redactions"])
-    assert status["jobs"] == {"succeeded": 9}
+    assert status["jobs"] == {"succeeded": 12}  # 9 pipeline jobs, a training run and two evaluations
+    # step 8: the tiny VLM trained a few steps on the snapshot, evaluated with and without its adapter
+    assert "training   run 'demo-v" in text and ": 6 steps, loss" in text
+    assert text.count("  evaluation 'demo-v") == 2 and "(vs 'demo-v" in text
     # step 7: a saved filter, a pilot to label, a snapshot and its exports, each verified
     assert "filter     'demo'" in text and "pilot      'demo-pilot':" in text and "snapshot   'demo-v" in text
     export_lines = [line for line in text.splitlines() if line.startswith("  export ")]

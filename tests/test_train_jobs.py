@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from trainer.benchmarks import EvalItem
 from trainer.config import LoraSettings, TrainConfig
 from trainer.evaluate import Prediction, judge
 from vitpro.settings import load_settings
-from workers.jobs import evaluate as eval_job
 from workers.jobs import train as train_job
 from workers.submit import submit_job
 

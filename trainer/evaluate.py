@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from curation.vlm import LoadOptions, Sample, SampleError, VLMAdapter, adapter_for
+from curation.vlm import Sample, SampleError, VLMAdapter
 
 from .benchmarks import EvalItem, item_images, prompt_question
 from .config import TrainConfig
@@ -202,10 +202,3 @@ def accuracies(results: dict[str, Any]) -> dict[str, float]:
         flat[f"attributes/{key}"] = m["accuracy"]
     return flat
 
-
-def model_family(model_dir: str) -> str:
-    return adapter_for(model_dir).family
-
-
-def options_for(config: TrainConfig) -> LoadOptions:
-    return LoadOptions(device=config.device, dtype=config.dtype, max_length=config.max_length)

@@ -72,6 +72,46 @@ def _curate(s, engine, results: dict[str, int]):
     return (config, report), pilot_n, snap, folders, job
 
 
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
+    """Step 8: a short LoRA run on the demo snapshot, the base model and the tuned one evaluated on the
+    held-out products (the tuned one against the base, as the paper reports)."""
+    from db import training
+    from db.app_engine import write_engine
+    from trainer.config import LoraSettings, TrainConfig
+    from workers.jobs import evaluate as eval_job
+    from workers.jobs import train as train_job
+    from workers.submit import submit_job
+
+    from .cli import wait_for_job
+
+    engine = write_engine(s.app_url)
+    tag = snap.name
+    run_name, base_name, tuned_name = f"{tag}-lora", f"{tag}-base", f"{tag}-tuned"
+    # the paper's settings but for a rank that suits a 64-wide model and a few steps instead of 2 epochs
+    config = TrainConfig(lora=LoraSettings(r=8, alpha=16, dropout=0.1), batch_size=4, max_steps=6, checkpoint_every=3, holdout=0.25)
+    known_runs = {r.name for r in training.list_runs(engine)}
+    if run_name not in known_runs:
+        job = submit_job("train", train_job.prepare_params(snapshot=snap.name, model=str(model_dir), name=run_name, config=config,
+                                                            out=str(s.home / "runs" / run_name)), settings=s)
+        results["train"] = wait_for_job(job)
+    known_evals = {e.name for e in training.list_evals(engine)}
+    for name, adapter, baseline in ((base_name, None, None), (tuned_name, run_name, base_name)):
+        if name in known_evals:
+            continue
+        params = eval_job.prepare_params(name=name, snapshot=snap.name, model=str(model_dir), adapter=adapter, config=config, baseline=baseline,
+                                         limit=20, out=str(s.home / "evals" / name))
+        results[f"eval {name}"] = wait_for_job(submit_job("eval", params, settings=s))
+    try:
+        return training.get_run(engine, run_name), [training.get_eval(engine, base_name), training.get_eval(engine, tuned_name)]
+    except training.RunError as exc:
+        click.secho(f"    {exc}", fg="red")
+        return None
+
+
 def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool) -> int:
     from db import jobs as jobs_db
     from db import queries
@@ -103,7 +143,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     if ui:
         click.secho("note: the web app is not part of this release yet; running the pipeline only (same as --no-ui)", fg="yellow")
 
-    click.echo(f"1/7 making demo data in {out} ...")
+    click.echo(f"1/8 making demo data in {out} ...")
     made = write_demo_data(out, products=products, complaints=complaints, seed=seed)
     click.echo(f"    {made['products']} product photos + catalog rows, {made['complaints']} complaint transcripts ({made['bad_rows']} with bad input on purpose)")
 
@@ -117,19 +157,19 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     engine = write_engine(s.app_url)
     results: dict[str, int] = {}
     log_path = s.home / "demo-workers.log"
-    click.echo(f"2/7 starting {n_workers} worker process(es) (log: {log_path})")
+    click.echo(f"2/8 starting {n_workers} worker process(es) (log: {log_path})")
     with local_workers("cpu,gpu,train", processes=n_workers, log_path=log_path):
         catalog = ColumnMapping.from_yaml(out / "catalog.yaml")
         feedback = ColumnMapping.from_yaml(out / "complaints.yaml")
-        click.echo("3/7 ingest: catalog and complaint transcripts, redacted before storage")
+        click.echo("3/8 ingest: catalog and complaint transcripts, redacted before storage")
         job_catalog = submit_job("ingest", ingest_job.prepare_params(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8), settings=s)
         job_feedback = submit_job("ingest", ingest_job.prepare_params(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4), settings=s)
         results["ingest catalog"] = wait_for_job(job_catalog)
         results["ingest complaints"] = wait_for_job(job_feedback)
-        click.echo("4/7 OCR of every photo (rapidocr on CPU)")
+        click.echo("4/8 OCR of every photo (rapidocr on CPU)")
         job_ocr = submit_job("ocr", ocr_job.prepare_params(batch_size=8), settings=s)
         results["ocr"] = wait_for_job(job_ocr)
-        click.echo("5/7 generation: question/answer samples for every task (template backend), and the local-model path (tiny LLM)")
+        click.echo("5/8 generation: question/answer samples for every task (template backend), and the local-model path (tiny LLM)")
         job_generate = submit_job("generate", generate_job.prepare_params(backend="template"), settings=s)
         results["generate"] = wait_for_job(job_generate)
         tiny_llm = HFLocalBackend(model_dir=str(models_dir / "llama"), max_new_tokens=48)
@@ -139,7 +179,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         balance = sampling.balance(open_store(s.store), sql, params, names)
         selected = sampling.write_selection(open_store(s.store), "demo-balanced", sql, params, names, seed, "samples", f"demo-{seed}")
         click.echo(f"    stratified sample 'demo-balanced' (at most 40 per category): {selected} of {sum(r[-2] for r in balance)} samples")
-        click.echo("6/7 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore (IDEFICS2) of the balanced samples, on the gpu queue")
+        click.echo("6/8 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore (IDEFICS2) of the balanced samples, on the gpu queue")
         job_aux = submit_job("aux_stats", aux_job.prepare_params(), settings=s)
         results["aux"] = wait_for_job(job_aux)
         job_clip = submit_job("clip_score", clip_job.prepare_params(ClipConfig(model=str(models_dir / "clip"), batch_size=16)), settings=s)
@@ -147,8 +187,12 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         grounding = grounding_job.prepare_params(model=str(models_dir / "idefics2"), batch_size=8, config=VisAttnConfig(exclude_sinks=True, distance_correction=True), ocr=True, on="samples", selection="demo-balanced")
         job_grounding = submit_job("grounding", grounding, settings=s)
         results["grounding"] = wait_for_job(job_grounding)
-        click.echo("7/7 curation: a saved filter, a pilot to label, a snapshot and its exports in every format (cpu queue)")
+        click.echo("7/8 curation: a saved filter, a pilot to label, a snapshot and its exports in every format (cpu queue)")
         curated = _curate(s, engine, results)
+        trained = None
+        if curated:
+            click.echo("8/8 training: LoRA on the tiny VLM for a few steps on the demo snapshot, then the benchmarks on its held-out products (train queue)")
+            trained = _train_and_evaluate(s, curated[2], models_dir / "idefics2", results)
 
     lake = open_store(s.store)
     counts = queries.stage_counts(lake)
@@ -196,6 +240,14 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         click.echo(f"  snapshot   {snap.name!r}: {snap.counts['kept']} samples at DuckLake version {snap.lake_version}")
         for fmt, (folder, records) in folders.items():
             click.echo(f"  export     {fmt:<13}{records} records, verified: {folder}")
+    if trained:
+        run, evals = trained
+        click.echo(f"  training   run {run.name!r}: {run.steps_done} steps, loss {run.summary.get('final_loss', float('nan')):.4f}; adapter {run.summary.get('adapter')}")
+        for ev in evals:
+            acc = (ev.results.get("objective") or {}).get("overall", {}).get("accuracy")
+            attrs = (ev.results.get("attributes") or {}).get("overall", {}).get("accuracy")
+            click.echo(f"  evaluation {ev.name!r}: objective accuracy {_pct(acc)}, attribute exact match {_pct(attrs)}"
+                       + (f" (vs {ev.baseline!r}: `vitpro eval show {ev.name}`)" if ev.baseline else ""))
     for job_id in (job_catalog, job_feedback, job_ocr, job_generate, job_generate_hf, job_aux, job_clip, job_grounding, *([curated[4]] if curated else [])):
         job = jobs_db.get_job(engine, job_id)
         click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
@@ -203,5 +255,5 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         click.echo("  a stored transcript, as the model will see it:")
         for line in sample[0].splitlines()[:6]:
             click.echo(f"    | {line}")
-    click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, `vitpro snapshot list`.")
+    click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, `vitpro snapshot list`, `vitpro train list`, `vitpro eval list`.")
     return 0 if all(code == 0 for code in results.values()) else 1
