@@ -344,6 +344,18 @@ class StatsTable:
                 out[cond.describe()] = dict(sorted(value.items())) if cond.per_task else value
         return out
 
+    def value_range(self, cond: Condition) -> tuple[float | None, float | None]:
+        """(lowest, highest) value of the condition's stat over the samples (None, None when none has it)."""
+        return self._range(self.column(cond))
+
+    def margin(self, cond: Condition, threshold: float, n: int = 3) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """The ``n`` samples just at or above ``threshold`` and the ``n`` just below it, nearest first:
+        what a curator reads to judge where a cut falls."""
+        col = self.column(cond)
+        above = self.lake.fetchall(f"SELECT sample_id, {col} FROM {self.name} WHERE {col} >= ? ORDER BY {col}, sample_id LIMIT ?", [threshold, n])
+        below = self.lake.fetchall(f"SELECT sample_id, {col} FROM {self.name} WHERE {col} < ? ORDER BY {col} DESC, sample_id LIMIT ?", [threshold, n])
+        return above, below
+
     def _range(self, col: str) -> tuple[float | None, float | None]:
         if col not in self._ranges:
             self._ranges[col] = self.lake.fetchone(f"SELECT min({col}), max({col}) FROM {self.name}")

@@ -11,6 +11,7 @@ from itertools import combinations
 
 GROUNDED, NOT_GROUNDED, SKIP = "grounded", "not_grounded", "skip"
 LABELS = (GROUNDED, NOT_GROUNDED, SKIP)
+PAPER_RELATIVE_IMPROVEMENT = 0.36  # the paper: VisAttnScore agrees with humans 36% more often than CLIPScore
 
 
 def consensus(labels: list[str]) -> str | None:

@@ -23,3 +23,8 @@ def list_named(engine: Engine, model: Any, order: Any) -> list[Any]:
         rows = list(s.scalars(select(model).order_by(order)))
         s.expunge_all()
         return rows
+
+
+def name_taken(engine: Engine, model: Any, name: str) -> bool:
+    with Session(engine) as s:
+        return s.scalar(select(model.id).where(model.name == name)) is not None

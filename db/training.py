@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from . import batches, snapshots
 from .app_models import EvalRun, TrainRun, TrainStep
 from .lake import Lake
-from .named_rows import get_named, list_named
+from .named_rows import get_named, list_named, name_taken
 
 
 class RunError(ValueError):
@@ -67,6 +67,14 @@ def steps(engine: Engine, run_id: int) -> list[TrainStep]:
         rows = list(s.scalars(select(TrainStep).where(TrainStep.run_id == run_id).order_by(TrainStep.step)))
         s.expunge_all()
         return rows
+
+
+def check_new_name(engine: Engine, *, run: str | None = None, evaluation: str | None = None) -> None:
+    """Refuse a name already taken before a job is launched with it (the job would fail at once)."""
+    if run and name_taken(engine, TrainRun, run):
+        raise RunError(f"a training run named {run!r} exists already; pick another name")
+    if evaluation and name_taken(engine, EvalRun, evaluation):
+        raise RunError(f"an evaluation named {evaluation!r} exists already; pick another name")
 
 
 # ---- evaluation runs ----------------------------------------------------------------------------------

@@ -775,6 +775,7 @@ def demo(no_ui, out, products, complaints, n_workers, seed) -> None:
 
 from . import cli_curate  # noqa: E402,F401  (registers filter, pilot and snapshot on the group)
 from . import cli_train  # noqa: E402,F401  (registers train, eval and ablate)
+from . import cli_app  # noqa: E402,F401  (registers users and ui)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import click
 from .cli import _echo_table, _engine, _fail, _run_job, cli
 from .settings import load_settings
 
-PAPER_RELATIVE_IMPROVEMENT = 0.36  # the paper: VisAttnScore agrees with humans 36% more often than CLIPScore
+from curation.pilot_stats import PAPER_RELATIVE_IMPROVEMENT  # noqa: E402  (the paper's +36%)
 
 
 def _lake():
@@ -439,28 +439,6 @@ def pilot_export(name, out) -> None:
         click.echo(text, nl=False)
 
 
-def _current_predictions(filter_name, sample_ids):
-    """Per score (vis_attn, clip_score): the filter's conditions on it, and which pilot samples they keep now."""
-    from curation.filters import FilterConfig, FilterError, stats_for
-
-    _, config = _load_filter(filter_name)
-    lake = _lake()
-    wanted = set(sample_ids)
-    out = {}
-    for metric in ("vis_attn", "clip_score"):
-        conds = [c for c in config.conditions if c.metric == metric]
-        if not conds:
-            continue
-        sub = FilterConfig(conds, config.selection, config.segment)  # percentiles over what the filter sees
-        try:
-            table = stats_for(lake, sub)
-            rows = lake.fetchall(f"SELECT sample_id, keep FROM ({table.kept_sql(sub)})")
-        except FilterError as exc:
-            _fail(f"filter {filter_name!r}: {exc}")
-        out[metric] = ("; ".join(c.describe() for c in conds), {sid: bool(keep) for sid, keep in rows if sid in wanted})
-    return out
-
-
 @pilot.command("report")
 @click.argument("name")
 @click.option("--filter", "filter_name", help="A saved filter: accuracy of its current thresholds too (default: the only saved filter, if there is one).")
@@ -468,38 +446,28 @@ def _current_predictions(filter_name, sample_ids):
 @click.option("--json", "as_json", is_flag=True)
 def pilot_report(name, filter_name, roc_path, as_json) -> None:
     """How VisAttnScore and CLIPScore agree with the human labels: accuracy, ROC/AUC, best thresholds, kappa."""
-    from collections import Counter
     from dataclasses import asdict
 
-    from curation.pilot_stats import evaluate
+    from curation.filters import FilterError
     from curation.svg_plots import roc_svg
-    from db import pilots, saved_filters
+    from db import pilot_results, saved_filters
 
-    engine = _engine()
-    p = _get_pilot(name)
-    chosen = pilots.samples(engine, p.id)
-    by_sample: dict[str, dict[str, str]] = {}
-    words = Counter()
-    for row in pilots.labels(engine, p.id):
-        by_sample.setdefault(row.sample_id, {})[row.annotator] = row.label
-        words.update(w.lower() for w in (row.ungrounded_words or []))
-    if not by_sample:
+    _get_pilot(name)
+    try:
+        found = pilot_results.results(_lake(), _engine(), name, filter_name)
+    except (FilterError, saved_filters.UnknownFilter) as exc:
+        _fail(f"filter {filter_name!r}: {exc}")
+    if found is None:
         _fail(f"pilot {name!r} has no labels yet: vitpro pilot label {name}")
-    if filter_name is None:
-        saved = saved_filters.list_all(engine)
-        filter_name = saved[0].name if len(saved) == 1 else None
-    current = _current_predictions(filter_name, [x.sample_id for x in chosen]) if filter_name else {}
-    values = {"vis_attn": {x.sample_id: x.vis_attn for x in chosen}}
-    if any(x.clip_score is not None for x in chosen):
-        values["clip_score"] = {x.sample_id: x.clip_score for x in chosen}
-    report = evaluate(values, by_sample, current_predictions=current)
+    report, filter_name = found.report, found.filter_name
+    words = dict(found.ungrounded_words)
     if roc_path and report.scores:
         curves = {r.name: (r.roc["fpr"], r.roc["tpr"], r.auc) for r in report.scores.values()}
         roc_path.write_text(roc_svg(curves, title=f"pilot {name}: {report.labelled} labelled samples"), encoding="utf-8")
     if as_json:
-        click.echo(json.dumps({"pilot": name, "filter": filter_name, **asdict(report), "ungrounded_words": words.most_common(20)}, indent=2))
+        click.echo(json.dumps({"pilot": name, "filter": filter_name, **asdict(report), "ungrounded_words": found.ungrounded_words}, indent=2))
         return
-    click.secho(f"pilot {name!r}: {len(chosen)} sample(s), {report.labelled} with a majority label "
+    click.secho(f"pilot {name!r}: {found.samples} sample(s), {report.labelled} with a majority label "
                 f"({report.grounded} grounded, {report.not_grounded} not grounded), annotators: {', '.join(report.annotators)}", bold=True)
     if not report.scores:
         click.secho("the labels need both grounded and not-grounded samples before a score can be measured against them", fg="yellow")
@@ -520,7 +488,7 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
     if len(report.annotators) < 2:
         click.echo("one annotator so far: kappa needs a second (vitpro pilot label NAME --annotator OTHER)")
     if words:
-        click.echo("words marked ungrounded most often: " + ", ".join(f"{w} ({n})" for w, n in words.most_common(10)))
+        click.echo("words marked ungrounded most often: " + ", ".join(f"{w} ({n})" for w, n in found.ungrounded_words[:10]))
     if roc_path and report.scores:
         click.echo(f"ROC curves: {roc_path}")
 

@@ -81,10 +81,9 @@ def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **ove
         _fail(str(exc))
     name = name or _default_name("train")
     try:
-        training.get_run(engine, name)
-        _fail(f"a training run named {name!r} exists already; pick another --name")
-    except training.RunError:
-        pass
+        training.check_new_name(engine, run=name)
+    except training.RunError as exc:
+        _fail(str(exc))
     overrides["longest_edge"] = overrides.pop("resolution")
     if parts:
         overrides["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
@@ -207,10 +206,9 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
         _fail(str(exc))
     name = name or _default_name("eval")
     try:
-        training.get_eval(engine, name)
-        _fail(f"an evaluation named {name!r} exists already; pick another --name")
-    except training.RunError:
-        pass
+        training.check_new_name(engine, evaluation=name)
+    except training.RunError as exc:
+        _fail(str(exc))
     judge = None
     if judge_url:
         from curation.generation.backends import OpenAIChatBackend

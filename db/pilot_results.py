@@ -1,0 +1,62 @@
+"""A pilot's results, as the command line and the web app both show them: the human labels against
+VisAttnScore and CLIPScore (curation/pilot_stats.py), and the accuracy of a saved filter's thresholds."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from curation.filters import FilterConfig, stats_for
+from curation.pilot_stats import PilotReport, evaluate
+
+from . import pilots, saved_filters
+from .lake import Lake
+
+
+@dataclass
+class PilotResults:
+    report: PilotReport
+    filter_name: str | None
+    ungrounded_words: list[tuple[str, int]]
+    samples: int
+
+
+def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str]) -> dict[str, tuple[str, dict[str, bool]]]:
+    """Per score (vis_attn, clip_score): the filter's conditions on it, and which pilot samples they keep
+    now (percentiles over what the filter sees). Raises FilterError where the filter cannot apply."""
+    wanted = set(sample_ids)
+    out = {}
+    for metric in ("vis_attn", "clip_score"):
+        conds = [c for c in config.conditions if c.metric == metric]
+        if not conds:
+            continue
+        sub = FilterConfig(conds, config.selection, config.segment)
+        table = stats_for(lake, sub)
+        rows = lake.fetchall(f"SELECT sample_id, keep FROM ({table.kept_sql(sub)})")
+        out[metric] = ("; ".join(c.describe() for c in conds), {sid: bool(keep) for sid, keep in rows if sid in wanted})
+    return out
+
+
+def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None = None) -> PilotResults | None:
+    """None while nobody has labelled; ``filter_name`` defaults to the only saved filter, if one."""
+    p = pilots.get(engine, pilot_name)
+    chosen = pilots.samples(engine, p.id)
+    by_sample: dict[str, dict[str, str]] = {}
+    words: Counter = Counter()
+    for row in pilots.labels(engine, p.id):
+        by_sample.setdefault(row.sample_id, {})[row.annotator] = row.label
+        words.update(w.lower() for w in (row.ungrounded_words or []))
+    if not by_sample:
+        return None
+    if filter_name is None:
+        saved = saved_filters.list_all(engine)
+        filter_name = saved[0].name if len(saved) == 1 else None
+    current = {}
+    if filter_name:
+        config = FilterConfig.from_dict(saved_filters.get(engine, filter_name).config)
+        current = current_predictions(lake, config, [x.sample_id for x in chosen])
+    values = {"vis_attn": {x.sample_id: x.vis_attn for x in chosen}}
+    if any(x.clip_score is not None for x in chosen):
+        values["clip_score"] = {x.sample_id: x.clip_score for x in chosen}
+    return PilotResults(evaluate(values, by_sample, current_predictions=current), filter_name, words.most_common(20), len(chosen))

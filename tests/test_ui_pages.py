@@ -1,0 +1,333 @@
+"""The web app's pages under Streamlit's AppTest (the page scripts run as a server would run them), on a
+real store; plus users, roles, sign-in tokens and the token heat's escaping."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from db import pilots, saved_filters, users
+from db.users import SignedIn
+from ui import auth, heat
+from ui.context import USER_KEY
+
+from .conftest import REPO, _reset_process_caches
+from .ui_store import PASSWORDS, XSS, XSS_ID, build
+
+PAGES = REPO / "ui" / "pages"
+ADMIN, ANNA = SignedIn("admin", "admin"), SignedIn("anna", "annotator")
+
+
+@pytest.fixture(scope="module")
+def ui_store(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ui") / "var"
+    saved = {k: v for k, v in os.environ.items() if k.startswith("VITPRO_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update({"VITPRO_HOME": str(home), "VITPRO_LEASE_SECONDS": "4", "VITPRO_USER": "tester"})
+    _reset_process_caches()
+    try:
+        lake, engine = build(tmp_path_factory.mktemp("ui-data"))
+        yield home, lake, engine
+    finally:
+        _reset_process_caches()
+        for key in [k for k in os.environ if k.startswith("VITPRO_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+def page(name: str, who: SignedIn | None = ADMIN, **state) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
+    if who is not None:
+        at.session_state[USER_KEY] = who
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error] + [s.value for s in at.success]
+    parts += [w.value for w in at.warning] + [i.value for i in at.info]
+    return "\n".join(str(p) for p in parts)
+
+
+def html_blocks(at: AppTest) -> str:
+    return "\n".join(str(getattr(node, "body", "")) for node in at.get("html"))
+
+
+# ---- users, roles and tokens --------------------------------------------------------------------------
+def test_passwords_are_hashed_and_roles_decide_what_is_allowed(home):
+    from db.app_engine import write_engine
+    from db.store import open_store
+    from vitpro.settings import load_settings
+
+    s = load_settings()
+    open_store(s.store)
+    engine = write_engine(s.app_url)
+    users.add(engine, "ops", "correct horse", "admin")
+    stored = users.list_users(engine)[0].password_hash
+    assert "correct horse" not in stored and stored.startswith("scrypt$")
+    assert users.authenticate(engine, "ops", "correct horse") == SignedIn("ops", "admin")
+    assert users.authenticate(engine, "ops", "wrong horse!") is None
+    assert users.authenticate(engine, "nobody", "correct horse") is None
+    with pytest.raises(users.UserError, match="exists already"):
+        users.add(engine, "ops", "another password", "admin")
+    with pytest.raises(users.UserError, match="at least 8"):
+        users.add(engine, "short", "abc", "admin")
+    with pytest.raises(users.UserError, match="unknown role"):
+        users.add(engine, "x", "long enough", "root")
+    users.add(engine, "ann", "long enough", "annotator")
+    assert users.require(engine, SignedIn("ann", "annotator"), "label").role == "annotator"
+    with pytest.raises(users.Forbidden, match="needs an admin"):
+        users.require(engine, SignedIn("ann", "annotator"), "launch_jobs")
+    # a session that claims admin is checked against the store, not believed
+    with pytest.raises(users.Forbidden):
+        users.require(engine, SignedIn("ann", "admin"), "export")
+    users.set_disabled(engine, "ops")
+    assert users.authenticate(engine, "ops", "correct horse") is None
+    with pytest.raises(users.Forbidden, match="sign in"):
+        users.require(engine, SignedIn("ops", "admin"), "export")
+
+
+def test_users_add_from_the_command_line(home, vitpro_cli):
+    r = vitpro_cli("users", "add", "curator", "--role", "admin", "--password-stdin", input="s3cret-pass\n")
+    assert r.returncode == 0, r.stderr
+    assert "added curator (admin)" in r.stdout
+    r = vitpro_cli("users", "add", "curator", "--password-stdin", input="s3cret-pass\n")
+    assert r.returncode == 2 and "exists already" in r.stderr
+    r = vitpro_cli("users", "add", "weak", "--password-stdin", input="123\n")
+    assert r.returncode == 2 and "at least 8" in r.stderr
+    listing = vitpro_cli("users", "list").stdout
+    assert re.search(r"curator\s+admin\s+active", listing)
+    assert vitpro_cli("users", "disable", "curator").returncode == 0
+    assert re.search(r"curator\s+admin\s+disabled", vitpro_cli("users", "list").stdout)
+
+
+def test_session_tokens_are_signed_and_expire():
+    secret = b"k" * 32
+    token = auth.make_token("anna", secret, now=1000.0, hours=1)
+    assert auth.read_token(token, secret, now=1001.0) == "anna"
+    assert auth.read_token(token, secret, now=1000.0 + 3601) is None  # expired
+    assert auth.read_token(token, b"other secret", now=1001.0) is None
+    body, sig = token.rsplit(".", 1)
+    forged = auth.make_token("admin", b"guess", now=1000.0).rsplit(".", 1)[0] + "." + sig
+    assert auth.read_token(forged, secret, now=1001.0) is None
+    assert auth.read_token("garbage", secret) is None
+
+
+# ---- the token heat -----------------------------------------------------------------------------------
+def test_heat_escapes_text_and_colours_low_red_high_green():
+    block = heat.heat_block(["fine", XSS, "words"], [0.1, 0.0, 0.2])
+    assert "<img" not in block and "&lt;img src=x onerror=alert(1)&gt;" in block
+    spans = re.findall(r'data-score="([^"]+)" title="A\(t\) = ([^"]+)" style="background: rgba\((\d+),(\d+),(\d+)', block)
+    assert [(float(a), float(b)) for a, b, *_ in spans] == [(0.1, 0.1), (0.0, 0.0), (0.2, 0.2)]
+    colours = [tuple(map(int, c)) for *_, c1, c2, c3 in spans for c in [(c1, c2, c3)]]
+    assert colours == [heat.MID, heat.LOW, heat.HIGH]  # middle blue, lowest red, highest green
+    assert heat.colour(0.25) == tuple(round((a + b) / 2) for a, b in zip(heat.LOW, heat.MID))
+    assert "0.2" in heat.legend(0.0, 0.2) and "no token scores" in heat.legend(None, None)
+    pieces = heat.token_spans(["\u2581Red", "dish", "\u2581mug"], [0.1, 0.2, None], pieces=True)
+    assert re.sub(r"<[^>]+>", "", pieces) == " Reddish mug" and 'title="no score"' in pieces
+
+
+# ---- pages --------------------------------------------------------------------------------------------
+def test_pages_stop_without_a_signed_in_user(ui_store):
+    for name in ("overview", "inspect", "thresholds", "pilot", "jobs", "snapshots", "training"):
+        at = page(name, who=None)
+        assert [e.value for e in at.error] == ["sign in first"], name
+        assert not at.dataframe and not at.button, name
+
+
+def test_app_shows_the_sign_in_form_and_signs_in(ui_store):
+    at = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    at.text_input(key="sign_in_name").input("admin")
+    at.text_input(key="sign_in_password").input("not the password")
+    at.button[0].click().run()
+    assert "wrong user name or password" in texts(at) and USER_KEY not in at.session_state
+    at.text_input(key="sign_in_name").input("anna")
+    at.text_input(key="sign_in_password").input(PASSWORDS["anna"])
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state[USER_KEY] == ANNA
+    token = at.query_params[auth.TOKEN_PARAM]
+    assert auth.read_token(token if isinstance(token, str) else token[0], auth._secret(ui_store[0])) == "anna"  # survives a refresh
+
+
+def test_overview_funnel_counts(ui_store):
+    home, lake, engine = ui_store
+    at = page("overview")
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["image-text pairs ingested"] == f"{lake.scalar('SELECT count(*) FROM items'):,}"
+    assert metrics["samples generated"] == f"{lake.scalar('SELECT count(*) FROM samples'):,}"
+    config = saved_filters.get(engine, "ui-filter").config
+    from curation.filters import FilterConfig, stats_for
+
+    kept = stats_for(lake, FilterConfig.from_dict(config)).report(FilterConfig.from_dict(config)).kept
+    assert metrics["kept by filter 'ui-filter'"] == f"{kept:,}"
+
+
+def test_inspect_colours_the_answer_and_escapes_html(ui_store):
+    home, lake, engine = ui_store
+    at = page("inspect", insp_text="onerror")
+    assert not at.exception
+    assert "sample **1** of **1**" in texts(at)
+    body = html_blocks(at)
+    assert "<img src" not in body and "&lt;img" in body
+    scores = [float(v) for v in re.findall(r'data-score="([^"]+)"', body)]
+    stored = json.loads(lake.scalar("SELECT word_scores FROM token_scores WHERE subject_id = ? AND segment = 'answer'", [XSS_ID]))
+    assert scores == pytest.approx(stored)
+    vis = {m.label: m for m in at.metric}["VisAttnScore (answer)"]
+    assert vis.value == "0.11" and vis.delta.startswith("percentile ")
+
+
+def test_inspect_steps_with_next_and_previous(ui_store):
+    at = page("inspect", insp_order="VisAttnScore, lowest first")
+    first = re.search(r"`(\w+)`", texts(at)).group(1)
+    at.button(key="insp_next").click().run()
+    assert "sample **2** of" in texts(at)
+    second = re.search(r"`(\w+)`", texts(at)).group(1)
+    assert second != first
+    at.button(key="insp_prev").click().run()
+    assert re.search(r"`(\w+)`", texts(at)).group(1) == first
+    at.toggle(key="insp_q").set_value(True).run()
+    assert at.radio(key="insp_unit").set_value("sub-word pieces").run()
+    assert not at.exception and "data-score" in html_blocks(at)
+
+
+def test_thresholds_counts_follow_the_slider_and_save_needs_an_admin(ui_store):
+    home, lake, engine = ui_store
+    at = page("thresholds")
+    assert not at.exception
+    label = next(sl.key for sl in at.slider if sl.key.startswith("thr_pct_") and "VisAttnScore" in sl.key)
+    kept = lambda: int({m.label: m.value for m in at.metric}["kept"].replace(",", ""))  # noqa: E731
+    before = kept()
+    at.slider(key=label).set_value(60).run()
+    after = kept()
+    assert after < before
+    from curation.filters import FilterConfig, stats_for
+
+    config = FilterConfig.from_dict(saved_filters.get(engine, "ui-filter").config)
+    config.conditions[0].percentile = 60.0
+    assert after == stats_for(lake, config).report(config).kept  # the engine's count, not a page's own
+    at.text_input(key="thr_name").input("from-ui")
+    at.button[0].click().run()
+    assert "saved filter 'from-ui'" in texts(at)
+    saved = saved_filters.get(engine, "from-ui").config
+    assert {c["metric"]: c["percentile"] for c in saved["conditions"]} == {"vis_attn": 60.0, "clip_score": 20.0}
+    anna = page("thresholds", who=ANNA)
+    anna.text_input(key="thr_name").input("by-anna")
+    anna.button[0].click().run()
+    assert "refused: anna is annotator" in texts(anna)
+    with pytest.raises(saved_filters.UnknownFilter):
+        saved_filters.get(engine, "by-anna")
+
+
+def test_pilot_labels_are_per_annotator_and_resume_after_a_refresh(ui_store):
+    home, lake, engine = ui_store
+    pilot = pilots.get(engine, "ui-pilot")
+    order = [x.sample_id for x in pilots.samples(engine, pilot.id)]
+    at = page("pilot", who=ANNA)
+    assert not at.exception
+    at.button(key="pilot_grounded").click().run()
+    at.button(key="pilot_not_grounded").click().run()
+    at.button(key="pilot_skip").click().run()
+    mine = {x.sample_id: x.label for x in pilots.labels(engine, pilot.id, annotator="anna")}
+    assert mine == {order[0]: "grounded", order[1]: "not_grounded", order[2]: "skip"}
+    pilots.set_label(engine, pilot.id, order[3], "admin", "grounded")  # another curator, at the same time
+    fresh = page("pilot", who=ANNA)  # a refresh: a new session
+    assert "you have labelled 3 of 20" in str([p.text for p in fresh.get("progress")] + [texts(fresh)])
+    assert "sample **4** of 20" in texts(fresh) and "not labelled by you yet" in texts(fresh)  # admin's label is not shown to anna
+    assert {x.sample_id for x in pilots.labels(engine, pilot.id)} == set(order[:4])
+
+
+def test_pilot_results_show_roc_auc_and_the_paper_reference(ui_store):
+    home, lake, engine = ui_store
+    pilot = pilots.get(engine, "ui-pilot")
+    chosen = pilots.samples(engine, pilot.id)
+    for k, x in enumerate(chosen):
+        pilots.set_label(engine, pilot.id, x.sample_id, "bob", "grounded" if (x.vis_attn or 0) > 0.1 or k % 5 == 0 else "not_grounded")
+    at = page("pilot", pilot_filter="ui-filter")
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["score"]) == {"vis_attn", "clip_score"}
+    assert all(0 <= v <= 1 for v in table["AUC"])
+    assert table["accuracy at current thresholds"].notna().all()
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any("paper: +36%" in json.dumps(c) for c in charts)
+    assert any(t.get("name", "").startswith("vis_attn (AUC") for c in charts for t in c["data"])
+
+
+def test_jobs_page_launches_for_admins_only(ui_store):
+    home, lake, engine = ui_store
+    from db import jobs as jobs_db
+
+    before = len(jobs_db.list_jobs(engine, limit=100))
+    anna = page("jobs", who=ANNA)
+    assert not anna.exception
+    anna.get("form")  # the forms render for everyone
+    submit = [b for b in anna.button if b.label == "Launch aux stats"][0]
+    submit.click().run()
+    assert "refused: anna is annotator: launch jobs needs an admin" in texts(anna)
+    assert len(jobs_db.list_jobs(engine, limit=100)) == before
+    at = page("jobs")
+    [b for b in at.button if b.label == "Launch aux stats"][0].click().run()
+    assert "launched aux_stats job" in texts(at)
+    assert jobs_db.list_jobs(engine, limit=1)[0].kind == "aux_stats"
+    assert jobs_db.list_jobs(engine, limit=1)[0].launched_by == "admin"
+    [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()
+    assert "cannot launch grounding" in texts(at) and "not a model folder" in texts(at)  # the engine's own check
+
+
+def test_snapshots_create_diff_and_export_refusal(ui_store):
+    home, lake, engine = ui_store
+    from db import jobs as jobs_db
+    from db import snapshots
+
+    at = page("snapshots")
+    assert not at.exception
+    [b for b in at.button if b.label == "Create snapshot"][0].click().run()
+    assert "snapshot 'ui-filter-v" in texts(at)
+    snap = snapshots.list_all(engine)[-1]
+    assert snap.counts["kept"] > 0 and snap.created_by == "admin"
+    anna = page("snapshots", who=ANNA)
+    [b for b in anna.button if b.label == "Export"][0].click().run()
+    assert "refused: anna is annotator: export needs an admin" in texts(anna)
+    [b for b in anna.button if b.label == "Create snapshot"][0].click().run()
+    assert "refused" in texts(anna) and len(snapshots.list_all(engine)) == 1
+    [b for b in at.button if b.label == "Export"][0].click().run()
+    assert "export job" in texts(at) and jobs_db.list_jobs(engine, limit=1)[0].kind == "export"
+
+
+def test_training_page_without_and_with_runs(ui_store):
+    home, lake, engine = ui_store
+    at = page("training")
+    assert not at.exception and "No training runs yet." in texts(at)
+    from db import training
+
+    run = training.create_run(engine, name="r1", snapshot="s", base_model="m", config={"lora": {"r": 8}, "learning_rate": 2e-4}, out_dir="/tmp/r1", created_by="admin")
+    training.record_steps(engine, run.id, [{"step": k, "epoch": 0.1 * k, "loss": 3.0 - 0.2 * k, "learning_rate": 2e-4, "tokens": 100, "seconds": 0.5} for k in range(1, 6)])
+    base = {"objective": {"recognition": {"n": 10, "accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "yes_ratio": 0.5, "unparsed": 0}}}
+    tuned = {"objective": {"recognition": {"n": 10, "accuracy": 0.7, "precision": 0.7, "recall": 0.7, "f1": 0.7, "yes_ratio": 0.5, "unparsed": 0}}}
+    for name, results, baseline in (("e-base", base, None), ("e-tuned", tuned, "e-base")):
+        training.create_eval(engine, name=name, snapshot="s", model="m", adapter=None, config={}, baseline=baseline, created_by="admin")
+        training.set_eval(engine, name, results=results)
+    at = page("training")
+    assert not at.exception
+    loss = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    assert loss["y"] == pytest.approx([2.8, 2.6, 2.4, 2.2, 2.0])
+    table = at.dataframe[1].value
+    assert table["accuracy %"].tolist() == [70.0] and table["vs baseline (points)"].tolist() == pytest.approx([20.0])
+
+
+def test_the_app_imports_no_model_library():
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ui.app, ui.heat, ui.auth, ui.context, db.browse, db.pilot_results, workers.submit"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    modules = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "streamlit" in modules
+    assert not modules & {"torch", "transformers", "open_clip", "peft", "onnxruntime"}

@@ -1,0 +1,48 @@
+"""The curator web app: ``vitpro ui`` (or ``streamlit run ui/app.py``).
+
+Signs the user in (a password checked against the store's hashed users, or Streamlit's own OIDC sign-in
+where ``[auth]`` is configured in secrets.toml and the person's e-mail is a user), then serves the pages.
+No model library is imported here or by any page: long work is sent to the workers as jobs.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `streamlit run ui/app.py` runs this file as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import streamlit as st  # noqa: E402
+
+from ui import auth  # noqa: E402
+from ui.context import user  # noqa: E402
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+
+def main() -> None:
+    st.set_page_config(page_title="VIT-Pro Curation Studio", page_icon="🛍️", layout="wide")
+    auth.restore()
+    signed_in = user()
+    if signed_in is None:
+        auth.sign_in_page()
+        return
+    with st.sidebar:
+        st.markdown(f"**{signed_in.username}** · {signed_in.role}")
+        if st.button("Sign out", key="sign_out"):
+            auth.sign_out()
+            st.rerun()
+    auth.keep_in_url()
+    pages = [
+        st.Page(str(PAGES / "overview.py"), title="Overview", icon="📊", default=True),
+        st.Page(str(PAGES / "inspect.py"), title="Inspect", icon="🔎"),
+        st.Page(str(PAGES / "thresholds.py"), title="Thresholds", icon="🎚️"),
+        st.Page(str(PAGES / "pilot.py"), title="Pilot", icon="🏷️"),
+        st.Page(str(PAGES / "jobs.py"), title="Jobs", icon="⚙️"),
+        st.Page(str(PAGES / "snapshots.py"), title="Snapshots", icon="📦"),
+        st.Page(str(PAGES / "training.py"), title="Training", icon="📈"),
+    ]
+    st.navigation(pages).run()
+
+
+main()

@@ -1,0 +1,102 @@
+"""Inspect: browse samples and read one closely: image(s), question and answer, the answer's grounding
+token by token (the paper's Table 2 colouring), both scores with their percentiles, OCR and lineage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from curation.filters import stored_models
+from db import browse
+from ui import context
+from ui.heat import escape, heat_block
+
+context.ensure_signed_in()
+context.page_header("Inspect", "Browse samples; ← / → step through them. Hover a word for its exact A(t).")
+s, lake = context.settings(), context.lake()
+
+vis_models = stored_models(lake, "vis_attn", segment="answer", scored_only=True)
+clip_models = stored_models(lake, "clip_score", scored_only=True)
+facets = browse.facets(lake)
+with st.expander("Filter and sort", expanded=True):
+    c1, c2, c3 = st.columns(3)
+    tasks = c1.multiselect("Task", facets["task"], key="insp_tasks")
+    cats = c2.multiselect("Category", facets["category"], key="insp_cats")
+    text = c3.text_input("Text contains", key="insp_text")
+    c4, c5, c6 = st.columns(3)
+    order = c4.selectbox("Order", list(browse.ORDERS), key="insp_order")
+    vis_model = c5.selectbox("VisAttnScore model", vis_models, key="insp_vis") if vis_models else None
+    clip_model = c6.selectbox("CLIPScore model", clip_models, key="insp_clip") if clip_models else None
+
+query = (tuple(tasks), tuple(cats), text, order, vis_model, clip_model)
+if st.session_state.get("insp_query") != query:  # a new query starts at its first sample
+    st.session_state["insp_query"], st.session_state["insp_pos"] = query, 0
+total, _ = browse.browse(lake, vis_model=vis_model, clip_model=clip_model, tasks=list(tasks), categories=list(cats), text=text, order=order, limit=0)
+if total == 0:
+    st.info("No samples match." if facets["task"] else "No samples yet: run the pipeline (Jobs page, or `vitpro demo`).")
+    st.stop()
+
+
+def _step(delta: int) -> None:
+    st.session_state["insp_pos"] = min(max(0, st.session_state.get("insp_pos", 0) + delta), total - 1)
+
+
+nav = st.columns([1, 1, 4])
+nav[0].button("◀ Previous", on_click=_step, args=(-1,), shortcut="left", key="insp_prev")
+nav[1].button("Next ▶", on_click=_step, args=(1,), shortcut="right", key="insp_next")
+pos = min(st.session_state.get("insp_pos", 0), total - 1)
+nav[2].markdown(f"sample **{pos + 1}** of **{total:,}**")
+_, page = browse.browse(lake, vis_model=vis_model, clip_model=clip_model, tasks=list(tasks), categories=list(cats), text=text, order=order, limit=1, offset=pos)
+rec = browse.sample_record(lake, page[0]["sample_id"], vis_model=vis_model, clip_model=clip_model, blob_root=s.blob_path)
+
+left, right = st.columns([5, 6])
+with left:
+    for path in rec["images"]:
+        if Path(path).is_file():
+            st.image(path, width="stretch")
+        else:
+            st.warning(f"image file missing: {path}")
+    if not rec["images"]:
+        st.info("this sample has no image")
+with right:
+    st.markdown(f"**{escape(rec['task'])}** · {escape(rec['category'])} · `{rec['sample_id']}`")
+    unit = st.radio("Colour by", ["words", "sub-word pieces"], horizontal=True, key="insp_unit")
+    show_q = st.toggle("Colour the question too", key="insp_q")
+    pieces = unit == "sub-word pieces"
+
+    def _segment(name: str, text: str, label: str) -> None:
+        tok = rec["tokens"].get(name)
+        if tok and (tok["tokens"] if pieces else tok["words"]):
+            st.html(heat_block(tok["tokens"] if pieces else tok["words"], tok["scores"] if pieces else tok["word_scores"], pieces=pieces, label=label))
+        else:
+            st.html(f'<div style="font-weight:600;margin-top:6px">{escape(label)}</div><div class="plain">{escape(text)}</div>')
+
+    if show_q:
+        _segment("question", rec["question"], "Question")
+    else:
+        st.html(f'<div style="font-weight:600">Question</div><div class="plain">{escape(rec["question"])}</div>')
+    _segment("answer", rec["answer"], "Answer")
+
+    m = st.columns(2)
+    clip = rec["scores"].get("clip_score")
+    vis = rec["scores"].get("vis_attn/answer")
+
+    def _fmt(score) -> tuple[str, str | None]:
+        if not score or score.get("value") is None:
+            return "—", "not scored"
+        pct = score.get("percentile")
+        return f"{score['value']:.4g}", (f"percentile {pct:.0f}" if pct is not None else None)
+
+    value, pct = _fmt(clip)
+    m[0].metric("CLIPScore (item)", value, pct, delta_color="off")
+    value, pct = _fmt(vis)
+    m[1].metric("VisAttnScore (answer)", value, pct, delta_color="off")
+    if vis and vis.get("mass") is not None:
+        st.caption(f"attention mass on the image: {vis['mass']:.4g} · model {escape(vis['model'])}")
+
+with st.expander("OCR text of the images"):
+    for k, text in enumerate(rec["ocr"], 1):
+        st.html(f"<div><b>[{k}]</b> {escape(text) or '<i>no text read</i>'}</div>")
+with st.expander("Lineage"):
+    st.json(rec["lineage"])
+    st.text(f"item text: {rec['item_text'] or ''}"[:600])

@@ -1,0 +1,57 @@
+"""Overview: the funnel from raw image-text pairs to the final set, and counts per task and category."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from curation.filters import FilterConfig, FilterError
+from db import browse, saved_filters, snapshots
+from ui import context
+
+context.ensure_signed_in()
+context.page_header("Overview", "How far the data has come: every stage's count, and where samples are lost.")
+lake, engine = context.lake(), context.engine()
+
+stages = browse.funnel(lake)
+filters = saved_filters.list_all(engine)
+chosen = st.selectbox("Final set: kept by the saved filter", [f.name for f in filters], index=len(filters) - 1 if filters else None,
+                      placeholder="no saved filter yet (Thresholds page)") if filters else None
+if chosen:
+    try:
+        config = FilterConfig.from_dict(saved_filters.get(engine, chosen).config)
+        report = context.stats_table(config).report(config)
+        stages.append((f"kept by filter '{chosen}'", report.kept))
+    except FilterError as exc:
+        st.warning(f"filter {chosen!r} cannot be applied to the current data: {exc}")
+snaps = snapshots.list_all(engine)
+if snaps:
+    latest = max(snaps, key=lambda s: s.created_at)
+    stages.append((f"in snapshot '{latest.name}'", int(latest.counts.get("kept", 0))))
+
+cols = st.columns(min(4, len(stages)))
+for k, (name, n) in enumerate(stages):
+    cols[k % len(cols)].metric(name, f"{n:,}")
+fig = go.Figure(go.Funnel(y=[name for name, _ in stages], x=[n for _, n in stages], textinfo="value+percent initial"))
+fig.update_layout(height=60 + 48 * len(stages), margin=dict(l=10, r=10, t=10, b=10))
+st.plotly_chart(fig, width="stretch")
+
+rows = browse.per_task_category(lake)
+if not rows:
+    st.info("No samples yet: ingest data and generate samples (Jobs page, or `vitpro demo`).")
+else:
+    left, right = st.columns(2)
+    tasks: dict[str, list[int]] = {}
+    cats: dict[str, list[int]] = {}
+    for r in rows:
+        for table, key in ((tasks, r["task"]), (cats, r["category"])):
+            t = table.setdefault(key, [0, 0])
+            t[0] += r["samples"]
+            t[1] += r["scored"]
+    for col, title, table in ((left, "per task", tasks), (right, "per category", cats)):
+        names = sorted(table)
+        fig = go.Figure([go.Bar(name="samples", x=names, y=[table[n][0] for n in names]),
+                         go.Bar(name="with VisAttnScore", x=names, y=[table[n][1] for n in names])])
+        fig.update_layout(barmode="group", height=320, title=f"Samples {title}", margin=dict(l=10, r=10, t=40, b=10))
+        col.plotly_chart(fig, width="stretch")
+    with st.expander("Counts per task and category"):
+        st.dataframe(rows, width="stretch", hide_index=True)

@@ -1,0 +1,98 @@
+"""``vitpro users`` (who may sign in to the web app, with which role) and ``vitpro ui`` (serve it).
+
+Registered on the main group by vitpro/cli.py.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import _echo_table, _engine, _fail, _fmt_time, cli
+from .settings import load_settings
+
+APP_FILE = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+
+
+@cli.group()
+def users() -> None:
+    """People who may sign in to the web app: annotators label, admins also launch jobs and export."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["annotator", "admin"]), default="annotator", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts); otherwise it is asked twice.")
+@click.option("--replace", is_flag=True, help="Set a new password and role for an existing user.")
+def users_add(username, role, password_stdin, replace) -> None:
+    """Create a user (the password is stored hashed with scrypt)."""
+    from db import users as users_db
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        replaced = users_db.add(_engine(), username, password, role, replace=replace)
+    except users_db.UserError as exc:
+        _fail(str(exc))
+    click.echo(f"{'updated' if replaced else 'added'} {username} ({role})")
+
+
+@users.command("list")
+def users_list() -> None:
+    """Users, their roles and whether they may sign in."""
+    from db import users as users_db
+
+    rows = users_db.list_users(_engine())
+    if not rows:
+        click.echo("no users yet: vitpro users add NAME --role admin")
+        return
+    _echo_table([(u.username, u.role, "disabled" if u.disabled else "active", _fmt_time(u.created_at)) for u in rows], ("user", "role", "state", "created (UTC)"))
+
+
+@users.command("disable")
+@click.argument("username")
+@click.option("--enable", is_flag=True, help="Let the user sign in again.")
+def users_disable(username, enable) -> None:
+    """Stop a user signing in (takes effect at their next action, even mid-session)."""
+    from db import users as users_db
+
+    try:
+        users_db.set_disabled(_engine(), username, not enable)
+    except users_db.UserError as exc:
+        _fail(str(exc))
+    click.echo(f"{username} {'enabled' if enable else 'disabled'}")
+
+
+def streamlit_command(port: int, address: str) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP_FILE), "--server.headless", "true", "--server.port", str(port),
+            "--server.address", address, "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+
+
+def serve(port: int, address: str) -> int:
+    """Run the web app in the foreground until interrupted; returns its exit code."""
+    _engine()  # create the store before the first page asks it
+    shown = "localhost" if address in ("0.0.0.0", "127.0.0.1") else address
+    click.secho(f"web app: open http://{shown}:{port} in a browser (Ctrl+C stops it)", bold=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APP_FILE.parent.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    try:
+        return subprocess.call(streamlit_command(port, address), env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+@cli.command("ui")
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True, help="0.0.0.0 to serve other machines.")
+def ui_command(port, address) -> None:
+    """Serve the curator web app (Streamlit). Sign in with a user made by `vitpro users add`."""
+    from db import users as users_db
+
+    if users_db.count(_engine()) == 0:
+        click.secho("no users yet: create one first, e.g. `vitpro users add admin --role admin`", fg="yellow")
+    click.echo(f"store: {load_settings().describe()['catalog']}")
+    sys.exit(serve(port, address))
