@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup browser demo test test-fast bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,17 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# Builds demo data and runs every stage through real workers on embedded defaults (no services needed).
+# Builds demo data, runs every stage through real workers on embedded defaults (no services needed), then
+# serves the web app on it: open the address it prints and sign in with the password it prints.
 demo: $(STAMP)
-	$(BIN)/vitpro demo --no-ui
+	$(BIN)/vitpro demo
 
-# The whole suite: real DuckLake, real Celery workers, the running PostgreSQL and Redis.
-test: $(STAMP)
+# Debian's chromium for the web app's browser test (Playwright drives it; nothing is downloaded by Playwright).
+browser:
+	@test -x /usr/bin/chromium || apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium >/dev/null)
+
+# The whole suite: real DuckLake, real Celery workers, the running PostgreSQL and Redis, a real browser.
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 # Without the end-to-end tests that start workers.

@@ -1,5 +1,6 @@
 """The `vitpro` command line as a user meets it: help, set-up, usage errors, job control, the demo."""
 import json
+import re
 import shutil
 import subprocess
 
@@ -96,6 +97,58 @@ def test_vitpro_worker_command_runs_jobs(home, vitpro_cli, shared_data, tmp_path
     assert proc.returncode == 0
 
 
+def _demo_until_served(home) -> str:
+    """Run `vitpro demo` (with the web app) until it serves; check the app answers and the printed
+    password signs in; stop it with Ctrl+C. Returns what it printed."""
+    import os
+    import signal
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    from db import users
+    from db.app_engine import write_engine
+    from vitpro.settings import load_settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "vitpro.cli", "demo", "--products", "4", "--complaints", "8", "--workers", "1", "--port", str(port)],
+                            cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "web app: open" in line:
+                break
+        text = "".join(lines)
+        assert f"web app: open http://localhost:{port}" in text, text[-3000:]
+        for _ in range(100):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            raise AssertionError("the demo's web app does not answer")
+        password = re.search(r"sign in as admin\s+password (\S+)", text).group(1)
+        assert users.authenticate(write_engine(load_settings().app_url), "admin", password) == users.SignedIn("admin", "admin")
+        assert (home / "demo-users.txt").stat().st_mode & 0o077 == 0  # the passwords file is the owner's alone
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    return text
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end(home, vitpro_cli):
     out = vitpro_cli("demo", "--no-ui", "--products", "4", "--complaints", "8", "--workers", "1", timeout=400)
@@ -124,9 +177,10 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     for task in ("recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"):
         assert task in samples_line  # every task has samples
     assert "rejected   hf/" in text  # the tiny local model's output went through parsing and was refused
-    again = vitpro_cli("demo", "--no-ui", "--products", "4", "--complaints", "8", "--workers", "1", timeout=400)
-    assert again.returncode == 0 and "ingested 0" in again.stdout  # the same demo data adds nothing
-    job_lines = [line for line in again.stdout.splitlines() if line.startswith("  job ")]
+    # again, this time as the README runs it: it ends serving the web app, and says where and as whom
+    again = _demo_until_served(home)
+    assert "ingested 0" in again  # the same demo data adds nothing
+    job_lines = [line for line in again.splitlines() if line.startswith("  job ")]
     assert any("clip_score" in line and "items_to_score 0" in line for line in job_lines), job_lines  # nothing scored twice
     assert any("grounding" in line and "samples_to_score 0" in line for line in job_lines), job_lines
     assert any("generate" in line and "items_to_generate 0" in line for line in job_lines), job_lines  # nor generated twice

@@ -21,7 +21,7 @@ PAGES = Path(__file__).resolve().parent / "pages"
 
 
 def main() -> None:
-    st.set_page_config(page_title="VIT-Pro Curation Studio", page_icon="🛍️", layout="wide")
+    st.set_page_config(page_title="VIT-Pro Curation Studio", page_icon=":material/shopping_bag:", layout="wide")
     auth.restore()
     signed_in = user()
     if signed_in is None:
@@ -34,13 +34,13 @@ def main() -> None:
             st.rerun()
     auth.keep_in_url()
     pages = [
-        st.Page(str(PAGES / "overview.py"), title="Overview", icon="📊", default=True),
-        st.Page(str(PAGES / "inspect.py"), title="Inspect", icon="🔎"),
-        st.Page(str(PAGES / "thresholds.py"), title="Thresholds", icon="🎚️"),
-        st.Page(str(PAGES / "pilot.py"), title="Pilot", icon="🏷️"),
-        st.Page(str(PAGES / "jobs.py"), title="Jobs", icon="⚙️"),
-        st.Page(str(PAGES / "snapshots.py"), title="Snapshots", icon="📦"),
-        st.Page(str(PAGES / "training.py"), title="Training", icon="📈"),
+        st.Page(str(PAGES / "overview.py"), title="Overview", icon=":material/monitoring:", default=True),
+        st.Page(str(PAGES / "inspect.py"), title="Inspect", icon=":material/search:"),
+        st.Page(str(PAGES / "thresholds.py"), title="Thresholds", icon=":material/tune:"),
+        st.Page(str(PAGES / "pilot.py"), title="Pilot", icon=":material/label:"),
+        st.Page(str(PAGES / "jobs.py"), title="Jobs", icon=":material/settings:"),
+        st.Page(str(PAGES / "snapshots.py"), title="Snapshots", icon=":material/inventory_2:"),
+        st.Page(str(PAGES / "training.py"), title="Training", icon=":material/show_chart:"),
     ]
     st.navigation(pages).run()
 

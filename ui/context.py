@@ -65,7 +65,7 @@ def demo_banner() -> None:
 
     if demo_scores(lake()):
         st.warning("Demo models (tiny, random weights) produced scores shown here: they exercise the pipeline, "
-                   "they say nothing about the data.", icon="⚠️")
+                   "they say nothing about the data.", icon=":material/warning:")
 
 
 def page_header(title: str, caption: str = "") -> None:

@@ -65,11 +65,14 @@ def legend(lo: float | None, hi: float | None, steps: int = 9) -> str:
     """A colour bar from the lowest to the highest score shown, with both values."""
     if lo is None:
         return '<div class="heat-legend">no token scores for this segment</div>'
+    digits = 4
+    while digits < 10 and f"{lo:.{digits}g}" == f"{hi:.{digits}g}" and lo != hi:  # close scores: enough digits to tell them apart
+        digits += 1
     cells = "".join(
         f'<span style="display:inline-block;width:22px;height:12px;background:rgb{colour(k / (steps - 1))}"></span>' for k in range(steps)
     )
     return (f'<div class="heat-legend" style="font-size:0.8em;margin:4px 0">'
-            f'A(t) low <b>{lo:.4g}</b> {cells} <b>{hi:.4g}</b> high (red: little attention to the image, green: most)</div>')
+            f'A(t) low <b>{lo:.{digits}g}</b> {cells} <b>{hi:.{digits}g}</b> high (red: little attention to the image, green: most)</div>')
 
 
 STYLE = """<style>

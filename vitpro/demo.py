@@ -112,7 +112,27 @@ def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
         return None
 
 
-def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool) -> int:
+def _demo_users(s, engine) -> dict[str, str]:
+    """An admin and an annotator with fresh random passwords (each demo run), kept in a file only the
+    owner can read so they can be found again."""
+    import os
+    import secrets
+
+    from db import users
+
+    made = {"admin": "admin", "annotator": "annotator"}
+    passwords = {}
+    for name, role in made.items():
+        passwords[name] = secrets.token_urlsafe(9)
+        users.add(engine, name, passwords[name], role, replace=True)
+    path = s.home / "demo-users.txt"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"{name} ({made[name]}): {pw}\n" for name, pw in passwords.items()))
+    return passwords
+
+
+def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool, port: int = 8501, address: str = "127.0.0.1") -> int:
     from db import jobs as jobs_db
     from db import queries
     from db.app_engine import write_engine
@@ -140,8 +160,6 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     started = time.monotonic()
     click.secho("VIT-Pro Curation Studio demo", bold=True)
     click.echo(f"store: {s.describe()['catalog']}   broker: {s.describe()['broker']}")
-    if ui:
-        click.secho("note: the web app is not part of this release yet; running the pipeline only (same as --no-ui)", fg="yellow")
 
     click.echo(f"1/8 making demo data in {out} ...")
     made = write_demo_data(out, products=products, complaints=complaints, seed=seed)
@@ -256,4 +274,16 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         for line in sample[0].splitlines()[:6]:
             click.echo(f"    | {line}")
     click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, `vitpro snapshot list`, `vitpro train list`, `vitpro eval list`.")
-    return 0 if all(code == 0 for code in results.values()) else 1
+    code = 0 if all(code == 0 for code in results.values()) else 1
+    if not ui:
+        return code
+    from .cli_app import serve
+
+    passwords = _demo_users(s, engine)
+    click.echo()
+    click.secho("the web app, on the demo data (workers keep running behind it, so its Jobs page can launch work):", bold=True)
+    for name, pw in passwords.items():
+        click.echo(f"  sign in as {name:<10} password {pw}   (also in {s.home / 'demo-users.txt'})")
+    with local_workers("cpu,gpu,train", processes=n_workers, log_path=log_path):
+        serve(port, address)
+    return code

@@ -195,7 +195,8 @@ with tabs[8], st.form("launch_eval"):
         _launch("eval", _eval_params)
 
 
-STATUS_ICON = {"queued": "⏳", "running": "🔄", "succeeded": "✅", "failed": "❌", "cancelling": "🛑", "cancelled": "⛔"}
+STATUS_ICON = {"queued": ":material/schedule:", "running": ":material/sync:", "succeeded": ":green[:material/check_circle:]",
+               "failed": ":red[:material/error:]", "cancelling": ":material/block:", "cancelled": ":material/block:"}
 
 
 @st.fragment(run_every=2)

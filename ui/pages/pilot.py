@@ -83,7 +83,7 @@ with label_tab:
     sid = order[pos]
     detail = pilots.sample_details(lake, [sid], vis_model=pilot.config.get("vis_model"), segment=pilot.config.get("segment", "answer"),
                                    blob_root=s.blob_path).get(sid)
-    b = st.columns([1, 1, 1, 1, 1, 3])
+    b = st.columns([1, 1, 2, 2, 1, 3])
     b[0].button("◀", on_click=_goto, args=(-1,), shortcut="left", key="pilot_prev", help="previous (←)")
     b[1].button("▶", on_click=_goto, args=(1,), shortcut="right", key="pilot_next", help="next (→)")
     b[2].button("Grounded", on_click=_label, args=(GROUNDED,), shortcut="g", type="primary", key="pilot_grounded", help="G")
