@@ -61,9 +61,7 @@ def guarded(action: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
 
 
 def demo_banner() -> None:
-    from db.browse import demo_scores
-
-    if demo_scores(lake()):
+    if read("demo_scores"):
         st.warning("Demo models (tiny, random weights) produced scores shown here: they exercise the pipeline, "
                    "they say nothing about the data.", icon=":material/warning:")
 
@@ -104,3 +102,29 @@ def stats_table(config):
     specs = resolve_models(lake(), config)
     key = json.dumps({"specs": [[s.metric, s.model_id, s.segment] for s in specs], "selection": config.selection})
     return _stats_table(key, lake().current_version(), str(settings().home))
+
+
+def _reads() -> dict[str, Callable[..., Any]]:
+    from curation.filters import stored_models
+    from db import browse
+
+    return {
+        "facets": browse.facets,
+        "funnel": browse.funnel,
+        "per_task_category": browse.per_task_category,
+        "demo_scores": browse.demo_scores,
+        "stored_models": lambda lk, metric, segment, scored_only: stored_models(lk, metric, segment=segment, scored_only=scored_only),
+        "browse": lambda lk, kwargs: browse.browse(lk, **dict(kwargs)),
+        "sample_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=settings().blob_path),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _memo(name: str, version: int, home: str, args: tuple) -> Any:
+    return _reads()[name](lake(), *args)
+
+
+def read(name: str, *args) -> Any:
+    """A read of the lake, remembered until the next commit to it (the DuckLake version is the key): a click
+    that changes nothing in the store costs one version lookup, not the queries behind the page."""
+    return _memo(name, lake().current_version(), str(settings().home), args)

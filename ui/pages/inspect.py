@@ -6,18 +6,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from curation.filters import stored_models
 from db import browse
 from ui import context
 from ui.heat import escape, heat_block
 
 context.ensure_signed_in()
 context.page_header("Inspect", "Browse samples; ← / → step through them. Hover a word for its exact A(t).")
-s, lake = context.settings(), context.lake()
 
-vis_models = stored_models(lake, "vis_attn", segment="answer", scored_only=True)
-clip_models = stored_models(lake, "clip_score", scored_only=True)
-facets = browse.facets(lake)
+vis_models = context.read("stored_models", "vis_attn", "answer", True)
+clip_models = context.read("stored_models", "clip_score", "", True)
+facets = context.read("facets")
 with st.expander("Filter and sort", expanded=True):
     c1, c2, c3 = st.columns(3)
     tasks = c1.multiselect("Task", facets["task"], key="insp_tasks")
@@ -31,7 +29,8 @@ with st.expander("Filter and sort", expanded=True):
 query = (tuple(tasks), tuple(cats), text, order, vis_model, clip_model)
 if st.session_state.get("insp_query") != query:  # a new query starts at its first sample
     st.session_state["insp_query"], st.session_state["insp_pos"] = query, 0
-total, _ = browse.browse(lake, vis_model=vis_model, clip_model=clip_model, tasks=list(tasks), categories=list(cats), text=text, order=order, limit=0)
+query_args = (("vis_model", vis_model), ("clip_model", clip_model), ("tasks", tuple(tasks)), ("categories", tuple(cats)), ("text", text), ("order", order))
+total, _ = context.read("browse", query_args + (("limit", 0),))
 if total == 0:
     st.info("No samples match." if facets["task"] else "No samples yet: run the pipeline (Jobs page, or `vitpro demo`).")
     st.stop()
@@ -46,8 +45,8 @@ nav[0].button("◀ Previous", on_click=_step, args=(-1,), shortcut="left", key="
 nav[1].button("Next ▶", on_click=_step, args=(1,), shortcut="right", key="insp_next")
 pos = min(st.session_state.get("insp_pos", 0), total - 1)
 nav[2].markdown(f"sample **{pos + 1}** of **{total:,}**")
-_, page = browse.browse(lake, vis_model=vis_model, clip_model=clip_model, tasks=list(tasks), categories=list(cats), text=text, order=order, limit=1, offset=pos)
-rec = browse.sample_record(lake, page[0]["sample_id"], vis_model=vis_model, clip_model=clip_model, blob_root=s.blob_path)
+_, page = context.read("browse", query_args + (("limit", 1), ("offset", pos)))
+rec = context.read("sample_record", page[0]["sample_id"], vis_model, clip_model)
 
 left, right = st.columns([5, 6])
 with left:

@@ -5,14 +5,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from curation.filters import FilterConfig, FilterError
-from db import browse, saved_filters, snapshots
+from db import saved_filters, snapshots
 from ui import context
 
 context.ensure_signed_in()
 context.page_header("Overview", "How far the data has come: every stage's count, and where samples are lost.")
 lake, engine = context.lake(), context.engine()
 
-stages = browse.funnel(lake)
+stages = list(context.read("funnel"))
 filters = saved_filters.list_all(engine)
 chosen = st.selectbox("Final set: kept by the saved filter", [f.name for f in filters], index=len(filters) - 1 if filters else None,
                       placeholder="no saved filter yet (Thresholds page)") if filters else None
@@ -35,7 +35,7 @@ fig = go.Figure(go.Funnel(y=[name for name, _ in stages], x=[n for _, n in stage
 fig.update_layout(height=60 + 48 * len(stages), margin=dict(l=10, r=10, t=10, b=10))
 st.plotly_chart(fig, width="stretch")
 
-rows = browse.per_task_category(lake)
+rows = context.read("per_task_category")
 if not rows:
     st.info("No samples yet: ingest data and generate samples (Jobs page, or `vitpro demo`).")
 else:
