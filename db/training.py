@@ -91,6 +91,16 @@ def create_eval(engine: Engine, *, name: str, snapshot: str, model: str, adapter
     return row
 
 
+def ensure_eval(engine: Engine, *, name: str, job_id: str, **values: Any) -> None:
+    """The evaluation row a job writes into: made on the job's first plan, found again on a retry or a
+    redelivered plan; either way it points at this job."""
+    try:
+        get_eval(engine, name)
+    except RunError:
+        create_eval(engine, name=name, **values)
+    set_eval(engine, name, job_id=job_id)
+
+
 def get_eval(engine: Engine, name: str) -> EvalRun:
     return get_named(engine, EvalRun, name, EvalRun.created_at, lambda known: RunError(f"no evaluation {name!r} (evaluations: {known})"))
 

@@ -38,12 +38,8 @@ def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None,
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
     adapter = resolve_adapter(ctx.engine, p["adapter"])
-    try:
-        training.get_eval(ctx.engine, p["name"])
-    except training.RunError:
-        training.create_eval(ctx.engine, name=p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter,
-                             config={**p, "kind": "ablation"}, baseline=None, created_by=ctx.settings.user)
-    training.set_eval(ctx.engine, p["name"], job_id=ctx.job_id)
+    training.ensure_eval(ctx.engine, name=p["name"], job_id=ctx.job_id, snapshot=p["snapshot"], model=p["model"], adapter=adapter,
+                         config={**p, "kind": "ablation"}, baseline=None, created_by=ctx.settings.user)
     ctx.log(f"ablation {p['name']!r}: {len(p['cells'])} cell(s)")
     return [UnitSpec({"cell": c, "index": i, "adapter": adapter}, 1) for i, c in enumerate(p["cells"])], {}
 

@@ -54,12 +54,8 @@ def resolve_adapter(engine, adapter: str | None) -> str | None:
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
     adapter = resolve_adapter(ctx.engine, p["adapter"])
-    try:
-        training.get_eval(ctx.engine, p["name"])
-    except training.RunError:
-        training.create_eval(ctx.engine, name=p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter, config=p, baseline=p["baseline"],
-                             created_by=ctx.settings.user)
-    training.set_eval(ctx.engine, p["name"], job_id=ctx.job_id)
+    training.ensure_eval(ctx.engine, name=p["name"], job_id=ctx.job_id, snapshot=p["snapshot"], model=p["model"], adapter=adapter, config=p,
+                         baseline=p["baseline"], created_by=ctx.settings.user)
     return [UnitSpec({"benchmark": b, "adapter": adapter}, 1) for b in p["benchmarks"]], {}
 
 
