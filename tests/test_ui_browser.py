@@ -82,7 +82,7 @@ def _metric(page, label: str) -> int:
 def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url):
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium (make test does it)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from curation.filters import FilterConfig, stats_for
     from db import jobs as jobs_db
@@ -108,6 +108,9 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
 
         assert float(token.get_attribute("data-score")) == pytest.approx(json.loads(stored)[0], rel=1e-5)
         assert token.get_attribute("title") == f"A(t) = {token.get_attribute('data-score')}"
+        page.keyboard.press("ArrowRight")  # next sample, from the keyboard
+        page.get_by_text(re.compile(r"^sample 2 of \d+")).wait_for()
+        expect(page.locator("code").filter(has_text=re.compile(r"^\w{24}$")).first).not_to_have_text(sample_id)
 
         # Thresholds: move the VisAttnScore percentile with the keyboard, the kept count follows
         _open(page, "Thresholds")
@@ -126,11 +129,14 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
 
         # Pilot: three labels with the buttons
         _open(page, "Pilot")
-        for k in range(1, 4):
-            page.get_by_role("button", name=re.compile("^Grounded")).click()
-            page.get_by_text(f"you have labelled {k} of 20").wait_for()
+        page.get_by_role("button", name=re.compile("^Grounded")).click()
+        page.get_by_text("you have labelled 1 of 20").wait_for()
+        page.get_by_role("button", name=re.compile("^Grounded")).click()
+        page.get_by_text("you have labelled 2 of 20").wait_for()
+        page.keyboard.press("n")  # the shortcut of "Not grounded"
+        page.get_by_text("you have labelled 3 of 20").wait_for()
         pilot = pilots.get(engine, "ui-pilot")
-        assert [x.label for x in pilots.labels(engine, pilot.id, annotator="admin")] == ["grounded"] * 3
+        assert sorted(x.label for x in pilots.labels(engine, pilot.id, annotator="admin")) == ["grounded", "grounded", "not_grounded"]
 
         # Snapshots: create one from the saved filter and export it (a job on the real worker)
         _open(page, "Snapshots")

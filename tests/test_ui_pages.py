@@ -331,3 +331,31 @@ def test_the_app_imports_no_model_library():
     modules = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if line.startswith("import time:")}
     assert "streamlit" in modules
     assert not modules & {"torch", "transformers", "open_clip", "peft", "onnxruntime"}
+
+
+def test_two_curators_labelling_at_once_lose_nothing(ui_store):
+    import threading
+
+    home, lake, engine = ui_store
+    pilot = pilots.get(engine, "ui-pilot")
+    order = [x.sample_id for x in pilots.samples(engine, pilot.id)]
+    errors: list[BaseException] = []
+
+    def label_all(who: str, value: str) -> None:
+        try:
+            for sid in order:
+                pilots.set_label(engine, pilot.id, sid, who, value, ["word"] if value == "not_grounded" else [])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=label_all, args=("cara", "grounded")), threading.Thread(target=label_all, args=("dan", "not_grounded"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    by = {}
+    for row in pilots.labels(engine, pilot.id):
+        by.setdefault(row.annotator, {})[row.sample_id] = (row.label, row.ungrounded_words)
+    assert by["cara"] == {sid: ("grounded", []) for sid in order}
+    assert by["dan"] == {sid: ("not_grounded", ["word"]) for sid in order}
