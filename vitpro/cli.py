@@ -48,7 +48,8 @@ def cli() -> None:
     \b
     Stages:         ingest (with redaction) -> ocr -> score clip -> generate -> sample -> score grounding
                     -> filter -> pilot -> snapshot -> snapshot export
-    Start here:     vitpro demo --no-ui     (builds demo data and runs every stage)
+    Start here:     vitpro demo             (builds demo data, runs every stage, then serves the web app)
+    Web app:        vitpro users add NAME --role admin; vitpro ui
     Configuration:  VITPRO_HOME (default ./var), VITPRO_CATALOG, VITPRO_BROKER, ... (see the README)
     """
 
