@@ -359,3 +359,23 @@ def test_two_curators_labelling_at_once_lose_nothing(ui_store):
         by.setdefault(row.annotator, {})[row.sample_id] = (row.label, row.ungrounded_words)
     assert by["cara"] == {sid: ("grounded", []) for sid in order}
     assert by["dan"] == {sid: ("not_grounded", ["word"]) for sid in order}
+
+
+def test_oidc_sign_in_maps_the_providers_email_to_a_store_user(ui_store):
+    home, lake, engine = ui_store
+    users.add(engine, "carol@example.com", "long enough pw", "annotator")
+    oidc = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+                     "client_id": "c", "client_secret": "s", "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}}
+    at = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60)
+    at.secrets = oidc
+    at.user = {"is_logged_in": True, "email": "carol@example.com"}
+    at.run()
+    assert not at.exception
+    assert at.session_state[USER_KEY] == SignedIn("carol@example.com", "annotator")  # the role is the store's
+    stranger = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60)
+    stranger.secrets = oidc
+    stranger.user = {"is_logged_in": True, "email": "mallory@example.com"}
+    stranger.run()
+    assert USER_KEY not in stranger.session_state
+    assert "mallory@example.com is not a user of this store" in texts(stranger)
+    assert any(b.label == "Sign in with your organisation's account" for b in stranger.button)
