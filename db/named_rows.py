@@ -25,6 +25,19 @@ def list_named(engine: Engine, model: Any, order: Any) -> list[Any]:
         return rows
 
 
+def insert_named(engine: Engine, row: Any, exists: Callable[[], Exception]) -> Any:
+    """Insert ``row`` unless a row of its kind has its name already (``exists()`` is raised then; the test
+    and the insert share one transaction); returns the row, detached."""
+    model = type(row)
+    with Session(engine) as s, s.begin():
+        if s.scalar(select(model.id).where(model.name == row.name)) is not None:
+            raise exists()
+        s.add(row)
+        s.flush()
+        s.expunge(row)
+    return row
+
+
 def name_taken(engine: Engine, model: Any, name: str) -> bool:
     with Session(engine) as s:
         return s.scalar(select(model.id).where(model.name == name)) is not None

@@ -13,8 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from curation.exports import ExportSample
 from curation.filters import FilterConfig, stats_for
@@ -22,7 +21,7 @@ from curation.filters import FilterConfig, stats_for
 from . import batches
 from .app_models import Snapshot
 from .lake import Lake, at_version
-from .named_rows import get_named, list_named
+from .named_rows import get_named, insert_named, list_named, name_taken
 
 
 class SnapshotError(ValueError):
@@ -69,9 +68,11 @@ def freeze(lake: Lake, config: FilterConfig, version: int | None = None) -> Froz
 
 
 def create(lake: Lake, engine: Engine, *, name: str, filter_name: str | None, config: FilterConfig, created_by: str) -> Snapshot:
-    with Session(engine) as s:
-        if s.scalar(select(Snapshot.id).where(Snapshot.name == name)) is not None:
-            raise SnapshotError(f"a snapshot named {name!r} exists already (snapshots are never changed; pick a new name)")
+    def exists() -> SnapshotError:
+        return SnapshotError(f"a snapshot named {name!r} exists already (snapshots are never changed; pick a new name)")
+
+    if name_taken(engine, Snapshot, name):  # before freezing, which reads the whole filter's stats
+        raise exists()
     frozen = freeze(lake, config)
     if not frozen.ids:
         raise SnapshotError("the filter keeps no samples: nothing to snapshot (see `vitpro filter show`)")
@@ -79,11 +80,7 @@ def create(lake: Lake, engine: Engine, *, name: str, filter_name: str | None, co
         name=name, filter_name=filter_name, filter_config=frozen.config.to_dict(), lake_version=frozen.version, counts=frozen.counts,
         model_ids=frozen.model_ids, prompt_versions=frozen.prompt_versions, created_by=created_by, created_at=datetime.now(timezone.utc),
     )
-    with Session(engine) as s, s.begin():
-        s.add(row)
-        s.flush()
-        s.expunge(row)
-    return row
+    return insert_named(engine, row, exists)
 
 
 def get(engine: Engine, name: str) -> Snapshot:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from . import batches, snapshots
 from .app_models import EvalRun, TrainRun, TrainStep
 from .lake import Lake
-from .named_rows import get_named, list_named, name_taken
+from .named_rows import get_named, insert_named, list_named, name_taken
 
 
 class RunError(ValueError):
@@ -23,15 +23,9 @@ def _now() -> datetime:
 
 # ---- training runs ------------------------------------------------------------------------------------
 def create_run(engine: Engine, *, name: str, snapshot: str, base_model: str, config: dict, out_dir: str, created_by: str) -> TrainRun:
-    with Session(engine) as s, s.begin():
-        if s.scalar(select(TrainRun.id).where(TrainRun.name == name)) is not None:
-            raise RunError(f"a training run named {name!r} exists already; pick another --name")
-        row = TrainRun(name=name, snapshot=snapshot, base_model=base_model, config=config, out_dir=out_dir, status="queued",
-                       steps_done=0, summary={}, created_by=created_by, created_at=_now(), updated_at=_now())
-        s.add(row)
-        s.flush()
-        s.expunge(row)
-    return row
+    row = TrainRun(name=name, snapshot=snapshot, base_model=base_model, config=config, out_dir=out_dir, status="queued",
+                   steps_done=0, summary={}, created_by=created_by, created_at=_now(), updated_at=_now())
+    return insert_named(engine, row, lambda: RunError(f"a training run named {name!r} exists already; pick another --name"))
 
 
 def get_run(engine: Engine, name: str) -> TrainRun:
@@ -80,15 +74,9 @@ def check_new_name(engine: Engine, *, run: str | None = None, evaluation: str | 
 # ---- evaluation runs ----------------------------------------------------------------------------------
 def create_eval(engine: Engine, *, name: str, snapshot: str, model: str, adapter: str | None, config: dict, baseline: str | None,
                 created_by: str) -> EvalRun:
-    with Session(engine) as s, s.begin():
-        if s.scalar(select(EvalRun.id).where(EvalRun.name == name)) is not None:
-            raise RunError(f"an evaluation named {name!r} exists already; pick another --name")
-        row = EvalRun(name=name, snapshot=snapshot, model=model, adapter=adapter, config=config, results={}, baseline=baseline,
-                      created_by=created_by, created_at=_now())
-        s.add(row)
-        s.flush()
-        s.expunge(row)
-    return row
+    row = EvalRun(name=name, snapshot=snapshot, model=model, adapter=adapter, config=config, results={}, baseline=baseline,
+                  created_by=created_by, created_at=_now())
+    return insert_named(engine, row, lambda: RunError(f"an evaluation named {name!r} exists already; pick another --name"))
 
 
 def ensure_eval(engine: Engine, *, name: str, job_id: str, **values: Any) -> None:
