@@ -68,6 +68,16 @@ def create(engine: Engine, *, name: str, rows: list[dict[str, Any]], size: int, 
         return pilot.id
 
 
+def draw_and_create(lake: Lake, engine: Engine, *, name: str, size: int, seed: int, vis_model: str, clip_model: str | None = None,
+                    segment: str = "answer", selection: str | None = None, created_by: str) -> list[dict[str, Any]]:
+    """Draw a pilot (see :func:`draw`) and store it with the models and segment it was drawn with; returns
+    the rows drawn."""
+    rows = draw(lake, size=size, seed=seed, vis_model=vis_model, segment=segment, clip_model=clip_model, selection=selection)
+    create(engine, name=name, rows=rows, size=size, seed=seed, created_by=created_by,
+           config={"vis_model": vis_model, "clip_model": clip_model, "segment": segment, "selection": selection})
+    return rows
+
+
 def get(engine: Engine, name: str) -> Pilot:
     return get_named(engine, Pilot, name, Pilot.created_at, lambda known: PilotError(f"no pilot {name!r} (pilots: {known})"))
 

@@ -379,3 +379,22 @@ def test_oidc_sign_in_maps_the_providers_email_to_a_store_user(ui_store):
     assert USER_KEY not in stranger.session_state
     assert "mallory@example.com is not a user of this store" in texts(stranger)
     assert any(b.label == "Sign in with your organisation's account" for b in stranger.button)
+
+
+def test_pilot_page_creates_a_pilot_for_admins_only(ui_store):
+    home, lake, engine = ui_store
+    anna = page("pilot", who=ANNA)
+    anna.text_input(key="pilot_new_name").input("anna-pilot")
+    [b for b in anna.button if b.label == "Create pilot"][0].click().run()
+    assert "refused: anna is annotator: create pilots needs an admin" in texts(anna)
+    assert "anna-pilot" not in [row[0] for row in pilots.list_pilots(engine)]
+    at = page("pilot")
+    at.text_input(key="pilot_new_name").input("ui-pilot-2")
+    at.number_input(key="pilot_new_size").set_value(12)
+    [b for b in at.button if b.label == "Create pilot"][0].click().run()
+    assert "pilot 'ui-pilot-2': 12 samples drawn" in texts(at)
+    made = pilots.get(engine, "ui-pilot-2")
+    assert made.created_by == "admin" and made.config["segment"] == "answer" and len(pilots.samples(engine, made.id)) == 12
+    at.text_input(key="pilot_new_name").input("ui-pilot-2")
+    [b for b in at.button if b.label == "Create pilot"][0].click().run()
+    assert "a pilot named 'ui-pilot-2' exists already" in texts(at)

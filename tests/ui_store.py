@@ -61,7 +61,5 @@ def build(data_dir):
     config = FilterConfig([Condition.parse("vis_attn >= p25"), Condition.parse("clip_score >= p20 or missing")])
     resolve_models(lake, config)
     saved_filters.save(engine, "ui-filter", config.to_dict(), "admin")
-    rows = pilots.draw(lake, size=20, seed=0, vis_model=VIS_MODEL, clip_model=CLIP_MODEL)
-    pilots.create(engine, name="ui-pilot", rows=rows, size=20, seed=0,
-                  config={"vis_model": VIS_MODEL, "clip_model": CLIP_MODEL, "segment": "answer", "selection": None}, created_by="admin")
+    pilots.draw_and_create(lake, engine, name="ui-pilot", size=20, seed=0, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="admin")
     return lake, engine

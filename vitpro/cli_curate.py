@@ -276,10 +276,9 @@ def pilot_create(name, size, seed, vis_model, clip_model, segment, selection) ->
     lake = _lake()
     vis_model = _pick_model(lake, "vis_attn", segment, vis_model, required=True)
     clip_model = _pick_model(lake, "clip_score", "", clip_model, required=False)
-    rows = pilots.draw(lake, size=size, seed=seed, vis_model=vis_model, segment=segment, clip_model=clip_model, selection=selection)
-    config = {"vis_model": vis_model, "clip_model": clip_model, "segment": segment, "selection": selection}
     try:
-        pilots.create(_engine(), name=name, rows=rows, size=size, seed=seed, config=config, created_by=load_settings().user)
+        rows = pilots.draw_and_create(lake, _engine(), name=name, size=size, seed=seed, vis_model=vis_model, clip_model=clip_model,
+                                      segment=segment, selection=selection, created_by=load_settings().user)
     except pilots.PilotError as exc:
         _fail(str(exc))
     click.echo(f"pilot {name!r}: {len(rows)} sample(s) (asked for {size}, seed {seed})" + ("" if len(rows) == size else " - every scored sample there is"))

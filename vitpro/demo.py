@@ -49,10 +49,8 @@ def _curate(s, engine, results: dict[str, int]):
     except pilots.PilotError:
         vis_model = next((c.model_id for c in config.conditions if c.metric == "vis_attn"), None)
         clip_model = next((c.model_id for c in config.conditions if c.metric == "clip_score"), None)
-        rows = pilots.draw(lake, size=200, seed=0, vis_model=vis_model, clip_model=clip_model, selection="demo-balanced")
-        pilots.create(engine, name="demo-pilot", rows=rows, size=200, seed=0,
-                      config={"vis_model": vis_model, "clip_model": clip_model, "segment": "answer", "selection": "demo-balanced"}, created_by=s.user)
-        pilot_n = len(rows)
+        pilot_n = len(pilots.draw_and_create(lake, engine, name="demo-pilot", size=200, seed=0, vis_model=vis_model, clip_model=clip_model,
+                                             selection="demo-balanced", created_by=s.user))
     name = f"demo-v{lake.current_version()}"
     try:
         snap = snapshots.get(engine, name)

@@ -20,10 +20,8 @@ s, lake, engine = context.settings(), context.lake(), context.engine()
 
 
 def _create(name: str, size: int, seed: int, selection: str | None, vis_model: str, clip_model: str | None) -> int:
-    rows = pilots.draw(lake, size=size, seed=seed, vis_model=vis_model, clip_model=clip_model, selection=selection)
-    pilots.create(engine, name=name, rows=rows, size=size, seed=seed,
-                  config={"vis_model": vis_model, "clip_model": clip_model, "segment": "answer", "selection": selection}, created_by=me.username)
-    return len(rows)
+    return len(pilots.draw_and_create(lake, engine, name=name, size=size, seed=seed, vis_model=vis_model, clip_model=clip_model,
+                                      selection=selection, created_by=me.username))
 
 
 with st.expander("Create a pilot" + ("" if context.allowed("create_pilots") else " (admins)")):
@@ -31,8 +29,8 @@ with st.expander("Create a pilot" + ("" if context.allowed("create_pilots") else
     clip_models = stored_models(lake, "clip_score", scored_only=True)
     with st.form("pilot_create"):
         c1, c2, c3 = st.columns(3)
-        new_name = c1.text_input("Name", value="pilot-1")
-        size = c2.number_input("Samples", 10, 5000, 200, help="The paper labels 200.")
+        new_name = c1.text_input("Name", value="pilot-1", key="pilot_new_name")
+        size = c2.number_input("Samples", 10, 5000, 200, help="The paper labels 200.", key="pilot_new_size")
         seed = c3.number_input("Seed", 0, 10**6, 0)
         c4, c5, c6 = st.columns(3)
         sel = c4.selectbox("From", ["all samples", *[n for n, kind, _ in sampling.selection_names(lake) if kind == "sample"]])
