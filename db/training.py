@@ -21,6 +21,11 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def default_name(prefix: str) -> str:
+    """A run or evaluation name when none is given: the kind and the UTC time, e.g. train-20261127-001500."""
+    return f"{prefix}-{_now():%Y%m%d-%H%M%S}"
+
+
 # ---- training runs ------------------------------------------------------------------------------------
 def create_run(engine: Engine, *, name: str, snapshot: str, base_model: str, config: dict, out_dir: str, created_by: str) -> TrainRun:
     row = TrainRun(name=name, snapshot=snapshot, base_model=base_model, config=config, out_dir=out_dir, status="queued",
@@ -34,6 +39,16 @@ def get_run(engine: Engine, name: str) -> TrainRun:
 
 def list_runs(engine: Engine) -> list[TrainRun]:
     return list_named(engine, TrainRun, TrainRun.created_at)
+
+
+def run_status(engine: Engine, run: TrainRun) -> str:
+    """The run's own status, or its job's where the job ended otherwise (failed, cancelled)."""
+    from . import jobs
+
+    if run.status == "succeeded" or not run.job_id:
+        return run.status
+    job = jobs.get_job(engine, run.job_id)
+    return job.status if job is not None and job.status in ("failed", "cancelled") else run.status
 
 
 def update_run(engine: Engine, name: str, **values: Any) -> None:

@@ -3,17 +3,12 @@ each launched as a job on the train queue (--local starts a worker for the comma
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from .cli import _echo_table, _engine, _fail, _run_job, cli
 from .settings import load_settings
-
-
-def _default_name(prefix: str) -> str:
-    return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
 
 
 def _model_options(fn):
@@ -79,7 +74,7 @@ def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **ove
         snapshots.get(engine, snapshot)
     except snapshots.SnapshotError as exc:
         _fail(str(exc))
-    name = name or _default_name("train")
+    name = name or training.default_name("train")
     try:
         training.check_new_name(engine, run=name)
     except training.RunError as exc:
@@ -107,22 +102,12 @@ def train_list() -> None:
 
     rows = []
     for r in training.list_runs(_engine()):
-        rows.append((r.name, r.snapshot, _run_status(r), f"{r.steps_done}/{r.total_steps or '?'}", _fmt(r.summary.get("final_loss")), r.out_dir))
+        rows.append((r.name, r.snapshot, training.run_status(_engine(), r), f"{r.steps_done}/{r.total_steps or '?'}", _fmt(r.summary.get("final_loss")), r.out_dir))
     _echo_table(rows, ("name", "snapshot", "status", "steps", "final loss", "folder"))
 
 
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.4f}"
-
-
-def _run_status(run) -> str:
-    """The run's own status, or its job's where the job ended otherwise (failed, cancelled)."""
-    from db import jobs
-
-    if run.status == "succeeded" or not run.job_id:
-        return run.status
-    job = jobs.get_job(_engine(), run.job_id)
-    return job.status if job is not None and job.status in ("failed", "cancelled") else run.status
 
 
 def _show_run(name: str) -> None:
@@ -134,7 +119,7 @@ def _show_run(name: str) -> None:
     except training.RunError as exc:
         _fail(str(exc))
     steps = training.steps(_engine(), run.id)
-    click.secho(f"training run {run.name!r}: {_run_status(run)}", bold=True)
+    click.secho(f"training run {run.name!r}: {training.run_status(_engine(), run)}", bold=True)
     click.echo(f"  snapshot {run.snapshot}, base model {run.base_model}, job {run.job_id}")
     lora = run.config["lora"]
     click.echo(f"  LoRA r={lora['r']} alpha={lora['alpha']} dropout={lora['dropout']} on {', '.join(lora['parts'])}; lr {run.config['learning_rate']:g}, "
@@ -204,7 +189,7 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
             training.get_eval(engine, baseline)
     except (snapshots.SnapshotError, training.RunError) as exc:
         _fail(str(exc))
-    name = name or _default_name("eval")
+    name = name or training.default_name("eval")
     try:
         training.check_new_name(engine, evaluation=name)
     except training.RunError as exc:
@@ -307,6 +292,7 @@ def eval_show(name, baseline) -> None:
 def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local, **overrides) -> None:
     """Evaluate a grid of settings on the objective benchmark; writes a table like the paper's Tables 5-8
     (accuracy per task, change against the default, s/item, peak memory)."""
+    from db import training
     from trainer.ablation import parse_grid
     from workers.jobs import ablate as ablate_job
 
@@ -314,7 +300,7 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
         grid = parse_grid(list(grid_specs))
     except ValueError as exc:
         _fail(str(exc))
-    name = name or _default_name("ablate")
+    name = name or training.default_name("ablate")
     config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
                      longest_edge=overrides.get("resolution"))
     out = load_settings().home / "evals" / name

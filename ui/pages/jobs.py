@@ -2,8 +2,6 @@
 errors), with cancel and retry. The page only sends jobs; the workers do the work."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import streamlit as st
 
 from db import jobs as jobs_db
@@ -32,10 +30,6 @@ def _launch(kind: str, build) -> None:
 
     if not queue_has_worker(queue_of(kind, params), settings=s):
         st.warning(f"no live worker serves the {queue_of(kind, params)!r} queue: start one with `vitpro worker --queues {queue_of(kind, params)}`")
-
-
-def _stamp(prefix: str) -> str:
-    return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
 
 
 st.subheader("Launch" + ("" if context.allowed("launch_jobs") else " (admins only: you will be refused)"))
@@ -149,7 +143,7 @@ with tabs[7], st.form("launch_train"):
     c = st.columns(4)
     train_snap = c[0].selectbox("Snapshot", snap_names, key="train_snap")
     base = c[1].text_input("Base VLM folder", value=str(models / "idefics2"), key="train_model")
-    run_name = c[2].text_input("Run name", value=_stamp("train"))
+    run_name = c[2].text_input("Run name", value=training.default_name("train"))
     preset_name = c[3].selectbox("Preset", ["paper", "multi_image"], help="paper: r=256, alpha=32, lr 2e-4, batch 8")
     c = st.columns(4)
     r = c[0].number_input("LoRA rank (0: preset's)", 0, 1024, 0)
@@ -176,7 +170,7 @@ with tabs[8], st.form("launch_eval"):
     eval_model = c[1].text_input("Base VLM folder", value=str(models / "idefics2"), key="eval_model")
     runs = [x.name for x in training.list_runs(engine)]
     adapter = c[2].selectbox("Adapter (a training run)", [None, *runs], format_func=lambda n: n or "none: the base model")
-    eval_name = c[3].text_input("Evaluation name", value=_stamp("eval"))
+    eval_name = c[3].text_input("Evaluation name", value=training.default_name("eval"))
     c = st.columns(4)
     benches = c[0].multiselect("Benchmarks", list(BENCHMARKS), default=["objective", "attributes"])
     baseline = c[1].selectbox("Report against", [None, *[e.name for e in training.list_evals(engine)]], format_func=lambda n: n or "no baseline")

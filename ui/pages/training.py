@@ -5,7 +5,6 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from db import jobs as jobs_db
 from db import training
 from trainer.evaluate import accuracies
 from trainer.metrics import relative_to
@@ -16,19 +15,12 @@ context.page_header("Training", "LoRA runs, their loss curves and the benchmarks
 engine = context.engine()
 
 
-def _status(run) -> str:
-    if run.status == "succeeded" or not run.job_id:
-        return run.status
-    job = jobs_db.get_job(engine, run.job_id)
-    return job.status if job is not None and job.status in ("failed", "cancelled") else run.status
-
-
 runs = training.list_runs(engine)
 st.subheader("Runs")
 if not runs:
     st.info("No training runs yet.")
 else:
-    st.dataframe([{"name": r.name, "snapshot": r.snapshot, "status": _status(r), "steps": f"{r.steps_done}/{r.total_steps or '?'}",
+    st.dataframe([{"name": r.name, "snapshot": r.snapshot, "status": training.run_status(engine, r), "steps": f"{r.steps_done}/{r.total_steps or '?'}",
                    "final loss": r.summary.get("final_loss"), "LoRA r": r.config["lora"]["r"], "lr": r.config["learning_rate"],
                    "adapter": r.summary.get("adapter")} for r in runs], hide_index=True, width="stretch")
     picked = st.multiselect("Loss curves of", [r.name for r in runs], default=[runs[-1].name], key="train_curves")
