@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -147,4 +147,4 @@ def set_disabled(engine: Engine, username: str, disabled: bool = True) -> None:
 
 def count(engine: Engine) -> int:
     with Session(engine) as s:
-        return len(list(s.scalars(select(User.id))))
+        return int(s.scalar(select(func.count(User.id))) or 0)

@@ -70,14 +70,11 @@ def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **ove
     from workers.jobs import train as train_job
 
     engine = _engine()
-    try:
-        snapshots.get(engine, snapshot)
-    except snapshots.SnapshotError as exc:
-        _fail(str(exc))
     name = name or training.default_name("train")
     try:
+        snapshots.get(engine, snapshot)
         training.check_new_name(engine, run=name)
-    except training.RunError as exc:
+    except (snapshots.SnapshotError, training.RunError) as exc:
         _fail(str(exc))
     overrides["longest_edge"] = overrides.pop("resolution")
     if parts:
@@ -183,16 +180,13 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
     from workers.jobs import evaluate as eval_job
 
     engine = _engine()
+    name = name or training.default_name("eval")
     try:
         snapshots.get(engine, snapshot)
         if baseline:
             training.get_eval(engine, baseline)
-    except (snapshots.SnapshotError, training.RunError) as exc:
-        _fail(str(exc))
-    name = name or training.default_name("eval")
-    try:
         training.check_new_name(engine, evaluation=name)
-    except training.RunError as exc:
+    except (snapshots.SnapshotError, training.RunError) as exc:
         _fail(str(exc))
     judge = None
     if judge_url:

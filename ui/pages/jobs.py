@@ -28,8 +28,9 @@ def _launch(kind: str, build) -> None:
     st.success(f"launched {kind} job {job_id}")
     from workers.jobs import queue_of
 
-    if not queue_has_worker(queue_of(kind, params), settings=s):
-        st.warning(f"no live worker serves the {queue_of(kind, params)!r} queue: start one with `vitpro worker --queues {queue_of(kind, params)}`")
+    queue = queue_of(kind, params)
+    if not queue_has_worker(queue, settings=s):
+        st.warning(f"no live worker serves the {queue!r} queue: start one with `vitpro worker --queues {queue}`")
 
 
 st.subheader("Launch" + ("" if context.allowed("launch_jobs") else " (admins only: you will be refused)"))
