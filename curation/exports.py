@@ -8,9 +8,10 @@ the data file(s), ``images/`` (content-addressed, so paths are stable across exp
 every file. Nothing in it depends on when or where it was written: the same snapshot gives the same
 bytes (the tests hold it to that).
 
-Prompts: one image is ``<image>\\n`` then the question; several images are numbered ``[1] <image>``,
-``[2] <image>`` ... and the sections are separated by ``###`` as in the paper's multi-image variant; with
-``ocr=True`` the OCR text comes as ``OCR Tokens: ...`` in a section of its own.
+Prompts are laid out by ``prompt_layout`` (the layout scoring and training use too): one image is
+``<image>\\n`` then the question; several images are numbered ``[1] <image>``, ``[2] <image>`` ... and the
+sections are separated by ``###`` as in the paper's multi-image variant; with ``ocr=True`` the OCR text
+comes as ``OCR Tokens: ...`` in a section of its own.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .hashing import file_sha256
+from .model_ids import scrub_paths
+from .prompt_layout import flatten, ocr_body, user_parts
 
 IMAGE_TAG = "<image>"
 FORMATS = ("llava", "llamafactory", "swift", "trl", "parquet")
@@ -56,30 +59,15 @@ def _escape(text: str) -> tuple[str, int]:
     return (text.replace(IMAGE_TAG, "[image]"), n) if n else (text, 0)
 
 
-def prompt_sections(sample: ExportSample, *, ocr: bool) -> list[str | None]:
-    """The user turn as text pieces with ``None`` where an image goes (TRL wants them apart)."""
+def prompt_parts(sample: ExportSample, *, ocr: bool) -> list[dict]:
+    """The user turn as chat content parts, laid out as every prompt is (``prompt_layout``)."""
     question, _ = _escape(sample.question)
-    n = len(sample.images)
-    parts: list[str | None] = []
-    if n == 1:
-        parts += [None, "\n"]
-    elif n > 1:
-        for k in range(n):
-            parts += [f"[{k + 1}] ", None, "\n"]
-        parts.append("###\n")
-    texts = [_escape(t)[0].strip() for t in sample.ocr] if ocr else []
-    if any(texts):
-        if n > 1:
-            body = " ".join(f"[{k + 1}] {t}" for k, t in enumerate(texts) if t)
-        else:
-            body = " ".join(t for t in texts if t)
-        parts.append(f"OCR Tokens: {body}\n###\n")
-    parts.append(question)
-    return parts
+    texts = [_escape(t)[0] for t in sample.ocr] if ocr else []
+    return user_parts(len(sample.images), question, ocr_body(texts, len(sample.images)))
 
 
 def user_prompt(sample: ExportSample, *, ocr: bool) -> str:
-    return "".join(IMAGE_TAG if p is None else p for p in prompt_sections(sample, ocr=ocr))
+    return flatten(prompt_parts(sample, ocr=ocr), IMAGE_TAG)
 
 
 def answer_text(sample: ExportSample) -> str:
@@ -110,14 +98,7 @@ def swift_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
 
 def trl_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
     # Conversational prompt/completion: TRL's SFTTrainer computes the loss on the completion only.
-    content: list[dict[str, str]] = []
-    for piece in prompt_sections(s, ocr=ocr):
-        if piece is None:
-            content.append({"type": "image"})
-        elif content and content[-1]["type"] == "text":
-            content[-1]["text"] += piece  # neighbouring text pieces as one part
-        else:
-            content.append({"type": "text", "text": piece})
+    content = prompt_parts(s, ocr=ocr)
     return {
         "id": s.sample_id,
         "prompt": [{"role": "user", "content": content}],
@@ -330,11 +311,14 @@ def write_export(
     force: bool = False,
     dataset_name: str = "vitpro",
     progress: Callable[[int], None] | None = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> ExportResult:
     """Build, validate and write one export of ``samples`` to ``out``.
 
     ``sources`` maps each relative image path the samples use to the file to copy (or hard-link) there.
-    ``meta`` (snapshot, filter, DuckLake version, models, prompts) goes into the manifest as it is.
+    ``meta`` (snapshot, filter, DuckLake version, models, prompts, trainer settings) goes into the manifest
+    with every local path in it cut to its last name (``model_ids.scrub_paths``). ``extra_files`` (a
+    trainer's config, e.g. ``train_lora.yaml``) are written beside the data and hashed like it.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
@@ -349,6 +333,11 @@ def write_export(
     records = [builder(s, ocr) for s in samples]
     validate(fmt, records)
     files = data_files(fmt, records, dataset_name)
+    clash = sorted(set(extra_files or {}) & (set(files) | {MANIFEST}))
+    if clash:
+        raise ExportError(f"extra file(s) {', '.join(clash)} would replace the export's own")
+    files.update(extra_files or {})
+    meta = scrub_paths(meta)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -253,7 +253,7 @@ def _rows_and_columns(batch, device):
 
 def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fused: bool = True) -> list[SampleScores]:
     """Score encoded samples (``adapter.encode``) in one forward pass. The adapter's model must have been
-    loaded with ``adapter.attn_implementation(ATTN_NAME)``."""
+    loaded with its language model on ``ATTN_NAME`` (``load_vlm(..., language_model_attention=ATTN_NAME)``)."""
     import torch
 
     register()
@@ -270,7 +270,7 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fuse
     if collector.layers != adapter.num_layers:
         raise RuntimeError(
             f"the scoring attention ran in {collector.layers} layers, the language model has {adapter.num_layers}: "
-            f"load the model with attn_implementation={adapter.attn_implementation(ATTN_NAME)}"
+            f"load the model with load_vlm(..., language_model_attention={ATTN_NAME!r})"
         )
     global last_masks_seen, last_paths_seen
     last_masks_seen, last_paths_seen = set(collector.masks_seen), set(collector.paths_seen)
@@ -280,7 +280,8 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fuse
 
 def eager_reference(adapter, batch) -> list[list[float]]:
     """A(t) for every position after the first image token, from eager ``output_attentions``; the
-    adapter's model must have been loaded with ``adapter.attn_implementation("eager")``."""
+    adapter's model must have been loaded with eager attention in every part
+    (``load_vlm(..., language_model_attention="eager")``)."""
     import torch
 
     inputs = adapter.collate(batch)

@@ -195,8 +195,8 @@ def vitpro_cli():
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    """The four tiny checkpoints, built once per test session (a few seconds)."""
-    from curation.tiny_models import make_tiny
+    """Every tiny checkpoint (each VLM family, CLIP, a causal LM), built once per test session."""
+    from curation.tiny_models import FAMILIES, make_tiny
 
     root = tmp_path_factory.mktemp("tiny-models")
-    return {family: make_tiny(family, root / family) for family in ("idefics2", "llava", "clip", "llama")}
+    return {family: make_tiny(family, root / family) for family in FAMILIES}

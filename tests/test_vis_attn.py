@@ -1,5 +1,6 @@
-"""VisAttnScore: the efficient path equals eager output_attentions (1e-5) on two VLM families, with
-grouped KV heads, padding in a batch and several images per sample; options, words, bad input."""
+"""VisAttnScore: the efficient path equals eager output_attentions (1e-5) on every VLM family, with
+grouped KV heads, padding in a batch, several images of different sizes per sample and each family's own
+mask; options, words, bad input."""
 import json
 
 import pytest
@@ -10,8 +11,10 @@ from curation import vis_attn
 from curation.vis_attn import ATTN_NAME, VisAttnConfig, eager_reference, group_words, score_batch
 from curation.vlm import LoadOptions, Sample, SampleError, load_vlm
 
-RED = Image.new("RGB", (80, 60), (200, 30, 30))
-GREEN = Image.new("RGB", (50, 70), (20, 130, 30))
+from curation.tiny_models import vlm_families
+
+RED = Image.new("RGB", (96, 64), (200, 30, 30))
+GREEN = Image.new("RGB", (32, 40), (20, 130, 30))
 SAMPLES = [
     Sample([RED], "What is this?", "A red box, torn open on one side."),
     Sample([RED, GREEN], "Compare the two products.", "The first is red; the second is green and larger."),
@@ -19,7 +22,13 @@ SAMPLES = [
 ]
 
 
-@pytest.fixture(scope="module", params=["idefics2", "llava"])
+def samples_for(adapter):
+    """The samples, each with no more images than the family takes (LLaVA-1.5: one)."""
+    limit = adapter.image_limit or 99
+    return [Sample(s.images[:limit], s.question, s.answer, s.ocr) for s in SAMPLES]
+
+
+@pytest.fixture(scope="module", params=vlm_families())
 def pair(request, tiny_models):
     model_dir = tiny_models[request.param]
     fast = load_vlm(model_dir, language_model_attention=ATTN_NAME)
@@ -37,7 +46,7 @@ def test_tiny_models_have_grouped_kv_heads(pair):
 @pytest.mark.parametrize("segment", ["answer", "question", "text"])
 def test_equals_eager_on_a_padded_batch_with_several_images(pair, segment, fused):
     family, fast, eager = pair
-    encoded = [fast.encode(s) for s in SAMPLES]
+    encoded = [fast.encode(s) for s in samples_for(fast)]
     assert len({e.length for e in encoded}) == 3  # different lengths: the batch is padded
     results = score_batch(fast, encoded, VisAttnConfig(segment=segment), fused=fused)
     assert vis_attn.last_masks_seen == {"bool"}  # padding: a materialised mask
@@ -52,7 +61,8 @@ def test_equals_eager_on_a_padded_batch_with_several_images(pair, segment, fused
         assert result.segment_score == pytest.approx(sum(ref[p] for p in positions) / len(positions), abs=1e-5)
         assert result.n_image_tokens == len(enc.image_positions)
     assert worst < 1e-5, f"{family}: {worst}"
-    assert results[1].n_image_tokens == 2 * results[0].n_image_tokens  # two images, both counted
+    if len(encoded[1].images) == 2:  # every image's own tokens are counted, however many each image needs
+        assert results[1].n_image_tokens == results[0].n_image_tokens + results[2].n_image_tokens
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "full-rows"])
@@ -67,7 +77,7 @@ def test_equals_eager_without_padding_where_the_mask_is_left_to_is_causal(pair, 
 
 def test_batch_and_single_agree_and_mass_is_the_sum(pair):
     _, fast, _ = pair
-    encoded = [fast.encode(s) for s in SAMPLES]
+    encoded = [fast.encode(s) for s in samples_for(fast)]
     batched = score_batch(fast, encoded)
     for enc, res in zip(encoded, batched):
         single = score_batch(fast, [enc])[0]
@@ -79,7 +89,7 @@ def test_batch_and_single_agree_and_mass_is_the_sum(pair):
 def test_sdpa_logits_are_untouched(pair, tiny_models, fused):
     family, fast, _ = pair
     plain = load_vlm(tiny_models[family])  # plain SDPA everywhere
-    encoded = [fast.encode(s) for s in SAMPLES]
+    encoded = [fast.encode(s) for s in samples_for(fast)]
     inputs = fast.collate(encoded)
     with torch.inference_mode():
         a = plain.model(**inputs).logits
@@ -105,15 +115,16 @@ def test_truncation_keeps_the_answer_and_flags_it(tiny_models):
 
 
 @pytest.mark.parametrize(
-    "sample, code",
+    "family, sample, code",
     [
-        (Sample([], "Q", "A red box."), "no_image"),
-        (Sample([RED], "Q", "   "), "empty_text"),
-        (Sample([RED] * 3, "Q", "word " * 80), "too_long"),
+        ("llava", Sample([], "Q", "A red box."), "no_image"),
+        ("llava", Sample([RED], "Q", "   "), "empty_text"),
+        ("idefics2", Sample([RED] * 3, "Q", "word " * 80), "too_long"),
+        ("llava", Sample([RED, GREEN], "Q", "Two boxes."), "too_many_images"),  # LLaVA-1.5 takes one image
     ],
 )
-def test_bad_samples_raise_clear_errors(tiny_models, sample, code):
-    adapter = load_vlm(tiny_models["llava"], LoadOptions(max_length=64), language_model_attention=ATTN_NAME)
+def test_bad_samples_raise_clear_errors(tiny_models, family, sample, code):
+    adapter = load_vlm(tiny_models[family], LoadOptions(max_length=64), language_model_attention=ATTN_NAME)
     with pytest.raises(SampleError) as info:
         adapter.encode(sample)
     assert info.value.code == code
@@ -173,11 +184,15 @@ def test_special_token_strings_in_user_text_stay_text(tiny_models):
         assert "image" in "".join(result.words) and result.segment_score > 0
 
 
-def test_the_prompt_is_tokenized_whole(tiny_models):
+def test_the_prompt_is_the_templates_and_the_ids_are_the_processors(tiny_models):
     adapter = load_vlm(tiny_models["idefics2"], language_model_attention=ATTN_NAME)
-    encoded = adapter.encode(Sample([RED, GREEN], "Which is leaking?", "The first bottle.", ocr="AURELIA 250 ml"))
-    text, spans = adapter._prompt_text(2, "Which is leaking?", "The first bottle.", "AURELIA 250 ml")
-    assert encoded.input_ids == adapter.tokenizer(text)["input_ids"]
+    encoded = adapter.encode(Sample([RED, GREEN], "Which is leaking?", "The first bottle.", ocr="[1] AURELIA 250 ml"))
+    messages = [{"role": "user", "content": [{"type": "text", "text": "[1] "}, {"type": "image"}, {"type": "text", "text": "\n[2] "}, {"type": "image"},
+                                             {"type": "text", "text": "\n###\nOCR Tokens: [1] AURELIA 250 ml\n###\nWhich is leaking?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "The first bottle."}]}]
+    assert encoded.text == adapter.processor.apply_chat_template(messages, tokenize=False)
+    ids = adapter.processor(text=[encoded.text], images=[[RED, GREEN]])["input_ids"][0]
+    assert encoded.input_ids == list(ids)  # expanded and tokenized whole by the checkpoint's own processor
     assert encoded.input_ids[0] == adapter.tokenizer.bos_token_id  # the tokenizer's own <s>
     decoded = adapter.tokenizer.decode([encoded.input_ids[p] for p in encoded.segments["question"]])
     assert decoded.strip() == "Which is leaking?"

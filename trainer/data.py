@@ -1,9 +1,10 @@
-"""Training examples: a sample becomes token ids through the adapter's own prompt layout (the one
-VisAttnScore scores with), and labels that are ``IGNORE`` everywhere but the response.
+"""Training examples: a sample becomes token ids through the checkpoint's chat template and processor
+(the very encoding VisAttnScore scores), and labels that are ``IGNORE`` everywhere but the response.
 
 The paper trains with the loss on the response tokens only: the image tokens, the OCR text, the question
-and the template must not be learnt. The response is the answer and the end-of-turn token after it (so the
-model learns to stop).
+and the template must not be learnt. The response is the answer and the template's tokens after it up to
+its end-of-turn token (``<|im_end|>``, ``<end_of_turn>``, ``<end_of_utterance>``, ``</s>`` ...), so the model
+learns to stop; the adapter finds them (``Encoded.response``).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from curation.prompt_layout import ocr_body
 from curation.vlm import Encoded, Sample, SampleError, VLMAdapter
 
 IGNORE = -100  # the label value PyTorch's cross-entropy (and transformers' loss) skips
@@ -28,9 +30,8 @@ class TrainExample:
 
 
 def response_labels(encoded: Encoded) -> list[int]:
-    """Labels that keep the answer's tokens and the end-of-turn tokens after it, and ignore the rest."""
-    answer = encoded.segments["answer"]
-    keep = set(answer) | set(range(max(answer) + 1, encoded.length))
+    """Labels that keep the response (the answer and the end-of-turn tokens after it) and ignore the rest."""
+    keep = set(encoded.response)
     return [t if k in keep else IGNORE for k, t in enumerate(encoded.input_ids)]
 
 
@@ -51,8 +52,9 @@ def load_images(blob_root: Path, blob_paths: Iterable[str]):
 
 def sample_from_row(row: dict[str, Any], blob_root: Path, *, ocr: bool) -> Sample:
     """A store row (``db.batches.samples_with_images``) as the adapter's Sample; OCR text by option."""
-    text = " ".join(t for t in row.get("ocr_texts") or [] if t).strip() if ocr else ""
-    return Sample(load_images(blob_root, row["blob_paths"]), row["question"] or "", row["answer"] or "", text or None)
+    blobs = row["blob_paths"]
+    text = ocr_body(row.get("ocr_texts") or [], len(blobs)) if ocr else ""
+    return Sample(load_images(blob_root, blobs), row["question"] or "", row["answer"] or "", text or None)
 
 
 def build_examples(adapter: VLMAdapter, rows: list[dict[str, Any]], blob_root: Path, *, ocr: bool, min_images: int = 1,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from curation.prompt_layout import ocr_body
 from curation.vlm import Sample, SampleError, VLMAdapter
 
 from .benchmarks import EvalItem, item_images, prompt_question
@@ -109,17 +110,9 @@ def generate(adapter: VLMAdapter, sample: Sample, max_new_tokens: int) -> str:
     inputs = adapter.collate([encoded])
     with torch.inference_mode():
         out = adapter.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=adapter.tokenizer.pad_token_id, eos_token_id=_stop_ids(adapter))
+                                     pad_token_id=adapter.tokenizer.pad_token_id, eos_token_id=adapter.stop_token_ids())
     new = out[0, inputs["input_ids"].shape[1]:].tolist()
     return adapter.tokenizer.decode(new, skip_special_tokens=True).strip()
-
-
-def _stop_ids(adapter: VLMAdapter) -> list[int]:
-    ids = {adapter.tokenizer.eos_token_id}
-    end = adapter.end_text()
-    if end:
-        ids |= set(adapter.tokenizer(end, add_special_tokens=False)["input_ids"][-1:])
-    return sorted(i for i in ids if i is not None)
 
 
 def predict(adapter: VLMAdapter, items: list[EvalItem], benchmark: str, blob_root: Path, *, ocr: bool,
@@ -133,7 +126,7 @@ def predict(adapter: VLMAdapter, items: list[EvalItem], benchmark: str, blob_roo
         started = time.perf_counter()
         try:
             images = load_images(blob_root, item_images(item))
-            text = " ".join(t for t in item.ocr_texts if t).strip() if ocr else ""
+            text = ocr_body(item.ocr_texts, len(images)) if ocr else ""
             sample = Sample(images, prompt_question(item, benchmark), "", text or None)
             answer = generate(adapter, sample, MAX_NEW_TOKENS[benchmark])
             out.append(Prediction(item, answer, time.perf_counter() - started))

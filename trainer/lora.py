@@ -1,7 +1,7 @@
 """Loading a VLM for training (4-bit, FlashAttention-2 by option) and putting LoRA on the parts asked for.
 
-Which modules are the attention layers of which part is the adapter's knowledge (``part_prefixes`` and
-``lora_modules`` in ``curation/vlm``), so a new family needs no change here.
+Which modules are the attention layers of which part is the adapter's knowledge (``parts`` and
+``lora_modules`` of its family adapter in ``curation/vlm/families``), so a new family needs no change here.
 """
 from __future__ import annotations
 
@@ -53,9 +53,8 @@ def load_for_training(model_dir: str | Path, config: TrainConfig) -> VLMAdapter:
             bnb_4bit_compute_dtype=torch.bfloat16 if config.dtype == "bfloat16" else torch.float16,
         )
         kwargs["device_map"] = {"": config.device}
-    attn = cls.attn_implementation("flash_attention_2" if config.flash_attention else "sdpa")
-    if config.flash_attention:
-        attn = {part: "flash_attention_2" for part in attn}
+    kind = "flash_attention_2" if config.flash_attention else "sdpa"
+    attn = cls.attention_per_part(model_dir, kind, others=kind)
     adapter = cls.load(model_dir, LoadOptions(device=config.device, dtype=config.dtype, max_length=config.max_length), attn, **kwargs)
     if config.images.longest_edge is not None or config.images.splitting is not None:
         adapter.configure_images(longest_edge=config.images.longest_edge, splitting=config.images.splitting)
@@ -64,14 +63,24 @@ def load_for_training(model_dir: str | Path, config: TrainConfig) -> VLMAdapter:
 
 def target_modules(adapter: VLMAdapter | type[VLMAdapter], model, parts: tuple[str, ...]) -> list[str]:
     """Full names of the modules LoRA wraps: the attention projections of every block of each part."""
+    import torch
+
     names = []
     for part in parts:
-        prefix = adapter.part_prefixes[part]
         leaves = adapter.lora_modules[part]
-        names += [n for n, _ in model.named_modules() if n.startswith(prefix) and n.rsplit(".", 1)[-1] in leaves]
-    if not names:
+        # linear layers only: a leaf name such as "proj" or "0" may also name a container elsewhere
+        names += [n for n, m in model.named_modules()
+                  if isinstance(m, torch.nn.Linear) and adapter.part_of(n) == part and n.rsplit(".", 1)[-1] in leaves]
+    if not names and not full_modules(adapter, model, parts):
         raise ValueError(f"no attention modules found for LoRA in part(s) {', '.join(parts)} of this {adapter.family} model")
     return names
+
+
+def full_modules(adapter: VLMAdapter | type[VLMAdapter], model, parts: tuple[str, ...]) -> list[str]:
+    """Modules trained in full for the chosen parts that LoRA cannot reach (a connector with no linear layer)."""
+    wanted = [m for part in parts for m in adapter.full_modules.get(part, ())]
+    present = {n for n, _ in model.named_modules()}
+    return [m for m in wanted if m in present]
 
 
 def apply_lora(adapter: VLMAdapter, settings: LoraSettings, *, seed: int = 0, gradient_checkpointing: bool = False, quantized: bool = False):
@@ -89,10 +98,12 @@ def apply_lora(adapter: VLMAdapter, settings: LoraSettings, *, seed: int = 0, gr
         # non-reentrant checkpointing works with frozen inputs; the reentrant kind would need input grads
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     names = target_modules(adapter, model, settings.parts)
+    in_full = full_modules(adapter, model, settings.parts)
     # an anchored pattern: a leaf name alone ("q_proj") would also catch the parts left out
-    pattern = "^(" + "|".join(re.escape(n) for n in names) + ")$"
+    pattern = "^(" + "|".join(re.escape(n) for n in names) + ")$" if names else []
     torch.manual_seed(seed)
-    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=pattern, bias="none")
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=pattern, bias="none",
+                        modules_to_save=in_full or None)
     peft_model = get_peft_model(model, config)
     adapter.model = peft_model
     return peft_model

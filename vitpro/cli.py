@@ -240,17 +240,46 @@ def models() -> None:
     """Build tiny demo checkpoints (no model hub is reachable here) and inspect model folders."""
 
 
+def _tiny_families() -> list[str]:
+    from curation.tiny_models import FAMILIES
+
+    return list(FAMILIES)
+
+
 @models.command("make-tiny")
-@click.option("--family", type=click.Choice(["idefics2", "llava", "clip", "llama"]), required=True, help="idefics2 and llava: VLMs for VisAttnScore; clip: open_clip for CLIPScore; llama: a causal LM for generation.")
+@click.option("--family", type=click.Choice(_tiny_families()), required=True,
+              help="A VLM family (VisAttnScore, training; see `vitpro models families`), clip (CLIPScore) or llama (a causal LM for generation).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def models_make_tiny(family, out, seed) -> None:
-    """Build a deterministic tiny checkpoint from a config, with a tokenizer trained here, saved with the
-    library's own save_pretrained. Its scores mean nothing: it exists to run every code path offline."""
+    """Build a deterministic tiny checkpoint from the family's own config classes, with a tokenizer trained
+    here and the family's chat template, saved with the library's own save_pretrained. Its scores mean
+    nothing: it exists to run every code path offline."""
     from curation.tiny_models import make_tiny
 
     path = make_tiny(family, out, seed=seed)
     click.echo(f"{family} tiny checkpoint in {path} ({sum(f.stat().st_size for f in path.iterdir()) / 1e6:.1f} MB); demo model: scores mean nothing")
+
+
+@models.command("families")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_families(as_json) -> None:
+    """The VLM families VisAttnScore, training and evaluation run on, with the config.json model types each
+    serves, a real checkpoint of it, its image limit and LLaMA-Factory's template for it."""
+    from curation.tiny_models import vlm_families
+    from curation.vlm import FAMILIES
+
+    tiny = set(vlm_families())
+    rows = [{"family": name, "title": cls.title, "model_types": list(cls.model_types), "example": cls.hub_example,
+             "max_images": cls.max_images, "llamafactory_template": cls.llamafactory_template, "parts": sorted(cls.parts), "tiny": name in tiny}
+            for name, cls in sorted(FAMILIES.items())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _echo_table([(r["family"], r["title"], ", ".join(r["model_types"]), r["example"], r["max_images"] or "any",
+                  r["llamafactory_template"] or "-", "yes" if r["tiny"] else "no") for r in rows],
+                ("family", "name", "model types", "a real checkpoint", "images", "LLaMA-Factory", "make-tiny"))
+    click.echo("point any command at a checkpoint folder of these (`--model DIR`); its config.json says the family")
 
 
 # ---- scores ------------------------------------------------------------------------------------------
@@ -294,7 +323,7 @@ def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, l
 
 
 @score.command("grounding")
-@click.option("--model", envvar="VITPRO_VLM_MODEL", required=True, type=click.Path(file_okay=False), help="A VLM folder (IDEFICS2 or LLaVA family; env VITPRO_VLM_MODEL).")
+@click.option("--model", envvar="VITPRO_VLM_MODEL", required=True, type=click.Path(file_okay=False), help="A VLM checkpoint folder of any family in `vitpro models families` (env VITPRO_VLM_MODEL).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--segment", type=click.Choice(["answer", "question", "text"]), default="answer", show_default=True, help="Which text the segment score averages over.")
@@ -359,7 +388,10 @@ def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_
         _fail(f"{exc.code}: {exc.message}")
     except (OSError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
-    payload = {"model": str(model), "segment": config.segment, **result.to_json()}
+    if adapter.template_source != "checkpoint":
+        click.secho(f"{model} has no chat template: the {adapter.family} layout written from its documentation was used "
+                    "(copy the checkpoint's chat_template.jinja into the folder to use its own)", fg="yellow", err=True)
+    payload = {"model": str(model), "family": adapter.family, "chat_template": adapter.template_source, "segment": config.segment, **result.to_json()}
     if check:
         reference = load_vlm(model, LoadOptions(device=device, dtype=dtype), language_model_attention="eager")
         eager = eager_reference(reference, [encoded])[0]

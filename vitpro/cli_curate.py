@@ -595,10 +595,15 @@ def snapshot_diff(a, b, as_json) -> None:
 @click.option("--link", is_flag=True, help="Hard-link images instead of copying them (same file system).")
 @click.option("--force", is_flag=True, help="Replace a non-empty OUT/<format>/ from another export.")
 @click.option("--dataset-name", help="Name of the LLaMA-Factory dataset_info.json entry (default: the snapshot's name).")
+@click.option("--base-model", envvar="VITPRO_BASE_MODEL", help="The model you will tune on the export, a hub id or a checkpoint folder: "
+              "LLaMA-Factory's train_lora.yaml and the ms-swift command are written for it (default: Qwen/Qwen2.5-VL-7B-Instruct).")
+@click.option("--family", help="The base model's family (see `vitpro models families`), when its id does not tell it.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def snapshot_export(name, formats, out, ocr, link, force, dataset_name, wait, local) -> None:
-    """Export a snapshot (a job on the cpu queue): validated records, images, manifest with sha256 of every file."""
+def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_model, family, wait, local) -> None:
+    """Export a snapshot (a job on the cpu queue): validated records, images, manifest with sha256 of every
+    file; beside the LLaMA-Factory export a ready train_lora.yaml, and in the ms-swift manifest the
+    matching `swift sft` command, both with the paper's LoRA settings."""
     from curation.exports import FORMATS
     from workers.jobs import export as export_job
 
@@ -606,13 +611,32 @@ def snapshot_export(name, formats, out, ocr, link, force, dataset_name, wait, lo
     chosen = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
     out = out or load_settings().home / "exports" / name
     try:
-        params = export_job.prepare_params(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name)
+        params = export_job.prepare_params(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
+                                           base_model=base_model, family=family)
     except ValueError as exc:
         _fail(str(exc))
     _run_job("export", params, wait=wait, local=local)
     if wait:
         for fmt in chosen:
             click.echo(f"  {fmt:<13} {Path(params['out']) / fmt}")
+        _echo_trainer_settings(Path(params["out"]), chosen)
+
+
+def _echo_trainer_settings(out: Path, formats: list[str]) -> None:
+    """Where the LLaMA-Factory config is (or why there is none) and the ms-swift command."""
+    for fmt in ("llamafactory", "swift"):
+        if fmt not in formats:
+            continue
+        try:
+            trainer = json.loads((out / fmt / "manifest.json").read_text()).get("trainer") or {}
+        except (OSError, ValueError):
+            continue
+        if trainer.get("config_file"):
+            click.echo(f"LLaMA-Factory ({trainer['family']}, template {trainer['llamafactory_template']}): cd {out / fmt} && llamafactory-cli train {trainer['config_file']}")
+        elif trainer.get("note"):
+            click.echo(f"LLaMA-Factory: {trainer['note']}")
+        if trainer.get("command"):
+            click.echo(f"ms-swift ({trainer['family']}): cd {out / fmt} && {trainer['command']}")
 
 
 @snapshot.command("verify")

@@ -1,43 +1,81 @@
-"""VLM adapters, one per family, chosen from the checkpoint's ``config.json``."""
+"""VLM adapters, one small class per family (``families/``), chosen from the checkpoint's ``config.json``.
+
+The registry is filled by the family modules themselves (``@register``): adding a family is one module in
+``families/`` with its adapter, one chat template in ``resources/chat_templates/`` and one tiny-checkpoint
+builder in ``curation/tiny_models/``; nothing else lists families.
+"""
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from pathlib import Path
 
 from .base import Encoded, LoadOptions, Sample, SampleError, VLMAdapter
-from .idefics2 import Idefics2Adapter
-from .llava import LlavaAdapter
+from .registry import FAMILIES, register
 
-ADAPTERS: tuple[type[VLMAdapter], ...] = (Idefics2Adapter, LlavaAdapter)
+__all__ = ["FAMILIES", "Encoded", "LoadOptions", "Sample", "SampleError", "UnsupportedModel", "VLMAdapter", "adapter_for",
+           "family_for_hub_id", "family_names", "load_vlm", "model_type_of", "register"]
 
-__all__ = ["ADAPTERS", "Encoded", "LoadOptions", "Sample", "SampleError", "VLMAdapter", "adapter_for", "load_vlm"]
+
+class UnsupportedModel(ValueError):
+    """A checkpoint folder of a family no adapter serves."""
+
+
+def _load_families() -> None:
+    from . import families
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(families.__path__)):
+        importlib.import_module(f"{families.__name__}.{module}")
+
+
+_load_families()
+
+
+def family_names() -> list[str]:
+    return sorted(FAMILIES)
+
+
+def model_type_of(model_dir: str | Path) -> str:
+    path = Path(model_dir)
+    config_file = path / "config.json"
+    if config_file.exists():
+        return json.loads(config_file.read_text()).get("model_type") or ""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(model_dir)).model_type
 
 
 def adapter_for(model_dir: str | Path) -> type[VLMAdapter]:
     """The adapter class for a local checkpoint folder (or a hub id already in the local cache)."""
-    path = Path(model_dir)
-    config_file = path / "config.json"
-    if config_file.exists():
-        model_type = json.loads(config_file.read_text()).get("model_type")
-    else:
-        from transformers import AutoConfig
-
-        model_type = AutoConfig.from_pretrained(str(model_dir)).model_type
-    for adapter in ADAPTERS:
+    model_type = model_type_of(model_dir)
+    for adapter in FAMILIES.values():
         if model_type in adapter.model_types:
             return adapter
-    known = ", ".join(t for a in ADAPTERS for t in a.model_types)
-    raise ValueError(f"no adapter for model type {model_type!r} (supported: {known})")
+    known = ", ".join(f"{name} ({'/'.join(a.model_types)})" for name, a in sorted(FAMILIES.items()))
+    raise UnsupportedModel(f"{model_dir}: no adapter for model type {model_type!r}; supported families (model types): {known}")
+
+
+def family_for_hub_id(model_id: str) -> type[VLMAdapter] | None:
+    """The family a hub id names (``Qwen/Qwen2.5-VL-7B-Instruct`` -> qwen2_5_vl), by the longest spelling
+    that matches; None when none does."""
+    lowered = model_id.lower()
+    best, best_len = None, 0
+    for adapter in FAMILIES.values():
+        for name in adapter.hub_names:
+            if name in lowered and len(name) > best_len:
+                best, best_len = adapter, len(name)
+    return best
 
 
 def load_vlm(model_dir: str | Path, options: LoadOptions = LoadOptions(), language_model_attention: str = "sdpa") -> VLMAdapter:
     """Load a checkpoint with its adapter. ``language_model_attention``: "sdpa" (plain), the VisAttnScore
     function's name (scoring), or "eager" (the reference; then every part is eager, so that
     ``output_attentions`` is honoured everywhere)."""
-    from ..vis_attn import ATTN_NAME, register
+    from ..vis_attn import ATTN_NAME, register as register_attention
 
     if language_model_attention == ATTN_NAME:
-        register()
+        register_attention()
     cls = adapter_for(model_dir)
-    attn = "eager" if language_model_attention == "eager" else cls.attn_implementation(language_model_attention)
+    attn = "eager" if language_model_attention == "eager" else cls.attention_per_part(model_dir, language_model_attention)
     return cls.load(model_dir, options, attn)

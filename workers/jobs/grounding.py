@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image
 
 from curation.images import ImageError, ImageLimits, inspect_image
+from curation.prompt_layout import ocr_body
 from curation.tiny_models import is_tiny
 from curation.vis_attn import ATTN_NAME, VisAttnConfig, check_segment, score_batch
 from curation.vlm import Sample, SampleError
@@ -49,7 +50,7 @@ def prepare_params(
         raise ValueError(f"{model}: not a model folder (no config.json); build a demo one with `vitpro models make-tiny --family idefics2 --out DIR`")
     from curation.vlm import adapter_for
 
-    adapter_for(path)  # a family we have an adapter for
+    adapter_for(path)  # a family we have an adapter for (else: the supported ones, listed)
     if batch_size < 1 or items_per_unit < 1:
         raise ValueError("batch size and items per unit must be at least 1")
     return {
@@ -117,6 +118,10 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         raise PermanentError(f"cannot load {p['model']}: {exc}") from exc
     model_id, segment = p["model_id"], config.segment
     flags_base = {"demo_model": True} if p.get("demo_model") else {}
+    if adapter.template_source != "checkpoint":
+        flags_base["chat_template"] = adapter.template_source
+        ctx.log(f"{p['model']} has no chat template: scored with the {adapter.family} layout written from its documentation "
+                "(copy the checkpoint's chat_template.jinja into the folder to use its own)", level="warning")
     now = batches.now_utc()
     rows, tokens, errors = [], [], []
     encoded = []
@@ -134,7 +139,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                        "item_id": subject_id if kind == "item" else None, "subject": subject_id, "created_at": now})
 
     for _, subject_id, blob_paths, question, answer, ocr_texts in _subjects(ctx, on):
-        ocr = " ".join(t for t in ocr_texts if t).strip() if p.get("ocr") else None
+        ocr = ocr_body(ocr_texts, len(blob_paths)) if p.get("ocr") else None
         try:
             enc = adapter.encode(Sample(_images(blob_paths, ctx.settings.blob_path), question, answer, ocr or None))
             check_segment(enc, segment)

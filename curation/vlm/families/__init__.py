@@ -1,0 +1,1 @@
+"""One module per VLM family group; each registers its adapters with ``curation.vlm.register``."""

@@ -1,0 +1,41 @@
+"""LLaVA-1.5 (CLIP vision, MLP projector, Llama/Vicuna language model) and LLaVA-OneVision (SigLIP vision,
+MLP projector, Qwen2 language model; a single image is tiled at its aspect ratio, "anyres")."""
+from __future__ import annotations
+
+from ..base import VLMAdapter
+from ..registry import register
+
+
+@register
+class LlavaAdapter(VLMAdapter):
+    family = "llava"
+    hub_names = ("llava-1.5", "llava-v1.5")
+    title = "LLaVA-1.5"
+    model_types = ("llava",)
+    hub_example = "llava-hf/llava-1.5-7b-hf"
+    parts = {"vision": ("model.vision_tower.",), "connector": ("model.multi_modal_projector.",), "language": ("model.language_model.",)}
+    # LLaVA's connector is a two-layer MLP with no attention: LoRA wraps its two linears
+    lora_modules = {
+        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
+        "connector": ("linear_1", "linear_2"),
+        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    }
+    # LLaVA-1.5 was trained on one image per conversation
+    max_images = 1
+    llamafactory_template = "llava"
+
+
+@register
+class LlavaOnevisionAdapter(VLMAdapter):
+    family = "llava_onevision"
+    hub_names = ("llava-onevision",)
+    title = "LLaVA-OneVision"
+    model_types = ("llava_onevision",)
+    hub_example = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+    parts = {"vision": ("model.vision_tower.",), "connector": ("model.multi_modal_projector.",), "language": ("model.language_model.",)}
+    lora_modules = {
+        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
+        "connector": ("linear_1", "linear_2"),
+        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    }
+    llamafactory_template = None  # LLaMA-Factory has no LLaVA-OneVision template
