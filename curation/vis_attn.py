@@ -57,6 +57,9 @@ def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, 
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     collector = _active.get()
+    if collector is not None and kwargs.get("softcap") is not None:
+        # logit soft-capping (Gemma 2) changes every weight; neither path here reproduces it
+        raise RuntimeError("VisAttnScore does not support attention logit soft-capping (attn_logit_softcapping); this model uses it")
     scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
     if collector is not None and collector.fused and dropout == 0.0:
         fused = collector.fused_attention(query, key, value, attention_mask, scaling)

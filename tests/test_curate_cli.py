@@ -87,6 +87,21 @@ def test_filter_pilot_snapshot_export_from_the_command_line(store, vitpro_cli, t
         assert f"valid {fmt} export of snapshot 's1': {shown['kept']} record(s)" in verified
     manifest = json.loads((out_dir / "llava" / "manifest.json").read_text())
     assert manifest["lake_version"] == shown_snap["lake_version"] and manifest["filter"]["name"] == "good"
+    # beside the LLaMA-Factory export a ready train_lora.yaml for the base model's family; ms-swift's command in its manifest
+    import yaml
+
+    lf = yaml.safe_load((out_dir / "llamafactory" / "train_lora.yaml").read_text())
+    info = json.loads((out_dir / "llamafactory" / "dataset_info.json").read_text())
+    assert lf["template"] == "qwen2_vl" and lf["model_name_or_path"] == "Qwen/Qwen2.5-VL-7B-Instruct" and lf["dataset"] in info
+    assert (lf["lora_rank"], lf["lora_alpha"], lf["lora_dropout"], lf["learning_rate"], lf["num_train_epochs"]) == (256, 32, 0.1, 2e-4, 2.0)
+    assert lf["freeze_vision_tower"] is False and lf["dataset_dir"] == "."
+    lf_manifest = json.loads((out_dir / "llamafactory" / "manifest.json").read_text())
+    assert "train_lora.yaml" in lf_manifest["files"] and lf_manifest["trainer"]["family"] == "qwen2_5_vl"
+    swift = json.loads((out_dir / "swift" / "manifest.json").read_text())["trainer"]["command"]
+    assert swift.startswith("swift sft --model Qwen/Qwen2.5-VL-7B-Instruct") and "--dataset data.jsonl" in swift and "--lora_rank 256" in swift
+    assert "llamafactory-cli train train_lora.yaml" in exported.stdout and "swift sft" in exported.stdout
+    for fmt in ("llava", "llamafactory", "swift", "trl", "parquet"):  # no path of this machine in what goes to others
+        assert str(tmp_path) not in (out_dir / fmt / "manifest.json").read_text()
     # the same export again is allowed (same snapshot and format); another snapshot's is not, without --force
     run("filter", "save", "loose", "--where", "vis_attn >= p5", check=True)
     run("snapshot", "create", "s2", "--filter", "loose", check=True)

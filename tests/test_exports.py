@@ -156,3 +156,48 @@ def test_exports_read_with_datasets_as_the_trainers_read_them(tmp_path):
     assert pq[1]["prompt"].startswith("[1] <image>\n[2] <image>\n###\n")
     sw = datasets.load_dataset("json", data_files=str(out / "swift/data.jsonl"), split="train", cache_dir=str(tmp_path / "cache"))
     assert sw.num_rows == 3 and sw[2]["images"] == []
+
+
+def test_trainer_settings_for_every_family_name_its_llamafactory_template_and_the_papers_lora():
+    import yaml
+
+    from curation.vlm import FAMILIES
+    from trainer.config import LoraSettings, TrainConfig
+    from trainer.external_configs import llamafactory_yaml, swift_command
+
+    expected = {"llava": "llava", "qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_vl", "qwen3_vl": "qwen3_vl_nothink", "gemma3": "gemma3",
+                "internvl": "intern_vl", "mistral3": "mistral_small", "idefics2": None, "idefics3": None, "llava_onevision": None}
+    for name, template in expected.items():
+        text = llamafactory_yaml(FAMILIES[name], "/home/me/models/base", "shop")
+        if template is None:
+            assert text is None, name  # LLaMA-Factory has no template for it: no YAML that could not run
+            continue
+        lf = yaml.safe_load(text)
+        assert lf["template"] == template and lf["model_name_or_path"] == "base" and lf["dataset"] == "shop", name
+        assert (lf["lora_rank"], lf["lora_alpha"], lf["lora_dropout"], lf["stage"], lf["finetuning_type"]) == (256, 32, 0.1, "sft", "lora")
+        assert not (lf["freeze_vision_tower"] or lf["freeze_multi_modal_projector"] or lf["freeze_language_model"])
+    lm_only = yaml.safe_load(llamafactory_yaml(FAMILIES["gemma3"], "google/gemma-3-4b-it", "shop", TrainConfig(lora=LoraSettings(parts=("language",)))))
+    assert lm_only["freeze_vision_tower"] and lm_only["freeze_multi_modal_projector"] and "additional_target" not in lm_only
+    args = swift_command(FAMILIES["qwen3_vl"], "Qwen/Qwen3-VL-8B-Instruct", "data.jsonl", TrainConfig(lora=LoraSettings(parts=("vision", "language"))))
+    flags = dict(zip(args[2::2], args[3::2]))
+    assert flags["--model"] == "Qwen/Qwen3-VL-8B-Instruct" and flags["--use_hf"] == "true" and flags["--train_type"] == "lora"
+    assert (flags["--freeze_vit"], flags["--freeze_aligner"], flags["--freeze_llm"]) == ("false", "true", "false")
+    assert (flags["--lora_rank"], flags["--learning_rate"], flags["--num_train_epochs"]) == ("256", "0.0002", "2.0")
+
+
+def test_model_ids_in_exports_are_hub_ids_or_folder_names(tmp_path):
+    from curation.model_ids import public_model_id, scrub_paths
+
+    assert public_model_id("/srv/models/idefics2-8b#ocr") == "idefics2-8b#ocr"
+    assert public_model_id("local-dir:/srv/models/clip") == "clip" and public_model_id("Qwen/Qwen2.5-VL-7B-Instruct") == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert scrub_paths({"models": [{"vis_attn": "/a/b/qwen"}], "n": 3}) == {"models": [{"vis_attn": "qwen"}], "n": 3}
+    samples, sources = _samples(tmp_path)
+    out = tmp_path / "x"
+    write_export(out, "swift", samples, sources=sources, meta={"models": [{"metric": "vis_attn", "model_id": str(tmp_path / "models" / "qwen2_5_vl")}]},
+                 extra_files={"train.sh": b"swift sft ...\n"})
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["models"] == [{"metric": "vis_attn", "model_id": "qwen2_5_vl"}] and str(tmp_path) not in (out / "manifest.json").read_text()
+    assert (out / "train.sh").read_bytes() == b"swift sft ...\n" and "train.sh" in manifest["files"]
+    verify_export(out)
+    with pytest.raises(ExportError, match="replace the export's own"):
+        write_export(tmp_path / "y", "swift", samples, sources=sources, meta={}, extra_files={"data.jsonl": b""})

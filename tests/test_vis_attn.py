@@ -22,6 +22,10 @@ SAMPLES = [
 ]
 
 
+# families whose every image gives the same number of tokens (a fixed-size vision input)
+FIXED_IMAGE_TOKENS = ("idefics2", "llava", "gemma3")
+
+
 def samples_for(adapter):
     """The samples, each with no more images than the family takes (LLaVA-1.5: one)."""
     limit = adapter.image_limit or 99
@@ -61,16 +65,21 @@ def test_equals_eager_on_a_padded_batch_with_several_images(pair, segment, fused
         assert result.segment_score == pytest.approx(sum(ref[p] for p in positions) / len(positions), abs=1e-5)
         assert result.n_image_tokens == len(enc.image_positions)
     assert worst < 1e-5, f"{family}: {worst}"
-    if len(encoded[1].images) == 2:  # every image's own tokens are counted, however many each image needs
-        assert results[1].n_image_tokens == results[0].n_image_tokens + results[2].n_image_tokens
+    # each sample's own image tokens, as many as its processor gave its images (and not a fixed block)
+    for result, enc in zip(results, encoded):
+        ids = fast.processor(text=[enc.text], images=[enc.images], add_special_tokens=fast._adds_bos(enc.text))["input_ids"][0]
+        assert result.n_image_tokens == sum(1 for t in ids if t == fast.image_token_id)
+    if family not in FIXED_IMAGE_TOKENS:  # dynamic resolution / tiling: a 96x64 and a 32x40 photo differ
+        assert results[0].n_image_tokens != results[2].n_image_tokens
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "full-rows"])
 def test_equals_eager_without_padding_where_the_mask_is_left_to_is_causal(pair, fused):
-    _, fast, eager = pair
+    family, fast, eager = pair
     encoded = [fast.encode(SAMPLES[0])]
     result = score_batch(fast, encoded, fused=fused)[0]
-    assert vis_attn.last_masks_seen == {"none"}  # causality applied by hand
+    # causality applied by hand; Gemma 3's masks are never plain causal (sliding windows, images both ways)
+    assert vis_attn.last_masks_seen == ({"bool"} if family == "gemma3" else {"none"})
     reference = eager_reference(eager, encoded)[0]
     assert max(abs(s - reference[p]) for s, p in zip(result.token_scores, result.positions["segment"])) < 1e-5
 
@@ -225,3 +234,38 @@ def test_an_empty_segment_is_a_clear_error(tiny_models, tmp_path, vitpro_cli):
     RED.save(image)
     out = vitpro_cli("score", "grounding", "--model", str(tiny_models["llava"]), "--image", str(image), "--answer", "Red.", "--segment", "question")
     assert out.returncode == 2 and "empty_segment" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_gemma3_sliding_windows_change_the_scores_and_they_still_equal_eager(tiny_models, tmp_path):
+    """Gemma 3's sliding layers attend to the last 8 tokens only (the tiny model's window) and its image
+    tokens to each other both ways: the scored rows are normalised over exactly those keys."""
+    from curation.tiny_models import make_tiny
+
+    wide = make_tiny("gemma3", tmp_path / "gemma3-wide", sliding_window=4096)  # same weights, a window wider than any prompt
+    sample = Sample([RED], "What is shown in this photo of the product?", "A red box, torn open on one side and dented.")
+    scores = {}
+    for name, folder in (("window", tiny_models["gemma3"]), ("wide", wide)):
+        fast = load_vlm(folder, language_model_attention=ATTN_NAME)
+        encoded = [fast.encode(sample)]
+        result = score_batch(fast, encoded)[0]
+        reference = eager_reference(load_vlm(folder, language_model_attention="eager"), encoded)[0]
+        assert max(abs(s - reference[p]) for s, p in zip(result.token_scores, result.positions["segment"])) < 1e-5
+        scores[name] = result.token_scores
+    # the answer's last tokens are far beyond the window from the image: in the sliding layer they see none of it
+    assert scores["window"] != pytest.approx(scores["wide"], abs=1e-6)
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_multimodal_rotary_positions_are_in_play_and_the_scores_still_equal_eager(tiny_models, family):
+    fast = load_vlm(tiny_models[family], language_model_attention=ATTN_NAME)
+    encoded = [fast.encode(s) for s in samples_for(fast)]
+    inputs = fast.collate(encoded)
+    plain = torch.arange(inputs["input_ids"].shape[1])[None].expand(3, len(encoded), -1)  # text positions, as if there were no image grid
+    with torch.inference_mode():
+        mrope = fast.model(**inputs).logits
+        flat = fast.model(**inputs, position_ids=plain).logits
+    assert not torch.allclose(mrope, flat, atol=1e-4)  # M-RoPE gives the image tokens 2-D positions: they matter
+    results = score_batch(fast, encoded)
+    reference = eager_reference(load_vlm(tiny_models[family], language_model_attention="eager"), encoded)
+    worst = max(abs(s - ref[p]) for r, ref in zip(results, reference) for s, p in zip(r.token_scores, r.positions["segment"]))
+    assert worst < 1e-5
