@@ -174,16 +174,38 @@ def test_overview_funnel_counts(ui_store):
 
 def test_inspect_colours_the_answer_and_escapes_html(ui_store):
     home, lake, engine = ui_store
-    at = page("inspect", insp_text="onerror")
+    from tests.ui_store import VIS_MODEL
+
+    at = page("inspect", insp_text="onerror", insp_vis=VIS_MODEL, insp_vis2=None)  # one model's colouring
     assert not at.exception
     assert "sample **1** of **1**" in texts(at)
     body = html_blocks(at)
     assert "<img src" not in body and "&lt;img" in body
     scores = [float(v) for v in re.findall(r'data-score="([^"]+)"', body)]
-    stored = json.loads(lake.scalar("SELECT word_scores FROM token_scores WHERE subject_id = ? AND segment = 'answer'", [XSS_ID]))
+    stored = json.loads(lake.scalar("SELECT word_scores FROM token_scores WHERE subject_id = ? AND segment = 'answer' AND model_id = ?", [XSS_ID, VIS_MODEL]))
     assert scores == pytest.approx(stored)
     vis = {m.label: m for m in at.metric}["VisAttnScore (answer)"]
     assert vis.value == "0.11" and vis.delta.startswith("percentile ")
+
+
+def test_inspect_shows_a_second_vlms_grounding_beside_the_first(ui_store):
+    from tests.ui_store import SECOND_VIS_MODEL, VIS_MODEL
+
+    home, lake, engine = ui_store
+    at = page("inspect", insp_order="VisAttnScore, lowest first", insp_vis=VIS_MODEL)
+    assert not at.exception
+    assert at.selectbox(key="insp_vis2").value == SECOND_VIS_MODEL  # two models scored: the other one is shown by default
+    sample_id = re.search(r"`(\w+)`", texts(at)).group(1)
+    metrics = {m.label: m for m in at.metric}
+    second = metrics["VisAttnScore (answer), qwen2_5_vl#ocr"]
+    stored = lake.scalar("SELECT value FROM scores WHERE subject_id = ? AND model_id = ? AND metric = 'vis_attn' AND segment = 'answer'",
+                         [sample_id, SECOND_VIS_MODEL])
+    assert second.value == f"{stored:.4g}" and second.delta.startswith("percentile ")
+    body = html_blocks(at)
+    assert "as qwen2_5_vl#ocr grounds it" in body and body.count("data-score") >= 2
+    assert "/models/tiny" not in texts(at) + body  # model pickers and captions show names, not paths
+    at.selectbox(key="insp_vis2").select_index(0).run()  # "(no second model)"
+    assert "VisAttnScore (answer), qwen2_5_vl#ocr" not in {m.label for m in at.metric}
 
 
 def test_inspect_steps_with_next_and_previous(ui_store):
@@ -202,7 +224,11 @@ def test_inspect_steps_with_next_and_previous(ui_store):
 
 def test_thresholds_counts_follow_the_slider_and_save_needs_an_admin(ui_store):
     home, lake, engine = ui_store
-    at = page("thresholds")
+    from tests.ui_store import VIS_MODEL
+
+    first = page("thresholds")
+    assert len([k for k in first.multiselect(key="thr_stats").value if "VisAttnScore" in k]) == 1  # one of the two VLMs to start with
+    at = page("thresholds", thr_stats=[f"VisAttnScore · {VIS_MODEL} · answer", "CLIPScore · clip-a"])
     assert not at.exception
     label = next(sl.key for sl in at.slider if sl.key.startswith("thr_pct_") and "VisAttnScore" in sl.key)
     kept = lambda: int({m.label: m.value for m in at.metric}["kept"].replace(",", ""))  # noqa: E731

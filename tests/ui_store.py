@@ -45,6 +45,22 @@ def token_rows(lake, *, seed: int = 1) -> list[dict]:
     return out
 
 
+SECOND_VIS_MODEL = "/models/tiny/qwen2_5_vl#ocr"  # a second VLM's VisAttnScore, shown beside the first on Inspect
+
+
+def second_model_scores(lake, *, seed: int = 2) -> None:
+    """The same samples scored by a second VLM: other values (absolute values differ between models)."""
+    rng = random.Random(seed)
+    now = datetime.now(timezone.utc)
+    rows = [{"subject_kind": "sample", "subject_id": sid, "metric": metric, "model_id": SECOND_VIS_MODEL, "segment": segment,
+             "value": None if value is None else round(value * rng.uniform(0.5, 1.5), 6), "flags": None, "run_id": "second-model", "created_at": now}
+            for sid, metric, segment, value in lake.fetchall(
+                "SELECT subject_id, metric, segment, value FROM scores WHERE subject_kind = 'sample' AND model_id = ? AND metric IN ('vis_attn', 'vis_attn_mass')",
+                [VIS_MODEL])]
+    tokens = [{**t, "model_id": SECOND_VIS_MODEL, "run_id": "second-model"} for t in token_rows(lake, seed=seed)]
+    batches.write_scores(lake, "second-model", rows, token_scores=tokens)
+
+
 def build(data_dir):
     lake = ingest_and_generate(data_dir)
     add_scores(lake)
@@ -62,4 +78,5 @@ def build(data_dir):
     resolve_models(lake, config)
     saved_filters.save(engine, "ui-filter", config.to_dict(), "admin")
     pilots.draw_and_create(lake, engine, name="ui-pilot", size=20, seed=0, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="admin")
+    second_model_scores(lake)
     return lake, engine

@@ -22,8 +22,9 @@ def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
     return hits, len(rows)
 
 
-def _curate(s, engine, results: dict[str, int]):
-    """Step 7: filter, pilot, snapshot, exports. Labels are left to a person (no made-up labels)."""
+def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
+    """Step 7: filter, pilot, snapshot, exports. Labels are left to a person (no made-up labels). Two VLMs
+    scored the samples: the filter and the pilot use ``vis_model`` (the paper's IDEFICS2)."""
     from curation.exports import FORMATS, ExportError, verify_export
     from curation.filters import Condition, FilterConfig, FilterError, stats_for
     from db import pilots, saved_filters, snapshots
@@ -34,7 +35,9 @@ def _curate(s, engine, results: dict[str, int]):
     from .cli import wait_for_job
 
     lake = open_store(s.store)
-    config = FilterConfig([Condition.parse("vis_attn >= p25 per task"), Condition.parse("clip_score >= p20 or missing")], selection="demo-balanced")
+    vis = Condition.parse("vis_attn >= p25 per task")
+    vis.model_id = vis_model
+    config = FilterConfig([vis, Condition.parse("clip_score >= p20 or missing")], selection="demo-balanced")
     try:
         table = stats_for(lake, config)
         report = table.report(config)
@@ -164,7 +167,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     click.echo(f"    {made['products']} product photos + catalog rows, {made['complaints']} complaint transcripts ({made['bad_rows']} with bad input on purpose)")
 
     models_dir = s.home / "models"
-    for family in ("idefics2", "clip", "llama"):
+    for family in ("idefics2", "qwen2_5_vl", "clip", "llama"):
         if not is_tiny(models_dir / family):
             make_tiny(family, models_dir / family)
     click.secho(f"    demo models in {models_dir} (tiny, random weights: the scores below exercise the code, they mean nothing)", fg="yellow")
@@ -195,16 +198,20 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         balance = sampling.balance(open_store(s.store), sql, params, names)
         selected = sampling.write_selection(open_store(s.store), "demo-balanced", sql, params, names, seed, "samples", f"demo-{seed}")
         click.echo(f"    stratified sample 'demo-balanced' (at most 40 per category): {selected} of {sum(r[-2] for r in balance)} samples")
-        click.echo("6/8 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore (IDEFICS2) of the balanced samples, on the gpu queue")
+        click.echo("6/8 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore of the balanced samples by two VLMs, IDEFICS2 (the paper's) and Qwen2.5-VL, on the gpu queue")
         job_aux = submit_job("aux_stats", aux_job.prepare_params(), settings=s)
         results["aux"] = wait_for_job(job_aux)
         job_clip = submit_job("clip_score", clip_job.prepare_params(ClipConfig(model=str(models_dir / "clip"), batch_size=16)), settings=s)
         results["clip"] = wait_for_job(job_clip)
-        grounding = grounding_job.prepare_params(model=str(models_dir / "idefics2"), batch_size=8, config=VisAttnConfig(exclude_sinks=True, distance_correction=True), ocr=True, on="samples", selection="demo-balanced")
+        vis_config = VisAttnConfig(exclude_sinks=True, distance_correction=True)
+        grounding = grounding_job.prepare_params(model=str(models_dir / "idefics2"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced")
+        grounding_qwen = grounding_job.prepare_params(model=str(models_dir / "qwen2_5_vl"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced")
         job_grounding = submit_job("grounding", grounding, settings=s)
+        job_grounding_qwen = submit_job("grounding", grounding_qwen, settings=s)
         results["grounding"] = wait_for_job(job_grounding)
+        results["grounding qwen2_5_vl"] = wait_for_job(job_grounding_qwen)
         click.echo("7/8 curation: a saved filter, a pilot to label, a snapshot and its exports in every format (cpu queue)")
-        curated = _curate(s, engine, results)
+        curated = _curate(s, engine, results, vis_model=grounding["model_id"])
         trained = None
         if curated:
             click.echo("8/8 training: LoRA on the tiny VLM for a few steps on the demo snapshot, then the benchmarks on its held-out products (train queue)")
@@ -225,16 +232,20 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     click.echo("  redacted   " + ", ".join(f"{k} {v}" for k, v in redactions.items()))
     errs = queries.error_summary(lake)
     click.echo("  refused    " + (", ".join(f"{stage}/{code} {n}" for stage, code, n in errs) or "nothing"))
-    scores = {(r["metric"], r["subject_kind"]): r for r in queries.score_summary(lake)}
+    from curation.model_ids import public_model_id
+
+    scores: dict[tuple, list] = {}
+    for r in queries.score_summary(lake):
+        scores.setdefault((r["metric"], r["subject_kind"]), []).append(r)
     for (metric, kind), label in (
         (("clip_score", "item"), "CLIPScore"),
         (("vis_attn", "sample"), "VisAttnScore"),
         (("vis_attn_mass", "sample"), "image mass"),
         (("ocr_chars", "image"), "OCR chars"),
     ):
-        r = scores.get((metric, kind))
-        if r:
-            click.echo(f"  {label:<12} {r['n'] - r['missing']} {kind}(s): p10 {r['p10']:.4g}, median {r['median']:.4g}, p90 {r['p90']:.4g}" + (f" ({r['missing']} unscorable)" if r["missing"] else ""))
+        for r in scores.get((metric, kind), []):
+            by = f" by {public_model_id(r['model_id'])}" if metric.startswith("vis_attn") else ""
+            click.echo(f"  {label:<12} {r['n'] - r['missing']} {kind}(s){by}: p10 {r['p10']:.4g}, median {r['median']:.4g}, p90 {r['p90']:.4g}" + (f" ({r['missing']} unscorable)" if r["missing"] else ""))
     worst = lake.fetchone(
         "SELECT t.words, t.word_scores FROM token_scores t JOIN scores s ON s.subject_id = t.subject_id AND s.metric = 'vis_attn' AND s.value IS NOT NULL "
         "AND s.model_id = t.model_id ORDER BY s.value LIMIT 1"
@@ -264,7 +275,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
             attrs = (ev.results.get("attributes") or {}).get("overall", {}).get("accuracy")
             click.echo(f"  evaluation {ev.name!r}: objective accuracy {_pct(acc)}, attribute exact match {_pct(attrs)}"
                        + (f" (vs {ev.baseline!r}: `vitpro eval show {ev.name}`)" if ev.baseline else ""))
-    for job_id in (job_catalog, job_feedback, job_ocr, job_generate, job_generate_hf, job_aux, job_clip, job_grounding, *([curated[4]] if curated else [])):
+    for job_id in (job_catalog, job_feedback, job_ocr, job_generate, job_generate_hf, job_aux, job_clip, job_grounding, job_grounding_qwen, *([curated[4]] if curated else [])):
         job = jobs_db.get_job(engine, job_id)
         click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
     if sample:

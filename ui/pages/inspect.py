@@ -1,11 +1,13 @@
 """Inspect: browse samples and read one closely: image(s), question and answer, the answer's grounding
-token by token (the paper's Table 2 colouring), both scores with their percentiles, OCR and lineage."""
+token by token (the paper's Table 2 colouring), both scores with their percentiles, OCR and lineage. Where
+several VLMs scored the samples, a second one is shown beside the first (its own token colouring and score)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import streamlit as st
 
+from curation.model_ids import public_model_id
 from db import browse
 from ui import context
 from ui.heat import escape, heat_block
@@ -23,8 +25,11 @@ with st.expander("Filter and sort", expanded=True):
     text = c3.text_input("Text contains", key="insp_text")
     c4, c5, c6 = st.columns(3)
     order = c4.selectbox("Order", list(browse.ORDERS), key="insp_order")
-    vis_model = c5.selectbox("VisAttnScore model", vis_models, key="insp_vis") if vis_models else None
-    clip_model = c6.selectbox("CLIPScore model", clip_models, key="insp_clip") if clip_models else None
+    vis_model = c5.selectbox("VisAttnScore model", vis_models, key="insp_vis", format_func=public_model_id) if vis_models else None
+    clip_model = c6.selectbox("CLIPScore model", clip_models, key="insp_clip", format_func=public_model_id) if clip_models else None
+    others = [m for m in vis_models if m != vis_model]
+    compare = (c5.selectbox("Beside it, VisAttnScore of", [None, *others], index=1 if len(others) == 1 else 0, key="insp_vis2",
+                            format_func=lambda m: "(no second model)" if m is None else public_model_id(m)) if others else None)
 
 query = (tuple(tasks), tuple(cats), text, order, vis_model, clip_model)
 if st.session_state.get("insp_query") != query:  # a new query starts at its first sample
@@ -47,6 +52,7 @@ pos = min(st.session_state.get("insp_pos", 0), total - 1)
 nav[2].markdown(f"sample **{pos + 1}** of **{total:,}**")
 _, page = context.read("browse", query_args + (("limit", 1), ("offset", pos)))
 rec = context.read("sample_record", page[0]["sample_id"], vis_model, clip_model)
+rec2 = context.read("sample_record", page[0]["sample_id"], compare, None) if compare else None
 
 left, right = st.columns([5, 6])
 with left:
@@ -63,8 +69,8 @@ with right:
     show_q = st.toggle("Colour the question too", key="insp_q")
     pieces = unit == "sub-word pieces"
 
-    def _segment(name: str, text: str, label: str) -> None:
-        tok = rec["tokens"].get(name)
+    def _segment(name: str, text: str, label: str, record=None) -> None:
+        tok = (record or rec)["tokens"].get(name)
         if tok and (tok["tokens"] if pieces else tok["words"]):
             st.html(heat_block(tok["tokens"] if pieces else tok["words"], tok["scores"] if pieces else tok["word_scores"], pieces=pieces, label=label))
         else:
@@ -74,7 +80,7 @@ with right:
         _segment("question", rec["question"], "Question")
     else:
         st.html(f'<div style="font-weight:600">Question</div><div class="plain">{escape(rec["question"])}</div>')
-    _segment("answer", rec["answer"], "Answer")
+    _segment("answer", rec["answer"], "Answer" if rec2 is None else f"Answer, as {public_model_id(vis_model)} grounds it")
 
     m = st.columns(2)
     clip = rec["scores"].get("clip_score")
@@ -91,7 +97,13 @@ with right:
     value, pct = _fmt(vis)
     m[1].metric("VisAttnScore (answer)", value, pct, delta_color="off")
     if vis and vis.get("mass") is not None:
-        st.caption(f"attention mass on the image: {vis['mass']:.4g} · model {escape(vis['model'])}")
+        st.caption(f"attention mass on the image: {vis['mass']:.4g} · model {escape(public_model_id(vis['model']))}")
+    if rec2 is not None:
+        # the same answer as a second VLM grounds it: absolute values differ between models, percentiles compare
+        other = rec2["scores"].get("vis_attn/answer")
+        _segment("answer", rec["answer"], f"Answer, as {public_model_id(compare)} grounds it", rec2)
+        value, pct = _fmt(other)
+        st.metric(f"VisAttnScore (answer), {public_model_id(compare)}", value, pct, delta_color="off")
 
 with st.expander("OCR text of the images"):
     for k, text in enumerate(rec["ocr"], 1):

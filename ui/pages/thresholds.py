@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from curation.filters import Condition, FilterConfig, FilterError, subject_of
+from curation.model_ids import public_model_id
 from db import batches, queries, sampling, saved_filters
 from ui import context
 
@@ -22,8 +23,9 @@ stats = [r for r in queries.score_summary(lake) if r["subject_kind"] == subject_
 if not stats:
     st.info("No scores stored yet: run CLIPScore and VisAttnScore (Jobs page).")
     st.stop()
-options = {f"{LABELS.get(r['metric'], r['metric'])} · {r['model_id'] or 'no model'}" + (f" · {r['segment']}" if r["segment"] else ""): r for r in stats}
-defaults = [k for k, r in options.items() if r["metric"] in ("vis_attn", "clip_score")][:2]
+options = {f"{LABELS.get(r['metric'], r['metric'])} · {public_model_id(r['model_id']) if r['model_id'] else 'no model'}" + (f" · {r['segment']}" if r["segment"] else ""): r for r in stats}
+# one VisAttnScore and one CLIPScore to start with (the first model of each, where several scored them)
+defaults = list({r["metric"]: k for k, r in reversed(list(options.items())) if r["metric"] in ("vis_attn", "clip_score")}.values())[::-1]
 c1, c2 = st.columns([3, 1])
 chosen = c1.multiselect("Stats to threshold", list(options), default=defaults, key="thr_stats")
 selections = [name for name, kind, _ in sampling.selection_names(lake) if kind == "sample"]
