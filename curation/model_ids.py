@@ -20,12 +20,23 @@ def public_model_id(model_id: str) -> str:
     return base + hash_ + suffix
 
 
+# an absolute path inside a text ("vis_attn >= p25 (model=/srv/models/idefics2#ocr)"): a "/" that starts a
+# word, so "Qwen/Qwen2.5-VL" (a hub id) is left alone
+_EMBEDDED_PATH = re.compile(r"(?<![\w.\-/])(?:local-dir:)?(/[^\s,()'\"]+)")
+
+
+def scrub_text(text: str) -> str:
+    """A string with every local path in it cut to its last name (and any ``#suffix`` kept)."""
+    text = public_model_id(text)
+    return _EMBEDDED_PATH.sub(lambda m: public_model_id(m.group(1)), text)
+
+
 def scrub_paths(value: Any) -> Any:
-    """Every string in a manifest that is a local path becomes its last name (model folders in filters)."""
+    """Every local path in a manifest (values, keys, paths inside texts) becomes its last name."""
     if isinstance(value, dict):
-        return {k: scrub_paths(v) for k, v in value.items()}
+        return {scrub_text(k) if isinstance(k, str) else k: scrub_paths(v) for k, v in value.items()}
     if isinstance(value, list):
         return [scrub_paths(v) for v in value]
     if isinstance(value, str):
-        return public_model_id(value)
+        return scrub_text(value)
     return value

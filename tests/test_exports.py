@@ -191,6 +191,8 @@ def test_model_ids_in_exports_are_hub_ids_or_folder_names(tmp_path):
     assert public_model_id("/srv/models/idefics2-8b#ocr") == "idefics2-8b#ocr"
     assert public_model_id("local-dir:/srv/models/clip") == "clip" and public_model_id("Qwen/Qwen2.5-VL-7B-Instruct") == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert scrub_paths({"models": [{"vis_attn": "/a/b/qwen"}], "n": 3}) == {"models": [{"vis_attn": "qwen"}], "n": 3}
+    described = {"vis_attn >= p25 (model=/srv/m/idefics2#ocr, per task)": 0.1, "clip (model=local-dir:/srv/m/clip)": "Qwen/Qwen2.5-VL-7B-Instruct"}
+    assert scrub_paths(described) == {"vis_attn >= p25 (model=idefics2#ocr, per task)": 0.1, "clip (model=clip)": "Qwen/Qwen2.5-VL-7B-Instruct"}
     samples, sources = _samples(tmp_path)
     out = tmp_path / "x"
     write_export(out, "swift", samples, sources=sources, meta={"models": [{"metric": "vis_attn", "model_id": str(tmp_path / "models" / "qwen2_5_vl")}]},
