@@ -1,15 +1,22 @@
-"""VisAttnScore: our path against eager ``output_attentions`` and against a plain forward with no scoring.
+"""VisAttnScore on every VLM family: our path against eager ``output_attentions`` and against a plain forward.
 
-    python bench/vis_attn.py                      # CPU: an IDEFICS2 with an 8-layer, 8-head, 512-wide LM
-    python bench/vis_attn.py --device cuda --dtype bfloat16 --shape idefics2-8b    # on a GPU
+    python bench/vis_attn.py                                  # CPU, every family: one table
+    python bench/vis_attn.py --family qwen2_5_vl --family gemma3
+    python bench/vis_attn.py --device cuda --dtype bfloat16 --shape idefics2-8b --shape qwen2_5_vl-7b   # on a GPU
 
-Each mode runs in its own process on the same model (random weights, saved once) and the same sample:
-about 1,000 tokens of which 320 are image tokens (five images of 64 perceiver tokens, as IDEFICS2's
-image splitting gives). Memory is the peak above what the process held just before a forward (median of three; on CPU the
-resident size sampled every millisecond, with glibc told to map every large tensor on its own so that
-the resident size follows live tensors; ``torch.cuda.max_memory_allocated`` on a GPU). Prints three ratios:
-time against the plain forward (target <= 1.3x), eager's extra peak memory against ours (target >= 10x),
-and eager's time against ours (never slower on CPU; >= 3x on a GPU at IDEFICS2-8B shape).
+Each family's tiny checkpoint is built with a language model of 8 layers, 8 heads (2 KV heads), width 512
+(random weights), and its images chosen so that one sample is about 1,000 tokens of which at least 300 are
+image tokens, as that family's own processor expands them (five 64-token images for IDEFICS2, one 325-token
+image for LLaVA-1.5, Qwen images at their own resolution ...). Each mode runs in its own process on the same
+model and sample. Memory is the peak above what the process held just before the forward (median of three;
+on CPU the resident size sampled every millisecond, in a process where glibc maps every large tensor on its
+own so that resident memory follows live tensors; ``torch.cuda.max_memory_allocated`` on a GPU).
+
+Per family it prints time against the plain forward (target <= 1.3x), eager's extra peak memory against
+ours (target >= 10x), eager's time against ours (never slower), and the largest difference between our
+A(t) and eager's. On a GPU (``--shape``: IDEFICS2-8B's and Qwen2.5-VL-7B's language models, random weights)
+it prints samples/s for ours, eager and the plain forward, the peak memory of each, and the largest
+difference in the dtype asked for; it says which attention kernel ours ran (the fused one or its fallback).
 """
 from __future__ import annotations
 
@@ -28,18 +35,35 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SHAPES = {
-    # the issue's minimum: 8 layers, 8 heads, hidden 512 (grouped KV heads, as Mistral has)
+    # the issue's minimum: 8 layers, 8 heads, width 512 (grouped KV heads, as Mistral and Qwen have)
     "small": {"layers": 8, "heads": 8, "kv_heads": 2, "hidden": 512},
-    # IDEFICS2-8B's language model (Mistral-7B): 32 layers, 32 heads, 8 KV heads, hidden 4096
-    "idefics2-8b": {"layers": 32, "heads": 32, "kv_heads": 8, "hidden": 4096},
+    # IDEFICS2-8B's language model (Mistral-7B): 32 layers, 32 heads, 8 KV heads, width 4096
+    "idefics2-8b": {"layers": 32, "heads": 32, "kv_heads": 8, "hidden": 4096, "family": "idefics2"},
+    # Qwen2.5-VL-7B's language model: 28 layers, 28 heads, 4 KV heads, width 3584
+    "qwen2_5_vl-7b": {"layers": 28, "heads": 28, "kv_heads": 4, "hidden": 3584, "family": "qwen2_5_vl"},
 }
+# per family: the builder's image settings and the images of the sample ((width, height) each), so that
+# the family's processor gives at least 300 image tokens
+IMAGES = {
+    "idefics2": ({"image_seq_len": 64}, [(64, 48)] * 5),  # 5 x 64 perceiver tokens
+    "idefics3": ({}, [(128, 96)] * 5),  # 4x3 crops + the whole, 4 tokens each, per image
+    "llava": ({"image_size": 144}, [(144, 144)]),  # one image (LLaVA-1.5's limit): 18x18 patches + CLS
+    "llava_onevision": ({"tile": 64}, [(192, 128)]),  # one image, tiled 2x3 plus the whole, 64 tokens a tile
+    "qwen2_vl": ({"max_pixels": 320 * 256}, [(320, 256)]),  # 20x16 merged patches
+    "qwen2_5_vl": ({"max_pixels": 320 * 256}, [(320, 256)]),
+    "qwen3_vl": ({"max_pixels": 320 * 256}, [(320, 256)]),
+    "gemma3": ({"image_size": 64, "mm_tokens": 64, "sliding_window": 512}, [(64, 64)] * 5),  # 5 x 64 soft tokens
+    "internvl": ({"tile": 64, "max_tiles": 6}, [(192, 128)] * 2),  # 6 tiles + thumbnail, 16 tokens a tile
+    "mistral3": ({"longest_edge": 320}, [(320, 256)]),  # 20x16 [IMG] tokens and the row breaks
+}
+TARGET_TOKENS = 1000
 
 
-def build_model(folder: Path, shape: str) -> Path:
-    from curation.tiny_models import make_idefics2
+def build_model(folder: Path, family: str, shape: str) -> Path:
+    from curation.tiny_models import make_tiny
 
-    s = SHAPES[shape]
-    return make_idefics2(folder, layers=s["layers"], heads=s["heads"], kv_heads=s["kv_heads"], hidden=s["hidden"], image_seq_len=64)
+    s = {k: v for k, v in SHAPES[shape].items() if k != "family"}
+    return make_tiny(family, folder, **s, **IMAGES[family][0])
 
 
 def _rss() -> int:
@@ -76,25 +100,43 @@ class PeakSampler:
         return self.peak - self.base
 
 
-def run_mode(mode: str, model_dir: str, device: str, dtype: str, repeats: int, answer_words: int, measure: str) -> dict:
-    import torch
+def make_sample(adapter, family: str):
+    """The family's images and an answer long enough that the sample is about TARGET_TOKENS tokens."""
     from PIL import Image
 
+    from curation.vlm import Sample
+
+    images = [Image.new("RGB", size, (40 * k % 255, 200 - 30 * k, 90)) for k, size in enumerate(IMAGES[family][1])]
+    words = "the bottle of shampoo is leaking at the cap and the box is torn".split()
+    n = 200
+    for _ in range(6):  # a few rounds: words -> tokens is about 1.3 here
+        answer = " ".join((words * (n // len(words) + 1))[:n])
+        length = adapter.encode(Sample(images, "Describe the products in the images.", answer)).length
+        if abs(length - TARGET_TOKENS) <= 10:
+            break
+        n = max(10, n + int((TARGET_TOKENS - length) / 1.3))
+    return Sample(images, "Describe the products in the images.", answer)
+
+
+def run_mode(mode: str, model_dir: str, family: str, device: str, dtype: str, repeats: int, measure: str, batch: int) -> dict:
+    import torch
+
+    from curation import vis_attn
     from curation.vis_attn import ATTN_NAME, eager_reference, score_batch
-    from curation.vlm import LoadOptions, Sample, load_vlm
+    from curation.vlm import LoadOptions, load_vlm
 
     attention = {"plain": "sdpa", "ours": ATTN_NAME, "eager": "eager"}[mode]
     adapter = load_vlm(model_dir, LoadOptions(device=device, dtype=dtype), language_model_attention=attention)
-    images = [Image.new("RGB", (64, 48), (30 * i, 200 - 30 * i, 90)) for i in range(5)]
-    answer = " ".join(["the bottle of shampoo is leaking at the cap and the box is torn"] * (answer_words // 14 + 1)).split()[:answer_words]
-    encoded = [adapter.encode(Sample(images, "Describe the products in the images.", " ".join(answer)))]
+    encoded = [adapter.encode(make_sample(adapter, family))] * batch
     inputs = adapter.collate(encoded)
+    answer = encoded[0].segments["answer"]
 
     def forward():
         if mode == "ours":
-            return score_batch(adapter, encoded)
+            return [s.token_scores for s in score_batch(adapter, encoded)][0]
         if mode == "eager":
-            return eager_reference(adapter, encoded)
+            reference = eager_reference(adapter, encoded)[0]
+            return [reference[p] for p in answer]
         with torch.inference_mode():
             return adapter.model(**inputs, use_cache=False).logits.shape
 
@@ -104,7 +146,7 @@ def run_mode(mode: str, model_dir: str, device: str, dtype: str, repeats: int, a
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        forward()
+        scores = forward()
         torch.cuda.synchronize()
         extra = torch.cuda.max_memory_allocated() - base
     elif measure == "memory":
@@ -115,10 +157,9 @@ def run_mode(mode: str, model_dir: str, device: str, dtype: str, repeats: int, a
             with PeakSampler() as sampler:
                 forward()
             extras.append(sampler.extra)
-        extra = statistics.median(extras)
-    if measure == "memory" and not cuda:
-        return {"mode": mode, "extra_bytes": extra}
-    forward()  # warm-up
+        return {"mode": mode, "extra_bytes": statistics.median(extras)}
+    else:
+        scores = forward()  # warm-up
     times = []
     for _ in range(repeats):
         if cuda:
@@ -129,59 +170,96 @@ def run_mode(mode: str, model_dir: str, device: str, dtype: str, repeats: int, a
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return {
-        "mode": mode,
-        "seconds": statistics.median(times),
-        "extra_bytes": extra,
-        "tokens": encoded[0].length,
-        "image_tokens": len(encoded[0].image_positions),
+        "mode": mode, "seconds": statistics.median(times), "extra_bytes": extra, "tokens": encoded[0].length,
+        "image_tokens": len(encoded[0].image_positions), "samples": batch,
+        "scores": [float(x) for x in scores] if mode in ("ours", "eager") else None,
+        "kernel": sorted(vis_attn.last_paths_seen) if mode == "ours" else None,
+    }
+
+
+def bench_family(family: str, shape: str, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_model(Path(tmp) / "model", family, shape)
+        results = {}
+        for mode in ("plain", "ours", "eager"):
+            def child(measure: str, env: dict) -> dict:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--mode", mode, "--model", str(model_dir), "--family", family, "--device", args.device,
+                     "--dtype", args.dtype, "--repeats", str(args.repeats), "--measure", measure, "--batch", str(args.batch)],
+                    capture_output=True, text=True, env={**os.environ, **env},
+                )
+                if out.returncode:
+                    raise RuntimeError(f"{family} {mode}: {out.stderr[-2000:]}")
+                return json.loads(out.stdout.strip().splitlines()[-1])
+
+            results[mode] = child("time", {})
+            if not args.device.startswith("cuda"):
+                results[mode]["extra_bytes"] = child("memory", {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"})["extra_bytes"]
+    plain, ours, eager = results["plain"], results["ours"], results["eager"]
+    ours_extra = max(ours["extra_bytes"] - plain["extra_bytes"], 1)
+    eager_extra = max(eager["extra_bytes"] - plain["extra_bytes"], 1)
+    return {
+        "family": family, "tokens": ours["tokens"], "image_tokens": ours["image_tokens"], "results": results,
+        "time_vs_plain": ours["seconds"] / plain["seconds"], "eager_memory_vs_ours": eager_extra / ours_extra,
+        "eager_time_vs_ours": eager["seconds"] / ours["seconds"], "ours_extra_mib": ours_extra / 2**20, "eager_extra_mib": eager_extra / 2**20,
+        "max_diff": max(abs(a - b) for a, b in zip(ours["scores"], eager["scores"])), "kernel": ",".join(ours["kernel"] or []),
     }
 
 
 def main() -> None:
+    from curation.tiny_models import vlm_families
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", action="append", help="a VLM family (repeat); default: every family")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
-    parser.add_argument("--answer-words", type=int, default=560, help="sets the sequence length (about 1,000 tokens by default)")
+    parser.add_argument("--shape", action="append", choices=sorted(SHAPES), help="small (default), or a real model's language-model shape (GPU)")
+    parser.add_argument("--batch", type=int, default=1, help="samples per forward (samples/s on a GPU)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", dest="as_json", help="also write the figures to this file")
     parser.add_argument("--mode", choices=["plain", "ours", "eager"], help=argparse.SUPPRESS)  # child process
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.mode:
-        print(json.dumps(run_mode(args.mode, args.model, args.device, args.dtype, args.repeats, args.answer_words, args.measure)))
+        print(json.dumps(run_mode(args.mode, args.model, args.family[0], args.device, args.dtype, args.repeats, args.measure, args.batch)))
         return
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model(Path(tmp) / "model", args.shape)
-        results = {}
-        for mode in ("plain", "ours", "eager"):
-            def child(measure: str, env: dict) -> dict:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--mode", mode, "--model", str(model_dir), "--device", args.device, "--dtype", args.dtype,
-                     "--repeats", str(args.repeats), "--answer-words", str(args.answer_words), "--measure", measure],
-                    capture_output=True, text=True, check=True, env={**os.environ, **env},
-                )
-                return json.loads(out.stdout.strip().splitlines()[-1])
-
-            # time with the normal allocator; memory (CPU) in a second process where glibc maps every
-            # large tensor on its own, so resident memory follows live tensors
-            results[mode] = child("time", {})
-            if not args.device.startswith("cuda"):
-                results[mode]["extra_bytes"] = child("memory", {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"})["extra_bytes"]
-    plain, ours, eager = results["plain"], results["ours"], results["eager"]
-    s = SHAPES[args.shape]
-    print(f"LM {s['layers']} layers, {s['heads']} heads ({s['kv_heads']} KV), hidden {s['hidden']}, random weights; {args.device} {args.dtype}")
-    print(f"sequence: {ours['tokens']} tokens, {ours['image_tokens']} of them image tokens")
-    for r in (plain, ours, eager):
-        print(f"  {r['mode']:<6} {r['seconds'] * 1000:9.1f} ms   extra peak memory {r['extra_bytes'] / 2**20:9.1f} MiB")
-    ours_extra = max(ours["extra_bytes"] - plain["extra_bytes"], 1)
-    eager_extra = max(eager["extra_bytes"] - plain["extra_bytes"], 1)
-    print(f"time, ours against the plain forward: {ours['seconds'] / plain['seconds']:.2f}x (target <= 1.3x)")
-    print(f"extra memory beyond the plain forward, eager against ours: {eager_extra / ours_extra:.1f}x (target >= 10x)"
-          f"  [{eager_extra / 2**20:.1f} MiB vs {ours_extra / 2**20:.1f} MiB]")
-    print(f"time, eager against ours: {eager['seconds'] / ours['seconds']:.2f}x (target: never slower on CPU, >= 3x on a GPU at 8B shape)")
+    shapes = args.shape or ["small"]
+    rows = []
+    for shape in shapes:
+        families = args.family or ([SHAPES[shape]["family"]] if "family" in SHAPES[shape] else vlm_families())
+        s = SHAPES[shape]
+        print(f"LM {s['layers']} layers, {s['heads']} heads ({s['kv_heads']} KV), width {s['hidden']}, random weights; "
+              f"{args.device} {args.dtype}; batch {args.batch}", flush=True)
+        for family in families:
+            row = bench_family(family, shape, args)
+            rows.append({"shape": shape, **row})
+            r = row["results"]
+            if args.device.startswith("cuda"):
+                print(f"  {family:<16} {row['tokens']} tokens ({row['image_tokens']} image) | samples/s ours {args.batch / r['ours']['seconds']:.2f}, "
+                      f"eager {args.batch / r['eager']['seconds']:.2f}, plain {args.batch / r['plain']['seconds']:.2f} | peak extra memory "
+                      f"ours {r['ours']['extra_bytes'] / 2**30:.2f} GiB, eager {r['eager']['extra_bytes'] / 2**30:.2f} GiB, plain {r['plain']['extra_bytes'] / 2**30:.2f} GiB "
+                      f"| max |ours - eager| {row['max_diff']:.2e} | kernel: {row['kernel']}", flush=True)
+            else:
+                print(f"  {family:<16} done", flush=True)
+    if not args.device.startswith("cuda"):
+        header = f"{'family':<16} {'tokens':>6} {'image':>5} {'plain ms':>9} {'ours ms':>8} {'eager ms':>9} {'ours/plain':>10} {'eager/ours':>10} {'eager MiB':>9} {'ours MiB':>8} {'mem ratio':>9} {'max diff':>9}"
+        print()
+        print("time: ours / plain (target <= 1.3x), eager / ours (target >= 1x); memory beyond the plain forward: eager / ours (target >= 10x)")
+        print(header)
+        print("-" * len(header))
+        for row in rows:
+            r = row["results"]
+            print(f"{row['family']:<16} {row['tokens']:>6} {row['image_tokens']:>5} {r['plain']['seconds'] * 1000:>9.1f} {r['ours']['seconds'] * 1000:>8.1f} "
+                  f"{r['eager']['seconds'] * 1000:>9.1f} {row['time_vs_plain']:>9.2f}x {row['eager_time_vs_ours']:>9.2f}x {row['eager_extra_mib']:>9.1f} "
+                  f"{row['ours_extra_mib']:>8.1f} {row['eager_memory_vs_ours']:>8.1f}x {row['max_diff']:>9.1e}")
+        worst = lambda key, fn: fn(row[key] for row in rows)  # noqa: E731
+        print(f"worst over families: ours/plain {worst('time_vs_plain', max):.2f}x, eager/ours time {worst('eager_time_vs_ours', min):.2f}x, "
+              f"eager/ours memory {worst('eager_memory_vs_ours', min):.1f}x, max diff {worst('max_diff', max):.1e}")
+    if args.as_json:
+        Path(args.as_json).write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -288,3 +288,18 @@ def test_hub_ids_tell_their_family():
              "OpenGVLab/InternVL3-8B-hf": "internvl", "mistralai/Mistral-Small-3.1-24B-Instruct-2503": "mistral3"}
     assert {k: family_for_hub_id(k).family for k in cases} == cases
     assert family_for_hub_id("bert-base-uncased") is None
+
+
+def test_smolvlm2_checkpoints_are_served_by_the_idefics3_adapter(tmp_path):
+    """SmolVLM2 ships under its own classes (model type smolvlm, a video processor besides the image one)."""
+    from curation.tiny_models import make_tiny
+    from curation.vis_attn import ATTN_NAME, eager_reference, score_batch
+
+    folder = make_tiny("idefics3", tmp_path / "smolvlm", smolvlm=True)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "smolvlm" and adapter_for(folder) is FAMILIES["idefics3"]
+    fast = load_vlm(folder, language_model_attention=ATTN_NAME)
+    assert type(fast.processor).__name__ == "SmolVLMProcessor" and fast.encode(SAMPLE).text.startswith("<|im_start|>User:<image>\n")
+    encoded = [fast.encode(Sample([RED, GREEN], "Compare them.", "The red one is bigger.")), fast.encode(SAMPLE)]
+    results = score_batch(fast, encoded)
+    reference = eager_reference(load_vlm(folder, language_model_attention="eager"), encoded)
+    assert max(abs(s - ref[p]) for r, ref in zip(results, reference) for s, p in zip(r.token_scores, r.positions["segment"])) < 1e-5

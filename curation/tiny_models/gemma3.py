@@ -11,14 +11,15 @@ from .tokenizer import train_tokenizer
 
 
 @builder("gemma3")
-def make_gemma3(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, sliding_window: int = 8) -> Path:
+def make_gemma3(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, sliding_window: int = 8,
+                image_size: int = 32, mm_tokens: int = 4) -> Path:
+    """``mm_tokens`` per image: the patches ((image_size/8)² of them) average-pooled to that square number."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
 
     tokenizer = train_tokenizer(
         extra_special={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
         more_special=("<start_of_turn>", "<end_of_turn>"), bos="<bos>", eos="<eos>", add_bos=False,  # the template writes <bos>
     )
-    image_size, mm_tokens = 32, 4  # 4x4 patches of 8 px pooled to 2x2: 4 tokens per image
     head_dim = hidden // heads
     # a small window so that it matters on short prompts; sliding and full layers alternate as in Gemma 3 (5:1 there)
     kinds = ["sliding_attention" if k % 2 == 0 else "full_attention" for k in range(layers)]

@@ -39,13 +39,21 @@ _ROW_COL = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
 
 
 @builder("idefics3")
-def make_idefics3(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, tile: int = 32) -> Path:
+def make_idefics3(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, tile: int = 32,
+                  smolvlm: bool = False) -> Path:
     """IDEFICS3 as SmolVLM ships it: each image split into tiles of the vision tower's size (a grid of
-    ``<row_i_col_j>`` crops plus the whole image, ``<global-img>``), each tile pixel-shuffled into few tokens."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
+    ``<row_i_col_j>`` crops plus the whole image, ``<global-img>``), each tile pixel-shuffled into few tokens.
+    ``smolvlm``: the same model under SmolVLM2's own classes (model type ``smolvlm``, with a video processor)."""
+    if smolvlm:
+        from transformers import SmolVLMConfig as Idefics3Config
+        from transformers import SmolVLMForConditionalGeneration as Idefics3ForConditionalGeneration
+        from transformers import SmolVLMImageProcessor as Idefics3ImageProcessor
+        from transformers import SmolVLMProcessor, SmolVLMVideoProcessor
+    else:
+        from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
 
     tokenizer = train_tokenizer(
-        extra_special={"image_token": "<image>", "fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
+        extra_special={"image_token": "<image>", "fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>", "video_token": "<video>",
                        "end_of_utterance_token": "<end_of_utterance>"},
         more_special=tuple(_ROW_COL), bos="<|im_start|>", eos="<end_of_utterance>", add_bos=False,  # the template writes <|im_start|>
     )
@@ -59,6 +67,11 @@ def make_idefics3(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, 
     model = Idefics3ForConditionalGeneration(config).eval()
     # images up to 4 tiles on their long side: a 80x60 photo is a 4x3 grid of crops and the whole
     image_processor = Idefics3ImageProcessor(do_image_splitting=True, size={"longest_edge": 4 * tile}, max_image_size={"longest_edge": tile})
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=(tile // patch) ** 2 // scale**2,
-                                  chat_template=family_template("idefics3"))
+    seq_len = (tile // patch) ** 2 // scale**2
+    if smolvlm:
+        video = SmolVLMVideoProcessor(size={"longest_edge": 4 * tile}, max_image_size={"longest_edge": tile})
+        processor = SmolVLMProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video, image_seq_len=seq_len,
+                                     chat_template=family_template("idefics3"))
+    else:
+        processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=seq_len, chat_template=family_template("idefics3"))
     return save(out, model, processor, "idefics3", seed)

@@ -11,14 +11,14 @@ from .tokenizer import train_tokenizer
 
 
 @builder("internvl")
-def make_internvl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, max_tiles: int = 4) -> Path:
+def make_internvl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, max_tiles: int = 4, tile: int = 32) -> Path:
     from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor, InternVLVideoProcessor
 
     tokenizer = train_tokenizer(
         extra_special={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"},
         more_special=("<|im_start|>", "<|im_end|>"), bos=None, eos="<|im_end|>", pad="<|endoftext|>",
     )
-    tile, patch = 32, 8
+    patch = 8
     per_tile = (tile // patch) ** 2 // 4  # pixel shuffle by 0.5: 16 patches -> 4 tokens per tile
     config = InternVLConfig(
         text_config=dict(text_config(tokenizer, layers=layers, heads=heads, kv_heads=kv_heads, hidden=hidden, rms_norm_eps=1e-6), model_type="qwen2",

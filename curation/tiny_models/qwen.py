@@ -19,12 +19,12 @@ def _qwen_tokenizer():
     return train_tokenizer(extra_special=_QWEN_SPECIAL, more_special=("<|im_start|>", "<|im_end|>"), bos=None, eos="<|im_end|>", pad="<|endoftext|>")
 
 
-def _image_processors(video_class=None, **norm):
+def _image_processors(max_pixels: int, video_class=None, **norm):
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     # small images: a 64x64 photo is 8x8 patches of 8 px, merged 2x2 into 16 tokens; 1 token at least
     unit = PATCH * MERGE
-    size = {"shortest_edge": unit * unit, "longest_edge": 64 * 64}
+    size = {"shortest_edge": unit * unit, "longest_edge": max_pixels}
     image = Qwen2VLImageProcessor(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2, size=size, **norm)
     video = (video_class or Qwen2VLVideoProcessor)(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2, size=size, cap_pixels_per_frame=True, **norm)
     return image, video
@@ -42,7 +42,7 @@ def _mrope(head_dim: int) -> list[int]:
 
 
 @builder("qwen2_vl")
-def make_qwen2_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64) -> Path:
+def make_qwen2_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, max_pixels: int = 64 * 64) -> Path:
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
     tokenizer = _qwen_tokenizer()
@@ -56,13 +56,13 @@ def make_qwen2_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, 
     )
     set_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
-    image, video = _image_processors()
+    image, video = _image_processors(max_pixels)
     processor = Qwen2VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=family_template("qwen2_vl"))
     return save(out, model, processor, "qwen2_vl", seed)
 
 
 @builder("qwen2_5_vl")
-def make_qwen2_5_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64) -> Path:
+def make_qwen2_5_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, max_pixels: int = 64 * 64) -> Path:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
     tokenizer = _qwen_tokenizer()
@@ -76,13 +76,13 @@ def make_qwen2_5_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4
     )
     set_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    image, video = _image_processors()
+    image, video = _image_processors(max_pixels)
     processor = Qwen2_5_VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=family_template("qwen2_5_vl"))
     return save(out, model, processor, "qwen2_5_vl", seed)
 
 
 @builder("qwen3_vl")
-def make_qwen3_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64) -> Path:
+def make_qwen3_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, max_pixels: int = 64 * 64) -> Path:
     """Qwen3-VL: interleaved M-RoPE, and "deepstack" mergers that add vision features of early ViT layers to
     the first text layers."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
@@ -101,6 +101,6 @@ def make_qwen3_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, 
     set_seed(seed)
     model = Qwen3VLForConditionalGeneration(config).eval()
     half = [0.5, 0.5, 0.5]  # Qwen3-VL normalises pixels to [-1, 1]
-    image, video = _image_processors(Qwen3VLVideoProcessor, image_mean=half, image_std=half)
+    image, video = _image_processors(max_pixels, Qwen3VLVideoProcessor, image_mean=half, image_std=half)
     processor = Qwen3VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=family_template("qwen3_vl"))
     return save(out, model, processor, "qwen3_vl", seed)
