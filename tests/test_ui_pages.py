@@ -307,7 +307,33 @@ def test_jobs_page_launches_for_admins_only(ui_store):
     assert jobs_db.list_jobs(engine, limit=1)[0].kind == "aux_stats"
     assert jobs_db.list_jobs(engine, limit=1)[0].launched_by == "admin"
     [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()
-    assert "cannot launch grounding" in texts(at) and "not a model folder" in texts(at)  # the engine's own check
+    assert "cannot launch grounding" in texts(at) and "no model folder given" in texts(at)  # the engine's own check
+
+
+def test_jobs_page_offers_the_vlm_folders_of_every_family_and_refuses_others(ui_store, tiny_models):
+    import shutil
+
+    home, lake, engine = ui_store
+    from db import jobs as jobs_db
+
+    for family in ("qwen2_5_vl", "gemma3"):
+        shutil.copytree(tiny_models[family], home / "models" / family, dirs_exist_ok=True)
+    (home / "models" / "bert").mkdir(exist_ok=True)
+    (home / "models" / "bert" / "config.json").write_text('{"model_type": "bert"}')
+    at = page("jobs")
+    pick = at.selectbox(key="vis_model_pick")
+    assert list(pick.options) == ["gemma3 (Gemma 3)", "qwen2_5_vl (Qwen2.5-VL)"]  # not bert
+    pick.select_index(1)
+    [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()
+    assert "launched grounding job" in texts(at)
+    job = jobs_db.list_jobs(engine, limit=1)[0]
+    assert job.kind == "grounding" and job.params["model"] == str((home / "models" / "qwen2_5_vl").resolve())
+    at.text_input(key="vis_model_path").input(str(home / "models" / "bert"))
+    [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()
+    assert "no adapter for model type 'bert'" in texts(at) and "qwen2_5_vl" in texts(at)
+    from workers.submit import cancel_job
+
+    cancel_job(job.id)  # no worker runs here: leave no job waiting for one
 
 
 def test_snapshots_create_diff_and_export_refusal(ui_store):

@@ -14,10 +14,10 @@ from .settings import load_settings
 def _model_options(fn):
     """Options that decide how the model is loaded and fed, shared by train, eval and ablate."""
     for option in reversed([
-        click.option("--model", required=True, type=click.Path(exists=True, file_okay=False), help="Base VLM checkpoint folder (IDEFICS2 or LLaVA family)."),
+        click.option("--model", required=True, type=click.Path(exists=True, file_okay=False), help="Base VLM checkpoint folder, of any family in `vitpro models families`."),
         click.option("--ocr/--no-ocr", default=None, help="OCR tokens in the prompt (default: on, as the paper)."),
-        click.option("--resolution", type=int, help="Longest image edge in pixels (IDEFICS2; default: the model's own, up to 980)."),
-        click.option("--splitting/--no-splitting", default=None, help="IDEFICS2 image splitting into 4 crops + the whole (default: the checkpoint's)."),
+        click.option("--resolution", type=int, help="Longest image edge in pixels (IDEFICS2/3, Qwen, Mistral 3; default: the model's own)."),
+        click.option("--splitting/--no-splitting", default=None, help="Image splitting: IDEFICS2/3 crops, Gemma 3 pan-and-scan, InternVL tiles (default: the checkpoint's)."),
         click.option("--4bit", "load_4bit", is_flag=True, default=None, help="Load the base model in 4 bits (bitsandbytes; CUDA only)."),
         click.option("--flash-attention", is_flag=True, default=None, help="FlashAttention-2 (CUDA with flash-attn only)."),
         click.option("--device", help="cpu, cuda, cuda:1 ... (default: cpu)."),

@@ -14,7 +14,7 @@ from pathlib import Path
 from .base import Encoded, LoadOptions, Sample, SampleError, VLMAdapter
 from .registry import FAMILIES, register
 
-__all__ = ["FAMILIES", "Encoded", "LoadOptions", "Sample", "SampleError", "UnsupportedModel", "VLMAdapter", "adapter_for",
+__all__ = ["FAMILIES", "Encoded", "LoadOptions", "Sample", "SampleError", "UnsupportedModel", "VLMAdapter", "adapter_for", "check_model_folder",
            "family_for_hub_id", "family_names", "load_vlm", "model_type_of", "register"]
 
 
@@ -54,6 +54,20 @@ def adapter_for(model_dir: str | Path) -> type[VLMAdapter]:
             return adapter
     known = ", ".join(f"{name} ({'/'.join(a.model_types)})" for name, a in sorted(FAMILIES.items()))
     raise UnsupportedModel(f"{model_dir}: no adapter for model type {model_type!r}; supported families (model types): {known}")
+
+
+def check_model_folder(model_dir: str | Path) -> type[VLMAdapter]:
+    """The adapter for a checkpoint folder, or a clear error: no such folder, no config.json in it, or a
+    family no adapter serves (with the supported ones listed)."""
+    if not str(model_dir).strip():
+        raise ValueError("no model folder given: name a VLM checkpoint folder")
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"{model_dir}: no such model folder")
+    if not (path / "config.json").exists():
+        raise ValueError(f"{model_dir}: not a model folder (no config.json); build a demo one with "
+                         f"`vitpro models make-tiny --family qwen2_5_vl --out DIR` (families: {', '.join(family_names())})")
+    return adapter_for(path)
 
 
 def family_for_hub_id(model_id: str) -> type[VLMAdapter] | None:

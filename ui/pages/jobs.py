@@ -2,6 +2,8 @@
 errors), with cancel and retry. The page only sends jobs; the workers do the work."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from db import jobs as jobs_db
@@ -13,6 +15,27 @@ me = context.ensure_signed_in()
 context.page_header("Jobs", "Long work runs on the workers (`vitpro worker`); this page launches and watches it.")
 s, lake, engine = context.settings(), context.lake(), context.engine()
 models = s.home / "models"
+
+
+def _vlm_folders() -> dict[str, str]:
+    """Checkpoint folders under the models folder that a VLM adapter serves: path -> "name (family)"."""
+    from curation.vlm import FAMILIES, model_type_of
+
+    found = {}
+    for folder in sorted(p for p in models.glob("*") if (p / "config.json").is_file()) if models.is_dir() else []:
+        kind = next((name for name, a in FAMILIES.items() if model_type_of(folder) in a.model_types), None)
+        if kind:
+            found[str(folder)] = f"{folder.name} ({FAMILIES[kind].title})"
+    return found
+
+
+def _vlm_picker(col, label: str, key: str) -> str:
+    """A VLM from the models folder, or any checkpoint folder typed in (which wins when given)."""
+    by_label = {name: path for path, name in _vlm_folders().items()}
+    default = next((i for i, path in enumerate(by_label.values()) if Path(path).name == "idefics2"), 0)
+    picked = col.selectbox(label, list(by_label), index=default, key=f"{key}_pick") if by_label else None
+    typed = col.text_input("or a checkpoint folder (any family of `vitpro models families`)", key=f"{key}_path")
+    return typed.strip() or by_label.get(picked, "")
 
 
 def _launch(kind: str, build) -> None:
@@ -102,7 +125,7 @@ with tabs[4], st.form("launch_grounding"):
     from curation.vis_attn import VisAttnConfig
 
     c = st.columns(4)
-    vlm = c[0].text_input("VLM folder (IDEFICS2 or LLaVA)", value=str(models / "idefics2"))
+    vlm = _vlm_picker(c[0], "VLM", "vis_model")
     on = c[1].selectbox("Score", ["samples", "items"])
     selections = [n for n, kind, _ in sampling.selection_names(lake)]
     selection = c[2].selectbox("Only the selection", [None, *selections], format_func=lambda n: n or "all")
@@ -143,7 +166,7 @@ with tabs[7], st.form("launch_train"):
 
     c = st.columns(4)
     train_snap = c[0].selectbox("Snapshot", snap_names, key="train_snap")
-    base = c[1].text_input("Base VLM folder", value=str(models / "idefics2"), key="train_model")
+    base = _vlm_picker(c[1], "Base VLM", "train_model")
     run_name = c[2].text_input("Run name", value=training.default_name("train"))
     preset_name = c[3].selectbox("Preset", ["paper", "multi_image"], help="paper: r=256, alpha=32, lr 2e-4, batch 8")
     c = st.columns(4)
@@ -168,7 +191,7 @@ with tabs[8], st.form("launch_eval"):
 
     c = st.columns(4)
     eval_snap = c[0].selectbox("Snapshot", snap_names, key="eval_snap")
-    eval_model = c[1].text_input("Base VLM folder", value=str(models / "idefics2"), key="eval_model")
+    eval_model = _vlm_picker(c[1], "Base VLM", "eval_model")
     runs = [x.name for x in training.list_runs(engine)]
     adapter = c[2].selectbox("Adapter (a training run)", [None, *runs], format_func=lambda n: n or "none: the base model")
     eval_name = c[3].text_input("Evaluation name", value=training.default_name("eval"))

@@ -29,6 +29,9 @@ def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None,
         raise ValueError("an empty grid: give at least one --grid FACTOR=v1,v2")
     if "adapter" in grid and not adapter:
         raise ValueError("the grid switches the adapter on and off: give --adapter (a training run or an adapter folder)")
+    from curation.vlm import check_model_folder
+
+    check_model_folder(model)
     defaults = {} if adapter else {"adapter": "off"}
     return {"name": name, "snapshot": snapshot, "model": str(model), "adapter": adapter, "grid": grid, "full": bool(full),
             "cells": ablation.cells(grid, full=full, defaults=defaults), "defaults": defaults, "config": (config or TrainConfig()).to_dict(),

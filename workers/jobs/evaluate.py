@@ -30,6 +30,9 @@ def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None 
         raise ValueError("the generative benchmark needs an LLM judge: give --judge-url (an OpenAI-compatible chat-completions server)")
     if k_shot < 0:
         raise ValueError("k (in-context examples) must be 0 or more")
+    from curation.vlm import check_model_folder
+
+    check_model_folder(model)
     return {"name": name, "snapshot": snapshot, "model": str(model), "adapter": adapter, "benchmarks": benchmarks,
             "config": (config or TrainConfig()).to_dict(), "k_shot": int(k_shot), "examples": list(examples or []), "judge": judge,
             "baseline": baseline, "limit": limit, "out": str(Path(out).expanduser().resolve())}

@@ -45,12 +45,10 @@ def prepare_params(
 ) -> dict[str, Any]:
     if on not in ("samples", "items"):
         raise ValueError("score grounding --on samples or items")
-    path = Path(model).expanduser()
-    if not (path / "config.json").exists():
-        raise ValueError(f"{model}: not a model folder (no config.json); build a demo one with `vitpro models make-tiny --family idefics2 --out DIR`")
-    from curation.vlm import adapter_for
+    from curation.vlm import check_model_folder
 
-    adapter_for(path)  # a family we have an adapter for (else: the supported ones, listed)
+    path = Path(model).expanduser()
+    check_model_folder(model)  # a family we have an adapter for (else: the supported ones, listed)
     if batch_size < 1 or items_per_unit < 1:
         raise ValueError("batch size and items per unit must be at least 1")
     return {

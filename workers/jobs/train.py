@@ -26,6 +26,9 @@ QUEUE = "train"
 def prepare_params(*, snapshot: str, model: str, name: str, config: TrainConfig, out: str) -> dict[str, Any]:
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError(f"a run name is letters, digits, '-', '_' and '.', not {name!r}")
+    from curation.vlm import check_model_folder
+
+    check_model_folder(model)
     return {"snapshot": snapshot, "model": str(model), "name": name, "config": config.to_dict(), "out": str(Path(out).expanduser().resolve())}
 
 
