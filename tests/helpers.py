@@ -148,3 +148,21 @@ def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def lora_run(model_dir, config, examples, out, stop_after: int | None = None):
+    """Train LoRA on a tiny checkpoint as the train job does; ``stop_after`` steps, the run is stopped as a
+    kill or a cancel stops it (``StopTraining`` between steps, after a checkpoint). (result, adapter)."""
+    from trainer.lora import apply_lora, load_for_training
+    from trainer.loop import StopTraining, train
+
+    adapter = load_for_training(model_dir, config)
+    apply_lora(adapter, config.lora, seed=config.seed)
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        if stop_after is not None and len(calls) > stop_after:
+            raise StopTraining("killed")
+
+    return train(adapter, examples(adapter), config, out, should_stop=should_stop), adapter

@@ -17,6 +17,8 @@ from trainer.data import IGNORE, build_examples, collate, make_example
 from trainer.lora import AcceleratorError, apply_lora, check_accelerator_options, load_for_training, trainable_parameter_names
 from trainer.loop import StopTraining, checkpoint_dirs, micro_batches, plan_steps, train
 
+from .helpers import lora_run
+
 SMALL = TrainConfig(batch_size=2, learning_rate=1e-2, lora=LoraSettings(r=8, alpha=16, dropout=0.0), warmup_ratio=0.0)
 
 
@@ -104,16 +106,7 @@ def test_stopped_run_resumes_to_the_same_steps_and_weights(tiny_models, tmp_path
     config = TrainConfig(batch_size=2, learning_rate=1e-2, lora=LoraSettings(r=8, alpha=16, dropout=0.1), epochs=3, max_steps=5, checkpoint_every=2)
 
     def run(out, stop_after=None):
-        adapter = load_for_training(tiny_models["idefics2"], config)
-        apply_lora(adapter, config.lora, seed=config.seed)
-        calls = []
-
-        def should_stop():
-            calls.append(1)
-            if stop_after is not None and len(calls) > stop_after:
-                raise StopTraining("killed")
-
-        return train(adapter, _examples(adapter, 5), config, out, should_stop=should_stop), adapter
+        return lora_run(tiny_models["idefics2"], config, lambda adapter: _examples(adapter, 5), out, stop_after)
 
     whole, a = run(tmp_path / "a")
     with pytest.raises(StopTraining):

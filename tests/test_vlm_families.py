@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +14,8 @@ from PIL import Image
 
 from curation.tiny_models import is_tiny, vlm_families
 from curation.vlm import FAMILIES, LoadOptions, Sample, SampleError, UnsupportedModel, adapter_for, load_vlm
+
+from .helpers import lora_run
 
 FAMILY_NAMES = vlm_families()
 RED = Image.new("RGB", (96, 64), (200, 30, 30))
@@ -166,23 +167,13 @@ def test_a_lora_run_stopped_and_resumed_ends_with_the_same_weights_and_is_evalua
     from trainer.benchmarks import EvalItem
     from trainer.config import LoraSettings, TrainConfig
     from trainer.evaluate import load_for_eval, predict, score_attributes, score_objective
-    from trainer.lora import apply_lora, load_for_training
-    from trainer.loop import StopTraining, save_final, train
+    from trainer.loop import StopTraining, save_final
 
     config = TrainConfig(batch_size=2, learning_rate=1e-2, lora=LoraSettings(r=4, alpha=8, dropout=0.1), epochs=5, max_steps=3,
                          checkpoint_every=1, warmup_ratio=0.0)
 
     def run(out, stop_after=None):
-        adapter = load_for_training(tiny_models[family], config)
-        apply_lora(adapter, config.lora, seed=config.seed)
-        calls = []
-
-        def should_stop():
-            calls.append(1)
-            if stop_after is not None and len(calls) > stop_after:
-                raise StopTraining("killed")
-
-        return train(adapter, _examples(adapter), config, out, should_stop=should_stop), adapter
+        return lora_run(tiny_models[family], config, _examples, out, stop_after)
 
     whole, a = run(tmp_path / "a")
     with pytest.raises(StopTraining):

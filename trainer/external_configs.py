@@ -82,7 +82,7 @@ def llamafactory_yaml(family, base_model: str, dataset_name: str, config: TrainC
     if "connector" in parts:
         # the connector module's own name (multi_modal_projector, merger, connector): LLaMA-Factory trains it in full
         settings.append(("additional_target", family.parts["connector"][0].rstrip(".").rsplit(".", 1)[-1], "the projector, trained in full"))
-    lines = [f"# LLaMA-Factory LoRA run on this export (VIT-Pro Curation Studio): llamafactory-cli train train_lora.yaml",
+    lines = ["# LLaMA-Factory LoRA run on this export (VIT-Pro Curation Studio): llamafactory-cli train train_lora.yaml",
              f"# base family: {family.family} ({family.title})"]
     for key, value, comment in settings:
         lines.append(f"{key}: {_yaml_scalar(value)}" + (f"  # {comment}" if comment else ""))

@@ -41,24 +41,31 @@ def _mrope(head_dim: int) -> list[int]:
     return [head_dim // 2 - 2 * third, third, third]
 
 
+def _build(family: str, classes, out: Path, seed: int, tokenizer, text: dict, vision: dict, max_pixels: int, video_class=None, **norm) -> Path:
+    config_class, model_class, processor_class = classes
+    config = config_class(text_config=text, vision_config=vision, tie_word_embeddings=False, **_vision_ids(tokenizer))
+    set_seed(seed)
+    model = model_class(config).eval()
+    image, video = _image_processors(max_pixels, video_class, **norm)
+    processor = processor_class(image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=family_template(family))
+    return save(out, model, processor, family, seed)
+
+
+def _text(tokenizer, layers: int, heads: int, kv_heads: int, hidden: int) -> dict:
+    return text_config(tokenizer, layers=layers, heads=heads, kv_heads=kv_heads, hidden=hidden,
+                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope(hidden // heads)})
+
+
 @builder("qwen2_vl")
 def make_qwen2_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_heads: int = 2, hidden: int = 64, max_pixels: int = 64 * 64) -> Path:
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
     tokenizer = _qwen_tokenizer()
-    config = Qwen2VLConfig(
-        text_config=text_config(tokenizer, layers=layers, heads=heads, kv_heads=kv_heads, hidden=hidden,
-                                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope(hidden // heads)}),
-        # Qwen2-VL's vision config: embed_dim is the ViT's width, hidden_size the merger's output (the text width)
-        vision_config={"depth": 2, "embed_dim": 32, "hidden_size": hidden, "mlp_ratio": 2, "num_heads": 2, "patch_size": PATCH,
-                       "spatial_merge_size": MERGE, "temporal_patch_size": 2},
-        tie_word_embeddings=False, **_vision_ids(tokenizer),
-    )
-    set_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    image, video = _image_processors(max_pixels)
-    processor = Qwen2VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=family_template("qwen2_vl"))
-    return save(out, model, processor, "qwen2_vl", seed)
+    # Qwen2-VL's vision config: embed_dim is the ViT's width, hidden_size the merger's output (the text width)
+    vision = {"depth": 2, "embed_dim": 32, "hidden_size": hidden, "mlp_ratio": 2, "num_heads": 2, "patch_size": PATCH, "spatial_merge_size": MERGE,
+              "temporal_patch_size": 2}
+    return _build("qwen2_vl", (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor), out, seed, tokenizer,
+                  _text(tokenizer, layers, heads, kv_heads, hidden), vision, max_pixels)
 
 
 @builder("qwen2_5_vl")
@@ -66,19 +73,11 @@ def make_qwen2_5_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
     tokenizer = _qwen_tokenizer()
-    config = Qwen2_5_VLConfig(
-        text_config=text_config(tokenizer, layers=layers, heads=heads, kv_heads=kv_heads, hidden=hidden,
-                                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope(hidden // heads)}),
-        # windowed attention in the vision blocks but the last (as Qwen2.5-VL's full-attention blocks)
-        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": PATCH, "spatial_merge_size": MERGE,
-                       "temporal_patch_size": 2, "window_size": 32, "out_hidden_size": hidden, "fullatt_block_indexes": [1]},
-        tie_word_embeddings=False, **_vision_ids(tokenizer),
-    )
-    set_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    image, video = _image_processors(max_pixels)
-    processor = Qwen2_5_VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=family_template("qwen2_5_vl"))
-    return save(out, model, processor, "qwen2_5_vl", seed)
+    # windowed attention in the vision blocks but the last (as Qwen2.5-VL's full-attention blocks)
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": PATCH, "spatial_merge_size": MERGE,
+              "temporal_patch_size": 2, "window_size": 32, "out_hidden_size": hidden, "fullatt_block_indexes": [1]}
+    return _build("qwen2_5_vl", (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor), out, seed, tokenizer,
+                  _text(tokenizer, layers, heads, kv_heads, hidden), vision, max_pixels)
 
 
 @builder("qwen3_vl")
@@ -90,17 +89,11 @@ def make_qwen3_vl(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, 
     tokenizer = _qwen_tokenizer()
     head_dim = hidden // heads
     quarter = head_dim // 8  # of the head_dim/2 rotary frequencies: half for time, a quarter each for height and width
-    config = Qwen3VLConfig(
-        text_config=text_config(tokenizer, layers=layers, heads=heads, kv_heads=kv_heads, hidden=hidden, head_dim=head_dim, rms_norm_eps=1e-6,
-                                rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_interleaved": True,
-                                                 "mrope_section": [head_dim // 2 - 2 * quarter, quarter, quarter]}),
-        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": PATCH, "spatial_merge_size": MERGE,
-                       "temporal_patch_size": 2, "out_hidden_size": hidden, "num_position_embeddings": 64, "deepstack_visual_indexes": [0, 1]},
-        tie_word_embeddings=False, **_vision_ids(tokenizer),
-    )
-    set_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config).eval()
+    text = text_config(tokenizer, layers=layers, heads=heads, kv_heads=kv_heads, hidden=hidden, head_dim=head_dim, rms_norm_eps=1e-6,
+                       rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_interleaved": True,
+                                        "mrope_section": [head_dim // 2 - 2 * quarter, quarter, quarter]})
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": PATCH, "spatial_merge_size": MERGE,
+              "temporal_patch_size": 2, "out_hidden_size": hidden, "num_position_embeddings": 64, "deepstack_visual_indexes": [0, 1]}
     half = [0.5, 0.5, 0.5]  # Qwen3-VL normalises pixels to [-1, 1]
-    image, video = _image_processors(max_pixels, Qwen3VLVideoProcessor, image_mean=half, image_std=half)
-    processor = Qwen3VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=family_template("qwen3_vl"))
-    return save(out, model, processor, "qwen3_vl", seed)
+    return _build("qwen3_vl", (Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor), out, seed, tokenizer, text, vision, max_pixels,
+                  Qwen3VLVideoProcessor, image_mean=half, image_std=half)

@@ -31,6 +31,13 @@ TOKEN_LEVEL_INPUTS = ("token_type_ids", "mm_token_type_ids")
 NOT_MODEL_INPUTS = ("input_ids", "attention_mask", "offset_mapping", "text_replacement_offsets")
 
 
+# where transformers' composite VLMs keep their parts (LLaVA, LLaVA-OneVision, Gemma 3, InternVL, Mistral 3)
+TOWER_PROJECTOR_LANGUAGE = {"vision": ("model.vision_tower.",), "connector": ("model.multi_modal_projector.",), "language": ("model.language_model.",)}
+# the attention projections of a decoder block (Llama, Mistral, Qwen, Gemma) and of a CLIP / SigLIP block
+DECODER_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+VIT_ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
 class SampleError(ValueError):
     """A sample that cannot be scored or trained on (no image, too long, too many images, a template that
     drops the image); the batch goes on without it."""

@@ -3,7 +3,7 @@ a Gemma 3 language model whose layers alternate sliding-window and full attentio
 each other in both directions (``token_type_ids`` from the processor)."""
 from __future__ import annotations
 
-from ..base import VLMAdapter
+from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VIT_ATTENTION, VLMAdapter
 from ..registry import register
 
 
@@ -14,13 +14,13 @@ class Gemma3Adapter(VLMAdapter):
     title = "Gemma 3"
     model_types = ("gemma3",)
     hub_example = "google/gemma-3-4b-it"
-    parts = {"vision": ("model.vision_tower.",), "connector": ("model.multi_modal_projector.",), "language": ("model.language_model.",)}
+    parts = TOWER_PROJECTOR_LANGUAGE
     # the connector has no linear layer (a norm, a pooling and one bare weight matrix, 3M weights in the 4B
     # model): it is trained in full when the connector is switched on, the nearest to LoRA it allows
     lora_modules = {
-        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
+        "vision": VIT_ATTENTION,
         "connector": (),
-        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "language": DECODER_ATTENTION,
     }
     full_modules = {"connector": ("model.multi_modal_projector",)}
     llamafactory_template = "gemma3"

@@ -2,7 +2,7 @@
 SmolVLM (Llama or SmolLM language model, SigLIP vision, pixel-shuffle MLP connector)."""
 from __future__ import annotations
 
-from ..base import VLMAdapter
+from ..base import DECODER_ATTENTION, VIT_ATTENTION, VLMAdapter
 from ..registry import register
 
 
@@ -33,9 +33,9 @@ class Idefics2Adapter(_IdeficsImages):
     parts = {"vision": ("model.vision_model.",), "connector": ("model.connector.",), "language": ("model.text_model.",)}
     # SigLIP names its output projection out_proj; the perceiver and Mistral name it o_proj
     lora_modules = {
-        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
-        "connector": ("q_proj", "k_proj", "v_proj", "o_proj"),
-        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "vision": VIT_ATTENTION,
+        "connector": DECODER_ATTENTION,
+        "language": DECODER_ATTENTION,
     }
     llamafactory_template = None  # LLaMA-Factory has no IDEFICS2 template
 
@@ -50,8 +50,8 @@ class Idefics3Adapter(_IdeficsImages):
     parts = {"vision": ("model.vision_model.",), "connector": ("model.connector.",), "language": ("model.text_model.",)}
     # the connector is a pixel shuffle and one linear projection (modality_projection.proj)
     lora_modules = {
-        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
+        "vision": VIT_ATTENTION,
         "connector": ("proj",),
-        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "language": DECODER_ATTENTION,
     }
     llamafactory_template = None

@@ -2,7 +2,7 @@
 tiles at its aspect ratio plus a thumbnail), pixel shuffle and an MLP projector, and a Qwen2 language model."""
 from __future__ import annotations
 
-from ..base import VLMAdapter
+from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VLMAdapter
 from ..registry import register
 
 
@@ -13,11 +13,11 @@ class InternVLAdapter(VLMAdapter):
     title = "InternVL3"
     model_types = ("internvl",)
     hub_example = "OpenGVLab/InternVL3-8B-hf"
-    parts = {"vision": ("model.vision_tower.",), "connector": ("model.multi_modal_projector.",), "language": ("model.language_model.",)}
+    parts = TOWER_PROJECTOR_LANGUAGE
     lora_modules = {
         "vision": ("q_proj", "k_proj", "v_proj", "projection_layer"),
         "connector": ("linear_1", "linear_2"),
-        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "language": DECODER_ATTENTION,
     }
     llamafactory_template = "intern_vl"
 

@@ -2,7 +2,7 @@
 MLP projector, Qwen2 language model; a single image is tiled at its aspect ratio, "anyres")."""
 from __future__ import annotations
 
-from ..base import VLMAdapter
+from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VIT_ATTENTION, VLMAdapter
 from ..registry import register
 
 
@@ -13,12 +13,12 @@ class LlavaAdapter(VLMAdapter):
     title = "LLaVA-1.5"
     model_types = ("llava",)
     hub_example = "llava-hf/llava-1.5-7b-hf"
-    parts = {"vision": ("model.vision_tower.",), "connector": ("model.multi_modal_projector.",), "language": ("model.language_model.",)}
+    parts = TOWER_PROJECTOR_LANGUAGE
     # LLaVA's connector is a two-layer MLP with no attention: LoRA wraps its two linears
     lora_modules = {
-        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
+        "vision": VIT_ATTENTION,
         "connector": ("linear_1", "linear_2"),
-        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "language": DECODER_ATTENTION,
     }
     # LLaVA-1.5 was trained on one image per conversation
     max_images = 1
@@ -32,10 +32,10 @@ class LlavaOnevisionAdapter(VLMAdapter):
     title = "LLaVA-OneVision"
     model_types = ("llava_onevision",)
     hub_example = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
-    parts = {"vision": ("model.vision_tower.",), "connector": ("model.multi_modal_projector.",), "language": ("model.language_model.",)}
+    parts = TOWER_PROJECTOR_LANGUAGE
     lora_modules = {
-        "vision": ("q_proj", "k_proj", "v_proj", "out_proj"),
+        "vision": VIT_ATTENTION,
         "connector": ("linear_1", "linear_2"),
-        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "language": DECODER_ATTENTION,
     }
     llamafactory_template = None  # LLaMA-Factory has no LLaVA-OneVision template

@@ -2,7 +2,7 @@
 ended by [IMG_BREAK], the image by [IMG_END]), a 2x2 patch merger and an MLP, and a Mistral language model."""
 from __future__ import annotations
 
-from ..base import VLMAdapter
+from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VLMAdapter
 from ..registry import register
 
 
@@ -13,12 +13,12 @@ class Mistral3Adapter(VLMAdapter):
     title = "Mistral 3"
     model_types = ("mistral3",)
     hub_example = "mistralai/Mistral-Small-3.1-24B-Instruct-2503"
-    parts = {"vision": ("model.vision_tower.",), "connector": ("model.multi_modal_projector.",), "language": ("model.language_model.",)}
+    parts = TOWER_PROJECTOR_LANGUAGE
     # Pixtral's attention names its projections as Mistral's do; the part prefixes keep them apart
     lora_modules = {
-        "vision": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "vision": DECODER_ATTENTION,
         "connector": ("merging_layer", "linear_1", "linear_2"),
-        "language": ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "language": DECODER_ATTENTION,
     }
     llamafactory_template = "mistral_small"
 

@@ -4,10 +4,9 @@ connector; Qwen3-VL adds "deepstack" mergers feeding early layers), and a Qwen l
 multimodal rotary positions (M-RoPE)."""
 from __future__ import annotations
 
-from ..base import VLMAdapter
+from ..base import DECODER_ATTENTION, VLMAdapter
 from ..registry import register
 
-_LANGUAGE = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 class _QwenVL(VLMAdapter):
@@ -40,7 +39,7 @@ class Qwen2VLAdapter(_QwenVL):
     hub_example = "Qwen/Qwen2-VL-7B-Instruct"
     parts = {"vision": ("model.visual.",), "connector": ("model.visual.merger.",), "language": ("model.language_model.",)}
     # the vision blocks use one fused qkv projection and proj; the merger is an MLP (mlp.0, mlp.2)
-    lora_modules = {"vision": ("qkv", "proj"), "connector": ("0", "2"), "language": _LANGUAGE}
+    lora_modules = {"vision": ("qkv", "proj"), "connector": ("0", "2"), "language": DECODER_ATTENTION}
     llamafactory_template = "qwen2_vl"
 
 
@@ -52,7 +51,7 @@ class Qwen25VLAdapter(_QwenVL):
     model_types = ("qwen2_5_vl",)
     hub_example = "Qwen/Qwen2.5-VL-7B-Instruct"
     parts = {"vision": ("model.visual.",), "connector": ("model.visual.merger.",), "language": ("model.language_model.",)}
-    lora_modules = {"vision": ("qkv", "proj"), "connector": ("0", "2"), "language": _LANGUAGE}
+    lora_modules = {"vision": ("qkv", "proj"), "connector": ("0", "2"), "language": DECODER_ATTENTION}
     llamafactory_template = "qwen2_vl"  # LLaMA-Factory serves Qwen2-VL and Qwen2.5-VL with one template
 
 
@@ -66,5 +65,5 @@ class Qwen3VLAdapter(_QwenVL):
     # the connector: the merger and the deepstack mergers that feed early text layers
     parts = {"vision": ("model.visual.",), "connector": ("model.visual.merger.", "model.visual.deepstack_merger_list."),
              "language": ("model.language_model.",)}
-    lora_modules = {"vision": ("qkv", "proj"), "connector": ("linear_fc1", "linear_fc2"), "language": _LANGUAGE}
+    lora_modules = {"vision": ("qkv", "proj"), "connector": ("linear_fc1", "linear_fc2"), "language": DECODER_ATTENTION}
     llamafactory_template = "qwen3_vl_nothink"  # the Instruct models; "qwen3_vl" is for the Thinking ones
