@@ -161,7 +161,8 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 12 and status["stages"]["images_ocr"] == status["stages"]["image_contents"] == 12
     assert {"NAME", "EMAIL", "PHONE", "UCI", "ADDRESS", "CARD"} <= set(status["redactions"])
-    assert status["jobs"] == {"succeeded": 12}  # 9 pipeline jobs, a training run and two evaluations
+    assert status["jobs"] == {"succeeded": 13}  # 10 pipeline jobs (VisAttnScore by two VLMs), a training run and two evaluations
+    assert "by idefics2#ocr" in text and "by qwen2_5_vl#ocr" in text  # the second VLM, scored beside the paper's
     # step 8: the tiny VLM trained a few steps on the snapshot, evaluated with and without its adapter
     assert "training   run 'demo-v" in text and ": 6 steps, loss" in text
     assert text.count("  evaluation 'demo-v") == 2 and "(vs 'demo-v" in text

@@ -103,7 +103,10 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
         token = page.locator(".heat .tok[data-score]").first
         token.hover()
         sample_id = page.locator("code").filter(has_text=re.compile(r"^\w{24}$")).first.inner_text()
-        stored = lake.scalar("SELECT word_scores FROM token_scores WHERE subject_id = ? AND segment = 'answer'", [sample_id])
+        from curation.filters import stored_models
+
+        shown_model = stored_models(lake, "vis_attn", segment="answer", scored_only=True)[0]  # the page's first VisAttnScore model
+        stored = lake.scalar("SELECT word_scores FROM token_scores WHERE subject_id = ? AND segment = 'answer' AND model_id = ?", [sample_id, shown_model])
         import json
 
         assert float(token.get_attribute("data-score")) == pytest.approx(json.loads(stored)[0], rel=1e-5)
@@ -124,7 +127,8 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
         after = _metric(page, "kept")
         assert pct == 50 and after < before
         config = FilterConfig.from_dict(saved_filters.get(engine, "ui-filter").config)
-        next(c for c in config.conditions if c.metric == "vis_attn").percentile = pct
+        vis = next(c for c in config.conditions if c.metric == "vis_attn")
+        vis.percentile, vis.model_id = pct, shown_model  # the page starts on the first VisAttnScore model
         assert after == stats_for(lake, config).report(config).kept
 
         # Pilot: three labels with the buttons

@@ -294,3 +294,14 @@ def test_smolvlm2_checkpoints_are_served_by_the_idefics3_adapter(tmp_path):
     results = score_batch(fast, encoded)
     reference = eager_reference(load_vlm(folder, language_model_attention="eager"), encoded)
     assert max(abs(s - ref[p]) for r, ref in zip(results, reference) for s, p in zip(r.token_scores, r.positions["segment"])) < 1e-5
+
+
+def test_the_families_command_lists_what_is_supported(vitpro_cli, tmp_path):
+    listed = json.loads(vitpro_cli("models", "families", "--json", check=True).stdout)
+    assert [r["family"] for r in listed] == sorted(FAMILIES) and all(r["tiny"] for r in listed)
+    qwen = next(r for r in listed if r["family"] == "qwen2_5_vl")
+    assert qwen["model_types"] == ["qwen2_5_vl"] and qwen["llamafactory_template"] == "qwen2_vl" and qwen["example"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    table = vitpro_cli("models", "families", check=True).stdout
+    assert "IDEFICS3 / SmolVLM" in table and "mistralai/Mistral-Small-3.1-24B-Instruct-2503" in table
+    made = vitpro_cli("models", "make-tiny", "--family", "internvl", "--out", str(tmp_path / "internvl"), check=True)
+    assert "internvl tiny checkpoint" in made.stdout and adapter_for(tmp_path / "internvl") is FAMILIES["internvl"]

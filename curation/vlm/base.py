@@ -136,8 +136,8 @@ class VLMAdapter:
         limit = options.max_length or getattr(self.text_config, "max_position_embeddings", None) or 4096
         self.max_length = int(limit)
         self.image_limit = options.max_images if options.max_images is not None else self.max_images
-        accepted = set(inspect.signature(self._base_forward()).parameters)
-        self._model_inputs = accepted
+        # the processor's outputs the model's forward takes (it also returns bookkeeping such as num_crops)
+        self._model_inputs = set(inspect.signature(self._base_forward()).parameters)
         self.end_of_turn_id = self._find_end_of_turn()
 
     # ---- loading -------------------------------------------------------------------------------------
