@@ -46,14 +46,14 @@ SHAPES = {
 # the family's processor gives at least 300 image tokens
 IMAGES = {
     "idefics2": ({"image_seq_len": 64}, [(64, 48)] * 5),  # 5 x 64 perceiver tokens
-    "idefics3": ({}, [(128, 96)] * 5),  # 4x3 crops + the whole, 4 tokens each, per image
+    "idefics3": ({}, [(128, 96)] * 6),  # 4x3 crops + the whole, 4 tokens each, per image
     "llava": ({"image_size": 144}, [(144, 144)]),  # one image (LLaVA-1.5's limit): 18x18 patches + CLS
-    "llava_onevision": ({"tile": 64}, [(192, 128)]),  # one image, tiled 2x3 plus the whole, 64 tokens a tile
+    "llava_onevision": ({"tile": 64}, [(128, 128)]),  # one image, tiled 2x2 plus the whole, 64 tokens a tile
     "qwen2_vl": ({"max_pixels": 320 * 256}, [(320, 256)]),  # 20x16 merged patches
     "qwen2_5_vl": ({"max_pixels": 320 * 256}, [(320, 256)]),
     "qwen3_vl": ({"max_pixels": 320 * 256}, [(320, 256)]),
     "gemma3": ({"image_size": 64, "mm_tokens": 64, "sliding_window": 512}, [(64, 64)] * 5),  # 5 x 64 soft tokens
-    "internvl": ({"tile": 64, "max_tiles": 6}, [(192, 128)] * 2),  # 6 tiles + thumbnail, 16 tokens a tile
+    "internvl": ({"tile": 64, "max_tiles": 6}, [(192, 128)] * 3),  # 6 tiles + thumbnail, 16 tokens a tile
     "mistral3": ({"longest_edge": 320}, [(320, 256)]),  # 20x16 [IMG] tokens and the row breaks
 }
 TARGET_TOKENS = 1000

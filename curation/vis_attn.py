@@ -165,6 +165,8 @@ class _Collector:
         import torch
 
         if attention_mask is None:  # causal: an image token before the row is visible
+            if int(r.min()) > int(cols.max()):
+                return None  # every image token comes before every row here: nothing to mask
             return (cols[:, None, None, :] <= r[None, None, :, None])
         if attention_mask.dtype == torch.bool:
             picked = attention_mask[:, :, r, :]  # (B,1,c,K)
@@ -238,13 +240,12 @@ class SampleScores:
 
 
 def _rows_and_columns(batch, device):
-    """Positions to score (every text position after the first image token, shared by the batch) and
-    each sample's image columns."""
+    """The rows to score (the question and answer positions of every sample in the batch: nothing else is
+    read, so the template, the OCR text and the image rows cost nothing) and each sample's image columns."""
     import torch
 
-    first = min(min(e.image_positions) for e in batch)
-    width = max(e.length for e in batch)
-    rows = torch.arange(first + 1, width, device=device)
+    needed = sorted({p for e in batch for segment in ("question", "answer") for p in e.segments[segment]})
+    rows = torch.tensor(needed, dtype=torch.long, device=device)
     vmax = max(len(e.image_positions) for e in batch)
     cols = torch.zeros((len(batch), vmax), dtype=torch.long, device=device)
     valid = torch.zeros((len(batch), vmax), dtype=torch.float32, device=device)
