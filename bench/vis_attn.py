@@ -7,10 +7,12 @@
 Each family's tiny checkpoint is built with a language model of 8 layers, 8 heads (2 KV heads), width 512
 (random weights), and its images chosen so that one sample is about 1,000 tokens of which at least 300 are
 image tokens, as that family's own processor expands them (five 64-token images for IDEFICS2, one 325-token
-image for LLaVA-1.5, Qwen images at their own resolution ...). Each mode runs in its own process on the same
-model and sample. Memory is the peak above what the process held just before the forward (median of three;
-on CPU the resident size sampled every millisecond, in a process where glibc maps every large tensor on its
-own so that resident memory follows live tensors; ``torch.cuda.max_memory_allocated`` on a GPU).
+image for LLaVA-1.5, Qwen images at their own resolution ...). Time: the three modes in one process, their
+forwards taken in turn, the median of five each (so a change in the machine's load falls on all alike).
+Memory: each mode alone in its own process, the peak above what the process held just before the forward
+(median of three; on CPU the resident size sampled every millisecond, in a process where glibc maps every
+large tensor on its own so that resident memory follows live tensors; ``torch.cuda.max_memory_allocated``
+on a GPU).
 
 Per family it prints time against the plain forward (target <= 1.3x), eager's extra peak memory against
 ours (target >= 10x), eager's time against ours (never slower), and the largest difference between our
@@ -118,10 +120,9 @@ def make_sample(adapter, family: str):
     return Sample(images, "Describe the products in the images.", answer)
 
 
-def run_mode(mode: str, model_dir: str, family: str, device: str, dtype: str, repeats: int, measure: str, batch: int) -> dict:
+def _load(mode: str, model_dir: str, family: str, device: str, dtype: str, batch: int):
     import torch
 
-    from curation import vis_attn
     from curation.vis_attn import ATTN_NAME, eager_reference, score_batch
     from curation.vlm import LoadOptions, load_vlm
 
@@ -140,61 +141,83 @@ def run_mode(mode: str, model_dir: str, family: str, device: str, dtype: str, re
         with torch.inference_mode():
             return adapter.model(**inputs, use_cache=False).logits.shape
 
-    cuda = device.startswith("cuda")
-    extra = None
-    if cuda:
+    return forward, encoded[0]
+
+
+def measure_memory(mode: str, model_dir: str, family: str, device: str, dtype: str, batch: int) -> dict:
+    """The extra peak memory of one forward of ``mode``, alone in this process."""
+    import torch
+
+    forward, _ = _load(mode, model_dir, family, device, dtype, batch)
+    if device.startswith("cuda"):
+        forward()  # warm-up (kernels, allocator)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        scores = forward()
-        torch.cuda.synchronize()
-        extra = torch.cuda.max_memory_allocated() - base
-    elif measure == "memory":
-        # (the parent sets MALLOC_MMAP_THRESHOLD_ so that every large tensor is its own mapping, given
-        # back on free: resident memory then follows live tensors, not the allocator's caches)
-        extras = []
-        for _ in range(3):
-            with PeakSampler() as sampler:
-                forward()
-            extras.append(sampler.extra)
-        return {"mode": mode, "extra_bytes": statistics.median(extras)}
-    else:
-        scores = forward()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
         forward()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return {
-        "mode": mode, "seconds": statistics.median(times), "extra_bytes": extra, "tokens": encoded[0].length,
-        "image_tokens": len(encoded[0].image_positions), "samples": batch,
-        "scores": [float(x) for x in scores] if mode in ("ours", "eager") else None,
-        "kernel": sorted(vis_attn.last_paths_seen) if mode == "ours" else None,
-    }
+        torch.cuda.synchronize()
+        return {"mode": mode, "extra_bytes": torch.cuda.max_memory_allocated() - base}
+    # (the parent sets MALLOC_MMAP_THRESHOLD_ so that every large tensor is its own mapping, given back on
+    # free: resident memory then follows live tensors, not the allocator's caches)
+    extras = []
+    for _ in range(3):
+        with PeakSampler() as sampler:
+            forward()
+        extras.append(sampler.extra)
+    return {"mode": mode, "extra_bytes": statistics.median(extras)}
+
+
+def measure_time(model_dir: str, family: str, device: str, dtype: str, repeats: int, batch: int) -> dict:
+    """The three modes in one process, their forwards taken in turn (plain, ours, eager, plain, ...), so a
+    change in the machine's load falls on all three alike; the median of each."""
+    import torch
+
+    from curation import vis_attn
+
+    modes = ("plain", "ours", "eager")
+    loaded = {mode: _load(mode, model_dir, family, device, dtype, batch) for mode in modes}
+    out = {mode: {"mode": mode, "scores": None} for mode in modes}
+    times = {mode: [] for mode in modes}
+    cuda = device.startswith("cuda")
+    for mode in modes:  # warm-up, and the scores to compare
+        result = loaded[mode][0]()
+        if mode != "plain":
+            out[mode]["scores"] = [float(x) for x in result]
+        if mode == "ours":
+            out[mode]["kernel"] = sorted(vis_attn.last_paths_seen)
+    for _ in range(repeats):
+        for mode in modes:
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loaded[mode][0]()
+            if cuda:
+                torch.cuda.synchronize()
+            times[mode].append(time.perf_counter() - start)
+    encoded = loaded["ours"][1]
+    for mode in modes:
+        out[mode].update(seconds=statistics.median(times[mode]), tokens=encoded.length, image_tokens=len(encoded.image_positions), samples=batch)
+    return out
 
 
 def bench_family(family: str, shape: str, args) -> dict:
+    def child(*extra: str, env: dict | None = None) -> dict:
+        out = subprocess.run(
+            [sys.executable, __file__, "--model", str(model_dir), "--family", family, "--device", args.device, "--dtype", args.dtype,
+             "--repeats", str(args.repeats), "--batch", str(args.batch), *extra],
+            capture_output=True, text=True, env={**os.environ, **(env or {})},
+        )
+        if out.returncode:
+            raise RuntimeError(f"{family} {' '.join(extra)}: {out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model(Path(tmp) / "model", family, shape)
-        results = {}
+        results = child("--measure", "time")
+        # memory: each mode alone in its own process (on a CPU, with glibc mapping every large tensor apart)
+        env = {} if args.device.startswith("cuda") else {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
         for mode in ("plain", "ours", "eager"):
-            def child(measure: str, env: dict) -> dict:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--mode", mode, "--model", str(model_dir), "--family", family, "--device", args.device,
-                     "--dtype", args.dtype, "--repeats", str(args.repeats), "--measure", measure, "--batch", str(args.batch)],
-                    capture_output=True, text=True, env={**os.environ, **env},
-                )
-                if out.returncode:
-                    raise RuntimeError(f"{family} {mode}: {out.stderr[-2000:]}")
-                return json.loads(out.stdout.strip().splitlines()[-1])
-
-            results[mode] = child("time", {})
-            if not args.device.startswith("cuda"):
-                results[mode]["extra_bytes"] = child("memory", {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"})["extra_bytes"]
+            results[mode]["extra_bytes"] = child("--mode", mode, "--measure", "memory", env=env)["extra_bytes"]
     plain, ours, eager = results["plain"], results["ours"], results["eager"]
     ours_extra = max(ours["extra_bytes"] - plain["extra_bytes"], 1)
     eager_extra = max(eager["extra_bytes"] - plain["extra_bytes"], 1)
@@ -202,7 +225,7 @@ def bench_family(family: str, shape: str, args) -> dict:
         "family": family, "tokens": ours["tokens"], "image_tokens": ours["image_tokens"], "results": results,
         "time_vs_plain": ours["seconds"] / plain["seconds"], "eager_memory_vs_ours": eager_extra / ours_extra,
         "eager_time_vs_ours": eager["seconds"] / ours["seconds"], "ours_extra_mib": ours_extra / 2**20, "eager_extra_mib": eager_extra / 2**20,
-        "max_diff": max(abs(a - b) for a, b in zip(ours["scores"], eager["scores"])), "kernel": ",".join(ours["kernel"] or []),
+        "max_diff": max(abs(a - b) for a, b in zip(ours["scores"], eager["scores"])), "kernel": ",".join(ours.get("kernel") or []),
     }
 
 
@@ -215,15 +238,18 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--shape", action="append", choices=sorted(SHAPES), help="small (default), or a real model's language-model shape (GPU)")
     parser.add_argument("--batch", type=int, default=1, help="samples per forward (samples/s on a GPU)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", dest="as_json", help="also write the figures to this file")
     parser.add_argument("--mode", choices=["plain", "ours", "eager"], help=argparse.SUPPRESS)  # child process
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.mode:
-        print(json.dumps(run_mode(args.mode, args.model, args.family[0], args.device, args.dtype, args.repeats, args.measure, args.batch)))
+    if args.model:  # a child process
+        if args.measure == "memory":
+            print(json.dumps(measure_memory(args.mode, args.model, args.family[0], args.device, args.dtype, args.batch)))
+        else:
+            print(json.dumps(measure_time(args.model, args.family[0], args.device, args.dtype, args.repeats, args.batch)))
         return
 
     shapes = args.shape or ["small"]
