@@ -44,10 +44,9 @@ def llamafactory_yaml(family, base_model: str, dataset_name: str, config: TrainC
     if not family.llamafactory_template:
         return None
     parts = set(config.lora.parts)
-    names = []
-    for part in ("language", "vision"):
-        if part in parts:
-            names += [n for n in family.lora_modules.get(part, ()) if not n.isdigit()]
+    # LLaMA-Factory names LoRA targets by leaf name, over the parts it leaves unfrozen: the attention
+    # projections of the language model and the vision tower (the projector is trained in full below)
+    names = [n for part in ("language", "vision") if part in parts for n in family.lora_modules.get(part, ())]
     settings: list[tuple[str, Any, str]] = [
         ("model_name_or_path", public_model_id(base_model), "a hub id, or the path of your local copy"),
         ("trust_remote_code", True, ""),

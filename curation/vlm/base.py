@@ -383,10 +383,11 @@ class VLMAdapter:
         inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         for key in sorted({k for e in batch for k in e.inputs}):
             values = [torch.as_tensor(e.inputs[key]) for e in batch if key in e.inputs]
-            if key in TOKEN_LEVEL_INPUTS:
+            if key in TOKEN_LEVEL_INPUTS:  # (1, length) per sample: one row each, padded like the ids
                 joined = torch.zeros((len(batch), width), dtype=values[0].dtype)
                 for i, e in enumerate(batch):
-                    joined[i, : e.length] = torch.as_tensor(e.inputs[key]).reshape(-1)
+                    if key in e.inputs:
+                        joined[i, : e.length] = torch.as_tensor(e.inputs[key]).reshape(-1)
                 inputs[key] = joined
             else:
                 inputs[key] = _join(values)

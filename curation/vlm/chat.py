@@ -52,12 +52,12 @@ def messages(n_images: int, question: str, answer: str | None, ocr: str) -> list
 def render(apply: Callable[[list[dict], bool], str], n_images: int, question: str, answer: str | None, ocr: str) -> Rendered:
     """``apply(messages, add_generation_prompt)`` is the template. ``answer=None`` renders the prompt up to
     where the assistant's answer starts (what evaluation generates from)."""
-    pieces = {"ocr": ocr, "question": question, "answer": answer}
-    stand_in_msgs = messages(n_images, STAND_INS["question"], None if answer is None else STAND_INS["answer"], STAND_INS["ocr"] if ocr else "")
+    # the pieces this rendering holds: the question always, the OCR text and the answer when there are some
+    pieces = {"question": question, **({"ocr": ocr} if ocr else {}), **({"answer": answer} if answer is not None else {})}
+    stand_in_msgs = messages(n_images, STAND_INS["question"], STAND_INS["answer"] if "answer" in pieces else None, STAND_INS["ocr"] if ocr else "")
     skeleton = apply(stand_in_msgs, answer is None)
-    wanted = [name for name in ("ocr", "question", "answer") if pieces[name] is not None and (name != "ocr" or ocr)]
     found = []
-    for name in wanted:
+    for name in pieces:
         count = skeleton.count(STAND_INS[name])
         if count != 1:
             raise TemplateError("chat_template", f"the chat template renders the {name} {count} times, not once: it cannot be scored or trained on")

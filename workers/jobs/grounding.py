@@ -25,6 +25,7 @@ from ..runtime import PermanentError, UnitContext
 
 KIND = "grounding"
 QUEUE = "gpu"
+WINDOW_BATCHES = 4  # batches encoded at a time (sorted by length within the window)
 QUESTIONS = {
     "catalog": "Describe the product in the image.",
     "feedback": "What does the customer report about the product in the photo?",
@@ -122,7 +123,6 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 "(copy the checkpoint's chat_template.jinja into the folder to use its own)", level="warning")
     now = batches.now_utc()
     rows, tokens, errors = [], [], []
-    encoded = []
 
     on = p.get("on", "items")
     kind = "sample" if on == "samples" else "item"
@@ -136,34 +136,45 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding", "code": code, "message": message[:1000],
                        "item_id": subject_id if kind == "item" else None, "subject": subject_id, "created_at": now})
 
-    for _, subject_id, blob_paths, question, answer, ocr_texts in _subjects(ctx, on):
+    def encode(subject) -> tuple[str, object] | None:
+        _, subject_id, blob_paths, question, answer, ocr_texts = subject
         ocr = ocr_body(ocr_texts, len(blob_paths)) if p.get("ocr") else None
         try:
             enc = adapter.encode(Sample(_images(blob_paths, ctx.settings.blob_path), question, answer, ocr or None))
             check_segment(enc, segment)
-            encoded.append((subject_id, enc))
+            return subject_id, enc
         except SampleError as exc:
             fail(subject_id, exc.code, exc.message)
         except (ImageError, OSError) as exc:
             fail(subject_id, "image_unreadable", str(exc))
-    encoded.sort(key=lambda pair: pair[1].length)  # similar lengths together: little padding
+        return None
+
     size = int(p["batch_size"])
-    for start in range(0, len(encoded), size):
-        ctx.check()
-        chunk = encoded[start : start + size]
-        results = score_batch(adapter, [e for _, e in chunk], config)
-        for (item_id, enc), res in zip(chunk, results):
-            flags = {"truncated": True} if res.truncated else {}
-            rows.append(score_row(item_id, "vis_attn", res.segment_score, flags))
-            rows.append(score_row(item_id, "vis_attn_mass", res.image_mass, flags))
-            for metric, value in res.extra.items():
-                rows.append(score_row(item_id, metric, value, flags))
-            rows.append(score_row(item_id, "text_tokens", float(len(res.positions["answer"])), {}))
-            tokens.append({"subject_kind": kind, "subject_id": item_id, "model_id": model_id, "segment": segment,
-                           "tokens": res.tokens, "token_ids": res.token_ids, "scores": res.token_scores, "mass": res.token_mass,
-                           "words": res.words, "word_scores": res.word_scores, "positions": res.positions,
-                           "run_id": ctx.run_id, "created_at": now})
-        ctx.progress(min(start + size, len(encoded)))
+    subjects = _subjects(ctx, on)
+    # A window of a few batches is encoded at a time: an encoded sample holds its processor's pixel
+    # tensors (several MB for a large photo), so a whole unit of them at once would be the job's peak memory.
+    window = size * WINDOW_BATCHES
+    done = 0
+    for first in range(0, len(subjects), window):
+        encoded = [e for e in map(encode, subjects[first : first + window]) if e is not None]
+        encoded.sort(key=lambda pair: pair[1].length)  # similar lengths together: little padding
+        for start in range(0, len(encoded), size):
+            ctx.check()
+            chunk = encoded[start : start + size]
+            results = score_batch(adapter, [e for _, e in chunk], config)
+            for (item_id, enc), res in zip(chunk, results):
+                flags = {"truncated": True} if res.truncated else {}
+                rows.append(score_row(item_id, "vis_attn", res.segment_score, flags))
+                rows.append(score_row(item_id, "vis_attn_mass", res.image_mass, flags))
+                for metric, value in res.extra.items():
+                    rows.append(score_row(item_id, metric, value, flags))
+                rows.append(score_row(item_id, "text_tokens", float(len(res.positions["answer"])), {}))
+                tokens.append({"subject_kind": kind, "subject_id": item_id, "model_id": model_id, "segment": segment,
+                               "tokens": res.tokens, "token_ids": res.token_ids, "scores": res.token_scores, "mass": res.token_mass,
+                               "words": res.words, "word_scores": res.word_scores, "positions": res.positions,
+                               "run_id": ctx.run_id, "created_at": now})
+            done += len(chunk)
+            ctx.progress(done)
     batches.write_scores(ctx.lake, ctx.run_id, rows, tokens, errors)
     return {f"{on}_scored": len(tokens), f"{on}_failed": len(errors),
             "truncated": sum(1 for r in rows if r["metric"] == "vis_attn" and (r["flags"] or {}).get("truncated"))}

@@ -6,6 +6,10 @@ from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VIT_ATTENTION, V
 from ..registry import register
 
 
+# the LLaVA projector is a two-layer MLP with no attention: LoRA wraps its two linears
+_LORA = {"vision": VIT_ATTENTION, "connector": ("linear_1", "linear_2"), "language": DECODER_ATTENTION}
+
+
 @register
 class LlavaAdapter(VLMAdapter):
     family = "llava"
@@ -14,12 +18,7 @@ class LlavaAdapter(VLMAdapter):
     model_types = ("llava",)
     hub_example = "llava-hf/llava-1.5-7b-hf"
     parts = TOWER_PROJECTOR_LANGUAGE
-    # LLaVA's connector is a two-layer MLP with no attention: LoRA wraps its two linears
-    lora_modules = {
-        "vision": VIT_ATTENTION,
-        "connector": ("linear_1", "linear_2"),
-        "language": DECODER_ATTENTION,
-    }
+    lora_modules = _LORA
     # LLaVA-1.5 was trained on one image per conversation
     max_images = 1
     llamafactory_template = "llava"
@@ -33,9 +32,5 @@ class LlavaOnevisionAdapter(VLMAdapter):
     model_types = ("llava_onevision",)
     hub_example = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
     parts = TOWER_PROJECTOR_LANGUAGE
-    lora_modules = {
-        "vision": VIT_ATTENTION,
-        "connector": ("linear_1", "linear_2"),
-        "language": DECODER_ATTENTION,
-    }
+    lora_modules = _LORA  # the same projector, SigLIP and Qwen2 names
     llamafactory_template = None  # LLaMA-Factory has no LLaVA-OneVision template
