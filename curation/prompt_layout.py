@@ -26,16 +26,17 @@ def text_part(text: str) -> dict:
     return {"type": "text", "text": text}
 
 
-def ocr_body(texts: Sequence[str] | str | None, n_images: int) -> str:
+def ocr_body(texts: Sequence[str] | str | None, n_images: int, first: int = 1) -> str:
     """The OCR section's text: one string as it is; per-image texts numbered ``[k]`` when there are
-    several images (so the reader knows which photo said what), empty ones left out."""
+    several images (so the reader knows which photo said what), empty ones left out. ``first``: the
+    number of the first of these images in the prompt (in-context examples' images come before)."""
     if texts is None:
         return ""
     if isinstance(texts, str):
         return texts.strip()
     cleaned = [t.strip() if t else "" for t in texts]
     if n_images > 1:
-        return " ".join(f"[{k + 1}] {t}" for k, t in enumerate(cleaned) if t)
+        return " ".join(f"[{k + first}] {t}" for k, t in enumerate(cleaned) if t)
     return " ".join(t for t in cleaned if t)
 
 

@@ -37,6 +37,10 @@ def test_prompt_layout_numbers_images_separates_sections_and_escapes_tags(tmp_pa
     assert user_prompt(single, ocr=True) == "<image>\nOCR Tokens: JAM 250 g\n###\nWhat is [image] this?"
     assert user_prompt(multi, ocr=True) == "[1] <image>\n[2] <image>\n###\nOCR Tokens: [1] ACME\n###\nWhich box is dented?"
     assert user_prompt(text_only, ocr=True) == "What is the customer's name?"
+    from curation.prompt_layout import ocr_body
+
+    # an evaluation item's two photos after two in-context examples' photos are images [3] and [4]
+    assert ocr_body(["ACME", "", "250 ml"], 3, first=3) == "[3] ACME [5] 250 ml" and ocr_body(["ACME"], 1, first=3) == "ACME"
 
 
 def test_every_format_round_trips_through_its_validator(tmp_path):

@@ -208,6 +208,26 @@ def test_inspect_shows_a_second_vlms_grounding_beside_the_first(ui_store):
     assert "VisAttnScore (answer), qwen2_5_vl#ocr" not in {m.label for m in at.metric}
 
 
+def test_thresholds_keep_two_models_with_one_folder_name_apart(ui_store):
+    from datetime import datetime, timezone
+
+    from db import batches
+    from tests.ui_store import SECOND_VIS_MODEL
+
+    home, lake, engine = ui_store
+    twin = SECOND_VIS_MODEL.replace("/models/tiny/", "/models/other/")  # same folder name, another model
+    sid = lake.fetchone("SELECT subject_id FROM scores WHERE model_id = ? AND metric = 'vis_attn' AND value IS NOT NULL LIMIT 1", [SECOND_VIS_MODEL])[0]
+    batches.write_scores(lake, "twin-model", [{"subject_kind": "sample", "subject_id": sid, "metric": "vis_attn", "model_id": twin, "segment": "answer",
+                                               "value": 0.5, "flags": None, "run_id": "twin-model", "created_at": datetime.now(timezone.utc)}])
+    try:
+        at = page("thresholds")
+        labels = at.multiselect(key="thr_stats").options
+        assert f"VisAttnScore · {SECOND_VIS_MODEL} · answer" in labels and f"VisAttnScore · {twin} · answer" in labels  # neither lost
+        assert "VisAttnScore · vlm-a · answer" in labels  # a name nobody else has stays short
+    finally:
+        lake.execute("DELETE FROM scores WHERE run_id = 'twin-model'")
+
+
 def test_inspect_steps_with_next_and_previous(ui_store):
     at = page("inspect", insp_order="VisAttnScore, lowest first")
     first = re.search(r"`(\w+)`", texts(at)).group(1)

@@ -126,7 +126,9 @@ def predict(adapter: VLMAdapter, items: list[EvalItem], benchmark: str, blob_roo
         started = time.perf_counter()
         try:
             images = load_images(blob_root, item_images(item))
-            text = ocr_body(item.ocr_texts, len(images)) if ocr else ""
+            # the OCR texts are the item's own photos', which come after the in-context examples' photos
+            own = len(item.blob_paths)
+            text = ocr_body(item.ocr_texts, own, first=len(images) - own + 1) if ocr else ""
             sample = Sample(images, prompt_question(item, benchmark), "", text or None)
             answer = generate(adapter, sample, MAX_NEW_TOKENS[benchmark])
             out.append(Prediction(item, answer, time.perf_counter() - started))

@@ -19,13 +19,14 @@ models = s.home / "models"
 
 def _vlm_folders() -> dict[str, str]:
     """Checkpoint folders under the models folder that a VLM adapter serves: path -> "name (family)"."""
-    from curation.vlm import FAMILIES, model_type_of
+    from curation.vlm import UnsupportedModel, adapter_for
 
     found = {}
     for folder in sorted(p for p in models.glob("*") if (p / "config.json").is_file()) if models.is_dir() else []:
-        kind = next((name for name, a in FAMILIES.items() if model_type_of(folder) in a.model_types), None)
-        if kind:
-            found[str(folder)] = f"{folder.name} ({FAMILIES[kind].title})"
+        try:
+            found[str(folder)] = f"{folder.name} ({adapter_for(folder).title})"
+        except (UnsupportedModel, ValueError):  # another kind of model (CLIP, a text LM) or a broken config
+            continue
     return found
 
 

@@ -23,9 +23,20 @@ stats = [r for r in queries.score_summary(lake) if r["subject_kind"] == subject_
 if not stats:
     st.info("No scores stored yet: run CLIPScore and VisAttnScore (Jobs page).")
     st.stop()
-options = {f"{LABELS.get(r['metric'], r['metric'])} · {public_model_id(r['model_id']) if r['model_id'] else 'no model'}" + (f" · {r['segment']}" if r["segment"] else ""): r for r in stats}
+
+def _label(r: dict, full_id: bool = False) -> str:
+    model = (r["model_id"] if full_id else public_model_id(r["model_id"])) if r["model_id"] else "no model"
+    return f"{LABELS.get(r['metric'], r['metric'])} · {model}" + (f" · {r['segment']}" if r["segment"] else "")
+
+
+short = [_label(r) for r in stats]
+# a model's folder name, unless two folders of one name scored the same stat: then the whole id
+options = {(_label(r, full_id=True) if short.count(label) > 1 else label): r for r, label in zip(stats, short)}
 # one VisAttnScore and one CLIPScore to start with (the first model of each, where several scored them)
-defaults = list({r["metric"]: k for k, r in reversed(list(options.items())) if r["metric"] in ("vis_attn", "clip_score")}.values())[::-1]
+first_of: dict[str, str] = {}
+for label, r in options.items():
+    first_of.setdefault(r["metric"], label)
+defaults = [label for metric, label in first_of.items() if metric in ("vis_attn", "clip_score")]
 c1, c2 = st.columns([3, 1])
 chosen = c1.multiselect("Stats to threshold", list(options), default=defaults, key="thr_stats")
 selections = [name for name, kind, _ in sampling.selection_names(lake) if kind == "sample"]
