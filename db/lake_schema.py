@@ -199,6 +199,18 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        4,
+        "samples: the fields that support each answer",
+        [
+            # [{"field": "title", "text": "Pack of 12"}, ...]: which of the item's fields the answer rests on
+            # (the template backend knows; an LLM's answers have none)
+            "ALTER TABLE samples ADD COLUMN IF NOT EXISTS evidence JSON",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

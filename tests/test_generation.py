@@ -65,11 +65,22 @@ def test_template_backend_on_abo_gives_the_listing_brand_and_color(home, shared_
     )
     by_listing = {ext: json.loads(answer) for ext, answer in rows}
     assert by_listing["B0799CK52K"]["Brand"] == "Starter" and by_listing["B0799CK52K"]["Color"] == "Iron Grey"
+    # the listing's own attributes survive under one spelling of each key, not only the paper's eight
+    assert by_listing["B0799CK52K"]["FabricType"] == "100% Polyester" and by_listing["B0799CK52K"]["ModelNumber"] == "ST1004"
     assert by_listing["B074M5HPBD"]["Brand"] == "AmazonBasics" and by_listing["B074M5HPBD"]["Color"] == "Bright White"
-    assert by_listing["B07GTFSCHB"]["Brand"] == "Solimo" and by_listing["B07GTFSCHB"]["Color"] == "Unanswerable"
-    assert all(list(a) == list(ATTRIBUTE_KEYS) for a in by_listing.values())
+    # nothing states Solimo's colour: the answer claims none (no key), rather than a guess or a stock "Unanswerable"
+    assert by_listing["B07GTFSCHB"]["Brand"] == "Solimo" and "Color" not in by_listing["B07GTFSCHB"]
+    # the pack size its (French) description states: "L'emballage contient 365 portions"
+    assert by_listing["B07GTFSCHB"]["Count"] == "365"
+    evidence = {ext: json.loads(e) for ext, e in lake.fetchall(
+        "SELECT i.external_id, s.evidence FROM samples s JOIN items i USING (item_id) WHERE s.task = 'attribute_extraction'")}
+    assert {"field": "attributes.fabric_type", "text": "100% Polyester", "key": "FabricType"} in evidence["B0799CK52K"]
+    assert {"field": "description", "text": "365 portions", "key": "Count"} in evidence["B07GTFSCHB"]
+    assert lake.scalar("SELECT count(*) FROM samples WHERE evidence IS NULL") == 0
+    # a catalog listing says nothing of a parcel's condition: no condition sample is made for it
+    assert lake.scalar("SELECT count(*) FROM samples WHERE task = 'condition_packaging'") == 0
     lineage, version = lake.fetchone("SELECT lineage, prompt_version FROM samples LIMIT 1")
-    assert json.loads(lineage)["item_id"] and version == "template-v1"
+    assert json.loads(lineage)["item_id"] and version == "template-v2"
     # nothing twice: a second run finds every (item, task) done
     again = _run_job("generate", gen_job.prepare_params(backend="template"))
     assert again.counts == {"items_to_generate": 0}
@@ -128,10 +139,14 @@ def test_broken_outputs_become_rejects_with_reasons():
     good, bad = validate("recognition", [("Q?", "A."), ("q ?", "a"), ("", "x"), ("Q2?", "x" * 3000)])
     assert [g.question for g in good] == ["Q?"] and [b.reason for b in bad] == ["duplicate", "empty", "too_long"]
     full = {k: ("X" if k == "Brand" else "Unanswerable") for k in ATTRIBUTE_KEYS}
-    good, bad = validate("attribute_extraction", [("Attrs?", '{"Brand": "X", "Colour": "red"}'), ("Attrs?", "not json"),
-                                                  ("Attrs1?", '{"Brand": "X"}'), ("Attrs2?", json.dumps(full))])
+    good, bad = validate("attribute_extraction", [("Attrs?", '{"Brand": "X", "Warranty": "2 years"}'), ("Attrs?", "not json"),
+                                                  ("Attrs1?", "{}"), ("Attrs2?", json.dumps(full)), ("Attrs3?", '{"brand": "X", "colour": "red"}')])
     assert [b.reason for b in bad] == ["unknown_keys", "bad_json", "missing_keys"]
-    assert json.loads(good[0].answer) == full
+    # keys are spelled the store's one way; an answer that leaves a key out claims nothing about it
+    assert json.loads(good[0].answer) == full and json.loads(good[1].answer) == {"Brand": "X", "Color": "red"}
+    # the item's own attribute keys are allowed, in any spelling the item or the model uses
+    good, bad = validate("attribute_extraction", [("A?", '{"warranty": "2 years", "Sleeve Style": "3/4 Sleeve"}')], attribute_keys=["Warranty", "sleeve_style"])
+    assert bad == [] and json.loads(good[0].answer) == {"Warranty": "2 years", "SleeveStyle": "3/4 Sleeve"}
     assert normalise_attributes(json.dumps({**full, "Brand": ["x"]}))[1] == "values must be strings or finite numbers"
     assert normalise_attributes(json.dumps(full).replace('"X"', "NaN"))[1] == "values must be strings or finite numbers"
     assert normalise_attributes("{}")[1].startswith("missing key(s)")
@@ -271,10 +286,15 @@ def test_local_model_without_a_pad_token(tiny_models, tmp_path):
 def test_template_pairs_per_task():
     backend = TemplateBackend()
     ctx = _ctx(negative_title="Kestrel Laundry Detergent 3 kg", negative_item_id="n1")
-    assert backend.pairs(ctx, "matching")[1] == ("Does the photo show Kestrel Laundry Detergent 3 kg? Answer yes or no.", "No.")
+    (yes_q, yes), (no_q, no) = backend.pairs(ctx, "matching")
+    assert "Kestrel Laundry Detergent 3 kg" in no_q and no == "No." and "Aurelia Argan Oil Shampoo 250 ml" in yes_q and yes == "Yes."
     assert backend.pairs(ctx, "damage_detection")[0][1] == "Yes."
-    assert backend.pairs(_ctx(feedback_text="All fine, thanks", issue_type=None), "damage_detection")[0][1] == "No."
-    assert "can't tell" in backend.pairs(ctx, "refusal")[0][1]
+    assert "The bottle arrived leaking." in backend.pairs(ctx, "damage_detection")[1][1]
+    # a complaint that says nothing of damage supports no verdict either way; one that says "intact" supports "No."
+    assert backend.pairs(_ctx(feedback_text="Wrong flavour, thanks", issue_type=None), "damage_detection") == []
+    assert backend.pairs(_ctx(feedback_text="Arrived well packed, nothing broken. Wrong flavour.", issue_type=None), "damage_detection")[0][1] == "No."
+    refusal = backend.pairs(ctx, "refusal")[0][1]
+    assert "Aurelia Argan Oil Shampoo" in refusal and refusal.startswith(("I can't", "That cannot", "I don't"))
     assert ctx.comparison_images() == ["img1", "img9"]
 
 

@@ -27,6 +27,7 @@ class GeneratedSample:
     image_ids: list[str]
     label: str | None
     lineage: dict[str, Any]
+    evidence: list[dict[str, str]] | None = None  # the item's fields that support the answer (template backend)
 
 
 @dataclass
@@ -60,6 +61,10 @@ def process_responses(
     out = GenerationOutcome()
     for request, response in zip(requests, responses):
         ctx, task = request.context, request.task
+        if response.evidence == [] and not response.text:
+            # the template backend found nothing in the item's fields to support a pair: done, with nothing
+            out.done.append((ctx.item_id, task, 0, 0))
+            continue
         if response.text is None:
             reason = "backend_refused" if response.permanent else "backend_error"
             out.rejects.append((ctx.item_id, task, Reject(reason, response.error or "no response"), None))
@@ -68,7 +73,7 @@ def process_responses(
         raw_pairs, rejects = extract_pairs(response.text)
         if response.finish_reason == "length" and not any(r.reason == "truncated" for r in rejects) and not raw_pairs:
             rejects.append(Reject("truncated", "the model stopped at its token limit"))
-        good, more = validate(task, raw_pairs, seen.setdefault(ctx.item_id, set()))
+        good, more = validate(task, raw_pairs, seen.setdefault(ctx.item_id, set()), list(ctx.product_attributes()))
         rejects += more
         images = ctx.comparison_images() if task == "comparison" else list(ctx.image_ids)
         lineage = {"item_id": ctx.item_id, "kind": ctx.kind, "product_item_id": (ctx.product or {}).get("item_id")}
@@ -79,6 +84,7 @@ def process_responses(
                 GeneratedSample(
                     sample_id(ctx.item_id, task, pair.question, pair.answer, backend, model_id, prompt_version),
                     ctx.item_id, task, pair.question, pair.answer, pair.answer_format, images, pair.label, lineage,
+                    response.evidence[pair.index] if response.evidence and pair.index < len(response.evidence) else None,
                 )
             )
         for reject in rejects:

@@ -4,8 +4,8 @@
   bounded concurrency, time-outs, retries with back-off (429 honours Retry-After), a rate limit. The API
   key comes from the environment and is never put in a message, log or error.
 * :class:`HFLocalBackend`: a transformers causal LM on this machine (the ``gpu`` queue).
-* :class:`TemplateBackend`: no LLM; deterministic pairs from structured catalog fields. It answers in the
-  same tagged format as the LLMs are asked to, so one parser validates everything.
+* :class:`TemplateBackend`: no LLM; deterministic pairs from the item's own fields, each with the field that
+  supports it. It answers in the same tagged format as the LLMs are asked to, so one parser validates everything.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .tasks import ItemContext, attribute_json, mentions_damage
+from .tasks import ItemContext
+from .templates import template_pairs
 
 
 @dataclass
@@ -38,6 +39,7 @@ class GenResponse:
     attempts: int = 1
     seconds: float = 0.0
     permanent: bool = False  # asking again cannot help (refused request, content filter, error body)
+    evidence: list[list[dict[str, str]]] | None = None  # per pair, in order: the fields that support it (templates)
 
 
 _shared: dict[tuple, Any] = {}
@@ -234,50 +236,20 @@ class HFLocalBackend:
 
 @dataclass
 class TemplateBackend:
-    """Deterministic pairs from structured fields; the objective (yes/no) forms of each task too."""
+    """Deterministic pairs from the item's own fields (``templates.py``), each with its evidence."""
 
     name: str = field(default="template", init=False)
-    model_id: str = field(default="template-v1", init=False)
+    model_id: str = field(default="template-v2", init=False)
 
     def complete(self, requests: Sequence[GenRequest]) -> list[GenResponse]:
-        return [GenResponse(r.key, _tagged(self.pairs(r.context, r.task))) for r in requests]
+        out = []
+        for r in requests:
+            made = template_pairs(r.context, r.task)
+            out.append(GenResponse(r.key, _tagged([(p.question, p.answer) for p in made]) if made else "", evidence=[p.evidence for p in made]))
+        return out
 
     def pairs(self, ctx: ItemContext, task: str) -> list[tuple[str, str]]:
-        title = ctx.product_title
-        if task == "recognition":
-            return [("What product is shown in the photo?", f"{title}."), (f"Is this a {title}? Answer yes or no.", "Yes.")]
-        if task == "attribute_extraction":
-            attrs = attribute_json(ctx)
-            return [("Extract the product's attributes from the photo as JSON.", json.dumps(attrs, ensure_ascii=False))]
-        if task == "matching":
-            out = [(f"Does the photo show {title}? Answer yes or no.", "Yes.")]
-            if ctx.negative_title:
-                out.append((f"Does the photo show {ctx.negative_title}? Answer yes or no.", "No."))
-            return out
-        if task == "damage_detection":
-            if mentions_damage(ctx):
-                what = (ctx.issue_type or "damage").lower()
-                return [("Is the product or its packaging damaged? Answer yes or no.", "Yes."),
-                        ("What is wrong with the product in the photo?", f"It shows {what}, as the customer reports.")]
-            return [("Is the product or its packaging damaged? Answer yes or no.", "No.")]
-        if task == "counting":
-            count = attribute_json(ctx)["Count"]
-            if count == "Unanswerable":
-                return [("How many items are in the photo?", "I can't count them reliably: the photo and the listing do not say how many units there are.")]
-            return [("How many items are in the photo?", f"{count}.")]
-        if task == "condition_packaging":
-            if mentions_damage(ctx):
-                return [("What condition is the packaging in?", f"Damaged: {(ctx.issue_type or 'the customer reports damage').lower()}.")]
-            return [("What condition is the packaging in?", "The packaging looks intact and sealed.")]
-        if task == "comparison":
-            return [(f"Photo [1] is the customer's, photo [2] is the catalog photo of {title}. Do they show the same product? Answer yes or no.", "Yes."),
-                    ("What differs between photo [1] and photo [2]?", "Photo [1] is the customer's own picture of the delivered item; photo [2] is the catalog picture.")]
-        if task == "refusal":
-            expiry = attribute_json(ctx)["ExpiryDate"]
-            if expiry != "Unanswerable":
-                return [("What is the expiry date on the product?", f"{expiry}.")]
-            return [("What is the expiry date printed on the product?", "I can't tell: no expiry date is visible in the photo or given in the listing.")]
-        raise ValueError(f"unknown task {task!r}")
+        return [(p.question, p.answer) for p in template_pairs(ctx, task)]
 
 
 def _tagged(pairs: list[tuple[str, str]]) -> str:

@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from .facts import canonical_key
 from .tasks import ATTRIBUTE_KEYS, UNANSWERABLE, normalise
 
 MAX_QUESTION_CHARS = 500
@@ -34,6 +35,7 @@ class Pair:
     answer: str
     answer_format: str = "short"
     label: str | None = None  # yes | no for yes/no answers
+    index: int = 0  # its place among the raw pairs of the response (to find its evidence)
 
 
 @dataclass
@@ -122,32 +124,38 @@ def answer_format(answer: str) -> str:
     return "short" if len(stripped.split()) <= 8 else "detailed"
 
 
-def normalise_attributes(answer: str) -> tuple[str | None, str | None]:
-    """The attribute JSON, with the known keys in order and "Unanswerable" filled in; or why not."""
+def normalise_attributes(answer: str, allowed: tuple[str, ...] | list[str] | None = None) -> tuple[str | None, str | None]:
+    """The attribute JSON with every key spelled the store's one way (``canonical_key``), or why not.
+
+    Keys may be the paper's and the item's own (``allowed``: its attribute keys, canonical); any other key
+    is an invention. Keys the answer leaves out are not added: an absent key claims nothing."""
     try:
         value = json.loads(answer.strip())
     except ValueError as exc:
         return None, f"not valid JSON: {exc.msg}"
     if not isinstance(value, dict):
         return None, "not a JSON object"
-    unknown = sorted(set(value) - set(ATTRIBUTE_KEYS))
-    if unknown:
-        return None, f"unknown key(s): {', '.join(unknown)}"
-    missing = [k for k in ATTRIBUTE_KEYS if k not in value]
-    if missing:  # the prompt asks for exactly these keys: an answer without them did not follow it
-        return None, f"missing key(s): {', '.join(missing)}"
-    for v in value.values():
+    if not value:
+        return None, "missing key(s): the object is empty"
+    permitted = set(ATTRIBUTE_KEYS) | {canonical_key(k) for k in (allowed or ())}
+    fixed: dict[str, str] = {}
+    for raw_key, v in value.items():
+        key = canonical_key(raw_key)
+        if key not in permitted:
+            return None, f"unknown key(s): {raw_key}"
         if not isinstance(v, (str, int, float)) or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
             return None, "values must be strings or finite numbers"
-    full = {key: str(value[key]).strip() or UNANSWERABLE for key in ATTRIBUTE_KEYS}
-    return json.dumps(full, ensure_ascii=False), None
+        fixed.setdefault(key, str(v).strip() or UNANSWERABLE)
+    return json.dumps(fixed, ensure_ascii=False), None
 
 
-def validate(task: str, raw_pairs: list[tuple[str, str]], seen: set[str] | None = None) -> tuple[list[Pair], list[Reject]]:
-    """Keep the good pairs; ``seen`` (normalised questions+answers already stored for the item) grows."""
+def validate(task: str, raw_pairs: list[tuple[str, str]], seen: set[str] | None = None,
+             attribute_keys: tuple[str, ...] | list[str] | None = None) -> tuple[list[Pair], list[Reject]]:
+    """Keep the good pairs; ``seen`` (normalised questions+answers already stored for the item) grows.
+    ``attribute_keys``: the item's own attribute keys, which attribute answers may use besides the paper's."""
     seen = seen if seen is not None else set()
     good, rejects = [], []
-    for question, answer in raw_pairs:
+    for index, (question, answer) in enumerate(raw_pairs):
         question, answer = question.strip(), answer.strip()
         if not question or not answer:
             rejects.append(Reject("empty", "an empty question or answer", question, answer))
@@ -159,7 +167,7 @@ def validate(task: str, raw_pairs: list[tuple[str, str]], seen: set[str] | None 
             rejects.append(Reject("too_long", f"over {MAX_QUESTION_CHARS} / {MAX_ANSWER_CHARS} characters", question[:200], answer[:200]))
             continue
         if task == "attribute_extraction":
-            fixed, why = normalise_attributes(answer)
+            fixed, why = normalise_attributes(answer, attribute_keys)
             if fixed is None:
                 reason = "unknown_keys" if why and why.startswith("unknown") else "missing_keys" if why and why.startswith("missing") else "bad_json"
                 rejects.append(Reject(reason, why or "", question, answer))
@@ -171,5 +179,5 @@ def validate(task: str, raw_pairs: list[tuple[str, str]], seen: set[str] | None 
             continue
         seen.add(key)
         fmt = answer_format(answer)
-        good.append(Pair(question, answer, fmt, yes_no_label(answer)))
+        good.append(Pair(question, answer, fmt, yes_no_label(answer), index))
     return good, rejects

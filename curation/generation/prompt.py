@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .facts import canonical_key
 from .tasks import ATTRIBUTE_KEYS, TASKS, ItemContext, context_blocks
 
 _TAGS = re.compile(r"<\s*(/?)\s*(context_1|context_2|question|answer|example)\s*>", re.IGNORECASE)
@@ -66,12 +67,7 @@ class PromptTemplate:
             f"<question>{escape_data(e['question'])}</question>\n<answer>{escape_data(e['answer'])}</answer>\n</example>"
             for e in self.examples.get(task, [])
         ) or "(none)"
-        format_rule = (
-            f"\n- Every answer is one JSON object with exactly these keys: {', '.join(ATTRIBUTE_KEYS)}; "
-            f'use "Unanswerable" where the photo cannot tell.'
-            if task == "attribute_extraction"
-            else ""
-        )
+        format_rule = _attribute_rule(ctx) if task == "attribute_extraction" else ""
         user = string.Template(self.template).safe_substitute(
             task_name=task.replace("_", " "),
             task_description=TASKS[task],
@@ -82,3 +78,15 @@ class PromptTemplate:
             context_2=escape_data(context_2),
         )
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def _attribute_rule(ctx: ItemContext) -> str:
+    """The keys an attribute answer may use: the item's own (spelled as the store spells them) and the paper's."""
+    own = [k for k in dict.fromkeys(canonical_key(k) for k in ctx.product_attributes()) if k not in ATTRIBUTE_KEYS]
+    rule = "\n- Every answer is one JSON object."
+    if own:
+        rule += f" Give this item's own attributes under these keys: {', '.join(own)}."
+    return rule + (
+        f" Add the keys {', '.join(ATTRIBUTE_KEYS)} wherever the context states a value (the title's words count: a colour,"
+        ' a size, "Pack of 12"); write "Unanswerable" only where nothing states it. Use no other keys.'
+    )

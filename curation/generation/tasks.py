@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+from .facts import PAPER_KEYS, Fact, item_facts
 
 TASKS: dict[str, str] = {
     "recognition": "Ask what the product in the photo is (type, name, brand).",
@@ -20,9 +24,21 @@ TASKS: dict[str, str] = {
     "comparison": "Ask how the photos compare: photo [1] from the customer, photo [2] from the catalog.",
     "refusal": "Ask something the photo cannot answer, and decline politely with the reason.",
 }
-ATTRIBUTE_KEYS = ("ProductType", "Name", "Brand", "Color", "Count", "Size", "ExpiryDate", "TargetGender")
+ATTRIBUTE_KEYS = PAPER_KEYS  # the paper's keys; an item's own attribute keys come on top (facts.py)
 UNANSWERABLE = "Unanswerable"
-DAMAGE_WORDS = ("leak", "torn", "tear", "dent", "crush", "broken", "break", "crack", "damag", "spill", "smash", "open")
+# Words a customer uses for a damaged product or parcel; whole words only ("break" is not "breakfast").
+_DAMAGE = re.compile(
+    r"\b(?:leak(?:s|ed|ing|y)?|torn|ripped|dent(?:s|ed)?|crush(?:ed)?|squashed|smash(?:ed)?|shatter(?:ed)?|broke|broken|"
+    r"cracked|damag(?:e|ed|es)|spill(?:s|ed|ing)?|punctured|melted|mou?ldy|arrived open(?:ed)?|seal (?:was )?broken)\b",
+    re.IGNORECASE,
+)
+# Words for a product or parcel that arrived whole.
+_INTACT = re.compile(
+    r"\b(?:intact|undamaged|well[- ]packed|well[- ]packaged|securely packed|(?:perfect|good|great|excellent|mint) condition|"
+    r"still sealed|sealed|carefully packaged|no damage|not damaged|nothing (?:was )?broken)\b",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(r"\b(?:not|no|never|without|nothing|wasn't|weren't|isn't|didn't)\W+(?:\w+\W+){0,2}$", re.IGNORECASE)
 
 
 @dataclass
@@ -43,7 +59,23 @@ class ItemContext:
     product: dict[str, Any] | None = None  # the catalog item a complaint refers to (product_ref)
     negative_title: str | None = None  # another product's title, same category if there is one
     negative_item_id: str | None = None
+    known_brands: dict[str, str] = field(default_factory=dict, repr=False)  # lower-cased brand -> spelling
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def facts(self) -> dict[str, Fact]:
+        """What the product's fields state (the catalog item's, for a complaint), each with its source."""
+        facts = item_facts(
+            title=self.product_title, brand=self.product_field("brand"), category=self.product_field("category"),
+            attributes=self.product_attributes(), description=self.product_field("description"), ocr_text=self.ocr_text,
+            known_brands=self.known_brands,
+        )
+        if self.kind == "catalog" or not self.product:
+            return facts
+        # a complaint's product facts come from the catalog item it refers to: say so in the evidence
+        own = set(self.attributes)
+        return {k: f if f.source == "ocr" or f.source.removeprefix("attributes.") in own else Fact(f.key, f.value, "product." + f.source, f.quote)
+                for k, f in facts.items()}
 
     @property
     def product_title(self) -> str | None:
@@ -78,36 +110,52 @@ def applicable(task: str, ctx: ItemContext) -> bool:
         return bool(ctx.comparison_images())
     if task == "recognition":
         return bool(ctx.product_title)
+    if task == "condition_packaging":  # only what a customer wrote about it; a listing says nothing
+        return condition(ctx) is not None
+    if task == "counting":  # a pack size the listing states; nothing else supports a number
+        return "Count" in ctx.facts
     return True
 
 
-def attribute_json(ctx: ItemContext) -> dict[str, str]:
-    """The known attributes in the paper's keys, "Unanswerable" where the item does not say."""
-    attrs = {k.lower().replace("_", "").replace(" ", ""): v for k, v in ctx.product_attributes().items()}
+def attribute_json(ctx: ItemContext) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The attributes the item's fields state (its own keys and the paper's), and the evidence for each."""
+    facts = ctx.facts
+    return {k: f.value for k, f in facts.items()}, [{"field": f.source, "text": f.quote, "key": k} for k, f in facts.items()]
 
-    def pick(*names: str) -> str | None:
-        for name in names:
-            value = attrs.get(name.lower())
-            if value not in (None, "", "None"):
-                return str(value)
+
+@dataclass(frozen=True)
+class Condition:
+    state: str  # damaged | intact
+    quote: str  # the customer's sentence that says so
+    field: str  # feedback_text | issue_type
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+|<br\s*/?>", text) if s.strip()]
+
+
+def condition(ctx: ItemContext) -> Condition | None:
+    """What the customer's own words say about the product's or parcel's condition, if anything.
+
+    A damage word under a negation ("not damaged", "no leaks") counts as intact. Catalog items have no such
+    text: nothing is said about their condition, so they get no condition sample."""
+    if ctx.kind != "feedback":
         return None
-
-    product_type = pick("ProductType", "product_type", "itemtype") or ctx.product_field("category")
-    return {
-        "ProductType": product_type or UNANSWERABLE,
-        "Name": pick("Name", "modelname", "itemname") or ctx.product_title or UNANSWERABLE,
-        "Brand": pick("Brand") or ctx.product_field("brand") or UNANSWERABLE,
-        "Color": pick("Color", "colour") or UNANSWERABLE,
-        "Count": pick("Count", "numberofitems", "unitcount") or UNANSWERABLE,
-        "Size": pick("Size", "itemvolume", "itemweight") or UNANSWERABLE,
-        "ExpiryDate": pick("ExpiryDate", "expirationdate") or UNANSWERABLE,
-        "TargetGender": pick("TargetGender", "gender", "department") or UNANSWERABLE,
-    }
+    sentences = [(name, s) for name, text in (("feedback_text", ctx.feedback_text), ("issue_type", ctx.issue_type)) for s in _sentences(text or "")]
+    # damage anywhere wins over "well packed" elsewhere: "Arrived well packed. The jar inside was cracked."
+    for field_name, sentence in sentences:
+        negated_intact = any(_NEGATION.search(sentence[: m.start()]) for m in _INTACT.finditer(sentence))  # "not sealed"
+        if negated_intact or any(not _NEGATION.search(sentence[: m.start()]) for m in _DAMAGE.finditer(sentence)):
+            return Condition("damaged", sentence, field_name)
+    for field_name, sentence in sentences:
+        if _INTACT.search(sentence) or _DAMAGE.search(sentence):
+            return Condition("intact", sentence, field_name)
+    return None
 
 
 def mentions_damage(ctx: ItemContext) -> bool:
-    text = " ".join(t for t in (ctx.issue_type, ctx.feedback_text) if t).lower()
-    return any(word in text for word in DAMAGE_WORDS)
+    found = condition(ctx)
+    return found is not None and found.state == "damaged"
 
 
 def context_blocks(ctx: ItemContext) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from curation.generation import (
     TASKS,
     HFLocalBackend,
     ItemContext,
+    TemplateBackend,
     OpenAIChatBackend,
     PromptTemplate,
     applicable,
@@ -20,6 +21,7 @@ from curation.generation import (
     normalise,
     process_responses,
 )
+from curation.generation.facts import known_brand_index
 from db import batches
 from db.jobs import UnitSpec
 
@@ -55,7 +57,7 @@ def prepare_params(
     template = PromptTemplate.load(template_path, examples_path)  # a broken template fails here, not in a worker
     params: dict[str, Any] = {
         "backend": backend, "tasks": tasks, "n_pairs": n_pairs, "items_per_unit": items_per_unit, "template_path": template_path,
-        "examples_path": examples_path, "prompt_version": template.version if backend != "template" else "template-v1",
+        "examples_path": examples_path, "prompt_version": template.version if backend != "template" else TemplateBackend().model_id,
         "kinds": kinds, "limit": limit,
     }
     if backend == "openai":
@@ -69,7 +71,7 @@ def prepare_params(
         params["hf"] = {k: v for k, v in asdict(hf).items() if k != "name"}
         params["model_id"] = hf.model_id
     elif backend == "template":
-        params["model_id"] = "template-v1"
+        params["model_id"] = TemplateBackend().model_id
     else:
         raise ValueError(f"unknown backend {backend!r}; use openai, hf or template")
     return params
@@ -99,13 +101,15 @@ def _backend(params: dict[str, Any]):
 
 def contexts_for(lake, item_ids: list[str]) -> list[ItemContext]:
     rows = batches.generation_rows(lake, item_ids)
+    # the catalog's brands, to find a brand in a title when the item has no brand column (read once a unit)
+    brands = known_brand_index(batches.known_brands(lake))
     negatives = batches.negative_titles(lake, [r["category"] or (r["product"] or {}).get("category") for r in rows])
     out = []
     for r in rows:
         ctx = ItemContext(
             item_id=r["item_id"], kind=r["kind"], title=r["title"], description=r["description"], brand=r["brand"],
             category=r["category"], attributes=r["attributes"], feedback_text=r["feedback_text"], issue_type=r["issue_type"],
-            image_ids=r["image_ids"], ocr_text=r["ocr_text"], product=r["product"],
+            image_ids=r["image_ids"], ocr_text=r["ocr_text"], product=r["product"], known_brands=brands,
         )
         own = {ctx.product_title, ctx.item_id, (ctx.product or {}).get("item_id")}
         category = ctx.product_field("category")
@@ -143,7 +147,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     common = {"backend": p["backend"], "model_id": p["model_id"], "prompt_version": p["prompt_version"], "run_id": ctx.run_id, "created_at": now}
     samples = [
         {"sample_id": s.sample_id, "item_id": s.item_id, "task": s.task, "question": s.question, "answer": s.answer,
-         "answer_format": s.answer_format, "image_ids": s.image_ids, "label": s.label, "lineage": s.lineage, **common}
+         "answer_format": s.answer_format, "image_ids": s.image_ids, "label": s.label, "lineage": s.lineage, "evidence": s.evidence, **common}
         for s in outcome.samples
     ]
     rejects = [
