@@ -454,6 +454,7 @@ SAMPLE_COLUMNS = [
     ("lineage", pa.string()),  # JSON
     ("run_id", pa.string()),
     ("created_at", pa.timestamp("us", tz="UTC")),
+    ("evidence", pa.string()),  # JSON
 ]
 REJECT_COLUMNS = [
     ("item_id", pa.string()),
@@ -480,7 +481,7 @@ REQUEST_COLUMNS = [
     ("run_id", pa.string()),
     ("created_at", pa.timestamp("us", tz="UTC")),
 ]
-JSON_COLUMNS |= {"image_ids", "lineage"}
+JSON_COLUMNS |= {"image_ids", "lineage", "evidence"}
 _REQUEST_KEY = ("item_id", "task", "backend", "model_id", "prompt_version")
 
 
@@ -576,6 +577,13 @@ def generation_rows(lake: Lake, item_ids: list[str]) -> list[dict[str, Any]]:
         out.append(row)
     order = {item_id: k for k, item_id in enumerate(item_ids)}
     return sorted(out, key=lambda r: order[r["item_id"]])
+
+
+def known_brands(lake: Lake, limit: int = 200_000) -> list[str]:
+    """The brands the catalog's brand column names (to find them in titles of items that have none)."""
+    return [r[0] for r in lake.fetchall(
+        "SELECT brand FROM items WHERE kind = 'catalog' AND brand IS NOT NULL AND length(trim(brand)) > 1 "
+        "GROUP BY brand ORDER BY count(*) DESC, brand LIMIT ?", [limit])]
 
 
 def negative_titles(lake: Lake, categories: list[str | None], per_category: int = 20) -> dict[str | None, list[tuple[str, str]]]:

@@ -125,7 +125,7 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
         return None
     r = found[0]
     meta = lake.fetchone(
-        "SELECT x.backend, x.model_id, x.prompt_version, x.lineage, x.item_id, i.kind, i.title, s.name, s.uri, x.created_at "
+        "SELECT x.backend, x.model_id, x.prompt_version, x.lineage, x.item_id, i.kind, i.title, s.name, s.uri, x.created_at, x.evidence "
         "FROM samples x JOIN items i USING (item_id) LEFT JOIN sources s ON s.source_id = i.source_id WHERE x.sample_id = ? "
         "ORDER BY x.created_at LIMIT 1", [sample_id])
     out: dict[str, Any] = {
@@ -133,7 +133,7 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
         "images": [str(blob_root / b) for b in r["blob_paths"]], "ocr": r["ocr_texts"],
         "lineage": {"backend": meta[0], "generator": meta[1], "prompt_version": meta[2], "item_id": meta[4], "item_kind": meta[5],
                     "source": meta[7], "source_uri": meta[8], "created_at": str(meta[9]), **(_loads(meta[3]) or {})},
-        "scores": {}, "tokens": {},
+        "evidence": _loads(meta[10]), "scores": {}, "tokens": {},
     }
     if vis_model:
         for segment, value, mass in lake.fetchall(

@@ -106,13 +106,15 @@ def stats_table(config):
 
 def _reads() -> dict[str, Callable[..., Any]]:
     from curation.filters import stored_models
-    from db import browse
+    from curation.generation.report import build_report
+    from db import browse, quality
 
     return {
         "facets": browse.facets,
         "funnel": browse.funnel,
         "per_task_category": browse.per_task_category,
         "demo_scores": browse.demo_scores,
+        "generation_quality": lambda lk, backend: build_report(quality.task_rows(lk, backend), quality.coverage_rows(lk, backend)).to_dict(),
         "stored_models": lambda lk, metric, segment, scored_only: stored_models(lk, metric, segment=segment, scored_only=scored_only),
         "browse": lambda lk, kwargs: browse.browse(lk, **dict(kwargs)),
         "sample_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=settings().blob_path),

@@ -467,8 +467,8 @@ def score_threshold(metric, percentile, model_id, segment, subject_kind) -> None
 
 
 # ---- generation ----------------------------------------------------------------------------------------
-@cli.command()
-@click.option("--backend", type=click.Choice(["openai", "hf", "template"]), required=True, help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
+@cli.group(invoke_without_command=True)
+@click.option("--backend", type=click.Choice(["openai", "hf", "template"]), help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
 @click.option("--tasks", default=",".join(["recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"]), show_default=True, help="Comma-separated tasks.")
 @click.option("--model", help="openai: the served model's name; hf: a local model folder.")
 @click.option("--base-url", envvar="VITPRO_LLM_BASE_URL", help="openai: the server's base URL, e.g. http://localhost:8000/v1 (env VITPRO_LLM_BASE_URL).")
@@ -489,7 +489,8 @@ def score_threshold(metric, percentile, model_id, segment, subject_kind) -> None
 @click.option("--dry-run", type=click.IntRange(1), metavar="N", help="Print the rendered prompts for N items (and the template backend's pairs) without a job.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def generate(backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout, max_retries, max_tokens, device, dtype, n_pairs, template_path, examples_path, kinds, limit, items_per_unit, dry_run, wait, local) -> None:
+@click.pass_context
+def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout, max_retries, max_tokens, device, dtype, n_pairs, template_path, examples_path, kinds, limit, items_per_unit, dry_run, wait, local) -> None:
     """Generate question/answer samples for the paper's tasks from every item not yet done.
 
     \b
@@ -498,7 +499,12 @@ def generate(backend, tasks, model, base_url, api_key_env, concurrency, rate_lim
       vitpro generate --backend openai --base-url http://localhost:8000/v1 --model mistral-7b-instruct --concurrency 16
       vitpro generate --backend hf --model models/llama --device cuda --tasks recognition,refusal
       vitpro generate --backend openai --base-url ... --model ... --dry-run 2
+      vitpro generate report            (how varied the answers are, per task)
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if backend is None:
+        _fail("choose a backend: --backend template|openai|hf (or `vitpro generate report` for the quality report)")
     from curation.generation import HFLocalBackend, OpenAIChatBackend
     from workers.jobs import generate as gen_job
 
@@ -539,15 +545,45 @@ def _generate_dry_run(params: dict, n: int) -> None:
         return
     template = PromptTemplate.load(params.get("template_path"), params.get("examples_path"))
     requests = build_requests(gen_job.contexts_for(lake, items), params["tasks"], template, params["n_pairs"])
-    click.echo(f"prompt version {template.version}; {len(requests)} request(s) for {len(items)} item(s)")
+    # the version the samples will carry (for the template backend, its templates' version, not the prompt file's)
+    click.echo(f"prompt version {params['prompt_version']}; {len(requests)} request(s) for {len(items)} item(s)")
     for request in requests:
         click.secho(f"\n=== item {request.key[0]}  task {request.key[1]} ===", bold=True)
         if params["backend"] == "template":
-            for q, a in TemplateBackend().pairs(request.context, request.task):
-                click.echo(f"Q: {q}\nA: {a}")
+            from curation.generation.templates import template_pairs
+
+            made = template_pairs(request.context, request.task)
+            if not made:
+                click.echo("(no pair: nothing in the item's fields supports one)")
+            for pair in made:
+                click.echo(f"Q: {pair.question}\nA: {pair.answer}\n   evidence: " + "; ".join(f"{e['field']}: {e['text'][:60]!r}" for e in pair.evidence))
         else:
             for message in request.messages:
                 click.echo(f"[{message['role']}]\n{message['content']}")
+
+
+@generate.command("report")
+@click.option("--backend", "only_backend", type=click.Choice(["openai", "hf", "template"]), help="Only samples of this backend.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def generate_report(only_backend, as_json) -> None:
+    """Per task: the share of distinct answers, of "Unanswerable", the most repeated answers, and fact
+    coverage (the share of each item's own attribute values that appear in some answer of that item).
+
+    Exits with status 1 when a task breaks the repetition rule (one answer other than yes/no for more
+    than 2% of the task's samples)."""
+    from curation.generation.report import build_report, report_lines
+    from db import quality
+    from db.store import open_store
+
+    lake = open_store(load_settings().store)
+    report = build_report(quality.task_rows(lake, only_backend), quality.coverage_rows(lake, only_backend))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in report_lines(report):
+            click.echo(line)
+    if not report.within_rule:
+        sys.exit(1)
 
 
 @cli.command()

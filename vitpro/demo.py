@@ -152,6 +152,9 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     from workers.jobs import ocr as ocr_job
     from workers.submit import submit_job
 
+    from curation.generation.report import build_report, report_lines
+    from db import quality as db_quality
+
     from .cli import wait_for_job
     from .demo_data import write_demo_data
     from .local_workers import local_workers
@@ -260,6 +263,10 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     click.echo("  samples    " + ", ".join(f"{t} {n}" for t, n in tasks))
     rejects = lake.fetchall("SELECT backend, reason, count(*) FROM generation_rejects GROUP BY ALL ORDER BY 3 DESC")
     click.echo("  rejected   " + (", ".join(f"{b}/{r} {n}" for b, r, n in rejects) or "nothing"))
+    quality = build_report(db_quality.task_rows(lake, "template"), db_quality.coverage_rows(lake, "template"))
+    click.echo("  quality of the template samples (vitpro generate report):")
+    for line in report_lines(quality):
+        click.echo("    " + line)
     if curated:
         report, pilot_n, snap, folders, _ = curated
         click.echo(f"  filter     'demo' ({'; '.join(c.describe() for c in report[0].conditions)}): kept {report[1].kept} of {report[1].kept + report[1].dropped}")

@@ -105,6 +105,12 @@ with right:
         value, pct = _fmt(other)
         st.metric(f"VisAttnScore (answer), {public_model_id(compare)}", value, pct, delta_color="off")
 
+with st.expander("Evidence: the item's fields this answer rests on", expanded=rec.get("evidence") is not None):
+    if rec.get("evidence"):
+        st.dataframe([{"field": e.get("field"), "key": e.get("key") or "", "text": e.get("text")} for e in rec["evidence"]],
+                     width="stretch", hide_index=True)
+    else:
+        st.caption("none recorded: an LLM wrote this answer from the item's text (the template backend records its sources)")
 with st.expander("OCR text of the images"):
     for k, text in enumerate(rec["ocr"], 1):
         st.html(f"<div><b>[{k}]</b> {escape(text) or '<i>no text read</i>'}</div>")

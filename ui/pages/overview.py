@@ -55,3 +55,35 @@ else:
         col.plotly_chart(fig, width="stretch")
     with st.expander("Counts per task and category"):
         st.dataframe(rows, width="stretch", hide_index=True)
+
+    # The generation quality report (`vitpro generate report`): a stock sentence repeated over thousands of
+    # products, or answers that drop the products' own attributes, show here before anyone trains on them.
+    st.subheader("Quality of the generated answers")
+    backend = st.selectbox("Backend", ["all", "template", "openai", "hf"], key="quality_backend")
+    quality = context.read("generation_quality", None if backend == "all" else backend)
+    if not quality["tasks"]:
+        st.info("No samples from this backend.")
+    else:
+        limit = quality["max_repeat_share"]
+        table = [{"task": t["task"], "samples": t["samples"], "distinct answers": f"{100 * t['distinct_share']:.1f}%",
+                  "Unanswerable": f"{100 * t['unanswerable_share']:.1f}%", "yes/no": f"{100 * t['yes_no_share']:.1f}%",
+                  "most repeated (not yes/no)": f"{100 * t['most_repeated_share']:.1f}%",
+                  "fact coverage": "—" if t["coverage"] is None else f"{100 * t['coverage']:.1f}%",
+                  "repetition rule": "ok" if t["within_rule"] else "repeats"} for t in quality["tasks"]]
+        names = [t["task"] for t in quality["tasks"]]
+        fig = go.Figure([
+            go.Bar(name="distinct answers", x=names, y=[100 * t["distinct_share"] for t in quality["tasks"]]),
+            go.Bar(name="fact coverage", x=names, y=[100 * (t["coverage"] or 0) for t in quality["tasks"]]),
+            go.Bar(name="most repeated answer", x=names, y=[100 * t["most_repeated_share"] for t in quality["tasks"]]),
+        ])
+        fig.add_hline(y=100 * limit, line_dash="dot", annotation_text=f"repetition limit {100 * limit:g}%")
+        fig.update_layout(barmode="group", height=320, yaxis_title="% of the task's samples", margin=dict(l=10, r=10, t=20, b=10))
+        st.plotly_chart(fig, width="stretch")
+        st.dataframe(table, width="stretch", hide_index=True)
+        if not quality["within_rule"]:
+            st.warning("Some task repeats one answer for more than "
+                       f"{100 * limit:g}% of its samples: see the most repeated answers below.")
+        with st.expander("Most repeated answers per task"):
+            for t in quality["tasks"]:
+                for a in t["top_answers"]:
+                    st.text(f"{t['task']}: {a['count']}x {a['answer'][:120]}" + ("  (yes/no)" if a["yes_no"] else ""))

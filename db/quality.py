@@ -1,0 +1,61 @@
+"""Reads behind the generation quality report: per task, how varied the answers are and how much of each
+item's own data they carry. SQL aggregates in DuckDB; the report's arithmetic is in
+``curation/generation/report.py``."""
+from __future__ import annotations
+
+from typing import Any
+
+from .lake import Lake
+
+TOP_ANSWERS = 3
+
+
+def _where(backend: str | None) -> tuple[str, list[Any]]:
+    return ("WHERE backend = ?", [backend]) if backend else ("", [])
+
+
+def task_rows(lake: Lake, backend: str | None = None) -> list[dict[str, Any]]:
+    """Per task: samples, distinct answers, yes/no verdicts, answers holding "Unanswerable", and the answers
+    most repeated across products.
+
+    A repetition is one answer for different products: the facts of one product are rightly the same answer
+    for each of its photos (its catalog photo and every complaint's), while one sentence for many products
+    is a stock answer. The product of a complaint is the catalog item it refers to."""
+    where, args = _where(backend)
+    rows = lake.fetchall(
+        f"WITH s AS (SELECT x.task, x.answer, x.label, coalesce(i.product_ref, i.external_id, i.item_id) AS product "
+        f"  FROM samples x JOIN items i USING (item_id) {where.replace('backend', 'x.backend')}), "
+        "counts AS (SELECT task, answer, label, count(*) AS n, count(DISTINCT product) AS products FROM s GROUP BY ALL), "
+        "ranked AS (SELECT *, row_number() OVER (PARTITION BY task ORDER BY products DESC, n DESC, answer) AS k FROM counts) "
+        "SELECT task, sum(n)::BIGINT, count(*)::BIGINT, (sum(n) FILTER (WHERE label IS NOT NULL))::BIGINT, "
+        "  (sum(n) FILTER (WHERE answer ILIKE '%unanswerable%'))::BIGINT, "
+        "  (max(products) FILTER (WHERE label IS NULL AND products > 1))::BIGINT, "
+        f"  list([answer, n::VARCHAR, products::VARCHAR, coalesce(label, '')] ORDER BY k) FILTER (WHERE k <= {TOP_ANSWERS} AND n > 1) "
+        "FROM ranked GROUP BY task ORDER BY task",
+        args,
+    )
+    out = []
+    for task, n, distinct, verdicts, unanswerable, top_other, top in rows:
+        out.append({
+            "task": task, "samples": int(n), "distinct_answers": int(distinct), "yes_no": int(verdicts or 0),
+            "unanswerable": int(unanswerable or 0), "most_repeated_other": int(top_other or 0),
+            "top_answers": [{"answer": a, "count": int(c), "products": int(p), "yes_no": bool(lbl)} for a, c, p, lbl in (top or [])],
+        })
+    return out
+
+
+def coverage_rows(lake: Lake, backend: str | None = None) -> dict[str, tuple[int, int]]:
+    """Per task: (attribute values of the items that have samples of the task, how many of them appear in
+    some answer of that item and task). Values and answers are compared lower-cased."""
+    where, args = _where(backend)
+    rows = lake.fetchall(
+        "WITH vals AS (SELECT item_id, lower(trim(CAST(e.value AS VARCHAR))) AS value FROM ("
+        "    SELECT item_id, unnest(map_entries(TRY_CAST(attributes AS MAP(VARCHAR, VARCHAR)))) AS e FROM items "
+        "    WHERE attributes IS NOT NULL AND attributes::VARCHAR NOT IN ('{}', 'null')) "
+        "  WHERE length(trim(CAST(e.value AS VARCHAR))) > 0), "
+        f"answers AS (SELECT item_id, task, lower(string_agg(answer, ' ')) AS text FROM samples {where} GROUP BY 1, 2) "
+        "SELECT a.task, count(*)::BIGINT, (count(*) FILTER (WHERE contains(a.text, v.value)))::BIGINT "
+        "FROM answers a JOIN vals v USING (item_id) GROUP BY 1",
+        args,
+    )
+    return {task: (int(n), int(hit)) for task, n, hit in rows}
