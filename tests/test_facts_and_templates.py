@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from curation.generation import ItemContext, PromptTemplate, TemplateBackend, applicable
+from curation.generation import GenResponse, ItemContext, PromptTemplate, TemplateBackend, applicable, build_requests, process_responses
 from curation.generation.facts import canonical_key, item_facts, known_brand_index
 from curation.generation.report import build_report
 from curation.generation.tasks import condition
@@ -91,6 +91,22 @@ def test_the_llm_prompt_names_the_items_own_keys():
                       attributes={"sleeve_style": "3/4 Sleeve", "Material": "Cotton"}, feedback_text=None, issue_type=None, image_ids=["p"])
     prompt = PromptTemplate.load().render(ctx, "attribute_extraction")[-1]["content"]
     assert "SleeveStyle, Material" in prompt and "Pack of 12" in prompt
+
+
+def test_an_llm_answer_never_calls_a_stated_value_unanswerable():
+    ctx = ItemContext(item_id="c1", kind="catalog", title="Hanes Women's Crew Tee, Gray", description=None, brand="Hanes", category="Shirts",
+                      attributes={"sleeve_style": "3/4 Sleeve"}, feedback_text=None, issue_type=None, image_ids=["p"])
+    request, = build_requests([ctx], ["attribute_extraction"], PromptTemplate.load())
+    answer = '{"Brand": "Unanswerable", "Color": "Gray", "sleeve style": "3/4 Sleeve", "Pattern": "Plain"}'
+    text = f"<question>Attributes?</question><answer>{answer}</answer>"
+    unknown = process_responses([request], [GenResponse(request.key, text)], backend="openai", model_id="m", prompt_version="v")
+    assert unknown.samples == [] and unknown.rejects[0][2].reason == "unknown_keys"  # "Pattern": no field of the item has it
+    text = text.replace(', "Pattern": "Plain"', "")
+    sample, = process_responses([request], [GenResponse(request.key, text)], backend="openai", model_id="m", prompt_version="v").samples
+    values = json.loads(sample.answer)
+    assert values["Brand"] == "Hanes" and values["SleeveStyle"] == "3/4 Sleeve" and values["TargetGender"] == "Women"
+    assert {e["key"]: e["field"] for e in sample.evidence} == {"ProductType": "category", "Name": "title", "Brand": "brand", "Color": "title",
+                                                               "TargetGender": "title", "SleeveStyle": "attributes.sleeve_style"}
 
 
 def test_report_flags_a_stock_answer_given_for_many_products():

@@ -1,10 +1,12 @@
 """Instruction generation: tasks and item contexts, the prompt, backends, parsing and validation."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .backends import GenRequest, GenResponse, HFLocalBackend, OpenAIChatBackend, TemplateBackend, backend_from_params
+from .facts import complete_attributes
 from .parse import Pair, Reject, extract_pairs, validate
 from .prompt import PromptTemplate, escape_data
 from .tasks import ATTRIBUTE_KEYS, TASKS, ItemContext, applicable, normalise, sample_id
@@ -80,11 +82,15 @@ def process_responses(
         if task == "matching" and ctx.negative_item_id:
             lineage["negative_item_id"] = ctx.negative_item_id
         for pair in good:
+            evidence = response.evidence[pair.index] if response.evidence and pair.index < len(response.evidence) else None
+            if task == "attribute_extraction" and response.evidence is None:
+                # an LLM's "Unanswerable" for a value the item's own fields state would teach the model to give up
+                values, evidence = complete_attributes(json.loads(pair.answer), ctx.facts)
+                pair.answer = json.dumps(values, ensure_ascii=False)
             out.samples.append(
                 GeneratedSample(
                     sample_id(ctx.item_id, task, pair.question, pair.answer, backend, model_id, prompt_version),
-                    ctx.item_id, task, pair.question, pair.answer, pair.answer_format, images, pair.label, lineage,
-                    response.evidence[pair.index] if response.evidence and pair.index < len(response.evidence) else None,
+                    ctx.item_id, task, pair.question, pair.answer, pair.answer_format, images, pair.label, lineage, evidence,
                 )
             )
         for reject in rejects:

@@ -269,3 +269,18 @@ def known_brand_index(brands: Iterable[str | None]) -> dict[str, str]:
         if brand and len(brand) > 1 and brand.lower() not in ("generic", "unbranded", "no brand"):
             out.setdefault(brand.lower(), brand)
     return out
+
+
+def complete_attributes(values: Mapping[str, str], facts: Mapping[str, Fact]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """An attribute answer (an LLM's) with every value the item's fields state filled in where the answer
+    left it out or called it "Unanswerable", and the evidence of each key that a field supports. A value
+    the answer gives and no field states is kept (the photo may show it) but has no evidence."""
+    out = dict(values)
+    evidence = []
+    for key, fact in facts.items():
+        given = _clean(out.get(key))
+        if given is None:
+            out[key] = fact.value
+        if _clean(out[key]) and out[key].strip().lower() == fact.value.lower():
+            evidence.append({"field": fact.source, "text": fact.quote, "key": key})
+    return out, evidence
