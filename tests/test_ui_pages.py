@@ -172,6 +172,25 @@ def test_overview_funnel_counts(ui_store):
     assert metrics["kept by filter 'ui-filter'"] == f"{kept:,}"
 
 
+def test_overview_shows_the_generation_quality_report(ui_store):
+    home, lake, engine = ui_store
+    at = page("overview")
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "fact coverage" in df.value.columns)
+    stored = dict(lake.fetchall("SELECT task, count(*) FROM samples GROUP BY task"))
+    assert dict(zip(table["task"], table["samples"])) == stored
+    assert set(table["repetition rule"]) <= {"ok", "repeats"}
+
+
+def test_inspect_shows_the_fields_an_answer_rests_on(ui_store):
+    home, lake, engine = ui_store
+    sample_id, evidence = lake.fetchone("SELECT sample_id, evidence FROM samples WHERE task = 'counting' AND evidence IS NOT NULL LIMIT 1")
+    at = page("inspect", insp_text=lake.scalar("SELECT answer FROM samples WHERE sample_id = ?", [sample_id])[:20], insp_tasks=["counting"])
+    assert not at.exception
+    shown = next(df.value for df in at.dataframe if "field" in df.value.columns)
+    assert list(shown["text"]) == [e["text"] for e in json.loads(evidence)]
+
+
 def test_inspect_colours_the_answer_and_escapes_html(ui_store):
     home, lake, engine = ui_store
     from tests.ui_store import VIS_MODEL

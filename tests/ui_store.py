@@ -23,7 +23,7 @@ def _xss_sample(lake) -> None:
     def body(con):
         con.execute(
             "INSERT INTO samples SELECT ?, item_id, task, ? || ' what is shown?', ?, answer_format, image_ids, label, backend, model_id, "
-            "prompt_version, lineage, 'xss-run', created_at FROM samples ORDER BY sample_id LIMIT 1", [XSS_ID, XSS, XSS])
+            "prompt_version, lineage, 'xss-run', created_at, NULL FROM samples ORDER BY sample_id LIMIT 1", [XSS_ID, XSS, XSS])
     lake.transaction(body)
 
 
