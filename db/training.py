@@ -1,15 +1,17 @@
 """Training and evaluation runs in the app tables, and the rows of a snapshot they train and test on."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from . import batches, snapshots
 from .app_models import EvalRun, TrainRun, TrainStep
-from .lake import Lake
+from .lake import Lake, at_version
 from .named_rows import get_named, insert_named, list_named, name_taken
 
 
@@ -123,3 +125,46 @@ def snapshot_rows(lake: Lake, engine: Engine, snapshot: str) -> list[dict[str, A
     snap = snapshots.get(engine, snapshot)
     ids = [sid for sid, _ in snapshots.kept(lake, snap)]
     return batches.samples_with_images(lake, ids, version=snap.lake_version)
+
+
+def eval_rows(lake: Lake, engine: Engine, snapshot: str) -> list[dict[str, Any]]:
+    """:func:`snapshot_rows` with the product each sample is about, for the evaluation's benchmarks: its
+    ``item_id``, ``title``, ``brand`` and ``attributes`` (a complaint's from the catalog product it refers
+    to, its own attributes on top), read at the snapshot's version."""
+    snap = snapshots.get(engine, snapshot)
+    rows = snapshot_rows(lake, engine, snapshot)
+    fields = product_fields(lake, [r["sample_id"] for r in rows], version=snap.lake_version)
+    return [{**r, **fields.get(r["sample_id"], {})} for r in rows]
+
+
+def product_fields(lake: Lake, sample_ids: list[str], *, version: int | None = None) -> dict[str, dict[str, Any]]:
+    """sample_id -> the item's id and its product's title, brand and attributes (a dict); every choice among
+    copies by the first written, so one version gives the same fields."""
+    if not sample_ids:
+        return {}
+    v = version
+    probe = pa.table({"sample_id": pa.array(sample_ids, pa.string())})
+    with lake._lock:
+        lake.con.register("_probe_products", probe)
+        try:
+            rows = lake.con.execute(
+                f"WITH x AS (SELECT sample_id, item_id FROM {at_version('samples', v)} SEMI JOIN _probe_products USING (sample_id) "
+                "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
+                f"it AS (SELECT i.* FROM {at_version('items', v)} i SEMI JOIN x USING (item_id) "
+                "  QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ingested_at, run_id) = 1), "
+                f"cat AS (SELECT c.* FROM {at_version('items', v)} c WHERE c.kind = 'catalog' "
+                "  AND c.external_id IN (SELECT product_ref FROM it WHERE kind = 'feedback') "
+                "  QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY ingested_at, item_id) = 1) "
+                "SELECT x.sample_id, i.item_id, i.title, i.brand, CAST(i.attributes AS VARCHAR), "
+                "  p.title, p.brand, CAST(p.attributes AS VARCHAR) "
+                "FROM x JOIN it i USING (item_id) LEFT JOIN cat p ON i.kind = 'feedback' AND p.external_id = i.product_ref"
+            ).fetchall()
+        finally:
+            lake.con.unregister("_probe_products")
+
+    def attrs(text: str | None) -> dict[str, Any]:
+        value = json.loads(text) if text else None
+        return value if isinstance(value, dict) else {}
+
+    return {sid: {"item_id": item_id, "title": p_title or title, "brand": p_brand or brand, "attributes": {**attrs(p_attrs), **attrs(own)}}
+            for sid, item_id, title, brand, own, p_title, p_brand, p_attrs in rows}

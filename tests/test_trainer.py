@@ -177,7 +177,8 @@ def test_build_examples_skips_bad_rows_and_counts_them(tiny_models, tmp_path):
 def _rows():
     rows = []
     for p in range(40):
-        base = {"product": f"P{p}", "category": "hair" if p % 2 else "coffee", "blob_paths": [f"{p}.png"], "ocr_texts": [""]}
+        base = {"product": f"P{p}", "category": "hair" if p % 2 else "coffee", "blob_paths": [f"{p}.png"], "ocr_texts": [""], "item_id": f"i{p}",
+                "title": f"B{p % 4} product {p}", "brand": f"B{p % 4}", "attributes": {"Color": "Unanswerable", "size": f"{100 + p} ml"}}
         rows.append({**base, "sample_id": f"dd{p}", "task": "damage_detection", "question": "Is it damaged?", "answer": "Yes." if p % 3 == 0 else "No.",
                      "answer_format": "yes_no", "label": "yes" if p % 3 == 0 else "no"})
         rows.append({**base, "sample_id": f"pm{p}", "task": "matching", "question": f"Does the photo show P{p}?", "answer": "Yes.",
@@ -198,9 +199,10 @@ def test_held_out_split_is_by_product_and_objective_items_are_balanced():
     for task in ("AE", "DD", "PM"):
         labels = [i.reference for i in items if i.task == task]
         assert labels and labels.count("yes") == labels.count("no"), task
-    # AE questions: never about an unanswerable attribute; the "no" value belongs to another product
+    # AE questions: about the item's own attributes, never an unanswerable one; the "no" value is another product's
     ae = [i for i in items if i.task == "AE"]
-    assert not any("color" in i.question for i in ae)
+    assert not any("color" in i.question for i in ae) and any(i.question.startswith("Is the size of this product") for i in ae)
+    assert all(i.question.rstrip("?").split(" ")[-2:] != [f"{100 + int(i.product[1:])}", "ml"] for i in ae if i.reference == "no")
     add_examples(items, train_rows, 2, seed=1)
     assert all(len(i.examples) == 2 and all(e["category"] == i.category for e in i.examples) for i in items)
     q = prompt_question(items[0], "objective")

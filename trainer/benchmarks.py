@@ -1,27 +1,39 @@
 """Evaluation sets built from a snapshot's held-out products (the paper's MMPI-Bench, on our data).
 
 * objective: balanced yes/no questions per task: attribute extraction (AE), damage detection (DD),
-  product matching (PM). AE questions are made from the held-out products' attributes, each true value
-  paired with another product's value for the same attribute, so the set is balanced by construction.
+  product matching (PM). AE questions ask about the held-out products' own attributes, key and value
+  from the data: the item's ``attributes`` column, its brand and the facts its title states
+  (``curation.generation.facts``), never a generated answer. Each true value ("Is the sleeve style of
+  this product 3/4 Sleeve?", yes) is paired with the same key's value of another product of the same
+  category (any other product where the category has none; no pair where no other value exists), so
+  the set is balanced by construction. ProductType and Name are not asked (the category, the whole title).
 * generative: the held-out open questions; an LLM judge decides whether each answer matches.
-* attributes: the held-out attribute-extraction samples, scored per attribute by exact match.
+* attributes: one attribute-extraction question per held-out item, its reference the item's own facts
+  as JSON (every key the data states a value for), scored per attribute by exact match.
 
-Products, not samples, are held out: a product seen in training (another photo, another question about
-it) would make the test easy. Pure functions over store rows; no torch.
+Rows are ``db.training.eval_rows``: a snapshot's samples with the item's (for a complaint, the catalog
+product's) ``item_id``, ``title``, ``brand`` and ``attributes``. Products, not samples, are held out: a
+product seen in training (another photo, another question about it) would make the test easy. Pure
+functions over store rows, seeded where they choose; no torch.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .metrics import UNANSWERABLE, normalise_value, parse_attributes, yes_no_balance
+from curation.generation.facts import Fact, item_facts, known_brand_index
+
+from .metrics import NO, YES, normalise_value, parse_attributes, yes_no_balance
 
 OBJECTIVE_TASKS = {"attribute_extraction": "AE", "damage_detection": "DD", "matching": "PM"}
 BENCHMARKS = ("objective", "generative", "attributes")
 OBJECTIVE_INSTRUCTION = "Answer in a single word: yes or no."  # the paper's Obj-Bench prompt
-AE_QUESTION_KEYS = ("Brand", "Color", "Size", "Count", "ProductType")
+AE_SKIPPED_KEYS = ("ProductType", "Name")  # the category and the whole title: trivial or too long for yes/no
+AE_MAX_VALUE_CHARS = 80  # longer values (a bullet point in an attribute column) make no yes/no question
 
 
 @dataclass
@@ -60,35 +72,102 @@ def _item(r: dict[str, Any], task: str, question: str, reference: str, suffix: s
                     r.get("category"), str(r.get("product") or r["sample_id"]))
 
 
-def objective_items(rows: list[dict[str, Any]], seed: int = 0, limit_per_task: int | None = None) -> list[EvalItem]:
-    """Balanced yes/no items for AE, DD and PM from held-out rows."""
+def brand_index(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The brands the rows' brand column names, to find them in titles of products that have none."""
+    return known_brand_index(r.get("brand") for r in rows)
+
+
+def product_facts(row: dict[str, Any], known_brands: dict[str, str] | None = None) -> dict[str, Fact]:
+    """What the row's product states about itself: its attribute column, brand, category and title."""
+    attributes = row.get("attributes")
+    if isinstance(attributes, str):
+        attributes = parse_attributes(attributes)
+    return item_facts(title=row.get("title"), brand=row.get("brand"), category=row.get("category"),
+                      attributes=attributes or {}, known_brands=known_brands)
+
+
+def key_words(key: str) -> str:
+    """A CamelCase key as lower-case words for a question: ``SleeveStyle`` -> ``sleeve style``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", key).lower()
+
+
+def ae_question(key: str, value: str) -> str:
+    return f"Is the {key_words(key)} of this product {value.rstrip(' .,;:')}?"
+
+
+def _per_item(rows: list[dict[str, Any]], prefer: str) -> list[dict[str, Any]]:
+    """One row with images per item (the first of task ``prefer`` if it has one), in the rows' order."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if not r["blob_paths"]:
+            continue
+        key = str(r.get("item_id") or r.get("product") or r["sample_id"])
+        if key not in chosen or (r["task"] == prefer and chosen[key]["task"] != prefer):
+            chosen[key] = r
+    return list(chosen.values())
+
+
+def _ae_items(rows: list[dict[str, Any]], seed: int, known_brands: dict[str, str] | None) -> list[EvalItem]:
+    """Pairs of yes/no questions about each held-out item's own attribute values."""
+    subjects = [(r, {k: f.value for k, f in product_facts(r, known_brands).items()
+                     if k not in AE_SKIPPED_KEYS and len(f.value) <= AE_MAX_VALUE_CHARS})
+                for r in _per_item(rows, "attribute_extraction")]
+    # key -> category -> product -> value: the pool a "no" is drawn from
+    pool: dict[str, dict[Any, dict[str, str]]] = {}
+    for r, facts in subjects:
+        for key, value in facts.items():
+            pool.setdefault(key, {}).setdefault(r.get("category"), {}).setdefault(str(r.get("product") or r["sample_id"]), value)
+    items: list[EvalItem] = []
+    for r, facts in subjects:
+        product = str(r.get("product") or r["sample_id"])
+        for key, value in facts.items():
+            truth = normalise_value(value)
+
+            def others(by_product: dict[str, str]) -> list[str]:
+                return [v for p, v in by_product.items() if p != product and normalise_value(v) != truth]
+
+            by_category = pool[key]
+            candidates = others(by_category.get(r.get("category"), {}))
+            if not candidates:  # the category has no other value of this key: any other product's
+                candidates = [v for c, by_product in by_category.items() for v in others(by_product)]
+            # one entry per distinct value, so a common value is not drawn more often than a rare one
+            distinct: dict[str, str] = {}
+            for v in sorted(candidates):
+                distinct.setdefault(normalise_value(v), v)
+            if not distinct:
+                continue
+            wrong = random.Random(f"{seed}:{r['sample_id']}:{key}").choice(sorted(distinct.values()))
+            items.append(_item(r, "AE", ae_question(key, value), YES, f":{key}:yes"))
+            items.append(_item(r, "AE", ae_question(key, wrong), NO, f":{key}:no"))
+    return items
+
+
+def limit_balanced(items: list[EvalItem], limit: int | None) -> list[EvalItem]:
+    """``limit // 2`` "yes" and as many "no" items (one of each at least), in their order: a limit keeps
+    the set balanced."""
+    if not limit:
+        return items
+    half = max(1, limit // 2)
+    yes = [k for k, i in enumerate(items) if i.reference == YES][:half]
+    no = [k for k, i in enumerate(items) if i.reference == NO][:half]
+    n = min(len(yes), len(no))
+    return [items[k] for k in sorted(yes[:n] + no[:n])]
+
+
+def objective_items(rows: list[dict[str, Any]], seed: int = 0, limit_per_task: int | None = None, *,
+                    known_brands: dict[str, str] | None = None) -> list[EvalItem]:
+    """Balanced yes/no items for AE, DD and PM from held-out rows. ``known_brands`` (:func:`brand_index`
+    of the whole snapshot) finds a brand in a title; by default the held-out rows' own brands."""
     items: list[EvalItem] = []
     for r in rows:
         task = OBJECTIVE_TASKS.get(r["task"])
         if task in ("DD", "PM") and r.get("answer_format") == "yes_no" and r.get("label") in ("yes", "no") and r["blob_paths"]:
             items.append(_item(r, task, r["question"], r["label"]))
-    # AE: "Is the brand of this product X?" with X true, or another held-out product's value
-    attrs = [(r, parse_attributes(r["answer"]) or {}) for r in rows if r["task"] == "attribute_extraction" and r["blob_paths"]]
-    values: dict[str, set[str]] = {}
-    for _, a in attrs:
-        for key in AE_QUESTION_KEYS:
-            v = a.get(key)
-            if v and normalise_value(v) != UNANSWERABLE:
-                values.setdefault(key, set()).add(str(v))
-    rng = random.Random(seed)
-    for r, a in attrs:
-        for key in AE_QUESTION_KEYS:
-            v = a.get(key)
-            if not v or normalise_value(v) == UNANSWERABLE:
-                continue
-            others = sorted(x for x in values.get(key, ()) if normalise_value(x) != normalise_value(v))
-            items.append(_item(r, "AE", f"Is the {key.lower()} of this product {v}?", "yes", f":{key}:yes"))
-            if others:
-                items.append(_item(r, "AE", f"Is the {key.lower()} of this product {rng.choice(others)}?", "no", f":{key}:no"))
+    items += _ae_items(rows, seed, brand_index(rows) if known_brands is None else known_brands)
     out: list[EvalItem] = []
     for task in ("AE", "DD", "PM"):
         balanced = yes_no_balance([i for i in items if i.task == task], key=lambda i: i.reference, seed=seed)
-        out += balanced[:limit_per_task] if limit_per_task else balanced
+        out += limit_balanced(balanced, limit_per_task)
     return out
 
 
@@ -99,9 +178,16 @@ def generative_items(rows: list[dict[str, Any]], limit: int | None = None) -> li
     return items[:limit] if limit else items
 
 
-def attribute_items(rows: list[dict[str, Any]], limit: int | None = None) -> list[EvalItem]:
-    items = [_item(r, "attribute_extraction", r["question"], r["answer"]) for r in rows
-             if r["task"] == "attribute_extraction" and r["blob_paths"] and parse_attributes(r["answer"])]
+def attribute_items(rows: list[dict[str, Any]], limit: int | None = None, *,
+                    known_brands: dict[str, str] | None = None) -> list[EvalItem]:
+    """One item per held-out item with an attribute-extraction sample and images: the sample's question,
+    the reference every fact the item's own fields state (not the generated answer), as JSON."""
+    known = brand_index(rows) if known_brands is None else known_brands
+    items = []
+    for r in _per_item([r for r in rows if r["task"] == "attribute_extraction"], "attribute_extraction"):
+        facts = product_facts(r, known)
+        if facts:
+            items.append(_item(r, "attribute_extraction", r["question"], json.dumps({k: f.value for k, f in facts.items()}, ensure_ascii=False)))
     return items[:limit] if limit else items
 
 

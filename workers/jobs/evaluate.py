@@ -72,14 +72,15 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
     from .. import models
 
     try:
-        rows = training.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"])
+        rows = training.eval_rows(ctx.lake, ctx.engine, p["snapshot"])
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     train_rows, held_out = bm.split_rows(rows, config.holdout, config.seed)
     limit = p.get("limit")
-    items = {"objective": lambda: bm.objective_items(held_out, config.seed, limit),
+    brands = bm.brand_index(rows)  # the whole snapshot's brands, to find one in a held-out product's title
+    items = {"objective": lambda: bm.objective_items(held_out, config.seed, limit, known_brands=brands),
              "generative": lambda: bm.generative_items(held_out, limit),
-             "attributes": lambda: bm.attribute_items(held_out, limit)}[benchmark]()
+             "attributes": lambda: bm.attribute_items(held_out, limit, known_brands=brands)}[benchmark]()
     if not items:
         ctx.log(f"{benchmark}: the held-out products give no items; nothing to evaluate", level="warning")
         return {"items": 0, "scores": {}}
