@@ -41,6 +41,17 @@ class ImageError(Exception):
         self.code = code
         self.message = message
 
+    def about(self, ref: str, *, row_number: int | None = None, row_id: str | None = None, scrub=lambda text: text) -> str:
+        """The reason with the file it concerns and the source row it came from, as a person reads it:
+        ``image 'photos/12.jpg' (row 3, id SKU-12): cannot decode the image: ...``. ``scrub`` (redaction)
+        applies to the file name and the reason, not to the row's id (a key field, kept as the source has it)."""
+        ref = ref.strip()
+        reason = self.message
+        if ref and reason.startswith(repr(ref)):  # "'x.jpg': no such file ..." names the file already
+            reason = reason[len(repr(ref)):].lstrip(": ")
+        where = ", ".join(x for x in (f"row {row_number}" if row_number is not None else "", f"id {row_id}" if row_id else "") if x)
+        return f"image {scrub(_short(ref))!r}{f' ({where})' if where else ''}: {scrub(reason)}"
+
 
 @dataclass
 class ImageInfo:

@@ -122,3 +122,31 @@ def test_addresses_that_are_not_public_are_refused(monkeypatch, tmp_path):
             read_reference(f"http://rebind.test:{port}/ok.jpg", tmp_path, ImageLimits(fetch_timeout_s=3))
         assert len(calls) == 2  # it did connect: the peer check, not the lookup, stopped it
         assert info.value.code == "url_not_allowed" and "127.0.0.1" in info.value.message
+
+
+def test_ingest_error_for_a_broken_image_names_the_file_and_the_rows_id(home, shared_data, tmp_path):
+    from curation.mapping import ColumnMapping
+    from db import queries
+    from db.store import init_store, open_store
+    from vitpro.settings import load_settings
+    from workers.jobs import ingest as ingest_job
+
+    from .test_generation import _run_job
+
+    photo = (shared_data / "abo-samples" / "images" / "B0799CK52K").glob("*.jpg")
+    data = next(iter(sorted(photo))).read_bytes()
+    root = tmp_path / "photos"
+    write(root / "whole.jpg", data)
+    write(root / "cut" / "half.jpg", data[: len(data) // 2])  # a real photo cut short in transfer
+    src = tmp_path / "cat.csv"
+    src.write_text("sku,title,img\nSKU-7,Yoga bag,whole.jpg\nSKU-8,Yoga bag again,cut/half.jpg\nSKU-9,Lost,nowhere.jpg\n")
+    init_store(load_settings().store)
+    mapping = ColumnMapping(columns={"external_id": ["sku"], "title": ["title"], "images": ["img"]})
+    job = _run_job("ingest", ingest_job.prepare_params(source=str(src), fmt="csv", mapping=mapping, name="cat", image_root=str(root), redact=True))
+    assert job.status == "succeeded" and job.counts["images_ingested"] == 1 and job.counts["images_failed"] == 2
+    errors = {e["code"]: e for e in queries.error_rows(open_store(load_settings().store), stage="image")}
+    cut = errors["truncated_image"]
+    assert cut["message"].startswith("image 'cut/half.jpg' (row 2, id SKU-8): cannot decode the image:"), cut["message"]
+    assert cut["subject"] == "cut/half.jpg" and cut["row_number"] == 2
+    # a message that named the file already does not name it twice
+    assert errors["missing_file"]["message"] == f"image 'nowhere.jpg' (row 3, id SKU-9): no such file under {os.path.realpath(root)}"

@@ -190,8 +190,9 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 blob = store_blob(blob_root, info)
             except ImageError as exc:
                 images_failed += 1
+                message = exc.about(ref, row_number=draft.row_number, row_id=draft.item.get("external_id"), scrub=scrub)
                 errors.append(
-                    _error_row(ctx, "image", exc.code, scrub(exc.message), row_number=draft.row_number, item_id=item_id, subject=scrub(ref)[:500])
+                    _error_row(ctx, "image", exc.code, message, row_number=draft.row_number, item_id=item_id, subject=scrub(ref)[:500])
                 )
                 continue
             images.append(
