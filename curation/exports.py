@@ -4,9 +4,11 @@ TRL prompt/completion and Parquet.
 Every export is built in memory, checked by the validator of its format, then written to a fresh folder
 next to the target and moved into place, so a failed export never leaves half a folder. The folder holds
 the data file(s), ``images/`` (content-addressed, so paths are stable across exports) and
-``manifest.json`` with the counts, filter, DuckLake version, model and prompt ids and the sha256 of
-every file. Nothing in it depends on when or where it was written: the same snapshot gives the same
-bytes (the tests hold it to that).
+``manifest.json`` with the counts, filter, DuckLake version, model and prompt ids, how the image paths
+resolve (``image_paths``) and the sha256 of every file. Image paths are relative to the export folder;
+nothing in it depends on when or where it was written: the same snapshot gives the same bytes (the tests
+hold it to that). ``absolute_paths=True`` writes each image's absolute path in the folder instead, for
+trainers started elsewhere (those bytes then depend on where the folder is, and moving it breaks them).
 
 Prompts are laid out by ``prompt_layout`` (the layout scoring and training use too): one image is
 ``<image>\\n`` then the question; several images are numbered ``[1] <image>``, ``[2] <image>`` ... and the
@@ -34,6 +36,17 @@ FORMATS = ("llava", "llamafactory", "swift", "trl", "parquet")
 DATA_FILES = {"llava": "llava.json", "llamafactory": "data.json", "swift": "data.jsonl", "trl": "data.jsonl", "parquet": "data.parquet"}
 MANIFEST = "manifest.json"
 LLAMAFACTORY_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+# How each trainer finds an image from the path in a record (the manifest's ``image_paths``, and the CLI says it).
+IMAGE_PATHS = {
+    "llava": "relative to this folder: give the folder as LLaVA's --image_folder",
+    "llamafactory": "relative to this folder, LLaMA-Factory's dataset_dir: run llamafactory-cli train train_lora.yaml here (its dataset_dir is .)",
+    "swift": "relative to this folder: ms-swift opens a relative path from the directory it runs in, else under $ROOT_IMAGE_DIR; "
+             "run swift sft here or set ROOT_IMAGE_DIR to this folder",
+    "trl": "relative to this folder: TRL opens no image paths itself and a relative path opens from the working directory; "
+           "load the images from here or join each path with this folder",
+    "parquet": "relative to this folder",
+}
+ABSOLUTE_IMAGE_PATHS = "absolute paths of the images in this folder as it was written (moving the folder breaks them)"
 
 
 class ExportError(ValueError):
@@ -97,8 +110,10 @@ def swift_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
 
 
 def trl_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
-    # Conversational prompt/completion: TRL's SFTTrainer computes the loss on the completion only.
-    content = prompt_parts(s, ocr=ocr)
+    # Conversational prompt/completion: TRL's SFTTrainer computes the loss on the completion only. Images are
+    # parts of their own, so the line break the flat layouts put after ``<image>`` has no place here.
+    content = [p if p["type"] != "text" else {**p, "text": p["text"].lstrip("\n")} for p in prompt_parts(s, ocr=ocr)]
+    content = [p for p in content if p["type"] != "text" or p["text"]]
     return {
         "id": s.sample_id,
         "prompt": [{"role": "user", "content": content}],
@@ -200,6 +215,8 @@ def _check_trl(r: dict, where: str, problems: list[str], root: Path | None) -> N
                 return
             elif IMAGE_TAG in part["text"]:
                 problems.append(f"{where}: an <image> tag inside text (TRL places images by parts)")
+            elif part["text"].startswith("\n"):
+                problems.append(f"{where}: a text part starts with a line break (images are parts of their own)")
     if any(p.get("type") == "image" for p in completion[0]["content"]):
         problems.append(f"{where}: an image in the completion")
     if n_image_parts != len(images):
@@ -239,6 +256,33 @@ def validate(fmt: str, records: list[dict[str, Any]], *, root: Path | None = Non
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise ExportError(f"{fmt} export is not valid: " + "; ".join(problems[:10]) + more)
+
+
+# ---- image paths ---------------------------------------------------------------------------------------
+def _map_images(fmt: str, record: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    """The record with ``fn`` applied to each image path (LLaVA's ``image``, the others' ``images``)."""
+    key = "image" if fmt == "llava" else "images"
+    value = record.get(key)
+    if isinstance(value, str):
+        return {**record, key: fn(value)}
+    if isinstance(value, list):
+        return {**record, key: [fn(p) if isinstance(p, str) else p for p in value]}
+    return record
+
+
+def _relative_to(base: Path, where: str) -> Callable[[str], str]:
+    """An absolute image path as the path relative to ``base`` it stands for; refused outside ``base``."""
+    def relative(path: str) -> str:
+        try:
+            return Path(path).relative_to(base).as_posix()
+        except ValueError:
+            raise ExportError(f"{where}: image path {path!r} is not inside {base} (was the folder moved?)") from None
+    return relative
+
+
+def image_paths_note(fmt: str, absolute: bool = False) -> str:
+    """How the format's trainer finds an image from a record's path (what the manifest and the CLI say)."""
+    return ABSOLUTE_IMAGE_PATHS if absolute else IMAGE_PATHS[fmt]
 
 
 # ---- serialising -------------------------------------------------------------------------------------
@@ -312,6 +356,7 @@ def write_export(
     dataset_name: str = "vitpro",
     progress: Callable[[int], None] | None = None,
     extra_files: dict[str, bytes] | None = None,
+    absolute_paths: bool = False,
 ) -> ExportResult:
     """Build, validate and write one export of ``samples`` to ``out``.
 
@@ -319,6 +364,7 @@ def write_export(
     ``meta`` (snapshot, filter, DuckLake version, models, prompts, trainer settings) goes into the manifest
     with every local path in it cut to its last name (``model_ids.scrub_paths``). ``extra_files`` (a
     trainer's config, e.g. ``train_lora.yaml``) are written beside the data and hashed like it.
+    ``absolute_paths``: the records name each image by its absolute path in ``out`` (not relative to it).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
@@ -332,6 +378,9 @@ def write_export(
     builder = RECORD_BUILDERS[fmt]
     records = [builder(s, ocr) for s in samples]
     validate(fmt, records)
+    base = out.resolve()
+    if absolute_paths:
+        records = [_map_images(fmt, r, lambda p: str(base / p)) for r in records]
     files = data_files(fmt, records, dataset_name)
     clash = sorted(set(extra_files or {}) & (set(files) | {MANIFEST}))
     if clash:
@@ -361,7 +410,10 @@ def write_export(
             hashes[rel] = file_sha256(target)
             if progress and (k % 200 == 0 or k == len(images) - 1):
                 progress(k + 1)
-        validate(fmt, read_records(fmt, staging), root=staging)  # what a trainer will read, read back
+        back = read_records(fmt, staging)  # what a trainer will read, read back
+        if absolute_paths:  # the paths name the final folder; its files are in staging until the move
+            back = [_map_images(fmt, r, _relative_to(base, f"record {k}")) for k, r in enumerate(back)]
+        validate(fmt, back, root=staging)
         per_task: dict[str, int] = {}
         for s in samples:
             per_task[s.task] = per_task.get(s.task, 0) + 1
@@ -375,6 +427,8 @@ def write_export(
             "per_task": dict(sorted(per_task.items())),
             "ocr_in_prompt": ocr,
             "prompt_layout": "one image: '<image>\\n' + question; several: '[k] <image>' lines, then '###'; OCR as 'OCR Tokens: ...' then '###'",
+            "image_paths": image_paths_note(fmt, absolute_paths),
+            "absolute_paths": absolute_paths,
             **meta,
             "files": dict(sorted(hashes.items())),
         }
@@ -390,7 +444,8 @@ def write_export(
 
 def verify_export(folder: Path) -> dict[str, Any]:
     """Check an export folder as a trainer would meet it: the records obey the format's rules, every image
-    is there, and every file's sha256 is the manifest's. Returns the manifest; raises ExportError."""
+    is there (an export with absolute paths: in this very folder), and every file's sha256 is the
+    manifest's. Returns the manifest; raises ExportError."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -400,6 +455,8 @@ def verify_export(folder: Path) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise ExportError(f"{folder}: the manifest names no known format")
     records = read_records(fmt, folder)
+    if manifest.get("absolute_paths"):
+        records = [_map_images(fmt, r, _relative_to(folder.resolve(), f"record {k}")) for k, r in enumerate(records)]
     validate(fmt, records, root=folder)
     if len(records) != manifest.get("records"):
         raise ExportError(f"{folder}: {len(records)} records, the manifest says {manifest.get('records')}")

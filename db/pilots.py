@@ -31,8 +31,10 @@ def _now() -> datetime:
 
 
 def draw(lake: Lake, *, size: int, seed: int, vis_model: str, segment: str = "answer", clip_model: str | None = None, selection: str | None = None) -> list[dict[str, Any]]:
-    """``size`` samples scored by the VLM, spread evenly over (task, VisAttnScore decile): rank within each
-    stratum by md5(seed, id), then take the first of every stratum, the second of every stratum, ..."""
+    """``size`` samples scored by the VLM, spread evenly over tasks, and within each task over its
+    VisAttnScore deciles: rank within each (task, decile) by md5(seed, id) and order each task's samples
+    round-robin over its deciles; then take every task's first, every task's second, ... so the tasks get
+    as many each (within one) until a task has no more. Deciles are over all scored samples."""
     chosen = "AND x.sample_id IN (SELECT subject_id FROM selections WHERE name = ? AND subject_kind = 'sample')" if selection else ""
     clip_join = (
         "LEFT JOIN (SELECT subject_id AS item_id, any_value(value) AS clip FROM scores WHERE subject_kind = 'item' "
@@ -45,10 +47,12 @@ def draw(lake: Lake, *, size: int, seed: int, vis_model: str, segment: str = "an
         f"AND v.segment = ? AND v.value IS NOT NULL {clip_join} WHERE TRUE {chosen}), "
         "deciled AS (SELECT *, ntile(10) OVER (ORDER BY vis, sample_id) AS decile FROM scored), "
         "ranked AS (SELECT *, row_number() OVER (PARTITION BY task, decile ORDER BY md5(CAST(? AS VARCHAR) || ':' || sample_id)) AS k, "
-        "md5(CAST(? AS VARCHAR) || ':' || task || ':' || CAST(decile AS VARCHAR)) AS stratum_order FROM deciled) "
-        "SELECT sample_id, task, decile, vis, clip FROM ranked ORDER BY k, stratum_order LIMIT ?"
+        "md5(CAST(? AS VARCHAR) || ':' || task || ':' || CAST(decile AS VARCHAR)) AS stratum_order FROM deciled), "
+        "per_task AS (SELECT *, row_number() OVER (PARTITION BY task ORDER BY k, stratum_order) AS j, "
+        "md5(CAST(? AS VARCHAR) || ':' || task) AS task_order FROM ranked) "
+        "SELECT sample_id, task, decile, vis, clip FROM per_task ORDER BY j, task_order LIMIT ?"
     )
-    params = [vis_model, segment, *([clip_model] if clip_model else []), *([selection] if selection else []), seed, seed, size]
+    params = [vis_model, segment, *([clip_model] if clip_model else []), *([selection] if selection else []), seed, seed, seed, size]
     cols = ["sample_id", "task", "decile", "vis_attn", "clip_score"]
     return [dict(zip(cols, r)) for r in lake.fetchall(sql, params)]
 
@@ -129,11 +133,17 @@ def _upsert(s: Session, pilot_id: int, sample_id: str, annotator: str, label: st
 
 
 def export_csv(engine: Engine, pilot: Pilot) -> str:
+    """Every annotator's labels (the import format). A pilot with no labels yet gives one row per sample,
+    in labelling order, with the label left blank: fill it in and import it (blank rows are left out)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for row in labels(engine, pilot.id):
+    found = labels(engine, pilot.id)
+    for row in found:
         writer.writerow([pilot.name, row.sample_id, row.annotator, row.label, json.dumps(row.ungrounded_words or []), row.note or ""])
+    if not found:
+        for sample in samples(engine, pilot.id):
+            writer.writerow([pilot.name, sample.sample_id, "", "", "[]", ""])
     return out.getvalue()
 
 
@@ -141,20 +151,26 @@ def export_csv(engine: Engine, pilot: Pilot) -> str:
 class ImportResult:
     written: int
     annotators: list[str]
+    blank: int = 0  # rows with no label (a template row not filled in): left out
 
 
 def import_csv(engine: Engine, pilot: Pilot, text: str, *, default_annotator: str | None = None) -> ImportResult:
     """All rows are checked first; one bad row (unknown sample, bad label, broken words list) refuses the
-    whole file with the row numbers, and nothing changes."""
+    whole file with the row numbers, and nothing changes. A row of a pilot sample with the label left
+    blank (the template :func:`export_csv` writes before any label) is left out and counted."""
     reader = csv.DictReader(io.StringIO(text))
     missing = {"sample_id", "label"} - set(reader.fieldnames or [])
     if missing:
         raise PilotError(f"the CSV needs the column(s) {', '.join(sorted(missing))}; it has {', '.join(reader.fieldnames or []) or 'none'}")
     known = {r.sample_id for r in samples(engine, pilot.id)}
     rows, problems = [], []
+    blank = 0
     for n, record in enumerate(reader, start=2):
         sample_id = (record.get("sample_id") or "").strip()
         label = (record.get("label") or "").strip()
+        if not label and sample_id in known:  # a sample of the exported template not labelled (yet)
+            blank += 1
+            continue
         annotator = (record.get("annotator") or "").strip() or default_annotator
         if record.get("pilot") and record["pilot"].strip() not in ("", pilot.name):
             problems.append(f"row {n}: pilot {record['pilot']!r} is not {pilot.name!r}")
@@ -178,7 +194,7 @@ def import_csv(engine: Engine, pilot: Pilot, text: str, *, default_annotator: st
     with Session(engine) as s, s.begin():
         for sample_id, annotator, label, words, note in rows:
             _upsert(s, pilot.id, sample_id, annotator, label, words, note)
-    return ImportResult(len(rows), sorted({r[1] for r in rows}))
+    return ImportResult(len(rows), sorted({r[1] for r in rows}), blank)
 
 
 def delete_pilot(engine: Engine, name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,14 @@ def test_filter_pilot_snapshot_export_from_the_command_line(store, vitpro_cli, t
     assert "llamafactory-cli train train_lora.yaml" in exported.stdout and "swift sft" in exported.stdout
     for fmt in ("llava", "llamafactory", "swift", "trl", "parquet"):  # no path of this machine in what goes to others
         assert str(tmp_path) not in (out_dir / fmt / "manifest.json").read_text()
+    # how a trainer finds the images, said on the command line and in the manifest; --absolute-paths for one started elsewhere
+    assert f"{out_dir / 'swift'}: image paths relative to this folder: ms-swift opens a relative path" in exported.stdout
+    assert f"{out_dir / 'trl'}: image paths relative to this folder: TRL opens no image paths itself" in exported.stdout
+    absolute = run("snapshot", "export", "s1", "--format", "trl", "--out", str(tmp_path / "abs"), "--absolute-paths", "--local", check=True).stdout
+    assert f"{tmp_path / 'abs' / 'trl'}: image paths absolute paths of the images in this folder" in absolute
+    first = json.loads((tmp_path / "abs" / "trl" / "data.jsonl").read_text().splitlines()[0])
+    assert first["images"] and all(p.startswith(str((tmp_path / "abs" / "trl").resolve())) and Path(p).is_file() for p in first["images"])
+    assert "valid trl export" in run("snapshot", "verify", str(tmp_path / "abs" / "trl"), check=True).stdout
     # the same export again is allowed (same snapshot and format); another snapshot's is not, without --force
     run("filter", "save", "loose", "--where", "vis_attn >= p5", check=True)
     run("snapshot", "create", "s2", "--filter", "loose", check=True)

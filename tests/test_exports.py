@@ -66,7 +66,9 @@ def test_every_format_round_trips_through_its_validator(tmp_path):
     trl = [json.loads(line) for line in (tmp_path / "out/trl/data.jsonl").read_text().splitlines()]
     parts = trl[1]["prompt"][0]["content"]
     assert [p["type"] for p in parts] == ["text", "image", "text", "image", "text"]
-    assert parts[2]["text"] == "\n[2] " and parts[4]["text"] == "\n###\nOCR Tokens: [1] ACME\n###\nWhich box is dented?"
+    # images are parts of their own: no text part starts with the flat layouts' line break after <image>
+    assert parts[2]["text"] == "[2] " and parts[4]["text"] == "###\nOCR Tokens: [1] ACME\n###\nWhich box is dented?"
+    assert trl[0]["prompt"][0]["content"] == [{"type": "image"}, {"type": "text", "text": "OCR Tokens: JAM 250 g\n###\nWhat is [image] this?"}]
     assert trl[1]["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": "The second one."}]}]
 
 
@@ -92,6 +94,7 @@ BROKEN = {
         (lambda r: r["prompt"][0]["content"].remove({"type": "image"}), "1 image part\\(s\\) for 2 image"),
         (lambda r: r["prompt"][0]["content"].append({"type": "text", "text": "<image>"}), "<image> tag inside text"),
         (lambda r: r.update(completion=[]), "completion one assistant message"),
+        (lambda r: r["prompt"][0]["content"][-1].update(text="\n" + r["prompt"][0]["content"][-1]["text"]), "starts with a line break"),
     ],
     "parquet": [
         (lambda r: r.update(answer=""), "answer must be non-empty"),
@@ -207,3 +210,32 @@ def test_model_ids_in_exports_are_hub_ids_or_folder_names(tmp_path):
     verify_export(out)
     with pytest.raises(ExportError, match="replace the export's own"):
         write_export(tmp_path / "y", "swift", samples, sources=sources, meta={}, extra_files={"data.jsonl": b""})
+
+
+def test_manifest_says_how_image_paths_resolve_and_absolute_paths_point_into_the_folder(tmp_path):
+    samples, sources = _samples(tmp_path)
+    for fmt in ("swift", "trl"):
+        rel = write_export(tmp_path / "rel" / fmt, fmt, samples, sources=sources, meta={"snapshot": "t"})
+        manifest = json.loads((rel.folder / "manifest.json").read_text())
+        assert manifest["absolute_paths"] is False and manifest["image_paths"].startswith("relative to this folder")
+        assert read_records(fmt, rel.folder)[0]["images"] == ["images/ab/2.png"]
+    assert "ROOT_IMAGE_DIR" in json.loads((tmp_path / "rel/swift/manifest.json").read_text())["image_paths"]
+    assert "TRL opens no image paths itself" in json.loads((tmp_path / "rel/trl/manifest.json").read_text())["image_paths"]
+    # relative paths: the same bytes wherever the folder is written
+    write_export(tmp_path / "elsewhere" / "swift", "swift", samples, sources=sources, meta={"snapshot": "t"})
+    assert (tmp_path / "elsewhere/swift/data.jsonl").read_bytes() == (tmp_path / "rel/swift/data.jsonl").read_bytes()
+
+    for fmt in FORMATS:
+        out = tmp_path / "abs" / fmt
+        write_export(out, fmt, samples, sources=sources, meta={"snapshot": "t"}, absolute_paths=True)
+        manifest = verify_export(out)
+        assert manifest["absolute_paths"] is True and manifest["image_paths"].startswith("absolute paths")
+        records = read_records(fmt, out)
+        paths = [records[0]["image"]] if fmt == "llava" else records[0]["images"]
+        assert paths == [str(out.resolve() / "images/ab/2.png")] and Path(paths[0]).is_file()
+    multi = read_records("trl", tmp_path / "abs" / "trl")[1]["images"]
+    assert multi == [str((tmp_path / "abs/trl").resolve() / f"images/ab/{k}.png") for k in (0, 1)]
+    # moved, the absolute paths point at nothing of the folder: verify says so
+    (tmp_path / "abs" / "swift").rename(tmp_path / "moved")
+    with pytest.raises(ExportError, match="is not inside .*moved.*was the folder moved"):
+        verify_export(tmp_path / "moved")

@@ -76,12 +76,20 @@ def test_pilot_draw_is_stratified_seeded_and_labels_import_all_or_nothing(pilot_
     assert len(rows) == 60 < len(scored) and len({r["sample_id"] for r in rows}) == 60
     assert rows == pilots.draw(lake, size=60, seed=1, vis_model=VIS_MODEL, clip_model=CLIP_MODEL)
     assert {r["sample_id"] for r in rows} != {r["sample_id"] for r in pilots.draw(lake, size=60, seed=2, vis_model=VIS_MODEL, clip_model=CLIP_MODEL)}
-    # round-robin over (task, decile): no stratum gets a second sample while one with spare samples has none
-    available = collections.Counter((r["task"], r["decile"]) for r in pilots.draw(lake, size=10_000, seed=1, vis_model=VIS_MODEL))
-    taken = collections.Counter((r["task"], r["decile"]) for r in rows)
-    not_exhausted = [taken.get(k, 0) for k in available if taken.get(k, 0) < available[k]]
-    level = min(not_exhausted)
-    assert all(taken.get(k, 0) in (min(available[k], level), min(available[k], level + 1)) for k in available)
+    # evenly over tasks: no task gets one more while another with spare samples has fewer
+    everything = pilots.draw(lake, size=10_000, seed=1, vis_model=VIS_MODEL)
+    available = collections.Counter(r["task"] for r in everything)
+    taken = collections.Counter(r["task"] for r in rows)
+    level = min(taken[t] for t in available if taken[t] < available[t])
+    assert all(taken[t] in (min(available[t], level), min(available[t], level + 1)) for t in available), (taken, available)
+    assert len(set(available.values())) > 1  # the tasks have unequal numbers of scored samples (6 to 41 here)
+    # and within a task round-robin over its deciles: none gets a second while one with spare samples has none
+    for task in available:
+        spare = collections.Counter(r["decile"] for r in everything if r["task"] == task)
+        got = collections.Counter(r["decile"] for r in rows if r["task"] == task)
+        low = min((got[d] for d in spare if got[d] < spare[d]), default=None)
+        if low is not None:
+            assert all(got[d] in (min(spare[d], low), min(spare[d], low + 1)) for d in spare), (task, got, spare)
     assert len({r["decile"] for r in rows}) == 10 and len({r["task"] for r in rows}) == len({t for t, _ in scored})
     assert sum(r["clip_score"] is not None for r in rows) >= 50  # CLIPScore of the sample's item, where there is one
 
@@ -134,3 +142,31 @@ def test_labelling_loop_reads_answers_and_prints_customer_text_safely():
     hostile = "Refund\x1b[2J\x1b]0;owned\x07 now\r\nplease"
     assert "\x1b" not in _clean(hostile) and "\x07" not in _clean(hostile) and "\r" not in _clean(hostile)
     assert _one_line(hostile) == "Refund [2J ]0;owned now please"
+
+
+def test_export_before_any_label_writes_the_sample_ids_to_label_by_csv(pilot_store, tmp_path, vitpro_cli):
+    lake, engine = pilot_store
+    rows = pilots.draw_and_create(lake, engine, name="p", size=12, seed=4, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="tester")
+    out = vitpro_cli("pilot", "export", "p", "--out", str(tmp_path / "todo.csv"), check=True)
+    assert "wrote 12 sample id(s) with blank labels" in out.stderr and "vitpro pilot import p" in out.stderr
+    template = list(csv.DictReader(io.StringIO((tmp_path / "todo.csv").read_text())))
+    assert [r["sample_id"] for r in template] == [r["sample_id"] for r in rows]  # in labelling order
+    assert {(r["pilot"], r["label"], r["annotator"]) for r in template} == {("p", "", "")}
+    # label a few in the file, leave the rest blank, bring it back
+    for k, r in enumerate(template[:5]):
+        r["label"], r["annotator"] = ("grounded" if k % 2 else "not_grounded"), "dana"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(pilots.CSV_COLUMNS))
+    writer.writeheader()
+    writer.writerows(template)
+    (tmp_path / "done.csv").write_text(buf.getvalue())
+    imported = vitpro_cli("pilot", "import", "p", str(tmp_path / "done.csv"), check=True).stdout
+    assert "imported 5 label(s) from dana into pilot 'p'; 7 row(s) with no label left out" in imported
+    pilot = pilots.get(engine, "p")
+    assert {(l.sample_id, l.label) for l in pilots.labels(engine, pilot.id)} == {
+        (r["sample_id"], "grounded" if k % 2 else "not_grounded") for k, r in enumerate(template[:5])}
+    # once labelled, the export is the labels again
+    assert len(list(csv.DictReader(io.StringIO(pilots.export_csv(engine, pilot))))) == 5
+    # a blank label on a sample that is not in the pilot is still refused
+    with pytest.raises(pilots.PilotError, match="not in pilot 'p'"):
+        pilots.import_csv(engine, pilot, "sample_id,label,annotator\nnot-a-sample,,dana\n")

@@ -408,7 +408,7 @@ def pilot_label(name, annotator, open_images, redo) -> None:
 @click.option("--annotator", help="Annotator for rows without one.")
 def pilot_import(name, file, annotator) -> None:
     """Import labels from CSV (columns sample_id, label, optional annotator, ungrounded_words as a JSON list, note).
-    One bad row refuses the whole file and nothing changes."""
+    One bad row refuses the whole file and nothing changes; rows with the label left blank are left out."""
     from db import pilots
 
     p = _get_pilot(name)
@@ -420,22 +420,31 @@ def pilot_import(name, file, annotator) -> None:
         result = pilots.import_csv(_engine(), p, text, default_annotator=annotator)
     except pilots.PilotError as exc:
         _fail(str(exc))
-    click.echo(f"imported {result.written} label(s) from {', '.join(result.annotators)} into pilot {name!r}")
+    click.echo(f"imported {result.written} label(s) from {', '.join(result.annotators) or 'no one'} into pilot {name!r}"
+               + (f"; {result.blank} row(s) with no label left out" if result.blank else ""))
 
 
 @pilot.command("export")
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="CSV file (default: print).")
 def pilot_export(name, out) -> None:
-    """Every annotator's labels as CSV (the import format)."""
+    """Every annotator's labels as CSV (the import format). Before any label: every sample id with the label
+    left blank, to label in a spreadsheet and bring back with `vitpro pilot import`."""
     from db import pilots
 
-    text = pilots.export_csv(_engine(), _get_pilot(name))
+    engine = _engine()
+    p = _get_pilot(name)
+    text = pilots.export_csv(engine, p)
+    rows = max(0, text.count(chr(10)) - 1)
+    template = not pilots.labels(engine, p.id)
     if out:
         out.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {max(0, text.count(chr(10)) - 1)} label(s) to {out}", err=True)
+        click.echo(f"wrote {rows} sample id(s) with blank labels to {out}" if template else f"wrote {rows} label(s) to {out}", err=True)
     else:
         click.echo(text, nl=False)
+    if template:
+        click.echo(f"no labels yet: fill in label ({', '.join(pilots.LABEL_VALUES)}) and annotator, then "
+                   f"vitpro pilot import {name} {out or 'FILE'} (blank rows are left out)", err=True)
 
 
 @pilot.command("report")
@@ -598,13 +607,15 @@ def snapshot_diff(a, b, as_json) -> None:
 @click.option("--base-model", envvar="VITPRO_BASE_MODEL", help="The model you will tune on the export, a hub id or a checkpoint folder: "
               "LLaMA-Factory's train_lora.yaml and the ms-swift command are written for it (default: Qwen/Qwen2.5-VL-7B-Instruct).")
 @click.option("--family", help="The base model's family (see `vitpro models families`), when its id does not tell it.")
+@click.option("--absolute-paths", is_flag=True, help="Name each image by its absolute path in OUT/<format>/ (for a trainer started elsewhere; "
+              "moving the folder breaks them). Default: paths relative to OUT/<format>/.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_model, family, wait, local) -> None:
+def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_model, family, absolute_paths, wait, local) -> None:
     """Export a snapshot (a job on the cpu queue): validated records, images, manifest with sha256 of every
-    file; beside the LLaMA-Factory export a ready train_lora.yaml, and in the ms-swift manifest the
-    matching `swift sft` command, both with the paper's LoRA settings."""
-    from curation.exports import FORMATS
+    file and how the image paths resolve; beside the LLaMA-Factory export a ready train_lora.yaml, and in
+    the ms-swift manifest the matching `swift sft` command, both with the paper's LoRA settings."""
+    from curation.exports import FORMATS, image_paths_note
     from workers.jobs import export as export_job
 
     _get_snapshot(name)
@@ -612,10 +623,12 @@ def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_mod
     out = out or load_settings().home / "exports" / name
     try:
         params = export_job.prepare_params(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
-                                           base_model=base_model, family=family)
+                                           base_model=base_model, family=family, absolute_paths=absolute_paths)
     except ValueError as exc:
         _fail(str(exc))
     _run_job("export", params, wait=wait, local=local)
+    for fmt in chosen:
+        click.echo(f"{Path(params['out']) / fmt}: image paths {image_paths_note(fmt, absolute_paths)}")
     if wait:
         for fmt in chosen:
             click.echo(f"  {fmt:<13} {Path(params['out']) / fmt}")

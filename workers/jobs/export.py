@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from curation.exports import DATA_FILES, FORMATS, ExportError, write_export
+from curation.exports import DATA_FILES, FORMATS, ExportError, image_paths_note, write_export
 from curation.model_ids import public_model_id
 from trainer.external_configs import DEFAULT_BASE_MODEL
 from db import snapshots
@@ -30,9 +30,10 @@ def same_export(folder: Path, snapshot: str, fmt: str) -> bool:
 
 
 def prepare_params(*, snapshot: str, formats: list[str], out: str, ocr: bool = False, link: bool = False, force: bool = False, dataset_name: str | None = None,
-                   base_model: str | None = None, family: str | None = None) -> dict[str, Any]:
+                   base_model: str | None = None, family: str | None = None, absolute_paths: bool = False) -> dict[str, Any]:
     """``base_model`` (a hub id or a checkpoint folder) and its ``family`` name the model the LLaMA-Factory
-    and ms-swift settings written beside those exports are for (default: Qwen2.5-VL-7B-Instruct)."""
+    and ms-swift settings written beside those exports are for (default: Qwen2.5-VL-7B-Instruct).
+    ``absolute_paths``: records name images by their absolute path in OUT/<format>/ (default: relative to it)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"unknown format(s) {', '.join(unknown) or '(none given)'}; formats are {', '.join(FORMATS)}")
@@ -44,7 +45,7 @@ def prepare_params(*, snapshot: str, formats: list[str], out: str, ocr: bool = F
     base = base_model or DEFAULT_BASE_MODEL
     return {
         "snapshot": snapshot, "formats": list(dict.fromkeys(formats)), "out": str(root), "ocr": bool(ocr), "link": bool(link),
-        "force": bool(force), "dataset_name": dataset_name or snapshot,
+        "force": bool(force), "dataset_name": dataset_name or snapshot, "absolute_paths": bool(absolute_paths),
         # the id as others may read it: a hub id, or the folder's name (never this machine's path)
         "base_model": public_model_id(base), "base_family": base_family(base, family).family,
     }
@@ -110,13 +111,15 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         result = write_export(
             Path(ctx.params["out"]) / fmt, fmt, samples, sources=sources, meta=meta, ocr=ctx.params["ocr"], extra_files=extra,
             link=ctx.params["link"], force=ctx.params["force"] or same_export(Path(ctx.params["out"]) / fmt, snap.name, fmt), dataset_name=ctx.params["dataset_name"],
+            absolute_paths=ctx.params.get("absolute_paths", False),
             # progress in samples: images copied stand for their share of the export
             progress=lambda k: (ctx.progress(int(len(samples) * k / n_images)), ctx.check()),
         )
     except (ExportError, snapshots.SnapshotError) as exc:
         raise PermanentError(str(exc)) from exc
     ctx.progress(len(samples))
-    ctx.log(f"{fmt}: {result.records} record(s), {result.images} image(s) in {result.folder}")
+    ctx.log(f"{fmt}: {result.records} record(s), {result.images} image(s) in {result.folder}; image paths: "
+            + image_paths_note(fmt, ctx.params.get("absolute_paths", False)))
     return {"records": result.records, "images": result.images, "formats_written": 1}
 
 
