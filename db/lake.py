@@ -13,11 +13,13 @@ import os
 import random
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import unquote, urlparse
 
 import duckdb
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,6 +189,18 @@ class Lake:
     def fetchone(self, query: str, params: list | tuple | None = None) -> tuple | None:
         with self._lock:
             return self.con.execute(query, params or []).fetchone()
+
+    @contextmanager
+    def probe(self, name: str, column: str, values: list[str]) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, under the lake's lock, with ``values`` as a one-column table ``name`` to join
+        against (thousands of ids are one join, not an IN list of parameters)."""
+        table = pa.table({column: pa.array(values, pa.string())})
+        with self._lock:
+            self.con.register(name, table)
+            try:
+                yield self.con
+            finally:
+                self.con.unregister(name)
 
     def scalar(self, query: str, params: list | tuple | None = None) -> Any:
         row = self.fetchone(query, params)

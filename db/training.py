@@ -5,7 +5,6 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow as pa
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
@@ -143,24 +142,19 @@ def product_fields(lake: Lake, sample_ids: list[str], *, version: int | None = N
     if not sample_ids:
         return {}
     v = version
-    probe = pa.table({"sample_id": pa.array(sample_ids, pa.string())})
-    with lake._lock:
-        lake.con.register("_probe_products", probe)
-        try:
-            rows = lake.con.execute(
-                f"WITH x AS (SELECT sample_id, item_id FROM {at_version('samples', v)} SEMI JOIN _probe_products USING (sample_id) "
-                "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
-                f"it AS (SELECT i.* FROM {at_version('items', v)} i SEMI JOIN x USING (item_id) "
-                "  QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ingested_at, run_id) = 1), "
-                f"cat AS (SELECT c.* FROM {at_version('items', v)} c WHERE c.kind = 'catalog' "
-                "  AND c.external_id IN (SELECT product_ref FROM it WHERE kind = 'feedback') "
-                "  QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY ingested_at, item_id) = 1) "
-                "SELECT x.sample_id, i.item_id, i.title, i.brand, CAST(i.attributes AS VARCHAR), "
-                "  p.title, p.brand, CAST(p.attributes AS VARCHAR) "
-                "FROM x JOIN it i USING (item_id) LEFT JOIN cat p ON i.kind = 'feedback' AND p.external_id = i.product_ref"
-            ).fetchall()
-        finally:
-            lake.con.unregister("_probe_products")
+    with lake.probe("_probe_products", "sample_id", sample_ids) as con:
+        rows = con.execute(
+            f"WITH x AS (SELECT sample_id, item_id FROM {at_version('samples', v)} SEMI JOIN _probe_products USING (sample_id) "
+            "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
+            f"it AS (SELECT i.* FROM {at_version('items', v)} i SEMI JOIN x USING (item_id) "
+            "  QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ingested_at, run_id) = 1), "
+            f"cat AS (SELECT c.* FROM {at_version('items', v)} c WHERE c.kind = 'catalog' "
+            "  AND c.external_id IN (SELECT product_ref FROM it WHERE kind = 'feedback') "
+            "  QUALIFY row_number() OVER (PARTITION BY external_id ORDER BY ingested_at, item_id) = 1) "
+            "SELECT x.sample_id, i.item_id, i.title, i.brand, CAST(i.attributes AS VARCHAR), "
+            "  p.title, p.brand, CAST(p.attributes AS VARCHAR) "
+            "FROM x JOIN it i USING (item_id) LEFT JOIN cat p ON i.kind = 'feedback' AND p.external_id = i.product_ref"
+        ).fetchall()
 
     def attrs(text: str | None) -> dict[str, Any]:
         value = json.loads(text) if text else None
