@@ -225,12 +225,29 @@ def write_source(lake: Lake, row: dict[str, Any]) -> None:
 
 
 # ---- OCR ---------------------------------------------------------------------------------------------
-def images_without_ocr(lake: Lake, engine: str) -> list[tuple[str, str]]:
-    """(sha256, blob path) of every stored image content the engine has not read yet."""
+def images_without_ocr(
+    lake: Lake,
+    engine: str,
+    *,
+    source: str | None = None,
+    where: list[tuple[str, Any]] | None = None,
+    limit: int | None = None,
+) -> list[tuple[str, str]]:
+    """(sha256, blob path) of the stored image contents the engine (its label) has not read yet, in
+    sha256 order: only images of items of the source named ``source``; only images where every
+    ``where`` test holds (SQL over ``images i`` with one ``?`` each, built from curation.ocr's field
+    whitelist, never from user text); at most ``limit`` of them."""
+    clauses, params = ["NOT EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = i.sha256 AND o.engine = ?)"], [engine]
+    if source is not None:
+        clauses.append("i.item_id IN (SELECT it.item_id FROM items it JOIN sources s USING (source_id) WHERE s.name = ?)")
+        params.append(source)
+    for test, value in where or ():
+        clauses.append(test)
+        params.append(value)
+    cap = f" LIMIT {int(limit)}" if limit is not None else ""
     return lake.fetchall(
-        "SELECT sha256, min(blob_path) FROM images i WHERE NOT EXISTS "
-        "(SELECT 1 FROM ocr o WHERE o.sha256 = i.sha256 AND o.engine = ?) GROUP BY sha256 ORDER BY sha256",
-        [engine],
+        f"SELECT i.sha256, min(i.blob_path) FROM images i WHERE {' AND '.join(clauses)} GROUP BY i.sha256 ORDER BY i.sha256{cap}",
+        params,
     )
 
 
@@ -697,3 +714,50 @@ def samples_with_images(lake: Lake, sample_ids: list[str], *, version: int | Non
     cols = ["sample_id", "task", "question", "answer", "answer_format", "label", "category", "item_text", "blob_paths", "ocr_texts", "product"]
     order = {sid: k for k, sid in enumerate(sample_ids)}
     return sorted(({**dict(zip(cols, r)), "blob_paths": r[8] or [], "ocr_texts": r[9] or []} for r in rows), key=lambda r: order[r["sample_id"]])
+
+# ---- OCR: one reading per image content ----------------------------------------------------------------
+def source_names(lake: Lake) -> list[str]:
+    return [n for (n,) in lake.fetchall("SELECT DISTINCT name FROM sources WHERE name IS NOT NULL ORDER BY name")]
+
+
+def replace_ocr_batch(lake: Lake, run_id: str, rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> int:
+    """``write_ocr_batch``, and in the same transaction the readings of the same images under other
+    labels (another engine, other settings, an older recipe) removed: prompts, exports and OCR stats
+    take "the" text of an image, so the store keeps one reading per image content, the newest (older
+    ones stay in the lake's history). Returns how many readings went in."""
+    ocr_t = arrow_table(OCR_COLUMNS, rows)
+    errors_t = arrow_table(ERROR_COLUMNS, errors)
+
+    def body(con) -> int:
+        con.execute("DELETE FROM ocr WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM errors WHERE run_id = ?", [run_id])
+        con.register("_new_ocr", ocr_t)
+        con.register("_new_errors", errors_t)
+        try:
+            con.execute("CREATE OR REPLACE TEMP TABLE _ocr_superseded AS SELECT DISTINCT sha256, engine FROM _new_ocr")
+            con.execute(
+                "DELETE FROM ocr WHERE EXISTS (SELECT 1 FROM temp._ocr_superseded n WHERE n.sha256 = ocr.sha256 AND n.engine <> ocr.engine)"
+            )
+            n = con.execute(
+                "SELECT count(*) FROM _new_ocr n WHERE NOT EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = n.sha256 AND o.engine = n.engine)"
+            ).fetchone()[0]
+            con.execute(
+                f"INSERT INTO ocr ({_names(OCR_COLUMNS)}) SELECT {_select_list(OCR_COLUMNS, 'n')} FROM _new_ocr n "
+                "WHERE NOT EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = n.sha256 AND o.engine = n.engine)"
+            )
+            con.execute(f"INSERT INTO errors ({_names(ERROR_COLUMNS)}) SELECT {_select_list(ERROR_COLUMNS, 'n')} FROM _new_errors n")
+            return int(n)
+        finally:
+            con.unregister("_new_ocr")
+            con.unregister("_new_errors")
+
+    return lake.transaction(body)
+
+
+def ocr_redaction_totals(lake: Lake) -> dict[str, int]:
+    """Personal data removed from OCR text (a shipping label's name, phone, address), per kind."""
+    rows = lake.fetchall(
+        "SELECT e.key, sum(CAST(e.value AS BIGINT)) FROM ocr, json_each(ocr.redaction_counts) AS e "
+        "WHERE ocr.redaction_counts IS NOT NULL GROUP BY e.key ORDER BY 2 DESC, 1"
+    )
+    return {k: int(v) for k, v in rows}

@@ -221,17 +221,50 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
 
 # ---- OCR ---------------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--engine", type=click.Choice(["rapidocr"]), default="rapidocr", show_default=True)
+@click.option("--engine", type=click.Choice(["rapidocr", "tesseract"]), default="rapidocr", show_default=True,
+              help="rapidocr reads photos best (bench/ocr.py); tesseract needs `make tesseract`.")
+@click.option("--limit", type=click.IntRange(1), help="Read at most N images not read yet (sha256 order).")
+@click.option("--source", help="Only images of items of this source (its name, as `vitpro status` counts them).")
+@click.option("--where", "where", multiple=True, metavar="COND",
+              help="Only images where FIELD OP VALUE holds, e.g. 'width >= 800' or 'format = PNG'; repeat: all must hold. "
+                   "Fields: width, height, pixels, bytes, format, position.")
+@click.option("--side", type=click.IntRange(64, 4096), help="Short side (px) a photo is scaled up to before text is looked for "
+              "[rapidocr 736, tesseract 1024]; changing it reads the images again.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), help="Drop lines read with less [rapidocr 0.6, tesseract 0.5]; "
+              "changing it reads the images again.")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Threads per worker process (a worker runs one process per core).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="cuda: rapidocr on onnxruntime's CUDA provider (onnxruntime-gpu), on the gpu queue.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Images per work unit.")
 @click.option("--no-redact", is_flag=True, help="Keep OCR text as read (labels can show names and addresses).")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def ocr(engine, batch_size, no_redact, wait, local) -> None:
-    """Read the text on every stored image not read yet (rapidocr, CPU)."""
+def ocr(engine, limit, source, where, side, min_confidence, threads, device, batch_size, no_redact, wait, local) -> None:
+    """Read the text on the stored images not read yet with these settings (each image content once).
+
+    \b
+      vitpro ocr                                   # every image not read yet
+      vitpro ocr --limit 200 --source listings     # a first look at one source (its name: the file stem or --name)
+      vitpro ocr --where 'width >= 800' --where 'format = JPEG'
+      vitpro ocr --engine tesseract                # the other engine; its reading replaces rapidocr's
+      vitpro ocr --device cuda --local             # onnxruntime-gpu on the gpu queue
+    """
+    from db import batches
+    from db.store import open_store
     from workers.jobs import ocr as ocr_job
 
     s = load_settings()
-    _run_job("ocr", ocr_job.prepare_params(engine=engine, batch_size=batch_size, redact=s.redact and not no_redact), wait=wait, local=local)
+    try:
+        params = ocr_job.prepare_params(
+            engine=engine, batch_size=batch_size, redact=s.redact and not no_redact, side=side, min_confidence=min_confidence,
+            threads=threads, device=device, source=source, where=list(where), limit=limit,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    if source is not None and source not in (names := batches.source_names(open_store(s.store))):
+        _fail(f"no source named {source!r}; sources: {', '.join(names) or 'none yet (vitpro ingest)'}")
+    _run_job("ocr", params, wait=wait, local=local)
 
 
 # ---- models ------------------------------------------------------------------------------------------
@@ -797,7 +830,8 @@ def errors(job_id, stage, limit) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json) -> None:
-    """Counts per stage, redactions, errors, jobs and live workers."""
+    """Counts per stage, redactions (in item text and in OCR text), errors, jobs and live workers."""
+    from db import batches
     from db import jobs as jobs_db
     from db import queries
     from db.store import open_store
@@ -807,10 +841,12 @@ def status(as_json) -> None:
     engine = _engine()
     counts = queries.stage_counts(lake)
     redactions = queries.redaction_totals(lake)
+    ocr_redactions = batches.ocr_redaction_totals(lake)
     job_counts = jobs_db.status_counts(engine)
     workers = jobs_db.live_workers(engine, max_age_seconds=max(10.0, s.lease_seconds))
     if as_json:
-        click.echo(json.dumps({"stages": counts, "redactions": redactions, "jobs": job_counts, "workers": [w.id for w in workers]}, indent=2))
+        click.echo(json.dumps({"stages": counts, "redactions": redactions, "ocr_redactions": ocr_redactions, "jobs": job_counts,
+                               "workers": [w.id for w in workers]}, indent=2))
         return
     click.echo(f"store     {s.describe()['catalog']}  (data {s.data_path})")
     click.echo(f"ingest    {counts['sources']} source(s), {counts['items']} item(s): {counts['items_catalog']} catalog, {counts['items_feedback']} feedback")
@@ -821,7 +857,8 @@ def status(as_json) -> None:
         f"scores    {counts['items_clip_scored']} item(s) with CLIPScore; VisAttnScore for {counts['samples_grounding_scored']} sample(s) "
         f"and {counts['items_grounding_scored']} item(s) (vitpro score summary)"
     )
-    click.echo("redacted  " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing"))
+    click.echo("redacted  " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing") + " in item text; "
+               + (", ".join(f"{k} {v}" for k, v in ocr_redactions.items()) or "nothing") + " in OCR text")
     click.echo(f"errors    {counts['errors']} recorded (vitpro errors)")
     click.echo("jobs      " + (", ".join(f"{k} {v}" for k, v in sorted(job_counts.items())) or "none"))
     click.echo(f"workers   {len(workers)} live" + (f": {', '.join(w.id + ' [' + w.queues + ']' for w in workers)}" if workers else ""))

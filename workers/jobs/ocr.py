@@ -1,24 +1,55 @@
-"""The OCR job: plan = every stored image content not yet read by the engine; unit = read a batch."""
+"""The OCR job: plan = the stored image contents not yet read with this engine and settings (optionally
+only a source's, only those matching --where, at most --limit); unit = read a batch.
+
+Runs on the ``cpu`` queue, or on ``gpu`` with ``device="cuda"`` (rapidocr on onnxruntime's CUDA provider).
+"""
 from __future__ import annotations
 
 from typing import Any
 
-from curation.ocr import engine_label, get_engine
+from curation.ocr import OcrSettings, OcrSetupError, check_available, engine_label, get_engine, parse_conditions
 from curation.redaction import RedactionConfig, Redactor
 from db import batches
 from db.jobs import UnitSpec
 
-from ..runtime import UnitContext
+from ..runtime import PermanentError, UnitContext
 
 KIND = "ocr"
 QUEUE = "cpu"
 DEFAULT_BATCH = 16
 
 
-def prepare_params(*, engine: str = "rapidocr", batch_size: int = DEFAULT_BATCH, redact: bool = True) -> dict[str, Any]:
+def queue_for(params: dict[str, Any]) -> str:
+    return "gpu" if (params.get("settings") or {}).get("device") == "cuda" else "cpu"
+
+
+def prepare_params(
+    *,
+    engine: str = "rapidocr",
+    batch_size: int = DEFAULT_BATCH,
+    redact: bool = True,
+    side: int | None = None,
+    min_confidence: float | None = None,
+    threads: int = 1,
+    device: str = "cpu",
+    source: str | None = None,
+    where: list[str] | tuple[str, ...] | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Every mistake a worker would only find later is refused here: an unknown engine or field, a
+    missing tesseract binary, --device cuda without onnxruntime's CUDA provider."""
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
-    return {"engine": engine, "engine_label": engine_label(engine), "batch_size": batch_size, "redact": redact}
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
+    settings = OcrSettings(engine=engine, side=side, min_confidence=min_confidence, threads=threads, device=device).resolved()
+    check_available(settings)
+    conditions = parse_conditions(where)
+    return {
+        "engine": settings.engine, "engine_label": engine_label(settings), "settings": settings.to_params(),
+        "batch_size": batch_size, "redact": redact, "source": source,
+        "where": [str(c) for c in conditions], "limit": limit,
+    }
 
 
 def redacted_boxes(boxes: list[dict[str, Any]], redacted_text: str) -> list[dict[str, Any]]:
@@ -31,28 +62,50 @@ def redacted_boxes(boxes: list[dict[str, Any]], redacted_text: str) -> list[dict
     return [dict(b, text=None) for b in boxes]
 
 
+def _settings(params: dict[str, Any]) -> OcrSettings:
+    # jobs queued before settings existed carry only the engine's name
+    return OcrSettings.from_params(params.get("settings") or {"engine": params.get("engine", "rapidocr")})
+
+
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    todo = batches.images_without_ocr(ctx.lake, ctx.params["engine_label"])
-    size = int(ctx.params["batch_size"])
+    p = ctx.params
+    source = p.get("source")
+    if source is not None and source not in batches.source_names(ctx.lake):
+        known = ", ".join(batches.source_names(ctx.lake)) or "none yet"
+        raise PermanentError(f"no source named {source!r}; sources: {known}")
+    where = [c.sql() for c in parse_conditions(p.get("where"))]
+    todo = batches.images_without_ocr(ctx.lake, p["engine_label"], source=source, where=where, limit=p.get("limit"))
+    size = int(p["batch_size"])
     specs = [
         UnitSpec({"images": [[sha, blob] for sha, blob in todo[i : i + size]]}, len(todo[i : i + size]))
         for i in range(0, len(todo), size)
     ]
-    ctx.log(f"{len(todo)} image(s) to read with {ctx.params['engine_label']}")
+    scope = "".join(
+        [f" of source {source!r}" if source else "", f" where {' and '.join(p['where'])}" if p.get("where") else "",
+         f" (at most {p['limit']})" if p.get("limit") else ""]
+    )
+    ctx.log(f"{len(todo)} image(s){scope} to read with {p['engine_label']}")
     return specs, {"set": {"images_to_read": len(todo)}}
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    engine = get_engine(ctx.params["engine"])
+    settings = _settings(ctx.params)
+    try:
+        check_available(settings)  # this worker's machine, not the one the job was sent from
+    except OcrSetupError as exc:
+        raise PermanentError(str(exc)) from exc
+    engine = get_engine(settings)
     label = ctx.params["engine_label"]
     redactor = Redactor(RedactionConfig(enabled=bool(ctx.params.get("redact", True))))
-    rows, errors = [], []
+    rows, errors, dropped = [], [], 0
     for i, (sha, blob) in enumerate(ctx.payload["images"]):
         ctx.check()
         ctx.progress(i)
         try:
             data = (ctx.settings.blob_path / blob).read_bytes()
             result = engine.read(data)
+        except OcrSetupError as exc:  # the same for every image: fail the unit, not each image
+            raise PermanentError(str(exc)) from exc
         except Exception as exc:  # one unreadable image never stops the batch
             errors.append(
                 {
@@ -61,6 +114,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 }
             )
             continue
+        dropped += result.dropped
         # A photo of a shipping label holds a name and an address: OCR text is redacted like any text.
         red = redactor.redact(result.text, mode="structured")
         boxes = redacted_boxes(result.boxes, red.text) if red.counts else result.boxes
@@ -71,11 +125,12 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 "seconds": result.seconds, "run_id": ctx.run_id, "created_at": batches.now_utc(),
             }
         )
-    written = batches.write_ocr_batch(ctx.lake, ctx.run_id, rows, errors)
+    written = batches.replace_ocr_batch(ctx.lake, ctx.run_id, rows, errors)
     return {
         "images_read": written,
         "images_failed": len(errors),
         "boxes": sum(r["n_boxes"] for r in rows),
+        "lines_dropped": dropped,
         "ocr_seconds": round(sum(r["seconds"] for r in rows), 3),
     }
 
