@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test test-fast bench clean
+.PHONY: setup browser tesseract demo test test-fast bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,12 +24,16 @@ demo: $(STAMP)
 browser:
 	@test -x /usr/bin/chromium || apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium >/dev/null)
 
+# Debian's Tesseract, the second OCR engine (`vitpro ocr --engine tesseract`, its tests, bench/ocr.py).
+tesseract:
+	@test -x /usr/bin/tesseract || apt-get install -y -q tesseract-ocr >/dev/null || (apt-get update -q && apt-get install -y -q tesseract-ocr >/dev/null)
+
 # The whole suite: real DuckLake, real Celery workers, the running PostgreSQL and Redis, a real browser.
-test: $(STAMP) browser
+test: $(STAMP) browser tesseract
 	$(BIN)/python -m pytest -q
 
 # Without the end-to-end tests that start workers.
-test-fast: $(STAMP)
+test-fast: $(STAMP) tesseract
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
