@@ -4,6 +4,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+# Tesseract: the second OCR engine (`vitpro ocr --engine tesseract`)
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends tesseract-ocr && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY . .

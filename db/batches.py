@@ -434,6 +434,11 @@ def write_ocr_stats(lake: Lake, run_id: str) -> int:
 
     def body(con) -> int:
         con.execute("DELETE FROM scores WHERE run_id = ?", [run_id])
+        # a reading with other settings or engine replaced the image's older one: its stats go with it
+        con.execute(
+            "DELETE FROM scores WHERE subject_kind = 'image' AND metric IN ('ocr_chars', 'ocr_boxes') AND NOT EXISTS "
+            "(SELECT 1 FROM images im JOIN ocr o ON o.sha256 = im.sha256 WHERE im.image_id = scores.subject_id AND o.engine = scores.model_id)"
+        )
         written = 0
         for metric, expr in (("ocr_chars", "length(o.text)"), ("ocr_boxes", "o.n_boxes")):
             source = (
@@ -686,34 +691,30 @@ def samples_with_images(lake: Lake, sample_ids: list[str], *, version: int | Non
     if not sample_ids:
         return []
     v = version
-    probe = pa.table({"sample_id": pa.array(sample_ids, pa.string())})
-    with lake._lock:
-        lake.con.register("_probe_samples", probe)
-        try:
-            rows = lake.con.execute(
-                f"WITH x AS (SELECT s.* FROM {at_version('samples', v)} s SEMI JOIN _probe_samples USING (sample_id) "
-                "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
-                f"products AS (SELECT external_id, min(category) AS category FROM {at_version('items', v)} WHERE kind = 'catalog' GROUP BY external_id), "
-                "pos AS (SELECT x.sample_id, u.image_id, u.k FROM x, "
-                "  LATERAL (SELECT unnest(CAST(x.image_ids AS VARCHAR[])) AS image_id, generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u), "
-                f"imgs AS (SELECT image_id, min(blob_path) AS blob_path, min(sha256) AS sha256 FROM {at_version('images', v)} GROUP BY image_id), "
-                f"texts AS (SELECT sha256, min(text) AS text FROM {at_version('ocr', v)} WHERE text IS NOT NULL GROUP BY sha256) "
-                "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(x.answer_format), any_value(x.label), "
-                "  any_value(coalesce(i.category, p.category)), any_value(coalesce(i.title, i.feedback_text)), "
-                "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
-                "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
-                "  any_value(coalesce(i.product_ref, i.external_id, i.item_id)) "
-                f"FROM x JOIN {at_version('items', v)} i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref "
-                "LEFT JOIN pos USING (sample_id) LEFT JOIN imgs im ON im.image_id = pos.image_id LEFT JOIN texts t ON t.sha256 = im.sha256 "
-                "GROUP BY x.sample_id"
-            ).fetchall()
-        finally:
-            lake.con.unregister("_probe_samples")
+    with lake.probe("_probe_samples", "sample_id", sample_ids) as con:
+        rows = con.execute(
+            f"WITH x AS (SELECT s.* FROM {at_version('samples', v)} s SEMI JOIN _probe_samples USING (sample_id) "
+            "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1), "
+            f"products AS (SELECT external_id, min(category) AS category FROM {at_version('items', v)} WHERE kind = 'catalog' GROUP BY external_id), "
+            "pos AS (SELECT x.sample_id, u.image_id, u.k FROM x, "
+            "  LATERAL (SELECT unnest(CAST(x.image_ids AS VARCHAR[])) AS image_id, generate_subscripts(CAST(x.image_ids AS VARCHAR[]), 1) AS k) u), "
+            f"imgs AS (SELECT image_id, min(blob_path) AS blob_path, min(sha256) AS sha256 FROM {at_version('images', v)} GROUP BY image_id), "
+            f"texts AS (SELECT sha256, min(text) AS text FROM {at_version('ocr', v)} WHERE text IS NOT NULL GROUP BY sha256) "
+            "SELECT x.sample_id, any_value(x.task), any_value(x.question), any_value(x.answer), any_value(x.answer_format), any_value(x.label), "
+            "  any_value(coalesce(i.category, p.category)), any_value(coalesce(i.title, i.feedback_text)), "
+            "  list(im.blob_path ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
+            "  list(coalesce(t.text, '') ORDER BY pos.k) FILTER (WHERE im.blob_path IS NOT NULL), "
+            "  any_value(coalesce(i.product_ref, i.external_id, i.item_id)) "
+            f"FROM x JOIN {at_version('items', v)} i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref "
+            "LEFT JOIN pos USING (sample_id) LEFT JOIN imgs im ON im.image_id = pos.image_id LEFT JOIN texts t ON t.sha256 = im.sha256 "
+            "GROUP BY x.sample_id"
+        ).fetchall()
     # product: the catalog product a sample is about (a complaint's product_ref, else the item's own id),
     # what evaluation sets are split by so that evaluated products were never trained on
     cols = ["sample_id", "task", "question", "answer", "answer_format", "label", "category", "item_text", "blob_paths", "ocr_texts", "product"]
     order = {sid: k for k, sid in enumerate(sample_ids)}
     return sorted(({**dict(zip(cols, r)), "blob_paths": r[8] or [], "ocr_texts": r[9] or []} for r in rows), key=lambda r: order[r["sample_id"]])
+
 
 # ---- OCR: one reading per image content ----------------------------------------------------------------
 def source_names(lake: Lake) -> list[str]:
