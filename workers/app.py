@@ -7,6 +7,7 @@ where the broker supports them: a pool child that dies hands its message back at
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from celery import Celery
@@ -26,7 +27,19 @@ def _prepare_sqlite_url(url: str) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(path, timeout=30)
             try:
-                con.execute("PRAGMA journal_mode=WAL")
+                # WAL is a property of the file: once one process set it, the others only read it. Switching
+                # needs the file to itself, and SQLite answers "database is locked" at once (no busy wait)
+                # while a second process (the CLI beside the worker it starts) has it open: so try again.
+                for attempt in range(50):
+                    try:
+                        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                            break
+                        con.execute("PRAGMA journal_mode=WAL")
+                        break
+                    except sqlite3.OperationalError:
+                        if attempt == 49:
+                            raise
+                        time.sleep(0.1)
             finally:
                 con.close()
 
