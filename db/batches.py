@@ -252,6 +252,10 @@ def images_without_ocr(
 
 
 def write_ocr_batch(lake: Lake, run_id: str, rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> int:
+    """A unit's readings and errors; in the same transaction the readings of the same images under other
+    labels (another engine, other settings, an older recipe) are removed: prompts, exports and OCR stats
+    take "the" text of an image, so the store keeps one reading per image content, the newest (older
+    ones stay in the lake's history). Returns how many readings went in."""
     ocr_t = arrow_table(OCR_COLUMNS, rows)
     errors_t = arrow_table(ERROR_COLUMNS, errors)
 
@@ -261,6 +265,10 @@ def write_ocr_batch(lake: Lake, run_id: str, rows: list[dict[str, Any]], errors:
         con.register("_new_ocr", ocr_t)
         con.register("_new_errors", errors_t)
         try:
+            con.execute("CREATE OR REPLACE TEMP TABLE _ocr_superseded AS SELECT DISTINCT sha256, engine FROM _new_ocr")
+            con.execute(
+                "DELETE FROM ocr WHERE EXISTS (SELECT 1 FROM temp._ocr_superseded n WHERE n.sha256 = ocr.sha256 AND n.engine <> ocr.engine)"
+            )
             n = con.execute(
                 "SELECT count(*) FROM _new_ocr n WHERE NOT EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = n.sha256 AND o.engine = n.engine)"
             ).fetchone()[0]
@@ -719,40 +727,6 @@ def samples_with_images(lake: Lake, sample_ids: list[str], *, version: int | Non
 # ---- OCR: one reading per image content ----------------------------------------------------------------
 def source_names(lake: Lake) -> list[str]:
     return [n for (n,) in lake.fetchall("SELECT DISTINCT name FROM sources WHERE name IS NOT NULL ORDER BY name")]
-
-
-def replace_ocr_batch(lake: Lake, run_id: str, rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> int:
-    """``write_ocr_batch``, and in the same transaction the readings of the same images under other
-    labels (another engine, other settings, an older recipe) removed: prompts, exports and OCR stats
-    take "the" text of an image, so the store keeps one reading per image content, the newest (older
-    ones stay in the lake's history). Returns how many readings went in."""
-    ocr_t = arrow_table(OCR_COLUMNS, rows)
-    errors_t = arrow_table(ERROR_COLUMNS, errors)
-
-    def body(con) -> int:
-        con.execute("DELETE FROM ocr WHERE run_id = ?", [run_id])
-        con.execute("DELETE FROM errors WHERE run_id = ?", [run_id])
-        con.register("_new_ocr", ocr_t)
-        con.register("_new_errors", errors_t)
-        try:
-            con.execute("CREATE OR REPLACE TEMP TABLE _ocr_superseded AS SELECT DISTINCT sha256, engine FROM _new_ocr")
-            con.execute(
-                "DELETE FROM ocr WHERE EXISTS (SELECT 1 FROM temp._ocr_superseded n WHERE n.sha256 = ocr.sha256 AND n.engine <> ocr.engine)"
-            )
-            n = con.execute(
-                "SELECT count(*) FROM _new_ocr n WHERE NOT EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = n.sha256 AND o.engine = n.engine)"
-            ).fetchone()[0]
-            con.execute(
-                f"INSERT INTO ocr ({_names(OCR_COLUMNS)}) SELECT {_select_list(OCR_COLUMNS, 'n')} FROM _new_ocr n "
-                "WHERE NOT EXISTS (SELECT 1 FROM ocr o WHERE o.sha256 = n.sha256 AND o.engine = n.engine)"
-            )
-            con.execute(f"INSERT INTO errors ({_names(ERROR_COLUMNS)}) SELECT {_select_list(ERROR_COLUMNS, 'n')} FROM _new_errors n")
-            return int(n)
-        finally:
-            con.unregister("_new_ocr")
-            con.unregister("_new_errors")
-
-    return lake.transaction(body)
 
 
 def ocr_redaction_totals(lake: Lake) -> dict[str, int]:

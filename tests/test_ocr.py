@@ -12,30 +12,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 from curation import ocr
 from curation.mapping import ColumnMapping
-from db import batches, jobs
-from db.app_engine import write_engine
-from db.store import init_store, open_store
+from db import batches
+from db.store import open_store
 from vitpro.settings import load_settings
 from workers.jobs import ingest as ingest_job
 from workers.jobs import ocr as ocr_job
-from workers.runtime import execute_unit
 
 from .conftest import REPO
 from .helpers import label_image, write
-
-
-def _run_job(kind: str, params: dict):
-    """Plan, units and finalize of one job, here and in order."""
-    settings = load_settings()
-    init_store(settings.store)
-    engine = write_engine(settings.app_url)
-    job_id, todo = jobs.create_job(engine, kind=kind, queue="cpu", params=params, launched_by="t")
-    todo = list(todo)
-    while todo:
-        sent: list = []
-        execute_unit(todo.pop(0)[0], send=sent.extend)
-        todo.extend(sent)
-    return jobs.get_job(engine, job_id)
+from .test_generation import _run_job  # plan, units and finalize of one job, here and in order
 
 
 def _ingest(tmp_path, name: str, labels: dict[str, bytes]) -> None:

@@ -125,7 +125,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 "seconds": result.seconds, "run_id": ctx.run_id, "created_at": batches.now_utc(),
             }
         )
-    written = batches.replace_ocr_batch(ctx.lake, ctx.run_id, rows, errors)
+    written = batches.write_ocr_batch(ctx.lake, ctx.run_id, rows, errors)
     return {
         "images_read": written,
         "images_failed": len(errors),
