@@ -63,6 +63,10 @@ class ItemContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
+    def stated_condition(self) -> "Condition | None":
+        return read_condition(self)
+
+    @cached_property
     def facts(self) -> dict[str, Fact]:
         """What the product's fields state (the catalog item's, for a complaint), each with its source."""
         facts = item_facts(
@@ -135,6 +139,11 @@ def _sentences(text: str) -> list[str]:
 
 
 def condition(ctx: ItemContext) -> Condition | None:
+    """:func:`read_condition`, read once per item (every condition-bearing task and ``applicable`` ask)."""
+    return ctx.stated_condition
+
+
+def read_condition(ctx: ItemContext) -> Condition | None:
     """What the customer's own words say about the product's or parcel's condition, if anything.
 
     A damage word under a negation ("not damaged", "no leaks") counts as intact. Catalog items have no such
@@ -151,11 +160,6 @@ def condition(ctx: ItemContext) -> Condition | None:
         if _INTACT.search(sentence) or _DAMAGE.search(sentence):
             return Condition("intact", sentence, field_name)
     return None
-
-
-def mentions_damage(ctx: ItemContext) -> bool:
-    found = condition(ctx)
-    return found is not None and found.state == "damaged"
 
 
 def context_blocks(ctx: ItemContext) -> tuple[str, str]:

@@ -99,10 +99,24 @@ def _backend(params: dict[str, Any]):
     return _backends[key]
 
 
-def contexts_for(lake, item_ids: list[str]) -> list[ItemContext]:
+_brands_of_job: dict[str, dict[str, str]] = {}
+
+
+def _job_brands(lake, job_id: str) -> dict[str, str]:
+    """The catalog's brands (to find a brand in a title when the item has no brand column), read once per
+    job in a worker process rather than once per unit: a store-wide aggregate."""
+    brands = _brands_of_job.get(job_id)
+    if brands is None:
+        brands = known_brand_index(batches.known_brands(lake))
+        _brands_of_job.clear()  # only the running job's index is kept
+        _brands_of_job[job_id] = brands
+    return brands
+
+
+def contexts_for(lake, item_ids: list[str], brands: dict[str, str] | None = None) -> list[ItemContext]:
     rows = batches.generation_rows(lake, item_ids)
-    # the catalog's brands, to find a brand in a title when the item has no brand column (read once a unit)
-    brands = known_brand_index(batches.known_brands(lake))
+    if brands is None:
+        brands = known_brand_index(batches.known_brands(lake))
     negatives = batches.negative_titles(lake, [r["category"] or (r["product"] or {}).get("category") for r in rows])
     out = []
     for r in rows:
@@ -133,7 +147,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise PermanentError(f"cannot start the {p['backend']} backend: {exc}") from exc
     item_ids = ctx.payload["items"]
-    contexts = contexts_for(ctx.lake, item_ids)
+    contexts = contexts_for(ctx.lake, item_ids, _job_brands(ctx.lake, ctx.job_id))
     done = batches.generated_tasks(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
     requests = [r for r in build_requests(contexts, p["tasks"], template, int(p["n_pairs"])) if r.key not in done]
     seen: dict[str, set[str]] = {}

@@ -70,9 +70,10 @@ def _settings(params: dict[str, Any]) -> OcrSettings:
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
     source = p.get("source")
-    if source is not None and source not in batches.source_names(ctx.lake):
-        known = ", ".join(batches.source_names(ctx.lake)) or "none yet"
-        raise PermanentError(f"no source named {source!r}; sources: {known}")
+    if source is not None:
+        names = batches.source_names(ctx.lake)
+        if source not in names:
+            raise PermanentError(f"no source named {source!r}; sources: {', '.join(names) or 'none yet'}")
     where = [c.sql() for c in parse_conditions(p.get("where"))]
     todo = batches.images_without_ocr(ctx.lake, p["engine_label"], source=source, where=where, limit=p.get("limit"))
     size = int(p["batch_size"])
