@@ -10,8 +10,8 @@ from .lake import Lake
 TOP_ANSWERS = 3
 
 
-def _where(backend: str | None) -> tuple[str, list[Any]]:
-    return ("WHERE backend = ?", [backend]) if backend else ("", [])
+def _where(backend: str | None, alias: str = "") -> tuple[str, list[Any]]:
+    return (f"WHERE {alias}backend = ?", [backend]) if backend else ("", [])
 
 
 def task_rows(lake: Lake, backend: str | None = None) -> list[dict[str, Any]]:
@@ -21,10 +21,10 @@ def task_rows(lake: Lake, backend: str | None = None) -> list[dict[str, Any]]:
     A repetition is one answer for different products: the facts of one product are rightly the same answer
     for each of its photos (its catalog photo and every complaint's), while one sentence for many products
     is a stock answer. The product of a complaint is the catalog item it refers to."""
-    where, args = _where(backend)
+    where, args = _where(backend, "x.")
     rows = lake.fetchall(
         f"WITH s AS (SELECT x.task, x.answer, x.label, coalesce(i.product_ref, i.external_id, i.item_id) AS product "
-        f"  FROM samples x JOIN items i USING (item_id) {where.replace('backend', 'x.backend')}), "
+        f"  FROM samples x JOIN items i USING (item_id) {where}), "
         "counts AS (SELECT task, answer, label, count(*) AS n, count(DISTINCT product) AS products FROM s GROUP BY ALL), "
         "ranked AS (SELECT *, row_number() OVER (PARTITION BY task ORDER BY products DESC, n DESC, answer) AS k FROM counts) "
         "SELECT task, sum(n)::BIGINT, count(*)::BIGINT, (sum(n) FILTER (WHERE label IS NOT NULL))::BIGINT, "
