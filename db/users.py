@@ -23,10 +23,12 @@ from .app_models import User
 ANNOTATOR, ADMIN = "annotator", "admin"
 ROLES = (ANNOTATOR, ADMIN)
 # What each role may do. An annotator inspects and labels; an admin also launches jobs, saves filters,
-# makes snapshots and exports (which are jobs too).
+# makes snapshots and exports (which are jobs too), excludes samples from the dataset, settles annotators'
+# disagreements and manages users (unlocks, revokes sessions).
 PERMISSIONS = {
     ANNOTATOR: frozenset({"inspect", "label"}),
-    ADMIN: frozenset({"inspect", "label", "launch_jobs", "save_filters", "create_pilots", "create_snapshots", "export", "manage_jobs"}),
+    ADMIN: frozenset({"inspect", "label", "launch_jobs", "save_filters", "create_pilots", "create_snapshots", "export", "manage_jobs",
+                      "exclude_samples", "adjudicate", "manage_users"}),
 }
 MIN_PASSWORD = 8
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # about 16 MB and 50 ms per check: slow to brute-force, quick to sign in
