@@ -113,6 +113,9 @@ class WorkerRecord(Base):
     hostname: Mapped[str] = mapped_column(String(200))
     pid: Mapped[int] = mapped_column(Integer)
     queues: Mapped[str] = mapped_column(String(200))
+    # what the worker can run on, as it found at start: "cpu" or "cpu,cuda:0,cuda:1" (a job asking for a device
+    # no live worker of its queue has is refused before it is queued)
+    devices: Mapped[str | None] = mapped_column(String(200), nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -126,6 +129,52 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie carries a random id, the store keeps only its SHA-256 (a leaked copy of
+    the table signs nobody in). Sign-out and disabling the user revoke it at once; each use slides the expiry."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(120), index=True)
+    method: Mapped[str] = mapped_column(String(20))  # password | oidc
+    user_agent: Mapped[str] = mapped_column(String(400), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
+
+
+class SignInAttempt(Base):
+    """Every sign-in try, kept: the throttle counts recent failures per user name and per address."""
+
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (Index("ix_sign_in_user_ts", "username", "ts"), Index("ix_sign_in_address_ts", "address", "ts"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(120))
+    address: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(60))  # signed_in | wrong_password | locked | throttled | disabled
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Lockout(Base):
+    """A user name or an address that failed too often: refused until an admin lifts it (``vitpro users unlock``)."""
+
+    __tablename__ = "lockouts"
+    __table_args__ = (UniqueConstraint("kind", "subject", name="uq_lockout"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))  # user | address
+    subject: Mapped[str] = mapped_column(String(120))
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class SavedFilter(Base):
@@ -181,6 +230,21 @@ class PilotLabel(Base):
     ungrounded_words: Mapped[list] = mapped_column(JSON, default=list)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PilotAdjudication(Base):
+    """An admin's verdict on a pilot sample the annotators disagreed on; it replaces their labels in the results."""
+
+    __tablename__ = "pilot_adjudications"
+    __table_args__ = (UniqueConstraint("pilot_id", "sample_id", name="uq_pilot_adjudication"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pilot_id: Mapped[int] = mapped_column(ForeignKey("pilots.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(20))  # grounded | not_grounded
+    settled_by: Mapped[str] = mapped_column(String(120))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    settled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Snapshot(Base):
