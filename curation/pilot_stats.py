@@ -5,6 +5,7 @@ not. Plain Python over lists (the pilot is 200 samples); the tests hold it to sc
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -12,6 +13,9 @@ from itertools import combinations
 GROUNDED, NOT_GROUNDED, SKIP = "grounded", "not_grounded", "skip"
 LABELS = (GROUNDED, NOT_GROUNDED, SKIP)
 PAPER_RELATIVE_IMPROVEMENT = 0.36  # the paper: VisAttnScore agrees with humans 36% more often than CLIPScore
+MIN_MEANINGFUL = 50  # below this many labelled samples the intervals are too wide to read anything into
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
+AUC_CI_METHOD = "Hanley-McNeil"
 
 
 def consensus(labels: list[str]) -> str | None:
@@ -56,6 +60,32 @@ def accuracy(scores: list[float], truth: list[int], threshold: float) -> float:
     return sum((s >= threshold) == bool(t) for s, t in zip(scores, truth)) / len(truth)
 
 
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default): unlike the normal approximation it
+    stays inside [0, 1] and is not degenerate at 0 or n successes, which small pilots hit."""
+    if n <= 0:
+        raise ValueError("an interval needs at least one sample")
+    if not 0 <= successes <= n:
+        raise ValueError(f"{successes} successes out of {n}")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def auc_interval(area: float, positives: int, negatives: int, z: float = Z95) -> tuple[float, float]:
+    """Hanley & McNeil's (1982) interval of an AUC: its standard error from the AUC and the numbers of
+    positives and negatives alone (no resampling, so the same labels always give the same interval),
+    clipped to [0, 1]."""
+    if positives <= 0 or negatives <= 0:
+        raise ValueError("the AUC needs both grounded and not-grounded labels")
+    q1, q2 = area / (2 - area), 2 * area * area / (1 + area)
+    variance = (area * (1 - area) + (positives - 1) * (q1 - area * area) + (negatives - 1) * (q2 - area * area)) / (positives * negatives)
+    half = z * math.sqrt(max(variance, 0.0))
+    return max(0.0, area - half), min(1.0, area + half)
+
+
 def best_thresholds(scores: list[float], truth: list[int]) -> dict[str, float]:
     """The threshold that maximises accuracy, and the one that maximises Youden's J (TPR - FPR)."""
     fpr, tpr, thresholds = roc_curve(scores, truth)
@@ -89,6 +119,10 @@ class ScoreResult:
     youden_j: float
     current_threshold: str | None = None  # the filter's conditions on this score
     current_accuracy: float | None = None
+    auc_ci: tuple[float, float] | None = None  # 95%, Hanley-McNeil
+    best_accuracy_ci: tuple[float, float] | None = None  # 95% Wilson (the threshold is fitted on the same labels: optimistic)
+    current_n: int = 0  # samples the current thresholds were judged on
+    current_accuracy_ci: tuple[float, float] | None = None  # 95% Wilson
 
 
 @dataclass
@@ -98,6 +132,9 @@ class PilotReport:
     grounded: int
     not_grounded: int
     annotators: list[str]
+    without_majority: int = 0  # labelled, annotators split evenly, not settled: left out of the results
+    settled: int = 0  # samples an adjudicator's verdict decides (it replaces the annotators' labels)
+    skipped_only: int = 0  # samples every annotator skipped
     scores: dict[str, ScoreResult] = field(default_factory=dict)
     kappa: dict[str, float] = field(default_factory=dict)  # "a|b" -> kappa
     relative_improvement: float | None = None  # VisAttnScore accuracy over CLIPScore's, at the best thresholds
@@ -108,13 +145,18 @@ def evaluate(
     score_values: dict[str, dict[str, float | None]],
     labels: dict[str, dict[str, str]],
     current_predictions: dict[str, tuple[str, dict[str, bool]]] | None = None,
+    settled: dict[str, str] | None = None,
 ) -> PilotReport:
-    """``score_values``: score name -> sample -> value; ``labels``: sample -> annotator -> label.
+    """``score_values``: score name -> sample -> value; ``labels``: sample -> annotator -> label;
+    ``settled``: sample -> an adjudicator's verdict, which replaces the annotators' majority (or its lack).
 
     The current thresholds come as what the filter's conditions on each score keep: (description,
     sample -> kept), which covers a percentile per task as well as one value."""
     current_predictions = current_predictions or {}
+    settled = {sid: lab for sid, lab in (settled or {}).items() if lab in (GROUNDED, NOT_GROUNDED)}
     truth = {sid: consensus(list(by.values())) for sid, by in labels.items()}
+    votes = {sid: [lab for lab in by.values() if lab != SKIP] for sid, by in labels.items()}
+    truth.update(settled)
     decided = {sid: 1 if lab == GROUNDED else 0 for sid, lab in truth.items() if lab is not None}
     annotators = sorted({a for by in labels.values() for a in by})
     report = PilotReport(
@@ -123,6 +165,9 @@ def evaluate(
         grounded=sum(decided.values()),
         not_grounded=len(decided) - sum(decided.values()),
         annotators=annotators,
+        without_majority=sum(1 for sid, lab in truth.items() if lab is None and votes.get(sid)),
+        settled=len(settled),
+        skipped_only=sum(1 for sid, lab in truth.items() if lab is None and not votes.get(sid)),
     )
     for name, values in score_values.items():
         ids = [sid for sid in decided if values.get(sid) is not None]
@@ -132,16 +177,23 @@ def evaluate(
             continue
         fpr, tpr, thresholds = roc_curve(scores, truth_list)
         best = best_thresholds(scores, truth_list)
+        area = auc(fpr, tpr)
+        positives = sum(truth_list)
         result = ScoreResult(
-            name, len(ids), auc(fpr, tpr), {"fpr": fpr, "tpr": tpr, "thresholds": [None] + thresholds[1:]},  # None: above every score
+            name, len(ids), area, {"fpr": fpr, "tpr": tpr, "thresholds": [None] + thresholds[1:]},  # None: above every score
             best["accuracy"], best["accuracy_value"], best["youden"], best["youden_j"],
+            auc_ci=auc_interval(area, positives, len(ids) - positives),
+            best_accuracy_ci=wilson_interval(round(best["accuracy_value"] * len(ids)), len(ids)),
         )
         if name in current_predictions:
             described, kept = current_predictions[name]
             judged = [(kept[sid], decided[sid]) for sid in ids if sid in kept]
             if judged:
+                right = sum(k == bool(t) for k, t in judged)
                 result.current_threshold = described
-                result.current_accuracy = sum(k == bool(t) for k, t in judged) / len(judged)
+                result.current_accuracy = right / len(judged)
+                result.current_n = len(judged)
+                result.current_accuracy_ci = wilson_interval(right, len(judged))
         report.scores[name] = result
     for a, b in combinations(annotators, 2):
         both = [(labels[sid][a], labels[sid][b]) for sid in labels if a in labels[sid] and b in labels[sid]

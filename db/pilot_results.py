@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from curation.filters import FilterConfig, stats_for
 from curation.pilot_stats import PilotReport, evaluate
+from curation.pilot_words import group_word
 
 from . import pilots, saved_filters
 from .lake import Lake
@@ -39,15 +40,17 @@ def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str])
 
 
 def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None = None) -> PilotResults | None:
-    """None while nobody has labelled; ``filter_name`` defaults to the only saved filter, if one."""
+    """None while nobody has labelled (or settled). A settled verdict replaces the annotators' labels of
+    its sample; ``filter_name`` defaults to the only saved filter, if one."""
     p = pilots.get(engine, pilot_name)
     chosen = pilots.samples(engine, p.id)
     by_sample: dict[str, dict[str, str]] = {}
     words: Counter = Counter()
     for row in pilots.labels(engine, p.id):
         by_sample.setdefault(row.sample_id, {})[row.annotator] = row.label
-        words.update(w.lower() for w in (row.ungrounded_words or []))
-    if not by_sample:
+        words.update(group_word(w).lower() for w in (row.ungrounded_words or []))  # "red (2)" counts as "red"
+    settled = {sid: v.label for sid, v in pilots.adjudications(engine, p.id).items()}
+    if not by_sample and not settled:
         return None
     if filter_name is None:
         saved = saved_filters.list_all(engine)
@@ -59,4 +62,4 @@ def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None
     values = {"vis_attn": {x.sample_id: x.vis_attn for x in chosen}}
     if any(x.clip_score is not None for x in chosen):
         values["clip_score"] = {x.sample_id: x.clip_score for x in chosen}
-    return PilotResults(evaluate(values, by_sample, current_predictions=current), filter_name, words.most_common(20), len(chosen))
+    return PilotResults(evaluate(values, by_sample, current_predictions=current, settled=settled), filter_name, words.most_common(20), len(chosen))

@@ -13,12 +13,15 @@ from typing import Any, Iterable
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
+from curation.pilot_stats import SKIP, consensus  # pure; db/pilot_results reads it too
+
 from . import batches
-from .app_models import Pilot, PilotLabel, PilotSample
+from .app_models import Pilot, PilotAdjudication, PilotLabel, PilotSample
 from .lake import Lake
 from .named_rows import get_named
 
 LABEL_VALUES = ("grounded", "not_grounded", "skip")
+VERDICTS = ("grounded", "not_grounded")  # what an adjudicator settles a disagreement as
 CSV_COLUMNS = ("pilot", "sample_id", "annotator", "label", "ungrounded_words", "note")
 
 
@@ -114,14 +117,151 @@ def labels(engine: Engine, pilot_id: int, annotator: str | None = None) -> list[
         return rows
 
 
-def set_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, label: str, ungrounded_words: Iterable[str] = (), note: str | None = None) -> None:
-    """Write or replace one annotator's label for one sample (safe to repeat; others' labels untouched)."""
+@dataclass(frozen=True)
+class LabelState:
+    """One annotator's label on one sample as it was: what undo puts back."""
+    label: str
+    ungrounded_words: tuple[str, ...] = ()
+    note: str | None = None
+
+
+def _in_pilot(s: Session, pilot_id: int, sample_id: str) -> None:
+    if s.scalar(select(PilotSample.id).where(PilotSample.pilot_id == pilot_id, PilotSample.sample_id == sample_id)) is None:
+        raise PilotError(f"sample {sample_id} is not in this pilot")
+
+
+def _label_row(s: Session, pilot_id: int, sample_id: str, annotator: str) -> PilotLabel | None:
+    return s.scalar(select(PilotLabel).where(PilotLabel.pilot_id == pilot_id, PilotLabel.sample_id == sample_id, PilotLabel.annotator == annotator))
+
+
+def set_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, label: str, ungrounded_words: Iterable[str] = (), note: str | None = None) -> LabelState | None:
+    """Write or replace one annotator's label for one sample (safe to repeat; others' labels untouched).
+    Returns what it replaced (None: there was no label), for :func:`restore_label` to undo it."""
     if label not in LABEL_VALUES:
         raise PilotError(f"a label is one of {', '.join(LABEL_VALUES)}, not {label!r}")
     with Session(engine) as s, s.begin():
-        if s.scalar(select(PilotSample.id).where(PilotSample.pilot_id == pilot_id, PilotSample.sample_id == sample_id)) is None:
-            raise PilotError(f"sample {sample_id} is not in this pilot")
+        _in_pilot(s, pilot_id, sample_id)
+        row = _label_row(s, pilot_id, sample_id, annotator)
+        previous = None if row is None else LabelState(row.label, tuple(row.ungrounded_words or ()), row.note)
         _upsert(s, pilot_id, sample_id, annotator, label, list(ungrounded_words), note)
+        return previous
+
+
+def clear_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str) -> bool:
+    """Remove one annotator's own label on one sample; False when there was none."""
+    with Session(engine) as s, s.begin():
+        row = _label_row(s, pilot_id, sample_id, annotator)
+        if row is None:
+            return False
+        s.delete(row)
+        return True
+
+
+def restore_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, previous: LabelState | None) -> None:
+    """Put a sample's label back as :func:`set_label` found it: the earlier label, or none."""
+    if previous is None:
+        clear_label(engine, pilot_id, sample_id, annotator)
+    else:
+        set_label(engine, pilot_id, sample_id, annotator, previous.label, previous.ungrounded_words, previous.note)
+
+
+def add_samples(lake: Lake, engine: Engine, pilot_name: str, sample_ids: Iterable[str]) -> int:
+    """Append samples to a pilot (after its last position, in the order given); returns how many were new
+    (those in it already are left where they are). The task, VisAttnScore (and its decile over all scored
+    samples, as :func:`draw` computes it) and CLIPScore come from the lake with the pilot's own models; a
+    sample with no score is added without one. Any id not in the store refuses the whole request."""
+    wanted = list(dict.fromkeys(str(x) for x in sample_ids))
+    pilot = get(engine, pilot_name)
+    if not wanted:
+        return 0
+    cfg = pilot.config or {}
+    vis_model, segment, clip_model = cfg.get("vis_model"), cfg.get("segment", "answer"), cfg.get("clip_model")
+    marks = ", ".join("?" for _ in wanted)
+    sql = (
+        "WITH scored AS (SELECT subject_id AS sample_id, value AS vis, ntile(10) OVER (ORDER BY value, subject_id) AS decile FROM ("
+        "SELECT v.subject_id, any_value(v.value) AS value FROM scores v JOIN samples x ON x.sample_id = v.subject_id "
+        "WHERE v.subject_kind = 'sample' AND v.metric = 'vis_attn' AND v.model_id = ? AND v.segment = ? AND v.value IS NOT NULL "
+        "GROUP BY v.subject_id)), "
+        "clip AS (SELECT subject_id AS item_id, any_value(value) AS clip FROM scores WHERE subject_kind = 'item' AND metric = 'clip_score' "
+        "AND model_id = ? GROUP BY subject_id) "
+        f"SELECT x.sample_id, any_value(x.task), any_value(d.decile), any_value(d.vis), any_value(c.clip) FROM samples x "
+        f"LEFT JOIN scored d ON d.sample_id = x.sample_id LEFT JOIN clip c ON c.item_id = x.item_id "
+        f"WHERE x.sample_id IN ({marks}) GROUP BY x.sample_id"
+    )
+    found = {r[0]: r for r in lake.fetchall(sql, [vis_model or "", segment, clip_model or "", *wanted])}
+    unknown = [sid for sid in wanted if sid not in found]
+    if unknown:
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise PilotError(f"nothing added to pilot {pilot_name!r}: {len(unknown)} sample id(s) are not in the store: "
+                         + ", ".join(unknown[:5]) + more)
+    with Session(engine) as s, s.begin():
+        s.scalar(select(Pilot.id).where(Pilot.id == pilot.id).with_for_update())  # one appender at a time: positions stay distinct
+        have = set(s.scalars(select(PilotSample.sample_id).where(PilotSample.pilot_id == pilot.id)))
+        position = (s.scalar(select(func.max(PilotSample.position)).where(PilotSample.pilot_id == pilot.id)) or -1) + 1
+        new = [sid for sid in wanted if sid not in have]
+        for k, sid in enumerate(new):
+            _, task, decile, vis, clip = found[sid]
+            s.add(PilotSample(pilot_id=pilot.id, sample_id=sid, position=position + k, task=task, decile=decile,
+                              vis_attn=None if vis is None else float(vis), clip_score=None if clip is None else float(clip)))
+        if new:
+            s.get(Pilot, pilot.id).size += len(new)  # the pilot is now that much bigger than it was drawn
+        return len(new)
+
+
+# ---- disagreements and their adjudication ---------------------------------------------------------------
+@dataclass
+class Disagreement:
+    """A pilot sample whose annotators did not all give the same (non-skip) label."""
+    sample_id: str
+    position: int
+    labels: dict[str, PilotLabel]  # annotator -> their label (skips included, as they were given)
+    majority: str | None  # None: split evenly, so it drops out of the results unless settled
+    settled: PilotAdjudication | None = None
+
+
+def adjudicate(engine: Engine, pilot_id: int, sample_id: str, label: str, settled_by: str, note: str | None = None) -> None:
+    """Settle a sample as grounded or not grounded; the verdict replaces the annotators' labels in the
+    results. Settling again changes the verdict."""
+    if label not in VERDICTS:
+        raise PilotError(f"a verdict is one of {', '.join(VERDICTS)}, not {label!r}")
+    with Session(engine) as s, s.begin():
+        _in_pilot(s, pilot_id, sample_id)
+        row = s.scalar(select(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot_id, PilotAdjudication.sample_id == sample_id))
+        note = (note or "").strip() or None
+        if row is None:
+            s.add(PilotAdjudication(pilot_id=pilot_id, sample_id=sample_id, label=label, settled_by=settled_by, note=note, settled_at=_now()))
+        else:
+            row.label, row.settled_by, row.note, row.settled_at = label, settled_by, note, _now()
+
+
+def unsettle(engine: Engine, pilot_id: int, sample_id: str) -> bool:
+    """Withdraw a verdict (the annotators' labels count again); False when there was none."""
+    with Session(engine) as s, s.begin():
+        return s.execute(delete(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot_id, PilotAdjudication.sample_id == sample_id)).rowcount > 0
+
+
+def adjudications(engine: Engine, pilot_id: int) -> dict[str, PilotAdjudication]:
+    """sample id -> its verdict."""
+    with Session(engine) as s:
+        rows = list(s.scalars(select(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot_id)))
+        s.expunge_all()
+        return {r.sample_id: r for r in rows}
+
+
+def disagreements(engine: Engine, pilot_id: int) -> list[Disagreement]:
+    """Samples whose annotators disagree, in labelling order, with each one's label, the majority if there
+    is one, and the verdict if settled."""
+    by_sample: dict[str, dict[str, PilotLabel]] = {}
+    for row in labels(engine, pilot_id):
+        by_sample.setdefault(row.sample_id, {})[row.annotator] = row
+    verdicts = adjudications(engine, pilot_id)
+    out = []
+    for sample in samples(engine, pilot_id):
+        given = by_sample.get(sample.sample_id, {})
+        if len({r.label for r in given.values() if r.label != SKIP}) > 1:
+            out.append(Disagreement(sample.sample_id, sample.position, given, consensus([r.label for r in given.values()]),
+                                    verdicts.get(sample.sample_id)))
+    return out
 
 
 def _upsert(s: Session, pilot_id: int, sample_id: str, annotator: str, label: str, words: list[str], note: str | None) -> None:
@@ -203,6 +343,7 @@ def delete_pilot(engine: Engine, name: str) -> None:
         if pilot is None:
             raise PilotError(f"no pilot {name!r}")
         s.execute(delete(PilotLabel).where(PilotLabel.pilot_id == pilot.id))
+        s.execute(delete(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot.id))
         s.execute(delete(PilotSample).where(PilotSample.pilot_id == pilot.id))
         s.delete(pilot)
 

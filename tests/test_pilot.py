@@ -170,3 +170,144 @@ def test_export_before_any_label_writes_the_sample_ids_to_label_by_csv(pilot_sto
     # a blank label on a sample that is not in the pilot is still refused
     with pytest.raises(pilots.PilotError, match="not in pilot 'p'"):
         pilots.import_csv(engine, pilot, "sample_id,label,annotator\nnot-a-sample,,dana\n")
+
+
+# ---- second pass: word groups, intervals, disagreements, undo, adding samples ---------------------------
+ATTRIBUTE_ANSWER = ('{"ProductType": "Body Lotion", "Name": "Pinecrest Fresh Mint Body Lotion 300 ml", "Brand": "Pinecrest", "Color": "Red", '
+                    '"Count": "1", "Size": "300 ml", "TargetGender": "Unisex"}')  # an attribute_extraction answer of the demo store
+COMPARISON_ANSWER = ('Photo [1] shows the delivered item, which the customer describes as: "My order [UCI] from Sunvale - the Citrus '
+                     'Conditioner came badly dented, the package is crushed in the middle."; photo [2] shows it as listed.')  # its longest
+
+
+def test_answer_groups_give_one_choice_per_json_value_and_distinct_words():
+    from curation.pilot_words import answer_groups, group_word
+
+    assert answer_groups(ATTRIBUTE_ANSWER) == ["ProductType: Body Lotion", "Name: Pinecrest Fresh Mint Body Lotion 300 ml", "Brand: Pinecrest",
+                                               "Color: Red", "Count: 1", "Size: 300 ml", "TargetGender: Unisex"]
+    prose = answer_groups(COMPARISON_ANSWER)
+    assert len(prose) == len(set(prose)) == 35  # every position its own choice; "-" is no word
+    assert prose[:4] == ["Photo", "1", "shows", "the"] and "the (5)" in prose and "shows (2)" in prose and "UCI" in prose and "middle" in prose
+    assert not any(ch in "".join(prose) for ch in '[]":;,')
+    long = " ".join(f"word{k % 40}" for k in range(600)) + "."
+    groups = answer_groups(long)
+    assert len(groups) == 600 == len(set(groups)) and groups[40] == "word0 (2)" and groups[-1] == "word39 (15)"
+    nested = '{"Size": {"Width": "10 cm", "Height": 5}, "Colors": ["Red", "Blue"], "Note": "two\\nlines", "Boxed": true, "Lid": null, "Tags": []}'
+    assert answer_groups(nested) == ["Size.Width: 10 cm", "Size.Height: 5", "Colors[1]: Red", "Colors[2]: Blue", "Note: two lines",
+                                     "Boxed: true", "Lid: null", "Tags: []"]
+    assert answer_groups('{"a.b": 1, "a": {"b": 1}}') == ["a.b: 1", "a.b: 1 (2)"]  # two paths that read the same stay distinct
+    assert answer_groups("Yes.") == ["Yes"] and answer_groups("1") == ["1"] and answer_groups('{"broken": ') == ["broken"]
+    assert answer_groups("") == [] and answer_groups(None) == []
+    assert group_word("the (5)") == "the" and group_word("Color: Red") == "Color: Red" and group_word("Photo") == "Photo"
+
+
+def test_wilson_and_hanley_mcneil_intervals():
+    from scipy.stats import binomtest
+    from curation.pilot_stats import auc_interval, wilson_interval
+
+    for k, n in [(8, 10), (0, 5), (5, 5), (37, 50), (150, 192)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # the textbook example
+    with pytest.raises(ValueError):
+        wilson_interval(1, 0)
+    # Hanley & McNeil (1982) by hand: A = 0.8, 50 + 50: Q1 = 2/3, Q2 = 0.7111, SE = 0.04450
+    assert auc_interval(0.8, 50, 50) == pytest.approx((0.8 - 1.959964 * 0.0445024, 0.8 + 1.959964 * 0.0445024), abs=1e-5)
+    assert auc_interval(0.99, 5, 5)[1] == 1.0  # clipped
+    # and its standard error is what resampling the labels gives (scikit-learn's AUC, a fixed seed)
+    rng = random.Random(7)
+    truth = [int(rng.random() < 0.5) for _ in range(200)]
+    scores = [rng.gauss(0.6 if t else 0.4, 0.2) for t in truth]
+    area = roc_auc_score(truth, scores)
+    boot = []
+    for _ in range(400):
+        idx = [rng.randrange(200) for _ in range(200)]
+        t = [truth[i] for i in idx]
+        if 0 < sum(t) < len(t):
+            boot.append(roc_auc_score(t, [scores[i] for i in idx]))
+    mean = sum(boot) / len(boot)
+    boot_se = (sum((b - mean) ** 2 for b in boot) / (len(boot) - 1)) ** 0.5
+    lo, hi = auc_interval(area, sum(truth), 200 - sum(truth))
+    assert (hi - lo) / (2 * 1.959964) == pytest.approx(boot_se, rel=0.2)
+
+
+def test_evaluate_counts_ties_lets_verdicts_replace_labels_and_gives_intervals():
+    labels = {f"s{k}": {"ann": "grounded" if k % 2 else "not_grounded"} for k in range(40)}
+    labels["s0"]["bob"] = "grounded"  # ann said not grounded: a tie
+    labels["s1"]["bob"] = "not_grounded"  # a tie too
+    labels["s2"] = {"ann": "skip", "bob": "skip"}
+    vis = {f"s{k}": k / 40 for k in range(40)}
+    report = evaluate({"vis_attn": vis}, labels)
+    assert (report.labelled, report.without_majority, report.settled, report.skipped_only) == (37, 2, 0, 1)
+    settled = evaluate({"vis_attn": vis}, labels, settled={"s0": "grounded", "s3": "not_grounded"})  # s3 had a majority: the verdict wins
+    assert (settled.labelled, settled.without_majority, settled.settled) == (38, 1, 2)
+    assert settled.grounded == report.grounded + 1 - 1  # s0 gained as grounded, s3 lost from grounded
+    r = settled.scores["vis_attn"]
+    assert r.auc_ci[0] < r.auc < r.auc_ci[1] and r.best_accuracy_ci[0] < r.best_accuracy <= r.best_accuracy_ci[1]
+    from curation.pilot_stats import auc_interval, wilson_interval
+    assert r.auc_ci == auc_interval(r.auc, settled.grounded, settled.not_grounded)
+    assert r.best_accuracy_ci == wilson_interval(round(r.best_accuracy * r.n), r.n)
+
+
+def test_clear_undo_adjudicate_and_add_samples(pilot_store):
+    lake, engine = pilot_store
+    rows = pilots.draw_and_create(lake, engine, name="p2", size=10, seed=3, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="tester")
+    pid = pilots.get(engine, "p2").id
+    ids = [r["sample_id"] for r in rows]
+    # clear and undo
+    assert pilots.set_label(engine, pid, ids[0], "ann", "grounded") is None
+    previous = pilots.set_label(engine, pid, ids[0], "ann", "not_grounded", ["Color: Red"], "lid")
+    assert previous == pilots.LabelState("grounded", (), None)
+    undo = pilots.set_label(engine, pid, ids[0], "ann", "skip")
+    pilots.restore_label(engine, pid, ids[0], "ann", undo)  # back to not grounded with its words and note
+    (row,) = pilots.labels(engine, pid, "ann")
+    assert (row.label, row.ungrounded_words, row.note) == ("not_grounded", ["Color: Red"], "lid")
+    first = pilots.set_label(engine, pid, ids[1], "ann", "grounded")
+    pilots.restore_label(engine, pid, ids[1], "ann", first)  # undoing a first label leaves none
+    assert [r.sample_id for r in pilots.labels(engine, pid, "ann")] == [ids[0]]
+    pilots.set_label(engine, pid, ids[0], "bob", "grounded")
+    assert pilots.clear_label(engine, pid, ids[0], "ann") is True and pilots.clear_label(engine, pid, ids[0], "ann") is False
+    assert [(r.annotator, r.label) for r in pilots.labels(engine, pid)] == [("bob", "grounded")]  # bob's label untouched
+    # disagreements and verdicts
+    pilots.set_label(engine, pid, ids[0], "ann", "not_grounded", ["dented"])
+    for k, sid in enumerate(ids[2:6]):
+        pilots.set_label(engine, pid, sid, "ann", "grounded")
+        pilots.set_label(engine, pid, sid, "bob", "grounded" if k else "skip")
+    pilots.set_label(engine, pid, ids[6], "ann", "grounded")
+    pilots.set_label(engine, pid, ids[6], "bob", "not_grounded")
+    pilots.set_label(engine, pid, ids[6], "cy", "not_grounded")  # a 2-1 majority: a disagreement with a majority
+    found = pilots.disagreements(engine, pid)
+    assert [(d.sample_id, d.majority, sorted(d.labels)) for d in found] == [(ids[0], None, ["ann", "bob"]), (ids[6], "not_grounded", ["ann", "bob", "cy"])]
+    assert found[0].labels["ann"].ungrounded_words == ["dented"] and found[0].settled is None
+    from db import pilot_results
+    before = pilot_results.results(lake, engine, "p2").report
+    assert (before.without_majority, before.settled) == (1, 0)
+    pilots.adjudicate(engine, pid, ids[0], "grounded", "admin")
+    pilots.adjudicate(engine, pid, ids[0], "not_grounded", "admin", "the lid is dented")  # changed
+    verdict = pilots.adjudications(engine, pid)[ids[0]]
+    assert (verdict.label, verdict.settled_by, verdict.note) == ("not_grounded", "admin", "the lid is dented")
+    assert pilots.disagreements(engine, pid)[0].settled.label == "not_grounded"
+    after = pilot_results.results(lake, engine, "p2").report
+    assert (after.without_majority, after.settled, after.labelled, after.not_grounded) == (0, 1, before.labelled + 1, before.not_grounded + 1)
+    with pytest.raises(pilots.PilotError, match="a verdict is one of grounded, not_grounded"):
+        pilots.adjudicate(engine, pid, ids[0], "skip", "admin")
+    with pytest.raises(pilots.PilotError, match="not in this pilot"):
+        pilots.adjudicate(engine, pid, "nope", "grounded", "admin")
+    assert pilots.unsettle(engine, pid, ids[0]) is True and pilots.adjudications(engine, pid) == {}
+    # add samples: appended, tasks and scores from the lake, unknown ids refuse the whole request
+    others = [sid for (sid,) in lake.fetchall("SELECT sample_id FROM samples ORDER BY sample_id") if sid not in ids][:3]
+    with pytest.raises(pilots.PilotError, match=r"nothing added to pilot 'p2': 1 sample id\(s\) are not in the store: not-a-sample"):
+        pilots.add_samples(lake, engine, "p2", [others[0], "not-a-sample"])
+    assert len(pilots.samples(engine, pid)) == 10
+    assert pilots.add_samples(lake, engine, "p2", [others[0], ids[0], others[1], others[0]]) == 2  # ids[0] is in it already
+    assert pilots.add_samples(lake, engine, "p2", [others[1], others[2]]) == 1 and pilots.add_samples(lake, engine, "p2", []) == 0
+    chosen = pilots.samples(engine, pid)
+    assert [x.sample_id for x in chosen] == ids + others and [x.position for x in chosen] == list(range(13))
+    truth = dict(lake.fetchall(f"SELECT sample_id, task FROM samples WHERE sample_id IN ({', '.join('?' for _ in others)})", others))
+    assert [x.task for x in chosen[10:]] == [truth[sid] for sid in others]
+    vis = dict(lake.fetchall("SELECT subject_id, value FROM scores WHERE metric = 'vis_attn' AND model_id = ? AND segment = 'answer'", [VIS_MODEL]))
+    assert [x.vis_attn for x in chosen[10:]] == [vis.get(sid) for sid in others]
+    drawn = {r["sample_id"]: r["decile"] for r in pilots.draw(lake, size=10_000, seed=0, vis_model=VIS_MODEL)}
+    assert [x.decile for x in chosen[10:]] == [drawn.get(sid) for sid in others]  # the same deciles the draw uses
+    assert pilots.list_pilots(engine)[-1][:2] == ("p2", 13)
+    with pytest.raises(pilots.PilotError, match="no pilot 'nope'"):
+        pilots.add_samples(lake, engine, "nope", others)
