@@ -139,12 +139,18 @@ def list_users(engine: Engine) -> list[User]:
         return rows
 
 
-def set_disabled(engine: Engine, username: str, disabled: bool = True) -> None:
+def set_disabled(engine: Engine, username: str, disabled: bool = True, *, by: str = "admin") -> int:
+    """Disable (or enable) a user; disabling ends their sessions at once. Returns how many sessions ended."""
     with Session(engine) as s, s.begin():
         row = s.scalar(select(User).where(User.username == username))
         if row is None:
             raise UserError(f"no user {username!r}")
         row.disabled = disabled
+    if not disabled:
+        return 0
+    from .sessions import revoke  # sessions reads users: imported here, not at the top
+
+    return revoke(engine, username=username, by=by)
 
 
 def count(engine: Engine) -> int:

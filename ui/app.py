@@ -1,7 +1,7 @@
 """The curator web app: ``vitpro ui`` (or ``streamlit run ui/app.py``).
 
-Signs the user in (a password checked against the store's hashed users, or Streamlit's own OIDC sign-in
-where ``[auth]`` is configured in secrets.toml and the person's e-mail is a user), then serves the pages.
+Served by ui/server.py, whose ``/login`` route signs people in and sets the session cookie; this script
+checks that session on every rerun (ui/auth.py) and serves the pages to its user only.
 No model library is imported here or by any page: long work is sent to the workers as jobs.
 """
 from __future__ import annotations
@@ -29,10 +29,8 @@ def main() -> None:
         return
     with st.sidebar:
         st.markdown(f"**{signed_in.username}** · {signed_in.role}")
-        if st.button("Sign out", key="sign_out"):
-            auth.sign_out()
-            st.rerun()
-    auth.keep_in_url()
+        # a full page load of /logout: the server revokes the session and clears the cookie
+        st.markdown("[Sign out](/logout)")
     pages = [
         st.Page(str(PAGES / "overview.py"), title="Overview", icon=":material/monitoring:", default=True),
         st.Page(str(PAGES / "inspect.py"), title="Inspect", icon=":material/search:"),

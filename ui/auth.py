@@ -1,106 +1,33 @@
-"""Sign-in for the web app.
+"""Who this browser session is signed in as, checked again on every rerun.
 
-A name and password are checked against the store's users (scrypt hashes, db/users.py); where Streamlit's
-OIDC sign-in is configured (``[auth]`` in ``.streamlit/secrets.toml``), the provider's e-mail must be a
-user's name and the role comes from the store. The signed-in user lives in the server-side session only.
+The sign-in itself happens outside the Streamlit script, on the server's ``/login`` route (ui/server.py),
+which sets a random session token in an HttpOnly cookie; the Streamlit script reads that cookie from the
+WebSocket's handshake (``st.context.cookies``) and asks the store (db/sessions.py) whose live session it
+is. Nothing here trusts the browser beyond that token, and no credential is ever put in the URL.
 
-A page refresh starts a new Streamlit session; so that it does not sign the curator out mid-label, the URL
-carries a session token: the user name and an expiry, signed with HMAC-SHA256 by a secret kept beside the
-store (``$VITPRO_HOME/app-secret``, or ``VITPRO_APP_SECRET``). A token is only a claim of who signed in;
-the role is read from the store at every action.
+Where Streamlit's OIDC sign-in is configured (``[auth]`` in ``.streamlit/secrets.toml``), ``st.login``
+does the provider round trip; the provider's e-mail must be a user's name, and the role comes from the
+store. That sign-in gets a session row too, keyed by Streamlit's identity cookie, so revoking works alike.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import os
-import secrets
-import time
-from pathlib import Path
-
 import streamlit as st
 
-from db import users
+from db import sessions, users
 from ui import context
 
-TOKEN_PARAM = "s"
-TOKEN_HOURS = 12
+SESSION_COOKIE = "vitpro_session"  # the same name as ui/server.py's (kept apart: this module must not import Starlette routes)
+OIDC_COOKIE = "_streamlit_user"
+# Tests under AppTest (which cannot send cookies) hand the token over in session state; no widget has this key,
+# so a browser cannot set it.
+TOKEN_KEY = "_vitpro_session_token"
 
 
-def _secret(home: Path) -> bytes:
-    env = os.environ.get("VITPRO_APP_SECRET")
-    if env:
-        return env.encode("utf-8")
-    path = home / "app-secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # O_EXCL: two servers starting at once keep one secret
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-    return path.read_text().strip().encode("utf-8")
-
-
-def make_token(username: str, secret: bytes, *, now: float | None = None, hours: float = TOKEN_HOURS) -> str:
-    expires = int((now or time.time()) + hours * 3600)
-    body = base64.urlsafe_b64encode(f"{username}|{expires}".encode("utf-8")).decode("ascii").rstrip("=")
-    sig = hmac.new(secret, body.encode("ascii"), hashlib.sha256).hexdigest()[:32]
-    return f"{body}.{sig}"
-
-
-def read_token(token: str, secret: bytes, *, now: float | None = None) -> str | None:
-    """The user name a valid, unexpired token was made for; None otherwise."""
+def _cookies() -> dict[str, str]:
     try:
-        body, sig = token.rsplit(".", 1)
-        if not hmac.compare_digest(hmac.new(secret, body.encode("ascii"), hashlib.sha256).hexdigest()[:32], sig):
-            return None
-        username, expires = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8").rsplit("|", 1)
-        return username if int(expires) > (now or time.time()) else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _start(u: users.SignedIn) -> None:
-    st.session_state[context.USER_KEY] = u
-    st.session_state["_vitpro_token"] = make_token(u.username, _secret(context.settings().home))
-
-
-def sign_out() -> None:
-    st.session_state.pop(context.USER_KEY, None)
-    st.session_state.pop("_vitpro_token", None)
-    st.query_params.pop(TOKEN_PARAM, None)
-    if _oidc_configured() and getattr(st.user, "is_logged_in", False):
-        st.logout()
-
-
-def keep_in_url() -> None:
-    """Put the session token in the URL, so a refresh of this tab stays signed in."""
-    token = st.session_state.get("_vitpro_token")
-    if token and st.query_params.get(TOKEN_PARAM) != token:
-        st.query_params[TOKEN_PARAM] = token
-
-
-def restore() -> None:
-    """Sign in again from the URL's token (after a refresh) or from the OIDC provider's session."""
-    if context.user() is not None:
-        return
-    token = st.query_params.get(TOKEN_PARAM)
-    if token:
-        name = read_token(token, _secret(context.settings().home))
-        u = users.current(context.engine(), name) if name else None
-        if u is not None:
-            st.session_state[context.USER_KEY] = u
-            st.session_state["_vitpro_token"] = token
-            return
-        st.query_params.pop(TOKEN_PARAM, None)
-    if _oidc_configured() and getattr(st.user, "is_logged_in", False):
-        u = users.current(context.engine(), str(st.user.get("email") or ""))
-        if u is not None:
-            _start(u)
+        return dict(st.context.cookies)
+    except Exception:  # AppTest, or no request context
+        return {}
 
 
 def _oidc_configured() -> bool:
@@ -110,27 +37,61 @@ def _oidc_configured() -> bool:
         return False
 
 
+def _oidc_token(cookies: dict[str, str]) -> str | None:
+    """Streamlit's identity cookie (it may come in chunks), as one string: the OIDC session's key."""
+    parts = [v for k, v in sorted(cookies.items()) if k == OIDC_COOKIE or k.startswith(OIDC_COOKIE + "__")]
+    return "".join(parts) or None
+
+
+def restore() -> None:
+    """Set the signed-in user from the session cookie (or the OIDC sign-in), or clear it: run on every rerun,
+    so a revoked session, a disabled user or a changed role takes effect at the next click."""
+    engine = context.engine()
+    cookies = _cookies()
+    token = cookies.get(SESSION_COOKIE) or st.session_state.get(TOKEN_KEY)
+    who = sessions.lookup(engine, token) if token else None
+    if who is None and _oidc_configured() and getattr(st.user, "is_logged_in", False):
+        token = _oidc_token(cookies) or st.session_state.get(TOKEN_KEY)
+        email = str(st.user.get("email") or "")
+        if users.current(engine, email) is not None:
+            if token is None:  # no cookie to key a session by (AppTest): the provider's word for this run only
+                who = users.current(engine, email)
+            elif not sessions.known(engine, token):
+                sessions.create(engine, email, method="oidc", token=token, user_agent=st.context.headers.get("user-agent", "") if cookies else "")
+                who = sessions.lookup(engine, token)
+            else:
+                who = sessions.lookup(engine, token)  # None once revoked: the provider's cookie alone is not enough
+    if who is None:
+        st.session_state.pop(context.USER_KEY, None)
+        st.session_state.pop("_vitpro_token_in_use", None)
+    else:
+        st.session_state[context.USER_KEY] = who
+        st.session_state["_vitpro_token_in_use"] = token
+
+
+def sign_out() -> None:
+    """End this session on the server (its cookie is worthless from now on) and forget the user here."""
+    token = st.session_state.get("_vitpro_token_in_use")
+    u = context.user()
+    if token:
+        sessions.revoke(context.engine(), token=token, by=u.username if u else "sign-out")
+    st.session_state.pop(context.USER_KEY, None)
+    st.session_state.pop(TOKEN_KEY, None)
+    if _oidc_configured() and getattr(st.user, "is_logged_in", False):
+        st.logout()
+
+
 def sign_in_page() -> None:
+    """What a browser without a live session sees: the way to the sign-in page (the form lives at /login)."""
     st.title("VIT-Pro Curation Studio")
-    st.caption("Sign in with the name and password an admin made for you (`vitpro users add NAME --role annotator|admin`).")
     if users.count(context.engine()) == 0:
-        st.warning("No users yet. On the server: `vitpro users add admin --role admin`, then sign in here.")
-    with st.form("sign_in"):
-        name = st.text_input("User name", key="sign_in_name")
-        password = st.text_input("Password", type="password", key="sign_in_password")
-        submitted = st.form_submit_button("Sign in", type="primary")
-    if submitted:
-        u = users.authenticate(context.engine(), name, password)
-        if u is None:
-            time.sleep(0.3)  # a little friction for guessing
-            st.error("wrong user name or password (or the user is disabled)")
-        else:
-            st.session_state.pop("sign_in_password", None)
-            _start(u)
-            st.rerun()
+        st.warning("No users yet. On the server: `vitpro users add admin --role admin`, then sign in.")
+    st.markdown("You are not signed in, or your session ended. [Sign in](/login)")
     if _oidc_configured():
         st.divider()
-        if st.button("Sign in with your organisation's account"):
-            st.login()
         if getattr(st.user, "is_logged_in", False):
-            st.error(f"{st.user.get('email')} is not a user of this store; ask an admin to add them.")
+            st.error(f"{st.user.get('email')} is not a user of this store, or this sign-in was revoked; ask an admin.")
+            if st.button("Sign out of the organisation's account"):
+                st.logout()
+        elif st.button("Sign in with your organisation's account"):
+            st.login()

@@ -14,7 +14,8 @@ import click
 from .cli import _echo_table, _engine, _fail, _fmt_time, cli
 from .settings import load_settings
 
-APP_FILE = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+# ui/server.py is Streamlit's ASGI app with the sign-in routes and the session gate in front of ui/app.py
+APP_FILE = Path(__file__).resolve().parent.parent / "ui" / "server.py"
 
 
 @cli.group()
@@ -62,15 +63,82 @@ def users_disable(username, enable) -> None:
     from db import users as users_db
 
     try:
-        users_db.set_disabled(_engine(), username, not enable)
+        ended = users_db.set_disabled(_engine(), username, not enable)
     except users_db.UserError as exc:
         _fail(str(exc))
-    click.echo(f"{username} {'enabled' if enable else 'disabled'}")
+    click.echo(f"{username} {'enabled' if enable else 'disabled'}" + (f"; {ended} session(s) ended" if ended else ""))
+
+
+@users.command("sessions")
+@click.argument("username", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Also revoked and expired sessions.")
+def users_sessions(username, show_all) -> None:
+    """Signed-in browsers (of USERNAME, or everyone's): id, since when, last use, expiry, browser, address."""
+    from db import sessions as sessions_db
+
+    rows = sessions_db.list_sessions(_engine(), username, active_only=not show_all)
+    if not rows:
+        click.echo("no active sessions" if not show_all else "no sessions")
+        return
+    _echo_table([(r.id, r.username, r.method, _fmt_time(r.created_at), _fmt_time(r.last_seen), _fmt_time(r.expires_at),
+                  sessions_db.state(r), r.address, (r.user_agent or "")[:50]) for r in rows],
+                ("id", "user", "method", "signed in (UTC)", "last use", "expires", "state", "address", "browser"))
+
+
+@users.command("revoke")
+@click.argument("target")
+def users_revoke(target) -> None:
+    """End a session at once: TARGET is a session id (from `users sessions`) or a user name (all their sessions)."""
+    from db import sessions as sessions_db
+
+    by = os.environ.get("VITPRO_USER") or os.environ.get("USER") or "cli"
+    n = sessions_db.revoke(_engine(), session_id=int(target), by=by) if target.isdigit() else sessions_db.revoke(_engine(), username=target, by=by)
+    if n == 0:
+        _fail(f"no active session matches {target!r} (see `vitpro users sessions`)")
+    click.echo(f"revoked {n} session(s)")
+
+
+@users.command("unlock")
+@click.argument("username", required=False)
+@click.option("--address", help="Lift the lockout of this address instead of (or as well as) a user name.")
+def users_unlock(username, address) -> None:
+    """Lift a lockout after too many failed sign-ins (see `users lockouts`)."""
+    from db import sign_in
+
+    if not username and not address:
+        _fail("name a user or pass --address")
+    n = sign_in.unlock(_engine(), username=username, address=address)
+    click.echo(f"unlocked {' and '.join(x for x in (username, address) if x)}" + ("" if n else " (it was not locked)"))
+
+
+@users.command("lockouts")
+def users_lockouts() -> None:
+    """User names and addresses locked after too many failed sign-ins."""
+    from db import sign_in
+
+    rows = sign_in.lockouts(_engine())
+    if not rows:
+        click.echo("nothing is locked")
+        return
+    _echo_table([(r.kind, r.subject, r.failures, _fmt_time(r.locked_at)) for r in rows], ("kind", "name or address", "failures", "locked (UTC)"))
+
+
+@users.command("attempts")
+@click.argument("username", required=False)
+@click.option("--limit", type=int, default=30, show_default=True)
+def users_attempts(username, limit) -> None:
+    """The latest sign-in tries (every one is recorded): when, who, from where, outcome."""
+    from db import sign_in
+
+    rows = sign_in.recent(_engine(), limit=limit, username=username)
+    _echo_table([(_fmt_time(r.ts), r.username, r.address, r.reason) for r in rows], ("when (UTC)", "user", "address", "outcome"))
 
 
 def streamlit_command(port: int, address: str) -> list[str]:
+    # toolbarMode minimal: no developer menu (Clear cache, Deploy, Rerun settings) for anyone
     return [sys.executable, "-m", "streamlit", "run", str(APP_FILE), "--server.headless", "true", "--server.port", str(port),
-            "--server.address", address, "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+            "--server.address", address, "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+            "--client.toolbarMode", "minimal", "--client.showErrorDetails", "false"]
 
 
 def serve(port: int, address: str) -> int:
