@@ -1,6 +1,7 @@
-"""Pilot: the paper's human check. Label samples grounded / not grounded (buttons or G / N / S, words
-clicked to mark them ungrounded), each annotator seeing only their own labels; then the results: ROC
-curves of both scores, AUC, accuracy at the current thresholds, the recommended threshold, kappa."""
+"""Pilot: the paper's human check. Label samples grounded / not grounded (buttons or G / N / S; the words,
+or for a JSON answer the values, the image does not support marked by clicking them), each annotator seeing
+only their own labels, with undo and clear; then the results: ROC curves of both scores, AUC and accuracy
+with their 95% intervals, the recommended threshold, kappa; and, for admins, the disagreements to settle."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from curation.filters import FilterError, stored_models
-from curation.pilot_stats import GROUNDED, NOT_GROUNDED, PAPER_RELATIVE_IMPROVEMENT, SKIP
+from curation.pilot_stats import AUC_CI_METHOD, GROUNDED, MIN_MEANINGFUL, NOT_GROUNDED, PAPER_RELATIVE_IMPROVEMENT, SKIP
+from curation.pilot_words import answer_groups
 from db import pilot_results, pilots, sampling, saved_filters
 from ui import context
 from ui.heat import escape
@@ -17,6 +19,7 @@ from ui.heat import escape
 me = context.ensure_signed_in()
 context.page_header("Pilot", "Label a sample of the data by hand; the results calibrate the thresholds.")
 s, lake, engine = context.settings(), context.lake(), context.engine()
+FLASH, ADJ_FLASH = "pilot_flash", "pilot_adj_flash"  # a callback's message, shown in its own tab on the run it triggers
 
 
 def _create(name: str, size: int, seed: int, selection: str | None, vis_model: str, clip_model: str | None) -> int:
@@ -24,7 +27,7 @@ def _create(name: str, size: int, seed: int, selection: str | None, vis_model: s
                                       selection=selection, created_by=me.username))
 
 
-with st.expander("Create a pilot" + ("" if context.allowed("create_pilots") else " (admins)")):
+def _create_form() -> None:
     vis_models = stored_models(lake, "vis_attn", segment="answer", scored_only=True)
     clip_models = stored_models(lake, "clip_score", scored_only=True)
     with st.form("pilot_create"):
@@ -39,13 +42,18 @@ with st.expander("Create a pilot" + ("" if context.allowed("create_pilots") else
         if st.form_submit_button("Create pilot"):
             if not vis_model:
                 st.error("no VisAttnScore stored yet: score the samples first")
-            else:
-                try:
-                    n = context.guarded("create_pilots", _create, new_name.strip(), int(size), int(seed), None if sel == "all samples" else sel, vis_model, clip_model)
-                    if n is not context.REFUSED:
-                        st.success(f"pilot {new_name.strip()!r}: {n} samples drawn over task and VisAttnScore decile")
-                except pilots.PilotError as exc:
-                    st.error(str(exc))
+                return
+            try:
+                n = context.guarded("create_pilots", _create, new_name.strip(), int(size), int(seed), None if sel == "all samples" else sel, vis_model, clip_model)
+                if n is not context.REFUSED:
+                    st.success(f"pilot {new_name.strip()!r}: {n} samples drawn over task and VisAttnScore decile")
+            except pilots.PilotError as exc:
+                st.error(str(exc))
+
+
+if context.allowed("create_pilots"):  # annotators do not see the form at all; guarded() still checks on the server
+    with st.expander("Create a pilot"):
+        _create_form()
 
 listing = pilots.list_pilots(engine)
 if not listing:
@@ -55,58 +63,121 @@ names = [row[0] for row in listing]
 name = st.selectbox("Pilot", names, index=len(names) - 1, key="pilot_name")
 pilot = pilots.get(engine, name)
 chosen = pilots.samples(engine, pilot.id)
-label_tab, results_tab = st.tabs(["Label", "Results"])
+order = [x.sample_id for x in chosen]
+adjudicator = context.allowed("adjudicate")
+tabs = st.tabs(["Label", "Results", *(["Adjudicate"] if adjudicator else [])])  # annotators do not see the adjudication at all
+pos_key, undo_key = f"pilot_pos_{pilot.id}", f"pilot_undo_{pilot.id}"
 
-with label_tab:
+
+def _details(sample_ids: list[str]) -> dict[str, dict]:
+    return pilots.sample_details(lake, sample_ids, vis_model=pilot.config.get("vis_model"), segment=pilot.config.get("segment", "answer"),
+                                 blob_root=s.blob_path)
+
+
+def _show_sample(detail: dict, where):
+    """Images left, question and answer right; returns the right column for what follows."""
+    left, right = where.columns([5, 6])
+    for path in detail["images"]:
+        if Path(path).is_file():
+            left.image(path, width="stretch")
+    right.markdown(f"**{escape(detail['task'])}** · {escape(detail['category'])}")
+    right.html(f'<div style="font-weight:600">Question</div><div>{escape(detail["question"])}</div>'
+               f'<div style="font-weight:600;margin-top:8px">Answer</div><div class="pilot-answer">{escape(detail["answer"])}</div>')
+    return right
+
+
+# ---- label ------------------------------------------------------------------------------------------------
+def _words_key(sid: str) -> str:
+    return f"words_{pilot.id}_{sid}"
+
+
+def _goto(delta: int) -> None:
+    st.session_state[pos_key] = min(max(0, st.session_state[pos_key] + delta), len(order) - 1)
+
+
+def _label(value: str, mine: dict) -> None:
+    pos = st.session_state[pos_key]
+    sid = order[pos]
+    words = st.session_state.get(_words_key(sid)) or []
+    previous = context.guarded("label", pilots.set_label, engine, pilot.id, sid, me.username, value, words if value == NOT_GROUNDED else [])
+    if previous is context.REFUSED:
+        return
+    st.session_state.setdefault(undo_key, []).append((sid, pos, previous))  # undo puts back what this replaced
+    later = [k for k in range(pos + 1, len(order)) if order[k] not in mine and order[k] != sid]
+    st.session_state[pos_key] = later[0] if later else min(pos + 1, len(order) - 1)
+
+
+def _clear(mine: dict) -> None:
+    pos = st.session_state[pos_key]
+    sid = order[pos]
+    own = mine.get(sid)
+    if own is None:
+        return
+    if context.guarded("label", pilots.clear_label, engine, pilot.id, sid, me.username) is context.REFUSED:
+        return
+    st.session_state.setdefault(undo_key, []).append((sid, pos, pilots.LabelState(own.label, tuple(own.ungrounded_words or ()), own.note)))
+    st.session_state.pop(_words_key(sid), None)  # the word chips show the (now empty) stored state again
+    st.session_state[FLASH] = f"your label on sample {pos + 1} is cleared"
+
+
+def _undo() -> None:
+    stack = st.session_state.get(undo_key) or []
+    if not stack:
+        return
+    sid, pos, previous = stack[-1]
+    if context.guarded("label", pilots.restore_label, engine, pilot.id, sid, me.username, previous) is context.REFUSED:
+        return
+    stack.pop()
+    st.session_state[pos_key] = pos
+    st.session_state.pop(_words_key(sid), None)
+    st.session_state[FLASH] = (f"undone: sample {pos + 1} is back to " + ("no label" if previous is None else f"'{previous.label.replace('_', ' ')}'"))
+
+
+def label_tab() -> None:
     mine = {row.sample_id: row for row in pilots.labels(engine, pilot.id, annotator=me.username)}  # only my own labels
-    order = [x.sample_id for x in chosen]
-    pos_key = f"pilot_pos_{pilot.id}"
     if pos_key not in st.session_state:  # a fresh session (or a refresh) resumes at my first unlabelled sample
         st.session_state[pos_key] = next((k for k, sid in enumerate(order) if sid not in mine), 0)
     done = sum(1 for sid in order if sid in mine)
     st.progress(done / len(order) if order else 0.0, text=f"you have labelled {done} of {len(order)}")
-
-    def _goto(delta: int) -> None:
-        st.session_state[pos_key] = min(max(0, st.session_state[pos_key] + delta), len(order) - 1)
-
-    def _label(value: str) -> None:
-        sid = order[st.session_state[pos_key]]
-        words = st.session_state.get(f"words_{pilot.id}_{sid}") or []
-        if context.guarded("label", pilots.set_label, engine, pilot.id, sid, me.username, value, words if value == NOT_GROUNDED else []) is context.REFUSED:
-            return
-        later = [k for k in range(st.session_state[pos_key] + 1, len(order)) if order[k] not in mine and order[k] != sid]
-        st.session_state[pos_key] = later[0] if later else min(st.session_state[pos_key] + 1, len(order) - 1)
-
+    if FLASH in st.session_state:
+        st.success(st.session_state.pop(FLASH))
     pos = st.session_state[pos_key]
     sid = order[pos]
-    detail = pilots.sample_details(lake, [sid], vis_model=pilot.config.get("vis_model"), segment=pilot.config.get("segment", "answer"),
-                                   blob_root=s.blob_path).get(sid)
+    detail = _details([sid]).get(sid)
+    own = mine.get(sid)
     b = st.columns([1, 1, 2, 2, 1, 3])
     b[0].button("◀", on_click=_goto, args=(-1,), shortcut="left", key="pilot_prev", help="previous (←)")
     b[1].button("▶", on_click=_goto, args=(1,), shortcut="right", key="pilot_next", help="next (→)")
-    b[2].button("Grounded", on_click=_label, args=(GROUNDED,), shortcut="g", type="primary", key="pilot_grounded", help="G")
-    b[3].button("Not grounded", on_click=_label, args=(NOT_GROUNDED,), shortcut="n", key="pilot_not_grounded", help="N")
-    b[4].button("Skip", on_click=_label, args=(SKIP,), shortcut="s", key="pilot_skip", help="S")
-    own = mine.get(sid)
+    b[2].button("Grounded", on_click=_label, args=(GROUNDED, mine), shortcut="g", type="primary", key="pilot_grounded", help="G")
+    b[3].button("Not grounded", on_click=_label, args=(NOT_GROUNDED, mine), shortcut="n", key="pilot_not_grounded", help="N")
+    b[4].button("Skip", on_click=_label, args=(SKIP, mine), shortcut="s", key="pilot_skip", help="S")
     b[5].markdown(f"sample **{pos + 1}** of {len(order)}" + (f" · you said **{own.label.replace('_', ' ')}**" if own else " · not labelled by you yet"))
+    stack = st.session_state.get(undo_key) or []
+    u = st.columns([2, 2, 6])
+    u[0].button("Undo my last label", on_click=_undo, disabled=not stack, shortcut="u", key="pilot_undo",
+                help="U: puts back what your last label or clear replaced (in this session)")
+    u[1].button("Clear my label", on_click=_clear, args=(mine,), disabled=own is None, key="pilot_clear",
+                help="remove your label on this sample (others' labels stay)")
     if detail is None:
         st.warning(f"sample {sid} is no longer in the store")
-    else:
-        left, right = st.columns([5, 6])
-        for path in detail["images"]:
-            if Path(path).is_file():
-                left.image(path, width="stretch")
-        right.markdown(f"**{escape(detail['task'])}** · {escape(detail['category'])}")
-        right.html(f'<div style="font-weight:600">Question</div><div>{escape(detail["question"])}</div>'
-                   f'<div style="font-weight:600;margin-top:8px">Answer</div><div class="pilot-answer">{escape(detail["answer"])}</div>')
-        words = list(dict.fromkeys(w.strip(".,;:!?()[]\"'") for w in str(detail["answer"]).split() if w.strip(".,;:!?()[]\"'")))
-        default = list(own.ungrounded_words) if own and own.ungrounded_words else []
-        right.pills("Click the words the image does not support (saved with 'Not grounded')", words, selection_mode="multi",
-                    default=[w for w in default if w in words], key=f"words_{pilot.id}_{sid}")
-        if detail["ocr"]:
-            right.caption("OCR: " + " | ".join(t for t in detail["ocr"] if t)[:300])
+        return
+    right = _show_sample(detail, st)
+    groups = answer_groups(detail["answer"])
+    default = [w for w in (own.ungrounded_words if own and own.ungrounded_words else []) if w in groups]
+    json_answer = bool(groups) and all(": " in g for g in groups) and str(detail["answer"]).lstrip()[:1] in "{["
+    # wrap=True: directly in a column st.pills keeps one row and scrolls, which clipped long answers
+    right.pills("Click the " + ("values" if json_answer else "words") + " the image does not support (saved with 'Not grounded')",
+                groups, selection_mode="multi", default=default, key=_words_key(sid), wrap=True, width="stretch")
+    if detail["ocr"]:
+        right.caption("OCR: " + " | ".join(t for t in detail["ocr"] if t)[:300])
 
-with results_tab:
+
+# ---- results ----------------------------------------------------------------------------------------------
+def _ci(pair) -> str | None:
+    return None if pair is None else f"{pair[0]:.3f}–{pair[1]:.3f}"
+
+
+def results_tab() -> None:
     filters = [f.name for f in saved_filters.list_all(engine)]
     fname = st.selectbox("Current thresholds from the saved filter", [None, *filters], index=len(filters) if filters else 0,
                          format_func=lambda n: n or "none", key="pilot_filter")
@@ -114,16 +185,24 @@ with results_tab:
         found = pilot_results.results(lake, engine, name, fname)
     except FilterError as exc:
         st.error(f"filter {fname!r}: {exc}")
-        st.stop()
+        return
     if found is None:
         st.info("No labels yet.")
-        st.stop()
+        return
     rep = found.report
-    c = st.columns(4)
-    c[0].metric("samples with a majority label", f"{rep.labelled} / {found.samples}")
+    if rep.labelled < MIN_MEANINGFUL:
+        st.warning(f"Only {rep.labelled} sample(s) have a label: results at n={rep.labelled} are not meaningful. "
+                   f"Label at least {MIN_MEANINGFUL} (the paper labels 200); the intervals below show how uncertain they are.")
+    c = st.columns(6)
+    c[0].metric("samples with a label", f"{rep.labelled} / {found.samples}")
     c[1].metric("grounded", rep.grounded)
     c[2].metric("not grounded", rep.not_grounded)
-    c[3].metric("annotators", len(rep.annotators))
+    c[3].metric("without a majority", rep.without_majority, help="annotators split evenly and nobody settled it: left out of the results")
+    c[4].metric("settled", rep.settled, help="an admin's verdict replaces the annotators' labels")
+    c[5].metric("annotators", len(rep.annotators))
+    if rep.without_majority:
+        st.caption(f"{rep.without_majority} sample(s) without a majority are left out of the results: "
+                   + ("settle them on the Adjudicate tab." if adjudicator else "an admin can settle them."))
     if not rep.scores:
         st.info("The labels need both grounded and not-grounded samples before a score can be measured against them.")
     else:
@@ -135,11 +214,14 @@ with results_tab:
                           margin=dict(l=10, r=10, t=40, b=10))
         left, right = st.columns(2)
         left.plotly_chart(fig, width="stretch")
-        rows = [{"score": r.name, "n": r.n, "AUC": round(r.auc, 3), "best accuracy": round(r.best_accuracy, 3),
+        rows = [{"score": r.name, "n": r.n, "AUC": round(r.auc, 3), "AUC 95% CI": _ci(r.auc_ci),
+                 "best accuracy": round(r.best_accuracy, 3), "best accuracy 95% CI": _ci(r.best_accuracy_ci),
                  "recommended threshold (best accuracy)": r.best_accuracy_threshold, "Youden's J threshold": r.youden_threshold,
                  "accuracy at current thresholds": None if r.current_accuracy is None else round(r.current_accuracy, 3),
-                 "current thresholds": r.current_threshold} for r in rep.scores.values()]
+                 "current accuracy 95% CI": _ci(r.current_accuracy_ci), "current thresholds": r.current_threshold} for r in rep.scores.values()]
         right.dataframe(rows, hide_index=True, width="stretch")
+        right.caption(f"95% intervals: Wilson for accuracies, {AUC_CI_METHOD} (1982) for AUC. The best accuracy's threshold is "
+                      "fitted on these same labels, so it is optimistic.")
         gains = {"best thresholds": rep.relative_improvement, "current thresholds": rep.relative_improvement_current}
         gains = {k: v for k, v in gains.items() if v is not None}
         if gains:
@@ -155,3 +237,83 @@ with results_tab:
         st.caption("κ needs a second annotator.")
     if found.ungrounded_words:
         st.caption("words marked ungrounded most often: " + ", ".join(f"{w} ({n})" for w, n in found.ungrounded_words[:10]))
+
+
+# ---- adjudicate (admins) ------------------------------------------------------------------------------------
+def _verdict_key(sid: str) -> str:
+    return f"adj_verdict_{pilot.id}_{sid}"
+
+
+def _settle(sid: str, pos: int) -> None:
+    verdict = st.session_state.get(_verdict_key(sid))
+    note = st.session_state.get(f"adj_note_{pilot.id}_{sid}")
+    try:
+        if context.guarded("adjudicate", pilots.adjudicate, engine, pilot.id, sid, verdict, me.username, note) is context.REFUSED:
+            return
+    except pilots.PilotError as exc:
+        st.session_state[ADJ_FLASH] = f"error: {exc}"
+        return
+    st.session_state[ADJ_FLASH] = f"sample {pos + 1} settled as {verdict.replace('_', ' ')}"
+
+
+def _unsettle(sid: str, pos: int) -> None:
+    if context.guarded("adjudicate", pilots.unsettle, engine, pilot.id, sid) is not context.REFUSED:
+        st.session_state[ADJ_FLASH] = f"verdict on sample {pos + 1} withdrawn: the annotators' labels count again"
+
+
+def _said(row) -> str:
+    words = f" ({', '.join(row.ungrounded_words)})" if row.ungrounded_words else ""
+    return f"{row.label.replace('_', ' ')}{words}"
+
+
+def adjudicate_tab() -> None:
+    if ADJ_FLASH in st.session_state:
+        message = st.session_state.pop(ADJ_FLASH)
+        (st.error if message.startswith("error: ") else st.success)(message.removeprefix("error: "))
+    found = pilots.disagreements(engine, pilot.id)
+    every = st.checkbox("Also samples with a majority (not unanimous)", key="pilot_adj_all",
+                        help="by default only the samples the annotators split evenly on, which the results leave out")
+    shown = [d for d in found if every or d.majority is None]
+    open_ = sum(1 for d in found if d.majority is None and d.settled is None)
+    st.caption(f"{len(found)} sample(s) with disagreeing annotators; {sum(d.majority is None for d in found)} without a majority "
+               f"({open_} not settled yet); {sum(d.settled is not None for d in found)} settled.")
+    if not shown:
+        st.info("Nothing to settle: no sample has annotators split evenly." if not found or not every else "No disagreements.")
+        return
+    st.dataframe([{"sample": d.position + 1, "sample id": d.sample_id,
+                   "labels": "; ".join(f"{a}: {_said(r)}" for a, r in sorted(d.labels.items())),
+                   "majority": (d.majority or "none").replace("_", " "),
+                   "verdict": None if d.settled is None else d.settled.label.replace("_", " ")} for d in shown],
+                 hide_index=True, width="stretch")
+    pick = st.selectbox("Sample to settle", range(len(shown)), key="pilot_adj_pick",
+                        format_func=lambda k: f"sample {shown[k].position + 1} · {shown[k].sample_id[:16]}"
+                        + (f" · settled: {shown[k].settled.label.replace('_', ' ')}" if shown[k].settled else " · open"))
+    d = shown[pick]
+    detail = _details([d.sample_id]).get(d.sample_id)
+    if detail is None:
+        st.warning(f"sample {d.sample_id} is no longer in the store")
+    else:
+        _show_sample(detail, st)
+    st.html("<ul>" + "".join(f"<li><b>{escape(a)}</b>: {escape(r.label.replace('_', ' '))}"
+                             + (f" · marked: {escape(', '.join(r.ungrounded_words))}" if r.ungrounded_words else "")
+                             + (f" · note: {escape(r.note)}" if r.note else "") + "</li>" for a, r in sorted(d.labels.items())) + "</ul>")
+    if d.settled is not None:
+        st.html(f"<div>settled as <b>{escape(d.settled.label.replace('_', ' '))}</b> by {escape(d.settled.settled_by)}"
+                + (f" · note: {escape(d.settled.note)}" if d.settled.note else "") + "</div>")
+    with st.form(f"adj_form_{pilot.id}_{d.sample_id}"):
+        current = d.settled.label if d.settled else (d.majority or GROUNDED)
+        st.radio("Verdict", list(pilots.VERDICTS), index=list(pilots.VERDICTS).index(current), horizontal=True,
+                 format_func=lambda v: v.replace("_", " "), key=_verdict_key(d.sample_id))
+        st.text_input("Note (optional)", value=(d.settled.note or "") if d.settled else "", key=f"adj_note_{pilot.id}_{d.sample_id}")
+        st.form_submit_button("Change verdict" if d.settled else "Settle", on_click=_settle, args=(d.sample_id, d.position), type="primary")
+    if d.settled is not None:
+        st.button("Withdraw verdict", on_click=_unsettle, args=(d.sample_id, d.position), key=f"adj_withdraw_{pilot.id}_{d.sample_id}")
+
+
+with tabs[0]:
+    label_tab()
+with tabs[1]:
+    results_tab()
+if adjudicator:
+    with tabs[2]:
+        adjudicate_tab()
