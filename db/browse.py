@@ -10,6 +10,9 @@ from . import batches
 from .lake import Lake
 
 ORDERS = {
+    # the default: scored samples first (a fresh store has many samples no VLM has scored yet; opening on
+    # one of them shows no grounding at all), newest first within each group
+    "scored first, newest": "(v.value IS NULL), x.created_at DESC, x.sample_id",
     "newest": "x.created_at DESC, x.sample_id",
     "VisAttnScore, lowest first": "v.value ASC NULLS LAST, x.sample_id",
     "VisAttnScore, highest first": "v.value DESC NULLS LAST, x.sample_id",
@@ -66,9 +69,24 @@ def _score_join(alias: str, kind: str, metric: str, model: str | None, segment: 
             f"AND segment = ? GROUP BY subject_id) {alias} ON {alias}.subject_id = {key}", [kind, metric, model, segment])
 
 
+# What "Text contains" searches: the sample's own text, its item's text and the OCR text of the item's
+# images. The OCR and item matches are found once per query as a set of item ids (one scan of each table,
+# hash-joined), not tested row by row.
+SEARCH_ITEM_TEXT = "coalesce(title, '') || ' ' || coalesce(description, '') || ' ' || coalesce(brand, '') || ' ' || coalesce(feedback_text, '') || ' ' || coalesce(CAST(attributes AS VARCHAR), '')"
+
+
+def _search(text: str) -> tuple[str, list[Any]]:
+    like = f"%{text.strip()}%"
+    return ("(x.question ILIKE ? OR x.answer ILIKE ? OR x.item_id IN ("
+            f"SELECT item_id FROM items WHERE {SEARCH_ITEM_TEXT} ILIKE ? "
+            "UNION SELECT im.item_id FROM images im JOIN ocr o ON o.sha256 = im.sha256 WHERE o.text ILIKE ?))"), [like] * 4
+
+
 def browse(lake: Lake, *, vis_model: str | None, clip_model: str | None, tasks: list[str] = (), categories: list[str] = (),
-           text: str = "", order: str = "newest", limit: int = 50, offset: int = 0, segment: str = "answer") -> tuple[int, list[dict[str, Any]]]:
-    """(matching samples, one page of them) with their two scores."""
+           text: str = "", order: str = "scored first, newest", limit: int = 50, offset: int = 0, segment: str = "answer",
+           scored_only: bool = False, vis_range: tuple[float | None, float | None] | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(matching samples, one page of them) with their two scores. ``limit=0`` counts only. ``scored_only``:
+    only samples with a VisAttnScore from ``vis_model``; ``vis_range``: (lowest, highest) VisAttnScore kept."""
     vjoin, vparams = _score_join("v", "sample", "vis_attn", vis_model, segment, "x.sample_id")
     cjoin, cparams = _score_join("c", "item", "clip_score", clip_model, "", "x.item_id")
     where, wparams = ["TRUE"], []
@@ -79,9 +97,18 @@ def browse(lake: Lake, *, vis_model: str | None, clip_model: str | None, tasks: 
         where.append(f"coalesce(i.category, p.category, '(none)') IN ({', '.join('?' for _ in categories)})")
         wparams += list(categories)
     if text.strip():
-        where.append("(x.question ILIKE ? OR x.answer ILIKE ? OR i.title ILIKE ?)")
-        like = f"%{text.strip()}%"
-        wparams += [like, like, like]
+        clause, cparams_ = _search(text)
+        where.append(clause)
+        wparams += cparams_
+    if scored_only:
+        where.append("v.value IS NOT NULL")
+    lo, hi = vis_range or (None, None)
+    if lo is not None:
+        where.append("v.value >= ?")
+        wparams.append(float(lo))
+    if hi is not None:
+        where.append("v.value <= ?")
+        wparams.append(float(hi))
     base = (
         "WITH products AS (SELECT external_id, min(category) AS category FROM items WHERE kind = 'catalog' GROUP BY external_id), "
         "x AS (SELECT * FROM samples QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1) "
@@ -91,7 +118,9 @@ def browse(lake: Lake, *, vis_model: str | None, clip_model: str | None, tasks: 
     )
     params = vparams + cparams + wparams
     total = int(lake.scalar(f"SELECT count(*) FROM ({base})", params) or 0)
-    rows = lake.fetchall(f"{base} ORDER BY {ORDERS.get(order, ORDERS['newest'])} LIMIT ? OFFSET ?", params + [limit, offset])
+    if limit <= 0:
+        return total, []
+    rows = lake.fetchall(f"{base} ORDER BY {ORDERS.get(order, ORDERS['scored first, newest'])} LIMIT ? OFFSET ?", params + [int(limit), int(offset)])
     cols = ("sample_id", "task", "category", "question", "answer", "vis_attn", "clip_score")
     return total, [dict(zip(cols, r)) for r in rows]
 
@@ -143,14 +172,57 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
             out["scores"][f"vis_attn/{segment}"] = {
                 "value": value, "mass": mass, "model": vis_model,
                 "percentile": percentile(lake, kind="sample", metric="vis_attn", model=vis_model, segment=segment, value=value)}
-        for segment, tokens, scores, words, word_scores in lake.fetchall(
-            "SELECT segment, any_value(tokens), any_value(scores), any_value(words), any_value(word_scores) FROM token_scores "
+        for segment, tokens, scores, words, word_scores, positions in lake.fetchall(
+            "SELECT segment, any_value(tokens), any_value(scores), any_value(words), any_value(word_scores), any_value(positions) FROM token_scores "
             "WHERE subject_kind = 'sample' AND subject_id = ? AND model_id = ? GROUP BY segment", [sample_id, vis_model]):
+            # positions: where each token sits in the model's input, and which of those are the question's and
+            # the answer's (a "text" row holds both: the page takes the question's tokens out of it)
             out["tokens"][segment] = {"tokens": _loads(tokens) or [], "scores": _loads(scores) or [],
-                                      "words": _loads(words) or [], "word_scores": _loads(word_scores) or []}
+                                      "words": _loads(words) or [], "word_scores": _loads(word_scores) or [],
+                                      "positions": _loads(positions) or {}, "segment": segment}
     if clip_model:
         value = lake.scalar("SELECT any_value(value) FROM scores WHERE subject_kind = 'item' AND subject_id = ? AND metric = 'clip_score' AND model_id = ?",
                             [meta[4], clip_model])
         out["scores"]["clip_score"] = {"value": value, "model": clip_model,
                                        "percentile": percentile(lake, kind="item", metric="clip_score", model=clip_model, segment="", value=value)}
     return out
+
+
+# ---- the heat map's fixed scale ------------------------------------------------------------------------
+PERCENTILE_STEPS = tuple(range(0, 101))  # p0, p1, ... p100: a token's colour is its percentile among these
+
+
+def token_percentiles(lake: Lake, model: str, segment: str, unit: str = "words") -> list[float]:
+    """The breakpoints p0..p100 of every token score the store holds for ``model`` and ``segment`` (``unit``
+    "words": the word scores, "pieces": the sub-word pieces' scores), so that one score has one colour in
+    every sample. Empty when none is stored. One aggregate over the unnested lists (the app keeps it per
+    DuckLake version)."""
+    column = {"words": "word_scores", "pieces": "scores"}[unit]
+    fractions = ", ".join(f"{p / 100:.2f}" for p in PERCENTILE_STEPS)
+    row = lake.fetchone(
+        f"SELECT quantile_cont(w, [{fractions}]) FROM (SELECT unnest(TRY_CAST({column} AS DOUBLE[])) AS w FROM token_scores "
+        "WHERE subject_kind = 'sample' AND model_id = ? AND segment = ?) WHERE isfinite(w)", [model, segment])
+    return [float(v) for v in (row[0] or [])] if row else []
+
+
+def score_range(lake: Lake, model: str | None, segment: str = "answer") -> tuple[float | None, float | None]:
+    """(lowest, highest) VisAttnScore of ``model``: the gallery's score-range slider spans it."""
+    if not model:
+        return None, None
+    lo, hi = lake.fetchone("SELECT min(value), max(value) FROM scores WHERE subject_kind = 'sample' AND metric = 'vis_attn' "
+                           "AND model_id = ? AND segment = ? AND isfinite(value)", [model, segment])
+    return (None, None) if lo is None else (float(lo), float(hi))
+
+
+def kept_flags(lake: Lake, kept_sql: str, sample_ids: list[str]) -> dict[str, bool]:
+    """Whether a saved filter keeps each of a page of samples; ``kept_sql`` is the filter engine's
+    (``StatsTable.kept_sql``: sample_id, task, category, keep). Only the page's ids are looked up."""
+    if not sample_ids:
+        return {}
+    marks = ", ".join("?" for _ in sample_ids)
+    return {sid: bool(keep) for sid, keep in lake.fetchall(f"SELECT sample_id, keep FROM ({kept_sql}) WHERE sample_id IN ({marks})", list(sample_ids))}
+
+
+def first_images(lake: Lake, sample_ids: list[str]) -> dict[str, str]:
+    """Each sample's first image (blob path relative to the blob root): the gallery's thumbnail."""
+    return {r["sample_id"]: r["blob_paths"][0] for r in batches.samples_with_images(lake, list(sample_ids)) if r["blob_paths"]}

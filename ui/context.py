@@ -118,6 +118,9 @@ def _reads() -> dict[str, Callable[..., Any]]:
         "stored_models": lambda lk, metric, segment, scored_only: stored_models(lk, metric, segment=segment, scored_only=scored_only),
         "browse": lambda lk, kwargs: browse.browse(lk, **dict(kwargs)),
         "sample_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=settings().blob_path),
+        "token_percentiles": lambda lk, model, segment, unit: browse.token_percentiles(lk, model, segment, unit),
+        "score_range": lambda lk, model: browse.score_range(lk, model),
+        "first_images": lambda lk, sample_ids: browse.first_images(lk, list(sample_ids)),
     }
 
 

@@ -3,84 +3,122 @@ token by token (the paper's Table 2 colouring), both scores with their percentil
 several VLMs scored the samples, a second one is shown beside the first (its own token colouring and score)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from curation.model_ids import public_model_id
 from db import browse
 from ui import context
-from ui.heat import escape, heat_block
+from ui.heat import escape, heat_block, segment_tokens
+from ui.images import show_zoomable
+from ui.labels import model_labels
 
 context.ensure_signed_in()
-context.page_header("Inspect", "Browse samples; ← / → step through them. Hover a word for its exact A(t).")
+context.page_header("Inspect", "Browse samples; ← / → step through them. Hover a word for its exact A(t) and percentile.")
 
 vis_models = context.read("stored_models", "vis_attn", "answer", True)
 clip_models = context.read("stored_models", "clip_score", "", True)
+names = model_labels([*vis_models, *clip_models])
 facets = context.read("facets")
 with st.expander("Filter and sort", expanded=True):
     c1, c2, c3 = st.columns(3)
     tasks = c1.multiselect("Task", facets["task"], key="insp_tasks")
     cats = c2.multiselect("Category", facets["category"], key="insp_cats")
-    text = c3.text_input("Text contains", key="insp_text")
+    text = c3.text_input("Text contains", key="insp_text", help="question, answer, the item's title, description, brand and "
+                         "attributes, a complaint's text, and the OCR text of the item's images")
     c4, c5, c6 = st.columns(3)
     order = c4.selectbox("Order", list(browse.ORDERS), key="insp_order")
-    vis_model = c5.selectbox("VisAttnScore model", vis_models, key="insp_vis", format_func=public_model_id) if vis_models else None
-    clip_model = c6.selectbox("CLIPScore model", clip_models, key="insp_clip", format_func=public_model_id) if clip_models else None
+    vis_model = c5.selectbox("VisAttnScore model", vis_models, key="insp_vis", format_func=names.get) if vis_models else None
+    clip_model = c6.selectbox("CLIPScore model", clip_models, key="insp_clip", format_func=names.get) if clip_models else None
     others = [m for m in vis_models if m != vis_model]
     compare = (c5.selectbox("Beside it, VisAttnScore of", [None, *others], index=1 if len(others) == 1 else 0, key="insp_vis2",
-                            format_func=lambda m: "(no second model)" if m is None else public_model_id(m)) if others else None)
+                            format_func=lambda m: "(no second model)" if m is None else names.get(m, m)) if others else None)
+    # on by default wherever anything is scored: half of a fresh store's samples have no VisAttnScore yet
+    scored_only = c4.checkbox("Scored only", value=bool(vis_models), key="insp_scored", disabled=not vis_models,
+                              help="only samples with a VisAttnScore from the chosen model")
 
-query = (tuple(tasks), tuple(cats), text, order, vis_model, clip_model)
+query = (tuple(tasks), tuple(cats), text, order, vis_model, clip_model, scored_only)
 if st.session_state.get("insp_query") != query:  # a new query starts at its first sample
+    if "insp_query" in st.session_state:
+        st.session_state["insp_pinned"] = None  # and leaves a linked sample for the list
     st.session_state["insp_query"], st.session_state["insp_pos"] = query, 0
-query_args = (("vis_model", vis_model), ("clip_model", clip_model), ("tasks", tuple(tasks)), ("categories", tuple(cats)), ("text", text), ("order", order))
+query_args = (("vis_model", vis_model), ("clip_model", clip_model), ("tasks", tuple(tasks)), ("categories", tuple(cats)), ("text", text),
+              ("order", order), ("scored_only", bool(scored_only and vis_model)))
 total, _ = context.read("browse", query_args + (("limit", 0),))
-if total == 0:
+
+# A permalink (?sample=<id>) shows that sample; the URL then follows the sample on screen, so a copied
+# address always names what was being read.
+linked = st.query_params.get("sample")
+if linked and linked != st.session_state.get("insp_shown"):
+    st.session_state["insp_pinned"] = linked
+pinned = st.session_state.get("insp_pinned")
+rec = context.read("sample_record", pinned, vis_model, clip_model) if pinned else None
+if pinned and rec is None:
+    st.error(f"No sample with id {pinned!r} in the store: the link may be mistyped, or the sample was never generated here. "
+             "Showing the list instead.")
+    st.session_state["insp_pinned"] = pinned = None
+
+if rec is None and total == 0:
     st.info("No samples match." if facets["task"] else "No samples yet: run the pipeline (Jobs page, or `vitpro demo`).")
     st.stop()
 
 
 def _step(delta: int) -> None:
-    st.session_state["insp_pos"] = min(max(0, st.session_state.get("insp_pos", 0) + delta), total - 1)
+    if st.session_state.get("insp_pinned"):  # from a linked sample, back to the list where it was left
+        st.session_state["insp_pinned"] = None
+        return
+    st.session_state["insp_pos"] = min(max(0, st.session_state.get("insp_pos", 0) + delta), max(total - 1, 0))
 
 
 nav = st.columns([1, 1, 4])
-nav[0].button("◀ Previous", on_click=_step, args=(-1,), shortcut="left", key="insp_prev")
-nav[1].button("Next ▶", on_click=_step, args=(1,), shortcut="right", key="insp_next")
-pos = min(st.session_state.get("insp_pos", 0), total - 1)
-nav[2].markdown(f"sample **{pos + 1}** of **{total:,}**")
-_, page = context.read("browse", query_args + (("limit", 1), ("offset", pos)))
-rec = context.read("sample_record", page[0]["sample_id"], vis_model, clip_model)
-rec2 = context.read("sample_record", page[0]["sample_id"], compare, None) if compare else None
+nav[0].button("◀ Previous", on_click=_step, args=(-1,), shortcut="left", key="insp_prev", disabled=total == 0)
+nav[1].button("Next ▶", on_click=_step, args=(1,), shortcut="right", key="insp_next", disabled=total == 0)
+if rec is None:
+    pos = min(st.session_state.get("insp_pos", 0), total - 1)
+    nav[2].markdown(f"sample **{pos + 1}** of **{total:,}**")
+    _, page = context.read("browse", query_args + (("limit", 1), ("offset", pos)))
+    rec = context.read("sample_record", page[0]["sample_id"], vis_model, clip_model)
+else:
+    nav[2].markdown("the linked sample · ◀ / ▶ go back to the list")
+sample_id = rec["sample_id"]
+st.session_state["insp_shown"] = sample_id
+if st.query_params.get("sample") != sample_id:
+    st.query_params["sample"] = sample_id
+rec2 = context.read("sample_record", sample_id, compare, None) if compare else None
 
 left, right = st.columns([5, 6])
 with left:
-    for path in rec["images"]:
-        if Path(path).is_file():
-            st.image(path, width="stretch")
-        else:
-            st.warning(f"image file missing: {path}")
-    if not rec["images"]:
+    for k, path in enumerate(rec["images"]):
+        show_zoomable(path, key=f"insp_img_{k}")
+    if rec["images"]:
+        st.caption("scroll to zoom, drag to pan, double-click to reset")
+    else:
         st.info("this sample has no image")
 with right:
-    st.markdown(f"**{escape(rec['task'])}** · {escape(rec['category'])} · `{rec['sample_id']}`")
+    st.markdown(f"**{escape(rec['task'])}** · {escape(rec['category'])} · `{sample_id}`")
+    st.markdown(f"[Link to this sample](inspect?sample={sample_id})")
+    st.code(f"inspect?sample={sample_id}", language=None)
     unit = st.radio("Colour by", ["words", "sub-word pieces"], horizontal=True, key="insp_unit")
     show_q = st.toggle("Colour the question too", key="insp_q")
     pieces = unit == "sub-word pieces"
 
-    def _segment(name: str, text: str, label: str, record=None) -> None:
-        tok = (record or rec)["tokens"].get(name)
-        if tok and (tok["tokens"] if pieces else tok["words"]):
-            st.html(heat_block(tok["tokens"] if pieces else tok["words"], tok["scores"] if pieces else tok["word_scores"], pieces=pieces, label=label))
+    def _segment(name: str, text: str, label: str, record=None, model=None) -> bool:
+        """The segment coloured on the store-wide scale where its tokens are stored; plain otherwise."""
+        tok = segment_tokens((record or rec)["tokens"], name)
+        shown = tok and (tok["tokens"] if pieces else tok["words"])
+        if shown:
+            breaks = context.read("token_percentiles", model or vis_model, tok["segment"], "pieces" if pieces else "words")
+            st.html(heat_block(tok["tokens"] if pieces else tok["words"], tok["scores"] if pieces else tok["word_scores"],
+                               pieces=pieces, label=label, breaks=breaks))
         else:
             st.html(f'<div style="font-weight:600;margin-top:6px">{escape(label)}</div><div class="plain">{escape(text)}</div>')
+        return bool(shown)
 
     if show_q:
-        _segment("question", rec["question"], "Question")
+        if not _segment("question", rec["question"], "Question") and vis_model:
+            st.caption(f"{names.get(vis_model, vis_model)} has no per-token scores for this question: its grounding run scored the "
+                       "answer only. Score the question too (Jobs page, grounding with segment 'question' or 'text') to colour it.")
     else:
         st.html(f'<div style="font-weight:600">Question</div><div class="plain">{escape(rec["question"])}</div>')
-    _segment("answer", rec["answer"], "Answer" if rec2 is None else f"Answer, as {public_model_id(vis_model)} grounds it")
+    _segment("answer", rec["answer"], "Answer" if rec2 is None else f"Answer, as {names.get(vis_model, vis_model)} grounds it")
 
     m = st.columns(2)
     clip = rec["scores"].get("clip_score")
@@ -97,13 +135,13 @@ with right:
     value, pct = _fmt(vis)
     m[1].metric("VisAttnScore (answer)", value, pct, delta_color="off")
     if vis and vis.get("mass") is not None:
-        st.caption(f"attention mass on the image: {vis['mass']:.4g} · model {escape(public_model_id(vis['model']))}")
+        st.caption(f"attention mass on the image: {vis['mass']:.4g} · model {escape(names.get(vis['model'], vis['model']))}")
     if rec2 is not None:
         # the same answer as a second VLM grounds it: absolute values differ between models, percentiles compare
         other = rec2["scores"].get("vis_attn/answer")
-        _segment("answer", rec["answer"], f"Answer, as {public_model_id(compare)} grounds it", rec2)
+        _segment("answer", rec["answer"], f"Answer, as {names.get(compare, compare)} grounds it", rec2, model=compare)
         value, pct = _fmt(other)
-        st.metric(f"VisAttnScore (answer), {public_model_id(compare)}", value, pct, delta_color="off")
+        st.metric(f"VisAttnScore (answer), {names.get(compare, compare)}", value, pct, delta_color="off")
 
 with st.expander("Evidence: the item's fields this answer rests on", expanded=rec.get("evidence") is not None):
     if rec.get("evidence"):
