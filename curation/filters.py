@@ -8,6 +8,11 @@ category, histograms. Against a DuckLake version it gives the same answer foreve
 
 Where a stat lives: VisAttnScore and token counts on the sample; CLIPScore on the sample's item; OCR
 stats on images (a sample takes the largest over its images: one readable label is enough).
+
+Excluded samples (db/exclusions.py, as of the table's DuckLake version) are never kept, whatever the
+conditions; reports count them (``excluded``, also inside ``dropped`` so that kept + dropped is still every
+sample). Percentile thresholds are computed over every sample with the stat, excluded ones included:
+taking one sample out then never moves a cut, so it drops exactly that sample and nothing else.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from db.exclusions import excluded_sql
 from db.lake import at_version
 
 HIST_BINS = 50  # histogram bins kept per stat in the stats table
@@ -223,9 +229,11 @@ class StatsTable:
         if selection:
             chosen = f"WHERE s.sample_id IN (SELECT subject_id FROM {at_version('selections', v)} WHERE name = ? AND subject_kind = 'sample')"
         products = f"(SELECT external_id, any_value(category) AS category, any_value(brand) AS brand FROM {at_version('items', v)} WHERE kind = 'catalog' GROUP BY external_id)"
+        excluded = f"(SELECT DISTINCT sample_id FROM ({excluded_sql(self.lake, v)}))"
         base = (
-            f"SELECT s.sample_id, s.item_id, {fields} FROM {at_version('samples', v)} s JOIN {at_version('items', v)} i USING (item_id) "
-            f"LEFT JOIN {products} p ON p.external_id = i.product_ref {chosen}"
+            f"SELECT s.sample_id, s.item_id, {fields}, ex.sample_id IS NOT NULL AS _excluded FROM {at_version('samples', v)} s "
+            f"JOIN {at_version('items', v)} i USING (item_id) LEFT JOIN {products} p ON p.external_id = i.product_ref "
+            f"LEFT JOIN {excluded} ex ON ex.sample_id = s.sample_id {chosen}"
         )
         columns = ", ".join(["b.*"] + [s.column for s in self.specs])
         gathered = f"SELECT {columns} FROM ({base}) b {' '.join(joins)}"
@@ -328,7 +336,8 @@ class StatsTable:
             else:
                 test = f"{col} {op} {rhs}"
             predicates.append(f"coalesce({test}, {'TRUE' if cond.keep_missing else 'FALSE'})")
-        return " AND ".join(predicates) or "TRUE"
+        # an excluded sample is out whatever the conditions say
+        return " AND ".join([f"NOT {alias}._excluded", *predicates])
 
     def kept_sql(self, config: FilterConfig) -> str:
         """SQL of (sample_id, task, category, keep) for every sample."""
@@ -352,8 +361,9 @@ class StatsTable:
         """The ``n`` samples just at or above ``threshold`` and the ``n`` just below it, nearest first:
         what a curator reads to judge where a cut falls."""
         col = self.column(cond)
-        above = self.lake.fetchall(f"SELECT sample_id, {col} FROM {self.name} WHERE {col} >= ? ORDER BY {col}, sample_id LIMIT ?", [threshold, n])
-        below = self.lake.fetchall(f"SELECT sample_id, {col} FROM {self.name} WHERE {col} < ? ORDER BY {col} DESC, sample_id LIMIT ?", [threshold, n])
+        # excluded samples are out of the data set: no use judging a cut on them
+        above = self.lake.fetchall(f"SELECT sample_id, {col} FROM {self.name} WHERE {col} >= ? AND NOT _excluded ORDER BY {col}, sample_id LIMIT ?", [threshold, n])
+        below = self.lake.fetchall(f"SELECT sample_id, {col} FROM {self.name} WHERE {col} < ? AND NOT _excluded ORDER BY {col} DESC, sample_id LIMIT ?", [threshold, n])
         return above, below
 
     def _range(self, col: str) -> tuple[float | None, float | None]:
@@ -382,17 +392,18 @@ class StatsTable:
         bin_cols = [f"_b{k}" for k in range(len(bin_exprs))]
         rows = self.lake.fetchall(
             f"SELECT {', '.join(f'GROUPING(_b{k})' for k in range(len(bin_exprs))) + ', ' if bin_exprs else ''}"
-            f"_task_code, _category_code{''.join(', ' + c for c in bin_cols)}, count(*) FILTER (WHERE keep), count(*) "
-            f"FROM (SELECT x._task_code, x._category_code{binned}, {keep} AS keep FROM {self.name} x) "
+            f"_task_code, _category_code{''.join(', ' + c for c in bin_cols)}, count(*) FILTER (WHERE keep), count(*), count(*) FILTER (WHERE _excluded) "
+            f"FROM (SELECT x._task_code, x._category_code{binned}, {keep} AS keep, x._excluded FROM {self.name} x) "
             f"GROUP BY GROUPING SETS ({', '.join(sets)})"
         )
         nb = len(bin_exprs)
         tasks: dict[str, list[int]] = {}
         categories: dict[str, list[int]] = {}
+        excluded: dict[str, int] = {}
         hists: list[dict[int, tuple[int, int]]] = [{} for _ in range(nb)]
         for row in rows:
             flags, task_code, category_code, values = row[:nb], row[nb], row[nb + 1], row[nb + 2: 2 * nb + 2]
-            kept_n, total = int(row[-2]), int(row[-1])
+            kept_n, total, excluded_n = int(row[-3]), int(row[-2]), int(row[-1])
             grouped = [k for k, f in enumerate(flags) if f == 0]
             if grouped:
                 if values[grouped[0]] is not None:  # samples without the stat are in no bin
@@ -402,11 +413,13 @@ class StatsTable:
                 counts = table.setdefault(key, [0, 0])
                 counts[0] += kept_n
                 counts[1] += total - kept_n
+            if excluded_n:
+                excluded[self._tasks[task_code]] = excluded.get(self._tasks[task_code], 0) + excluded_n
         kept = sum(c[0] for c in tasks.values())
         dropped = sum(c[1] for c in tasks.values())
         per_task = sorted((t, k, d) for t, (k, d) in tasks.items())
         per_category = sorted(((c, k, d) for c, (k, d) in categories.items()), key=lambda r: (-r[1], r[0]))
-        report = FilterReport(kept, dropped, per_task, per_category, self.thresholds(config))
+        report = FilterReport(kept, dropped, per_task, per_category, self.thresholds(config), sum(excluded.values()), dict(sorted(excluded.items())))
         histograms = {}
         for k, (col, lo, width) in enumerate(ranges):
             histograms[col] = [] if lo is None else [(lo + b * width, *hists[k].get(b, (0, 0))) for b in range(bins)]
@@ -449,6 +462,8 @@ class FilterReport:
     per_task: list[tuple[str, int, int]]
     per_category: list[tuple[str, int, int]]
     thresholds: dict[str, Any]
+    excluded: int = 0  # samples not kept because a curator excluded them (counted in dropped too)
+    per_task_excluded: dict[str, int] = field(default_factory=dict)  # the same, per task (tasks with none left out)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -211,6 +211,26 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        5,
+        "exclusions: samples a curator took out of the data set, as an append-only log",
+        [
+            # One row per change (see db/exclusions.py for why a log and not a flag): a sample's state is
+            # its row with the highest ``seq``. In the lake, not the app tables, so a snapshot pinned at
+            # DuckLake version V reads the exclusions as they were at V (time travel), like every other row.
+            """CREATE TABLE IF NOT EXISTS exclusions (
+                sample_id VARCHAR,
+                seq INTEGER,            -- 1, 2, 3, ... per sample: the order of its changes
+                excluded BOOLEAN,       -- true: taken out from here on; false: restored
+                reason VARCHAR,         -- why it was taken out (required) or restored (optional)
+                by_user VARCHAR,        -- who did it (web user or the OS / VITPRO_USER of the CLI)
+                changed_at TIMESTAMPTZ
+            )""",
+        ],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -4,28 +4,54 @@ The record (app tables) keeps the version, the filter with its models resolved, 
 and prompt ids and a hash of the kept sample ids. The samples themselves are never copied: DuckLake's
 time travel (``AT (VERSION => n)``) gives the same rows forever, so an export made next year is the
 export made today, byte for byte. The hash catches the one way that could break (expired history).
+
+Exclusions (db/exclusions.py) live in the lake too, so a snapshot leaves out the samples excluded at its
+version, and only those: a sample excluded later is still in it (make a new snapshot to drop it).
+
+A snapshot's name can be changed (:func:`rename`); its version, filter and counts never are.
 """
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
 
 from curation.exports import ExportSample
 from curation.filters import FilterConfig, stats_for
 
 from . import batches
-from .app_models import Snapshot
+from .app_models import EvalRun, Snapshot, TrainRun
 from .lake import Lake, at_version
 from .named_rows import get_named, insert_named, list_named, name_taken
 
 
 class SnapshotError(ValueError):
     pass
+
+
+NAME_MAX = 120  # the column's width
+# A name is also a folder ($VITPRO_HOME/exports/<name>) and a LLaMA-Factory dataset name: no path
+# separators, no leading dot, no control characters.
+_BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(name: str) -> str:
+    """The name stripped, or a SnapshotError saying what is wrong with it (create and rename alike)."""
+    name = (name or "").strip()
+    if not name:
+        raise SnapshotError("give the snapshot a name")
+    if len(name) > NAME_MAX:
+        raise SnapshotError(f"a snapshot name has at most {NAME_MAX} characters ({len(name)} given)")
+    if name.startswith(".") or _BAD_NAME.search(name):
+        raise SnapshotError(f"{name!r} cannot name a snapshot: no slashes, no leading dot, no control characters (it also names its export folder)")
+    return name
 
 
 def _digest(ids: list[str]) -> str:
@@ -56,8 +82,9 @@ def freeze(lake: Lake, config: FilterConfig, version: int | None = None) -> Froz
     )
     counts = {
         "kept": report.kept,
-        "dropped": report.dropped,
-        "per_task": {t: {"kept": k, "dropped": d} for t, k, d in report.per_task},
+        "dropped": report.dropped,  # excluded samples included, so kept + dropped is every sample
+        "excluded": report.excluded,
+        "per_task": {t: {"kept": k, "dropped": d, "excluded": report.per_task_excluded.get(t, 0)} for t, k, d in report.per_task},
         "per_category": {c: {"kept": k, "dropped": d} for c, k, d in report.per_category},
         "thresholds": report.thresholds,
         "kept_sha256": _digest(ids),
@@ -68,6 +95,8 @@ def freeze(lake: Lake, config: FilterConfig, version: int | None = None) -> Froz
 
 
 def create(lake: Lake, engine: Engine, *, name: str, filter_name: str | None, config: FilterConfig, created_by: str) -> Snapshot:
+    name = check_name(name)
+
     def exists() -> SnapshotError:
         return SnapshotError(f"a snapshot named {name!r} exists already (snapshots are never changed; pick a new name)")
 
@@ -81,6 +110,40 @@ def create(lake: Lake, engine: Engine, *, name: str, filter_name: str | None, co
         model_ids=frozen.model_ids, prompt_versions=frozen.prompt_versions, created_by=created_by, created_at=datetime.now(timezone.utc),
     )
     return insert_named(engine, row, exists)
+
+
+def rename(engine: Engine, old: str, new: str, *, exports_root: Path | None = None) -> Snapshot:
+    """Give snapshot ``old`` the name ``new`` (same rules as :func:`create`; a taken name is refused).
+
+    The training and evaluation runs that name the snapshot follow it (same transaction). With
+    ``exports_root`` ($VITPRO_HOME/exports), the export folder ``exports_root/old`` becomes
+    ``exports_root/new``, so the page and `vitpro snapshot export` find it under the new name. The
+    manifests inside keep the name the snapshot had when they were written: they record that export
+    byte for byte, and its lake version and kept_sha256 still identify the data. A folder already at
+    the new name is refused before anything changes.
+    """
+    new = check_name(new)
+    snap = get(engine, old)
+    if new == snap.name:
+        return snap
+    taken = SnapshotError(f"a snapshot named {new!r} exists already; pick another name")
+    if name_taken(engine, Snapshot, new):
+        raise taken
+    src = dst = None
+    if exports_root is not None:
+        src, dst = Path(exports_root) / snap.name, Path(exports_root) / new
+        if dst.exists():
+            raise SnapshotError(f"{dst} exists already (an export of another snapshot?): move it away first")
+    with Session(engine) as s, s.begin():
+        if s.scalar(select(Snapshot.id).where(Snapshot.name == new)) is not None:  # taken meanwhile
+            raise taken
+        s.execute(update(Snapshot).where(Snapshot.id == snap.id).values(name=new))
+        s.execute(update(TrainRun).where(TrainRun.snapshot == snap.name).values(snapshot=new))
+        s.execute(update(EvalRun).where(EvalRun.snapshot == snap.name).values(snapshot=new))
+        # the folder last, still inside the transaction: if it cannot be moved, the rename is rolled back
+        if src is not None and src.exists():
+            shutil.move(str(src), str(dst))
+    return get(engine, new)
 
 
 def get(engine: Engine, name: str) -> Snapshot:

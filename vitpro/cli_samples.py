@@ -1,0 +1,81 @@
+"""``vitpro samples exclude|restore|excluded`` (take samples out of the data set, with a reason, and put
+them back) and ``vitpro snapshot rename``.
+
+Registered on the main group (and on ``vitpro snapshot``) by vitpro/cli.py. Every change is recorded with
+the acting user: ``VITPRO_USER``, else the OS login name (settings.user), as the other commands do.
+"""
+from __future__ import annotations
+
+import click
+
+from .cli import _echo_table, _engine, _fail, _fmt_time, cli
+from .cli_curate import _lake, snapshot
+from .settings import load_settings
+
+
+@cli.group()
+def samples() -> None:
+    """Exclude samples from the data set (every filter, snapshot and export leaves them out) and restore them."""
+
+
+@samples.command("exclude")
+@click.argument("sample_ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--reason", required=True, help="Why they are excluded (kept with them; required).")
+def samples_exclude(sample_ids, reason) -> None:
+    """Exclude samples by id. Snapshots made from now on leave them out; older snapshots keep them."""
+    from db import exclusions
+
+    try:
+        n = exclusions.exclude(_lake(), sample_ids, reason=reason, by=load_settings().user)
+    except exclusions.ExclusionError as exc:
+        _fail(str(exc))
+    already = len(set(sample_ids)) - n
+    click.echo(f"excluded {n} sample(s)" + (f"; {already} already excluded" if already else "") + " (vitpro samples excluded lists them)")
+
+
+@samples.command("restore")
+@click.argument("sample_ids", nargs=-1, required=True, metavar="ID...")
+def samples_restore(sample_ids) -> None:
+    """Put excluded samples back into the data set (the exclusion stays in their history)."""
+    from db import exclusions
+
+    try:
+        n = exclusions.restore(_lake(), sample_ids, by=load_settings().user)
+    except exclusions.ExclusionError as exc:
+        _fail(str(exc))
+    skipped = len(set(sample_ids)) - n
+    click.echo(f"restored {n} sample(s)" + (f"; {skipped} were not excluded" if skipped else ""))
+
+
+@samples.command("excluded")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+def samples_excluded(limit, offset) -> None:
+    """The excluded samples, latest first, with reason, who and when."""
+    from db import exclusions
+
+    lake = _lake()
+    total = exclusions.count(lake)
+    if not total:
+        click.echo("no sample is excluded")
+        return
+    rows = exclusions.list_excluded(lake, limit=limit, offset=offset)
+    _echo_table([(r["sample_id"], r["reason"], r["by"], _fmt_time(r["at"])) for r in rows], ("sample", "reason", "by", "excluded (UTC)"))
+    click.echo(f"{total} excluded in all" + (f"; showing {offset + 1}-{offset + len(rows)}" if len(rows) < total else ""))
+
+
+@snapshot.command("rename")
+@click.argument("old")
+@click.argument("new")
+def snapshot_rename(old, new) -> None:
+    """Rename a snapshot; its export folder $VITPRO_HOME/exports/OLD moves to .../NEW with it (the
+    manifests inside keep the name they were exported under)."""
+    from db import snapshots
+
+    exports_root = load_settings().home / "exports"
+    try:
+        snap = snapshots.rename(_engine(), old, new, exports_root=exports_root)
+    except snapshots.SnapshotError as exc:
+        _fail(str(exc))
+    moved = (exports_root / snap.name).exists()
+    click.echo(f"snapshot {old!r} is now {snap.name!r}" + (f"; its exports are in {exports_root / snap.name}" if moved else ""))
