@@ -502,14 +502,18 @@ def is_cancel_requested(engine: Engine, job_id: str) -> bool:
         return bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
-def touch_worker(engine: Engine, worker_id: str, hostname: str, pid: int, queues: str) -> None:
+def touch_worker(engine: Engine, worker_id: str, hostname: str, pid: int, queues: str, devices: str | None = None) -> None:
+    """Register the worker, or say it is still alive. ``devices`` ("cpu" or "cpu,cuda:0,cuda:1"): what it
+    can run on, recorded so that a job asking for a device no live worker has is refused at launch."""
     with Session(engine) as s, s.begin():
         now = _now(s)
         record = s.get(WorkerRecord, worker_id)
         if record is None:
-            s.add(WorkerRecord(id=worker_id, hostname=hostname, pid=pid, queues=queues, started_at=now, last_seen=now))
+            s.add(WorkerRecord(id=worker_id, hostname=hostname, pid=pid, queues=queues, devices=devices, started_at=now, last_seen=now))
         else:
             record.last_seen = now
+            if devices is not None and record.devices != devices:
+                record.devices = devices
 
 
 def remove_worker(engine: Engine, worker_id: str) -> None:
@@ -517,12 +521,19 @@ def remove_worker(engine: Engine, worker_id: str) -> None:
         s.execute(delete(WorkerRecord).where(WorkerRecord.id == worker_id))
 
 
-def live_workers(engine: Engine, max_age_seconds: float) -> list[WorkerRecord]:
+def live_workers(engine: Engine, max_age_seconds: float, *, queue: str | None = None) -> list[WorkerRecord]:
+    """Workers seen in the last ``max_age_seconds``; with ``queue``, only those that serve it."""
     with Session(engine) as s:
         cutoff = _now(s) - timedelta(seconds=max_age_seconds)
-        rows = list(s.execute(select(WorkerRecord).where(WorkerRecord.last_seen >= cutoff)).scalars())
+        rows = list(s.execute(select(WorkerRecord).where(WorkerRecord.last_seen >= cutoff).order_by(WorkerRecord.id)).scalars())
         s.expunge_all()
-        return rows
+    # queues is a comma-separated list; a handful of rows, so filter here rather than in SQL
+    return [w for w in rows if queue is None or queue in (w.queues or "").split(",")]
+
+
+def worker_devices(worker: WorkerRecord) -> list[str] | None:
+    """The devices a worker recorded; None for a worker that recorded none (started by an older version)."""
+    return [d for d in (worker.devices or "").split(",") if d] if worker.devices else None
 
 
 def status_counts(engine: Engine) -> dict[str, int]:

@@ -1,4 +1,8 @@
-"""Launch a job by kind name: the one entry point the command line and the UI use."""
+"""Launch a job by kind name: the one entry point the command line and the UI use.
+
+Before a job is queued, :func:`check_job` refuses what no live worker could run (a device no live worker
+of the job's queue has), so the mistake shows at launch rather than after three failed attempts.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -8,14 +12,21 @@ from db.app_engine import write_engine
 from db.store import open_store
 from vitpro.settings import Settings, load_settings
 
+from . import devices as device_names
 from .jobs import HANDLERS, queue_of
 
 
+class JobRefused(ValueError):
+    """The job's parameters ask for what no live worker can give (a device it lacks)."""
+
+
 def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None = None, launched_by: str | None = None) -> str:
+    """Queue the job; raises :class:`JobRefused` when no live worker of its queue could run it."""
     settings = settings or load_settings()
     if kind not in HANDLERS:
         raise ValueError(f"unknown job kind {kind!r}; kinds: {', '.join(sorted(HANDLERS))}")
     open_store(settings.store)
+    check_job(kind, params, settings=settings)
     engine = write_engine(settings.app_url)
     job_id, dispatches = jobs.create_job(
         engine, kind=kind, queue=queue_of(kind, params), params=params, launched_by=launched_by or settings.user
@@ -50,8 +61,47 @@ def retry_job(job_id: str, *, settings: Settings | None = None) -> int:
     return len(dispatches)
 
 
-def queue_has_worker(queue: str, *, settings: Settings | None = None) -> bool:
-    settings = settings or load_settings()
+def _live(queue: str | None, settings: Settings):
     open_store(settings.store)  # a fresh machine: create the tables before asking them
-    live = jobs.live_workers(write_engine(settings.app_url), max_age_seconds=max(10.0, settings.lease_seconds))
-    return any(queue in w.queues.split(",") for w in live)
+    return jobs.live_workers(write_engine(settings.app_url), max_age_seconds=max(10.0, settings.lease_seconds), queue=queue)
+
+
+def queue_has_worker(queue: str, *, settings: Settings | None = None) -> bool:
+    return bool(_live(queue, settings or load_settings()))
+
+
+def requested_device(params: dict[str, Any]) -> str | None:
+    """The device a job's parameters ask for, wherever its kind keeps it: at the top (grounding), in its
+    training or CLIP config, its OCR settings or its local LLM backend."""
+    for holder in (params, params.get("config"), params.get("settings"), params.get("hf")):
+        if isinstance(holder, dict) and isinstance(holder.get("device"), str) and holder["device"].strip():
+            return holder["device"]
+    return None
+
+
+def check_device(queue: str, device: str | None, *, settings: Settings | None = None) -> str | None:
+    """Refuse (:class:`JobRefused`) a device that the live workers of ``queue`` all lack. With no live
+    worker of the queue at all the job may still be queued, since one may start later: the returned
+    warning says so. Workers that recorded no devices (an older version) are given the benefit of the doubt."""
+    settings = settings or load_settings()
+    live = _live(queue, settings)
+    wanted = device_names.normalise(device) if device else None
+    if not live:
+        need = f" on a machine with {wanted}" if wanted and wanted != "cpu" else ""
+        return f"no live worker serves the {queue!r} queue: the job waits until one starts{need} (`vitpro worker --queues {queue}`)"
+    if not wanted or not device_names.is_accelerator(wanted):
+        return None
+    known = [(w, jobs.worker_devices(w)) for w in live]
+    if any(found is None or device_names.serves(found, wanted) for _, found in known):
+        return None
+    workers = ", ".join(f"{w.id} {'+'.join(found)}" for w, found in known)
+    raise JobRefused(f"no live worker of the {queue!r} queue has {wanted} (live workers: {workers}); "
+                     f"choose a device they have, or start a worker of that queue on a machine with {wanted}")
+
+
+def check_job(kind: str, params: dict[str, Any], *, settings: Settings | None = None) -> list[str]:
+    """What can be known about a job's parameters only from the live workers; returns warnings, raises
+    :class:`JobRefused` for a job no live worker could run."""
+    settings = settings or load_settings()
+    warning = check_device(queue_of(kind, params), requested_device(params), settings=settings)
+    return [warning] if warning else []

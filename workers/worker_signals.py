@@ -1,4 +1,5 @@
-"""Per-worker housekeeping: announce the worker, and run the reaper on a timer in its main process.
+"""Per-worker housekeeping: announce the worker (with the devices it can run on), and run the reaper on a
+timer in its main process.
 
 Every worker runs a reaper; their UPDATEs are conditional, so two reapers never resend the same unit
 twice in one round, and a copy sent anyway is dropped at claim time.
@@ -17,6 +18,8 @@ from db.app_engine import dispose_engines, write_engine
 from db.lake import forget_shared_lakes
 from db.store import open_store
 from vitpro.settings import load_settings
+
+from .devices import detect_devices
 
 log = logging.getLogger("vitpro.reaper")
 _stop = threading.Event()
@@ -40,10 +43,15 @@ def _loop(sender) -> None:
     worker_id = _state["worker_id"]
     queues = ",".join(sorted(q.name for q in sender.app.amqp.queues.consume_from.values())) if sender.app.amqp.queues.consume_from else "?"
     interval = max(0.5, settings.lease_seconds / 3)
+    try:
+        devices = ",".join(detect_devices())  # once: a worker's GPUs do not come and go
+    except Exception:
+        log.exception("could not tell this worker's devices; recording cpu only")
+        devices = "cpu"
     while True:
         try:
             open_store(settings.store)  # a fresh machine: create the store (once; later rounds skip it)
-            jobs.touch_worker(engine, worker_id, socket.gethostname(), os.getpid(), queues)
+            jobs.touch_worker(engine, worker_id, socket.gethostname(), os.getpid(), queues, devices)
             reap_once(settings, sender.app)
         except Exception:
             log.exception("reaper round failed; next round in %.1f s", interval)

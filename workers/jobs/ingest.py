@@ -3,6 +3,7 @@ finalize = drop copies two units raced to insert."""
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,23 @@ def check_image_root(root: Path, allowed: tuple[Path, ...]) -> None:
         raise MappingError(f"image root {root} is not under an allowed root ({', '.join(map(str, allowed))}); see VITPRO_IMAGE_ROOTS")
 
 
+def check_source(source: str, roots: tuple[Path, ...] = ()) -> Path:
+    """The source file, resolved; first of all checks, so that a missing file is not reported as
+    whatever the next check trips on (a format that cannot be told, a mapping that cannot be matched)."""
+    if not str(source).strip():
+        raise SourceError("no source file given")
+    path = Path(source).expanduser().resolve()
+    if roots and not any(path == r or r in path.parents for r in roots):
+        raise SourceError(f"source file {path} is not under an allowed root ({', '.join(map(str, roots))})")
+    if not path.exists():
+        raise SourceError(f"source file not found: {path}")
+    if not path.is_file():
+        raise SourceError(f"source is not a file: {path}")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"source file not readable: {path}")
+    return path
+
+
 def prepare_params(
     *,
     source: str,
@@ -46,10 +64,12 @@ def prepare_params(
     rows_per_unit: int = DEFAULT_ROWS_PER_UNIT,
     text_limits: TextLimits = TextLimits(),
     image_limits: ImageLimits = ImageLimits(),
+    source_roots: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
     """Check what can be checked before a job exists (file, format, mapping vs columns) and return the
-    job's parameters. Raises SourceError / MappingError with a message for the user."""
-    path = Path(source).expanduser().resolve()
+    job's parameters. Raises SourceError / MappingError with a message for the user. ``source_roots``: if
+    given, the only folders the source may be in (the web app reads files of the server's own disk)."""
+    path = check_source(source, source_roots)
     fmt = detect_format(path, fmt)
     if mapping is None:
         if fmt != "abo":

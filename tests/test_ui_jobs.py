@@ -1,0 +1,144 @@
+"""The Jobs page (AppTest, real store): launch forms only for those who may launch, parameters checked before
+a job is queued and refusals in the form's terms, and a page that does only the work on screen."""
+from __future__ import annotations
+
+import json
+import time
+
+from db import jobs as jobs_db
+from ui.job_forms import in_form_terms
+from workers.submit import cancel_job
+
+from .test_ui_pages import ANNA, page, texts, ui_store  # noqa: F401  (ui_store: the module's store fixture)
+
+
+def _field(at, label_start: str):
+    return next(t for t in at.text_input if t.label.startswith(label_start))
+
+
+def _click(at, label: str):
+    return next(b for b in at.button if b.label == label).click().run()
+
+
+def _errors(at) -> str:
+    return "\n".join(e.value for e in at.error)
+
+
+def _vlm(home, name: str, model_type: str | None):
+    folder = home / "typed" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if model_type:
+        (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+    return folder
+
+
+def test_annotators_see_the_jobs_but_no_launch_form_and_no_cancel_or_retry(ui_store):
+    home, lake, engine = ui_store
+    queued, _ = jobs_db.create_job(engine, kind="aux_stats", queue="cpu", params={}, launched_by="admin")
+    try:
+        anna = page("jobs", who=ANNA)
+        assert not anna.exception
+        assert anna.get("form") == [] and not any(b.label.startswith("Launch") for b in anna.button)
+        assert "Launch" not in [h.value for h in anna.subheader] and "Jobs" in [h.value for h in anna.subheader]
+        assert f"`{queued}`" in texts(anna)  # the job list is there
+        assert not any(b.label in ("Cancel", "Retry") for b in anna.button)
+        admin = page("jobs")
+        assert len(admin.get("form")) == 1 and "Cancel" in [b.label for b in admin.button]
+    finally:
+        cancel_job(queued)
+
+
+def test_ingest_form_says_a_missing_file_is_missing_and_speaks_of_its_own_fields(ui_store, tmp_path):
+    home, lake, engine = ui_store
+    before = len(jobs_db.list_jobs(engine, limit=500))
+    at = page("jobs")
+    missing = tmp_path / "nope.csv"
+    _field(at, "Source file").input(str(missing))
+    _click(at, "Launch ingest")
+    assert _errors(at) == f"cannot launch ingest: source file not found: {missing}"  # was: "no column mapping: pass --map ..."
+    real = tmp_path / "listings.csv"
+    real.write_text("title,price\nred mug,3\n")
+    _field(at, "Source file").input(str(real))
+    _click(at, "Launch ingest")
+    assert _errors(at) == 'cannot launch ingest: no column mapping: set "Column mapping"'
+    assert "--" not in _errors(at)
+    assert len(jobs_db.list_jobs(engine, limit=500)) == before
+
+
+def test_engine_hints_become_the_forms_field_names():
+    assert in_form_terms("ingest", "no column mapping: pass --map field=column (or --mapping FILE.yaml)") == 'no column mapping: set "Column mapping"'
+    assert in_form_terms("ingest", "cannot tell the format of a.txt; pass --format {csv,jsonl}") == 'cannot tell the format of a.txt; set "Format"'
+    assert in_form_terms("generate", "the openai backend needs --base-url and --model") == 'the openai backend needs "LLM base URL" and "LLM model name"'
+    assert in_form_terms("train", "a training run named 'r' exists already; pick another --name") == "a training run named 'r' exists already; pick another \"Run name\""
+    assert "this form does not offer" in in_form_terms("eval", "needs an LLM judge: give --judge-url (a server)")
+    assert in_form_terms("grounding", "run `vitpro models make-tiny --family x`") == "run `vitpro models make-tiny --family x`"  # a command stays
+
+
+def test_vlm_folders_are_checked_before_queuing_in_the_forms_terms(ui_store):
+    home, lake, engine = ui_store
+    before = len(jobs_db.list_jobs(engine, limit=500))
+    at = page("jobs", launch_tab="VisAttnScore")
+    at.text_input(key="vis_model_path").input(str(home / "typed" / "absent"))
+    _click(at, "Launch VisAttnScore")
+    assert _errors(at) == f'cannot launch grounding: "VLM": there is no folder {home / "typed" / "absent"}'
+    at.text_input(key="vis_model_path").input(str(_vlm(home, "weights", None)))
+    _click(at, "Launch VisAttnScore")
+    assert "is not a model checkpoint (it has no config.json)" in _errors(at) and "vitpro" not in _errors(at)
+    at.text_input(key="vis_model_path").input(str(_vlm(home, "bert", "bert")))
+    _click(at, "Launch VisAttnScore")
+    assert '"VLM": bert is a \'bert\' model, not a VLM family this app supports: ' in _errors(at) and "qwen2_5_vl" in _errors(at)
+    train = page("jobs", launch_tab="Training")
+    train.text_input(key="train_model_path").input(str(home / "typed" / "bert"))
+    _click(train, "Launch training")
+    assert _errors(train).startswith('cannot launch train: "Base VLM": bert is a \'bert\' model')
+    assert len(jobs_db.list_jobs(engine, limit=500)) == before
+
+
+def test_a_device_no_live_worker_of_the_queue_has_is_refused_in_the_form(ui_store):
+    home, lake, engine = ui_store
+    before = len(jobs_db.list_jobs(engine, limit=500))
+    jobs_db.touch_worker(engine, "cpu-box:7", "cpu-box", 7, "gpu", "cpu")  # a live gpu-queue worker without a GPU
+    try:
+        at = page("jobs", launch_tab="VisAttnScore")
+        at.text_input(key="vis_model_path").input(str(_vlm(home, "qwen", "qwen2_5_vl")))
+        at.text_input(key="vis_device").input("cuda")
+        _click(at, "Launch VisAttnScore")
+        assert _errors(at).startswith("cannot launch grounding: no live worker of the 'gpu' queue has cuda (live workers: cpu-box:7 cpu)")
+        assert len(jobs_db.list_jobs(engine, limit=500)) == before
+    finally:
+        jobs_db.remove_worker(engine, "cpu-box:7")
+    _click(at, "Launch VisAttnScore")  # no live worker at all: queued, since one may start later, with a warning
+    assert "launched grounding job" in texts(at)
+    assert [w.value for w in at.warning if "no live worker" in w.value] == [
+        "no live worker serves the 'gpu' queue: the job waits until one starts on a machine with cuda (`vitpro worker --queues gpu`)"]
+    job = jobs_db.list_jobs(engine, limit=1)[0]
+    assert job.kind == "grounding" and job.params["device"] == "cuda"
+    cancel_job(job.id)
+
+
+def test_the_page_runs_only_the_open_form_and_reads_logs_of_open_rows_only(ui_store):
+    home, lake, engine = ui_store
+    made = []
+    for i in range(20):
+        job_id, _ = jobs_db.create_job(engine, kind="ingest", queue="cpu", params={"source": f"/data/{i}.csv"}, launched_by="admin")
+        for k in range(20):
+            jobs_db.add_log(engine, job_id, f"{job_id} line {k}")
+        made.append(job_id)
+    try:
+        at = page("jobs")
+        assert len(at.get("form")) == 1  # the open tab's form; the other eight do not run
+        assert not any("line 19" in c.value for c in at.code)  # collapsed rows read no log
+        newest = made[-1]
+        at.session_state[f"details_{newest}"] = True
+        at.run()
+        logs = [c.value for c in at.code if "line" in c.value]
+        assert len(logs) == 1 and f"{newest} line 19" in logs[0] and f"{newest} line 4" not in logs[0]  # its last 15 lines
+        warm = []
+        for _ in range(3):
+            t = time.perf_counter()
+            at.run()
+            warm.append(time.perf_counter() - t)
+        assert not at.exception and min(warm) < 1.0, warm
+    finally:
+        for job_id in made:
+            cancel_job(job_id)
