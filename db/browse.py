@@ -226,3 +226,13 @@ def kept_flags(lake: Lake, kept_sql: str, sample_ids: list[str]) -> dict[str, bo
 def first_images(lake: Lake, sample_ids: list[str]) -> dict[str, str]:
     """Each sample's first image (blob path relative to the blob root): the gallery's thumbnail."""
     return {r["sample_id"]: r["blob_paths"][0] for r in batches.samples_with_images(lake, list(sample_ids)) if r["blob_paths"]}
+
+
+def excluded_among(lake: Lake, sample_ids: list[str]) -> set[str]:
+    """Which of a page of samples a curator excluded from the data set (db/exclusions.py's log)."""
+    from . import exclusions
+
+    if not sample_ids:
+        return set()
+    marks = ", ".join("?" for _ in sample_ids)
+    return {r[0] for r in lake.fetchall(f"SELECT sample_id FROM ({exclusions.excluded_sql(lake)}) WHERE sample_id IN ({marks})", list(sample_ids))}

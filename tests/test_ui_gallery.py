@@ -206,3 +206,103 @@ def test_inspect_images_are_zoomable_figures_of_a_small_copy(ui_store):
         assert max(im.size) <= 1600
     assert spec["layout"]["xaxis"]["visible"] is False and spec["layout"]["dragmode"] == "pan"
     assert json.loads(charts[0].proto.config)["scrollZoom"] is True
+
+
+# ---- 8. the gallery -----------------------------------------------------------------------------------
+def _tiles(at: AppTest) -> dict[str, str]:
+    """{sample id: the tile's text} from the tiles' Inspect links."""
+    return {m.group(1): str(md.value) for md in at.markdown if (m := re.search(r"\[Inspect\]\(inspect\?sample=(\w+)\)", str(md.value)))}
+
+
+def test_gallery_pages_tiles_with_scores_badges_and_links(ui_store):
+    from curation.filters import FilterConfig, stats_for
+    from db import saved_filters
+
+    home, lake, engine = ui_store
+    at = page("gallery", gal_vis=VIS_MODEL, gal_size=12)
+    assert not at.exception
+    scored = lake.scalar("SELECT count(DISTINCT subject_id) FROM scores WHERE model_id = ? AND metric = 'vis_attn' AND segment = 'answer' "
+                         "AND value IS NOT NULL AND subject_kind = 'sample'", [VIS_MODEL])
+    assert at.checkbox(key="gal_scored").value is True and f"**{scored:,}** samples" in texts(at)
+    tiles = _tiles(at)
+    assert len(tiles) == 12
+    config = FilterConfig.from_dict(saved_filters.get(engine, "ui-filter").config)
+    kept = set(stats_for(lake, config).kept_ids(config))
+    for sid, tile in tiles.items():
+        value = lake.scalar("SELECT value FROM scores WHERE subject_id = ? AND model_id = ? AND metric = 'vis_attn' AND segment = 'answer'", [sid, VIS_MODEL])
+        task = lake.scalar("SELECT any_value(task) FROM samples WHERE sample_id = ?", [sid])
+        assert f"**{task}**" in tile and f"VisAttnScore {value:.4g}" in tile and "CLIPScore" in tile
+        assert (":green-badge[kept]" if sid in kept else ":red-badge[dropped]") in tile
+    # thumbnails: small JPEGs, never the full photo
+    assert len(at.get("image")) == 12
+    at.number_input(key="gal_page").set_value(2).run()
+    second = _tiles(at)
+    assert len(second) == 12 and not set(second) & set(tiles) and "page **2** of" in texts(at)
+    # a score range narrows the grid to it
+    lo, hi = browse.score_range(lake, VIS_MODEL)
+    mid = (lo + hi) / 2
+    at = page("gallery", gal_vis=VIS_MODEL, gal_range=(lo, mid), gal_size=96)
+    inside = lake.scalar("SELECT count(DISTINCT subject_id) FROM scores WHERE model_id = ? AND metric = 'vis_attn' AND segment = 'answer' "
+                         "AND value BETWEEN ? AND ?", [VIS_MODEL, lo, mid])
+    assert f"**{inside:,}** samples" in texts(at) and 0 < inside < scored
+
+
+def test_gallery_thumbnails_are_small_and_cached(tmp_path, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from ui import images
+
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (3000, 2000), (200, 10, 10)).save(path)
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    data = images.thumbnail(str(path))
+    with real_open(io.BytesIO(data)) as im:
+        assert im.format == "JPEG" and max(im.size) == images.THUMB_SIDE
+    assert images.thumbnail(str(path)) == data and opened == [str(path)]  # cached by path and mtime: decoded once
+    Image.new("RGB", (300, 200), (0, 0, 200)).save(path)
+    import os
+
+    os.utime(path, (1, 1))  # a changed file (another mtime) is read again
+    assert images.thumbnail(str(path)) != data and len(opened) == 2
+    assert images.thumbnail(str(tmp_path / "missing.jpg")) is None
+
+
+def test_gallery_bulk_exclude_restore_and_add_to_pilot_for_admins_only(ui_store):
+    from db import exclusions, pilots
+
+    home, lake, engine = ui_store
+    anna = page("gallery", who=ANNA, gal_vis=VIS_MODEL)
+    assert not anna.exception and "gal_reason" not in [t.key for t in anna.text_input] and not anna.button
+    assert not [c for c in anna.checkbox if c.key and c.key.startswith("gal_sel_")]
+
+    at = page("gallery", gal_vis=VIS_MODEL, gal_size=12)
+    ids = list(_tiles(at))
+    at.checkbox(key=f"gal_sel_{ids[0]}").check()
+    at.checkbox(key=f"gal_sel_{ids[1]}").check().run()
+    at.button(key="FormSubmitter:gal_exclude_form-Exclude selected").click().run()
+    assert "give a reason" in texts(at) and not exclusions.excluded_ids(lake) & set(ids)
+    at.text_input(key="gal_reason").input("blurred photo")
+    at.button(key="FormSubmitter:gal_exclude_form-Exclude selected").click().run()
+    assert not at.exception and "excluded 2 sample(s)" in texts(at)
+    assert exclusions.excluded_ids(lake) >= {ids[0], ids[1]}
+    tiles = _tiles(at)
+    assert ":gray-badge[excluded]" in tiles[ids[0]] and ":gray-badge[excluded]" not in tiles[ids[2]]
+    at.checkbox(key=f"gal_sel_{ids[0]}").check().run()
+    at.button(key="FormSubmitter:gal_exclude_form-Restore selected").click().run()
+    assert "restored 1 sample(s)" in texts(at) and ids[0] not in exclusions.excluded_ids(lake) and ids[1] in exclusions.excluded_ids(lake)
+    exclusions.restore(lake, [ids[1]], by="admin")
+
+    pilot = pilots.get(engine, "ui-pilot")
+    before = {p.sample_id for p in pilots.samples(engine, pilot.id)}
+    fresh = [sid for sid in ids if sid not in before][:3]
+    at.checkbox(key="gal_all").check().run()  # every tile on the page ticked
+    assert all(at.checkbox(key=f"gal_sel_{sid}").value for sid in ids)
+    at.selectbox(key="gal_pilot").select("ui-pilot")
+    at.button(key="FormSubmitter:gal_pilot_form-Add selected to the pilot").click().run()
+    after = {p.sample_id for p in pilots.samples(engine, pilot.id)}
+    added = len(set(ids) - before)
+    assert f"added {added} sample(s) to pilot 'ui-pilot'" in texts(at) and after == before | set(ids) and len(fresh) <= added
