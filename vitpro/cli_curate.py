@@ -17,7 +17,7 @@ import click
 from .cli import _echo_table, _engine, _fail, _run_job, cli
 from .settings import load_settings
 
-from curation.pilot_stats import PAPER_RELATIVE_IMPROVEMENT  # noqa: E402  (the paper's +36%)
+from curation.pilot_stats import AUC_CI_METHOD, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # noqa: E402  (the paper's +36%)
 
 
 def _lake():
@@ -475,16 +475,24 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
     if as_json:
         click.echo(json.dumps({"pilot": name, "filter": filter_name, **asdict(report), "ungrounded_words": found.ungrounded_words}, indent=2))
         return
-    click.secho(f"pilot {name!r}: {found.samples} sample(s), {report.labelled} with a majority label "
+    click.secho(f"pilot {name!r}: {found.samples} sample(s), {report.labelled} with a label "
                 f"({report.grounded} grounded, {report.not_grounded} not grounded), annotators: {', '.join(report.annotators)}", bold=True)
+    click.echo(f"  {report.settled} settled by an adjudicator, {report.without_majority} without a majority (left out"
+               + (f": vitpro pilot disagreements {name}" if report.without_majority else "") + ")"
+               + (f", {report.skipped_only} skipped by everyone" if report.skipped_only else ""))
+    if report.labelled < MIN_MEANINGFUL:
+        click.secho(f"only {report.labelled} labelled sample(s): results at n={report.labelled} are not meaningful "
+                    f"(label at least {MIN_MEANINGFUL}; the paper labels 200)", fg="yellow")
     if not report.scores:
         click.secho("the labels need both grounded and not-grounded samples before a score can be measured against them", fg="yellow")
     rows = []
     for r in report.scores.values():
-        rows.append((r.name, r.n, f"{r.auc:.3f}", f"{r.best_accuracy:.3f} at {r.best_accuracy_threshold:.4g}", f"{r.youden_j:.3f} at {r.youden_threshold:.4g}",
-                     "" if r.current_accuracy is None else f"{r.current_accuracy:.3f} ({r.current_threshold})"))
+        rows.append((r.name, r.n, f"{r.auc:.3f} [{_interval(r.auc_ci)}]", f"{r.best_accuracy:.3f} [{_interval(r.best_accuracy_ci)}] at {r.best_accuracy_threshold:.4g}",
+                     f"{r.youden_j:.3f} at {r.youden_threshold:.4g}",
+                     "" if r.current_accuracy is None else f"{r.current_accuracy:.3f} [{_interval(r.current_accuracy_ci)}] ({r.current_threshold})"))
     if rows:
-        _echo_table(rows, ("score", "n", "AUC", "best accuracy", "Youden's J", "accuracy at " + (f"filter {filter_name!r}" if filter_name else "current (--filter)")))
+        _echo_table(rows, ("score", "n", "AUC [95% CI]", "best accuracy [95% CI]", "Youden's J", "accuracy at " + (f"filter {filter_name!r}" if filter_name else "current (--filter)")))
+        click.echo(f"95% intervals: Wilson for accuracies, {AUC_CI_METHOD} (1982) for AUC; the best accuracy's threshold is fitted on these labels (optimistic)")
     if report.relative_improvement is not None:
         line = f"VisAttnScore over CLIPScore: {report.relative_improvement:+.1%} relative accuracy at the best thresholds"
         if report.relative_improvement_current is not None:
@@ -499,6 +507,47 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
         click.echo("words marked ungrounded most often: " + ", ".join(f"{w} ({n})" for w, n in found.ungrounded_words[:10]))
     if roc_path and report.scores:
         click.echo(f"ROC curves: {roc_path}")
+
+
+def _interval(pair) -> str:
+    return "" if pair is None else f"{pair[0]:.3f}-{pair[1]:.3f}"
+
+
+@pilot.command("disagreements")
+@click.argument("name")
+@click.option("--all", "every", is_flag=True, help="Also samples with a majority that are not unanimous.")
+def pilot_disagreements(name, every) -> None:
+    """Samples the annotators disagree on (by default those split evenly, which the report leaves out until settled)."""
+    from db import pilots
+
+    p = _get_pilot(name)
+    found = [d for d in pilots.disagreements(_engine(), p.id) if every or d.majority is None]
+    if not found:
+        click.echo(f"pilot {name!r}: no sample " + ("with disagreeing annotators" if every else "without a majority (--all: any disagreement)"))
+        return
+    _echo_table([(d.position + 1, d.sample_id, "; ".join(f"{a}: {r.label}" + (f" ({', '.join(r.ungrounded_words)})" if r.ungrounded_words else "")
+                                                          for a, r in sorted(d.labels.items())),
+                  d.majority or "none", d.settled.label if d.settled else "") for d in found], ("#", "sample", "labels", "majority", "settled"))
+    click.echo(f"settle one: vitpro pilot adjudicate {name} SAMPLE_ID grounded|not_grounded [--note TEXT]")
+
+
+@pilot.command("adjudicate")
+@click.argument("name")
+@click.argument("sample_id")
+@click.argument("verdict", type=click.Choice(["grounded", "not_grounded"]))
+@click.option("--note", help="Why (kept with the verdict).")
+def pilot_adjudicate(name, sample_id, verdict, note) -> None:
+    """Settle a sample the annotators disagree on; the verdict replaces their labels in the report. Again to change it."""
+    from db import pilots
+
+    p = _get_pilot(name)
+    engine = _engine()
+    before = pilots.adjudications(engine, p.id).get(sample_id)
+    try:
+        pilots.adjudicate(engine, p.id, sample_id, verdict, load_settings().user, note)
+    except pilots.PilotError as exc:
+        _fail(f"{exc} {name!r}")
+    click.echo(f"pilot {name!r}: sample {sample_id} settled as {verdict}" + (f" (was {before.label})" if before else ""))
 
 
 # ---- snapshots and exports ----------------------------------------------------------------------------
