@@ -25,13 +25,18 @@ def task_rows(lake: Lake, backend: str | None = None) -> list[dict[str, Any]]:
     rows = lake.fetchall(
         f"WITH s AS (SELECT x.task, x.answer, x.label, coalesce(i.product_ref, i.external_id, i.item_id) AS product "
         f"  FROM samples x JOIN items i USING (item_id) {where}), "
-        "counts AS (SELECT task, answer, label, count(*) AS n, count(DISTINCT product) AS products FROM s GROUP BY ALL), "
-        "ranked AS (SELECT *, row_number() OVER (PARTITION BY task ORDER BY products DESC, n DESC, answer) AS k FROM counts) "
-        "SELECT task, sum(n)::BIGINT, count(*)::BIGINT, (sum(n) FILTER (WHERE label IS NOT NULL))::BIGINT, "
-        "  (sum(n) FILTER (WHERE answer ILIKE '%unanswerable%'))::BIGINT, "
-        "  (max(products) FILTER (WHERE label IS NULL AND products > 1))::BIGINT, "
-        f"  list([answer, n::VARCHAR, products::VARCHAR, coalesce(label, '')] ORDER BY k) FILTER (WHERE k <= {TOP_ANSWERS} AND n > 1) "
-        "FROM ranked GROUP BY task ORDER BY task",
+        # products per answer in two plain aggregates (per answer and product, then per answer): several
+        # times faster than count(DISTINCT) per group at a million samples
+        "pairs AS (SELECT task, answer, label, product, count(*) AS n FROM s GROUP BY ALL), "
+        "counts AS (SELECT task, answer, label, sum(n) AS n, count(*) AS products FROM pairs GROUP BY ALL), "
+        "per_task AS (SELECT task, sum(n)::BIGINT AS n, count(*)::BIGINT AS distinct_answers, (sum(n) FILTER (WHERE label IS NOT NULL))::BIGINT AS verdicts, "
+        "  (sum(n) FILTER (WHERE answer ILIKE '%unanswerable%'))::BIGINT AS unanswerable, "
+        "  (max(products) FILTER (WHERE label IS NULL AND products > 1))::BIGINT AS top_other FROM counts GROUP BY task), "
+        # only repeated answers can be among the top ones (one sample is one product, ranked below any n > 1),
+        # so the ranking sorts those, not every distinct answer
+        "ranked AS (SELECT *, row_number() OVER (PARTITION BY task ORDER BY products DESC, n DESC, answer) AS k FROM counts WHERE n > 1), "
+        f"top AS (SELECT task, list([answer, n::VARCHAR, products::VARCHAR, coalesce(label, '')] ORDER BY k) AS top FROM ranked WHERE k <= {TOP_ANSWERS} GROUP BY task) "
+        "SELECT t.task, t.n, t.distinct_answers, t.verdicts, t.unanswerable, t.top_other, top.top FROM per_task t LEFT JOIN top USING (task) ORDER BY t.task",
         args,
     )
     out = []

@@ -2,6 +2,7 @@
 the signed-in user, and the server-side permission check in front of every privileged action."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import streamlit as st
@@ -105,7 +106,9 @@ def stats_table(config):
 
 
 def _reads() -> dict[str, Callable[..., Any]]:
-    from curation.filters import stored_models
+    import json
+
+    from curation.filters import FilterConfig, stored_models
     from curation.generation.report import build_report
     from db import browse, quality
 
@@ -122,15 +125,91 @@ def _reads() -> dict[str, Callable[..., Any]]:
         "score_range": lambda lk, model: browse.score_range(lk, model),
         "first_images": lambda lk, sample_ids: browse.first_images(lk, list(sample_ids)),
         "excluded_among": lambda lk, sample_ids: browse.excluded_among(lk, list(sample_ids)),
+        "filter_kept": lambda lk, config: stats_table(FilterConfig.from_dict(json.loads(config))).report(FilterConfig.from_dict(json.loads(config))).kept,
     }
+
+
+# The lake tables a read depends on: its key is then the last DuckLake version that changed one of them
+# (or the schema), so a scoring job's commits keep what Overview computed from samples and items. A read
+# not named here is keyed by the store's version (any commit).
+_DEPENDS: dict[str, tuple[str, ...]] = {
+    "funnel": ("items", "samples", "selections", "scores"),
+    "per_task_category": ("items", "samples", "scores"),
+    "facets": ("items", "samples"),
+    "demo_scores": ("scores",),
+    "generation_quality": ("items", "samples"),
+    "filter_kept": ("items", "samples", "scores", "selections", "images", "ocr", "exclusions"),
+}
+# Aggregates over every sample (seconds at a million samples) that are also kept on disk under VITPRO_HOME,
+# as JSON under the same key: a server that restarts, or a second server process, finds them ready.
+_PERSIST = frozenset(_DEPENDS)
+_DATA_CHANGES = ("tables_inserted_into", "tables_deleted_from", "inlined_insert", "inlined_delete")
+_table_versions_seen: dict[tuple[str, int], dict[str, int]] = {}
+
+
+def _table_versions(current: int) -> dict[str, int] | None:
+    """Per lake table, the last DuckLake version that inserted into or deleted from it (``""``: the last
+    one that changed anything else, e.g. the schema); read once per store version. None where the catalog
+    cannot say (then every read is keyed by the store's version)."""
+    from db.lake import ALIAS
+
+    key = (str(settings().home), current)
+    if key not in _table_versions_seen:
+        try:
+            names = dict(lake().fetchall(f"SELECT CAST(table_id AS VARCHAR), table_name FROM __ducklake_metadata_{ALIAS}.ducklake_table"))
+            last: dict[str, int] = {"": 0}
+            for snap, changes in lake().fetchall(f"SELECT snapshot_id, changes FROM ducklake_snapshots('{ALIAS}') ORDER BY snapshot_id"):
+                for kind, ids in (changes or {}).items():
+                    for t in (ids if kind in _DATA_CHANGES else [""]):
+                        last[names.get(t, t) if t else ""] = snap
+        except Exception:  # an older DuckLake without these views: key by the store's version
+            last = None
+        _table_versions_seen.clear()
+        _table_versions_seen[key] = last
+    return _table_versions_seen[key]
+
+
+def _disk(home: str, name: str, version: int, args: tuple) -> Path:
+    import hashlib
+
+    digest = hashlib.sha256(repr(args).encode()).hexdigest()[:16]
+    return Path(home) / "cache" / "reads" / f"{name}-{digest}-{version}.json"
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _memo(name: str, version: int, home: str, args: tuple) -> Any:
-    return _reads()[name](lake(), *args)
+    if name not in _PERSIST:
+        return _reads()[name](lake(), *args)
+    import json
+    import os
+
+    path = _disk(home, name, version, args)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    text = json.dumps(_reads()[name](lake(), *args))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.json"):  # earlier versions of this read
+        old.unlink(missing_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # whole files only: another server process may be reading it
+    return json.loads(text)  # the same shapes (lists, not tuples) whether computed now or read back
+
+
+def read_version(name: str) -> int:
+    """The version ``name`` is remembered under: the last one that changed a table it reads."""
+    current = lake().current_version()
+    deps = _DEPENDS.get(name)
+    versions = _table_versions(current) if deps else None
+    if versions is None:
+        return current
+    return max(versions.get(t, 0) for t in ("", *deps))
 
 
 def read(name: str, *args) -> Any:
-    """A read of the lake, remembered until the next commit to it (the DuckLake version is the key): a click
-    that changes nothing in the store costs one version lookup, not the queries behind the page."""
-    return _memo(name, lake().current_version(), str(settings().home), args)
+    """A read of the lake, remembered until the next commit to a table it reads (see _DEPENDS; the store's
+    version for the others): a click that changes nothing in the store costs one version lookup, not the
+    queries behind the page."""
+    return _memo(name, read_version(name), str(settings().home), args)

@@ -1,10 +1,12 @@
 """Overview: the funnel from raw image-text pairs to the final set, and counts per task and category."""
 from __future__ import annotations
 
+import json
+
 import plotly.graph_objects as go
 import streamlit as st
 
-from curation.filters import FilterConfig, FilterError
+from curation.filters import FilterError
 from db import saved_filters, snapshots
 from ui import context
 
@@ -18,9 +20,9 @@ chosen = st.selectbox("Final set: kept by the saved filter", [f.name for f in fi
                       placeholder="no saved filter yet (Thresholds page)") if filters else None
 if chosen:
     try:
-        config = FilterConfig.from_dict(saved_filters.get(engine, chosen).config)
-        report = context.stats_table(config).report(config)
-        stages.append((f"kept by filter '{chosen}'", report.kept))
+        # the saved config as the key: editing the filter, like a commit to the tables it reads, counts anew
+        kept = context.read("filter_kept", json.dumps(saved_filters.get(engine, chosen).config, sort_keys=True))
+        stages.append((f"kept by filter '{chosen}'", kept))
     except FilterError as exc:
         st.warning(f"filter {chosen!r} cannot be applied to the current data: {exc}")
 snaps = snapshots.list_all(engine)
