@@ -379,11 +379,9 @@ def test_snapshots_create_diff_and_export_refusal(ui_store):
     assert "snapshot 'ui-filter-v" in texts(at)
     snap = snapshots.list_all(engine)[-1]
     assert snap.counts["kept"] > 0 and snap.created_by == "admin"
-    anna = page("snapshots", who=ANNA)
-    [b for b in anna.button if b.label == "Export"][0].click().run()
-    assert "refused: anna is annotator: export needs an admin" in texts(anna)
-    [b for b in anna.button if b.label == "Create snapshot"][0].click().run()
-    assert "refused" in texts(anna) and len(snapshots.list_all(engine)) == 1
+    anna = page("snapshots", who=ANNA)  # annotators see no admin form at all (tests/test_ui_snapshots.py: the server still refuses)
+    assert not anna.exception and not [x for x in anna.button if x.label in ("Export", "Create snapshot", "Rename snapshot")]
+    assert len(snapshots.list_all(engine)) == 1
     [b for b in at.button if b.label == "Export"][0].click().run()
     assert "export job" in texts(at) and jobs_db.list_jobs(engine, limit=1)[0].kind == "export"
 

@@ -1,21 +1,47 @@
-"""Snapshots: freeze a saved filter at the current DuckLake version, list them, diff two, export one in any
-format (a job on the workers), download an export's manifest."""
+"""Snapshots: freeze a saved filter at the current DuckLake version, rename one, list them, diff two, export
+one in any format (a job on the workers), download an export as a zip or its manifest. Annotators see the
+list, the diff and the downloads; the forms that change something are for admins only."""
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from curation.exports import FORMATS, MANIFEST
 from curation.filters import FilterConfig, FilterError
-from db import saved_filters, snapshots
-from ui import context
+from db import exclusions, saved_filters, snapshots, users
+from ui import context, downloads
 from workers.submit import submit_job
 
 me = context.ensure_signed_in()
 context.page_header("Snapshots", "A snapshot is a saved filter frozen at one DuckLake version: it exports the same bytes forever.")
 s, lake, engine = context.settings(), context.lake(), context.engine()
+EXPORTS = s.home / "exports"
+SNAPSHOT_KEYS = ("diff_a", "diff_b", "export_name", "manifest_snap", "rename_old")  # widgets that hold a snapshot name
+
+
+def _forget_stale(names: list[str], keys=SNAPSHOT_KEYS) -> None:
+    """A snapshot renamed since: its old name is no option any more, start those pickers afresh."""
+    for key in keys:
+        if key in st.session_state and st.session_state[key] not in names:
+            del st.session_state[key]
+
+
+def _zip(who, folder, root_name: str) -> bytes:
+    """The export folder as a zip, for a user the store lets export now (checked when the button is
+    clicked, on Streamlit's download thread: no session there, so the user is captured at render)."""
+    users.require(engine, who, "export")
+    return downloads.zip_folder(folder, root_name=root_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _folder_bytes(folder: str, manifest_mtime_ns: int) -> int:
+    """An export's size, measured once per export (a new export rewrites its manifest): a folder of many
+    images costs a stat per file, not on every rerun."""
+    return downloads.folder_bytes(Path(folder))
 
 
 def _create(name: str, filter_name: str):
@@ -23,34 +49,61 @@ def _create(name: str, filter_name: str):
     return snapshots.create(lake, engine, name=name, filter_name=filter_name, config=config, created_by=me.username)
 
 
-st.subheader("Create" + ("" if context.allowed("create_snapshots") else " (admins only: you will be refused)"))
-filters = [f.name for f in saved_filters.list_all(engine)]
-with st.form("snapshot_create"):
-    c = st.columns(2)
-    fname = c[0].selectbox("Saved filter", filters, index=len(filters) - 1 if filters else None, placeholder="save a filter on Thresholds first")
-    sname = c[1].text_input("Snapshot name", value=f"{fname or 'snapshot'}-v{lake.current_version()}")
-    if st.form_submit_button("Create snapshot"):
-        if not fname:
-            st.error("no saved filter yet: save one on the Thresholds page")
-        else:
-            try:
-                snap = context.guarded("create_snapshots", _create, sname.strip(), fname)
-                if snap is not context.REFUSED:
-                    st.success(f"snapshot {snap.name!r}: {snap.counts['kept']:,} samples at DuckLake version {snap.lake_version}")
-            except (snapshots.SnapshotError, FilterError, saved_filters.UnknownFilter) as exc:
-                st.error(str(exc))
+if context.allowed("create_snapshots"):  # annotators do not see the form at all; guarded() still checks on the server
+    st.subheader("Create")
+    filters = [f.name for f in saved_filters.list_all(engine)]
+    version = lake.current_version()
+    with st.form("snapshot_create"):
+        c = st.columns(2)
+        fname = c[0].selectbox("Saved filter", filters, index=len(filters) - 1 if filters else None, placeholder="save a filter on Thresholds first",
+                               key="create_filter")
+        # Keyed, with a fixed empty default: a value= that followed the filter made Streamlit see a new widget
+        # whenever the filter changed, and the first submit after a change dropped the typed name.
+        typed = c[1].text_input("Snapshot name", key="create_name", placeholder=f"<saved filter>-v{version} when left blank",
+                                help="Letters, digits, spaces, dashes, dots; no slashes. Left blank: the filter's name and the store version.")
+        if st.form_submit_button("Create snapshot"):
+            if not fname:
+                st.error("no saved filter yet: save one on the Thresholds page")
+            else:
+                try:
+                    snap = context.guarded("create_snapshots", _create, typed.strip() or f"{fname}-v{version}", fname)
+                    if snap is not context.REFUSED:
+                        st.success(f"snapshot {snap.name!r}: {snap.counts['kept']:,} samples at DuckLake version {snap.lake_version}"
+                                   + (f" ({snap.counts['excluded']:,} excluded samples left out)" if snap.counts.get("excluded") else ""))
+                except (snapshots.SnapshotError, FilterError, saved_filters.UnknownFilter) as exc:
+                    st.error(str(exc))
 
 snaps = snapshots.list_all(engine)
-if not snaps:
-    st.info("No snapshots yet.")
-    st.stop()
-st.subheader("Snapshots")
-st.dataframe([{"name": x.name, "filter": x.filter_name, "kept": x.counts.get("kept"), "dropped": x.counts.get("dropped"),
-               "DuckLake version": x.lake_version, "by": x.created_by, "created (UTC)": f"{x.created_at:%Y-%m-%d %H:%M:%S}",
-               "conditions": "; ".join(FilterConfig.from_dict(x.filter_config).describe())} for x in snaps],
-             hide_index=True, width="stretch")
+_forget_stale([x.name for x in snaps])
+if snaps and context.allowed("create_snapshots"):
+    st.subheader("Rename")
+    with st.form("snapshot_rename"):
+        c = st.columns(2)
+        old = c[0].selectbox("Snapshot", [x.name for x in snaps], index=len(snaps) - 1, key="rename_old")
+        new = c[1].text_input("New name", key="rename_new", help=f"Its exports in {EXPORTS}/<name> move with it.")
+        if st.form_submit_button("Rename snapshot"):
+            try:
+                renamed = context.guarded("create_snapshots", snapshots.rename, engine, old, new, exports_root=EXPORTS)
+                if renamed is not context.REFUSED:
+                    _forget_stale([x.name for x in snapshots.list_all(engine)], [k for k in SNAPSHOT_KEYS if k != "rename_old"])
+                    st.success(f"snapshot {old!r} is now {renamed.name!r}" + (f"; its exports are in {EXPORTS / renamed.name}" if (EXPORTS / renamed.name).exists() else ""))
+            except snapshots.SnapshotError as exc:
+                st.error(str(exc))
+    snaps = snapshots.list_all(engine)
 
+if not snaps:
+    st.info("No snapshots yet." + ("" if context.allowed("create_snapshots") else " Ask an admin to create one."))
+    st.stop()
 names = [x.name for x in snaps]
+st.subheader("Snapshots")
+excluded_now = exclusions.count(lake)
+st.caption(f"{excluded_now:,} sample(s) are excluded now: snapshots made from now on leave them out; each snapshot keeps the samples "
+           "it was made of (its 'excluded' column counts those left out when it was made).")
+st.dataframe([{"name": x.name, "filter": x.filter_name, "kept": x.counts.get("kept"), "dropped": x.counts.get("dropped"),
+               "excluded": x.counts.get("excluded", 0), "DuckLake version": x.lake_version, "by": x.created_by,
+               "created (UTC)": f"{x.created_at:%Y-%m-%d %H:%M:%S}", "conditions": "; ".join(FilterConfig.from_dict(x.filter_config).describe())}
+              for x in snaps], hide_index=True, width="stretch")
+
 st.subheader("Diff")
 c = st.columns(2)
 a = c[0].selectbox("From", names, index=0, key="diff_a")
@@ -69,33 +122,45 @@ if a != b:
 else:
     st.caption("pick two different snapshots")
 
-st.subheader("Export" + ("" if context.allowed("export") else " (admins only: you will be refused)"))
-with st.form("snapshot_export"):
-    c = st.columns(3)
-    snap_name = c[0].selectbox("Snapshot", names, index=len(names) - 1, key="export_name")
-    formats = c[1].multiselect("Formats", list(FORMATS), default=list(FORMATS), key="export_formats")
-    ocr = c[2].checkbox("OCR text in the prompt", value=True, key="export_ocr")
-    if st.form_submit_button("Export"):
-        from workers.jobs import export as export_job
+if context.allowed("export"):  # annotators do not see the form at all; guarded() still checks on the server
+    st.subheader("Export")
+    with st.form("snapshot_export"):
+        c = st.columns(3)
+        snap_name = c[0].selectbox("Snapshot", names, index=len(names) - 1, key="export_name")
+        formats = c[1].multiselect("Formats", list(FORMATS), default=list(FORMATS), key="export_formats")
+        ocr = c[2].checkbox("OCR text in the prompt", value=True, key="export_ocr")
+        if st.form_submit_button("Export"):
+            from workers.jobs import export as export_job
 
-        try:
-            params = export_job.prepare_params(snapshot=snap_name, formats=formats, out=str(s.home / "exports" / snap_name), ocr=ocr, force=True)
-        except ValueError as exc:
-            st.error(str(exc))
-        else:
-            job = context.guarded("export", submit_job, "export", params, settings=s, launched_by=me.username)
-            if job is not context.REFUSED:
-                st.success(f"export job {job} launched: watch it on the Jobs page; files go to {s.home / 'exports' / snap_name}")
+            try:
+                params = export_job.prepare_params(snapshot=snap_name, formats=formats, out=str(EXPORTS / snap_name), ocr=ocr, force=True)
+            except ValueError as exc:
+                st.error(str(exc))
+            else:
+                job = context.guarded("export", submit_job, "export", params, settings=s, launched_by=me.username)
+                if job is not context.REFUSED:
+                    st.success(f"export job {job} launched: watch it on the Jobs page; files go to {EXPORTS / snap_name}")
 
 st.subheader("Exports on disk")
 shown = st.selectbox("Snapshot", names, index=len(names) - 1, key="manifest_snap")
-folder = s.home / "exports" / shown
+folder = EXPORTS / shown
 found = [(fmt, folder / fmt / MANIFEST) for fmt in FORMATS if (folder / fmt / MANIFEST).is_file()]
 if not found:
     st.caption(f"no export of {shown!r} yet in {folder}")
+cap, may_export = downloads.cap_bytes(), context.allowed("export")
 for fmt, path in found:
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    c = st.columns([2, 3, 2])
-    c[0].markdown(f"**{fmt}** · {manifest.get('records', '?')} records")
+    size = _folder_bytes(str(path.parent), path.stat().st_mtime_ns)
+    c = st.columns([2, 3, 2, 2])
+    c[0].markdown(f"**{fmt}** · {manifest.get('records', '?')} records · {size / 1e6:,.1f} MB")
     c[1].caption(str(path.parent))
-    c[2].download_button("Download manifest", path.read_bytes(), file_name=f"{shown}-{fmt}-manifest.json", mime="application/json", key=f"dl_{fmt}")
+    c[2].download_button("Download manifest", path.read_bytes(), file_name=f"{shown}-{fmt}-manifest.json", mime="application/json", key=f"dl_{fmt}",
+                         on_click="ignore")
+    if not may_export:
+        pass  # the data itself leaves with an export: admins only (the manifest says what is in it)
+    elif size > cap:
+        c[3].caption(f"too large to download as a zip here ({size / 1e6:,.0f} MB, the limit is {cap / 1e6:,.0f} MB): copy {path.parent} from the server")
+    else:
+        # deferred: the zip is built when clicked, not on every rerun of the page
+        c[3].download_button("Download zip", functools.partial(_zip, me, path.parent, f"{shown}-{fmt}"),
+                             file_name=f"{shown}-{fmt}.zip", mime="application/zip", key=f"zip_{fmt}", on_click="ignore")
