@@ -110,7 +110,7 @@ def _reads() -> dict[str, Callable[..., Any]]:
 
     from curation.filters import FilterConfig, stored_models
     from curation.generation.report import build_report
-    from db import browse, quality
+    from db import browse, quality, queries
 
     return {
         "facets": browse.facets,
@@ -125,18 +125,21 @@ def _reads() -> dict[str, Callable[..., Any]]:
         "score_range": lambda lk, model: browse.score_range(lk, model),
         "first_images": lambda lk, sample_ids: browse.first_images(lk, list(sample_ids)),
         "excluded_among": lambda lk, sample_ids: browse.excluded_among(lk, list(sample_ids)),
+        "score_summary": lambda lk: queries.score_summary(lk),
         "filter_kept": lambda lk, config: stats_table(FilterConfig.from_dict(json.loads(config))).report(FilterConfig.from_dict(json.loads(config))).kept,
     }
 
 
 # The lake tables a read depends on: its key is then the last DuckLake version that changed one of them
 # (or the schema), so a scoring job's commits keep what Overview computed from samples and items. A read
-# not named here is keyed by the store's version (any commit).
+# not named here is keyed by the store's version (any commit). A read that starts reading another table
+# must name it here, or it would be served from before that table's commits.
 _DEPENDS: dict[str, tuple[str, ...]] = {
     "funnel": ("items", "samples", "selections", "scores"),
     "per_task_category": ("items", "samples", "scores"),
     "facets": ("items", "samples"),
     "demo_scores": ("scores",),
+    "score_summary": ("scores",),
     "generation_quality": ("items", "samples"),
     "filter_kept": ("items", "samples", "scores", "selections", "images", "ocr", "exclusions"),
 }
