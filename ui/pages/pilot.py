@@ -278,7 +278,7 @@ def adjudicate_tab() -> None:
     st.caption(f"{len(found)} sample(s) with disagreeing annotators; {sum(d.majority is None for d in found)} without a majority "
                f"({open_} not settled yet); {sum(d.settled is not None for d in found)} settled.")
     if not shown:
-        st.info("Nothing to settle: no sample has annotators split evenly." if not found or not every else "No disagreements.")
+        st.info("No sample has disagreeing annotators." if every else "Nothing to settle: no sample has annotators split evenly.")
         return
     st.dataframe([{"sample": d.position + 1, "sample id": d.sample_id,
                    "labels": "; ".join(f"{a}: {_said(r)}" for a, r in sorted(d.labels.items())),
