@@ -167,6 +167,8 @@ for label in chosen:
             cond = Condition(r["metric"], op, None, float(pct), model_id=r["model_id"], segment=r["segment"], per_task=per_task, keep_missing=missing)
         else:
             st.session_state.setdefault(k["val"], ws.on_grid(float(r["p25"]), lo, hi))
+            # a saved value outside today's range (the scores changed since) would stop the slider: clamp it
+            st.session_state[k["val"]] = min(max(float(st.session_state[k["val"]]), lo), hi if hi > lo else lo + 1.0)
             value = c.slider("value", lo, hi if hi > lo else lo + 1.0, step=ws.value_step(lo, hi), format="%.4g", key=k["val"])
             cond = Condition(r["metric"], op, float(value), model_id=r["model_id"], segment=r["segment"], keep_missing=missing)
         conditions.append(cond)
