@@ -108,18 +108,6 @@ def test_users_add_from_the_command_line(home, vitpro_cli):
     assert re.search(r"curator\s+admin\s+disabled", vitpro_cli("users", "list").stdout)
 
 
-def test_session_tokens_are_signed_and_expire():
-    secret = b"k" * 32
-    token = auth.make_token("anna", secret, now=1000.0, hours=1)
-    assert auth.read_token(token, secret, now=1001.0) == "anna"
-    assert auth.read_token(token, secret, now=1000.0 + 3601) is None  # expired
-    assert auth.read_token(token, b"other secret", now=1001.0) is None
-    body, sig = token.rsplit(".", 1)
-    forged = auth.make_token("admin", b"guess", now=1000.0).rsplit(".", 1)[0] + "." + sig
-    assert auth.read_token(forged, secret, now=1001.0) is None
-    assert auth.read_token("garbage", secret) is None
-
-
 # ---- the token heat -----------------------------------------------------------------------------------
 def test_heat_escapes_text_and_colours_on_viridis():
     block = heat.heat_block(["fine", XSS, "words"], [0.1, 0.0, 0.2])
@@ -141,20 +129,28 @@ def test_pages_stop_without_a_signed_in_user(ui_store):
         assert not at.dataframe and not at.button, name
 
 
-def test_app_shows_the_sign_in_form_and_signs_in(ui_store):
+def test_app_signs_in_only_with_a_live_server_side_session(ui_store):
+    from db import sessions
+
+    home, lake, engine = ui_store
     at = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60).run()
-    assert not at.exception
-    at.text_input(key="sign_in_name").input("admin")
-    at.text_input(key="sign_in_password").input("not the password")
-    at.button[0].click().run()
-    assert "wrong user name or password" in texts(at) and USER_KEY not in at.session_state
-    at.text_input(key="sign_in_name").input("anna")
-    at.text_input(key="sign_in_password").input(PASSWORDS["anna"])
-    at.button[0].click().run()
-    assert not at.exception
-    assert at.session_state[USER_KEY] == ANNA
-    token = at.query_params[auth.TOKEN_PARAM]
-    assert auth.read_token(token if isinstance(token, str) else token[0], auth._secret(ui_store[0])) == "anna"  # survives a refresh
+    assert not at.exception and USER_KEY not in at.session_state
+    assert "[Sign in](/login)" in texts(at) and not at.text_input  # the form lives on the server's /login, not here
+    token = sessions.create(engine, "anna", user_agent="AppTest")
+    at.session_state[auth.TOKEN_KEY] = token  # what the HttpOnly cookie carries in a browser
+    at.run()
+    assert not at.exception and at.session_state[USER_KEY] == ANNA
+    assert "[Sign out](/logout)" in texts(at)
+    sessions.revoke(engine, token=token, by="admin")  # revoked: the same cookie opens nothing any more
+    # (a fresh AppTest: once st.navigation has picked a page, AppTest reruns only that page, unlike a browser,
+    # which reruns ui/app.py on every click; the browser test checks a revocation on an open page)
+    again = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60)
+    again.session_state[auth.TOKEN_KEY] = token
+    again.run()
+    assert USER_KEY not in again.session_state and "[Sign in](/login)" in texts(again)
+    forged = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60)
+    forged.session_state[auth.TOKEN_KEY] = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert USER_KEY not in forged.run().session_state
 
 
 def test_overview_funnel_counts(ui_store):
@@ -460,7 +456,7 @@ def test_oidc_sign_in_maps_the_providers_email_to_a_store_user(ui_store):
     stranger.run()
     assert USER_KEY not in stranger.session_state
     assert "mallory@example.com is not a user of this store" in texts(stranger)
-    assert any(b.label == "Sign in with your organisation's account" for b in stranger.button)
+    assert any(b.label == "Sign out of the organisation's account" for b in stranger.button)
 
 
 def test_pilot_page_creates_a_pilot_for_admins_only(ui_store):

@@ -25,7 +25,8 @@ def main() -> None:
     auth.restore()
     signed_in = user()
     if signed_in is None:
-        auth.sign_in_page()
+        # through st.navigation even here: a script that never calls it makes Streamlit list ui/pages/ itself
+        st.navigation([st.Page(auth.sign_in_page, title="Sign in", url_path="signin", default=True)], position="hidden").run()
         return
     with st.sidebar:
         st.markdown(f"**{signed_in.username}** · {signed_in.role}")
