@@ -38,9 +38,46 @@ def _oidc_configured() -> bool:
 
 
 def _oidc_token(cookies: dict[str, str]) -> str | None:
-    """Streamlit's identity cookie (it may come in chunks), as one string: the OIDC session's key."""
-    parts = [v for k, v in sorted(cookies.items()) if k == OIDC_COOKIE or k.startswith(OIDC_COOKIE + "__")]
-    return "".join(parts) or None
+    """Streamlit's identity cookie as one string: the OIDC session's key. A large one comes split: the main
+    cookie holds ``chunks-N`` and the parts are ``_streamlit_user_1`` .. ``_N`` (numbered, in that order;
+    ``_streamlit_user_tokens`` is another cookie)."""
+    main = cookies.get(OIDC_COOKIE)
+    if not main:
+        return None
+    chunks = sorted((int(k[len(OIDC_COOKIE) + 1:]), v) for k, v in cookies.items()
+                    if k.startswith(OIDC_COOKIE + "_") and k[len(OIDC_COOKIE) + 1:].isdigit())
+    return main + "".join(v for _, v in chunks)
+
+
+# Why an OIDC sign-in did not give a session (shown by sign_in_page): keyed in session state, set by restore().
+OIDC_REFUSAL_KEY = "_vitpro_oidc_refusal"
+NOT_A_USER, ENDED, UNVERIFIED = "not_a_user", "ended", "unverified"
+
+
+def _oidc_user(engine, cookies: dict[str, str]) -> users.SignedIn | None:
+    """The store user the provider's sign-in stands for, with a session row of its own; None (and the reason
+    in session state) when the e-mail is no enabled user, the provider says it is unverified, or this sign-in's
+    session was revoked or ran out (the provider's cookie alone is not enough)."""
+    email = str(st.user.get("email") or "")
+    if st.user.get("email_verified") is False:  # a provider that lets anyone type any address says so here
+        st.session_state[OIDC_REFUSAL_KEY] = UNVERIFIED
+        return None
+    if users.current(engine, email) is None:
+        st.session_state[OIDC_REFUSAL_KEY] = NOT_A_USER
+        return None
+    token = _oidc_token(cookies) or st.session_state.get(TOKEN_KEY)
+    if token is None:  # no cookie to key a session by (AppTest): the provider's word for this run only
+        return users.current(engine, email)
+    if not sessions.known(engine, token):
+        headers = st.context.headers if cookies else {}
+        sessions.create(engine, email, method="oidc", token=token, user_agent=headers.get("user-agent", ""),
+                        address=str(getattr(st.context, "ip_address", "") or "") if cookies else "")
+    who = sessions.lookup(engine, token)
+    if who is None:
+        st.session_state[OIDC_REFUSAL_KEY] = ENDED
+    else:
+        st.session_state["_vitpro_token_in_use"] = token
+    return who
 
 
 def restore() -> None:
@@ -50,17 +87,10 @@ def restore() -> None:
     cookies = _cookies()
     token = cookies.get(SESSION_COOKIE) or st.session_state.get(TOKEN_KEY)
     who = sessions.lookup(engine, token) if token else None
+    st.session_state.pop(OIDC_REFUSAL_KEY, None)
     if who is None and _oidc_configured() and getattr(st.user, "is_logged_in", False):
-        token = _oidc_token(cookies) or st.session_state.get(TOKEN_KEY)
-        email = str(st.user.get("email") or "")
-        if users.current(engine, email) is not None:
-            if token is None:  # no cookie to key a session by (AppTest): the provider's word for this run only
-                who = users.current(engine, email)
-            elif not sessions.known(engine, token):
-                sessions.create(engine, email, method="oidc", token=token, user_agent=st.context.headers.get("user-agent", "") if cookies else "")
-                who = sessions.lookup(engine, token)
-            else:
-                who = sessions.lookup(engine, token)  # None once revoked: the provider's cookie alone is not enough
+        who = _oidc_user(engine, cookies)
+        token = st.session_state.get("_vitpro_token_in_use") if who is not None else None
     if who is None:
         st.session_state.pop(context.USER_KEY, None)
         st.session_state.pop("_vitpro_token_in_use", None)
@@ -90,7 +120,15 @@ def sign_in_page() -> None:
     if _oidc_configured():
         st.divider()
         if getattr(st.user, "is_logged_in", False):
-            st.error(f"{st.user.get('email')} is not a user of this store, or this sign-in was revoked; ask an admin.")
+            email = str(st.user.get("email") or "(no e-mail)")
+            reason = st.session_state.get(OIDC_REFUSAL_KEY)
+            if reason == ENDED:
+                st.warning(f"Your sign-in as {email} has ended (signed out, revoked by an admin, or expired). Sign in again.")
+                if st.button("Sign in with your organisation's account"):
+                    st.login()
+            else:
+                st.error(f"{email} is not a user of this store{' (the provider has not verified this address)' if reason == UNVERIFIED else ''}:"
+                         " ask an admin to add this e-mail address as a user.")
             if st.button("Sign out of the organisation's account"):
                 st.logout()
         elif st.button("Sign in with your organisation's account"):

@@ -23,8 +23,8 @@ button { margin-top: 18px; width: 100%; padding: 9px; font-size: 1em; border: 0;
 def render(*, csrf: str, next_path: str = "/", message: str = "", notice: str = "", oidc: bool = False) -> str:
     error = f'<div class="error" role="alert">{escape(message)}</div>' if message else ""
     info = f'<div class="notice" role="status">{escape(notice)}</div>' if notice else ""
-    # Streamlit's own OIDC round trip starts in the app (st.login, behind this link); the e-mail must be a user
-    provider = '<a class="oidc" href="/">Sign in with your organisation\'s account</a>' if oidc else ""
+    # Streamlit's own OIDC round trip (st.login's), started by the server's /login/oidc; the e-mail must be a user
+    provider = '<a class="oidc" href="/login/oidc">Sign in with your organisation\'s account</a>' if oidc else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer"><title>Sign in · VIT-Pro Curation Studio</title><style>{_STYLE}</style></head>

@@ -8,13 +8,19 @@ plain HTTP routes in the same process, so no extra front-end server, proxy or br
 - ``/login`` (GET: the form; POST: name and password through the throttle of ``db/sign_in.py``) creates
   a server-side session (``db/sessions.py``) and sets its random token as the ``vitpro_session`` cookie:
   HttpOnly, SameSite=Strict, Secure over HTTPS. No credential ever goes into a URL.
-- ``/logout`` revokes the session and clears the cookie.
-- The gate lets a request through only with a live session cookie (or Streamlit's own OIDC identity
-  cookie, which the app script ties to a session row of its own); a page load without one is sent to
+- ``/login/oidc`` (with OIDC configured) starts Streamlit's own ``st.login`` round trip with the provider.
+- ``/logout`` revokes the session and clears the cookies (ours and Streamlit's OIDC ones).
+- The gate lets a request through only with a live session: the ``vitpro_session`` cookie, or Streamlit's
+  own OIDC identity cookie once the app script has tied it to a session row of its own (the cookie alone,
+  signed or not, opens nothing: a revoked OIDC session is refused here too); a page load without one is sent to
   ``/login``, anything else gets 401, a WebSocket is refused. Pages are sent with ``Cache-Control:
   no-store``, so the back button after sign-out asks the server again and lands on the sign-in page.
 The app script (ui/app.py) checks the session again on every rerun, so a revoked session stops at the
 next click even on an open page.
+
+OIDC sign-in (Streamlit's ``st.login``) is on when an ``[auth]`` section is found: in ``.streamlit/secrets.toml``
+(Streamlit's own lookup), or in the TOML file that ``VITPRO_AUTH_SECRETS_FILE`` names (read here at start and
+handed to ``st.App(secrets=...)``, so the secret can live outside the checkout, e.g. a mounted file).
 
 Run with ``vitpro ui`` (or ``streamlit run ui/server.py``).
 """
@@ -24,6 +30,7 @@ import hmac
 import os
 import secrets
 import sys
+import tomllib
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -33,7 +40,7 @@ if __package__ in (None, ""):  # `streamlit run ui/server.py` imports this file 
 import streamlit as st  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
-from starlette.requests import Request  # noqa: E402
+from starlette.requests import HTTPConnection, Request  # noqa: E402
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
@@ -42,10 +49,29 @@ from ui.login_page import render  # noqa: E402
 SESSION_COOKIE = "vitpro_session"
 CSRF_COOKIE = "vitpro_csrf"
 OIDC_COOKIE = "_streamlit_user"  # Streamlit's st.login identity cookie (HttpOnly, signed by Streamlit)
+AUTH_SECRETS_ENV = "VITPRO_AUTH_SECRETS_FILE"
 # Paths served without a session: the sign-in routes, health checks, Streamlit's static bundle (no data in
 # it) and Streamlit's own OIDC round trip.
 PUBLIC_PREFIXES = ("/login", "/logout", "/_stcore/health", "/_stcore/script-health-check", "/_stcore/host-config",
                    "/static/", "/favicon", "/manifest.json", "/auth/", "/oauth2callback")
+
+
+def auth_secrets(path: str | None = None) -> dict | None:
+    """The ``[auth]`` section of the TOML file ``VITPRO_AUTH_SECRETS_FILE`` names, as ``st.App`` secrets; None
+    without the variable. A named file that is missing or has no ``[auth]`` stops the server with a message:
+    an admin who set the variable meant OIDC to be on."""
+    path = path if path is not None else os.environ.get(AUTH_SECRETS_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SystemExit(f"{AUTH_SECRETS_ENV}={path}: cannot read it as TOML ({exc})") from exc
+    auth = data.get("auth")
+    if not isinstance(auth, dict):
+        raise SystemExit(f"{AUTH_SECRETS_ENV}={path}: no [auth] section in it")
+    return {"auth": auth}
 
 
 def _engine():
@@ -124,6 +150,17 @@ async def login(request: Request) -> Response:
     return response
 
 
+async def login_oidc(request: Request) -> Response:
+    """Start Streamlit's OIDC round trip (what ``st.login()`` does from a script) from the sign-in page, as a
+    plain same-tab link: the provider sends the browser back to Streamlit's /oauth2callback, which sets the
+    identity cookie and opens the app."""
+    if not _oidc_configured():
+        return _no_store(RedirectResponse("/login", status_code=303))
+    from streamlit.user_info import generate_login_redirect_url  # signs a short-lived provider token
+
+    return _no_store(RedirectResponse(generate_login_redirect_url("default"), status_code=303))
+
+
 async def logout(request: Request) -> Response:
     from db import sessions
     from ui.auth import _oidc_token
@@ -134,10 +171,28 @@ async def logout(request: Request) -> Response:
             await run_in_threadpool(sessions.revoke, _engine(), token=token, by=who.username if who else "sign-out")
     response = _no_store(RedirectResponse("/login?signed_out=1", status_code=303))
     response.delete_cookie(SESSION_COOKIE, path="/")
-    for name in request.cookies:  # Streamlit's OIDC identity cookie (and its chunks) go too
-        if name == OIDC_COOKIE or name.startswith(OIDC_COOKIE + "__"):
+    for name in request.cookies:  # Streamlit's OIDC cookies (identity, tokens, and their chunks) go too
+        if is_oidc_cookie(name):
             response.delete_cookie(name, path="/")
     return response
+
+
+def is_oidc_cookie(name: str) -> bool:
+    """Streamlit's st.login cookies: ``_streamlit_user``, ``_streamlit_user_tokens`` and their chunks
+    ``<name>_1``, ``<name>_2``, ..."""
+    for base in (OIDC_COOKIE, OIDC_COOKIE + "_tokens"):
+        if name == base or (name.startswith(base + "_") and name[len(base) + 1:].isdigit()):
+            return True
+    return False
+
+
+async def _end_oidc_session(request: Request) -> None:
+    from db import sessions
+    from ui.auth import _oidc_token
+
+    token = _oidc_token(dict(request.cookies))
+    if token:
+        await run_in_threadpool(sessions.revoke, _engine(), token=token, by="sign-out")
 
 
 class SessionGate:
@@ -151,17 +206,27 @@ class SessionGate:
             return await self.app(scope, receive, send)
         path = scope.get("path", "/")
         if path.startswith(PUBLIC_PREFIXES):
+            if path.startswith("/auth/logout"):  # st.logout: end the session row with the cookie
+                await _end_oidc_session(Request(scope))
             return await self.app(scope, receive, send)
-        request = Request(scope)
-        token = request.cookies.get(SESSION_COOKIE)
-        # The app script checks OIDC sessions itself. With OIDC configured, the provider round trip starts in
-        # the script (st.login), so a browser without a session may open the start page and its WebSocket:
-        # the script shows such a browser nothing but the sign-in button.
-        allowed = bool(request.cookies.get(OIDC_COOKIE)) or (_oidc_configured() and (path == "/" or path.endswith("/_stcore/stream")))
-        if token and not allowed:
-            from db import sessions
+        request = HTTPConnection(scope)  # HTTP or WebSocket: cookies and headers alike
+        # An OIDC sign-in starts on /login (/login/oidc: Streamlit's own st.login round trip) and comes back
+        # with Streamlit's identity cookie but no session row yet: the app script makes that row (once it has
+        # checked the cookie's signature and the e-mail against the store), so such a browser may open the
+        # start page and its WebSocket, and nothing else. A browser with no cookie at all goes to /login, and a
+        # revoked or expired OIDC session is refused like any other.
+        from db import sessions
+        from ui.auth import _oidc_token
 
-            allowed = await run_in_threadpool(sessions.lookup, _engine(), token) is not None
+        engine = _engine()
+        session_token, oidc_token = request.cookies.get(SESSION_COOKIE), _oidc_token(dict(request.cookies))
+        allowed = False
+        for token in (session_token, oidc_token):
+            if token and await run_in_threadpool(sessions.lookup, engine, token) is not None:
+                allowed = True
+                break
+        if not allowed and oidc_token and (path == "/" or path.endswith("/_stcore/stream")) and _oidc_configured():
+            allowed = not await run_in_threadpool(sessions.known, engine, oidc_token)
         if not allowed:
             if scope["type"] == "websocket":
                 return await send({"type": "websocket.close", "code": 4401})
@@ -181,5 +246,6 @@ class SessionGate:
         return await self.app(scope, receive, send_no_store if scope["type"] == "http" else send)
 
 
-routes = [Route("/login", login, methods=["GET", "POST"]), Route("/logout", logout, methods=["GET", "POST"])]
-app = st.App("app.py", routes=routes, middleware=[Middleware(SessionGate)])
+routes = [Route("/login", login, methods=["GET", "POST"]), Route("/login/oidc", login_oidc, methods=["GET"]),
+          Route("/logout", logout, methods=["GET", "POST"])]
+app = st.App("app.py", routes=routes, middleware=[Middleware(SessionGate)], secrets=auth_secrets())
