@@ -14,7 +14,7 @@ import streamlit as st
 from curation import cuts
 from curation.filters import Condition, FilterConfig, FilterError, subject_of
 from curation.model_ids import public_model_id
-from db import batches, queries, sampling, saved_filters
+from db import queries, sample_briefs, sampling, saved_filters
 from ui import context, images
 from ui import thresholds_state as ws
 
@@ -58,11 +58,11 @@ def _margin(_table, table_name: str, cond_json: str, cut: float, version: int, h
     """The samples just below and just above one cut, with their text and image paths: read once per cut."""
     cond = Condition(**json.loads(cond_json))
     above, below = _table.margin(cond, cut, MARGIN_N)
-    rows = {r["sample_id"]: r for r in batches.samples_with_images(context.lake(), [sid for sid, _ in above + below])}
+    rows = sample_briefs.briefs(context.lake(), [sid for sid, _ in above + below])  # point reads: a cut moves on every click
     blobs = context.settings().blob_path
     shown = lambda side: [{"sample_id": sid, "value": v, "task": rows.get(sid, {}).get("task"),  # noqa: E731
                            "question": rows.get(sid, {}).get("question") or "",
-                           "image": str(blobs / rows[sid]["blob_paths"][0]) if rows.get(sid, {}).get("blob_paths") else None} for sid, v in side]
+                           "image": str(blobs / rows[sid]["blob_path"]) if rows.get(sid, {}).get("blob_path") else None} for sid, v in side]
     return {"below": shown(below), "above": shown(above)}
 
 
