@@ -233,3 +233,23 @@ def test_sample_briefs_are_what_the_full_sample_read_says(ui_store):
     brief = sample_briefs.briefs(lake, ids + ["no-such-sample"])
     assert {sid: (b["task"], b["question"], b["blob_path"]) for sid, b in brief.items()} == full and len(full) == 12
     assert sample_briefs.briefs(lake, []) == {}
+
+
+def test_score_kinds_agree_with_the_score_summary(ui_store):
+    from db import queries, score_kinds
+
+    home, lake, engine = ui_store
+    summary = [{k: r[k] for k in score_kinds.COLUMNS} for r in queries.score_summary(lake)]
+    assert score_kinds.score_kinds(lake) == summary and summary
+
+
+def test_value_mode_from_the_start_opens_at_the_25th_percentile(ui_store):
+    home, lake, engine = ui_store
+    at = page("thresholds", thr_stats=[VIS], **{f"thr_mode_{VIS}": "value"})
+    assert not at.exception
+    value = at.slider(key=f"thr_val_{VIS}").value
+    samples = [v for (v,) in lake.fetchall("SELECT value FROM scores WHERE metric = 'vis_attn' AND model_id = ? AND segment = 'answer' AND value IS NOT NULL "
+                                          "AND subject_id IN (SELECT sample_id FROM samples)", [VIS_MODEL])]
+    lo, hi = min(samples), max(samples)
+    expected = lake.scalar("SELECT quantile_cont(v, 0.25) FROM (SELECT unnest(?) AS v)", [samples])
+    assert abs(value - expected) <= (hi - lo) / 1000 / 2 + 1e-12

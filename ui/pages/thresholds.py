@@ -14,7 +14,7 @@ import streamlit as st
 from curation import cuts
 from curation.filters import Condition, FilterConfig, FilterError, subject_of
 from curation.model_ids import public_model_id
-from db import queries, sample_briefs, sampling, saved_filters
+from db import sample_briefs, sampling, saved_filters, score_kinds
 from ui import context, images
 from ui import thresholds_state as ws
 
@@ -33,8 +33,8 @@ INSPECT_PAGE = str(Path(__file__).resolve().parent / "inspect.py")  # as ui/app.
 # ---- reads, remembered until the store changes (the DuckLake version is in every key) ------------------
 @st.cache_data(show_spinner=False, max_entries=8)
 def _stats(version: int, home: str) -> list[dict]:
-    """The stats one can threshold: score_summary is a pass over every score with quantiles, too dear per click."""
-    return [r for r in queries.score_summary(context.lake()) if r["subject_kind"] == subject_of(r["metric"]) and r["n"] > r["missing"]
+    """The stats one can threshold (a pass over every score: once per store version, not per click)."""
+    return [r for r in score_kinds.score_kinds(context.lake()) if r["subject_kind"] == subject_of(r["metric"]) and r["n"] > r["missing"]
             and r["segment"] in ("", "answer")]
 
 
@@ -166,7 +166,9 @@ for label in chosen:
             pct = c.slider("percentile", 0.0, 100.0, step=ws.PERCENTILE_STEP, format="%.1f", key=k["pct"])
             cond = Condition(r["metric"], op, None, float(pct), model_id=r["model_id"], segment=r["segment"], per_task=per_task, keep_missing=missing)
         else:
-            st.session_state.setdefault(k["val"], ws.on_grid(float(r["p25"]), lo, hi))
+            if k["val"] not in st.session_state:  # value mode without a cut to carry over: the 25th percentile
+                start = cuts.value_at(table, Condition(r["metric"], ">=", None, 25.0, model_id=r["model_id"], segment=r["segment"]))
+                st.session_state[k["val"]] = ws.on_grid(lo if start is None else start, lo, hi)
             # a saved value outside today's range (the scores changed since) would stop the slider: clamp it
             st.session_state[k["val"]] = min(max(float(st.session_state[k["val"]]), lo), hi if hi > lo else lo + 1.0)
             value = c.slider("value", lo, hi if hi > lo else lo + 1.0, step=ws.value_step(lo, hi), format="%.4g", key=k["val"])
