@@ -130,13 +130,16 @@ def _print_job_outcome(job) -> None:
 def _run_job(kind: str, params: dict, *, wait: bool, local: bool) -> None:
     from vitpro.local_workers import local_workers
     from workers.jobs import queue_of
-    from workers.submit import queue_has_worker, submit_job
+    from workers.submit import JobRefused, queue_has_worker, submit_job
 
     s = load_settings()
     queue = queue_of(kind, params)
     starts_worker = local and not queue_has_worker(queue, settings=s)
     with local_workers(queue, log_path=s.home / "local-worker.log") if starts_worker else nullcontext():
-        job_id = submit_job(kind, params, settings=s)
+        try:
+            job_id = submit_job(kind, params, settings=s)
+        except JobRefused as exc:  # a device no live worker of the queue has: say so, no traceback
+            _fail(str(exc))
         click.echo(f"job {job_id} queued on {queue!r}")
         if not wait:
             return
