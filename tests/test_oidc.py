@@ -24,7 +24,6 @@ from .conftest import REPO
 from .test_sessions import _free_port, engine  # noqa: F401  (engine: a store with users anna and admin)
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.slow
 
 CURATOR = "curator@example.org"  # a store user whose name is the e-mail the provider vouches for
 STRANGER = "stranger@example.org"  # the provider knows them, the store does not
@@ -123,8 +122,27 @@ def _identity(context) -> dict:
     return {c["name"]: c for c in context.cookies() if c["name"].startswith("_streamlit_user")}
 
 
-def test_oidc_sign_in_round_trip_revoke_and_sign_out(oidc_server, engine, browser, vitpro_cli):  # noqa: F811
+@pytest.mark.slow
+def test_oidc_sign_in_round_trip_refusal_revoke_and_sign_out(oidc_server, engine, browser, vitpro_cli):  # noqa: F811
     url = oidc_server
+    # an e-mail the provider vouches for but the store does not know is refused, with no session row
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    _provider_sign_in(page, url, STRANGER)
+    page.get_by_text(f"{STRANGER} is not a user of this store").wait_for(timeout=30000)
+    assert page.get_by_role("link", name="Inspect").count() == 0
+    assert _oidc_rows(engine, STRANGER) == []
+    jar = {c["name"]: c["value"] for c in ctx.cookies()}
+    with httpx.Client(base_url=url, timeout=30) as c:  # the provider's cookie opens no data path
+        assert c.get("/inspect", headers={"accept": "text/html"}, cookies=jar).status_code == 303
+    # leaving the provider's account clears Streamlit's cookies, ends the provider's session (OIDC
+    # RP-initiated logout: the provider asks) and lands on the sign-in page
+    page.get_by_role("button", name="Sign out of the organisation's account").click()
+    page.get_by_role("button", name="End session").click()
+    page.wait_for_url(f"{url}/login?next=/", timeout=30000)
+    assert "_streamlit_user" not in _identity(ctx)
+    ctx.close()
+
     ctx = browser.new_context()
     page = ctx.new_page()
     # a browser without any session cookie gets no page and no WebSocket: /login offers the provider
@@ -139,7 +157,9 @@ def test_oidc_sign_in_round_trip_revoke_and_sign_out(oidc_server, engine, browse
     assert "Chrome" in rows[0].user_agent
     cookies = _identity(ctx)
     assert cookies["_streamlit_user"]["httpOnly"] and "vitpro_session" not in {c["name"] for c in ctx.cookies()}
-    token = "".join(v["value"] for k, v in sorted(cookies.items()) if k != "_streamlit_user_tokens")
+    from ui.auth import _oidc_token
+
+    token = _oidc_token({k: v["value"] for k, v in cookies.items()})
     assert sessions.lookup(engine, token) == users.SignedIn(CURATOR, "admin")
 
     # the gate opens data paths to the live OIDC session only, not to any cookie of that name
@@ -176,20 +196,31 @@ def test_oidc_sign_in_round_trip_revoke_and_sign_out(oidc_server, engine, browse
     ctx.close()
 
 
-def test_oidc_e_mail_that_is_no_store_user_is_refused(oidc_server, engine, browser):  # noqa: F811
-    ctx = browser.new_context()
-    page = ctx.new_page()
-    _provider_sign_in(page, oidc_server, STRANGER)
-    page.get_by_text(f"{STRANGER} is not a user of this store").wait_for(timeout=30000)
-    assert page.get_by_role("link", name="Inspect").count() == 0
-    assert _oidc_rows(engine, STRANGER) == []
-    jar = {c["name"]: c["value"] for c in ctx.cookies()}
-    with httpx.Client(base_url=oidc_server, timeout=30) as c:  # the provider's cookie opens no data path
-        assert c.get("/inspect", headers={"accept": "text/html"}, cookies=jar).status_code == 303
-    # leaving the provider's account clears Streamlit's cookies, ends the provider's session (OIDC
-    # RP-initiated logout: the provider asks) and lands on the sign-in page
-    page.get_by_role("button", name="Sign out of the organisation's account").click()
-    page.get_by_role("button", name="End session").click()
-    page.wait_for_url(f"{oidc_server}/login?next=/", timeout=30000)
-    assert "_streamlit_user" not in _identity(ctx)
-    ctx.close()
+def test_oidc_session_key_joins_streamlits_cookie_chunks_in_order():
+    """Streamlit splits a large identity cookie into `_streamlit_user` ("chunks-N", signed) and
+    `_streamlit_user_1`..`_N`; `_streamlit_user_tokens` is another cookie and no part of the key."""
+    from ui.auth import _oidc_token
+    from ui.server import is_oidc_cookie
+
+    parts = {f"_streamlit_user_{i}": f"p{i}." for i in range(1, 12)}
+    cookies = {"_streamlit_user": "chunks-11|sig", **parts, "_streamlit_user_tokens": "T", "_streamlit_user_tokens_1": "T1",
+               "vitpro_session": "x", "_streamlit_xsrf": "y"}
+    assert _oidc_token(cookies) == "chunks-11|sig" + "".join(f"p{i}." for i in range(1, 12))  # 10 after 9, not after 1
+    assert _oidc_token({"_streamlit_user": "whole"}) == "whole" and _oidc_token({"_streamlit_user_1": "orphan"}) is None
+    assert sorted(n for n in cookies if is_oidc_cookie(n)) == sorted(["_streamlit_user", *parts, "_streamlit_user_tokens",
+                                                                      "_streamlit_user_tokens_1"])
+
+
+def test_auth_secrets_come_from_the_named_toml_file_only(tmp_path):
+    from ui.server import auth_secrets
+
+    assert auth_secrets("") is None
+    good = tmp_path / "auth.toml"
+    good.write_text('[auth]\nclient_id = "c"\n[other]\nkey = "not handed over"\n')
+    assert auth_secrets(str(good)) == {"auth": {"client_id": "c"}}
+    bare = tmp_path / "bare.toml"
+    bare.write_text('x = 1\n')
+    with pytest.raises(SystemExit, match="no \\[auth\\] section"):
+        auth_secrets(str(bare))
+    with pytest.raises(SystemExit, match="cannot read it as TOML"):
+        auth_secrets(str(tmp_path / "missing.toml"))
