@@ -5,8 +5,9 @@ which sets a random session token in an HttpOnly cookie; the Streamlit script re
 WebSocket's handshake (``st.context.cookies``) and asks the store (db/sessions.py) whose live session it
 is. Nothing here trusts the browser beyond that token, and no credential is ever put in the URL.
 
-Where Streamlit's OIDC sign-in is configured (``[auth]`` in ``.streamlit/secrets.toml``), ``st.login``
-does the provider round trip; the provider's e-mail must be a user's name, and the role comes from the
+Where Streamlit's OIDC sign-in is configured (``[auth]`` in ``.streamlit/secrets.toml`` or in the file
+``VITPRO_AUTH_SECRETS_FILE`` names, see ui/server.py), ``st.login`` does the provider round trip (started
+from the server's /login page); the provider's e-mail must be a user's name, and the role comes from the
 store. That sign-in gets a session row too, keyed by Streamlit's identity cookie, so revoking works alike.
 """
 from __future__ import annotations
