@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser tesseract demo test test-fast bench clean
+.PHONY: setup browser tesseract demo test test-fast bench bench-ui clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-fast: $(STAMP) tesseract
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+# The web app's pages timed on synthetic stores of 100,000 and 1,000,000 samples (targets: warm < 1 s, cold < 2 s).
+bench-ui: $(STAMP)
+	$(BIN)/python bench/ui_pages.py --samples 100000 --samples 1000000
 
 clean:
 	rm -rf var .pytest_cache
