@@ -146,9 +146,12 @@ def _loads(value: Any) -> Any:
         return None
 
 
-def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_model: str | None, blob_root) -> dict[str, Any] | None:
+def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_model: str | None, blob_root,
+                  percentile_of=None) -> dict[str, Any] | None:
     """Everything Inspect shows of one sample: text, images, OCR, lineage, scores with percentiles, and
-    the per-token grounding of each scored segment."""
+    the per-token grounding of each scored segment. ``percentile_of``: what computes a percentile
+    (:func:`percentile`'s arguments; the app passes one over cached sorted scores)."""
+    percentile_ = percentile_of or (lambda **kw: percentile(lake, **kw))
     found = batches.samples_with_images(lake, [sample_id])
     if not found:
         return None
@@ -171,7 +174,7 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
             [sample_id, vis_model]):
             out["scores"][f"vis_attn/{segment}"] = {
                 "value": value, "mass": mass, "model": vis_model,
-                "percentile": percentile(lake, kind="sample", metric="vis_attn", model=vis_model, segment=segment, value=value)}
+                "percentile": percentile_(kind="sample", metric="vis_attn", model=vis_model, segment=segment, value=value)}
         for segment, tokens, scores, words, word_scores, positions in lake.fetchall(
             "SELECT segment, any_value(tokens), any_value(scores), any_value(words), any_value(word_scores), any_value(positions) FROM token_scores "
             "WHERE subject_kind = 'sample' AND subject_id = ? AND model_id = ? GROUP BY segment", [sample_id, vis_model]):
@@ -184,7 +187,7 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
         value = lake.scalar("SELECT any_value(value) FROM scores WHERE subject_kind = 'item' AND subject_id = ? AND metric = 'clip_score' AND model_id = ?",
                             [meta[4], clip_model])
         out["scores"]["clip_score"] = {"value": value, "model": clip_model,
-                                       "percentile": percentile(lake, kind="item", metric="clip_score", model=clip_model, segment="", value=value)}
+                                       "percentile": percentile_(kind="item", metric="clip_score", model=clip_model, segment="", value=value)}
     return out
 
 

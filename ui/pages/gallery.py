@@ -7,7 +7,7 @@ import streamlit as st
 
 from curation.filters import FilterConfig, FilterError
 from db import browse, exclusions, pilots, saved_filters
-from ui import context
+from ui import browse_cache, context
 from ui.images import thumbnail
 from ui.labels import model_labels
 
@@ -44,7 +44,7 @@ with st.expander("Filter and sort", expanded=True):
 
 query_args = (("vis_model", vis_model), ("clip_model", clip_model), ("tasks", tuple(tasks)), ("categories", tuple(cats)), ("text", text),
               ("order", order), ("scored_only", bool(scored_only and vis_model)), ("vis_range", tuple(vis_range) if vis_range else None))
-total, _ = context.read("browse", query_args + (("limit", 0),))
+total, _ = browse_cache.browse(**dict(query_args), limit=0)  # from the browse index: no query per page
 if total == 0:
     st.info("No samples match." if facets["task"] else "No samples yet: run the pipeline (Jobs page, or `vitpro demo`).")
     st.stop()
@@ -56,7 +56,7 @@ if st.session_state.get("gal_page", 1) > pages:  # a narrower query: the last pa
     st.session_state["gal_page"] = pages
 number = int(p2.number_input("Page", min_value=1, max_value=pages, step=1, key="gal_page"))
 p3.markdown(f"page **{number}** of **{pages:,}** · **{total:,}** samples")
-_, rows = context.read("browse", query_args + (("limit", size), ("offset", (number - 1) * size)))
+_, rows = browse_cache.browse(**dict(query_args), limit=size, offset=(number - 1) * size)
 ids = [r["sample_id"] for r in rows]
 
 kept: dict[str, bool] = {}

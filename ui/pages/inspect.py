@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from db import browse
-from ui import context
+from ui import browse_cache, context
 from ui.heat import escape, heat_block, segment_tokens
 from ui.images import show_zoomable
 from ui.labels import model_labels
@@ -42,7 +42,7 @@ if st.session_state.get("insp_query") != query:  # a new query starts at its fir
     st.session_state["insp_query"], st.session_state["insp_pos"] = query, 0
 query_args = (("vis_model", vis_model), ("clip_model", clip_model), ("tasks", tuple(tasks)), ("categories", tuple(cats)), ("text", text),
               ("order", order), ("scored_only", bool(scored_only and vis_model)))
-total, _ = context.read("browse", query_args + (("limit", 0),))
+total, _ = browse_cache.browse(**dict(query_args), limit=0)  # from the browse index: no query per step
 
 # A permalink (?sample=<id>) shows that sample; the URL then follows the sample on screen, so a copied
 # address always names what was being read.
@@ -50,7 +50,7 @@ linked = st.query_params.get("sample")
 if linked and linked != st.session_state.get("insp_shown"):
     st.session_state["insp_pinned"] = linked
 pinned = st.session_state.get("insp_pinned")
-rec = context.read("sample_record", pinned, vis_model, clip_model) if pinned else None
+rec = context.read("inspect_record", pinned, vis_model, clip_model) if pinned else None
 if pinned and rec is None:
     st.error(f"No sample with id {pinned!r} in the store: the link may be mistyped, or the sample was never generated here. "
              "Showing the list instead.")
@@ -74,15 +74,15 @@ nav[1].button("Next ▶", on_click=_step, args=(1,), shortcut="right", key="insp
 if rec is None:
     pos = min(st.session_state.get("insp_pos", 0), total - 1)
     nav[2].markdown(f"sample **{pos + 1}** of **{total:,}**")
-    _, page = context.read("browse", query_args + (("limit", 1), ("offset", pos)))
-    rec = context.read("sample_record", page[0]["sample_id"], vis_model, clip_model)
+    _, page = browse_cache.browse(**dict(query_args), limit=1, offset=pos)
+    rec = context.read("inspect_record", page[0]["sample_id"], vis_model, clip_model)
 else:
     nav[2].markdown("the linked sample · ◀ / ▶ go back to the list")
 sample_id = rec["sample_id"]
 st.session_state["insp_shown"] = sample_id
 if st.query_params.get("sample") != sample_id:
     st.query_params["sample"] = sample_id
-rec2 = context.read("sample_record", sample_id, compare, None) if compare else None
+rec2 = context.read("inspect_record", sample_id, compare, None) if compare else None
 
 left, right = st.columns([5, 6])
 with left:

@@ -1,0 +1,57 @@
+"""Inspect's and Gallery's fast reads: the browse index (db/browse_index.py) and the sorted score arrays
+behind percentiles, each built once per version of the tables it reads and shared by every session of the
+server (st.cache_resource: one copy in memory, not a pickled copy per hit); also kept on disk beside the
+app's other cached reads, so a restarted server loads them instead of querying a million samples again."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from db import browse_index
+from ui import context
+
+INDEX_TABLES = ("samples", "items", "scores")
+
+
+def _version(tables: tuple[str, ...]) -> int:
+    """The last store version that changed one of ``tables`` (or the schema); the store's version where the
+    catalog cannot say."""
+    current = context.lake().current_version()
+    versions = context._table_versions(current)
+    if versions is None:
+        return current
+    return max(versions.get(t, 0) for t in ("", *tables))
+
+
+def _cache_dir(home: str) -> Path:
+    return Path(home) / "cache" / "reads"
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _index(home: str, version: int, vis_model: str | None, clip_model: str | None, segment: str) -> browse_index.BrowseIndex:
+    return browse_index.load_index(context.lake(), vis_model=vis_model, clip_model=clip_model, segment=segment,
+                                   version=version, cache_dir=_cache_dir(home))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _scores(home: str, version: int, kind: str, metric: str, model: str, segment: str):
+    return browse_index.sorted_scores(context.lake(), kind=kind, metric=metric, model=model, segment=segment,
+                                      version=version, cache_dir=_cache_dir(home))
+
+
+def browse(*, vis_model: str | None, clip_model: str | None, segment: str = "answer", **query: Any) -> tuple[int, list[dict[str, Any]]]:
+    """db.browse.browse's (count, page) from the index; the page's rows without question and answer unless
+    ``with_text``."""
+    query.setdefault("with_text", False)
+    index = _index(str(context.settings().home), _version(INDEX_TABLES), vis_model, clip_model, segment)
+    return index.browse(context.lake(), **query)
+
+
+def percentile(*, kind: str, metric: str, model: str, segment: str, value: float | None) -> float | None:
+    """db.browse.percentile from the cached sorted scores."""
+    if value is None:
+        return None
+    values = _scores(str(context.settings().home), _version(("scores",)), kind, metric, model, segment)
+    return browse_index.percentile_of(values, value)
