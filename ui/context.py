@@ -111,6 +111,7 @@ def _reads() -> dict[str, Callable[..., Any]]:
     from curation.filters import FilterConfig, stored_models
     from curation.generation.report import build_report
     from db import browse, quality, queries
+    from ui import browse_cache
 
     return {
         "facets": browse.facets,
@@ -121,6 +122,9 @@ def _reads() -> dict[str, Callable[..., Any]]:
         "stored_models": lambda lk, metric, segment, scored_only: stored_models(lk, metric, segment=segment, scored_only=scored_only),
         "browse": lambda lk, kwargs: browse.browse(lk, **dict(kwargs)),
         "sample_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=settings().blob_path),
+        # the same record with percentiles from the cached sorted scores (ui/browse_cache.py): Inspect's
+        "inspect_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=settings().blob_path,
+                                                                                percentile_of=browse_cache.percentile),
         "token_percentiles": lambda lk, model, segment, unit: browse.token_percentiles(lk, model, segment, unit),
         "score_range": lambda lk, model: browse.score_range(lk, model),
         "first_images": lambda lk, sample_ids: browse.first_images(lk, list(sample_ids)),
