@@ -64,3 +64,9 @@ def coverage_rows(lake: Lake, backend: str | None = None) -> dict[str, tuple[int
         args,
     )
     return {task: (int(n), int(hit)) for task, n, hit in rows}
+
+
+def backends(lake: Lake) -> list[str | None]:
+    """The generation backends the samples come from (None for samples without one), sorted: the page asks
+    for a backend's report only when it has samples, and "all" of one backend is that backend's report."""
+    return [b for (b,) in lake.fetchall("SELECT DISTINCT backend FROM samples ORDER BY 1 NULLS LAST")]

@@ -167,17 +167,33 @@ def kept(lake: Lake, snap: Snapshot) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def _kept_sql(lake: Lake, snap: Snapshot) -> str:
+    """SQL of (sample_id, task) of the snapshot's samples, one row per sample, after checking in SQL that they
+    still hash to the recorded digest (the same check as :func:`kept`, without a million ids in Python)."""
+    config = FilterConfig.from_dict(snap.filter_config)
+    table = stats_for(lake, config, version=snap.lake_version)
+    kept_sql = table.kept_sql(config)
+    # the same digest as _digest(): sha256 of the sorted ids joined by newlines ('' for none)
+    found = lake.scalar(f"SELECT sha256(coalesce(string_agg(sample_id, chr(10) ORDER BY sample_id), '')) FROM ({kept_sql}) WHERE keep")
+    if found != snap.counts.get("kept_sha256"):
+        raise SnapshotError(
+            f"snapshot {snap.name!r} no longer gives the samples it was made of (was the DuckLake history at version "
+            f"{snap.lake_version} expired or compacted away?)"
+        )
+    return f"SELECT sample_id, any_value(task) AS task FROM ({kept_sql}) WHERE keep GROUP BY sample_id"
+
+
 def diff(lake: Lake, a: Snapshot, b: Snapshot) -> dict[str, dict[str, int]]:
-    """Per task: samples in b and not in a (added), in a and not in b (removed), in both (kept)."""
-    left, right = dict(kept(lake, a)), dict(kept(lake, b))
-    out: dict[str, dict[str, int]] = {}
-    for sid, task in right.items():
-        bucket = out.setdefault(task, {"added": 0, "removed": 0, "unchanged": 0})
-        bucket["unchanged" if sid in left else "added"] += 1
-    for sid, task in left.items():
-        if sid not in right:
-            out.setdefault(task, {"added": 0, "removed": 0, "unchanged": 0})["removed"] += 1
-    return dict(sorted(out.items()))
+    """Per task: samples in b and not in a (added), in a and not in b (removed), in both (unchanged; under
+    b's task). Set operations in SQL over the kept ids at each snapshot's version: nothing per sample
+    reaches Python."""
+    left, right = _kept_sql(lake, a), _kept_sql(lake, b)
+    rows = lake.fetchall(
+        f"SELECT coalesce(r.task, l.task) AS task, count(*) FILTER (WHERE l.sample_id IS NULL), "
+        f"count(*) FILTER (WHERE r.sample_id IS NULL), count(*) FILTER (WHERE l.sample_id IS NOT NULL AND r.sample_id IS NOT NULL) "
+        f"FROM ({left}) l FULL OUTER JOIN ({right}) r ON l.sample_id = r.sample_id GROUP BY 1 ORDER BY 1"
+    )
+    return dict(sorted((task, {"added": int(added), "removed": int(removed), "unchanged": int(same)}) for task, added, removed, same in rows))
 
 
 def export_samples(lake: Lake, snap: Snapshot, blob_root: Path) -> tuple[list[ExportSample], dict[str, Path]]:

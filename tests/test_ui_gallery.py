@@ -306,3 +306,60 @@ def test_gallery_bulk_exclude_restore_and_add_to_pilot_for_admins_only(ui_store)
     after = {p.sample_id for p in pilots.samples(engine, pilot.id)}
     added = len(set(ids) - before)
     assert f"added {added} sample(s) to pilot 'ui-pilot'" in texts(at) and after == before | set(ids) and len(fresh) <= added
+
+
+# ---- issue 15: the browse index answers as the query does -----------------------------------------------
+def test_browse_index_pages_and_percentiles_match_the_sql_reads(ui_store, tmp_path):
+    """Inspect and Gallery step and page over db/browse_index.py (one build per store version, then a mask
+    and a slice): every order and filter gives the SQL browse()'s count and rows; the index read back from
+    disk gives the same; percentiles from the sorted scores equal percentile()'s; a store write is seen
+    once the version moves."""
+    from db import browse_index
+
+    home, lake, engine = ui_store
+    clip = lake.scalar("SELECT min(model_id) FROM scores WHERE metric = 'clip_score' AND value IS NOT NULL")
+    version = lake.current_version()
+    built = browse_index.load_index(lake, vis_model=VIS_MODEL, clip_model=clip, version=version, cache_dir=tmp_path)
+    loaded = browse_index.load_index(lake, vis_model=VIS_MODEL, clip_model=clip, version=version, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("browse_index-*.arrow"))) == 1 and len(built) == len(loaded) > 20
+    task = lake.scalar("SELECT min(task) FROM samples")
+    scores = sorted(v for (v,) in lake.fetchall("SELECT value FROM scores WHERE model_id = ? AND metric = 'vis_attn' "
+                                               "AND segment = 'answer' AND value IS NOT NULL", [VIS_MODEL]))
+    mid = (scores[len(scores) // 4], scores[3 * len(scores) // 4])
+    queries = [{}, {"scored_only": True}, {"tasks": (task,)}, {"categories": (built.cats[0],)}, {"vis_range": mid},
+               {"text": "zzz-no-such-text"}, {"text": built.rows(lake, [0])[0]["question"].split()[0]}]
+    for order in browse.ORDERS:
+        for q in queries:
+            want = browse.browse(lake, vis_model=VIS_MODEL, clip_model=clip, order=order, limit=1000, **q)
+            for index in (built, loaded):
+                assert index.browse(lake, order=order, limit=1000, **q) == want, (order, q)
+                # a step: the row at one offset, as Inspect's Next reads it
+                n, one = index.browse(lake, order=order, limit=1, offset=3, with_text=False, **q)
+                assert n == want[0] and [r["sample_id"] for r in one] == [r["sample_id"] for r in want[1][3:4]]
+    assert built.browse(lake, limit=0, text="%' OR 1=1 --")[0] == 0  # bound, not pasted
+
+    values = browse_index.sorted_scores(lake, kind="sample", metric="vis_attn", model=VIS_MODEL, segment="answer",
+                                        version=version, cache_dir=tmp_path)
+    again = browse_index.sorted_scores(lake, kind="sample", metric="vis_attn", model=VIS_MODEL, segment="answer",
+                                       version=version, cache_dir=tmp_path)
+    assert list(values) == list(again) and len(list(tmp_path.glob("sorted_scores-*.npy"))) == 1
+    for v in (scores[0], mid[0], mid[1], scores[-1], scores[-1] + 1, scores[0] - 1):
+        assert browse_index.percentile_of(values, v) == pytest.approx(
+            browse.percentile(lake, kind="sample", metric="vis_attn", model=VIS_MODEL, segment="answer", value=v))
+    assert browse_index.percentile_of(values, None) is None
+
+    # a new score moves the version: the page's index is rebuilt (and the old file replaced)
+    no_row = {s for (s,) in lake.fetchall("SELECT sample_id FROM samples WHERE sample_id NOT IN (SELECT subject_id FROM scores "
+                                         "WHERE model_id = ? AND metric = 'vis_attn' AND segment = 'answer')", [VIS_MODEL])}
+    sid = min(r["sample_id"] for r in built.browse(lake, limit=1000, with_text=False)[1] if r["sample_id"] in no_row)
+    batches.write_scores(lake, "idx-test", [_score(sid, VIS_MODEL, -1.0, "idx-test")])
+    try:
+        fresh = browse_index.load_index(lake, vis_model=VIS_MODEL, clip_model=clip, version=lake.current_version(), cache_dir=tmp_path)
+        n, first = fresh.browse(lake, order="VisAttnScore, lowest first", limit=1, scored_only=True)
+        assert n == built.browse(lake, limit=0, scored_only=True)[0] + 1 and first[0]["sample_id"] == sid and first[0]["vis_attn"] == -1.0
+        assert len(list(tmp_path.glob("browse_index-*.arrow"))) == 1
+        # and the page shows it, through the app's caches (keyed by the tables' versions)
+        at = page("inspect", insp_vis=VIS_MODEL, insp_vis2=None, insp_order="VisAttnScore, lowest first")
+        assert shown_id(at) == sid
+    finally:
+        _delete_run(lake, "idx-test")

@@ -62,7 +62,15 @@ else:
     # products, or answers that drop the products' own attributes, show here before anyone trains on them.
     st.subheader("Quality of the generated answers")
     backend = st.selectbox("Backend", ["all", "template", "openai", "hf"], key="quality_backend")
-    quality = context.read("generation_quality", None if backend == "all" else backend)
+    # Each report is seconds of aggregates at a million samples: a backend without samples has none to read,
+    # and "all" of a store with one backend is that backend's report (one read serves both choices).
+    present = list(context.read("sample_backends"))
+    if backend == "all":
+        quality = context.read("generation_quality", present[0] if len(present) == 1 else None)
+    elif backend in present:
+        quality = context.read("generation_quality", backend)
+    else:
+        quality = {"tasks": []}
     if not quality["tasks"]:
         st.info("No samples from this backend.")
     else:

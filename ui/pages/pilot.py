@@ -9,7 +9,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from curation.filters import FilterError, stored_models
+from curation.filters import FilterError
 from curation.pilot_stats import AUC_CI_METHOD, GROUNDED, MIN_MEANINGFUL, NOT_GROUNDED, PAPER_RELATIVE_IMPROVEMENT, SKIP
 from curation.pilot_words import answer_groups
 from db import pilot_results, pilots, sampling, saved_filters
@@ -28,8 +28,9 @@ def _create(name: str, size: int, seed: int, selection: str | None, vis_model: s
 
 
 def _create_form() -> None:
-    vis_models = stored_models(lake, "vis_attn", segment="answer", scored_only=True)
-    clip_models = stored_models(lake, "clip_score", scored_only=True)
+    # cached reads (until the next commit to scores): each costs a scan of every score at a million samples
+    vis_models = list(context.read("stored_models", "vis_attn", "answer", True))
+    clip_models = list(context.read("stored_models", "clip_score", "", True))
     with st.form("pilot_create"):
         c1, c2, c3 = st.columns(3)
         new_name = c1.text_input("Name", value="pilot-1", key="pilot_new_name")

@@ -44,6 +44,13 @@ def _folder_bytes(folder: str, manifest_mtime_ns: int) -> int:
     return downloads.folder_bytes(Path(folder))
 
 
+@st.cache_data(show_spinner="comparing the two snapshots...", max_entries=32)
+def _diff(home: str, a: str, a_version: int, a_sha: str, b: str, b_version: int, b_sha: str) -> dict[str, dict[str, int]]:
+    """Per task: added, removed, unchanged from snapshot a to b. Snapshots never change: computed once per
+    pair and server process (a rename looks it up again: the name is part of the key)."""
+    return snapshots.diff(lake, snapshots.get(engine, a), snapshots.get(engine, b))
+
+
 def _create(name: str, filter_name: str):
     config = FilterConfig.from_dict(saved_filters.get(engine, filter_name).config)
     return snapshots.create(lake, engine, name=name, filter_name=filter_name, config=config, created_by=me.username)
@@ -109,16 +116,23 @@ c = st.columns(2)
 a = c[0].selectbox("From", names, index=0, key="diff_a")
 b = c[1].selectbox("To", names, index=len(names) - 1, key="diff_b")
 if a != b:
-    try:
-        per_task = snapshots.diff(lake, snapshots.get(engine, a), snapshots.get(engine, b))
-        tasks = list(per_task)
-        fig = go.Figure([go.Bar(name=k, x=tasks, y=[per_task[t][k] for t in tasks], marker_color=col)
-                         for k, col in (("unchanged", "#1f77b4"), ("added", "#2ca02c"), ("removed", "#d62728"))])
-        fig.update_layout(barmode="group", height=300, margin=dict(l=10, r=10, t=20, b=10))
-        st.plotly_chart(fig, width="stretch")
-        st.dataframe([{"task": t, **v} for t, v in per_task.items()], hide_index=True)
-    except snapshots.SnapshotError as exc:
-        st.error(str(exc))
+    sa, sb = (next(x for x in snaps if x.name == n) for n in (a, b))
+    # what a diff depends on: a snapshot never changes, so its name, version and kept hash say it all
+    key = (str(s.home), sa.name, sa.lake_version, sa.counts.get("kept_sha256"), sb.name, sb.lake_version, sb.counts.get("kept_sha256"))
+    # on request only: a diff reads both snapshots' samples at their versions (seconds at a million samples)
+    if st.session_state.get("diff_shown") != key and st.button("Compare", key="diff_go", help="Reads both snapshots' samples; remembered afterwards."):
+        st.session_state["diff_shown"] = key
+    if st.session_state.get("diff_shown") == key:
+        try:
+            per_task = _diff(*key)
+            tasks = list(per_task)
+            fig = go.Figure([go.Bar(name=k, x=tasks, y=[per_task[t][k] for t in tasks], marker_color=col)
+                             for k, col in (("unchanged", "#1f77b4"), ("added", "#2ca02c"), ("removed", "#d62728"))])
+            fig.update_layout(barmode="group", height=300, margin=dict(l=10, r=10, t=20, b=10))
+            st.plotly_chart(fig, width="stretch")
+            st.dataframe([{"task": t, **v} for t, v in per_task.items()], hide_index=True)
+        except snapshots.SnapshotError as exc:
+            st.error(str(exc))
 else:
     st.caption("pick two different snapshots")
 
