@@ -110,13 +110,14 @@ def _reads() -> dict[str, Callable[..., Any]]:
 
     from curation.filters import FilterConfig, stored_models
     from curation.generation.report import build_report
-    from db import browse, quality, queries
+    from db import browse, overview_stats, quality, queries
     from ui import browse_cache
 
     return {
         "facets": browse.facets,
-        "funnel": browse.funnel,
-        "per_task_category": browse.per_task_category,
+        "funnel": overview_stats.funnel,
+        "per_task_category": overview_stats.per_task_category,
+        "sample_backends": quality.backends,
         "demo_scores": browse.demo_scores,
         "generation_quality": lambda lk, backend: build_report(quality.task_rows(lk, backend), quality.coverage_rows(lk, backend)).to_dict(),
         "stored_models": lambda lk, metric, segment, scored_only: stored_models(lk, metric, segment=segment, scored_only=scored_only),
@@ -145,6 +146,8 @@ _DEPENDS: dict[str, tuple[str, ...]] = {
     "demo_scores": ("scores",),
     "score_summary": ("scores",),
     "generation_quality": ("items", "samples"),
+    "sample_backends": ("samples",),
+    "stored_models": ("scores",),
     "filter_kept": ("items", "samples", "scores", "selections", "images", "ocr", "exclusions"),
 }
 # Aggregates over every sample (seconds at a million samples) that are also kept on disk under VITPRO_HOME,
