@@ -146,20 +146,48 @@ def _loads(value: Any) -> Any:
         return None
 
 
+def _one_sample(lake: Lake, sample_id: str) -> tuple[dict[str, Any], tuple] | None:
+    """(batches.samples_with_images' row, lineage fields) of one sample by point reads: the samples table
+    is scanned once, the item, its images and their OCR by their ids (the joins over whole tables cost a
+    second per sample at a million samples). The same choices among copies: the first copy of the
+    sample, min() among an image's and an OCR reading's copies."""
+    row = lake.fetchone(
+        "SELECT task, question, answer, answer_format, label, backend, model_id, prompt_version, lineage, item_id, created_at, evidence, "
+        "CAST(image_ids AS VARCHAR[]) FROM samples WHERE sample_id = ? ORDER BY created_at, run_id LIMIT 1", [sample_id])
+    if row is None:
+        return None
+    item = lake.fetchone(
+        "SELECT coalesce(i.category, (SELECT min(category) FROM items p WHERE p.kind = 'catalog' AND p.external_id = i.product_ref)), "
+        "coalesce(i.title, i.feedback_text), coalesce(i.product_ref, i.external_id, i.item_id), i.kind, s.name, s.uri "
+        "FROM items i LEFT JOIN sources s ON s.source_id = i.source_id WHERE i.item_id = ? ORDER BY i.kind, s.name LIMIT 1", [row[9]])
+    if item is None:  # as samples_with_images: a sample without its item is not shown
+        return None
+    image_ids = [i for i in (row[12] or []) if i is not None]
+    found: dict[str, tuple[str, str]] = {}
+    if image_ids:
+        marks = ", ".join("?" for _ in set(image_ids))
+        found = {iid: (blob, text or "") for iid, blob, text in lake.fetchall(
+            f"WITH im AS (SELECT image_id, min(blob_path) AS blob_path, min(sha256) AS sha256 FROM images WHERE image_id IN ({marks}) GROUP BY image_id) "
+            "SELECT im.image_id, im.blob_path, t.text FROM im LEFT JOIN (SELECT sha256, min(text) AS text FROM ocr "
+            "  WHERE text IS NOT NULL AND sha256 IN (SELECT sha256 FROM im) GROUP BY sha256) t USING (sha256)", list(set(image_ids)))
+            if blob is not None}
+    shown = [found[i] for i in image_ids if i in found]
+    r = {"sample_id": sample_id, "task": row[0], "question": row[1], "answer": row[2], "answer_format": row[3], "label": row[4],
+         "category": item[0], "item_text": item[1], "product": item[2], "blob_paths": [b for b, _ in shown], "ocr_texts": [t for _, t in shown]}
+    meta = (row[5], row[6], row[7], row[8], row[9], item[3], None, item[4], item[5], row[10], row[11])
+    return r, meta
+
+
 def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_model: str | None, blob_root,
                   percentile_of=None) -> dict[str, Any] | None:
     """Everything Inspect shows of one sample: text, images, OCR, lineage, scores with percentiles, and
     the per-token grounding of each scored segment. ``percentile_of``: what computes a percentile
     (:func:`percentile`'s arguments; the app passes one over cached sorted scores)."""
     percentile_ = percentile_of or (lambda **kw: percentile(lake, **kw))
-    found = batches.samples_with_images(lake, [sample_id])
+    found = _one_sample(lake, sample_id)
     if not found:
         return None
-    r = found[0]
-    meta = lake.fetchone(
-        "SELECT x.backend, x.model_id, x.prompt_version, x.lineage, x.item_id, i.kind, i.title, s.name, s.uri, x.created_at, x.evidence "
-        "FROM samples x JOIN items i USING (item_id) LEFT JOIN sources s ON s.source_id = i.source_id WHERE x.sample_id = ? "
-        "ORDER BY x.created_at LIMIT 1", [sample_id])
+    r, meta = found
     out: dict[str, Any] = {
         **{k: r[k] for k in ("sample_id", "task", "question", "answer", "answer_format", "label", "category", "item_text", "product")},
         "images": [str(blob_root / b) for b in r["blob_paths"]], "ocr": r["ocr_texts"],
