@@ -363,3 +363,22 @@ def test_browse_index_pages_and_percentiles_match_the_sql_reads(ui_store, tmp_pa
         assert shown_id(at) == sid
     finally:
         _delete_run(lake, "idx-test")
+
+
+def test_inspect_record_point_reads_match_samples_with_images(ui_store):
+    """Inspect reads one sample by point reads (db/browse.py _one_sample), not the whole-table joins of
+    batches.samples_with_images; both give the same text, category, images and OCR for every sample."""
+    home, lake, engine = ui_store
+    sha = lake.scalar("SELECT min(sha256) FROM images")
+    lake.transaction(lambda con: con.execute(
+        "INSERT INTO ocr (sha256, engine, text, n_boxes, run_id, created_at) VALUES (?, 'test', 'LOT 7 handle with care', 1, 'ocr-point', ?)", [sha, NOW]))
+    try:
+        ids = [s for (s,) in lake.fetchall("SELECT DISTINCT sample_id FROM samples ORDER BY 1")]
+        full = {r["sample_id"]: r for r in batches.samples_with_images(lake, ids)}
+        assert any(len(r["blob_paths"]) > 1 for r in full.values()) and any(any(r["ocr_texts"]) for r in full.values())
+        for sid in ids:
+            got = browse._one_sample(lake, sid)
+            assert (got[0] if got else None) == full.get(sid), sid
+        assert browse._one_sample(lake, "no-such-sample") is None
+    finally:
+        lake.transaction(lambda con: con.execute("DELETE FROM ocr WHERE run_id = 'ocr-point'"))
