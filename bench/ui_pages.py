@@ -30,8 +30,8 @@ ORDER = ("overview", "inspect", "gallery", "thresholds", "pilot", "jobs", "snaps
 
 
 def pages() -> list[str]:
-    """Every page script in ui/pages, the app's order first (a new page is timed without editing this)."""
-    found = {p.stem for p in (REPO / "ui" / "pages").glob("*.py") if not p.stem.startswith("_")}
+    """Every page script in ui/views, the app's order first (a new page is timed without editing this)."""
+    found = {p.stem for p in (REPO / "ui" / "views").glob("*.py") if not p.stem.startswith("_")}
     return [p for p in ORDER if p in found] + sorted(found - set(ORDER))
 
 
@@ -110,7 +110,7 @@ def time_page(name: str, reps: int) -> dict[str, float]:
     for _ in range(reps):
         for disk, figures in ((True, fresh), (False, cold)):
             clear_caches(disk)
-            at = AppTest.from_file(str(REPO / "ui" / "pages" / f"{name}.py"), default_timeout=600)
+            at = AppTest.from_file(str(REPO / "ui" / "views" / f"{name}.py"), default_timeout=600)
             at.session_state[USER_KEY] = SignedIn("admin", "admin")
             ms, at = _ms(at.run)
             if at.exception:

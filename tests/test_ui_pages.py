@@ -19,7 +19,7 @@ from ui.context import USER_KEY
 from .conftest import REPO, _reset_process_caches
 from .ui_store import PASSWORDS, XSS, XSS_ID, build
 
-PAGES = REPO / "ui" / "pages"
+PAGES = REPO / "ui" / "views"
 ADMIN, ANNA = SignedIn("admin", "admin"), SignedIn("anna", "annotator")
 
 
@@ -140,7 +140,7 @@ def test_app_signs_in_only_with_a_live_server_side_session(ui_store):
     at.session_state[auth.TOKEN_KEY] = token  # what the HttpOnly cookie carries in a browser
     at.run()
     assert not at.exception and at.session_state[USER_KEY] == ANNA
-    assert "[Sign out](/logout)" in texts(at)
+    assert '<form method="post" action="/logout"' in html_blocks(at)  # sign-out posts to the server, in this tab
     sessions.revoke(engine, token=token, by="admin")  # revoked: the same cookie opens nothing any more
     # (a fresh AppTest: once st.navigation has picked a page, AppTest reruns only that page, unlike a browser,
     # which reruns ui/app.py on every click; the browser test checks a revocation on an open page)

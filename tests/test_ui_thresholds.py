@@ -183,7 +183,7 @@ def test_inside_the_app_margin_samples_are_page_links_to_inspect(ui_store):
     from .conftest import REPO
     from .test_ui_pages import ADMIN
 
-    pages = REPO / "ui" / "pages"
+    pages = REPO / "ui" / "views"
     at = AppTest.from_string(
         "import streamlit as st\n"
         f"st.navigation([st.Page({str(pages / 'thresholds.py')!r}, title='Thresholds', default=True), "

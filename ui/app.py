@@ -17,7 +17,9 @@ import streamlit as st  # noqa: E402
 from ui import auth  # noqa: E402
 from ui.context import user  # noqa: E402
 
-PAGES = Path(__file__).resolve().parent / "pages"
+# ui/views, not ui/pages: Streamlit treats a "pages" folder beside the main script as pages of their own
+# (its older multipage mode), served by URL before this script has even decided who is signed in
+PAGES = Path(__file__).resolve().parent / "views"
 
 
 def main() -> None:
@@ -25,13 +27,15 @@ def main() -> None:
     auth.restore()
     signed_in = user()
     if signed_in is None:
-        # through st.navigation even here: a script that never calls it makes Streamlit list ui/pages/ itself
+        # through st.navigation even here: one page and nothing else reachable
         st.navigation([st.Page(auth.sign_in_page, title="Sign in", url_path="signin", default=True)], position="hidden").run()
         return
     with st.sidebar:
         st.markdown(f"**{signed_in.username}** · {signed_in.role}")
-        # a full page load of /logout: the server revokes the session and clears the cookie
-        st.markdown("[Sign out](/logout)")
+        # a plain form posted to the server's /logout in this tab (a markdown link would open a new tab): the
+        # server revokes the session, clears the cookie and shows the sign-in page
+        st.html('<form method="post" action="/logout" style="margin:0"><button type="submit" class="vitpro-signout" '
+                'style="padding:4px 12px;border:1px solid #bbb;border-radius:6px;background:#fff;cursor:pointer">Sign out</button></form>')
     pages = [
         st.Page(str(PAGES / "overview.py"), title="Overview", icon=":material/monitoring:", default=True),
         st.Page(str(PAGES / "inspect.py"), title="Inspect", icon=":material/search:"),
