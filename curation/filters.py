@@ -167,12 +167,15 @@ def stored_models(lake, metric: str, *, segment: str = "", version: int | None =
     )]
 
 
-def resolve_models(lake, config: FilterConfig, version: int | None = None) -> list[StatSpec]:
-    """Each metric's model: the one named, or the only one in the store (an error if several)."""
+def resolve_models(lake, config: FilterConfig, version: int | None = None, *, models_of=None) -> list[StatSpec]:
+    """Each metric's model: the one named, or the only one in the store (an error if several).
+    ``models_of(metric, segment)``: what :func:`stored_models` says, from a cache (the app keeps it until
+    the next commit to scores: the query scans every score)."""
     specs: list[StatSpec] = []
     for cond in config.metrics():
         segment = cond.segment if cond.segment is not None else (config.segment if cond.metric.startswith("vis_attn") or cond.metric == "text_tokens" else "")
-        models = stored_models(lake, cond.metric, segment=segment, version=version)
+        models = (models_of(cond.metric, segment) if models_of is not None
+                  else stored_models(lake, cond.metric, segment=segment, version=version))
         if cond.model_id:
             if cond.model_id not in models:
                 raise FilterError(f"no {cond.metric} scores from model {cond.model_id!r}" + (f"; there are: {', '.join(models)}" if models else ""))
@@ -193,13 +196,38 @@ def resolve_models(lake, config: FilterConfig, version: int | None = None) -> li
 class StatsTable:
     """Every sample's fields and stats in one temporary DuckDB table; thresholds are then aggregates."""
 
-    def __init__(self, lake, specs: list[StatSpec], *, version: int | None = None, selection: str | None = None):
+    def __init__(self, lake, specs: list[StatSpec], *, version: int | None = None, selection: str | None = None,
+                 saved: str | None = None):
+        """``saved``: a Parquet file written by :meth:`save` for the same specs, selection and data, loaded
+        instead of gathering the stats again (the app keeps one per store version on disk: a restarted
+        server then reads a file instead of joining every sample with its scores). Raises ValueError where
+        the file does not hold this table's columns (the caller then builds it)."""
         self.lake = lake
         self.specs = specs
         self.version = version
         key = json.dumps([[s.metric, s.model_id, s.segment] for s in specs] + [version, selection])
         self.name = "_stats_" + hashlib.sha256(key.encode()).hexdigest()[:12]
-        self._build(selection)
+        if saved is None:
+            self._build(selection)
+        else:
+            self._load(saved)
+        self._derive()
+
+    def columns(self) -> list[str]:
+        """Every column the table has, in order (what a saved copy must hold)."""
+        stats = [s.column for s in self.specs]
+        return ["sample_id", "item_id", *FIELDS, "_excluded", *stats, "_task_code", "_category_code", *(f"_bin_{c}" for c in stats)]
+
+    def save(self, path: str) -> None:
+        """Write the table as Parquet to ``path`` (the caller makes it atomic: a temporary name, then a rename)."""
+        self.lake.execute(f"COPY {self.name} TO {_literal(str(path))} (FORMAT parquet)")
+
+    def _load(self, path: str) -> None:
+        self.lake.execute(f"CREATE OR REPLACE TEMP TABLE {self.name} AS SELECT * FROM read_parquet({_literal(str(path))})")
+        found = [r[0] for r in self.lake.fetchall(f"DESCRIBE {self.name}")]
+        if found != self.columns():
+            self.lake.execute(f"DROP TABLE IF EXISTS {self.name}")
+            raise ValueError(f"{path} holds other columns than this stats table")
 
     def _build(self, selection: str | None) -> None:
         v = self.version
@@ -256,6 +284,10 @@ class StatsTable:
             f"SELECT g.*, tc._task_code, cc._category_code{bins} FROM g JOIN tc USING (task) JOIN cc USING (category) CROSS JOIN r"
         )
         self.lake.execute(f"CREATE OR REPLACE TEMP TABLE {self.name} AS {gathered}", [*([selection] if selection else []), *params])
+
+    def _derive(self) -> None:
+        """What the evaluation keeps beside the table, read from the table itself (built or loaded alike)."""
+        stats = [s.column for s in self.specs]
         self._ranges: dict[str, tuple[float | None, float | None]] = {}
         if stats:
             row = self.lake.fetchone(f"SELECT {', '.join(f'min({c}), max({c})' for c in stats)} FROM {self.name}")

@@ -83,26 +83,13 @@ def ensure_signed_in() -> users.SignedIn:
     return u
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _stats_table(key: str, version: int, home: str):
-    import json
-
-    from curation.filters import StatSpec, StatsTable
-
-    spec = json.loads(key)
-    return StatsTable(lake(), [StatSpec(*s) for s in spec["specs"]], selection=spec["selection"])
-
-
 def stats_table(config):
-    """The filter engine's stats table for ``config``'s stats, built once per store version and shared by
-    every session (a slider move then costs one aggregate query, not a rebuild)."""
-    import json
+    """The filter engine's stats table for ``config``'s stats, built once per version of the tables it reads,
+    shared by every session and kept on disk (ui/stats_cache.py): a slider move then costs one aggregate
+    query, and a restarted server loads a file instead of rebuilding it."""
+    from ui import stats_cache
 
-    from curation.filters import resolve_models
-
-    specs = resolve_models(lake(), config)
-    key = json.dumps({"specs": [[s.metric, s.model_id, s.segment] for s in specs], "selection": config.selection})
-    return _stats_table(key, lake().current_version(), str(settings().home))
+    return stats_cache.stats_table(config)
 
 
 def _reads() -> dict[str, Callable[..., Any]]:
@@ -148,6 +135,8 @@ _DEPENDS: dict[str, tuple[str, ...]] = {
     "generation_quality": ("items", "samples"),
     "sample_backends": ("samples",),
     "stored_models": ("scores",),
+    "score_range": ("scores",),
+    "token_percentiles": ("token_scores",),
     "filter_kept": ("items", "samples", "scores", "selections", "images", "ocr", "exclusions"),
 }
 # Aggregates over every sample (seconds at a million samples) that are also kept on disk under VITPRO_HOME,
@@ -208,14 +197,19 @@ def _memo(name: str, version: int, home: str, args: tuple) -> Any:
     return json.loads(text)  # the same shapes (lists, not tuples) whether computed now or read back
 
 
-def read_version(name: str) -> int:
-    """The version ``name`` is remembered under: the last one that changed a table it reads."""
+def tables_version(tables: tuple[str, ...]) -> int:
+    """The last store version that changed one of ``tables`` (or the schema); the store's version where the
+    catalog cannot say."""
     current = lake().current_version()
-    deps = _DEPENDS.get(name)
-    versions = _table_versions(current) if deps else None
+    versions = _table_versions(current) if tables else None
     if versions is None:
         return current
-    return max(versions.get(t, 0) for t in ("", *deps))
+    return max(versions.get(t, 0) for t in ("", *tables))
+
+
+def read_version(name: str) -> int:
+    """The version ``name`` is remembered under: the last one that changed a table it reads."""
+    return tables_version(_DEPENDS.get(name, ()))
 
 
 def read(name: str, *args) -> Any:
