@@ -23,25 +23,36 @@ class PilotResults:
     samples: int
 
 
-def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str]) -> dict[str, tuple[str, dict[str, bool]]]:
+SCORES = ("vis_attn", "clip_score")  # the scores a pilot measures against the human labels
+
+
+def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str], *, stats=None) -> dict[str, tuple[str, dict[str, bool]]]:
     """Per score (vis_attn, clip_score): the filter's conditions on it, and which pilot samples they keep
-    now (percentiles over what the filter sees). Raises FilterError where the filter cannot apply."""
-    wanted = set(sample_ids)
+    now (percentiles over what the filter sees). Raises FilterError where the filter cannot apply.
+    ``stats(config)``: the stats table for a config (default: built now; the app passes its cached one)."""
+    from .browse import kept_flags
+
+    scored = FilterConfig([c for c in config.conditions if c.metric in SCORES], config.selection, config.segment)
+    if not scored.conditions:
+        return {}
+    # one table for both scores: its rows (every sample of the selection) do not depend on which stats it
+    # holds, so each score's conditions keep what a table of that score alone would keep
+    table = (stats or (lambda c: stats_for(lake, c)))(scored)
     out = {}
-    for metric in ("vis_attn", "clip_score"):
-        conds = [c for c in config.conditions if c.metric == metric]
+    for metric in SCORES:
+        conds = [c for c in scored.conditions if c.metric == metric]
         if not conds:
             continue
         sub = FilterConfig(conds, config.selection, config.segment)
-        table = stats_for(lake, sub)
-        rows = lake.fetchall(f"SELECT sample_id, keep FROM ({table.kept_sql(sub)})")
-        out[metric] = ("; ".join(c.describe() for c in conds), {sid: bool(keep) for sid, keep in rows if sid in wanted})
+        # only the pilot's samples are read back (not a million rows into Python)
+        out[metric] = ("; ".join(c.describe() for c in conds), kept_flags(lake, table.kept_sql(sub), list(dict.fromkeys(sample_ids))))
     return out
 
 
-def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None = None) -> PilotResults | None:
+def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None = None, *, stats=None) -> PilotResults | None:
     """None while nobody has labelled (or settled). A settled verdict replaces the annotators' labels of
-    its sample; ``filter_name`` defaults to the only saved filter, if one."""
+    its sample; ``filter_name`` defaults to the only saved filter, if one; ``stats``: as for
+    :func:`current_predictions`."""
     p = pilots.get(engine, pilot_name)
     chosen = pilots.samples(engine, p.id)
     by_sample: dict[str, dict[str, str]] = {}
@@ -58,7 +69,7 @@ def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None
     current = {}
     if filter_name:
         config = FilterConfig.from_dict(saved_filters.get(engine, filter_name).config)
-        current = current_predictions(lake, config, [x.sample_id for x in chosen])
+        current = current_predictions(lake, config, [x.sample_id for x in chosen], stats=stats)
     values = {"vis_attn": {x.sample_id: x.vis_attn for x in chosen}}
     if any(x.clip_score is not None for x in chosen):
         values["clip_score"] = {x.sample_id: x.clip_score for x in chosen}

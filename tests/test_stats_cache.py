@@ -150,3 +150,60 @@ def test_a_rerun_finds_the_models_in_the_read_cache(small_store, monkeypatch):
         cond.model_id = None
     assert context.stats_table(config).report(config) == first
     assert calls == []
+
+
+# ---- Pilot: its results and labelling loop on the app's cached reads ------------------------------------
+def _label_some(engine, n: int = 12) -> list[str]:
+    from db import pilots
+
+    p = pilots.get(engine, "bench-pilot")
+    ids = [x.sample_id for x in pilots.samples(engine, p.id)]
+    for k, sid in enumerate(ids[:n]):
+        pilots.set_label(engine, p.id, sid, "admin", "grounded" if k % 3 else "not_grounded")
+    return ids
+
+
+def _old_current_predictions(lake, config, sample_ids):
+    """What current_predictions computed before it shared one cached table: a table per score, every row read."""
+    out = {}
+    for metric in ("vis_attn", "clip_score"):
+        conds = [c for c in config.conditions if c.metric == metric]
+        if conds:
+            sub = FilterConfig(conds, config.selection, config.segment)
+            rows = lake.fetchall(f"SELECT sample_id, keep FROM ({stats_for(lake, sub).kept_sql(sub)})")
+            out[metric] = ("; ".join(c.describe() for c in conds), {sid: bool(k) for sid, k in rows if sid in set(sample_ids)})
+    return out
+
+
+def test_pilot_results_on_the_apps_stats_table_are_the_ones_built_for_them(small_store):
+    from db import pilot_results
+
+    lake, engine = context.lake(), context.engine()
+    ids = _label_some(engine)
+    assert pilot_results.current_predictions(lake, _config(), ids, stats=context.stats_table) == _old_current_predictions(lake, _config(), ids)
+    built = pilot_results.results(lake, engine, "bench-pilot", synthetic_store.FILTER)
+    cached = pilot_results.results(lake, engine, "bench-pilot", synthetic_store.FILTER, stats=context.stats_table)
+    assert cached == built and cached.report.labelled == 12
+    assert {r.current_accuracy is not None for r in cached.report.scores.values()} == {True}
+
+
+def test_pilot_page_clicks_build_no_stats_table_and_read_no_sample(small_store, monkeypatch):
+    from db import pilots
+
+    from .test_ui_pages import page
+
+    ids = _label_some(context.engine())
+    at = page("pilot", pilot_name="bench-pilot", pilot_filter=synthetic_store.FILTER)
+    assert not at.exception
+    assert "sample **13** of 200" in "\n".join(m.value for m in at.markdown)  # resumes at the first unlabelled
+    with monkeypatch.context() as m:
+        m.setattr(StatsTable, "_build", lambda self, selection: pytest.fail("a stats table built on a click"))
+        m.setattr(StatsTable, "_load", lambda self, path: pytest.fail("a stats table loaded on a click"))
+        m.setattr(pilots, "sample_details", lambda *a, **k: pytest.fail("a sample read on a click"))
+        at.button(key="pilot_next").click().run()
+        assert not at.exception
+        assert "sample **14** of 200" in "\n".join(m.value for m in at.markdown)
+        at.button(key="pilot_grounded").click().run()
+        assert not at.exception
+    (row,) = [r for r in pilots.labels(context.engine(), pilots.get(context.engine(), "bench-pilot").id) if r.sample_id == ids[13]]
+    assert row.label == "grounded"

@@ -97,7 +97,7 @@ def _reads() -> dict[str, Callable[..., Any]]:
 
     from curation.filters import FilterConfig, stored_models
     from curation.generation.report import build_report
-    from db import browse, overview_stats, quality, queries
+    from db import browse, overview_stats, pilots, quality, queries
     from ui import browse_cache
 
     return {
@@ -115,6 +115,9 @@ def _reads() -> dict[str, Callable[..., Any]]:
                                                                                 percentile_of=browse_cache.percentile),
         "token_percentiles": lambda lk, model, segment, unit: browse.token_percentiles(lk, model, segment, unit),
         "score_range": lambda lk, model: browse.score_range(lk, model),
+        # every sample of a pilot at once (one scan of each table, as for one sample): the next sample is then a lookup
+        "pilot_details": lambda lk, sample_ids, vis_model, segment: pilots.sample_details(lk, list(sample_ids), vis_model=vis_model, segment=segment,
+                                                                                         blob_root=settings().blob_path),
         "first_images": lambda lk, sample_ids: browse.first_images(lk, list(sample_ids)),
         "excluded_among": lambda lk, sample_ids: browse.excluded_among(lk, list(sample_ids)),
         "score_summary": lambda lk: queries.score_summary(lk),
@@ -137,6 +140,7 @@ _DEPENDS: dict[str, tuple[str, ...]] = {
     "stored_models": ("scores",),
     "score_range": ("scores",),
     "token_percentiles": ("token_scores",),
+    "pilot_details": ("samples", "items", "images", "ocr", "token_scores"),
     "filter_kept": ("items", "samples", "scores", "selections", "images", "ocr", "exclusions"),
 }
 # Aggregates over every sample (seconds at a million samples) that are also kept on disk under VITPRO_HOME,

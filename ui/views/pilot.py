@@ -70,9 +70,11 @@ tabs = st.tabs(["Label", "Results", *(["Adjudicate"] if adjudicator else [])])  
 pos_key, undo_key = f"pilot_pos_{pilot.id}", f"pilot_undo_{pilot.id}"
 
 
-def _details(sample_ids: list[str]) -> dict[str, dict]:
-    return pilots.sample_details(lake, sample_ids, vis_model=pilot.config.get("vis_model"), segment=pilot.config.get("segment", "answer"),
-                                 blob_root=s.blob_path)
+def _details(sample_id: str) -> dict | None:
+    """One pilot sample's details, from the cached details of every sample of the pilot (read once per
+    version of the tables behind them: the next sample, a label or a verdict then sends no lake query)."""
+    found = context.read("pilot_details", tuple(order), pilot.config.get("vis_model"), pilot.config.get("segment", "answer"))
+    return found.get(sample_id)
 
 
 def _show_sample(detail: dict, where):
@@ -144,7 +146,7 @@ def label_tab() -> None:
         st.success(st.session_state.pop(FLASH))
     pos = st.session_state[pos_key]
     sid = order[pos]
-    detail = _details([sid]).get(sid)
+    detail = _details(sid)
     own = mine.get(sid)
     b = st.columns([1, 1, 2, 2, 1, 3])
     b[0].button("◀", on_click=_goto, args=(-1,), shortcut="left", key="pilot_prev", help="previous (←)")
@@ -183,7 +185,7 @@ def results_tab() -> None:
     fname = st.selectbox("Current thresholds from the saved filter", [None, *filters], index=len(filters) if filters else 0,
                          format_func=lambda n: n or "none", key="pilot_filter")
     try:
-        found = pilot_results.results(lake, engine, name, fname)
+        found = pilot_results.results(lake, engine, name, fname, stats=context.stats_table)  # the app's kept stats table
     except FilterError as exc:
         st.error(f"filter {fname!r}: {exc}")
         return
@@ -290,7 +292,7 @@ def adjudicate_tab() -> None:
                         format_func=lambda k: f"sample {shown[k].position + 1} · {shown[k].sample_id[:16]}"
                         + (f" · settled: {shown[k].settled.label.replace('_', ' ')}" if shown[k].settled else " · open"))
     d = shown[pick]
-    detail = _details([d.sample_id]).get(d.sample_id)
+    detail = _details(d.sample_id)
     if detail is None:
         st.warning(f"sample {d.sample_id} is no longer in the store")
     else:
