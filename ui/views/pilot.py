@@ -18,7 +18,7 @@ from ui.heat import escape
 
 me = context.ensure_signed_in()
 context.page_header("Pilot", "Label a sample of the data by hand; the results calibrate the thresholds.")
-s, lake, engine = context.settings(), context.lake(), context.engine()
+lake, engine = context.lake(), context.engine()
 FLASH, ADJ_FLASH = "pilot_flash", "pilot_adj_flash"  # a callback's message, shown in its own tab on the run it triggers
 
 
