@@ -885,10 +885,8 @@ def demo(no_ui, out, products, complaints, n_workers, seed, port, address) -> No
     sys.exit(run_demo(out=out, products=products, complaints=complaints, n_workers=n_workers, seed=seed, ui=not no_ui, port=port, address=address))
 
 
-# cli_samples first: it adds `snapshot rename` to cli_curate's group, so it must be the one that imports cli_curate
-# (under `python -m vitpro.cli`, cli_curate importing this module would otherwise meet a half-made cli_samples)
-from . import cli_samples  # noqa: E402,F401  (registers samples, and snapshot rename)
 from . import cli_curate  # noqa: E402,F401  (registers filter, pilot and snapshot on the group)
+from . import cli_samples  # noqa: E402,F401  (registers samples)
 from . import cli_train  # noqa: E402,F401  (registers train, eval and ablate)
 from . import cli_app  # noqa: E402,F401  (registers users and ui)
 

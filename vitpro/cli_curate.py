@@ -713,3 +713,20 @@ def snapshot_verify(folder) -> None:
         _fail(str(exc))
     click.echo(f"{folder}: valid {manifest['format']} export of snapshot {manifest.get('snapshot')!r}: {manifest['records']} record(s), "
                f"{manifest['images']} image(s), {len(manifest['files'])} file(s) match the manifest")
+
+
+@snapshot.command("rename")
+@click.argument("old")
+@click.argument("new")
+def snapshot_rename(old, new) -> None:
+    """Rename a snapshot; its export folder $VITPRO_HOME/exports/OLD moves to .../NEW with it (the
+    manifests inside keep the name they were exported under)."""
+    from db import snapshots
+
+    exports_root = load_settings().home / "exports"
+    try:
+        snap = snapshots.rename(_engine(), old, new, exports_root=exports_root)
+    except snapshots.SnapshotError as exc:
+        _fail(str(exc))
+    moved = (exports_root / snap.name).exists()
+    click.echo(f"snapshot {old!r} is now {snap.name!r}" + (f"; its exports are in {exports_root / snap.name}" if moved else ""))

@@ -1,16 +1,21 @@
 """``vitpro samples exclude|restore|excluded`` (take samples out of the data set, with a reason, and put
-them back) and ``vitpro snapshot rename``.
+them back).
 
-Registered on the main group (and on ``vitpro snapshot``) by vitpro/cli.py. Every change is recorded with
+Registered on the main group by vitpro/cli.py (``vitpro snapshot rename`` lives with its group in cli_curate). Every change is recorded with
 the acting user: ``VITPRO_USER``, else the OS login name (settings.user), as the other commands do.
 """
 from __future__ import annotations
 
 import click
 
-from .cli import _echo_table, _engine, _fail, _fmt_time, cli
-from .cli_curate import _lake, snapshot
+from .cli import _echo_table, _fail, _fmt_time, cli
 from .settings import load_settings
+
+
+def _lake():
+    from .cli_curate import _lake as open_lake  # here, not at the top: cli_curate imports vitpro.cli, which imports this
+
+    return open_lake()
 
 
 @cli.group()
@@ -62,20 +67,3 @@ def samples_excluded(limit, offset) -> None:
     rows = exclusions.list_excluded(lake, limit=limit, offset=offset)
     _echo_table([(r["sample_id"], r["reason"], r["by"], _fmt_time(r["at"])) for r in rows], ("sample", "reason", "by", "excluded (UTC)"))
     click.echo(f"{total} excluded in all" + (f"; showing {offset + 1}-{offset + len(rows)}" if len(rows) < total else ""))
-
-
-@snapshot.command("rename")
-@click.argument("old")
-@click.argument("new")
-def snapshot_rename(old, new) -> None:
-    """Rename a snapshot; its export folder $VITPRO_HOME/exports/OLD moves to .../NEW with it (the
-    manifests inside keep the name they were exported under)."""
-    from db import snapshots
-
-    exports_root = load_settings().home / "exports"
-    try:
-        snap = snapshots.rename(_engine(), old, new, exports_root=exports_root)
-    except snapshots.SnapshotError as exc:
-        _fail(str(exc))
-    moved = (exports_root / snap.name).exists()
-    click.echo(f"snapshot {old!r} is now {snap.name!r}" + (f"; its exports are in {exports_root / snap.name}" if moved else ""))
