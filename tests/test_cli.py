@@ -21,7 +21,7 @@ def test_help_lists_every_command(vitpro_cli):
 
 def test_init_twice_and_empty_status(home, vitpro_cli):
     first = vitpro_cli("init", check=True).stdout
-    assert "catalog: sqlite:///" in first and "app tables at revision 0003" in first and "[1, 2, 3, 4]" in first
+    assert "catalog: sqlite:///" in first and "app tables at revision 0004" in first and "[1, 2, 3, 4, 5]" in first
     assert "none (up to date)" in vitpro_cli("init", check=True).stdout
     status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 0 and status["jobs"] == {} and status["workers"] == []
@@ -36,7 +36,7 @@ def test_init_twice_and_empty_status(home, vitpro_cli):
         (["ingest", "{reviews}", "--map", "colour=Text"], "unknown field 'colour'"),
         (["ingest", "{reviews}", "--map", "title=Summary", "--pii", "UserId=SSN"], "PII kind"),
         (["ingest", "{reviews}", "--kind", "feedback", "--map", "title=Summary"], "feedback_text"),
-        (["ingest", "{missing}", "--map", "title=x"], "no such file"),
+        (["ingest", "{missing}", "--map", "title=x"], "source file not found"),
         (["ingest", "{reviews}", "--map", "title=Summary", "--redact-pattern", "X=(["], "not a valid regex"),
         (["jobs", "show", "no-such-job"], "no job no-such-job"),
         (["worker", "--queues", "cpu,bogus"], "unknown queue(s) bogus"),
