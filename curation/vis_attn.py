@@ -224,6 +224,9 @@ class SampleScores:
     n_image_tokens: int
     truncated: bool = False
     extra: dict[str, float] = field(default_factory=dict)  # scores with the options (sinks out, distance)
+    # the question's per-token values when the answer is the scored segment: its rows are computed anyway
+    # (every text row is), so the app can colour the question too at no extra cost
+    question: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -316,6 +319,16 @@ def _finish(adapter, encoded, block, rows, config: VisAttnConfig) -> SampleScore
     ids = [encoded.input_ids[p] for p in positions]
     texts = adapter.token_texts(ids)
     words, word_scores = group_words(texts, token_scores.tolist())
+    question = None
+    q_positions = [p for p in encoded.segments.get("question", []) if p in row_index] if config.segment == "answer" else []
+    if q_positions:
+        q_block = block[torch.tensor([row_index[p] for p in q_positions], dtype=torch.long)]
+        q_scores, q_mass = q_block.mean(dim=-1), q_block.sum(dim=-1)
+        q_ids = [encoded.input_ids[p] for p in q_positions]
+        q_texts = adapter.token_texts(q_ids)
+        q_words, q_word_scores = group_words(q_texts, q_scores.tolist())
+        question = {"tokens": q_texts, "token_ids": q_ids, "scores": [float(x) for x in q_scores], "mass": [float(x) for x in q_mass],
+                    "words": q_words, "word_scores": q_word_scores, "positions": {"segment": q_positions}}
     extra: dict[str, float] = {}
     text_rows = [row_index[p] for p in encoded.segments["question"] + encoded.segments["answer"] if p in row_index]
     if config.exclude_sinks:
@@ -336,6 +349,7 @@ def _finish(adapter, encoded, block, rows, config: VisAttnConfig) -> SampleScore
         n_image_tokens=n_img,
         truncated=encoded.truncated,
         extra=extra,
+        question=question,
     )
 
 

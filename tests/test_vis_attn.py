@@ -64,6 +64,13 @@ def test_equals_eager_on_a_padded_batch_with_several_images(pair, segment, fused
             worst = max(worst, abs(score - ref[position]))
         assert result.segment_score == pytest.approx(sum(ref[p] for p in positions) / len(positions), abs=1e-5)
         assert result.n_image_tokens == len(enc.image_positions)
+        if segment == "answer":  # the question's values come with the answer's (the app colours both)
+            q = result.question
+            assert q["positions"]["segment"] == enc.segments["question"] and len(q["scores"]) == len(q["tokens"]) > 0
+            worst = max([worst, *(abs(v - ref[p]) for v, p in zip(q["scores"], q["positions"]["segment"]))])
+            assert len(q["words"]) == len(q["word_scores"]) > 0
+        else:
+            assert result.question is None
     assert worst < 1e-5, f"{family}: {worst}"
     # each sample's own image tokens, as many as its processor gave its images (and not a fixed block)
     for result, enc in zip(results, encoded):

@@ -122,7 +122,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         ctx.log(f"{p['model']} has no chat template: scored with the {adapter.family} layout written from its documentation "
                 "(copy the checkpoint's chat_template.jinja into the folder to use its own)", level="warning")
     now = batches.now_utc()
-    rows, tokens, errors = [], [], []
+    rows, tokens, errors, side = [], [], [], []
 
     on = p.get("on", "items")
     kind = "sample" if on == "samples" else "item"
@@ -173,9 +173,12 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                                "tokens": res.tokens, "token_ids": res.token_ids, "scores": res.token_scores, "mass": res.token_mass,
                                "words": res.words, "word_scores": res.word_scores, "positions": res.positions,
                                "run_id": ctx.run_id, "created_at": now})
+                if kind == "sample" and res.question:  # the question's tokens too, so Inspect can colour it
+                    side.append({"subject_kind": kind, "subject_id": item_id, "model_id": model_id, "segment": "question",
+                                 **res.question, "run_id": ctx.run_id, "created_at": now})
             done += len(chunk)
             ctx.progress(done)
-    batches.write_scores(ctx.lake, ctx.run_id, rows, tokens, errors)
+    batches.write_scores(ctx.lake, ctx.run_id, rows, tokens + side, errors)
     return {f"{on}_scored": len(tokens), f"{on}_failed": len(errors),
             "truncated": sum(1 for r in rows if r["metric"] == "vis_attn" and (r["flags"] or {}).get("truncated"))}
 
