@@ -200,3 +200,13 @@ def tiny_models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {family: make_tiny(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """AppTest runs a page script as ``__main__``; a later ``multiprocessing`` spawn would then run that page in
+    its child (spawn re-imports the parent's main module). Put the real one back after every test."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
