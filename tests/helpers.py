@@ -166,3 +166,54 @@ def lora_run(model_dir, config, examples, out, stop_after: int | None = None):
             raise StopTraining("killed")
 
     return train(adapter, examples(adapter), config, out, should_stop=should_stop), adapter
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """`vitpro ui`'s server (ui/server.py: st.App with the sign-in routes and the gate) in a process of its
+    own on ``port``, its output in ``log``; ``start()`` returns once /_stcore/health answers."""
+
+    def __init__(self, log: Path, *, port: int | None = None, env: dict | None = None) -> None:
+        self.port, self.log, self.env = port or free_port(), log, env or {}
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> str:
+        import os
+        import subprocess
+        import urllib.request
+
+        from vitpro.cli_app import streamlit_command
+
+        repo = Path(__file__).resolve().parent.parent
+        self.proc = subprocess.Popen(streamlit_command(self.port, "127.0.0.1"), cwd=repo,
+                                     env={**os.environ, "PYTHONPATH": str(repo), **self.env},
+                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2).read() == b"ok":
+                    return self.url
+            except OSError:
+                time.sleep(0.3)
+        self.proc.kill()
+        raise AssertionError(self.log.read_text())
+
+    def stop(self) -> int | None:
+        """Stop it; returns the exit code it had before being asked to (None: it was still running)."""
+        import subprocess
+
+        died = self.proc.poll()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        return died

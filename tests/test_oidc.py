@@ -5,11 +5,7 @@ The store decides who gets in (the e-mail must be a user) and with which role; t
 is what `vitpro users revoke` and /logout end."""
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import httpx
@@ -20,8 +16,8 @@ from sqlalchemy.orm import Session
 from db import sessions, users
 from db.app_models import WebSession
 
-from .conftest import REPO
-from .test_sessions import _free_port, engine  # noqa: F401  (engine: a store with users anna and admin)
+from .helpers import AppServer, free_port
+from .test_sessions import engine  # noqa: F401  (engine: a store with users anna and admin)
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -41,10 +37,8 @@ def provider():
 @pytest.fixture
 def oidc_server(engine, provider, tmp_path):  # noqa: F811
     """ui/server.py on a free port with OIDC on: `[auth]` from a TOML file outside the checkout."""
-    from vitpro.cli_app import streamlit_command
-
     users.add(engine, CURATOR, secrets.token_urlsafe(16), "admin")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     auth = tmp_path / "auth.toml"
     auth.write_text(f'''[auth]
@@ -54,30 +48,10 @@ client_id = "vitpro-test"
 client_secret = "{secrets.token_urlsafe(24)}"
 server_metadata_url = "{provider}/.well-known/openid-configuration"
 ''')
-    log = open(tmp_path / "server.log", "wb")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "VITPRO_AUTH_SECRETS_FILE": str(auth)}
-    proc = subprocess.Popen(streamlit_command(port, "127.0.0.1"), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise AssertionError((tmp_path / "server.log").read_text())
-    assert proc.poll() is None, (tmp_path / "server.log").read_text()
+    server = AppServer(tmp_path / "server.log", port=port, env={"VITPRO_AUTH_SECRETS_FILE": str(auth)})
+    server.start()
     yield url
-    died = proc.poll()
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    died = server.stop()
     assert died is None, f"the server stopped early ({died}):\n" + (tmp_path / "server.log").read_text()[-4000:]
 
 

@@ -3,12 +3,8 @@ throttle and lockout, the CLI that manages them, and the real server (``vitpro u
 the HttpOnly cookie, no credential in any URL, the gate, sign-out."""
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
 import time
-import urllib.request
 from datetime import timedelta
 
 import httpx
@@ -22,7 +18,7 @@ from db.app_models import SignInAttempt, WebSession
 from db.store import open_store
 from vitpro.settings import load_settings
 
-from .conftest import REPO
+from .helpers import AppServer
 
 
 @pytest.fixture
@@ -138,38 +134,12 @@ def test_sessions_lockouts_and_revocation_from_the_command_line(engine, vitpro_c
 
 
 # ---- the real server over real HTTP -------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(engine, tmp_path):
     """`vitpro ui`'s server (ui/server.py: st.App with the sign-in routes and the gate) on a free port."""
-    from vitpro.cli_app import streamlit_command
-
-    port = _free_port()
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(streamlit_command(port, "127.0.0.1"), cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise AssertionError((tmp_path / "server.log").read_text())
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    app = AppServer(tmp_path / "server.log")
+    yield app.start()
+    app.stop()
 
 
 def _post_login(client: httpx.Client, name: str, password: str, next_path: str = "/") -> httpx.Response:

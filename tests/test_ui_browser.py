@@ -3,54 +3,25 @@ server (ui/server.py) on a real store, with a real worker behind it for the expo
 a copied URL, the HttpOnly cookie, revocation on an open page, sign-out and the back button, the lockout."""
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, wait_job
+from .conftest import wait_job
+from .helpers import AppServer
 from .ui_store import PASSWORDS, XSS, build
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def app_url(home, tmp_path):
-    from vitpro.cli_app import streamlit_command
-
-    port = _free_port()
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen(streamlit_command(port, "127.0.0.1"), cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise AssertionError((tmp_path / "streamlit.log").read_text())
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server = AppServer(tmp_path / "streamlit.log")
+    yield server.start()
+    server.stop()
 
 
 def _settle(page) -> None:
