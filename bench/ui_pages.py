@@ -76,6 +76,21 @@ CLICKS: dict[str, Callable] = {
 }
 
 
+def scan_components_once() -> None:
+    """A Streamlit server scans the installed packages for custom components once, when it starts; AppTest
+    scans them again for every new AppTest (~1 s on this machine, with ~150 packages installed), which no
+    click in a browser ever pays. One scan, shared by every AppTest of this process (the tests use it too)."""
+    from streamlit.components.v2.component_manager import BidiComponentManager
+    from streamlit.testing.v1 import app_test
+
+    if getattr(app_test, "_vitpro_shared_components", None) is None:
+        shared = BidiComponentManager()
+        shared.discover_and_register_components(start_file_watching=False)
+        shared.discover_and_register_components = lambda **_: None  # already done: AppTest calls it again
+        app_test._vitpro_shared_components = shared
+        app_test.BidiComponentManager = lambda: shared
+
+
 def clear_caches(disk: bool = False) -> None:
     """A fresh process as far as the app's caches go (the DuckDB connection stays: a server opens it once);
     ``disk``: also the reads kept under VITPRO_HOME (as after a commit to the tables they read)."""
@@ -176,6 +191,7 @@ def main() -> int:
     from streamlit import logger
 
     logger.set_log_level("error")  # AppTest warns "no runtime" on every run
+    scan_components_once()
 
     sizes = args.samples or [None]
     results = []

@@ -202,6 +202,14 @@ def tiny_models(tmp_path_factory):
     return {family: make_tiny(family, root / family) for family in FAMILIES}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_component_scan():
+    """Streamlit's component scan once for the whole run, as a server does it once (bench/ui_pages.py)."""
+    from bench.ui_pages import scan_components_once
+
+    scan_components_once()
+
+
 @pytest.fixture(autouse=True)
 def _keep_main_module():
     """AppTest runs a page script as ``__main__``; a later ``multiprocessing`` spawn would then run that page in
