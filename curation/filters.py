@@ -197,14 +197,19 @@ class StatsTable:
     """Every sample's fields and stats in one temporary DuckDB table; thresholds are then aggregates."""
 
     def __init__(self, lake, specs: list[StatSpec], *, version: int | None = None, selection: str | None = None,
-                 saved: str | None = None):
-        """``saved``: a Parquet file written by :meth:`save` for the same specs, selection and data, loaded
-        instead of gathering the stats again (the app keeps one per store version on disk: a restarted
-        server then reads a file instead of joining every sample with its scores). Raises ValueError where
-        the file does not hold this table's columns (the caller then builds it)."""
+                 saved: str | None = None, sorted_cache: str | None = None):
+        """``saved``: a Parquet file written by :meth:`save` for the same specs, selection and data, read in
+        place (a view over the file) instead of gathering the stats again: the app keeps one per store
+        version on disk, so a restarted server opens a file instead of joining every sample with its scores.
+        The file must stay where it is while the table is used. Raises ValueError where the file does not
+        hold this table's columns (the caller then builds it).
+
+        ``sorted_cache``: a path prefix under which each stat's sorted values (what percentiles are looked
+        up in) are kept as ``.npz`` files: read where present, written when first computed."""
         self.lake = lake
         self.specs = specs
         self.version = version
+        self.sorted_cache = sorted_cache
         key = json.dumps([[s.metric, s.model_id, s.segment] for s in specs] + [version, selection])
         self.name = "_stats_" + hashlib.sha256(key.encode()).hexdigest()[:12]
         if saved is None:
@@ -222,11 +227,22 @@ class StatsTable:
         """Write the table as Parquet to ``path`` (the caller makes it atomic: a temporary name, then a rename)."""
         self.lake.execute(f"COPY {self.name} TO {_literal(str(path))} (FORMAT parquet)")
 
+    def _drop(self) -> None:
+        """This table's name freed, whether a table (built) or a view (loaded) holds it now."""
+        kinds = {k for (k,) in self.lake.fetchall(
+            "SELECT 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name = ? UNION ALL "
+            "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = ?", [self.name, self.name])}
+        for kind in kinds:
+            self.lake.execute(f"DROP {kind} IF EXISTS {self.name}")
+
     def _load(self, path: str) -> None:
-        self.lake.execute(f"CREATE OR REPLACE TEMP TABLE {self.name} AS SELECT * FROM read_parquet({_literal(str(path))})")
+        # A view, not a copy: copying a million rows into memory cost ~0.6 s per server start, and a scan
+        # of the columnar file costs a slider move ~15 ms more than a scan of the in-memory table.
+        self._drop()
+        self.lake.execute(f"CREATE TEMP VIEW {self.name} AS SELECT * FROM read_parquet({_literal(str(path))})")
         found = [r[0] for r in self.lake.fetchall(f"DESCRIBE {self.name}")]
         if found != self.columns():
-            self.lake.execute(f"DROP TABLE IF EXISTS {self.name}")
+            self._drop()
             raise ValueError(f"{path} holds other columns than this stats table")
 
     def _build(self, selection: str | None) -> None:
@@ -283,7 +299,8 @@ class StatsTable:
             "cc AS (SELECT category, CAST(row_number() OVER (ORDER BY category) AS INTEGER) AS _category_code FROM (SELECT DISTINCT category FROM g)) "
             f"SELECT g.*, tc._task_code, cc._category_code{bins} FROM g JOIN tc USING (task) JOIN cc USING (category) CROSS JOIN r"
         )
-        self.lake.execute(f"CREATE OR REPLACE TEMP TABLE {self.name} AS {gathered}", [*([selection] if selection else []), *params])
+        self._drop()
+        self.lake.execute(f"CREATE TEMP TABLE {self.name} AS {gathered}", [*([selection] if selection else []), *params])
 
     def _derive(self) -> None:
         """What the evaluation keeps beside the table, read from the table itself (built or loaded alike)."""
@@ -315,14 +332,54 @@ class StatsTable:
         if col not in self._sorted:
             import numpy as np
 
-            data = self.lake.fetchnumpy(f"SELECT _task_code, {col} AS v FROM {self.name} WHERE {col} IS NOT NULL ORDER BY _task_code, {col}")
-            codes, values = np.asarray(data["_task_code"]), np.asarray(data["v"], dtype=float)
+            kept = self._read_sorted(col)
+            if kept is None:
+                data = self.lake.fetchnumpy(f"SELECT _task_code, {col} AS v FROM {self.name} WHERE {col} IS NOT NULL ORDER BY _task_code, {col}")
+                codes, values = np.asarray(data["_task_code"], dtype=np.int64), np.asarray(data["v"], dtype=float)
+                kept = np.sort(values, kind="stable"), values, codes
+                self._write_sorted(col, *kept)
+            overall, by_task, codes = kept
             per_task = {}
             for code, task in self._tasks.items():
                 lo, hi = np.searchsorted(codes, code, "left"), np.searchsorted(codes, code, "right")
-                per_task[task] = values[lo:hi]
-            self._sorted[col] = (np.sort(values, kind="stable"), per_task)
+                per_task[task] = by_task[lo:hi]
+            self._sorted[col] = (overall, per_task)
         return self._sorted[col]
+
+    def _sorted_path(self, col: str) -> str | None:
+        return None if self.sorted_cache is None else f"{self.sorted_cache}.{col}.npz"
+
+    def _read_sorted(self, col: str):
+        """(overall sorted, sorted by task then value, their task codes) from the sorted cache; None where absent."""
+        path = self._sorted_path(col)
+        if path is None:
+            return None
+        import numpy as np
+
+        try:
+            with np.load(path) as f:
+                return f["overall"], f["by_task"], f["codes"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _write_sorted(self, col: str, overall, by_task, codes) -> None:
+        import os
+
+        import numpy as np
+
+        path = self._sorted_path(col)
+        if path is None:
+            return
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+                np.savez(f, overall=overall, by_task=by_task, codes=codes)
+            os.replace(tmp, path)  # whole files only: another server process may be reading it
+        except OSError:  # a full disk: only the next server start is slower
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
     def _quantiles(self, config: FilterConfig) -> None:
         """Compute (and keep) every percentile threshold the config needs that is not known yet."""

@@ -33,15 +33,27 @@ def path_for(home: str, key: str, version: int) -> Path:
     return Path(home) / "cache" / "reads" / f"stats_table-{digest}-{version}.parquet"
 
 
+def _version_of(file: Path) -> int:
+    try:
+        return int(file.name.rsplit("-", 1)[1].split(".", 1)[0])
+    except (IndexError, ValueError):
+        return -1
+
+
 def _save(table: StatsTable, path: Path) -> None:
-    """Whole files only (another server process may be loading it); the same table's older versions removed."""
+    """Whole files only (another server process may be loading it). The same table's files of older
+    versions are removed, except the newest of them: a loaded table reads its file in place, and a page
+    still running on the previous version (here or in another server process) must find it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     table.save(str(tmp))
     os.replace(tmp, path)
-    for old in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.parquet"):
-        if old != path:
-            old.unlink(missing_ok=True)
+    mine = _version_of(path)
+    files = [f for f in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*") if not f.name.endswith(".tmp")]
+    older = sorted({_version_of(f) for f in files} - {mine})
+    for f in files:
+        if _version_of(f) in older[:-1]:  # the sorted-value files (.npz) go with their table's file
+            f.unlink(missing_ok=True)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -51,10 +63,10 @@ def _table(key: str, version: int, home: str) -> StatsTable:
     path = path_for(home, key, version)
     if path.is_file():
         try:
-            return StatsTable(context.lake(), specs, selection=selection, saved=str(path))
+            return StatsTable(context.lake(), specs, selection=selection, saved=str(path), sorted_cache=str(path))
         except (duckdb.Error, ValueError):  # unreadable or from an older layout: built again and replaced
             pass
-    table = StatsTable(context.lake(), specs, selection=selection)
+    table = StatsTable(context.lake(), specs, selection=selection, sorted_cache=str(path))
     # a commit while it was built: its rows may be newer than ``version``; the next run builds that version's
     if context.tables_version(tables_read(selection)) == version:
         try:
