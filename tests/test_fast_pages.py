@@ -121,19 +121,38 @@ def test_pilot_reads_its_model_lists_once_per_scores_version(ui_store, monkeypat
     assert vis and vis[0].options and vis[0].options == real(ui_store[1], "vis_attn", segment="answer", scored_only=True)
 
 
-def test_overview_reads_no_report_for_a_backend_without_samples(ui_store, monkeypatch):
+def test_overview_switches_backend_without_reading_again(ui_store, monkeypatch):
     from db import quality
 
     calls = []
-    real = quality.task_rows
-    monkeypatch.setattr(quality, "task_rows", lambda lk, backend=None: calls.append(backend) or real(lk, backend))
+    real = quality.rows_by_backend
+    monkeypatch.setattr(quality, "rows_by_backend", lambda lk: calls.append(1) or real(lk))
     at = page("overview")
     assert not at.exception
     present = quality.backends(ui_store[1])
+    before = list(calls)  # one read, or none where an earlier test read it at this version
     at = [b for b in at.selectbox if b.label == "Backend"][0].select("openai").run()
     assert "openai" not in present and "No samples from this backend." in texts(at)
-    before = list(calls)
     at = [b for b in at.selectbox if b.label == "Backend"][0].select(present[0]).run()
     assert not at.exception and "No samples from this backend." not in texts(at)
-    if len(present) == 1:  # "all" of one backend was that backend's report: no second read
-        assert calls == before
+    assert calls == before  # both switches were lookups
+
+
+def test_one_pass_gives_each_backends_report_as_asked_alone(ui_store):
+    from db import quality
+
+    lake = ui_store[1]
+    lake.transaction(lambda con: con.execute(  # a second backend: a few samples copied as if from an LLM
+        "INSERT INTO samples SELECT 'llm-' || sample_id, item_id, task, question, answer || ' (llm)', answer_format, image_ids, label, "
+        "'openai', model_id, prompt_version, lineage, 'test-llm', created_at, evidence FROM samples ORDER BY sample_id LIMIT 7"))
+    try:
+        every = quality.rows_by_backend(lake)
+        assert set(every) >= {quality.ALL, "openai", *[b for b in quality.backends(lake) if b]}
+        for backend in [None, *quality.backends(lake)]:
+            if backend is None and None in quality.backends(lake):
+                continue  # None asks for every sample (ALL); samples without a backend are under NO_BACKEND
+            key = quality.ALL if backend is None else backend
+            assert every[key] == (quality.task_rows(lake, backend), quality.coverage_rows(lake, backend)), key
+        assert sum(r["samples"] for r in every["openai"][0]) == 7
+    finally:
+        lake.transaction(lambda con: con.execute("DELETE FROM samples WHERE run_id = 'test-llm'"))

@@ -34,12 +34,12 @@ def _score_commit(lake) -> None:
 def test_a_commit_to_scores_keeps_what_was_read_from_samples_and_items(small_store):
     lake = context.lake()
     before = {name: context.read_version(name) for name in ("generation_quality", "facets", "funnel", "demo_scores")}
-    report = context.read("generation_quality", None)
+    report = context.read("generation_quality")
     _score_commit(lake)
     after = {name: context.read_version(name) for name in before}
     assert after["generation_quality"] == before["generation_quality"] and after["facets"] == before["facets"]
     assert after["funnel"] > before["funnel"] and after["demo_scores"] > before["demo_scores"]  # they read scores
-    assert context.read("generation_quality", None) == report
+    assert context.read("generation_quality") == report
     # a read not in _DEPENDS is keyed by the store's version, as before
     assert context.read_version("browse") == lake.current_version()
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from curation.filters import FilterError
 from db import saved_filters, snapshots
+from db.quality import ALL
 from ui import context
 
 context.ensure_signed_in()
@@ -62,15 +63,10 @@ else:
     # products, or answers that drop the products' own attributes, show here before anyone trains on them.
     st.subheader("Quality of the generated answers")
     backend = st.selectbox("Backend", ["all", "template", "openai", "hf"], key="quality_backend")
-    # Each report is seconds of aggregates at a million samples: a backend without samples has none to read,
-    # and "all" of a store with one backend is that backend's report (one read serves both choices).
-    present = list(context.read("sample_backends"))
-    if backend == "all":
-        quality = context.read("generation_quality", present[0] if len(present) == 1 else None)
-    elif backend in present:
-        quality = context.read("generation_quality", backend)
-    else:
-        quality = {"tasks": []}
+    # Every backend's report comes from one read (seconds of aggregates at a million samples, once per
+    # version of samples and items): switching the backend reads nothing.
+    reports = context.read("generation_quality")
+    quality = reports.get(ALL if backend == "all" else backend, {"tasks": []})
     if not quality["tasks"]:
         st.info("No samples from this backend.")
     else:
