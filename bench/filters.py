@@ -32,7 +32,7 @@ TASKS = ["recognition", "damage_detection", "matching", "attribute_extraction", 
 
 def build_store(n_samples: int):
     from db.store import init_store, open_store
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
 
     s = load_settings()
     init_store(s.store)

@@ -66,7 +66,7 @@ def run_ingest(src: Path, workers: int, rows_per_unit: int, scratch: Path) -> tu
     from db.app_engine import write_engine
     from db.store import init_store
     from vitpro.local_workers import start_worker, stop_worker
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
     from workers.jobs import ingest as ingest_job
     from workers.submit import submit_job
 

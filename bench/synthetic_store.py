@@ -142,7 +142,7 @@ def build(n: int) -> dict[str, float]:
     from db import jobs, pilots, saved_filters, snapshots, users
     from db.app_engine import write_engine
     from db.store import open_store
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
 
     s = load_settings()
     took: dict[str, float] = {}

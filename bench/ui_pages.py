@@ -99,7 +99,7 @@ def clear_caches(disk: bool = False) -> None:
     import streamlit as st
 
     from ui import context
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
 
     st.cache_data.clear()
     st.cache_resource.clear()
@@ -198,7 +198,7 @@ def main() -> int:
     print(HEADER)
     for n in sizes:
         if n is None:
-            from vitpro.settings import load_settings
+            from config.settings import load_settings
 
             label = "existing"
             print(f"store: {load_settings().home}")

@@ -11,22 +11,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from config.settings import StoreConfig  # noqa: F401 - where the store lives (callers import it from here too)
+
 from . import lake_schema
 from .app_engine import write_engine
 from .lake import Lake, shared_lake
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 742_001  # any constant; serialises concurrent `init` on PostgreSQL
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """Where the store lives. ``app_url`` is the catalog's own URL on PostgreSQL; on SQLite it is a file
-    of its own (see vitpro/settings.py for why)."""
-
-    catalog_url: str
-    data_path: str
-    app_url: str
 
 
 @dataclass

@@ -140,7 +140,7 @@ def start_worker(home, tmp_path):
 def wait_for_worker_registration(pid: int, worker: WorkerProcess, timeout: float = 60) -> None:
     from db import jobs
     from db.app_engine import write_engine
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -160,7 +160,7 @@ def wait_job(job_id: str, timeout: float = 120):
     """Poll until the job is finished; returns the job row."""
     from db import jobs
     from db.app_engine import write_engine
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
 
     engine = write_engine(load_settings().app_url)
     deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ from curation.mapping import ColumnMapping
 from db import batches
 from db.store import open_store
 from vitpro.demo_data import write_demo_data
-from vitpro.settings import load_settings
+from config.settings import load_settings
 from workers.jobs import generate as gen_job
 from workers.jobs import ingest as ingest_job
 

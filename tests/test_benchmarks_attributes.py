@@ -13,7 +13,7 @@ from db.app_engine import write_engine
 from db.store import init_store
 from trainer import benchmarks as bm
 from trainer.metrics import normalise_value
-from vitpro.settings import load_settings
+from config.settings import load_settings
 from workers.jobs import ingest as ingest_job
 
 from .curation_store import ingest_and_generate

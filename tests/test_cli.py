@@ -109,7 +109,7 @@ def _demo_until_served(home) -> str:
 
     from db import users
     from db.app_engine import write_engine
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import pytest
 
 from db import pilots
 from db.app_engine import write_engine
-from vitpro.settings import load_settings
+from config.settings import load_settings
 
 from .curation_store import add_scores, ingest_and_generate
 

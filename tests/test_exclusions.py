@@ -10,7 +10,7 @@ from curation.exports import DATA_FILES, FORMATS, write_export
 from curation.filters import Condition, FilterConfig, stats_for
 from db import exclusions, saved_filters, snapshots, training
 from db.app_engine import write_engine
-from vitpro.settings import load_settings
+from config.settings import load_settings
 from workers.jobs import export as export_job
 
 from .curation_store import add_scores, ingest_and_generate

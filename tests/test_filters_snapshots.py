@@ -13,7 +13,7 @@ from curation.exports import FORMATS, verify_export, write_export
 from curation.filters import Condition, FilterConfig, FilterError, stats_for
 from db import saved_filters, snapshots
 from db.app_engine import write_engine
-from vitpro.settings import load_settings
+from config.settings import load_settings
 
 from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
 

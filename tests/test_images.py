@@ -128,7 +128,7 @@ def test_ingest_error_for_a_broken_image_names_the_file_and_the_rows_id(home, sh
     from curation.mapping import ColumnMapping
     from db import queries
     from db.store import init_store, open_store
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
     from workers.jobs import ingest as ingest_job
 
     from .test_generation import _run_job

@@ -18,7 +18,7 @@ from db.app_engine import write_engine
 from db.app_models import WorkerRecord
 from db.store import open_store
 from trainer.config import TrainConfig
-from vitpro.settings import load_settings
+from config.settings import load_settings
 from workers import devices
 from workers.jobs import clip_score, grounding, ingest, train
 from workers.submit import JobRefused, check_device, check_job, requested_device, submit_job

@@ -10,7 +10,7 @@ from db import jobs
 from db.app_engine import write_engine
 from db.app_models import WorkUnit
 from db.store import StoreConfig, init_store
-from vitpro.settings import load_settings
+from config.settings import load_settings
 
 
 def _engine(config: StoreConfig | None = None):

@@ -14,7 +14,7 @@ from curation import ocr
 from curation.mapping import ColumnMapping
 from db import batches
 from db.store import open_store
-from vitpro.settings import load_settings
+from config.settings import load_settings
 from workers.jobs import ingest as ingest_job
 from workers.jobs import ocr as ocr_job
 

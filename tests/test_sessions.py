@@ -16,7 +16,7 @@ from db import sessions, sign_in, users
 from db.app_engine import write_engine
 from db.app_models import SignInAttempt, WebSession
 from db.store import open_store
-from vitpro.settings import load_settings
+from config.settings import load_settings
 
 from .helpers import AppServer
 

@@ -9,7 +9,7 @@ from db.app_engine import write_engine
 from db.app_models import Base, owned_by_app
 from db.lake import Lake, StoreError, catalog_attach_target
 from db.store import StoreConfig, app_current_revision, app_head_revision, init_store, open_store
-from vitpro.settings import load_settings
+from config.settings import load_settings
 
 ALL_LAKE_MIGRATIONS = [version for version, _, _ in lake_schema.MIGRATIONS]
 
@@ -123,7 +123,7 @@ def test_a_process_that_writes_the_lake_still_sees_other_processes_jobs(home):
     lake = open_store(s.store)
     engine = write_engine(s.app_url)
     make_job = (
-        "from db import jobs; from db.app_engine import write_engine; from vitpro.settings import load_settings;"
+        "from db import jobs; from db.app_engine import write_engine; from config.settings import load_settings;"
         "print(jobs.create_job(write_engine(load_settings().app_url), kind='ocr', queue='cpu', params={}, launched_by='x')[0])"
     )
     seen = []

@@ -16,7 +16,7 @@ from db.app_engine import write_engine
 from trainer.benchmarks import EvalItem
 from trainer.config import LoraSettings, TrainConfig
 from trainer.evaluate import Prediction, judge
-from vitpro.settings import load_settings
+from config.settings import load_settings
 from workers.jobs import train as train_job
 from workers.submit import submit_job
 

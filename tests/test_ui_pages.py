@@ -64,7 +64,7 @@ def html_blocks(at: AppTest) -> str:
 def test_passwords_are_hashed_and_roles_decide_what_is_allowed(home):
     from db.app_engine import write_engine
     from db.store import open_store
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
 
     s = load_settings()
     open_store(s.store)

@@ -11,7 +11,7 @@ from curation.filters import FilterConfig
 from db import exclusions, saved_filters, snapshots
 from db.users import SignedIn
 from ui import downloads
-from vitpro.settings import load_settings
+from config.settings import load_settings
 
 from .test_ui_pages import ANNA, page, texts, ui_store  # noqa: F401  (ui_store: a fixture, used by name)
 

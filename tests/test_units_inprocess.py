@@ -5,7 +5,7 @@ from curation.mapping import ColumnMapping
 from db import jobs
 from db.app_engine import write_engine
 from db.store import init_store, open_store
-from vitpro.settings import load_settings
+from config.settings import load_settings
 from workers.jobs import ingest as ingest_job
 from workers.runtime import execute_unit
 

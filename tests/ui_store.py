@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from curation.filters import Condition, FilterConfig, resolve_models
 from db import batches, pilots, saved_filters, users
 from db.app_engine import write_engine
-from vitpro.settings import load_settings
+from config.settings import load_settings
 
 from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
 

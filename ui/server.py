@@ -76,7 +76,7 @@ def auth_secrets(path: str | None = None) -> dict | None:
 
 def _engine():
     from db.app_engine import write_engine
-    from vitpro.settings import load_settings
+    from config.settings import load_settings
 
     return write_engine(load_settings().app_url)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from .settings import load_settings
+from config.settings import load_settings
 
 EXIT_FAILED = 1
 

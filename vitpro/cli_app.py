@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .cli import _echo_table, _engine, _fail, _fmt_time, cli
-from .settings import load_settings
+from config.settings import load_settings
 
 # ui/server.py is Streamlit's ASGI app with the sign-in routes and the session gate in front of ui/app.py
 APP_FILE = Path(__file__).resolve().parent.parent / "ui" / "server.py"

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import click
 
 from .cli import _echo_table, _engine, _fail, _run_job, cli
-from .settings import load_settings
+from config.settings import load_settings
 
 from curation.pilot_stats import AUC_CI_METHOD, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # noqa: E402  (the paper's +36%)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from .cli import _echo_table, _fail, _fmt_time, cli
-from .settings import load_settings
+from config.settings import load_settings
 
 
 def _lake():

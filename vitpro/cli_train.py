@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .cli import _echo_table, _engine, _fail, _run_job, cli
-from .settings import load_settings
+from config.settings import load_settings
 
 
 def _model_options(fn):

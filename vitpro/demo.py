@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .settings import load_settings
+from config.settings import load_settings
 
 
 def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from celery import Celery
 from kombu import Queue
 
-from vitpro.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 
 QUEUES = ("cpu", "gpu", "train")
 TASK_RUN_UNIT = "vitpro.run_unit"

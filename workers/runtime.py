@@ -18,7 +18,7 @@ from db.app_engine import write_engine
 from db.app_models import PHASE_FINALIZE, PHASE_PLAN, UNIT_CANCELLED
 from db.lake import Lake
 from db.store import open_store
-from vitpro.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 
 log = logging.getLogger("vitpro.worker")
 

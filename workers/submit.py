@@ -10,7 +10,7 @@ from typing import Any
 from db import jobs
 from db.app_engine import write_engine
 from db.store import open_store
-from vitpro.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 
 from . import devices as device_names
 from .jobs import HANDLERS, queue_of

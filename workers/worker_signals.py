@@ -17,7 +17,7 @@ from db import jobs
 from db.app_engine import dispose_engines, write_engine
 from db.lake import forget_shared_lakes
 from db.store import open_store
-from vitpro.settings import load_settings
+from config.settings import load_settings
 
 from .devices import detect_devices
 

@@ -12,6 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the store lives. ``app_url`` is the catalog's own URL on PostgreSQL; on SQLite it is a file
+    of its own (see :func:`load_settings` for why)."""
+
+    catalog_url: str
+    data_path: str
+    app_url: str
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
@@ -40,9 +50,7 @@ class Settings:
     user: str = field(default_factory=getpass.getuser)
 
     @property
-    def store(self):
-        from db.store import StoreConfig
-
+    def store(self) -> StoreConfig:
         return StoreConfig(self.catalog_url, self.data_path, self.app_url)
 
     @property
@@ -52,10 +60,6 @@ class Settings:
     @property
     def is_embedded_broker(self) -> bool:
         return self.broker_url.startswith(("sqla+", "sqlalchemy+"))
-
-    @property
-    def catalog_kind(self) -> str:
-        return "postgresql" if self.catalog_url.startswith("postgres") else "sqlite"
 
     def describe(self) -> dict[str, str]:
         """What to print to a user: no passwords."""
