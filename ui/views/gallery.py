@@ -7,9 +7,8 @@ import streamlit as st
 
 from curation.filters import FilterConfig, FilterError
 from db import browse, exclusions, pilots, saved_filters
-from ui import browse_cache, context
+from ui import browse_cache, context, sample_query
 from ui.images import thumbnail
-from ui.labels import model_labels
 
 COLUMNS = 4
 PAGE_SIZES = (12, 24, 48, 96)
@@ -18,22 +17,11 @@ me = context.ensure_signed_in()
 context.page_header("Gallery", "A page of samples at a time; click a thumbnail (or 'Inspect') to read the sample closely.")
 lake, engine = context.lake(), context.engine()
 
-vis_models = context.read("stored_models", "vis_attn", "answer", True)
-clip_models = context.read("stored_models", "clip_score", "", True)
-names = model_labels([*vis_models, *clip_models])
-facets = context.read("facets")
 filters = [f.name for f in saved_filters.list_all(engine)]
 with st.expander("Filter and sort", expanded=True):
-    c1, c2, c3 = st.columns(3)
-    tasks = c1.multiselect("Task", facets["task"], key="gal_tasks")
-    cats = c2.multiselect("Category", facets["category"], key="gal_cats")
-    text = c3.text_input("Text contains", key="gal_text", help="question, answer, the item's title, description, brand and attributes, "
-                         "a complaint's text, and the OCR text of the item's images")
-    c4, c5, c6 = st.columns(3)
-    order = c4.selectbox("Order", list(browse.ORDERS), key="gal_order")
-    vis_model = c5.selectbox("VisAttnScore model", vis_models, key="gal_vis", format_func=names.get) if vis_models else None
-    clip_model = c6.selectbox("CLIPScore model", clip_models, key="gal_clip", format_func=names.get) if clip_models else None
-    scored_only = c4.checkbox("Scored only", value=bool(vis_models), key="gal_scored", disabled=not vis_models)
+    q = sample_query.controls("gal")
+    c5, c6 = q.columns[4], q.columns[5]
+    vis_model, facets = q.vis_model, q.facets
     lo, hi = context.read("score_range", vis_model) if vis_model else (None, None)
     vis_range = None
     if lo is not None and hi > lo:
@@ -42,8 +30,7 @@ with st.expander("Filter and sort", expanded=True):
             vis_range = None  # the whole range: no condition (samples without a score stay listed unless "scored only")
     chosen_filter = c6.selectbox("Kept or dropped by", ["(no filter)", *filters], index=1 if filters else 0, key="gal_filter")
 
-query_args = (("vis_model", vis_model), ("clip_model", clip_model), ("tasks", tuple(tasks)), ("categories", tuple(cats)), ("text", text),
-              ("order", order), ("scored_only", bool(scored_only and vis_model)), ("vis_range", tuple(vis_range) if vis_range else None))
+query_args = q.args(vis_range=tuple(vis_range) if vis_range else None)
 total, _ = browse_cache.browse(**dict(query_args), limit=0)  # from the browse index: no query per page
 if total == 0:
     st.info("No samples match." if facets["task"] else "No samples yet: run the pipeline (Jobs page, or `vitpro demo`).")

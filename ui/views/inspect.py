@@ -5,43 +5,27 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db import browse
-from ui import browse_cache, context
+from ui import browse_cache, context, sample_query
 from ui.heat import escape, heat_block, segment_tokens
 from ui.images import show_zoomable
-from ui.labels import model_labels
 
 context.ensure_signed_in()
 context.page_header("Inspect", "Browse samples; ← / → step through them. Hover a word for its exact A(t) and percentile.")
 
-vis_models = context.read("stored_models", "vis_attn", "answer", True)
-clip_models = context.read("stored_models", "clip_score", "", True)
-names = model_labels([*vis_models, *clip_models])
-facets = context.read("facets")
 with st.expander("Filter and sort", expanded=True):
-    c1, c2, c3 = st.columns(3)
-    tasks = c1.multiselect("Task", facets["task"], key="insp_tasks")
-    cats = c2.multiselect("Category", facets["category"], key="insp_cats")
-    text = c3.text_input("Text contains", key="insp_text", help="question, answer, the item's title, description, brand and "
-                         "attributes, a complaint's text, and the OCR text of the item's images")
-    c4, c5, c6 = st.columns(3)
-    order = c4.selectbox("Order", list(browse.ORDERS), key="insp_order")
-    vis_model = c5.selectbox("VisAttnScore model", vis_models, key="insp_vis", format_func=names.get) if vis_models else None
-    clip_model = c6.selectbox("CLIPScore model", clip_models, key="insp_clip", format_func=names.get) if clip_models else None
-    others = [m for m in vis_models if m != vis_model]
+    q = sample_query.controls("insp")
+    c5 = q.columns[4]
+    others = [m for m in q.vis_models if m != q.vis_model]
     compare = (c5.selectbox("Beside it, VisAttnScore of", [None, *others], index=1 if len(others) == 1 else 0, key="insp_vis2",
-                            format_func=lambda m: "(no second model)" if m is None else names.get(m, m)) if others else None)
-    # on by default wherever anything is scored: half of a fresh store's samples have no VisAttnScore yet
-    scored_only = c4.checkbox("Scored only", value=bool(vis_models), key="insp_scored", disabled=not vis_models,
-                              help="only samples with a VisAttnScore from the chosen model")
+                            format_func=lambda m: "(no second model)" if m is None else q.names.get(m, m)) if others else None)
+vis_model, clip_model, names, facets = q.vis_model, q.clip_model, q.names, q.facets
 
-query = (tuple(tasks), tuple(cats), text, order, vis_model, clip_model, scored_only)
+query = (tuple(q.tasks), tuple(q.categories), q.text, q.order, vis_model, clip_model, q.scored_only)
 if st.session_state.get("insp_query") != query:  # a new query starts at its first sample
     if "insp_query" in st.session_state:
         st.session_state["insp_pinned"] = None  # and leaves a linked sample for the list
     st.session_state["insp_query"], st.session_state["insp_pos"] = query, 0
-query_args = (("vis_model", vis_model), ("clip_model", clip_model), ("tasks", tuple(tasks)), ("categories", tuple(cats)), ("text", text),
-              ("order", order), ("scored_only", bool(scored_only and vis_model)))
+query_args = q.args()
 total, _ = browse_cache.browse(**dict(query_args), limit=0)  # from the browse index: no query per step
 
 # A permalink (?sample=<id>) shows that sample; the URL then follows the sample on screen, so a copied
