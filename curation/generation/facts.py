@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from ..verdicts import is_unanswerable
+
 PAPER_KEYS = ("ProductType", "Name", "Brand", "Color", "Count", "Size", "ExpiryDate", "TargetGender")
 
 # Spellings catalogs use for the paper's keys (compared after lower-casing and dropping separators).
@@ -29,7 +31,6 @@ _ALIASES = {
     "expirydate": "ExpiryDate", "expirationdate": "ExpiryDate", "bestbefore": "ExpiryDate", "bestbeforedate": "ExpiryDate",
     "targetgender": "TargetGender", "gender": "TargetGender", "department": "TargetGender",
 }
-_EMPTY = {"", "none", "null", "nan", "n/a", "na", "-", "unanswerable", "unknown"}
 
 
 def canonical_key(key: str) -> str:
@@ -57,7 +58,7 @@ def _clean(value) -> str | None:
     if value is None:
         return None
     text = " ".join(str(value).split())
-    return None if text.lower() in _EMPTY else text
+    return None if is_unanswerable(text) else text
 
 
 # ---- what titles say -------------------------------------------------------------------------------------
