@@ -358,7 +358,7 @@ NO_VALUE = ["Unanswerable", "unanswerable", "N/A", "n/a", "NA", "none", "null", 
 
 
 def test_one_word_and_one_rule_for_no_value_in_generation_and_evaluation():
-    from curation.generation.facts import Fact, attribute_values, complete_attributes
+    from curation.generation.facts import Fact, complete_attributes, item_facts
     from curation.generation.parse import normalise_attributes
 
     # the word generation writes for an empty value is the one evaluation's normal form gives every spelling
@@ -368,6 +368,6 @@ def test_one_word_and_one_rule_for_no_value_in_generation_and_evaluation():
         assert normalise_value(text) == written, text
         # generation treats each as no value: a catalogue cell holding it states nothing, and an LLM's answer
         # giving it for a value the item's fields state is filled in from the fields
-        assert attribute_values({"Color": text}) == {}, text
+        assert item_facts(title=None, attributes={"Color": text}) == {}, text
         red = Fact("Color", "Red", "attributes.Color", "Red")
         assert complete_attributes({"Color": text}, {"Color": red})[0] == {"Color": "Red"}, text

@@ -252,16 +252,6 @@ def item_facts(
     return {k: facts[k] for k in [*(k for k in PAPER_KEYS if k in facts), *(k for k in facts if k not in PAPER_KEYS)]}
 
 
-def attribute_values(attributes: Mapping[str, object] | None) -> dict[str, str]:
-    """The item's own attribute column with canonical keys and empty values dropped."""
-    out: dict[str, str] = {}
-    for key, value in (attributes or {}).items():
-        value = _clean(value)
-        if value:
-            out.setdefault(canonical_key(key), value)
-    return out
-
-
 def known_brand_index(brands: Iterable[str | None]) -> dict[str, str]:
     """Lower-cased brand -> its spelling, for :func:`brand_in`; generic one-letter names are left out."""
     out: dict[str, str] = {}
