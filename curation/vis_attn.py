@@ -1,4 +1,4 @@
-"""VisAttnScore (PAPER.md, equation 2): how much each text token attends to the image inside a VLM.
+"""VisAttnScore: how much each text token attends to the image inside a VLM (the VIT-Pro paper's grounding score).
 
 For text token t, A(t) = 1/(L·H·V) · Σ_l Σ_h Σ_v a[l,h,t,v]: the attention weight of t on image token v,
 averaged over the V image tokens, the H heads and the L layers of the language model. A segment's score

@@ -1,9 +1,10 @@
 """Job and work-unit state, kept in the app tables; every transition is one conditional UPDATE.
 
-Crash recovery is ours, not the broker's (DESIGN.md): the embedded broker never redelivers a task whose
-worker was killed, Redis only after an hour. So a worker *claims* a unit with a lease, renews it by
-heartbeat while it works, and any worker's reaper puts a unit whose lease expired back to ``pending``
-and sends it again. A message delivered twice finds its unit taken or done and does nothing.
+Crash recovery is ours, not the broker's, as neither broker gives it in time: the embedded broker never
+redelivers a task whose worker was killed, Redis only after an hour. So a worker *claims* a unit with a
+lease, renews it by heartbeat while it works, and any worker's reaper puts a unit whose lease expired
+back to ``pending`` and sends it again. A message delivered twice finds its unit taken or done and does
+nothing.
 
 A job has phases: 0 = plan (splits the work into units), 1 = the units, 2 = finalize. Units of a phase
 become runnable when every unit of the earlier phases has finished.

@@ -1,9 +1,9 @@
 """The DuckLake store: DuckDB tables whose data are Parquet files and whose catalog is SQLite or PostgreSQL.
 
 A plain ``.duckdb`` file can be open in one process only, and workers and the UI are separate processes;
-DuckLake lets all of them read and write at once (see DESIGN.md). Commits are optimistic: two processes
-that commit at the same moment may conflict, so every write goes through :meth:`Lake.transaction`, which
-retries a conflicting commit with bounded, jittered back-off.
+DuckLake lets all of them read and write at once (its catalog database orders the commits). Commits are
+optimistic: two processes that commit at the same moment may conflict, so every write goes through
+:meth:`Lake.transaction`, which retries a conflicting commit with bounded, jittered back-off.
 """
 from __future__ import annotations
 

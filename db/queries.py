@@ -83,7 +83,7 @@ def score_summary(lake: Lake, metric: str | None = None) -> list[dict[str, Any]]
 
 def score_threshold(lake: Lake, metric: str, percentile: float, *, model_id: str | None = None, segment: str = "", subject_kind: str | None = None) -> tuple[float | None, int]:
     """The value at a percentile (0-100) of a score within the data set, and how many values it is over.
-    Thresholds set as percentiles carry across models; absolute values do not (DESIGN.md)."""
+    Thresholds set as percentiles carry across models; absolute values do not (each model scores on its own scale)."""
     if not 0 <= percentile <= 100:
         raise ValueError("percentile must be between 0 and 100")
     clauses, params = ["metric = ?", "segment = ?", "value IS NOT NULL"], [metric, segment]

@@ -1,4 +1,4 @@
-"""Named filter configurations in the app tables (small, many-writer rows: DESIGN.md)."""
+"""Named filter configurations in the app tables (small rows that many users write: they belong with users and jobs, not in the lake)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -1,18 +1,19 @@
 """Values of the evaluation metrics in trainer.metrics, checked by hand and against sklearn."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
+from curation.verdicts import UNANSWERABLE, parse_yes_no
 from trainer.metrics import (
     BinaryMetrics,
     attribute_exact_match,
     binary_metrics,
     normalise_value,
     parse_attributes,
-    parse_yes_no,
     per_task_metrics,
     relative_to,
     yes_no_balance,
@@ -44,6 +45,7 @@ from trainer.metrics import (
         ("No, there is no damage.", "no"),  # same verdict twice is not ambiguous
         ("Yes, no damage is visible apart from the dent.", "yes"),  # "no" as a determiner
         ("The answer is yes. No further details.", "yes"),  # only the first sentence is searched
+        ("No, one corner is dented.", "no"),  # "No," then a clause: still the verdict
     ],
 )
 def test_parse_yes_no_accepts(text, expected):
@@ -63,6 +65,9 @@ def test_parse_yes_no_accepts(text, expected):
         "Yes. No.",
         "No, yes.",
         "Not damaged",  # "not" is not a verdict word
+        "No idea.",  # the next word undoes the "no"
+        "No one can tell",
+        "There is no damage.",  # a "no" before a noun is a determiner, not a verdict
         "The answer is yes, not no.",
         "**",
         "Answer:",
@@ -214,9 +219,11 @@ def test_per_task_metrics():
         ("ＡＣＭＥ", "acme"),  # NFKC
         ("1.5 L", "1.5l"),
         ("N/A", "unanswerable"),
+        ("nan", "-"),
         ("none", "Unknown"),
         ("Not visible.", ""),
         (None, "unanswerable"),
+        (" NA ", "Unanswerable"),
         (2, "2"),
     ],
 )
@@ -226,8 +233,8 @@ def test_normalise_value_equal(a, b):
 
 def test_normalise_value_canonical_forms():
     assert normalise_value(" 250 ML ") == "250ml"
-    assert normalise_value("n/a") == "unanswerable"
-    assert normalise_value("") == "unanswerable"
+    assert normalise_value("n/a") == UNANSWERABLE
+    assert normalise_value("") == UNANSWERABLE
     assert normalise_value("-5") == "-5"
 
 
@@ -322,3 +329,45 @@ def test_yes_no_balance_custom_key_and_edge_cases():
     assert yes_no_balance([("x", "yes")], key=lambda r: r[1]) == []
     with pytest.raises(ValueError):
         yes_no_balance([{"label": "maybe"}])
+
+
+# --- one reading of an answer's words, in generation and in evaluation --------------------------
+
+# answer -> its verdict: the label generation gives a generated pair, and what evaluation reads from a prediction
+VERDICTS = {"Yes.": "yes", "No, it is torn.": "no", "**No**": "no", "True": "yes", "The answer is yes.": "yes",
+            "It is not damaged, no.": "no", "Yes, no damage is visible.": "yes",
+            "No idea": None, "No doubt about it": None, "Yes and no": None, "Yes/no": None, "Not damaged.": None,
+            "The jar has no label.": None, "Now it's leaking": None, "Nope": None}
+
+
+def test_generation_labels_a_yes_no_answer_as_evaluation_reads_it():
+    from curation.generation.parse import validate
+    from trainer.benchmarks import EvalItem
+    from trainer.evaluate import Prediction, score_objective
+
+    for text, verdict in VERDICTS.items():
+        [pair], _ = validate("damage_detection", [(f"Is it damaged ({text})?", text)])
+        assert (pair.label, pair.answer_format == "yes_no") == (verdict, verdict is not None), text
+        item = EvalItem("i", "DD", "Is it damaged?", verdict or "yes", [], [], None, "p")
+        scored = score_objective([Prediction(item, text, 0.0)])["DD"]
+        assert (scored["unparsed"], scored["accuracy"]) == ((0, 1.0) if verdict else (1, 0.0)), text
+
+
+# every way catalogue cells and answers say "no value"
+NO_VALUE = ["Unanswerable", "unanswerable", "N/A", "n/a", "NA", "none", "null", "nan", "unknown", "Unknown", "not visible", "Not visible", "-", "", "  "]
+
+
+def test_one_word_and_one_rule_for_no_value_in_generation_and_evaluation():
+    from curation.generation.facts import Fact, complete_attributes, item_facts
+    from curation.generation.parse import normalise_attributes
+
+    # the word generation writes for an empty value is the one evaluation's normal form gives every spelling
+    written = json.loads(normalise_attributes('{"Color": ""}')[0])["Color"]
+    assert written == "Unanswerable"
+    for text in NO_VALUE:
+        assert normalise_value(text) == written, text
+        # generation treats each as no value: a catalogue cell holding it states nothing, and an LLM's answer
+        # giving it for a value the item's fields state is filled in from the fields
+        assert item_facts(title=None, attributes={"Color": text}) == {}, text
+        red = Fact("Color", "Red", "attributes.Color", "Red")
+        assert complete_attributes({"Color": text}, {"Color": red})[0] == {"Color": "Red"}, text

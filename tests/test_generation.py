@@ -152,11 +152,10 @@ def test_broken_outputs_become_rejects_with_reasons():
     assert normalise_attributes("{}")[1].startswith("missing key(s)")
     assert [answer_format(a) for a in ("Yes.", "No, it is torn.", '{"a": 1}', "- one\n- two", "A jar.", "A " + "long " * 10)] == [
         "yes_no", "yes_no", "json", "list", "short", "detailed"]
-    from curation.generation.parse import yes_no_label
-
-    verdicts = {"Yes.": "yes", "no": "no", "No, it is torn.": "no", "No idea": None, "Yes and no": None, "Yes/no": None,
-                "Not sure": None, "Not damaged.": None, "Now it's leaking": None, "Non-food item": None, "Nope": None}
-    assert {a: yes_no_label(a) for a in verdicts} == verdicts
+    labels = {"Yes.": "yes", "no": "no", "No, it is torn.": "no", "No idea": None, "Yes and no": None, "Yes/no": None,
+              "Not sure": None, "Not damaged.": None, "Now it's leaking": None, "Non-food item": None, "Nope": None}
+    good, _ = validate("damage_detection", [(f"Q{k}?", a) for k, a in enumerate(labels)])
+    assert {p.answer: p.label for p in good} == labels
 
 
 def test_a_pair_missing_a_tag_does_not_swallow_the_next():

@@ -14,7 +14,7 @@ from trainer import ablation
 from trainer.benchmarks import add_examples, item_images, objective_items, prompt_question, split_rows
 from trainer.config import PRESETS, LoraSettings, TrainConfig
 from trainer.data import IGNORE, build_examples, collate, make_example
-from trainer.lora import AcceleratorError, apply_lora, check_accelerator_options, load_for_training, trainable_parameter_names
+from trainer.lora import AcceleratorError, apply_lora, check_accelerator_options, load_for_training
 from trainer.loop import StopTraining, checkpoint_dirs, micro_batches, plan_steps, train
 
 from .helpers import lora_run
@@ -72,7 +72,7 @@ def test_labels_cover_the_response_only(tiny_models):
     assert enc.input_ids[kept[-1]] == adapter.tokenizer.convert_tokens_to_ids("<end_of_utterance>")
     assert not set(kept) & set(enc.image_positions) and not set(kept) & set(enc.segments["question"])
     assert adapter.tokenizer.decode([enc.input_ids[k] for k in kept]).strip() == "A red bottle of shampoo.<end_of_utterance>"
-    assert sum(t != IGNORE for t in ex.labels) == ex.response_tokens < enc.length / 3
+    assert sum(t != IGNORE for t in ex.labels) < enc.length / 3
     # the model's loss is the cross-entropy over exactly those tokens (padding ignored too)
     short = make_example(adapter, "x", Sample([Image.new("RGB", (40, 30))], "Q?", "No.", None))
     batch = collate(adapter, [ex, short])
@@ -89,7 +89,7 @@ def test_labels_cover_the_response_only(tiny_models):
 def test_lora_sits_on_the_chosen_parts_only(tiny_models, family, parts):
     adapter = load_for_training(tiny_models[family], SMALL)
     apply_lora(adapter, LoraSettings(r=4, alpha=8, dropout=0.1, parts=parts))
-    names = trainable_parameter_names(adapter.model)
+    names = [n for n, p in adapter.model.named_parameters() if p.requires_grad]
     assert names and all(".lora_A." in n or ".lora_B." in n for n in names)
     for part in adapter.parts:
         in_part = [n for n in names if adapter.part_of(n.split(".lora_")[0]) == part]

@@ -94,6 +94,26 @@ def test_the_chat_template_renders_the_published_layout(adapters, tiny_models, f
     assert adapter.tokenizer.decode([full.input_ids[p] for p in full.segments["answer"]]).strip() == "A red box."
 
 
+@pytest.mark.parametrize("n_images", [1, 3])
+def test_training_and_the_exports_lay_a_store_row_out_in_the_same_prompt(adapters, tiny_models, tmp_path, n_images):
+    """One layout for the prompts a model is tuned and scored on and those an export gives other trainers:
+    numbered images and ``###`` after the image block when there are several, the OCR section closed by ``###``."""
+    from curation.exports import ExportSample, user_prompt
+    from trainer.data import sample_from_row
+
+    names = [f"im{k}.png" for k in range(n_images)]
+    for name, image in zip(names, [RED, GREEN, BLUE]):
+        image.save(tmp_path / name)
+    row = {"sample_id": "s", "question": "Which box is dented?", "answer": "The second.", "blob_paths": names, "ocr_texts": ["ACME", "", "250 ml"][:n_images]}
+    adapter = _adapter(adapters, tiny_models, "idefics2")  # its image placeholder is the exports' <image> tag
+    trained = adapter.encode(sample_from_row(row, tmp_path, ocr=True)).text
+    exported = user_prompt(ExportSample("s", "damage_detection", row["question"], row["answer"], tuple(names), tuple(row["ocr_texts"])), ocr=True)
+    turn = "User:" if n_images == 1 else "User: "  # the IDEFICS2 layout: a space before a turn that starts with text
+    assert trained == turn + exported + "<end_of_utterance>\nAssistant: The second.<end_of_utterance>\n"
+    assert exported == {1: "<image>\nOCR Tokens: ACME\n###\nWhich box is dented?",
+                        3: "[1] <image>\n[2] <image>\n[3] <image>\n###\nOCR Tokens: [1] ACME [3] 250 ml\n###\nWhich box is dented?"}[n_images]
+
+
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_the_label_mask_is_the_answer_and_the_end_of_turn_token(adapters, tiny_models, family):
     from trainer.data import IGNORE, make_example

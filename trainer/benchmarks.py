@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curation.generation.facts import Fact, item_facts, known_brand_index
+from curation.verdicts import NO, YES
 
-from .metrics import NO, YES, normalise_value, parse_attributes, yes_no_balance
+from .metrics import normalise_value, parse_attributes, yes_no_balance
 
 OBJECTIVE_TASKS = {"attribute_extraction": "AE", "damage_detection": "DD", "matching": "PM"}
 BENCHMARKS = ("objective", "generative", "attributes")

@@ -1,4 +1,4 @@
-"""Training settings as small dataclasses whose defaults are the paper's (PAPER.md, Training).
+"""Training settings as small dataclasses whose defaults are the VIT-Pro paper's training setup.
 
 ``TrainConfig()`` is VIT-Pro's run: LoRA r=256, alpha=32, dropout 0.1 on the attention layers of all three
 parts, 2 epochs at lr 2e-4, batch 8. ``PRESETS["multi_image"]`` is the multi-image variant.

@@ -24,10 +24,6 @@ class TrainExample:
     encoded: Encoded
     labels: list[int]
 
-    @property
-    def response_tokens(self) -> int:
-        return sum(1 for t in self.labels if t != IGNORE)
-
 
 def response_labels(encoded: Encoded) -> list[int]:
     """Labels that keep the response (the answer and the end-of-turn tokens after it) and ignore the rest."""

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from curation.prompt_layout import ocr_body
+from curation.verdicts import parse_yes_no
 from curation.vlm import Sample, SampleError, VLMAdapter
 
 from .benchmarks import EvalItem, item_images, prompt_question
 from .config import TrainConfig
 from .data import load_images
-from .metrics import attribute_exact_match, parse_attributes, parse_yes_no, per_task_metrics
+from .metrics import attribute_exact_match, parse_attributes, per_task_metrics
 
 JUDGE_PROMPT_VERSION = "judge-v1"
 JUDGE_SYSTEM = (

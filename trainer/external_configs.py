@@ -88,7 +88,7 @@ def llamafactory_yaml(family, base_model: str, dataset_name: str, config: TrainC
     return "\n".join(lines) + "\n"
 
 
-def swift_command(family, base_model: str, data_file: str, config: TrainConfig = TrainConfig(), *, output_dir: str = "output/vitpro-lora") -> list[str]:
+def swift_command(base_model: str, data_file: str, config: TrainConfig = TrainConfig(), *, output_dir: str = "output/vitpro-lora") -> list[str]:
     """``swift sft`` arguments for a LoRA run on the ms-swift export (``data.jsonl``)."""
     parts = set(config.lora.parts)
     model = public_model_id(base_model)

@@ -48,7 +48,6 @@ class TrainResult:
     resumed_from: int
     final_loss: float | None
     logs: list[StepLog] = field(default_factory=list)
-    stopped: bool = False
 
 
 def plan_steps(n_examples: int, config: TrainConfig) -> tuple[int, int]:

@@ -107,7 +107,3 @@ def apply_lora(adapter: VLMAdapter, settings: LoraSettings, *, seed: int = 0, gr
     peft_model = get_peft_model(model, config)
     adapter.model = peft_model
     return peft_model
-
-
-def trainable_parameter_names(model) -> list[str]:
-    return [n for n, p in model.named_parameters() if p.requires_grad]

@@ -17,71 +17,9 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
-YES, NO = "yes", "no"
+from curation.verdicts import NO, UNANSWERABLE, YES, is_unanswerable
+
 OVERALL = "overall"
-UNANSWERABLE = "unanswerable"
-
-# "true"/"false" are verdicts too: some models answer a yes/no question that way.
-_VERDICTS = {"yes": YES, "no": NO, "true": YES, "false": NO}
-_OPPOSITE = {YES: NO, NO: YES}
-
-# Markdown emphasis/code/heading/quote marks carry no meaning for the verdict.
-_MARKDOWN = re.compile(r"[*_`#>~]")
-# "Answer:", "A:" (also a full-width colon after NFKC is ":"), possibly repeated.
-_PREFIX = re.compile(r"^\s*(?:answer|a)\s*:\s*", re.IGNORECASE)
-# Letters only, so "don't" -> "don", "t" and "not"/"nothing"/"yesterday" stay whole words.
-_WORD = re.compile(r"[^\W\d_]+")
-_SENTENCE_END = re.compile(r"[.!?\n]")
-
-
-def _words(text: str) -> list[re.Match[str]]:
-    return list(_WORD.finditer(text))
-
-
-def _is_bare_verdict(text: str, match: re.Match[str]) -> bool:
-    """True when a verdict word stands alone as an answer, not as a determiner.
-
-    "Yes, no." / "Yes and no" / "yes/no" end a clause right after "no", whereas in
-    "Yes, no damage is visible" the "no" qualifies the next word and is not a verdict.
-    """
-    rest = text[match.end():]
-    return not re.match(r"\s+[^\W\d_]", rest)
-
-
-def parse_yes_no(text: str | None) -> str | None:
-    """Parse a free-text answer to a yes/no question into "yes", "no" or None.
-
-    None means no usable answer; callers count it as wrong. The first word decides
-    when it is a verdict ("Yes - the box is torn"), unless the opposite verdict also
-    appears as a bare answer ("Yes and no", "yes/no", "Yes. No."). Otherwise the first
-    sentence must contain exactly one verdict ("The answer is yes."); "Not damaged"
-    has none, because "not" is not a verdict word and guessing would inflate accuracy.
-    """
-    if not isinstance(text, str):
-        return None
-    s = unicodedata.normalize("NFKC", text).casefold()
-    s = _MARKDOWN.sub("", s).strip()
-    while True:
-        stripped = _PREFIX.sub("", s, count=1)
-        if stripped == s:
-            break
-        s = stripped.strip()
-    words = _words(s)
-    if not words:
-        return None
-
-    first = _VERDICTS.get(words[0].group())
-    if first is not None:
-        opposite = _OPPOSITE[first]
-        for m in words[1:]:
-            if _VERDICTS.get(m.group()) == opposite and _is_bare_verdict(s, m):
-                return None
-        return first
-
-    end = _SENTENCE_END.search(s)
-    sentence = s[: end.start()] if end else s
-    found = {_VERDICTS[m.group()] for m in _words(sentence) if m.group() in _VERDICTS}
-    return found.pop() if len(found) == 1 else None
 
 
 @dataclass
@@ -168,8 +106,6 @@ def per_task_metrics(rows: list[tuple[str, str, str | None]]) -> dict[str, Binar
     return result
 
 
-# Values that all mean "the image does not show this attribute".
-_NULL_VALUES = {"", UNANSWERABLE, "n/a", "none", "null", "unknown", "not visible"}
 _LEADING = "\"'`‘’“”«» \t\n"
 _TRAILING = _LEADING + ".,;:!?"
 _NUMBER_UNIT = re.compile(r"(\d)\s+(?=[^\W\d_]|%|°)")
@@ -181,16 +117,15 @@ def normalise_value(text: Any) -> str:
     Both truth and prediction go through this, so only differences that do not change
     the value are removed: Unicode width/compatibility forms, case, surrounding quotes
     and sentence punctuation, repeated whitespace, the space in "250 ml", and the many
-    spellings of "no answer". Leading "-" or "." is kept so "-5" and ".5" survive.
+    spellings of "no answer" (``is_unanswerable``; all become ``UNANSWERABLE``, which no casefolded
+    value equals). Leading "-" or "." is kept so "-5" and ".5" survive.
     """
-    if text is None:
-        return UNANSWERABLE
     s = unicodedata.normalize("NFKC", str(text)).casefold()
     s = " ".join(s.split())
     s = s.lstrip(_LEADING).rstrip(_TRAILING)
     s = " ".join(s.split())
     s = _NUMBER_UNIT.sub(r"\1", s)
-    return UNANSWERABLE if s in _NULL_VALUES else s
+    return UNANSWERABLE if is_unanswerable(s) else s
 
 
 def parse_attributes(text: str | None) -> dict[str, str] | None:

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from ..verdicts import is_unanswerable
+
 PAPER_KEYS = ("ProductType", "Name", "Brand", "Color", "Count", "Size", "ExpiryDate", "TargetGender")
 
 # Spellings catalogs use for the paper's keys (compared after lower-casing and dropping separators).
@@ -29,7 +31,6 @@ _ALIASES = {
     "expirydate": "ExpiryDate", "expirationdate": "ExpiryDate", "bestbefore": "ExpiryDate", "bestbeforedate": "ExpiryDate",
     "targetgender": "TargetGender", "gender": "TargetGender", "department": "TargetGender",
 }
-_EMPTY = {"", "none", "null", "nan", "n/a", "na", "-", "unanswerable", "unknown"}
 
 
 def canonical_key(key: str) -> str:
@@ -57,7 +58,7 @@ def _clean(value) -> str | None:
     if value is None:
         return None
     text = " ".join(str(value).split())
-    return None if text.lower() in _EMPTY else text
+    return None if is_unanswerable(text) else text
 
 
 # ---- what titles say -------------------------------------------------------------------------------------
@@ -249,16 +250,6 @@ def item_facts(
     for key, (value, source) in own.items():
         put(key, value, source)
     return {k: facts[k] for k in [*(k for k in PAPER_KEYS if k in facts), *(k for k in facts if k not in PAPER_KEYS)]}
-
-
-def attribute_values(attributes: Mapping[str, object] | None) -> dict[str, str]:
-    """The item's own attribute column with canonical keys and empty values dropped."""
-    out: dict[str, str] = {}
-    for key, value in (attributes or {}).items():
-        value = _clean(value)
-        if value:
-            out.setdefault(canonical_key(key), value)
-    return out
 
 
 def known_brand_index(brands: Iterable[str | None]) -> dict[str, str]:

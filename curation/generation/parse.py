@@ -11,8 +11,9 @@ import math
 import re
 from dataclasses import dataclass
 
+from ..verdicts import UNANSWERABLE, parse_yes_no
 from .facts import canonical_key
-from .tasks import ATTRIBUTE_KEYS, UNANSWERABLE, normalise
+from .tasks import ATTRIBUTE_KEYS, normalise
 
 MAX_QUESTION_CHARS = 500
 MAX_ANSWER_CHARS = 2000
@@ -94,20 +95,6 @@ def _json_pairs(text: str) -> list[tuple[str, str]] | None:
     return out or None
 
 
-_NOT_A_VERDICT = {"and", "or", "idea", "clue", "sure", "doubt", "way"}  # "Yes and no", "No idea", "No way to tell"
-
-
-def yes_no_label(answer: str) -> str | None:
-    """``yes`` or ``no`` when the answer is a verdict: its first word is exactly one of them and the next
-    does not undo it ("Yes and no", "No idea"). "Not damaged", "Now it leaks": not a verdict."""
-    words = normalise(answer).split()
-    if not words or words[0] not in ("yes", "no"):
-        return None
-    if len(words) > 1 and (words[1] in _NOT_A_VERDICT or words[1] in ("yes", "no")):  # "Yes/no"
-        return None
-    return words[0]
-
-
 def answer_format(answer: str) -> str:
     stripped = answer.strip()
     if stripped[:1] in "{[":
@@ -116,7 +103,7 @@ def answer_format(answer: str) -> str:
             return "json"
         except ValueError:
             pass
-    if yes_no_label(stripped):
+    if parse_yes_no(stripped):
         return "yes_no"
     lines = [line for line in stripped.splitlines() if line.strip()]
     if len(lines) >= 2 and all(re.match(r"\s*(?:[-*•]|\d+[.)])\s+", line) for line in lines):
@@ -179,5 +166,5 @@ def validate(task: str, raw_pairs: list[tuple[str, str]], seen: set[str] | None 
             continue
         seen.add(key)
         fmt = answer_format(answer)
-        good.append(Pair(question, answer, fmt, yes_no_label(answer), index))
+        good.append(Pair(question, answer, fmt, parse_yes_no(answer), index))
     return good, rejects

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..verdicts import UNANSWERABLE
 from .facts import canonical_key
 from .tasks import ATTRIBUTE_KEYS, TASKS, ItemContext, context_blocks
 
@@ -88,5 +89,5 @@ def _attribute_rule(ctx: ItemContext) -> str:
         rule += f" Give this item's own attributes under these keys: {', '.join(own)}."
     return rule + (
         f" Add the keys {', '.join(ATTRIBUTE_KEYS)} wherever the context states a value (the title's words count: a colour,"
-        ' a size, "Pack of 12"); write "Unanswerable" only where nothing states it. Use no other keys.'
+        f' a size, "Pack of 12"); write "{UNANSWERABLE}" only where nothing states it. Use no other keys.'
     )

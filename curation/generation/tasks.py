@@ -25,7 +25,6 @@ TASKS: dict[str, str] = {
     "refusal": "Ask something the photo cannot answer, and decline politely with the reason.",
 }
 ATTRIBUTE_KEYS = PAPER_KEYS  # the paper's keys; an item's own attribute keys come on top (facts.py)
-UNANSWERABLE = "Unanswerable"
 # Words a customer uses for a damaged product or parcel; whole words only ("break" is not "breakfast").
 _DAMAGE = re.compile(
     r"\b(?:leak(?:s|ed|ing|y)?|torn|ripped|dent(?:s|ed)?|crush(?:ed)?|squashed|smash(?:ed)?|shatter(?:ed)?|broke|broken|"

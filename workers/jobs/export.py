@@ -85,7 +85,7 @@ def trainer_files(fmt: str, params: dict[str, Any]) -> tuple[dict[str, bytes], d
                         "note": f"LLaMA-Factory has no template for {family.title}: no train_lora.yaml (train it with `vitpro train`)"}
         return {"train_lora.yaml": text.encode("utf-8")}, {**about, "llamafactory_template": family.llamafactory_template, "config_file": "train_lora.yaml"}
     if fmt == "swift":
-        return {}, {**about, "command": swift_command_line(swift_command(family, base, DATA_FILES["swift"]))}
+        return {}, {**about, "command": swift_command_line(swift_command(base, DATA_FILES["swift"]))}
     return {}, {}
 
 
