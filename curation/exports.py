@@ -110,11 +110,13 @@ def swift_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
 
 
 def trl_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
-    # Conversational prompt/completion: TRL's SFTTrainer computes the loss on the completion only. The user
-    # turn holds the very parts our scoring and training give a chat template, line breaks after images too.
+    # Conversational prompt/completion: TRL's SFTTrainer computes the loss on the completion only. Images are
+    # parts of their own, so the line break the flat layouts put after ``<image>`` has no place here.
+    content = [p if p["type"] != "text" else {**p, "text": p["text"].lstrip("\n")} for p in prompt_parts(s, ocr=ocr)]
+    content = [p for p in content if p["type"] != "text" or p["text"]]
     return {
         "id": s.sample_id,
-        "prompt": [{"role": "user", "content": prompt_parts(s, ocr=ocr)}],
+        "prompt": [{"role": "user", "content": content}],
         "completion": [{"role": "assistant", "content": [{"type": "text", "text": answer_text(s)}]}],
         "images": list(s.images),
     }
@@ -213,6 +215,8 @@ def _check_trl(r: dict, where: str, problems: list[str], root: Path | None) -> N
                 return
             elif IMAGE_TAG in part["text"]:
                 problems.append(f"{where}: an <image> tag inside text (TRL places images by parts)")
+            elif part["text"].startswith("\n"):
+                problems.append(f"{where}: a text part starts with a line break (images are parts of their own)")
     if any(p.get("type") == "image" for p in completion[0]["content"]):
         problems.append(f"{where}: an image in the completion")
     if n_image_parts != len(images):

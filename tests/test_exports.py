@@ -66,15 +66,9 @@ def test_every_format_round_trips_through_its_validator(tmp_path):
     trl = [json.loads(line) for line in (tmp_path / "out/trl/data.jsonl").read_text().splitlines()]
     parts = trl[1]["prompt"][0]["content"]
     assert [p["type"] for p in parts] == ["text", "image", "text", "image", "text"]
-    # the parts our own scoring and training give a chat template: one numbered image per line, then the sections
-    assert parts[2]["text"] == "\n[2] " and parts[4]["text"] == "\n###\nOCR Tokens: [1] ACME\n###\nWhich box is dented?"
-    assert trl[0]["prompt"][0]["content"] == [{"type": "image"}, {"type": "text", "text": "\nOCR Tokens: JAM 250 g\n###\nWhat is [image] this?"}]
-    from curation.prompt_layout import ocr_body
-    from curation.vlm.chat import messages
-
-    by_id = {r["id"]: r for r in trl}
-    for sample in samples:
-        assert by_id[sample.sample_id]["prompt"] == messages(len(sample.images), sample.question.replace("<image>", "[image]"), None, ocr_body(list(sample.ocr), len(sample.images))), sample.sample_id
+    # images are parts of their own: no text part starts with the flat layouts' line break after <image>
+    assert parts[2]["text"] == "[2] " and parts[4]["text"] == "###\nOCR Tokens: [1] ACME\n###\nWhich box is dented?"
+    assert trl[0]["prompt"][0]["content"] == [{"type": "image"}, {"type": "text", "text": "OCR Tokens: JAM 250 g\n###\nWhat is [image] this?"}]
     assert trl[1]["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": "The second one."}]}]
 
 
@@ -100,6 +94,7 @@ BROKEN = {
         (lambda r: r["prompt"][0]["content"].remove({"type": "image"}), "1 image part\\(s\\) for 2 image"),
         (lambda r: r["prompt"][0]["content"].append({"type": "text", "text": "<image>"}), "<image> tag inside text"),
         (lambda r: r.update(completion=[]), "completion one assistant message"),
+        (lambda r: r["prompt"][0]["content"][-1].update(text="\n" + r["prompt"][0]["content"][-1]["text"]), "starts with a line break"),
     ],
     "parquet": [
         (lambda r: r.update(answer=""), "answer must be non-empty"),
@@ -190,7 +185,7 @@ def test_trainer_settings_for_every_family_name_its_llamafactory_template_and_th
         assert not (lf["freeze_vision_tower"] or lf["freeze_multi_modal_projector"] or lf["freeze_language_model"])
     lm_only = yaml.safe_load(llamafactory_yaml(FAMILIES["gemma3"], "google/gemma-3-4b-it", "shop", TrainConfig(lora=LoraSettings(parts=("language",)))))
     assert lm_only["freeze_vision_tower"] and lm_only["freeze_multi_modal_projector"] and "additional_target" not in lm_only
-    args = swift_command("Qwen/Qwen3-VL-8B-Instruct", "data.jsonl", TrainConfig(lora=LoraSettings(parts=("vision", "language"))))
+    args = swift_command(FAMILIES["qwen3_vl"], "Qwen/Qwen3-VL-8B-Instruct", "data.jsonl", TrainConfig(lora=LoraSettings(parts=("vision", "language"))))
     flags = dict(zip(args[2::2], args[3::2]))
     assert flags["--model"] == "Qwen/Qwen3-VL-8B-Instruct" and flags["--use_hf"] == "true" and flags["--train_type"] == "lora"
     assert (flags["--freeze_vit"], flags["--freeze_aligner"], flags["--freeze_llm"]) == ("false", "true", "false")
