@@ -185,7 +185,7 @@ def test_trainer_settings_for_every_family_name_its_llamafactory_template_and_th
         assert not (lf["freeze_vision_tower"] or lf["freeze_multi_modal_projector"] or lf["freeze_language_model"])
     lm_only = yaml.safe_load(llamafactory_yaml(FAMILIES["gemma3"], "google/gemma-3-4b-it", "shop", TrainConfig(lora=LoraSettings(parts=("language",)))))
     assert lm_only["freeze_vision_tower"] and lm_only["freeze_multi_modal_projector"] and "additional_target" not in lm_only
-    args = swift_command(FAMILIES["qwen3_vl"], "Qwen/Qwen3-VL-8B-Instruct", "data.jsonl", TrainConfig(lora=LoraSettings(parts=("vision", "language"))))
+    args = swift_command("Qwen/Qwen3-VL-8B-Instruct", "data.jsonl", TrainConfig(lora=LoraSettings(parts=("vision", "language"))))
     flags = dict(zip(args[2::2], args[3::2]))
     assert flags["--model"] == "Qwen/Qwen3-VL-8B-Instruct" and flags["--use_hf"] == "true" and flags["--train_type"] == "lora"
     assert (flags["--freeze_vit"], flags["--freeze_aligner"], flags["--freeze_llm"]) == ("false", "true", "false")
