@@ -102,8 +102,7 @@ def engine_run(lake, configs):
 
 def pandas_load(lake, table):
     t = time.perf_counter()
-    with lake._lock:
-        df = lake.con.execute(f"SELECT task, category, {table.specs[0].column} AS vis, {table.specs[1].column} AS clip FROM {table.name}").df()
+    df = lake.fetchdf(f"SELECT task, category, {table.specs[0].column} AS vis, {table.specs[1].column} AS clip FROM {table.name}")
     return df, time.perf_counter() - t
 
 

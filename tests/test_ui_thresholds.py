@@ -224,12 +224,12 @@ def test_a_rerun_reads_nothing_again(ui_store, monkeypatch):
 
 
 def test_sample_briefs_are_what_the_full_sample_read_says(ui_store):
-    """The margin strip's point read (db/sample_briefs.py) against batches.samples_with_images."""
-    from db import batches, sample_briefs
+    """The margin strip's point read (db/sample_briefs.py) against samples_view.samples_with_images."""
+    from db import sample_briefs, samples_view
 
     home, lake, engine = ui_store
     ids = [sid for (sid,) in lake.fetchall("SELECT sample_id FROM samples ORDER BY sample_id LIMIT 12")]
-    full = {r["sample_id"]: (r["task"], r["question"], (r["blob_paths"] or [None])[0]) for r in batches.samples_with_images(lake, ids)}
+    full = {r["sample_id"]: (r["task"], r["question"], (r["blob_paths"] or [None])[0]) for r in samples_view.samples_with_images(lake, ids)}
     brief = sample_briefs.briefs(lake, ids + ["no-such-sample"])
     assert {sid: (b["task"], b["question"], b["blob_path"]) for sid, b in brief.items()} == full and len(full) == 12
     assert sample_briefs.briefs(lake, []) == {}
