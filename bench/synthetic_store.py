@@ -139,7 +139,8 @@ def build(n: int) -> dict[str, float]:
     import time
 
     from curation.filters import Condition, FilterConfig, resolve_models
-    from db import jobs, pilots, saved_filters, snapshots, users
+    from curation import snapshots
+    from db import jobs, pilots, saved_filters, users
     from db.app_engine import write_engine
     from db.store import open_store
     from config.settings import load_settings

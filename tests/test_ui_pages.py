@@ -404,7 +404,7 @@ def test_training_page_without_and_with_runs(ui_store):
 
 
 def test_the_app_imports_no_model_library():
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ui.app, ui.heat, ui.auth, ui.context, db.browse, db.pilot_results, workers.submit"],
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ui.app, ui.heat, ui.auth, ui.context, db.browse, curation.pilot_results, workers.submit"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     modules = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if line.startswith("import time:")}
     assert "streamlit" in modules

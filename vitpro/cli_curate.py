@@ -458,7 +458,8 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
 
     from curation.filters import FilterError
     from curation.svg_plots import roc_svg
-    from db import pilot_results, saved_filters
+    from curation import pilot_results
+    from db import saved_filters
 
     _get_pilot(name)
     try:
@@ -518,10 +519,10 @@ def _interval(pair) -> str:
 @click.option("--all", "every", is_flag=True, help="Also samples with a majority that are not unanimous.")
 def pilot_disagreements(name, every) -> None:
     """Samples the annotators disagree on (by default those split evenly, which the report leaves out until settled)."""
-    from db import pilots
+    from curation import pilot_results
 
     p = _get_pilot(name)
-    found = [d for d in pilots.disagreements(_engine(), p.id) if every or d.majority is None]
+    found = [d for d in pilot_results.disagreements(_engine(), p.id) if every or d.majority is None]
     if not found:
         click.echo(f"pilot {name!r}: no sample " + ("with disagreeing annotators" if every else "without a majority (--all: any disagreement)"))
         return
@@ -557,7 +558,7 @@ def snapshot() -> None:
 
 
 def _get_snapshot(name):
-    from db import snapshots
+    from curation import snapshots
 
     try:
         return snapshots.get(_engine(), name)
@@ -571,7 +572,7 @@ def _get_snapshot(name):
 def snapshot_create(name, filter_name) -> None:
     """Freeze what a saved filter keeps now: DuckLake version, filter, counts, model and prompt ids, author."""
     from curation.filters import FilterError
-    from db import snapshots
+    from curation import snapshots
 
     _, config = _load_filter(filter_name)
     try:
@@ -587,7 +588,7 @@ def snapshot_create(name, filter_name) -> None:
 @snapshot.command("list")
 def snapshot_list() -> None:
     """Snapshots, oldest first."""
-    from db import snapshots
+    from curation import snapshots
 
     rows = snapshots.list_all(_engine())
     if not rows:
@@ -629,7 +630,7 @@ def snapshot_show(name, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def snapshot_diff(a, b, as_json) -> None:
     """Samples added and removed per task from snapshot A to snapshot B."""
-    from db import snapshots
+    from curation import snapshots
 
     left, right = _get_snapshot(a), _get_snapshot(b)
     try:
@@ -721,7 +722,7 @@ def snapshot_verify(folder) -> None:
 def snapshot_rename(old, new) -> None:
     """Rename a snapshot; its export folder $VITPRO_HOME/exports/OLD moves to .../NEW with it (the
     manifests inside keep the name they were exported under)."""
-    from db import snapshots
+    from curation import snapshots
 
     exports_root = load_settings().home / "exports"
     try:

@@ -27,7 +27,8 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     scored the samples: the filter and the pilot use ``vis_model`` (the paper's IDEFICS2)."""
     from curation.exports import FORMATS, ExportError, verify_export
     from curation.filters import Condition, FilterConfig, FilterError, stats_for
-    from db import pilots, saved_filters, snapshots
+    from curation import snapshots
+    from db import pilots, saved_filters
     from db.store import open_store
     from workers.jobs import export as export_job
     from workers.submit import submit_job
