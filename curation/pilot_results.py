@@ -43,7 +43,7 @@ def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str],
         conds = [c for c in scored.conditions if c.metric == metric]
         if not conds:
             continue
-        sub = FilterConfig(conds, config.selection, config.segment)
+        sub = table.resolve(FilterConfig(conds, config.selection, config.segment))  # described with the models it used
         # only the pilot's samples are read back (not a million rows into Python)
         out[metric] = ("; ".join(c.describe() for c in conds), kept_flags(lake, table.kept_sql(sub), list(dict.fromkeys(sample_ids))))
     return out

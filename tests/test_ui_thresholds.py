@@ -79,7 +79,7 @@ def test_a_saved_filter_opens_in_the_widgets_and_saves_back_adjusted(ui_store):
 
 def test_a_saved_filter_keeps_what_the_widgets_cannot_show(ui_store):
     home, lake, engine = ui_store
-    from curation.filters import Condition, resolve_models
+    from curation.filters import Condition, resolve
 
     config = FilterConfig([Condition.parse("vis_attn >= 0.05"), Condition.parse("task in counting,recognition"),
                            Condition.parse("ocr_boxes >= 3")])
@@ -94,7 +94,7 @@ def test_a_saved_filter_keeps_what_the_widgets_cannot_show(ui_store):
         assert "Also applied, as saved in 'with-fields': task in counting,recognition" in texts(at)
         assert "Not shown" in texts(at) and "ocr_boxes >= 3" in texts(at)  # this store has no OCR boxes
         shown = FilterConfig([config.conditions[0], config.conditions[1]])
-        resolve_models(lake, shown)
+        shown = resolve(lake, shown)
         assert kept(at) == stats_for(lake, shown).report(shown).kept  # the task condition is applied, not dropped
     finally:
         saved_filters.delete(engine, "with-fields")

@@ -159,7 +159,8 @@ def filter_save(name, where, models, per_task, keep_missing, selection, segment,
     from db import saved_filters
 
     config = _config_from_options(where, models, per_task, keep_missing, selection, segment, config_file)
-    table, report = _evaluate(config)  # resolves each metric's model into config
+    table, report = _evaluate(config)
+    config = table.resolve(config)  # each metric's model named: what is shown and saved
     _print_report(name, config, table, report, hist=hist)
     if dry_run:
         click.echo("dry run: nothing saved")
@@ -190,6 +191,7 @@ def filter_show(name, as_json, hist, at_version) -> None:
     """What a saved filter keeps now (or at a DuckLake version)."""
     row, config = _load_filter(name)
     table, report = _evaluate(config, at_version)
+    config = table.resolve(config)
     if as_json:
         out = {"name": name, "config": config.to_dict(), **report.to_dict()}
         if hist:

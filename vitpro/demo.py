@@ -41,6 +41,7 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     config = FilterConfig([vis, Condition.parse("clip_score >= p20 or missing")], selection="demo-balanced")
     try:
         table = stats_for(lake, config)
+        config = table.resolve(config)  # saved with its models named
         report = table.report(config)
     except FilterError as exc:
         click.secho(f"    cannot filter: {exc}", fg="red")
