@@ -55,7 +55,7 @@ def insert(engine: Engine, row: Snapshot) -> Snapshot:
 
 
 def rename(engine: Engine, old: str, new: str, *, exports_root: Path | None = None) -> Snapshot:
-    """Give snapshot ``old`` the name ``new`` (same rules as :func:`create`; a taken name is refused).
+    """Give snapshot ``old`` the name ``new`` (the rules of :func:`check_name`; a taken name is refused).
 
     The training and evaluation runs that name the snapshot follow it (same transaction). With
     ``exports_root`` ($VITPRO_HOME/exports), the export folder ``exports_root/old`` becomes
