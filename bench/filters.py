@@ -83,7 +83,7 @@ def changes(seed: int = 5, n: int = 20):
 
 
 def engine_run(lake, configs):
-    from curation.filters import resolve_models, StatsTable
+    from curation.filters import StatsTable, resolve, resolve_models
 
     t0 = time.perf_counter()
     specs = resolve_models(lake, configs[0])
@@ -91,7 +91,7 @@ def engine_run(lake, configs):
     build = time.perf_counter() - t0
     times, answers = [], []
     for config in configs:
-        resolve_models(lake, config)
+        config = resolve(lake, config)
         t = time.perf_counter()
         report, hists = table.summary(config, [config.conditions[0], config.conditions[1]], 50)
         times.append(time.perf_counter() - t)
@@ -102,8 +102,7 @@ def engine_run(lake, configs):
 
 def pandas_load(lake, table):
     t = time.perf_counter()
-    with lake._lock:
-        df = lake.con.execute(f"SELECT task, category, {table.specs[0].column} AS vis, {table.specs[1].column} AS clip FROM {table.name}").df()
+    df = lake.fetchdf(f"SELECT task, category, {table.specs[0].column} AS vis, {table.specs[1].column} AS clip FROM {table.name}")
     return df, time.perf_counter() - t
 
 

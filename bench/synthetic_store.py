@@ -138,8 +138,9 @@ def build(n: int) -> dict[str, float]:
     """Build the store of ``VITPRO_HOME`` with ``n`` samples; returns seconds per step."""
     import time
 
-    from curation.filters import Condition, FilterConfig, resolve_models
-    from db import jobs, pilots, saved_filters, snapshots, users
+    from curation.filters import Condition, FilterConfig, resolve
+    from curation import snapshots
+    from db import jobs, pilots, saved_filters, users
     from db.app_engine import write_engine
     from db.store import open_store
     from config.settings import load_settings
@@ -155,7 +156,7 @@ def build(n: int) -> dict[str, float]:
     users.add(engine, "admin", PASSWORDS["admin"], "admin")
     users.add(engine, "anna", PASSWORDS["anna"], "annotator")
     config = FilterConfig([Condition.parse("vis_attn >= p25"), Condition.parse("clip_score >= p20 or missing")])
-    resolve_models(lake, config)
+    config = resolve(lake, config)
     saved_filters.save(engine, FILTER, config.to_dict(), "admin")
     pilots.draw_and_create(lake, engine, name="bench-pilot", size=200, seed=0, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="admin")
     for name in ("bench-snap-1", "bench-snap-2"):

@@ -32,20 +32,8 @@ from .model_ids import scrub_paths
 from .prompt_layout import flatten, ocr_body, user_parts
 
 IMAGE_TAG = "<image>"
-FORMATS = ("llava", "llamafactory", "swift", "trl", "parquet")
-DATA_FILES = {"llava": "llava.json", "llamafactory": "data.json", "swift": "data.jsonl", "trl": "data.jsonl", "parquet": "data.parquet"}
 MANIFEST = "manifest.json"
 LLAMAFACTORY_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-# How each trainer finds an image from the path in a record (the manifest's ``image_paths``, and the CLI says it).
-IMAGE_PATHS = {
-    "llava": "relative to this folder: give the folder as LLaVA's --image_folder",
-    "llamafactory": "relative to this folder, LLaMA-Factory's dataset_dir: run llamafactory-cli train train_lora.yaml here (its dataset_dir is .)",
-    "swift": "relative to this folder: ms-swift opens a relative path from the directory it runs in, else under $ROOT_IMAGE_DIR; "
-             "run swift sft here or set ROOT_IMAGE_DIR to this folder",
-    "trl": "relative to this folder: TRL opens no image paths itself and a relative path opens from the working directory; "
-           "load the images from here or join each path with this folder",
-    "parquet": "relative to this folder",
-}
 ABSOLUTE_IMAGE_PATHS = "absolute paths of the images in this folder as it was written (moving the folder breaks them)"
 
 
@@ -129,11 +117,6 @@ def parquet_record(s: ExportSample, ocr: bool) -> dict[str, Any]:
     }
 
 
-RECORD_BUILDERS: dict[str, Callable[[ExportSample, bool], dict[str, Any]]] = {
-    "llava": llava_record, "llamafactory": sharegpt_record, "swift": swift_record, "trl": trl_record, "parquet": parquet_record,
-}
-
-
 # ---- validators: the rules each trainer relies on --------------------------------------------------------
 def _images_ok(images: Any, where: str, problems: list[str], root: Path | None) -> list[str]:
     if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
@@ -188,10 +171,6 @@ def _check_messages(r: dict, where: str, problems: list[str], root: Path | None)
         problems.append(f"{where}: an assistant message holds an <image> tag")
 
 
-def _check_swift(r: dict, where: str, problems: list[str], root: Path | None) -> None:
-    _check_messages(r, where, problems, root)
-
-
 def _check_trl(r: dict, where: str, problems: list[str], root: Path | None) -> None:
     images = _images_ok(r.get("images"), where, problems, root)
     prompt, completion = r.get("prompt"), r.get("completion")
@@ -234,57 +213,6 @@ def _check_parquet(r: dict, where: str, problems: list[str], root: Path | None) 
         problems.append(f"{where}: {r['prompt'].count(IMAGE_TAG)} <image> tag(s) for {len(images)} image(s)")
 
 
-CHECKS = {"llava": _check_llava, "llamafactory": _check_messages, "swift": _check_swift, "trl": _check_trl, "parquet": _check_parquet}
-
-
-def validate(fmt: str, records: list[dict[str, Any]], *, root: Path | None = None) -> None:
-    """Raise :class:`ExportError` naming up to ten records that break the format's rules."""
-    if fmt not in CHECKS:
-        raise ExportError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
-    problems: list[str] = []
-    ids: set[str] = set()
-    for k, record in enumerate(records):
-        if not isinstance(record, dict):
-            problems.append(f"record {k}: not an object")
-            continue
-        CHECKS[fmt](record, f"record {k}" + (f" ({record['id']})" if isinstance(record.get("id"), str) else ""), problems, root)
-        rid = record.get("id")
-        if isinstance(rid, str):
-            if rid in ids:
-                problems.append(f"record {k}: duplicate id {rid}")
-            ids.add(rid)
-    if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise ExportError(f"{fmt} export is not valid: " + "; ".join(problems[:10]) + more)
-
-
-# ---- image paths ---------------------------------------------------------------------------------------
-def _map_images(fmt: str, record: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
-    """The record with ``fn`` applied to each image path (LLaVA's ``image``, the others' ``images``)."""
-    key = "image" if fmt == "llava" else "images"
-    value = record.get(key)
-    if isinstance(value, str):
-        return {**record, key: fn(value)}
-    if isinstance(value, list):
-        return {**record, key: [fn(p) if isinstance(p, str) else p for p in value]}
-    return record
-
-
-def _relative_to(base: Path, where: str) -> Callable[[str], str]:
-    """An absolute image path as the path relative to ``base`` it stands for; refused outside ``base``."""
-    def relative(path: str) -> str:
-        try:
-            return Path(path).relative_to(base).as_posix()
-        except ValueError:
-            raise ExportError(f"{where}: image path {path!r} is not inside {base} (was the folder moved?)") from None
-    return relative
-
-
-def image_paths_note(fmt: str, absolute: bool = False) -> str:
-    """How the format's trainer finds an image from a record's path (what the manifest and the CLI say)."""
-    return ABSOLUTE_IMAGE_PATHS if absolute else IMAGE_PATHS[fmt]
-
-
 # ---- serialising -------------------------------------------------------------------------------------
 def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
@@ -309,30 +237,133 @@ def _parquet_bytes(records: list[dict]) -> bytes:
     return sink.getvalue()
 
 
-def data_files(fmt: str, records: list[dict[str, Any]], dataset_name: str) -> dict[str, bytes]:
-    """The format's files (name -> bytes), besides images and the manifest."""
-    name = DATA_FILES[fmt]
-    if fmt in ("llava", "llamafactory"):
-        files = {name: _json_bytes(records)}
-    elif fmt in ("swift", "trl"):
-        files = {name: _jsonl_bytes(records)}
-    else:
-        files = {name: _parquet_bytes(records)}
-    if fmt == "llamafactory":
-        entry = {"file_name": name, "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}, "tags": dict(LLAMAFACTORY_TAGS)}
-        files["dataset_info.json"] = _json_bytes({dataset_name: entry})
-    return files
+def _read_json(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def read_records(fmt: str, folder: Path) -> list[dict[str, Any]]:
-    path = folder / DATA_FILES[fmt]
-    if fmt in ("llava", "llamafactory"):
-        return json.loads(path.read_text(encoding="utf-8"))
-    if fmt in ("swift", "trl"):
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
+
+
+def _llamafactory_info(data_file: str, dataset_name: str) -> dict[str, bytes]:
+    entry = {"file_name": data_file, "formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}, "tags": dict(LLAMAFACTORY_TAGS)}
+    return {"dataset_info.json": _json_bytes({dataset_name: entry})}
+
+
+# ---- the formats ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportFormat:
+    """Everything one trainer's format is: how a sample becomes a record, the rules a record obeys, the
+    data file it is written to and read back from, and how the trainer finds an image from its path."""
+
+    name: str
+    data_file: str
+    record: Callable[[ExportSample, bool], dict[str, Any]]  # (sample, OCR in the prompt) -> record
+    check: Callable[[dict, str, list[str], Path | None], None]  # appends what is wrong with one record
+    write: Callable[[list[dict]], bytes]
+    read: Callable[[Path], list[dict[str, Any]]]
+    image_paths: str  # the manifest's ``image_paths`` (and what the CLI says)
+    image_key: str = "images"  # the record's key that holds its image path(s)
+    companions: Callable[[str, str], dict[str, bytes]] | None = None  # (data file, dataset name) -> files beside it
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {}
+
+
+def register(fmt: ExportFormat) -> ExportFormat:
+    if fmt.name in EXPORT_FORMATS:
+        raise ValueError(f"export format {fmt.name!r} is registered twice")
+    EXPORT_FORMATS[fmt.name] = fmt
+    return fmt
+
+
+register(ExportFormat("llava", "llava.json", llava_record, _check_llava, _json_bytes, _read_json,
+                      "relative to this folder: give the folder as LLaVA's --image_folder", image_key="image"))
+register(ExportFormat("llamafactory", "data.json", sharegpt_record, _check_messages, _json_bytes, _read_json,
+                      "relative to this folder, LLaMA-Factory's dataset_dir: run llamafactory-cli train train_lora.yaml here (its dataset_dir is .)",
+                      companions=_llamafactory_info))
+register(ExportFormat("swift", "data.jsonl", swift_record, _check_messages, _jsonl_bytes, _read_jsonl,
+                      "relative to this folder: ms-swift opens a relative path from the directory it runs in, else under $ROOT_IMAGE_DIR; "
+                      "run swift sft here or set ROOT_IMAGE_DIR to this folder"))
+register(ExportFormat("trl", "data.jsonl", trl_record, _check_trl, _jsonl_bytes, _read_jsonl,
+                      "relative to this folder: TRL opens no image paths itself and a relative path opens from the working directory; "
+                      "load the images from here or join each path with this folder"))
+register(ExportFormat("parquet", "data.parquet", parquet_record, _check_parquet, _parquet_bytes, _read_parquet, "relative to this folder"))
+
+# the registry's names and data files as the callers read them (the CLI's and the pages' choices)
+FORMATS = tuple(EXPORT_FORMATS)
+DATA_FILES = {name: f.data_file for name, f in EXPORT_FORMATS.items()}
+
+
+def export_format(name: Any) -> ExportFormat:
+    """The registered format; an ExportError naming the known ones otherwise."""
+    if name not in EXPORT_FORMATS:
+        raise ExportError(f"unknown format {name!r}; formats are {', '.join(EXPORT_FORMATS)}")
+    return EXPORT_FORMATS[name]
+
+
+def validate(fmt: str, records: list[dict[str, Any]], *, root: Path | None = None) -> None:
+    """Raise :class:`ExportError` naming up to ten records that break the format's rules."""
+    check = export_format(fmt).check
+    problems: list[str] = []
+    ids: set[str] = set()
+    for k, record in enumerate(records):
+        if not isinstance(record, dict):
+            problems.append(f"record {k}: not an object")
+            continue
+        check(record, f"record {k}" + (f" ({record['id']})" if isinstance(record.get("id"), str) else ""), problems, root)
+        rid = record.get("id")
+        if isinstance(rid, str):
+            if rid in ids:
+                problems.append(f"record {k}: duplicate id {rid}")
+            ids.add(rid)
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise ExportError(f"{fmt} export is not valid: " + "; ".join(problems[:10]) + more)
+
+
+# ---- image paths ---------------------------------------------------------------------------------------
+def _map_images(fmt: str, record: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    """The record with ``fn`` applied to each image path (LLaVA's ``image``, the others' ``images``)."""
+    key = export_format(fmt).image_key
+    value = record.get(key)
+    if isinstance(value, str):
+        return {**record, key: fn(value)}
+    if isinstance(value, list):
+        return {**record, key: [fn(p) if isinstance(p, str) else p for p in value]}
+    return record
+
+
+def _relative_to(base: Path, where: str) -> Callable[[str], str]:
+    """An absolute image path as the path relative to ``base`` it stands for; refused outside ``base``."""
+    def relative(path: str) -> str:
+        try:
+            return Path(path).relative_to(base).as_posix()
+        except ValueError:
+            raise ExportError(f"{where}: image path {path!r} is not inside {base} (was the folder moved?)") from None
+    return relative
+
+
+def image_paths_note(fmt: str, absolute: bool = False) -> str:
+    """How the format's trainer finds an image from a record's path (what the manifest and the CLI say)."""
+    return ABSOLUTE_IMAGE_PATHS if absolute else export_format(fmt).image_paths
+
+
+def data_files(fmt: str, records: list[dict[str, Any]], dataset_name: str) -> dict[str, bytes]:
+    """The format's files (name -> bytes), besides images and the manifest."""
+    f = export_format(fmt)
+    return {f.data_file: f.write(records), **(f.companions(f.data_file, dataset_name) if f.companions else {})}
+
+
+def read_records(fmt: str, folder: Path) -> list[dict[str, Any]]:
+    f = export_format(fmt)
+    return f.read(folder / f.data_file)
 
 
 @dataclass
@@ -366,8 +397,7 @@ def write_export(
     trainer's config, e.g. ``train_lora.yaml``) are written beside the data and hashed like it.
     ``absolute_paths``: the records name each image by its absolute path in ``out`` (not relative to it).
     """
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
+    builder = export_format(fmt).record
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out} exists and is not empty; choose another folder or pass --force to replace it")
@@ -375,7 +405,6 @@ def write_export(
     missing = sorted({p for s in samples for p in s.images if p not in sources or not Path(sources[p]).is_file()})
     if missing:
         raise ExportError(f"{len(missing)} image file(s) are missing from the store, e.g. {missing[0]}; nothing was written")
-    builder = RECORD_BUILDERS[fmt]
     records = [builder(s, ocr) for s in samples]
     validate(fmt, records)
     base = out.resolve()
@@ -452,7 +481,7 @@ def verify_export(folder: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ExportError(f"{folder}: no readable {MANIFEST} ({exc})") from None
     fmt = manifest.get("format")
-    if fmt not in FORMATS:
+    if fmt not in EXPORT_FORMATS:
         raise ExportError(f"{folder}: the manifest names no known format")
     records = read_records(fmt, folder)
     if manifest.get("absolute_paths"):

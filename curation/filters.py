@@ -19,18 +19,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from db import metrics
 from db.exclusions import excluded_sql
 from db.lake import at_version
+from db.samples_view import BRAND, CATEGORY, product_join
 
 HIST_BINS = 50  # histogram bins kept per stat in the stats table
 OPS = (">=", "<=", "!=", "==", ">", "<", "not in", "in")
 FIELDS = {
     "task": "s.task",
-    "category": "coalesce(i.category, p.category, '(none)')",
-    "brand": "coalesce(i.brand, p.brand, '(none)')",
+    "category": CATEGORY,
+    "brand": BRAND,
     "region": "coalesce(i.region, '(none)')",
     "issue_type": "coalesce(i.issue_type, '(none)')",
     "item_kind": "i.kind",
@@ -51,12 +53,12 @@ class FilterError(ValueError):
     """A filter that cannot be applied as written (unknown stat, ambiguous model, bad value)."""
 
 
-def subject_of(metric: str) -> str:
-    if metric.startswith("clip_"):
-        return "item"
-    if metric.startswith("ocr_"):
-        return "image"
-    return "sample"
+def metric_of(name: str) -> metrics.Metric:
+    """The declared stat (db.metrics); a FilterError for a name no stat has."""
+    try:
+        return metrics.get(name)
+    except KeyError as exc:
+        raise FilterError(exc.args[0]) from None
 
 
 @dataclass
@@ -163,17 +165,22 @@ def stored_models(lake, metric: str, *, segment: str = "", version: int | None =
     return [m for (m,) in lake.fetchall(
         f"SELECT DISTINCT model_id FROM {at_version('scores', version)} WHERE metric = ? AND segment = ? AND subject_kind = ?"
         f"{' AND value IS NOT NULL' if scored_only else ''} ORDER BY 1",
-        [metric, segment, subject_of(metric)],
+        [metric, segment, metric_of(metric).subject],
     )]
 
 
-def resolve_models(lake, config: FilterConfig, version: int | None = None, *, models_of=None) -> list[StatSpec]:
-    """Each metric's model: the one named, or the only one in the store (an error if several).
-    ``models_of(metric, segment)``: what :func:`stored_models` says, from a cache (the app keeps it until
-    the next commit to scores: the query scans every score)."""
-    specs: list[StatSpec] = []
-    for cond in config.metrics():
-        segment = cond.segment if cond.segment is not None else (config.segment if cond.metric.startswith("vis_attn") or cond.metric == "text_tokens" else "")
+def resolve(lake, config: FilterConfig, version: int | None = None, *, models_of=None) -> FilterConfig:
+    """A copy of ``config`` in which each stat condition names its model (the one named, or the only one in
+    the store: an error if several) and its segment: what a saved filter or snapshot records, so it says
+    exactly what it used. ``config`` itself is left as it was. ``models_of(metric, segment)``: what
+    :func:`stored_models` says, from a cache (the app keeps it until the next commit to scores: the query
+    scans every score)."""
+    conditions = []
+    for cond in config.conditions:
+        if cond.is_field:
+            conditions.append(cond)
+            continue
+        segment = cond.segment if cond.segment is not None else metrics.default_segment(metric_of(cond.metric).name, config.segment)
         models = (models_of(cond.metric, segment) if models_of is not None
                   else stored_models(lake, cond.metric, segment=segment, version=version))
         if cond.model_id:
@@ -186,11 +193,23 @@ def resolve_models(lake, config: FilterConfig, version: int | None = None, *, mo
             raise FilterError(f"no {cond.metric} scores stored" + (f" for segment {segment!r}" if segment else "") + "; score first (vitpro score ...)")
         else:
             raise FilterError(f"{cond.metric} comes from {len(models)} models; name one: {', '.join(models)}")
-        spec = StatSpec(cond.metric, model, segment)
-        cond.model_id, cond.segment = model, segment  # resolved: a saved filter says exactly what it used
+        conditions.append(replace(cond, model_id=model, segment=segment))
+    return FilterConfig(conditions, config.selection, config.segment)
+
+
+def specs_of(config: FilterConfig) -> list[StatSpec]:
+    """The stats a resolved config (:func:`resolve`) reads, each once, in the order of its conditions."""
+    specs: list[StatSpec] = []
+    for cond in config.metrics():
+        spec = StatSpec(cond.metric, cond.model_id, cond.segment)
         if spec not in specs:
             specs.append(spec)
     return specs
+
+
+def resolve_models(lake, config: FilterConfig, version: int | None = None, *, models_of=None) -> list[StatSpec]:
+    """The stats ``config`` reads, each metric's model resolved as :func:`resolve` does (``config`` is not changed)."""
+    return specs_of(resolve(lake, config, version, models_of=models_of))
 
 
 class StatsTable:
@@ -250,7 +269,7 @@ class StatsTable:
         fields = ", ".join(f"{expr} AS {name}" for name, expr in FIELDS.items())
         joins, params = [], []
         for spec in self.specs:
-            kind = subject_of(spec.metric)
+            kind = metric_of(spec.metric).subject
             if kind == "sample":
                 joins.append(
                     f"LEFT JOIN (SELECT subject_id AS sample_id, any_value(value) AS {spec.column} FROM {at_version('scores', v)} "
@@ -272,11 +291,10 @@ class StatsTable:
         chosen = ""
         if selection:
             chosen = f"WHERE s.sample_id IN (SELECT subject_id FROM {at_version('selections', v)} WHERE name = ? AND subject_kind = 'sample')"
-        products = f"(SELECT external_id, any_value(category) AS category, any_value(brand) AS brand FROM {at_version('items', v)} WHERE kind = 'catalog' GROUP BY external_id)"
         excluded = f"(SELECT DISTINCT sample_id FROM ({excluded_sql(self.lake, v)}))"
         base = (
             f"SELECT s.sample_id, s.item_id, {fields}, ex.sample_id IS NOT NULL AS _excluded FROM {at_version('samples', v)} s "
-            f"JOIN {at_version('items', v)} i USING (item_id) LEFT JOIN {products} p ON p.external_id = i.product_ref "
+            f"JOIN {at_version('items', v)} i USING (item_id) {product_join(v)} "
             f"LEFT JOIN {excluded} ex ON ex.sample_id = s.sample_id {chosen}"
         )
         stats = [s.column for s in self.specs]
@@ -314,9 +332,24 @@ class StatsTable:
         self._sorted: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._cache: dict[tuple[str, float, bool], Any] = {}
 
+    def resolve(self, config: FilterConfig) -> FilterConfig:
+        """A copy of ``config`` whose stat conditions name the model and segment of this table's column for
+        them (a condition that names neither reads the table's only column of its stat)."""
+        return FilterConfig([self._resolved(c, config.segment) for c in config.conditions], config.selection, config.segment)
+
+    def _resolved(self, cond: Condition, default_segment: str = "answer") -> Condition:
+        if cond.is_field or (cond.model_id is not None and cond.segment is not None):
+            return cond
+        segment = cond.segment if cond.segment is not None else metrics.default_segment(metric_of(cond.metric).name, default_segment)
+        found = [s.model_id for s in self.specs if (s.metric, s.segment) == (cond.metric, segment) and cond.model_id in (None, s.model_id)]
+        if len(found) != 1:
+            raise FilterError(f"{cond.metric} is not in this stats table" if not found else f"{cond.metric} comes from several models here; name one")
+        return replace(cond, model_id=found[0], segment=segment)
+
     def column(self, cond: Condition) -> str:
         if cond.is_field:
             return cond.metric
+        cond = self._resolved(cond)
         for spec in self.specs:
             if (spec.metric, spec.model_id, spec.segment) == (cond.metric, cond.model_id, cond.segment):
                 return spec.column
@@ -383,7 +416,7 @@ class StatsTable:
 
     def _quantiles(self, config: FilterConfig) -> None:
         """Compute (and keep) every percentile threshold the config needs that is not known yet."""
-        for cond in config.conditions:
+        for cond in self.resolve(config).conditions:
             if cond.percentile is None:
                 continue
             key = (self.column(cond), cond.percentile, cond.per_task)
@@ -400,6 +433,7 @@ class StatsTable:
         return self._cache[(self.column(cond), cond.percentile, cond.per_task)]
 
     def _keep_predicate(self, config: FilterConfig, alias: str = "x") -> str:
+        config = self.resolve(config)
         self._quantiles(config)
         predicates = []
         for cond in config.conditions:
@@ -430,7 +464,9 @@ class StatsTable:
         return f"SELECT x.sample_id, x.task, x.category, {self._keep_predicate(config)} AS keep FROM {self.name} x"
 
     def thresholds(self, config: FilterConfig) -> dict[str, Any]:
-        """The value each percentile condition resolved to (per task where asked)."""
+        """The value each percentile condition resolved to (per task where asked), keyed by the condition
+        with its model named."""
+        config = self.resolve(config)
         self._quantiles(config)
         out: dict[str, Any] = {}
         for cond in config.conditions:
@@ -460,9 +496,10 @@ class StatsTable:
     def summary(self, config: FilterConfig, hist: list[Condition] = (), bins: int = HIST_BINS) -> tuple["FilterReport", dict[str, list[tuple[float, int, int]]]]:
         """Kept/dropped overall, per task and per category, and a histogram (with kept counts) of each stat in
         ``hist``, in one pass over the table (GROUPING SETS on integer codes and precomputed bins)."""
+        config = self.resolve(config)
         keep = self._keep_predicate(config)
         bin_exprs, ranges = [], []
-        for cond in hist:
+        for cond in (self._resolved(c, config.segment) for c in hist):
             col = self.column(cond)
             lo, hi = self._range(col)
             width = (hi - lo) / bins if lo is not None and hi > lo else 1.0
@@ -520,7 +557,7 @@ class StatsTable:
     def histogram(self, cond: Condition, config: FilterConfig, bins: int = 50) -> list[tuple[float, int, int]]:
         """``bins`` rows of (bin start, samples, kept samples) over the stat's range, for plots with the cut
         drawn (empty when no sample has the stat)."""
-        return self.summary(config, [cond], bins)[1][self.column(cond)]
+        return self.summary(config, [cond], bins)[1][self.column(self._resolved(cond, config.segment))]
 
 
 def _quantile_cont(values, fraction: float) -> float | None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import batches
 from .lake import Lake
+from .samples_view import CATEGORY, first_samples, products_sql
 
 ORDERS = {
     # the default: scored samples first (a fresh store has many samples no VLM has scored yet; opening on
@@ -43,8 +43,8 @@ def funnel(lake: Lake) -> list[tuple[str, int]]:
 def per_task_category(lake: Lake) -> list[dict[str, Any]]:
     """Samples and scored samples per (task, category)."""
     rows = lake.fetchall(
-        "WITH products AS (SELECT external_id, min(category) AS category FROM items WHERE kind = 'catalog' GROUP BY external_id) "
-        "SELECT x.task, coalesce(i.category, p.category, '(none)') AS category, count(*) AS samples, "
+        f"WITH products AS {products_sql()} "
+        f"SELECT x.task, {CATEGORY} AS category, count(*) AS samples, "
         "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM scores v WHERE v.subject_kind = 'sample' AND v.subject_id = x.sample_id "
         "  AND v.metric = 'vis_attn' AND v.value IS NOT NULL)) AS scored "
         "FROM samples x JOIN items i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref "
@@ -56,8 +56,8 @@ def per_task_category(lake: Lake) -> list[dict[str, Any]]:
 def facets(lake: Lake) -> dict[str, list[str]]:
     tasks = [t for (t,) in lake.fetchall("SELECT DISTINCT task FROM samples ORDER BY 1")]
     cats = [c for (c,) in lake.fetchall(
-        "WITH products AS (SELECT external_id, min(category) AS category FROM items WHERE kind = 'catalog' GROUP BY external_id) "
-        "SELECT DISTINCT coalesce(i.category, p.category, '(none)') FROM samples x JOIN items i USING (item_id) "
+        f"WITH products AS {products_sql()} "
+        f"SELECT DISTINCT {CATEGORY} FROM samples x JOIN items i USING (item_id) "
         "LEFT JOIN products p ON p.external_id = i.product_ref ORDER BY 1")]
     return {"task": tasks, "category": cats}
 
@@ -94,7 +94,7 @@ def browse(lake: Lake, *, vis_model: str | None, clip_model: str | None, tasks: 
         where.append(f"x.task IN ({', '.join('?' for _ in tasks)})")
         wparams += list(tasks)
     if categories:
-        where.append(f"coalesce(i.category, p.category, '(none)') IN ({', '.join('?' for _ in categories)})")
+        where.append(f"{CATEGORY} IN ({', '.join('?' for _ in categories)})")
         wparams += list(categories)
     if text.strip():
         clause, cparams_ = _search(text)
@@ -110,9 +110,9 @@ def browse(lake: Lake, *, vis_model: str | None, clip_model: str | None, tasks: 
         where.append("v.value <= ?")
         wparams.append(float(hi))
     base = (
-        "WITH products AS (SELECT external_id, min(category) AS category FROM items WHERE kind = 'catalog' GROUP BY external_id), "
-        "x AS (SELECT * FROM samples QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1) "
-        "SELECT x.sample_id, x.task, coalesce(i.category, p.category, '(none)') AS category, x.question, x.answer, v.value AS vis, c.value AS clip "
+        f"WITH products AS {products_sql()}, "
+        f"x AS {first_samples()} "
+        f"SELECT x.sample_id, x.task, {CATEGORY} AS category, x.question, x.answer, v.value AS vis, c.value AS clip "
         f"FROM x JOIN items i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref {vjoin} {cjoin} "
         f"WHERE {' AND '.join(where)}"
     )
@@ -147,7 +147,7 @@ def _loads(value: Any) -> Any:
 
 
 def _one_sample(lake: Lake, sample_id: str) -> tuple[dict[str, Any], tuple] | None:
-    """(batches.samples_with_images' row, lineage fields) of one sample by point reads: the samples table
+    """(samples_view.samples_with_images' row, lineage fields) of one sample by point reads: the samples table
     is scanned once, the item, its images and their OCR by their ids (the joins over whole tables cost a
     second per sample at a million samples). The same choices among copies: the first copy of the
     sample, min() among an image's and an OCR reading's copies."""

@@ -22,14 +22,14 @@ import pyarrow.compute as pc
 
 from . import browse as _browse
 from .lake import Lake
+from .samples_view import CATEGORY, first_samples, products_sql
 
 NEVER = -(2 ** 63) + 1  # created_at of a sample without one: sorts last when newest come first
 DEFAULT_ORDER = "scored first, newest"
 
 
 def _arrow(lake: Lake, query: str, params: list) -> pa.Table:
-    with lake.probe("_probe_none", "x", []) as con:  # the connection under the lake's lock
-        return con.execute(query, params).to_arrow_table()
+    return lake.fetch_arrow(query, params)
 
 
 def _cached_file(cache_dir: Path | None, name: str, key: tuple, version: int, suffix: str) -> Path | None:
@@ -53,10 +53,9 @@ def _index_table(lake: Lake, vis_model: str | None, clip_model: str | None, segm
     vjoin, vparams = _browse._score_join("v", "sample", "vis_attn", vis_model, segment, "x.sample_id")
     cjoin, cparams = _browse._score_join("c", "item", "clip_score", clip_model, "", "x.item_id")
     return _arrow(lake, (
-        "WITH products AS (SELECT external_id, min(category) AS category FROM items WHERE kind = 'catalog' GROUP BY external_id), "
-        "x AS (SELECT sample_id, item_id, task, created_at FROM samples "
-        "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1) "
-        "SELECT x.sample_id, x.task, coalesce(i.category, p.category, '(none)') AS category, v.value AS vis, c.value AS clip, "
+        f"WITH products AS {products_sql()}, "
+        f"x AS {first_samples(columns='sample_id, item_id, task, created_at')} "
+        f"SELECT x.sample_id, x.task, {CATEGORY} AS category, v.value AS vis, c.value AS clip, "
         f"  coalesce(epoch_us(x.created_at), {NEVER}) AS created "
         f"FROM x JOIN items i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref {vjoin} {cjoin} "
         "ORDER BY x.sample_id"), vparams + cparams)

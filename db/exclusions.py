@@ -120,10 +120,6 @@ def restore(lake: Lake, sample_ids: Iterable[str], *, by: str) -> int:
     return _change(lake, sample_ids, exclude=False, reason=None, by=by)
 
 
-def excluded_ids(lake: Lake, version: int | None = None) -> set[str]:
-    return {r[0] for r in lake.fetchall(f"SELECT sample_id FROM ({excluded_sql(lake, version)})")}
-
-
 def count(lake: Lake, version: int | None = None) -> int:
     return int(lake.scalar(f"SELECT count(*) FROM ({excluded_sql(lake, version)})") or 0)
 

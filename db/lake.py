@@ -182,6 +182,16 @@ class Lake:
         with self._lock:
             return self.con.execute(query, params or []).fetchnumpy()
 
+    def fetch_arrow(self, query: str, params: list | tuple | None = None):
+        """The result as an Arrow table (columnar reads that stay columnar)."""
+        with self._lock:
+            return self.con.execute(query, params or []).to_arrow_table()
+
+    def fetchdf(self, query: str, params: list | tuple | None = None):
+        """The result as a pandas DataFrame (analysis scripts)."""
+        with self._lock:
+            return self.con.execute(query, params or []).df()
+
     def fetchall(self, query: str, params: list | tuple | None = None) -> list[tuple]:
         with self._lock:
             return self.con.execute(query, params or []).fetchall()

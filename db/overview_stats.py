@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .lake import Lake
+from .samples_view import CATEGORY, products_sql
 
 SCORED = "SELECT subject_id FROM scores WHERE subject_kind = 'sample' AND metric = 'vis_attn' AND value IS NOT NULL"
 STAGES = ("image-text pairs ingested", "with a usable image", "items with generated samples", "samples generated",
@@ -31,8 +32,8 @@ def funnel(lake: Lake) -> list[tuple[str, int]]:
 def per_task_category(lake: Lake) -> list[dict[str, Any]]:
     """Samples and scored samples (with a VisAttnScore) per (task, category)."""
     rows = lake.fetchall(
-        "WITH products AS (SELECT external_id, min(category) AS category FROM items WHERE kind = 'catalog' GROUP BY external_id) "
-        "SELECT x.task, coalesce(i.category, p.category, '(none)') AS category, count(*) AS samples, "
+        f"WITH products AS {products_sql()} "
+        f"SELECT x.task, {CATEGORY} AS category, count(*) AS samples, "
         f"count(*) FILTER (WHERE x.sample_id IN ({SCORED})) AS scored "
         "FROM samples x JOIN items i USING (item_id) LEFT JOIN products p ON p.external_id = i.product_ref "
         "GROUP BY ALL ORDER BY 1, 2"

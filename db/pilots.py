@@ -13,9 +13,7 @@ from typing import Any, Iterable
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from curation.pilot_stats import SKIP, consensus  # pure; db/pilot_results reads it too
-
-from . import batches
+from . import samples_view
 from .app_models import Pilot, PilotAdjudication, PilotLabel, PilotSample
 from .lake import Lake
 from .named_rows import get_named
@@ -209,16 +207,6 @@ def add_samples(lake: Lake, engine: Engine, pilot_name: str, sample_ids: Iterabl
 
 
 # ---- disagreements and their adjudication ---------------------------------------------------------------
-@dataclass
-class Disagreement:
-    """A pilot sample whose annotators did not all give the same (non-skip) label."""
-    sample_id: str
-    position: int
-    labels: dict[str, PilotLabel]  # annotator -> their label (skips included, as they were given)
-    majority: str | None  # None: split evenly, so it drops out of the results unless settled
-    settled: PilotAdjudication | None = None
-
-
 def adjudicate(engine: Engine, pilot_id: int, sample_id: str, label: str, settled_by: str, note: str | None = None) -> None:
     """Settle a sample as grounded or not grounded; the verdict replaces the annotators' labels in the
     results. Settling again changes the verdict."""
@@ -246,22 +234,6 @@ def adjudications(engine: Engine, pilot_id: int) -> dict[str, PilotAdjudication]
         rows = list(s.scalars(select(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot_id)))
         s.expunge_all()
         return {r.sample_id: r for r in rows}
-
-
-def disagreements(engine: Engine, pilot_id: int) -> list[Disagreement]:
-    """Samples whose annotators disagree, in labelling order, with each one's label, the majority if there
-    is one, and the verdict if settled."""
-    by_sample: dict[str, dict[str, PilotLabel]] = {}
-    for row in labels(engine, pilot_id):
-        by_sample.setdefault(row.sample_id, {})[row.annotator] = row
-    verdicts = adjudications(engine, pilot_id)
-    out = []
-    for sample in samples(engine, pilot_id):
-        given = by_sample.get(sample.sample_id, {})
-        if len({r.label for r in given.values() if r.label != SKIP}) > 1:
-            out.append(Disagreement(sample.sample_id, sample.position, given, consensus([r.label for r in given.values()]),
-                                    verdicts.get(sample.sample_id)))
-    return out
 
 
 def _upsert(s: Session, pilot_id: int, sample_id: str, annotator: str, label: str, words: list[str], note: str | None) -> None:
@@ -337,22 +309,11 @@ def import_csv(engine: Engine, pilot: Pilot, text: str, *, default_annotator: st
     return ImportResult(len(rows), sorted({r[1] for r in rows}), blank)
 
 
-def delete_pilot(engine: Engine, name: str) -> None:
-    with Session(engine) as s, s.begin():
-        pilot = s.scalar(select(Pilot).where(Pilot.name == name))
-        if pilot is None:
-            raise PilotError(f"no pilot {name!r}")
-        s.execute(delete(PilotLabel).where(PilotLabel.pilot_id == pilot.id))
-        s.execute(delete(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot.id))
-        s.execute(delete(PilotSample).where(PilotSample.pilot_id == pilot.id))
-        s.delete(pilot)
-
-
 def sample_details(lake: Lake, sample_ids: list[str], *, vis_model: str | None, segment: str, blob_root) -> dict[str, dict[str, Any]]:
     """What a labeller needs to see per sample: question, answer, image files, OCR text and the words the
     VLM looked at least (lowest A(t) first)."""
     out: dict[str, dict[str, Any]] = {}
-    for r in batches.samples_with_images(lake, sample_ids):
+    for r in samples_view.samples_with_images(lake, sample_ids):
         out[r["sample_id"]] = {"task": r["task"], "question": r["question"], "answer": r["answer"], "title": r["item_text"], "category": r["category"],
                                "images": [str(blob_root / b) for b in r["blob_paths"]], "ocr": r["ocr_texts"], "weakest": []}
     marks = ", ".join("?" for _ in sample_ids)

@@ -101,14 +101,3 @@ def score_threshold(lake: Lake, metric: str, percentile: float, *, model_id: str
         raise ValueError(f"{metric} is stored for {', '.join(sorted(k for (k,) in kinds))}; pick one with --of")
     row = lake.fetchone(f"SELECT quantile_cont(value, ?), count(*) FROM scores WHERE {' AND '.join(clauses)}", [percentile / 100.0, *params])
     return (row[0], int(row[1])) if row else (None, 0)
-
-
-def scores_with_percentiles(lake: Lake, metric: str, *, model_id: str, segment: str = "", subject_kind: str = "item", limit: int = 20, lowest: bool = True) -> list[tuple[str, float, float]]:
-    """(subject, value, percentile 0-100) of a score, lowest (or highest) first."""
-    order = "ASC" if lowest else "DESC"
-    return lake.fetchall(
-        "SELECT subject_id, value, 100 * percent_rank() OVER (ORDER BY value) AS pct FROM scores "
-        "WHERE metric = ? AND model_id = ? AND segment = ? AND subject_kind = ? AND value IS NOT NULL "
-        f"ORDER BY value {order} LIMIT {int(limit)}",
-        [metric, model_id, segment, subject_kind],
-    )

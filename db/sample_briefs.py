@@ -1,6 +1,6 @@
 """A few samples in brief (task, question, first image), for a strip of examples such as the samples on
 either side of a threshold: point reads of the asked samples and their first images only, where
-batches.samples_with_images (everything an export needs) groups every image and OCR reading of the store
+samples_view.samples_with_images (everything an export needs) groups every image and OCR reading of the store
 first (seconds at a million samples)."""
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ in any DuckDB version.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .lake import Lake
+from .samples_view import product_join
 
 STRATA = ("category", "brand", "region", "issue_type", "time")
 TIME_BUCKETS = {"month": "%Y-%m", "quarter": None, "year": "%Y"}
@@ -37,8 +37,7 @@ def _stratum_columns(by: list[str], time_bucket: str) -> list[str]:
 def _subjects(of: str, tasks: list[str] | None) -> tuple[str, list[Any]]:
     items = (
         "SELECT i.item_id, i.category, i.brand, i.region, i.issue_type, i.event_time, p.category AS p_category, p.brand AS p_brand "
-        "FROM items i LEFT JOIN (SELECT external_id, any_value(category) AS category, any_value(brand) AS brand "
-        "FROM items WHERE kind = 'catalog' GROUP BY external_id) p ON p.external_id = i.product_ref"
+        f"FROM items i {product_join()}"
     )
     if of == "items":
         return f"SELECT item_id AS subject_id, * EXCLUDE (item_id) FROM ({items})", []
@@ -95,7 +94,3 @@ def write_selection(lake: Lake, name: str, sql: str, params: list[Any], names: l
 
 def selection_names(lake: Lake) -> list[tuple[str, str, int]]:
     return lake.fetchall("SELECT name, any_value(subject_kind), count(*) FROM selections GROUP BY name ORDER BY name")
-
-
-def selection_strata(lake: Lake, name: str) -> list[dict[str, Any]]:
-    return [json.loads(s) for (s,) in lake.fetchall("SELECT stratum FROM selections WHERE name = ?", [name])]

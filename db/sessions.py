@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -131,12 +131,3 @@ def state(row: WebSession, *, now: datetime | None = None, policy: SessionPolicy
     if _aware(row.expires_at) <= now or _aware(row.created_at) + timedelta(days=policy.max_days) <= now:
         return "expired"
     return "active"
-
-
-def purge(engine: Engine, *, older_than_days: float = 30.0) -> int:
-    """Forget sessions that ended long ago (the table stays small)."""
-    cutoff = _now() - timedelta(days=older_than_days)
-    from sqlalchemy import delete
-
-    with Session(engine) as s, s.begin():
-        return s.execute(delete(WebSession).where(or_(WebSession.expires_at < cutoff, WebSession.revoked_at < cutoff))).rowcount or 0

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
-from . import batches, snapshots
 from .app_models import EvalRun, TrainRun, TrainStep
 from .lake import Lake, at_version
 from .named_rows import get_named, insert_named, list_named, name_taken
@@ -119,23 +118,6 @@ def set_eval(engine: Engine, name: str, **values: Any) -> None:
 
 
 # ---- data ---------------------------------------------------------------------------------------------
-def snapshot_rows(lake: Lake, engine: Engine, snapshot: str) -> list[dict[str, Any]]:
-    """Every sample of a snapshot with its images, OCR text and product, read at the snapshot's version."""
-    snap = snapshots.get(engine, snapshot)
-    ids = [sid for sid, _ in snapshots.kept(lake, snap)]
-    return batches.samples_with_images(lake, ids, version=snap.lake_version)
-
-
-def eval_rows(lake: Lake, engine: Engine, snapshot: str) -> list[dict[str, Any]]:
-    """:func:`snapshot_rows` with the product each sample is about, for the evaluation's benchmarks: its
-    ``item_id``, ``title``, ``brand`` and ``attributes`` (a complaint's from the catalog product it refers
-    to, its own attributes on top), read at the snapshot's version."""
-    snap = snapshots.get(engine, snapshot)
-    rows = snapshot_rows(lake, engine, snapshot)
-    fields = product_fields(lake, [r["sample_id"] for r in rows], version=snap.lake_version)
-    return [{**r, **fields.get(r["sample_id"], {})} for r in rows]
-
-
 def product_fields(lake: Lake, sample_ids: list[str], *, version: int | None = None) -> dict[str, dict[str, Any]]:
     """sample_id -> the item's id and its product's title, brand and attributes (a dict); every choice among
     copies by the first written, so one version gives the same fields."""

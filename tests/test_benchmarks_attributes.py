@@ -8,7 +8,7 @@ import re
 
 from curation.filters import FilterConfig
 from curation.generation.facts import canonical_key
-from db import snapshots, training
+from curation import snapshots
 from db.app_engine import write_engine
 from db.store import init_store
 from trainer import benchmarks as bm
@@ -30,7 +30,7 @@ def _store_rows(tmp_path, shared_data):
     lake = ingest_and_generate(tmp_path / "demo")  # the demo catalog and complaints beside them, then the template samples
     engine = write_engine(load_settings().app_url)
     snapshots.create(lake, engine, name="snap", filter_name=None, config=FilterConfig([]), created_by="tester")
-    return training.eval_rows(lake, engine, "snap")
+    return snapshots.eval_rows(lake, engine, "snap")
 
 
 def _ae(items):

@@ -8,12 +8,14 @@ import pytest
 
 from curation.exports import DATA_FILES, FORMATS, write_export
 from curation.filters import Condition, FilterConfig, stats_for
-from db import exclusions, saved_filters, snapshots, training
+from curation import snapshots
+from db import exclusions, saved_filters, training
 from db.app_engine import write_engine
 from config.settings import load_settings
 from workers.jobs import export as export_job
 
 from .curation_store import add_scores, ingest_and_generate
+from .helpers import excluded_ids as _excluded_ids
 from .test_generation import _run_job
 
 CONFIG = [Condition.parse("vis_attn >= p25"), Condition.parse("clip_score >= p20")]
@@ -59,7 +61,7 @@ def test_exclude_and_restore_keep_a_history_and_refuse_bad_input(scored):
 
     assert exclusions.exclude(lake, ids[:2], reason="blurred photo", by="ann") == 2
     assert exclusions.exclude(lake, ids, reason="again", by="bob") == 1  # only the third is new
-    assert exclusions.excluded_ids(lake) == set(ids) and exclusions.count(lake) == 3
+    assert _excluded_ids(lake) == set(ids) and exclusions.count(lake) == 3
     listed = exclusions.list_excluded(lake, limit=10)
     assert listed[0] == {"sample_id": ids[2], "reason": "again", "by": "bob", "at": listed[0]["at"]}
     assert {r["sample_id"]: r["reason"] for r in listed} == {ids[0]: "blurred photo", ids[1]: "blurred photo", ids[2]: "again"}
@@ -71,12 +73,12 @@ def test_exclude_and_restore_keep_a_history_and_refuse_bad_input(scored):
     assert exclusions.restore(lake, [ids[0]], by="cy") == 0  # not excluded any more
     with pytest.raises(exclusions.ExclusionError, match="no sample with id zzz; nothing was restored"):
         exclusions.restore(lake, ["zzz"], by="cy")
-    assert exclusions.excluded_ids(lake) == set(ids[1:])
+    assert _excluded_ids(lake) == set(ids[1:])
     # the log keeps every change; time travel gives the state at any version
     assert [(h["excluded"], h["reason"], h["by"]) for h in exclusions.history(lake, ids[0])] == [(True, "blurred photo", "ann"), (False, None, "cy")]
-    assert exclusions.excluded_ids(lake, version=at_exclusion) == set(ids)
-    assert exclusions.excluded_ids(lake, version=before) == set()
-    assert exclusions.excluded_ids(lake, version=1) == set()  # before the table existed (a snapshot from before migration 5)
+    assert _excluded_ids(lake, version=at_exclusion) == set(ids)
+    assert _excluded_ids(lake, version=before) == set()
+    assert _excluded_ids(lake, version=1) == set()  # before the table existed (a snapshot from before migration 5)
     assert exclusions.exclude(lake, [ids[0]], reason="second look", by="ann") == 1
     assert [h["excluded"] for h in exclusions.history(lake, ids[0])] == [True, False, True]
     assert lake.fetchall("SELECT seq FROM exclusions WHERE sample_id = ? ORDER BY seq", [ids[0]]) == [(1,), (2,), (3,)]
@@ -194,7 +196,7 @@ def test_samples_and_snapshot_rename_from_the_command_line(scored, vitpro_cli, h
     assert "2 excluded in all" in listing
     assert {r["by"] for r in exclusions.list_excluded(lake)} == {"tester"}
     assert "restored 1 sample(s)" in run("samples", "restore", ids[0], check=True).stdout
-    assert exclusions.excluded_ids(lake) == {ids[1]}
+    assert _excluded_ids(lake) == {ids[1]}
 
     engine = write_engine(load_settings().app_url)
     snapshots.create(lake, engine, name="s1", filter_name=None, config=_config(), created_by="tester")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from curation.exports import (
-    FORMATS, ExportError, ExportSample, RECORD_BUILDERS, read_records, user_prompt, validate, verify_export, write_export,
+    EXPORT_FORMATS, FORMATS, ExportError, ExportSample, read_records, register, user_prompt, validate, verify_export, write_export,
 )
 
 
@@ -106,7 +106,7 @@ BROKEN = {
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_validators_refuse_broken_records(tmp_path, fmt):
     samples, sources = _samples(tmp_path)
-    good = [RECORD_BUILDERS[fmt](s, False) for s in samples]
+    good = [EXPORT_FORMATS[fmt].record(s, False) for s in samples]
     validate(fmt, good)
     for breaker, message in BROKEN[fmt]:
         records = copy.deepcopy(good)
@@ -239,3 +239,17 @@ def test_manifest_says_how_image_paths_resolve_and_absolute_paths_point_into_the
     (tmp_path / "abs" / "swift").rename(tmp_path / "moved")
     with pytest.raises(ExportError, match="is not inside .*moved.*was the folder moved"):
         verify_export(tmp_path / "moved")
+
+
+def test_every_format_is_one_registered_object_and_the_choices_come_from_the_registry():
+    from curation.exports import DATA_FILES, data_files, image_paths_note
+
+    assert FORMATS == ("llava", "llamafactory", "swift", "trl", "parquet") == tuple(EXPORT_FORMATS)
+    assert DATA_FILES == {name: f.data_file for name, f in EXPORT_FORMATS.items()}
+    assert sorted(data_files("llamafactory", [], "ds")) == ["data.json", "dataset_info.json"]
+    assert sorted(data_files("trl", [], "ds")) == ["data.jsonl"]
+    assert image_paths_note("llava").startswith("relative to this folder: give the folder as LLaVA's --image_folder")
+    with pytest.raises(ValueError, match="registered twice"):
+        register(EXPORT_FORMATS["llava"])
+    with pytest.raises(ExportError, match="unknown format 'csv'; formats are llava, llamafactory, swift, trl, parquet"):
+        validate("csv", [])

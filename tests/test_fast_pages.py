@@ -8,7 +8,8 @@ import math
 import pytest
 
 from curation.filters import HIST_BINS, Condition, FilterConfig, stats_for
-from db import browse, overview_stats, snapshots
+from curation import snapshots
+from db import browse, overview_stats
 from db.lake import ALIAS
 
 from .test_ui_pages import ADMIN, ANNA, page, texts, ui_store  # noqa: F401  (ui_store: the fixture)

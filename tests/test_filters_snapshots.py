@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from curation.exports import FORMATS, verify_export, write_export
-from curation.filters import Condition, FilterConfig, FilterError, stats_for
-from db import saved_filters, snapshots
+from curation.filters import Condition, FilterConfig, FilterError, resolve, resolve_models, stats_for
+from curation import snapshots
+from db import saved_filters
 from db.app_engine import write_engine
 from config.settings import load_settings
 
@@ -82,7 +83,7 @@ def test_filter_counts_equal_a_brute_force_count(scored):
     config = FilterConfig([Condition.parse("vis_attn >= p25"), Condition.parse("clip_score >= 22.5")])
     expected = _counts(rows, lambda r: r["vis"] is not None and r["vis"] >= vis25 and r["clip"] is not None and r["clip"] >= 22.5)
     assert _engine_counts(lake, config) == expected
-    assert config.conditions[0].model_id == VIS_MODEL and config.conditions[0].segment == "answer"  # resolved and recorded
+    assert config.conditions[0].model_id is None and config.conditions[0].segment is None  # the caller's conditions stay as written
 
     # per-task percentile, missing stats pass, text field
     by_task = collections.defaultdict(list)
@@ -113,6 +114,23 @@ def test_histogram_and_thresholds_agree_with_the_data(scored):
     assert hist[0][0] == pytest.approx(min(values))
     thresholds = table.thresholds(config)
     assert list(thresholds.values())[0] == pytest.approx(_quantile(values, 30))
+
+
+def test_resolving_models_leaves_the_callers_config_as_it_was(scored):
+    lake = scored
+    config = FilterConfig([Condition.parse("vis_attn >= p25"), Condition.parse("clip_score >= 20"), Condition.parse("task != refusal")])
+    written = config.to_dict()
+    specs = resolve_models(lake, config)
+    assert config.to_dict() == written
+    assert [(s.metric, s.model_id, s.segment) for s in specs] == [("vis_attn", VIS_MODEL, "answer"), ("clip_score", CLIP_MODEL, "")]
+    resolved = resolve(lake, config)
+    assert config.to_dict() == written
+    assert [(c.metric, c.model_id, c.segment) for c in resolved.conditions] == [("vis_attn", VIS_MODEL, "answer"), ("clip_score", CLIP_MODEL, ""),
+                                                                              ("task", None, None)]
+    # a table built from the resolved stats answers the config as written and as resolved alike
+    table = stats_for(lake, config)
+    assert table.report(config) == table.report(resolved)
+    assert config.to_dict() == written
 
 
 def test_filters_refuse_what_they_cannot_apply(scored):

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from curation import ocr
 from curation.mapping import ColumnMapping
-from db import batches
+from db import ocr_reads
 from db.store import open_store
 from config.settings import load_settings
 from workers.jobs import ingest as ingest_job
@@ -160,7 +160,7 @@ def test_cuda_is_refused_here_with_the_fix_and_would_run_on_the_gpu_queue():
 def test_status_counts_redactions_found_in_ocr_text(home, tmp_path, vitpro_cli):
     _ingest(tmp_path, "notes", {"n": label_image("+1 415 555 0100\nhannah@example.com")})
     assert _run_job("ocr", ocr_job.prepare_params()).status == "succeeded"
-    assert batches.ocr_redaction_totals(_lake()) == {"EMAIL": 1, "PHONE": 1}
+    assert ocr_reads.ocr_redaction_totals(_lake()) == {"EMAIL": 1, "PHONE": 1}
     out = vitpro_cli("status", "--json", check=True)
     assert json.loads(out.stdout)["ocr_redactions"] == {"EMAIL": 1, "PHONE": 1}
 

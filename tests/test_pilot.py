@@ -13,6 +13,7 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from curation.pilot_stats import accuracy, auc, best_thresholds, cohen_kappa, consensus, evaluate, roc_curve
+from curation import pilot_results
 from db import pilots
 from db.app_engine import write_engine
 from config.settings import load_settings
@@ -276,17 +277,16 @@ def test_clear_undo_adjudicate_and_add_samples(pilot_store):
     pilots.set_label(engine, pid, ids[6], "ann", "grounded")
     pilots.set_label(engine, pid, ids[6], "bob", "not_grounded")
     pilots.set_label(engine, pid, ids[6], "cy", "not_grounded")  # a 2-1 majority: a disagreement with a majority
-    found = pilots.disagreements(engine, pid)
+    found = pilot_results.disagreements(engine, pid)
     assert [(d.sample_id, d.majority, sorted(d.labels)) for d in found] == [(ids[0], None, ["ann", "bob"]), (ids[6], "not_grounded", ["ann", "bob", "cy"])]
     assert found[0].labels["ann"].ungrounded_words == ["dented"] and found[0].settled is None
-    from db import pilot_results
     before = pilot_results.results(lake, engine, "p2").report
     assert (before.without_majority, before.settled) == (1, 0)
     pilots.adjudicate(engine, pid, ids[0], "grounded", "admin")
     pilots.adjudicate(engine, pid, ids[0], "not_grounded", "admin", "the lid is dented")  # changed
     verdict = pilots.adjudications(engine, pid)[ids[0]]
     assert (verdict.label, verdict.settled_by, verdict.note) == ("not_grounded", "admin", "the lid is dented")
-    assert pilots.disagreements(engine, pid)[0].settled.label == "not_grounded"
+    assert pilot_results.disagreements(engine, pid)[0].settled.label == "not_grounded"
     after = pilot_results.results(lake, engine, "p2").report
     assert (after.without_majority, after.settled, after.labelled, after.not_grounded) == (0, 1, before.labelled + 1, before.not_grounded + 1)
     with pytest.raises(pilots.PilotError, match="a verdict is one of grounded, not_grounded"):
@@ -346,6 +346,6 @@ def test_cli_report_counts_settled_and_without_majority_with_intervals_and_adjud
 
 
 def pilot_results_report(lake, engine):
-    from db import pilot_results
+    from curation import pilot_results
 
     return pilot_results.results(lake, engine, "p").report

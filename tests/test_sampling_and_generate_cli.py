@@ -1,6 +1,7 @@
 """Stratified sampling (SQL) against a brute-force count, and generation from the command line through a
 real worker, with the template backend and with the chat-completions backend over real HTTP."""
 import collections
+import json
 
 import pytest
 
@@ -54,7 +55,7 @@ def test_stratified_sample_respects_quotas_and_is_deterministic(store_with_sampl
     sampling.write_selection(lake, "s2", sql2, params2, names, 2, "samples", "run-c")
     second = set(r[0] for r in lake.fetchall("SELECT subject_id FROM selections WHERE name = 's2'"))
     assert second != first and len(second) == len(first)
-    strata = sampling.selection_strata(lake, "s1")
+    strata = [json.loads(s) for (s,) in lake.fetchall("SELECT stratum FROM selections WHERE name = 's1'")]
     assert set(strata[0]) == {"category", "region"}
     with pytest.raises(ValueError, match="stratify by"):
         sampling.stratified(lake, by=["colour"], per_stratum=1)

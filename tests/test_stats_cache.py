@@ -182,7 +182,7 @@ def _old_current_predictions(lake, config, sample_ids):
 
 
 def test_pilot_results_on_the_apps_stats_table_are_the_ones_built_for_them(small_store):
-    from db import pilot_results
+    from curation import pilot_results
 
     lake, engine = context.lake(), context.engine()
     ids = _label_some(engine)

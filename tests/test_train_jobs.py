@@ -11,7 +11,8 @@ import time
 import pytest
 
 from curation.filters import Condition, FilterConfig
-from db import jobs, snapshots, training
+from curation import snapshots
+from db import jobs, training
 from db.app_engine import write_engine
 from trainer.benchmarks import EvalItem
 from trainer.config import LoraSettings, TrainConfig

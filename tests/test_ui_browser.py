@@ -11,6 +11,7 @@ import pytest
 
 from .conftest import wait_job
 from .helpers import AppServer
+from .helpers import excluded_ids as _excluded_ids
 from .ui_store import PASSWORDS, XSS, build
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -169,9 +170,7 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
         page.get_by_role("textbox", name="Reason (kept with the exclusion)").fill("wrong product photo")
         page.get_by_role("button", name="Exclude selected").click()
         page.get_by_text("excluded 1 sample(s)").wait_for()
-        from db import exclusions
-
-        assert exclusions.excluded_ids(lake) == {chosen}
+        assert _excluded_ids(lake) == {chosen}
         _open(page, "Snapshots")
         page.get_by_role("textbox", name="Snapshot name").fill("after-exclusion")
         page.get_by_role("button", name="Create snapshot").click()

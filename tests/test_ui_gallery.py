@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db import batches, browse
+from db import batches, browse, samples_view
 from ui import heat
 from ui.context import USER_KEY
 
 from .test_ui_pages import ADMIN, ANNA, PAGES, html_blocks, page, texts, ui_store  # noqa: F401 - ui_store is a fixture
+from .helpers import excluded_ids as _excluded_ids
 from .ui_store import SECOND_VIS_MODEL, VIS_MODEL
 
 NOW = datetime.now(timezone.utc)
@@ -284,16 +285,16 @@ def test_gallery_bulk_exclude_restore_and_add_to_pilot_for_admins_only(ui_store)
     at.checkbox(key=f"gal_sel_{ids[0]}").check()
     at.checkbox(key=f"gal_sel_{ids[1]}").check().run()
     at.button(key="FormSubmitter:gal_exclude_form-Exclude selected").click().run()
-    assert "give a reason" in texts(at) and not exclusions.excluded_ids(lake) & set(ids)
+    assert "give a reason" in texts(at) and not _excluded_ids(lake) & set(ids)
     at.text_input(key="gal_reason").input("blurred photo")
     at.button(key="FormSubmitter:gal_exclude_form-Exclude selected").click().run()
     assert not at.exception and "excluded 2 sample(s)" in texts(at)
-    assert exclusions.excluded_ids(lake) >= {ids[0], ids[1]}
+    assert _excluded_ids(lake) >= {ids[0], ids[1]}
     tiles = _tiles(at)
     assert ":gray-badge[excluded]" in tiles[ids[0]] and ":gray-badge[excluded]" not in tiles[ids[2]]
     at.checkbox(key=f"gal_sel_{ids[0]}").check().run()
     at.button(key="FormSubmitter:gal_exclude_form-Restore selected").click().run()
-    assert "restored 1 sample(s)" in texts(at) and ids[0] not in exclusions.excluded_ids(lake) and ids[1] in exclusions.excluded_ids(lake)
+    assert "restored 1 sample(s)" in texts(at) and ids[0] not in _excluded_ids(lake) and ids[1] in _excluded_ids(lake)
     exclusions.restore(lake, [ids[1]], by="admin")
 
     pilot = pilots.get(engine, "ui-pilot")
@@ -367,14 +368,14 @@ def test_browse_index_pages_and_percentiles_match_the_sql_reads(ui_store, tmp_pa
 
 def test_inspect_record_point_reads_match_samples_with_images(ui_store):
     """Inspect reads one sample by point reads (db/browse.py _one_sample), not the whole-table joins of
-    batches.samples_with_images; both give the same text, category, images and OCR for every sample."""
+    samples_view.samples_with_images; both give the same text, category, images and OCR for every sample."""
     home, lake, engine = ui_store
     sha = lake.scalar("SELECT min(sha256) FROM images")
     lake.transaction(lambda con: con.execute(
         "INSERT INTO ocr (sha256, engine, text, n_boxes, run_id, created_at) VALUES (?, 'test', 'LOT 7 handle with care', 1, 'ocr-point', ?)", [sha, NOW]))
     try:
         ids = [s for (s,) in lake.fetchall("SELECT DISTINCT sample_id FROM samples ORDER BY 1")]
-        full = {r["sample_id"]: r for r in batches.samples_with_images(lake, ids)}
+        full = {r["sample_id"]: r for r in samples_view.samples_with_images(lake, ids)}
         assert any(len(r["blob_paths"]) > 1 for r in full.values()) and any(any(r["ocr_texts"]) for r in full.values())
         for sid in ids:
             got = browse._one_sample(lake, sid)

@@ -8,7 +8,8 @@ import zipfile
 
 from curation.exports import MANIFEST, verify_export, write_export
 from curation.filters import FilterConfig
-from db import exclusions, saved_filters, snapshots
+from curation import snapshots
+from db import exclusions, saved_filters
 from db.users import SignedIn
 from ui import downloads
 from config.settings import load_settings

@@ -79,7 +79,7 @@ def test_a_saved_filter_opens_in_the_widgets_and_saves_back_adjusted(ui_store):
 
 def test_a_saved_filter_keeps_what_the_widgets_cannot_show(ui_store):
     home, lake, engine = ui_store
-    from curation.filters import Condition, resolve_models
+    from curation.filters import Condition, resolve
 
     config = FilterConfig([Condition.parse("vis_attn >= 0.05"), Condition.parse("task in counting,recognition"),
                            Condition.parse("ocr_boxes >= 3")])
@@ -94,7 +94,7 @@ def test_a_saved_filter_keeps_what_the_widgets_cannot_show(ui_store):
         assert "Also applied, as saved in 'with-fields': task in counting,recognition" in texts(at)
         assert "Not shown" in texts(at) and "ocr_boxes >= 3" in texts(at)  # this store has no OCR boxes
         shown = FilterConfig([config.conditions[0], config.conditions[1]])
-        resolve_models(lake, shown)
+        shown = resolve(lake, shown)
         assert kept(at) == stats_for(lake, shown).report(shown).kept  # the task condition is applied, not dropped
     finally:
         saved_filters.delete(engine, "with-fields")
@@ -224,12 +224,12 @@ def test_a_rerun_reads_nothing_again(ui_store, monkeypatch):
 
 
 def test_sample_briefs_are_what_the_full_sample_read_says(ui_store):
-    """The margin strip's point read (db/sample_briefs.py) against batches.samples_with_images."""
-    from db import batches, sample_briefs
+    """The margin strip's point read (db/sample_briefs.py) against samples_view.samples_with_images."""
+    from db import sample_briefs, samples_view
 
     home, lake, engine = ui_store
     ids = [sid for (sid,) in lake.fetchall("SELECT sample_id FROM samples ORDER BY sample_id LIMIT 12")]
-    full = {r["sample_id"]: (r["task"], r["question"], (r["blob_paths"] or [None])[0]) for r in batches.samples_with_images(lake, ids)}
+    full = {r["sample_id"]: (r["task"], r["question"], (r["blob_paths"] or [None])[0]) for r in samples_view.samples_with_images(lake, ids)}
     brief = sample_briefs.briefs(lake, ids + ["no-such-sample"])
     assert {sid: (b["task"], b["question"], b["blob_path"]) for sid, b in brief.items()} == full and len(full) == 12
     assert sample_briefs.briefs(lake, []) == {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
-from curation.filters import Condition, FilterConfig, resolve_models
+from curation.filters import Condition, FilterConfig, resolve
 from db import batches, pilots, saved_filters, users
 from db.app_engine import write_engine
 from config.settings import load_settings
@@ -75,7 +75,7 @@ def build(data_dir):
     users.add(engine, "admin", PASSWORDS["admin"], "admin")
     users.add(engine, "anna", PASSWORDS["anna"], "annotator")
     config = FilterConfig([Condition.parse("vis_attn >= p25"), Condition.parse("clip_score >= p20 or missing")])
-    resolve_models(lake, config)
+    config = resolve(lake, config)  # saved with its models, as the pages save one
     saved_filters.save(engine, "ui-filter", config.to_dict(), "admin")
     pilots.draw_and_create(lake, engine, name="ui-pilot", size=20, seed=0, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="admin")
     second_model_scores(lake)

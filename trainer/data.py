@@ -47,7 +47,7 @@ def load_images(blob_root: Path, blob_paths: Iterable[str]):
 
 
 def sample_from_row(row: dict[str, Any], blob_root: Path, *, ocr: bool) -> Sample:
-    """A store row (``db.batches.samples_with_images``) as the adapter's Sample; OCR text by option."""
+    """A store row (``db.samples_view.samples_with_images``) as the adapter's Sample; OCR text by option."""
     blobs = row["blob_paths"]
     text = ocr_body(row.get("ocr_texts") or [], len(blobs)) if ocr else ""
     return Sample(load_images(blob_root, blobs), row["question"] or "", row["answer"] or "", text or None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from curation.filters import Condition, FilterConfig
+from db import metrics
 
 PERCENTILE_STEP = 0.1  # the percentile slider's step: a carried or loaded percentile is rounded to it
 VALUE_STEPS = 1000  # the value slider has this many steps over the stat's range
@@ -16,8 +17,9 @@ def keys(label: str) -> dict[str, str]:
 
 
 def default_segment(metric: str, config_segment: str = "answer") -> str:
-    """The segment a condition without one means (as curation.filters.resolve_models reads it)."""
-    return config_segment if metric.startswith("vis_attn") or metric == "text_tokens" else ""
+    """The segment a condition without one means (as curation.filters.resolve reads it; '' for a stat no
+    one declared)."""
+    return metrics.default_segment(metric, config_segment) if metric in metrics.METRICS else ""
 
 
 def find_label(cond: Condition, options: dict[str, dict], config_segment: str = "answer") -> str | None:

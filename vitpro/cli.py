@@ -253,7 +253,7 @@ def ocr(engine, limit, source, where, side, min_confidence, threads, device, bat
       vitpro ocr --engine tesseract                # the other engine; its reading replaces rapidocr's
       vitpro ocr --device cuda --local             # onnxruntime-gpu on the gpu queue
     """
-    from db import batches
+    from db import ingest_reads
     from db.store import open_store
     from workers.jobs import ocr as ocr_job
 
@@ -265,7 +265,7 @@ def ocr(engine, limit, source, where, side, min_confidence, threads, device, bat
         )
     except ValueError as exc:
         _fail(str(exc))
-    if source is not None and source not in (names := batches.source_names(open_store(s.store))):
+    if source is not None and source not in (names := ingest_reads.source_names(open_store(s.store))):
         _fail(f"no source named {source!r}; sources: {', '.join(names) or 'none yet (vitpro ingest)'}")
     _run_job("ocr", params, wait=wait, local=local)
 
@@ -570,12 +570,12 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
 
 def _generate_dry_run(params: dict, n: int) -> None:
     from curation.generation import PromptTemplate, TemplateBackend, build_requests
-    from db import batches
+    from db import generation_reads
     from db.store import open_store
     from workers.jobs import generate as gen_job
 
     lake = open_store(load_settings().store)
-    items = batches.items_to_generate(lake, params["tasks"], params["backend"], params["model_id"], params["prompt_version"], params.get("kinds"))[:n]
+    items = generation_reads.items_to_generate(lake, params["tasks"], params["backend"], params["model_id"], params["prompt_version"], params.get("kinds"))[:n]
     if not items:
         click.echo("no items to generate for (ingest first, or everything is done for this backend and prompt)")
         return
@@ -834,7 +834,7 @@ def errors(job_id, stage, limit) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json) -> None:
     """Counts per stage, redactions (in item text and in OCR text), errors, jobs and live workers."""
-    from db import batches
+    from db import ocr_reads
     from db import jobs as jobs_db
     from db import queries
     from db.store import open_store
@@ -844,7 +844,7 @@ def status(as_json) -> None:
     engine = _engine()
     counts = queries.stage_counts(lake)
     redactions = queries.redaction_totals(lake)
-    ocr_redactions = batches.ocr_redaction_totals(lake)
+    ocr_redactions = ocr_reads.ocr_redaction_totals(lake)
     job_counts = jobs_db.status_counts(engine)
     workers = jobs_db.live_workers(engine, max_age_seconds=max(10.0, s.lease_seconds))
     if as_json:

@@ -159,7 +159,8 @@ def filter_save(name, where, models, per_task, keep_missing, selection, segment,
     from db import saved_filters
 
     config = _config_from_options(where, models, per_task, keep_missing, selection, segment, config_file)
-    table, report = _evaluate(config)  # resolves each metric's model into config
+    table, report = _evaluate(config)
+    config = table.resolve(config)  # each metric's model named: what is shown and saved
     _print_report(name, config, table, report, hist=hist)
     if dry_run:
         click.echo("dry run: nothing saved")
@@ -190,6 +191,7 @@ def filter_show(name, as_json, hist, at_version) -> None:
     """What a saved filter keeps now (or at a DuckLake version)."""
     row, config = _load_filter(name)
     table, report = _evaluate(config, at_version)
+    config = table.resolve(config)
     if as_json:
         out = {"name": name, "config": config.to_dict(), **report.to_dict()}
         if hist:
@@ -458,7 +460,8 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
 
     from curation.filters import FilterError
     from curation.svg_plots import roc_svg
-    from db import pilot_results, saved_filters
+    from curation import pilot_results
+    from db import saved_filters
 
     _get_pilot(name)
     try:
@@ -518,10 +521,10 @@ def _interval(pair) -> str:
 @click.option("--all", "every", is_flag=True, help="Also samples with a majority that are not unanimous.")
 def pilot_disagreements(name, every) -> None:
     """Samples the annotators disagree on (by default those split evenly, which the report leaves out until settled)."""
-    from db import pilots
+    from curation import pilot_results
 
     p = _get_pilot(name)
-    found = [d for d in pilots.disagreements(_engine(), p.id) if every or d.majority is None]
+    found = [d for d in pilot_results.disagreements(_engine(), p.id) if every or d.majority is None]
     if not found:
         click.echo(f"pilot {name!r}: no sample " + ("with disagreeing annotators" if every else "without a majority (--all: any disagreement)"))
         return
@@ -557,7 +560,7 @@ def snapshot() -> None:
 
 
 def _get_snapshot(name):
-    from db import snapshots
+    from curation import snapshots
 
     try:
         return snapshots.get(_engine(), name)
@@ -571,7 +574,7 @@ def _get_snapshot(name):
 def snapshot_create(name, filter_name) -> None:
     """Freeze what a saved filter keeps now: DuckLake version, filter, counts, model and prompt ids, author."""
     from curation.filters import FilterError
-    from db import snapshots
+    from curation import snapshots
 
     _, config = _load_filter(filter_name)
     try:
@@ -587,7 +590,7 @@ def snapshot_create(name, filter_name) -> None:
 @snapshot.command("list")
 def snapshot_list() -> None:
     """Snapshots, oldest first."""
-    from db import snapshots
+    from curation import snapshots
 
     rows = snapshots.list_all(_engine())
     if not rows:
@@ -629,7 +632,7 @@ def snapshot_show(name, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def snapshot_diff(a, b, as_json) -> None:
     """Samples added and removed per task from snapshot A to snapshot B."""
-    from db import snapshots
+    from curation import snapshots
 
     left, right = _get_snapshot(a), _get_snapshot(b)
     try:
@@ -721,7 +724,7 @@ def snapshot_verify(folder) -> None:
 def snapshot_rename(old, new) -> None:
     """Rename a snapshot; its export folder $VITPRO_HOME/exports/OLD moves to .../NEW with it (the
     manifests inside keep the name they were exported under)."""
-    from db import snapshots
+    from curation import snapshots
 
     exports_root = load_settings().home / "exports"
     try:

@@ -27,7 +27,8 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     scored the samples: the filter and the pilot use ``vis_model`` (the paper's IDEFICS2)."""
     from curation.exports import FORMATS, ExportError, verify_export
     from curation.filters import Condition, FilterConfig, FilterError, stats_for
-    from db import pilots, saved_filters, snapshots
+    from curation import snapshots
+    from db import pilots, saved_filters
     from db.store import open_store
     from workers.jobs import export as export_job
     from workers.submit import submit_job
@@ -40,6 +41,7 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     config = FilterConfig([vis, Condition.parse("clip_score >= p20 or missing")], selection="demo-balanced")
     try:
         table = stats_for(lake, config)
+        config = table.resolve(config)  # saved with its models named
         report = table.report(config)
     except FilterError as exc:
         click.secho(f"    cannot filter: {exc}", fg="red")

@@ -12,7 +12,8 @@ import streamlit as st
 from curation.filters import FilterError
 from curation.pilot_stats import AUC_CI_METHOD, GROUNDED, MIN_MEANINGFUL, NOT_GROUNDED, PAPER_RELATIVE_IMPROVEMENT, SKIP
 from curation.pilot_words import answer_groups
-from db import pilot_results, pilots, sampling, saved_filters
+from curation import pilot_results
+from db import pilots, sampling, saved_filters
 from ui import context
 from ui.heat import escape
 
@@ -273,7 +274,7 @@ def adjudicate_tab() -> None:
     if ADJ_FLASH in st.session_state:
         message = st.session_state.pop(ADJ_FLASH)
         (st.error if message.startswith("error: ") else st.success)(message.removeprefix("error: "))
-    found = pilots.disagreements(engine, pilot.id)
+    found = pilot_results.disagreements(engine, pilot.id)
     every = st.checkbox("Also samples with a majority (not unanimous)", key="pilot_adj_all",
                         help="by default only the samples the annotators split evenly on, which the results leave out")
     shown = [d for d in found if every or d.majority is None]

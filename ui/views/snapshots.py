@@ -12,7 +12,8 @@ import streamlit as st
 
 from curation.exports import FORMATS, MANIFEST
 from curation.filters import FilterConfig, FilterError
-from db import exclusions, saved_filters, snapshots, users
+from curation import snapshots
+from db import exclusions, saved_filters, users
 from ui import context, downloads
 from workers.submit import submit_job
 

@@ -12,9 +12,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from curation import cuts
-from curation.filters import Condition, FilterConfig, FilterError, subject_of
+from curation.filters import Condition, FilterConfig, FilterError
 from curation.model_ids import public_model_id
-from db import sample_briefs, sampling, saved_filters, score_kinds
+from db import metrics, sample_briefs, sampling, saved_filters, score_kinds
 from ui import context, images
 from ui import thresholds_state as ws
 
@@ -23,8 +23,6 @@ context.page_header("Thresholds", "Each move is one aggregate query over the sto
 lake, engine = context.lake(), context.engine()
 VERSION, HOME = lake.current_version(), str(context.settings().home)  # one version lookup per rerun: every cache below keys on it
 
-LABELS = {"vis_attn": "VisAttnScore", "clip_score": "CLIPScore", "vis_attn_mass": "image attention mass", "ocr_chars": "OCR characters",
-          "ocr_boxes": "OCR boxes", "text_tokens": "text tokens"}
 NEW = "(a new filter)"
 MARGIN_N = 3  # samples shown on each side of a cut
 INSPECT_PAGE = str(Path(__file__).resolve().parent / "inspect.py")  # as ui/app.py registers it (a page link matches the path)
@@ -34,7 +32,7 @@ INSPECT_PAGE = str(Path(__file__).resolve().parent / "inspect.py")  # as ui/app.
 @st.cache_data(show_spinner=False, max_entries=8)
 def _stats(version: int, home: str) -> list[dict]:
     """The stats one can threshold (a pass over every score: once per store version, not per click)."""
-    return [r for r in score_kinds.score_kinds(context.lake()) if r["subject_kind"] == subject_of(r["metric"]) and r["n"] > r["missing"]
+    return [r for r in score_kinds.score_kinds(context.lake()) if r["metric"] in metrics.METRICS and r["subject_kind"] == metrics.METRICS[r["metric"]].subject and r["n"] > r["missing"]
             and r["segment"] in ("", "answer")]
 
 
@@ -68,7 +66,7 @@ def _margin(_table, table_name: str, cond_json: str, cut: float, version: int, h
 
 def _label(r: dict, full_id: bool = False) -> str:
     model = (r["model_id"] if full_id else public_model_id(r["model_id"])) if r["model_id"] else "no model"
-    return f"{LABELS.get(r['metric'], r['metric'])} · {model}" + (f" · {r['segment']}" if r["segment"] else "")
+    return f"{metrics.label(r['metric'])} · {model}" + (f" · {r['segment']}" if r["segment"] else "")
 
 
 def _sig(value) -> str:

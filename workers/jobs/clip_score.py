@@ -6,7 +6,7 @@ from typing import Any
 
 from curation.clip_score import ClipConfig, item_text, model_ref, reduce_scores
 from curation.tiny_models import is_tiny
-from db import batches
+from db import batches, scoring_reads
 from db.jobs import UnitSpec
 
 from .. import models
@@ -27,7 +27,7 @@ def prepare_params(config: ClipConfig, *, items_per_unit: int = DEFAULT_ITEMS_PE
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    todo = [item_id for item_id, _ in batches.items_without_score(ctx.lake, "clip_score", ctx.params["model_id"])]
+    todo = [item_id for item_id, _ in scoring_reads.items_without_score(ctx.lake, "clip_score", ctx.params["model_id"])]
     size = int(ctx.params["items_per_unit"])
     specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
     ctx.log(f"{len(todo)} item(s) to score with {ctx.params['model_id']}")
@@ -42,7 +42,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         raise PermanentError(f"cannot load CLIP model {config.model!r}: {exc}") from exc
     model_id = ctx.params["model_id"]
     flags_base = {"demo_model": True} if ctx.params.get("demo_model") else {}
-    items = batches.items_with_images(ctx.lake, ctx.payload["items"])
+    items = scoring_reads.items_with_images(ctx.lake, ctx.payload["items"])
     pairs, owners = [], []
     blob_root = ctx.settings.blob_path
     for item in items:

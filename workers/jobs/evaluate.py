@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from curation import snapshots
 from db import training
 from db.jobs import UnitSpec, work_results
 from trainer.benchmarks import BENCHMARKS
@@ -72,7 +73,7 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
     from .. import models
 
     try:
-        rows = training.eval_rows(ctx.lake, ctx.engine, p["snapshot"])
+        rows = snapshots.eval_rows(ctx.lake, ctx.engine, p["snapshot"])
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     train_rows, held_out = bm.split_rows(rows, config.holdout, config.seed)

@@ -10,7 +10,7 @@ from typing import Any
 from curation.exports import DATA_FILES, FORMATS, ExportError, image_paths_note, write_export
 from curation.model_ids import public_model_id
 from trainer.external_configs import DEFAULT_BASE_MODEL
-from db import snapshots
+from curation import snapshots
 from db.jobs import UnitSpec
 
 from ..runtime import PermanentError, UnitContext

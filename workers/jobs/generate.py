@@ -22,7 +22,7 @@ from curation.generation import (
     process_responses,
 )
 from curation.generation.facts import known_brand_index
-from db import batches
+from db import batches, generation_reads
 from db.jobs import UnitSpec
 
 from ..runtime import PermanentError, UnitContext
@@ -79,7 +79,7 @@ def prepare_params(
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
-    todo = batches.items_to_generate(ctx.lake, p["tasks"], p["backend"], p["model_id"], p["prompt_version"], p.get("kinds"))
+    todo = generation_reads.items_to_generate(ctx.lake, p["tasks"], p["backend"], p["model_id"], p["prompt_version"], p.get("kinds"))
     if p.get("limit"):
         todo = todo[: int(p["limit"])]
     size = int(p["items_per_unit"])
@@ -107,17 +107,17 @@ def _job_brands(lake, job_id: str) -> dict[str, str]:
     job in a worker process rather than once per unit: a store-wide aggregate."""
     brands = _brands_of_job.get(job_id)
     if brands is None:
-        brands = known_brand_index(batches.known_brands(lake))
+        brands = known_brand_index(generation_reads.known_brands(lake))
         _brands_of_job.clear()  # only the running job's index is kept
         _brands_of_job[job_id] = brands
     return brands
 
 
 def contexts_for(lake, item_ids: list[str], brands: dict[str, str] | None = None) -> list[ItemContext]:
-    rows = batches.generation_rows(lake, item_ids)
+    rows = generation_reads.generation_rows(lake, item_ids)
     if brands is None:
-        brands = known_brand_index(batches.known_brands(lake))
-    negatives = batches.negative_titles(lake, [r["category"] or (r["product"] or {}).get("category") for r in rows])
+        brands = known_brand_index(generation_reads.known_brands(lake))
+    negatives = generation_reads.negative_titles(lake, [r["category"] or (r["product"] or {}).get("category") for r in rows])
     out = []
     for r in rows:
         ctx = ItemContext(
@@ -148,10 +148,10 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         raise PermanentError(f"cannot start the {p['backend']} backend: {exc}") from exc
     item_ids = ctx.payload["items"]
     contexts = contexts_for(ctx.lake, item_ids, _job_brands(ctx.lake, ctx.job_id))
-    done = batches.generated_tasks(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
+    done = generation_reads.generated_tasks(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
     requests = [r for r in build_requests(contexts, p["tasks"], template, int(p["n_pairs"])) if r.key not in done]
     seen: dict[str, set[str]] = {}
-    for item_id, question, answer in batches.stored_pairs(ctx.lake, item_ids, ctx.run_id):
+    for item_id, question, answer in generation_reads.stored_pairs(ctx.lake, item_ids, ctx.run_id):
         seen.setdefault(item_id, set()).add(normalise(question) + "\x1f" + normalise(answer))
     ctx.check()
     responses = backend.complete(requests)
@@ -171,7 +171,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     ]
     # A request the backend could not answer (time-outs, 5xx, 429 after the retries) is not marked done:
     # the next run asks again, up to MAX_BACKEND_TRIES runs. A refusal (4xx, content filter) is final.
-    earlier = batches.backend_failures(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
+    earlier = generation_reads.backend_failures(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
     failed = {(i, t) for i, t, r, _ in outcome.rejects if r.reason == "backend_error" and earlier.get((i, t), 0) + 1 < MAX_BACKEND_TRIES}
     markers = [
         {"item_id": i, "task": t, "n_samples": ns, "n_rejects": nr, **common}

@@ -17,7 +17,7 @@ from curation.prompt_layout import ocr_body
 from curation.tiny_models import is_tiny
 from curation.vis_attn import ATTN_NAME, VisAttnConfig, check_segment, score_batch
 from curation.vlm import Sample, SampleError
-from db import batches
+from db import batches, samples_view, scoring_reads
 from db.jobs import UnitSpec
 
 from .. import models
@@ -76,11 +76,11 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
     metrics, segment = requested_metrics(p["config"]), p["config"]["segment"]
     if p.get("on", "items") == "samples":
-        todo = [sid for sid, _ in batches.samples_without_score(ctx.lake, metrics, p["model_id"], segment, p.get("selection"))]
+        todo = [sid for sid, _ in scoring_reads.samples_without_score(ctx.lake, metrics, p["model_id"], segment, p.get("selection"))]
         if not todo and not ctx.lake.scalar("SELECT count(*) FROM samples"):
             ctx.log("no samples in the store yet: generate some (vitpro generate) or score items (--on items)", level="warning")
     else:
-        todo = [item_id for item_id, _ in batches.items_without_score(ctx.lake, metrics, p["model_id"], segment)]
+        todo = [item_id for item_id, _ in scoring_reads.items_without_score(ctx.lake, metrics, p["model_id"], segment)]
     size = int(p["items_per_unit"])
     specs = [UnitSpec({"subjects": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
     ctx.log(f"{len(todo)} {p.get('on', 'items')} to score with {p['model_id']}")
@@ -91,9 +91,9 @@ def _subjects(ctx: UnitContext, on: str) -> list[tuple[str, str, list[str], str,
     """(kind, id, blob paths, question, answer, OCR texts) for the unit's subjects."""
     if on == "samples":
         return [("sample", r["sample_id"], r["blob_paths"], r["question"], r["answer"], r["ocr_texts"])
-                for r in batches.samples_with_images(ctx.lake, ctx.payload["subjects"])]
+                for r in samples_view.samples_with_images(ctx.lake, ctx.payload["subjects"])]
     out = []
-    for item in batches.items_with_images(ctx.lake, ctx.payload["subjects"]):
+    for item in scoring_reads.items_with_images(ctx.lake, ctx.payload["subjects"]):
         answer = (item["title"] if item["kind"] == "catalog" else item["feedback_text"]) or item["description"] or ""
         out.append(("item", item["item_id"], item["blob_paths"], QUESTIONS.get(item["kind"], QUESTIONS["catalog"]), answer, item["ocr_texts"]))
     return out

@@ -14,7 +14,7 @@ from curation.ingest import ItemDraft, RowFailure, TextLimits, build_item
 from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
 from curation.readers import RowRange, SourceError, detect_format, plan_ranges, read_range, source_columns
 from curation.redaction import RedactionConfig, Redactor
-from db import batches
+from db import batches, ingest_reads
 from db import jobs as jobs_db
 from db.jobs import UnitSpec
 
@@ -157,7 +157,7 @@ def _error_row(ctx: UnitContext, stage: str, code: str, message: str, *, row_num
 def run(ctx: UnitContext) -> dict[str, Any]:
     p = ctx.params
     mapping = ColumnMapping.from_dict(p["mapping"])
-    keep = mapping.redaction_keep + batches.catalog_brands(ctx.lake) if p["redact"] else ()
+    keep = mapping.redaction_keep + ingest_reads.catalog_brands(ctx.lake) if p["redact"] else ()
     redactor = Redactor(RedactionConfig(enabled=bool(p["redact"]), extra_patterns=mapping.redaction_patterns, keep=keep))
     text_limits = TextLimits(**p["text_limits"])
     image_limits = ImageLimits(**p["image_limits"])
@@ -193,7 +193,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     except (SourceError, OSError) as exc:
         raise PermanentError(f"cannot read the source: {exc}") from exc
 
-    already = batches.existing_item_ids(ctx.lake, list(drafts), exclude_run=ctx.run_id)
+    already = ingest_reads.existing_item_ids(ctx.lake, list(drafts), exclude_run=ctx.run_id)
     items, images = [], []
     images_failed = 0
     now = batches.now_utc()
@@ -254,11 +254,11 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     results = jobs_db.work_results(ctx.engine, ctx.job_id)
     rows = sum(r.get("rows", 0) for r in results)
     failed = sum(r.get("failed", 0) for r in results)
-    ingested = batches.rows_written_by_job(ctx.lake, "items", ctx.job_id)
+    ingested = ingest_reads.rows_written_by_job(ctx.lake, "items", ctx.job_id)
     return {
         "set": {
             "ingested": ingested,
             "skipped": rows - failed - ingested,
-            "images_ingested": batches.rows_written_by_job(ctx.lake, "images", ctx.job_id),
+            "images_ingested": ingest_reads.rows_written_by_job(ctx.lake, "images", ctx.job_id),
         }
     }

@@ -9,7 +9,7 @@ from typing import Any
 
 from curation.ocr import OcrSettings, OcrSetupError, check_available, engine_label, get_engine, parse_conditions
 from curation.redaction import RedactionConfig, Redactor
-from db import batches
+from db import batches, ingest_reads, ocr_reads
 from db.jobs import UnitSpec
 
 from ..runtime import PermanentError, UnitContext
@@ -71,11 +71,11 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
     source = p.get("source")
     if source is not None:
-        names = batches.source_names(ctx.lake)
+        names = ingest_reads.source_names(ctx.lake)
         if source not in names:
             raise PermanentError(f"no source named {source!r}; sources: {', '.join(names) or 'none yet'}")
     where = [c.sql() for c in parse_conditions(p.get("where"))]
-    todo = batches.images_without_ocr(ctx.lake, p["engine_label"], source=source, where=where, limit=p.get("limit"))
+    todo = ocr_reads.images_without_ocr(ctx.lake, p["engine_label"], source=source, where=where, limit=p.get("limit"))
     size = int(p["batch_size"])
     specs = [
         UnitSpec({"images": [[sha, blob] for sha, blob in todo[i : i + size]]}, len(todo[i : i + size]))
@@ -138,4 +138,4 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     batches.dedupe_ocr(ctx.lake, ctx.params["engine_label"])
-    return {"set": {"images_read": batches.rows_written_by_job(ctx.lake, "ocr", ctx.job_id)}}
+    return {"set": {"images_read": ingest_reads.rows_written_by_job(ctx.lake, "ocr", ctx.job_id)}}

@@ -59,7 +59,7 @@ def _run_lock(out_dir: Path):
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    from db import snapshots
+    from curation import snapshots
     from trainer.benchmarks import split_rows
 
     p = ctx.params
@@ -78,7 +78,7 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
         training.create_run(ctx.engine, name=p["name"], snapshot=p["snapshot"], base_model=p["model"], config=p["config"], out_dir=p["out"],
                             created_by=ctx.settings.user)
     training.update_run(ctx.engine, p["name"], job_id=ctx.job_id)
-    rows = training.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"])
+    rows = snapshots.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"])
     train_rows, held_out = split_rows(rows, config.holdout, config.seed)
     ctx.log(f"run {p['name']!r}: {len(train_rows)} training samples, {len(held_out)} held out for evaluation "
             f"({config.holdout:.0%} of products); LoRA r={config.lora.r} alpha={config.lora.alpha} on {', '.join(config.lora.parts)}")
@@ -88,7 +88,7 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    from db import snapshots
+    from curation import snapshots
     from trainer.benchmarks import split_rows
     from trainer.data import build_examples
     from trainer.lora import AcceleratorError, apply_lora, load_for_training
@@ -103,7 +103,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     run_row = training.get_run(ctx.engine, p["name"])
     snap = snapshots.get(ctx.engine, p["snapshot"])
     with _run_lock(out_dir):
-        rows, _ = split_rows(training.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"]), config.holdout, config.seed)
+        rows, _ = split_rows(snapshots.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"]), config.holdout, config.seed)
         try:
             adapter = load_for_training(p["model"], config)
         except AcceleratorError as exc:

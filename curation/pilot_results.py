@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from curation.filters import FilterConfig, stats_for
-from curation.pilot_stats import PilotReport, evaluate
-from curation.pilot_words import group_word
+from db import pilots, saved_filters
+from db.app_models import PilotAdjudication, PilotLabel
+from db.browse import kept_flags
+from db.lake import Lake
 
-from . import pilots, saved_filters
-from .lake import Lake
+from .filters import FilterConfig, stats_for
+from .pilot_stats import SKIP, PilotReport, consensus, evaluate
+from .pilot_words import group_word
 
 
 @dataclass
@@ -30,8 +32,6 @@ def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str],
     """Per score (vis_attn, clip_score): the filter's conditions on it, and which pilot samples they keep
     now (percentiles over what the filter sees). Raises FilterError where the filter cannot apply.
     ``stats(config)``: the stats table for a config (default: built now; the app passes its cached one)."""
-    from .browse import kept_flags
-
     scored = FilterConfig([c for c in config.conditions if c.metric in SCORES], config.selection, config.segment)
     if not scored.conditions:
         return {}
@@ -43,7 +43,7 @@ def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str],
         conds = [c for c in scored.conditions if c.metric == metric]
         if not conds:
             continue
-        sub = FilterConfig(conds, config.selection, config.segment)
+        sub = table.resolve(FilterConfig(conds, config.selection, config.segment))  # described with the models it used
         # only the pilot's samples are read back (not a million rows into Python)
         out[metric] = ("; ".join(c.describe() for c in conds), kept_flags(lake, table.kept_sql(sub), list(dict.fromkeys(sample_ids))))
     return out
@@ -74,3 +74,30 @@ def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None
     if any(x.clip_score is not None for x in chosen):
         values["clip_score"] = {x.sample_id: x.clip_score for x in chosen}
     return PilotResults(evaluate(values, by_sample, current_predictions=current, settled=settled), filter_name, words.most_common(20), len(chosen))
+
+
+# ---- disagreements ------------------------------------------------------------------------------------
+@dataclass
+class Disagreement:
+    """A pilot sample whose annotators did not all give the same (non-skip) label."""
+    sample_id: str
+    position: int
+    labels: dict[str, PilotLabel]  # annotator -> their label (skips included, as they were given)
+    majority: str | None  # None: split evenly, so it drops out of the results unless settled
+    settled: PilotAdjudication | None = None
+
+
+def disagreements(engine: Engine, pilot_id: int) -> list[Disagreement]:
+    """Samples whose annotators disagree, in labelling order, with each one's label, the majority if there
+    is one, and the verdict if settled."""
+    by_sample: dict[str, dict[str, PilotLabel]] = {}
+    for row in pilots.labels(engine, pilot_id):
+        by_sample.setdefault(row.sample_id, {})[row.annotator] = row
+    verdicts = pilots.adjudications(engine, pilot_id)
+    out = []
+    for sample in pilots.samples(engine, pilot_id):
+        given = by_sample.get(sample.sample_id, {})
+        if len({r.label for r in given.values() if r.label != SKIP}) > 1:
+            out.append(Disagreement(sample.sample_id, sample.position, given, consensus([r.label for r in given.values()]),
+                                    verdicts.get(sample.sample_id)))
+    return out

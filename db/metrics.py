@@ -1,0 +1,58 @@
+"""The stats the scores table holds, declared once: what each one is about, whether it is kept per
+segment, and what a page calls it. Filters, summaries and pages read their choices from here; a new
+stat is one line below, not a name to teach every reader."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SUBJECTS = ("item", "image", "sample")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    subject: str  # what a filter reads it for: item (CLIPScore), image (OCR), sample (VisAttnScore)
+    label: str  # what a page calls it
+    has_segment: bool = False  # stored per segment (answer | question | text); '' for the others
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def declare(name: str, subject: str, label: str, *, has_segment: bool = False) -> Metric:
+    if subject not in SUBJECTS:
+        raise ValueError(f"a metric is about one of {', '.join(SUBJECTS)}, not {subject!r}")
+    if name in METRICS:
+        raise ValueError(f"metric {name!r} is declared twice")
+    METRICS[name] = metric = Metric(name, subject, label, has_segment)
+    return metric
+
+
+declare("vis_attn", "sample", "VisAttnScore", has_segment=True)
+declare("vis_attn_mass", "sample", "image attention mass", has_segment=True)
+declare("vis_attn_nosink", "sample", "VisAttnScore without attention sinks", has_segment=True)
+declare("vis_attn_dist", "sample", "VisAttnScore, distance-corrected", has_segment=True)
+declare("text_tokens", "sample", "text tokens", has_segment=True)
+declare("clip_score", "item", "CLIPScore")
+declare("clip_cosine", "item", "CLIP cosine")
+declare("ocr_chars", "image", "OCR characters")
+declare("ocr_boxes", "image", "OCR boxes")
+
+
+def get(name: str) -> Metric:
+    """The declared metric; KeyError naming the known ones otherwise."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown stat {name!r}; stats are: {', '.join(METRICS)}") from None
+
+
+def default_segment(name: str, segment: str = "answer") -> str:
+    """The segment a condition or query without one means: ``segment`` for a per-segment stat, '' otherwise."""
+    return segment if get(name).has_segment else ""
+
+
+def label(name: str) -> str:
+    """What a page calls the stat (its name where it is not declared)."""
+    found = METRICS.get(name)
+    return found.label if found else name
