@@ -271,7 +271,8 @@ def main() -> None:
             else:
                 print(f"  {family:<16} done", flush=True)
     if not args.device.startswith("cuda"):
-        header = f"{'family':<16} {'tokens':>6} {'image':>5} {'plain ms':>9} {'ours ms':>8} {'eager ms':>9} {'ours/plain':>10} {'eager/ours':>10} {'eager MiB':>9} {'ours MiB':>8} {'mem ratio':>9} {'max diff':>9}"
+        header = (f"{'family':<16} {'tokens':>6} {'image':>5} {'plain ms':>9} {'ours ms':>8} {'eager ms':>9} {'ours/plain':>10} {'eager/ours':>10} "
+                  f"{'eager MiB':>9} {'ours MiB':>8} {'mem ratio':>9} {'max diff':>9}")
         print()
         print("time: ours / plain (target <= 1.3x), eager / ours (target >= 1x); memory beyond the plain forward: eager / ours (target >= 10x)")
         print(header)

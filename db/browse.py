@@ -72,7 +72,8 @@ def _score_join(alias: str, kind: str, metric: str, model: str | None, segment: 
 # What "Text contains" searches: the sample's own text, its item's text and the OCR text of the item's
 # images. The OCR and item matches are found once per query as a set of item ids (one scan of each table,
 # hash-joined), not tested row by row.
-SEARCH_ITEM_TEXT = "coalesce(title, '') || ' ' || coalesce(description, '') || ' ' || coalesce(brand, '') || ' ' || coalesce(feedback_text, '') || ' ' || coalesce(CAST(attributes AS VARCHAR), '')"
+SEARCH_ITEM_TEXT = ("coalesce(title, '') || ' ' || coalesce(description, '') || ' ' || coalesce(brand, '') || ' ' || coalesce(feedback_text, '') || ' ' "
+                    "|| coalesce(CAST(attributes AS VARCHAR), '')")
 
 
 def _search(text: str) -> tuple[str, list[Any]]:

@@ -45,7 +45,8 @@ def _subjects(of: str, tasks: list[str] | None) -> tuple[str, list[Any]]:
     return f"SELECT x.sample_id AS subject_id, it.* EXCLUDE (item_id) FROM samples x JOIN ({items}) it USING (item_id) {task_clause}", list(tasks or [])
 
 
-def stratified(lake: Lake, *, by: list[str], per_stratum: int, seed: int = 0, of: str = "samples", time_bucket: str = "month", tasks: list[str] | None = None) -> tuple[str, list[Any], list[str]]:
+def stratified(lake: Lake, *, by: list[str], per_stratum: int, seed: int = 0, of: str = "samples", time_bucket: str = "month",
+               tasks: list[str] | None = None) -> tuple[str, list[Any], list[str]]:
     """(SQL selecting subject_id + strata + keep flag, its parameters, the stratum column names)."""
     unknown = [b for b in by if b not in STRATA]
     if unknown or not by:

@@ -43,7 +43,7 @@ def test_filter_pilot_snapshot_export_from_the_command_line(store, vitpro_cli, t
     assert "question" in out and "VisAttnScore" in out and "image [1]" in out and "4 label(s) saved" in out
     engine = write_engine(load_settings().app_url)
     pilot = pilots.get(engine, "p1")
-    labels = {(l.sample_id, l.label, tuple(l.ungrounded_words), l.note) for l in pilots.labels(engine, pilot.id, "ann")}
+    labels = {(lab.sample_id, lab.label, tuple(lab.ungrounded_words), lab.note) for lab in pilots.labels(engine, pilot.id, "ann")}
     order = [x.sample_id for x in pilots.samples(engine, pilot.id)]
     assert labels == {(order[0], "grounded", (), None), (order[1], "not_grounded", ("dented", "lid"), "lid looks fine"), (order[2], "grounded", (), None)}
     resumed = run("pilot", "label", "p1", "--annotator", "ann", input="", check=True).stdout

@@ -172,7 +172,7 @@ def test_logs_are_kept_to_a_tail(home):
     for i in range(jobs.LOG_KEEP + 80):
         jobs.add_log(engine, job_id, f"line {i}")
     tail = jobs.log_tail(engine, job_id, 3)
-    assert [l.message for l in tail] == [f"line {jobs.LOG_KEEP + 77}", f"line {jobs.LOG_KEEP + 78}", f"line {jobs.LOG_KEEP + 79}"]
+    assert [line.message for line in tail] == [f"line {jobs.LOG_KEEP + 77}", f"line {jobs.LOG_KEEP + 78}", f"line {jobs.LOG_KEEP + 79}"]
     assert len(jobs.log_tail(engine, job_id, 10_000)) <= jobs.LOG_KEEP + 50
 
 

@@ -21,7 +21,8 @@ def _build(fields, mapping=REVIEWS, limits=TextLimits(), row_number=1):
 
 def test_mapping_from_yaml_and_options(tmp_path):
     path = tmp_path / "m.yaml"
-    path.write_text("kind: feedback\ncolumns:\n  feedback_text: [Summary, Text]\npii:\n  ProfileName: name\nredaction:\n  patterns:\n    EMPLOYEE: 'EMP-\\d+'\n  keep: [John Deere]\n")
+    path.write_text("kind: feedback\ncolumns:\n  feedback_text: [Summary, Text]\npii:\n  ProfileName: name\n"
+                    "redaction:\n  patterns:\n    EMPLOYEE: 'EMP-\\d+'\n  keep: [John Deere]\n")
     m = ColumnMapping.from_yaml(path)
     assert m.item_kind == "feedback" and m.feedback_type == "review"
     assert m.columns == {"feedback_text": ["Summary", "Text"]} and m.pii == {"ProfileName": "NAME"}

@@ -109,7 +109,8 @@ def test_pilot_draw_is_stratified_seeded_and_labels_import_all_or_nothing(pilot_
     pilot = pilots.get(engine, "p")
     exported = pilots.export_csv(engine, pilot)
     parsed = list(csv.DictReader(io.StringIO(exported)))
-    assert [(r["annotator"], r["label"], r["ungrounded_words"], r["note"]) for r in parsed] == [("ann", "not_grounded", '["dented"]', "box looks fine"), ("bob", "grounded", "[]", "")]
+    assert [(r["annotator"], r["label"], r["ungrounded_words"], r["note"]) for r in parsed] == [
+        ("ann", "not_grounded", '["dented"]', "box looks fine"), ("bob", "grounded", "[]", "")]
 
     before = pilots.export_csv(engine, pilot)
     bad_files = {
@@ -165,7 +166,7 @@ def test_export_before_any_label_writes_the_sample_ids_to_label_by_csv(pilot_sto
     imported = vitpro_cli("pilot", "import", "p", str(tmp_path / "done.csv"), check=True).stdout
     assert "imported 5 label(s) from dana into pilot 'p'; 7 row(s) with no label left out" in imported
     pilot = pilots.get(engine, "p")
-    assert {(l.sample_id, l.label) for l in pilots.labels(engine, pilot.id)} == {
+    assert {(lab.sample_id, lab.label) for lab in pilots.labels(engine, pilot.id)} == {
         (r["sample_id"], "grounded" if k % 2 else "not_grounded") for k, r in enumerate(template[:5])}
     # once labelled, the export is the labels again
     assert len(list(csv.DictReader(io.StringIO(pilots.export_csv(engine, pilot))))) == 5

@@ -141,7 +141,8 @@ def test_redacted_pii_is_stored_nowhere_tables_files_or_logs(home, start_worker,
     rows = [
         {"ticket": "T1", "text": TRANSCRIPT, "photos": ["p1.jpg"], "customer": "Natasha Quinlan", "mail": "natasha.q@example.net"},
         {"ticket": "T2", "text": "Natasha Quinlan here, see photo. " + "long " * 30000, "photos": [], "customer": "Natasha Quinlan", "mail": "x@y.z"},
-        {"ticket": "T3", "text": "Customer: Natasha Quinlan, the seal was broken.", "photos": ["../../etc/passwd", "missing.jpg"], "customer": "Natasha Quinlan", "mail": "natasha.q@example.net"},
+        {"ticket": "T3", "text": "Customer: Natasha Quinlan, the seal was broken.", "photos": ["../../etc/passwd", "missing.jpg"], "customer": "Natasha Quinlan",
+         "mail": "natasha.q@example.net"},
     ]
     src = data / "chats.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -262,7 +263,8 @@ def test_ocr_job_reads_labels_and_survives_a_broken_blob(home, start_worker, tmp
     assert "0100" not in texts["3"] and "hannah" not in texts["3"]  # OCR text is redacted too
     assert "[PHONE]" in texts["3"] and "[EMAIL]" in texts["3"]
     assert lake.fetchone("SELECT code, subject FROM errors WHERE stage = 'ocr'") == ("ocr_failed", broken_sha)
-    n_boxes, conf = lake.fetchone("SELECT n_boxes, mean_confidence FROM ocr WHERE sha256 = (SELECT sha256 FROM images WHERE item_id = (SELECT item_id FROM items WHERE external_id = '1'))")
+    n_boxes, conf = lake.fetchone("SELECT n_boxes, mean_confidence FROM ocr WHERE sha256 = "
+                                  "(SELECT sha256 FROM images WHERE item_id = (SELECT item_id FROM items WHERE external_id = '1'))")
     assert n_boxes >= 1 and conf > 0.8
     again = wait_job(submit_job("ocr", ocr_job.prepare_params()))
     assert again.counts.get("images_to_read") == 1  # only the broken one is still unread

@@ -95,7 +95,8 @@ def test_generate_from_the_command_line_through_a_worker(home, start_worker, tmp
     with FakeChatServer() as srv:
         dry = vitpro_cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition", "--dry-run", "1", check=True)
         assert "<context_2>" in dry.stdout and "[user]" in dry.stdout and srv.requests == 0
-        out = vitpro_cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition,attribute_extraction", "--concurrency", "4", check=True)
+        out = vitpro_cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition,attribute_extraction",
+                         "--concurrency", "4", check=True)
         assert "succeeded" in out.stdout and srv.requests == 6
     lake = open_store(load_settings().store)
     per_backend = dict(lake.fetchall("SELECT backend, count(DISTINCT task) FROM samples GROUP BY backend"))

@@ -10,7 +10,7 @@ import streamlit as st
 
 from bench import synthetic_store
 from curation import filters
-from curation.filters import Condition, FilterConfig, StatsTable, stats_for
+from curation.filters import FilterConfig, StatsTable, stats_for
 from db import batches, exclusions, saved_filters
 from ui import context, stats_cache
 

@@ -4,7 +4,6 @@ a copied URL, the HttpOnly cookie, revocation on an open page, sign-out and the 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest

@@ -17,7 +17,7 @@ from ui import auth, heat
 from ui.context import USER_KEY
 
 from .conftest import REPO, _reset_process_caches
-from .ui_store import PASSWORDS, XSS, XSS_ID, build
+from .ui_store import XSS, XSS_ID, build
 
 PAGES = REPO / "ui" / "views"
 ADMIN, ANNA = SignedIn("admin", "admin"), SignedIn("anna", "annotator")

@@ -27,7 +27,8 @@ _LAST_ANSWER_END = re.compile(r"</answer>(?!.*</answer>)", re.DOTALL | re.IGNORE
 _OPEN_TAIL = re.compile(r"<question>(?:(?!</answer>).)*$", re.DOTALL | re.IGNORECASE)
 _ANY_TAG = re.compile(r"</?\s*(?:question|answer)\s*>", re.IGNORECASE)
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
-_QA = re.compile(r"^\s*(?:\d+[.)]\s*)?Q(?:uestion)?\s*[:.]\s*(.+?)\s*\n\s*A(?:nswer)?\s*[:.]\s*(.+?)(?=\n\s*(?:\d+[.)]\s*)?Q(?:uestion)?\s*[:.]|\Z)", re.DOTALL | re.MULTILINE | re.IGNORECASE)
+_QA = re.compile(r"^\s*(?:\d+[.)]\s*)?Q(?:uestion)?\s*[:.]\s*(.+?)\s*\n\s*A(?:nswer)?\s*[:.]\s*(.+?)(?=\n\s*(?:\d+[.)]\s*)?Q(?:uestion)?\s*[:.]|\Z)",
+                 re.DOTALL | re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass

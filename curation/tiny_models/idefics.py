@@ -20,7 +20,8 @@ def make_idefics2(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, 
     config = Idefics2Config(
         text_config=text,
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 64, "patch_size": 8},
-        perceiver_config={"hidden_size": hidden, "resampler_n_latents": image_seq_len, "resampler_depth": 1, "resampler_n_heads": 2, "resampler_head_dim": 16, "num_key_value_heads": 1, "rms_norm_eps": 1e-5},
+        perceiver_config={"hidden_size": hidden, "resampler_n_latents": image_seq_len, "resampler_depth": 1, "resampler_n_heads": 2, "resampler_head_dim": 16,
+                          "num_key_value_heads": 1, "rms_norm_eps": 1e-5},
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         tie_word_embeddings=False,
     )

@@ -17,7 +17,8 @@ def make_llava(out: Path, *, seed: int = 0, layers: int = 2, heads: int = 4, kv_
     tokenizer = train_tokenizer(extra_special={"image_token": "<image>"})
     patch = 8
     config = LlavaConfig(
-        vision_config={"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": image_size, "patch_size": patch, "projection_dim": 32},
+        vision_config={"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": image_size, "patch_size": patch, "projection_dim": 32},
         text_config=dict(text_config(tokenizer, layers=layers, heads=heads, kv_heads=kv_heads, hidden=hidden), model_type="llama"),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_seq_length=(image_size // patch) ** 2,

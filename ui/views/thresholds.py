@@ -32,7 +32,8 @@ INSPECT_PAGE = str(Path(__file__).resolve().parent / "inspect.py")  # as ui/app.
 @st.cache_data(show_spinner=False, max_entries=8)
 def _stats(version: int, home: str) -> list[dict]:
     """The stats one can threshold (a pass over every score: once per store version, not per click)."""
-    return [r for r in score_kinds.score_kinds(context.lake()) if r["metric"] in metrics.METRICS and r["subject_kind"] == metrics.METRICS[r["metric"]].subject and r["n"] > r["missing"]
+    return [r for r in score_kinds.score_kinds(context.lake())
+            if r["metric"] in metrics.METRICS and r["subject_kind"] == metrics.METRICS[r["metric"]].subject and r["n"] > r["missing"]
             and r["segment"] in ("", "answer")]
 
 
