@@ -359,7 +359,7 @@ def test_jobs_page_offers_the_vlm_folders_of_every_family_and_refuses_others(ui_
     at.text_input(key="vis_model_path").input(str(home / "models" / "bert"))
     [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()
     assert "bert is a 'bert' model, not a VLM family" in texts(at) and "qwen2_5_vl" in texts(at)
-    from workers.submit import cancel_job
+    from jobs.submit import cancel_job
 
     cancel_job(job.id)  # no worker runs here: leave no job waiting for one
 
@@ -404,7 +404,7 @@ def test_training_page_without_and_with_runs(ui_store):
 
 
 def test_the_app_imports_no_model_library():
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ui.app, ui.heat, ui.auth, ui.context, db.browse, db.pilot_results, workers.submit"],
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import ui.app, ui.heat, ui.auth, ui.context, db.browse, db.pilot_results, jobs.submit, jobs.registry"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     modules = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if line.startswith("import time:")}
     assert "streamlit" in modules

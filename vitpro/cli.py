@@ -76,7 +76,7 @@ def wait_for_job(job_id: str, *, quiet: bool = False, poll: float = 0.3) -> int:
 
     from db import jobs
     from db.app_engine import write_engine
-    from workers.submit import queue_has_worker
+    from jobs.submit import queue_has_worker
 
     s = load_settings()
     engine = write_engine(s.app_url)
@@ -129,8 +129,8 @@ def _print_job_outcome(job) -> None:
 
 def _run_job(kind: str, params: dict, *, wait: bool, local: bool) -> None:
     from vitpro.local_workers import local_workers
-    from workers.jobs import queue_of
-    from workers.submit import JobRefused, queue_has_worker, submit_job
+    from jobs.registry import queue_of
+    from jobs.submit import JobRefused, queue_has_worker, submit_job
 
     s = load_settings()
     queue = queue_of(kind, params)
@@ -185,7 +185,7 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
     from curation.ingest import TextLimits
     from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
     from curation.readers import SourceError, detect_format
-    from workers.jobs import ingest as ingest_job
+    from jobs.ingest import IngestJob
 
     s = load_settings()
     try:
@@ -199,7 +199,7 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
         mapping = base.with_options(maps, pii, redact_pattern, kind=kind, feedback_type=feedback_type, languages=languages)
         if detected != "abo" and not mapping.columns:
             raise MappingError("no column mapping: pass --map field=column (or --mapping FILE.yaml); see `vitpro ingest --help`")
-        params = ingest_job.prepare_params(
+        params = IngestJob(
             source=str(source),
             fmt=detected,
             mapping=mapping,
@@ -216,7 +216,7 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
                 fetch_timeout_s=fetch_timeout,
                 allow_private_urls=allow_private_urls,
             ),
-        )
+        ).params()
     except (SourceError, MappingError, ValueError) as exc:
         _fail(str(exc))
     _run_job("ingest", params, wait=wait, local=local)
@@ -255,14 +255,14 @@ def ocr(engine, limit, source, where, side, min_confidence, threads, device, bat
     """
     from db import batches
     from db.store import open_store
-    from workers.jobs import ocr as ocr_job
+    from jobs.ocr import OcrJob
 
     s = load_settings()
     try:
-        params = ocr_job.prepare_params(
+        params = OcrJob(
             engine=engine, batch_size=batch_size, redact=s.redact and not no_redact, side=side, min_confidence=min_confidence,
             threads=threads, device=device, source=source, where=list(where), limit=limit,
-        )
+        ).params()
     except ValueError as exc:
         _fail(str(exc))
     if source is not None and source not in (names := batches.source_names(open_store(s.store))):
@@ -343,7 +343,7 @@ def _demo_banner(model_dir: str | None) -> None:
 def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, local) -> None:
     """CLIPScore of every item with images not yet scored by this model (gpu queue)."""
     from curation.clip_score import ClipConfig, model_ref
-    from workers.jobs import clip_score
+    from jobs.clip_score import ClipScoreJob
 
     ref = model_ref(model)
     if not ref.startswith(("local-dir:", "hf-hub:")):
@@ -355,7 +355,7 @@ def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, l
             _fail(f"{model!r} is neither a model folder nor an open_clip model name")
     _demo_banner(ref)
     config = ClipConfig(model=model, pretrained=pretrained, device=device, precision=precision, batch_size=batch_size, reduce=reduce)
-    _run_job("clip_score", clip_score.prepare_params(config), wait=wait, local=local)
+    _run_job("clip_score", ClipScoreJob(config).params(), wait=wait, local=local)
 
 
 @score.command("grounding")
@@ -394,44 +394,30 @@ def score_grounding(model, device, dtype, segment, exclude_sinks, distance_corre
             _fail("the single-sample form needs --image and --answer (and usually --question)")
         _score_one(model, device, dtype, config, list(images), question or "", answer, ocr_text, as_json, check)
         return
-    from workers.jobs import grounding
+    from jobs.grounding import GroundingJob
 
     try:
-        params = grounding.prepare_params(model=model, device=device, dtype=dtype, batch_size=batch_size, config=config, ocr=with_ocr, on=on, selection=selection)
+        params = GroundingJob(model=model, device=device, dtype=dtype, batch_size=batch_size, config=config, ocr=with_ocr, on=on, selection=selection).params()
     except ValueError as exc:
         _fail(str(exc))
     _run_job("grounding", params, wait=wait, local=local)
 
 
 def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, as_json, check) -> None:
-    from PIL import Image
-
-    from curation.images import ImageError, ImageLimits, inspect_image
-    from curation.vis_attn import ATTN_NAME, check_segment, eager_reference, score_batch
-    from curation.vlm import LoadOptions, Sample, SampleError, load_vlm
-    from workers.models import check_device
+    from curation.images import ImageError
+    from curation.single_sample import score_one
+    from curation.vlm import SampleError
 
     try:
-        check_device(device)
-        for path in image_paths:
-            inspect_image(Path(path).read_bytes(), ImageLimits())
-        images = [Image.open(p).convert("RGB") for p in image_paths]
-        adapter = load_vlm(model, LoadOptions(device=device, dtype=dtype), language_model_attention=ATTN_NAME)
-        encoded = adapter.encode(Sample(images, question, answer, ocr_text))
-        check_segment(encoded, config.segment)
-        result = score_batch(adapter, [encoded], config)[0]
+        scored = score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, check=check)
     except (ImageError, SampleError) as exc:
         _fail(f"{exc.code}: {exc.message}")
     except (OSError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
-    if adapter.template_source != "checkpoint":
-        click.secho(f"{model} has no chat template: the {adapter.family} layout written from its documentation was used "
+    result, payload = scored.result, scored.payload
+    if scored.template_source != "checkpoint":
+        click.secho(f"{model} has no chat template: the {scored.family} layout written from its documentation was used "
                     "(copy the checkpoint's chat_template.jinja into the folder to use its own)", fg="yellow", err=True)
-    payload = {"model": str(model), "family": adapter.family, "chat_template": adapter.template_source, "segment": config.segment, **result.to_json()}
-    if check:
-        reference = load_vlm(model, LoadOptions(device=device, dtype=dtype), language_model_attention="eager")
-        eager = eager_reference(reference, [encoded])[0]
-        payload["eager_max_abs_diff"] = max(abs(a - eager[p]) for a, p in zip(result.token_scores, result.positions["segment"]))
     if as_json:
         click.echo(json.dumps(payload, indent=2))
         return
@@ -450,9 +436,9 @@ def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_
 @click.option("--local", is_flag=True)
 def score_aux(wait, local) -> None:
     """Auxiliary stats from stored OCR: characters and boxes per image (cpu queue)."""
-    from workers.jobs import aux_stats
+    from jobs.aux_stats import AuxStatsJob
 
-    _run_job("aux_stats", aux_stats.prepare_params(), wait=wait, local=local)
+    _run_job("aux_stats", AuxStatsJob().params(), wait=wait, local=local)
 
 
 @score.command("summary")
@@ -542,7 +528,7 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
     if backend is None:
         _fail("choose a backend: --backend template|openai|hf (or `vitpro generate report` for the quality report)")
     from curation.generation import HFLocalBackend, OpenAIChatBackend
-    from workers.jobs import generate as gen_job
+    from jobs.generate import GenerateJob
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
     openai = hf = None
@@ -559,7 +545,7 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
         hf = HFLocalBackend(model_dir=str(Path(model).resolve()), device=device, dtype=dtype, max_new_tokens=max_tokens)
         _demo_banner(model)
     try:
-        params = gen_job.prepare_params(backend=backend, tasks=task_list, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit, template_path=template_path, examples_path=examples_path, kinds=list(kinds) or None, limit=limit)
+        params = GenerateJob(backend=backend, tasks=task_list, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit, template_path=template_path, examples_path=examples_path, kinds=list(kinds) or None, limit=limit).params()
     except ValueError as exc:
         _fail(str(exc))
     if dry_run:
@@ -571,8 +557,8 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
 def _generate_dry_run(params: dict, n: int) -> None:
     from curation.generation import PromptTemplate, TemplateBackend, build_requests
     from db import batches
+    from curation.item_contexts import contexts_for
     from db.store import open_store
-    from workers.jobs import generate as gen_job
 
     lake = open_store(load_settings().store)
     items = batches.items_to_generate(lake, params["tasks"], params["backend"], params["model_id"], params["prompt_version"], params.get("kinds"))[:n]
@@ -580,7 +566,7 @@ def _generate_dry_run(params: dict, n: int) -> None:
         click.echo("no items to generate for (ingest first, or everything is done for this backend and prompt)")
         return
     template = PromptTemplate.load(params.get("template_path"), params.get("examples_path"))
-    requests = build_requests(gen_job.contexts_for(lake, items), params["tasks"], template, params["n_pairs"])
+    requests = build_requests(contexts_for(lake, items), params["tasks"], template, params["n_pairs"])
     # the version the samples will carry (for the template backend, its templates' version, not the prompt file's)
     click.echo(f"prompt version {params['prompt_version']}; {len(requests)} request(s) for {len(items)} item(s)")
     for request in requests:
@@ -769,7 +755,7 @@ def jobs_show(job_id, units, log_lines, as_json) -> None:
 @click.argument("job_id")
 def jobs_cancel(job_id) -> None:
     """Cancel a job: pending units are dropped, running ones stop after their current batch."""
-    from workers.submit import cancel_job
+    from jobs.submit import cancel_job
 
     job = _find_job(job_id)
     click.echo(f"job {job.id}: {cancel_job(job.id)}")
@@ -779,7 +765,7 @@ def jobs_cancel(job_id) -> None:
 @click.argument("job_id")
 def jobs_retry(job_id) -> None:
     """Run the failed and cancelled units of a finished job again (writes are idempotent)."""
-    from workers.submit import retry_job
+    from jobs.submit import retry_job
 
     job = _find_job(job_id)
     n = retry_job(job.id)
@@ -796,11 +782,10 @@ def jobs_wait(job_id) -> None:
 @jobs.command("reap")
 def jobs_reap() -> None:
     """Take back units of dead workers and resend lost messages now (workers also do this on a timer)."""
-    from workers.app import app_for
-    from workers.worker_signals import reap_once
+    from jobs.broker import client_for, reap_once
 
     _engine()
-    click.echo(f"{reap_once(load_settings(), app_for())} unit(s) sent again")
+    click.echo(f"{reap_once(load_settings(), client_for())} unit(s) sent again")
 
 
 # ---- errors and status -------------------------------------------------------------------------------

@@ -665,14 +665,14 @@ def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_mod
     file and how the image paths resolve; beside the LLaMA-Factory export a ready train_lora.yaml, and in
     the ms-swift manifest the matching `swift sft` command, both with the paper's LoRA settings."""
     from curation.exports import FORMATS, image_paths_note
-    from workers.jobs import export as export_job
+    from jobs.export import ExportJob
 
     _get_snapshot(name)
     chosen = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
     out = out or load_settings().home / "exports" / name
     try:
-        params = export_job.prepare_params(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
-                                           base_model=base_model, family=family, absolute_paths=absolute_paths)
+        params = ExportJob(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
+                           base_model=base_model, family=family, absolute_paths=absolute_paths).params()
     except ValueError as exc:
         _fail(str(exc))
     _run_job("export", params, wait=wait, local=local)

@@ -67,7 +67,7 @@ def train() -> None:
 def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **overrides) -> None:
     """Train on SNAPSHOT's training products; the final adapter lands in OUT/adapter with its config."""
     from db import snapshots, training
-    from workers.jobs import train as train_job
+    from jobs.train import TrainJob
 
     engine = _engine()
     name = name or training.default_name("train")
@@ -82,7 +82,7 @@ def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **ove
     config = _config(preset_name, **overrides)
     out = out or load_settings().home / "runs" / name
     try:
-        params = train_job.prepare_params(snapshot=snapshot, model=model, name=name, config=config, out=str(out))
+        params = TrainJob(snapshot=snapshot, model=model, name=name, config=config, out=str(out)).params()
     except ValueError as exc:
         _fail(str(exc))
     click.echo(f"run {name!r}: LoRA r={config.lora.r} alpha={config.lora.alpha} dropout={config.lora.dropout} on {', '.join(config.lora.parts)}; "
@@ -177,7 +177,7 @@ def eval_group() -> None:
 def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model, k_shot, examples, baseline, limit, wait, local, **overrides) -> None:
     """Evaluate a model (with a trained adapter or without) on SNAPSHOT's held-out products."""
     from db import snapshots, training
-    from workers.jobs import evaluate as eval_job
+    from jobs.evaluate import EvalJob
 
     engine = _engine()
     name = name or training.default_name("eval")
@@ -200,9 +200,9 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
     config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "longest_edge", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
                      longest_edge=overrides.get("resolution"))
     try:
-        params = eval_job.prepare_params(name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
-                                         k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
-                                         out=str(load_settings().home / "evals" / name))
+        params = EvalJob(name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
+                         k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
+                         out=str(load_settings().home / "evals" / name)).params()
     except ValueError as exc:
         _fail(str(exc))
     _run_job("eval", params, wait=wait, local=local)
@@ -288,7 +288,7 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
     (accuracy per task, change against the default, s/item, peak memory)."""
     from db import training
     from trainer.ablation import parse_grid
-    from workers.jobs import ablate as ablate_job
+    from jobs.ablate import AblateJob
 
     try:
         grid = parse_grid(list(grid_specs))
@@ -299,7 +299,7 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
                      longest_edge=overrides.get("resolution"))
     out = load_settings().home / "evals" / name
     try:
-        params = ablate_job.prepare_params(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out))
+        params = AblateJob(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out)).params()
     except ValueError as exc:
         _fail(str(exc))
     click.echo(f"ablation {name!r}: {len(params['cells'])} cell(s)")

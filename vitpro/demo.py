@@ -29,8 +29,8 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     from curation.filters import Condition, FilterConfig, FilterError, stats_for
     from db import pilots, saved_filters, snapshots
     from db.store import open_store
-    from workers.jobs import export as export_job
-    from workers.submit import submit_job
+    from jobs.export import ExportJob
+    from jobs.submit import submit_job
 
     from .cli import wait_for_job
 
@@ -60,7 +60,7 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     except snapshots.SnapshotError:
         snap = snapshots.create(lake, engine, name=name, filter_name="demo", config=FilterConfig.from_dict(config.to_dict()), created_by=s.user)
     out = s.home / "exports" / snap.name
-    job = submit_job("export", export_job.prepare_params(snapshot=snap.name, formats=list(FORMATS), out=str(out), ocr=True, force=True), settings=s)
+    job = submit_job("export", ExportJob(snapshot=snap.name, formats=list(FORMATS), out=str(out), ocr=True, force=True).params(), settings=s)
     results["export"] = wait_for_job(job)
     folders = {}
     for fmt in FORMATS:
@@ -83,9 +83,9 @@ def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
     from db import training
     from db.app_engine import write_engine
     from trainer.config import LoraSettings, TrainConfig
-    from workers.jobs import evaluate as eval_job
-    from workers.jobs import train as train_job
-    from workers.submit import submit_job
+    from jobs.evaluate import EvalJob
+    from jobs.train import TrainJob
+    from jobs.submit import submit_job
 
     from .cli import wait_for_job
 
@@ -96,15 +96,15 @@ def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
     config = TrainConfig(lora=LoraSettings(r=8, alpha=16, dropout=0.1), batch_size=4, max_steps=6, checkpoint_every=3, holdout=0.25)
     known_runs = {r.name for r in training.list_runs(engine)}
     if run_name not in known_runs:
-        job = submit_job("train", train_job.prepare_params(snapshot=snap.name, model=str(model_dir), name=run_name, config=config,
-                                                            out=str(s.home / "runs" / run_name)), settings=s)
+        job = submit_job("train", TrainJob(snapshot=snap.name, model=str(model_dir), name=run_name, config=config,
+                                            out=str(s.home / "runs" / run_name)).params(), settings=s)
         results["train"] = wait_for_job(job)
     known_evals = {e.name for e in training.list_evals(engine)}
     for name, adapter, baseline in ((base_name, None, None), (tuned_name, run_name, base_name)):
         if name in known_evals:
             continue
-        params = eval_job.prepare_params(name=name, snapshot=snap.name, model=str(model_dir), adapter=adapter, config=config, baseline=baseline,
-                                         limit=20, out=str(s.home / "evals" / name))
+        params = EvalJob(name=name, snapshot=snap.name, model=str(model_dir), adapter=adapter, config=config, baseline=baseline,
+                         limit=20, out=str(s.home / "evals" / name)).params()
         results[f"eval {name}"] = wait_for_job(submit_job("eval", params, settings=s))
     try:
         return training.get_run(engine, run_name), [training.get_eval(engine, base_name), training.get_eval(engine, tuned_name)]
@@ -139,18 +139,18 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     from db.app_engine import write_engine
     from db.store import init_store, open_store
     from curation.mapping import ColumnMapping
-    from workers.jobs import ingest as ingest_job
+    from jobs.ingest import IngestJob
     from curation.clip_score import ClipConfig
     from curation.tiny_models import is_tiny, make_tiny
     from curation.vis_attn import VisAttnConfig
-    from workers.jobs import aux_stats as aux_job
-    from workers.jobs import clip_score as clip_job
+    from jobs.aux_stats import AuxStatsJob
+    from jobs.clip_score import ClipScoreJob
     from curation.generation import HFLocalBackend
     from db import sampling
-    from workers.jobs import generate as generate_job
-    from workers.jobs import grounding as grounding_job
-    from workers.jobs import ocr as ocr_job
-    from workers.submit import submit_job
+    from jobs.generate import GenerateJob
+    from jobs.grounding import GroundingJob
+    from jobs.ocr import OcrJob
+    from jobs.submit import submit_job
 
     from curation.generation.report import build_report, report_lines
     from db import quality as db_quality
@@ -184,31 +184,31 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         catalog = ColumnMapping.from_yaml(out / "catalog.yaml")
         feedback = ColumnMapping.from_yaml(out / "complaints.yaml")
         click.echo("3/8 ingest: catalog and complaint transcripts, redacted before storage")
-        job_catalog = submit_job("ingest", ingest_job.prepare_params(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8), settings=s)
-        job_feedback = submit_job("ingest", ingest_job.prepare_params(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4), settings=s)
+        job_catalog = submit_job("ingest", IngestJob(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8).params(), settings=s)
+        job_feedback = submit_job("ingest", IngestJob(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4).params(), settings=s)
         results["ingest catalog"] = wait_for_job(job_catalog)
         results["ingest complaints"] = wait_for_job(job_feedback)
         click.echo("4/8 OCR of every photo (rapidocr on CPU)")
-        job_ocr = submit_job("ocr", ocr_job.prepare_params(batch_size=8), settings=s)
+        job_ocr = submit_job("ocr", OcrJob(batch_size=8).params(), settings=s)
         results["ocr"] = wait_for_job(job_ocr)
         click.echo("5/8 generation: question/answer samples for every task (template backend), and the local-model path (tiny LLM)")
-        job_generate = submit_job("generate", generate_job.prepare_params(backend="template"), settings=s)
+        job_generate = submit_job("generate", GenerateJob(backend="template").params(), settings=s)
         results["generate"] = wait_for_job(job_generate)
         tiny_llm = HFLocalBackend(model_dir=str(models_dir / "llama"), max_new_tokens=48)
-        job_generate_hf = submit_job("generate", generate_job.prepare_params(backend="hf", hf=tiny_llm, tasks=["recognition"], limit=4), settings=s)
+        job_generate_hf = submit_job("generate", GenerateJob(backend="hf", hf=tiny_llm, tasks=["recognition"], limit=4).params(), settings=s)
         results["generate hf"] = wait_for_job(job_generate_hf)
         sql, params, names = sampling.stratified(open_store(s.store), by=["category"], per_stratum=40, seed=seed)
         balance = sampling.balance(open_store(s.store), sql, params, names)
         selected = sampling.write_selection(open_store(s.store), "demo-balanced", sql, params, names, seed, "samples", f"demo-{seed}")
         click.echo(f"    stratified sample 'demo-balanced' (at most 40 per category): {selected} of {sum(r[-2] for r in balance)} samples")
         click.echo("6/8 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore of the balanced samples by two VLMs, IDEFICS2 (the paper's) and Qwen2.5-VL, on the gpu queue")
-        job_aux = submit_job("aux_stats", aux_job.prepare_params(), settings=s)
+        job_aux = submit_job("aux_stats", AuxStatsJob().params(), settings=s)
         results["aux"] = wait_for_job(job_aux)
-        job_clip = submit_job("clip_score", clip_job.prepare_params(ClipConfig(model=str(models_dir / "clip"), batch_size=16)), settings=s)
+        job_clip = submit_job("clip_score", ClipScoreJob(ClipConfig(model=str(models_dir / "clip"), batch_size=16)).params(), settings=s)
         results["clip"] = wait_for_job(job_clip)
         vis_config = VisAttnConfig(exclude_sinks=True, distance_correction=True)
-        grounding = grounding_job.prepare_params(model=str(models_dir / "idefics2"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced")
-        grounding_qwen = grounding_job.prepare_params(model=str(models_dir / "qwen2_5_vl"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced")
+        grounding = GroundingJob(model=str(models_dir / "idefics2"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced").params()
+        grounding_qwen = GroundingJob(model=str(models_dir / "qwen2_5_vl"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced").params()
         job_grounding = submit_job("grounding", grounding, settings=s)
         job_grounding_qwen = submit_job("grounding", grounding_qwen, settings=s)
         results["grounding"] = wait_for_job(job_grounding)

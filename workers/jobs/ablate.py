@@ -17,25 +17,8 @@ from trainer import ablation
 from trainer.config import TrainConfig
 
 from ..runtime import UnitContext
+from .registry import register
 from .evaluate import evaluate_benchmark, resolve_adapter
-
-KIND = "ablate"
-QUEUE = "train"
-
-
-def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None, grid: dict[str, list[str]], full: bool = False,
-                   config: TrainConfig | None = None, limit: int | None = None, out: str) -> dict[str, Any]:
-    if not grid:
-        raise ValueError("an empty grid: give at least one --grid FACTOR=v1,v2")
-    if "adapter" in grid and not adapter:
-        raise ValueError("the grid switches the adapter on and off: give --adapter (a training run or an adapter folder)")
-    from curation.vlm import check_model_folder
-
-    check_model_folder(model)
-    defaults = {} if adapter else {"adapter": "off"}
-    return {"name": name, "snapshot": snapshot, "model": str(model), "adapter": adapter, "grid": grid, "full": bool(full),
-            "cells": ablation.cells(grid, full=full, defaults=defaults), "defaults": defaults, "config": (config or TrainConfig()).to_dict(),
-            "limit": limit, "out": str(Path(out).expanduser().resolve()), "k_shot": 0, "examples": []}
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -80,3 +63,6 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     training.set_eval(ctx.engine, ctx.params["name"], results={"ablation": rows, "table": text})
     ctx.log(f"table written to {out / 'ablation.md'}")
     return {}
+
+
+register("ablate", plan=plan, run=run, finalize=finalize)

@@ -10,32 +10,10 @@ from typing import Any
 
 from db import training
 from db.jobs import UnitSpec, work_results
-from trainer.benchmarks import BENCHMARKS
 from trainer.config import TrainConfig
 
 from ..runtime import PermanentError, UnitContext
-
-KIND = "eval"
-QUEUE = "train"
-
-
-def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None = None, benchmarks: list[str] | None = None,
-                   config: TrainConfig | None = None, k_shot: int = 0, examples: list[str] | None = None,
-                   judge: dict[str, Any] | None = None, baseline: str | None = None, limit: int | None = None, out: str) -> dict[str, Any]:
-    benchmarks = list(dict.fromkeys(benchmarks or ["objective", "attributes"]))
-    unknown = [b for b in benchmarks if b not in BENCHMARKS]
-    if unknown:
-        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; benchmarks: {', '.join(BENCHMARKS)}")
-    if "generative" in benchmarks and not judge:
-        raise ValueError("the generative benchmark needs an LLM judge: give --judge-url (an OpenAI-compatible chat-completions server)")
-    if k_shot < 0:
-        raise ValueError("k (in-context examples) must be 0 or more")
-    from curation.vlm import check_model_folder
-
-    check_model_folder(model)
-    return {"name": name, "snapshot": snapshot, "model": str(model), "adapter": adapter, "benchmarks": benchmarks,
-            "config": (config or TrainConfig()).to_dict(), "k_shot": int(k_shot), "examples": list(examples or []), "judge": judge,
-            "baseline": baseline, "limit": limit, "out": str(Path(out).expanduser().resolve())}
+from .registry import register
 
 
 def resolve_adapter(engine, adapter: str | None) -> str | None:
@@ -141,3 +119,6 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     Path(ctx.params["out"]).mkdir(parents=True, exist_ok=True)
     (Path(ctx.params["out"]) / "results.json").write_text(json.dumps(results, indent=2))
     return {}
+
+
+register("eval", plan=plan, run=run, finalize=finalize)
