@@ -1,5 +1,5 @@
-"""Job kinds by name. Each kind's spec is a frozen dataclass of its parameters, registered with
-``@register("ocr")``: its queue (or the rule picking one from the parameters), its choice lists, and
+"""Job kinds by name. Each kind's spec is a frozen dataclass of its parameters in the module of the
+kind's name (jobs/ocr.py), registered with ``@register("ocr")``: its queue (or the rule picking one from the parameters), its choice lists, and
 ``params()``, which checks the parameters and gives the dict a job stores. The workers register a handler
 for the same kinds (workers/jobs); a test checks the two registries name the same kinds.
 """
@@ -11,6 +11,9 @@ from dataclasses import fields
 from typing import Any, ClassVar
 
 SPECS: dict[str, type[JobSpec]] = {}
+# the package's modules that hold no kind: not imported to find the kinds (the sending path loads the
+# store's libraries, a second or more that a page listing kinds need not pay)
+NOT_KINDS = frozenset({"registry", "submit", "broker", "devices", "names"})
 
 
 class JobSpec:
@@ -48,21 +51,26 @@ def register(kind: str):
 
 
 def _load() -> dict[str, type[JobSpec]]:
-    """Every module of the package, imported once (those that hold no kind register nothing): a new kind
-    is a new module, no list to update."""
+    """Every spec module of the package, imported once: a new kind is a new module, no list to update."""
     package = importlib.import_module(__package__)
     for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "registry":
+        if info.name not in NOT_KINDS:
             importlib.import_module(f"{__package__}.{info.name}")
     return SPECS
 
 
 def kinds() -> list[str]:
-    return list(_load())
+    return sorted(_load())
 
 
 def spec_for(kind: str) -> type[JobSpec]:
-    specs = _load()
+    if kind not in SPECS and kind not in NOT_KINDS:
+        try:  # the kind's own module: the command line needs one kind's choices, not every module
+            importlib.import_module(f"{__package__}.{kind}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{kind}":  # the module exists but lacks one of its imports
+                raise
+    specs = SPECS if kind in SPECS else _load()
     if kind not in specs:
         raise ValueError(f"unknown job kind {kind!r}; kinds: {', '.join(sorted(specs))}")
     return specs[kind]

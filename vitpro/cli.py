@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from config.settings import load_settings
+from jobs.registry import choices
 
 EXIT_FAILED = 1
 
@@ -371,7 +372,7 @@ def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, l
 @click.option("--answer", help="... and this answer, here and now (no job).")
 @click.option("--ocr", "ocr_text", help="Single-sample form: OCR tokens to put in the prompt.")
 @click.option("--with-ocr", is_flag=True, help="Store-wide: put each image's OCR text in the prompt (the paper's setting).")
-@click.option("--on", "on", type=click.Choice(["samples", "items"]), default="samples", show_default=True, help="Store-wide: score generated samples, or items with their own text.")
+@click.option("--on", "on", type=click.Choice(choices("grounding", "on")), default="samples", show_default=True, help="Store-wide: score generated samples, or items with their own text.")
 @click.option("--selection", help="Store-wide: only the samples of this named selection (vitpro sample --name).")
 @click.option("--json", "as_json", is_flag=True, help="Single-sample form: print JSON (tokens, words, scores, input_ids, positions).")
 @click.option("--check", is_flag=True, help="Single-sample form: also compute the eager output_attentions reference and print the largest difference.")
@@ -490,7 +491,7 @@ def score_threshold(metric, percentile, model_id, segment, subject_kind) -> None
 
 # ---- generation ----------------------------------------------------------------------------------------
 @cli.group(invoke_without_command=True)
-@click.option("--backend", type=click.Choice(["openai", "hf", "template"]), help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
+@click.option("--backend", type=click.Choice(choices("generate", "backend")), help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
 @click.option("--tasks", default=",".join(["recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"]), show_default=True, help="Comma-separated tasks.")
 @click.option("--model", help="openai: the served model's name; hf: a local model folder.")
 @click.option("--base-url", envvar="VITPRO_LLM_BASE_URL", help="openai: the server's base URL, e.g. http://localhost:8000/v1 (env VITPRO_LLM_BASE_URL).")

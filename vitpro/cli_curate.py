@@ -16,6 +16,7 @@ import click
 
 from .cli import _echo_table, _engine, _fail, _run_job, cli
 from config.settings import load_settings
+from jobs.registry import choices
 
 from curation.pilot_stats import AUC_CI_METHOD, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # noqa: E402  (the paper's +36%)
 
@@ -647,7 +648,7 @@ def snapshot_diff(a, b, as_json) -> None:
 
 @snapshot.command("export")
 @click.argument("name")
-@click.option("--format", "formats", multiple=True, required=True, type=click.Choice(["llava", "llamafactory", "swift", "trl", "parquet", "all"]), help="Repeat for several; 'all' for every format.")
+@click.option("--format", "formats", multiple=True, required=True, type=click.Choice([*choices("export", "formats"), "all"]), help="Repeat for several; 'all' for every format.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder; each format goes to OUT/<format>/ (default: $VITPRO_HOME/exports/NAME).")
 @click.option("--ocr", is_flag=True, help="Put each image's OCR text in the prompt ('OCR Tokens: ...').")
 @click.option("--link", is_flag=True, help="Hard-link images instead of copying them (same file system).")

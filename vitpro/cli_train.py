@@ -9,6 +9,7 @@ import click
 
 from .cli import _echo_table, _engine, _fail, _run_job, cli
 from config.settings import load_settings
+from jobs.registry import choices
 
 
 def _model_options(fn):
@@ -164,7 +165,7 @@ def eval_group() -> None:
 @_model_options
 @click.option("--adapter", help="A training run's name or an adapter folder (none: the base model alone).")
 @click.option("--name", help="Evaluation name (default eval-<time>).")
-@click.option("--benchmark", "benchmarks", multiple=True, type=click.Choice(["objective", "generative", "attributes"]),
+@click.option("--benchmark", "benchmarks", multiple=True, type=click.Choice(choices("eval", "benchmarks")),
               help="Repeat for several (default: objective and attributes; generative needs --judge-url).")
 @click.option("--judge-url", help="OpenAI-compatible base URL of the judge LLM (…/v1); its key from VITPRO_LLM_API_KEY.")
 @click.option("--judge-model", default="judge", show_default=True)
@@ -177,7 +178,7 @@ def eval_group() -> None:
 def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model, k_shot, examples, baseline, limit, wait, local, **overrides) -> None:
     """Evaluate a model (with a trained adapter or without) on SNAPSHOT's held-out products."""
     from db import snapshots, training
-    from jobs.evaluate import EvalJob
+    from jobs.eval import EvalJob
 
     engine = _engine()
     name = name or training.default_name("eval")
@@ -295,6 +296,10 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
     except ValueError as exc:
         _fail(str(exc))
     name = name or training.default_name("ablate")
+    try:  # an ablation is an evaluation row and folder of its own: never one already made
+        training.check_new_name(_engine(), evaluation=name)
+    except training.RunError as exc:
+        _fail(str(exc))
     config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
                      longest_edge=overrides.get("resolution"))
     out = load_settings().home / "evals" / name

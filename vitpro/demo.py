@@ -83,7 +83,7 @@ def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
     from db import training
     from db.app_engine import write_engine
     from trainer.config import LoraSettings, TrainConfig
-    from jobs.evaluate import EvalJob
+    from jobs.eval import EvalJob
     from jobs.train import TrainJob
     from jobs.submit import submit_job
 

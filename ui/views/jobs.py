@@ -14,7 +14,7 @@ import streamlit as st
 from db import jobs as jobs_db
 from ui import context
 from ui.job_forms import in_form_terms, scan_signature, vlm_folder_problem, vlm_folders
-from jobs.registry import kinds
+from jobs.registry import choices, kinds
 from jobs.submit import cancel_job, check_job, retry_job, submit_job
 
 me = context.ensure_signed_in()
@@ -141,12 +141,10 @@ def clip_form() -> None:
 
 
 def generation_form() -> None:
-    from curation.generation import TASKS
-
     with st.form("launch_generate"):
         c = st.columns(3)
         backend = c[0].selectbox("Backend", ["template", "openai"], help="template: rule-based, no LLM; openai: any OpenAI-compatible server")
-        gen_tasks = c[1].multiselect("Tasks", list(TASKS), default=list(TASKS))
+        gen_tasks = c[1].multiselect("Tasks", choices("generate", "tasks"), default=choices("generate", "tasks"))
         n_pairs = c[2].number_input("Pairs per item and task", 1, 20, 3)
         c = st.columns(3)
         base_url = c[0].text_input("LLM base URL (…/v1)", placeholder="http://127.0.0.1:8000/v1")
@@ -165,7 +163,7 @@ def grounding_form() -> None:
     with st.form("launch_grounding"):
         c = st.columns(4)
         vlm = _vlm_picker(c[0], "VLM", "vis_model")
-        on = c[1].selectbox("Score", ["samples", "items"])
+        on = c[1].selectbox("Score", choices("grounding", "on"))
         selection = c[2].selectbox("Only the selection", [None, *_selection_names(lake.current_version(), str(s.home))], format_func=lambda n: n or "all")
         vis_batch = c[3].number_input("Batch size", 1, 512, 8)
         c = st.columns(4)
@@ -192,12 +190,10 @@ def aux_form() -> None:
 
 
 def export_form() -> None:
-    from curation.exports import FORMATS
-
     with st.form("launch_export"):
         c = st.columns(3)
         snap = c[0].selectbox("Snapshot", _snapshot_names(), key="export_snap")
-        formats = c[1].multiselect("Formats", list(FORMATS), default=list(FORMATS))
+        formats = c[1].multiselect("Formats", choices("export", "formats"), default=choices("export", "formats"))
         ocr_export = c[2].checkbox("OCR text in the prompt", value=True)
         if st.form_submit_button("Launch export"):
             from jobs.export import ExportJob
@@ -240,7 +236,6 @@ def train_form() -> None:
 
 def eval_form() -> None:
     from db import training
-    from trainer.benchmarks import BENCHMARKS
 
     with st.form("launch_eval"):
         c = st.columns(4)
@@ -250,13 +245,13 @@ def eval_form() -> None:
         adapter = c[2].selectbox("Adapter (a training run)", [None, *runs], format_func=lambda n: n or "none: the base model")
         eval_name = c[3].text_input("Evaluation name", value=training.default_name("eval"))
         c = st.columns(4)
-        benches = c[0].multiselect("Benchmarks", list(BENCHMARKS), default=["objective", "attributes"])
+        benches = c[0].multiselect("Benchmarks", choices("eval", "benchmarks"), default=["objective", "attributes"])
         baseline = c[1].selectbox("Report against", [None, *[e.name for e in training.list_evals(engine)]], format_func=lambda n: n or "no baseline")
         eval_limit = c[2].number_input("At most this many items per task (0: all)", 0, 10**7, 0)
         eval_device = c[3].text_input("Device", value="cpu", key="eval_device")
         if st.form_submit_button("Launch evaluation"):
             from trainer.config import TrainConfig
-            from jobs.evaluate import EvalJob
+            from jobs.eval import EvalJob
 
             def _eval_params():
                 training.check_new_name(engine, evaluation=eval_name)

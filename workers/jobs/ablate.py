@@ -18,14 +18,13 @@ from trainer.config import TrainConfig
 
 from ..runtime import UnitContext
 from .registry import register
-from .evaluate import evaluate_benchmark, resolve_adapter
+from .evaluate import claim_eval, evaluate_benchmark, resolve_adapter
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
     adapter = resolve_adapter(ctx.engine, p["adapter"])
-    training.ensure_eval(ctx.engine, name=p["name"], job_id=ctx.job_id, snapshot=p["snapshot"], model=p["model"], adapter=adapter,
-                         config={**p, "kind": "ablation"}, baseline=None, created_by=ctx.settings.user)
+    claim_eval(ctx, p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter, config={**p, "kind": "ablation"}, baseline=None)
     ctx.log(f"ablation {p['name']!r}: {len(p['cells'])} cell(s)")
     return [UnitSpec({"cell": c, "index": i, "adapter": adapter}, 1) for i, c in enumerate(p["cells"])], {}
 
@@ -48,7 +47,8 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         ctx.log(f"cell {row['label']}: not run ({exc})", level="warning")
         return {"cell": {**row, "unavailable": str(exc)}}
     adapter_dir = ctx.payload["adapter"] if adapter_on else None
-    result = evaluate_benchmark(ctx, p, "objective", adapter_dir, config, Path(p["out"]) / f"cell-{ctx.payload['index']:02d}.jsonl")
+    result = evaluate_benchmark(ctx, p, "objective", adapter_dir, config, Path(p["out"]) / f"cell-{ctx.payload['index']:02d}.jsonl",
+                                split_from=ctx.payload["adapter"])
     ctx.log(f"cell {row['label']}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
     return {"cell": {**row, **result}, "items": result["items"]}
 
