@@ -656,8 +656,9 @@ def worker(queues, concurrency, pool, loglevel) -> None:
     """Run a Celery worker (foreground). Start as many as you like, on any machine that sees the store."""
     import os
 
-    from workers.app import QUEUES, app
+    from jobs.broker import QUEUES
     from vitpro.local_workers import worker_command
+    from workers.app import app
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = [q for q in names if q not in QUEUES]
