@@ -14,10 +14,9 @@ from config.settings import load_settings
 
 def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
     """How many catalog photos had their printed brand read back by OCR: a real check of the OCR stage."""
-    rows = lake.fetchall(
-        "SELECT it.brand, o.text FROM items it JOIN images im USING (item_id) JOIN ocr o ON o.sha256 = im.sha256 "
-        "WHERE it.kind = 'catalog'"
-    )
+    from db.demo_reads import catalog_brands_and_ocr
+
+    rows = catalog_brands_and_ocr(lake)
     hits = sum(1 for brand, text in rows if brand and text and brand.upper() in text.upper())
     return hits, len(rows)
 
@@ -32,7 +31,7 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     from jobs.export import ExportJob
     from jobs.submit import submit_job
 
-    from .cli import wait_for_job
+    from .commands.group import wait_for_job
 
     lake = open_store(s.store)
     vis = Condition.parse("vis_attn >= p25 per task")
@@ -87,7 +86,7 @@ def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
     from jobs.train import TrainJob
     from jobs.submit import submit_job
 
-    from .cli import wait_for_job
+    from .commands.group import wait_for_job
 
     engine = write_engine(s.app_url)
     tag = snap.name
@@ -135,7 +134,7 @@ def _demo_users(s, engine) -> dict[str, str]:
 
 def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool, port: int = 8501, address: str = "127.0.0.1") -> int:
     from db import jobs as jobs_db
-    from db import queries
+    from db import demo_reads, queries
     from db.app_engine import write_engine
     from db.store import init_store, open_store
     from curation.mapping import ColumnMapping
@@ -155,7 +154,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     from curation.generation.report import build_report, report_lines
     from db import quality as db_quality
 
-    from .cli import wait_for_job
+    from .commands.group import wait_for_job
     from .demo_data import write_demo_data
     from .local_workers import local_workers
 
@@ -224,9 +223,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     counts = queries.stage_counts(lake)
     redactions = queries.redaction_totals(lake)
     hits, read = _ocr_hits(lake, made["brands"])
-    sample = lake.fetchone(
-        "SELECT feedback_text FROM items WHERE kind = 'feedback' AND source_id IN (SELECT source_id FROM sources WHERE name = 'demo-complaints') ORDER BY row_number LIMIT 1"
-    )
+    sample = demo_reads.first_feedback_text(lake, "demo-complaints")
     click.echo()
     click.secho("summary", bold=True)
     click.echo(f"  items      {counts['items']} ({counts['items_catalog']} catalog, {counts['items_feedback']} feedback)")
@@ -249,19 +246,14 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         for r in scores.get((metric, kind), []):
             by = f" by {public_model_id(r['model_id'])}" if metric.startswith("vis_attn") else ""
             click.echo(f"  {label:<12} {r['n'] - r['missing']} {kind}(s){by}: p10 {r['p10']:.4g}, median {r['median']:.4g}, p90 {r['p90']:.4g}" + (f" ({r['missing']} unscorable)" if r["missing"] else ""))
-    worst = lake.fetchone(
-        "SELECT t.words, t.word_scores FROM token_scores t JOIN scores s ON s.subject_id = t.subject_id AND s.metric = 'vis_attn' AND s.value IS NOT NULL "
-        "AND s.model_id = t.model_id ORDER BY s.value LIMIT 1"
-    )
+    worst = demo_reads.least_grounded_words(lake)
     if worst:
-        import json as _json
-
-        pairs = list(zip(_json.loads(worst[0]), _json.loads(worst[1])))[:8]
+        pairs = worst[:8]
         click.echo("  least grounded text, word by word: " + " ".join(f"{w}({v:.3g})" for w, v in pairs))
     click.secho("  (demo models: these scores show the pipeline works, not what the data is worth)", fg="yellow")
-    tasks = lake.fetchall("SELECT task, count(*) FROM samples GROUP BY task ORDER BY task")
+    tasks = demo_reads.samples_per_task(lake)
     click.echo("  samples    " + ", ".join(f"{t} {n}" for t, n in tasks))
-    rejects = lake.fetchall("SELECT backend, reason, count(*) FROM generation_rejects GROUP BY ALL ORDER BY 3 DESC")
+    rejects = demo_reads.rejects_per_reason(lake)
     click.echo("  rejected   " + (", ".join(f"{b}/{r} {n}" for b, r, n in rejects) or "nothing"))
     quality = build_report(db_quality.task_rows(lake, "template"), db_quality.coverage_rows(lake, "template"))
     click.echo("  quality of the template samples (vitpro generate report):")
@@ -287,13 +279,13 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
     if sample:
         click.echo("  a stored transcript, as the model will see it:")
-        for line in sample[0].splitlines()[:6]:
+        for line in sample.splitlines()[:6]:
             click.echo(f"    | {line}")
     click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, `vitpro snapshot list`, `vitpro train list`, `vitpro eval list`.")
     code = 0 if all(code == 0 for code in results.values()) else 1
     if not ui:
         return code
-    from .cli_app import serve
+    from .commands.app import serve
 
     passwords = _demo_users(s, engine)
     click.echo()
