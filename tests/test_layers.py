@@ -29,7 +29,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "vitpro": _DOMAIN | {"jobs", "ui"},
 }
 # (file, function) -> packages it may import beyond its layer: `vitpro worker` runs the workers' Celery app
-EXCEPTIONS: dict[tuple[str, str], set[str]] = {("vitpro/cli.py", "worker"): {"workers"}}
+EXCEPTIONS: dict[tuple[str, str], set[str]] = {("vitpro/commands/worker.py", "worker"): {"workers"}}
 HEAVY = {"torch", "transformers", "open_clip", "celery", "kombu", "peft", "workers"}
 LIGHT_AT_IMPORT = ("ui", "vitpro", "jobs")  # packages that must not import HEAVY at module level
 
