@@ -1,7 +1,8 @@
-"""Job kinds by name. Each kind's spec is a frozen dataclass of its parameters in the module of the
-kind's name (jobs/ocr.py), registered with ``@register("ocr")``: its queue (or the rule picking one from the parameters), its choice lists, and
-``params()``, which checks the parameters and gives the dict a job stores. The workers register a handler
-for the same kinds (workers/jobs); a test checks the two registries name the same kinds.
+"""Job kinds by name. Each kind's spec is a frozen dataclass of its parameters, in the module of the
+kind's name (jobs/ocr.py) and registered with ``@register("ocr")``: its queue (or the rule picking one
+from the parameters), its choice lists, and ``params()``, which checks the parameters and gives the dict
+a job stores. The workers register a handler for the same kinds (workers/jobs); a test checks the two
+registries name the same kinds.
 """
 from __future__ import annotations
 
