@@ -67,14 +67,14 @@ def run_ingest(src: Path, workers: int, rows_per_unit: int, scratch: Path) -> tu
     from db.store import init_store
     from vitpro.local_workers import start_worker, stop_worker
     from config.settings import load_settings
-    from workers.jobs import ingest as ingest_job
-    from workers.submit import submit_job
+    from jobs.ingest import IngestJob
+    from jobs.submit import submit_job
 
     settings = load_settings()
     init_store(settings.store)
     engine = write_engine(settings.app_url)
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "description": ["description"], "brand": ["brand"], "category": ["category"], "images": ["images"]})
-    params = ingest_job.prepare_params(source=str(src), fmt="csv", mapping=mapping, name="bench", image_root=str(src.parent), redact=True, rows_per_unit=rows_per_unit)
+    params = IngestJob(source=str(src), fmt="csv", mapping=mapping, name="bench", image_root=str(src.parent), redact=True, rows_per_unit=rows_per_unit).params()
     proc = start_worker("cpu", concurrency=workers, log_path=scratch / f"worker-{workers}.log", loglevel="INFO")
     try:
         deadline = time.monotonic() + 60

@@ -11,8 +11,8 @@ from db import batches
 from db.store import open_store
 from vitpro.demo_data import write_demo_data
 from config.settings import load_settings
-from workers.jobs import generate as gen_job
-from workers.jobs import ingest as ingest_job
+from jobs.generate import GenerateJob
+from jobs.ingest import IngestJob
 
 from .test_generation import _run_job
 
@@ -22,10 +22,10 @@ VIS_MODEL, CLIP_MODEL = "vlm-a", "clip-a"
 def ingest_and_generate(data_dir, *, products=12, complaints=10, names=("catalog", "complaints")):
     write_demo_data(data_dir, products=products, complaints=complaints)
     for (source, mapping), name in zip((("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")), names):
-        params = ingest_job.prepare_params(source=str(data_dir / source), fmt=None, mapping=ColumnMapping.from_yaml(data_dir / mapping), name=name,
-                                           image_root=str(data_dir), redact=True)
+        params = IngestJob(source=str(data_dir / source), fmt=None, mapping=ColumnMapping.from_yaml(data_dir / mapping), name=name,
+                           image_root=str(data_dir), redact=True).params()
         assert _run_job("ingest", params).status == "succeeded"
-    assert _run_job("generate", gen_job.prepare_params(backend="template")).status == "succeeded"
+    assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"
     return open_store(load_settings().store)
 
 

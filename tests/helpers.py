@@ -190,7 +190,7 @@ class AppServer:
         import subprocess
         import urllib.request
 
-        from vitpro.cli_app import streamlit_command
+        from vitpro.commands.app import streamlit_command
 
         repo = Path(__file__).resolve().parent.parent
         self.proc = subprocess.Popen(streamlit_command(self.port, "127.0.0.1"), cwd=repo,

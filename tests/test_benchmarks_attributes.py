@@ -14,7 +14,7 @@ from db.store import init_store
 from trainer import benchmarks as bm
 from trainer.metrics import normalise_value
 from config.settings import load_settings
-from workers.jobs import ingest as ingest_job
+from jobs.ingest import IngestJob
 
 from .curation_store import ingest_and_generate
 from .test_generation import _run_job
@@ -24,8 +24,8 @@ _QUESTION = re.compile(r"^Is the (.+) of this product (.+)\?$")
 
 def _store_rows(tmp_path, shared_data):
     init_store(load_settings().store)
-    params = ingest_job.prepare_params(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None,
-                                       image_root=None, redact=True)
+    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None,
+                       image_root=None, redact=True).params()
     assert _run_job("ingest", params).status == "succeeded"
     lake = ingest_and_generate(tmp_path / "demo")  # the demo catalog and complaints beside them, then the template samples
     engine = write_engine(load_settings().app_url)

@@ -87,9 +87,9 @@ def test_text_with_a_token_that_is_id_zero_scores_the_same_batched(tiny_models):
 
 
 def test_clip_job_params_carry_an_absolute_model_path(tiny_models, tmp_path, monkeypatch):
-    from workers.jobs import clip_score
+    from jobs.clip_score import ClipScoreJob
 
     monkeypatch.chdir(tiny_models["clip"].parent)
-    params = clip_score.prepare_params(ClipConfig(model="clip"))
+    params = ClipScoreJob(ClipConfig(model="clip")).params()
     assert params["config"]["model"] == f"local-dir:{tiny_models['clip']}" == params["model_id"]
     assert params["demo_model"] is True

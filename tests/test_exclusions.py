@@ -12,7 +12,7 @@ from curation import snapshots
 from db import exclusions, saved_filters, training
 from db.app_engine import write_engine
 from config.settings import load_settings
-from workers.jobs import export as export_job
+from jobs.export import ExportJob
 
 from .curation_store import add_scores, ingest_and_generate
 from .helpers import excluded_ids as _excluded_ids
@@ -128,7 +128,7 @@ def test_filters_snapshots_and_exports_leave_excluded_samples_out(scored, tmp_pa
 
     # exports: the export job (in process, every unit) for the new snapshot, write_export for the old one
     out = tmp_path / "exports" / "after"
-    job = _run_job("export", export_job.prepare_params(snapshot="after", formats=list(FORMATS), out=str(out)))
+    job = _run_job("export", ExportJob(snapshot="after", formats=list(FORMATS), out=str(out)).params())
     assert job.status == "succeeded", job.error
     for fmt in FORMATS:
         ids = _ids_from_records(out / fmt)

@@ -22,8 +22,9 @@ from db import jobs
 from db.app_engine import write_engine
 from db.store import init_store, open_store
 from config.settings import load_settings
+from jobs.generate import GenerateJob
+from jobs.ingest import IngestJob
 from workers.jobs import generate as gen_job
-from workers.jobs import ingest as ingest_job
 from workers.runtime import execute_unit
 
 from .fake_llm import FakeChatServer
@@ -55,9 +56,9 @@ def _run_job(kind, params):
 
 def test_template_backend_on_abo_gives_the_listing_brand_and_color(home, shared_data):
     init_store(load_settings().store)
-    params = ingest_job.prepare_params(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None, image_root=None, redact=True)
+    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None, image_root=None, redact=True).params()
     assert _run_job("ingest", params).status == "succeeded"
-    job = _run_job("generate", gen_job.prepare_params(backend="template"))
+    job = _run_job("generate", GenerateJob(backend="template").params())
     assert job.status == "succeeded" and job.counts["rejects"] == 0
     lake = open_store(load_settings().store)
     rows = lake.fetchall(
@@ -82,7 +83,7 @@ def test_template_backend_on_abo_gives_the_listing_brand_and_color(home, shared_
     lineage, version = lake.fetchone("SELECT lineage, prompt_version FROM samples LIMIT 1")
     assert json.loads(lineage)["item_id"] and version == "template-v2"
     # nothing twice: a second run finds every (item, task) done
-    again = _run_job("generate", gen_job.prepare_params(backend="template"))
+    again = _run_job("generate", GenerateJob(backend="template").params())
     assert again.counts == {"items_to_generate": 0}
 
 
@@ -300,11 +301,11 @@ def test_template_pairs_per_task():
 def test_a_resumed_job_generates_only_what_was_not_done(home, shared_data, tmp_path):
     settings = load_settings()
     init_store(settings.store)
-    params = ingest_job.prepare_params(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None, image_root=None, redact=True)
+    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None, image_root=None, redact=True).params()
     assert _run_job("ingest", params).status == "succeeded"
     engine = write_engine(settings.app_url)
     with FakeChatServer() as srv:
-        gen_params = gen_job.prepare_params(backend="openai", openai=OpenAIChatBackend(base_url=srv.base_url, model="good"), tasks=["recognition"], items_per_unit=1)
+        gen_params = GenerateJob(backend="openai", openai=OpenAIChatBackend(base_url=srv.base_url, model="good"), tasks=["recognition"], items_per_unit=1).params()
         job_id, queue = jobs.create_job(engine, kind="generate", queue="cpu", params=gen_params, launched_by="t")
         sent = []
         execute_unit(queue[0][0], send=sent.extend)  # plan: three units of one item

@@ -20,8 +20,12 @@ from db.store import open_store
 from trainer.config import TrainConfig
 from config.settings import load_settings
 from workers import devices
-from workers.jobs import clip_score, grounding, ingest, train
-from workers.submit import JobRefused, check_device, check_job, requested_device, submit_job
+from jobs.clip_score import ClipScoreJob
+from jobs.grounding import GroundingJob
+from jobs.ingest import IngestJob
+from jobs.train import TrainJob
+from jobs import devices as device_names
+from jobs.submit import JobRefused, check_device, check_job, requested_device, submit_job
 
 
 def _engine():
@@ -40,7 +44,7 @@ def _vlm_folder(tmp_path: Path) -> Path:
 
 
 def _grounding(tmp_path: Path, device: str) -> dict:
-    return grounding.prepare_params(model=str(_vlm_folder(tmp_path)), device=device)
+    return GroundingJob(model=str(_vlm_folder(tmp_path)), device=device).params()
 
 
 # ---- devices: what a worker records, what a job may ask for --------------------------------------------
@@ -99,7 +103,7 @@ def test_registration_rows_decide_by_queue_age_and_what_was_recorded(home, tmp_p
     with pytest.raises(JobRefused, match=r"no live worker of the 'gpu' queue has cuda:1 \(live workers: box:2 cpu\)"):
         check_device("gpu", "cuda:1")
     with pytest.raises(JobRefused, match="'train' queue has cuda"):
-        check_job("train", train.prepare_params(snapshot="s", model=str(tmp_path / "qwen"), name="r", config=TrainConfig(device="cuda"), out=str(tmp_path / "run")))
+        check_job("train", TrainJob(snapshot="s", model=str(tmp_path / "qwen"), name="r", config=TrainConfig(device="cuda"), out=str(tmp_path / "run")).params())
     # a later heartbeat records new devices; a worker that recorded none is given the benefit of the doubt
     jobs.touch_worker(engine, "box:2", "box", 2, "gpu,train", "cpu,cuda:0,cuda:1")
     assert check_device("gpu", "cuda:1") is None
@@ -117,9 +121,9 @@ def test_registration_rows_decide_by_queue_age_and_what_was_recorded(home, tmp_p
 def test_the_device_is_found_wherever_a_kind_keeps_it(tmp_path):
     _vlm_folder(tmp_path)
     assert requested_device(_grounding(tmp_path, "cuda:1")) == "cuda:1"
-    assert requested_device(clip_score.prepare_params(ClipConfig(model="ViT-B-32", device="cuda"))) == "cuda"
-    assert requested_device(train.prepare_params(snapshot="s", model=str(tmp_path / "qwen"), name="r", config=TrainConfig(device="cuda:0"),
-                                                 out=str(tmp_path / "run"))) == "cuda:0"
+    assert requested_device(ClipScoreJob(ClipConfig(model="ViT-B-32", device="cuda")).params()) == "cuda"
+    assert requested_device(TrainJob(snapshot="s", model=str(tmp_path / "qwen"), name="r", config=TrainConfig(device="cuda:0"),
+                                     out=str(tmp_path / "run")).params()) == "cuda:0"
     assert requested_device({"backend": "hf", "hf": {"device": "cuda"}}) == "cuda"
     assert requested_device({"settings": {"device": "cpu"}}) == "cpu" and requested_device({}) is None
 
@@ -135,27 +139,27 @@ def test_device_detection_follows_cuda_visible_devices_and_the_override(monkeypa
     assert devices._visible(3) == 3
     monkeypatch.setenv(devices.OVERRIDE_ENV, "cuda:1, CUDA:0")
     assert devices.detect_devices() == ["cpu", "cuda:1", "cuda:0"]
-    assert devices.serves(["cpu", "cuda:1"], "cuda") and not devices.serves(["cpu", "cuda:1"], "cuda:0") and devices.serves(["cpu"], "cpu")
+    assert device_names.serves(["cpu", "cuda:1"], "cuda") and not device_names.serves(["cpu", "cuda:1"], "cuda:0") and device_names.serves(["cpu"], "cpu")
 
 
 # ---- the ingest source, checked first ----------------------------------------------------------------
 def test_a_missing_or_unreadable_source_is_reported_as_such(tmp_path):
     kwargs = dict(fmt="csv", mapping=None, name=None, image_root=None, redact=True)
     with pytest.raises(SourceError, match=f"^source file not found: {tmp_path / 'nope.csv'}$"):
-        ingest.prepare_params(source=str(tmp_path / "nope.csv"), **kwargs)  # was: "no column mapping: pass --map ..."
+        IngestJob(source=str(tmp_path / "nope.csv"), **kwargs).params()  # was: "no column mapping: pass --map ..."
     with pytest.raises(SourceError, match="^source is not a file"):
-        ingest.prepare_params(source=str(tmp_path), **kwargs)
+        IngestJob(source=str(tmp_path), **kwargs).params()
     with pytest.raises(SourceError, match="^no source file given$"):
-        ingest.prepare_params(source="  ", **kwargs)
+        IngestJob(source="  ", **kwargs).params()
     outside = tmp_path / "elsewhere" / "a.csv"
     outside.parent.mkdir()
     outside.write_text("title\nmug\n")
     with pytest.raises(SourceError, match="is not under an allowed root"):
-        ingest.prepare_params(source=str(outside), source_roots=(tmp_path / "allowed",), **kwargs)
+        IngestJob(source=str(outside), source_roots=(tmp_path / "allowed",), **kwargs).params()
     if os.geteuid() != 0:  # root reads any file
         outside.chmod(0)
         with pytest.raises(SourceError, match="^source file not readable"):
-            ingest.prepare_params(source=str(outside), **kwargs)
+            IngestJob(source=str(outside), **kwargs).params()
 
 
 def test_the_cli_says_a_source_is_missing(home, vitpro_cli, tmp_path):

@@ -15,8 +15,8 @@ from curation.mapping import ColumnMapping
 from db import ocr_reads
 from db.store import open_store
 from config.settings import load_settings
-from workers.jobs import ingest as ingest_job
-from workers.jobs import ocr as ocr_job
+from jobs.ingest import IngestJob
+from jobs.ocr import OcrJob
 
 from .conftest import REPO
 from .helpers import label_image, write
@@ -33,7 +33,7 @@ def _ingest(tmp_path, name: str, labels: dict[str, bytes]) -> None:
         rows.append(f"{file.split('.')[0]},Item {file},{file}")
     (root / "items.csv").write_text("\n".join(rows) + "\n")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    params = ingest_job.prepare_params(source=str(root / "items.csv"), fmt="csv", mapping=mapping, name=name, image_root=str(root), redact=True)
+    params = IngestJob(source=str(root / "items.csv"), fmt="csv", mapping=mapping, name=name, image_root=str(root), redact=True).params()
     assert _run_job("ingest", params).status == "succeeded"
 
 
@@ -49,21 +49,21 @@ def _lake():
 # ---- which images ------------------------------------------------------------------------------------------
 def test_limit_reads_exactly_n_images_then_the_rest(home, tmp_path):
     _ingest(tmp_path, "shelf", {f"p{i}": label_image(f"ACME {i}0{i}") for i in range(5)})
-    job = _run_job("ocr", ocr_job.prepare_params(limit=3, batch_size=2))
+    job = _run_job("ocr", OcrJob(limit=3, batch_size=2).params())
     assert job.status == "succeeded" and job.counts["images_to_read"] == 3 and job.counts["images_read"] == 3
     lake = _lake()
     assert lake.scalar("SELECT count(*) FROM ocr") == 3
-    rest = _run_job("ocr", ocr_job.prepare_params())
+    rest = _run_job("ocr", OcrJob().params())
     assert rest.counts["images_to_read"] == 2 and lake.scalar("SELECT count(DISTINCT sha256) FROM ocr") == 5
 
 
 def test_source_restricts_and_an_unknown_source_fails_the_job(home, tmp_path):
     _ingest(tmp_path, "shelf", {"a": label_image("ACME SHAMPOO"), "b": label_image("KESTREL")})
     _ingest(tmp_path, "labels", {"c": label_image("NORDBROOK"), "d": label_image("SUNVALE")})
-    job = _run_job("ocr", ocr_job.prepare_params(source="labels"))
+    job = _run_job("ocr", OcrJob(source="labels").params())
     assert job.status == "succeeded" and job.counts["images_read"] == 2
     assert {k: v.upper() for k, v in _texts(_lake()).items()} == {"c": "NORDBROOK", "d": "SUNVALE"}
-    missing = _run_job("ocr", ocr_job.prepare_params(source="nope"))
+    missing = _run_job("ocr", OcrJob(source="nope").params())
     assert missing.status == "failed" and "no source named 'nope'" in missing.error and "labels, shelf" in missing.error
 
 
@@ -71,19 +71,19 @@ def test_where_tests_image_fields_and_unknown_fields_are_refused(home, tmp_path,
     png = io.BytesIO()
     Image.open(io.BytesIO(label_image("PNG LABEL", size=(900, 240)))).save(png, format="PNG")
     _ingest(tmp_path, "shelf", {"small": label_image("SMALL"), "wide": label_image("WIDE LABEL", size=(900, 240)), "png.png": png.getvalue()})
-    job = _run_job("ocr", ocr_job.prepare_params(where=["width >= 800", "format = jpeg"]))  # all must hold
+    job = _run_job("ocr", OcrJob(where=["width >= 800", "format = jpeg"]).params())  # all must hold
     assert job.counts["images_read"] == 1 and set(_texts(_lake())) == {"wide"}
-    assert _run_job("ocr", ocr_job.prepare_params(where=["bytes > 0", "format != JPEG"])).counts["images_read"] == 1
+    assert _run_job("ocr", OcrJob(where=["bytes > 0", "format != JPEG"]).params()).counts["images_read"] == 1
     assert set(_texts(_lake())) == {"wide", "png"}
 
     with pytest.raises(ValueError, match="unknown image field 'colour'.*fields: width, height"):
-        ocr_job.prepare_params(where=["colour = red"])
+        OcrJob(where=["colour = red"]).params()
     with pytest.raises(ValueError, match="format is text: use = or !="):
-        ocr_job.prepare_params(where=["format > PNG"])
+        OcrJob(where=["format > PNG"]).params()
     with pytest.raises(ValueError, match="width takes a number"):
-        ocr_job.prepare_params(where=["width >= wide"])
+        OcrJob(where=["width >= wide"]).params()
     with pytest.raises(ValueError, match="field op value"):
-        ocr_job.prepare_params(where=["width; DROP TABLE ocr"])
+        OcrJob(where=["width; DROP TABLE ocr"]).params()
     out = vitpro_cli("ocr", "--where", "colour = red", "--no-wait")
     assert out.returncode == 2 and "unknown image field 'colour'" in out.stderr
 
@@ -127,10 +127,10 @@ def test_the_label_names_what_changes_the_text_and_a_new_reading_replaces_the_ol
     assert ocr.engine_label(ocr.OcrSettings(threads=2)) == ocr.engine_label(defaults) == ocr.engine_label()
     assert ocr.engine_label(ocr.OcrSettings(side=640, min_confidence=0.3)) == f"rapidocr-{version}/{ocr.RECIPE} side=640 min_conf=0.3"
     _ingest(tmp_path, "shelf", {"a": label_image("ACME SHAMPOO")})
-    _run_job("ocr", ocr_job.prepare_params())
-    again = _run_job("ocr", ocr_job.prepare_params(threads=2))
+    _run_job("ocr", OcrJob().params())
+    again = _run_job("ocr", OcrJob(threads=2).params())
     assert again.counts["images_to_read"] == 0  # threads change the speed, not the text
-    other = _run_job("ocr", ocr_job.prepare_params(side=640))
+    other = _run_job("ocr", OcrJob(side=640).params())
     assert other.counts["images_read"] == 1
     assert _lake().fetchall("SELECT engine FROM ocr") == [(f"rapidocr-{version}/{ocr.RECIPE} side=640",)]
 
@@ -139,10 +139,10 @@ def test_the_label_names_what_changes_the_text_and_a_new_reading_replaces_the_ol
 def test_tesseract_reads_a_known_label_and_a_missing_binary_is_named(monkeypatch):
     result = ocr.get_engine(ocr.OcrSettings("tesseract")).read(label_image("ACME SHAMPOO\nNORDBROOK 500 g"))
     assert result.text.split("\n") == ["ACME SHAMPOO", "NORDBROOK 500 g"] and result.mean_confidence > 0.8
-    assert ocr_job.prepare_params(engine="tesseract")["engine_label"].startswith("tesseract-5.")
+    assert OcrJob(engine="tesseract").params()["engine_label"].startswith("tesseract-5.")
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ocr.OcrSetupError, match=r"make tesseract.*apt-get install -y tesseract-ocr"):
-        ocr_job.prepare_params(engine="tesseract")
+        OcrJob(engine="tesseract").params()
 
 
 def test_cuda_is_refused_here_with_the_fix_and_would_run_on_the_gpu_queue():
@@ -150,16 +150,16 @@ def test_cuda_is_refused_here_with_the_fix_and_would_run_on_the_gpu_queue():
 
     assert "CUDAExecutionProvider" not in onnxruntime.get_available_providers()  # this CPU machine
     with pytest.raises(ocr.OcrSetupError, match=r"CUDAExecutionProvider.*pip install onnxruntime-gpu==") as refused:
-        ocr_job.prepare_params(device="cuda")
+        OcrJob(device="cuda").params()
     assert onnxruntime.__version__ in str(refused.value)
     with pytest.raises(ValueError, match="runs on the CPU only"):
-        ocr_job.prepare_params(engine="tesseract", device="cuda")
-    assert ocr_job.queue_for({"settings": {"device": "cuda"}}) == "gpu" and ocr_job.queue_for(ocr_job.prepare_params()) == "cpu"
+        OcrJob(engine="tesseract", device="cuda").params()
+    assert OcrJob.queue_for({"settings": {"device": "cuda"}}) == "gpu" and OcrJob.queue_for(OcrJob().params()) == "cpu"
 
 
 def test_status_counts_redactions_found_in_ocr_text(home, tmp_path, vitpro_cli):
     _ingest(tmp_path, "notes", {"n": label_image("+1 415 555 0100\nhannah@example.com")})
-    assert _run_job("ocr", ocr_job.prepare_params()).status == "succeeded"
+    assert _run_job("ocr", OcrJob().params()).status == "succeeded"
     assert ocr_reads.ocr_redaction_totals(_lake()) == {"EMAIL": 1, "PHONE": 1}
     out = vitpro_cli("status", "--json", check=True)
     assert json.loads(out.stdout)["ocr_redactions"] == {"EMAIL": 1, "PHONE": 1}

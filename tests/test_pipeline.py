@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from curation.ingest import TextLimits
 from curation.mapping import ColumnMapping
 from db import jobs
 from db.app_engine import write_engine
 from db.store import open_store
 from config.settings import load_settings
-from workers.jobs import ingest as ingest_job
-from workers.jobs import ocr as ocr_job
-from workers.submit import submit_job
+from jobs.ingest import IngestJob
+from jobs.ocr import OcrJob
+from jobs.submit import submit_job
 
 from .conftest import wait_job
 from .helpers import label_image, png_bomb, write
@@ -151,8 +152,8 @@ def test_redacted_pii_is_stored_nowhere_tables_files_or_logs(home, start_worker,
         columns={"external_id": ["ticket"], "feedback_text": ["text"], "images": ["photos"]},
         pii={"customer": "NAME", "mail": "EMAIL"},
     )
-    params = ingest_job.prepare_params(source=str(src), fmt="jsonl", mapping=mapping, name="chats", image_root=str(data),
-                                       redact=True, text_limits=ingest_job.TextLimits(max_text_chars=50_000))
+    params = IngestJob(source=str(src), fmt="jsonl", mapping=mapping, name="chats", image_root=str(data),
+                       redact=True, text_limits=TextLimits(max_text_chars=50_000)).params()
     job = wait_job(submit_job("ingest", params))
     assert job.status == "succeeded", job.error
     assert job.counts["ingested"] == 2 and job.counts["failed"] == 1 and job.counts["images_failed"] == 2
@@ -162,7 +163,7 @@ def test_redacted_pii_is_stored_nowhere_tables_files_or_logs(home, start_worker,
     assert json.loads(stored[1]) == {"UCI": 2, "EMAIL": 1, "PHONE": 1, "ADDRESS": 1, "CARD": 1, "NAME": 6}
     long_error = lake.fetchone("SELECT code, source_row FROM errors WHERE row_number = 2")
     assert long_error[0] == "text_too_long" and "[NAME]" in long_error[1]
-    ocr = wait_job(submit_job("ocr", ocr_job.prepare_params()))
+    ocr = wait_job(submit_job("ocr", OcrJob().params()))
     assert ocr.status == "succeeded"
 
     haystacks = {
@@ -250,12 +251,12 @@ def test_ocr_job_reads_labels_and_survives_a_broken_blob(home, start_worker, tmp
     src = tmp_path / "cat.csv"
     src.write_text("id,title,img\n1,Shampoo,a.jpg\n2,Coffee,b.jpg\n3,Note,c.jpg\n4,Copy of 1,a.jpg\n")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job = wait_job(submit_job("ingest", ingest_job.prepare_params(source=str(src), fmt="csv", mapping=mapping, name="cat", image_root=str(root), redact=True)))
+    job = wait_job(submit_job("ingest", IngestJob(source=str(src), fmt="csv", mapping=mapping, name="cat", image_root=str(root), redact=True).params()))
     assert job.status == "succeeded" and job.counts["images_ingested"] == 4
     lake = _lake()
     broken_sha, broken_blob = lake.fetchone("SELECT sha256, blob_path FROM images WHERE item_id = (SELECT item_id FROM items WHERE external_id = '2')")
     (home / "blobs" / broken_blob).write_bytes(b"disk went bad")
-    job = wait_job(submit_job("ocr", ocr_job.prepare_params(batch_size=2)))
+    job = wait_job(submit_job("ocr", OcrJob(batch_size=2).params()))
     assert job.status == "succeeded"
     assert job.counts["images_read"] == 2 and job.counts["images_failed"] == 1  # 3 contents, one broken
     texts = dict(lake.fetchall("SELECT i.external_id, o.text FROM items i JOIN images im USING (item_id) JOIN ocr o ON o.sha256 = im.sha256"))
@@ -266,7 +267,7 @@ def test_ocr_job_reads_labels_and_survives_a_broken_blob(home, start_worker, tmp
     n_boxes, conf = lake.fetchone("SELECT n_boxes, mean_confidence FROM ocr WHERE sha256 = "
                                   "(SELECT sha256 FROM images WHERE item_id = (SELECT item_id FROM items WHERE external_id = '1'))")
     assert n_boxes >= 1 and conf > 0.8
-    again = wait_job(submit_job("ocr", ocr_job.prepare_params()))
+    again = wait_job(submit_job("ocr", OcrJob().params()))
     assert again.counts.get("images_to_read") == 1  # only the broken one is still unread
 
 
@@ -296,7 +297,7 @@ def test_worker_killed_mid_job_nothing_lost_nothing_doubled(broker, home, start_
     src = _many_items(tmp_path, n)
     first = start_worker("cpu")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job_id = submit_job("ingest", ingest_job.prepare_params(source=str(src), fmt="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=12))
+    job_id = submit_job("ingest", IngestJob(source=str(src), fmt="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=12).params())
     engine = _engine()
     killed_unit = None
     deadline = time.monotonic() + 90
@@ -334,7 +335,7 @@ def test_cancel_stops_between_batches(home, start_worker, tmp_path, vitpro_cli):
     src = _many_items(tmp_path, 120)
     start_worker("cpu")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job_id = submit_job("ingest", ingest_job.prepare_params(source=str(src), fmt="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=6))
+    job_id = submit_job("ingest", IngestJob(source=str(src), fmt="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=6).params())
     engine = _engine()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and sum(u.status == "done" and u.phase == 1 for u in jobs.job_units(engine, job_id)) < 1:
@@ -382,7 +383,7 @@ def test_the_same_source_ingested_twice_at_once_ends_with_one_copy(home, start_w
     src = _many_items(tmp_path, 60)
     start_worker("cpu", pool="prefork", concurrency=2)
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    params = ingest_job.prepare_params(source=str(src), fmt="csv", mapping=mapping, name="twice", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=5)
+    params = IngestJob(source=str(src), fmt="csv", mapping=mapping, name="twice", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=5).params()
     first, second = submit_job("ingest", params), submit_job("ingest", params)
     a, b = wait_job(first), wait_job(second)
     assert a.status == b.status == "succeeded"

@@ -10,8 +10,8 @@ from db import sampling
 from db.store import open_store
 from vitpro.demo_data import write_demo_data
 from config.settings import load_settings
-from workers.jobs import generate as gen_job
-from workers.jobs import ingest as ingest_job
+from jobs.generate import GenerateJob
+from jobs.ingest import IngestJob
 
 from .fake_llm import FakeChatServer
 from .test_generation import _run_job
@@ -22,9 +22,9 @@ def store_with_samples(home, tmp_path):
     data = tmp_path / "demo"
     write_demo_data(data, products=12, complaints=10)
     for source, mapping in (("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")):
-        params = ingest_job.prepare_params(source=str(data / source), fmt=None, mapping=ColumnMapping.from_yaml(data / mapping), name=source, image_root=str(data), redact=True)
+        params = IngestJob(source=str(data / source), fmt=None, mapping=ColumnMapping.from_yaml(data / mapping), name=source, image_root=str(data), redact=True).params()
         assert _run_job("ingest", params).status == "succeeded"
-    assert _run_job("generate", gen_job.prepare_params(backend="template")).status == "succeeded"
+    assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"
     return open_store(load_settings().store)
 
 

@@ -18,8 +18,8 @@ from trainer.benchmarks import EvalItem
 from trainer.config import LoraSettings, TrainConfig
 from trainer.evaluate import Prediction, judge
 from config.settings import load_settings
-from workers.jobs import train as train_job
-from workers.submit import submit_job
+from jobs.train import TrainJob
+from jobs.submit import submit_job
 
 from .conftest import wait_job
 from .curation_store import add_scores, ingest_and_generate
@@ -46,7 +46,7 @@ def test_killed_training_resumes_from_its_checkpoint_without_doubled_steps(home,
     config = TrainConfig(batch_size=2, lora=LoraSettings(r=8, alpha=16), max_steps=14, epochs=5, checkpoint_every=2, holdout=0.25)
     out = tmp_path / "run"
     first = start_worker("train")
-    job_id = submit_job("train", train_job.prepare_params(snapshot=snap, model=str(tiny_models["idefics2"]), name="r1", config=config, out=str(out)))
+    job_id = submit_job("train", TrainJob(snapshot=snap, model=str(tiny_models["idefics2"]), name="r1", config=config, out=str(out)).params())
     engine = _engine()
     deadline = time.monotonic() + 120
     killed_at = None
@@ -79,7 +79,7 @@ def test_cancel_stops_training_between_steps_after_a_checkpoint(home, start_work
     snap = _snapshot(tmp_path)
     config = TrainConfig(batch_size=2, lora=LoraSettings(r=8, alpha=16), max_steps=400, epochs=100, checkpoint_every=1000, holdout=0.25)
     start_worker("train")
-    job_id = submit_job("train", train_job.prepare_params(snapshot=snap, model=str(tiny_models["idefics2"]), name="r2", config=config, out=str(tmp_path / "run")))
+    job_id = submit_job("train", TrainJob(snapshot=snap, model=str(tiny_models["idefics2"]), name="r2", config=config, out=str(tmp_path / "run")).params())
     engine = _engine()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not (any(r.name == "r2" for r in training.list_runs(engine)) and training.get_run(engine, "r2").steps_done >= 2):

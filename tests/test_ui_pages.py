@@ -359,7 +359,7 @@ def test_jobs_page_offers_the_vlm_folders_of_every_family_and_refuses_others(ui_
     at.text_input(key="vis_model_path").input(str(home / "models" / "bert"))
     [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()
     assert "bert is a 'bert' model, not a VLM family" in texts(at) and "qwen2_5_vl" in texts(at)
-    from workers.submit import cancel_job
+    from jobs.submit import cancel_job
 
     cancel_job(job.id)  # no worker runs here: leave no job waiting for one
 

@@ -6,7 +6,7 @@ from db import jobs
 from db.app_engine import write_engine
 from db.store import init_store, open_store
 from config.settings import load_settings
-from workers.jobs import ingest as ingest_job
+from jobs.ingest import IngestJob
 from workers.runtime import execute_unit
 
 from .helpers import label_image, write
@@ -25,7 +25,7 @@ def test_changed_source_fails_its_unit_and_a_retry_counts_what_is_stored(home, t
     src = root / "items.csv"
     src.write_text("id,title,img\n" + "".join(f"{i},Item {i},a.jpg\n" for i in range(6)))
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    params = ingest_job.prepare_params(source=str(src), fmt="csv", mapping=mapping, name="items", image_root=str(root), redact=True, rows_per_unit=3)
+    params = IngestJob(source=str(src), fmt="csv", mapping=mapping, name="items", image_root=str(root), redact=True, rows_per_unit=3).params()
     job_id, first = jobs.create_job(engine, kind="ingest", queue="cpu", params=params, launched_by="t")
     sent: list = []
     assert _run(first[0][0], sent) == "done"

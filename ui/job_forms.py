@@ -1,7 +1,7 @@
 """What the Jobs page's launch forms need besides widgets: the engines' errors said in the form's terms,
 the model-folder check, and the VLM folders on offer.
 
-The engines (workers/jobs/*.prepare_params) serve the command line too, so their messages name its flags
+The job specs (jobs/*.py, their params()) serve the command line too, so their messages name its flags
 ("pass --map field=column"). A web form has fields, not flags: each kind maps the flags its engine may
 mention to the label of the form field that sets the same thing (None: this form cannot set it).
 Stays light: no torch/transformers here (curation.vlm reads config.json; it loads no model).

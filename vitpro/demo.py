@@ -14,10 +14,9 @@ from config.settings import load_settings
 
 def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
     """How many catalog photos had their printed brand read back by OCR: a real check of the OCR stage."""
-    rows = lake.fetchall(
-        "SELECT it.brand, o.text FROM items it JOIN images im USING (item_id) JOIN ocr o ON o.sha256 = im.sha256 "
-        "WHERE it.kind = 'catalog'"
-    )
+    from db.demo_reads import catalog_brands_and_ocr
+
+    rows = catalog_brands_and_ocr(lake)
     hits = sum(1 for brand, text in rows if brand and text and brand.upper() in text.upper())
     return hits, len(rows)
 
@@ -30,10 +29,10 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     from curation import snapshots
     from db import pilots, saved_filters
     from db.store import open_store
-    from workers.jobs import export as export_job
-    from workers.submit import submit_job
+    from jobs.export import ExportJob
+    from jobs.submit import submit_job
 
-    from .cli import wait_for_job
+    from .commands.group import wait_for_job
 
     lake = open_store(s.store)
     vis = Condition.parse("vis_attn >= p25 per task")
@@ -62,7 +61,7 @@ def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     except snapshots.SnapshotError:
         snap = snapshots.create(lake, engine, name=name, filter_name="demo", config=FilterConfig.from_dict(config.to_dict()), created_by=s.user)
     out = s.home / "exports" / snap.name
-    job = submit_job("export", export_job.prepare_params(snapshot=snap.name, formats=list(FORMATS), out=str(out), ocr=True, force=True), settings=s)
+    job = submit_job("export", ExportJob(snapshot=snap.name, formats=list(FORMATS), out=str(out), ocr=True, force=True).params(), settings=s)
     results["export"] = wait_for_job(job)
     folders = {}
     for fmt in FORMATS:
@@ -85,11 +84,11 @@ def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
     from db import training
     from db.app_engine import write_engine
     from trainer.config import LoraSettings, TrainConfig
-    from workers.jobs import evaluate as eval_job
-    from workers.jobs import train as train_job
-    from workers.submit import submit_job
+    from jobs.eval import EvalJob
+    from jobs.train import TrainJob
+    from jobs.submit import submit_job
 
-    from .cli import wait_for_job
+    from .commands.group import wait_for_job
 
     engine = write_engine(s.app_url)
     tag = snap.name
@@ -98,15 +97,15 @@ def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
     config = TrainConfig(lora=LoraSettings(r=8, alpha=16, dropout=0.1), batch_size=4, max_steps=6, checkpoint_every=3, holdout=0.25)
     known_runs = {r.name for r in training.list_runs(engine)}
     if run_name not in known_runs:
-        job = submit_job("train", train_job.prepare_params(snapshot=snap.name, model=str(model_dir), name=run_name, config=config,
-                                                            out=str(s.home / "runs" / run_name)), settings=s)
+        job = submit_job("train", TrainJob(snapshot=snap.name, model=str(model_dir), name=run_name, config=config,
+                                            out=str(s.home / "runs" / run_name)).params(), settings=s)
         results["train"] = wait_for_job(job)
     known_evals = {e.name for e in training.list_evals(engine)}
     for name, adapter, baseline in ((base_name, None, None), (tuned_name, run_name, base_name)):
         if name in known_evals:
             continue
-        params = eval_job.prepare_params(name=name, snapshot=snap.name, model=str(model_dir), adapter=adapter, config=config, baseline=baseline,
-                                         limit=20, out=str(s.home / "evals" / name))
+        params = EvalJob(name=name, snapshot=snap.name, model=str(model_dir), adapter=adapter, config=config, baseline=baseline,
+                         limit=20, out=str(s.home / "evals" / name)).params()
         results[f"eval {name}"] = wait_for_job(submit_job("eval", params, settings=s))
     try:
         return training.get_run(engine, run_name), [training.get_eval(engine, base_name), training.get_eval(engine, tuned_name)]
@@ -137,27 +136,27 @@ def _demo_users(s, engine) -> dict[str, str]:
 
 def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool, port: int = 8501, address: str = "127.0.0.1") -> int:
     from db import jobs as jobs_db
-    from db import queries
+    from db import demo_reads, queries
     from db.app_engine import write_engine
     from db.store import init_store, open_store
     from curation.mapping import ColumnMapping
-    from workers.jobs import ingest as ingest_job
+    from jobs.ingest import IngestJob
     from curation.clip_score import ClipConfig
     from curation.tiny_models import is_tiny, make_tiny
     from curation.vis_attn import VisAttnConfig
-    from workers.jobs import aux_stats as aux_job
-    from workers.jobs import clip_score as clip_job
+    from jobs.aux_stats import AuxStatsJob
+    from jobs.clip_score import ClipScoreJob
     from curation.generation import HFLocalBackend
     from db import sampling
-    from workers.jobs import generate as generate_job
-    from workers.jobs import grounding as grounding_job
-    from workers.jobs import ocr as ocr_job
-    from workers.submit import submit_job
+    from jobs.generate import GenerateJob
+    from jobs.grounding import GroundingJob
+    from jobs.ocr import OcrJob
+    from jobs.submit import submit_job
 
     from curation.generation.report import build_report, report_lines
     from db import quality as db_quality
 
-    from .cli import wait_for_job
+    from .commands.group import wait_for_job
     from .demo_data import write_demo_data
     from .local_workers import local_workers
 
@@ -186,31 +185,31 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         catalog = ColumnMapping.from_yaml(out / "catalog.yaml")
         feedback = ColumnMapping.from_yaml(out / "complaints.yaml")
         click.echo("3/8 ingest: catalog and complaint transcripts, redacted before storage")
-        job_catalog = submit_job("ingest", ingest_job.prepare_params(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8), settings=s)
-        job_feedback = submit_job("ingest", ingest_job.prepare_params(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4), settings=s)
+        job_catalog = submit_job("ingest", IngestJob(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8).params(), settings=s)
+        job_feedback = submit_job("ingest", IngestJob(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4).params(), settings=s)
         results["ingest catalog"] = wait_for_job(job_catalog)
         results["ingest complaints"] = wait_for_job(job_feedback)
         click.echo("4/8 OCR of every photo (rapidocr on CPU)")
-        job_ocr = submit_job("ocr", ocr_job.prepare_params(batch_size=8), settings=s)
+        job_ocr = submit_job("ocr", OcrJob(batch_size=8).params(), settings=s)
         results["ocr"] = wait_for_job(job_ocr)
         click.echo("5/8 generation: question/answer samples for every task (template backend), and the local-model path (tiny LLM)")
-        job_generate = submit_job("generate", generate_job.prepare_params(backend="template"), settings=s)
+        job_generate = submit_job("generate", GenerateJob(backend="template").params(), settings=s)
         results["generate"] = wait_for_job(job_generate)
         tiny_llm = HFLocalBackend(model_dir=str(models_dir / "llama"), max_new_tokens=48)
-        job_generate_hf = submit_job("generate", generate_job.prepare_params(backend="hf", hf=tiny_llm, tasks=["recognition"], limit=4), settings=s)
+        job_generate_hf = submit_job("generate", GenerateJob(backend="hf", hf=tiny_llm, tasks=["recognition"], limit=4).params(), settings=s)
         results["generate hf"] = wait_for_job(job_generate_hf)
         sql, params, names = sampling.stratified(open_store(s.store), by=["category"], per_stratum=40, seed=seed)
         balance = sampling.balance(open_store(s.store), sql, params, names)
         selected = sampling.write_selection(open_store(s.store), "demo-balanced", sql, params, names, seed, "samples", f"demo-{seed}")
         click.echo(f"    stratified sample 'demo-balanced' (at most 40 per category): {selected} of {sum(r[-2] for r in balance)} samples")
         click.echo("6/8 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore of the balanced samples by two VLMs, IDEFICS2 (the paper's) and Qwen2.5-VL, on the gpu queue")
-        job_aux = submit_job("aux_stats", aux_job.prepare_params(), settings=s)
+        job_aux = submit_job("aux_stats", AuxStatsJob().params(), settings=s)
         results["aux"] = wait_for_job(job_aux)
-        job_clip = submit_job("clip_score", clip_job.prepare_params(ClipConfig(model=str(models_dir / "clip"), batch_size=16)), settings=s)
+        job_clip = submit_job("clip_score", ClipScoreJob(ClipConfig(model=str(models_dir / "clip"), batch_size=16)).params(), settings=s)
         results["clip"] = wait_for_job(job_clip)
         vis_config = VisAttnConfig(exclude_sinks=True, distance_correction=True)
-        grounding = grounding_job.prepare_params(model=str(models_dir / "idefics2"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced")
-        grounding_qwen = grounding_job.prepare_params(model=str(models_dir / "qwen2_5_vl"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced")
+        grounding = GroundingJob(model=str(models_dir / "idefics2"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced").params()
+        grounding_qwen = GroundingJob(model=str(models_dir / "qwen2_5_vl"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced").params()
         job_grounding = submit_job("grounding", grounding, settings=s)
         job_grounding_qwen = submit_job("grounding", grounding_qwen, settings=s)
         results["grounding"] = wait_for_job(job_grounding)
@@ -226,9 +225,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     counts = queries.stage_counts(lake)
     redactions = queries.redaction_totals(lake)
     hits, read = _ocr_hits(lake, made["brands"])
-    sample = lake.fetchone(
-        "SELECT feedback_text FROM items WHERE kind = 'feedback' AND source_id IN (SELECT source_id FROM sources WHERE name = 'demo-complaints') ORDER BY row_number LIMIT 1"
-    )
+    sample = demo_reads.first_feedback_text(lake, "demo-complaints")
     click.echo()
     click.secho("summary", bold=True)
     click.echo(f"  items      {counts['items']} ({counts['items_catalog']} catalog, {counts['items_feedback']} feedback)")
@@ -251,19 +248,14 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         for r in scores.get((metric, kind), []):
             by = f" by {public_model_id(r['model_id'])}" if metric.startswith("vis_attn") else ""
             click.echo(f"  {label:<12} {r['n'] - r['missing']} {kind}(s){by}: p10 {r['p10']:.4g}, median {r['median']:.4g}, p90 {r['p90']:.4g}" + (f" ({r['missing']} unscorable)" if r["missing"] else ""))
-    worst = lake.fetchone(
-        "SELECT t.words, t.word_scores FROM token_scores t JOIN scores s ON s.subject_id = t.subject_id AND s.metric = 'vis_attn' AND s.value IS NOT NULL "
-        "AND s.model_id = t.model_id ORDER BY s.value LIMIT 1"
-    )
+    worst = demo_reads.least_grounded_words(lake)
     if worst:
-        import json as _json
-
-        pairs = list(zip(_json.loads(worst[0]), _json.loads(worst[1])))[:8]
+        pairs = worst[:8]
         click.echo("  least grounded text, word by word: " + " ".join(f"{w}({v:.3g})" for w, v in pairs))
     click.secho("  (demo models: these scores show the pipeline works, not what the data is worth)", fg="yellow")
-    tasks = lake.fetchall("SELECT task, count(*) FROM samples GROUP BY task ORDER BY task")
+    tasks = demo_reads.samples_per_task(lake)
     click.echo("  samples    " + ", ".join(f"{t} {n}" for t, n in tasks))
-    rejects = lake.fetchall("SELECT backend, reason, count(*) FROM generation_rejects GROUP BY ALL ORDER BY 3 DESC")
+    rejects = demo_reads.rejects_per_reason(lake)
     click.echo("  rejected   " + (", ".join(f"{b}/{r} {n}" for b, r, n in rejects) or "nothing"))
     quality = build_report(db_quality.task_rows(lake, "template"), db_quality.coverage_rows(lake, "template"))
     click.echo("  quality of the template samples (vitpro generate report):")
@@ -289,13 +281,13 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
     if sample:
         click.echo("  a stored transcript, as the model will see it:")
-        for line in sample[0].splitlines()[:6]:
+        for line in sample.splitlines()[:6]:
             click.echo(f"    | {line}")
     click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, `vitpro snapshot list`, `vitpro train list`, `vitpro eval list`.")
     code = 0 if all(code == 0 for code in results.values()) else 1
     if not ui:
         return code
-    from .cli_app import serve
+    from .commands.app import serve
 
     passwords = _demo_users(s, engine)
     click.echo()

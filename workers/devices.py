@@ -1,5 +1,5 @@
-"""The devices a worker can run jobs on ("cpu", "cuda:0", ...), found at start without importing torch, and
-the test of whether a worker's devices serve the device a job asks for.
+"""The devices a worker can run jobs on ("cpu", "cuda:0", ...), found at start without importing torch (the
+names and the test of whether they serve a job's device are in jobs/devices.py).
 
 Found cheaply because every worker start pays for it: ``nvidia-smi -L`` (or the driver's /proc listing)
 counts the GPUs, CUDA_VISIBLE_DEVICES narrows them as torch would, and torch's own version file (read, not
@@ -16,6 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from jobs.devices import normalise_list
+
 OVERRIDE_ENV = "VITPRO_WORKER_DEVICES"
 
 
@@ -24,29 +26,6 @@ def detect_devices() -> list[str]:
     if override:
         return normalise_list(override)
     return ["cpu"] + [f"cuda:{i}" for i in range(_visible(_gpu_count()))] if _torch_has_cuda() else ["cpu"]
-
-
-def normalise_list(text: str) -> list[str]:
-    devices = [normalise(d) for d in text.split(",") if d.strip()]
-    return list(dict.fromkeys(["cpu", *devices]))  # every worker can run on its CPU
-
-
-def normalise(device: str) -> str:
-    device = device.strip().lower()
-    return "cuda:0" if device == "cuda:" else device
-
-
-def serves(devices: list[str], wanted: str) -> bool:
-    """Whether a worker with ``devices`` can run a job on ``wanted``: "cuda" is any GPU, "cuda:1" that one."""
-    wanted = normalise(wanted)
-    if wanted == "cpu" or wanted in devices:
-        return True
-    return ":" not in wanted and any(d.split(":", 1)[0] == wanted for d in devices)
-
-
-def is_accelerator(device: str) -> bool:
-    """A device name the launch check knows how to look for (others are left to the engines)."""
-    return re.fullmatch(r"(cuda|mps|xpu)(:\d+)?", normalise(device)) is not None
 
 
 def _gpu_count() -> int:

@@ -4,17 +4,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from curation.single_sample import check_device
+
 _cache: dict[tuple, Any] = {}
 _lock = threading.Lock()
-
-
-def check_device(device: str) -> None:
-    """A clear message instead of a CUDA stack trace on a machine without a GPU."""
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} was asked for, but this worker has no CUDA GPU; use --device cpu")
 
 
 def vlm(model_dir: str, device: str, dtype: str, attention: str):

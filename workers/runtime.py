@@ -124,9 +124,9 @@ class UnitContext:
 
 
 def _handlers() -> dict[str, Any]:
-    from .jobs import HANDLERS
+    from .jobs.registry import load_handlers
 
-    return HANDLERS
+    return load_handlers()
 
 
 def owner_id() -> str:
@@ -201,8 +201,9 @@ def _send(settings: Settings, engine, dispatches, send: Callable | None, countdo
     if send is not None:
         send(dispatches)
         return
+    from jobs.broker import send_units
+
     from .app import app_for
-    from .dispatch import send_units
 
     send_units(app_for(settings), engine, dispatches, countdown=countdown)
 

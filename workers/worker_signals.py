@@ -18,23 +18,13 @@ from db.app_engine import dispose_engines, write_engine
 from db.lake import forget_shared_lakes
 from db.store import open_store
 from config.settings import load_settings
+from jobs.broker import reap_once
 
 from .devices import detect_devices
 
 log = logging.getLogger("vitpro.reaper")
 _stop = threading.Event()
 _state: dict = {}
-
-
-def reap_once(settings, app) -> int:
-    from .dispatch import send_units
-
-    engine = write_engine(settings.app_url)
-    dispatches = jobs.reap(engine, settings.lease_seconds, settings.max_unit_attempts)
-    if dispatches:
-        log.info("reaper resends %d unit(s)", len(dispatches))
-        send_units(app, engine, dispatches)
-    return len(dispatches)
 
 
 def _loop(sender) -> None:

@@ -14,8 +14,8 @@ import streamlit as st
 from db import jobs as jobs_db
 from ui import context
 from ui.job_forms import in_form_terms, scan_signature, vlm_folder_problem, vlm_folders
-from workers.jobs import HANDLERS
-from workers.submit import cancel_job, check_job, retry_job, submit_job
+from jobs.registry import choices, kinds
+from jobs.submit import cancel_job, check_job, retry_job, submit_job
 
 me = context.ensure_signed_in()
 context.page_header("Jobs", "Long work runs on the workers (`vitpro worker`); this page launches and watches it.")
@@ -103,14 +103,14 @@ def ingest_form() -> None:
         rows_per_unit = c[2].number_input("Rows per work unit", 1, 100000, 500)
         if st.form_submit_button("Launch ingest"):
             from curation.mapping import ColumnMapping
-            from workers.jobs import ingest as ingest_job
+            from jobs.ingest import IngestJob
 
-            # prepare_params checks the source before anything else; on a server, only files under the
+            # the spec checks the source before anything else; on a server, only files under the
             # allowed roots (VITPRO_IMAGE_ROOTS) may be read, as for the images
-            _launch("ingest", lambda: ingest_job.prepare_params(
+            _launch("ingest", lambda: IngestJob(
                 source=source, fmt=None if fmt == "auto" else fmt, mapping=ColumnMapping.from_yaml(mapping) if mapping.strip() else None,
                 name=name.strip() or None, image_root=image_root.strip() or None, redact=redact, rows_per_unit=int(rows_per_unit),
-                allowed_roots=s.image_roots, source_roots=s.image_roots))
+                allowed_roots=s.image_roots, source_roots=s.image_roots).params())
 
 
 def ocr_form() -> None:
@@ -119,9 +119,9 @@ def ocr_form() -> None:
         batch = c[0].number_input("Images per batch", 1, 1024, 16)
         redact_ocr = c[1].checkbox("Redact personal data in the text read", value=True)
         if st.form_submit_button("Launch OCR"):
-            from workers.jobs import ocr as ocr_job
+            from jobs.ocr import OcrJob
 
-            _launch("ocr", lambda: ocr_job.prepare_params(batch_size=int(batch), redact=redact_ocr))
+            _launch("ocr", lambda: OcrJob(batch_size=int(batch), redact=redact_ocr).params())
 
 
 def clip_form() -> None:
@@ -135,18 +135,16 @@ def clip_form() -> None:
         device = c[2].text_input("Device", value=ClipConfig.device)
         clip_batch = c[3].number_input("Batch size", 1, 4096, ClipConfig.batch_size)
         if st.form_submit_button("Launch CLIPScore"):
-            from workers.jobs import clip_score as clip_job
+            from jobs.clip_score import ClipScoreJob
 
-            _launch("clip_score", lambda: clip_job.prepare_params(ClipConfig(model=clip_model, pretrained=pretrained or None, device=device, batch_size=int(clip_batch))))
+            _launch("clip_score", lambda: ClipScoreJob(ClipConfig(model=clip_model, pretrained=pretrained or None, device=device, batch_size=int(clip_batch))).params())
 
 
 def generation_form() -> None:
-    from curation.generation import TASKS
-
     with st.form("launch_generate"):
         c = st.columns(3)
         backend = c[0].selectbox("Backend", ["template", "openai"], help="template: rule-based, no LLM; openai: any OpenAI-compatible server")
-        gen_tasks = c[1].multiselect("Tasks", list(TASKS), default=list(TASKS))
+        gen_tasks = c[1].multiselect("Tasks", choices("generate", "tasks"), default=choices("generate", "tasks"))
         n_pairs = c[2].number_input("Pairs per item and task", 1, 20, 3)
         c = st.columns(3)
         base_url = c[0].text_input("LLM base URL (…/v1)", placeholder="http://127.0.0.1:8000/v1")
@@ -154,18 +152,18 @@ def generation_form() -> None:
         limit = c[2].number_input("At most this many items (0: all)", 0, 10**9, 0)
         if st.form_submit_button("Launch generation"):
             from curation.generation.backends import OpenAIChatBackend
-            from workers.jobs import generate as generate_job
+            from jobs.generate import GenerateJob
 
-            _launch("generate", lambda: generate_job.prepare_params(
+            _launch("generate", lambda: GenerateJob(
                 backend=backend, tasks=gen_tasks, n_pairs=int(n_pairs), limit=int(limit) or None,
-                openai=OpenAIChatBackend(base_url=base_url, model=llm) if backend == "openai" else None))
+                openai=OpenAIChatBackend(base_url=base_url, model=llm) if backend == "openai" else None).params())
 
 
 def grounding_form() -> None:
     with st.form("launch_grounding"):
         c = st.columns(4)
         vlm = _vlm_picker(c[0], "VLM", "vis_model")
-        on = c[1].selectbox("Score", ["samples", "items"])
+        on = c[1].selectbox("Score", choices("grounding", "on"))
         selection = c[2].selectbox("Only the selection", [None, *_selection_names(lake.current_version(), str(s.home))], format_func=lambda n: n or "all")
         vis_batch = c[3].number_input("Batch size", 1, 512, 8)
         c = st.columns(4)
@@ -175,37 +173,35 @@ def grounding_form() -> None:
         vis_device = c[3].text_input("Device", value="cpu", key="vis_device")
         if st.form_submit_button("Launch VisAttnScore"):
             from curation.vis_attn import VisAttnConfig
-            from workers.jobs import grounding as grounding_job
+            from jobs.grounding import GroundingJob
 
-            _launch("grounding", lambda: grounding_job.prepare_params(
+            _launch("grounding", lambda: GroundingJob(
                 model=vlm, device=vis_device, batch_size=int(vis_batch), on=on, selection=selection, ocr=ocr_prompt,
-                config=VisAttnConfig(exclude_sinks=sinks, distance_correction=distance)), vlm=(vlm, "VLM"))
+                config=VisAttnConfig(exclude_sinks=sinks, distance_correction=distance)).params(), vlm=(vlm, "VLM"))
 
 
 def aux_form() -> None:
     with st.form("launch_aux"):
         st.caption("OCR characters and boxes per image, text tokens per sample: cheap stats to filter on.")
         if st.form_submit_button("Launch aux stats"):
-            from workers.jobs import aux_stats as aux_job
+            from jobs.aux_stats import AuxStatsJob
 
-            _launch("aux_stats", aux_job.prepare_params)
+            _launch("aux_stats", AuxStatsJob().params)
 
 
 def export_form() -> None:
-    from curation.exports import FORMATS
-
     with st.form("launch_export"):
         c = st.columns(3)
         snap = c[0].selectbox("Snapshot", _snapshot_names(), key="export_snap")
-        formats = c[1].multiselect("Formats", list(FORMATS), default=list(FORMATS))
+        formats = c[1].multiselect("Formats", choices("export", "formats"), default=choices("export", "formats"))
         ocr_export = c[2].checkbox("OCR text in the prompt", value=True)
         if st.form_submit_button("Launch export"):
-            from workers.jobs import export as export_job
+            from jobs.export import ExportJob
 
             def _params():
                 if not snap:
                     raise ValueError('choose a "Snapshot" (create one on the Snapshots page)')
-                return export_job.prepare_params(snapshot=snap, formats=formats, out=str(s.home / "exports" / snap), ocr=ocr_export, force=True)
+                return ExportJob(snapshot=snap, formats=formats, out=str(s.home / "exports" / snap), ocr=ocr_export, force=True).params()
 
             _launch("export", _params)
 
@@ -226,21 +222,20 @@ def train_form() -> None:
         train_device = c[3].text_input("Device", value="cpu", key="train_device")
         if st.form_submit_button("Launch training"):
             from trainer.config import preset
-            from workers.jobs import train as train_job
+            from jobs.train import TrainJob
 
             def _train_params():
                 training.check_new_name(engine, run=run_name)
                 overrides = {"device": train_device, **({"r": int(r)} if r else {}), **({"learning_rate": float(lr)} if lr else {}),
                              **({"max_steps": int(max_steps)} if max_steps else {})}
-                return train_job.prepare_params(snapshot=train_snap, model=base, name=run_name, config=preset(preset_name).with_overrides(**overrides),
-                                                out=str(s.home / "runs" / run_name))
+                return TrainJob(snapshot=train_snap, model=base, name=run_name, config=preset(preset_name).with_overrides(**overrides),
+                                out=str(s.home / "runs" / run_name)).params()
 
             _launch("train", _train_params, vlm=(base, "Base VLM"))
 
 
 def eval_form() -> None:
     from db import training
-    from trainer.benchmarks import BENCHMARKS
 
     with st.form("launch_eval"):
         c = st.columns(4)
@@ -250,19 +245,19 @@ def eval_form() -> None:
         adapter = c[2].selectbox("Adapter (a training run)", [None, *runs], format_func=lambda n: n or "none: the base model")
         eval_name = c[3].text_input("Evaluation name", value=training.default_name("eval"))
         c = st.columns(4)
-        benches = c[0].multiselect("Benchmarks", list(BENCHMARKS), default=["objective", "attributes"])
+        benches = c[0].multiselect("Benchmarks", choices("eval", "benchmarks"), default=["objective", "attributes"])
         baseline = c[1].selectbox("Report against", [None, *[e.name for e in training.list_evals(engine)]], format_func=lambda n: n or "no baseline")
         eval_limit = c[2].number_input("At most this many items per task (0: all)", 0, 10**7, 0)
         eval_device = c[3].text_input("Device", value="cpu", key="eval_device")
         if st.form_submit_button("Launch evaluation"):
             from trainer.config import TrainConfig
-            from workers.jobs import evaluate as eval_job
+            from jobs.eval import EvalJob
 
             def _eval_params():
                 training.check_new_name(engine, evaluation=eval_name)
-                return eval_job.prepare_params(name=eval_name, snapshot=eval_snap, model=eval_model, adapter=adapter, benchmarks=benches,
-                                               config=TrainConfig().with_overrides(device=eval_device), baseline=baseline,
-                                               limit=int(eval_limit) or None, out=str(s.home / "evals" / eval_name))
+                return EvalJob(name=eval_name, snapshot=eval_snap, model=eval_model, adapter=adapter, benchmarks=benches,
+                               config=TrainConfig().with_overrides(device=eval_device), baseline=baseline,
+                               limit=int(eval_limit) or None, out=str(s.home / "evals" / eval_name)).params()
 
             _launch("eval", _eval_params, vlm=(eval_model, "Base VLM"))
 
@@ -284,7 +279,7 @@ def live_jobs() -> None:
     st.subheader("Jobs")
     c = st.columns(3)
     status = c[0].selectbox("Status", [None, *STATUS_ICON], format_func=lambda x: x or "any", key="jobs_status")
-    kind = c[1].selectbox("Kind", [None, *HANDLERS], format_func=lambda x: x or "any", key="jobs_kind")
+    kind = c[1].selectbox("Kind", [None, *kinds()], format_func=lambda x: x or "any", key="jobs_kind")
     limit = c[2].number_input("Show", 1, 500, 20, key="jobs_limit")
     rows = jobs_db.list_jobs(engine, limit=int(limit), status=status, kind=kind)
     if not rows:

@@ -15,7 +15,7 @@ from curation.filters import FilterConfig, FilterError
 from curation import snapshots
 from db import exclusions, saved_filters, users
 from ui import context, downloads
-from workers.submit import submit_job
+from jobs.submit import submit_job
 
 me = context.ensure_signed_in()
 context.page_header("Snapshots", "A snapshot is a saved filter frozen at one DuckLake version: it exports the same bytes forever.")
@@ -145,10 +145,10 @@ if context.allowed("export"):  # annotators do not see the form at all; guarded(
         formats = c[1].multiselect("Formats", list(FORMATS), default=list(FORMATS), key="export_formats")
         ocr = c[2].checkbox("OCR text in the prompt", value=True, key="export_ocr")
         if st.form_submit_button("Export"):
-            from workers.jobs import export as export_job
+            from jobs.export import ExportJob
 
             try:
-                params = export_job.prepare_params(snapshot=snap_name, formats=formats, out=str(EXPORTS / snap_name), ocr=ocr, force=True)
+                params = ExportJob(snapshot=snap_name, formats=formats, out=str(EXPORTS / snap_name), ocr=ocr, force=True).params()
             except ValueError as exc:
                 st.error(str(exc))
             else:

@@ -17,32 +17,14 @@ from trainer import ablation
 from trainer.config import TrainConfig
 
 from ..runtime import UnitContext
-from .evaluate import evaluate_benchmark, resolve_adapter
-
-KIND = "ablate"
-QUEUE = "train"
-
-
-def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None, grid: dict[str, list[str]], full: bool = False,
-                   config: TrainConfig | None = None, limit: int | None = None, out: str) -> dict[str, Any]:
-    if not grid:
-        raise ValueError("an empty grid: give at least one --grid FACTOR=v1,v2")
-    if "adapter" in grid and not adapter:
-        raise ValueError("the grid switches the adapter on and off: give --adapter (a training run or an adapter folder)")
-    from curation.vlm import check_model_folder
-
-    check_model_folder(model)
-    defaults = {} if adapter else {"adapter": "off"}
-    return {"name": name, "snapshot": snapshot, "model": str(model), "adapter": adapter, "grid": grid, "full": bool(full),
-            "cells": ablation.cells(grid, full=full, defaults=defaults), "defaults": defaults, "config": (config or TrainConfig()).to_dict(),
-            "limit": limit, "out": str(Path(out).expanduser().resolve()), "k_shot": 0, "examples": []}
+from .registry import register
+from .evaluate import claim_eval, evaluate_benchmark, resolve_adapter
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
     adapter = resolve_adapter(ctx.engine, p["adapter"])
-    training.ensure_eval(ctx.engine, name=p["name"], job_id=ctx.job_id, snapshot=p["snapshot"], model=p["model"], adapter=adapter,
-                         config={**p, "kind": "ablation"}, baseline=None, created_by=ctx.settings.user)
+    claim_eval(ctx, p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter, config={**p, "kind": "ablation"}, baseline=None)
     ctx.log(f"ablation {p['name']!r}: {len(p['cells'])} cell(s)")
     return [UnitSpec({"cell": c, "index": i, "adapter": adapter}, 1) for i, c in enumerate(p["cells"])], {}
 
@@ -65,7 +47,8 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         ctx.log(f"cell {row['label']}: not run ({exc})", level="warning")
         return {"cell": {**row, "unavailable": str(exc)}}
     adapter_dir = ctx.payload["adapter"] if adapter_on else None
-    result = evaluate_benchmark(ctx, p, "objective", adapter_dir, config, Path(p["out"]) / f"cell-{ctx.payload['index']:02d}.jsonl")
+    result = evaluate_benchmark(ctx, p, "objective", adapter_dir, config, Path(p["out"]) / f"cell-{ctx.payload['index']:02d}.jsonl",
+                                split_from=ctx.payload["adapter"])
     ctx.log(f"cell {row['label']}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
     return {"cell": {**row, **result}, "items": result["items"]}
 
@@ -80,3 +63,6 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     training.set_eval(ctx.engine, ctx.params["name"], results={"ablation": rows, "table": text})
     ctx.log(f"table written to {out / 'ablation.md'}")
     return {}
+
+
+register("ablate", plan=plan, run=run, finalize=finalize)

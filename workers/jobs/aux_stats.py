@@ -8,13 +8,7 @@ from db import batches
 from db.jobs import UnitSpec
 
 from ..runtime import UnitContext
-
-KIND = "aux_stats"
-QUEUE = "cpu"
-
-
-def prepare_params() -> dict[str, Any]:
-    return {}
+from .registry import register
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -27,3 +21,6 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
+
+
+register("aux_stats", plan=plan, run=run, finalize=finalize)

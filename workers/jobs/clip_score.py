@@ -1,29 +1,15 @@
 """The CLIPScore job (gpu queue): every item with images not yet scored by the model, in units."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
-from curation.clip_score import ClipConfig, item_text, model_ref, reduce_scores
-from curation.tiny_models import is_tiny
+from curation.clip_score import ClipConfig, item_text, reduce_scores
 from db import batches, scoring_reads
 from db.jobs import UnitSpec
 
 from .. import models
 from ..runtime import PermanentError, UnitContext
-
-KIND = "clip_score"
-QUEUE = "gpu"
-DEFAULT_ITEMS_PER_UNIT = 128
-
-
-def prepare_params(config: ClipConfig, *, items_per_unit: int = DEFAULT_ITEMS_PER_UNIT) -> dict[str, Any]:
-    ref = model_ref(config.model)
-    local = ref.startswith(("local-dir:", "hf-hub:"))
-    model_id = ref if local else f"{ref}:{config.pretrained or 'random'}"
-    demo = local and is_tiny(ref.split(":", 1)[1])
-    # workers may start in another folder: a local model travels as an absolute local-dir: reference
-    return {"config": {**asdict(config), "model": ref}, "model_id": model_id, "items_per_unit": items_per_unit, "demo_model": demo}
+from .registry import register
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -88,3 +74,6 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     if removed:
         ctx.log(f"removed {removed} score row(s) two units wrote at once")
     return {}
+
+
+register("clip_score", plan=plan, run=run, finalize=finalize)

@@ -11,32 +11,10 @@ from typing import Any
 from curation import snapshots
 from db import training
 from db.jobs import UnitSpec, work_results
-from trainer.benchmarks import BENCHMARKS
 from trainer.config import TrainConfig
 
 from ..runtime import PermanentError, UnitContext
-
-KIND = "eval"
-QUEUE = "train"
-
-
-def prepare_params(*, name: str, snapshot: str, model: str, adapter: str | None = None, benchmarks: list[str] | None = None,
-                   config: TrainConfig | None = None, k_shot: int = 0, examples: list[str] | None = None,
-                   judge: dict[str, Any] | None = None, baseline: str | None = None, limit: int | None = None, out: str) -> dict[str, Any]:
-    benchmarks = list(dict.fromkeys(benchmarks or ["objective", "attributes"]))
-    unknown = [b for b in benchmarks if b not in BENCHMARKS]
-    if unknown:
-        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; benchmarks: {', '.join(BENCHMARKS)}")
-    if "generative" in benchmarks and not judge:
-        raise ValueError("the generative benchmark needs an LLM judge: give --judge-url (an OpenAI-compatible chat-completions server)")
-    if k_shot < 0:
-        raise ValueError("k (in-context examples) must be 0 or more")
-    from curation.vlm import check_model_folder
-
-    check_model_folder(model)
-    return {"name": name, "snapshot": snapshot, "model": str(model), "adapter": adapter, "benchmarks": benchmarks,
-            "config": (config or TrainConfig()).to_dict(), "k_shot": int(k_shot), "examples": list(examples or []), "judge": judge,
-            "baseline": baseline, "limit": limit, "out": str(Path(out).expanduser().resolve())}
+from .registry import register
 
 
 def resolve_adapter(engine, adapter: str | None) -> str | None:
@@ -55,17 +33,48 @@ def resolve_adapter(engine, adapter: str | None) -> str | None:
     return str(folder)
 
 
+def claim_eval(ctx: UnitContext, name: str, **values: Any) -> None:
+    """The evaluation row this job writes into, made on its first plan and found again on a retry; an
+    evaluation of the name that another job made is refused, never taken over (its results would be
+    overwritten): the launch checks guard the command line and the page, not every way a job is sent."""
+    try:
+        owner = training.get_eval(ctx.engine, name).job_id
+    except training.RunError:
+        owner = None
+    if owner not in (None, ctx.job_id):
+        raise PermanentError(f"an evaluation named {name!r} belongs to job {owner}; pick another --name")
+    try:
+        training.ensure_eval(ctx.engine, name=name, job_id=ctx.job_id, created_by=ctx.settings.user, **values)
+    except training.RunError as exc:  # made by another job between the two reads
+        raise PermanentError(str(exc)) from exc
+
+
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
     adapter = resolve_adapter(ctx.engine, p["adapter"])
-    training.ensure_eval(ctx.engine, name=p["name"], job_id=ctx.job_id, snapshot=p["snapshot"], model=p["model"], adapter=adapter, config=p,
-                         baseline=p["baseline"], created_by=ctx.settings.user)
+    claim_eval(ctx, p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter, config=p, baseline=p["baseline"])
     return [UnitSpec({"benchmark": b, "adapter": adapter}, 1) for b in p["benchmarks"]], {}
 
 
+def training_split(adapter_dir: str | None, config: TrainConfig) -> tuple[float, int]:
+    """The held-out share and seed that split a snapshot's products: those the adapter was trained with (its
+    training_config.json), since other values would evaluate it on products it was trained on. The
+    evaluation's own for the base model, or for an adapter trained elsewhere (no training_config.json)."""
+    meta = Path(adapter_dir) / "training_config.json" if adapter_dir else None
+    if meta is None or not meta.is_file():
+        return config.holdout, config.seed
+    try:
+        trained = TrainConfig.from_dict(json.loads(meta.read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PermanentError(f"cannot read the adapter's training settings ({meta}): {exc}") from exc
+    return trained.holdout, trained.seed
+
+
 def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adapter_dir: str | None, config: TrainConfig,
-                       out_file: Path | None) -> dict[str, Any]:
-    """Build the benchmark's items from the held-out products, run the model, score; one benchmark."""
+                       out_file: Path | None, *, split_from: str | None = None) -> dict[str, Any]:
+    """Build the benchmark's items from the held-out products, run the model, score; one benchmark.
+    ``split_from``: the adapter whose training split picks the held-out products (an ablation's cells
+    without the adapter are evaluated on the same products as those with it)."""
     from trainer import benchmarks as bm
     from trainer.evaluate import JUDGE_PROMPT_VERSION, PeakMemory, judge, predict, score_attributes, score_objective
     from trainer.lora import AcceleratorError
@@ -76,7 +85,11 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
         rows = snapshots.eval_rows(ctx.lake, ctx.engine, p["snapshot"])
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
-    train_rows, held_out = bm.split_rows(rows, config.holdout, config.seed)
+    holdout, seed = training_split(split_from, config)
+    if (holdout, seed) != (config.holdout, config.seed):
+        ctx.log(f"{benchmark}: held-out products as the adapter was trained ({holdout:.0%} of products, seed {seed}), "
+                f"not the evaluation's own holdout {config.holdout:.0%} and seed {config.seed}")
+    train_rows, held_out = bm.split_rows(rows, holdout, seed)
     limit = p.get("limit")
     brands = bm.brand_index(rows)  # the whole snapshot's brands, to find one in a held-out product's title
     items = {"objective": lambda: bm.objective_items(held_out, config.seed, limit, known_brands=brands),
@@ -127,7 +140,8 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     p = ctx.params
     benchmark = ctx.payload["benchmark"]
     config = TrainConfig.from_dict(p["config"])
-    result = evaluate_benchmark(ctx, p, benchmark, ctx.payload["adapter"], config, Path(p["out"]) / f"{benchmark}.jsonl")
+    adapter = ctx.payload["adapter"]
+    result = evaluate_benchmark(ctx, p, benchmark, adapter, config, Path(p["out"]) / f"{benchmark}.jsonl", split_from=adapter)
     ctx.log(f"{benchmark}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
     return {"benchmark": benchmark, "result": result, "items": result["items"]}
 
@@ -142,3 +156,6 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     Path(ctx.params["out"]).mkdir(parents=True, exist_ok=True)
     (Path(ctx.params["out"]) / "results.json").write_text(json.dumps(results, indent=2))
     return {}
+
+
+register("eval", plan=plan, run=run, finalize=finalize)

@@ -3,70 +3,17 @@ DuckLake version. A unit builds and validates the whole export before anything a
 (see curation/exports.py), so a retried or failed unit leaves either the old folder or the new one."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from curation.exports import DATA_FILES, FORMATS, ExportError, image_paths_note, write_export
-from curation.model_ids import public_model_id
+from curation.exports import DATA_FILES, ExportError, image_paths_note, write_export
 from trainer.external_configs import DEFAULT_BASE_MODEL
 from curation import snapshots
 from db.jobs import UnitSpec
+from jobs.export import base_family, same_export
 
 from ..runtime import PermanentError, UnitContext
-
-KIND = "export"
-QUEUE = "cpu"
-
-
-def same_export(folder: Path, snapshot: str, fmt: str) -> bool:
-    """An earlier export of this very snapshot and format (a retried unit, or the same command again):
-    replacing it is safe, the bytes are the same."""
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return manifest.get("snapshot") == snapshot and manifest.get("format") == fmt
-
-
-def prepare_params(*, snapshot: str, formats: list[str], out: str, ocr: bool = False, link: bool = False, force: bool = False, dataset_name: str | None = None,
-                   base_model: str | None = None, family: str | None = None, absolute_paths: bool = False) -> dict[str, Any]:
-    """``base_model`` (a hub id or a checkpoint folder) and its ``family`` name the model the LLaMA-Factory
-    and ms-swift settings written beside those exports are for (default: Qwen2.5-VL-7B-Instruct).
-    ``absolute_paths``: records name images by their absolute path in OUT/<format>/ (default: relative to it)."""
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ValueError(f"unknown format(s) {', '.join(unknown) or '(none given)'}; formats are {', '.join(FORMATS)}")
-    root = Path(out).expanduser().resolve()
-    if not force:
-        busy = [f for f in formats if (root / f).exists() and any((root / f).iterdir()) and not same_export(root / f, snapshot, f)]
-        if busy:
-            raise ValueError(f"{root / busy[0]} exists and is not empty; choose another --out or pass --force to replace it")
-    base = base_model or DEFAULT_BASE_MODEL
-    return {
-        "snapshot": snapshot, "formats": list(dict.fromkeys(formats)), "out": str(root), "ocr": bool(ocr), "link": bool(link),
-        "force": bool(force), "dataset_name": dataset_name or snapshot, "absolute_paths": bool(absolute_paths),
-        # the id as others may read it: a hub id, or the folder's name (never this machine's path)
-        "base_model": public_model_id(base), "base_family": base_family(base, family).family,
-    }
-
-
-def base_family(base_model: str, family: str | None = None):
-    """The family adapter of the base model: named, read from a checkpoint folder's config.json, or
-    recognised in a hub id."""
-    from curation.vlm import FAMILIES, adapter_for, family_for_hub_id
-
-    if family:
-        if family not in FAMILIES:
-            raise ValueError(f"unknown family {family!r}; families: {', '.join(sorted(FAMILIES))}")
-        return FAMILIES[family]
-    path = Path(base_model).expanduser()
-    if (path / "config.json").exists():
-        return adapter_for(path)
-    found = family_for_hub_id(base_model)
-    if found is None:
-        raise ValueError(f"cannot tell the family of {base_model!r}: name it with --family ({', '.join(sorted(FAMILIES))})")
-    return found
+from .registry import register
 
 
 def trainer_files(fmt: str, params: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -125,3 +72,6 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
+
+
+register("export", plan=plan, run=run, finalize=finalize)

@@ -4,16 +4,9 @@ backend, model and prompt version. API and template backends run on the ``cpu`` 
 after a crash regenerates only the units that had not finished."""
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict
 from typing import Any
 
 from curation.generation import (
-    TASKS,
-    HFLocalBackend,
-    ItemContext,
-    TemplateBackend,
-    OpenAIChatBackend,
     PromptTemplate,
     applicable,
     backend_from_params,
@@ -22,59 +15,14 @@ from curation.generation import (
     process_responses,
 )
 from curation.generation.facts import known_brand_index
+from curation.item_contexts import contexts_for
 from db import batches, generation_reads
 from db.jobs import UnitSpec
 
 from ..runtime import PermanentError, UnitContext
+from .registry import register
 
-KIND = "generate"
-QUEUE = "cpu"
-DEFAULT_ITEMS_PER_UNIT = 25
 MAX_BACKEND_TRIES = 3  # runs that may ask the backend again for an (item, task) it failed to answer
-
-
-def queue_for(params: dict[str, Any]) -> str:
-    return "gpu" if params["backend"] == "hf" else "cpu"
-
-
-def prepare_params(
-    *,
-    backend: str,
-    tasks: list[str] | None = None,
-    openai: OpenAIChatBackend | None = None,
-    hf: HFLocalBackend | None = None,
-    n_pairs: int = 3,
-    items_per_unit: int = DEFAULT_ITEMS_PER_UNIT,
-    template_path: str | None = None,
-    examples_path: str | None = None,
-    kinds: list[str] | None = None,
-    limit: int | None = None,
-) -> dict[str, Any]:
-    tasks = list(tasks or TASKS)
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise ValueError(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
-    template = PromptTemplate.load(template_path, examples_path)  # a broken template fails here, not in a worker
-    params: dict[str, Any] = {
-        "backend": backend, "tasks": tasks, "n_pairs": n_pairs, "items_per_unit": items_per_unit, "template_path": template_path,
-        "examples_path": examples_path, "prompt_version": template.version if backend != "template" else TemplateBackend().model_id,
-        "kinds": kinds, "limit": limit,
-    }
-    if backend == "openai":
-        if openai is None:
-            raise ValueError("the openai backend needs --base-url and --model")
-        params["openai"] = {k: v for k, v in asdict(openai).items() if k != "name"}
-        params["model_id"] = openai.model_id
-    elif backend == "hf":
-        if hf is None:
-            raise ValueError("the hf backend needs --model (a local causal LM folder)")
-        params["hf"] = {k: v for k, v in asdict(hf).items() if k != "name"}
-        params["model_id"] = hf.model_id
-    elif backend == "template":
-        params["model_id"] = TemplateBackend().model_id
-    else:
-        raise ValueError(f"unknown backend {backend!r}; use openai, hf or template")
-    return params
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -111,30 +59,6 @@ def _job_brands(lake, job_id: str) -> dict[str, str]:
         _brands_of_job.clear()  # only the running job's index is kept
         _brands_of_job[job_id] = brands
     return brands
-
-
-def contexts_for(lake, item_ids: list[str], brands: dict[str, str] | None = None) -> list[ItemContext]:
-    rows = generation_reads.generation_rows(lake, item_ids)
-    if brands is None:
-        brands = known_brand_index(generation_reads.known_brands(lake))
-    negatives = generation_reads.negative_titles(lake, [r["category"] or (r["product"] or {}).get("category") for r in rows])
-    out = []
-    for r in rows:
-        ctx = ItemContext(
-            item_id=r["item_id"], kind=r["kind"], title=r["title"], description=r["description"], brand=r["brand"],
-            category=r["category"], attributes=r["attributes"], feedback_text=r["feedback_text"], issue_type=r["issue_type"],
-            image_ids=r["image_ids"], ocr_text=r["ocr_text"], product=r["product"], known_brands=brands,
-        )
-        own = {ctx.product_title, ctx.item_id, (ctx.product or {}).get("item_id")}
-        category = ctx.product_field("category")
-        candidates = negatives.get(category) or negatives.get(None) or []
-        pick = [c for c in candidates if c[1] not in own and c[0] not in own]
-        if pick:
-            # a fixed choice per item: the same negative on every run
-            choice = pick[int(hashlib.sha256(ctx.item_id.encode()).hexdigest(), 16) % len(pick)]
-            ctx.negative_item_id, ctx.negative_title = choice
-        out.append(ctx)
-    return out
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
@@ -197,3 +121,6 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     if removed:
         ctx.log(f"removed {removed} sample(s) two units wrote at once")
     return {}
+
+
+register("generate", plan=plan, run=run, finalize=finalize)

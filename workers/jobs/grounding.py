@@ -6,7 +6,6 @@ and per-word values.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from PIL import Image
 
 from curation.images import ImageError, ImageLimits, inspect_image
 from curation.prompt_layout import ocr_body
-from curation.tiny_models import is_tiny
 from curation.vis_attn import ATTN_NAME, VisAttnConfig, check_segment, score_batch
 from curation.vlm import Sample, SampleError
 from db import batches, samples_view, scoring_reads
@@ -22,50 +20,13 @@ from db.jobs import UnitSpec
 
 from .. import models
 from ..runtime import PermanentError, UnitContext
+from .registry import register
 
-KIND = "grounding"
-QUEUE = "gpu"
 WINDOW_BATCHES = 4  # batches encoded at a time (sorted by length within the window)
 QUESTIONS = {
     "catalog": "Describe the product in the image.",
     "feedback": "What does the customer report about the product in the photo?",
 }
-
-
-def prepare_params(
-    *,
-    model: str,
-    device: str = "cpu",
-    dtype: str = "float32",
-    batch_size: int = 8,
-    items_per_unit: int = 64,
-    config: VisAttnConfig = VisAttnConfig(),
-    ocr: bool = False,
-    on: str = "samples",
-    selection: str | None = None,
-) -> dict[str, Any]:
-    if on not in ("samples", "items"):
-        raise ValueError("score grounding --on samples or items")
-    from curation.vlm import check_model_folder
-
-    path = Path(model).expanduser()
-    check_model_folder(model)  # a family we have an adapter for (else: the supported ones, listed)
-    if batch_size < 1 or items_per_unit < 1:
-        raise ValueError("batch size and items per unit must be at least 1")
-    return {
-        "model": str(path.resolve()),
-        # the scores are those of this model *and* prompt: OCR text in the prompt makes them others
-        "model_id": str(path.resolve()) + ("#ocr" if ocr else ""),
-        "device": device,
-        "dtype": dtype,
-        "batch_size": batch_size,
-        "items_per_unit": items_per_unit,
-        "config": asdict(config),
-        "ocr": ocr,
-        "on": on,
-        "selection": selection,
-        "demo_model": is_tiny(path),
-    }
 
 
 def requested_metrics(config: dict[str, Any]) -> list[str]:
@@ -188,3 +149,6 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     if removed:
         ctx.log(f"removed {removed} score row(s) two units wrote at once")
     return {}
+
+
+register("grounding", plan=plan, run=run, finalize=finalize)

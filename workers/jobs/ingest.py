@@ -3,105 +3,21 @@ finalize = drop copies two units raced to insert."""
 from __future__ import annotations
 
 import hashlib
-import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from curation.hashing import file_sha256
 from curation.images import ImageError, ImageLimits, inspect_image, read_reference, store_blob
 from curation.ingest import ItemDraft, RowFailure, TextLimits, build_item
-from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
-from curation.readers import RowRange, SourceError, detect_format, plan_ranges, read_range, source_columns
+from curation.mapping import ColumnMapping
+from curation.readers import RowRange, SourceError, plan_ranges, read_range
 from curation.redaction import RedactionConfig, Redactor
 from db import batches, ingest_reads
 from db import jobs as jobs_db
 from db.jobs import UnitSpec
 
 from ..runtime import PermanentError, UnitContext
-
-KIND = "ingest"
-QUEUE = "cpu"
-DEFAULT_ROWS_PER_UNIT = 200
-
-
-def source_id_for(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()[:16]
-
-
-def check_image_root(root: Path, allowed: tuple[Path, ...]) -> None:
-    if allowed and not any(root == a or a in root.parents for a in allowed):
-        raise MappingError(f"image root {root} is not under an allowed root ({', '.join(map(str, allowed))}); see VITPRO_IMAGE_ROOTS")
-
-
-def check_source(source: str, roots: tuple[Path, ...] = ()) -> Path:
-    """The source file, resolved; first of all checks, so that a missing file is not reported as
-    whatever the next check trips on (a format that cannot be told, a mapping that cannot be matched)."""
-    if not str(source).strip():
-        raise SourceError("no source file given")
-    path = Path(source).expanduser().resolve()
-    if roots and not any(path == r or r in path.parents for r in roots):
-        raise SourceError(f"source file {path} is not under an allowed root ({', '.join(map(str, roots))})")
-    if not path.exists():
-        raise SourceError(f"source file not found: {path}")
-    if not path.is_file():
-        raise SourceError(f"source is not a file: {path}")
-    if not os.access(path, os.R_OK):
-        raise SourceError(f"source file not readable: {path}")
-    return path
-
-
-def prepare_params(
-    *,
-    source: str,
-    fmt: str | None,
-    mapping: ColumnMapping | None,
-    name: str | None,
-    image_root: str | None,
-    redact: bool,
-    allowed_roots: tuple[Path, ...] = (),
-    delimiter: str | None = None,
-    rows_per_unit: int = DEFAULT_ROWS_PER_UNIT,
-    text_limits: TextLimits = TextLimits(),
-    image_limits: ImageLimits = ImageLimits(),
-    source_roots: tuple[Path, ...] = (),
-) -> dict[str, Any]:
-    """Check what can be checked before a job exists (file, format, mapping vs columns) and return the
-    job's parameters. Raises SourceError / MappingError with a message for the user. ``source_roots``: if
-    given, the only folders the source may be in (the web app reads files of the server's own disk)."""
-    path = check_source(source, source_roots)
-    fmt = detect_format(path, fmt)
-    if mapping is None:
-        if fmt != "abo":
-            raise MappingError("no column mapping: pass --map field=column (or --mapping FILE.yaml)")
-        mapping = ABO_MAPPING
-    columns, exhaustive = source_columns(path, fmt, delimiter=delimiter, languages=mapping.languages)
-    if exhaustive:
-        mapping.check_against(columns)
-    elif fmt != "abo":
-        seen = set(columns)
-        never = sorted(c for c in mapping.referenced_columns() if c not in seen)
-        if never:
-            raise MappingError(
-                f"column(s) {', '.join(map(repr, never))} appear in none of the first rows; keys seen: {', '.join(columns)}"
-            )
-    RedactionConfig(extra_patterns=mapping.redaction_patterns)  # a bad pattern fails here, not in a worker
-    root = Path(image_root).expanduser().resolve() if image_root else path.parent
-    check_image_root(root, allowed_roots)
-    name = name or path.stem
-    return {
-        "source": str(path),
-        "format": fmt,
-        "name": name,
-        "source_id": source_id_for(name),
-        "mapping": mapping.to_dict(),
-        "image_root": str(root),
-        "delimiter": delimiter,
-        "redact": redact,
-        "rows_per_unit": rows_per_unit,
-        "text_limits": asdict(text_limits),
-        "image_limits": asdict(image_limits),
-    }
+from .registry import register
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -262,3 +178,6 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
             "images_ingested": ingest_reads.rows_written_by_job(ctx.lake, "images", ctx.job_id),
         }
     }
+
+
+register("ingest", plan=plan, run=run, finalize=finalize)

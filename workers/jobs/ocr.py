@@ -7,49 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from curation.ocr import OcrSettings, OcrSetupError, check_available, engine_label, get_engine, parse_conditions
+from curation.ocr import OcrSettings, OcrSetupError, check_available, get_engine, parse_conditions
 from curation.redaction import RedactionConfig, Redactor
 from db import batches, ingest_reads, ocr_reads
 from db.jobs import UnitSpec
 
 from ..runtime import PermanentError, UnitContext
-
-KIND = "ocr"
-QUEUE = "cpu"
-DEFAULT_BATCH = 16
-
-
-def queue_for(params: dict[str, Any]) -> str:
-    return "gpu" if (params.get("settings") or {}).get("device") == "cuda" else "cpu"
-
-
-def prepare_params(
-    *,
-    engine: str = "rapidocr",
-    batch_size: int = DEFAULT_BATCH,
-    redact: bool = True,
-    side: int | None = None,
-    min_confidence: float | None = None,
-    threads: int = 1,
-    device: str = "cpu",
-    source: str | None = None,
-    where: list[str] | tuple[str, ...] | None = None,
-    limit: int | None = None,
-) -> dict[str, Any]:
-    """Every mistake a worker would only find later is refused here: an unknown engine or field, a
-    missing tesseract binary, --device cuda without onnxruntime's CUDA provider."""
-    if batch_size < 1:
-        raise ValueError("batch size must be at least 1")
-    if limit is not None and limit < 1:
-        raise ValueError("limit must be at least 1")
-    settings = OcrSettings(engine=engine, side=side, min_confidence=min_confidence, threads=threads, device=device).resolved()
-    check_available(settings)
-    conditions = parse_conditions(where)
-    return {
-        "engine": settings.engine, "engine_label": engine_label(settings), "settings": settings.to_params(),
-        "batch_size": batch_size, "redact": redact, "source": source,
-        "where": [str(c) for c in conditions], "limit": limit,
-    }
+from .registry import register
 
 
 def redacted_boxes(boxes: list[dict[str, Any]], redacted_text: str) -> list[dict[str, Any]]:
@@ -139,3 +103,6 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     batches.dedupe_ocr(ctx.lake, ctx.params["engine_label"])
     return {"set": {"images_read": ingest_reads.rows_written_by_job(ctx.lake, "ocr", ctx.job_id)}}
+
+
+register("ocr", plan=plan, run=run, finalize=finalize)

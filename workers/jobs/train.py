@@ -18,18 +18,7 @@ from db.jobs import UnitSpec
 from trainer.config import TrainConfig
 
 from ..runtime import Cancelled, PermanentError, UnitContext
-
-KIND = "train"
-QUEUE = "train"
-
-
-def prepare_params(*, snapshot: str, model: str, name: str, config: TrainConfig, out: str) -> dict[str, Any]:
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ValueError(f"a run name is letters, digits, '-', '_' and '.', not {name!r}")
-    from curation.vlm import check_model_folder
-
-    check_model_folder(model)
-    return {"snapshot": snapshot, "model": str(model), "name": name, "config": config.to_dict(), "out": str(Path(out).expanduser().resolve())}
+from .registry import register
 
 
 def _meta(params: dict[str, Any], snap, result, counts: dict[str, Any]) -> dict[str, Any]:
@@ -149,3 +138,6 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
+
+
+register("train", plan=plan, run=run, finalize=finalize)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.settings import Settings, load_settings
 from db import jobs
 from db.app_engine import write_engine
 from db.store import open_store
-from config.settings import Settings, load_settings
 
 from . import devices as device_names
-from .jobs import HANDLERS, queue_of
+from .broker import client_for, send_units
+from .registry import queue_of, spec_for
 
 
 class JobRefused(ValueError):
@@ -23,18 +24,14 @@ class JobRefused(ValueError):
 def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None = None, launched_by: str | None = None) -> str:
     """Queue the job; raises :class:`JobRefused` when no live worker of its queue could run it."""
     settings = settings or load_settings()
-    if kind not in HANDLERS:
-        raise ValueError(f"unknown job kind {kind!r}; kinds: {', '.join(sorted(HANDLERS))}")
+    spec_for(kind)  # an unknown kind: ValueError naming the known ones
     open_store(settings.store)
     check_job(kind, params, settings=settings)
     engine = write_engine(settings.app_url)
     job_id, dispatches = jobs.create_job(
         engine, kind=kind, queue=queue_of(kind, params), params=params, launched_by=launched_by or settings.user
     )
-    from .app import app_for
-    from .dispatch import send_units
-
-    send_units(app_for(settings), engine, dispatches)
+    send_units(client_for(settings), engine, dispatches)
     return job_id
 
 
@@ -43,10 +40,7 @@ def cancel_job(job_id: str, *, settings: Settings | None = None) -> str | None:
     engine = write_engine(settings.app_url)
     if jobs.request_cancel(engine, job_id) is None:
         return None
-    from .app import app_for
-    from .dispatch import send_units
-
-    send_units(app_for(settings), engine, jobs.advance_job(engine, job_id))
+    send_units(client_for(settings), engine, jobs.advance_job(engine, job_id))
     return jobs.get_job(engine, job_id).status
 
 
@@ -54,10 +48,7 @@ def retry_job(job_id: str, *, settings: Settings | None = None) -> int:
     settings = settings or load_settings()
     engine = write_engine(settings.app_url)
     dispatches = jobs.retry_job(engine, job_id)
-    from .app import app_for
-    from .dispatch import send_units
-
-    send_units(app_for(settings), engine, dispatches)
+    send_units(client_for(settings), engine, dispatches)
     return len(dispatches)
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from .cli import _echo_table, _engine, _fail, _run_job, cli
 from config.settings import load_settings
+from jobs.registry import choices
+
+from .group import cli, echo_table, fail, open_engine, run_job
 
 
 def _model_options(fn):
@@ -35,7 +37,7 @@ def _config(preset_name: str = "paper", **overrides):
     try:
         return preset(preset_name).with_overrides(**overrides)
     except (ValueError, TypeError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 # ---- train --------------------------------------------------------------------------------------------
@@ -67,27 +69,27 @@ def train() -> None:
 def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **overrides) -> None:
     """Train on SNAPSHOT's training products; the final adapter lands in OUT/adapter with its config."""
     from db import snapshots, training
-    from workers.jobs import train as train_job
+    from jobs.train import TrainJob
 
-    engine = _engine()
+    engine = open_engine()
     name = name or training.default_name("train")
     try:
         snapshots.get(engine, snapshot)
         training.check_new_name(engine, run=name)
     except (snapshots.SnapshotError, training.RunError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     overrides["longest_edge"] = overrides.pop("resolution")
     if parts:
         overrides["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
     config = _config(preset_name, **overrides)
     out = out or load_settings().home / "runs" / name
     try:
-        params = train_job.prepare_params(snapshot=snapshot, model=model, name=name, config=config, out=str(out))
+        params = TrainJob(snapshot=snapshot, model=model, name=name, config=config, out=str(out)).params()
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"run {name!r}: LoRA r={config.lora.r} alpha={config.lora.alpha} dropout={config.lora.dropout} on {', '.join(config.lora.parts)}; "
                f"{config.epochs:g} epoch(s), lr {config.learning_rate:g}, batch {config.batch_size} x {config.grad_accum}")
-    _run_job("train", params, wait=wait, local=local)
+    run_job("train", params, wait=wait, local=local)
     if wait:
         _show_run(name)
 
@@ -98,9 +100,9 @@ def train_list() -> None:
     from db import training
 
     rows = []
-    for r in training.list_runs(_engine()):
-        rows.append((r.name, r.snapshot, training.run_status(_engine(), r), f"{r.steps_done}/{r.total_steps or '?'}", _fmt(r.summary.get("final_loss")), r.out_dir))
-    _echo_table(rows, ("name", "snapshot", "status", "steps", "final loss", "folder"))
+    for r in training.list_runs(open_engine()):
+        rows.append((r.name, r.snapshot, training.run_status(open_engine(), r), f"{r.steps_done}/{r.total_steps or '?'}", _fmt(r.summary.get("final_loss")), r.out_dir))
+    echo_table(rows, ("name", "snapshot", "status", "steps", "final loss", "folder"))
 
 
 def _fmt(v) -> str:
@@ -112,11 +114,11 @@ def _show_run(name: str) -> None:
     from db import training
 
     try:
-        run = training.get_run(_engine(), name)
+        run = training.get_run(open_engine(), name)
     except training.RunError as exc:
-        _fail(str(exc))
-    steps = training.steps(_engine(), run.id)
-    click.secho(f"training run {run.name!r}: {training.run_status(_engine(), run)}", bold=True)
+        fail(str(exc))
+    steps = training.steps(open_engine(), run.id)
+    click.secho(f"training run {run.name!r}: {training.run_status(open_engine(), run)}", bold=True)
     click.echo(f"  snapshot {run.snapshot}, base model {run.base_model}, job {run.job_id}")
     lora = run.config["lora"]
     click.echo(f"  LoRA r={lora['r']} alpha={lora['alpha']} dropout={lora['dropout']} on {', '.join(lora['parts'])}; lr {run.config['learning_rate']:g}, "
@@ -144,10 +146,10 @@ def train_show(name, as_json) -> None:
 
     if as_json:
         try:
-            run = training.get_run(_engine(), name)
+            run = training.get_run(open_engine(), name)
         except training.RunError as exc:
-            _fail(str(exc))
-        for s in training.steps(_engine(), run.id):
+            fail(str(exc))
+        for s in training.steps(open_engine(), run.id):
             click.echo(json.dumps({"step": s.step, "epoch": s.epoch, "loss": s.loss, "learning_rate": s.learning_rate, "tokens": s.tokens, "seconds": s.seconds}))
         return
     _show_run(name)
@@ -164,7 +166,7 @@ def eval_group() -> None:
 @_model_options
 @click.option("--adapter", help="A training run's name or an adapter folder (none: the base model alone).")
 @click.option("--name", help="Evaluation name (default eval-<time>).")
-@click.option("--benchmark", "benchmarks", multiple=True, type=click.Choice(["objective", "generative", "attributes"]),
+@click.option("--benchmark", "benchmarks", multiple=True, type=click.Choice(choices("eval", "benchmarks")),
               help="Repeat for several (default: objective and attributes; generative needs --judge-url).")
 @click.option("--judge-url", help="OpenAI-compatible base URL of the judge LLM (…/v1); its key from VITPRO_LLM_API_KEY.")
 @click.option("--judge-model", default="judge", show_default=True)
@@ -177,9 +179,9 @@ def eval_group() -> None:
 def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model, k_shot, examples, baseline, limit, wait, local, **overrides) -> None:
     """Evaluate a model (with a trained adapter or without) on SNAPSHOT's held-out products."""
     from db import snapshots, training
-    from workers.jobs import evaluate as eval_job
+    from jobs.eval import EvalJob
 
-    engine = _engine()
+    engine = open_engine()
     name = name or training.default_name("eval")
     try:
         snapshots.get(engine, snapshot)
@@ -187,7 +189,7 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
             training.get_eval(engine, baseline)
         training.check_new_name(engine, evaluation=name)
     except (snapshots.SnapshotError, training.RunError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     judge = None
     if judge_url:
         from curation.generation.backends import OpenAIChatBackend
@@ -196,16 +198,16 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
         try:
             OpenAIChatBackend(**judge)
         except ValueError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "longest_edge", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
                      longest_edge=overrides.get("resolution"))
     try:
-        params = eval_job.prepare_params(name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
-                                         k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
-                                         out=str(load_settings().home / "evals" / name))
+        params = EvalJob(name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
+                         k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
+                         out=str(load_settings().home / "evals" / name)).params()
     except ValueError as exc:
-        _fail(str(exc))
-    _run_job("eval", params, wait=wait, local=local)
+        fail(str(exc))
+    run_job("eval", params, wait=wait, local=local)
     if wait:
         _show_eval(name, baseline)
 
@@ -216,8 +218,8 @@ def eval_list() -> None:
     from db import training
 
     rows = [(e.name, e.snapshot, "ablation" if e.config.get("kind") == "ablation" else ",".join(e.config.get("benchmarks", [])),
-             e.adapter or "(base)", e.baseline or "", "yes" if e.results else "no") for e in training.list_evals(_engine())]
-    _echo_table(rows, ("name", "snapshot", "benchmarks", "adapter", "baseline", "results"))
+             e.adapter or "(base)", e.baseline or "", "yes" if e.results else "no") for e in training.list_evals(open_engine())]
+    echo_table(rows, ("name", "snapshot", "benchmarks", "adapter", "baseline", "results"))
 
 
 def _show_eval(name: str, baseline: str | None = None) -> None:
@@ -225,12 +227,12 @@ def _show_eval(name: str, baseline: str | None = None) -> None:
     from trainer.evaluate import accuracies
     from trainer.metrics import relative_to
 
-    engine = _engine()
+    engine = open_engine()
     try:
         ev = training.get_eval(engine, name)
         base = training.get_eval(engine, baseline or ev.baseline) if (baseline or ev.baseline) else None
     except training.RunError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.secho(f"evaluation {ev.name!r} of {ev.model}" + (f" + {ev.adapter}" if ev.adapter else " (no adapter)"), bold=True)
     if not ev.results:
         click.echo("  no results yet (see `vitpro jobs show " + str(ev.job_id) + "`)")
@@ -248,13 +250,13 @@ def _show_eval(name: str, baseline: str | None = None) -> None:
         if bench == "objective":
             rows = [(t, v["n"], f"{100 * v['accuracy']:.1f}", f"{100 * v['precision']:.1f}", f"{100 * v['recall']:.1f}", f"{100 * v['f1']:.1f}",
                      f"{100 * v['yes_ratio']:.1f}", v["unparsed"], _rel(rel, f"objective/{t}")) for t, v in scores.items()]
-            _echo_table(rows, ("task", "n", "acc %", "prec %", "rec %", "F1 %", "yes %", "unparsed", "vs baseline"))
+            echo_table(rows, ("task", "n", "acc %", "prec %", "rec %", "F1 %", "yes %", "unparsed", "vs baseline"))
         elif bench == "generative":
             rows = [(t, v["n"], f"{100 * v['accuracy']:.1f}", v["unparsed"], _rel(rel, f"generative/{t}")) for t, v in scores.items()]
-            _echo_table(rows, ("task", "n", "judged match %", "judge unparsed", "vs baseline"))
+            echo_table(rows, ("task", "n", "judged match %", "judge unparsed", "vs baseline"))
         else:
             rows = [(k, v["n"], v["correct"], f"{100 * v['accuracy']:.1f}", _rel(rel, f"attributes/{k}")) for k, v in scores.items()]
-            _echo_table(rows, ("attribute", "n", "exact", "acc %", "vs baseline"))
+            echo_table(rows, ("attribute", "n", "exact", "acc %", "vs baseline"))
     if base is not None:
         click.echo(f"  (vs baseline: points against evaluation {base.name!r}, as the paper reports results)")
 
@@ -288,22 +290,26 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
     (accuracy per task, change against the default, s/item, peak memory)."""
     from db import training
     from trainer.ablation import parse_grid
-    from workers.jobs import ablate as ablate_job
+    from jobs.ablate import AblateJob
 
     try:
         grid = parse_grid(list(grid_specs))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     name = name or training.default_name("ablate")
+    try:  # an ablation is an evaluation row and folder of its own: never one already made
+        training.check_new_name(open_engine(), evaluation=name)
+    except training.RunError as exc:
+        fail(str(exc))
     config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
                      longest_edge=overrides.get("resolution"))
     out = load_settings().home / "evals" / name
     try:
-        params = ablate_job.prepare_params(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out))
+        params = AblateJob(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out)).params()
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"ablation {name!r}: {len(params['cells'])} cell(s)")
-    _run_job("ablate", params, wait=wait, local=local)
+    run_job("ablate", params, wait=wait, local=local)
     if wait:
         _show_eval(name)
         click.echo(f"  table: {out / 'ablation.md'}")

@@ -1,6 +1,6 @@
 """``vitpro users`` (who may sign in to the web app, with which role) and ``vitpro ui`` (serve it).
 
-Registered on the main group by vitpro/cli.py.
+Registered on the main group (vitpro/commands/group.py).
 """
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from .cli import _echo_table, _engine, _fail, _fmt_time, cli
 from config.settings import load_settings
+
+from .group import cli, echo_table, fail, fmt_time, open_engine
 
 # ui/server.py is Streamlit's ASGI app with the sign-in routes and the session gate in front of ui/app.py
 APP_FILE = Path(__file__).resolve().parent.parent / "ui" / "server.py"
@@ -37,9 +38,9 @@ def users_add(username, role, password_stdin, replace) -> None:
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
-        replaced = users_db.add(_engine(), username, password, role, replace=replace)
+        replaced = users_db.add(open_engine(), username, password, role, replace=replace)
     except users_db.UserError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"{'updated' if replaced else 'added'} {username} ({role})")
 
 
@@ -48,11 +49,11 @@ def users_list() -> None:
     """Users, their roles and whether they may sign in."""
     from db import users as users_db
 
-    rows = users_db.list_users(_engine())
+    rows = users_db.list_users(open_engine())
     if not rows:
         click.echo("no users yet: vitpro users add NAME --role admin")
         return
-    _echo_table([(u.username, u.role, "disabled" if u.disabled else "active", _fmt_time(u.created_at)) for u in rows], ("user", "role", "state", "created (UTC)"))
+    echo_table([(u.username, u.role, "disabled" if u.disabled else "active", fmt_time(u.created_at)) for u in rows], ("user", "role", "state", "created (UTC)"))
 
 
 @users.command("disable")
@@ -63,9 +64,9 @@ def users_disable(username, enable) -> None:
     from db import users as users_db
 
     try:
-        ended = users_db.set_disabled(_engine(), username, not enable)
+        ended = users_db.set_disabled(open_engine(), username, not enable)
     except users_db.UserError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"{username} {'enabled' if enable else 'disabled'}" + (f"; {ended} session(s) ended" if ended else ""))
 
 
@@ -76,11 +77,11 @@ def users_sessions(username, show_all) -> None:
     """Signed-in browsers (of USERNAME, or everyone's): id, since when, last use, expiry, browser, address."""
     from db import sessions as sessions_db
 
-    rows = sessions_db.list_sessions(_engine(), username, active_only=not show_all)
+    rows = sessions_db.list_sessions(open_engine(), username, active_only=not show_all)
     if not rows:
         click.echo("no active sessions" if not show_all else "no sessions")
         return
-    _echo_table([(r.id, r.username, r.method, _fmt_time(r.created_at), _fmt_time(r.last_seen), _fmt_time(r.expires_at),
+    echo_table([(r.id, r.username, r.method, fmt_time(r.created_at), fmt_time(r.last_seen), fmt_time(r.expires_at),
                   sessions_db.state(r), r.address, (r.user_agent or "")[:50]) for r in rows],
                 ("id", "user", "method", "signed in (UTC)", "last use", "expires", "state", "address", "browser"))
 
@@ -92,9 +93,9 @@ def users_revoke(target) -> None:
     from db import sessions as sessions_db
 
     by = os.environ.get("VITPRO_USER") or os.environ.get("USER") or "cli"
-    n = sessions_db.revoke(_engine(), session_id=int(target), by=by) if target.isdigit() else sessions_db.revoke(_engine(), username=target, by=by)
+    n = sessions_db.revoke(open_engine(), session_id=int(target), by=by) if target.isdigit() else sessions_db.revoke(open_engine(), username=target, by=by)
     if n == 0:
-        _fail(f"no active session matches {target!r} (see `vitpro users sessions`)")
+        fail(f"no active session matches {target!r} (see `vitpro users sessions`)")
     click.echo(f"revoked {n} session(s)")
 
 
@@ -106,8 +107,8 @@ def users_unlock(username, address) -> None:
     from db import sign_in
 
     if not username and not address:
-        _fail("name a user or pass --address")
-    n = sign_in.unlock(_engine(), username=username, address=address)
+        fail("name a user or pass --address")
+    n = sign_in.unlock(open_engine(), username=username, address=address)
     click.echo(f"unlocked {' and '.join(x for x in (username, address) if x)}" + ("" if n else " (it was not locked)"))
 
 
@@ -116,11 +117,11 @@ def users_lockouts() -> None:
     """User names and addresses locked after too many failed sign-ins."""
     from db import sign_in
 
-    rows = sign_in.lockouts(_engine())
+    rows = sign_in.lockouts(open_engine())
     if not rows:
         click.echo("nothing is locked")
         return
-    _echo_table([(r.kind, r.subject, r.failures, _fmt_time(r.locked_at)) for r in rows], ("kind", "name or address", "failures", "locked (UTC)"))
+    echo_table([(r.kind, r.subject, r.failures, fmt_time(r.locked_at)) for r in rows], ("kind", "name or address", "failures", "locked (UTC)"))
 
 
 @users.command("attempts")
@@ -130,8 +131,8 @@ def users_attempts(username, limit) -> None:
     """The latest sign-in tries (every one is recorded): when, who, from where, outcome."""
     from db import sign_in
 
-    rows = sign_in.recent(_engine(), limit=limit, username=username)
-    _echo_table([(_fmt_time(r.ts), r.username, r.address, r.reason) for r in rows], ("when (UTC)", "user", "address", "outcome"))
+    rows = sign_in.recent(open_engine(), limit=limit, username=username)
+    echo_table([(fmt_time(r.ts), r.username, r.address, r.reason) for r in rows], ("when (UTC)", "user", "address", "outcome"))
 
 
 def streamlit_command(port: int, address: str) -> list[str]:
@@ -143,7 +144,7 @@ def streamlit_command(port: int, address: str) -> list[str]:
 
 def serve(port: int, address: str) -> int:
     """Run the web app in the foreground until interrupted; returns its exit code."""
-    _engine()  # create the store before the first page asks it
+    open_engine()  # create the store before the first page asks it
     shown = "localhost" if address in ("0.0.0.0", "127.0.0.1") else address
     click.secho(f"web app: open http://{shown}:{port} in a browser (Ctrl+C stops it)", bold=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APP_FILE.parent.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
@@ -160,7 +161,7 @@ def ui_command(port, address) -> None:
     """Serve the curator web app (Streamlit). Sign in with a user made by `vitpro users add`."""
     from db import users as users_db
 
-    if users_db.count(_engine()) == 0:
+    if users_db.count(open_engine()) == 0:
         click.secho("no users yet: create one first, e.g. `vitpro users add admin --role admin`", fg="yellow")
     click.echo(f"store: {load_settings().describe()['catalog']}")
     sys.exit(serve(port, address))

@@ -1,21 +1,16 @@
 """``vitpro samples exclude|restore|excluded`` (take samples out of the data set, with a reason, and put
 them back).
 
-Registered on the main group by vitpro/cli.py (``vitpro snapshot rename`` lives with its group in cli_curate). Every change is recorded with
+Registered on the main group (vitpro/commands/group.py); ``vitpro snapshot rename`` lives with its group in curate.py. Every change is recorded with
 the acting user: ``VITPRO_USER``, else the OS login name (settings.user), as the other commands do.
 """
 from __future__ import annotations
 
 import click
 
-from .cli import _echo_table, _fail, _fmt_time, cli
 from config.settings import load_settings
 
-
-def _lake():
-    from .cli_curate import _lake as open_lake  # here, not at the top: cli_curate imports vitpro.cli, which imports this
-
-    return open_lake()
+from .group import cli, echo_table, fail, fmt_time, open_lake
 
 
 @cli.group()
@@ -31,9 +26,9 @@ def samples_exclude(sample_ids, reason) -> None:
     from db import exclusions
 
     try:
-        n = exclusions.exclude(_lake(), sample_ids, reason=reason, by=load_settings().user)
+        n = exclusions.exclude(open_lake(), sample_ids, reason=reason, by=load_settings().user)
     except exclusions.ExclusionError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     already = len(set(sample_ids)) - n
     click.echo(f"excluded {n} sample(s)" + (f"; {already} already excluded" if already else "") + " (vitpro samples excluded lists them)")
 
@@ -45,9 +40,9 @@ def samples_restore(sample_ids) -> None:
     from db import exclusions
 
     try:
-        n = exclusions.restore(_lake(), sample_ids, by=load_settings().user)
+        n = exclusions.restore(open_lake(), sample_ids, by=load_settings().user)
     except exclusions.ExclusionError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     skipped = len(set(sample_ids)) - n
     click.echo(f"restored {n} sample(s)" + (f"; {skipped} were not excluded" if skipped else ""))
 
@@ -59,11 +54,11 @@ def samples_excluded(limit, offset) -> None:
     """The excluded samples, latest first, with reason, who and when."""
     from db import exclusions
 
-    lake = _lake()
+    lake = open_lake()
     total = exclusions.count(lake)
     if not total:
         click.echo("no sample is excluded")
         return
     rows = exclusions.list_excluded(lake, limit=limit, offset=offset)
-    _echo_table([(r["sample_id"], r["reason"], r["by"], _fmt_time(r["at"])) for r in rows], ("sample", "reason", "by", "excluded (UTC)"))
+    echo_table([(r["sample_id"], r["reason"], r["by"], fmt_time(r["at"])) for r in rows], ("sample", "reason", "by", "excluded (UTC)"))
     click.echo(f"{total} excluded in all" + (f"; showing {offset + 1}-{offset + len(rows)}" if len(rows) < total else ""))

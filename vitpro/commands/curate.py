@@ -1,8 +1,8 @@
 """``vitpro filter``, ``vitpro pilot`` and ``vitpro snapshot``: what a curator decides, from the terminal.
 
 The engine lives in curation/ (filters, pilot statistics, export formats) and db/ (saved filters, pilots,
-snapshots); these commands only read options, call it and print. Registered on the main group by
-vitpro/cli.py.
+snapshots); these commands only read options, call it and print. Registered on the main group
+(vitpro/commands/group.py).
 """
 from __future__ import annotations
 
@@ -14,16 +14,11 @@ from types import SimpleNamespace
 
 import click
 
-from .cli import _echo_table, _engine, _fail, _run_job, cli
 from config.settings import load_settings
+from curation.pilot_stats import AUC_CI_METHOD, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # the paper's +36%
+from jobs.registry import choices
 
-from curation.pilot_stats import AUC_CI_METHOD, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # noqa: E402  (the paper's +36%)
-
-
-def _lake():
-    from db.store import open_store
-
-    return open_store(load_settings().store)
+from .group import cli, echo_table, fail, open_engine, open_lake, run_job
 
 
 def _pct(part: int, whole: int) -> str:
@@ -50,20 +45,20 @@ def _config_from_options(where, models, per_task, keep_missing, selection, segme
         try:
             data = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
-            _fail(f"cannot read {config_file}: {exc}")
+            fail(f"cannot read {config_file}: {exc}")
         if not isinstance(data, dict):
-            _fail(f"{config_file}: expected a mapping with 'where' (a list of conditions)")
+            fail(f"{config_file}: expected a mapping with 'where' (a list of conditions)")
         where = list(data.get("where") or []) + list(where)
         selection = selection or data.get("selection")
         segment = segment or data.get("segment")
         models = [f"{k}={v}" for k, v in (data.get("models") or {}).items()] + list(models)
     if not where:
-        _fail("give at least one condition, e.g. --where 'vis_attn >= p25' --where 'clip_score >= p20'")
+        fail("give at least one condition, e.g. --where 'vis_attn >= p25' --where 'clip_score >= p20'")
     by_metric = {}
     for text in models:
         metric, sep, model_id = text.partition("=")
         if not sep or not metric.strip() or not model_id.strip():
-            _fail(f"--model takes METRIC=MODEL_ID, not {text!r}")
+            fail(f"--model takes METRIC=MODEL_ID, not {text!r}")
         by_metric[metric.strip()] = model_id.strip()
     try:
         for text in where:
@@ -76,10 +71,10 @@ def _config_from_options(where, models, per_task, keep_missing, selection, segme
                 cond.model_id = by_metric[cond.metric]
             conditions.append(cond)
     except FilterError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     unused = set(by_metric) - {c.metric for c in conditions}
     if unused:
-        _fail(f"--model names {', '.join(sorted(unused))}, which no condition uses")
+        fail(f"--model names {', '.join(sorted(unused))}, which no condition uses")
     return FilterConfig(conditions, selection, segment or "answer")
 
 
@@ -89,18 +84,18 @@ def _evaluate(config, version=None):
 
     import duckdb
 
-    lake = _lake()
+    lake = open_lake()
     if version is not None and version > lake.current_version():
-        _fail(f"the store is at DuckLake version {lake.current_version()}; there is no version {version} yet")
+        fail(f"the store is at DuckLake version {lake.current_version()}; there is no version {version} yet")
     try:
         table = stats_for(lake, config, version=version)
         return table, table.report(config)
     except FilterError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except duckdb.Error as exc:
         if version is None:
             raise
-        _fail(f"DuckLake version {version} cannot be read (was its history expired?): {exc}")
+        fail(f"DuckLake version {version} cannot be read (was its history expired?): {exc}")
 
 
 def _print_report(name, config, table, report, *, hist: bool, bins: int = 50) -> None:
@@ -121,11 +116,11 @@ def _print_report(name, config, table, report, *, hist: bool, bins: int = 50) ->
     click.secho(f"kept {report.kept} of {total} sample(s) ({_pct(report.kept, total)}), dropped {report.dropped}", fg="green" if report.kept else "yellow")
     if report.per_task:
         click.echo("per task:")
-        _echo_table([(t, k, d, _pct(k, k + d)) for t, k, d in report.per_task], ("task", "kept", "dropped", "kept %"))
+        echo_table([(t, k, d, _pct(k, k + d)) for t, k, d in report.per_task], ("task", "kept", "dropped", "kept %"))
     if report.per_category:
         click.echo("per category:")
         shown = report.per_category[:25]
-        _echo_table([(c, k, d, _pct(k, k + d)) for c, k, d in shown], ("category", "kept", "dropped", "kept %"))
+        echo_table([(c, k, d, _pct(k, k + d)) for c, k, d in shown], ("category", "kept", "dropped", "kept %"))
         if len(report.per_category) > len(shown):
             click.echo(f"... {len(report.per_category) - len(shown)} more categories (--json shows all)")
     if hist:
@@ -165,7 +160,7 @@ def filter_save(name, where, models, per_task, keep_missing, selection, segment,
     if dry_run:
         click.echo("dry run: nothing saved")
         return
-    replaced = saved_filters.save(_engine(), name, config.to_dict(), load_settings().user)
+    replaced = saved_filters.save(open_engine(), name, config.to_dict(), load_settings().user)
     click.echo(f"{'replaced' if replaced else 'saved'} filter {name!r}; `vitpro snapshot create NAME --filter {name}` freezes what it keeps")
 
 
@@ -174,12 +169,12 @@ def _load_filter(name):
     from db import saved_filters
 
     try:
-        row = saved_filters.get(_engine(), name)
+        row = saved_filters.get(open_engine(), name)
         return row, FilterConfig.from_dict(row.config)
     except saved_filters.UnknownFilter as exc:
-        _fail(str(exc.args[0]))
+        fail(str(exc.args[0]))
     except (FilterError, TypeError) as exc:
-        _fail(f"saved filter {name!r} cannot be read: {exc}")
+        fail(f"saved filter {name!r} cannot be read: {exc}")
 
 
 @filter_group.command("show")
@@ -208,11 +203,11 @@ def filter_list() -> None:
     from curation.filters import FilterConfig
     from db import saved_filters
 
-    rows = saved_filters.list_all(_engine())
+    rows = saved_filters.list_all(open_engine())
     if not rows:
         click.echo("no saved filters yet: vitpro filter save NAME --where 'vis_attn >= p25'")
         return
-    _echo_table([(r.name, "; ".join(FilterConfig.from_dict(r.config).describe()), r.created_by, f"{r.updated_at:%Y-%m-%d %H:%M}") for r in rows],
+    echo_table([(r.name, "; ".join(FilterConfig.from_dict(r.config).describe()), r.created_by, f"{r.updated_at:%Y-%m-%d %H:%M}") for r in rows],
                 ("name", "conditions", "by", "changed"))
 
 
@@ -223,9 +218,9 @@ def filter_delete(name) -> None:
     from db import saved_filters
 
     try:
-        saved_filters.delete(_engine(), name)
+        saved_filters.delete(open_engine(), name)
     except saved_filters.UnknownFilter as exc:
-        _fail(str(exc.args[0]))
+        fail(str(exc.args[0]))
     click.echo(f"deleted filter {name!r}")
 
 
@@ -241,24 +236,24 @@ def _pick_model(lake, metric, segment, given, *, required: bool):
     models = stored_models(lake, metric, segment=segment, scored_only=True)
     if given:
         if given not in models:
-            _fail(f"no {metric} scores from {given!r}" + (f"; there are: {', '.join(models)}" if models else ""))
+            fail(f"no {metric} scores from {given!r}" + (f"; there are: {', '.join(models)}" if models else ""))
         return given
     if len(models) == 1:
         return models[0]
     if not models:
         if required:
-            _fail(f"no {metric} scores stored" + (f" for segment {segment!r}" if segment else "") + ": run `vitpro score grounding` first")
+            fail(f"no {metric} scores stored" + (f" for segment {segment!r}" if segment else "") + ": run `vitpro score grounding` first")
         return None
-    _fail(f"{metric} comes from {len(models)} models; name one with --{'vis' if metric == 'vis_attn' else 'clip'}-model: {', '.join(models)}")
+    fail(f"{metric} comes from {len(models)} models; name one with --{'vis' if metric == 'vis_attn' else 'clip'}-model: {', '.join(models)}")
 
 
 def _get_pilot(name):
     from db import pilots
 
     try:
-        return pilots.get(_engine(), name)
+        return pilots.get(open_engine(), name)
     except pilots.PilotError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @pilot.command("create")
@@ -275,14 +270,14 @@ def pilot_create(name, size, seed, vis_model, clip_model, segment, selection) ->
 
     from db import pilots
 
-    lake = _lake()
+    lake = open_lake()
     vis_model = _pick_model(lake, "vis_attn", segment, vis_model, required=True)
     clip_model = _pick_model(lake, "clip_score", "", clip_model, required=False)
     try:
-        rows = pilots.draw_and_create(lake, _engine(), name=name, size=size, seed=seed, vis_model=vis_model, clip_model=clip_model,
+        rows = pilots.draw_and_create(lake, open_engine(), name=name, size=size, seed=seed, vis_model=vis_model, clip_model=clip_model,
                                       segment=segment, selection=selection, created_by=load_settings().user)
     except pilots.PilotError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"pilot {name!r}: {len(rows)} sample(s) (asked for {size}, seed {seed})" + ("" if len(rows) == size else " - every scored sample there is"))
     click.echo("  per task:   " + ", ".join(f"{t} {n}" for t, n in sorted(Counter(r["task"] for r in rows).items())))
     click.echo("  per decile: " + " ".join(f"{d}:{n}" for d, n in sorted(Counter(r["decile"] for r in rows).items())))
@@ -296,11 +291,11 @@ def pilot_list() -> None:
     """Pilots with how far labelling has come."""
     from db import pilots
 
-    rows = pilots.list_pilots(_engine())
+    rows = pilots.list_pilots(open_engine())
     if not rows:
         click.echo("no pilots yet: vitpro pilot create NAME")
         return
-    _echo_table([(n, size, f"{done}", annotators) for n, size, done, annotators in rows], ("name", "size", "labelled", "annotators"))
+    echo_table([(n, size, f"{done}", annotators) for n, size, done, annotators in rows], ("name", "size", "labelled", "annotators"))
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x1b]")
@@ -343,8 +338,8 @@ def pilot_label(name, annotator, open_images, redo) -> None:
 
     s = load_settings()
     annotator = annotator or s.user
-    engine = _engine()
-    lake = _lake()
+    engine = open_engine()
+    lake = open_lake()
     p = _get_pilot(name)
     chosen = pilots.samples(engine, p.id)
     done = {l.sample_id: l for l in pilots.labels(engine, p.id, annotator)}
@@ -417,11 +412,11 @@ def pilot_import(name, file, annotator) -> None:
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {file}: {exc}")
+        fail(f"cannot read {file}: {exc}")
     try:
-        result = pilots.import_csv(_engine(), p, text, default_annotator=annotator)
+        result = pilots.import_csv(open_engine(), p, text, default_annotator=annotator)
     except pilots.PilotError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"imported {result.written} label(s) from {', '.join(result.annotators) or 'no one'} into pilot {name!r}"
                + (f"; {result.blank} row(s) with no label left out" if result.blank else ""))
 
@@ -434,7 +429,7 @@ def pilot_export(name, out) -> None:
     left blank, to label in a spreadsheet and bring back with `vitpro pilot import`."""
     from db import pilots
 
-    engine = _engine()
+    engine = open_engine()
     p = _get_pilot(name)
     text = pilots.export_csv(engine, p)
     rows = max(0, text.count(chr(10)) - 1)
@@ -465,11 +460,11 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
 
     _get_pilot(name)
     try:
-        found = pilot_results.results(_lake(), _engine(), name, filter_name)
+        found = pilot_results.results(open_lake(), open_engine(), name, filter_name)
     except (FilterError, saved_filters.UnknownFilter) as exc:
-        _fail(f"filter {filter_name!r}: {exc}")
+        fail(f"filter {filter_name!r}: {exc}")
     if found is None:
-        _fail(f"pilot {name!r} has no labels yet: vitpro pilot label {name}")
+        fail(f"pilot {name!r} has no labels yet: vitpro pilot label {name}")
     report, filter_name = found.report, found.filter_name
     words = dict(found.ungrounded_words)
     if roc_path and report.scores:
@@ -494,7 +489,7 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
                      f"{r.youden_j:.3f} at {r.youden_threshold:.4g}",
                      "" if r.current_accuracy is None else f"{r.current_accuracy:.3f} [{_interval(r.current_accuracy_ci)}] ({r.current_threshold})"))
     if rows:
-        _echo_table(rows, ("score", "n", "AUC [95% CI]", "best accuracy [95% CI]", "Youden's J", "accuracy at " + (f"filter {filter_name!r}" if filter_name else "current (--filter)")))
+        echo_table(rows, ("score", "n", "AUC [95% CI]", "best accuracy [95% CI]", "Youden's J", "accuracy at " + (f"filter {filter_name!r}" if filter_name else "current (--filter)")))
         click.echo(f"95% intervals: Wilson for accuracies, {AUC_CI_METHOD} (1982) for AUC; the best accuracy's threshold is fitted on these labels (optimistic)")
     if report.relative_improvement is not None:
         line = f"VisAttnScore over CLIPScore: {report.relative_improvement:+.1%} relative accuracy at the best thresholds"
@@ -524,11 +519,11 @@ def pilot_disagreements(name, every) -> None:
     from curation import pilot_results
 
     p = _get_pilot(name)
-    found = [d for d in pilot_results.disagreements(_engine(), p.id) if every or d.majority is None]
+    found = [d for d in pilot_results.disagreements(open_engine(), p.id) if every or d.majority is None]
     if not found:
         click.echo(f"pilot {name!r}: no sample " + ("with disagreeing annotators" if every else "without a majority (--all: any disagreement)"))
         return
-    _echo_table([(d.position + 1, d.sample_id, "; ".join(f"{a}: {r.label}" + (f" ({', '.join(r.ungrounded_words)})" if r.ungrounded_words else "")
+    echo_table([(d.position + 1, d.sample_id, "; ".join(f"{a}: {r.label}" + (f" ({', '.join(r.ungrounded_words)})" if r.ungrounded_words else "")
                                                           for a, r in sorted(d.labels.items())),
                   d.majority or "none", d.settled.label if d.settled else "") for d in found], ("#", "sample", "labels", "majority", "settled"))
     click.echo(f"settle one: vitpro pilot adjudicate {name} SAMPLE_ID grounded|not_grounded [--note TEXT]")
@@ -544,12 +539,12 @@ def pilot_adjudicate(name, sample_id, verdict, note) -> None:
     from db import pilots
 
     p = _get_pilot(name)
-    engine = _engine()
+    engine = open_engine()
     before = pilots.adjudications(engine, p.id).get(sample_id)
     try:
         pilots.adjudicate(engine, p.id, sample_id, verdict, load_settings().user, note)
     except pilots.PilotError as exc:
-        _fail(f"{exc} {name!r}")
+        fail(f"{exc} {name!r}")
     click.echo(f"pilot {name!r}: sample {sample_id} settled as {verdict}" + (f" (was {before.label})" if before else ""))
 
 
@@ -563,9 +558,9 @@ def _get_snapshot(name):
     from curation import snapshots
 
     try:
-        return snapshots.get(_engine(), name)
+        return snapshots.get(open_engine(), name)
     except snapshots.SnapshotError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @snapshot.command("create")
@@ -578,9 +573,9 @@ def snapshot_create(name, filter_name) -> None:
 
     _, config = _load_filter(filter_name)
     try:
-        snap = snapshots.create(_lake(), _engine(), name=name, filter_name=filter_name, config=config, created_by=load_settings().user)
+        snap = snapshots.create(open_lake(), open_engine(), name=name, filter_name=filter_name, config=config, created_by=load_settings().user)
     except (snapshots.SnapshotError, FilterError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     counts = snap.counts
     click.echo(f"snapshot {name!r}: {counts['kept']} sample(s) kept of {counts['kept'] + counts['dropped']} at DuckLake version {snap.lake_version}")
     click.echo("  per task: " + ", ".join(f"{t} {c['kept']}" for t, c in counts["per_task"].items() if c["kept"]))
@@ -592,11 +587,11 @@ def snapshot_list() -> None:
     """Snapshots, oldest first."""
     from curation import snapshots
 
-    rows = snapshots.list_all(_engine())
+    rows = snapshots.list_all(open_engine())
     if not rows:
         click.echo("no snapshots yet: vitpro snapshot create NAME --filter FILTER")
         return
-    _echo_table([(r.name, r.filter_name or "", r.lake_version, r.counts.get("kept"), r.created_by, f"{r.created_at:%Y-%m-%d %H:%M}") for r in rows],
+    echo_table([(r.name, r.filter_name or "", r.lake_version, r.counts.get("kept"), r.created_by, f"{r.created_at:%Y-%m-%d %H:%M}") for r in rows],
                 ("name", "filter", "version", "samples", "by", "created"))
 
 
@@ -619,7 +614,7 @@ def snapshot_show(name, as_json) -> None:
     for line in FilterConfig.from_dict(snap.filter_config).describe():
         click.echo(f"  where {line}")
     click.echo(f"  {snap.counts['kept']} kept, {snap.counts['dropped']} dropped; sha256 of the ids {snap.counts['kept_sha256'][:16]}…")
-    _echo_table([(t, c["kept"], c["dropped"]) for t, c in snap.counts["per_task"].items()], ("task", "kept", "dropped"))
+    echo_table([(t, c["kept"], c["dropped"]) for t, c in snap.counts["per_task"].items()], ("task", "kept", "dropped"))
     for m in snap.model_ids:
         click.echo(f"  model {m['metric']}: {m['model_id']}" + (f" [{m['segment']}]" if m.get("segment") else ""))
     for pr in snap.prompt_versions:
@@ -636,21 +631,21 @@ def snapshot_diff(a, b, as_json) -> None:
 
     left, right = _get_snapshot(a), _get_snapshot(b)
     try:
-        result = snapshots.diff(_lake(), left, right)
+        result = snapshots.diff(open_lake(), left, right)
     except snapshots.SnapshotError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"{a} (version {left.lake_version}) -> {b} (version {right.lake_version})")
     rows = [(t, f"+{c['added']}", f"-{c['removed']}", c["unchanged"]) for t, c in result.items()]
     totals = [sum(c[k] for c in result.values()) for k in ("added", "removed", "unchanged")]
-    _echo_table(rows + [("total", f"+{totals[0]}", f"-{totals[1]}", totals[2])], ("task", "added", "removed", "unchanged"))
+    echo_table(rows + [("total", f"+{totals[0]}", f"-{totals[1]}", totals[2])], ("task", "added", "removed", "unchanged"))
 
 
 @snapshot.command("export")
 @click.argument("name")
-@click.option("--format", "formats", multiple=True, required=True, type=click.Choice(["llava", "llamafactory", "swift", "trl", "parquet", "all"]), help="Repeat for several; 'all' for every format.")
+@click.option("--format", "formats", multiple=True, required=True, type=click.Choice([*choices("export", "formats"), "all"]), help="Repeat for several; 'all' for every format.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder; each format goes to OUT/<format>/ (default: $VITPRO_HOME/exports/NAME).")
 @click.option("--ocr", is_flag=True, help="Put each image's OCR text in the prompt ('OCR Tokens: ...').")
 @click.option("--link", is_flag=True, help="Hard-link images instead of copying them (same file system).")
@@ -668,17 +663,17 @@ def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_mod
     file and how the image paths resolve; beside the LLaMA-Factory export a ready train_lora.yaml, and in
     the ms-swift manifest the matching `swift sft` command, both with the paper's LoRA settings."""
     from curation.exports import FORMATS, image_paths_note
-    from workers.jobs import export as export_job
+    from jobs.export import ExportJob
 
     _get_snapshot(name)
     chosen = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
     out = out or load_settings().home / "exports" / name
     try:
-        params = export_job.prepare_params(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
-                                           base_model=base_model, family=family, absolute_paths=absolute_paths)
+        params = ExportJob(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
+                           base_model=base_model, family=family, absolute_paths=absolute_paths).params()
     except ValueError as exc:
-        _fail(str(exc))
-    _run_job("export", params, wait=wait, local=local)
+        fail(str(exc))
+    run_job("export", params, wait=wait, local=local)
     for fmt in chosen:
         click.echo(f"{Path(params['out']) / fmt}: image paths {image_paths_note(fmt, absolute_paths)}")
     if wait:
@@ -713,7 +708,7 @@ def snapshot_verify(folder) -> None:
     try:
         manifest = verify_export(folder)
     except ExportError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"{folder}: valid {manifest['format']} export of snapshot {manifest.get('snapshot')!r}: {manifest['records']} record(s), "
                f"{manifest['images']} image(s), {len(manifest['files'])} file(s) match the manifest")
 
@@ -728,8 +723,8 @@ def snapshot_rename(old, new) -> None:
 
     exports_root = load_settings().home / "exports"
     try:
-        snap = snapshots.rename(_engine(), old, new, exports_root=exports_root)
+        snap = snapshots.rename(open_engine(), old, new, exports_root=exports_root)
     except snapshots.SnapshotError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     moved = (exports_root / snap.name).exists()
     click.echo(f"snapshot {old!r} is now {snap.name!r}" + (f"; its exports are in {exports_root / snap.name}" if moved else ""))

@@ -1,0 +1,16 @@
+"""The aux stats job's spec (cpu queue): no parameters; OCR characters and boxes per image."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .registry import JobSpec, register
+
+
+@register("aux_stats")
+@dataclass(frozen=True)
+class AuxStatsJob(JobSpec):
+    QUEUE = "cpu"
+
+    def params(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,31 @@
+"""The training job's spec (train queue): LoRA fine-tuning of a VLM on a snapshot's training products."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig
+
+from .names import check_folder_name
+from .registry import JobSpec, register
+
+
+@register("train")
+@dataclass(frozen=True)
+class TrainJob(JobSpec):
+    QUEUE = "train"
+
+    snapshot: str
+    model: str
+    name: str
+    config: TrainConfig
+    out: str
+
+    def params(self) -> dict[str, Any]:
+        from curation.vlm import check_model_folder
+
+        check_folder_name(self.name, "a run name")
+        check_model_folder(self.model)
+        return {"snapshot": self.snapshot, "model": str(self.model), "name": self.name, "config": self.config.to_dict(),
+                "out": str(Path(self.out).expanduser().resolve())}

@@ -1,0 +1,1 @@
+"""The command line's commands, one module per area; each registers its commands on the group (group.py)."""

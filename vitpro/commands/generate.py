@@ -1,0 +1,170 @@
+"""`vitpro generate` (question/answer samples, as a job, or a dry run of the prompts) and `vitpro sample` (a balanced selection)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from config.settings import load_settings
+from jobs.registry import choices
+
+from .group import cli, demo_banner, echo_table, fail, run_job
+
+
+# ---- generation ----------------------------------------------------------------------------------------
+@cli.group(invoke_without_command=True)
+@click.option("--backend", type=click.Choice(choices("generate", "backend")), help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
+@click.option("--tasks", default=",".join(["recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"]), show_default=True, help="Comma-separated tasks.")
+@click.option("--model", help="openai: the served model's name; hf: a local model folder.")
+@click.option("--base-url", envvar="VITPRO_LLM_BASE_URL", help="openai: the server's base URL, e.g. http://localhost:8000/v1 (env VITPRO_LLM_BASE_URL).")
+@click.option("--api-key-env", default="VITPRO_LLM_API_KEY", show_default=True, help="openai: the environment variable holding the API key (never logged).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="openai: requests in flight at once, per worker process.")
+@click.option("--rate-limit", type=click.FloatRange(0.01), help="openai: at most this many requests per second, per worker process.")
+@click.option("--timeout", type=click.FloatRange(1), default=60.0, show_default=True, help="openai: seconds per request.")
+@click.option("--max-retries", type=click.IntRange(0, 20), default=4, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(16), default=768, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="hf: cpu or cuda.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--n-pairs", type=click.IntRange(1, 20), default=3, show_default=True, help="Pairs asked for per item and task.")
+@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False), help="Your own prompt template file.")
+@click.option("--examples", "examples_path", type=click.Path(exists=True, dir_okay=False), help="Your own few-shot examples (JSON, per task).")
+@click.option("--kind", "kinds", type=click.Choice(["catalog", "feedback"]), multiple=True, help="Only items of this kind.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many items.")
+@click.option("--items-per-unit", type=click.IntRange(1), default=25, show_default=True)
+@click.option("--dry-run", type=click.IntRange(1), metavar="N", help="Print the rendered prompts for N items (and the template backend's pairs) without a job.")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
+@click.pass_context
+def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout, max_retries, max_tokens, device, dtype, n_pairs, template_path, examples_path, kinds, limit, items_per_unit, dry_run, wait, local) -> None:
+    """Generate question/answer samples for the paper's tasks from every item not yet done.
+
+    \b
+    Examples:
+      vitpro generate --backend template
+      vitpro generate --backend openai --base-url http://localhost:8000/v1 --model mistral-7b-instruct --concurrency 16
+      vitpro generate --backend hf --model models/llama --device cuda --tasks recognition,refusal
+      vitpro generate --backend openai --base-url ... --model ... --dry-run 2
+      vitpro generate report            (how varied the answers are, per task)
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if backend is None:
+        fail("choose a backend: --backend template|openai|hf (or `vitpro generate report` for the quality report)")
+    from curation.generation import HFLocalBackend, OpenAIChatBackend
+    from jobs.generate import GenerateJob
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    openai = hf = None
+    if backend == "openai":
+        if not (base_url and model):
+            fail("the openai backend needs --base-url and --model")
+        try:
+            openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout, max_retries=max_retries, rate_limit=rate_limit, max_tokens=max_tokens)
+        except ValueError as exc:
+            fail(str(exc))
+    elif backend == "hf":
+        if not model or not Path(model).is_dir():
+            fail("the hf backend needs --model, a local causal LM folder (vitpro models make-tiny --family llama builds a demo one)")
+        hf = HFLocalBackend(model_dir=str(Path(model).resolve()), device=device, dtype=dtype, max_new_tokens=max_tokens)
+        demo_banner(model)
+    try:
+        params = GenerateJob(backend=backend, tasks=task_list, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit, template_path=template_path, examples_path=examples_path, kinds=list(kinds) or None, limit=limit).params()
+    except ValueError as exc:
+        fail(str(exc))
+    if dry_run:
+        _generate_dry_run(params, dry_run)
+        return
+    run_job("generate", params, wait=wait, local=local)
+
+
+def _generate_dry_run(params: dict, n: int) -> None:
+    from curation.generation import PromptTemplate, build_requests
+    from db import generation_reads
+    from curation.item_contexts import contexts_for
+    from db.store import open_store
+
+    lake = open_store(load_settings().store)
+    items = generation_reads.items_to_generate(lake, params["tasks"], params["backend"], params["model_id"], params["prompt_version"], params.get("kinds"))[:n]
+    if not items:
+        click.echo("no items to generate for (ingest first, or everything is done for this backend and prompt)")
+        return
+    template = PromptTemplate.load(params.get("template_path"), params.get("examples_path"))
+    requests = build_requests(contexts_for(lake, items), params["tasks"], template, params["n_pairs"])
+    # the version the samples will carry (for the template backend, its templates' version, not the prompt file's)
+    click.echo(f"prompt version {params['prompt_version']}; {len(requests)} request(s) for {len(items)} item(s)")
+    for request in requests:
+        click.secho(f"\n=== item {request.key[0]}  task {request.key[1]} ===", bold=True)
+        if params["backend"] == "template":
+            from curation.generation.templates import template_pairs
+
+            made = template_pairs(request.context, request.task)
+            if not made:
+                click.echo("(no pair: nothing in the item's fields supports one)")
+            for pair in made:
+                click.echo(f"Q: {pair.question}\nA: {pair.answer}\n   evidence: " + "; ".join(f"{e['field']}: {e['text'][:60]!r}" for e in pair.evidence))
+        else:
+            for message in request.messages:
+                click.echo(f"[{message['role']}]\n{message['content']}")
+
+
+@generate.command("report")
+@click.option("--backend", "only_backend", type=click.Choice(["openai", "hf", "template"]), help="Only samples of this backend.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def generate_report(only_backend, as_json) -> None:
+    """Per task: the share of distinct answers, of "Unanswerable", the most repeated answers, and fact
+    coverage (the share of each item's own attribute values that appear in some answer of that item).
+
+    Exits with status 1 when a task breaks the repetition rule (one answer other than yes/no for more
+    than 2% of the task's samples)."""
+    from curation.generation.report import build_report, report_lines
+    from db import quality
+    from db.store import open_store
+
+    lake = open_store(load_settings().store)
+    report = build_report(quality.task_rows(lake, only_backend), quality.coverage_rows(lake, only_backend))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in report_lines(report):
+            click.echo(line)
+    if not report.within_rule:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--by", required=True, help="Comma-separated strata: category, brand, region, issue_type, time.")
+@click.option("--per-stratum", type=click.IntRange(1), required=True, help="At most this many per stratum.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--of", "of", type=click.Choice(["samples", "items"]), default="samples", show_default=True)
+@click.option("--time-bucket", type=click.Choice(["month", "quarter", "year"]), default="month", show_default=True)
+@click.option("--task", "tasks", multiple=True, help="Only samples of this task (repeat).")
+@click.option("--name", default="balanced", show_default=True, help="Name of the selection written (replaced if it exists).")
+@click.option("--dry-run", is_flag=True, help="Print the balance table, write nothing.")
+def sample(by, per_stratum, seed, of, time_bucket, tasks, name, dry_run) -> None:
+    """Stratified sampling: at most N per stratum, deterministic for a seed; prints before/after balance."""
+    from db import sampling
+    from db.store import open_store
+
+    lake = open_store(load_settings().store)
+    strata = [b.strip() for b in by.split(",") if b.strip()]
+    try:
+        sql, params, names = sampling.stratified(lake, by=strata, per_stratum=per_stratum, seed=seed, of=of, time_bucket=time_bucket, tasks=list(tasks) or None)
+    except ValueError as exc:
+        fail(str(exc))
+    rows = sampling.balance(lake, sql, params, names)
+    if not rows:
+        fail(f"no {of} to sample" + (" (generate some first: vitpro generate)" if of == "samples" else ""))
+    shown = rows[:40]
+    echo_table([(*r[:-2], r[-2], r[-1]) for r in shown], (*names, "before", "after"))
+    if len(rows) > len(shown):
+        click.echo(f"... {len(rows) - len(shown)} more strata")
+    before, after = sum(r[-2] for r in rows), sum(r[-1] for r in rows)
+    click.echo(f"{len(rows)} strata: {before} {of} before, {after} after (at most {per_stratum} each, seed {seed})")
+    if dry_run:
+        return
+    import uuid
+
+    written = sampling.write_selection(lake, name, sql, params, names, seed, of, f"sample-{uuid.uuid4().hex[:8]}")
+    click.echo(f"selection {name!r}: {written} {of}")
