@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser tesseract demo test test-fast bench bench-ui clean
+.PHONY: setup browser tesseract demo lint test test-fast bench bench-ui clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,12 +28,17 @@ browser:
 tesseract:
 	@test -x /usr/bin/tesseract || apt-get install -y -q tesseract-ocr >/dev/null || (apt-get update -q && apt-get install -y -q tesseract-ocr >/dev/null)
 
-# The whole suite: real DuckLake, real Celery workers, the running PostgreSQL and Redis, a real browser.
-test: $(STAMP) browser tesseract
+# The linter (ruff, pinned; settings in pyproject.toml): pyflakes rules, pycodestyle, import order.
+lint: $(STAMP)
+	$(BIN)/ruff check --no-cache .
+
+# The linter first, then the whole suite: real DuckLake, real Celery workers, the running PostgreSQL and
+# Redis, a real browser.
+test: $(STAMP) browser tesseract lint
 	$(BIN)/python -m pytest -q
 
 # Without the end-to-end tests that start workers.
-test-fast: $(STAMP) tesseract
+test-fast: $(STAMP) tesseract lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)

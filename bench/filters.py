@@ -31,8 +31,8 @@ TASKS = ["recognition", "damage_detection", "matching", "attribute_extraction", 
 
 
 def build_store(n_samples: int):
-    from db.store import init_store, open_store
     from config.settings import load_settings
+    from db.store import init_store, open_store
 
     s = load_settings()
     init_store(s.store)

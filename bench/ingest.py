@@ -61,14 +61,14 @@ def run_ingest(src: Path, workers: int, rows_per_unit: int, scratch: Path) -> tu
     for key in ("VITPRO_CATALOG", "VITPRO_BROKER", "VITPRO_APP_DB", "VITPRO_DATA_PATH", "VITPRO_BLOB_PATH", "VITPRO_RESULT_BACKEND"):
         os.environ.pop(key, None)
 
+    from config.settings import load_settings
     from curation.mapping import ColumnMapping
     from db import jobs
     from db.app_engine import write_engine
     from db.store import init_store
-    from vitpro.local_workers import start_worker, stop_worker
-    from config.settings import load_settings
     from jobs.ingest import IngestJob
     from jobs.submit import submit_job
+    from vitpro.local_workers import start_worker, stop_worker
 
     settings = load_settings()
     init_store(settings.store)

@@ -138,12 +138,12 @@ def build(n: int) -> dict[str, float]:
     """Build the store of ``VITPRO_HOME`` with ``n`` samples; returns seconds per step."""
     import time
 
-    from curation.filters import Condition, FilterConfig, resolve
+    from config.settings import load_settings
     from curation import snapshots
+    from curation.filters import Condition, FilterConfig, resolve
     from db import jobs, pilots, saved_filters, users
     from db.app_engine import write_engine
     from db.store import open_store
-    from config.settings import load_settings
 
     s = load_settings()
     took: dict[str, float] = {}

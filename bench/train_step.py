@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 
-
 def idefics2_8b_config(image_size: int):
     """IDEFICS2-8B's shape: Mistral-7B, SigLIP-SO400M (27 layers, 1152 wide, patch 14), perceiver with 64 latents."""
     from transformers import Idefics2Config
@@ -111,11 +110,11 @@ def step_figures(model, batch, steps: int, device: str) -> dict:
 
 
 def tiny_case(args) -> tuple:
+    from PIL import Image
+
     from curation.tiny_models import make_tiny
     from curation.vlm import LoadOptions, Sample
     from curation.vlm.idefics2 import Idefics2Adapter
-    from PIL import Image
-
     from trainer.data import collate, make_example
 
     folder = Path(tempfile.mkdtemp(prefix="bench-tiny-")) / "idefics2"

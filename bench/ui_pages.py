@@ -98,8 +98,8 @@ def clear_caches(disk: bool = False) -> None:
 
     import streamlit as st
 
-    from ui import context
     from config.settings import load_settings
+    from ui import context
 
     st.cache_data.clear()
     st.cache_resource.clear()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import ipaddress
+import itertools
 import os
 import socket
-import itertools
 import time
 import warnings
 from dataclasses import dataclass

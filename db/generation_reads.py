@@ -7,6 +7,7 @@ from typing import Any
 
 from .lake import Lake
 
+
 def items_to_generate(lake: Lake, tasks: list[str], backend: str, model_id: str, prompt_version: str, kinds: list[str] | None = None) -> list[str]:
     """Items with images for which some requested task has not been generated with this backend, model
     and prompt version (a resumed job skips what is done)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .lake import Lake
 
+
 def existing_item_ids(lake: Lake, item_ids: list[str], exclude_run: str) -> set[str]:
     if not item_ids:
         return set()

@@ -6,6 +6,7 @@ from typing import Any
 
 from .lake import Lake
 
+
 def images_without_ocr(
     lake: Lake,
     engine: str,

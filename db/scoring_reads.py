@@ -6,6 +6,7 @@ from typing import Any
 
 from .lake import Lake
 
+
 def items_without_score(lake: Lake, metrics: str | list[str], model_id: str, segment: str = "") -> list[tuple[str, int]]:
     """(item_id, a length estimate) of items with images that miss any of ``metrics`` for this model and
     segment, shortest first (batches of similar length pad little). A second run that asks for more

@@ -138,9 +138,9 @@ def start_worker(home, tmp_path):
 
 
 def wait_for_worker_registration(pid: int, worker: WorkerProcess, timeout: float = 60) -> None:
+    from config.settings import load_settings
     from db import jobs
     from db.app_engine import write_engine
-    from config.settings import load_settings
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -158,9 +158,9 @@ def wait_for_worker_registration(pid: int, worker: WorkerProcess, timeout: float
 
 def wait_job(job_id: str, timeout: float = 120):
     """Poll until the job is finished; returns the job row."""
+    from config.settings import load_settings
     from db import jobs
     from db.app_engine import write_engine
-    from config.settings import load_settings
 
     engine = write_engine(load_settings().app_url)
     deadline = time.monotonic() + timeout

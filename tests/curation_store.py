@@ -6,13 +6,13 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
+from config.settings import load_settings
 from curation.mapping import ColumnMapping
 from db import batches
 from db.store import open_store
-from vitpro.demo_data import write_demo_data
-from config.settings import load_settings
 from jobs.generate import GenerateJob
 from jobs.ingest import IngestJob
+from vitpro.demo_data import write_demo_data
 
 from .test_generation import _run_job
 

@@ -153,8 +153,8 @@ def write(path: Path, data: bytes) -> Path:
 def lora_run(model_dir, config, examples, out, stop_after: int | None = None):
     """Train LoRA on a tiny checkpoint as the train job does; ``stop_after`` steps, the run is stopped as a
     kill or a cancel stops it (``StopTraining`` between steps, after a checkpoint). (result, adapter)."""
-    from trainer.lora import apply_lora, load_for_training
     from trainer.loop import StopTraining, train
+    from trainer.lora import apply_lora, load_for_training
 
     adapter = load_for_training(model_dir, config)
     apply_lora(adapter, config.lora, seed=config.seed)

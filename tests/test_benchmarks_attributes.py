@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import re
 
+from config.settings import load_settings
+from curation import snapshots
 from curation.filters import FilterConfig
 from curation.generation.facts import canonical_key
-from curation import snapshots
 from db.app_engine import write_engine
 from db.store import init_store
+from jobs.ingest import IngestJob
 from trainer import benchmarks as bm
 from trainer.metrics import normalise_value
-from config.settings import load_settings
-from jobs.ingest import IngestJob
 
 from .curation_store import ingest_and_generate
 from .test_generation import _run_job

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from config.settings import load_settings
 from curation.filters import FilterConfig, stats_for
 from db import batches, browse, samples_view, sampling
 from db.store import open_store
-from config.settings import load_settings
 
 
 def _item(item_id, source, kind, *, external_id=None, category=None, product_ref=None, run="r1"):

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from .conftest import REPO, wait_for_worker_registration, WorkerProcess
+from .conftest import REPO, WorkerProcess, wait_for_worker_registration
 
 
 def test_help_lists_every_command(vitpro_cli):
@@ -107,9 +107,9 @@ def _demo_until_served(home) -> str:
     import time
     import urllib.request
 
+    from config.settings import load_settings
     from db import users
     from db.app_engine import write_engine
-    from config.settings import load_settings
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

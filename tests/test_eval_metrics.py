@@ -19,7 +19,6 @@ from trainer.metrics import (
     yes_no_balance,
 )
 
-
 # --- parse_yes_no -----------------------------------------------------------------
 
 @pytest.mark.parametrize(

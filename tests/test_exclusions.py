@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from config.settings import load_settings
+from curation import snapshots
 from curation.exports import DATA_FILES, FORMATS, write_export
 from curation.filters import Condition, FilterConfig, stats_for
-from curation import snapshots
 from db import exclusions, saved_filters, training
 from db.app_engine import write_engine
-from config.settings import load_settings
 from jobs.export import ExportJob
 
 from .curation_store import add_scores, ingest_and_generate

@@ -10,7 +10,16 @@ import pytest
 from PIL import Image
 
 from curation.exports import (
-    EXPORT_FORMATS, FORMATS, ExportError, ExportSample, read_records, register, user_prompt, validate, verify_export, write_export,
+    EXPORT_FORMATS,
+    FORMATS,
+    ExportError,
+    ExportSample,
+    read_records,
+    register,
+    user_prompt,
+    validate,
+    verify_export,
+    write_export,
 )
 
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from curation.filters import HIST_BINS, Condition, FilterConfig, stats_for
 from curation import snapshots
+from curation.filters import HIST_BINS, Condition, FilterConfig, stats_for
 from db import browse, overview_stats
 from db.lake import ALIAS
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from config.settings import load_settings
+from curation import snapshots
 from curation.exports import FORMATS, verify_export, write_export
 from curation.filters import Condition, FilterConfig, FilterError, resolve, resolve_models, stats_for
-from curation import snapshots
 from db import saved_filters
 from db.app_engine import write_engine
-from config.settings import load_settings
 
 from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
 

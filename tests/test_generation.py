@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from config.settings import load_settings
 from curation.generation import (
     ATTRIBUTE_KEYS,
     HFLocalBackend,
@@ -21,7 +22,6 @@ from curation.generation.parse import answer_format, normalise_attributes
 from db import jobs
 from db.app_engine import write_engine
 from db.store import init_store, open_store
-from config.settings import load_settings
 from jobs.generate import GenerateJob
 from jobs.ingest import IngestJob
 from workers.jobs import generate as gen_job

@@ -11,21 +11,21 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from config.settings import load_settings
 from curation.clip_score import ClipConfig
 from curation.readers import SourceError
 from db import jobs
 from db.app_engine import write_engine
 from db.app_models import WorkerRecord
 from db.store import open_store
-from trainer.config import TrainConfig
-from config.settings import load_settings
-from workers import devices
+from jobs import devices as device_names
 from jobs.clip_score import ClipScoreJob
 from jobs.grounding import GroundingJob
 from jobs.ingest import IngestJob
-from jobs.train import TrainJob
-from jobs import devices as device_names
 from jobs.submit import JobRefused, check_device, check_job, requested_device, submit_job
+from jobs.train import TrainJob
+from trainer.config import TrainConfig
+from workers import devices
 
 
 def _engine():

@@ -6,11 +6,11 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from config.settings import load_settings
 from db import jobs
 from db.app_engine import write_engine
 from db.app_models import WorkUnit
 from db.store import StoreConfig, init_store
-from config.settings import load_settings
 
 
 def _engine(config: StoreConfig | None = None):

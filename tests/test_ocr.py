@@ -10,11 +10,11 @@ import json
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from config.settings import load_settings
 from curation import ocr
 from curation.mapping import ColumnMapping
 from db import ocr_reads
 from db.store import open_store
-from config.settings import load_settings
 from jobs.ingest import IngestJob
 from jobs.ocr import OcrJob
 

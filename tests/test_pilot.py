@@ -12,11 +12,11 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from curation.pilot_stats import accuracy, auc, best_thresholds, cohen_kappa, consensus, evaluate, roc_curve
+from config.settings import load_settings
 from curation import pilot_results
+from curation.pilot_stats import accuracy, auc, best_thresholds, cohen_kappa, consensus, evaluate, roc_curve
 from db import pilots
 from db.app_engine import write_engine
-from config.settings import load_settings
 
 from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
 
@@ -205,6 +205,7 @@ def test_answer_groups_give_one_choice_per_json_value_and_distinct_words():
 
 def test_wilson_and_hanley_mcneil_intervals():
     from scipy.stats import binomtest
+
     from curation.pilot_stats import auc_interval, wilson_interval
 
     for k, n in [(8, 10), (0, 5), (5, 5), (37, 50), (150, 192)]:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from config.settings import load_settings
 from curation.ingest import TextLimits
 from curation.mapping import ColumnMapping
 from db import jobs
 from db.app_engine import write_engine
 from db.store import open_store
-from config.settings import load_settings
 from jobs.ingest import IngestJob
 from jobs.ocr import OcrJob
 from jobs.submit import submit_job

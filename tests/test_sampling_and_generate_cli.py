@@ -5,13 +5,13 @@ import json
 
 import pytest
 
+from config.settings import load_settings
 from curation.mapping import ColumnMapping
 from db import sampling
 from db.store import open_store
-from vitpro.demo_data import write_demo_data
-from config.settings import load_settings
 from jobs.generate import GenerateJob
 from jobs.ingest import IngestJob
+from vitpro.demo_data import write_demo_data
 
 from .fake_llm import FakeChatServer
 from .test_generation import _run_job

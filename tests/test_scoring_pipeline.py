@@ -4,13 +4,13 @@ import re
 
 import pytest
 
+from config.settings import load_settings
 from curation.mapping import ColumnMapping
 from db import queries
 from db.store import open_store
-from vitpro.demo_data import write_demo_data
-from config.settings import load_settings
 from jobs.ingest import IngestJob
 from jobs.submit import submit_job
+from vitpro.demo_data import write_demo_data
 
 from .conftest import wait_job
 

@@ -4,12 +4,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from config.settings import load_settings
 from db import lake_schema
 from db.app_engine import write_engine
 from db.app_models import Base, owned_by_app
 from db.lake import Lake, StoreError, catalog_attach_target
 from db.store import StoreConfig, app_current_revision, app_head_revision, init_store, open_store
-from config.settings import load_settings
 
 ALL_LAKE_MIGRATIONS = [version for version, _, _ in lake_schema.MIGRATIONS]
 

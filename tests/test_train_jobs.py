@@ -10,16 +10,16 @@ import time
 
 import pytest
 
-from curation.filters import Condition, FilterConfig
+from config.settings import load_settings
 from curation import snapshots
+from curation.filters import Condition, FilterConfig
 from db import jobs, training
 from db.app_engine import write_engine
+from jobs.submit import submit_job
+from jobs.train import TrainJob
 from trainer.benchmarks import EvalItem
 from trainer.config import LoraSettings, TrainConfig
 from trainer.evaluate import Prediction, judge
-from config.settings import load_settings
-from jobs.train import TrainJob
-from jobs.submit import submit_job
 
 from .conftest import wait_job
 from .curation_store import add_scores, ingest_and_generate

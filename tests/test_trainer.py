@@ -14,8 +14,8 @@ from trainer import ablation
 from trainer.benchmarks import add_examples, item_images, objective_items, prompt_question, split_rows
 from trainer.config import PRESETS, LoraSettings, TrainConfig
 from trainer.data import IGNORE, build_examples, collate, make_example
-from trainer.lora import AcceleratorError, apply_lora, check_accelerator_options, load_for_training
 from trainer.loop import StopTraining, checkpoint_dirs, micro_batches, plan_steps, train
+from trainer.lora import AcceleratorError, apply_lora, check_accelerator_options, load_for_training
 
 from .helpers import lora_run
 

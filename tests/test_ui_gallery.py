@@ -15,8 +15,8 @@ from db import batches, browse, samples_view
 from ui import heat
 from ui.context import USER_KEY
 
-from .test_ui_pages import ADMIN, ANNA, PAGES, html_blocks, page, texts, ui_store  # noqa: F401 - ui_store is a fixture
 from .helpers import excluded_ids as _excluded_ids
+from .test_ui_pages import ADMIN, ANNA, PAGES, html_blocks, page, texts, ui_store  # noqa: F401 - ui_store is a fixture
 from .ui_store import SECOND_VIS_MODEL, VIS_MODEL
 
 NOW = datetime.now(timezone.utc)

@@ -6,8 +6,8 @@ import json
 import time
 
 from db import jobs as jobs_db
-from ui.job_forms import in_form_terms
 from jobs.submit import cancel_job
+from ui.job_forms import in_form_terms
 
 from .test_ui_pages import ANNA, page, texts, ui_store  # noqa: F401  (ui_store: the module's store fixture)
 

@@ -62,9 +62,9 @@ def html_blocks(at: AppTest) -> str:
 
 # ---- users, roles and tokens --------------------------------------------------------------------------
 def test_passwords_are_hashed_and_roles_decide_what_is_allowed(home):
+    from config.settings import load_settings
     from db.app_engine import write_engine
     from db.store import open_store
-    from config.settings import load_settings
 
     s = load_settings()
     open_store(s.store)

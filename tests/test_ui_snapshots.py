@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import zipfile
 
+from config.settings import load_settings
+from curation import snapshots
 from curation.exports import MANIFEST, verify_export, write_export
 from curation.filters import FilterConfig
-from curation import snapshots
 from db import exclusions, saved_filters
 from db.users import SignedIn
 from ui import downloads
-from config.settings import load_settings
 
 from .test_ui_pages import ANNA, page, texts, ui_store  # noqa: F401  (ui_store: a fixture, used by name)
 

@@ -1,11 +1,11 @@
 """Work units run in this process (no broker): the handlers' own guarantees, step by step."""
 import os
 
+from config.settings import load_settings
 from curation.mapping import ColumnMapping
 from db import jobs
 from db.app_engine import write_engine
 from db.store import init_store, open_store
-from config.settings import load_settings
 from jobs.ingest import IngestJob
 from workers.runtime import execute_unit
 

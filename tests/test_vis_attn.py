@@ -8,10 +8,9 @@ import torch
 from PIL import Image
 
 from curation import vis_attn
+from curation.tiny_models import vlm_families
 from curation.vis_attn import ATTN_NAME, VisAttnConfig, eager_reference, group_words, score_batch
 from curation.vlm import LoadOptions, Sample, SampleError, load_vlm
-
-from curation.tiny_models import vlm_families
 
 RED = Image.new("RGB", (96, 64), (200, 30, 30))
 GREEN = Image.new("RGB", (32, 40), (20, 130, 30))

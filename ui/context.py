@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from db import users
 from config.settings import Settings, load_settings
+from db import users
 
 REFUSED = object()  # what guarded() returns when the action is not allowed
 USER_KEY = "_vitpro_signed_in"  # set only by ui/auth.py after a password check; no widget has this key

@@ -75,8 +75,8 @@ def auth_secrets(path: str | None = None) -> dict | None:
 
 
 def _engine():
-    from db.app_engine import write_engine
     from config.settings import load_settings
+    from db.app_engine import write_engine
 
     return write_engine(load_settings().app_url)
 

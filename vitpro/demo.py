@@ -24,9 +24,9 @@ def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
 def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
     """Step 7: filter, pilot, snapshot, exports. Labels are left to a person (no made-up labels). Two VLMs
     scored the samples: the filter and the pilot use ``vis_model`` (the paper's IDEFICS2)."""
+    from curation import snapshots
     from curation.exports import FORMATS, ExportError, verify_export
     from curation.filters import Condition, FilterConfig, FilterError, stats_for
-    from curation import snapshots
     from db import pilots, saved_filters
     from db.store import open_store
     from jobs.export import ExportJob
@@ -83,10 +83,10 @@ def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
     held-out products (the tuned one against the base, as the paper reports)."""
     from db import training
     from db.app_engine import write_engine
-    from trainer.config import LoraSettings, TrainConfig
     from jobs.eval import EvalJob
-    from jobs.train import TrainJob
     from jobs.submit import submit_job
+    from jobs.train import TrainJob
+    from trainer.config import LoraSettings, TrainConfig
 
     from .commands.group import wait_for_job
 
@@ -135,26 +135,24 @@ def _demo_users(s, engine) -> dict[str, str]:
 
 
 def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool, port: int = 8501, address: str = "127.0.0.1") -> int:
-    from db import jobs as jobs_db
-    from db import demo_reads, queries
-    from db.app_engine import write_engine
-    from db.store import init_store, open_store
-    from curation.mapping import ColumnMapping
-    from jobs.ingest import IngestJob
     from curation.clip_score import ClipConfig
+    from curation.generation import HFLocalBackend
+    from curation.generation.report import build_report, report_lines
+    from curation.mapping import ColumnMapping
     from curation.tiny_models import is_tiny, make_tiny
     from curation.vis_attn import VisAttnConfig
+    from db import demo_reads, queries, sampling
+    from db import jobs as jobs_db
+    from db import quality as db_quality
+    from db.app_engine import write_engine
+    from db.store import init_store, open_store
     from jobs.aux_stats import AuxStatsJob
     from jobs.clip_score import ClipScoreJob
-    from curation.generation import HFLocalBackend
-    from db import sampling
     from jobs.generate import GenerateJob
     from jobs.grounding import GroundingJob
+    from jobs.ingest import IngestJob
     from jobs.ocr import OcrJob
     from jobs.submit import submit_job
-
-    from curation.generation.report import build_report, report_lines
-    from db import quality as db_quality
 
     from .commands.group import wait_for_job
     from .demo_data import write_demo_data
@@ -185,8 +183,10 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         catalog = ColumnMapping.from_yaml(out / "catalog.yaml")
         feedback = ColumnMapping.from_yaml(out / "complaints.yaml")
         click.echo("3/8 ingest: catalog and complaint transcripts, redacted before storage")
-        job_catalog = submit_job("ingest", IngestJob(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True, rows_per_unit=8).params(), settings=s)
-        job_feedback = submit_job("ingest", IngestJob(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out), redact=True, rows_per_unit=4).params(), settings=s)
+        job_catalog = submit_job("ingest", IngestJob(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True,
+                                                     rows_per_unit=8).params(), settings=s)
+        job_feedback = submit_job("ingest", IngestJob(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out),
+                                                      redact=True, rows_per_unit=4).params(), settings=s)
         results["ingest catalog"] = wait_for_job(job_catalog)
         results["ingest complaints"] = wait_for_job(job_feedback)
         click.echo("4/8 OCR of every photo (rapidocr on CPU)")
@@ -247,7 +247,8 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     ):
         for r in scores.get((metric, kind), []):
             by = f" by {public_model_id(r['model_id'])}" if metric.startswith("vis_attn") else ""
-            click.echo(f"  {label:<12} {r['n'] - r['missing']} {kind}(s){by}: p10 {r['p10']:.4g}, median {r['median']:.4g}, p90 {r['p90']:.4g}" + (f" ({r['missing']} unscorable)" if r["missing"] else ""))
+            unscorable = f" ({r['missing']} unscorable)" if r["missing"] else ""
+            click.echo(f"  {label:<12} {r['n'] - r['missing']} {kind}(s){by}: p10 {r['p10']:.4g}, median {r['median']:.4g}, p90 {r['p90']:.4g}{unscorable}")
     worst = demo_reads.least_grounded_words(lake)
     if worst:
         pairs = worst[:8]
@@ -283,7 +284,8 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
         click.echo("  a stored transcript, as the model will see it:")
         for line in sample.splitlines()[:6]:
             click.echo(f"    | {line}")
-    click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, `vitpro snapshot list`, `vitpro train list`, `vitpro eval list`.")
+    click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, "
+               "`vitpro snapshot list`, `vitpro train list`, `vitpro eval list`.")
     code = 0 if all(code == 0 for code in results.values()) else 1
     if not ui:
         return code

@@ -11,8 +11,8 @@ _lock = threading.Lock()
 
 
 def vlm(model_dir: str, device: str, dtype: str, attention: str):
-    from curation.vlm import LoadOptions, load_vlm
     from curation.vis_attn import register
+    from curation.vlm import LoadOptions, load_vlm
 
     key = ("vlm", model_dir, device, dtype, attention)
     with _lock:

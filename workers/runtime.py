@@ -13,12 +13,12 @@ import time
 import uuid
 from typing import Any, Callable
 
+from config.settings import Settings, load_settings
 from db import jobs
 from db.app_engine import write_engine
 from db.app_models import PHASE_FINALIZE, PHASE_PLAN, UNIT_CANCELLED
 from db.lake import Lake
 from db.store import open_store
-from config.settings import Settings, load_settings
 
 log = logging.getLogger("vitpro.worker")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..vlm.chat import family_template
 from . import builder
-from .common import save, seed as set_seed, text_config
+from .common import save, text_config
+from .common import seed as set_seed
 from .tokenizer import train_tokenizer
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from ..vlm.chat import family_template
 from . import builder
-from .common import save, seed as set_seed, text_config
+from .common import save, text_config
+from .common import seed as set_seed
 from .tokenizer import train_tokenizer
 
 
@@ -48,8 +49,7 @@ def make_llava_onevision(out: Path, *, seed: int = 0, layers: int = 2, heads: in
     """LLaVA-OneVision: SigLIP vision, MLP projector, Qwen2 text. One image is tiled ("anyres") so its
     token count follows its size; several images in one sample are taken whole, as the real model does.
     ``tile``: the SigLIP input, (tile/8)² tokens per tile."""
-    from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessor,
-                              LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor)
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor
 
     pinpoints = [[rows * tile, cols * tile] for rows, cols in GRIDS]
     tokenizer = train_tokenizer(extra_special={"image_token": "<image>", "video_token": "<video>"}, more_special=("<|im_start|>", "<|im_end|>"),

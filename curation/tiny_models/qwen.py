@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..vlm.chat import family_template
 from . import builder
-from .common import save, seed as set_seed, text_config, token_ids
+from .common import save, text_config, token_ids
+from .common import seed as set_seed
 from .tokenizer import train_tokenizer
 
 _QWEN_SPECIAL = {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"}

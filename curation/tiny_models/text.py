@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from . import builder
-from .common import save, seed as set_seed, text_config, write_marker
+from .common import save, text_config, write_marker
+from .common import seed as set_seed
 from .tokenizer import train_tokenizer
 
 

@@ -86,7 +86,8 @@ def load_vlm(model_dir: str | Path, options: LoadOptions = LoadOptions(), langua
     """Load a checkpoint with its adapter. ``language_model_attention``: "sdpa" (plain), the VisAttnScore
     function's name (scoring), or "eager" (the reference; then every part is eager, so that
     ``output_attentions`` is honoured everywhere)."""
-    from ..vis_attn import ATTN_NAME, register as register_attention
+    from ..vis_attn import ATTN_NAME
+    from ..vis_attn import register as register_attention
 
     if language_model_attention == ATTN_NAME:
         register_attention()

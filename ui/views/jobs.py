@@ -12,10 +12,10 @@ from pathlib import Path
 import streamlit as st
 
 from db import jobs as jobs_db
-from ui import context
-from ui.job_forms import in_form_terms, scan_signature, vlm_folder_problem, vlm_folders
 from jobs.registry import choices, kinds
 from jobs.submit import cancel_job, check_job, retry_job, submit_job
+from ui import context
+from ui.job_forms import in_form_terms, scan_signature, vlm_folder_problem, vlm_folders
 
 me = context.ensure_signed_in()
 context.page_header("Jobs", "Long work runs on the workers (`vitpro worker`); this page launches and watches it.")
@@ -221,8 +221,8 @@ def train_form() -> None:
         max_steps = c[2].number_input("Max steps (0: the epochs')", 0, 10**7, 0)
         train_device = c[3].text_input("Device", value="cpu", key="train_device")
         if st.form_submit_button("Launch training"):
-            from trainer.config import preset
             from jobs.train import TrainJob
+            from trainer.config import preset
 
             def _train_params():
                 training.check_new_name(engine, run=run_name)
@@ -250,8 +250,8 @@ def eval_form() -> None:
         eval_limit = c[2].number_input("At most this many items per task (0: all)", 0, 10**7, 0)
         eval_device = c[3].text_input("Device", value="cpu", key="eval_device")
         if st.form_submit_button("Launch evaluation"):
-            from trainer.config import TrainConfig
             from jobs.eval import EvalJob
+            from trainer.config import TrainConfig
 
             def _eval_params():
                 training.check_new_name(engine, evaluation=eval_name)

@@ -9,10 +9,10 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from curation import pilot_results
 from curation.filters import FilterError
 from curation.pilot_stats import AUC_CI_METHOD, GROUNDED, MIN_MEANINGFUL, NOT_GROUNDED, PAPER_RELATIVE_IMPROVEMENT, SKIP
 from curation.pilot_words import answer_groups
-from curation import pilot_results
 from db import pilots, sampling, saved_filters
 from ui import context
 from ui.heat import escape

@@ -10,12 +10,12 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from curation import snapshots
 from curation.exports import FORMATS, MANIFEST
 from curation.filters import FilterConfig, FilterError
-from curation import snapshots
 from db import exclusions, saved_filters, users
-from ui import context, downloads
 from jobs.submit import submit_job
+from ui import context, downloads
 
 me = context.ensure_signed_in()
 context.page_header("Snapshots", "A snapshot is a saved filter frozen at one DuckLake version: it exports the same bytes forever.")

@@ -80,9 +80,9 @@ def _config_from_options(where, models, per_task, keep_missing, selection, segme
 
 def _evaluate(config, version=None):
     """(stats table, report); a filter that cannot be applied ends the command with its message."""
-    from curation.filters import FilterError, stats_for
-
     import duckdb
+
+    from curation.filters import FilterError, stats_for
 
     lake = open_lake()
     if version is not None and version > lake.current_version():
@@ -140,7 +140,8 @@ def _print_report(name, config, table, report, *, hist: bool, bins: int = 50) ->
 
 @filter_group.command("save")
 @click.argument("name")
-@click.option("--where", "where", multiple=True, metavar="COND", help="A condition: 'vis_attn >= p25', 'clip_score >= 20', 'ocr_chars >= 5 or missing', 'task in recognition,matching', 'vis_attn >= p30 per task'. Repeat (all must hold).")
+@click.option("--where", "where", multiple=True, metavar="COND", help="A condition: 'vis_attn >= p25', 'clip_score >= 20', 'ocr_chars >= 5 or missing', "
+                   "'task in recognition,matching', 'vis_attn >= p30 per task'. Repeat (all must hold).")
 @click.option("--model", "models", multiple=True, metavar="METRIC=ID", help="Which model's scores a metric uses, where several models scored it.")
 @click.option("--per-task", is_flag=True, help="Percentiles within each task instead of the whole data set.")
 @click.option("--keep-missing", is_flag=True, help="A sample without a score passes that condition (default: it is dropped).")
@@ -342,7 +343,7 @@ def pilot_label(name, annotator, open_images, redo) -> None:
     lake = open_lake()
     p = _get_pilot(name)
     chosen = pilots.samples(engine, p.id)
-    done = {l.sample_id: l for l in pilots.labels(engine, p.id, annotator)}
+    done = {lab.sample_id: lab for lab in pilots.labels(engine, p.id, annotator)}
     queue = [x for x in chosen if redo or x.sample_id not in done]
     if not queue:
         click.echo(f"all {len(chosen)} sample(s) of {name!r} are labelled by {annotator} (--redo goes through them again)")
@@ -453,9 +454,9 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
     """How VisAttnScore and CLIPScore agree with the human labels: accuracy, ROC/AUC, best thresholds, kappa."""
     from dataclasses import asdict
 
+    from curation import pilot_results
     from curation.filters import FilterError
     from curation.svg_plots import roc_svg
-    from curation import pilot_results
     from db import saved_filters
 
     _get_pilot(name)
@@ -489,7 +490,8 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
                      f"{r.youden_j:.3f} at {r.youden_threshold:.4g}",
                      "" if r.current_accuracy is None else f"{r.current_accuracy:.3f} [{_interval(r.current_accuracy_ci)}] ({r.current_threshold})"))
     if rows:
-        echo_table(rows, ("score", "n", "AUC [95% CI]", "best accuracy [95% CI]", "Youden's J", "accuracy at " + (f"filter {filter_name!r}" if filter_name else "current (--filter)")))
+        echo_table(rows, ("score", "n", "AUC [95% CI]", "best accuracy [95% CI]", "Youden's J",
+                          "accuracy at " + (f"filter {filter_name!r}" if filter_name else "current (--filter)")))
         click.echo(f"95% intervals: Wilson for accuracies, {AUC_CI_METHOD} (1982) for AUC; the best accuracy's threshold is fitted on these labels (optimistic)")
     if report.relative_improvement is not None:
         line = f"VisAttnScore over CLIPScore: {report.relative_improvement:+.1%} relative accuracy at the best thresholds"
@@ -568,8 +570,8 @@ def _get_snapshot(name):
 @click.option("--filter", "filter_name", required=True, help="The saved filter to freeze.")
 def snapshot_create(name, filter_name) -> None:
     """Freeze what a saved filter keeps now: DuckLake version, filter, counts, model and prompt ids, author."""
-    from curation.filters import FilterError
     from curation import snapshots
+    from curation.filters import FilterError
 
     _, config = _load_filter(filter_name)
     try:

@@ -15,8 +15,10 @@ from .group import cli, demo_banner, echo_table, fail, run_job
 
 # ---- generation ----------------------------------------------------------------------------------------
 @cli.group(invoke_without_command=True)
-@click.option("--backend", type=click.Choice(choices("generate", "backend")), help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
-@click.option("--tasks", default=",".join(["recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"]), show_default=True, help="Comma-separated tasks.")
+@click.option("--backend", type=click.Choice(choices("generate", "backend")),
+              help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
+@click.option("--tasks", default=",".join(["recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"]),
+              show_default=True, help="Comma-separated tasks.")
 @click.option("--model", help="openai: the served model's name; hf: a local model folder.")
 @click.option("--base-url", envvar="VITPRO_LLM_BASE_URL", help="openai: the server's base URL, e.g. http://localhost:8000/v1 (env VITPRO_LLM_BASE_URL).")
 @click.option("--api-key-env", default="VITPRO_LLM_API_KEY", show_default=True, help="openai: the environment variable holding the API key (never logged).")
@@ -37,7 +39,8 @@ from .group import cli, demo_banner, echo_table, fail, run_job
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
 @click.pass_context
-def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout, max_retries, max_tokens, device, dtype, n_pairs, template_path, examples_path, kinds, limit, items_per_unit, dry_run, wait, local) -> None:
+def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout, max_retries, max_tokens, device, dtype, n_pairs, template_path, examples_path,
+             kinds, limit, items_per_unit, dry_run, wait, local) -> None:
     """Generate question/answer samples for the paper's tasks from every item not yet done.
 
     \b
@@ -61,7 +64,8 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
         if not (base_url and model):
             fail("the openai backend needs --base-url and --model")
         try:
-            openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout, max_retries=max_retries, rate_limit=rate_limit, max_tokens=max_tokens)
+            openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout, max_retries=max_retries,
+                                       rate_limit=rate_limit, max_tokens=max_tokens)
         except ValueError as exc:
             fail(str(exc))
     elif backend == "hf":
@@ -70,7 +74,8 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
         hf = HFLocalBackend(model_dir=str(Path(model).resolve()), device=device, dtype=dtype, max_new_tokens=max_tokens)
         demo_banner(model)
     try:
-        params = GenerateJob(backend=backend, tasks=task_list, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit, template_path=template_path, examples_path=examples_path, kinds=list(kinds) or None, limit=limit).params()
+        params = GenerateJob(backend=backend, tasks=task_list, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit, template_path=template_path,
+                             examples_path=examples_path, kinds=list(kinds) or None, limit=limit).params()
     except ValueError as exc:
         fail(str(exc))
     if dry_run:
@@ -81,8 +86,8 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
 
 def _generate_dry_run(params: dict, n: int) -> None:
     from curation.generation import PromptTemplate, build_requests
-    from db import generation_reads
     from curation.item_contexts import contexts_for
+    from db import generation_reads
     from db.store import open_store
 
     lake = open_store(load_settings().store)

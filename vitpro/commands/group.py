@@ -58,7 +58,8 @@ def wait_for_job(job_id: str, *, quiet: bool = False, poll: float = 0.3) -> int:
         fail(f"no job {job_id}")
     warned_at = time.monotonic()
     # disable=None: a bar on a terminal, nothing in a log file (the outcome line is printed either way)
-    bar = None if quiet else tqdm(total=max(job.progress_total, 1), desc=f"{job.kind} {job.id[-6:]}", unit="row" if job.kind == "ingest" else "img", dynamic_ncols=True, disable=None)
+    bar = None if quiet else tqdm(total=max(job.progress_total, 1), desc=f"{job.kind} {job.id[-6:]}", unit="row" if job.kind == "ingest" else "img", dynamic_ncols=True,
+                                  disable=None)
     try:
         while True:
             job = jobs.get_job(engine, job.id)
@@ -101,9 +102,9 @@ def print_job_outcome(job) -> None:
 
 
 def run_job(kind: str, params: dict, *, wait: bool, local: bool) -> None:
-    from vitpro.local_workers import local_workers
     from jobs.registry import queue_of
     from jobs.submit import JobRefused, queue_has_worker, submit_job
+    from vitpro.local_workers import local_workers
 
     s = load_settings()
     queue = queue_of(kind, params)

@@ -13,15 +13,20 @@ from .group import cli, fail, run_job
 # ---- ingest ------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "tsv", "jsonl", "parquet", "abo"]), default="auto", show_default=True, help="Source format (from the file name by default; ABO listings are recognised).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "tsv", "jsonl", "parquet", "abo"]), default="auto", show_default=True,
+              help="Source format (from the file name by default; ABO listings are recognised).")
 @click.option("--kind", type=click.Choice(["catalog", "feedback"]), help="Catalog listings or customer feedback. Default: catalog, or the mapping file's.")
 @click.option("--feedback-type", type=click.Choice(["transcript", "review"]), help="For feedback: chat/phone transcript or written review.")
-@click.option("--map", "maps", multiple=True, metavar="FIELD=COL[,COL]", help="Column for a field: external_id, title, description, brand, category, attributes, feedback_text, images, region, time, issue_type, product_ref. Repeat.")
-@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML file with the mapping (see the README); --map options override it.")
-@click.option("--pii", multiple=True, metavar="COL=KIND", help="A column holding personal data (NAME, EMAIL, PHONE, UCI, ADDRESS, CARD): never stored, and redacted wherever its value reappears.")
+@click.option("--map", "maps", multiple=True, metavar="FIELD=COL[,COL]",
+              help="Column for a field: external_id, title, description, brand, category, attributes, feedback_text, images, region, time, issue_type, product_ref. Repeat.")
+@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML file with the mapping (see the README); --map options override it.")
+@click.option("--pii", multiple=True, metavar="COL=KIND",
+              help="A column holding personal data (NAME, EMAIL, PHONE, UCI, ADDRESS, CARD): never stored, and redacted wherever its value reappears.")
 @click.option("--redact-pattern", multiple=True, metavar="KIND=REGEX", help="Extra redaction rule; matches become [KIND].")
 @click.option("--no-redact", is_flag=True, help="Store text as it is (only for data with no personal information).")
-@click.option("--image-root", type=click.Path(file_okay=False, path_type=Path), help="Folder image paths are relative to (default: the source's folder); paths outside it are refused.")
+@click.option("--image-root", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder image paths are relative to (default: the source's folder); paths outside it are refused.")
 @click.option("--lang", "languages", multiple=True, metavar="TAG", help="Preferred language tags for ABO listings, in order (default en_US, en_GB, en).")
 @click.option("--name", help="Source name (default: file name without extension); re-ingesting the same name adds only new rows.")
 @click.option("--delimiter", help="CSV delimiter (default , or TAB for .tsv).")
@@ -33,7 +38,8 @@ from .group import cli, fail, run_job
 @click.option("--allow-private-urls", is_flag=True, help="Allow image URLs on private or loopback addresses.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the job with a progress bar.")
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pattern, no_redact, image_root, languages, name, delimiter, rows_per_unit, max_text_chars, max_image_mb, max_megapixels, fetch_timeout, allow_private_urls, wait, local) -> None:
+def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pattern, no_redact, image_root, languages, name, delimiter, rows_per_unit, max_text_chars,
+           max_image_mb, max_megapixels, fetch_timeout, allow_private_urls, wait, local) -> None:
     """Ingest a source of catalog listings or customer feedback (CSV, JSONL, Parquet, ABO).
 
     \b

@@ -49,7 +49,7 @@ def jobs_show(job_id, units, log_lines, as_json) -> None:
             "id": job.id, "kind": job.kind, "queue": job.queue, "status": job.status, "params": job.params,
             "progress": [job.progress_done, job.progress_total], "counts": job.counts, "error": job.error,
             "launched_by": job.launched_by, "created_at": fmt_time(job.created_at), "started_at": fmt_time(job.started_at),
-            "finished_at": fmt_time(job.finished_at), "log": [f"{fmt_time(l.ts)} {l.level} {l.message}" for l in tail],
+            "finished_at": fmt_time(job.finished_at), "log": [f"{fmt_time(line.ts)} {line.level} {line.message}" for line in tail],
         }, indent=2, default=str))
         return
     click.echo(f"job       {job.id}\nkind      {job.kind} on {job.queue!r}\nstatus    {job.status}")
@@ -62,7 +62,8 @@ def jobs_show(job_id, units, log_lines, as_json) -> None:
         click.secho(f"error     {job.error}", fg="red")
     if units:
         rows = jobs_db.job_units(engine, job.id)
-        echo_table([(u.id.rsplit(".", 1)[1], u.phase, u.status, u.attempts, f"{u.done}/{u.size}", (u.error or "")[:60]) for u in rows], ("unit", "phase", "status", "tries", "done", "error"))
+        echo_table([(u.id.rsplit(".", 1)[1], u.phase, u.status, u.attempts, f"{u.done}/{u.size}", (u.error or "")[:60]) for u in rows], ("unit", "phase", "status", "tries",
+                                                                                                                                         "done", "error"))
     if tail:
         click.echo("log:")
         for line in tail:

@@ -1,7 +1,6 @@
 """`vitpro ocr`: read the text in stored images, as a job."""
 from __future__ import annotations
 
-
 import click
 
 from config.settings import load_settings

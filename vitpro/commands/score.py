@@ -18,12 +18,14 @@ def score() -> None:
 
 
 @score.command("clip")
-@click.option("--model", envvar="VITPRO_CLIP_MODEL", default="ViT-B-32", show_default=True, help="open_clip model name, or a local folder in open_clip's format (env VITPRO_CLIP_MODEL).")
+@click.option("--model", envvar="VITPRO_CLIP_MODEL", default="ViT-B-32", show_default=True,
+              help="open_clip model name, or a local folder in open_clip's format (env VITPRO_CLIP_MODEL).")
 @click.option("--pretrained", default="openai", show_default=True, help="open_clip pretrained tag (ignored for folders).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--reduce", type=click.Choice(["mean", "max", "min"]), default="mean", show_default=True, help="How an item's several images become its score (max and min are stored too).")
+@click.option("--reduce", type=click.Choice(["mean", "max", "min"]), default="mean", show_default=True,
+              help="How an item's several images become its score (max and min are stored too).")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
 def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, local) -> None:
@@ -45,7 +47,8 @@ def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, l
 
 
 @score.command("grounding")
-@click.option("--model", envvar="VITPRO_VLM_MODEL", required=True, type=click.Path(file_okay=False), help="A VLM checkpoint folder of any family in `vitpro models families` (env VITPRO_VLM_MODEL).")
+@click.option("--model", envvar="VITPRO_VLM_MODEL", required=True, type=click.Path(file_okay=False),
+              help="A VLM checkpoint folder of any family in `vitpro models families` (env VITPRO_VLM_MODEL).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--segment", type=click.Choice(["answer", "question", "text"]), default="answer", show_default=True, help="Which text the segment score averages over.")
@@ -57,13 +60,15 @@ def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, l
 @click.option("--answer", help="... and this answer, here and now (no job).")
 @click.option("--ocr", "ocr_text", help="Single-sample form: OCR tokens to put in the prompt.")
 @click.option("--with-ocr", is_flag=True, help="Store-wide: put each image's OCR text in the prompt (the paper's setting).")
-@click.option("--on", "on", type=click.Choice(choices("grounding", "on")), default="samples", show_default=True, help="Store-wide: score generated samples, or items with their own text.")
+@click.option("--on", "on", type=click.Choice(choices("grounding", "on")), default="samples", show_default=True,
+              help="Store-wide: score generated samples, or items with their own text.")
 @click.option("--selection", help="Store-wide: only the samples of this named selection (vitpro sample --name).")
 @click.option("--json", "as_json", is_flag=True, help="Single-sample form: print JSON (tokens, words, scores, input_ids, positions).")
 @click.option("--check", is_flag=True, help="Single-sample form: also compute the eager output_attentions reference and print the largest difference.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def score_grounding(model, device, dtype, segment, exclude_sinks, distance_correction, batch_size, images, question, answer, ocr_text, with_ocr, on, selection, as_json, check, wait, local) -> None:
+def score_grounding(model, device, dtype, segment, exclude_sinks, distance_correction, batch_size, images, question, answer, ocr_text, with_ocr, on, selection, as_json, check,
+                    wait, local) -> None:
     """VisAttnScore (the paper's equation 2): per text token, its attention to the image in the VLM.
 
     \b
@@ -143,7 +148,8 @@ def score_summary(metric) -> None:
         return "" if v is None else f"{v:.4g}"
 
     echo_table(
-        [(r["subject_kind"], r["metric"], _short_model(r["model_id"]), r["segment"], r["n"], r["missing"], *(fmt(r[k]) for k in ("min", "p10", "p25", "median", "p75", "p90", "max"))) for r in rows],
+        [(r["subject_kind"], r["metric"], _short_model(r["model_id"]), r["segment"], r["n"], r["missing"], *(fmt(r[k]) for k in ("min", "p10", "p25", "median", "p75", "p90",
+                                                                                                                                 "max"))) for r in rows],
         ("of", "metric", "model", "segment", "n", "missing", "min", "p10", "p25", "median", "p75", "p90", "max"),
     )
 

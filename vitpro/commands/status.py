@@ -41,9 +41,8 @@ def errors(job_id, stage, limit) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json) -> None:
     """Counts per stage, redactions (in item text and in OCR text), errors, jobs and live workers."""
-    from db import ocr_reads
     from db import jobs as jobs_db
-    from db import queries
+    from db import ocr_reads, queries
     from db.store import open_store
 
     s = load_settings()

@@ -1,7 +1,6 @@
 """`vitpro init`: create the store."""
 from __future__ import annotations
 
-
 import click
 
 from config.settings import load_settings

@@ -289,8 +289,8 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
     """Evaluate a grid of settings on the objective benchmark; writes a table like the paper's Tables 5-8
     (accuracy per task, change against the default, s/item, peak memory)."""
     from db import training
-    from trainer.ablation import parse_grid
     from jobs.ablate import AblateJob
+    from trainer.ablation import parse_grid
 
     try:
         grid = parse_grid(list(grid_specs))

@@ -1,7 +1,6 @@
 """`vitpro worker`: a Celery worker in the foreground (the one command that imports the workers)."""
 from __future__ import annotations
 
-
 import click
 
 from config.settings import load_settings

@@ -17,8 +17,8 @@ from trainer import ablation
 from trainer.config import TrainConfig
 
 from ..runtime import UnitContext
-from .registry import register
 from .evaluate import claim_eval, evaluate_benchmark, resolve_adapter
+from .registry import register
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:

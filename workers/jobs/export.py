@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from curation.exports import DATA_FILES, ExportError, image_paths_note, write_export
-from trainer.external_configs import DEFAULT_BASE_MODEL
 from curation import snapshots
+from curation.exports import DATA_FILES, ExportError, image_paths_note, write_export
 from db.jobs import UnitSpec
 from jobs.export import base_family, same_export
+from trainer.external_configs import DEFAULT_BASE_MODEL
 
 from ..runtime import PermanentError, UnitContext
 from .registry import register

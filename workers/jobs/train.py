@@ -80,8 +80,8 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     from curation import snapshots
     from trainer.benchmarks import split_rows
     from trainer.data import build_examples
-    from trainer.lora import AcceleratorError, apply_lora, load_for_training
     from trainer.loop import StopTraining, checkpoint_dirs, plan_steps, save_final, train
+    from trainer.lora import AcceleratorError, apply_lora, load_for_training
 
     class CancelTraining(StopTraining, Cancelled):
         """Cancel seen between steps: the loop checkpoints (StopTraining), the runtime records it (Cancelled)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VIT_ATTENTION, VLMAdapter
 from ..registry import register
 
-
 # the LLaVA projector is a two-layer MLP with no attention: LoRA wraps its two linears
 _LORA = {"vision": VIT_ATTENTION, "connector": ("linear_1", "linear_2"), "language": DECODER_ATTENTION}
 

@@ -8,7 +8,6 @@ from ..base import DECODER_ATTENTION, VLMAdapter
 from ..registry import register
 
 
-
 class _QwenVL(VLMAdapter):
     def configure_images(self, *, longest_edge: int | None = None, splitting: bool | None = None) -> None:
         """Resolution: at most ``longest_edge``² pixels per image (the processor keeps the aspect ratio and
