@@ -193,6 +193,22 @@ def vitpro_cli():
     return run
 
 
+@pytest.fixture
+def small_store(home):
+    """A synthetic store of 400 samples (bench/synthetic_store.py: scores, a saved filter, a pilot) with the
+    web app's caches empty before and after."""
+    import streamlit as st
+
+    from bench import synthetic_store
+
+    synthetic_store.build(400)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield home
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Every tiny checkpoint (each VLM family, CLIP, a causal LM), built once per test session."""

@@ -15,16 +15,6 @@ from db import batches, exclusions, saved_filters
 from ui import context, stats_cache
 
 
-@pytest.fixture
-def small_store(home):
-    synthetic_store.build(400)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield home
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
 def _config() -> FilterConfig:
     return FilterConfig.from_dict(saved_filters.get(context.engine(), synthetic_store.FILTER).config)
 

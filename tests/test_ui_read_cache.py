@@ -15,16 +15,6 @@ from ui import context
 from .test_ui_pages import page, texts
 
 
-@pytest.fixture
-def small_store(home):
-    synthetic_store.build(400)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield home
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
 def _score_commit(lake) -> None:
     now = datetime.now(timezone.utc)
     batches.write_scores(lake, "test-extra", [{"subject_kind": "image", "subject_id": "img-x", "metric": "ocr_chars", "model_id": "",
