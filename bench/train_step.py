@@ -42,7 +42,7 @@ def idefics2_8b_config(image_size: int):
 def lora_model(model, r: int, alpha: int, checkpointing: bool):
     from peft import LoraConfig, get_peft_model
 
-    from curation.vlm.idefics2 import Idefics2Adapter
+    from curation.vlm.families.idefics import Idefics2Adapter
     from trainer.lora import target_modules
 
     if checkpointing:
@@ -114,7 +114,7 @@ def tiny_case(args) -> tuple:
 
     from curation.tiny_models import make_tiny
     from curation.vlm import LoadOptions, Sample
-    from curation.vlm.idefics2 import Idefics2Adapter
+    from curation.vlm.families.idefics import Idefics2Adapter
     from trainer.data import collate, make_example
 
     folder = Path(tempfile.mkdtemp(prefix="bench-tiny-")) / "idefics2"

@@ -22,6 +22,6 @@ from .group import cli
 def demo(no_ui, out, products, complaints, n_workers, seed, port, address) -> None:
     """Build demo data, run every stage end to end through real workers (embedded defaults), then serve the
     web app on the result (Ctrl+C stops it; --no-ui stops after the pipeline)."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
     sys.exit(run_demo(out=out, products=products, complaints=complaints, n_workers=n_workers, seed=seed, ui=not no_ui, port=port, address=address))
