@@ -16,7 +16,7 @@ from config.settings import load_settings
 from .group import cli, echo_table, fail, fmt_time, open_engine
 
 # ui/server.py is Streamlit's ASGI app with the sign-in routes and the session gate in front of ui/app.py
-APP_FILE = Path(__file__).resolve().parent.parent / "ui" / "server.py"
+APP_FILE = Path(__file__).resolve().parents[2] / "ui" / "server.py"
 
 
 @cli.group()
