@@ -22,7 +22,7 @@ def _held_out_seen(monkeypatch, tmp_path: Path, eval_config: TrainConfig, adapte
     from trainer import benchmarks
 
     seen: list[dict] = []
-    monkeypatch.setattr(eval_handler.training, "eval_rows", lambda lake, engine, snapshot: ROWS)
+    monkeypatch.setattr(eval_handler.snapshots, "eval_rows", lambda lake, engine, snapshot: ROWS)
     monkeypatch.setattr(benchmarks, "objective_items", lambda held_out, *a, **k: seen.extend(held_out) or [])
     logs: list[str] = []
     ctx = SimpleNamespace(lake=None, engine=None, log=lambda message, level="info": logs.append(message))
