@@ -141,7 +141,7 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     from curation.mapping import ColumnMapping
     from curation.tiny_models import is_tiny, make_tiny
     from curation.vis_attn import VisAttnConfig
-    from db import demo_reads, queries, sampling
+    from db import demo_reads, metrics, queries, sampling
     from db import jobs as jobs_db
     from db import quality as db_quality
     from db.app_engine import write_engine
@@ -239,14 +239,10 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     scores: dict[tuple, list] = {}
     for r in queries.score_summary(lake):
         scores.setdefault((r["metric"], r["subject_kind"]), []).append(r)
-    for (metric, kind), label in (
-        (("clip_score", "item"), "CLIPScore"),
-        (("vis_attn", "sample"), "VisAttnScore"),
-        (("vis_attn_mass", "sample"), "image mass"),
-        (("ocr_chars", "image"), "OCR chars"),
-    ):
+    for metric in ("clip_score", "vis_attn", "vis_attn_mass", "ocr_chars"):  # the summary's stats, as the registry names them
+        kind, label = metrics.get(metric).subject, metrics.label(metric)
         for r in scores.get((metric, kind), []):
-            by = f" by {public_model_id(r['model_id'])}" if metric.startswith("vis_attn") else ""
+            by = f" by {public_model_id(r['model_id'])}" if metrics.get(metric).has_segment else ""  # the VLM's scores: which VLM
             unscorable = f" ({r['missing']} unscorable)" if r["missing"] else ""
             click.echo(f"  {label:<12} {r['n'] - r['missing']} {kind}(s){by}: p10 {r['p10']:.4g}, median {r['median']:.4g}, p90 {r['p90']:.4g}{unscorable}")
     worst = demo_reads.least_grounded_words(lake)

@@ -166,11 +166,11 @@ def _short_model(model_id: str) -> str:
 @click.option("--of", "subject_kind", type=click.Choice(["item", "image", "sample"]), help="Subjects (default: all).")
 def score_threshold(metric, percentile, model_id, segment, subject_kind) -> None:
     """The value of a score at a percentile: a threshold that carries across models."""
-    from db import queries
+    from db import metrics, queries
     from db.store import open_store
 
-    if metric.startswith("vis_attn") or metric == "text_tokens":
-        segment = segment or "answer"
+    if metric in metrics.METRICS:  # a per-segment stat asked without one means its answer's
+        segment = segment or metrics.default_segment(metric)
     try:
         value, n = queries.score_threshold(open_store(load_settings().store), metric, percentile, model_id=model_id, segment=segment, subject_kind=subject_kind)
     except ValueError as exc:
