@@ -56,6 +56,11 @@ def test_image_roots_are_enforced(home, vitpro_cli, shared_data, monkeypatch, tm
     assert out.returncode == 2 and "is not under an allowed root" in out.stderr
 
 
+def test_a_missing_source_file_is_named_before_any_mapping_hint(home, vitpro_cli, tmp_path):
+    out = vitpro_cli("ingest", str(tmp_path / "nowhere.csv"))
+    assert out.returncode == 2 and f"source file not found: {tmp_path / 'nowhere.csv'}" in out.stderr and "mapping" not in out.stderr
+
+
 def test_no_wait_then_cancel_a_job_no_worker_took(home, vitpro_cli, shared_data):
     out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), "--no-wait", check=True)
     job_id = out.stdout.split()[1]

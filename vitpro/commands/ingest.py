@@ -53,10 +53,11 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
     from curation.ingest import TextLimits
     from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
     from curation.readers import SourceError, detect_format
-    from jobs.ingest import IngestJob
+    from jobs.ingest import IngestJob, check_source
 
     s = load_settings()
     try:
+        check_source(str(source))  # first: a missing file is not reported as a format or a mapping it lacks
         detected = detect_format(source, fmt)
         if mapping_file:
             base = ColumnMapping.from_yaml(mapping_file)
