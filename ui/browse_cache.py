@@ -15,16 +15,6 @@ from ui import context
 INDEX_TABLES = ("samples", "items", "scores")
 
 
-def _version(tables: tuple[str, ...]) -> int:
-    """The last store version that changed one of ``tables`` (or the schema); the store's version where the
-    catalog cannot say."""
-    current = context.lake().current_version()
-    versions = context._table_versions(current)
-    if versions is None:
-        return current
-    return max(versions.get(t, 0) for t in ("", *tables))
-
-
 def _cache_dir(home: str) -> Path:
     return Path(home) / "cache" / "reads"
 
@@ -45,7 +35,7 @@ def browse(*, vis_model: str | None, clip_model: str | None, segment: str = "ans
     """db.browse.browse's (count, page) from the index; the page's rows without question and answer unless
     ``with_text``."""
     query.setdefault("with_text", False)
-    index = _index(str(context.settings().home), _version(INDEX_TABLES), vis_model, clip_model, segment)
+    index = _index(str(context.settings().home), context.tables_version(INDEX_TABLES), vis_model, clip_model, segment)
     return index.browse(context.lake(), **query)
 
 
@@ -53,5 +43,5 @@ def percentile(*, kind: str, metric: str, model: str, segment: str, value: float
     """db.browse.percentile from the cached sorted scores."""
     if value is None:
         return None
-    values = _scores(str(context.settings().home), _version(("scores",)), kind, metric, model, segment)
+    values = _scores(str(context.settings().home), context.tables_version(("scores",)), kind, metric, model, segment)
     return browse_index.percentile_of(values, value)
