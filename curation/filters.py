@@ -331,6 +331,7 @@ class StatsTable:
         self._categories = dict(self.lake.fetchall(f"SELECT DISTINCT _category_code, category FROM {self.name}"))
         self._sorted: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._cache: dict[tuple[str, float, bool], Any] = {}
+        self._totals: dict[str, dict[tuple, tuple[int, int]]] = {}  # summary()'s counts that no cut changes, by its bins
 
     def resolve(self, config: FilterConfig) -> FilterConfig:
         """A copy of ``config`` whose stat conditions name the model and segment of this table's column for
@@ -357,7 +358,7 @@ class StatsTable:
 
     # ---- evaluating ------------------------------------------------------------------------------------
     # A threshold change is the interactive case (a slider in the app): percentiles are computed once per
-    # (stat, percentile) and kept, then every count and histogram comes from ONE pass over the table
+    # (stat, percentile) and kept, then every count and histogram comes from ONE pass over the kept samples
     # (GROUPING SETS), with the thresholds as literals. bench/filters.py times it on 2,000,000 samples.
     def _sorted_values(self, col: str):
         """The stat's non-missing values sorted, overall and per task (read once): any percentile is then
@@ -438,23 +439,26 @@ class StatsTable:
         predicates = []
         for cond in config.conditions:
             col = f"{alias}.{self.column(cond)}"
-            if cond.percentile is not None:
-                value = self._threshold(cond)
-                if cond.per_task:
-                    codes = {task: code for code, task in self._tasks.items()}
-                    cases = " ".join(f"WHEN {codes[t]} THEN {_literal(v)}" for t, v in sorted(value.items()) if v is not None)
-                    rhs = f"(CASE {alias}._task_code {cases} ELSE NULL END)" if cases else "NULL"
-                else:
-                    rhs = "NULL" if value is None else _literal(value)
-            elif isinstance(cond.value, list):
-                rhs = "(" + ", ".join(_literal(v) for v in cond.value) + ")" if cond.value else None
-            else:
-                rhs = _literal(cond.value)
             op = {"==": "=", "in": "IN", "not in": "NOT IN"}.get(cond.op, cond.op)
-            if rhs is None:  # an empty list: nothing is in it
-                test = "FALSE" if cond.op == "in" else "TRUE"
+            if cond.percentile is not None and cond.per_task:
+                # one AND per task, OR'ed: DuckDB evaluates this ~2x faster than a CASE on the task code
+                # (~0.13 s against ~0.28 s a change at 2,000,000 samples). A task without a cut compares
+                # with NULL, as the CASE's ELSE did: keep_missing decides for its samples.
+                codes = {task: code for code, task in self._tasks.items()}
+                test = " OR ".join(f"({alias}._task_code = {codes[t]} AND {col} {op} {'NULL' if v is None else _literal(v)})"
+                                   for t, v in sorted(self._threshold(cond).items())) or "NULL"
             else:
-                test = f"{col} {op} {rhs}"
+                if cond.percentile is not None:
+                    value = self._threshold(cond)
+                    rhs = "NULL" if value is None else _literal(value)
+                elif isinstance(cond.value, list):
+                    rhs = "(" + ", ".join(_literal(v) for v in cond.value) + ")" if cond.value else None
+                else:
+                    rhs = _literal(cond.value)
+                if rhs is None:  # an empty list: nothing is in it
+                    test = "FALSE" if cond.op == "in" else "TRUE"
+                else:
+                    test = f"{col} {op} {rhs}"
             predicates.append(f"coalesce({test}, {'TRUE' if cond.keep_missing else 'FALSE'})")
         # an excluded sample is out whatever the conditions say
         return " AND ".join([f"NOT {alias}._excluded", *predicates])
@@ -495,7 +499,8 @@ class StatsTable:
 
     def summary(self, config: FilterConfig, hist: list[Condition] = (), bins: int = HIST_BINS) -> tuple["FilterReport", dict[str, list[tuple[float, int, int]]]]:
         """Kept/dropped overall, per task and per category, and a histogram (with kept counts) of each stat in
-        ``hist``, in one pass over the table (GROUPING SETS on integer codes and precomputed bins)."""
+        ``hist``, in one pass over the kept samples (GROUPING SETS on integer codes and precomputed bins; the
+        counts no cut changes come from one pass per table)."""
         config = self.resolve(config)
         keep = self._keep_predicate(config)
         bin_exprs, ranges = [], []
@@ -513,12 +518,23 @@ class StatsTable:
         binned = "".join(f", {e} AS _b{k}" for k, e in enumerate(bin_exprs))
         sets = ["(_task_code, _category_code)"] + [f"(_b{k})" for k in range(len(bin_exprs))]
         bin_cols = [f"_b{k}" for k in range(len(bin_exprs))]
-        rows = self.lake.fetchall(
-            f"SELECT {', '.join(f'GROUPING(_b{k})' for k in range(len(bin_exprs))) + ', ' if bin_exprs else ''}"
-            f"_task_code, _category_code{''.join(', ' + c for c in bin_cols)}, count(*) FILTER (WHERE keep), count(*), count(*) FILTER (WHERE _excluded) "
-            f"FROM (SELECT x._task_code, x._category_code{binned}, {keep} AS keep, x._excluded FROM {self.name} x) "
-            f"GROUP BY GROUPING SETS ({', '.join(sets)})"
-        )
+
+        def grouped(aggregates: str, where: str = "") -> list[tuple]:
+            return self.lake.fetchall(
+                f"SELECT {', '.join(f'GROUPING(_b{k})' for k in range(len(bin_exprs))) + ', ' if bin_exprs else ''}"
+                f"_task_code, _category_code{''.join(', ' + c for c in bin_cols)}, {aggregates} "
+                f"FROM (SELECT x._task_code, x._category_code{binned}, x._excluded FROM {self.name} x {where}) "
+                f"GROUP BY GROUPING SETS ({', '.join(sets)})"
+            )
+
+        # What a cut does not change (every sample's task, category, bins, exclusion) is counted once per
+        # table and bins; a change then groups only the kept samples: ~30% less per change than counting
+        # both in every pass, as the filter runs before the grouping.
+        totals = self._totals.get(binned)
+        if totals is None:
+            totals = self._totals[binned] = {tuple(r[:-2]): r[-2:] for r in grouped("count(*), count(*) FILTER (WHERE _excluded)")}
+        kept_of = {tuple(r[:-1]): r[-1] for r in grouped("count(*)", f"WHERE {keep}")}
+        rows = [(*key, kept_of.get(key, 0), total, excluded_n) for key, (total, excluded_n) in totals.items()]
         nb = len(bin_exprs)
         tasks: dict[str, list[int]] = {}
         categories: dict[str, list[int]] = {}
