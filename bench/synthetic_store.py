@@ -41,8 +41,9 @@ def _jpegs(blob_root: Path) -> list[tuple[int, str, str]]:
     return out
 
 
-def _lake_rows(lake, n: int, jpegs: list[tuple[int, str, str]]) -> None:
-    """Every lake table's rows, one INSERT ... SELECT each, in one transaction."""
+def _lake_rows(lake, n: int, jpegs: list[tuple[int, str, str]], *, items_only: bool = False) -> None:
+    """Every lake table's rows, one INSERT ... SELECT each, in one transaction; ``items_only``: the
+    sources, items, images and OCR text only (a store to generate samples on)."""
     import pyarrow as pa
 
     items = max(1, -(-n // SAMPLES_PER_ITEM))
@@ -84,6 +85,9 @@ def _lake_rows(lake, n: int, jpegs: list[tuple[int, str, str]]) -> None:
             "INSERT INTO ocr (sha256, engine, text, n_boxes, mean_confidence, run_id, created_at) "
             "SELECT sha256, 'bench-ocr', CASE WHEN k % 3 = 0 THEN '' ELSE 'FRAGILE handle with care lot ' || CAST(k AS VARCHAR) END, "
             "  CASE WHEN k % 3 = 0 THEN 0 ELSE 2 END, 0.9, 'bench', now() FROM _bench_jpegs")
+        if items_only:
+            con.unregister("_bench_jpegs")
+            return
         # samples: SAMPLES_PER_ITEM per item, tasks round-robin; yes/no tasks, a stock refusal, repeated
         # short answers (a repetition report with something to show) and distinct long ones
         con.execute(
@@ -132,6 +136,16 @@ def _lake_rows(lake, n: int, jpegs: list[tuple[int, str, str]]) -> None:
         con.unregister("_bench_jpegs")
 
     lake.transaction(body)
+
+
+def build_items(n_items: int) -> None:
+    """The store of ``VITPRO_HOME`` with ``n_items`` items and their images, no samples (bench/scale.py's
+    generation stage)."""
+    from config.settings import load_settings
+    from db.store import open_store
+
+    s = load_settings()
+    _lake_rows(open_store(s.store), n_items * SAMPLES_PER_ITEM, _jpegs(s.blob_path), items_only=True)
 
 
 def build(n: int) -> dict[str, float]:
