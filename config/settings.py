@@ -40,7 +40,7 @@ class Settings:
     catalog_url: str  # sqlite:///… or postgresql://…: the DuckLake catalog
     data_path: str  # where DuckLake writes its Parquet files
     app_url: str  # the app tables (jobs, users): the catalog's PostgreSQL database, or a SQLite file of their own
-    blob_path: Path  # content-addressed copies of every ingested image
+    blob_path: Path  # content-addressed copies of every ingested image; with blobs in S3, their local cache
     broker_url: str
     result_backend: str
     image_roots: tuple[Path, ...] = ()  # if set, the only folders local images may come from
@@ -48,6 +48,25 @@ class Settings:
     max_unit_attempts: int = 3
     redact: bool = True
     user: str = field(default_factory=getpass.getuser)
+    blob_url: str = ""  # VITPRO_BLOB_PATH as given: a folder, or s3://bucket/prefix
+    blob_cache_bytes: int = 2 << 30  # the cap on a machine's cache of blobs read from S3
+    out_root: str = ""  # where exports, runs and evaluations go by default: a folder or s3://bucket/prefix
+
+    def __post_init__(self) -> None:
+        if not self.blob_url:
+            object.__setattr__(self, "blob_url", str(self.blob_path))
+        if not self.out_root:
+            object.__setattr__(self, "out_root", str(self.home))
+
+    def output(self, kind: str, name: str) -> str:
+        """The default place of an export (``exports``), a training run (``runs``) or an evaluation (``evals``)."""
+        if self.out_root.startswith("s3://"):
+            return self.out_root.rstrip("/") + f"/{kind}/{name}"
+        return str(Path(self.out_root) / kind / name)
+
+    @property
+    def uses_object_store(self) -> bool:
+        return any(str(x).startswith("s3://") for x in (self.data_path, self.blob_url, self.out_root))
 
     @property
     def store(self) -> StoreConfig:
@@ -68,7 +87,8 @@ class Settings:
             "catalog": _hide_password(self.catalog_url),
             "app tables": _hide_password(self.app_url),
             "data path": self.data_path,
-            "blobs": str(self.blob_path),
+            "blobs": self.blob_url + (f" (cached in {self.blob_path})" if self.blob_url.startswith("s3://") else ""),
+            "outputs": self.out_root,
             "broker": _hide_password(self.broker_url),
             "result backend": _hide_password(self.result_backend),
         }
@@ -98,7 +118,12 @@ def load_settings() -> Settings:
         data_path = str(Path(data_path).expanduser().resolve())
     if not data_path.endswith("/"):
         data_path += "/"
-    blobs = Path(_env("VITPRO_BLOB_PATH", str(home / "blobs"))).expanduser().resolve()
+    blob_url = _env("VITPRO_BLOB_PATH", str(home / "blobs"))
+    # Blobs in S3 are read through a cache on this machine's own disk; a local blob folder is its own cache.
+    blobs = home / "cache" / "blobs" if blob_url.startswith("s3://") else Path(blob_url).expanduser().resolve()
+    out_root = _env("VITPRO_OUT_PATH", str(home))
+    if not out_root.startswith("s3://"):
+        out_root = str(Path(out_root).expanduser().resolve())
     broker = _env("VITPRO_BROKER", f"sqla+sqlite:///{home / 'broker.sqlite'}")
     default_backend = (
         broker if broker.startswith(("redis://", "rediss://")) else f"db+sqlite:///{home / 'results.sqlite'}"
@@ -113,6 +138,9 @@ def load_settings() -> Settings:
         data_path=data_path,
         app_url=app_url,
         blob_path=blobs,
+        blob_url=blob_url if blob_url.startswith("s3://") else str(blobs),
+        blob_cache_bytes=int(float(_env("VITPRO_BLOB_CACHE_MB", "2048")) * (1 << 20)),
+        out_root=out_root,
         broker_url=broker,
         result_backend=backend,
         image_roots=roots,

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from db.objects import ObjectStoreError
+
 REDUCTIONS = ("mean", "max", "min")
 
 
@@ -150,6 +152,8 @@ class ClipScorer:
             source = pairs[i][0]
             try:
                 return i, self._load(source() if callable(source) else source), None
+            except ObjectStoreError:
+                raise  # the store, not the image: the unit is retried
             except Exception as exc:  # one bad image never stops the batch
                 return i, None, f"{exc.__class__.__name__}: {exc}"[:300]
 

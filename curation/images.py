@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import ipaddress
-import itertools
 import os
 import socket
 import time
@@ -22,6 +21,9 @@ from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 from PIL import Image, UnidentifiedImageError
+
+from db import objects
+from db.blobs import as_blobs
 
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
 
@@ -169,8 +171,9 @@ def _short(url: str, n: int = 120) -> str:
     return url if len(url) <= n else url[: n - 1] + "…"
 
 
-def read_reference(ref: str, root: Path, limits: ImageLimits) -> bytes:
-    """The bytes an image reference points at."""
+def read_reference(ref: str, root: Path | str, limits: ImageLimits) -> bytes:
+    """The bytes an image reference points at. ``root`` is a folder or an ``s3://`` prefix; relative
+    references are under it, and with an S3 root they are objects there."""
     ref = ref.strip()
     if not ref:
         raise ImageError("missing_file", "empty image reference")
@@ -178,6 +181,8 @@ def read_reference(ref: str, root: Path, limits: ImageLimits) -> bytes:
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         return fetch_url(ref, limits)
+    if scheme == "s3" or (scheme == "" and objects.is_remote(root)):
+        return _read_object(ref if scheme == "s3" else objects.join(str(root), ref), limits)
     if scheme == "file":
         path = resolve_local(parsed.path, root)
     elif scheme == "":
@@ -188,6 +193,23 @@ def read_reference(ref: str, root: Path, limits: ImageLimits) -> bytes:
     if size > limits.max_bytes:
         raise ImageError("image_too_large", f"{ref!r} is {size:,} bytes, over the limit of {limits.max_bytes:,}")
     return path.read_bytes()
+
+
+def _read_object(url: str, limits: ImageLimits) -> bytes:
+    """An image from the object store. A missing object is a bad reference (recorded, the batch goes
+    on); an unreachable store or refused credentials raise, so the unit is retried."""
+    if ".." in url.split("/"):
+        raise ImageError("path_outside_root", f"{url!r} climbs out of its prefix")
+    try:
+        parsed = objects.ObjectURL.parse(url)
+    except ValueError as exc:
+        raise ImageError("bad_url", str(exc)) from None
+    meta = objects.head(parsed)
+    if meta is None:
+        raise ImageError("missing_file", f"object {url} not found")
+    if meta["size"] > limits.max_bytes:
+        raise ImageError("image_too_large", f"{url!r} is {meta['size']:,} bytes, over the limit of {limits.max_bytes:,}")
+    return objects.get_bytes(parsed)
 
 
 # ---- checking -----------------------------------------------------------------------------------------
@@ -226,22 +248,9 @@ def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
     return ImageInfo(hashlib.sha256(data).hexdigest(), width, height, fmt, len(data), data)
 
 
-def store_blob(blob_root: Path, info: ImageInfo) -> str:
-    """Write the bytes under their hash (once); returns the path relative to ``blob_root``."""
+def store_blob(blob_root, info: ImageInfo) -> str:
+    """Write the bytes under their hash, once, into the blob store (db/blobs.py: a folder or S3; a plain
+    folder is taken as one); returns the blob's path relative to the store."""
     rel = f"{info.sha256[:2]}/{info.sha256}.{info.extension}"
-    target = blob_root / rel
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A name no other process or thread uses, then an atomic rename: a reader never sees half a file.
-        tmp = target.parent / f".tmp-{os.getpid()}-{next(_tmp_counter)}"
-        try:
-            with open(tmp, "xb") as f:
-                f.write(info.data)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    as_blobs(blob_root).put(rel, info.data)
     return rel
-
-
-_tmp_counter = itertools.count()

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from db import samples_view
 from db.app_models import Snapshot
+from db.blobs import as_blobs
 from db.lake import Lake, at_version
 from db.snapshots import NAME_MAX, SnapshotError, check_name, get, insert, list_all, refuse_taken, rename  # noqa: F401 (one module for callers)
 from db.training import product_fields
@@ -129,16 +130,17 @@ def diff(lake: Lake, a: Snapshot, b: Snapshot) -> dict[str, dict[str, int]]:
     return dict(sorted((task, {"added": int(added), "removed": int(removed), "unchanged": int(same)}) for task, added, removed, same in rows))
 
 
-def export_samples(lake: Lake, snap: Snapshot, blob_root: Path) -> tuple[list[ExportSample], dict[str, Path]]:
+def export_samples(lake: Lake, snap: Snapshot, blob_root) -> tuple[list[ExportSample], dict[str, Path]]:
     """The snapshot's samples as the exporter wants them, read at the snapshot's version, and the blob
     file behind each image path (``images/<blob path>``: content-addressed, so stable)."""
     rows = samples_view.samples_with_images(lake, [sid for sid, _ in kept(lake, snap)], version=snap.lake_version)
+    blobs = as_blobs(blob_root)  # with blobs in S3, each is read into this machine's cache
     samples: list[ExportSample] = []
     sources: dict[str, Path] = {}
     for r in rows:
         rels = tuple(f"images/{b}" for b in r["blob_paths"])
         for rel, blob in zip(rels, r["blob_paths"]):
-            sources[rel] = blob_root / blob
+            sources[rel] = blobs.local(blob, missing_ok=True)  # a missing one is reported by the export with the others
         samples.append(ExportSample(r["sample_id"], r["task"], r["question"], r["answer"], rels, tuple(r["ocr_texts"]), r["category"],
                                     r["answer_format"], r["label"]))
     return samples, sources

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .blobs import as_blobs
 from .lake import Lake
 from .samples_view import CATEGORY, first_samples, products_sql
 
@@ -191,7 +192,7 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
     r, meta = found
     out: dict[str, Any] = {
         **{k: r[k] for k in ("sample_id", "task", "question", "answer", "answer_format", "label", "category", "item_text", "product")},
-        "images": [str(blob_root / b) for b in r["blob_paths"]], "ocr": r["ocr_texts"],
+        "images": [str(as_blobs(blob_root).local(b, missing_ok=True)) for b in r["blob_paths"]], "ocr": r["ocr_texts"],
         "lineage": {"backend": meta[0], "generator": meta[1], "prompt_version": meta[2], "item_id": meta[4], "item_kind": meta[5],
                     "source": meta[7], "source_uri": meta[8], "created_at": str(meta[9]), **(_loads(meta[3]) or {})},
         "evidence": _loads(meta[10]), "scores": {}, "tokens": {},

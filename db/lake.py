@@ -32,6 +32,8 @@ _EXTENSIONS = {
     "ducklake": ("duckdb_extension_ducklake", "ducklake", "ducklake"),
     "sqlite": ("duckdb_extension_sqlite", "sqlite", "sqlite_scanner"),
     "postgres": ("duckdb_extension_postgres", "postgres", "postgres_scanner"),
+    # data files in S3 (VITPRO_DATA_PATH=s3://...)
+    "httpfs": ("duckdb_extension_httpfs", "httpfs", "httpfs"),
 }
 
 # Messages DuckDB / DuckLake / SQLite give when another process committed first or holds the lock.
@@ -112,6 +114,39 @@ def catalog_attach_target(catalog_url: str) -> tuple[str, str]:
     raise StoreError(f"unsupported catalog URL {catalog_url!r}: use sqlite:///PATH or postgresql://USER@HOST/DB")
 
 
+def s3_secret(con: duckdb.DuckDBPyConnection) -> None:
+    """Give DuckDB the object store's credentials, read from the standard AWS variables (the same ones
+    boto3 reads, see db/objects.py). A temporary secret: it lives in this connection's memory only, never
+    in a file, and DuckDB shows it redacted in ``duckdb_secrets()``."""
+    env = os.environ
+    options = {"TYPE": "s3", "REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if env.get("AWS_ACCESS_KEY_ID"):
+        options["KEY_ID"] = env["AWS_ACCESS_KEY_ID"]
+        options["SECRET"] = env.get("AWS_SECRET_ACCESS_KEY", "")
+    if env.get("AWS_SESSION_TOKEN"):
+        options["SESSION_TOKEN"] = env["AWS_SESSION_TOKEN"]
+    url = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if url:
+        parsed = urlparse(url)
+        options["ENDPOINT"] = parsed.netloc or parsed.path
+        options["USE_SSL"] = "true" if parsed.scheme == "https" else "false"
+        options["URL_STYLE"] = "path"  # MinIO and other self-hosted stores want path-style URLs
+    body = ", ".join(f"{k} {v if k in ('TYPE', 'USE_SSL') else _sql_str(v)}" for k, v in options.items())
+    try:
+        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET vitpro_s3 ({body})")
+    except duckdb.Error as exc:
+        # the statement holds the secret: report the error without it
+        raise StoreError(f"cannot configure DuckDB's S3 access: {_scrub(str(exc))}") from None
+
+
+def _scrub(text: str) -> str:
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
 def is_retryable(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in _RETRYABLE)
@@ -147,7 +182,13 @@ class Lake:
             load_extension(self.con, needed)
         except duckdb.Error as exc:  # pragma: no cover - only with a broken install
             raise StoreError(f"cannot load DuckDB extensions: {exc}") from exc
-        if "://" not in data_path:
+        if data_path.startswith("s3://"):
+            try:
+                load_extension(self.con, "httpfs")
+            except duckdb.Error as exc:  # pragma: no cover - only with a broken install
+                raise StoreError(f"cannot load DuckDB's httpfs extension: {exc}") from exc
+            s3_secret(self.con)
+        elif "://" not in data_path:
             Path(data_path).mkdir(parents=True, exist_ok=True)
         if needed == "sqlite":
             Path(target.split(":", 2)[2]).parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from . import samples_view
 from .app_models import Pilot, PilotAdjudication, PilotLabel, PilotSample
+from .blobs import as_blobs
 from .lake import Lake
 from .named_rows import get_named
 
@@ -315,7 +316,7 @@ def sample_details(lake: Lake, sample_ids: list[str], *, vis_model: str | None, 
     out: dict[str, dict[str, Any]] = {}
     for r in samples_view.samples_with_images(lake, sample_ids):
         out[r["sample_id"]] = {"task": r["task"], "question": r["question"], "answer": r["answer"], "title": r["item_text"], "category": r["category"],
-                               "images": [str(blob_root / b) for b in r["blob_paths"]], "ocr": r["ocr_texts"], "weakest": []}
+                               "images": [str(as_blobs(blob_root).local(b, missing_ok=True)) for b in r["blob_paths"]], "ocr": r["ocr_texts"], "weakest": []}
     marks = ", ".join("?" for _ in sample_ids)
     if vis_model and sample_ids:
         for sid, words, scores in lake.fetchall(

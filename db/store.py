@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from config.settings import StoreConfig  # noqa: F401 - where the store lives (callers import it from here too)
 
-from . import lake_schema
+from . import lake_schema, objects
 from .app_engine import write_engine
 from .lake import Lake, shared_lake
 
@@ -74,6 +74,10 @@ def open_store(config: StoreConfig) -> Lake:
     with _ready_lock:
         ready = config in _ready
     if not ready:
+        if objects.is_remote(config.data_path):
+            # DuckDB would first meet a missing bucket or refused credentials at a write, deep in a job;
+            # one request here names the problem when the store is opened
+            objects.check_bucket(objects.ObjectURL.parse(config.data_path))
         lake = shared_lake(config.catalog_url, config.data_path)
         if lake_schema.applied_version(lake) < lake_schema.LATEST or app_current_revision(config.app_url) != app_head_revision():
             init_store(config)

@@ -8,18 +8,32 @@ from pathlib import Path
 from typing import Any
 
 from curation.exports import FORMATS
+from db import objects
 
 from .registry import JobSpec, register
 
 
-def same_export(folder: Path, snapshot: str, fmt: str) -> bool:
+def same_export(folder: Path | str, snapshot: str, fmt: str) -> bool:
     """An earlier export of this very snapshot and format (a retried unit, or the same command again):
-    replacing it is safe, the bytes are the same."""
+    replacing it is safe, the bytes are the same. ``folder`` may be an s3:// prefix."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        if objects.is_remote(folder):
+            url = objects.ObjectURL.parse(str(folder)).child("manifest.json")
+            if objects.head(url) is None:
+                return False
+            manifest = json.loads(objects.get_bytes(url))
+        else:
+            manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return manifest.get("snapshot") == snapshot and manifest.get("format") == fmt
+
+
+def has_files(folder: Path | str) -> bool:
+    if objects.is_remote(folder):
+        return next(iter(objects.listing(objects.ObjectURL.parse(str(folder)))), None) is not None
+    folder = Path(folder)
+    return folder.exists() and any(folder.iterdir())
 
 
 def base_family(base_model: str, family: str | None = None):
@@ -69,14 +83,17 @@ class ExportJob(JobSpec):
         unknown = [f for f in formats if f not in FORMATS]
         if unknown or not formats:
             raise ValueError(f"unknown format(s) {', '.join(unknown) or '(none given)'}; formats are {', '.join(FORMATS)}")
-        root = Path(self.out).expanduser().resolve()
+        remote = objects.is_remote(self.out)
+        if remote and self.absolute_paths:
+            raise ValueError("--absolute-paths names files on one machine's disk; an s3:// export keeps paths relative to its folder")
+        root = str(objects.ObjectURL.parse(self.out)).rstrip("/") if remote else str(Path(self.out).expanduser().resolve())
         if not self.force:
-            busy = [f for f in formats if (root / f).exists() and any((root / f).iterdir()) and not same_export(root / f, snapshot, f)]
+            busy = [f for f in formats if has_files(objects.join(root, f)) and not same_export(objects.join(root, f), snapshot, f)]
             if busy:
-                raise ValueError(f"{root / busy[0]} exists and is not empty; choose another --out or pass --force to replace it")
+                raise ValueError(f"{objects.join(root, busy[0])} exists and is not empty; choose another --out or pass --force to replace it")
         base = self.base_model or DEFAULT_BASE_MODEL
         return {
-            "snapshot": snapshot, "formats": list(dict.fromkeys(formats)), "out": str(root), "ocr": bool(self.ocr), "link": bool(self.link),
+            "snapshot": snapshot, "formats": list(dict.fromkeys(formats)), "out": root, "ocr": bool(self.ocr), "link": bool(self.link),
             "force": bool(self.force), "dataset_name": self.dataset_name or snapshot, "absolute_paths": bool(self.absolute_paths),
             # the id as others may read it: a hub id, or the folder's name (never this machine's path)
             "base_model": public_model_id(base), "base_family": base_family(base, self.family).family,

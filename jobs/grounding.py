@@ -3,11 +3,11 @@ samples or items) and how."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from curation.vis_attn import VisAttnConfig
 
+from .locations import is_tiny_model, location
 from .registry import JobSpec, register
 
 
@@ -28,19 +28,18 @@ class GroundingJob(JobSpec):
     selection: str | None = None
 
     def params(self) -> dict[str, Any]:
-        from curation.tiny_models import is_tiny
         from curation.vlm import check_model_folder
 
         if self.on not in self.CHOICES["on"]:
             raise ValueError("score grounding --on samples or items")
-        path = Path(self.model).expanduser()
         check_model_folder(self.model)  # a family we have an adapter for (else: the supported ones, listed)
         if self.batch_size < 1 or self.items_per_unit < 1:
             raise ValueError("batch size and items per unit must be at least 1")
+        model = location(self.model)
         return {
-            "model": str(path.resolve()),
+            "model": model,
             # the scores are those of this model *and* prompt: OCR text in the prompt makes them others
-            "model_id": str(path.resolve()) + ("#ocr" if self.ocr else ""),
+            "model_id": model + ("#ocr" if self.ocr else ""),
             "device": self.device,
             "dtype": self.dtype,
             "batch_size": self.batch_size,
@@ -49,5 +48,5 @@ class GroundingJob(JobSpec):
             "ocr": self.ocr,
             "on": self.on,
             "selection": self.selection,
-            "demo_model": is_tiny(path),
+            "demo_model": is_tiny_model(model),
         }

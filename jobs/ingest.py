@@ -8,10 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config.settings import load_settings
 from curation.images import ImageLimits
 from curation.ingest import TextLimits
 from curation.mapping import ColumnMapping, MappingError
 from curation.readers import SourceError
+from db import objects
 
 from .registry import JobSpec, register
 
@@ -29,9 +31,12 @@ def check_image_root(root: Path, allowed: tuple[Path, ...]) -> None:
 
 def check_source(source: str, roots: tuple[Path, ...] = ()) -> Path:
     """The source file, resolved; first of all checks, so that a missing file is not reported as
-    whatever the next check trips on (a format that cannot be told, a mapping that cannot be matched)."""
+    whatever the next check trips on (a format that cannot be told, a mapping that cannot be matched).
+    An ``s3://`` source is read into this machine's cache, and the copy is returned."""
     if not str(source).strip():
         raise SourceError("no source file given")
+    if objects.is_remote(source):
+        return remote_source(source, roots)
     path = Path(source).expanduser().resolve()
     if roots and not any(path == r or r in path.parents for r in roots):
         raise SourceError(f"source file {path} is not under an allowed root ({', '.join(map(str, roots))})")
@@ -42,6 +47,23 @@ def check_source(source: str, roots: tuple[Path, ...] = ()) -> Path:
     if not os.access(path, os.R_OK):
         raise SourceError(f"source file not readable: {path}")
     return path
+
+
+def remote_source(url: str, roots: tuple[Path, ...] = ()) -> Path:
+    if roots:
+        # the web app's form reads files of the server's own disk; an object-store source comes from the CLI
+        raise SourceError(f"{url}: only files under {', '.join(map(str, roots))} can be ingested here")
+    try:
+        path, _ = objects.fetch_cached(url, load_settings().home / "cache" / "sources")
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    except objects.ObjectStoreError as exc:
+        raise SourceError(f"source file not found: {url}" if exc.kind == "missing" else str(exc)) from None
+    return path
+
+
+def parent_prefix(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/"
 
 
 @register("ingest")
@@ -88,11 +110,16 @@ class IngestJob(JobSpec):
                     f"column(s) {', '.join(map(repr, never))} appear in none of the first rows; keys seen: {', '.join(columns)}"
                 )
         RedactionConfig(extra_patterns=mapping.redaction_patterns)  # a bad pattern fails here, not in a worker
-        root = Path(self.image_root).expanduser().resolve() if self.image_root else path.parent
-        check_image_root(root, self.allowed_roots)
-        name = self.name or path.stem
+        remote = objects.is_remote(self.source)
+        if objects.is_remote(self.image_root) or (remote and not self.image_root):
+            # Objects are guarded by the bucket's own policy and credentials; VITPRO_IMAGE_ROOTS is for local folders.
+            root = str(objects.ObjectURL.parse(self.image_root or parent_prefix(self.source)).as_prefix())
+        else:
+            root = Path(self.image_root).expanduser().resolve() if self.image_root else path.parent
+            check_image_root(root, self.allowed_roots)
+        name = self.name or (Path(objects.ObjectURL.parse(self.source).key).stem if remote else path.stem)
         return {
-            "source": str(path),
+            "source": self.source if remote else str(path),
             "format": fmt,
             "name": name,
             "source_id": source_id_for(name),

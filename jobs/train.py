@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from db import objects
 from trainer.config import TrainConfig
 
+from .locations import location
 from .names import check_folder_name
 from .registry import JobSpec, register
 
@@ -27,5 +28,6 @@ class TrainJob(JobSpec):
 
         check_folder_name(self.name, "a run name")
         check_model_folder(self.model)
-        return {"snapshot": self.snapshot, "model": str(self.model), "name": self.name, "config": self.config.to_dict(),
-                "out": str(Path(self.out).expanduser().resolve())}
+        model = location(str(self.model)) if objects.is_remote(str(self.model)) else str(self.model)
+        return {"snapshot": self.snapshot, "model": model, "name": self.name, "config": self.config.to_dict(),
+                "out": location(self.out)}

@@ -95,6 +95,62 @@ def redis_url() -> str:
     client.flushdb()
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """An S3-compatible server (moto's server mode) over real HTTP on a free port, for the whole run, with
+    authentication on: requests must be signed with the key of the IAM user made here, so wrong
+    credentials are refused as a real store refuses them. Yields (endpoint URL, key id, secret)."""
+    import json as _json
+    import socket
+
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "ab")
+    # the first requests (making the user, its key and its policy) are let through unsigned; every later one is checked
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("moto_server did not start")
+            time.sleep(0.1)
+    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+    iam.create_user(UserName="vitpro")
+    key = iam.create_access_key(UserName="vitpro")["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="vitpro", PolicyName="everything", PolicyDocument=_json.dumps(policy))
+    yield url, key["AccessKeyId"], key["SecretAccessKey"]
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """The standard AWS variables pointing at the test server, and a fresh bucket; yields the bucket's name."""
+    import boto3
+
+    url, key_id, secret = s3_server
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("VITPRO_S3_CONNECT_TIMEOUT", "1")
+    bucket = f"vitpro-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key_id, aws_secret_access_key=secret).create_bucket(Bucket=bucket)
+    yield bucket
+
+
 class WorkerProcess:
     def __init__(self, proc: subprocess.Popen, log_path: Path):
         self.proc = proc
@@ -115,14 +171,21 @@ def start_worker(home, tmp_path):
 
     started: list[WorkerProcess] = []
 
-    def start(queues: str = "cpu", *, concurrency: int = 1, pool: str = "solo", wait: bool = True) -> WorkerProcess:
+    def start(queues: str = "cpu", *, concurrency: int = 1, pool: str = "solo", wait: bool = True, env: dict | None = None) -> WorkerProcess:
+        """``env``: variables to set (a value of None removes one) on top of the test's environment."""
         log_path = tmp_path / f"worker-{len(started)}.log"
+        environ = dict(os.environ)
+        for name, value in (env or {}).items():
+            if value is None:
+                environ.pop(name, None)
+            else:
+                environ[name] = value
         out = open(log_path, "ab")
         proc = subprocess.Popen(
             worker_command(queues, concurrency, pool, loglevel="INFO"),
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ),
+            env=environ,
             cwd=REPO,
             start_new_session=True,
         )

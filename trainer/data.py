@@ -9,11 +9,11 @@ learns to stop; the adapter finds them (``Encoded.response``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 from curation.prompt_layout import ocr_body
 from curation.vlm import Encoded, Sample, SampleError, VLMAdapter
+from db.blobs import as_blobs
 
 IGNORE = -100  # the label value PyTorch's cross-entropy (and transformers' loss) skips
 
@@ -36,24 +36,26 @@ def make_example(adapter: VLMAdapter, sample_id: str, sample: Sample) -> TrainEx
     return TrainExample(sample_id, encoded, response_labels(encoded))
 
 
-def load_images(blob_root: Path, blob_paths: Iterable[str]):
+def load_images(blob_root, blob_paths: Iterable[str]):
+    """The images as RGB; ``blob_root`` is the blob store (db/blobs.py) or a plain folder."""
     from PIL import Image
 
+    blobs = as_blobs(blob_root)
     images = []
     for blob in blob_paths:
-        with Image.open(blob_root / blob) as im:
+        with Image.open(blobs.local(blob)) as im:
             images.append(im.convert("RGB"))
     return images
 
 
-def sample_from_row(row: dict[str, Any], blob_root: Path, *, ocr: bool) -> Sample:
+def sample_from_row(row: dict[str, Any], blob_root, *, ocr: bool) -> Sample:
     """A store row (``db.samples_view.samples_with_images``) as the adapter's Sample; OCR text by option."""
     blobs = row["blob_paths"]
     text = ocr_body(row.get("ocr_texts") or [], len(blobs)) if ocr else ""
     return Sample(load_images(blob_root, blobs), row["question"] or "", row["answer"] or "", text or None)
 
 
-def build_examples(adapter: VLMAdapter, rows: list[dict[str, Any]], blob_root: Path, *, ocr: bool, min_images: int = 1,
+def build_examples(adapter: VLMAdapter, rows: list[dict[str, Any]], blob_root, *, ocr: bool, min_images: int = 1,
                    max_images: int = 5) -> tuple[list[TrainExample], dict[str, int]]:
     """Examples for the rows that can be trained on, and counts of those that could not (by reason);
     one unreadable image or over-long prompt never stops the run."""

@@ -116,7 +116,7 @@ def generate(adapter: VLMAdapter, sample: Sample, max_new_tokens: int) -> str:
     return adapter.tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
-def predict(adapter: VLMAdapter, items: list[EvalItem], benchmark: str, blob_root: Path, *, ocr: bool,
+def predict(adapter: VLMAdapter, items: list[EvalItem], benchmark: str, blob_root, *, ocr: bool,
             progress: Callable[[int], None] | None = None, check: Callable[[], None] | None = None) -> list[Prediction]:
     """The model's answer to every item; an item that cannot be run (unreadable image, too long) gets an
     error and no answer, and counts as wrong; the rest go on."""

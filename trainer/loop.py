@@ -145,8 +145,10 @@ def train(
     on_step: Callable[[StepLog], None] | None = None,
     should_stop: Callable[[], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_checkpoint: Callable[[Path], None] | None = None,
 ) -> TrainResult:
-    """Train ``adapter.model`` (already wrapped with LoRA) and leave checkpoints in ``out_dir``.
+    """Train ``adapter.model`` (already wrapped with LoRA) and leave checkpoints in ``out_dir``;
+    ``on_checkpoint`` gets each one's folder once written (a run in S3 uploads it).
 
     ``should_stop`` is called between steps and raises :class:`StopTraining` (or any exception) to stop;
     a checkpoint of the last finished step is written first, so nothing done is lost.
@@ -175,8 +177,10 @@ def train(
 
     def checkpoint(at: int) -> None:
         nonlocal saved
-        save_checkpoint(out_dir, at, model, optimizer, scheduler, config.keep_checkpoints, extra)
+        folder = save_checkpoint(out_dir, at, model, optimizer, scheduler, config.keep_checkpoints, extra)
         saved = at
+        if on_checkpoint is not None:
+            on_checkpoint(folder)
 
     while step < total:
         if should_stop is not None:

@@ -36,6 +36,13 @@ def lake():
     return store()[1]
 
 
+def blobs():
+    """The image store (a folder, or S3 through this machine's cache): image paths to show come from it."""
+    from db.blobs import open_blobs
+
+    return open_blobs(settings())
+
+
 def engine():
     return store()[2]
 
@@ -109,15 +116,15 @@ def _reads() -> dict[str, Callable[..., Any]]:
         "generation_quality": lambda lk: {k: build_report(*rows).to_dict() for k, rows in quality.rows_by_backend(lk).items()},
         "stored_models": lambda lk, metric, segment, scored_only: stored_models(lk, metric, segment=segment, scored_only=scored_only),
         "browse": lambda lk, kwargs: browse.browse(lk, **dict(kwargs)),
-        "sample_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=settings().blob_path),
+        "sample_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=blobs()),
         # the same record with percentiles from the cached sorted scores (ui/browse_cache.py): Inspect's
-        "inspect_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=settings().blob_path,
+        "inspect_record": lambda lk, sample_id, vis, clip: browse.sample_record(lk, sample_id, vis_model=vis, clip_model=clip, blob_root=blobs(),
                                                                                 percentile_of=browse_cache.percentile),
         "token_percentiles": lambda lk, model, segment, unit: browse.token_percentiles(lk, model, segment, unit),
         "score_range": lambda lk, model: browse.score_range(lk, model),
         # every sample of a pilot at once (one scan of each table, as for one sample): the next sample is then a lookup
         "pilot_details": lambda lk, sample_ids, vis_model, segment: pilots.sample_details(lk, list(sample_ids), vis_model=vis_model, segment=segment,
-                                                                                         blob_root=settings().blob_path),
+                                                                                         blob_root=blobs()),
         "first_images": lambda lk, sample_ids: browse.first_images(lk, list(sample_ids)),
         "excluded_among": lambda lk, sample_ids: browse.excluded_among(lk, list(sample_ids)),
         "score_summary": lambda lk: queries.score_summary(lk),

@@ -4,10 +4,20 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from config.settings import load_settings
 from curation.single_sample import check_device
+from db import objects
+from db.model_files import local_model
 
 _cache: dict[tuple, Any] = {}
 _lock = threading.Lock()
+
+
+def local(ref: str | None) -> str | None:
+    """A model folder on this machine: an s3:// model is copied once into this worker's cache."""
+    if not ref or not objects.is_remote(ref):
+        return ref
+    return local_model(ref, load_settings().home / "cache" / "models")
 
 
 def vlm(model_dir: str, device: str, dtype: str, attention: str):
@@ -19,7 +29,7 @@ def vlm(model_dir: str, device: str, dtype: str, attention: str):
         if key not in _cache:
             check_device(device)
             register()
-            _cache[key] = load_vlm(model_dir, LoadOptions(device=device, dtype=dtype), language_model_attention=attention)
+            _cache[key] = load_vlm(local(model_dir), LoadOptions(device=device, dtype=dtype), language_model_attention=attention)
         return _cache[key]
 
 
@@ -28,9 +38,12 @@ def clip(config):
     with _lock:
         if key not in _cache:
             check_device(config.device)
+            from dataclasses import replace
+
             from curation.clip_score import ClipScorer
 
-            _cache[key] = ClipScorer(config)
+            model = f"local-dir:{local(config.model)}" if objects.is_remote(config.model) else config.model
+            _cache[key] = ClipScorer(replace(config, model=model))
         return _cache[key]
 
 
@@ -47,5 +60,5 @@ def eval_vlm(model_dir: str, adapter_dir: str | None, config):
             # one evaluation model at a time: an ablation grid would otherwise keep every variant in memory
             for old in [k for k in _cache if k[0] == "eval"]:
                 del _cache[old]
-            _cache[key] = load_for_eval(model_dir, adapter_dir=adapter_dir, config=config)
+            _cache[key] = load_for_eval(local(model_dir), adapter_dir=local(adapter_dir), config=config)
         return _cache[key]

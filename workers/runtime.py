@@ -17,6 +17,7 @@ from config.settings import Settings, load_settings
 from db import jobs
 from db.app_engine import write_engine
 from db.app_models import PHASE_FINALIZE, PHASE_PLAN, UNIT_CANCELLED
+from db.blobs import open_blobs
 from db.lake import Lake
 from db.store import open_store
 
@@ -69,6 +70,11 @@ class UnitContext:
     @property
     def payload(self) -> dict[str, Any]:
         return self.claimed.payload
+
+    @property
+    def blobs(self):
+        """The image store: a folder, or S3 read through this machine's cache (db/blobs.py)."""
+        return open_blobs(self.settings)
 
     @property
     def lake(self) -> Lake:
@@ -186,7 +192,12 @@ def execute_unit(unit_id: str, *, settings: Settings | None = None, send: Callab
 
 
 def _safe_message(message: str, settings: Settings) -> str:
-    """An exception message may quote the data it choked on; redact it before it reaches a log or a row."""
+    """An exception message may quote the data it choked on; redact it before it reaches a log or a row.
+    A secret of the object store never does, whatever quoted it."""
+    from db.objects import secret_values
+
+    for secret in secret_values():
+        message = message.replace(secret, "***")
     if not settings.redact:
         return message[:2000]
     from curation.redaction import Redactor

@@ -11,6 +11,9 @@ import json
 import pkgutil
 from pathlib import Path
 
+from db import objects
+from db.model_files import fetch_file
+
 from .base import Encoded, LoadOptions, Sample, SampleError, VLMAdapter
 from .registry import FAMILIES, register
 
@@ -61,6 +64,15 @@ def check_model_folder(model_dir: str | Path) -> type[VLMAdapter]:
     family no adapter serves (with the supported ones listed)."""
     if not str(model_dir).strip():
         raise ValueError("no model folder given: name a VLM checkpoint folder")
+    if objects.is_remote(model_dir):
+        # a model in the object store: its config.json alone tells the family; workers copy the rest
+        try:
+            config = fetch_file(str(model_dir), "config.json")
+        except (objects.ObjectStoreError, ValueError) as exc:
+            raise ValueError(f"{model_dir}: {exc}") from None
+        if config is None:
+            raise ValueError(f"{model_dir}: not a model folder (no config.json there)")
+        return adapter_for(config.parent)
     path = Path(model_dir).expanduser()
     if not path.is_dir():
         raise ValueError(f"{model_dir}: no such model folder")

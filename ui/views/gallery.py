@@ -112,14 +112,14 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
 
 excluded = context.read("excluded_among", tuple(ids))
 images = context.read("first_images", tuple(ids))
-blob_root = context.settings().blob_path
+blobs = context.blobs()
 for start in range(0, len(rows), COLUMNS):
     cols = st.columns(COLUMNS)
     for col, r in zip(cols, rows[start:start + COLUMNS]):
         sid = r["sample_id"]
         link = f"inspect?sample={sid}"
         with col.container(border=True):
-            thumb = thumbnail(str(blob_root / images[sid])) if sid in images else None
+            thumb = thumbnail(str(blobs.local(images[sid], missing_ok=True))) if sid in images else None
             if thumb:
                 st.image(thumb, width="stretch", link=link)
             else:

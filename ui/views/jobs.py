@@ -201,7 +201,7 @@ def export_form() -> None:
             def _params():
                 if not snap:
                     raise ValueError('choose a "Snapshot" (create one on the Snapshots page)')
-                return ExportJob(snapshot=snap, formats=formats, out=str(s.home / "exports" / snap), ocr=ocr_export, force=True).params()
+                return ExportJob(snapshot=snap, formats=formats, out=s.output("exports", snap), ocr=ocr_export, force=True).params()
 
             _launch("export", _params)
 
@@ -229,7 +229,7 @@ def train_form() -> None:
                 overrides = {"device": train_device, **({"r": int(r)} if r else {}), **({"learning_rate": float(lr)} if lr else {}),
                              **({"max_steps": int(max_steps)} if max_steps else {})}
                 return TrainJob(snapshot=train_snap, model=base, name=run_name, config=preset(preset_name).with_overrides(**overrides),
-                                out=str(s.home / "runs" / run_name)).params()
+                                out=s.output("runs", run_name)).params()
 
             _launch("train", _train_params, vlm=(base, "Base VLM"))
 
@@ -257,7 +257,7 @@ def eval_form() -> None:
                 training.check_new_name(engine, evaluation=eval_name)
                 return EvalJob(name=eval_name, snapshot=eval_snap, model=eval_model, adapter=adapter, benchmarks=benches,
                                config=TrainConfig().with_overrides(device=eval_device), baseline=baseline,
-                               limit=int(eval_limit) or None, out=str(s.home / "evals" / eval_name)).params()
+                               limit=int(eval_limit) or None, out=s.output("evals", eval_name)).params()
 
             _launch("eval", _eval_params, vlm=(eval_model, "Base VLM"))
 

@@ -4,23 +4,23 @@ list, the diff and the downloads; the forms that change something are for admins
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from curation import snapshots
-from curation.exports import FORMATS, MANIFEST
+from curation.exports import FORMATS
 from curation.filters import FilterConfig, FilterError
-from db import exclusions, saved_filters, users
+from db import exclusions, export_files, saved_filters, users
 from jobs.submit import submit_job
 from ui import context, downloads
 
 me = context.ensure_signed_in()
 context.page_header("Snapshots", "A snapshot is a saved filter frozen at one DuckLake version: it exports the same bytes forever.")
 s, lake, engine = context.settings(), context.lake(), context.engine()
-EXPORTS = s.home / "exports"
+EXPORTS = s.output("exports", "").rstrip("/")  # a folder, or an s3:// prefix (VITPRO_OUT_PATH)
+REMOTE = EXPORTS.startswith("s3://")
 SNAPSHOT_KEYS = ("diff_a", "diff_b", "export_name", "manifest_snap", "rename_old")  # widgets that hold a snapshot name
 
 
@@ -31,20 +31,21 @@ def _forget_stale(names: list[str], keys=SNAPSHOT_KEYS) -> None:
             del st.session_state[key]
 
 
-def _zip(who, folder, root_name: str) -> bytes:
-    """The export folder as a zip, for a user the store lets export now (checked when the button is
-    clicked, on Streamlit's download thread: no session there, so the user is captured at render)."""
+def _zip(who, entry, root_name: str) -> bytes:
+    """The export as a zip, for a user the store lets export now (checked when the button is clicked, on
+    Streamlit's download thread: no session there, so the user is captured at render). An export in S3 is
+    copied into this server's cache first."""
     users.require(engine, who, "export")
-    return downloads.zip_folder(folder, root_name=root_name)
+    return downloads.zip_folder(export_files.local_copy(entry, s.home / "cache" / "exports"), root_name=root_name)
+
+
+@st.cache_data(show_spinner=False, ttl=30, max_entries=64)
+def _found(root: str, snap: str) -> list:
+    """The snapshot's finished exports, looked up at most every 30 s (in S3 that is a few requests)."""
+    return export_files.find(root, snap, FORMATS)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _folder_bytes(folder: str, manifest_mtime_ns: int) -> int:
-    """An export's size, measured once per export (a new export rewrites its manifest): a folder of many
-    images costs a stat per file, not on every rerun."""
-    return downloads.folder_bytes(Path(folder))
-
-
 @st.cache_data(show_spinner="comparing the two snapshots...", max_entries=32)
 def _diff(home: str, a: str, a_version: int, a_sha: str, b: str, b_version: int, b_sha: str) -> dict[str, dict[str, int]]:
     """Per task: added, removed, unchanged from snapshot a to b. Snapshots never change: computed once per
@@ -91,10 +92,12 @@ if snaps and context.allowed("create_snapshots"):
         new = c[1].text_input("New name", key="rename_new", help=f"Its exports in {EXPORTS}/<name> move with it.")
         if st.form_submit_button("Rename snapshot"):
             try:
-                renamed = context.guarded("create_snapshots", snapshots.rename, engine, old, new, exports_root=EXPORTS)
+                renamed = context.guarded("create_snapshots", snapshots.rename, engine, old, new, exports_root=None if REMOTE else Path(EXPORTS))
                 if renamed is not context.REFUSED:
                     _forget_stale([x.name for x in snapshots.list_all(engine)], [k for k in SNAPSHOT_KEYS if k != "rename_old"])
-                    st.success(f"snapshot {old!r} is now {renamed.name!r}" + (f"; its exports are in {EXPORTS / renamed.name}" if (EXPORTS / renamed.name).exists() else ""))
+                    where = (f"; exports in S3 stay under {EXPORTS}/{old}" if REMOTE  # S3 has no rename of a prefix
+                             else f"; its exports are in {EXPORTS}/{renamed.name}" if (Path(EXPORTS) / renamed.name).exists() else "")
+                    st.success(f"snapshot {old!r} is now {renamed.name!r}{where}")
             except snapshots.SnapshotError as exc:
                 st.error(str(exc))
     snaps = snapshots.list_all(engine)
@@ -148,34 +151,32 @@ if context.allowed("export"):  # annotators do not see the form at all; guarded(
             from jobs.export import ExportJob
 
             try:
-                params = ExportJob(snapshot=snap_name, formats=formats, out=str(EXPORTS / snap_name), ocr=ocr, force=True).params()
+                params = ExportJob(snapshot=snap_name, formats=formats, out=f"{EXPORTS}/{snap_name}", ocr=ocr, force=True).params()
             except ValueError as exc:
                 st.error(str(exc))
             else:
                 job = context.guarded("export", submit_job, "export", params, settings=s, launched_by=me.username)
                 if job is not context.REFUSED:
-                    st.success(f"export job {job} launched: watch it on the Jobs page; files go to {EXPORTS / snap_name}")
+                    st.success(f"export job {job} launched: watch it on the Jobs page; files go to {EXPORTS}/{snap_name}")
 
 st.subheader("Exports on disk")
 shown = st.selectbox("Snapshot", names, index=len(names) - 1, key="manifest_snap")
-folder = EXPORTS / shown
-found = [(fmt, folder / fmt / MANIFEST) for fmt in FORMATS if (folder / fmt / MANIFEST).is_file()]
+found = _found(EXPORTS, shown)
 if not found:
-    st.caption(f"no export of {shown!r} yet in {folder}")
+    st.caption(f"no export of {shown!r} yet in {EXPORTS}/{shown}")
 cap, may_export = downloads.cap_bytes(), context.allowed("export")
-for fmt, path in found:
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    size = _folder_bytes(str(path.parent), path.stat().st_mtime_ns)
+for entry in found:
+    fmt, manifest, size = entry.fmt, entry.manifest, entry.size
     c = st.columns([2, 3, 2, 2])
     c[0].markdown(f"**{fmt}** · {manifest.get('records', '?')} records · {size / 1e6:,.1f} MB")
-    c[1].caption(str(path.parent))
-    c[2].download_button("Download manifest", path.read_bytes(), file_name=f"{shown}-{fmt}-manifest.json", mime="application/json", key=f"dl_{fmt}",
+    c[1].caption(entry.location)
+    c[2].download_button("Download manifest", entry.manifest_bytes, file_name=f"{shown}-{fmt}-manifest.json", mime="application/json", key=f"dl_{fmt}",
                          on_click="ignore")
     if not may_export:
         pass  # the data itself leaves with an export: admins only (the manifest says what is in it)
     elif size > cap:
-        c[3].caption(f"too large to download as a zip here ({size / 1e6:,.0f} MB, the limit is {cap / 1e6:,.0f} MB): copy {path.parent} from the server")
+        c[3].caption(f"too large to download as a zip here ({size / 1e6:,.0f} MB, the limit is {cap / 1e6:,.0f} MB): copy {entry.location} from the server")
     else:
         # deferred: the zip is built when clicked, not on every rerun of the page
-        c[3].download_button("Download zip", functools.partial(_zip, me, path.parent, f"{shown}-{fmt}"),
+        c[3].download_button("Download zip", functools.partial(_zip, me, entry, f"{shown}-{fmt}"),
                              file_name=f"{shown}-{fmt}.zip", mime="application/zip", key=f"zip_{fmt}", on_click="ignore")

@@ -58,10 +58,10 @@ def _margin(_table, table_name: str, cond_json: str, cut: float, version: int, h
     cond = Condition(**json.loads(cond_json))
     above, below = _table.margin(cond, cut, MARGIN_N)
     rows = sample_briefs.briefs(context.lake(), [sid for sid, _ in above + below])  # point reads: a cut moves on every click
-    blobs = context.settings().blob_path
+    blobs = context.blobs()
     shown = lambda side: [{"sample_id": sid, "value": v, "task": rows.get(sid, {}).get("task"),  # noqa: E731
                            "question": rows.get(sid, {}).get("question") or "",
-                           "image": str(blobs / rows[sid]["blob_path"]) if rows.get(sid, {}).get("blob_path") else None} for sid, v in side]
+                           "image": str(blobs.local(rows[sid]["blob_path"], missing_ok=True)) if rows.get(sid, {}).get("blob_path") else None} for sid, v in side]
     return {"below": shown(below), "above": shown(above)}
 
 

@@ -16,6 +16,8 @@ import click
 
 from config.settings import load_settings
 from curation.pilot_stats import AUC_CI_METHOD, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # the paper's +36%
+from db.blobs import open_blobs
+from db.objects import is_remote, join
 from jobs.registry import choices
 
 from .group import cli, echo_table, fail, open_engine, open_lake, run_job
@@ -348,7 +350,7 @@ def pilot_label(name, annotator, open_images, redo) -> None:
     if not queue:
         click.echo(f"all {len(chosen)} sample(s) of {name!r} are labelled by {annotator} (--redo goes through them again)")
         return
-    details = pilots.sample_details(lake, [x.sample_id for x in queue], vis_model=p.config.get("vis_model"), segment=p.config.get("segment", "answer"), blob_root=s.blob_path)
+    details = pilots.sample_details(lake, [x.sample_id for x in queue], vis_model=p.config.get("vis_model"), segment=p.config.get("segment", "answer"), blob_root=open_blobs(s))
     click.echo(f"pilot {name!r}: {len(done)} of {len(chosen)} labelled by {annotator}; {len(queue)} to go")
     click.echo(HELP_LINE)
     k = 0
@@ -648,7 +650,8 @@ def snapshot_diff(a, b, as_json) -> None:
 @snapshot.command("export")
 @click.argument("name")
 @click.option("--format", "formats", multiple=True, required=True, type=click.Choice([*choices("export", "formats"), "all"]), help="Repeat for several; 'all' for every format.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder; each format goes to OUT/<format>/ (default: $VITPRO_HOME/exports/NAME).")
+@click.option("--out", help="Folder or s3://bucket/prefix; each format goes to OUT/<format>/ (default: $VITPRO_OUT_PATH/exports/NAME, "
+                             "$VITPRO_OUT_PATH being $VITPRO_HOME unless set).")
 @click.option("--ocr", is_flag=True, help="Put each image's OCR text in the prompt ('OCR Tokens: ...').")
 @click.option("--link", is_flag=True, help="Hard-link images instead of copying them (same file system).")
 @click.option("--force", is_flag=True, help="Replace a non-empty OUT/<format>/ from another export.")
@@ -669,7 +672,7 @@ def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_mod
 
     _get_snapshot(name)
     chosen = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
-    out = out or load_settings().home / "exports" / name
+    out = out or load_settings().output("exports", name)
     try:
         params = ExportJob(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
                            base_model=base_model, family=family, absolute_paths=absolute_paths).params()
@@ -677,11 +680,12 @@ def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_mod
         fail(str(exc))
     run_job("export", params, wait=wait, local=local)
     for fmt in chosen:
-        click.echo(f"{Path(params['out']) / fmt}: image paths {image_paths_note(fmt, absolute_paths)}")
+        click.echo(f"{join(params['out'], fmt)}: image paths {image_paths_note(fmt, absolute_paths)}")
     if wait:
         for fmt in chosen:
-            click.echo(f"  {fmt:<13} {Path(params['out']) / fmt}")
-        _echo_trainer_settings(Path(params["out"]), chosen)
+            click.echo(f"  {fmt:<13} {join(params['out'], fmt)}")
+        if not is_remote(params["out"]):
+            _echo_trainer_settings(Path(params["out"]), chosen)
 
 
 def _echo_trainer_settings(out: Path, formats: list[str]) -> None:

@@ -12,7 +12,7 @@ from .group import cli, fail, run_job
 
 # ---- ingest ------------------------------------------------------------------------------------------
 @cli.command()
-@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source")
 @click.option("--format", "fmt", type=click.Choice(["auto", "csv", "tsv", "jsonl", "parquet", "abo"]), default="auto", show_default=True,
               help="Source format (from the file name by default; ABO listings are recognised).")
 @click.option("--kind", type=click.Choice(["catalog", "feedback"]), help="Catalog listings or customer feedback. Default: catalog, or the mapping file's.")
@@ -25,8 +25,8 @@ from .group import cli, fail, run_job
               help="A column holding personal data (NAME, EMAIL, PHONE, UCI, ADDRESS, CARD): never stored, and redacted wherever its value reappears.")
 @click.option("--redact-pattern", multiple=True, metavar="KIND=REGEX", help="Extra redaction rule; matches become [KIND].")
 @click.option("--no-redact", is_flag=True, help="Store text as it is (only for data with no personal information).")
-@click.option("--image-root", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder image paths are relative to (default: the source's folder); paths outside it are refused.")
+@click.option("--image-root",
+              help="Folder or s3://bucket/prefix image paths are relative to (default: the source's folder); paths outside it are refused.")
 @click.option("--lang", "languages", multiple=True, metavar="TAG", help="Preferred language tags for ABO listings, in order (default en_US, en_GB, en).")
 @click.option("--name", help="Source name (default: file name without extension); re-ingesting the same name adds only new rows.")
 @click.option("--delimiter", help="CSV delimiter (default , or TAB for .tsv).")
@@ -57,8 +57,8 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
 
     s = load_settings()
     try:
-        check_source(str(source))  # first: a missing file is not reported as a format or a mapping it lacks
-        detected = detect_format(source, fmt)
+        local_copy = check_source(str(source))  # first: a missing file is not reported as a format or a mapping it lacks
+        detected = detect_format(local_copy, fmt)
         if mapping_file:
             base = ColumnMapping.from_yaml(mapping_file)
         elif detected == "abo":

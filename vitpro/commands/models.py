@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .group import cli, echo_table
+from .group import cli, echo_table, fail
 
 
 # ---- models ------------------------------------------------------------------------------------------
@@ -34,6 +34,23 @@ def models_make_tiny(family, out, seed) -> None:
 
     path = make_tiny(family, out, seed=seed)
     click.echo(f"{family} tiny checkpoint in {path} ({sum(f.stat().st_size for f in path.iterdir()) / 1e6:.1f} MB); demo model: scores mean nothing")
+
+
+@models.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("url")
+def models_push(folder, url) -> None:
+    """Upload a model folder to s3://BUCKET/PREFIX, so that workers with no shared disk can load it: pass
+    the URL as --model (or CLIP's --model) and each worker copies it once into its own cache. Credentials
+    and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL."""
+    from db.model_files import upload_model
+    from db.objects import ObjectStoreError
+
+    try:
+        n = upload_model(folder, url)
+    except (ObjectStoreError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(f"{n} file(s) of {folder} uploaded to {url.rstrip('/')}/; use --model {url.rstrip('/')}")
 
 
 @models.command("families")

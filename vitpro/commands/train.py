@@ -3,7 +3,6 @@ each launched as a job on the train queue (--local starts a worker for the comma
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -63,7 +62,7 @@ def train() -> None:
 @click.option("--max-steps", type=int, help="Stop after this many optimiser steps (default: what the epochs give).")
 @click.option("--gradient-checkpointing", is_flag=True, default=None, help="Recompute activations: less memory, slower.")
 @click.option("--checkpoint-every", type=int, help="Optimiser steps between checkpoints (default 50).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default $VITPRO_HOME/runs/NAME).")
+@click.option("--out", help="Run folder or s3://bucket/prefix (default $VITPRO_OUT_PATH/runs/NAME; $VITPRO_OUT_PATH is $VITPRO_HOME unless set).")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
 def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **overrides) -> None:
@@ -82,7 +81,7 @@ def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **ove
     if parts:
         overrides["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
     config = _config(preset_name, **overrides)
-    out = out or load_settings().home / "runs" / name
+    out = out or load_settings().output("runs", name)
     try:
         params = TrainJob(snapshot=snapshot, model=model, name=name, config=config, out=str(out)).params()
     except ValueError as exc:
@@ -204,7 +203,7 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
     try:
         params = EvalJob(name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
                          k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
-                         out=str(load_settings().home / "evals" / name)).params()
+                         out=load_settings().output("evals", name)).params()
     except ValueError as exc:
         fail(str(exc))
     run_job("eval", params, wait=wait, local=local)
@@ -303,7 +302,7 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
         fail(str(exc))
     config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
                      longest_edge=overrides.get("resolution"))
-    out = load_settings().home / "evals" / name
+    out = load_settings().output("evals", name)
     try:
         params = AblateJob(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out)).params()
     except ValueError as exc:

@@ -8,7 +8,6 @@ cells still give their figures.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from db import training
@@ -16,6 +15,7 @@ from db.jobs import UnitSpec, work_results
 from trainer import ablation
 from trainer.config import TrainConfig
 
+from .. import models, outputs
 from ..runtime import UnitContext
 from .evaluate import claim_eval, evaluate_benchmark, resolve_adapter
 from .registry import register
@@ -46,9 +46,11 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     except AcceleratorError as exc:
         ctx.log(f"cell {row['label']}: not run ({exc})", level="warning")
         return {"cell": {**row, "unavailable": str(exc)}}
-    adapter_dir = ctx.payload["adapter"] if adapter_on else None
-    result = evaluate_benchmark(ctx, p, "objective", adapter_dir, config, Path(p["out"]) / f"cell-{ctx.payload['index']:02d}.jsonl",
-                                split_from=ctx.payload["adapter"])
+    trained = models.local(ctx.payload["adapter"])  # an adapter in S3: copied to this worker once
+    adapter_dir = trained if adapter_on else None
+    predictions = outputs.folder(ctx) / f"cell-{ctx.payload['index']:02d}.jsonl"
+    result = evaluate_benchmark(ctx, p, "objective", adapter_dir, config, predictions, split_from=trained)
+    outputs.publish(ctx, predictions)
     ctx.log(f"cell {row['label']}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
     return {"cell": {**row, **result}, "items": result["items"]}
 
@@ -56,12 +58,13 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     rows = sorted((r["cell"] for r in work_results(ctx.engine, ctx.job_id) if "cell" in r), key=lambda r: r["index"])
     text = ablation.table(rows)
-    out = Path(ctx.params["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    out = outputs.folder(ctx)
     (out / "ablation.md").write_text(text + "\n")
     (out / "ablation.json").write_text(json.dumps(rows, indent=2))
+    where = outputs.publish(ctx, out / "ablation.md")
+    outputs.publish(ctx, out / "ablation.json")
     training.set_eval(ctx.engine, ctx.params["name"], results={"ablation": rows, "table": text})
-    ctx.log(f"table written to {out / 'ablation.md'}")
+    ctx.log(f"table written to {where}")
     return {}
 
 

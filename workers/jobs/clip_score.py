@@ -30,11 +30,11 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     flags_base = {"demo_model": True} if ctx.params.get("demo_model") else {}
     items = scoring_reads.items_with_images(ctx.lake, ctx.payload["items"])
     pairs, owners = [], []
-    blob_root = ctx.settings.blob_path
+    blobs = ctx.blobs
     for item in items:
         text = item_text(item)
         for image_id, blob in zip(item["image_ids"], item["blob_paths"]):
-            pairs.append(((lambda p=blob_root / blob: p.read_bytes()), text))
+            pairs.append(((lambda b=blob: blobs.local(b).read_bytes()), text))
             owners.append((item["item_id"], image_id))
     ctx.check()
     results = scorer.score_pairs(pairs)

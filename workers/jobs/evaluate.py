@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from curation import snapshots
-from db import training
+from db import objects, training
 from db.jobs import UnitSpec, work_results
 from trainer.config import TrainConfig
 
+from .. import models, outputs
 from ..runtime import PermanentError, UnitContext
 from .registry import register
 
@@ -21,12 +22,19 @@ def resolve_adapter(engine, adapter: str | None) -> str | None:
     """A training run's name or an adapter folder, as the folder."""
     if not adapter:
         return None
+    if objects.is_remote(adapter):  # a URL: each unit copies it to its own worker (models.local)
+        return str(objects.ObjectURL.parse(adapter)).rstrip("/")
     if Path(adapter).exists():
         return str(Path(adapter).resolve())
     try:
         run = training.get_run(engine, adapter)
     except training.RunError as exc:
         raise PermanentError(f"{exc}; or give an adapter folder") from exc
+    if objects.is_remote(run.out_dir):  # trained into S3: whole once training_config.json is there
+        url = objects.join(run.out_dir, "adapter")
+        if objects.head(objects.ObjectURL.parse(url).child("training_config.json")) is None:
+            raise PermanentError(f"training run {adapter!r} has no final adapter yet (status {run.status})")
+        return url
     folder = Path(run.out_dir) / "adapter"
     if not (folder / "adapter_config.json").exists():
         raise PermanentError(f"training run {adapter!r} has no final adapter yet (status {run.status})")
@@ -107,7 +115,7 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
     except (AcceleratorError, FileNotFoundError) as exc:
         raise PermanentError(str(exc)) from exc
     with PeakMemory(config.device) as memory:
-        predictions = predict(adapter, items, benchmark, ctx.settings.blob_path, ocr=config.ocr, progress=ctx.progress, check=ctx.check)
+        predictions = predict(adapter, items, benchmark, ctx.blobs, ocr=config.ocr, progress=ctx.progress, check=ctx.check)
     failed = sum(1 for x in predictions if x.error)
     result: dict[str, Any] = {
         "items": len(items), "failed_items": failed, "seconds_per_item": sum(x.seconds for x in predictions) / len(predictions),
@@ -140,8 +148,10 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     p = ctx.params
     benchmark = ctx.payload["benchmark"]
     config = TrainConfig.from_dict(p["config"])
-    adapter = ctx.payload["adapter"]
-    result = evaluate_benchmark(ctx, p, benchmark, adapter, config, Path(p["out"]) / f"{benchmark}.jsonl", split_from=adapter)
+    adapter = models.local(ctx.payload["adapter"])  # an adapter in S3: copied to this worker once
+    predictions = outputs.folder(ctx) / f"{benchmark}.jsonl"
+    result = evaluate_benchmark(ctx, p, benchmark, adapter, config, predictions, split_from=adapter)
+    outputs.publish(ctx, predictions)
     ctx.log(f"{benchmark}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
     return {"benchmark": benchmark, "result": result, "items": result["items"]}
 
@@ -153,8 +163,9 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
             results[r["benchmark"]] = r["result"]["scores"]
             results.setdefault("measures", {})[r["benchmark"]] = {k: v for k, v in r["result"].items() if k != "scores"}
     training.set_eval(ctx.engine, ctx.params["name"], results=results)
-    Path(ctx.params["out"]).mkdir(parents=True, exist_ok=True)
-    (Path(ctx.params["out"]) / "results.json").write_text(json.dumps(results, indent=2))
+    path = outputs.folder(ctx) / "results.json"
+    path.write_text(json.dumps(results, indent=2))
+    outputs.publish(ctx, path)
     return {}
 
 

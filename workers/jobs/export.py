@@ -3,11 +3,13 @@ DuckLake version. A unit builds and validates the whole export before anything a
 (see curation/exports.py), so a retried or failed unit leaves either the old folder or the new one."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from curation import snapshots
-from curation.exports import DATA_FILES, ExportError, image_paths_note, write_export
+from curation.exports import DATA_FILES, MANIFEST, ExportError, image_paths_note, write_export
+from db import objects
 from db.jobs import UnitSpec
 from jobs.export import base_family, same_export
 from trainer.external_configs import DEFAULT_BASE_MODEL
@@ -50,24 +52,45 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     fmt = ctx.payload["format"]
     try:
         snap = snapshots.get(ctx.engine, ctx.params["snapshot"])
-        samples, sources = snapshots.export_samples(ctx.lake, snap, ctx.settings.blob_path)
+        samples, sources = snapshots.export_samples(ctx.lake, snap, ctx.blobs)
         ctx.check()
         n_images = max(1, len(sources))
         extra, trainer = trainer_files(fmt, ctx.params)
         meta = {**snapshots.manifest_meta(snap), **({"trainer": trainer} if trainer else {})}
+        final = objects.join(ctx.params["out"], fmt)
+        remote = objects.is_remote(final)
+        # An s3:// export is built in this worker's scratch folder, then uploaded (see _publish).
+        folder = ctx.settings.home / "scratch" / "exports" / ctx.run_id / fmt if remote else Path(final)
+        if remote:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            folder.parent.mkdir(parents=True)
         result = write_export(
-            Path(ctx.params["out"]) / fmt, fmt, samples, sources=sources, meta=meta, ocr=ctx.params["ocr"], extra_files=extra,
-            link=ctx.params["link"], force=ctx.params["force"] or same_export(Path(ctx.params["out"]) / fmt, snap.name, fmt), dataset_name=ctx.params["dataset_name"],
+            folder, fmt, samples, sources=sources, meta=meta, ocr=ctx.params["ocr"], extra_files=extra,
+            link=ctx.params["link"] or remote, force=ctx.params["force"] or remote or same_export(final, snap.name, fmt), dataset_name=ctx.params["dataset_name"],
             absolute_paths=ctx.params.get("absolute_paths", False),
             # progress in samples: images copied stand for their share of the export
             progress=lambda k: (ctx.progress(int(len(samples) * k / n_images)), ctx.check()),
         )
+        if remote:
+            ctx.check()
+            _publish(folder, final)
+            shutil.rmtree(folder.parent, ignore_errors=True)
     except (ExportError, snapshots.SnapshotError) as exc:
         raise PermanentError(str(exc)) from exc
     ctx.progress(len(samples))
-    ctx.log(f"{fmt}: {result.records} record(s), {result.images} image(s) in {result.folder}; image paths: "
+    ctx.log(f"{fmt}: {result.records} record(s), {result.images} image(s) in {final}; image paths: "
             + image_paths_note(fmt, ctx.params.get("absolute_paths", False)))
     return {"records": result.records, "images": result.images, "formats_written": 1}
+
+
+def _publish(folder: Path, final: str) -> None:
+    """Upload a finished export. S3 has no rename of a folder, so the manifest is the commit mark: it is
+    deleted first (with whatever an earlier export or an interrupted upload left there) and uploaded last.
+    A prefix with manifest.json is whole; one without it is unfinished."""
+    prefix = objects.ObjectURL.parse(final).as_prefix()
+    objects.delete(prefix.child(MANIFEST))
+    objects.delete_prefix(prefix)
+    objects.upload_folder(folder, prefix, last=(MANIFEST,))
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:

@@ -6,7 +6,6 @@ and per-word values.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -60,12 +59,12 @@ def _subjects(ctx: UnitContext, on: str) -> list[tuple[str, str, list[str], str,
     return out
 
 
-def _images(blob_paths: list[str], blob_root: Path) -> list[Image.Image]:
+def _images(blob_paths: list[str], blobs) -> list[Image.Image]:
     images = []
     for blob in blob_paths:
-        data = (blob_root / blob).read_bytes()
+        data = blobs.local(blob).read_bytes()
         inspect_image(data, ImageLimits())  # a blob damaged since ingest fails clearly here
-        images.append(Image.open(blob_root / blob).convert("RGB"))
+        images.append(Image.open(blobs.local(blob)).convert("RGB"))
     return images
 
 
@@ -101,7 +100,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         _, subject_id, blob_paths, question, answer, ocr_texts = subject
         ocr = ocr_body(ocr_texts, len(blob_paths)) if p.get("ocr") else None
         try:
-            enc = adapter.encode(Sample(_images(blob_paths, ctx.settings.blob_path), question, answer, ocr or None))
+            enc = adapter.encode(Sample(_images(blob_paths, ctx.blobs), question, answer, ocr or None))
             check_segment(enc, segment)
             return subject_id, enc
         except SampleError as exc:

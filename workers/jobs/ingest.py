@@ -12,7 +12,7 @@ from curation.ingest import ItemDraft, RowFailure, TextLimits, build_item
 from curation.mapping import ColumnMapping
 from curation.readers import RowRange, SourceError, plan_ranges, read_range
 from curation.redaction import RedactionConfig, Redactor
-from db import batches, ingest_reads
+from db import batches, ingest_reads, objects
 from db import jobs as jobs_db
 from db.jobs import UnitSpec
 
@@ -20,9 +20,29 @@ from ..runtime import PermanentError, UnitContext
 from .registry import register
 
 
+def _source(ctx: UnitContext) -> tuple[Path, dict[str, Any]]:
+    """The source as a local file, and what tells it apart from a later version of it: size and mtime
+    on disk, the ETag in the object store (read into this worker's own cache)."""
+    source = ctx.params["source"]
+    if objects.is_remote(source):
+        try:
+            path, etag = objects.fetch_cached(source, ctx.settings.home / "cache" / "sources")
+        except objects.ObjectStoreError as exc:
+            if exc.kind == "missing":
+                raise PermanentError(f"cannot read the source: {exc}") from exc
+            raise  # the store may come back: retried with back-off
+        return path, {"file_bytes": path.stat().st_size, "file_etag": etag}
+    path = Path(source)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise PermanentError(f"cannot read the source: {exc}") from exc
+    return path, {"file_bytes": stat.st_size, "file_mtime_ns": stat.st_mtime_ns}
+
+
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     p = ctx.params
-    path = Path(p["source"])
+    path, fingerprint = _source(ctx)
     try:
         ranges = plan_ranges(path, p["format"], int(p["rows_per_unit"]), delimiter=p.get("delimiter"))
         sha = file_sha256(path)
@@ -33,7 +53,7 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
         {
             "source_id": p["source_id"],
             "name": p["name"],
-            "uri": str(path),
+            "uri": p["source"],
             "format": p["format"],
             "item_kind": p["mapping"]["kind"],
             "file_sha256": sha,
@@ -47,9 +67,7 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     )
     rows = sum(r.n_rows for r in ranges)
     ctx.log(f"{rows} row(s) in {path.name}, {len(ranges)} unit(s) of up to {p['rows_per_unit']}")
-    stat = path.stat()
     # Units seek to byte offsets: they must read the very file that was planned.
-    fingerprint = {"file_bytes": stat.st_size, "file_mtime_ns": stat.st_mtime_ns}
     specs = [UnitSpec({"start_row": r.start_row, "offset": r.offset, "n_rows": r.n_rows, **fingerprint}, r.n_rows) for r in ranges]
     return specs, {"set": {"rows": rows}}
 
@@ -77,14 +95,11 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     redactor = Redactor(RedactionConfig(enabled=bool(p["redact"]), extra_patterns=mapping.redaction_patterns, keep=keep))
     text_limits = TextLimits(**p["text_limits"])
     image_limits = ImageLimits(**p["image_limits"])
-    root = Path(p["image_root"])
-    blob_root = ctx.settings.blob_path
+    root = p["image_root"] if objects.is_remote(p["image_root"]) else Path(p["image_root"])
+    blobs = ctx.blobs
     rng = RowRange(**{k: ctx.payload[k] for k in ("start_row", "offset", "n_rows")})
-    try:
-        stat = Path(p["source"]).stat()
-    except OSError as exc:
-        raise PermanentError(f"cannot read the source: {exc}") from exc
-    if (stat.st_size, stat.st_mtime_ns) != (ctx.payload.get("file_bytes"), ctx.payload.get("file_mtime_ns")):
+    source, fingerprint = _source(ctx)
+    if any(ctx.payload.get(k) != v for k, v in fingerprint.items()):
         raise PermanentError("the source file changed after the job was planned; ingest it again (rows already stored are kept)")
 
     def scrub(text: str) -> str:
@@ -96,7 +111,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     failed = duplicates_in_unit = 0
     seen_rows = 0
     try:
-        for row in read_range(p["source"], p["format"], rng, delimiter=p.get("delimiter"), languages=mapping.languages):
+        for row in read_range(source, p["format"], rng, delimiter=p.get("delimiter"), languages=mapping.languages):
             seen_rows += 1
             result = build_item(row, mapping, redactor, source_id=p["source_id"], source_name=p["name"], limits=text_limits)
             if isinstance(result, RowFailure):
@@ -123,7 +138,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         for ref in draft.image_refs:
             try:
                 info = inspect_image(read_reference(ref, root, image_limits), image_limits)
-                blob = store_blob(blob_root, info)
+                blob = store_blob(blobs, info)
             except ImageError as exc:
                 images_failed += 1
                 message = exc.about(ref, row_number=draft.row_number, row_id=draft.item.get("external_id"), scrub=scrub)

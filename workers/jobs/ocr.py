@@ -11,6 +11,7 @@ from curation.ocr import OcrSettings, OcrSetupError, check_available, get_engine
 from curation.redaction import RedactionConfig, Redactor
 from db import batches, ingest_reads, ocr_reads
 from db.jobs import UnitSpec
+from db.objects import ObjectStoreError
 
 from ..runtime import PermanentError, UnitContext
 from .registry import register
@@ -67,10 +68,12 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         ctx.check()
         ctx.progress(i)
         try:
-            data = (ctx.settings.blob_path / blob).read_bytes()
+            data = ctx.blobs.local(blob).read_bytes()
             result = engine.read(data)
         except OcrSetupError as exc:  # the same for every image: fail the unit, not each image
             raise PermanentError(str(exc)) from exc
+        except ObjectStoreError:
+            raise  # the store, not the image: the unit is retried with back-off
         except Exception as exc:  # one unreadable image never stops the batch
             errors.append(
                 {

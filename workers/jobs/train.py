@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from db import training
+from db import objects, training
 from db.jobs import UnitSpec
 from trainer.config import TrainConfig
 
+from .. import models
 from ..runtime import Cancelled, PermanentError, UnitContext
 from .registry import register
 
@@ -47,6 +49,26 @@ def _run_lock(out_dir: Path):
         os.close(fd)
 
 
+def _fetch_checkpoints(out: str, out_dir: Path) -> None:
+    """The checkpoints already in the store, into the scratch folder (one cut short lacks its state.json,
+    which is uploaded last, and is ignored by the loop)."""
+    from trainer.loop import CHECKPOINTS
+
+    shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)  # only what reached the store counts
+    objects.download_folder(objects.ObjectURL.parse(objects.join(out, CHECKPOINTS)), out_dir / CHECKPOINTS)
+
+
+def _push_checkpoint(folder: Path, out: str, keep: int) -> None:
+    """A checkpoint just written, to the store (state.json last), then the older ones beyond ``keep`` out."""
+    from trainer.loop import CHECKPOINTS
+
+    root = objects.ObjectURL.parse(objects.join(out, CHECKPOINTS)).as_prefix()
+    objects.upload_folder(folder, root.child(folder.name), last=("state.json",))
+    steps = sorted({rel.split("/", 1)[0] for rel, _ in objects.listing(root) if rel.startswith("step-") and "/" in rel})
+    for old in steps[:-keep] if keep > 0 else []:
+        objects.delete_prefix(root.child(old))
+
+
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     from curation import snapshots
     from trainer.benchmarks import split_rows
@@ -57,7 +79,7 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
         config = TrainConfig.from_dict(p["config"])
     except (snapshots.SnapshotError, ValueError, TypeError) as exc:
         raise PermanentError(str(exc)) from exc
-    if not Path(p["model"]).exists():
+    if not objects.is_remote(p["model"]) and not Path(p["model"]).exists():
         raise PermanentError(f"model folder {p['model']} does not exist")
     try:
         run = training.get_run(ctx.engine, p["name"])
@@ -88,16 +110,21 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
     p = ctx.params
     config = TrainConfig.from_dict(p["config"])
-    out_dir = Path(p["out"])
+    remote = objects.is_remote(p["out"])
+    # A run in S3 trains in this worker's scratch folder: its checkpoints go up as they are written, and a
+    # worker that takes the unit over after a crash starts from the last one that reached the store.
+    out_dir = ctx.settings.home / "scratch" / "runs" / p["name"] if remote else Path(p["out"])
     run_row = training.get_run(ctx.engine, p["name"])
     snap = snapshots.get(ctx.engine, p["snapshot"])
     with _run_lock(out_dir):
+        if remote:
+            _fetch_checkpoints(p["out"], out_dir)
         rows, _ = split_rows(snapshots.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"]), config.holdout, config.seed)
         try:
-            adapter = load_for_training(p["model"], config)
+            adapter = load_for_training(models.local(p["model"]), config)
         except AcceleratorError as exc:
             raise PermanentError(str(exc)) from exc
-        examples, skipped = build_examples(adapter, rows, ctx.settings.blob_path, ocr=config.ocr,
+        examples, skipped = build_examples(adapter, rows, ctx.blobs, ocr=config.ocr,
                                            min_images=config.images.min_images, max_images=config.images.max_images)
         if skipped:
             ctx.log("samples left out of training: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
@@ -124,12 +151,19 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 raise CancelTraining(str(exc)) from exc
 
         try:
-            result = train(adapter, examples, config, out_dir, on_step=on_step, should_stop=should_stop)
+            result = train(adapter, examples, config, out_dir, on_step=on_step, should_stop=should_stop,
+                           on_checkpoint=(lambda folder: _push_checkpoint(folder, p["out"], config.keep_checkpoints)) if remote else None)
         except Cancelled:
             training.update_run(ctx.engine, p["name"], status="cancelled")
             raise
         counts = {"examples": len(examples), "skipped": skipped}
         final = save_final(adapter, out_dir, _meta(p, snap, result, counts))
+        if remote:
+            # training_config.json last: evaluation takes an adapter in S3 as whole once that file is there
+            final_url = objects.join(p["out"], "adapter")
+            objects.delete_prefix(objects.ObjectURL.parse(final_url))
+            objects.upload_folder(final, objects.ObjectURL.parse(final_url), last=("training_config.json",))
+            final = final_url
     summary = {"final_loss": result.final_loss, "steps": result.steps, "resumed_from": result.resumed_from, "adapter": str(final), **counts}
     training.update_run(ctx.engine, p["name"], status="succeeded", steps_done=result.steps, summary=summary)
     ctx.log(f"done: {result.steps} steps, final loss {result.final_loss:.4f}; adapter in {final}")

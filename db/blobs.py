@@ -1,0 +1,173 @@
+"""The content-addressed image store: one copy of each ingested image, named by its SHA-256.
+
+Two kinds, one interface. :class:`LocalBlobs` is a folder (the embedded default, ``VITPRO_HOME/blobs``).
+:class:`RemoteBlobs` is an ``s3://bucket/prefix`` (``VITPRO_BLOB_PATH``) with a local cache on each
+machine: a worker or the web app that reads a blob downloads it once into ``VITPRO_HOME/cache/blobs`` and
+reads the file from there; the cache is kept under a size cap (``VITPRO_BLOB_CACHE_MB``) by removing the
+files read longest ago. Readers always get a local file path, so image code stays the same for both.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from . import objects
+
+# A file read this recently is never evicted: its reader may not have opened it yet.
+_RECENT_SECONDS = 120.0
+
+
+class BlobMissing(FileNotFoundError):
+    """A blob the lake names is not in the store."""
+
+
+def _check_rel(rel: str) -> str:
+    if not rel or rel.startswith("/") or ".." in Path(rel).parts:
+        raise ValueError(f"not a blob path: {rel!r}")
+    return rel
+
+
+class LocalBlobs:
+    remote = False
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalBlobs({self.root})"
+
+    def location(self, rel: str) -> str:
+        return str(self.root / _check_rel(rel))
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / _check_rel(rel)).is_file()
+
+    def put(self, rel: str, data: bytes) -> None:
+        """Write once; a name no other process uses, then a rename: a reader never sees half a file."""
+        target = self.root / _check_rel(rel)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def local(self, rel: str, *, missing_ok: bool = False) -> Path:
+        """The file's path (it may be missing: readers report that as a broken blob)."""
+        return self.root / _check_rel(rel)
+
+
+class RemoteBlobs:
+    remote = True
+
+    def __init__(self, url: str, cache: Path, cap_bytes: int):
+        self.url = objects.ObjectURL.parse(url).as_prefix()
+        self.cache = Path(cache)
+        self.cap_bytes = int(cap_bytes)
+        self._lock = threading.Lock()
+        self._cached_bytes: int | None = None  # counted on the first eviction check, then kept up to date
+        self._known: set[str] = set()  # blobs this process wrote or saw in the store
+
+    def __repr__(self) -> str:
+        return f"RemoteBlobs({self.url})"
+
+    def location(self, rel: str) -> str:
+        return str(self.url.child(_check_rel(rel)))
+
+    def exists(self, rel: str) -> bool:
+        return rel in self._known or objects.head(self.url.child(_check_rel(rel))) is not None
+
+    def put(self, rel: str, data: bytes) -> None:
+        """Upload once (content-addressed: the same name always holds the same bytes). A PUT is atomic in S3:
+        a reader sees the whole object or none."""
+        # No look-up first: a PUT of the same name writes the same bytes, and one request is cheaper than two.
+        if rel in self._known:
+            return
+        objects.put_bytes(self.url.child(_check_rel(rel)), data)
+        self._known.add(rel)
+
+    def local(self, rel: str, *, missing_ok: bool = False) -> Path:
+        """The blob as a local file: from the cache, or downloaded into it. A blob missing from the store
+        raises :class:`BlobMissing` naming the object (an OSError, as a deleted local file gives); with
+        ``missing_ok`` (pages that show images) it comes back as a path that does not exist."""
+        target = self.cache / _check_rel(rel)
+        if target.is_file():
+            try:
+                os.utime(target)  # mark it read now: eviction removes the files read longest ago
+            except OSError:
+                pass
+            return target
+        try:
+            objects.download(self.url.child(rel), target)
+        except objects.ObjectStoreError as exc:
+            if exc.kind != "missing":
+                raise
+            if missing_ok:
+                return target
+            raise BlobMissing(f"blob {self.url.child(rel)} is missing from the store (deleted behind its back?)") from None
+        self._grew(target.stat().st_size)
+        return target
+
+    # ---- the cache's size cap ------------------------------------------------------------------------
+    def _grew(self, n: int) -> None:
+        with self._lock:
+            if self._cached_bytes is None:
+                self._cached_bytes = cache_size(self.cache)
+            else:
+                self._cached_bytes += n
+            if self._cached_bytes > self.cap_bytes:
+                self._cached_bytes = evict(self.cache, int(self.cap_bytes * 0.8))
+
+
+def cache_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def evict(folder: Path, keep_bytes: int) -> int:
+    """Remove the files read longest ago until at most ``keep_bytes`` remain; returns what remains.
+    Files read in the last two minutes stay even over the cap (a reader may be about to open them)."""
+    files = []
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file():
+                st = p.stat()
+                files.append((st.st_mtime, st.st_size, p))
+        except OSError:
+            continue  # another process evicted it first
+    total = sum(size for _, size, _ in files)
+    now = time.time()
+    for mtime, size, path in sorted(files):
+        if total <= keep_bytes or now - mtime < _RECENT_SECONDS:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+    return total
+
+
+def as_blobs(store) -> LocalBlobs | RemoteBlobs:
+    """A blob store from a store or a plain folder (callers and tests that hold only a path)."""
+    if isinstance(store, (LocalBlobs, RemoteBlobs)):
+        return store
+    return LocalBlobs(Path(store))
+
+
+_open: dict[tuple, LocalBlobs | RemoteBlobs] = {}
+
+
+def open_blobs(settings) -> LocalBlobs | RemoteBlobs:
+    """The blob store the settings name (one per process, so the cache's size is counted once)."""
+    key = (settings.blob_url, str(settings.blob_path), settings.blob_cache_bytes)
+    if key not in _open:
+        if objects.is_remote(settings.blob_url):
+            _open[key] = RemoteBlobs(settings.blob_url, settings.blob_path, settings.blob_cache_bytes)
+        else:
+            _open[key] = LocalBlobs(settings.blob_path)
+    return _open[key]

@@ -1,0 +1,46 @@
+"""Model folders kept in the object store, read into each machine's own cache.
+
+With no disk shared between machines, a checkpoint (a VLM, a CLIP folder, a trained LoRA adapter) can
+live under an ``s3://bucket/prefix/`` and be named by that URL in a job: every worker copies it once into
+``VITPRO_HOME/cache/models/`` and loads it from there, offline like any local folder. The URL, not the
+copy's path, is what the lake records as the model, so the scores of two workers agree on its name.
+A model under a prefix is taken as fixed: upload a new version under a new prefix.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from . import objects
+
+_COMPLETE = ".vitpro-complete"
+
+
+def local_model(ref: str, cache_root: Path) -> str:
+    """A local folder for ``ref``: ``ref`` itself when it is not an s3:// URL."""
+    if not objects.is_remote(ref):
+        return ref
+    url = objects.ObjectURL.parse(ref).as_prefix()
+    target = Path(cache_root) / url.bucket / url.key.rstrip("/")
+    if (target / _COMPLETE).is_file():
+        return str(target)
+    n = objects.download_folder(url, target)
+    if n == 0:
+        raise objects.ObjectStoreError("missing", f"no model under {url}: nothing is stored there")
+    (target / _COMPLETE).write_text(str(n))  # last: a copy cut short is fetched again, never loaded
+    return str(target)
+
+
+def fetch_file(ref: str, name: str) -> Path | None:
+    """One file of a remote model folder (config.json, say) in a fresh temporary folder; None if absent.
+    Lets the sending side check a model's family without copying its weights."""
+    url = objects.ObjectURL.parse(ref).as_prefix().child(name)
+    if objects.head(url) is None:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="vitpro-model-"))
+    return objects.download(url, folder / name)
+
+
+def upload_model(folder: Path, ref: str) -> int:
+    """A local model folder to ``ref`` (``vitpro models push``); config.json goes last."""
+    return objects.upload_folder(Path(folder), objects.ObjectURL.parse(ref).as_prefix(), last=("config.json",))

@@ -1,0 +1,186 @@
+"""Object storage: the lake's data files, the image blobs, sources, exports and models in an S3-compatible
+server (moto's server mode over real HTTP, with signed requests checked), and what each failure says."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from db import objects
+from db.blobs import BlobMissing, RemoteBlobs, evict
+
+from .conftest import _reset_process_caches
+
+
+def _s3():
+    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+
+def _keys(bucket: str, prefix: str = "") -> list[str]:
+    return sorted(o["Key"] for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", []))
+
+
+@pytest.fixture
+def s3_home(home, s3_env, monkeypatch):
+    """A fresh home whose lake data, blobs and outputs are in the test bucket (the catalog stays embedded)."""
+    monkeypatch.setenv("VITPRO_DATA_PATH", f"s3://{s3_env}/lake/")
+    monkeypatch.setenv("VITPRO_BLOB_PATH", f"s3://{s3_env}/blobs/")
+    monkeypatch.setenv("VITPRO_OUT_PATH", f"s3://{s3_env}/out")
+    _reset_process_caches()
+    return s3_env
+
+
+def test_lake_data_files_live_in_the_bucket_and_a_second_connection_reads_them(s3_home):
+    from config.settings import load_settings
+    from db.lake import Lake
+    from db.store import open_store
+
+    lake = open_store(load_settings().store)
+    lake.execute("SELECT 1")
+    lake.transaction(lambda con: (con.execute("CREATE TABLE IF NOT EXISTS probe (k INTEGER, v VARCHAR)"),
+                                  con.execute("INSERT INTO probe SELECT range, 'row ' || range FROM range(5000)")))
+    parquet = [k for k in _keys(s3_home, "lake/") if k.endswith(".parquet")]
+    assert parquet, "no data file reached the bucket"
+    other = Lake(load_settings().catalog_url, load_settings().data_path)  # a connection of its own, as another process has
+    assert other.fetchone("SELECT count(*), sum(k) FROM probe") == (5000, sum(range(5000)))
+    # the secret DuckDB holds is temporary and shown redacted
+    secrets = str(other.fetchall("SELECT * FROM duckdb_secrets()"))
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in secrets and "vitpro_s3" in secrets
+
+
+def test_remote_blobs_are_written_once_read_through_the_cache_and_kept_under_the_cap(s3_home, tmp_path):
+    store = RemoteBlobs(f"s3://{s3_home}/blobs/", tmp_path / "cache", cap_bytes=1 << 30)
+    for i in range(6):
+        store.put(f"{i:02d}/blob-{i}.bin", bytes([i]) * 3000)
+    assert _keys(s3_home, "blobs/") == [f"blobs/{i:02d}/blob-{i}.bin" for i in range(6)]
+    first = store.local("00/blob-0.bin")
+    assert first.read_bytes() == b"\x00" * 3000 and first.is_relative_to(tmp_path / "cache")
+    _s3().delete_object(Bucket=s3_home, Key="blobs/00/blob-0.bin")
+    assert store.local("00/blob-0.bin").read_bytes() == b"\x00" * 3000  # a cached copy needs no request
+    # files read over two minutes ago are evicted first once the cache passes its cap
+    for i in range(1, 6):
+        path = store.local(f"{i:02d}/blob-{i}.bin")
+        os.utime(path, (time.time() - 600 + i, time.time() - 600 + i))
+    os.utime(first, (time.time() - 900, time.time() - 900))
+    remaining = evict(tmp_path / "cache", 10_000)
+    left = sorted(p.name for p in (tmp_path / "cache").rglob("*.bin"))
+    assert remaining <= 10_000 and left == ["blob-3.bin", "blob-4.bin", "blob-5.bin"]
+    # a blob deleted behind the store's back (and not cached): an OSError naming the object, as a missing file on disk
+    with pytest.raises(BlobMissing, match=f"s3://{s3_home}/blobs/00/blob-0.bin is missing"):
+        store.local("00/blob-0.bin")
+    assert not store.local("00/blob-0.bin", missing_ok=True).exists()  # pages that show images show none
+
+
+def test_a_file_read_recently_is_never_evicted(tmp_path):
+    for i in range(4):
+        (tmp_path / f"f{i}").write_bytes(b"x" * 1000)
+    assert evict(tmp_path, 1000) == 4000  # all four were read just now: over the cap, but kept
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_errors_name_the_object_and_never_the_secret(s3_home, monkeypatch):
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    url = objects.ObjectURL.parse(f"s3://{s3_home}/blobs/ab/nothing.jpg")
+    assert objects.head(url) is None
+    with pytest.raises(objects.ObjectStoreError) as missing:
+        objects.get_bytes(url)
+    assert missing.value.kind == "missing" and str(url) in str(missing.value)
+
+    with pytest.raises(objects.ObjectStoreError) as no_bucket:
+        objects.put_bytes(objects.ObjectURL.parse("s3://no-such-bucket-here/x/y.bin"), b"1")
+    assert no_bucket.value.kind == "no_bucket" and "'no-such-bucket-here' does not exist" in str(no_bucket.value)
+    with pytest.raises(objects.ObjectStoreError) as head_no_bucket:
+        objects.head(objects.ObjectURL.parse("s3://no-such-bucket-here/x/y.bin"))
+    assert head_no_bucket.value.kind == "no_bucket"
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-right-secret-at-all")
+    with pytest.raises(objects.ObjectStoreError) as refused:
+        objects.get_bytes(url)
+    assert refused.value.kind == "credentials" and str(url) in str(refused.value)
+    assert "not-the-right-secret-at-all" not in str(refused.value) and secret not in str(refused.value)
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(objects.ObjectStoreError) as unreachable:
+        objects.get_bytes(url)
+    assert unreachable.value.kind == "unreachable" and "http://127.0.0.1:9" in str(unreachable.value) and str(url) in str(unreachable.value)
+    assert time.monotonic() - started < 30
+
+
+def test_credentials_in_an_s3_url_are_refused():
+    with pytest.raises(ValueError, match="credentials do not belong"):
+        objects.ObjectURL.parse("s3://AKIA:topsecret@bucket/prefix")
+
+
+def test_opening_a_store_in_a_missing_bucket_says_so(home, s3_env, monkeypatch):
+    from config.settings import load_settings
+    from db.store import open_store
+
+    monkeypatch.setenv("VITPRO_DATA_PATH", "s3://bucket-nobody-made/lake/")
+    _reset_process_caches()
+    with pytest.raises(objects.ObjectStoreError, match="bucket 'bucket-nobody-made' does not exist"):
+        open_store(load_settings().store)
+
+
+def _upload_abo(bucket: str, shared_data: Path) -> str:
+    root = shared_data / "abo-samples"
+    for path in root.rglob("*"):
+        if path.is_file():
+            _s3().upload_file(str(path), bucket, "incoming/abo/" + path.relative_to(root).as_posix())
+    return f"s3://{bucket}/incoming/abo/listings.jsonl"
+
+
+def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, shared_data, vitpro_cli):
+    """A source and its photos in S3, the lake and blobs in S3, the export to S3: nothing of it on this disk
+    but caches, and the secret in no log, job parameter or row."""
+    source = _upload_abo(s3_home, shared_data)
+    out = vitpro_cli("ingest", source, "--local", check=True).stdout
+    assert "ingested 3" in out and "images_ingested 12" in out
+    blobs = _keys(s3_home, "blobs/")
+    assert len(blobs) == 12 and all(k.endswith(".jpg") for k in blobs)
+    vitpro_cli("generate", "--backend", "template", "--local", check=True)
+    vitpro_cli("ocr", "--engine", "tesseract", "--local", check=True)  # reads every blob from the bucket
+    vitpro_cli("score", "aux", "--local", check=True)
+    vitpro_cli("filter", "save", "all", "--where", "ocr_chars >= 0 or missing", check=True)
+    vitpro_cli("snapshot", "create", "s3snap", "--filter", "all", check=True)
+    done = vitpro_cli("snapshot", "export", "s3snap", "--format", "llava", "--format", "trl", "--local", check=True).stdout
+    prefix = "out/exports/s3snap/"
+    exported = _keys(s3_home, prefix)
+    for fmt in ("llava", "trl"):
+        manifest = json.loads(_s3().get_object(Bucket=s3_home, Key=f"{prefix}{fmt}/manifest.json")["Body"].read())
+        assert manifest["snapshot"] == "s3snap" and manifest["records"] > 0
+        images = [k for k in exported if k.startswith(f"{prefix}{fmt}/images/")]
+        assert len(images) == len(set(images)) > 0
+    assert f"s3://{s3_home}/out/exports/s3snap/llava" in done
+    # exporting again to the same place replaces it (same snapshot); another snapshot is refused there
+    vitpro_cli("snapshot", "export", "s3snap", "--format", "llava", "--local", check=True)
+    assert _keys(s3_home, prefix + "llava/") == [k for k in exported if k.startswith(prefix + "llava/")]
+    # nothing of the store on local disk but the caches and the embedded catalog
+    home = Path(os.environ["VITPRO_HOME"])
+    assert not (home / "lake").exists() and not (home / "blobs").exists() and not (home / "exports").exists()
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    for path in home.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_blob_deleted_behind_the_stores_back_is_recorded_and_the_rest_goes_on(s3_home, shared_data, vitpro_cli):
+    from config.settings import load_settings
+    from db.store import open_store
+
+    vitpro_cli("ingest", _upload_abo(s3_home, shared_data), "--local", check=True)
+    blobs = _keys(s3_home, "blobs/")
+    _s3().delete_object(Bucket=s3_home, Key=blobs[0])
+    result = vitpro_cli("ocr", "--engine", "tesseract", "--local")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lake = open_store(load_settings().store)
+    read = lake.scalar("SELECT count(DISTINCT sha256) FROM ocr")
+    errors = lake.fetchall("SELECT code, message FROM errors WHERE stage = 'ocr'")
+    assert read == len(blobs) - 1
+    assert len(errors) == 1 and errors[0][0] == "ocr_failed"
+    assert f"s3://{s3_home}/{blobs[0]}" in errors[0][1] and "missing from the store" in errors[0][1]
