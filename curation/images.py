@@ -248,9 +248,14 @@ def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
     return ImageInfo(hashlib.sha256(data).hexdigest(), width, height, fmt, len(data), data)
 
 
+def blob_rel(info: ImageInfo) -> str:
+    """The blob's path relative to the store: named by its hash."""
+    return f"{info.sha256[:2]}/{info.sha256}.{info.extension}"
+
+
 def store_blob(blob_root, info: ImageInfo) -> str:
     """Write the bytes under their hash, once, into the blob store (db/blobs.py: a folder or S3; a plain
     folder is taken as one); returns the blob's path relative to the store."""
-    rel = f"{info.sha256[:2]}/{info.sha256}.{info.extension}"
+    rel = blob_rel(info)
     as_blobs(blob_root).put(rel, info.data)
     return rel
