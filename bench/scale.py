@@ -46,6 +46,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -69,13 +70,13 @@ class Stage:
 
 STAGES = {
     s.name: s for s in (
-        Stage("ingest", "items", (500, 2_000, 8_000), (50, 100, 200), "items with 2 JPEGs each: Python per image (hash, decode, copy)"),
-        Stage("generate", "items", (1_000, 5_000, 20_000), (50, 100, 200), "items: Python per item and task"),
+        Stage("ingest", "items", (1_000, 3_000, 10_000), (50, 100, 200), "items with 2 JPEGs each: Python per image (hash, decode, copy)"),
+        Stage("generate", "items", (300, 1_000, 3_000), (50, 100, 200), "items; units of 25 items, each a commit"),
         Stage("sampling", "samples", (10_000, 100_000, 1_000_000), (1_000, 3_000, 10_000)),
         Stage("threshold", "samples", (10_000, 100_000, 1_000_000, THRESHOLD_TARGET_AT), (1_000, 3_000, 10_000, 100_000), "also at 20M"),
         Stage("snapshot", "samples", (10_000, 100_000, 1_000_000), (1_000, 3_000, 10_000)),
         Stage("export", "samples", (10_000, 100_000, 1_000_000), (1_000, 3_000, 10_000), "llava; records = kept samples"),
-        Stage("ui", "samples", (10_000, 100_000, 300_000), (1_000, 3_000, 10_000), "'new data' rebuild: smaller sizes"),
+        Stage("ui", "samples", (10_000, 100_000, 1_000_000), (1_000, 3_000, 10_000), "'new data': every read and the stats table again"),
     )
 }
 # stages measured on one synthetic store per size (bench/synthetic_store.py), in this order
@@ -114,6 +115,8 @@ class S3Server:
         self.log = open(scratch / "moto.log", "w")
         self.proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+            os.environ.pop(name, None)
         os.environ.update({"AWS_ACCESS_KEY_ID": "scale", "AWS_SECRET_ACCESS_KEY": "scale-secret", "AWS_DEFAULT_REGION": "us-east-1",
                            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.port}"})
         deadline = time.monotonic() + 30
@@ -188,6 +191,9 @@ def fresh_store(store: str, scratch: Path, label: str, s3: S3Server | None):
         _reset_process_state()
         if db:
             _pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            from db import objects
+
+            objects.delete_prefix(objects.ObjectURL.parse(f"s3://{s3.bucket}/{label}/"))  # moto keeps objects in memory
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -257,7 +263,7 @@ def stage_generate(settings, n: int) -> Figure:
     from db.store import open_store
 
     samples = int(open_store(settings.store).scalar("SELECT count(*) FROM samples"))
-    return Figure("generate", "", n, took, samples, {"samples": samples, "items_to_generate": counts.get("items_to_generate")})
+    return Figure("generate", "", n, took, n, {"samples": samples, "items_to_generate": counts.get("items_to_generate")})
 
 
 def stage_threshold(settings, n: int, repeats: int) -> Figure:
@@ -306,11 +312,12 @@ def stage_export(settings, n: int, snap, out: Path) -> Figure:
     built, validated, written, read back and validated again."""
     from curation import snapshots
     from curation.exports import write_export
+    from db.blobs import open_blobs
     from db.store import open_store
 
     lake = open_store(settings.store)
     t = time.perf_counter()
-    samples, sources = snapshots.export_samples(lake, snap, settings.blob_path)
+    samples, sources = snapshots.export_samples(lake, snap, open_blobs(settings))  # from S3: read into the local cache
     result = write_export(out, "llava", samples, sources=sources, meta=snapshots.manifest_meta(snap), force=True)
     took = time.perf_counter() - t
     shutil.rmtree(out, ignore_errors=True)
@@ -329,24 +336,23 @@ def stage_ui(n: int) -> list[Figure]:
     return out
 
 
-def on_synthetic(settings, n: int, stages: list[str], scratch: Path) -> list[Figure]:
+def on_synthetic(settings, n: int, stages: list[str], scratch: Path, add: Callable) -> None:
     """The stages that read a full store, on one synthetic store of ``n`` samples (built in bulk, not timed)."""
     from bench.synthetic_store import build
 
     build(n)
-    out: list[Figure] = []
     if "sampling" in stages:
-        out.append(stage_sampling(settings, n))
+        add(stage_sampling(settings, n))
     snap = None
     if "snapshot" in stages or "export" in stages:
         fig, snap = stage_snapshot(settings, n)
         if "snapshot" in stages:
-            out.append(fig)
+            add(fig)
     if "export" in stages:
-        out.append(stage_export(settings, n, snap, scratch / f"export-{n}"))
+        add(stage_export(settings, n, snap, scratch / f"export-{n}"))
     if "ui" in stages:
-        out.extend(stage_ui(n))
-    return out
+        for fig in stage_ui(n):
+            add(fig)
 
 
 # ---- one run --------------------------------------------------------------------------------------------
@@ -364,12 +370,11 @@ def log(msg: str) -> None:
 def run_store(store: str, stages: list[str], args, scratch: Path, s3: S3Server | None) -> list[Figure]:
     figures: list[Figure] = []
 
-    def add(found: Figure | list[Figure]) -> None:
-        for f in found if isinstance(found, list) else [found]:
-            f.store = store
-            figures.append(f)
-            rate = f" ({f.per_second:,.0f}/s)" if f.per_second else ""
-            log(f"{store:>9} {f.stage:<22} {f.size:>11,}  {fmt_time(f.seconds)}{rate}")
+    def add(f: Figure) -> None:
+        f.store = store
+        figures.append(f)
+        rate = f" ({f.per_second:,.0f}/s)" if f.per_second else ""
+        log(f"{store:>9} {f.stage:<22} {f.size:>11,}  {fmt_time(f.seconds)}{rate}")
 
     if "ingest" in stages:
         sizes = sizes_of(STAGES["ingest"], args)
@@ -393,7 +398,7 @@ def run_store(store: str, stages: list[str], args, scratch: Path, s3: S3Server |
         for n in sizes:
             here = [s for s in synthetic if n in sizes_of(STAGES[s], args)]
             with fresh_store(store, scratch, f"synthetic-{n}", s3) as settings:
-                add(on_synthetic(settings, n, here, scratch))
+                on_synthetic(settings, n, here, scratch, add)
     return figures
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
 
 TASKS = ("recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal")
 YES_NO_TASKS = ("damage_detection", "matching")  # the objective forms: a yes/no label
@@ -23,20 +22,19 @@ PASSWORDS = {"admin": "admin-pass-1", "anna": "annotator-pass-1"}
 FILTER = "bench-filter"
 
 
-def _jpegs(blob_root: Path) -> list[tuple[int, str, str]]:
-    """(k, blob path relative to the blob root, sha256) of JPEGS small real images."""
+def _jpegs(blobs) -> list[tuple[int, str, str]]:
+    """(k, blob path relative to the blob root, sha256) of JPEGS small real images, put in the blob store
+    ``blobs`` (db/blobs.py: a folder, or S3)."""
     from PIL import Image, ImageDraw
 
     out = []
-    folder = blob_root / "bench"
-    folder.mkdir(parents=True, exist_ok=True)
     for k in range(JPEGS):
         img = Image.new("RGB", (96, 96), ((37 * k) % 256, (91 * k) % 256, (151 * k) % 256))
         ImageDraw.Draw(img).text((8, 40), f"SKU {k}", fill=(255, 255, 255))
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=80)
         data = buf.getvalue()
-        (folder / f"{k}.jpg").write_bytes(data)
+        blobs.put(f"bench/{k}.jpg", data)
         out.append((k, f"bench/{k}.jpg", hashlib.sha256(data).hexdigest()))
     return out
 
@@ -142,10 +140,11 @@ def build_items(n_items: int) -> None:
     """The store of ``VITPRO_HOME`` with ``n_items`` items and their images, no samples (bench/scale.py's
     generation stage)."""
     from config.settings import load_settings
+    from db.blobs import open_blobs
     from db.store import open_store
 
     s = load_settings()
-    _lake_rows(open_store(s.store), n_items * SAMPLES_PER_ITEM, _jpegs(s.blob_path), items_only=True)
+    _lake_rows(open_store(s.store), n_items * SAMPLES_PER_ITEM, _jpegs(open_blobs(s)), items_only=True)
 
 
 def build(n: int) -> dict[str, float]:
@@ -157,6 +156,7 @@ def build(n: int) -> dict[str, float]:
     from curation.filters import Condition, FilterConfig, resolve
     from db import jobs, pilots, saved_filters, users
     from db.app_engine import write_engine
+    from db.blobs import open_blobs
     from db.store import open_store
 
     s = load_settings()
@@ -164,7 +164,7 @@ def build(n: int) -> dict[str, float]:
     t = time.perf_counter()
     lake = open_store(s.store)
     engine = write_engine(s.app_url)
-    _lake_rows(lake, n, _jpegs(s.blob_path))
+    _lake_rows(lake, n, _jpegs(open_blobs(s)))
     took["lake rows"] = time.perf_counter() - t
     t = time.perf_counter()
     users.add(engine, "admin", PASSWORDS["admin"], "admin")
