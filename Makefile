@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser tesseract demo lint test test-fast bench bench-ui clean
+.PHONY: setup browser tesseract demo lint test test-fast bench bench-ui bench-scale clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(STAMP)
 # The web app's pages timed on synthetic stores of 100,000 and 1,000,000 samples (targets: warm < 1 s, cold < 2 s).
 bench-ui: $(STAMP)
 	$(BIN)/python bench/ui_pages.py --samples 100000 --samples 1000000
+
+# How each stage's cost grows with size, on embedded and pg+s3 stores, with the targets checked (bench/scale.py).
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf var .pytest_cache
