@@ -70,8 +70,8 @@ class Stage:
 
 STAGES = {
     s.name: s for s in (
-        Stage("ingest", "items", (1_000, 3_000, 10_000), (25, 50, 100), "items with 2 JPEGs each: Python per image (hash, decode, copy)"),
-        Stage("generate", "items", (300, 1_000, 3_000), (25, 50, 100), "items; units of 25 items, each a commit"),
+        Stage("ingest", "items", (1_000, 3_000, 10_000), (25, 50, 100), "smaller sizes: items of 2 JPEGs, Python per image (decode, hash, copy)"),
+        Stage("generate", "items", (500, 1_500, 5_000), (25, 50, 100), "smaller sizes: items, Python per item and task"),
         Stage("sampling", "samples", (10_000, 100_000, 1_000_000), (1_000, 2_000, 4_000)),
         Stage("threshold", "samples", (10_000, 100_000, 1_000_000, THRESHOLD_TARGET_AT), (1_000, 2_000, 4_000, 40_000), "also at 20M"),
         Stage("snapshot", "samples", (10_000, 100_000, 1_000_000), (1_000, 2_000, 4_000)),
@@ -372,7 +372,9 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_store(store: str, stages: list[str], args, scratch: Path, s3: S3Server | None) -> list[Figure]:
+def run_store(store: str, stages: list[str], args, scratch: Path, s3: S3Server | None, notes: list[str]) -> list[Figure]:
+    """Every chosen stage at each of its sizes on fresh stores of one configuration. A stage that fails
+    at a size is noted and the run goes on (the table shows what was measured)."""
     figures: list[Figure] = []
     cpu = [s3.cpu_seconds() if s3 is not None else 0.0]  # the S3 server's CPU time at the last figure
 
@@ -385,29 +387,31 @@ def run_store(store: str, stages: list[str], args, scratch: Path, s3: S3Server |
         rate = f" ({f.per_second:,.0f}/s)" if f.per_second else ""
         log(f"{store:>9} {f.stage:<22} {f.size:>11,}  {fmt_time(f.seconds)}{rate}")
 
+    def on_fresh(label: str, body: Callable) -> None:
+        try:
+            with fresh_store(store, scratch, label, s3) as settings:
+                body(settings)
+        except Exception as exc:  # one failed size must not lose the rest of a long run
+            notes.append(f"{store} {label}: FAILED ({exc.__class__.__name__}: {str(exc)[:300]})")
+            log(notes[-1])
+
     if "ingest" in stages:
         sizes = sizes_of(STAGES["ingest"], args)
         src = ingest_inputs(scratch, max(sizes))
         for n in sizes:
-            with fresh_store(store, scratch, f"ingest-{n}", s3) as settings:
-                add(stage_ingest(settings, n, src))
+            on_fresh(f"ingest-{n}", lambda settings: add(stage_ingest(settings, n, src)))
     if "generate" in stages:
         for n in sizes_of(STAGES["generate"], args):
-            with fresh_store(store, scratch, f"generate-{n}", s3) as settings:
-                add(stage_generate(settings, n))
+            on_fresh(f"generate-{n}", lambda settings: add(stage_generate(settings, n)))
     if "threshold" in stages:
         for n in sizes_of(STAGES["threshold"], args):
             if n > 1_000_000 and store != "embedded" and not args.big_everywhere:
                 continue  # the warm change reads an in-memory table: the same on either store (see --big-everywhere)
-            with fresh_store(store, scratch, f"threshold-{n}", s3) as settings:
-                add(stage_threshold(settings, n, args.repeats))
+            on_fresh(f"threshold-{n}", lambda settings: add(stage_threshold(settings, n, args.repeats)))
     synthetic = [s for s in ON_SYNTHETIC if s in stages]
-    if synthetic:
-        sizes = sorted({n for s in synthetic for n in sizes_of(STAGES[s], args)})
-        for n in sizes:
-            here = [s for s in synthetic if n in sizes_of(STAGES[s], args)]
-            with fresh_store(store, scratch, f"synthetic-{n}", s3) as settings:
-                on_synthetic(settings, n, here, scratch, add)
+    for n in sorted({n for s in synthetic for n in sizes_of(STAGES[s], args)}):
+        here = [s for s in synthetic if n in sizes_of(STAGES[s], args)]
+        on_fresh(f"synthetic-{n}", lambda settings: on_synthetic(settings, n, here, scratch, add))
     return figures
 
 
@@ -545,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="vitpro-scale-"))
     scratch.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
+    if {"ingest", "generate"} & set(args.stages):
+        notes.append("ingest, generate: the job's units one after another in this process (workers.runtime.execute_unit, no broker); "
+                     "ingest units of 250 rows, generation units of 25 items")
     if "ui" in args.stages:
         quiet_streamlit()
     figures: list[Figure] = []
@@ -557,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(notes[-1])
                     continue
                 s3 = S3Server(scratch)
-            figures += run_store(store, args.stages, args, scratch, s3)
+            figures += run_store(store, args.stages, args, scratch, s3, notes)
     finally:
         if s3:
             s3.close()
@@ -573,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             "figures": [{**asdict(f), "per_second": f.per_second} for f in figures],
             "k": [{"stage": r.stage, "store": r.store, "k": r.k} for r in rows],
             "verdicts": [{"target": n, "pass": ok, "figure": fig} for n, ok, fig in verdicts(rows, figures, args.stores)],
+            "notes": notes, "cpus": os.cpu_count(), "run_minutes": round((time.perf_counter() - started) / 60, 2),
         }, indent=2))
     return 0
 
