@@ -158,6 +158,8 @@ def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, 
         images = [k for k in exported if k.startswith(f"{prefix}{fmt}/images/")]
         assert len(images) == len(set(images)) > 0
     assert f"s3://{s3_home}/out/exports/s3snap/llava" in done
+    verified = vitpro_cli("snapshot", "verify", f"s3://{s3_home}/out/exports/s3snap/trl", check=True).stdout
+    assert "valid trl export of snapshot 's3snap'" in verified
     # exporting again to the same place replaces it (same snapshot); another snapshot is refused there
     vitpro_cli("snapshot", "export", "s3snap", "--format", "llava", "--local", check=True)
     assert _keys(s3_home, prefix + "llava/") == [k for k in exported if k.startswith(prefix + "llava/")]
