@@ -262,3 +262,32 @@ def test_a_unit_that_meets_a_store_problem_is_retried_with_back_off_then_fails_n
     failed = [u for u in jobs.job_units(engine, job.id) if u.status == "failed"]
     assert len(failed) == 1 and expected in failed[0].error
     assert not any(secret in m or "a-wrong-secret" in m for m in lines + [failed[0].error])
+
+
+def test_images_referenced_in_the_bucket_are_read_with_the_size_limit(s3_home):
+    from curation.images import ImageError, ImageLimits, read_reference
+
+    from .helpers import label_image
+
+    data = label_image("ACME")
+    _s3().put_object(Bucket=s3_home, Key="incoming/photos/a.jpg", Body=data)
+    root = f"s3://{s3_home}/incoming/"
+    assert read_reference("photos/a.jpg", root, ImageLimits()) == data  # relative to an s3:// image root
+    assert read_reference(f"s3://{s3_home}/incoming/photos/a.jpg", "/nowhere", ImageLimits()) == data
+    for ref, limits, code in (("photos/none.jpg", ImageLimits(), "missing_file"), ("photos/a.jpg", ImageLimits(max_bytes=len(data) - 1), "image_too_large"),
+                              ("../../etc/passwd", ImageLimits(), "path_outside_root")):
+        with pytest.raises(ImageError) as err:
+            read_reference(ref, root, limits)
+        assert err.value.code == code, (ref, err.value)
+
+
+def test_parallel_uploads_end_before_the_block_does_and_raise_the_first_failure(s3_home):
+    store = RemoteBlobs(f"s3://{s3_home}/blobs/", Path("/nonexistent-cache"), cap_bytes=1 << 20)
+    with store.writer() as writer:
+        for i in range(40):
+            writer.put(f"{i:02d}/b{i}.bin", bytes([i]) * 100)
+    assert len(_keys(s3_home, "blobs/")) == 40  # all there once the block is left
+    broken = RemoteBlobs("s3://no-such-bucket-for-uploads/blobs/", Path("/nonexistent-cache"), cap_bytes=1 << 20)
+    with pytest.raises(objects.ObjectStoreError, match="does not exist"):
+        with broken.writer() as writer:
+            writer.put("00/x.bin", b"x")

@@ -128,42 +128,44 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     items, images = [], []
     images_failed = 0
     now = batches.now_utc()
-    for i, (item_id, draft) in enumerate(drafts.items()):
-        if i % 20 == 0:
-            ctx.check()
-            ctx.progress(min(i, rng.n_rows))
-        if item_id in already:
-            continue
-        position = 0
-        for ref in draft.image_refs:
-            try:
-                info = inspect_image(read_reference(ref, root, image_limits), image_limits)
-                blob = store_blob(blobs, info)
-            except ImageError as exc:
-                images_failed += 1
-                message = exc.about(ref, row_number=draft.row_number, row_id=draft.item.get("external_id"), scrub=scrub)
-                errors.append(
-                    _error_row(ctx, "image", exc.code, message, row_number=draft.row_number, item_id=item_id, subject=scrub(ref)[:500])
-                )
+    # blobs to S3 upload in parallel; the block waits for them all before the rows that name them are written
+    with blobs.writer() as writer:
+        for i, (item_id, draft) in enumerate(drafts.items()):
+            if i % 20 == 0:
+                ctx.check()
+                ctx.progress(min(i, rng.n_rows))
+            if item_id in already:
                 continue
-            images.append(
-                {
-                    "image_id": hashlib.sha256(f"{item_id}\x1f{position}".encode()).hexdigest()[:24],
-                    "item_id": item_id,
-                    "position": position,
-                    "source_ref": scrub(ref)[:2000],
-                    "sha256": info.sha256,
-                    "width": info.width,
-                    "height": info.height,
-                    "format": info.format,
-                    "n_bytes": info.n_bytes,
-                    "blob_path": blob,
-                    "run_id": ctx.run_id,
-                    "ingested_at": now,
-                }
-            )
-            position += 1
-        items.append(dict(draft.item, n_images=position, run_id=ctx.run_id, ingested_at=now))
+            position = 0
+            for ref in draft.image_refs:
+                try:
+                    info = inspect_image(read_reference(ref, root, image_limits), image_limits)
+                    blob = store_blob(writer, info)
+                except ImageError as exc:
+                    images_failed += 1
+                    message = exc.about(ref, row_number=draft.row_number, row_id=draft.item.get("external_id"), scrub=scrub)
+                    errors.append(
+                        _error_row(ctx, "image", exc.code, message, row_number=draft.row_number, item_id=item_id, subject=scrub(ref)[:500])
+                    )
+                    continue
+                images.append(
+                    {
+                        "image_id": hashlib.sha256(f"{item_id}\x1f{position}".encode()).hexdigest()[:24],
+                        "item_id": item_id,
+                        "position": position,
+                        "source_ref": scrub(ref)[:2000],
+                        "sha256": info.sha256,
+                        "width": info.width,
+                        "height": info.height,
+                        "format": info.format,
+                        "n_bytes": info.n_bytes,
+                        "blob_path": blob,
+                        "run_id": ctx.run_id,
+                        "ingested_at": now,
+                    }
+                )
+                position += 1
+            items.append(dict(draft.item, n_images=position, run_id=ctx.run_id, ingested_at=now))
     ctx.check()
     written = batches.write_ingest_batch(ctx.lake, ctx.run_id, items, images, errors)
     ingested = written["inserted"]
