@@ -129,6 +129,29 @@ class RemoteBlobs:
         for future in futures:
             future.result()  # raises the first failure
 
+    def fetch_many(self, rels, folder: Path, threads: int = 8, progress=None) -> dict[str, Path]:
+        """Blobs downloaded in parallel into ``folder`` (not the capped cache: an export of more images than
+        the cap holds needs them all at once); {blob path: file}. A blob missing from the store is left
+        out, for the caller to report with the others."""
+        folder = Path(folder)
+
+        def one(rel: str):
+            try:
+                return rel, objects.download(self.url.child(_check_rel(rel)), folder / rel)
+            except objects.ObjectStoreError as exc:
+                if exc.kind == "missing":
+                    return rel, None
+                raise
+
+        out: dict[str, Path] = {}
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="blob-fetch") as pool:
+            for k, (rel, path) in enumerate(pool.map(one, sorted(set(rels)))):
+                if path is not None:
+                    out[rel] = path
+                if progress is not None:
+                    progress(k + 1)
+        return out
+
     def local(self, rel: str, *, missing_ok: bool = False) -> Path:
         """The blob as a local file: from the cache, or downloaded into it. A blob missing from the store
         raises :class:`BlobMissing` naming the object (an OSError, as a deleted local file gives); with
