@@ -12,7 +12,8 @@ COPY . .
 RUN pip install --no-deps -e .
 
 # Celery refuses to run as root with pickle; we use JSON, but run as a user anyway.
-RUN useradd --create-home vitpro && mkdir -p /data && chown vitpro /data
+# No volume: a container keeps only its scratch folder and caches (VITPRO_HOME); the data are in S3.
+RUN useradd --create-home vitpro
 USER vitpro
 ENTRYPOINT ["vitpro"]
 CMD ["--help"]

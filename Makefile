@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser tesseract demo lint test test-fast bench bench-ui bench-scale clean
+.PHONY: setup browser tesseract compose demo lint test test-fast bench bench-ui bench-scale clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,17 +28,21 @@ browser:
 tesseract:
 	@test -x /usr/bin/tesseract || apt-get install -y -q tesseract-ocr >/dev/null || (apt-get update -q && apt-get install -y -q tesseract-ocr >/dev/null)
 
+# Debian's docker-compose: `docker compose config -q` checks the compose file (no Docker engine needed).
+compose:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || apt-get install -y -q docker-compose >/dev/null || (apt-get update -q && apt-get install -y -q docker-compose >/dev/null)
+
 # The linter (ruff, pinned; settings in pyproject.toml): pyflakes rules, pycodestyle, import order.
 lint: $(STAMP)
 	$(BIN)/ruff check --no-cache .
 
 # The linter first, then the whole suite: real DuckLake, real Celery workers, the running PostgreSQL and
 # Redis, a real browser.
-test: $(STAMP) browser tesseract lint
+test: $(STAMP) browser tesseract compose lint
 	$(BIN)/python -m pytest -q
 
 # Without the end-to-end tests that start workers.
-test-fast: $(STAMP) tesseract lint
+test-fast: $(STAMP) tesseract compose lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)

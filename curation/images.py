@@ -204,12 +204,14 @@ def _read_object(url: str, limits: ImageLimits) -> bytes:
         parsed = objects.ObjectURL.parse(url)
     except ValueError as exc:
         raise ImageError("bad_url", str(exc)) from None
-    meta = objects.head(parsed)
-    if meta is None:
-        raise ImageError("missing_file", f"object {url} not found")
-    if meta["size"] > limits.max_bytes:
-        raise ImageError("image_too_large", f"{url!r} is {meta['size']:,} bytes, over the limit of {limits.max_bytes:,}")
-    return objects.get_bytes(parsed)
+    try:
+        return objects.get_bytes(parsed, max_bytes=limits.max_bytes)
+    except objects.ObjectStoreError as exc:
+        if exc.kind == "missing":
+            raise ImageError("missing_file", f"object {url} not found") from None
+        if exc.kind == "too_large":
+            raise ImageError("image_too_large", f"{url!r}: {exc}") from None
+        raise
 
 
 # ---- checking -----------------------------------------------------------------------------------------
@@ -248,14 +250,9 @@ def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
     return ImageInfo(hashlib.sha256(data).hexdigest(), width, height, fmt, len(data), data)
 
 
-def blob_rel(info: ImageInfo) -> str:
-    """The blob's path relative to the store: named by its hash."""
-    return f"{info.sha256[:2]}/{info.sha256}.{info.extension}"
-
-
 def store_blob(blob_root, info: ImageInfo) -> str:
     """Write the bytes under their hash, once, into the blob store (db/blobs.py: a folder or S3; a plain
     folder is taken as one); returns the blob's path relative to the store."""
-    rel = blob_rel(info)
-    as_blobs(blob_root).put(rel, info.data)
+    rel = f"{info.sha256[:2]}/{info.sha256}.{info.extension}"
+    (blob_root if hasattr(blob_root, "put") else as_blobs(blob_root)).put(rel, info.data)  # a store, its writer, or a folder
     return rel

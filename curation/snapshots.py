@@ -130,9 +130,10 @@ def diff(lake: Lake, a: Snapshot, b: Snapshot) -> dict[str, dict[str, int]]:
     return dict(sorted((task, {"added": int(added), "removed": int(removed), "unchanged": int(same)}) for task, added, removed, same in rows))
 
 
-def export_samples(lake: Lake, snap: Snapshot, blob_root) -> tuple[list[ExportSample], dict[str, Path]]:
+def export_samples(lake: Lake, snap: Snapshot, blob_root, *, resolve: bool = True) -> tuple[list[ExportSample], dict[str, Any]]:
     """The snapshot's samples as the exporter wants them, read at the snapshot's version, and the blob
-    file behind each image path (``images/<blob path>``: content-addressed, so stable)."""
+    file behind each image path (``images/<blob path>``: content-addressed, so stable). ``resolve=False``
+    gives the blob paths themselves (an export from S3 fetches them into its own folder)."""
     rows = samples_view.samples_with_images(lake, [sid for sid, _ in kept(lake, snap)], version=snap.lake_version)
     blobs = as_blobs(blob_root)  # with blobs in S3, each is read into this machine's cache
     samples: list[ExportSample] = []
@@ -140,7 +141,7 @@ def export_samples(lake: Lake, snap: Snapshot, blob_root) -> tuple[list[ExportSa
     for r in rows:
         rels = tuple(f"images/{b}" for b in r["blob_paths"])
         for rel, blob in zip(rels, r["blob_paths"]):
-            sources[rel] = blobs.local(blob, missing_ok=True)  # a missing one is reported by the export with the others
+            sources[rel] = blobs.local(blob, missing_ok=True) if resolve else blob  # a missing one is reported by the export with the others
         samples.append(ExportSample(r["sample_id"], r["task"], r["question"], r["answer"], rels, tuple(r["ocr_texts"]), r["category"],
                                     r["answer_format"], r["label"]))
     return samples, sources

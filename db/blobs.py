@@ -12,6 +12,8 @@ import os
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import objects
@@ -64,6 +66,11 @@ class LocalBlobs:
         """The file's path (it may be missing: readers report that as a broken blob)."""
         return self.root / _check_rel(rel)
 
+    @contextmanager
+    def writer(self):
+        """Writes as they come (a local write is as fast as queuing it)."""
+        yield self
+
 
 class RemoteBlobs:
     remote = True
@@ -92,7 +99,58 @@ class RemoteBlobs:
         if rel in self._known:
             return
         objects.put_bytes(self.url.child(_check_rel(rel)), data)
-        self._known.add(rel)
+        with self._lock:
+            self._known.add(rel)
+
+    @contextmanager
+    def writer(self, threads: int = 8, in_flight: int = 32):
+        """Uploads in parallel: one request at a time would make a unit wait on each round trip. The block
+        ends when every upload has ended; the first failure is raised then, before the unit writes rows
+        that name those blobs. At most ``in_flight`` images wait in memory."""
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="blob-upload")
+        slots = threading.BoundedSemaphore(in_flight)
+        futures = []
+
+        def upload(rel: str, data: bytes) -> None:
+            try:
+                self.put(rel, data)
+            finally:
+                slots.release()
+
+        class _Writer:
+            def put(_, rel: str, data: bytes) -> None:
+                slots.acquire()
+                futures.append(pool.submit(upload, rel, data))
+
+        try:
+            yield _Writer()
+        finally:
+            pool.shutdown(wait=True)
+        for future in futures:
+            future.result()  # raises the first failure
+
+    def fetch_many(self, rels, folder: Path, threads: int = 8, progress=None) -> dict[str, Path]:
+        """Blobs downloaded in parallel into ``folder`` (not the capped cache: an export of more images than
+        the cap holds needs them all at once); {blob path: file}. A blob missing from the store is left
+        out, for the caller to report with the others."""
+        folder = Path(folder)
+
+        def one(rel: str):
+            try:
+                return rel, objects.download(self.url.child(_check_rel(rel)), folder / rel)
+            except objects.ObjectStoreError as exc:
+                if exc.kind == "missing":
+                    return rel, None
+                raise
+
+        out: dict[str, Path] = {}
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="blob-fetch") as pool:
+            for k, (rel, path) in enumerate(pool.map(one, sorted(set(rels)))):
+                if path is not None:
+                    out[rel] = path
+                if progress is not None:
+                    progress(k + 1)
+        return out
 
     def local(self, rel: str, *, missing_ok: bool = False) -> Path:
         """The blob as a local file: from the cache, or downloaded into it. A blob missing from the store

@@ -24,7 +24,7 @@ SCHEME = "s3://"
 class ObjectStoreError(Exception):
     """The object store refused or could not be reached; the message names the object, never a secret.
 
-    ``kind`` is one of unreachable, credentials, no_bucket, missing, other. A unit that meets one is
+    ``kind`` is one of unreachable, credentials, no_bucket, missing, too_large, other. A unit that meets one is
     retried with back-off (the store may come back, a bucket may be created) and then fails with it.
     Not an OSError nor a RuntimeError: the per-image handlers that record a bad image and go on must
     not take an unreachable store for a bad image."""
@@ -183,9 +183,15 @@ def put_file(url: ObjectURL, path: Path) -> None:
     _call("upload to", url, client().upload_file, str(path), url.bucket, url.key)
 
 
-def get_bytes(url: ObjectURL) -> bytes:
-    body = _call("read", url, client().get_object, Bucket=url.bucket, Key=url.key)["Body"]
+def get_bytes(url: ObjectURL, *, max_bytes: int | None = None) -> bytes:
+    """The object's bytes; one over ``max_bytes`` is refused from its declared length, before its body is
+    read (kind ``too_large``). One request: no look-up first."""
+    answer = _call("read", url, client().get_object, Bucket=url.bucket, Key=url.key)
+    body = answer["Body"]
     try:
+        size = int(answer.get("ContentLength") or 0)
+        if max_bytes is not None and size > max_bytes:
+            raise ObjectStoreError("too_large", f"{size:,} bytes, over the limit of {max_bytes:,}")
         return body.read()
     finally:
         body.close()

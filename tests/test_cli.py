@@ -1,5 +1,6 @@
 """The `vitpro` command line as a user meets it: help, set-up, usage errors, job control, the demo."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -192,19 +193,36 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     assert any("generate" in line and "items_to_generate 0" in line for line in job_lines), job_lines  # nor generated twice
 
 
-def test_docker_compose_file(tmp_path):
-    spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+def test_docker_compose_file_runs_every_service_without_a_shared_volume(tmp_path):
+    raw = (REPO / "docker-compose.yml").read_text()
+    spec = yaml.safe_load(raw)
     services = spec["services"]
-    assert {"redis", "postgres", "ui", "worker-cpu", "worker-gpu"} <= set(services)
+    assert {"redis", "postgres", "minio", "bucket", "ui", "worker-cpu", "worker-gpu"} <= set(services)
     gpu = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"] and gpu["count"] == 1
-    assert set(spec["volumes"]) >= {"data"}
-    for name in ("worker-cpu", "worker-gpu", "ui"):
-        assert "data:/data" in services[name]["volumes"]
-        assert services[name]["environment"]["VITPRO_BROKER"].startswith("redis://")
-        assert services[name]["environment"]["VITPRO_CATALOG"].startswith("postgresql://")
-    for tool in (["docker", "compose"], ["docker-compose"]):
-        if shutil.which(tool[0]) and subprocess.run([*tool, "version"], capture_output=True).returncode == 0:
-            check = subprocess.run([*tool, "-f", str(REPO / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True)
-            assert check.returncode == 0, check.stderr
-            break
+    # each named volume belongs to one service (a database's or the object store's own files); the workers,
+    # the web app and the command line mount none: all they share is the catalog, the broker and S3
+    users_of: dict[str, list[str]] = {}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            users_of.setdefault(volume.split(":", 1)[0], []).append(name)
+    assert users_of == {"pgdata": ["postgres"], "objects": ["minio"]}
+    for name in ("worker-cpu", "worker-gpu", "ui", "cli", "init"):
+        env = services[name]["environment"]
+        assert "volumes" not in services[name]
+        assert env["VITPRO_BROKER"].startswith("redis://") and env["VITPRO_CATALOG"].startswith("postgresql://")
+        assert all(env[k].startswith("s3://") for k in ("VITPRO_DATA_PATH", "VITPRO_BLOB_PATH", "VITPRO_OUT_PATH"))
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert ":" not in env["VITPRO_CATALOG"].split("//", 1)[1].split("@", 1)[0]  # no password in the URL (PGPASSWORD)
+    # every secret is an interpolation the environment must fill: none is written in the file
+    for key in ("AWS_SECRET_ACCESS_KEY", "PGPASSWORD"):
+        assert services["worker-cpu"]["environment"][key].startswith("${") and ":?" in services["worker-cpu"]["environment"][key]
+    assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"].startswith("${")
+    env = {**os.environ, "POSTGRES_PASSWORD": "pg-secret-1", "S3_ACCESS_KEY": "vitpro", "S3_SECRET_KEY": "s3-secret-123"}
+    tools = [t for t in (["docker", "compose"], ["docker-compose"]) if shutil.which(t[0]) and subprocess.run([*t, "version"], capture_output=True).returncode == 0]
+    assert tools, "neither `docker compose` nor docker-compose is installed (`make compose` installs Debian's docker-compose)"
+    check = subprocess.run([*tools[0], "-f", str(REPO / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True, env=env)
+    assert check.returncode == 0, check.stderr
+    missing = subprocess.run([*tools[0], "-f", str(REPO / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True,
+                             env={k: v for k, v in env.items() if k != "S3_SECRET_KEY"})
+    assert missing.returncode != 0 and "S3_SECRET_KEY" in missing.stderr

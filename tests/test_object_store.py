@@ -2,6 +2,7 @@
 server (moto's server mode over real HTTP, with signed requests checked), and what each failure says."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -144,9 +145,9 @@ def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, 
     blobs = _keys(s3_home, "blobs/")
     assert len(blobs) == 12 and all(k.endswith(".jpg") for k in blobs)
     vitpro_cli("generate", "--backend", "template", "--local", check=True)
-    vitpro_cli("ocr", "--engine", "tesseract", "--local", check=True)  # reads every blob from the bucket
-    vitpro_cli("score", "aux", "--local", check=True)
-    vitpro_cli("filter", "save", "all", "--where", "ocr_chars >= 0 or missing", check=True)
+    from curation.generation.tasks import TASKS
+
+    vitpro_cli("filter", "save", "all", "--where", f"task in {','.join(TASKS)}", check=True)
     vitpro_cli("snapshot", "create", "s3snap", "--filter", "all", check=True)
     done = vitpro_cli("snapshot", "export", "s3snap", "--format", "llava", "--format", "trl", "--local", check=True).stdout
     prefix = "out/exports/s3snap/"
@@ -157,6 +158,8 @@ def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, 
         images = [k for k in exported if k.startswith(f"{prefix}{fmt}/images/")]
         assert len(images) == len(set(images)) > 0
     assert f"s3://{s3_home}/out/exports/s3snap/llava" in done
+    verified = vitpro_cli("snapshot", "verify", f"s3://{s3_home}/out/exports/s3snap/trl", check=True).stdout
+    assert "valid trl export of snapshot 's3snap'" in verified
     # exporting again to the same place replaces it (same snapshot); another snapshot is refused there
     vitpro_cli("snapshot", "export", "s3snap", "--format", "llava", "--local", check=True)
     assert _keys(s3_home, prefix + "llava/") == [k for k in exported if k.startswith(prefix + "llava/")]
@@ -169,18 +172,122 @@ def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, 
             assert secret.encode() not in path.read_bytes(), path
 
 
-def test_a_blob_deleted_behind_the_stores_back_is_recorded_and_the_rest_goes_on(s3_home, shared_data, vitpro_cli):
-    from config.settings import load_settings
-    from db.store import open_store
+def _run_inprocess(engine, kind: str, params: dict):
+    """A job's units run here, one after another, as a worker runs them (execute_unit), no broker."""
+    from db import jobs
+    from workers.runtime import execute_unit
 
-    vitpro_cli("ingest", _upload_abo(s3_home, shared_data), "--local", check=True)
+    job_id, first = jobs.create_job(engine, kind=kind, queue="cpu", params=params, launched_by="t")
+    queue, outcomes = [first[0][0]], []
+    while queue:
+        sent: list = []
+        outcomes.append(execute_unit(queue.pop(0), send=sent.extend))
+        queue += [uid for uid, _ in sent]
+    return jobs.get_job(engine, job_id), outcomes
+
+
+def _small_source(tmp_path: Path, n: int = 3) -> dict:
+    from curation.mapping import ColumnMapping
+    from jobs.ingest import IngestJob
+
+    from .helpers import label_image, write
+
+    for i in range(n):
+        write(tmp_path / "src" / f"{i}.jpg", label_image(f"ACME {i}"))
+    (tmp_path / "src" / "items.csv").write_text("id,title,img\n" + "".join(f"{i},Shampoo {i},{i}.jpg\n" for i in range(n)))
+    mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
+    return IngestJob(source=str(tmp_path / "src" / "items.csv"), fmt="csv", mapping=mapping, name="items", image_root=str(tmp_path / "src"), redact=True).params()
+
+
+def test_a_blob_deleted_behind_the_stores_back_is_recorded_and_the_rest_goes_on(s3_home, tmp_path):
+    from config.settings import load_settings
+    from db.app_engine import write_engine
+    from db.store import init_store, open_store
+    from jobs.ocr import OcrJob
+
+    settings = load_settings()
+    init_store(settings.store)
+    engine = write_engine(settings.app_url)
+    job, _ = _run_inprocess(engine, "ingest", _small_source(tmp_path))
+    assert job.status == "succeeded" and job.counts["images_ingested"] == 3
     blobs = _keys(s3_home, "blobs/")
     _s3().delete_object(Bucket=s3_home, Key=blobs[0])
-    result = vitpro_cli("ocr", "--engine", "tesseract", "--local")
-    assert result.returncode == 0, result.stdout + result.stderr
-    lake = open_store(load_settings().store)
-    read = lake.scalar("SELECT count(DISTINCT sha256) FROM ocr")
+    job, _ = _run_inprocess(engine, "ocr", OcrJob(engine="tesseract").params())
+    assert job.status == "succeeded" and job.counts["images_read"] == 2 and job.counts["images_failed"] == 1
+    lake = open_store(settings.store)
     errors = lake.fetchall("SELECT code, message FROM errors WHERE stage = 'ocr'")
-    assert read == len(blobs) - 1
     assert len(errors) == 1 and errors[0][0] == "ocr_failed"
     assert f"s3://{s3_home}/{blobs[0]}" in errors[0][1] and "missing from the store" in errors[0][1]
+
+
+@pytest.mark.parametrize("trouble", ["unreachable", "credentials", "no_bucket"])
+def test_a_unit_that_meets_a_store_problem_is_retried_with_back_off_then_fails_naming_the_object(trouble, home, s3_env, tmp_path, monkeypatch):
+    """Blobs in S3, the rest embedded. Ingest writes blobs; then the store becomes unreachable, or refuses
+    the credentials (OCR must read the blobs), or the blob bucket is missing from the start (ingest must
+    write them): each attempt is logged with its delay, the last one fails with the reason."""
+    from config.settings import load_settings
+    from db import jobs
+    from db.app_engine import write_engine
+    from db.store import init_store
+    from jobs.ocr import OcrJob
+
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    bucket = "bucket-that-is-not-there" if trouble == "no_bucket" else s3_env
+    monkeypatch.setenv("VITPRO_BLOB_PATH", f"s3://{bucket}/blobs/")
+    monkeypatch.setenv("VITPRO_MAX_ATTEMPTS", "3")
+    _reset_process_caches()
+    settings = load_settings()
+    init_store(settings.store)
+    engine = write_engine(settings.app_url)
+    ingest = _small_source(tmp_path, 1)
+    run_job = functools.partial(_run_inprocess, engine)
+    if trouble != "no_bucket":
+        job, _ = run_job("ingest", ingest)
+        assert job.status == "succeeded" and job.counts["images_ingested"] == 1
+        if trouble == "unreachable":
+            monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        else:
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "a-wrong-secret-for-this-key")
+        job, outcomes = run_job("ocr", OcrJob(engine="tesseract").params())
+    else:
+        job, outcomes = run_job("ingest", ingest)
+    assert outcomes.count("retry") == 2 and outcomes.count("failed") == 1
+    assert job.status == "failed"
+    lines = [entry.message for entry in jobs.log_tail(engine, job.id, 200)]
+    retries = [m for m in lines if "failed (ObjectStoreError" in m]
+    assert len(retries) == 3 and "will retry in 2 s" in retries[0] and "will retry in 4 s" in retries[1] and "giving up" in retries[2]
+    expected = {"unreachable": "cannot reach the object store at http://127.0.0.1:9", "credentials": "refused the credentials",
+                "no_bucket": "bucket 'bucket-that-is-not-there' does not exist"}[trouble]
+    assert all(expected in m and f"s3://{bucket}/blobs/" in m for m in retries), retries
+    failed = [u for u in jobs.job_units(engine, job.id) if u.status == "failed"]
+    assert len(failed) == 1 and expected in failed[0].error
+    assert not any(secret in m or "a-wrong-secret" in m for m in lines + [failed[0].error])
+
+
+def test_images_referenced_in_the_bucket_are_read_with_the_size_limit(s3_home):
+    from curation.images import ImageError, ImageLimits, read_reference
+
+    from .helpers import label_image
+
+    data = label_image("ACME")
+    _s3().put_object(Bucket=s3_home, Key="incoming/photos/a.jpg", Body=data)
+    root = f"s3://{s3_home}/incoming/"
+    assert read_reference("photos/a.jpg", root, ImageLimits()) == data  # relative to an s3:// image root
+    assert read_reference(f"s3://{s3_home}/incoming/photos/a.jpg", "/nowhere", ImageLimits()) == data
+    for ref, limits, code in (("photos/none.jpg", ImageLimits(), "missing_file"), ("photos/a.jpg", ImageLimits(max_bytes=len(data) - 1), "image_too_large"),
+                              ("../../etc/passwd", ImageLimits(), "path_outside_root")):
+        with pytest.raises(ImageError) as err:
+            read_reference(ref, root, limits)
+        assert err.value.code == code, (ref, err.value)
+
+
+def test_parallel_uploads_end_before_the_block_does_and_raise_the_first_failure(s3_home):
+    store = RemoteBlobs(f"s3://{s3_home}/blobs/", Path("/nonexistent-cache"), cap_bytes=1 << 20)
+    with store.writer() as writer:
+        for i in range(40):
+            writer.put(f"{i:02d}/b{i}.bin", bytes([i]) * 100)
+    assert len(_keys(s3_home, "blobs/")) == 40  # all there once the block is left
+    broken = RemoteBlobs("s3://no-such-bucket-for-uploads/blobs/", Path("/nonexistent-cache"), cap_bytes=1 << 20)
+    with pytest.raises(objects.ObjectStoreError, match="does not exist"):
+        with broken.writer() as writer:
+            writer.put("00/x.bin", b"x")

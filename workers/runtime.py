@@ -181,9 +181,10 @@ def execute_unit(unit_id: str, *, settings: Settings | None = None, send: Callab
     except Exception as exc:  # anything else may be passing (a locked file, a full disk): retry
         detail = _safe_message(f"{exc.__class__.__name__}: {exc}", settings)
         status = jobs.fail_attempt(engine, unit_id, owner, detail, settings.max_unit_attempts)
-        ctx.log(f"attempt {claimed.attempts} failed ({detail}); {'will retry' if status == 'pending' else 'giving up'}", level="error")
+        delay = min(2 ** claimed.attempts, 30)  # back-off: 2, 4, 8 ... s, at most 30
+        ctx.log(f"attempt {claimed.attempts} failed ({detail}); {f'will retry in {delay} s' if status == 'pending' else 'giving up'}", level="error")
         if status == "pending":
-            _send(settings, engine, [(unit_id, claimed.queue)], send, countdown=min(2 ** claimed.attempts, 30))
+            _send(settings, engine, [(unit_id, claimed.queue)], send, countdown=delay)
         outcome = "retry" if status == "pending" else "failed"
     finally:
         ctx.close()

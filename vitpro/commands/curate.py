@@ -706,14 +706,30 @@ def _echo_trainer_settings(out: Path, formats: list[str]) -> None:
 
 
 @snapshot.command("verify")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("folder")
 def snapshot_verify(folder) -> None:
-    """Check an export folder: records valid for the format, every image present, every sha256 as in the manifest."""
+    """Check an export folder (or s3:// prefix, copied here first): records valid for the format, every image present, every
+    sha256 as in the manifest."""
+    import tempfile
+
     from curation.exports import ExportError, verify_export
+    from db import objects
 
     try:
-        manifest = verify_export(folder)
+        if is_remote(folder):
+            url = objects.ObjectURL.parse(folder)
+            if objects.head(url.as_prefix().child("manifest.json")) is None:
+                fail(f"{folder}: no manifest.json there (no export, or one still uploading)")
+            with tempfile.TemporaryDirectory(prefix="vitpro-verify-") as tmp:
+                objects.download_folder(url, Path(tmp) / "export")
+                manifest = verify_export(Path(tmp) / "export")
+        elif not Path(folder).is_dir():
+            fail(f"{folder}: no such folder")
+        else:
+            manifest = verify_export(Path(folder))
     except ExportError as exc:
+        fail(str(exc))
+    except (objects.ObjectStoreError, ValueError) as exc:
         fail(str(exc))
     click.echo(f"{folder}: valid {manifest['format']} export of snapshot {manifest.get('snapshot')!r}: {manifest['records']} record(s), "
                f"{manifest['images']} image(s), {len(manifest['files'])} file(s) match the manifest")

@@ -50,9 +50,17 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
 
 def run(ctx: UnitContext) -> dict[str, Any]:
     fmt = ctx.payload["format"]
+    scratch = ctx.settings.home / "scratch" / "exports" / ctx.run_id
     try:
         snap = snapshots.get(ctx.engine, ctx.params["snapshot"])
-        samples, sources = snapshots.export_samples(ctx.lake, snap, ctx.blobs)
+        fetched = ctx.blobs.remote
+        samples, sources = snapshots.export_samples(ctx.lake, snap, ctx.blobs, resolve=not fetched)
+        if fetched or objects.is_remote(ctx.params["out"]):
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+        if fetched:  # blobs in S3: into this unit's scratch folder, then hard-linked into the export
+            files = ctx.blobs.fetch_many(sources.values(), scratch / "blobs", progress=lambda k: ctx.check())
+            sources = {rel: files.get(blob, scratch / "blobs" / "missing" / blob) for rel, blob in sources.items()}
         ctx.check()
         n_images = max(1, len(sources))
         extra, trainer = trainer_files(fmt, ctx.params)
@@ -60,13 +68,10 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         final = objects.join(ctx.params["out"], fmt)
         remote = objects.is_remote(final)
         # An s3:// export is built in this worker's scratch folder, then uploaded (see _publish).
-        folder = ctx.settings.home / "scratch" / "exports" / ctx.run_id / fmt if remote else Path(final)
-        if remote:
-            shutil.rmtree(folder.parent, ignore_errors=True)
-            folder.parent.mkdir(parents=True)
+        folder = scratch / fmt if remote else Path(final)
         result = write_export(
             folder, fmt, samples, sources=sources, meta=meta, ocr=ctx.params["ocr"], extra_files=extra,
-            link=ctx.params["link"] or remote, force=ctx.params["force"] or remote or same_export(final, snap.name, fmt), dataset_name=ctx.params["dataset_name"],
+            link=ctx.params["link"] or remote or fetched, force=ctx.params["force"] or remote or same_export(final, snap.name, fmt), dataset_name=ctx.params["dataset_name"],
             absolute_paths=ctx.params.get("absolute_paths", False),
             # progress in samples: images copied stand for their share of the export
             progress=lambda k: (ctx.progress(int(len(samples) * k / n_images)), ctx.check()),
@@ -74,9 +79,10 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         if remote:
             ctx.check()
             _publish(folder, final)
-            shutil.rmtree(folder.parent, ignore_errors=True)
     except (ExportError, snapshots.SnapshotError) as exc:
         raise PermanentError(str(exc)) from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     ctx.progress(len(samples))
     ctx.log(f"{fmt}: {result.records} record(s), {result.images} image(s) in {final}; image paths: "
             + image_paths_note(fmt, ctx.params.get("absolute_paths", False)))

@@ -3,13 +3,11 @@ finalize = drop copies two units raced to insert."""
 from __future__ import annotations
 
 import hashlib
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from curation.hashing import file_sha256
-from curation.images import ImageError, ImageInfo, ImageLimits, blob_rel, inspect_image, read_reference, store_blob
+from curation.images import ImageError, ImageLimits, inspect_image, read_reference, store_blob
 from curation.ingest import ItemDraft, RowFailure, TextLimits, build_item
 from curation.mapping import ColumnMapping
 from curation.readers import RowRange, SourceError, plan_ranges, read_range
@@ -90,38 +88,6 @@ def _error_row(ctx: UnitContext, stage: str, code: str, message: str, *, row_num
     }
 
 
-# Blob uploads to S3 a unit keeps in flight at once (under botocore's pool of 10 connections). One after
-# another, each PUT's round trip (~10 ms to a local server, more to a real store) was ~80% of a unit's time.
-UPLOADS_IN_FLIGHT = 8
-
-
-class _Uploads:
-    """The unit's blob writes: to a folder at once; to S3 on a few threads, at most UPLOADS_IN_FLIGHT
-    images held in memory. :meth:`finish` waits for all (raising the first failure): the unit writes its
-    rows only after every blob they name is stored, as when each PUT was waited for in turn."""
-
-    def __init__(self, blobs):
-        self.blobs = blobs
-        self.pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="blob-put") if getattr(blobs, "remote", False) else None
-        self.pending: deque[Future] = deque()
-
-    def put(self, info: ImageInfo) -> str:
-        if self.pool is None:
-            return store_blob(self.blobs, info)
-        while len(self.pending) >= UPLOADS_IN_FLIGHT:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(store_blob, self.blobs, info))
-        return blob_rel(info)
-
-    def finish(self) -> None:
-        while self.pending:
-            self.pending.popleft().result()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 def run(ctx: UnitContext) -> dict[str, Any]:
     p = ctx.params
     mapping = ColumnMapping.from_dict(p["mapping"])
@@ -162,8 +128,8 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     items, images = [], []
     images_failed = 0
     now = batches.now_utc()
-    uploads = _Uploads(blobs)
-    try:
+    # blobs to S3 upload in parallel; the block waits for them all before the rows that name them are written
+    with blobs.writer() as writer:
         for i, (item_id, draft) in enumerate(drafts.items()):
             if i % 20 == 0:
                 ctx.check()
@@ -174,7 +140,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
             for ref in draft.image_refs:
                 try:
                     info = inspect_image(read_reference(ref, root, image_limits), image_limits)
-                    blob = uploads.put(info)
+                    blob = store_blob(writer, info)
                 except ImageError as exc:
                     images_failed += 1
                     message = exc.about(ref, row_number=draft.row_number, row_id=draft.item.get("external_id"), scrub=scrub)
@@ -200,9 +166,6 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 )
                 position += 1
             items.append(dict(draft.item, n_images=position, run_id=ctx.run_id, ingested_at=now))
-        uploads.finish()
-    finally:
-        uploads.close()
     ctx.check()
     written = batches.write_ingest_batch(ctx.lake, ctx.run_id, items, images, errors)
     ingested = written["inserted"]
