@@ -13,7 +13,8 @@ Stages (no model weights needed), each on a fresh store per size:
               the stats table is built once (the first load), then each change of cut is the counts
               overall, per task, per category and two 50-bin histograms; the median of the warm changes
   snapshot    a snapshot created from the saved filter (curation/snapshots.py: freeze and record)
-  export      the snapshot's kept samples read and written as LLaVA JSON (curation/exports.py), records/s
+  export      the export job (curation/exports.py write_export) of the snapshot's kept samples as LLaVA
+              JSON into a local folder, its units run here; records/s
   ui-*        the web app's Overview, Inspect and Thresholds pages run as Streamlit runs them
               (bench/ui_pages.py's AppTest timing): 'new data' (every read and the stats table again)
               and a click
@@ -313,20 +314,16 @@ def stage_snapshot(settings, n: int):
 
 
 def stage_export(settings, n: int, snap, out: Path) -> Figure:
-    """What the export job's unit does for one format: the snapshot's samples read at its version, then
-    built, validated, written, read back and validated again."""
-    from curation import snapshots
-    from curation.exports import write_export
-    from db.blobs import open_blobs
-    from db.store import open_store
+    """The export job for one format, its units run here: the snapshot's samples read at its version
+    (blobs in S3 fetched in parallel), then built, validated, written, read back and validated again."""
+    from jobs.export import ExportJob
 
-    lake = open_store(settings.store)
+    params = ExportJob(snapshot=snap.name, formats=["llava"], out=str(out), force=True).params()
     t = time.perf_counter()
-    samples, sources = snapshots.export_samples(lake, snap, open_blobs(settings))  # from S3: read into the local cache
-    result = write_export(out, "llava", samples, sources=sources, meta=snapshots.manifest_meta(snap), force=True)
+    counts = run_job("export", "cpu", params, settings)
     took = time.perf_counter() - t
     shutil.rmtree(out, ignore_errors=True)
-    return Figure("export", "", n, took, result.records, {"images": result.images})
+    return Figure("export", "", n, took, counts.get("records"), {"images": counts.get("images")})
 
 
 def stage_ui(n: int) -> list[Figure]:
