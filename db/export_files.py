@@ -25,13 +25,18 @@ class FoundExport:
     stamp: str  # changes when the export is written again (for caches)
 
 
-def _local(folder: Path, fmt: str) -> FoundExport | None:
+def folder_bytes(folder: str, stamp: str) -> int:
+    """Bytes of every file under a folder (``stamp``: for callers that cache it per export)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def _local(folder: Path, fmt: str, size_of) -> FoundExport | None:
     path = folder / MANIFEST
     if not path.is_file():
         return None
     data = path.read_bytes()
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    return FoundExport(fmt, str(folder), json.loads(data), data, size, str(path.stat().st_mtime_ns))
+    stamp = str(path.stat().st_mtime_ns)
+    return FoundExport(fmt, str(folder), json.loads(data), data, size_of(str(folder), stamp), stamp)
 
 
 def _remote(prefix: str, fmt: str) -> FoundExport | None:
@@ -44,12 +49,13 @@ def _remote(prefix: str, fmt: str) -> FoundExport | None:
     return FoundExport(fmt, str(url).rstrip("/"), json.loads(data), data, size, meta["etag"])
 
 
-def find(root: str, snapshot: str, formats) -> list[FoundExport]:
-    """The finished exports of a snapshot under ``root`` (``<root>/<snapshot>/<format>``), one per format."""
+def find(root: str, snapshot: str, formats, *, size_of=folder_bytes) -> list[FoundExport]:
+    """The finished exports of a snapshot under ``root`` (``<root>/<snapshot>/<format>``), one per format.
+    ``size_of(folder, stamp)`` measures a local one (a page passes a cached one: a stat per file)."""
     found = []
     for fmt in formats:
         location = objects.join(root, snapshot, fmt)
-        entry = _remote(location, fmt) if objects.is_remote(location) else _local(Path(location), fmt)
+        entry = _remote(location, fmt) if objects.is_remote(location) else _local(Path(location), fmt, size_of)
         if entry is not None:
             found.append(entry)
     return found

@@ -13,6 +13,7 @@ from curation import snapshots
 from curation.exports import FORMATS
 from curation.filters import FilterConfig, FilterError
 from db import exclusions, export_files, saved_filters, users
+from db import jobs as jobs_db
 from jobs.submit import submit_job
 from ui import context, downloads
 
@@ -39,10 +40,25 @@ def _zip(who, entry, root_name: str) -> bytes:
     return downloads.zip_folder(export_files.local_copy(entry, s.home / "cache" / "exports"), root_name=root_name)
 
 
-@st.cache_data(show_spinner=False, ttl=30, max_entries=64)
-def _found(root: str, snap: str) -> list:
-    """The snapshot's finished exports, looked up at most every 30 s (in S3 that is a few requests)."""
+@st.cache_data(show_spinner=False, max_entries=256)
+def _folder_bytes(folder: str, stamp: str) -> int:
+    """An export's size, measured once per export (a new export rewrites its manifest): a folder of many
+    images costs a stat per file, not on every rerun."""
+    return export_files.folder_bytes(folder, stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _found_remote(root: str, snap: str, last_export: tuple) -> list:
+    """The snapshot's finished exports in S3: a few requests, made again once another export job has
+    ended (``last_export``) rather than on every rerun."""
     return export_files.find(root, snap, FORMATS)
+
+
+def _found(snap: str) -> list:
+    if not REMOTE:
+        return export_files.find(EXPORTS, snap, FORMATS, size_of=_folder_bytes)
+    last = jobs_db.list_jobs(engine, limit=1, kind="export")
+    return _found_remote(EXPORTS, snap, (last[0].id, last[0].status) if last else ())
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -161,7 +177,7 @@ if context.allowed("export"):  # annotators do not see the form at all; guarded(
 
 st.subheader("Exports on disk")
 shown = st.selectbox("Snapshot", names, index=len(names) - 1, key="manifest_snap")
-found = _found(EXPORTS, shown)
+found = _found(shown)
 if not found:
     st.caption(f"no export of {shown!r} yet in {EXPORTS}/{shown}")
 cap, may_export = downloads.cap_bytes(), context.allowed("export")

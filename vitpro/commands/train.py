@@ -7,6 +7,7 @@ import json
 import click
 
 from config.settings import load_settings
+from db.objects import join
 from jobs.registry import choices
 
 from .group import cli, echo_table, fail, open_engine, run_job
@@ -311,4 +312,4 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
     run_job("ablate", params, wait=wait, local=local)
     if wait:
         _show_eval(name)
-        click.echo(f"  table: {out / 'ablation.md'}")
+        click.echo(f"  table: {join(out, 'ablation.md')}")
