@@ -206,10 +206,11 @@ def test_annotators_do_not_see_the_save_form(ui_store):
 
 def test_a_rerun_reads_nothing_again(ui_store, monkeypatch):
     """A rerun that moves no cut sends no aggregate, margin or summary query (they are remembered per
-    store version), and a moved cut sends one summary and the margins of that cut only."""
+    store version), and a moved cut sends no grouping at all (the counts of a cut are computed in memory
+    from columns read once) and the margins of that cut only."""
     at = page("thresholds", thr_stats=[VIS, CLIP])
     sent: list[str] = []
-    for name in ("fetchall", "fetchone", "fetchnumpy", "execute"):
+    for name in ("fetchall", "fetchone", "fetchnumpy", "fetch_arrow", "execute"):
         original = getattr(Lake, name)
         monkeypatch.setattr(Lake, name, lambda lake, query, params=None, _o=original: (sent.append(" ".join(query.split())), _o(lake, query, params))[1])
     at.run()
@@ -218,8 +219,12 @@ def test_a_rerun_reads_nothing_again(ui_store, monkeypatch):
     sent.clear()
     at.slider(key=f"thr_pct_{VIS}").set_value(45.0).run()
     on_table = [q for q in sent if "_stats_" in q]
-    assert len([q for q in on_table if "GROUPING SETS" in q]) == 1
+    assert not [q for q in on_table if "GROUPING SETS" in q]
     assert len([q for q in on_table if "LIMIT" in q]) == 2  # below and above the moved cut; CLIPScore's are remembered
+    assert len(on_table) <= 2 + 6  # and, the first time, the columns a cut reads (codes, exclusions, stats, bins)
+    sent.clear()
+    at.slider(key=f"thr_pct_{VIS}").set_value(55.0).run()
+    assert [q for q in sent if "_stats_" in q and "LIMIT" not in q] == []  # a second move reads no column again
     assert not [q for q in sent if "quantile_cont" in q]
 
 
