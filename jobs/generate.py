@@ -10,7 +10,10 @@ from curation.generation import TASKS, HFLocalBackend, OpenAIChatBackend
 
 from .registry import JobSpec, register
 
-DEFAULT_ITEMS_PER_UNIT = 25
+DEFAULT_ITEMS_PER_UNIT = 25  # an LLM's: a unit is a retry's and a cancel's granularity, and it waits on its answers
+# Templates need no model: a unit is cheap, and each unit is one DuckLake commit that every later read of the
+# store pays for (bench/scale.py: 3,000 items took 53 s in 25-item units and 7.5 s in 250-item ones).
+TEMPLATE_ITEMS_PER_UNIT = 250
 
 
 @register("generate")
@@ -24,7 +27,7 @@ class GenerateJob(JobSpec):
     openai: OpenAIChatBackend | None = None
     hf: HFLocalBackend | None = None
     n_pairs: int = 3
-    items_per_unit: int = DEFAULT_ITEMS_PER_UNIT
+    items_per_unit: int | None = None  # default: TEMPLATE_ITEMS_PER_UNIT for templates, DEFAULT_ITEMS_PER_UNIT for an LLM
     template_path: str | None = None
     examples_path: str | None = None
     kinds: list[str] | None = None
@@ -43,8 +46,9 @@ class GenerateJob(JobSpec):
         if unknown:
             raise ValueError(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
         template = PromptTemplate.load(self.template_path, self.examples_path)  # a broken template fails here, not in a worker
+        per_unit = self.items_per_unit or (TEMPLATE_ITEMS_PER_UNIT if backend == "template" else DEFAULT_ITEMS_PER_UNIT)
         params: dict[str, Any] = {
-            "backend": backend, "tasks": tasks, "n_pairs": self.n_pairs, "items_per_unit": self.items_per_unit, "template_path": self.template_path,
+            "backend": backend, "tasks": tasks, "n_pairs": self.n_pairs, "items_per_unit": per_unit, "template_path": self.template_path,
             "examples_path": self.examples_path, "prompt_version": template.version if backend != "template" else TemplateBackend().model_id,
             "kinds": self.kinds, "limit": self.limit,
         }

@@ -34,7 +34,7 @@ from .group import cli, demo_banner, echo_table, fail, run_job
 @click.option("--examples", "examples_path", type=click.Path(exists=True, dir_okay=False), help="Your own few-shot examples (JSON, per task).")
 @click.option("--kind", "kinds", type=click.Choice(["catalog", "feedback"]), multiple=True, help="Only items of this kind.")
 @click.option("--limit", type=click.IntRange(1), help="At most this many items.")
-@click.option("--items-per-unit", type=click.IntRange(1), default=25, show_default=True)
+@click.option("--items-per-unit", type=click.IntRange(1), help="Items per work unit (default: 250 with templates, 25 with an LLM).")
 @click.option("--dry-run", type=click.IntRange(1), metavar="N", help="Print the rendered prompts for N items (and the template backend's pairs) without a job.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
