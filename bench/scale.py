@@ -117,6 +117,10 @@ class S3Server:
         self.log = open(scratch / "moto.log", "w")
         self.proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=self.log, stderr=subprocess.STDOUT)
+        # The S3 server stands for another machine: on the last core, while ingest runs on the others
+        # (stage_ingest), so the server's own CPU time is not taken from the client it serves.
+        if len(os.sched_getaffinity(0)) >= 2:
+            os.sched_setaffinity(self.proc.pid, {max(os.sched_getaffinity(0))})
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
             os.environ.pop(name, None)
         os.environ.update({"AWS_ACCESS_KEY_ID": "scale", "AWS_SECRET_ACCESS_KEY": "scale-secret", "AWS_DEFAULT_REGION": "us-east-1",
@@ -242,10 +246,21 @@ def csv_head(src: Path, n: int) -> Path:
 
 
 def stage_ingest(settings, n: int, src: Path) -> Figure:
+
+    part = csv_head(src, n)
+    cores = os.sched_getaffinity(0)
+    if len(cores) >= 2:  # on both stores alike: every core but the one the S3 server has (S3Server)
+        os.sched_setaffinity(0, cores - {max(cores)})
+    try:
+        return _ingest(settings, n, part, src)
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+def _ingest(settings, n: int, part: Path, src: Path) -> Figure:
     from curation.mapping import ColumnMapping
     from jobs.ingest import IngestJob
 
-    part = csv_head(src, n)
     cpu = time.process_time()
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "description": ["description"], "brand": ["brand"],
                                      "category": ["category"], "images": ["images"]})
@@ -552,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     if {"ingest", "generate"} & set(args.stages):
         notes.append("ingest, generate: the job's units one after another in this process (workers.runtime.execute_unit, no broker); "
-                     "ingest units of 250 rows, generation units of 25 items")
+                     "ingest units of 250 rows, generation in the job's default units (250 items with templates); ingest on every core but the S3 server's")
     if "ui" in args.stages:
         quiet_streamlit()
     figures: list[Figure] = []

@@ -595,9 +595,11 @@ class StatsTable:
             return None
         self._quantiles(config)
         task = self._array("_task_code", np.int64)
-        keep = ~self._array("coalesce(_excluded, FALSE)", np.bool_)
+        keep = self._array("NOT coalesce(_excluded, FALSE)", np.bool_).copy()
         for cond in config.conditions:
-            values = self._array(f"coalesce({self.column(cond)}, 'NaN'::DOUBLE)", np.float64)
+            col = self.column(cond)
+            values = self._array(f"coalesce({col}, 'NaN'::DOUBLE)", np.float64)
+            valid = self._array(f"{col} IS NOT NULL AND NOT isnan({col})", np.bool_)  # read once, as the values
             if cond.percentile is not None and cond.per_task:
                 by_code = np.full(max(self._tasks, default=0) + 1, np.nan)
                 codes = {t: code for code, t in self._tasks.items()}
@@ -605,24 +607,29 @@ class StatsTable:
                     if v is not None and t in codes:
                         by_code[codes[t]] = v
                 rhs = by_code[task]
+                valid = valid & ~np.isnan(by_code)[task]  # a task with no cut compares with NULL
             else:
                 value = self._threshold(cond) if cond.percentile is not None else cond.value
-                rhs = np.nan if value is None else float(value)
+                if value is None:
+                    rhs, valid = 0.0, np.zeros_like(valid)
+                else:
+                    rhs = float(value)
             with np.errstate(invalid="ignore"):
-                valid = ~(np.isnan(values) | np.isnan(rhs))
-                test = ops[cond.op](values, rhs) & valid
+                test = ops[cond.op](values, rhs)
+            test &= valid
             keep &= (test | ~valid) if cond.keep_missing else test
         rows = np.flatnonzero(keep)
         category = self._array("_category_code", np.int64)
         n_cat = int(category.max(initial=0)) + 1
+        pair = self._array(f"_task_code * {n_cat} + _category_code", np.int64)
         nb = len(hist_cols)
         out: dict[tuple, int] = {}
-        pairs = np.bincount(task[rows] * n_cat + category[rows], minlength=(int(task.max(initial=0)) + 1) * n_cat)
+        pairs = np.bincount(pair[rows], minlength=(int(task.max(initial=0)) + 1) * n_cat)
         for code in np.flatnonzero(pairs):
             out[(*([1] * nb), int(code // n_cat), int(code % n_cat), *([None] * nb))] = int(pairs[code])
         for k, col in enumerate(hist_cols):
-            bins = self._array(f"coalesce(_bin_{col}, -1)", np.int64)
-            counts = np.bincount(bins[rows] + 1, minlength=HIST_BINS + 1)
+            bins = self._array(f"coalesce(_bin_{col}, -1) + 1", np.int64)  # 0: no value
+            counts = np.bincount(bins[rows], minlength=HIST_BINS + 1)
             for b in np.flatnonzero(counts):
                 flags = [0 if j == k else 1 for j in range(nb)]
                 key_bins = [None] * nb
