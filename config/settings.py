@@ -65,10 +65,6 @@ class Settings:
         return str(Path(self.out_root) / kind / name)
 
     @property
-    def uses_object_store(self) -> bool:
-        return any(str(x).startswith("s3://") for x in (self.data_path, self.blob_url, self.out_root))
-
-    @property
     def store(self) -> StoreConfig:
         return StoreConfig(self.catalog_url, self.data_path, self.app_url)
 

@@ -619,12 +619,11 @@ class StatsTable:
             test &= valid
             keep &= (test | ~valid) if cond.keep_missing else test
         rows = np.flatnonzero(keep)
-        category = self._array("_category_code", np.int64)
-        n_cat = int(category.max(initial=0)) + 1
+        n_cat = max(self._categories, default=0) + 1  # the codes the table holds, known since it was built
         pair = self._array(f"_task_code * {n_cat} + _category_code", np.int64)
         nb = len(hist_cols)
         out: dict[tuple, int] = {}
-        pairs = np.bincount(pair[rows], minlength=(int(task.max(initial=0)) + 1) * n_cat)
+        pairs = np.bincount(pair[rows], minlength=(max(self._tasks, default=0) + 1) * n_cat)
         for code in np.flatnonzero(pairs):
             out[(*([1] * nb), int(code // n_cat), int(code % n_cat), *([None] * nb))] = int(pairs[code])
         for k, col in enumerate(hist_cols):

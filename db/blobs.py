@@ -41,12 +41,6 @@ class LocalBlobs:
     def __repr__(self) -> str:
         return f"LocalBlobs({self.root})"
 
-    def location(self, rel: str) -> str:
-        return str(self.root / _check_rel(rel))
-
-    def exists(self, rel: str) -> bool:
-        return (self.root / _check_rel(rel)).is_file()
-
     def put(self, rel: str, data: bytes) -> None:
         """Write once; a name no other process uses, then a rename: a reader never sees half a file."""
         target = self.root / _check_rel(rel)
@@ -81,16 +75,10 @@ class RemoteBlobs:
         self.cap_bytes = int(cap_bytes)
         self._lock = threading.Lock()
         self._cached_bytes: int | None = None  # counted on the first eviction check, then kept up to date
-        self._known: set[str] = set()  # blobs this process wrote or saw in the store
+        self._known: set[str] = set()  # blobs this process has written: not sent again
 
     def __repr__(self) -> str:
         return f"RemoteBlobs({self.url})"
-
-    def location(self, rel: str) -> str:
-        return str(self.url.child(_check_rel(rel)))
-
-    def exists(self, rel: str) -> bool:
-        return rel in self._known or objects.head(self.url.child(_check_rel(rel))) is not None
 
     def put(self, rel: str, data: bytes) -> None:
         """Upload once (content-addressed: the same name always holds the same bytes). A PUT is atomic in S3:

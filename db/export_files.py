@@ -25,11 +25,6 @@ class FoundExport:
     stamp: str  # changes when the export is written again (for caches)
 
 
-def folder_bytes(folder: str, stamp: str) -> int:
-    """Bytes of every file under a folder (``stamp``: for callers that cache it per export)."""
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-
-
 def _local(folder: Path, fmt: str, size_of) -> FoundExport | None:
     path = folder / MANIFEST
     if not path.is_file():
@@ -49,9 +44,10 @@ def _remote(prefix: str, fmt: str) -> FoundExport | None:
     return FoundExport(fmt, str(url).rstrip("/"), json.loads(data), data, size, meta["etag"])
 
 
-def find(root: str, snapshot: str, formats, *, size_of=folder_bytes) -> list[FoundExport]:
+def find(root: str, snapshot: str, formats, *, size_of) -> list[FoundExport]:
     """The finished exports of a snapshot under ``root`` (``<root>/<snapshot>/<format>``), one per format.
-    ``size_of(folder, stamp)`` measures a local one (a page passes a cached one: a stat per file)."""
+    ``size_of(folder, stamp)`` measures a local one (the page passes one cached per export: a stat per
+    file); a remote one is measured by its listing."""
     found = []
     for fmt in formats:
         location = objects.join(root, snapshot, fmt)

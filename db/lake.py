@@ -21,6 +21,8 @@ from urllib.parse import unquote, urlparse
 import duckdb
 import pyarrow as pa
 
+from . import objects
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -119,13 +121,13 @@ def s3_secret(con: duckdb.DuckDBPyConnection) -> None:
     boto3 reads, see db/objects.py). A temporary secret: it lives in this connection's memory only, never
     in a file, and DuckDB shows it redacted in ``duckdb_secrets()``."""
     env = os.environ
-    options = {"TYPE": "s3", "REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    options = {"TYPE": "s3", "REGION": objects.region()}
     if env.get("AWS_ACCESS_KEY_ID"):
         options["KEY_ID"] = env["AWS_ACCESS_KEY_ID"]
         options["SECRET"] = env.get("AWS_SECRET_ACCESS_KEY", "")
     if env.get("AWS_SESSION_TOKEN"):
         options["SESSION_TOKEN"] = env["AWS_SESSION_TOKEN"]
-    url = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    url = objects.endpoint_url()
     if url:
         parsed = urlparse(url)
         options["ENDPOINT"] = parsed.netloc or parsed.path
@@ -140,10 +142,8 @@ def s3_secret(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _scrub(text: str) -> str:
-    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+    for secret in objects.secret_values():
+        text = text.replace(secret, "***")
     return text
 
 

@@ -8,7 +8,6 @@ A model under a prefix is taken as fixed: upload a new version under a new prefi
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from . import objects
@@ -31,14 +30,13 @@ def local_model(ref: str, cache_root: Path) -> str:
     return str(target)
 
 
-def fetch_file(ref: str, name: str) -> Path | None:
-    """One file of a remote model folder (config.json, say) in a fresh temporary folder; None if absent.
-    Lets the sending side check a model's family without copying its weights."""
+def fetch_file(ref: str, name: str, folder: Path) -> Path | None:
+    """One file of a remote model folder (config.json, say) into ``folder``; None if absent. Lets the
+    sending side check a model's family without copying its weights."""
     url = objects.ObjectURL.parse(ref).as_prefix().child(name)
     if objects.head(url) is None:
         return None
-    folder = Path(tempfile.mkdtemp(prefix="vitpro-model-"))
-    return objects.download(url, folder / name)
+    return objects.download(url, Path(folder) / name)
 
 
 def upload_model(folder: Path, ref: str) -> int:

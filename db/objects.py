@@ -76,9 +76,18 @@ def join(location: str, *parts: str) -> str:
     return str(Path(location).joinpath(*parts))
 
 
+def endpoint_url() -> str | None:
+    """The S3 endpoint the variables name (MinIO, moto, ...); None for AWS itself."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 def endpoint() -> str:
-    """Where requests go (for messages): the endpoint variable, or AWS itself."""
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+    """Where requests go (for messages): the endpoint, or AWS itself."""
+    return endpoint_url() or "AWS S3"
 
 
 _clients: dict[tuple, object] = {}
@@ -99,8 +108,8 @@ def client():
             # Path-style addressing: MinIO and most self-hosted stores need it, AWS accepts it. A few quick
             # retries inside botocore; the unit's own retries (with back-off) are the longer ones.
             config = Config(connect_timeout=timeout, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"},
-                            s3={"addressing_style": "path" if endpoint() != "AWS S3" else "auto"})
-            session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+                            s3={"addressing_style": "path" if endpoint_url() else "auto"})
+            session = boto3.session.Session(region_name=region())
             _clients[key] = session.client("s3", config=config)
         return _clients[key]
 

@@ -10,6 +10,7 @@ from typing import Any
 from curation.exports import FORMATS
 from db import objects
 
+from .locations import holds_files
 from .registry import JobSpec, register
 
 
@@ -27,13 +28,6 @@ def same_export(folder: Path | str, snapshot: str, fmt: str) -> bool:
     except (OSError, ValueError):
         return False
     return manifest.get("snapshot") == snapshot and manifest.get("format") == fmt
-
-
-def has_files(folder: Path | str) -> bool:
-    if objects.is_remote(folder):
-        return next(iter(objects.listing(objects.ObjectURL.parse(str(folder)))), None) is not None
-    folder = Path(folder)
-    return folder.exists() and any(folder.iterdir())
 
 
 def base_family(base_model: str, family: str | None = None):
@@ -88,7 +82,7 @@ class ExportJob(JobSpec):
             raise ValueError("--absolute-paths names files on one machine's disk; an s3:// export keeps paths relative to its folder")
         root = str(objects.ObjectURL.parse(self.out)).rstrip("/") if remote else str(Path(self.out).expanduser().resolve())
         if not self.force:
-            busy = [f for f in formats if has_files(objects.join(root, f)) and not same_export(objects.join(root, f), snapshot, f)]
+            busy = [f for f in formats if holds_files(objects.join(root, f)) and not same_export(objects.join(root, f), snapshot, f)]
             if busy:
                 raise ValueError(f"{objects.join(root, busy[0])} exists and is not empty; choose another --out or pass --force to replace it")
         base = self.base_model or DEFAULT_BASE_MODEL

@@ -25,15 +25,19 @@ def is_tiny_model(ref: str) -> bool:
     return is_tiny(Path(ref))
 
 
+def holds_files(where: str | Path) -> bool:
+    """A folder with anything in it, or an s3:// prefix with an object under it."""
+    if objects.is_remote(where):
+        return next(iter(objects.listing(objects.ObjectURL.parse(str(where)))), None) is not None
+    folder = Path(where)
+    return folder.is_dir() and any(folder.iterdir())
+
+
 def check_fresh(out: str, what: str) -> str:
     """The output location, refused when it already holds files: an earlier job's results would be
     overwritten (or mixed with these)."""
     where = location(out)
-    if objects.is_remote(where):
-        if next(iter(objects.listing(objects.ObjectURL.parse(where))), None) is not None:
-            raise ValueError(f"{where} already holds an earlier {what}'s files; pick another --name (or remove them)")
-        return where
-    folder = Path(where)
-    if folder.is_dir() and any(folder.iterdir()):
-        raise ValueError(f"{folder} already holds an earlier {what}'s files; pick another --name (or remove the folder)")
+    if holds_files(where):
+        remedy = "remove them" if objects.is_remote(where) else "remove the folder"
+        raise ValueError(f"{where} already holds an earlier {what}'s files; pick another --name (or {remedy})")
     return where

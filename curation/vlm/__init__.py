@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import tempfile
 from pathlib import Path
 
 from db import objects
@@ -66,13 +67,14 @@ def check_model_folder(model_dir: str | Path) -> type[VLMAdapter]:
         raise ValueError("no model folder given: name a VLM checkpoint folder")
     if objects.is_remote(model_dir):
         # a model in the object store: its config.json alone tells the family; workers copy the rest
-        try:
-            config = fetch_file(str(model_dir), "config.json")
-        except (objects.ObjectStoreError, ValueError) as exc:
-            raise ValueError(f"{model_dir}: {exc}") from None
-        if config is None:
-            raise ValueError(f"{model_dir}: not a model folder (no config.json there)")
-        return adapter_for(config.parent)
+        with tempfile.TemporaryDirectory(prefix="vitpro-model-") as tmp:
+            try:
+                config = fetch_file(str(model_dir), "config.json", Path(tmp))
+            except (objects.ObjectStoreError, ValueError) as exc:
+                raise ValueError(f"{model_dir}: {exc}") from None
+            if config is None:
+                raise ValueError(f"{model_dir}: not a model folder (no config.json there)")
+            return adapter_for(config.parent)
     path = Path(model_dir).expanduser()
     if not path.is_dir():
         raise ValueError(f"{model_dir}: no such model folder")

@@ -44,14 +44,14 @@ def _zip(who, entry, root_name: str) -> bytes:
 def _folder_bytes(folder: str, stamp: str) -> int:
     """An export's size, measured once per export (a new export rewrites its manifest): a folder of many
     images costs a stat per file, not on every rerun."""
-    return export_files.folder_bytes(folder, stamp)
+    return downloads.folder_bytes(Path(folder))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _found_remote(root: str, snap: str, last_export: tuple) -> list:
     """The snapshot's finished exports in S3: a few requests, made again once another export job has
     ended (``last_export``) rather than on every rerun."""
-    return export_files.find(root, snap, FORMATS)
+    return export_files.find(root, snap, FORMATS, size_of=_folder_bytes)
 
 
 def _found(snap: str) -> list:
