@@ -5,6 +5,13 @@ and prompt ids and a hash of the kept sample ids. The samples themselves are nev
 time travel (``AT (VERSION => n)``) gives the same rows forever, so an export made next year is the
 export made today, byte for byte. The hash catches the one way that could break (expired history).
 
+Which samples a snapshot holds is listed once, when it is made (db.snapshot_members): every reader
+(:func:`members_sql`, :func:`member_ids`, and through them :func:`kept`, :func:`diff`,
+:func:`export_samples`, :func:`snapshot_rows`, :func:`eval_rows`) joins that list instead of rebuilding
+the filter's stats at the snapshot's version. A snapshot made before lists existed gets its list from
+that rebuild, once: on its first read, or for all of them with :func:`backfill_members`
+(`vitpro snapshot backfill`).
+
 Exclusions (db/exclusions.py) live in the lake too, so a snapshot leaves out the samples excluded at its
 version, and only those: a sample excluded later is still in it (make a new snapshot to drop it).
 
@@ -14,22 +21,24 @@ caller needs one module.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import duckdb
 from sqlalchemy import Engine
 
 from db import samples_view
+from db import snapshot_members as lists
 from db.app_models import Snapshot
 from db.blobs import as_blobs
 from db.lake import Lake, at_version
-from db.snapshots import NAME_MAX, SnapshotError, check_name, get, insert, list_all, refuse_taken, rename  # noqa: F401 (one module for callers)
+from db.snapshots import NAME_MAX, SnapshotError, check_name, discard, get, insert, list_all, refuse_taken, rename  # noqa: F401 (one module for callers)
 from db.training import product_fields
 
 from .exports import ExportSample
-from .filters import FilterConfig, resolve, stats_for
+from .filters import FilterConfig, FilterError, resolve, stats_for
 
 
 def _digest(ids: list[str]) -> str:
@@ -38,7 +47,8 @@ def _digest(ids: list[str]) -> str:
 
 @dataclass
 class Frozen:
-    """What a filter keeps at one version: ids (sorted), counts, models and prompts."""
+    """What a filter keeps at one version: ids (sorted), counts, models and prompts, and each kept
+    sample's task (``tasks[k]`` is ``ids[k]``'s: what the member list stores beside the id)."""
 
     version: int
     config: FilterConfig
@@ -46,6 +56,13 @@ class Frozen:
     counts: dict[str, Any]
     model_ids: list[dict[str, str]]
     prompt_versions: list[dict[str, Any]]
+    tasks: list[str] = field(default_factory=list)
+
+
+def _kept_at(lake: Lake, table, config: FilterConfig) -> tuple[list[str], list[str]]:
+    """(ids, tasks) a stats table keeps, sorted by id: the ids exactly as the record's hash was taken of them."""
+    kept = lake.fetch_arrow(f"SELECT sample_id, task FROM ({table.kept_sql(config)}) WHERE keep ORDER BY sample_id")
+    return kept.column("sample_id").to_pylist(), kept.column("task").to_pylist()
 
 
 def freeze(lake: Lake, config: FilterConfig, version: int | None = None) -> Frozen:
@@ -54,7 +71,7 @@ def freeze(lake: Lake, config: FilterConfig, version: int | None = None) -> Froz
     table = stats_for(lake, config, version=version)
     report = table.report(config)
     kept_sql = table.kept_sql(config)
-    ids = table.kept_ids(config)
+    ids, tasks = _kept_at(lake, table, config)
     prompts = lake.fetchall(
         f"SELECT s.backend, s.model_id, s.prompt_version, count(*) FROM {at_version('samples', version)} s "
         f"JOIN ({kept_sql}) k USING (sample_id) WHERE k.keep GROUP BY ALL ORDER BY ALL"
@@ -70,7 +87,7 @@ def freeze(lake: Lake, config: FilterConfig, version: int | None = None) -> Froz
     }
     models = [{"metric": c.metric, "model_id": c.model_id, "segment": c.segment} for c in config.metrics()]
     prompt_rows = [{"backend": b, "model_id": m, "prompt_version": p, "samples": int(n)} for b, m, p, n in prompts]
-    return Frozen(version, config, ids, counts, models, prompt_rows)
+    return Frozen(version, config, ids, counts, models, prompt_rows, tasks)
 
 
 def create(lake: Lake, engine: Engine, *, name: str, filter_name: str | None, config: FilterConfig, created_by: str) -> Snapshot:
@@ -83,45 +100,115 @@ def create(lake: Lake, engine: Engine, *, name: str, filter_name: str | None, co
         name=name, filter_name=filter_name, filter_config=frozen.config.to_dict(), lake_version=frozen.version, counts=frozen.counts,
         model_ids=frozen.model_ids, prompt_versions=frozen.prompt_versions, created_by=created_by, created_at=datetime.now(timezone.utc),
     )
-    return insert(engine, row)
+    row = insert(engine, row)
+    # The record first, then its member list: the list is keyed by the record's id, which only the insert
+    # gives. Should the list's write fail, the record is deleted again, so a failed create leaves neither
+    # (the list's own write is one transaction: all of it or nothing). A process killed between the two
+    # leaves a record without a list, which is a snapshot made before lists existed: its first read
+    # rebuilds the list from the filter (_listed), so nothing is lost, it is only slower once.
+    try:
+        _write_list(lake, row, frozen.ids, frozen.tasks)
+    except BaseException:
+        discard(engine, row.id)
+        raise
+    return row
 
 
+# ---- the member list ----------------------------------------------------------------------------------
+# Checked against the record's kept_sha256 over every id when written (the ids are in memory then, and
+# wrong ids must never be listed); a read checks only the list's row: that it exists (the list is whole:
+# same transaction) and names this record's hash and version. Hashing a million ids on every read would
+# cost a good part of what the list saves, and a stored list cannot drift from what was checked: only
+# create and backfill write one, each after the full check, in one transaction with its row.
+def _no_longer(snap: Snapshot) -> SnapshotError:
+    return SnapshotError(
+        f"snapshot {snap.name!r} no longer gives the samples it was made of (was the DuckLake history at version "
+        f"{snap.lake_version} expired or compacted away?)"
+    )
+
+
+def _write_list(lake: Lake, snap: Snapshot, ids: list[str], tasks: list[str]) -> int:
+    if _digest(ids) != snap.counts.get("kept_sha256"):
+        raise _no_longer(snap)
+    return lists.write(lake, snap.id, snap.lake_version, snap.counts["kept_sha256"], ids, tasks)
+
+
+def _rebuild(lake: Lake, snap: Snapshot) -> tuple[list[str], list[str]]:
+    """The snapshot's (ids, tasks) from its filter at its version (what every read did before lists), checked
+    against the record's hash. History expired since gives the SnapshotError that says so, not DuckDB's."""
+    config = FilterConfig.from_dict(snap.filter_config)
+    try:
+        ids, tasks = _kept_at(lake, stats_for(lake, config, version=snap.lake_version), config)
+    except (duckdb.Error, FilterError) as exc:  # "No snapshot found at version n", or its scores gone with it
+        raise _no_longer(snap) from exc
+    if _digest(ids) != snap.counts.get("kept_sha256"):
+        raise _no_longer(snap)
+    return ids, tasks
+
+
+def _is_listed(lake: Lake, snap: Snapshot) -> bool:
+    found = lists.listed(lake, snap.id)
+    return found is not None and (found.kept_sha256, found.lake_version) == (snap.counts.get("kept_sha256"), snap.lake_version)
+
+
+def backfill_one(lake: Lake, snap: Snapshot) -> int:
+    """Give ``snap`` its member list from its filter (see :func:`_rebuild`), whatever it has now; returns the
+    samples listed. A list is only ever replaced after the rebuilt ids passed the hash check."""
+    ids, tasks = _rebuild(lake, snap)
+    return lists.write(lake, snap.id, snap.lake_version, snap.counts["kept_sha256"], ids, tasks)
+
+
+def _listed(lake: Lake, snap: Snapshot) -> None:
+    """Make sure ``snap`` has its list: the lazy backfill, so a store from before lists just works."""
+    if not _is_listed(lake, snap):
+        backfill_one(lake, snap)
+
+
+def backfill_members(lake: Lake, engine: Engine, *, progress: Callable[[Snapshot, int | SnapshotError], None] | None = None) -> dict[str, int]:
+    """List the members of every snapshot that has no list yet (made before lists existed, or whose create
+    was killed before writing one), each rebuilt from its filter once; ``progress(snap, samples listed or
+    the error)`` after each. Returns {name: samples listed} of those written now. A snapshot that cannot
+    be rebuilt (history expired) does not stop the others; they are named in one SnapshotError at the end."""
+    done: dict[str, int] = {}
+    failed: list[str] = []
+    for snap in list_all(engine):
+        if _is_listed(lake, snap):
+            continue
+        try:
+            done[snap.name] = backfill_one(lake, snap)
+        except SnapshotError as exc:
+            failed.append(snap.name)
+            if progress:
+                progress(snap, exc)
+            continue
+        if progress:
+            progress(snap, done[snap.name])
+    if failed:
+        raise SnapshotError(f"{len(failed)} snapshot(s) could not be listed (their DuckLake history is gone?): {', '.join(failed)}")
+    return done
+
+
+def members_sql(lake: Lake, snap: Snapshot) -> str:
+    """SQL of (sample_id, task) of the snapshot's samples, one row per sample: what to join against. The
+    list is backfilled first where the snapshot has none."""
+    _listed(lake, snap)
+    return lists.members_sql(snap.id)
+
+
+def member_ids(lake: Lake, snap: Snapshot) -> list[str]:
+    """The snapshot's sample ids, sorted."""
+    return lake.fetch_arrow(f"SELECT sample_id FROM ({members_sql(lake, snap)}) ORDER BY sample_id").column(0).to_pylist()
 
 
 def kept(lake: Lake, snap: Snapshot) -> list[tuple[str, str]]:
-    """(sample_id, task) of the snapshot's samples, sorted by id; checked against the recorded hash."""
-    config = FilterConfig.from_dict(snap.filter_config)
-    table = stats_for(lake, config, version=snap.lake_version)
-    rows = lake.fetchall(f"SELECT sample_id, task FROM ({table.kept_sql(config)}) WHERE keep ORDER BY sample_id")
-    if _digest([r[0] for r in rows]) != snap.counts.get("kept_sha256"):
-        raise SnapshotError(
-            f"snapshot {snap.name!r} no longer gives the samples it was made of (was the DuckLake history at version "
-            f"{snap.lake_version} expired or compacted away?)"
-        )
-    return [(r[0], r[1]) for r in rows]
-
-
-def _kept_sql(lake: Lake, snap: Snapshot) -> str:
-    """SQL of (sample_id, task) of the snapshot's samples, one row per sample, after checking in SQL that they
-    still hash to the recorded digest (the same check as :func:`kept`, without a million ids in Python)."""
-    config = FilterConfig.from_dict(snap.filter_config)
-    table = stats_for(lake, config, version=snap.lake_version)
-    kept_sql = table.kept_sql(config)
-    # the same digest as _digest(): sha256 of the sorted ids joined by newlines ('' for none)
-    found = lake.scalar(f"SELECT sha256(coalesce(string_agg(sample_id, chr(10) ORDER BY sample_id), '')) FROM ({kept_sql}) WHERE keep")
-    if found != snap.counts.get("kept_sha256"):
-        raise SnapshotError(
-            f"snapshot {snap.name!r} no longer gives the samples it was made of (was the DuckLake history at version "
-            f"{snap.lake_version} expired or compacted away?)"
-        )
-    return f"SELECT sample_id, any_value(task) AS task FROM ({kept_sql}) WHERE keep GROUP BY sample_id"
+    """(sample_id, task) of the snapshot's samples, sorted by id (from its member list)."""
+    return [(r[0], r[1]) for r in lake.fetchall(f"SELECT sample_id, task FROM ({members_sql(lake, snap)}) ORDER BY sample_id")]
 
 
 def diff(lake: Lake, a: Snapshot, b: Snapshot) -> dict[str, dict[str, int]]:
     """Per task: samples in b and not in a (added), in a and not in b (removed), in both (unchanged; under
-    b's task). Set operations in SQL over the kept ids at each snapshot's version: nothing per sample
-    reaches Python."""
-    left, right = _kept_sql(lake, a), _kept_sql(lake, b)
+    b's task). Set operations in SQL over the two member lists: nothing per sample reaches Python."""
+    left, right = members_sql(lake, a), members_sql(lake, b)
     rows = lake.fetchall(
         f"SELECT coalesce(r.task, l.task) AS task, count(*) FILTER (WHERE l.sample_id IS NULL), "
         f"count(*) FILTER (WHERE r.sample_id IS NULL), count(*) FILTER (WHERE l.sample_id IS NOT NULL AND r.sample_id IS NOT NULL) "
@@ -134,7 +221,7 @@ def export_samples(lake: Lake, snap: Snapshot, blob_root, *, resolve: bool = Tru
     """The snapshot's samples as the exporter wants them, read at the snapshot's version, and the blob
     file behind each image path (``images/<blob path>``: content-addressed, so stable). ``resolve=False``
     gives the blob paths themselves (an export from S3 fetches them into its own folder)."""
-    rows = samples_view.samples_with_images(lake, [sid for sid, _ in kept(lake, snap)], version=snap.lake_version)
+    rows = samples_view.samples_with_images(lake, member_ids(lake, snap), version=snap.lake_version)
     blobs = as_blobs(blob_root)  # with blobs in S3, each is read into this machine's cache
     samples: list[ExportSample] = []
     sources: dict[str, Path] = {}
@@ -165,8 +252,7 @@ def manifest_meta(snap: Snapshot) -> dict[str, Any]:
 def snapshot_rows(lake: Lake, engine: Engine, snapshot: str) -> list[dict[str, Any]]:
     """Every sample of a snapshot with its images, OCR text and product, read at the snapshot's version."""
     snap = get(engine, snapshot)
-    ids = [sid for sid, _ in kept(lake, snap)]
-    return samples_view.samples_with_images(lake, ids, version=snap.lake_version)
+    return samples_view.samples_with_images(lake, member_ids(lake, snap), version=snap.lake_version)
 
 
 def eval_rows(lake: Lake, engine: Engine, snapshot: str) -> list[dict[str, Any]]:

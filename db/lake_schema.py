@@ -26,6 +26,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     # with the highest ``seq``. In the lake, not the app tables, so a snapshot pinned at DuckLake version V
     # reads the exclusions as they were at V (time travel), like every other row.
     (5, "exclusions: samples a curator took out of the data set, as an append-only log", [tables.EXCLUSIONS.ddl()]),
+    # Snapshots made before this step have no list: db/ cannot rebuild a filter (that is curation's), so
+    # curation.snapshots.backfill_members fills them in (`vitpro snapshot backfill`, or lazily on first read).
+    (6, "snapshot members: each snapshot's sample ids, listed once", [tables.SNAPSHOT_MEMBERS.ddl(), tables.SNAPSHOT_MEMBER_LISTS.ddl()]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -10,7 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from .app_models import EvalRun, Snapshot, TrainRun
@@ -52,6 +52,13 @@ def refuse_taken(engine: Engine, name: str) -> None:
 def insert(engine: Engine, row: Snapshot) -> Snapshot:
     """Store a new snapshot record (a SnapshotError where its name was taken meanwhile)."""
     return insert_named(engine, row, lambda: _exists(row.name))
+
+
+def discard(engine: Engine, snapshot_id: int) -> None:
+    """Delete a snapshot record that was just inserted: only to undo a create whose member list could not
+    be written (curation.snapshots.create). A finished snapshot is never deleted: runs and exports name it."""
+    with Session(engine) as s, s.begin():
+        s.execute(delete(Snapshot).where(Snapshot.id == int(snapshot_id)))
 
 
 def rename(engine: Engine, old: str, new: str, *, exports_root: Path | None = None) -> Snapshot:

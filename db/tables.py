@@ -266,3 +266,24 @@ EXCLUSIONS = declare(
     Column("by_user", "VARCHAR", 'who did it (web user or the OS / VITPRO_USER of the CLI)'),
     Column("changed_at", "TIMESTAMPTZ"),
 )
+
+# A snapshot's samples, listed once when it is made (curation/snapshots.py), so that an export, a training
+# run or a diff joins this list instead of rebuilding the filter's stats at the snapshot's version.
+SNAPSHOT_MEMBERS = declare(
+    "snapshot_members",
+    Column("snapshot_id", "INTEGER", "the app table's snapshots.id (a name can change, the id never does)"),
+    Column("sample_id", "VARCHAR", 'once per snapshot'),
+    Column("task", "VARCHAR"),
+    Column("lake_version", "BIGINT", "the snapshot's DuckLake version: where its samples are read"),
+)
+
+# One row per complete list, written in the same transaction as the list: a reader trusts a list only
+# with its row, and only when the row's hash is its record's (see db/snapshot_members.py).
+SNAPSHOT_MEMBER_LISTS = declare(
+    "snapshot_member_lists",
+    Column("snapshot_id", "INTEGER"),
+    Column("lake_version", "BIGINT"),
+    Column("kept_sha256", "VARCHAR", "the record's hash of the kept ids, checked against the list before it was written"),
+    Column("n_samples", "BIGINT"),
+    Column("written_at", "TIMESTAMPTZ"),
+)
