@@ -208,6 +208,13 @@ def as_blobs(store) -> LocalBlobs | RemoteBlobs:
 _open: dict[tuple, LocalBlobs | RemoteBlobs] = {}
 
 
+def forget_open_blobs() -> None:
+    """In a forked child (a training loader's worker): the parent's S3 client and its connections are
+    not ours to share; the next open_blobs makes this process its own."""
+    _open.clear()
+    objects.forget_clients()
+
+
 def open_blobs(settings) -> LocalBlobs | RemoteBlobs:
     """The blob store the settings name (one per process, so the cache's size is counted once)."""
     key = (settings.blob_url, str(settings.blob_path), settings.blob_cache_bytes)

@@ -94,6 +94,13 @@ _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 
 
+def forget_clients() -> None:
+    """In a forked child: the parent's client shares its connection pool with the parent; make new ones."""
+    global _clients_lock
+    _clients.clear()
+    _clients_lock = threading.Lock()  # the parent may have held it at the fork
+
+
 def client():
     """A boto3 S3 client for the current environment (one per process and environment)."""
     names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",

@@ -90,9 +90,29 @@ def check_device(queue: str, device: str | None, *, settings: Settings | None = 
                      f"choose a device they have, or start a worker of that queue on a machine with {wanted}")
 
 
+def check_processes(queue: str, device: str | None, nproc: int, *, settings: Settings | None = None) -> None:
+    """Refuse (:class:`JobRefused`) a run of ``nproc`` processes, one per GPU, that no live worker of
+    ``queue`` has the GPUs for (a worker that recorded no devices is given the benefit of the doubt)."""
+    wanted = device_names.normalise(device) if device else "cpu"
+    if nproc <= 1 or not device_names.is_accelerator(wanted):
+        return
+    kind = wanted.split(":", 1)[0]
+    live = _live(queue, settings or load_settings())
+    known = [jobs.worker_devices(w) for w in live]
+    if not live or any(found is None or sum(d.split(":", 1)[0] == kind for d in found) >= nproc for found in known):
+        return
+    most = max(sum(d.split(":", 1)[0] == kind for d in found) for found in known)
+    raise JobRefused(f"--nproc {nproc} needs one {kind} device per process, and no live worker of the {queue!r} queue has {nproc} "
+                     f"(the most any has is {most}); lower --nproc or start a worker on a machine with {nproc} GPUs")
+
+
 def check_job(kind: str, params: dict[str, Any], *, settings: Settings | None = None) -> list[str]:
     """What can be known about a job's parameters only from the live workers; returns warnings, raises
     :class:`JobRefused` for a job no live worker could run."""
     settings = settings or load_settings()
-    warning = check_device(queue_of(kind, params), requested_device(params), settings=settings)
+    queue, device = queue_of(kind, params), requested_device(params)
+    warning = check_device(queue, device, settings=settings)
+    config = params.get("config")
+    if isinstance(config, dict) and int(config.get("nproc") or 1) > 1:
+        check_processes(queue, device, int(config["nproc"]), settings=settings)
     return [warning] if warning else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,8 +15,9 @@ from trainer import ablation
 from trainer.benchmarks import add_examples, item_images, objective_items, prompt_question, split_rows
 from trainer.config import PRESETS, LoraSettings, TrainConfig
 from trainer.data import IGNORE, build_examples, collate, make_example
-from trainer.loop import StopTraining, checkpoint_dirs, micro_batches, plan_steps, train
+from trainer.loop import StopTraining, checkpoint_dirs, run_plan, train
 from trainer.lora import AcceleratorError, apply_lora, check_accelerator_options, load_for_training
+from trainer.plan import Order, rank_share
 
 from .helpers import lora_run
 
@@ -122,12 +124,27 @@ def test_stopped_run_resumes_to_the_same_steps_and_weights(tiny_models, tmp_path
 
 def test_data_order_and_step_plan():
     config = TrainConfig(batch_size=3, grad_accum=2, epochs=2)
-    per_epoch, total = plan_steps(10, config)
-    assert (per_epoch, total) == (2, 4)  # 4 micro-batches per epoch, 2 per step
-    batches = micro_batches(10, config, per_epoch, total)
+    plan = run_plan(10, config)
+    assert (plan.steps_per_epoch, plan.total_steps, plan.micro_per_epoch) == (2, 4, 4)  # 4 micro-batches per epoch, 2 per step
+    order = Order(plan, seed=0)
+    batches = [order.micro_batch(k).tolist() for k in range(plan.total_micro)]
     assert len(batches) == 8 and sorted(i for b in batches[:4] for i in b) == list(range(10))
-    assert batches == micro_batches(10, config, per_epoch, total)
-    assert plan_steps(10, TrainConfig(batch_size=3, grad_accum=2, max_steps=3))[1] == 3
+    assert batches == [Order(plan, seed=0).micro_batch(k).tolist() for k in range(plan.total_micro)]  # a pure function of the seed
+    assert batches[:4] != batches[4:]  # a fresh permutation per epoch
+    assert run_plan(10, TrainConfig(batch_size=3, grad_accum=2, max_steps=3)).total_steps == 3
+    # two processes of batch 2 make the global micro-batches of one process of batch 4, and share each
+    assert run_plan(10, TrainConfig(batch_size=2, nproc=2)) == run_plan(10, TrainConfig(batch_size=4))
+    assert [rank_share(order.micro_batch(0), r, 2).tolist() for r in (0, 1)] in ([batches[0][:2], batches[0][2:]],)
+    # grouping by length: each micro-batch holds neighbours in length, every sample once per epoch, seeded
+    lengths = np.random.default_rng(1).integers(10, 1000, size=400)
+    grouped_plan = run_plan(400, TrainConfig(batch_size=8, epochs=1))
+    grouped = Order(grouped_plan, 0, lengths)
+    micro = [grouped.micro_batch(k) for k in range(grouped_plan.total_micro)]
+    assert sorted(np.concatenate(micro).tolist()) == list(range(400))
+    spread = np.mean([np.ptp(lengths[b]) for b in micro])
+    random_spread = np.mean([np.ptp(lengths[b]) for b in (Order(grouped_plan, 0).micro_batch(k) for k in range(grouped_plan.total_micro))])
+    assert spread < random_spread / 5, (spread, random_spread)
+    assert [b.tolist() for b in micro] == [Order(grouped_plan, 0, lengths).micro_batch(k).tolist() for k in range(grouped_plan.total_micro)]
 
 
 def test_accelerator_options_are_refused_with_a_message_on_cpu():

@@ -57,6 +57,11 @@ class TrainConfig:
     checkpoint_every: int = 50  # optimiser steps between checkpoints
     keep_checkpoints: int = 2
     max_length: int | None = None
+    # Data parallelism: processes of one run (one per GPU; gloo processes on a CPU). A step's global
+    # micro-batch is batch_size x nproc samples, split over the processes (trainer/plan.py).
+    nproc: int = 1
+    loader_workers: int = 2  # DataLoader processes per training process that read and encode examples
+    group_by_length: bool = True  # micro-batches of similar length (less padding), still seeded
 
     def __post_init__(self):
         if self.batch_size < 1 or self.grad_accum < 1:
@@ -69,6 +74,8 @@ class TrainConfig:
             raise ValueError("holdout is a share of products: 0 <= holdout < 1")
         if self.checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1 step")
+        if self.nproc < 1 or self.loader_workers < 0:
+            raise ValueError("nproc must be at least 1 and loader_workers 0 or more")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

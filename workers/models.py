@@ -1,7 +1,15 @@
-"""Models a worker process keeps loaded between units: loaded once per process, never per batch."""
+"""Models a worker process keeps loaded between units: loaded once per process, never per batch.
+
+The cache is bounded: at most ``VITPRO_MODEL_CACHE`` models (default 2), the one used longest ago leaves
+first; a unit that starts training gives all the scoring models back (:func:`release_scoring_models`),
+since the run's own processes need that memory (on a GPU above all).
+"""
 from __future__ import annotations
 
+import gc
+import os
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from config.settings import load_settings
@@ -9,8 +17,60 @@ from curation.single_sample import check_device
 from db import objects
 from db.model_files import local_model
 
-_cache: dict[tuple, Any] = {}
+_cache: OrderedDict[tuple, Any] = OrderedDict()
 _lock = threading.Lock()
+
+
+def _limit() -> int:
+    try:
+        return max(1, int(os.environ.get("VITPRO_MODEL_CACHE", "2")))
+    except ValueError:
+        return 2
+
+
+def _cached(key: tuple, load) -> Any:
+    """The model under ``key``, loaded on first use; the least recently used ones beyond the limit are
+    dropped first, so two models never grow into many (a grid of evaluation settings, several CLIPs)."""
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        while len(_cache) >= _limit():
+            _cache.popitem(last=False)
+            _free()
+        _cache[key] = load()
+        return _cache[key]
+
+
+def _free() -> None:
+    gc.collect()
+    import sys
+
+    torch = sys.modules.get("torch")  # only where a model was ever loaded
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _name(key: tuple) -> str:
+    kind, model = key[0], key[1]
+    if kind == "clip":
+        model = getattr(model, "model", model)
+    return f"{kind} {model}"
+
+
+def release_scoring_models() -> list[str]:
+    """Drop the cached VisAttnScore VLMs and CLIP models (and evaluation models); the names of those dropped."""
+    with _lock:
+        gone = [_name(k) for k in _cache]
+        _cache.clear()
+    if gone:
+        _free()
+    return gone
+
+
+def cached_names() -> list[str]:
+    with _lock:
+        return [_name(k) for k in _cache]
 
 
 def local(ref: str | None) -> str | None:
@@ -24,27 +84,25 @@ def vlm(model_dir: str, device: str, dtype: str, attention: str):
     from curation.vis_attn import register
     from curation.vlm import LoadOptions, load_vlm
 
-    key = ("vlm", model_dir, device, dtype, attention)
-    with _lock:
-        if key not in _cache:
-            check_device(device)
-            register()
-            _cache[key] = load_vlm(local(model_dir), LoadOptions(device=device, dtype=dtype), language_model_attention=attention)
-        return _cache[key]
+    def load():
+        check_device(device)
+        register()
+        return load_vlm(local(model_dir), LoadOptions(device=device, dtype=dtype), language_model_attention=attention)
+
+    return _cached(("vlm", model_dir, device, dtype, attention), load)
 
 
 def clip(config):
-    key = ("clip", config)
-    with _lock:
-        if key not in _cache:
-            check_device(config.device)
-            from dataclasses import replace
+    def load():
+        check_device(config.device)
+        from dataclasses import replace
 
-            from curation.clip_score import ClipScorer
+        from curation.clip_score import ClipScorer
 
-            model = f"local-dir:{local(config.model)}" if objects.is_remote(config.model) else config.model
-            _cache[key] = ClipScorer(replace(config, model=model))
-        return _cache[key]
+        model = f"local-dir:{local(config.model)}" if objects.is_remote(config.model) else config.model
+        return ClipScorer(replace(config, model=model))
+
+    return _cached(("clip", config), load)
 
 
 def eval_vlm(model_dir: str, adapter_dir: str | None, config):
@@ -56,9 +114,10 @@ def eval_vlm(model_dir: str, adapter_dir: str | None, config):
 
     key = ("eval", model_dir, adapter_dir, json.dumps(config.to_dict(), sort_keys=True))
     with _lock:
-        if key not in _cache:
-            # one evaluation model at a time: an ablation grid would otherwise keep every variant in memory
-            for old in [k for k in _cache if k[0] == "eval"]:
-                del _cache[old]
-            _cache[key] = load_for_eval(local(model_dir), adapter_dir=local(adapter_dir), config=config)
-        return _cache[key]
+        # one evaluation model at a time: an ablation grid would otherwise keep every variant in memory
+        stale = [k for k in _cache if k[0] == "eval" and k != key]
+        for old in stale:
+            del _cache[old]
+    if stale:
+        _free()
+    return _cached(key, lambda: load_for_eval(local(model_dir), adapter_dir=local(adapter_dir), config=config))

@@ -1,17 +1,16 @@
 """The training job (train queue): LoRA fine-tuning of a VLM on a snapshot's training products.
 
-One unit. The lease makes sure one worker holds it; a lock file in the run's folder makes doubly sure two
-processes never write the same checkpoints. A killed worker's unit comes back after its lease and the
-next worker resumes from the last checkpoint (trainer/loop.py); the step rows it redoes are rewritten,
-never doubled. Cancel is honoured between steps, after a checkpoint of the steps done.
+One unit. The lease makes sure one worker holds it. The unit starts the run's processes with torchrun's
+launcher (trainer/launch.py: ``--nproc`` processes, one per GPU, or gloo processes on a CPU) and watches
+them: rank 0 records the steps and writes the checkpoints (trainer/ranks.py), and takes a lock on the
+run's folder so two attempts never write the same checkpoints. A killed worker's unit comes back after
+its lease and the next worker resumes from the last checkpoint, on as many processes as it is told; the
+step rows it redoes are rewritten, never doubled. Cancel is honoured between steps, after a checkpoint of
+the steps done.
 """
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
-from contextlib import contextmanager
-from pathlib import Path
+import time
 from typing import Any
 
 from db import objects, training
@@ -23,60 +22,17 @@ from ..runtime import Cancelled, PermanentError, UnitContext
 from .registry import register
 
 
-def _meta(params: dict[str, Any], snap, result, counts: dict[str, Any]) -> dict[str, Any]:
-    import peft
-    import transformers
-
-    return {
-        "run": params["name"], "base_model": params["model"], "snapshot": snap.name, "snapshot_lake_version": snap.lake_version,
-        "snapshot_kept_sha256": snap.counts.get("kept_sha256"), "config": params["config"], "steps": result.steps,
-        "total_steps": result.total_steps, "final_loss": result.final_loss, **counts,
-        "versions": {"transformers": transformers.__version__, "peft": peft.__version__},
-    }
-
-
-@contextmanager
-def _run_lock(out_dir: Path):
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir / ".lock", os.O_CREAT | os.O_RDWR)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another process is training into {out_dir}; this attempt waits for it") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def _fetch_checkpoints(out: str, out_dir: Path) -> None:
-    """The checkpoints already in the store, into the scratch folder (one cut short lacks its state.json,
-    which is uploaded last, and is ignored by the loop)."""
-    from trainer.loop import CHECKPOINTS
-
-    shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)  # only what reached the store counts
-    objects.download_folder(objects.ObjectURL.parse(objects.join(out, CHECKPOINTS)), out_dir / CHECKPOINTS)
-
-
-def _push_checkpoint(folder: Path, out: str, keep: int) -> None:
-    """A checkpoint just written, to the store (state.json last), then the older ones beyond ``keep`` out."""
-    from trainer.loop import CHECKPOINTS
-
-    root = objects.ObjectURL.parse(objects.join(out, CHECKPOINTS)).as_prefix()
-    objects.upload_folder(folder, root.child(folder.name), last=("state.json",))
-    steps = sorted({rel.split("/", 1)[0] for rel, _ in objects.listing(root) if rel.startswith("step-") and "/" in rel})
-    for old in steps[:-keep] if keep > 0 else []:
-        objects.delete_prefix(root.child(old))
-
-
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
+    from pathlib import Path
+
     from curation import snapshots
-    from trainer.benchmarks import split_rows
+    from trainer import snapshot_set
 
     p = ctx.params
     try:
-        snapshots.get(ctx.engine, p["snapshot"])
+        snap = snapshots.get(ctx.engine, p["snapshot"])
         config = TrainConfig.from_dict(p["config"])
+        members = snapshots.members_sql(ctx.lake, snap)
     except (snapshots.SnapshotError, ValueError, TypeError) as exc:
         raise PermanentError(str(exc)) from exc
     if not objects.is_remote(p["model"]) and not Path(p["model"]).exists():
@@ -89,85 +45,73 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
         training.create_run(ctx.engine, name=p["name"], snapshot=p["snapshot"], base_model=p["model"], config=p["config"], out_dir=p["out"],
                             created_by=ctx.settings.user)
     training.update_run(ctx.engine, p["name"], job_id=ctx.job_id)
-    rows = snapshots.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"])
-    train_rows, held_out = split_rows(rows, config.holdout, config.seed)
-    ctx.log(f"run {p['name']!r}: {len(train_rows)} training samples, {len(held_out)} held out for evaluation "
-            f"({config.holdout:.0%} of products); LoRA r={config.lora.r} alpha={config.lora.alpha} on {', '.join(config.lora.parts)}")
-    if not train_rows:
-        raise PermanentError("the snapshot has no samples left for training after the held-out products")
-    return [UnitSpec({}, len(train_rows))], {"set": {"samples": len(train_rows), "held_out": len(held_out)}}
+    parts = snapshot_set.split(ctx.lake, members, snap.lake_version, config)
+    ctx.log(f"run {p['name']!r}: {len(parts.ids)} training samples, {parts.held_out} held out for evaluation "
+            f"({config.holdout:.0%} of products); LoRA r={config.lora.r} alpha={config.lora.alpha} on {', '.join(config.lora.parts)}; "
+            f"{config.nproc} process(es)")
+    if not parts.ids:
+        detail = f" ({', '.join(f'{k} {v}' for k, v in parts.skipped.items())})" if parts.skipped else ""
+        raise PermanentError(f"the snapshot has no samples left for training after the held-out products{detail}")
+    return [UnitSpec({}, len(parts.ids))], {"set": {"samples": len(parts.ids), "held_out": parts.held_out}}
+
+
+def _check_processes(config: TrainConfig) -> None:
+    """A clear refusal before anything starts: more processes than this worker has GPUs (or cores)."""
+    import os
+
+    if config.device.startswith("cuda"):
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if config.nproc > have:
+            raise PermanentError(f"--nproc {config.nproc} asks for one GPU per process, but this worker has {have} GPU(s)")
+    elif config.nproc > (os.cpu_count() or 1):
+        raise PermanentError(f"--nproc {config.nproc} CPU processes on a worker with {os.cpu_count()} cores would only contend; lower it")
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    from curation import snapshots
-    from trainer.benchmarks import split_rows
-    from trainer.data import build_examples
-    from trainer.loop import StopTraining, checkpoint_dirs, plan_steps, save_final, train
-    from trainer.lora import AcceleratorError, apply_lora, load_for_training
-
-    class CancelTraining(StopTraining, Cancelled):
-        """Cancel seen between steps: the loop checkpoints (StopTraining), the runtime records it (Cancelled)."""
+    from trainer.launch import StopRequested, launch
+    from trainer.ranks import RunSpec
 
     p = ctx.params
     config = TrainConfig.from_dict(p["config"])
+    _check_processes(config)
+    released = models.release_scoring_models()
+    if released:
+        ctx.log(f"released the scoring models this worker had cached before training: {', '.join(released)}")
     remote = objects.is_remote(p["out"])
     # A run in S3 trains in this worker's scratch folder: its checkpoints go up as they are written, and a
     # worker that takes the unit over after a crash starts from the last one that reached the store.
-    out_dir = ctx.settings.home / "scratch" / "runs" / p["name"] if remote else Path(p["out"])
-    run_row = training.get_run(ctx.engine, p["name"])
-    snap = snapshots.get(ctx.engine, p["snapshot"])
-    with _run_lock(out_dir):
-        if remote:
-            _fetch_checkpoints(p["out"], out_dir)
-        rows, _ = split_rows(snapshots.snapshot_rows(ctx.lake, ctx.engine, p["snapshot"]), config.holdout, config.seed)
+    work_dir = ctx.settings.home / "scratch" / "runs" / p["name"] if remote else p["out"]
+    spec = RunSpec(name=p["name"], snapshot=p["snapshot"], model=models.local(p["model"]), config=p["config"], work_dir=str(work_dir),
+                   out=p["out"], job_id=ctx.job_id)
+    last = [0.0]
+
+    def watch() -> None:
         try:
-            adapter = load_for_training(models.local(p["model"]), config)
-        except AcceleratorError as exc:
-            raise PermanentError(str(exc)) from exc
-        examples, skipped = build_examples(adapter, rows, ctx.blobs, ocr=config.ocr,
-                                           min_images=config.images.min_images, max_images=config.images.max_images)
-        if skipped:
-            ctx.log("samples left out of training: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
-        if not examples:
-            raise PermanentError(f"no sample of the snapshot can be trained on ({', '.join(f'{k} {v}' for k, v in skipped.items())})")
-        apply_lora(adapter, config.lora, seed=config.seed, gradient_checkpointing=config.gradient_checkpointing, quantized=config.load_4bit)
-        _, total = plan_steps(len(examples), config)
-        done = checkpoint_dirs(out_dir)
-        start = int(done[-1].name.split("-")[1]) if done else 0
-        training.start_steps_at(ctx.engine, run_row.id, start)
-        training.update_run(ctx.engine, p["name"], status="running", total_steps=total, steps_done=start)
-        ctx.log(f"resuming from the checkpoint at step {start} of {total}" if start else f"training {total} step(s) on {len(examples)} examples")
+            ctx.check()
+        except Cancelled as exc:
+            raise StopRequested(f"job {exc} cancelled") from exc
+        now = time.monotonic()
+        if now - last[0] >= 1.0:  # the unit's progress from the run's row, which rank 0 keeps
+            last[0] = now
+            run_row = training.get_run(ctx.engine, p["name"])
+            if run_row.total_steps:
+                ctx.progress(int(ctx.claimed.size * run_row.steps_done / run_row.total_steps))
 
-        def on_step(entry) -> None:
-            training.record_steps(ctx.engine, run_row.id, [{"step": entry.step, "epoch": entry.epoch, "loss": entry.loss,
-                                                            "learning_rate": entry.learning_rate, "tokens": entry.tokens, "seconds": entry.seconds}])
-            training.update_run(ctx.engine, p["name"], steps_done=entry.step)
-            ctx.progress(int(ctx.claimed.size * entry.step / total))  # the unit's size is in samples
-
-        def should_stop() -> None:
-            try:
-                ctx.check()
-            except Cancelled as exc:
-                raise CancelTraining(str(exc)) from exc
-
-        try:
-            result = train(adapter, examples, config, out_dir, on_step=on_step, should_stop=should_stop,
-                           on_checkpoint=(lambda folder: _push_checkpoint(folder, p["out"], config.keep_checkpoints)) if remote else None)
-        except Cancelled:
-            training.update_run(ctx.engine, p["name"], status="cancelled")
-            raise
-        counts = {"examples": len(examples), "skipped": skipped}
-        final = save_final(adapter, out_dir, _meta(p, snap, result, counts))
-        if remote:
-            # training_config.json last: evaluation takes an adapter in S3 as whole once that file is there
-            final_url = objects.join(p["out"], "adapter")
-            objects.delete_prefix(objects.ObjectURL.parse(final_url))
-            objects.upload_folder(final, objects.ObjectURL.parse(final_url), last=("training_config.json",))
-            final = final_url
-    summary = {"final_loss": result.final_loss, "steps": result.steps, "resumed_from": result.resumed_from, "adapter": str(final), **counts}
-    training.update_run(ctx.engine, p["name"], status="succeeded", steps_done=result.steps, summary=summary)
-    ctx.log(f"done: {result.steps} steps, final loss {result.final_loss:.4f}; adapter in {final}")
-    return {"steps": result.steps - result.resumed_from, "examples": len(examples)}
+    outcome = launch(spec, config.nproc, watch=watch)
+    if outcome.stopped:
+        training.update_run(ctx.engine, p["name"], status="cancelled")
+        raise Cancelled(ctx.job_id)
+    if outcome.returncode != 0 or outcome.result is None:
+        if outcome.permanent:
+            training.update_run(ctx.engine, p["name"], status="failed")
+            raise PermanentError(outcome.permanent)
+        raise RuntimeError(outcome.failure())  # retried: the next attempt resumes from the last checkpoint
+    summary = outcome.result
+    training.update_run(ctx.engine, p["name"], status="succeeded", steps_done=summary["steps"], summary=summary)
+    ctx.log(f"done: {summary['steps']} steps, final loss {summary['final_loss']:.4f}; adapter in {summary['adapter']}")
+    return {"steps": summary["steps"] - summary["resumed_from"], "examples": summary["examples"]}
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
