@@ -256,7 +256,9 @@ def train(
 
     latest = checkpoint_dirs(out_dir) if dist.main else []
     state = dist.broadcast(read_checkpoint(latest[-1]) if latest else None)
-    plan = run_plan(len(data), config, state["micro_size"] if state else None)
+    # the global micro-batch is batch_size samples on each process of the run as it starts (torchrun may
+    # have started more processes than config.nproc: several machines); a resumed run keeps its own
+    plan = run_plan(len(data), config, state["micro_size"] if state else config.batch_size * dist.world)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(plan.total_steps, config.warmup_ratio))
     step = 0
     if state is not None:

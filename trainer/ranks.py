@@ -158,6 +158,11 @@ class _Recorder:
         training.start_steps_at(self.engine, self.run_id, step)
         training.update_run(self.engine, self.spec.name, status="running", total_steps=plan.total_steps, steps_done=step)
 
+    def finish(self, summary: dict) -> None:
+        from db import training
+
+        training.update_run(self.engine, self.spec.name, status="succeeded", steps_done=summary["steps"], summary=summary)
+
     def step(self, entry) -> None:
         from db import training
 
@@ -240,6 +245,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
                     recorder.log("samples left out of training: " + ", ".join(f"{k} {v}" for k, v in result.skipped.items()))
                 final = save_final(adapter, work_dir, _meta(spec, snap, result, spec.config))
                 summary["adapter"] = push_adapter(final, spec.out) if remote else str(final)
+                recorder.finish(summary)
                 _write_json(work_dir / RESULT, summary)
             return summary
     except StopTraining as exc:

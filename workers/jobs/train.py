@@ -108,8 +108,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
             training.update_run(ctx.engine, p["name"], status="failed")
             raise PermanentError(outcome.permanent)
         raise RuntimeError(outcome.failure())  # retried: the next attempt resumes from the last checkpoint
-    summary = outcome.result
-    training.update_run(ctx.engine, p["name"], status="succeeded", steps_done=summary["steps"], summary=summary)
+    summary = outcome.result  # rank 0 marked the run succeeded with it
     ctx.log(f"done: {summary['steps']} steps, final loss {summary['final_loss']:.4f}; adapter in {summary['adapter']}")
     return {"steps": summary["steps"] - summary["resumed_from"], "examples": summary["examples"]}
 
