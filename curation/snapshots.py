@@ -202,7 +202,8 @@ def member_ids(lake: Lake, snap: Snapshot) -> list[str]:
 
 def kept(lake: Lake, snap: Snapshot) -> list[tuple[str, str]]:
     """(sample_id, task) of the snapshot's samples, sorted by id (from its member list)."""
-    return [(r[0], r[1]) for r in lake.fetchall(f"SELECT sample_id, task FROM ({members_sql(lake, snap)}) ORDER BY sample_id")]
+    rows = lake.fetch_arrow(f"SELECT sample_id, task FROM ({members_sql(lake, snap)}) ORDER BY sample_id")
+    return list(zip(rows.column("sample_id").to_pylist(), rows.column("task").to_pylist()))  # columns, not a tuple per row from DuckDB
 
 
 def diff(lake: Lake, a: Snapshot, b: Snapshot) -> dict[str, dict[str, int]]:
