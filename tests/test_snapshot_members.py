@@ -226,3 +226,20 @@ def test_backfill_from_the_command_line(store, vitpro_cli):
     assert f"snapshot {a.name!r}: listed {a.counts['kept']} sample(s)" in out and "1 snapshot(s) listed" in out
     again = vitpro_cli("snapshot", "backfill", check=True).stdout
     assert "every snapshot lists its samples already" in again
+
+
+def test_lists_on_a_postgresql_catalog(home, pg_url, monkeypatch):
+    """The same writes and reads with the production catalog (DuckLake on PostgreSQL, app tables beside it)."""
+    from bench import synthetic_store
+
+    monkeypatch.setenv("VITPRO_CATALOG", pg_url)
+    synthetic_store.build(400)
+    s = load_settings()
+    lake, engine = open_store(s.store), write_engine(s.app_url)
+    a, b = snapshots.get(engine, "bench-snap-1"), snapshots.get(engine, "bench-snap-2")
+    before = snapshots.kept(lake, a)
+    assert before == _old_kept(lake, a) and _rows_of(lake, a) == a.counts["kept"]
+    _unlist(lake, a)
+    assert snapshots.backfill_members(lake, engine) == {a.name: a.counts["kept"]}
+    assert snapshots.kept(lake, a) == before
+    assert snapshots.diff(lake, a, b) == {t: {"added": 0, "removed": 0, "unchanged": n} for t, n in sorted(_per_task(dict(before)).items())}
