@@ -22,14 +22,15 @@ PASSWORDS = {"admin": "admin-pass-1", "anna": "annotator-pass-1"}
 FILTER = "bench-filter"
 
 
-def _jpegs(blobs) -> list[tuple[int, str, str]]:
-    """(k, blob path relative to the blob root, sha256) of JPEGS small real images, put in the blob store
-    ``blobs`` (db/blobs.py: a folder, or S3)."""
+def _jpegs(blobs, px: int = 96) -> list[tuple[int, str, str]]:
+    """(k, blob path relative to the blob root, sha256) of JPEGS real images of ``px`` pixels a side (small by
+    default; a catalog photo's size for the training bench), put in the blob store ``blobs`` (db/blobs.py:
+    a folder, or S3)."""
     from PIL import Image, ImageDraw
 
     out = []
     for k in range(JPEGS):
-        img = Image.new("RGB", (96, 96), ((37 * k) % 256, (91 * k) % 256, (151 * k) % 256))
+        img = Image.new("RGB", (px, px), ((37 * k) % 256, (91 * k) % 256, (151 * k) % 256))
         ImageDraw.Draw(img).text((8, 40), f"SKU {k}", fill=(255, 255, 255))
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=80)
@@ -147,8 +148,8 @@ def build_items(n_items: int) -> None:
     _lake_rows(open_store(s.store), n_items * SAMPLES_PER_ITEM, _jpegs(open_blobs(s)), items_only=True)
 
 
-def build(n: int) -> dict[str, float]:
-    """Build the store of ``VITPRO_HOME`` with ``n`` samples; returns seconds per step."""
+def build(n: int, photo_px: int = 96) -> dict[str, float]:
+    """Build the store of ``VITPRO_HOME`` with ``n`` samples (photos of ``photo_px`` a side); returns seconds per step."""
     import time
 
     from config.settings import load_settings
@@ -164,7 +165,7 @@ def build(n: int) -> dict[str, float]:
     t = time.perf_counter()
     lake = open_store(s.store)
     engine = write_engine(s.app_url)
-    _lake_rows(lake, n, _jpegs(open_blobs(s)))
+    _lake_rows(lake, n, _jpegs(open_blobs(s), photo_px))
     took["lake rows"] = time.perf_counter() - t
     t = time.perf_counter()
     users.add(engine, "admin", PASSWORDS["admin"], "admin")
