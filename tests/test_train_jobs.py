@@ -124,14 +124,15 @@ def test_train_eval_and_ablate_from_the_command_line(home, tmp_path, tiny_models
                           "--local", check=True)
         assert "objective:" in base.stdout and "generative:" in base.stdout and "attributes:" in base.stdout
         tuned = vitpro_cli("eval", "run", snap, "--model", model, "--adapter", "cli-run", "--name", "tuned", "--baseline", "base", "--k", "1",
-                           "--holdout", "0.25", "--limit", "6", "--local", check=True)
-    assert "vs baseline: points against evaluation 'base'" in tuned.stdout
+                           "--holdout", "0.25", "--limit", "6", "--batch-size", "4", "--local", check=True)
+    assert "vs baseline: points against evaluation 'base'" in tuned.stdout and ", batch 4, generate mode," in tuned.stdout
     engine = _engine()
     ev = training.get_eval(engine, "tuned")
     assert ev.adapter.endswith("cli-run/adapter") and set(ev.results) >= {"objective", "attributes", "measures"}
     for task, m in ev.results["objective"].items():
         assert 0 <= m["accuracy"] <= 1 and m["n"] > 0
     assert ev.results["measures"]["objective"]["seconds_per_item"] > 0 and ev.results["measures"]["objective"]["peak_memory_gb"] > 0
+    assert ev.results["measures"]["objective"]["batch_size"] == 4 and ev.results["measures"]["objective"]["objective_mode"] == "generate"
     records = [json.loads(x) for x in (home / "evals" / "tuned" / "objective.jsonl").read_text().splitlines()]
     assert records and all(len(r["examples"]) == 1 for r in records)  # one in-context example each
     gen = [json.loads(x) for x in (home / "evals" / "base" / "generative.jsonl").read_text().splitlines()]
@@ -142,7 +143,11 @@ def test_train_eval_and_ablate_from_the_command_line(home, tmp_path, tiny_models
     assert "takes on, off" in vitpro_cli("ablate", snap, "--model", model, "--grid", "ocr=maybe").stderr
     assert "no training run 'nope'" in vitpro_cli("train", "show", "nope").stderr
     table = vitpro_cli("ablate", snap, "--model", model, "--adapter", "cli-run", "--name", "abl", "--grid", "ocr=on,off", "--grid", "4bit=on",
-                       "--grid", "adapter=off", "--holdout", "0.25", "--limit", "4", "--local", check=True)
+                       "--grid", "adapter=off", "--holdout", "0.25", "--limit", "4", "--batch-size", "4", "--objective-mode", "logprob", "--local", check=True)
     assert "| default |" in table.stdout and "| ocr=off |" in table.stdout and "| adapter=off |" in table.stdout
     assert "4bit=on (not run: 4-bit loading (bitsandbytes) need(s) a CUDA GPU" in table.stdout
     assert (home / "evals" / "abl" / "ablation.md").read_text().startswith("| setting | AE | DD | PM | overall | s/item | peak GB |")
+    cells = [c for c in json.loads((home / "evals" / "abl" / "ablation.json").read_text()) if "unavailable" not in c]
+    assert cells and all(c["batch_size"] == 4 and c["objective_mode"] == "logprob" for c in cells)
+    scored = [json.loads(x) for x in (home / "evals" / "abl" / "cell-00.jsonl").read_text().splitlines()]
+    assert scored and all(r["prediction"] in ("yes", "no") and 0 <= r["p_yes"] <= 1 for r in scored)

@@ -32,6 +32,10 @@ from .metrics import normalise_value, parse_attributes, yes_no_balance
 
 OBJECTIVE_TASKS = {"attribute_extraction": "AE", "damage_detection": "DD", "matching": "PM"}
 BENCHMARKS = ("objective", "generative", "attributes")
+# how the objective benchmark is answered: the paper's generate-and-parse, or the probabilities of "yes" and
+# "no" as the first answer token (one forward pass)
+OBJECTIVE_MODES = ("generate", "logprob")
+EVAL_BATCH_SIZE = 8  # items generated at once by default (greedy: the same answers as one at a time)
 OBJECTIVE_INSTRUCTION = "Answer in a single word: yes or no."  # the paper's Obj-Bench prompt
 AE_SKIPPED_KEYS = ("ProductType", "Name")  # the category and the whole title: trivial or too long for yes/no
 AE_MAX_VALUE_CHARS = 80  # longer values (a bullet point in an attribute column) make no yes/no question

@@ -1,26 +1,31 @@
 """Running a model over an evaluation set, scoring it, and the LLM judge of the generative benchmark.
 
-Latency is measured per item (seconds, as the paper reports it) and memory as the peak over the run: the
-CUDA allocator's peak on a GPU, the process's resident-set peak (sampled) on a CPU.
+Items are run in batches (left-padded prompts, greedy decoding: the same answers as one at a time) and
+streamed: a batch's images are read when it runs. Latency is reported per item (seconds, as the paper
+reports it: a batch's wall time divided by its items) and memory as the peak over the run: the CUDA
+allocator's peak on a GPU, the process's resident-set peak (sampled) on a CPU.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from curation.prompt_layout import ocr_body
 from curation.verdicts import parse_yes_no
-from curation.vlm import Sample, SampleError, VLMAdapter
+from curation.vlm import Encoded, Sample, SampleError, VLMAdapter
 
-from .benchmarks import EvalItem, item_images, prompt_question
+from .benchmarks import OBJECTIVE_MODES, EvalItem, item_images, prompt_question
 from .config import TrainConfig
 from .data import load_images
 from .metrics import attribute_exact_match, parse_attributes, per_task_metrics
+
+log = logging.getLogger(__name__)
 
 JUDGE_PROMPT_VERSION = "judge-v1"
 JUDGE_SYSTEM = (
@@ -39,11 +44,15 @@ MAX_NEW_TOKENS = {"objective": 4, "generative": 128, "attributes": 160}
 class Prediction:
     item: EvalItem
     text: str | None
-    seconds: float
+    seconds: float  # the item's share of its batch's wall time
     error: str | None = None
+    p_yes: float | None = None  # objective benchmark in logprob mode: P(yes) / (P(yes) + P(no)) of the first answer token
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.item.to_dict(), "prediction": self.text, "seconds": round(self.seconds, 4), "error": self.error}
+        out = {**self.item.to_dict(), "prediction": self.text, "seconds": round(self.seconds, 4), "error": self.error}
+        if self.p_yes is not None:
+            out["p_yes"] = round(self.p_yes, 6)
+        return out
 
 
 class PeakMemory:
@@ -105,39 +114,175 @@ def load_for_eval(model_dir: str, *, adapter_dir: str | None, config: TrainConfi
 
 
 def generate(adapter: VLMAdapter, sample: Sample, max_new_tokens: int) -> str:
+    """The model's greedy answer to one sample."""
+    return generate_batch(adapter, [adapter.encode_prompt(sample)], max_new_tokens)[0]
+
+
+def generate_batch(adapter: VLMAdapter, encoded: list[Encoded], max_new_tokens: int) -> list[str]:
+    """Greedy answers to prompts generated together: left-padded (every row's new tokens follow its own
+    last prompt token), finished rows padded with ``pad_token_id`` until the longest stops; each answer is
+    cut at its first stop token (the family's end-of-turn and EOS)."""
     import torch
 
-    encoded = adapter.encode_prompt(sample)
-    inputs = adapter.collate([encoded])
+    inputs = adapter.collate(encoded, padding_side="left")
+    stops = adapter.stop_token_ids()
     with torch.inference_mode():
         out = adapter.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=adapter.tokenizer.pad_token_id, eos_token_id=adapter.stop_token_ids())
-    new = out[0, inputs["input_ids"].shape[1]:].tolist()
-    return adapter.tokenizer.decode(new, skip_special_tokens=True).strip()
+                                     pad_token_id=adapter.pad_token_id, eos_token_id=stops)
+    texts = []
+    for row in out[:, inputs["input_ids"].shape[1]:].tolist():
+        end = next((k for k, t in enumerate(row) if t in stops), len(row))
+        texts.append(adapter.tokenizer.decode(row[:end], skip_special_tokens=True).strip())
+    return texts
 
 
-def predict(adapter: VLMAdapter, items: list[EvalItem], benchmark: str, blob_root, *, ocr: bool,
-            progress: Callable[[int], None] | None = None, check: Callable[[], None] | None = None) -> list[Prediction]:
-    """The model's answer to every item; an item that cannot be run (unreadable image, too long) gets an
-    error and no answer, and counts as wrong; the rest go on."""
-    out: list[Prediction] = []
-    for k, item in enumerate(items):
+# ---- the objective benchmark from log-probabilities ---------------------------------------------------
+ANSWER_SPELLINGS = {"yes": ("Yes", "yes"), "no": ("No", "no")}
+
+
+class AnswerTokensError(ValueError):
+    """A tokenizer in which "yes" and "no" cannot be told apart by their first token."""
+
+
+def answer_token_groups(adapter: VLMAdapter) -> dict[str, list[int]]:
+    """The family's own first token of each spelling of "yes" and "no": a sample whose answer is that
+    spelling goes through the adapter's chat template and processor, and the token right after the
+    generation prompt is taken (what the model would generate first). Deduplicated; a token both
+    answers start with (a bare space) says nothing and is left out of both."""
+    from PIL import Image
+
+    image = Image.new("RGB", (64, 64), (128, 128, 128))
+    question = "Answer in a single word: yes or no.\nIs this a product photo?"
+    prompt = adapter.encode_prompt(Sample([image], question, "")).input_ids
+    groups: dict[str, list[int]] = {}
+    for label, spellings in ANSWER_SPELLINGS.items():
+        ids = []
+        for spelling in spellings:
+            full = adapter.encode(Sample([image], question, spelling))
+            if full.input_ids[: len(prompt)] == prompt and len(full.input_ids) > len(prompt):
+                ids.append(full.input_ids[len(prompt)])
+            else:  # a template that renders the prompt differently with an answer: the answer's first token
+                ids.append(full.input_ids[full.segments["answer"][0]])
+        groups[label] = sorted(set(ids))
+    # a token both answers can start with (a bare space before a word the tokenizer does not hold whole)
+    # tells neither: dropped from both
+    shared = set(groups["yes"]) & set(groups["no"])
+    groups = {label: [t for t in ids if t not in shared] for label, ids in groups.items()}
+    if not all(groups.values()):
+        raise AnswerTokensError(f"{adapter.family}: 'yes' and 'no' start with the same token(s) {sorted(shared)} in this tokenizer; "
+                         "use --objective-mode generate")
+    return groups
+
+
+def yes_no_batch(adapter: VLMAdapter, encoded: list[Encoded], groups: dict[str, list[int]]) -> list[tuple[str, float]]:
+    """("yes" or "no", p_yes) per prompt from one forward pass: the next-token distribution at the
+    prompt's last position, the probability of each answer's tokens summed; p_yes is the "yes" share of
+    the two. Run through ``generate`` for one new token, so each family's positions (M-RoPE, left
+    padding) are worked out exactly as for generation."""
+    import torch
+
+    inputs = adapter.collate(encoded, padding_side="left")
+    with torch.inference_mode():
+        out = adapter.model.generate(**inputs, max_new_tokens=1, do_sample=False, pad_token_id=adapter.pad_token_id,
+                                     output_logits=True, return_dict_in_generate=True)
+    probs = torch.softmax(out.logits[0].float(), dim=-1)
+    return [yes_no_from_probs(row, groups) for row in probs]
+
+
+def yes_no_from_probs(probs, groups: dict[str, list[int]]) -> tuple[str, float]:
+    """The answer whose tokens hold more of the next-token probability ("no" on a tie), and p_yes."""
+    p_yes = float(probs[groups["yes"]].sum())
+    p_no = float(probs[groups["no"]].sum())
+    share = p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5
+    return ("yes" if p_yes > p_no else "no"), share
+
+
+# ---- running the benchmark ----------------------------------------------------------------------------
+def batch_size_for(adapter: VLMAdapter, batch_size: int) -> int:
+    """The batch size a family can generate with exactly (batch 1 for a family that cannot, with a log line)."""
+    if batch_size > 1 and not adapter.batched_generation:
+        log.info("%s: generating one item at a time, not %d (%s)", adapter.family, batch_size, adapter.batched_generation_note)
+        return 1
+    return max(1, int(batch_size))
+
+
+def item_sample(item: EvalItem, benchmark: str, blob_root, *, ocr: bool) -> Sample:
+    """The item as the adapter's Sample, its images read now (the in-context examples' first)."""
+    images = load_images(blob_root, item_images(item))
+    # the OCR texts are the item's own photos', which come after the in-context examples' photos
+    own = len(item.blob_paths)
+    text = ocr_body(item.ocr_texts, own, first=len(images) - own + 1) if ocr else ""
+    return Sample(images, prompt_question(item, benchmark), "", text or None)
+
+
+def _error(exc: Exception) -> str:
+    return getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
+
+
+def predict(adapter: VLMAdapter, items: Iterable[EvalItem], benchmark: str, blob_root, *, ocr: bool, batch_size: int = 1,
+            objective_mode: str = "generate", group_by_length: bool = True, progress: Callable[[int], None] | None = None,
+            check: Callable[[], None] | None = None, on_prediction: Callable[[Prediction], None] | None = None) -> list[Prediction]:
+    """The model's answer to every item, in the items' order, ``batch_size`` items at a time (greedy
+    decoding: the same answers as one at a time). ``group_by_length``: batches are made of items of like
+    size (image count, then text length: known without reading an image), so that little of a batch is
+    padding; an item's answer does not depend on its batch. Items are streamed: a batch's images are read,
+    encoded, run and dropped before the next batch's are read. An item that cannot be run (unreadable
+    image, too long) gets an error and no answer, and counts as wrong; the rest of its batch goes on. An
+    item's seconds are its batch's wall time divided by the batch's items. ``objective_mode`` "logprob"
+    answers the objective benchmark from the probabilities of "yes" and "no" after the prompt (``p_yes``
+    per item) instead of generating. ``on_prediction`` sees each prediction as it is made (in the order
+    the batches run), so that they can be written as they come."""
+    if objective_mode not in OBJECTIVE_MODES:
+        raise ValueError(f"objective mode must be one of {', '.join(OBJECTIVE_MODES)}, not {objective_mode!r}")
+    logprob = benchmark == "objective" and objective_mode == "logprob"
+    groups = answer_token_groups(adapter) if logprob else None
+    size = batch_size_for(adapter, batch_size)
+    items = list(items)  # the items' text and blob paths only: images are read per batch
+    order = list(range(len(items)))
+    if group_by_length and size > 1:
+        order.sort(key=lambda i: _size_key(items[i], benchmark, ocr))
+    out: dict[int, Prediction] = {}
+    for start in range(0, len(order), size):
         if check is not None:
             check()
+        chunk = order[start:start + size]
         started = time.perf_counter()
-        try:
-            images = load_images(blob_root, item_images(item))
-            # the OCR texts are the item's own photos', which come after the in-context examples' photos
-            own = len(item.blob_paths)
-            text = ocr_body(item.ocr_texts, own, first=len(images) - own + 1) if ocr else ""
-            sample = Sample(images, prompt_question(item, benchmark), "", text or None)
-            answer = generate(adapter, sample, MAX_NEW_TOKENS[benchmark])
-            out.append(Prediction(item, answer, time.perf_counter() - started))
-        except (SampleError, OSError) as exc:
-            out.append(Prediction(item, None, time.perf_counter() - started, getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"))
+        answers, errors = _run_batch(adapter, [items[i] for i in chunk], benchmark, blob_root, ocr=ocr, groups=groups)
+        seconds = (time.perf_counter() - started) / len(chunk)
+        for k, i in enumerate(chunk):
+            text, p_yes = answers.get(k, (None, None))
+            out[i] = Prediction(items[i], text, seconds, errors.get(k), p_yes)
+            if on_prediction is not None:
+                on_prediction(out[i])
         if progress is not None:
-            progress(k + 1)
-    return out
+            progress(len(out))
+    return [out[i] for i in range(len(items))]
+
+
+def _size_key(item: EvalItem, benchmark: str, ocr: bool) -> tuple[int, int]:
+    """How long an item's prompt is, roughly, before its images are read: its image count, then its text."""
+    text = len(prompt_question(item, benchmark)) + (sum(len(t or "") for t in item.ocr_texts) if ocr else 0)
+    return len(item_images(item)), text
+
+
+def _run_batch(adapter: VLMAdapter, chunk: list[EvalItem], benchmark: str, blob_root, *, ocr: bool,
+               groups: dict[str, list[int]] | None) -> tuple[dict[int, tuple[str, float | None]], dict[int, str]]:
+    """(answer and p_yes, error) by position in the chunk. The batch's images and pixel values live in this
+    call only: they are gone before the next batch's are read."""
+    encoded: dict[int, Encoded] = {}
+    errors: dict[int, str] = {}
+    for k, item in enumerate(chunk):
+        try:
+            encoded[k] = adapter.encode_prompt(item_sample(item, benchmark, blob_root, ocr=ocr))
+        except (SampleError, OSError) as exc:
+            errors[k] = _error(exc)
+    if not encoded:
+        return {}, errors
+    if groups is not None:
+        results = yes_no_batch(adapter, list(encoded.values()), groups)
+    else:
+        results = [(text, None) for text in generate_batch(adapter, list(encoded.values()), MAX_NEW_TOKENS[benchmark])]
+    return dict(zip(encoded, results)), errors
 
 
 # ---- scoring ------------------------------------------------------------------------------------------

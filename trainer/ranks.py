@@ -216,8 +216,8 @@ def run(spec: RunSpec) -> dict[str, Any]:
         with lock:
             if dist.main and remote:
                 fetch_checkpoints(spec.out, work_dir)
-            if dist.main:
-                (work_dir / STOP).unlink(missing_ok=True)  # a stop file is for the attempt that saw it
+            # a stop file is never removed here: one written while the processes were loading the model is a
+            # stop asked of this attempt (the launcher clears an earlier attempt's before it starts one)
 
             def on_start(plan, step: int) -> None:
                 if recorder is None:

@@ -114,6 +114,11 @@ class VLMAdapter:
     max_images: ClassVar[int | None] = None
     #: LLaMA-Factory's template for this family (its ``template:`` setting), None where it has none
     llamafactory_template: ClassVar[str | None] = None
+    #: whether evaluation may generate for several prompts at once (left-padded) with the same greedy
+    #: answers as one at a time; a family that cannot says why in ``batched_generation_note`` and is run
+    #: one item at a time
+    batched_generation: ClassVar[bool] = True
+    batched_generation_note: ClassVar[str] = ""
 
     def __init__(self, model, processor, model_id: str, options: LoadOptions):
         self.model = model
@@ -366,20 +371,37 @@ class VLMAdapter:
         return Encoded(ids, {"question": [], "answer": []}, image_positions, list(sample.images), inputs=self._inputs_of(enc), text=rendered.text)
 
     # ---- batching ------------------------------------------------------------------------------------
-    def collate(self, batch: list[Encoded]) -> dict[str, Any]:
-        """Right-padded ids and mask plus the processor's other inputs of every sample, on the model's
-        device: per-token inputs are padded like the ids; the rest (pixel values, grids, sizes) are joined
-        along their first axis, zero-padded where samples differ in size (more images, more tiles), as
-        the processors pad a batch themselves."""
+    @property
+    def pad_token_id(self) -> int:
+        """The id padding is written with (the tokenizer's pad token; its end-of-turn or EOS token where it
+        has none, as generation pads finished rows with it)."""
+        if self.tokenizer.pad_token_id is not None:
+            return int(self.tokenizer.pad_token_id)
+        stops = self.stop_token_ids()
+        return stops[0] if stops else 0
+
+    def collate(self, batch: list[Encoded], padding_side: str = "right") -> dict[str, Any]:
+        """Padded ids and mask plus the processor's other inputs of every sample, on the model's device:
+        per-token inputs are padded like the ids; the rest (pixel values, grids, sizes) are joined along
+        their first axis, zero-padded where samples differ in size (more images, more tiles), as the
+        processors pad a batch themselves. ``padding_side``: "right" for training and scoring (positions
+        stay those of the sample alone), "left" for generation (every row's last token is its prompt's
+        last, where the new tokens follow)."""
         import torch
 
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', not {padding_side!r}")
+        pad = self.pad_token_id
         width = max(e.length for e in batch)
+
+        def span(e: Encoded) -> slice:
+            return slice(width - e.length, width) if padding_side == "left" else slice(0, e.length)
+
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, e in enumerate(batch):
-            ids[i, : e.length] = torch.tensor(e.input_ids)
-            mask[i, : e.length] = 1
+            ids[i, span(e)] = torch.tensor(e.input_ids)
+            mask[i, span(e)] = 1
         inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         for key in sorted({k for e in batch for k in e.inputs}):
             values = [torch.as_tensor(e.inputs[key]) for e in batch if key in e.inputs]
@@ -387,7 +409,7 @@ class VLMAdapter:
                 joined = torch.zeros((len(batch), width), dtype=values[0].dtype)
                 for i, e in enumerate(batch):
                     if key in e.inputs:
-                        joined[i, : e.length] = torch.as_tensor(e.inputs[key]).reshape(-1)
+                        joined[i, span(e)] = torch.as_tensor(e.inputs[key]).reshape(-1)
                 inputs[key] = joined
             else:
                 inputs[key] = _join(values)

@@ -234,6 +234,12 @@ def train_form() -> None:
             _launch("train", _train_params, vlm=(base, "Base VLM"))
 
 
+def default_eval_batch_size() -> int:
+    from jobs.eval import EvalJob
+
+    return int(EvalJob.batch_size)  # the spec's default
+
+
 def eval_form() -> None:
     from db import training
 
@@ -249,6 +255,12 @@ def eval_form() -> None:
         baseline = c[1].selectbox("Report against", [None, *[e.name for e in training.list_evals(engine)]], format_func=lambda n: n or "no baseline")
         eval_limit = c[2].number_input("At most this many items per task (0: all)", 0, 10**7, 0)
         eval_device = c[3].text_input("Device", value="cpu", key="eval_device")
+        c = st.columns(4)
+        eval_batch = c[0].number_input("Items generated at once", 1, 1024, default_eval_batch_size(), key="eval_batch_size",
+                                       help="Left-padded prompts run together; greedy answers are the same as one at a time.")
+        objective_mode = c[1].selectbox("Objective yes/no answered by", choices("eval", "objective_mode"), key="eval_objective_mode",
+                                        help="generate: the model's answer, parsed (the paper's). logprob: P(yes) against P(no) of the "
+                                             "first answer token, one forward pass.")
         if st.form_submit_button("Launch evaluation"):
             from jobs.eval import EvalJob
             from trainer.config import TrainConfig
@@ -257,7 +269,8 @@ def eval_form() -> None:
                 training.check_new_name(engine, evaluation=eval_name)
                 return EvalJob(name=eval_name, snapshot=eval_snap, model=eval_model, adapter=adapter, benchmarks=benches,
                                config=TrainConfig().with_overrides(device=eval_device), baseline=baseline,
-                               limit=int(eval_limit) or None, out=s.output("evals", eval_name)).params()
+                               limit=int(eval_limit) or None, batch_size=int(eval_batch), objective_mode=objective_mode,
+                               out=s.output("evals", eval_name)).params()
 
             _launch("eval", _eval_params, vlm=(eval_model, "Base VLM"))
 

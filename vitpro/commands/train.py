@@ -156,6 +156,17 @@ def train_show(name, as_json) -> None:
 
 
 # ---- eval ---------------------------------------------------------------------------------------------
+def _eval_running_options(fn):
+    """How evaluation items are run, shared by eval and ablate."""
+    from trainer.benchmarks import EVAL_BATCH_SIZE
+
+    fn = click.option("--objective-mode", type=click.Choice(choices("eval", "objective_mode")), default="generate", show_default=True,
+                      help="Objective yes/no benchmark: generate an answer and parse it (the paper's), or logprob: P(yes) against P(no) "
+                           "of the first answer token, one forward pass (p_yes per item in the JSONL).")(fn)
+    return click.option("--batch-size", type=click.IntRange(min=1), default=EVAL_BATCH_SIZE, show_default=True,
+                        help="Items generated at once (left-padded prompts; greedy answers are the same as one at a time).")(fn)
+
+
 @cli.group("eval")
 def eval_group() -> None:
     """Benchmarks on a snapshot's held-out products: objective yes/no, generative (LLM judge), attributes."""
@@ -174,9 +185,11 @@ def eval_group() -> None:
 @click.option("--example", "examples", multiple=True, help="A hand-picked in-context example (a training sample id); repeat. Overrides --k.")
 @click.option("--baseline", help="Another evaluation to report this one against (percentage points).")
 @click.option("--limit", type=int, help="At most this many items per task (objective) or in all (others).")
+@_eval_running_options
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
-def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model, k_shot, examples, baseline, limit, wait, local, **overrides) -> None:
+def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model, k_shot, examples, baseline, limit, batch_size, objective_mode, wait, local,
+             **overrides) -> None:
     """Evaluate a model (with a trained adapter or without) on SNAPSHOT's held-out products."""
     from db import snapshots, training
     from jobs.eval import EvalJob
@@ -204,7 +217,7 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
     try:
         params = EvalJob(name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
                          k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
-                         out=load_settings().output("evals", name)).params()
+                         batch_size=batch_size, objective_mode=objective_mode, out=load_settings().output("evals", name)).params()
     except ValueError as exc:
         fail(str(exc))
     run_job("eval", params, wait=wait, local=local)
@@ -246,7 +259,8 @@ def _show_eval(name: str, baseline: str | None = None) -> None:
         if scores is None:
             continue
         m = ev.results.get("measures", {}).get(bench, {})
-        click.secho(f"  {bench}: {m.get('items', 0)} item(s), {m.get('seconds_per_item', 0):.3f} s/item, peak {m.get('peak_memory_gb', 0):.2f} GB", bold=True)
+        how = (f", batch {m['batch_size']}" if "batch_size" in m else "") + (f", {m['objective_mode']} mode" if "objective_mode" in m else "")
+        click.secho(f"  {bench}: {m.get('items', 0)} item(s), {m.get('seconds_per_item', 0):.3f} s/item{how}, peak {m.get('peak_memory_gb', 0):.2f} GB", bold=True)
         if bench == "objective":
             rows = [(t, v["n"], f"{100 * v['accuracy']:.1f}", f"{100 * v['precision']:.1f}", f"{100 * v['recall']:.1f}", f"{100 * v['f1']:.1f}",
                      f"{100 * v['yes_ratio']:.1f}", v["unparsed"], _rel(rel, f"objective/{t}")) for t, v in scores.items()]
@@ -283,9 +297,10 @@ def eval_show(name, baseline) -> None:
 @click.option("--full", is_flag=True, help="Every combination instead of one factor at a time.")
 @click.option("--name", help="Name (default ablate-<time>).")
 @click.option("--limit", type=int, help="At most this many items per task in each cell.")
+@_eval_running_options
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
-def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local, **overrides) -> None:
+def ablate(snapshot, model, adapter, grid_specs, full, name, limit, batch_size, objective_mode, wait, local, **overrides) -> None:
     """Evaluate a grid of settings on the objective benchmark; writes a table like the paper's Tables 5-8
     (accuracy per task, change against the default, s/item, peak memory)."""
     from db import training
@@ -305,7 +320,8 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, wait, local,
                      longest_edge=overrides.get("resolution"))
     out = load_settings().output("evals", name)
     try:
-        params = AblateJob(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out)).params()
+        params = AblateJob(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out),
+                            batch_size=batch_size, objective_mode=objective_mode).params()
     except ValueError as exc:
         fail(str(exc))
     click.echo(f"ablation {name!r}: {len(params['cells'])} cell(s)")

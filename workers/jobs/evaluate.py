@@ -1,10 +1,12 @@
 """The evaluation job (train queue): a model, or a model plus a trained adapter, on the held-out products
 of a snapshot. One unit per benchmark (objective, generative, attributes); finalize gathers the scores
-into the evaluation's row, with the latency per item and the peak memory.
+into the evaluation's row, with the latency per item, the batch size and the peak memory. Items run
+``batch_size`` at a time and their predictions are written to the benchmark's JSONL as they come.
 """
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,7 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
     ``split_from``: the adapter whose training split picks the held-out products (an ablation's cells
     without the adapter are evaluated on the same products as those with it)."""
     from trainer import benchmarks as bm
-    from trainer.evaluate import JUDGE_PROMPT_VERSION, PeakMemory, judge, predict, score_attributes, score_objective
+    from trainer.evaluate import JUDGE_PROMPT_VERSION, AnswerTokensError, PeakMemory, batch_size_for, judge, predict, score_attributes, score_objective
     from trainer.lora import AcceleratorError
 
     from .. import models
@@ -114,13 +116,33 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
         adapter = models.eval_vlm(p["model"], adapter_dir, config)
     except (AcceleratorError, FileNotFoundError) as exc:
         raise PermanentError(str(exc)) from exc
-    with PeakMemory(config.device) as memory:
-        predictions = predict(adapter, items, benchmark, ctx.blobs, ocr=config.ocr, progress=ctx.progress, check=ctx.check)
+    asked = int(p.get("batch_size") or 1)
+    batch_size = batch_size_for(adapter, asked)
+    if batch_size != asked:
+        ctx.log(f"{benchmark}: {adapter.family} generates one item at a time, not {asked} ({adapter.batched_generation_note})")
+    mode = p.get("objective_mode") or "generate"
+    # the predictions go to ``<name>.partial`` as they come; the JSONL is written when the benchmark is done
+    partial = out_file.with_name(out_file.name + ".partial") if out_file is not None else None
+    if partial is not None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+    with PeakMemory(config.device) as memory, (partial.open("w", encoding="utf-8") if partial else nullcontext()) as sink:
+        def write(prediction) -> None:
+            if sink is not None:
+                sink.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
+                sink.flush()
+
+        try:
+            predictions = predict(adapter, items, benchmark, ctx.blobs, ocr=config.ocr, batch_size=batch_size, objective_mode=mode,
+                                  progress=ctx.progress, check=ctx.check, on_prediction=write)
+        except AnswerTokensError as exc:  # the logprob mode on a tokenizer whose "yes" and "no" start alike
+            raise PermanentError(str(exc)) from exc
     failed = sum(1 for x in predictions if x.error)
     result: dict[str, Any] = {
         "items": len(items), "failed_items": failed, "seconds_per_item": sum(x.seconds for x in predictions) / len(predictions),
-        "peak_memory_gb": round(memory.peak / 2**30, 4), "held_out_products": len({r.get("product") for r in held_out}),
+        "batch_size": batch_size, "peak_memory_gb": round(memory.peak / 2**30, 4), "held_out_products": len({r.get("product") for r in held_out}),
     }
+    if benchmark == "objective":
+        result["objective_mode"] = mode
     records = [x.to_dict() for x in predictions]
     if benchmark == "objective":
         result["scores"] = score_objective(predictions)
@@ -136,11 +158,9 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
             rec["judge"] = verdict
     if failed:
         ctx.log(f"{benchmark}: {failed} item(s) could not be run (counted wrong), e.g. {next(x.error for x in predictions if x.error)}", level="warning")
-    if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_file.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-        tmp.replace(out_file)
+    if out_file is not None:  # written again in the items' order (the batches ran by size), with the judge's verdicts
+        partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        partial.replace(out_file)
     return result
 
 
