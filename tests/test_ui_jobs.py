@@ -142,3 +142,28 @@ def test_the_page_runs_only_the_open_form_and_reads_logs_of_open_rows_only(ui_st
     finally:
         for job_id in made:
             cancel_job(job_id)
+
+
+def test_the_training_form_sends_its_processes_and_refuses_more_gpus_than_a_worker_has(ui_store, tiny_models):
+    from curation import snapshots
+    from curation.filters import FilterConfig
+
+    home, lake, engine = ui_store
+    snapshots.create(lake, engine, name="train-form", filter_name=None, config=FilterConfig([]), created_by="admin")
+    jobs_db.touch_worker(engine, "gpu-box:9", "gpu-box", 9, "train", "cpu,cuda:0,cuda:1")  # a live train worker with two GPUs
+    try:
+        at = page("jobs", launch_tab="Training")
+        at.text_input(key="train_model_path").input(str(tiny_models["idefics2"]))
+        at.selectbox(key="train_snap").set_value("train-form")
+        at.text_input(key="train_device").input("cuda")
+        [x for x in at.number_input if x.label == "Processes (one per GPU)"][0].set_value(4)
+        _click(at, "Launch training")
+        assert "--nproc 4 needs one cuda device per process, and no live worker of the 'train' queue has 4 (the most any has is 2)" in _errors(at)
+        [x for x in at.number_input if x.label == "Processes (one per GPU)"][0].set_value(2)
+        _click(at, "Launch training")
+        assert "launched train job" in texts(at)
+        job = jobs_db.list_jobs(engine, limit=1)[0]
+        assert job.kind == "train" and job.params["config"]["nproc"] == 2 and job.params["config"]["device"] == "cuda"
+        cancel_job(job.id)
+    finally:
+        jobs_db.remove_worker(engine, "gpu-box:9")

@@ -208,6 +208,7 @@ def export_form() -> None:
 
 def train_form() -> None:
     from db import training
+    from trainer.config import TrainConfig
 
     with st.form("launch_train"):
         c = st.columns(4)
@@ -220,6 +221,12 @@ def train_form() -> None:
         lr = c[1].number_input("Learning rate (0: preset's)", 0.0, 1.0, 0.0, format="%.6f")
         max_steps = c[2].number_input("Max steps (0: the epochs')", 0, 10**7, 0)
         train_device = c[3].text_input("Device", value="cpu", key="train_device")
+        c = st.columns(4)
+        nproc = c[0].number_input("Processes (one per GPU)", 1, 64, TrainConfig.nproc,
+                                  help="Data-parallel processes on the worker: one per GPU, or gloo processes on a CPU. Each takes the "
+                                       "batch size of every micro-batch, so 2 processes of batch 4 train as 1 of batch 8.")
+        loader_workers = c[1].number_input("Loader workers per process", 0, 32, TrainConfig.loader_workers,
+                                           help="Processes that read and encode examples ahead of the training step.")
         if st.form_submit_button("Launch training"):
             from jobs.train import TrainJob
             from trainer.config import preset
@@ -227,7 +234,7 @@ def train_form() -> None:
             def _train_params():
                 training.check_new_name(engine, run=run_name)
                 overrides = {"device": train_device, **({"r": int(r)} if r else {}), **({"learning_rate": float(lr)} if lr else {}),
-                             **({"max_steps": int(max_steps)} if max_steps else {})}
+                             **({"max_steps": int(max_steps)} if max_steps else {}), "nproc": int(nproc), "loader_workers": int(loader_workers)}
                 return TrainJob(snapshot=train_snap, model=base, name=run_name, config=preset(preset_name).with_overrides(**overrides),
                                 out=s.output("runs", run_name)).params()
 

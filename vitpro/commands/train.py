@@ -46,28 +46,34 @@ def train() -> None:
     """LoRA fine-tuning of a VLM on a snapshot (the paper's settings by default)."""
 
 
-@train.command("run")
-@click.argument("snapshot")
-@_model_options
-@click.option("--name", help="Run name (default train-<time>).")
-@click.option("--preset", "preset_name", type=click.Choice(["paper", "multi_image"]), default="paper", show_default=True,
-              help="paper: r=256, alpha=32, lr 2e-4, batch 8. multi_image: r=8, alpha=16, lr 1e-5, batch 16, accumulation 8, 2-5 images.")
-@click.option("--r", "r", type=int, help="LoRA rank.")
-@click.option("--alpha", type=int, help="LoRA alpha.")
-@click.option("--dropout", type=float, help="LoRA dropout.")
-@click.option("--parts", help="Comma-separated parts that get LoRA: vision, connector, language (default: all three).")
-@click.option("--epochs", type=float)
-@click.option("--lr", "learning_rate", type=float, help="Learning rate.")
-@click.option("--batch-size", type=int)
-@click.option("--grad-accum", type=int, help="Gradient accumulation steps.")
-@click.option("--max-steps", type=int, help="Stop after this many optimiser steps (default: what the epochs give).")
-@click.option("--gradient-checkpointing", is_flag=True, default=None, help="Recompute activations: less memory, slower.")
-@click.option("--checkpoint-every", type=int, help="Optimiser steps between checkpoints (default 50).")
-@click.option("--out", help="Run folder or s3://bucket/prefix (default $VITPRO_OUT_PATH/runs/NAME; $VITPRO_OUT_PATH is $VITPRO_HOME unless set).")
-@click.option("--wait/--no-wait", default=True, show_default=True)
-@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
-def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **overrides) -> None:
-    """Train on SNAPSHOT's training products; the final adapter lands in OUT/adapter with its config."""
+def _training_options(fn):
+    """What a run is: shared by `train run` (a job) and `train spec` (a run started by hand on several machines)."""
+    for option in reversed([
+        click.option("--name", help="Run name (default train-<time>)."),
+        click.option("--preset", "preset_name", type=click.Choice(["paper", "multi_image"]), default="paper", show_default=True,
+                     help="paper: r=256, alpha=32, lr 2e-4, batch 8. multi_image: r=8, alpha=16, lr 1e-5, batch 16, accumulation 8, 2-5 images."),
+        click.option("--r", "r", type=int, help="LoRA rank."),
+        click.option("--alpha", type=int, help="LoRA alpha."),
+        click.option("--dropout", type=float, help="LoRA dropout."),
+        click.option("--parts", help="Comma-separated parts that get LoRA: vision, connector, language (default: all three)."),
+        click.option("--epochs", type=float),
+        click.option("--lr", "learning_rate", type=float, help="Learning rate."),
+        click.option("--batch-size", type=int),
+        click.option("--grad-accum", type=int, help="Gradient accumulation steps."),
+        click.option("--max-steps", type=int, help="Stop after this many optimiser steps (default: what the epochs give)."),
+        click.option("--gradient-checkpointing", is_flag=True, default=None, help="Recompute activations: less memory, slower."),
+        click.option("--checkpoint-every", type=int, help="Optimiser steps between checkpoints (default 50)."),
+        click.option("--nproc", type=click.IntRange(1), help="Data-parallel processes on the worker: one per GPU (NCCL), or gloo processes on a CPU (default 1). "
+                     "Each takes batch-size samples of every micro-batch."),
+        click.option("--loader-workers", type=click.IntRange(0), help="Processes per training process that read and encode examples ahead (default 2)."),
+        click.option("--out", help="Run folder or s3://bucket/prefix (default $VITPRO_OUT_PATH/runs/NAME; $VITPRO_OUT_PATH is $VITPRO_HOME unless set)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _training_params(snapshot, model, name, preset_name, parts, out, overrides):
+    """The run's name, config and job parameters from the command's options (refusals as usage errors)."""
     from db import snapshots, training
     from jobs.train import TrainJob
 
@@ -87,11 +93,54 @@ def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **ove
         params = TrainJob(snapshot=snapshot, model=model, name=name, config=config, out=str(out)).params()
     except ValueError as exc:
         fail(str(exc))
+    return name, config, params
+
+
+@train.command("run")
+@click.argument("snapshot")
+@_model_options
+@_training_options
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
+def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **overrides) -> None:
+    """Train on SNAPSHOT's training products; the final adapter lands in OUT/adapter with its config."""
+    name, config, params = _training_params(snapshot, model, name, preset_name, parts, out, overrides)
     click.echo(f"run {name!r}: LoRA r={config.lora.r} alpha={config.lora.alpha} dropout={config.lora.dropout} on {', '.join(config.lora.parts)}; "
-               f"{config.epochs:g} epoch(s), lr {config.learning_rate:g}, batch {config.batch_size} x {config.grad_accum}")
+               f"{config.epochs:g} epoch(s), lr {config.learning_rate:g}, batch {config.batch_size} x {config.grad_accum}"
+               + (f" on each of {config.nproc} processes" if config.nproc > 1 else ""))
     run_job("train", params, wait=wait, local=local)
     if wait:
         _show_run(name)
+
+
+@train.command("spec")
+@click.argument("snapshot")
+@_model_options
+@_training_options
+@click.option("--output", "-o", "spec_file", required=True, type=click.Path(dir_okay=False), help="Where to write the run's spec (JSON).")
+def train_spec(snapshot, model, name, preset_name, parts, out, spec_file, **overrides) -> None:
+    """Write a run's spec for torchrun on several machines, and register the run (no job is queued).
+
+    \b
+    On every machine (the same spec, the model folder and VITPRO_* settings of a worker):
+      torchrun --nnodes M --nproc-per-node G --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id NAME -m trainer.ranks SPEC
+    --nproc is then the processes per machine; its batch size is per process.
+    """
+    from pathlib import Path
+
+    from db import objects, training
+    from trainer.ranks import RunSpec
+
+    name, config, params = _training_params(snapshot, model, name, preset_name, parts, out, overrides)
+    remote = objects.is_remote(params["out"])
+    work_dir = str(load_settings().home / "scratch" / "runs" / name) if remote else params["out"]
+    training.create_run(open_engine(), name=name, snapshot=snapshot, base_model=params["model"], config=params["config"], out_dir=params["out"],
+                        created_by=load_settings().user)
+    RunSpec(name=name, snapshot=snapshot, model=params["model"], config=params["config"], work_dir=work_dir, out=params["out"]).save(Path(spec_file))
+    click.echo(f"run {name!r} registered; spec in {spec_file}. On each machine:")
+    click.echo(f"  torchrun --nnodes NODES --nproc-per-node {config.nproc} --rdzv-backend c10d --rdzv-endpoint HOST:29400 --rdzv-id {name} "
+               f"-m trainer.ranks {spec_file}")
+    click.echo(f"then: vitpro train show {name}")
 
 
 @train.command("list")
@@ -131,6 +180,10 @@ def _show_run(name: str) -> None:
         click.echo(f"  loss  |{sparkline(scaled)}|  first {losses[0]:.4f}, last {losses[-1]:.4f}, lowest {low:.4f}")
         click.echo(f"  lr    {steps[0].learning_rate:.3g} -> {steps[-1].learning_rate:.3g};  "
                    f"{sum(s.tokens for s in steps) / max(1e-9, sum(s.seconds for s in steps)):.0f} tokens/s")
+    if run.summary.get("processes"):
+        wait = run.summary.get("data_wait_share")
+        click.echo(f"  {run.summary['processes']} process(es), {run.summary.get('examples')} training samples"
+                   + (f"; {wait:.1%} of step time waiting for data" if wait is not None else ""))
     if run.summary.get("adapter"):
         click.echo(f"  adapter {run.summary['adapter']}")
     if run.summary.get("skipped"):
