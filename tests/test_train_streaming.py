@@ -137,7 +137,7 @@ def test_a_streamed_run_trains_counts_what_it_left_out_once_and_resumes_exactly(
     from trainer.loop import StopTraining
 
     config = TrainConfig(lora=LoraSettings(r=8, alpha=16, dropout=0.1), batch_size=2, grad_accum=2, epochs=3, learning_rate=1e-2,
-                         checkpoint_every=2, loader_workers=2, max_steps=7)
+                         checkpoint_every=2, loader_workers=2, max_steps=5)
     rows = _rows(tmp_path, 12)
 
     def data():
@@ -146,8 +146,8 @@ def test_a_streamed_run_trains_counts_what_it_left_out_once_and_resumes_exactly(
 
     whole_adapter = _adapter(tiny_models, config)
     whole = train(whole_adapter, data(), config, tmp_path / "a")
-    assert whole.steps == 7 and whole.examples == 12
-    assert whole.skipped == {"unreadable_image": 1, "empty_text": 1}  # s003 and s005, seen in three epochs, counted once
+    assert whole.steps == 5 and whole.examples == 12
+    assert whole.skipped == {"unreadable_image": 1, "empty_text": 1}  # s003 and s005, seen in two epochs, counted once
     assert all(log.samples > 0 and log.loss == log.loss for log in whole.logs)
 
     stopped = _adapter(tiny_models, config)
@@ -162,7 +162,7 @@ def test_a_streamed_run_trains_counts_what_it_left_out_once_and_resumes_exactly(
         train(stopped, data(), config, tmp_path / "b", should_stop=stop_after_3)
     resumed_adapter = _adapter(tiny_models, config)
     resumed = train(resumed_adapter, data(), config, tmp_path / "b")
-    assert resumed.resumed_from == 3 and [x.step for x in resumed.logs] == [4, 5, 6, 7]
+    assert resumed.resumed_from == 3 and [x.step for x in resumed.logs] == [4, 5]
     wa, wb = get_peft_model_state_dict(whole_adapter.model), get_peft_model_state_dict(resumed_adapter.model)
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) == 0.0  # bit-identical, loader workers and all
 
@@ -204,3 +204,23 @@ def test_a_snapshots_training_set_is_one_small_row_per_sample_split_by_product(h
     assert [int(c) for c in parts.chars] == [len(by_id[i]["question"] or "") + len(by_id[i]["answer"] or "") for i in parts.ids]
     narrow = split(lake, snapshots.members_sql(lake, snap), snap.lake_version, TrainConfig().with_overrides(holdout=0.25, min_images=2))
     assert narrow.ids == [i for i in parts.ids if len(by_id[i]["blob_paths"]) >= 2] and narrow.skipped.get("image_count", 0) > 0
+
+
+def test_a_workers_model_cache_is_bounded_and_gives_the_scoring_models_back_before_training(monkeypatch):
+    from workers import models
+
+    monkeypatch.setenv("VITPRO_MODEL_CACHE", "2")
+    models.release_scoring_models()
+    loads = []
+
+    def loader_of(name):
+        return lambda: loads.append(name) or f"model {name}"
+
+    assert models._cached(("vlm", "/m/a", "cpu", "float32", "vis_attn"), loader_of("a")) == "model a"
+    assert models._cached(("vlm", "/m/a", "cpu", "float32", "vis_attn"), loader_of("a")) == "model a"  # loaded once
+    models._cached(("clip", "/m/clip"), loader_of("clip"))
+    models._cached(("vlm", "/m/a", "cpu", "float32", "vis_attn"), loader_of("a"))  # a is the most recent now
+    models._cached(("vlm", "/m/b", "cpu", "float32", "vis_attn"), loader_of("b"))  # over the bound: clip, the oldest, goes
+    assert loads == ["a", "clip", "b"] and models.cached_names() == ["vlm /m/a", "vlm /m/b"]
+    assert models.release_scoring_models() == ["vlm /m/a", "vlm /m/b"] and models.cached_names() == []
+    assert models.release_scoring_models() == []
