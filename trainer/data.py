@@ -58,7 +58,8 @@ def sample_from_row(row: dict[str, Any], blob_root, *, ocr: bool) -> Sample:
 def build_examples(adapter: VLMAdapter, rows: list[dict[str, Any]], blob_root, *, ocr: bool, min_images: int = 1,
                    max_images: int = 5) -> tuple[list[TrainExample], dict[str, int]]:
     """Examples for the rows that can be trained on, and counts of those that could not (by reason);
-    one unreadable image or over-long prompt never stops the run."""
+    one unreadable image or over-long prompt never stops the run. Everything encoded at once: training
+    streams instead (trainer/stream.py); this eager way is bench/train_memory.py's baseline."""
     examples: list[TrainExample] = []
     skipped: dict[str, int] = {}
     for row in rows:
