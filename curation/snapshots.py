@@ -134,15 +134,14 @@ def _write_list(lake: Lake, snap: Snapshot, ids: list[str], tasks: list[str]) ->
 
 
 def _rebuild(lake: Lake, snap: Snapshot) -> tuple[list[str], list[str]]:
-    """The snapshot's (ids, tasks) from its filter at its version (what every read did before lists), checked
-    against the record's hash. History expired since gives the SnapshotError that says so, not DuckDB's."""
+    """The snapshot's (ids, tasks) from its filter at its version (what every read did before lists; the
+    hash is checked by :func:`_write_list`). History expired since gives the SnapshotError that says so,
+    not DuckDB's."""
     config = FilterConfig.from_dict(snap.filter_config)
     try:
         ids, tasks = _kept_at(lake, stats_for(lake, config, version=snap.lake_version), config)
     except (duckdb.Error, FilterError) as exc:  # "No snapshot found at version n", or its scores gone with it
         raise _no_longer(snap) from exc
-    if _digest(ids) != snap.counts.get("kept_sha256"):
-        raise _no_longer(snap)
     return ids, tasks
 
 
@@ -154,8 +153,7 @@ def _is_listed(lake: Lake, snap: Snapshot) -> bool:
 def backfill_one(lake: Lake, snap: Snapshot) -> int:
     """Give ``snap`` its member list from its filter (see :func:`_rebuild`), whatever it has now; returns the
     samples listed. A list is only ever replaced after the rebuilt ids passed the hash check."""
-    ids, tasks = _rebuild(lake, snap)
-    return lists.write(lake, snap.id, snap.lake_version, snap.counts["kept_sha256"], ids, tasks)
+    return _write_list(lake, snap, *_rebuild(lake, snap))
 
 
 def _listed(lake: Lake, snap: Snapshot) -> None:

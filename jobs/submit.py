@@ -90,7 +90,7 @@ def check_device(queue: str, device: str | None, *, settings: Settings | None = 
                      f"choose a device they have, or start a worker of that queue on a machine with {wanted}")
 
 
-def check_processes(queue: str, device: str | None, nproc: int, *, settings: Settings | None = None) -> None:
+def check_live_gpus(queue: str, device: str | None, nproc: int, *, settings: Settings | None = None) -> None:
     """Refuse (:class:`JobRefused`) a run of ``nproc`` processes, one per GPU, that no live worker of
     ``queue`` has the GPUs for (a worker that recorded no devices is given the benefit of the doubt)."""
     wanted = device_names.normalise(device) if device else "cpu"
@@ -114,5 +114,5 @@ def check_job(kind: str, params: dict[str, Any], *, settings: Settings | None = 
     warning = check_device(queue, device, settings=settings)
     config = params.get("config")
     if isinstance(config, dict) and int(config.get("nproc") or 1) > 1:
-        check_processes(queue, device, int(config["nproc"]), settings=settings)
+        check_live_gpus(queue, device, int(config["nproc"]), settings=settings)
     return [warning] if warning else []

@@ -134,7 +134,7 @@ def test_data_order_and_step_plan():
     assert run_plan(10, TrainConfig(batch_size=3, grad_accum=2, max_steps=3)).total_steps == 3
     # two processes of batch 2 make the global micro-batches of one process of batch 4, and share each
     assert run_plan(10, TrainConfig(batch_size=2, nproc=2)) == run_plan(10, TrainConfig(batch_size=4))
-    assert [rank_share(order.micro_batch(0), r, 2).tolist() for r in (0, 1)] in ([batches[0][:2], batches[0][2:]],)
+    assert [rank_share(order.micro_batch(0), r, 2).tolist() for r in (0, 1)] == [batches[0][:2], batches[0][2:]]
     # grouping by length: each micro-batch holds neighbours in length, every sample once per epoch, seeded
     lengths = np.random.default_rng(1).integers(10, 1000, size=400)
     grouped_plan = run_plan(400, TrainConfig(batch_size=8, epochs=1))

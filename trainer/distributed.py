@@ -25,10 +25,16 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     active: bool = False  # a process group is up
+    backend: str = "gloo"
 
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def collective_device(self) -> str:
+        """Where tensors to reduce must be: NCCL reduces this process's GPU's, gloo (and no group) CPU ones."""
+        return f"cuda:{self.local_rank}" if self.active and self.backend == "nccl" else "cpu"
 
     # ---- collectives (no-ops for one process) ----------------------------------------------------------
     def sum_(self, tensor):
@@ -49,14 +55,14 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def broadcast_tensors(self, tensors: list, device: str) -> None:
+    def broadcast_tensors(self, tensors: list) -> None:
         """Rank 0's values of ``tensors`` into every process's, in place (one flat broadcast)."""
         if not (self.active and self.world > 1) or not tensors:
             return
         import torch
         import torch.distributed as dist
 
-        flat = torch.cat([t.detach().reshape(-1).to(device, torch.float32) for t in tensors])
+        flat = torch.cat([t.detach().reshape(-1).to(self.collective_device, torch.float32) for t in tensors])
         dist.broadcast(flat, src=0)
         offset = 0
         for t in tensors:
@@ -80,20 +86,22 @@ class Dist:
             return flag
         import torch
 
-        t = torch.tensor([1.0 if flag else 0.0], device=self._device())
+        t = torch.tensor([1.0 if flag else 0.0], device=self.collective_device)
         return bool(self.sum_(t).item() > 0)
 
-    def barrier(self) -> None:
-        if self.active and self.world > 1:
-            import torch.distributed as dist
 
-            dist.barrier()
-
-    def _device(self):
+def check_processes(device: str, n: int) -> None:
+    """A ValueError saying why ``n`` processes cannot train on ``device`` here: more than the machine's GPUs
+    (one each), or more CPU processes than cores. The job checks before it starts them, each started
+    process (torchrun on any machine) again for its own machine."""
+    if device.startswith("cuda"):
         import torch
-        import torch.distributed as dist
 
-        return torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n > have:
+            raise ValueError(f"--nproc {n} asks for one GPU per process, but this worker has {have} GPU(s)")
+    elif n > (os.cpu_count() or 1):
+        raise ValueError(f"--nproc {n} CPU processes on a worker with {os.cpu_count()} cores would only contend; lower it")
 
 
 def from_environment(device: str) -> Dist:
@@ -111,7 +119,7 @@ def from_environment(device: str) -> Dist:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
-    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local, active=True)
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local, active=True, backend=backend)
 
 
 def rank_device(device: str, dist: Dist) -> str:

@@ -73,7 +73,7 @@ def launch(spec: RunSpec, nproc: int, *, watch: Callable[[], None] | None = None
     work.mkdir(parents=True, exist_ok=True)
     for stale in (work / RESULT, work / STOP):
         stale.unlink(missing_ok=True)
-    for old in (work / ERRORS).glob("rank-*.json") if (work / ERRORS).exists() else []:
+    for old in (work / ERRORS).glob("rank-*.json"):  # none where the folder is not there
         old.unlink(missing_ok=True)
     spec.save(work / SPEC)
     log_path = work / LOG
@@ -97,7 +97,7 @@ def launch(spec: RunSpec, nproc: int, *, watch: Callable[[], None] | None = None
         except BaseException:
             _terminate(proc)
             raise
-    errors = [e for e in (_read(p) for p in sorted((work / ERRORS).glob("rank-*.json"))) if e] if (work / ERRORS).exists() else []
+    errors = [e for e in (_read(p) for p in sorted((work / ERRORS).glob("rank-*.json"))) if e]
     return Outcome(proc.returncode, _read(work / RESULT), errors, _tail(log_path))
 
 

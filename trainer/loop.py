@@ -209,15 +209,10 @@ def accumulate(model, micro_batches: list, device: str, dist: Dist, params) -> d
         loss_sum = response_loss_sum(model, inputs)
         (loss_sum / scale).backward()
         local += torch.tensor([float(loss_sum.detach()), mb.response_tokens, float(mb.inputs["attention_mask"].sum()), mb.samples], dtype=torch.float64)
-    totals = dist.sum_(local.to(_collective_device(dist, device))).cpu()
+    totals = dist.sum_(local.to(dist.collective_device)).cpu()
     count = float(totals[1])
     _scaled_sum_of_grads(params, (scale or 1.0) / count if count else 0.0, dist)
     return {"loss_sum": float(totals[0]), "response_tokens": count, "tokens": float(totals[2]), "samples": float(totals[3])}
-
-
-def _collective_device(dist: Dist, device: str) -> str:
-    # NCCL reduces GPU tensors only; gloo CPU ones
-    return device if dist.active and device.startswith("cuda") else "cpu"
 
 
 def train(
@@ -265,7 +260,7 @@ def train(
         step = load_checkpoint(state, model, optimizer, scheduler, dist, config.seed)
         del state
     elif dist.world > 1:  # the same LoRA start everywhere, whatever each process's initialisation drew
-        dist.broadcast_tensors([p.data for p in params], _collective_device(dist, device))
+        dist.broadcast_tensors([p.data for p in params])
     if on_start is not None:
         on_start(plan, step)
     total, accum = plan.total_steps, plan.grad_accum

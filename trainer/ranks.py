@@ -23,7 +23,7 @@ import shutil
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -110,19 +110,6 @@ def run_lock(work_dir: Path) -> Iterator[None]:
 
 
 # ---- one process ---------------------------------------------------------------------------------------
-def _check_devices(config, dist) -> None:
-    import torch
-
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if config.device.startswith("cuda"):
-        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if have < local_world:
-            raise PermanentTrainingError(f"the run asks for {local_world} process(es) on this machine, one per GPU, but it has {have} GPU(s): "
-                                         f"lower --nproc to {have or 1}" + ("" if have else " or train on --device cpu"))
-    elif local_world > (os.cpu_count() or 1):
-        raise PermanentTrainingError(f"{local_world} CPU processes on a machine with {os.cpu_count()} cores would only contend: lower --nproc")
-
-
 def _meta(spec: RunSpec, snap, result, config_dict: dict) -> dict[str, Any]:
     import peft
     import transformers
@@ -181,7 +168,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
 
     from . import snapshot_set
     from .config import TrainConfig
-    from .distributed import from_environment, rank_device, shutdown
+    from .distributed import check_processes, from_environment, rank_device, shutdown
     from .loop import NoTrainableSamples, StopTraining, checkpoint_dirs, save_final, train
     from .lora import AcceleratorError, apply_lora, load_for_training
 
@@ -190,7 +177,10 @@ def run(spec: RunSpec) -> dict[str, Any]:
     work_dir = Path(spec.work_dir)
     remote = objects.is_remote(spec.out)
     try:
-        _check_devices(config, dist)
+        try:  # this machine's share of the processes (all of them, started by the job's launcher)
+            check_processes(config.device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        except ValueError as exc:
+            raise PermanentTrainingError(str(exc)) from exc
         settings = load_settings()
         engine = write_engine(settings.app_url)
         lake = open_store(settings.store)
@@ -212,7 +202,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
         data = snapshot_set.training_set(parts, snapshot_set.LakeReader(settings.store, snap.lake_version), open_blobs(settings), config,
                                          snapshot_set.image_tokens(adapter))
         recorder = _Recorder(spec, engine) if dist.main else None
-        lock = run_lock(work_dir) if dist.main else _nothing()
+        lock = run_lock(work_dir) if dist.main else nullcontext()
         with lock:
             if dist.main and remote:
                 fetch_checkpoints(spec.out, work_dir)
@@ -261,11 +251,6 @@ def run(spec: RunSpec) -> dict[str, Any]:
         raise
     finally:
         shutdown(dist)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _data_wait_share(logs) -> float | None:

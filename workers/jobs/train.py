@@ -57,16 +57,12 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
 
 def _check_processes(config: TrainConfig) -> None:
     """A clear refusal before anything starts: more processes than this worker has GPUs (or cores)."""
-    import os
+    from trainer.distributed import check_processes
 
-    if config.device.startswith("cuda"):
-        import torch
-
-        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if config.nproc > have:
-            raise PermanentError(f"--nproc {config.nproc} asks for one GPU per process, but this worker has {have} GPU(s)")
-    elif config.nproc > (os.cpu_count() or 1):
-        raise PermanentError(f"--nproc {config.nproc} CPU processes on a worker with {os.cpu_count()} cores would only contend; lower it")
+    try:
+        check_processes(config.device, config.nproc)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from exc
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
