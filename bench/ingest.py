@@ -74,7 +74,7 @@ def run_ingest(src: Path, workers: int, rows_per_unit: int, scratch: Path) -> tu
     init_store(settings.store)
     engine = write_engine(settings.app_url)
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "description": ["description"], "brand": ["brand"], "category": ["category"], "images": ["images"]})
-    params = IngestJob(source=str(src), fmt="csv", mapping=mapping, name="bench", image_root=str(src.parent), redact=True, rows_per_unit=rows_per_unit).params()
+    params = IngestJob(source=str(src), format="csv", mapping=mapping, name="bench", image_root=str(src.parent), redact=True, rows_per_unit=rows_per_unit).params()
     proc = start_worker("cpu", concurrency=workers, log_path=scratch / f"worker-{workers}.log", loglevel="INFO")
     try:
         deadline = time.monotonic() + 60

@@ -264,7 +264,7 @@ def _ingest(settings, n: int, part: Path, src: Path) -> Figure:
     cpu = time.process_time()
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "description": ["description"], "brand": ["brand"],
                                      "category": ["category"], "images": ["images"]})
-    params = IngestJob(source=str(part), fmt="csv", mapping=mapping, name="scale", image_root=str(src.parent), redact=True, rows_per_unit=250).params()
+    params = IngestJob(source=str(part), format="csv", mapping=mapping, name="scale", image_root=str(src.parent), redact=True, rows_per_unit=250).params()
     t = time.perf_counter()
     counts = run_job("ingest", "cpu", params, settings)
     took, cpu = time.perf_counter() - t, time.process_time() - cpu

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from config.fields import param
 from db.objects import ObjectStoreError
 
 REDUCTIONS = ("mean", "max", "min")
@@ -26,13 +27,13 @@ REDUCTIONS = ("mean", "max", "min")
 
 @dataclass(frozen=True)
 class ClipConfig:
-    model: str = "ViT-B-32"
-    pretrained: str | None = "openai"  # ignored for local folders
-    device: str = "cpu"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (open_clip's names)
-    batch_size: int = 64
-    decode_threads: int = 4
-    reduce: str = "mean"  # how several images of one item become one item score
+    model: str = param("ViT-B-32", help="open_clip model name, or a local folder (or s3:// prefix) in open_clip's format.")
+    pretrained: str | None = param("openai", help="open_clip pretrained tag (ignored for folders).", label="Pretrained tag")
+    device: str = param("cpu", help="cpu, cuda or cuda:N.")
+    precision: str = param("fp32", choices=("fp32", "bf16", "fp16"), help="open_clip's precision names.")
+    batch_size: int = param(64, min=1, help="Image-text pairs in one forward pass.")
+    decode_threads: int = param(4, min=1, help="Threads decoding images ahead of the model.")
+    reduce: str = param("mean", choices=REDUCTIONS, help="How an item's several images become its score (max and min are stored too).")
 
     def __post_init__(self):
         if self.reduce not in REDUCTIONS:

@@ -172,9 +172,9 @@ class ColumnMapping:
             )
         text_field = "feedback_text" if self.item_kind == "feedback" else "title"
         if self.item_kind == "feedback" and "feedback_text" not in self.columns:
-            raise MappingError("feedback items need a feedback_text column: --map feedback_text=COLUMN")
+            raise MappingError("feedback items need a feedback_text column: map feedback_text to a column")
         if self.item_kind == "catalog" and not ({"title", "description"} & set(self.columns)):
-            raise MappingError(f"catalog items need a title or description column: --map {text_field}=COLUMN")
+            raise MappingError(f"catalog items need a title or description column: map {text_field} to a column")
 
 
 def _as_list(value: Any) -> list[str]:

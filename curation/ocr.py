@@ -65,7 +65,7 @@ class OcrSettings:
         if out.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {out.device!r}")
         if out.device == "cuda" and not spec.cuda:
-            raise ValueError(f"the {out.engine} engine runs on the CPU only; --device cuda is for rapidocr")
+            raise ValueError(f"the {out.engine} engine runs on the CPU only; the cuda device is for rapidocr")
         return out
 
     def to_params(self) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def detect_format(path: str | Path, declared: str | None = None) -> str:
         return fmt
     if suffix == ".json":
         raise SourceError(f"{path}: JSON arrays are not streamed; convert to JSON lines (one object per line)")
-    raise SourceError(f"cannot tell the format of {path}; pass --format {{{','.join(FORMATS)}}}")
+    raise SourceError(f"cannot tell the format of {path}; name it: one of {', '.join(FORMATS)}")
 
 
 def _looks_like_abo(path: str | Path) -> bool:

@@ -19,6 +19,8 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Any
 
+from config.fields import FieldError, param
+
 ATTN_NAME = "vitpro_visattn"
 _active: contextvars.ContextVar["_Collector | None"] = contextvars.ContextVar("vitpro_visattn", default=None)
 _registered = False
@@ -26,18 +28,25 @@ last_masks_seen: set[str] = set()  # mask forms the last score_batch met (for te
 last_paths_seen: set[str] = set()  # fused kernel or full rows
 
 
+SEGMENTS = ("answer", "question", "text")
+
+
 @dataclass(frozen=True)
 class VisAttnConfig:
-    segment: str = "answer"  # answer | question | text (question and answer)
-    exclude_sinks: bool = False  # also report the score without "attention sink" image tokens
-    sink_factor: float = 5.0  # a sink draws more than this many times the median image token's attention
-    max_sink_share: float = 0.1  # never call more than this share of the image tokens sinks
-    distance_correction: bool = False  # also report the score corrected for distance from the image
-    chunk_bytes: int = 16 * 1024 * 1024  # memory for one chunk of scored-row logits per layer
+    # The defaults are what every front end computes unless told otherwise: the paper's score alone. The
+    # sink-free and distance-corrected variants are extra series a user asks for.
+    segment: str = param("answer", choices=SEGMENTS, help="Which text the segment score averages over: the answer, the question, or both (text).")
+    exclude_sinks: bool = param(False, help="Also report the score without 'attention sink' image tokens (vis_attn_nosink).",
+                                label="Also without attention sinks")
+    sink_factor: float = param(5.0, min=1.0, help="A sink draws more than this many times the median image token's attention.")
+    max_sink_share: float = param(0.1, min=0.0, max=1.0, help="Never call more than this share of the image tokens sinks.")
+    distance_correction: bool = param(False, help="Also report the score corrected for distance from the image (vis_attn_dist).",
+                                      label="Also distance-corrected")
+    chunk_bytes: int = param(16 * 1024 * 1024, min=1, help="Memory for one chunk of scored-row logits per layer.")
 
     def __post_init__(self):
-        if self.segment not in ("answer", "question", "text"):
-            raise ValueError("segment must be answer, question or text")
+        if self.segment not in SEGMENTS:
+            raise FieldError("segment", "segment must be answer, question or text")
 
 
 def register() -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .registry import JobSpec, register
 
@@ -11,6 +10,3 @@ from .registry import JobSpec, register
 @dataclass(frozen=True)
 class AuxStatsJob(JobSpec):
     QUEUE = "cpu"
-
-    def params(self) -> dict[str, Any]:
-        return {}

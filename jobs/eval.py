@@ -3,14 +3,35 @@ held-out products; the benchmarks, in-context examples, the judge and the baseli
 how items are run (how many at once, how the objective benchmark is answered)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from config.fields import FieldError, about, check, param
 from trainer.benchmarks import BENCHMARKS, EVAL_BATCH_SIZE, OBJECTIVE_MODES
 from trainer.config import TrainConfig
 
 from .names import check_folder_name, check_fresh_folder
 from .registry import JobSpec, register
+
+
+def check_model(model: str) -> None:
+    from curation.vlm import check_model_folder
+
+    try:
+        check_model_folder(model)
+    except ValueError as exc:
+        raise about("model", exc) from None
+
+
+def check_name_and_out(name: str, out: str, what: str) -> str:
+    try:
+        check_folder_name(name, what)
+    except ValueError as exc:
+        raise about("name", exc) from None
+    try:
+        return str(check_fresh_folder(out, "evaluation"))
+    except ValueError as exc:
+        raise about("out", exc) from None
 
 
 @register("eval")
@@ -19,47 +40,32 @@ class EvalJob(JobSpec):
     """``out`` becomes the evaluation's folder: refused when it holds an earlier evaluation's files."""
 
     QUEUE = "train"
-    CHOICES = {"benchmarks": tuple(BENCHMARKS), "objective_mode": OBJECTIVE_MODES}
 
-    name: str
-    snapshot: str
-    model: str
-    out: str
-    adapter: str | None = None
-    benchmarks: list[str] | None = None
-    config: TrainConfig | None = None
-    k_shot: int = 0
-    examples: list[str] | None = None
-    judge: dict[str, Any] | None = None
-    baseline: str | None = None
-    limit: int | None = None
-    batch_size: int = EVAL_BATCH_SIZE  # items generated at once (left-padded; the same greedy answers as one at a time)
-    objective_mode: str = "generate"  # the objective benchmark: generate-and-parse, or "logprob" (P(yes) vs P(no))
+    name: str = param(help="The evaluation's name (its folder, what a later evaluation's baseline names).", label="Evaluation name")
+    snapshot: str = param(help="The snapshot whose held-out products are evaluated.")
+    model: str = param(help="The base VLM checkpoint folder.", label="Base VLM")
+    out: str = param(help="The evaluation's folder or s3:// prefix (predictions, results.json).")
+    adapter: str | None = param(None, help="A training run's name or an adapter folder (default: the base model alone).")
+    benchmarks: list[str] | None = param(factory=lambda: ["objective", "attributes"], choices=BENCHMARKS, flag="--benchmark",
+                                  help="objective (yes/no), attributes (exact match), generative (needs a judge).")
+    config: TrainConfig | None = param(factory=TrainConfig, help="How the model is loaded and fed (device, dtype, OCR, resolution, holdout, seed).")
+    k_shot: int = param(0, min=0, flag="--k", help="In-context examples from the training products per item.")
+    examples: list[str] | None = param(factory=list, flag="--example", help="Chosen in-context examples (sample ids) instead of drawn ones.")
+    judge: dict[str, Any] | None = param(None, help="The generative benchmark's LLM judge: an OpenAI-compatible backend's settings.")
+    baseline: str | None = param(None, help="An earlier evaluation to report against.", label="Report against")
+    limit: int | None = param(None, min=1, help="At most this many items per benchmark.")
+    batch_size: int = param(EVAL_BATCH_SIZE, min=1, label="Items generated at once",
+                            help="Left-padded prompts run together; greedy answers are the same as one at a time.")
+    objective_mode: str = param("generate", choices=OBJECTIVE_MODES, label="Objective yes/no answered by",
+                                help="generate: the model's answer, parsed (the paper's). logprob: P(yes) against P(no) of the first answer token.")
 
-    def params(self) -> dict[str, Any]:
-        from curation.vlm import check_model_folder
-
-        check_folder_name(self.name, "an evaluation name")
+    def resolve(self) -> "EvalJob":
+        check(self)
         benchmarks = list(dict.fromkeys(self.benchmarks or ["objective", "attributes"]))
-        unknown = [b for b in benchmarks if b not in BENCHMARKS]
-        if unknown:
-            raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; benchmarks: {', '.join(BENCHMARKS)}")
+        if not benchmarks:
+            raise FieldError("benchmarks", f"no benchmark given; benchmarks: {', '.join(BENCHMARKS)}")
         if "generative" in benchmarks and not self.judge:
-            raise ValueError("the generative benchmark needs an LLM judge: give --judge-url (an OpenAI-compatible chat-completions server)")
-        if self.k_shot < 0:
-            raise ValueError("k (in-context examples) must be 0 or more")
-        check_eval_running(self.batch_size, self.objective_mode)
-        check_model_folder(self.model)
-        out = check_fresh_folder(self.out, "evaluation")
-        return {"name": self.name, "snapshot": self.snapshot, "model": str(self.model), "adapter": self.adapter, "benchmarks": benchmarks,
-                "config": (self.config or TrainConfig()).to_dict(), "k_shot": int(self.k_shot), "examples": list(self.examples or []),
-                "judge": self.judge, "baseline": self.baseline, "limit": self.limit, "out": str(out),
-                "batch_size": int(self.batch_size), "objective_mode": self.objective_mode}
-
-
-def check_eval_running(batch_size: int, objective_mode: str) -> None:
-    """How the items are run (shared with the ablation): a batch size of 1 or more, a known objective mode."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"the batch size (items generated at once) must be a whole number of 1 or more, not {batch_size!r}")
-    if objective_mode not in OBJECTIVE_MODES:
-        raise ValueError(f"the objective mode must be one of {', '.join(OBJECTIVE_MODES)}, not {objective_mode!r}")
+            raise FieldError("judge", "the generative benchmark needs an LLM judge: an OpenAI-compatible chat-completions server")
+        check_model(self.model)
+        out = check_name_and_out(self.name, self.out, "an evaluation name")
+        return replace(self, benchmarks=benchmarks, model=str(self.model), out=out, config=self.config or TrainConfig(), examples=list(self.examples or []))

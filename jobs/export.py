@@ -3,10 +3,10 @@ of the base model they are for."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+from config.fields import FieldError, about, check, param
 from curation.exports import FORMATS
 from db import objects
 
@@ -44,7 +44,7 @@ def base_family(base_model: str, family: str | None = None):
         return adapter_for(path)
     found = family_for_hub_id(base_model)
     if found is None:
-        raise ValueError(f"cannot tell the family of {base_model!r}: name it with --family ({', '.join(sorted(FAMILIES))})")
+        raise ValueError(f"cannot tell the family of {base_model!r}: name it ({', '.join(sorted(FAMILIES))})")
     return found
 
 
@@ -52,43 +52,42 @@ def base_family(base_model: str, family: str | None = None):
 @dataclass(frozen=True)
 class ExportJob(JobSpec):
     """``base_model`` (a hub id or a checkpoint folder) and its ``family`` name the model the LLaMA-Factory
-    and ms-swift settings written beside those exports are for (default: Qwen2.5-VL-7B-Instruct).
-    ``absolute_paths``: records name images by their absolute path in OUT/<format>/ (default: relative to it)."""
+    and ms-swift settings written beside those exports are for (default: Qwen2.5-VL-7B-Instruct)."""
 
     QUEUE = "cpu"
-    CHOICES = {"formats": tuple(FORMATS)}
 
-    snapshot: str
-    formats: list[str]
-    out: str
-    ocr: bool = False
-    link: bool = False
-    force: bool = False
-    dataset_name: str | None = None
-    base_model: str | None = None
-    family: str | None = None
-    absolute_paths: bool = False
+    snapshot: str = param(help="The snapshot to export (vitpro snapshot list).")
+    out: str = param(help="The folder (or s3:// prefix) the formats are written in.")
+    formats: list[str] = param(factory=lambda: list(FORMATS), choices=FORMATS, flag="--format", help="The formats to write, each in OUT/<format>/.")
+    ocr: bool = param(True, label="OCR text in the prompt", help="Put each image's OCR text in the prompt (\"OCR Tokens: ...\"), as the paper trains.")
+    link: bool = param(False, help="Hard-link (or symlink) images instead of copying them.")
+    force: bool = param(False, help="Replace what OUT/<format>/ holds.")
+    dataset_name: str | None = param(None, help="The dataset's name in the trainers' settings (default: the snapshot's).")
+    base_model: str | None = param(None, help="The model the trainer settings are for: a hub id or a checkpoint folder (default: Qwen2.5-VL-7B-Instruct).")
+    family: str | None = param(None, help="The base model's VLM family, when its name does not tell it.")
+    absolute_paths: bool = param(False, help="Records name images by their absolute path (default: relative to OUT/<format>/).")
+    base_family: str = param("", derived=True, help="The base model's family, as the trainer settings name it.")
 
-    def params(self) -> dict[str, Any]:
+    def resolve(self) -> "ExportJob":
         from curation.model_ids import public_model_id
         from trainer.external_configs import DEFAULT_BASE_MODEL
 
-        formats, snapshot = self.formats, self.snapshot
-        unknown = [f for f in formats if f not in FORMATS]
-        if unknown or not formats:
-            raise ValueError(f"unknown format(s) {', '.join(unknown) or '(none given)'}; formats are {', '.join(FORMATS)}")
+        check(self)
+        formats, snapshot = list(dict.fromkeys(self.formats)), self.snapshot
+        if not formats:
+            raise FieldError("formats", f"no format given; formats are {', '.join(FORMATS)}")
         remote = objects.is_remote(self.out)
         if remote and self.absolute_paths:
-            raise ValueError("--absolute-paths names files on one machine's disk; an s3:// export keeps paths relative to its folder")
+            raise FieldError("absolute_paths", "absolute paths name files on one machine's disk; an s3:// export keeps paths relative to its folder")
         root = str(objects.ObjectURL.parse(self.out)).rstrip("/") if remote else str(Path(self.out).expanduser().resolve())
         if not self.force:
             busy = [f for f in formats if holds_files(objects.join(root, f)) and not same_export(objects.join(root, f), snapshot, f)]
             if busy:
-                raise ValueError(f"{objects.join(root, busy[0])} exists and is not empty; choose another --out or pass --force to replace it")
+                raise FieldError("out", f"{objects.join(root, busy[0])} exists and is not empty; choose another folder or replace it (force)")
         base = self.base_model or DEFAULT_BASE_MODEL
-        return {
-            "snapshot": snapshot, "formats": list(dict.fromkeys(formats)), "out": root, "ocr": bool(self.ocr), "link": bool(self.link),
-            "force": bool(self.force), "dataset_name": self.dataset_name or snapshot, "absolute_paths": bool(self.absolute_paths),
-            # the id as others may read it: a hub id, or the folder's name (never this machine's path)
-            "base_model": public_model_id(base), "base_family": base_family(base, self.family).family,
-        }
+        try:
+            family = base_family(base, self.family).family
+        except ValueError as exc:
+            raise about("family", exc) from None
+        # the id as others may read it: a hub id, or the folder's name (never this machine's path)
+        return replace(self, formats=formats, out=root, dataset_name=self.dataset_name or snapshot, base_model=public_model_id(base), base_family=family)

@@ -3,13 +3,14 @@ templates), the tasks and how many pairs. API and template backends run on the `
 model on ``gpu``."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
+from config.fields import FieldError, about, check, param
 from curation.generation import TASKS, HFLocalBackend, OpenAIChatBackend
 
 from .registry import JobSpec, register
 
+BACKENDS = ("openai", "hf", "template")
 DEFAULT_ITEMS_PER_UNIT = 25  # an LLM's: a unit is a retry's and a cancel's granularity, and it waits on its answers
 # Templates need no model: a unit is cheap, and each unit is one DuckLake commit that every later read of the
 # store pays for (bench/scale.py: 3,000 items took 53 s in 25-item units and 7.5 s in 250-item ones).
@@ -19,51 +20,46 @@ TEMPLATE_ITEMS_PER_UNIT = 250
 @register("generate")
 @dataclass(frozen=True)
 class GenerateJob(JobSpec):
-    QUEUE = "cpu"
-    CHOICES = {"backend": ("openai", "hf", "template"), "tasks": tuple(TASKS)}
+    backend: str = param(choices=BACKENDS, help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); "
+                                                "template: no LLM, from catalog fields.")
+    tasks: list[str] = param(factory=lambda: list(TASKS), choices=TASKS, help="The paper's tasks to generate for.")
+    openai: OpenAIChatBackend | None = param(None, help="The openai backend: the server's base URL, the model's name, concurrency, rate limit, ...")
+    hf: HFLocalBackend | None = param(None, help="The hf backend: a local causal LM folder, its device and precision.")
+    n_pairs: int = param(3, min=1, max=20, help="Pairs asked for per item and task.", label="Pairs per item and task")
+    items_per_unit: int | None = param(None, min=1, help="Items per work unit (default: 250 with templates, 25 with an LLM).")
+    template_path: str | None = param(None, flag="--template", help="Your own prompt template file.")
+    examples_path: str | None = param(None, flag="--examples", help="Your own few-shot examples (JSON, per task).")
+    kinds: list[str] | None = param(None, choices=("catalog", "feedback"), flag="--kind", help="Only items of these kinds.")
+    limit: int | None = param(None, min=1, help="At most this many items.")
+    prompt_version: str = param("", derived=True, help="The prompt files' version (the template backend: its templates'); samples carry it.")
+    model_id: str = param("", derived=True, help="The backend's model id; samples carry it.")
 
-    backend: str
-    tasks: list[str] | None = None
-    openai: OpenAIChatBackend | None = None
-    hf: HFLocalBackend | None = None
-    n_pairs: int = 3
-    items_per_unit: int | None = None  # default: TEMPLATE_ITEMS_PER_UNIT for templates, DEFAULT_ITEMS_PER_UNIT for an LLM
-    template_path: str | None = None
-    examples_path: str | None = None
-    kinds: list[str] | None = None
-    limit: int | None = None
+    def queue(self) -> str:
+        return "gpu" if self.backend == "hf" else "cpu"
 
-    @classmethod
-    def queue_for(cls, params: dict[str, Any]) -> str:
-        return "gpu" if params["backend"] == "hf" else "cpu"
+    def make_backend(self):
+        """The backend object this job generates with."""
+        from curation.generation import TemplateBackend
 
-    def params(self) -> dict[str, Any]:
+        return {"openai": self.openai, "hf": self.hf}.get(self.backend) or TemplateBackend()
+
+    def resolve(self) -> "GenerateJob":
         from curation.generation import PromptTemplate, TemplateBackend
 
-        backend = self.backend
-        tasks = list(self.tasks or TASKS)
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
-        template = PromptTemplate.load(self.template_path, self.examples_path)  # a broken template fails here, not in a worker
-        per_unit = self.items_per_unit or (TEMPLATE_ITEMS_PER_UNIT if backend == "template" else DEFAULT_ITEMS_PER_UNIT)
-        params: dict[str, Any] = {
-            "backend": backend, "tasks": tasks, "n_pairs": self.n_pairs, "items_per_unit": per_unit, "template_path": self.template_path,
-            "examples_path": self.examples_path, "prompt_version": template.version if backend != "template" else TemplateBackend().model_id,
-            "kinds": self.kinds, "limit": self.limit,
-        }
-        if backend == "openai":
-            if self.openai is None:
-                raise ValueError("the openai backend needs --base-url and --model")
-            params["openai"] = {k: v for k, v in asdict(self.openai).items() if k != "name"}
-            params["model_id"] = self.openai.model_id
-        elif backend == "hf":
-            if self.hf is None:
-                raise ValueError("the hf backend needs --model (a local causal LM folder)")
-            params["hf"] = {k: v for k, v in asdict(self.hf).items() if k != "name"}
-            params["model_id"] = self.hf.model_id
-        elif backend == "template":
-            params["model_id"] = TemplateBackend().model_id
-        else:
-            raise ValueError(f"unknown backend {backend!r}; use openai, hf or template")
-        return params
+        check(self)
+        if not self.tasks:
+            raise FieldError("tasks", f"no task given; tasks: {', '.join(TASKS)}")
+        try:
+            template = PromptTemplate.load(self.template_path, self.examples_path)  # a broken template fails here, not in a worker
+        except (OSError, ValueError) as exc:
+            raise about("examples_path" if self.examples_path and "example" in str(exc).lower() else "template_path", exc) from None
+        if self.backend == "openai" and self.openai is None:
+            raise FieldError("openai", "the openai backend needs the server's base URL and the model's name")
+        if self.backend == "hf" and self.hf is None:
+            raise FieldError("hf", "the hf backend needs a local causal LM folder")
+        backend = self.make_backend()
+        per_unit = self.items_per_unit or (TEMPLATE_ITEMS_PER_UNIT if self.backend == "template" else DEFAULT_ITEMS_PER_UNIT)
+        return replace(self, tasks=list(dict.fromkeys(self.tasks)), items_per_unit=per_unit,
+                       openai=self.openai if self.backend == "openai" else None, hf=self.hf if self.backend == "hf" else None,
+                       prompt_version=template.version if self.backend != "template" else TemplateBackend().model_id,
+                       model_id=backend.model_id)

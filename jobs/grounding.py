@@ -2,51 +2,45 @@
 samples or items) and how."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
 
+from config.fields import about, check, param
 from curation.vis_attn import VisAttnConfig
 
 from .locations import is_tiny_model, location
 from .registry import JobSpec, register
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @register("grounding")
 @dataclass(frozen=True)
 class GroundingJob(JobSpec):
     QUEUE = "gpu"
-    CHOICES = {"on": ("samples", "items")}
 
-    model: str
-    device: str = "cpu"
-    dtype: str = "float32"
-    batch_size: int = 8
-    items_per_unit: int = 64
-    config: VisAttnConfig = field(default_factory=VisAttnConfig)
-    ocr: bool = False
-    on: str = "samples"
-    selection: str | None = None
+    model: str = param(help="A VLM checkpoint folder (or s3:// prefix) of any family in `vitpro models families`.", label="VLM")
+    device: str = param("cpu", help="cpu, cuda or cuda:N.")
+    dtype: str = param("float32", choices=DTYPES, help="The precision the VLM runs in.")
+    batch_size: int = param(8, min=1, help="Samples in one forward pass.")
+    items_per_unit: int = param(64, min=1, help="Samples (or items) in one work unit: a retry's and a cancel's granularity.")
+    config: VisAttnConfig = param(factory=VisAttnConfig, help="How the score is computed.")
+    # The paper scores with the image's OCR text in the prompt ("OCR Tokens: ..."), as training sees it.
+    ocr: bool = param(True, flag="--with-ocr/--without-ocr", label="OCR text in the prompt",
+                      help="Put each image's OCR text in the prompt (the paper's setting); scores with and without are separate series.")
+    on: str = param("samples", choices=("samples", "items"), label="Score",
+                    help="Score generated samples, or items with their own text (a title, what the customer wrote).")
+    selection: str | None = param(None, help="Only the samples of this named selection (vitpro sample --name).")
+    model_id: str = param("", derived=True, help="The scores' model id: the model's location, with '#ocr' when OCR text is in the prompt.")
+    demo_model: bool = param(False, derived=True, help="A tiny checkpoint of `vitpro models make-tiny` (random weights): its scores are flagged.")
 
-    def params(self) -> dict[str, Any]:
+    def resolve(self) -> "GroundingJob":
         from curation.vlm import check_model_folder
 
-        if self.on not in self.CHOICES["on"]:
-            raise ValueError("score grounding --on samples or items")
-        check_model_folder(self.model)  # a family we have an adapter for (else: the supported ones, listed)
-        if self.batch_size < 1 or self.items_per_unit < 1:
-            raise ValueError("batch size and items per unit must be at least 1")
+        check(self)
+        try:
+            check_model_folder(self.model)  # a family we have an adapter for (else: the supported ones, listed)
+        except ValueError as exc:
+            raise about("model", exc) from None
         model = location(self.model)
-        return {
-            "model": model,
-            # the scores are those of this model *and* prompt: OCR text in the prompt makes them others
-            "model_id": model + ("#ocr" if self.ocr else ""),
-            "device": self.device,
-            "dtype": self.dtype,
-            "batch_size": self.batch_size,
-            "items_per_unit": self.items_per_unit,
-            "config": asdict(self.config),
-            "ocr": self.ocr,
-            "on": self.on,
-            "selection": self.selection,
-            "demo_model": is_tiny_model(model),
-        }
+        # the scores are those of this model *and* prompt: OCR text in the prompt makes them others
+        return replace(self, model=model, model_id=model + ("#ocr" if self.ocr else ""), demo_model=is_tiny_model(model))

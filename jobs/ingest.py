@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+from config.fields import FieldError, about, check, param
 from config.settings import load_settings
 from curation.images import ImageLimits
 from curation.ingest import TextLimits
 from curation.mapping import ColumnMapping, MappingError
-from curation.readers import SourceError
+from curation.readers import FORMATS, SourceError
 from db import objects
 
 from .registry import JobSpec, register
@@ -70,64 +70,67 @@ def parent_prefix(url: str) -> str:
 @dataclass(frozen=True)
 class IngestJob(JobSpec):
     """``source_roots``: if given, the only folders the source may be in (the web app reads files of the
-    server's own disk). Refusals are SourceError / MappingError with a message for the user."""
+    server's own disk). Refusals name their field (config.fields.FieldError)."""
 
     QUEUE = "cpu"
 
-    source: str
-    fmt: str | None
-    mapping: ColumnMapping | None
-    name: str | None
-    image_root: str | None
-    redact: bool
-    allowed_roots: tuple[Path, ...] = ()
-    delimiter: str | None = None
-    rows_per_unit: int = DEFAULT_ROWS_PER_UNIT
-    text_limits: TextLimits = field(default_factory=TextLimits)
-    image_limits: ImageLimits = field(default_factory=ImageLimits)
-    source_roots: tuple[Path, ...] = ()
+    source: str = param(help="The source file (CSV, JSONL, Parquet, or an ABO listings file), local or s3://.", label="Source file")
+    format: str | None = param(None, choices=FORMATS, label="Format", help="The file's format (default: told from its name and content).")
+    mapping: ColumnMapping | None = param(None, label="Column mapping", help="Which column holds which field (not needed for ABO listings).")
+    name: str | None = param(None, label="Source name", help="The source's name (default: the file name without extension).")
+    image_root: str | None = param(None, help="Relative image paths start here (default: the source file's folder).")
+    redact: bool = param(True, label="Redact personal data before storage", help="Redact names, e-mails, phone numbers and addresses before anything is stored.")
+    allowed_roots: tuple[Path, ...] = param((), stored=False, help="The folders image roots may be in (VITPRO_IMAGE_ROOTS).")
+    delimiter: str | None = param(None, help="A CSV's delimiter (default: told from the file).")
+    rows_per_unit: int = param(DEFAULT_ROWS_PER_UNIT, min=1, label="Rows per work unit", help="Rows in one work unit: a retry's and a cancel's granularity.")
+    text_limits: TextLimits = param(factory=TextLimits, help="The longest texts stored (longer ones are cut, and said so).")
+    image_limits: ImageLimits = param(factory=ImageLimits, help="The largest images accepted (bigger ones are refused with a reason).")
+    source_roots: tuple[Path, ...] = param((), stored=False, help="The folders the source file may be in (the web app's server).")
+    source_id: str = param("", derived=True, help="The source's id, from its name: items of the same source name replace each other.")
 
-    def params(self) -> dict[str, Any]:
+    def resolve(self) -> "IngestJob":
         from curation.mapping import ABO_MAPPING
         from curation.readers import detect_format, source_columns
         from curation.redaction import RedactionConfig
 
-        path = check_source(self.source, self.source_roots)
-        fmt = detect_format(path, self.fmt)
+        check(self)
+        try:
+            path = check_source(self.source, self.source_roots)
+            fmt = detect_format(path, self.format)
+        except SourceError as exc:
+            raise about("source", exc) from None
+        except ValueError as exc:
+            raise about("format", exc) from None
         mapping = self.mapping
         if mapping is None:
             if fmt != "abo":
-                raise MappingError("no column mapping: pass --map field=column (or --mapping FILE.yaml)")
+                raise FieldError("mapping", "no column mapping: say which column holds which field (field=column)")
             mapping = ABO_MAPPING
-        columns, exhaustive = source_columns(path, fmt, delimiter=self.delimiter, languages=mapping.languages)
-        if exhaustive:
-            mapping.check_against(columns)
-        elif fmt != "abo":
-            seen = set(columns)
-            never = sorted(c for c in mapping.referenced_columns() if c not in seen)
-            if never:
-                raise MappingError(
-                    f"column(s) {', '.join(map(repr, never))} appear in none of the first rows; keys seen: {', '.join(columns)}"
-                )
-        RedactionConfig(extra_patterns=mapping.redaction_patterns)  # a bad pattern fails here, not in a worker
+        try:
+            columns, exhaustive = source_columns(path, fmt, delimiter=self.delimiter, languages=mapping.languages)
+        except SourceError as exc:
+            raise about("source", exc) from None
+        try:
+            if exhaustive:
+                mapping.check_against(columns)
+            elif fmt != "abo":
+                seen = set(columns)
+                never = sorted(c for c in mapping.referenced_columns() if c not in seen)
+                if never:
+                    raise MappingError(f"column(s) {', '.join(map(repr, never))} appear in none of the first rows; keys seen: {', '.join(columns)}")
+            RedactionConfig(extra_patterns=mapping.redaction_patterns)  # a bad pattern fails here, not in a worker
+        except (MappingError, ValueError) as exc:
+            raise about("mapping", exc) from None
         remote = objects.is_remote(self.source)
         if objects.is_remote(self.image_root) or (remote and not self.image_root):
             # Objects are guarded by the bucket's own policy and credentials; VITPRO_IMAGE_ROOTS is for local folders.
             root = str(objects.ObjectURL.parse(self.image_root or parent_prefix(self.source)).as_prefix())
         else:
             root = Path(self.image_root).expanduser().resolve() if self.image_root else path.parent
-            check_image_root(root, self.allowed_roots)
+            try:
+                check_image_root(root, self.allowed_roots)
+            except MappingError as exc:
+                raise about("image_root", exc) from None
         name = self.name or (Path(objects.ObjectURL.parse(self.source).key).stem if remote else path.stem)
-        return {
-            "source": self.source if remote else str(path),
-            "format": fmt,
-            "name": name,
-            "source_id": source_id_for(name),
-            "mapping": mapping.to_dict(),
-            "image_root": str(root),
-            "delimiter": self.delimiter,
-            "redact": self.redact,
-            "rows_per_unit": self.rows_per_unit,
-            "text_limits": asdict(self.text_limits),
-            "image_limits": asdict(self.image_limits),
-        }
+        return replace(self, source=self.source if remote else str(path), format=fmt, mapping=mapping, name=name, image_root=str(root),
+                       source_id=source_id_for(name))

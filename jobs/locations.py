@@ -39,5 +39,5 @@ def check_fresh(out: str, what: str) -> str:
     where = location(out)
     if holds_files(where):
         remedy = "remove them" if objects.is_remote(where) else "remove the folder"
-        raise ValueError(f"{where} already holds an earlier {what}'s files; pick another --name (or {remedy})")
+        raise ValueError(f"{where} already holds an earlier {what}'s files; pick another name (or {remedy})")
     return where

@@ -1,15 +1,24 @@
 """Job kinds by name. Each kind's spec is a frozen dataclass of its parameters, in the module of the
-kind's name (jobs/ocr.py) and registered with ``@register("ocr")``: its queue (or the rule picking one
-from the parameters), its choice lists, and ``params()``, which checks the parameters and gives the dict
-a job stores. The workers register a handler for the same kinds (workers/jobs); a test checks the two
-registries name the same kinds.
+kind's name (jobs/ocr.py) and registered with ``@register("ocr")``. The spec is the one description of a
+job that every front end reads: its fields (made with ``config.fields.param``) carry type, default,
+choices, bounds and help, from which the CLI's options, the Jobs page's widgets and a recipe's stage are
+built. ``resolve()`` checks a spec and returns it with its values settled (a model folder made absolute,
+a format detected, a model id derived); the job stores that resolved spec as plain values
+(``params()``), and the worker's handler reads it back as the spec (``ctx.spec``), not as a dict.
+
+The workers register a handler for the same kinds (workers/jobs); a test checks the two registries name
+the same kinds.
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
 from dataclasses import fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from config.fields import FieldError, build, check, to_plain
+
+S = TypeVar("S", bound="JobSpec")
 
 SPECS: dict[str, type[JobSpec]] = {}
 # the package's modules that hold no kind: not imported to find the kinds (the sending path loads the
@@ -22,16 +31,53 @@ class JobSpec:
 
     KIND: ClassVar[str]
     QUEUE: ClassVar[str] = "cpu"
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}  # field -> the values it may take (forms and the CLI offer them)
+
+    def resolve(self: S) -> S:
+        """The spec checked and settled, as the job will store it; raises :class:`config.fields.FieldError`
+        naming the field (or another ValueError from an engine's own check) with a message for the user.
+        Kinds with more to check or settle override it and call ``check(self)`` first."""
+        check(self)
+        return self
 
     def params(self) -> dict[str, Any]:
-        """The job's stored parameters; raises ValueError (or a subclass) with a message for the user."""
-        raise NotImplementedError
+        """The job's stored parameters: the resolved spec as plain values (JSON)."""
+        return to_plain(self.resolve())
+
+    @classmethod
+    def from_params(cls: type[S], params: dict[str, Any]) -> S:
+        """The spec a job stored, read back (what a handler gets as ``ctx.spec``). Lenient: a parameter
+        this version does not know (a job stored by an older one) is ignored."""
+        return build(cls, params, strict=False)
+
+    @classmethod
+    def from_fields(cls: type[S], values: dict[str, Any]) -> S:
+        """A spec from a user's plain values (a recipe stage): an unknown or ill-typed field is refused by name."""
+        return build(cls, values, strict=True)
+
+    def queue(self) -> str:
+        """The queue this (resolved) job runs on; kinds whose fields pick one override it."""
+        return self.QUEUE
 
     @classmethod
     def queue_for(cls, params: dict[str, Any]) -> str:
-        """The queue a job with these stored parameters runs on; kinds whose parameters pick one override it."""
-        return cls.QUEUE
+        """The queue of a job with these stored parameters. Read without checks: the queue depends on a
+        field or two (OCR's device, generation's backend), and a field left out counts as its default."""
+        from dataclasses import MISSING
+
+        job = object.__new__(cls)
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
+            object.__setattr__(job, f.name, params.get(f.name, default))
+        return job.queue()
+
+    @classmethod
+    def choices_of(cls, name: str) -> tuple:
+        from config.fields import info
+
+        found = info(cls, name).choices
+        if found is None:
+            raise KeyError(f"{cls.__name__}.{name} has no choices")
+        return found
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -83,4 +129,7 @@ def queue_of(kind: str, params: dict[str, Any]) -> str:
 
 
 def choices(kind: str, field: str) -> tuple[str, ...]:
-    return spec_for(kind).CHOICES[field]
+    return spec_for(kind).choices_of(field)
+
+
+__all__ = ["FieldError", "JobSpec", "choices", "kinds", "queue_of", "register", "spec_for"]

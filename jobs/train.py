@@ -1,9 +1,9 @@
 """The training job's spec (train queue): LoRA fine-tuning of a VLM on a snapshot's training products."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
+from config.fields import about, check, param
 from db import objects
 from trainer.config import TrainConfig
 
@@ -17,17 +17,23 @@ from .registry import JobSpec, register
 class TrainJob(JobSpec):
     QUEUE = "train"
 
-    snapshot: str
-    model: str
-    name: str
-    config: TrainConfig
-    out: str
+    snapshot: str = param(help="The snapshot whose training products the run learns from (vitpro snapshot list).")
+    model: str = param(help="The base VLM: a checkpoint folder (or s3:// prefix) of any family in `vitpro models families`.", label="Base VLM")
+    name: str = param(help="The run's name: its folder, its adapter, what `vitpro eval --adapter` names.", label="Run name")
+    out: str = param(help="The run folder or s3:// prefix (checkpoints, the adapter, the log).")
+    config: TrainConfig = param(factory=TrainConfig, help="The training settings (the paper's by default: LoRA r=256, alpha=32, lr 2e-4, batch 8).")
 
-    def params(self) -> dict[str, Any]:
+    def resolve(self) -> "TrainJob":
         from curation.vlm import check_model_folder
 
-        check_folder_name(self.name, "a run name")
-        check_model_folder(self.model)
+        check(self)
+        try:
+            check_folder_name(self.name, "a run name")
+        except ValueError as exc:
+            raise about("name", exc) from None
+        try:
+            check_model_folder(self.model)
+        except ValueError as exc:
+            raise about("model", exc) from None
         model = location(str(self.model)) if objects.is_remote(str(self.model)) else str(self.model)
-        return {"snapshot": self.snapshot, "model": model, "name": self.name, "config": self.config.to_dict(),
-                "out": location(self.out)}
+        return replace(self, model=model, out=location(self.out))

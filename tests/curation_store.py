@@ -22,7 +22,7 @@ VIS_MODEL, CLIP_MODEL = "vlm-a", "clip-a"
 def ingest_and_generate(data_dir, *, products=12, complaints=10, names=("catalog", "complaints")):
     write_demo_data(data_dir, products=products, complaints=complaints)
     for (source, mapping), name in zip((("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")), names):
-        params = IngestJob(source=str(data_dir / source), fmt=None, mapping=ColumnMapping.from_yaml(data_dir / mapping), name=name,
+        params = IngestJob(source=str(data_dir / source), format=None, mapping=ColumnMapping.from_yaml(data_dir / mapping), name=name,
                            image_root=str(data_dir), redact=True).params()
         assert _run_job("ingest", params).status == "succeeded"
     assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"

@@ -24,7 +24,7 @@ _QUESTION = re.compile(r"^Is the (.+) of this product (.+)\?$")
 
 def _store_rows(tmp_path, shared_data):
     init_store(load_settings().store)
-    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None,
+    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), format=None, mapping=None, name=None,
                        image_root=None, redact=True).params()
     assert _run_job("ingest", params).status == "succeeded"
     lake = ingest_and_generate(tmp_path / "demo")  # the demo catalog and complaints beside them, then the template samples

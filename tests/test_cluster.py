@@ -127,14 +127,14 @@ def test_two_workers_with_no_common_disk_run_every_stage_through_a_kill(home, tm
 
     # ---- ingest, with worker a killed inside a unit ------------------------------------------------------
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job_id = submit_job("ingest", IngestJob(source=many, fmt="csv", mapping=mapping, name="many", image_root=None, redact=True, rows_per_unit=6).params())
+    job_id = submit_job("ingest", IngestJob(source=many, format="csv", mapping=mapping, name="many", image_root=None, redact=True, rows_per_unit=6).params())
     killed = _freeze_then_kill(a, engine, job_id, lambda: sum(u.status == "done" and u.phase == 1 for u in jobs.job_units(engine, job_id)) >= 2)
     a = start_worker(queues, env={"VITPRO_HOME": str(homes["a"])})  # the node comes back, its disk as it was
     job = wait_job(job_id, timeout=180)
     assert job.status == "succeeded", job.error
     unit = next(u for u in jobs.job_units(engine, job_id) if u.id == killed)
     assert unit.status == "done" and unit.attempts == 2
-    abo_job = wait_job(submit_job("ingest", IngestJob(source=abo, fmt=None, mapping=None, name="abo", image_root=None, redact=True).params()), timeout=180)
+    abo_job = wait_job(submit_job("ingest", IngestJob(source=abo, format=None, mapping=None, name="abo", image_root=None, redact=True).params()), timeout=180)
     assert abo_job.status == "succeeded", abo_job.error
     lake = open_store(load_settings().store)
     assert lake.fetchone("SELECT count(*), count(DISTINCT item_id) FROM items") == (N_ITEMS + 3, N_ITEMS + 3)

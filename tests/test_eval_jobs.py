@@ -26,7 +26,10 @@ def _held_out_seen(monkeypatch, tmp_path: Path, eval_config: TrainConfig, adapte
     monkeypatch.setattr(benchmarks, "objective_items", lambda held_out, *a, **k: seen.extend(held_out) or [])
     logs: list[str] = []
     ctx = SimpleNamespace(lake=None, engine=None, log=lambda message, level="info": logs.append(message))
-    result = eval_handler.evaluate_benchmark(ctx, {"snapshot": "s"}, "objective", None, eval_config, None, split_from=adapter_dir)
+    from jobs.eval import EvalJob
+
+    job = EvalJob(name="e", snapshot="s", model="/m", out="/o")  # what the handler reads: the spec
+    result = eval_handler.evaluate_benchmark(ctx, job, "objective", None, eval_config, None, split_from=adapter_dir)
     assert result == {"items": 0, "scores": {}}
     return {r["product"] for r in seen}
 
@@ -83,14 +86,16 @@ def test_an_evaluation_folder_holding_an_earlier_evaluation_is_refused(tmp_path)
         AblateJob(name="e1", snapshot="s", model=model, adapter=None, grid={"ocr": ["on", "off"]}, out=str(out)).params()
 
 
-def _plan_ctx(job_id: str, params: dict):
+def _plan_ctx(job_id: str, params: dict, kind: str):
     from config.settings import load_settings
+    from jobs.registry import spec_for
     from db.app_engine import write_engine
     from db.store import open_store
 
     settings = load_settings()
     open_store(settings.store)
-    return SimpleNamespace(engine=write_engine(settings.app_url), job_id=job_id, params=params, settings=settings, log=lambda *a, **k: None)
+    return SimpleNamespace(engine=write_engine(settings.app_url), job_id=job_id, params=params, spec=spec_for(kind).from_params(params),
+                           settings=settings, log=lambda *a, **k: None)
 
 
 @pytest.mark.parametrize("kind", ["eval", "ablate"])
@@ -103,19 +108,19 @@ def test_a_job_never_takes_over_an_evaluation_another_job_made(home, tmp_path, k
 
     handler = eval_handler if kind == "eval" else ablate_handler
     params = {"name": "same", "snapshot": "s", "model": "m", "adapter": None, "benchmarks": ["objective"], "baseline": None,
-              "cells": [{"ocr": "on"}], "out": str(tmp_path / "out")}
-    specs, _ = handler.plan(_plan_ctx("job-1", params))
-    assert len(specs) == 1 and training.get_eval(_plan_ctx("job-1", params).engine, "same").job_id == "job-1"
-    assert len(handler.plan(_plan_ctx("job-1", params))[0]) == 1  # the same job planned again (a retry): its own row
+              "cells": [{"ocr": "on"}], "grid": {"ocr": ["on"]}, "out": str(tmp_path / "out")}
+    specs, _ = handler.plan(_plan_ctx("job-1", params, kind))
+    assert len(specs) == 1 and training.get_eval(_plan_ctx("job-1", params, kind).engine, "same").job_id == "job-1"
+    assert len(handler.plan(_plan_ctx("job-1", params, kind))[0]) == 1  # the same job planned again (a retry): its own row
     with pytest.raises(PermanentError, match="an evaluation named 'same' belongs to job job-1; pick another --name"):
-        handler.plan(_plan_ctx("job-2", params))
-    assert training.get_eval(_plan_ctx("job-1", params).engine, "same").job_id == "job-1"
+        handler.plan(_plan_ctx("job-2", params, kind))
+    assert training.get_eval(_plan_ctx("job-1", params, kind).engine, "same").job_id == "job-1"
 
 
 def test_ablate_refuses_the_name_of_an_existing_evaluation(home, tmp_path, vitpro_cli):
     from db import training
 
-    engine = _plan_ctx("job-1", {}).engine
+    engine = _plan_ctx("job-1", {"name": "x", "snapshot": "s", "model": "/m", "out": "/o", "grid": {}}, "ablate").engine
     training.create_eval(engine, name="taken", snapshot="s", model="m", adapter=None, config={}, baseline=None, created_by="t")
     out = vitpro_cli("ablate", "s", "--model", _vlm_folder(tmp_path), "--name", "taken", "--grid", "ocr=on,off", "--no-wait")
     assert out.returncode != 0 and "an evaluation named 'taken' exists already; pick another name" in out.stderr

@@ -56,7 +56,7 @@ def _run_job(kind, params):
 
 def test_template_backend_on_abo_gives_the_listing_brand_and_color(home, shared_data):
     init_store(load_settings().store)
-    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None, image_root=None, redact=True).params()
+    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), format=None, mapping=None, name=None, image_root=None, redact=True).params()
     assert _run_job("ingest", params).status == "succeeded"
     job = _run_job("generate", GenerateJob(backend="template").params())
     assert job.status == "succeeded" and job.counts["rejects"] == 0
@@ -301,7 +301,7 @@ def test_template_pairs_per_task():
 def test_a_resumed_job_generates_only_what_was_not_done(home, shared_data, tmp_path):
     settings = load_settings()
     init_store(settings.store)
-    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), fmt=None, mapping=None, name=None, image_root=None, redact=True).params()
+    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), format=None, mapping=None, name=None, image_root=None, redact=True).params()
     assert _run_job("ingest", params).status == "succeeded"
     engine = write_engine(settings.app_url)
     with FakeChatServer() as srv:
@@ -317,8 +317,11 @@ def test_a_resumed_job_generates_only_what_was_not_done(home, shared_data, tmp_p
         run_id = sorted(sent)[0][0]
         claimed = jobs.ClaimedUnit(run_id, job_id, "generate", "cpu", 1, next(u.payload for u in jobs.job_units(engine, job_id) if u.id == run_id), gen_params, 2, 1)
 
+        from jobs.registry import spec_for
+
         class Ctx:
             params, payload, job_id = claimed.params, claimed.payload, claimed.job_id
+            spec = spec_for("generate").from_params(claimed.params)
             run_id = claimed.unit_id
             engine = write_engine(settings.app_url)
 

@@ -142,7 +142,7 @@ def test_ingest_error_for_a_broken_image_names_the_file_and_the_rows_id(home, sh
     src.write_text("sku,title,img\nSKU-7,Yoga bag,whole.jpg\nSKU-8,Yoga bag again,cut/half.jpg\nSKU-9,Lost,nowhere.jpg\n")
     init_store(load_settings().store)
     mapping = ColumnMapping(columns={"external_id": ["sku"], "title": ["title"], "images": ["img"]})
-    job = _run_job("ingest", IngestJob(source=str(src), fmt="csv", mapping=mapping, name="cat", image_root=str(root), redact=True).params())
+    job = _run_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="cat", image_root=str(root), redact=True).params())
     assert job.status == "succeeded" and job.counts["images_ingested"] == 1 and job.counts["images_failed"] == 2
     errors = {e["code"]: e for e in queries.error_rows(open_store(load_settings().store), stage="image")}
     cut = errors["truncated_image"]

@@ -144,7 +144,7 @@ def test_device_detection_follows_cuda_visible_devices_and_the_override(monkeypa
 
 # ---- the ingest source, checked first ----------------------------------------------------------------
 def test_a_missing_or_unreadable_source_is_reported_as_such(tmp_path):
-    kwargs = dict(fmt="csv", mapping=None, name=None, image_root=None, redact=True)
+    kwargs = dict(format="csv", mapping=None, name=None, image_root=None, redact=True)
     with pytest.raises(SourceError, match=f"^source file not found: {tmp_path / 'nope.csv'}$"):
         IngestJob(source=str(tmp_path / "nope.csv"), **kwargs).params()  # was: "no column mapping: pass --map ..."
     with pytest.raises(SourceError, match="^source is not a file"):

@@ -196,7 +196,7 @@ def _small_source(tmp_path: Path, n: int = 3) -> dict:
         write(tmp_path / "src" / f"{i}.jpg", label_image(f"ACME {i}"))
     (tmp_path / "src" / "items.csv").write_text("id,title,img\n" + "".join(f"{i},Shampoo {i},{i}.jpg\n" for i in range(n)))
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    return IngestJob(source=str(tmp_path / "src" / "items.csv"), fmt="csv", mapping=mapping, name="items", image_root=str(tmp_path / "src"), redact=True).params()
+    return IngestJob(source=str(tmp_path / "src" / "items.csv"), format="csv", mapping=mapping, name="items", image_root=str(tmp_path / "src"), redact=True).params()
 
 
 def test_a_blob_deleted_behind_the_stores_back_is_recorded_and_the_rest_goes_on(s3_home, tmp_path):

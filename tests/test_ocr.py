@@ -33,7 +33,7 @@ def _ingest(tmp_path, name: str, labels: dict[str, bytes]) -> None:
         rows.append(f"{file.split('.')[0]},Item {file},{file}")
     (root / "items.csv").write_text("\n".join(rows) + "\n")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    params = IngestJob(source=str(root / "items.csv"), fmt="csv", mapping=mapping, name=name, image_root=str(root), redact=True).params()
+    params = IngestJob(source=str(root / "items.csv"), format="csv", mapping=mapping, name=name, image_root=str(root), redact=True).params()
     assert _run_job("ingest", params).status == "succeeded"
 
 
@@ -154,7 +154,7 @@ def test_cuda_is_refused_here_with_the_fix_and_would_run_on_the_gpu_queue():
     assert onnxruntime.__version__ in str(refused.value)
     with pytest.raises(ValueError, match="runs on the CPU only"):
         OcrJob(engine="tesseract", device="cuda").params()
-    assert OcrJob.queue_for({"settings": {"device": "cuda"}}) == "gpu" and OcrJob.queue_for(OcrJob().params()) == "cpu"
+    assert OcrJob.queue_for({"device": "cuda"}) == "gpu" and OcrJob.queue_for(OcrJob().params()) == "cpu"
 
 
 def test_status_counts_redactions_found_in_ocr_text(home, tmp_path, vitpro_cli):

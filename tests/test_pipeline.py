@@ -152,7 +152,7 @@ def test_redacted_pii_is_stored_nowhere_tables_files_or_logs(home, start_worker,
         columns={"external_id": ["ticket"], "feedback_text": ["text"], "images": ["photos"]},
         pii={"customer": "NAME", "mail": "EMAIL"},
     )
-    params = IngestJob(source=str(src), fmt="jsonl", mapping=mapping, name="chats", image_root=str(data),
+    params = IngestJob(source=str(src), format="jsonl", mapping=mapping, name="chats", image_root=str(data),
                        redact=True, text_limits=TextLimits(max_text_chars=50_000)).params()
     job = wait_job(submit_job("ingest", params))
     assert job.status == "succeeded", job.error
@@ -251,7 +251,7 @@ def test_ocr_job_reads_labels_and_survives_a_broken_blob(home, start_worker, tmp
     src = tmp_path / "cat.csv"
     src.write_text("id,title,img\n1,Shampoo,a.jpg\n2,Coffee,b.jpg\n3,Note,c.jpg\n4,Copy of 1,a.jpg\n")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job = wait_job(submit_job("ingest", IngestJob(source=str(src), fmt="csv", mapping=mapping, name="cat", image_root=str(root), redact=True).params()))
+    job = wait_job(submit_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="cat", image_root=str(root), redact=True).params()))
     assert job.status == "succeeded" and job.counts["images_ingested"] == 4
     lake = _lake()
     broken_sha, broken_blob = lake.fetchone("SELECT sha256, blob_path FROM images WHERE item_id = (SELECT item_id FROM items WHERE external_id = '2')")
@@ -297,7 +297,7 @@ def test_worker_killed_mid_job_nothing_lost_nothing_doubled(broker, home, start_
     src = _many_items(tmp_path, n)
     first = start_worker("cpu")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job_id = submit_job("ingest", IngestJob(source=str(src), fmt="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=12).params())
+    job_id = submit_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=12).params())
     engine = _engine()
     killed_unit = None
     deadline = time.monotonic() + 90
@@ -335,7 +335,7 @@ def test_cancel_stops_between_batches(home, start_worker, tmp_path, vitpro_cli):
     src = _many_items(tmp_path, 120)
     start_worker("cpu")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job_id = submit_job("ingest", IngestJob(source=str(src), fmt="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=6).params())
+    job_id = submit_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=6).params())
     engine = _engine()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and sum(u.status == "done" and u.phase == 1 for u in jobs.job_units(engine, job_id)) < 1:
@@ -383,7 +383,7 @@ def test_the_same_source_ingested_twice_at_once_ends_with_one_copy(home, start_w
     src = _many_items(tmp_path, 60)
     start_worker("cpu", pool="prefork", concurrency=2)
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    params = IngestJob(source=str(src), fmt="csv", mapping=mapping, name="twice", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=5).params()
+    params = IngestJob(source=str(src), format="csv", mapping=mapping, name="twice", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=5).params()
     first, second = submit_job("ingest", params), submit_job("ingest", params)
     a, b = wait_job(first), wait_job(second)
     assert a.status == b.status == "succeeded"

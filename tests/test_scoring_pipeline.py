@@ -22,7 +22,7 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     data = tmp_path / "demo"
     write_demo_data(data, products=6, complaints=8)
     for source, mapping in (("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")):
-        params = IngestJob(source=str(data / source), fmt=None, mapping=ColumnMapping.from_yaml(data / mapping), name=source, image_root=str(data), redact=True).params()
+        params = IngestJob(source=str(data / source), format=None, mapping=ColumnMapping.from_yaml(data / mapping), name=source, image_root=str(data), redact=True).params()
         assert wait_job(submit_job("ingest", params)).status == "succeeded"
     lake = open_store(load_settings().store)
     n_items = lake.scalar("SELECT count(*) FROM items WHERE n_images > 0")

@@ -7,7 +7,6 @@ import time
 
 from db import jobs as jobs_db
 from jobs.submit import cancel_job
-from ui.job_forms import in_form_terms
 
 from .test_ui_pages import ANNA, page, texts, ui_store  # noqa: F401  (ui_store: the module's store fixture)
 
@@ -55,23 +54,30 @@ def test_ingest_form_says_a_missing_file_is_missing_and_speaks_of_its_own_fields
     missing = tmp_path / "nope.csv"
     _field(at, "Source file").input(str(missing))
     _click(at, "Launch ingest")
-    assert _errors(at) == f"cannot launch ingest: source file not found: {missing}"  # was: "no column mapping: pass --map ..."
+    assert _errors(at) == f"cannot launch ingest: \"Source file\": source file not found: {missing}"  # was: "no column mapping: pass --map ..."
     real = tmp_path / "listings.csv"
     real.write_text("title,price\nred mug,3\n")
     _field(at, "Source file").input(str(real))
     _click(at, "Launch ingest")
-    assert _errors(at) == 'cannot launch ingest: no column mapping: set "Column mapping"'
+    assert _errors(at) == 'cannot launch ingest: "Column mapping (YAML file; not needed for ABO)": no column mapping: say which column holds which field (field=column)'
     assert "--" not in _errors(at)
     assert len(jobs_db.list_jobs(engine, limit=500)) == before
 
 
-def test_engine_hints_become_the_forms_field_names():
-    assert in_form_terms("ingest", "no column mapping: pass --map field=column (or --mapping FILE.yaml)") == 'no column mapping: set "Column mapping"'
-    assert in_form_terms("ingest", "cannot tell the format of a.txt; pass --format {csv,jsonl}") == 'cannot tell the format of a.txt; set "Format"'
-    assert in_form_terms("generate", "the openai backend needs --base-url and --model") == 'the openai backend needs "LLM base URL" and "LLM model name"'
-    assert in_form_terms("train", "a training run named 'r' exists already; pick another --name") == "a training run named 'r' exists already; pick another \"Run name\""
-    assert "this form does not offer" in in_form_terms("eval", "needs an LLM judge: give --judge-url (a server)")
-    assert in_form_terms("grounding", "run `vitpro models make-tiny --family x`") == "run `vitpro models make-tiny --family x`"  # a command stays
+def test_a_refusal_names_the_forms_label_for_its_field_without_rewriting_messages():
+    from config.fields import FieldError
+    from jobs.grounding import GroundingJob
+    from jobs.ingest import IngestJob
+    from ui.spec_widgets import in_form_terms, spec_widget
+
+    class Col:  # records the widget a form would make
+        def number_input(self, label, **kw):
+            return kw["value"]
+
+    assert spec_widget(Col(), GroundingJob, "batch_size") == 8
+    assert in_form_terms(GroundingJob, FieldError("batch_size", "must be at least 1, not 0")) == '"Batch size": must be at least 1, not 0'
+    assert in_form_terms(IngestJob, FieldError("delimiter", "one character")) == '"Delimiter" (not on this form): one character'
+    assert in_form_terms(IngestJob, ValueError("run `vitpro models make-tiny --family x`")) == "run `vitpro models make-tiny --family x`"
 
 
 def test_vlm_folders_are_checked_before_queuing_in_the_forms_terms(ui_store):

@@ -25,7 +25,7 @@ def test_changed_source_fails_its_unit_and_a_retry_counts_what_is_stored(home, t
     src = root / "items.csv"
     src.write_text("id,title,img\n" + "".join(f"{i},Item {i},a.jpg\n" for i in range(6)))
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    params = IngestJob(source=str(src), fmt="csv", mapping=mapping, name="items", image_root=str(root), redact=True, rows_per_unit=3).params()
+    params = IngestJob(source=str(src), format="csv", mapping=mapping, name="items", image_root=str(root), redact=True, rows_per_unit=3).params()
     job_id, first = jobs.create_job(engine, kind="ingest", queue="cpu", params=params, launched_by="t")
     sent: list = []
     assert _run(first[0][0], sent) == "done"

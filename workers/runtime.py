@@ -5,6 +5,7 @@ back with delete-by-run-id + insert in one transaction, so running a unit twice 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -66,6 +67,17 @@ class UnitContext:
     @property
     def params(self) -> dict[str, Any]:
         return self.claimed.params
+
+    @functools.cached_property
+    def spec(self):
+        """The job's spec as its kind's dataclass (jobs/<kind>.py), read back from the stored parameters:
+        what a handler reads, so that a field and its default are the spec's and nobody's string key."""
+        from jobs.registry import spec_for
+
+        try:
+            return spec_for(self.claimed.kind).from_params(self.claimed.params)
+        except ValueError as exc:  # stored parameters this version cannot read: no retry will read them either
+            raise PermanentError(f"cannot read the job's parameters: {exc}") from exc
 
     @property
     def payload(self) -> dict[str, Any]:

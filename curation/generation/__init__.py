@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .backends import GenRequest, GenResponse, HFLocalBackend, OpenAIChatBackend, TemplateBackend, backend_from_params
+from .backends import GenRequest, GenResponse, HFLocalBackend, OpenAIChatBackend, TemplateBackend
 from .facts import complete_attributes
 from .parse import Pair, Reject, extract_pairs, validate
 from .prompt import PromptTemplate, escape_data
@@ -14,7 +14,7 @@ from .tasks import ATTRIBUTE_KEYS, TASKS, ItemContext, applicable, normalise, sa
 __all__ = [
     "ATTRIBUTE_KEYS", "TASKS", "GenRequest", "GenResponse", "GeneratedSample", "GenerationOutcome", "HFLocalBackend",
     "ItemContext", "OpenAIChatBackend", "Pair", "PromptTemplate", "Reject", "TemplateBackend", "applicable",
-    "backend_from_params", "build_requests", "escape_data", "extract_pairs", "normalise", "process_responses", "sample_id", "validate",
+    "build_requests", "escape_data", "extract_pairs", "normalise", "process_responses", "sample_id", "validate",
 ]
 
 

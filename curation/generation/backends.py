@@ -253,14 +253,3 @@ class TemplateBackend:
 
 def _tagged(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"<question>{q}</question>\n<answer>{a}</answer>" for q, a in pairs)
-
-
-def backend_from_params(params: dict[str, Any]):
-    kind = params["backend"]
-    if kind == "template":
-        return TemplateBackend()
-    if kind == "openai":
-        return OpenAIChatBackend(**params["openai"])
-    if kind == "hf":
-        return HFLocalBackend(**params["hf"])
-    raise ValueError(f"unknown backend {kind!r}; use openai, hf or template")

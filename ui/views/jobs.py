@@ -11,11 +11,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from config.fields import FieldError, info
 from db import jobs as jobs_db
-from jobs.registry import choices, kinds
+from jobs.registry import kinds
 from jobs.submit import cancel_job, check_job, retry_job, submit_job
 from ui import context
-from ui.job_forms import in_form_terms, scan_signature, vlm_folder_problem, vlm_folders
+from ui.job_forms import scan_signature, vlm_folder_problem, vlm_folders
+from ui.spec_widgets import spec_widget
 
 me = context.ensure_signed_in()
 context.page_header("Jobs", "Long work runs on the workers (`vitpro worker`); this page launches and watches it.")
@@ -52,8 +54,11 @@ def _snapshot_names() -> list[str]:
 
 
 def _launch(kind: str, build, *, vlm: tuple[str, str] | None = None) -> None:
-    """Check the form, build the job's parameters (the engines check them too) and send it; every refusal
-    is said in the form's terms. ``vlm``: (folder, field label) of a model folder to check first."""
+    """Check the form, build the job's parameters (the spec checks them) and send it; a refusal that names
+    a field is said with the form's label for it. ``vlm``: (folder, field label) of a model folder to check first."""
+    from jobs.registry import spec_for
+    from ui.spec_widgets import in_form_terms
+
     problem = vlm_folder_problem(*vlm) if vlm else None
     if problem:
         st.error(f"cannot launch {kind}: {problem}")
@@ -61,8 +66,8 @@ def _launch(kind: str, build, *, vlm: tuple[str, str] | None = None) -> None:
     try:
         params = build()
         job = context.guarded("launch_jobs", _send, kind, params)
-    except Exception as exc:  # the engines' own checks (bad path, unknown task, ...) and the device check
-        st.error(f"cannot launch {kind}: {in_form_terms(kind, str(exc))}")
+    except Exception as exc:  # the spec's own checks (bad path, unknown task, ...) and the device check
+        st.error(f"cannot launch {kind}: {in_form_terms(spec_for(kind), exc)}")
         return
     if job is context.REFUSED:
         return
@@ -90,91 +95,108 @@ def launch_forms() -> None:
                 FORMS[label]()
 
 
+# Each form's widgets come from its spec (ui/spec_widgets.py): labels, help, defaults, choices and bounds
+# are the spec's, the same as the command line's options.
 def ingest_form() -> None:
+    from jobs.ingest import IngestJob
+
     with st.form("launch_ingest"):
-        source = st.text_input("Source file (CSV, JSONL, Parquet, or an ABO listings file)")
+        source = spec_widget(st, IngestJob, "source")
         c = st.columns(3)
-        fmt = c[0].selectbox("Format", ["auto", "csv", "jsonl", "parquet", "abo"])
-        mapping = c[1].text_input("Column mapping (YAML file; not needed for ABO)")
-        name = c[2].text_input("Source name (default: the file name)")
+        fmt = spec_widget(c[0], IngestJob, "format", format_func=lambda f: f or "auto")
+        mapping = spec_widget(c[1], IngestJob, "mapping", label="Column mapping (YAML file; not needed for ABO)")
+        name = spec_widget(c[2], IngestJob, "name", label="Source name (default: the file name)")
         c = st.columns(3)
-        image_root = c[0].text_input("Image root (relative image paths start here)")
-        redact = c[1].checkbox("Redact personal data before storage", value=True)
-        rows_per_unit = c[2].number_input("Rows per work unit", 1, 100000, 500)
+        image_root = spec_widget(c[0], IngestJob, "image_root", label="Image root (relative image paths start here)")
+        redact = spec_widget(c[1], IngestJob, "redact")
+        rows_per_unit = spec_widget(c[2], IngestJob, "rows_per_unit")
         if st.form_submit_button("Launch ingest"):
             from curation.mapping import ColumnMapping
-            from jobs.ingest import IngestJob
 
-            # the spec checks the source before anything else; on a server, only files under the
-            # allowed roots (VITPRO_IMAGE_ROOTS) may be read, as for the images
-            _launch("ingest", lambda: IngestJob(
-                source=source, fmt=None if fmt == "auto" else fmt, mapping=ColumnMapping.from_yaml(mapping) if mapping.strip() else None,
-                name=name.strip() or None, image_root=image_root.strip() or None, redact=redact, rows_per_unit=int(rows_per_unit),
-                allowed_roots=s.image_roots, source_roots=s.image_roots).params())
+            def _params():
+                try:
+                    column_mapping = ColumnMapping.from_yaml(mapping) if mapping.strip() else None
+                except (OSError, ValueError) as exc:
+                    raise FieldError("mapping", str(exc)) from None
+                # on a server, only files under the allowed roots (VITPRO_IMAGE_ROOTS) may be read, as for the images
+                return IngestJob(source=source, format=fmt, mapping=column_mapping, name=name.strip() or None, image_root=image_root.strip() or None,
+                                 redact=redact, rows_per_unit=int(rows_per_unit), allowed_roots=s.image_roots, source_roots=s.image_roots).params()
+
+            _launch("ingest", _params)
 
 
 def ocr_form() -> None:
-    with st.form("launch_ocr"):
-        c = st.columns(2)
-        batch = c[0].number_input("Images per batch", 1, 1024, 16)
-        redact_ocr = c[1].checkbox("Redact personal data in the text read", value=True)
-        if st.form_submit_button("Launch OCR"):
-            from jobs.ocr import OcrJob
+    from jobs.ocr import OcrJob
 
-            _launch("ocr", lambda: OcrJob(batch_size=int(batch), redact=redact_ocr).params())
+    with st.form("launch_ocr"):
+        c = st.columns(3)
+        batch = spec_widget(c[0], OcrJob, "batch_size")
+        redact_ocr = spec_widget(c[1], OcrJob, "redact")
+        engine = spec_widget(c[2], OcrJob, "engine")
+        if st.form_submit_button("Launch OCR"):
+            _launch("ocr", lambda: OcrJob(engine=engine, batch_size=int(batch), redact=redact_ocr).params())
 
 
 def clip_form() -> None:
     from curation.clip_score import ClipConfig
+    from jobs.clip_score import ClipScoreJob
 
     with st.form("launch_clip"):
-        default_clip = str(models / "clip") if (models / "clip").is_dir() else ClipConfig.model
         c = st.columns(4)
-        clip_model = c[0].text_input("Model (open_clip name or folder)", value=default_clip)
-        pretrained = c[1].text_input("Pretrained tag (names only)", value=ClipConfig.pretrained or "")
-        device = c[2].text_input("Device", value=ClipConfig.device)
-        clip_batch = c[3].number_input("Batch size", 1, 4096, ClipConfig.batch_size)
+        # a CLIP checkpoint in the models folder is what a machine without the hub can load
+        local_clip = {"value": str(models / "clip")} if (models / "clip").is_dir() else {}
+        clip_model = spec_widget(c[0], ClipScoreJob, "config.model", label="Model (open_clip name or folder)", **local_clip)
+        pretrained = spec_widget(c[1], ClipScoreJob, "config.pretrained", label="Pretrained tag (names only)")
+        device = spec_widget(c[2], ClipScoreJob, "config.device")
+        clip_batch = spec_widget(c[3], ClipScoreJob, "config.batch_size")
         if st.form_submit_button("Launch CLIPScore"):
-            from jobs.clip_score import ClipScoreJob
-
             _launch("clip_score", lambda: ClipScoreJob(ClipConfig(model=clip_model, pretrained=pretrained or None, device=device, batch_size=int(clip_batch))).params())
 
 
 def generation_form() -> None:
+    from jobs.generate import GenerateJob
+
     with st.form("launch_generate"):
         c = st.columns(3)
-        backend = c[0].selectbox("Backend", ["template", "openai"], help="template: rule-based, no LLM; openai: any OpenAI-compatible server")
-        gen_tasks = c[1].multiselect("Tasks", choices("generate", "tasks"), default=choices("generate", "tasks"))
-        n_pairs = c[2].number_input("Pairs per item and task", 1, 20, 3)
+        backend = c[0].selectbox("Backend", [b for b in GenerateJob.choices_of("backend") if b != "hf"], index=1, help=info(GenerateJob, "backend").help)
+        gen_tasks = spec_widget(c[1], GenerateJob, "tasks")
+        n_pairs = spec_widget(c[2], GenerateJob, "n_pairs")
         c = st.columns(3)
         base_url = c[0].text_input("LLM base URL (…/v1)", placeholder="http://127.0.0.1:8000/v1")
         llm = c[1].text_input("LLM model name")
-        limit = c[2].number_input("At most this many items (0: all)", 0, 10**9, 0)
+        limit = c[2].number_input("At most this many items (0: all)", 0, 10**9, 0, help=info(GenerateJob, "limit").help)
         if st.form_submit_button("Launch generation"):
             from curation.generation.backends import OpenAIChatBackend
-            from jobs.generate import GenerateJob
 
-            _launch("generate", lambda: GenerateJob(
-                backend=backend, tasks=gen_tasks, n_pairs=int(n_pairs), limit=int(limit) or None,
-                openai=OpenAIChatBackend(base_url=base_url, model=llm) if backend == "openai" else None).params())
+            def _params():
+                openai = None
+                if backend == "openai":
+                    try:
+                        openai = OpenAIChatBackend(base_url=base_url, model=llm)
+                    except ValueError as exc:
+                        raise FieldError("openai", f"LLM base URL: {exc}") from None
+                return GenerateJob(backend=backend, tasks=gen_tasks, n_pairs=int(n_pairs), limit=int(limit) or None, openai=openai).params()
+
+            _launch("generate", _params)
 
 
 def grounding_form() -> None:
+    from curation.vis_attn import VisAttnConfig
+    from jobs.grounding import GroundingJob
+
     with st.form("launch_grounding"):
         c = st.columns(4)
         vlm = _vlm_picker(c[0], "VLM", "vis_model")
-        on = c[1].selectbox("Score", choices("grounding", "on"))
-        selection = c[2].selectbox("Only the selection", [None, *_selection_names(lake.current_version(), str(s.home))], format_func=lambda n: n or "all")
-        vis_batch = c[3].number_input("Batch size", 1, 512, 8)
+        on = spec_widget(c[1], GroundingJob, "on")
+        selection = c[2].selectbox("Only the selection", [None, *_selection_names(lake.current_version(), str(s.home))], format_func=lambda n: n or "all",
+                                   help=info(GroundingJob, "selection").help)
+        vis_batch = spec_widget(c[3], GroundingJob, "batch_size")
         c = st.columns(4)
-        ocr_prompt = c[0].checkbox("OCR text in the prompt")
-        sinks = c[1].checkbox("Also without attention sinks", value=True)
-        distance = c[2].checkbox("Also distance-corrected", value=True)
-        vis_device = c[3].text_input("Device", value="cpu", key="vis_device")
+        ocr_prompt = spec_widget(c[0], GroundingJob, "ocr")
+        sinks = spec_widget(c[1], GroundingJob, "config.exclude_sinks")
+        distance = spec_widget(c[2], GroundingJob, "config.distance_correction")
+        vis_device = spec_widget(c[3], GroundingJob, "device", key="vis_device")
         if st.form_submit_button("Launch VisAttnScore"):
-            from curation.vis_attn import VisAttnConfig
-            from jobs.grounding import GroundingJob
-
             _launch("grounding", lambda: GroundingJob(
                 model=vlm, device=vis_device, batch_size=int(vis_batch), on=on, selection=selection, ocr=ocr_prompt,
                 config=VisAttnConfig(exclude_sinks=sinks, distance_correction=distance)).params(), vlm=(vlm, "VLM"))
@@ -190,17 +212,17 @@ def aux_form() -> None:
 
 
 def export_form() -> None:
+    from jobs.export import ExportJob
+
     with st.form("launch_export"):
         c = st.columns(3)
-        snap = c[0].selectbox("Snapshot", _snapshot_names(), key="export_snap")
-        formats = c[1].multiselect("Formats", choices("export", "formats"), default=choices("export", "formats"))
-        ocr_export = c[2].checkbox("OCR text in the prompt", value=True)
+        snap = c[0].selectbox("Snapshot", _snapshot_names(), key="export_snap", help=info(ExportJob, "snapshot").help)
+        formats = spec_widget(c[1], ExportJob, "formats", label="Formats")
+        ocr_export = spec_widget(c[2], ExportJob, "ocr")
         if st.form_submit_button("Launch export"):
-            from jobs.export import ExportJob
-
             def _params():
                 if not snap:
-                    raise ValueError('choose a "Snapshot" (create one on the Snapshots page)')
+                    raise FieldError("snapshot", "choose one (create one on the Snapshots page)")
                 return ExportJob(snapshot=snap, formats=formats, out=s.output("exports", snap), ocr=ocr_export, force=True).params()
 
             _launch("export", _params)
@@ -208,19 +230,20 @@ def export_form() -> None:
 
 def train_form() -> None:
     from db import training
+    from jobs.train import TrainJob
     from trainer.config import TrainConfig
 
     with st.form("launch_train"):
         c = st.columns(4)
-        train_snap = c[0].selectbox("Snapshot", _snapshot_names(), key="train_snap")
+        train_snap = c[0].selectbox("Snapshot", _snapshot_names(), key="train_snap", help=info(TrainJob, "snapshot").help)
         base = _vlm_picker(c[1], "Base VLM", "train_model")
-        run_name = c[2].text_input("Run name", value=training.default_name("train"))
+        run_name = spec_widget(c[2], TrainJob, "name", value=training.default_name("train"))
         preset_name = c[3].selectbox("Preset", ["paper", "multi_image"], help="paper: r=256, alpha=32, lr 2e-4, batch 8")
         c = st.columns(4)
         r = c[0].number_input("LoRA rank (0: preset's)", 0, 1024, 0)
         lr = c[1].number_input("Learning rate (0: preset's)", 0.0, 1.0, 0.0, format="%.6f")
         max_steps = c[2].number_input("Max steps (0: the epochs')", 0, 10**7, 0)
-        train_device = c[3].text_input("Device", value="cpu", key="train_device")
+        train_device = c[3].text_input("Device", value=TrainConfig.device, key="train_device")
         c = st.columns(4)
         nproc = c[0].number_input("Processes (one per GPU)", 1, 64, TrainConfig.nproc,
                                   help="Data-parallel processes on the worker: one per GPU, or gloo processes on a CPU. Each takes the "
@@ -228,11 +251,13 @@ def train_form() -> None:
         loader_workers = c[1].number_input("Loader workers per process", 0, 32, TrainConfig.loader_workers,
                                            help="Processes that read and encode examples ahead of the training step.")
         if st.form_submit_button("Launch training"):
-            from jobs.train import TrainJob
             from trainer.config import preset
 
             def _train_params():
-                training.check_new_name(engine, run=run_name)
+                try:
+                    training.check_new_name(engine, run=run_name)
+                except training.RunError as exc:
+                    raise FieldError("name", str(exc)) from None
                 overrides = {"device": train_device, **({"r": int(r)} if r else {}), **({"learning_rate": float(lr)} if lr else {}),
                              **({"max_steps": int(max_steps)} if max_steps else {}), "nproc": int(nproc), "loader_workers": int(loader_workers)}
                 return TrainJob(snapshot=train_snap, model=base, name=run_name, config=preset(preset_name).with_overrides(**overrides),
@@ -241,39 +266,33 @@ def train_form() -> None:
             _launch("train", _train_params, vlm=(base, "Base VLM"))
 
 
-def default_eval_batch_size() -> int:
-    from jobs.eval import EvalJob
-
-    return int(EvalJob.batch_size)  # the spec's default
-
-
 def eval_form() -> None:
     from db import training
+    from jobs.eval import EvalJob
+    from trainer.config import TrainConfig
 
     with st.form("launch_eval"):
         c = st.columns(4)
-        eval_snap = c[0].selectbox("Snapshot", _snapshot_names(), key="eval_snap")
+        eval_snap = c[0].selectbox("Snapshot", _snapshot_names(), key="eval_snap", help=info(EvalJob, "snapshot").help)
         eval_model = _vlm_picker(c[1], "Base VLM", "eval_model")
         runs = [x.name for x in training.list_runs(engine)]
-        adapter = c[2].selectbox("Adapter (a training run)", [None, *runs], format_func=lambda n: n or "none: the base model")
-        eval_name = c[3].text_input("Evaluation name", value=training.default_name("eval"))
+        adapter = c[2].selectbox("Adapter (a training run)", [None, *runs], format_func=lambda n: n or "none: the base model", help=info(EvalJob, "adapter").help)
+        eval_name = spec_widget(c[3], EvalJob, "name", value=training.default_name("eval"))
         c = st.columns(4)
-        benches = c[0].multiselect("Benchmarks", choices("eval", "benchmarks"), default=["objective", "attributes"])
-        baseline = c[1].selectbox("Report against", [None, *[e.name for e in training.list_evals(engine)]], format_func=lambda n: n or "no baseline")
-        eval_limit = c[2].number_input("At most this many items per task (0: all)", 0, 10**7, 0)
-        eval_device = c[3].text_input("Device", value="cpu", key="eval_device")
+        benches = spec_widget(c[0], EvalJob, "benchmarks", label="Benchmarks")
+        baseline = c[1].selectbox("Report against", [None, *[e.name for e in training.list_evals(engine)]], format_func=lambda n: n or "no baseline",
+                                  help=info(EvalJob, "baseline").help)
+        eval_limit = c[2].number_input("At most this many items per task (0: all)", 0, 10**7, 0, help=info(EvalJob, "limit").help)
+        eval_device = c[3].text_input("Device", value=TrainConfig.device, key="eval_device")
         c = st.columns(4)
-        eval_batch = c[0].number_input("Items generated at once", 1, 1024, default_eval_batch_size(), key="eval_batch_size",
-                                       help="Left-padded prompts run together; greedy answers are the same as one at a time.")
-        objective_mode = c[1].selectbox("Objective yes/no answered by", choices("eval", "objective_mode"), key="eval_objective_mode",
-                                        help="generate: the model's answer, parsed (the paper's). logprob: P(yes) against P(no) of the "
-                                             "first answer token, one forward pass.")
+        eval_batch = spec_widget(c[0], EvalJob, "batch_size", key="eval_batch_size")
+        objective_mode = spec_widget(c[1], EvalJob, "objective_mode", key="eval_objective_mode")
         if st.form_submit_button("Launch evaluation"):
-            from jobs.eval import EvalJob
-            from trainer.config import TrainConfig
-
             def _eval_params():
-                training.check_new_name(engine, evaluation=eval_name)
+                try:
+                    training.check_new_name(engine, evaluation=eval_name)
+                except training.RunError as exc:
+                    raise FieldError("name", str(exc)) from None
                 return EvalJob(name=eval_name, snapshot=eval_snap, model=eval_model, adapter=adapter, benchmarks=benches,
                                config=TrainConfig().with_overrides(device=eval_device), baseline=baseline,
                                limit=int(eval_limit) or None, batch_size=int(eval_batch), objective_mode=objective_mode,

@@ -8,39 +8,39 @@ from pathlib import Path
 import click
 
 from config.settings import load_settings
-from jobs.registry import choices
+from jobs.generate import GenerateJob
 
+from ..spec_options import job_params, spec_option
 from .group import cli, demo_banner, echo_table, fail, run_job
 
 
 # ---- generation ----------------------------------------------------------------------------------------
 @cli.group(invoke_without_command=True)
-@click.option("--backend", type=click.Choice(choices("generate", "backend")),
-              help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); template: no LLM, from catalog fields.")
-@click.option("--tasks", default=",".join(["recognition", "damage_detection", "matching", "attribute_extraction", "counting", "condition_packaging", "comparison", "refusal"]),
-              show_default=True, help="Comma-separated tasks.")
+@spec_option(GenerateJob, "backend", required=False)
+@spec_option(GenerateJob, "tasks", comma=True, help="Comma-separated tasks.")
 @click.option("--model", help="openai: the served model's name; hf: a local model folder.")
-@click.option("--base-url", envvar="VITPRO_LLM_BASE_URL", help="openai: the server's base URL, e.g. http://localhost:8000/v1 (env VITPRO_LLM_BASE_URL).")
-@click.option("--api-key-env", default="VITPRO_LLM_API_KEY", show_default=True, help="openai: the environment variable holding the API key (never logged).")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True, help="openai: requests in flight at once, per worker process.")
-@click.option("--rate-limit", type=click.FloatRange(0.01), help="openai: at most this many requests per second, per worker process.")
-@click.option("--timeout", type=click.FloatRange(1), default=60.0, show_default=True, help="openai: seconds per request.")
-@click.option("--max-retries", type=click.IntRange(0, 20), default=4, show_default=True)
-@click.option("--max-tokens", type=click.IntRange(16), default=768, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="hf: cpu or cuda.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
-@click.option("--n-pairs", type=click.IntRange(1, 20), default=3, show_default=True, help="Pairs asked for per item and task.")
-@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False), help="Your own prompt template file.")
-@click.option("--examples", "examples_path", type=click.Path(exists=True, dir_okay=False), help="Your own few-shot examples (JSON, per task).")
-@click.option("--kind", "kinds", type=click.Choice(["catalog", "feedback"]), multiple=True, help="Only items of this kind.")
-@click.option("--limit", type=click.IntRange(1), help="At most this many items.")
-@click.option("--items-per-unit", type=click.IntRange(1), help="Items per work unit (default: 250 with templates, 25 with an LLM).")
+@spec_option(GenerateJob, "openai.base_url", envvar="VITPRO_LLM_BASE_URL", required=False,
+             help="openai: the server's base URL, e.g. http://localhost:8000/v1 (env VITPRO_LLM_BASE_URL).")
+@spec_option(GenerateJob, "openai.api_key_env", help="openai: the environment variable holding the API key (never logged).")
+@spec_option(GenerateJob, "openai.concurrency", type=click.IntRange(1, 256), help="openai: requests in flight at once, per worker process.")
+@spec_option(GenerateJob, "openai.rate_limit", type=click.FloatRange(0.01), help="openai: at most this many requests per second, per worker process.")
+@spec_option(GenerateJob, "openai.timeout_s", "--timeout", type=click.FloatRange(1), help="openai: seconds per request.")
+@spec_option(GenerateJob, "openai.max_retries", type=click.IntRange(0, 20), help="openai: retries of a request that failed for a reason that may pass.")
+@click.option("--max-tokens", type=click.IntRange(16), help="Tokens an answer may take [openai 768, hf 256].")
+@spec_option(GenerateJob, "hf.device", help="hf: cpu or cuda.")
+@spec_option(GenerateJob, "hf.dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="hf: the precision the model runs in.")
+@spec_option(GenerateJob, "n_pairs")
+@spec_option(GenerateJob, "template_path", "--template", type=click.Path(exists=True, dir_okay=False))
+@spec_option(GenerateJob, "examples_path", "--examples", type=click.Path(exists=True, dir_okay=False))
+@spec_option(GenerateJob, "kinds", "--kind", "kinds")
+@spec_option(GenerateJob, "limit")
+@spec_option(GenerateJob, "items_per_unit")
 @click.option("--dry-run", type=click.IntRange(1), metavar="N", help="Print the rendered prompts for N items (and the template backend's pairs) without a job.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
 @click.pass_context
-def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout, max_retries, max_tokens, device, dtype, n_pairs, template_path, examples_path,
-             kinds, limit, items_per_unit, dry_run, wait, local) -> None:
+def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout_s, max_retries, max_tokens, device, dtype, n_pairs, template_path,
+             examples_path, kinds, limit, items_per_unit, dry_run, wait, local) -> None:
     """Generate question/answer samples for the paper's tasks from every item not yet done.
 
     \b
@@ -56,28 +56,23 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
     if backend is None:
         fail("choose a backend: --backend template|openai|hf (or `vitpro generate report` for the quality report)")
     from curation.generation import HFLocalBackend, OpenAIChatBackend
-    from jobs.generate import GenerateJob
 
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
     openai = hf = None
     if backend == "openai":
         if not (base_url and model):
             fail("the openai backend needs --base-url and --model")
         try:
-            openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout, max_retries=max_retries,
-                                       rate_limit=rate_limit, max_tokens=max_tokens)
+            openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries,
+                                       rate_limit=rate_limit, **({"max_tokens": max_tokens} if max_tokens else {}))
         except ValueError as exc:
             fail(str(exc))
     elif backend == "hf":
         if not model or not Path(model).is_dir():
             fail("the hf backend needs --model, a local causal LM folder (vitpro models make-tiny --family llama builds a demo one)")
-        hf = HFLocalBackend(model_dir=str(Path(model).resolve()), device=device, dtype=dtype, max_new_tokens=max_tokens)
+        hf = HFLocalBackend(model_dir=str(Path(model).resolve()), device=device, dtype=dtype, **({"max_new_tokens": max_tokens} if max_tokens else {}))
         demo_banner(model)
-    try:
-        params = GenerateJob(backend=backend, tasks=task_list, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit, template_path=template_path,
-                             examples_path=examples_path, kinds=list(kinds) or None, limit=limit).params()
-    except ValueError as exc:
-        fail(str(exc))
+    params = job_params(GenerateJob, backend=backend, tasks=tasks, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit,
+                        template_path=template_path, examples_path=examples_path, kinds=list(kinds) or None, limit=limit)
     if dry_run:
         _generate_dry_run(params, dry_run)
         return

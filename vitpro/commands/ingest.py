@@ -6,7 +6,9 @@ from pathlib import Path
 import click
 
 from config.settings import load_settings
+from jobs.ingest import IngestJob
 
+from ..spec_options import said, spec_option
 from .group import cli, fail, run_job
 
 
@@ -24,13 +26,13 @@ from .group import cli, fail, run_job
 @click.option("--pii", multiple=True, metavar="COL=KIND",
               help="A column holding personal data (NAME, EMAIL, PHONE, UCI, ADDRESS, CARD): never stored, and redacted wherever its value reappears.")
 @click.option("--redact-pattern", multiple=True, metavar="KIND=REGEX", help="Extra redaction rule; matches become [KIND].")
-@click.option("--no-redact", is_flag=True, help="Store text as it is (only for data with no personal information).")
-@click.option("--image-root",
-              help="Folder or s3://bucket/prefix image paths are relative to (default: the source's folder); paths outside it are refused.")
+@spec_option(IngestJob, "redact", "--redact/--no-redact", help="Redact personal data before storage (--no-redact: only for data with no personal information).")
+@spec_option(IngestJob, "image_root",
+             help="Folder or s3://bucket/prefix image paths are relative to (default: the source's folder); paths outside it are refused.")
 @click.option("--lang", "languages", multiple=True, metavar="TAG", help="Preferred language tags for ABO listings, in order (default en_US, en_GB, en).")
-@click.option("--name", help="Source name (default: file name without extension); re-ingesting the same name adds only new rows.")
-@click.option("--delimiter", help="CSV delimiter (default , or TAB for .tsv).")
-@click.option("--rows-per-unit", type=click.IntRange(1), default=200, show_default=True, help="Rows per work unit (the unit of retry and parallelism).")
+@spec_option(IngestJob, "name", help="Source name (default: file name without extension); re-ingesting the same name adds only new rows.")
+@spec_option(IngestJob, "delimiter", help="CSV delimiter (default , or TAB for .tsv).")
+@spec_option(IngestJob, "rows_per_unit")
 @click.option("--max-text-chars", type=click.IntRange(100), default=100_000, show_default=True, help="Longer texts are refused and recorded as errors.")
 @click.option("--max-image-mb", type=click.FloatRange(0.01), default=50.0, show_default=True)
 @click.option("--max-megapixels", type=click.FloatRange(0.01), default=100.0, show_default=True, help="Larger images (decompression bombs) are refused from their header.")
@@ -38,7 +40,7 @@ from .group import cli, fail, run_job
 @click.option("--allow-private-urls", is_flag=True, help="Allow image URLs on private or loopback addresses.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the job with a progress bar.")
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pattern, no_redact, image_root, languages, name, delimiter, rows_per_unit, max_text_chars,
+def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pattern, redact, image_root, languages, name, delimiter, rows_per_unit, max_text_chars,
            max_image_mb, max_megapixels, fetch_timeout, allow_private_urls, wait, local) -> None:
     """Ingest a source of catalog listings or customer feedback (CSV, JSONL, Parquet, ABO).
 
@@ -53,7 +55,7 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
     from curation.ingest import TextLimits
     from curation.mapping import ABO_MAPPING, ColumnMapping, MappingError
     from curation.readers import SourceError, detect_format
-    from jobs.ingest import IngestJob, check_source
+    from jobs.ingest import check_source
 
     s = load_settings()
     try:
@@ -70,11 +72,11 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
             raise MappingError("no column mapping: pass --map field=column (or --mapping FILE.yaml); see `vitpro ingest --help`")
         params = IngestJob(
             source=str(source),
-            fmt=detected,
+            format=detected,
             mapping=mapping,
             name=name,
             image_root=str(image_root) if image_root else None,
-            redact=s.redact and not no_redact,
+            redact=s.redact and redact,
             allowed_roots=s.image_roots,
             delimiter=delimiter,
             rows_per_unit=rows_per_unit,
@@ -87,5 +89,5 @@ def ingest(source, fmt, kind, feedback_type, maps, mapping_file, pii, redact_pat
             ),
         ).params()
     except (SourceError, MappingError, ValueError) as exc:
-        fail(str(exc))
+        fail(said(IngestJob, exc))
     run_job("ingest", params, wait=wait, local=local)

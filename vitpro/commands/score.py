@@ -6,8 +6,10 @@ import json
 import click
 
 from config.settings import load_settings
-from jobs.registry import choices
+from jobs.clip_score import ClipScoreJob
+from jobs.grounding import GroundingJob
 
+from ..spec_options import job_params, spec_option
 from .group import cli, demo_banner, echo_table, fail, run_job
 
 
@@ -18,51 +20,40 @@ def score() -> None:
 
 
 @score.command("clip")
-@click.option("--model", envvar="VITPRO_CLIP_MODEL", default="ViT-B-32", show_default=True,
-              help="open_clip model name, or a local folder in open_clip's format (env VITPRO_CLIP_MODEL).")
-@click.option("--pretrained", default="openai", show_default=True, help="open_clip pretrained tag (ignored for folders).")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--reduce", type=click.Choice(["mean", "max", "min"]), default="mean", show_default=True,
-              help="How an item's several images become its score (max and min are stored too).")
+@spec_option(ClipScoreJob, "config.model", envvar="VITPRO_CLIP_MODEL",
+             help="open_clip model name, or a local folder in open_clip's format (env VITPRO_CLIP_MODEL).")
+@spec_option(ClipScoreJob, "config.pretrained")
+@spec_option(ClipScoreJob, "config.device")
+@spec_option(ClipScoreJob, "config.precision")
+@spec_option(ClipScoreJob, "config.batch_size")
+@spec_option(ClipScoreJob, "config.reduce")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
 def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, local) -> None:
     """CLIPScore of every item with images not yet scored by this model (gpu queue)."""
     from curation.clip_score import ClipConfig, model_ref
-    from jobs.clip_score import ClipScoreJob
 
-    ref = model_ref(model)
-    if not ref.startswith(("local-dir:", "hf-hub:")):
-        if "/" in model or model.startswith("."):
-            fail(f"{model}: no such model folder")
-        import open_clip
-
-        if model not in open_clip.list_models():
-            fail(f"{model!r} is neither a model folder nor an open_clip model name")
-    demo_banner(ref)
+    demo_banner(model_ref(model))
     config = ClipConfig(model=model, pretrained=pretrained, device=device, precision=precision, batch_size=batch_size, reduce=reduce)
-    run_job("clip_score", ClipScoreJob(config).params(), wait=wait, local=local)
+    run_job("clip_score", job_params(ClipScoreJob, config=config), wait=wait, local=local)
 
 
 @score.command("grounding")
-@click.option("--model", envvar="VITPRO_VLM_MODEL", required=True, type=click.Path(file_okay=False),
-              help="A VLM checkpoint folder of any family in `vitpro models families` (env VITPRO_VLM_MODEL).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
-@click.option("--segment", type=click.Choice(["answer", "question", "text"]), default="answer", show_default=True, help="Which text the segment score averages over.")
-@click.option("--exclude-sinks", is_flag=True, help="Also report the score without 'attention sink' image tokens.")
-@click.option("--distance-correction", is_flag=True, help="Also report the score corrected for distance from the image.")
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@spec_option(GroundingJob, "model", envvar="VITPRO_VLM_MODEL", type=click.Path(file_okay=False),
+             help="A VLM checkpoint folder of any family in `vitpro models families` (env VITPRO_VLM_MODEL).")
+@spec_option(GroundingJob, "device")
+@spec_option(GroundingJob, "dtype")
+@spec_option(GroundingJob, "config.segment")
+@spec_option(GroundingJob, "config.exclude_sinks")
+@spec_option(GroundingJob, "config.distance_correction")
+@spec_option(GroundingJob, "batch_size")
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Single-sample form: score this image (repeat for several) ...")
 @click.option("--question", help="... with this question ...")
 @click.option("--answer", help="... and this answer, here and now (no job).")
 @click.option("--ocr", "ocr_text", help="Single-sample form: OCR tokens to put in the prompt.")
-@click.option("--with-ocr", is_flag=True, help="Store-wide: put each image's OCR text in the prompt (the paper's setting).")
-@click.option("--on", "on", type=click.Choice(choices("grounding", "on")), default="samples", show_default=True,
-              help="Store-wide: score generated samples, or items with their own text.")
-@click.option("--selection", help="Store-wide: only the samples of this named selection (vitpro sample --name).")
+@spec_option(GroundingJob, "ocr", "--with-ocr/--without-ocr", "with_ocr")
+@spec_option(GroundingJob, "on")
+@spec_option(GroundingJob, "selection")
 @click.option("--json", "as_json", is_flag=True, help="Single-sample form: print JSON (tokens, words, scores, input_ids, positions).")
 @click.option("--check", is_flag=True, help="Single-sample form: also compute the eager output_attentions reference and print the largest difference.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
@@ -85,12 +76,8 @@ def score_grounding(model, device, dtype, segment, exclude_sinks, distance_corre
             fail("the single-sample form needs --image and --answer (and usually --question)")
         _score_one(model, device, dtype, config, list(images), question or "", answer, ocr_text, as_json, check)
         return
-    from jobs.grounding import GroundingJob
-
-    try:
-        params = GroundingJob(model=model, device=device, dtype=dtype, batch_size=batch_size, config=config, ocr=with_ocr, on=on, selection=selection).params()
-    except ValueError as exc:
-        fail(str(exc))
+    params = job_params(GroundingJob, model=model, device=device, dtype=dtype, batch_size=batch_size, config=config, ocr=with_ocr, on=on,
+                        selection=selection)
     run_job("grounding", params, wait=wait, local=local)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from db import training
 from db.jobs import UnitSpec, work_results
+from jobs.ablate import AblateJob
 from trainer import ablation
-from trainer.config import TrainConfig
 
 from .. import models, outputs
 from ..runtime import UnitContext
@@ -22,25 +22,25 @@ from .registry import register
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    p = ctx.params
-    adapter = resolve_adapter(ctx.engine, p["adapter"])
-    claim_eval(ctx, p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter, config={**p, "kind": "ablation"}, baseline=None)
-    ctx.log(f"ablation {p['name']!r}: {len(p['cells'])} cell(s)")
-    return [UnitSpec({"cell": c, "index": i, "adapter": adapter}, 1) for i, c in enumerate(p["cells"])], {}
+    job: AblateJob = ctx.spec
+    adapter = resolve_adapter(ctx.engine, job.adapter)
+    claim_eval(ctx, job.name, snapshot=job.snapshot, model=job.model, adapter=adapter, config={**ctx.params, "kind": "ablation"}, baseline=None)
+    ctx.log(f"ablation {job.name!r}: {len(job.cells)} cell(s)")
+    return [UnitSpec({"cell": c, "index": i, "adapter": adapter}, 1) for i, c in enumerate(job.cells)], {}
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
     from trainer.lora import AcceleratorError, check_accelerator_options
 
-    p = ctx.params
+    job: AblateJob = ctx.spec
     cell = ctx.payload["cell"]
     settings, adapter_on = ablation.overrides(cell)
-    config = TrainConfig.from_dict(p["config"]).with_overrides(**{k: v for k, v in settings.items() if k != "longest_edge"})
+    config = job.config.with_overrides(**{k: v for k, v in settings.items() if k != "longest_edge"})
     if "longest_edge" in settings:
         from dataclasses import replace
 
         config = replace(config, images=replace(config.images, longest_edge=settings["longest_edge"]))
-    row = {"index": ctx.payload["index"], "label": ablation.label(cell, p["defaults"]), "cell": cell}
+    row = {"index": ctx.payload["index"], "label": ablation.label(cell, job.defaults), "cell": cell}
     try:
         check_accelerator_options(config)
     except AcceleratorError as exc:
@@ -49,7 +49,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     trained = models.local(ctx.payload["adapter"])  # an adapter in S3: copied to this worker once
     adapter_dir = trained if adapter_on else None
     predictions = outputs.folder(ctx) / f"cell-{ctx.payload['index']:02d}.jsonl"
-    result = evaluate_benchmark(ctx, p, "objective", adapter_dir, config, predictions, split_from=trained)
+    result = evaluate_benchmark(ctx, job, "objective", adapter_dir, config, predictions, split_from=trained)
     outputs.publish(ctx, predictions)
     ctx.log(f"cell {row['label']}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
     return {"cell": {**row, **result}, "items": result["items"]}
@@ -63,7 +63,7 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     (out / "ablation.json").write_text(json.dumps(rows, indent=2))
     where = outputs.publish(ctx, out / "ablation.md")
     outputs.publish(ctx, out / "ablation.json")
-    training.set_eval(ctx.engine, ctx.params["name"], results={"ablation": rows, "table": text})
+    training.set_eval(ctx.engine, ctx.spec.name, results={"ablation": rows, "table": text})
     ctx.log(f"table written to {where}")
     return {}
 

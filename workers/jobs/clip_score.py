@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curation.clip_score import ClipConfig, item_text, reduce_scores
+from curation.clip_score import item_text, reduce_scores
 from db import batches, scoring_reads
 from db.jobs import UnitSpec
 
@@ -13,21 +13,21 @@ from .registry import register
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    todo = [item_id for item_id, _ in scoring_reads.items_without_score(ctx.lake, "clip_score", ctx.params["model_id"])]
-    size = int(ctx.params["items_per_unit"])
+    todo = [item_id for item_id, _ in scoring_reads.items_without_score(ctx.lake, "clip_score", ctx.spec.model_id)]
+    size = ctx.spec.items_per_unit
     specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
-    ctx.log(f"{len(todo)} item(s) to score with {ctx.params['model_id']}")
+    ctx.log(f"{len(todo)} item(s) to score with {ctx.spec.model_id}")
     return specs, {"set": {"items_to_score": len(todo)}}
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    config = ClipConfig(**ctx.params["config"])
+    config = ctx.spec.config
     try:
         scorer = models.clip(config)
     except (RuntimeError, FileNotFoundError, ValueError) as exc:
         raise PermanentError(f"cannot load CLIP model {config.model!r}: {exc}") from exc
-    model_id = ctx.params["model_id"]
-    flags_base = {"demo_model": True} if ctx.params.get("demo_model") else {}
+    model_id = ctx.spec.model_id
+    flags_base = {"demo_model": True} if ctx.spec.demo_model else {}
     items = scoring_reads.items_with_images(ctx.lake, ctx.payload["items"])
     pairs, owners = [], []
     blobs = ctx.blobs
@@ -70,7 +70,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
-    removed = batches.dedupe_scores(ctx.lake, ctx.params["model_id"])
+    removed = batches.dedupe_scores(ctx.lake, ctx.spec.model_id)
     if removed:
         ctx.log(f"removed {removed} score row(s) two units wrote at once")
     return {}

@@ -13,6 +13,8 @@ from typing import Any
 from curation import snapshots
 from db import objects, training
 from db.jobs import UnitSpec, work_results
+from jobs.ablate import AblateJob
+from jobs.eval import EvalJob
 from trainer.config import TrainConfig
 
 from .. import models, outputs
@@ -60,10 +62,10 @@ def claim_eval(ctx: UnitContext, name: str, **values: Any) -> None:
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    p = ctx.params
-    adapter = resolve_adapter(ctx.engine, p["adapter"])
-    claim_eval(ctx, p["name"], snapshot=p["snapshot"], model=p["model"], adapter=adapter, config=p, baseline=p["baseline"])
-    return [UnitSpec({"benchmark": b, "adapter": adapter}, 1) for b in p["benchmarks"]], {}
+    job: EvalJob = ctx.spec
+    adapter = resolve_adapter(ctx.engine, job.adapter)
+    claim_eval(ctx, job.name, snapshot=job.snapshot, model=job.model, adapter=adapter, config=ctx.params, baseline=job.baseline)
+    return [UnitSpec({"benchmark": b, "adapter": adapter}, 1) for b in job.benchmarks], {}
 
 
 def training_split(adapter_dir: str | None, config: TrainConfig) -> tuple[float, int]:
@@ -80,7 +82,7 @@ def training_split(adapter_dir: str | None, config: TrainConfig) -> tuple[float,
     return trained.holdout, trained.seed
 
 
-def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adapter_dir: str | None, config: TrainConfig,
+def evaluate_benchmark(ctx: UnitContext, job: EvalJob | AblateJob, benchmark: str, adapter_dir: str | None, config: TrainConfig,
                        out_file: Path | None, *, split_from: str | None = None) -> dict[str, Any]:
     """Build the benchmark's items from the held-out products, run the model, score; one benchmark.
     ``split_from``: the adapter whose training split picks the held-out products (an ablation's cells
@@ -92,7 +94,7 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
     from .. import models
 
     try:
-        rows = snapshots.eval_rows(ctx.lake, ctx.engine, p["snapshot"])
+        rows = snapshots.eval_rows(ctx.lake, ctx.engine, job.snapshot)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     holdout, seed = training_split(split_from, config)
@@ -100,7 +102,7 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
         ctx.log(f"{benchmark}: held-out products as the adapter was trained ({holdout:.0%} of products, seed {seed}), "
                 f"not the evaluation's own holdout {config.holdout:.0%} and seed {config.seed}")
     train_rows, held_out = bm.split_rows(rows, holdout, seed)
-    limit = p.get("limit")
+    limit = job.limit
     brands = bm.brand_index(rows)  # the whole snapshot's brands, to find one in a held-out product's title
     items = {"objective": lambda: bm.objective_items(held_out, config.seed, limit, known_brands=brands),
              "generative": lambda: bm.generative_items(held_out, limit),
@@ -109,18 +111,18 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
         ctx.log(f"{benchmark}: the held-out products give no items; nothing to evaluate", level="warning")
         return {"items": 0, "scores": {}}
     try:
-        bm.add_examples(items, train_rows, p.get("k_shot", 0), picked=p.get("examples") or None, seed=config.seed)
+        bm.add_examples(items, train_rows, job.k_shot, picked=list(job.examples) or None, seed=config.seed)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
     try:
-        adapter = models.eval_vlm(p["model"], adapter_dir, config)
+        adapter = models.eval_vlm(job.model, adapter_dir, config)
     except (AcceleratorError, FileNotFoundError) as exc:
         raise PermanentError(str(exc)) from exc
-    asked = int(p.get("batch_size") or 1)
+    asked = job.batch_size
     batch_size = batch_size_for(adapter, asked)
     if batch_size != asked:
         ctx.log(f"{benchmark}: {adapter.family} generates one item at a time, not {asked} ({adapter.batched_generation_note})")
-    mode = p.get("objective_mode") or "generate"
+    mode = job.objective_mode
     # the predictions go to ``<name>.partial`` as they come; the JSONL is written when the benchmark is done
     partial = out_file.with_name(out_file.name + ".partial") if out_file is not None else None
     if partial is not None:
@@ -151,7 +153,7 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
     else:
         from curation.generation.backends import OpenAIChatBackend
 
-        backend = OpenAIChatBackend(**p["judge"])
+        backend = OpenAIChatBackend(**job.judge)
         result["scores"], verdicts = judge(predictions, backend)
         result["judge"] = {"model": backend.model_id, "prompt_version": JUDGE_PROMPT_VERSION}
         for rec, verdict in zip(records, verdicts):
@@ -165,12 +167,12 @@ def evaluate_benchmark(ctx: UnitContext, p: dict[str, Any], benchmark: str, adap
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    p = ctx.params
+    job: EvalJob = ctx.spec
     benchmark = ctx.payload["benchmark"]
-    config = TrainConfig.from_dict(p["config"])
+    config = job.config
     adapter = models.local(ctx.payload["adapter"])  # an adapter in S3: copied to this worker once
     predictions = outputs.folder(ctx) / f"{benchmark}.jsonl"
-    result = evaluate_benchmark(ctx, p, benchmark, adapter, config, predictions, split_from=adapter)
+    result = evaluate_benchmark(ctx, job, benchmark, adapter, config, predictions, split_from=adapter)
     outputs.publish(ctx, predictions)
     ctx.log(f"{benchmark}: {result['items']} item(s), {result.get('seconds_per_item', 0):.3f} s/item")
     return {"benchmark": benchmark, "result": result, "items": result["items"]}
@@ -182,7 +184,7 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
         if "benchmark" in r:
             results[r["benchmark"]] = r["result"]["scores"]
             results.setdefault("measures", {})[r["benchmark"]] = {k: v for k, v in r["result"].items() if k != "scores"}
-    training.set_eval(ctx.engine, ctx.params["name"], results=results)
+    training.set_eval(ctx.engine, ctx.spec.name, results=results)
     path = outputs.folder(ctx) / "results.json"
     path.write_text(json.dumps(results, indent=2))
     outputs.publish(ctx, path)

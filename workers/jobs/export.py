@@ -11,24 +11,24 @@ from curation import snapshots
 from curation.exports import DATA_FILES, MANIFEST, ExportError, image_paths_note, write_export
 from db import objects
 from db.jobs import UnitSpec
-from jobs.export import base_family, same_export
+from jobs.export import ExportJob, base_family, same_export
 from trainer.external_configs import DEFAULT_BASE_MODEL
 
 from ..runtime import PermanentError, UnitContext
 from .registry import register
 
 
-def trainer_files(fmt: str, params: dict[str, Any]) -> tuple[dict[str, bytes], dict[str, Any]]:
+def trainer_files(fmt: str, job: ExportJob) -> tuple[dict[str, bytes], dict[str, Any]]:
     """The trainer settings that go beside an export ({file: bytes}) and what the manifest says of them."""
     from curation.vlm import FAMILIES
     from trainer.config import TrainConfig
     from trainer.external_configs import llamafactory_yaml, swift_command, swift_command_line
 
-    family = FAMILIES[params.get("base_family") or base_family(DEFAULT_BASE_MODEL).family]
-    base = params.get("base_model") or DEFAULT_BASE_MODEL
+    family = FAMILIES[job.base_family or base_family(DEFAULT_BASE_MODEL).family]
+    base = job.base_model or DEFAULT_BASE_MODEL
     about = {"base_model": base, "family": family.family, "lora": TrainConfig().to_dict()["lora"]}
     if fmt == "llamafactory":
-        text = llamafactory_yaml(family, base, params["dataset_name"])
+        text = llamafactory_yaml(family, base, job.dataset_name)
         if text is None:
             return {}, {**about, "llamafactory_template": None,
                         "note": f"LLaMA-Factory has no template for {family.title}: no train_lora.yaml (train it with `vitpro train`)"}
@@ -40,22 +40,23 @@ def trainer_files(fmt: str, params: dict[str, Any]) -> tuple[dict[str, bytes], d
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     try:
-        snap = snapshots.get(ctx.engine, ctx.params["snapshot"])
+        snap = snapshots.get(ctx.engine, ctx.spec.snapshot)
     except snapshots.SnapshotError as exc:
         raise PermanentError(str(exc)) from exc
     n = int(snap.counts.get("kept", 0))
-    ctx.log(f"exporting snapshot {snap.name!r} ({n} samples, DuckLake version {snap.lake_version}) as {', '.join(ctx.params['formats'])}")
-    return [UnitSpec({"format": f}, n) for f in ctx.params["formats"]], {"set": {"samples": n}}
+    ctx.log(f"exporting snapshot {snap.name!r} ({n} samples, DuckLake version {snap.lake_version}) as {', '.join(ctx.spec.formats)}")
+    return [UnitSpec({"format": f}, n) for f in ctx.spec.formats], {"set": {"samples": n}}
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
+    job: ExportJob = ctx.spec
     fmt = ctx.payload["format"]
     scratch = ctx.settings.home / "scratch" / "exports" / ctx.run_id
     try:
-        snap = snapshots.get(ctx.engine, ctx.params["snapshot"])
+        snap = snapshots.get(ctx.engine, job.snapshot)
         fetched = ctx.blobs.remote
         samples, sources = snapshots.export_samples(ctx.lake, snap, ctx.blobs, resolve=not fetched)
-        if fetched or objects.is_remote(ctx.params["out"]):
+        if fetched or objects.is_remote(job.out):
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
         if fetched:  # blobs in S3: into this unit's scratch folder, then hard-linked into the export
@@ -63,16 +64,16 @@ def run(ctx: UnitContext) -> dict[str, Any]:
             sources = {rel: files.get(blob, scratch / "blobs" / "missing" / blob) for rel, blob in sources.items()}
         ctx.check()
         n_images = max(1, len(sources))
-        extra, trainer = trainer_files(fmt, ctx.params)
+        extra, trainer = trainer_files(fmt, job)
         meta = {**snapshots.manifest_meta(snap), **({"trainer": trainer} if trainer else {})}
-        final = objects.join(ctx.params["out"], fmt)
+        final = objects.join(job.out, fmt)
         remote = objects.is_remote(final)
         # An s3:// export is built in this worker's scratch folder, then uploaded (see _publish).
         folder = scratch / fmt if remote else Path(final)
         result = write_export(
-            folder, fmt, samples, sources=sources, meta=meta, ocr=ctx.params["ocr"], extra_files=extra,
-            link=ctx.params["link"] or remote or fetched, force=ctx.params["force"] or remote or same_export(final, snap.name, fmt), dataset_name=ctx.params["dataset_name"],
-            absolute_paths=ctx.params.get("absolute_paths", False),
+            folder, fmt, samples, sources=sources, meta=meta, ocr=job.ocr, extra_files=extra,
+            link=job.link or remote or fetched, force=job.force or remote or same_export(final, snap.name, fmt), dataset_name=job.dataset_name,
+            absolute_paths=job.absolute_paths,
             # progress in samples: images copied stand for their share of the export
             progress=lambda k: (ctx.progress(int(len(samples) * k / n_images)), ctx.check()),
         )
@@ -85,7 +86,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         shutil.rmtree(scratch, ignore_errors=True)
     ctx.progress(len(samples))
     ctx.log(f"{fmt}: {result.records} record(s), {result.images} image(s) in {final}; image paths: "
-            + image_paths_note(fmt, ctx.params.get("absolute_paths", False)))
+            + image_paths_note(fmt, job.absolute_paths))
     return {"records": result.records, "images": result.images, "formats_written": 1}
 
 

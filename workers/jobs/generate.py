@@ -9,7 +9,6 @@ from typing import Any
 from curation.generation import (
     PromptTemplate,
     applicable,
-    backend_from_params,
     build_requests,
     normalise,
     process_responses,
@@ -18,6 +17,7 @@ from curation.generation.facts import known_brand_index
 from curation.item_contexts import contexts_for
 from db import batches, generation_reads
 from db.jobs import UnitSpec
+from jobs.generate import GenerateJob
 
 from ..runtime import PermanentError, UnitContext
 from .registry import register
@@ -26,24 +26,24 @@ MAX_BACKEND_TRIES = 3  # runs that may ask the backend again for an (item, task)
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    p = ctx.params
-    todo = generation_reads.items_to_generate(ctx.lake, p["tasks"], p["backend"], p["model_id"], p["prompt_version"], p.get("kinds"))
-    if p.get("limit"):
-        todo = todo[: int(p["limit"])]
-    size = int(p["items_per_unit"])
+    job: GenerateJob = ctx.spec
+    todo = generation_reads.items_to_generate(ctx.lake, job.tasks, job.backend, job.model_id, job.prompt_version, job.kinds)
+    if job.limit:
+        todo = todo[: job.limit]
+    size = job.items_per_unit
     specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
-    ctx.log(f"{len(todo)} item(s) to generate for with {p['backend']} ({p['model_id']}), prompt {p['prompt_version']}")
+    ctx.log(f"{len(todo)} item(s) to generate for with {job.backend} ({job.model_id}), prompt {job.prompt_version}")
     return specs, {"set": {"items_to_generate": len(todo)}}
 
 
 _backends: dict[str, Any] = {}
 
 
-def _backend(params: dict[str, Any]):
+def _backend(job: GenerateJob):
     """One backend per worker process (a local model loads once)."""
-    key = repr({k: params.get(k) for k in ("backend", "openai", "hf")})
+    key = repr((job.backend, job.openai, job.hf))
     if key not in _backends:
-        _backends[key] = backend_from_params(params)
+        _backends[key] = job.make_backend()
     return _backends[key]
 
 
@@ -62,27 +62,27 @@ def _job_brands(lake, job_id: str) -> dict[str, str]:
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    p = ctx.params
-    template = PromptTemplate.load(p.get("template_path"), p.get("examples_path"))
-    if p["backend"] != "template" and template.version != p["prompt_version"]:
-        raise PermanentError(f"the prompt files changed since the job was planned ({p['prompt_version']} -> {template.version}); generate again")
+    job: GenerateJob = ctx.spec
+    template = PromptTemplate.load(job.template_path, job.examples_path)
+    if job.backend != "template" and template.version != job.prompt_version:
+        raise PermanentError(f"the prompt files changed since the job was planned ({job.prompt_version} -> {template.version}); generate again")
     try:
-        backend = _backend(p)
+        backend = _backend(job)
     except (OSError, ValueError) as exc:
-        raise PermanentError(f"cannot start the {p['backend']} backend: {exc}") from exc
+        raise PermanentError(f"cannot start the {job.backend} backend: {exc}") from exc
     item_ids = ctx.payload["items"]
     contexts = contexts_for(ctx.lake, item_ids, _job_brands(ctx.lake, ctx.job_id))
-    done = generation_reads.generated_tasks(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
-    requests = [r for r in build_requests(contexts, p["tasks"], template, int(p["n_pairs"])) if r.key not in done]
+    done = generation_reads.generated_tasks(ctx.lake, item_ids, job.backend, job.model_id, job.prompt_version, ctx.run_id)
+    requests = [r for r in build_requests(contexts, job.tasks, template, job.n_pairs) if r.key not in done]
     seen: dict[str, set[str]] = {}
     for item_id, question, answer in generation_reads.stored_pairs(ctx.lake, item_ids, ctx.run_id):
         seen.setdefault(item_id, set()).add(normalise(question) + "\x1f" + normalise(answer))
     ctx.check()
     responses = backend.complete(requests)
     ctx.check()
-    outcome = process_responses(requests, responses, backend=p["backend"], model_id=p["model_id"], prompt_version=p["prompt_version"], seen=seen)
+    outcome = process_responses(requests, responses, backend=job.backend, model_id=job.model_id, prompt_version=job.prompt_version, seen=seen)
     now = batches.now_utc()
-    common = {"backend": p["backend"], "model_id": p["model_id"], "prompt_version": p["prompt_version"], "run_id": ctx.run_id, "created_at": now}
+    common = {"backend": job.backend, "model_id": job.model_id, "prompt_version": job.prompt_version, "run_id": ctx.run_id, "created_at": now}
     samples = [
         {"sample_id": s.sample_id, "item_id": s.item_id, "task": s.task, "question": s.question, "answer": s.answer,
          "answer_format": s.answer_format, "image_ids": s.image_ids, "label": s.label, "lineage": s.lineage, "evidence": s.evidence, **common}
@@ -95,7 +95,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     ]
     # A request the backend could not answer (time-outs, 5xx, 429 after the retries) is not marked done:
     # the next run asks again, up to MAX_BACKEND_TRIES runs. A refusal (4xx, content filter) is final.
-    earlier = generation_reads.backend_failures(ctx.lake, item_ids, p["backend"], p["model_id"], p["prompt_version"], ctx.run_id)
+    earlier = generation_reads.backend_failures(ctx.lake, item_ids, job.backend, job.model_id, job.prompt_version, ctx.run_id)
     failed = {(i, t) for i, t, r, _ in outcome.rejects if r.reason == "backend_error" and earlier.get((i, t), 0) + 1 < MAX_BACKEND_TRIES}
     markers = [
         {"item_id": i, "task": t, "n_samples": ns, "n_rejects": nr, **common}
@@ -108,7 +108,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     markers += [
         {"item_id": c.item_id, "task": t, "n_samples": 0, "n_rejects": 0, **common}
         for c in contexts
-        for t in p["tasks"]
+        for t in job.tasks
         if (c.item_id, t) not in asked and (c.item_id, t) not in done and not applicable(t, c)
     ]
     written = batches.write_generation(ctx.lake, ctx.run_id, samples, rejects, markers)

@@ -16,6 +16,7 @@ from curation.vis_attn import ATTN_NAME, VisAttnConfig, check_segment, score_bat
 from curation.vlm import Sample, SampleError
 from db import batches, samples_view, scoring_reads
 from db.jobs import UnitSpec
+from jobs.grounding import GroundingJob
 
 from .. import models
 from ..runtime import PermanentError, UnitContext
@@ -28,23 +29,23 @@ QUESTIONS = {
 }
 
 
-def requested_metrics(config: dict[str, Any]) -> list[str]:
-    return ["vis_attn"] + (["vis_attn_nosink"] if config.get("exclude_sinks") else []) + (["vis_attn_dist"] if config.get("distance_correction") else [])
+def requested_metrics(config: VisAttnConfig) -> list[str]:
+    return ["vis_attn"] + (["vis_attn_nosink"] if config.exclude_sinks else []) + (["vis_attn_dist"] if config.distance_correction else [])
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    p = ctx.params
-    metrics, segment = requested_metrics(p["config"]), p["config"]["segment"]
-    if p.get("on", "items") == "samples":
-        todo = [sid for sid, _ in scoring_reads.samples_without_score(ctx.lake, metrics, p["model_id"], segment, p.get("selection"))]
+    job: GroundingJob = ctx.spec
+    metrics, segment = requested_metrics(job.config), job.config.segment
+    if job.on == "samples":
+        todo = [sid for sid, _ in scoring_reads.samples_without_score(ctx.lake, metrics, job.model_id, segment, job.selection)]
         if not todo and not ctx.lake.scalar("SELECT count(*) FROM samples"):
             ctx.log("no samples in the store yet: generate some (vitpro generate) or score items (--on items)", level="warning")
     else:
-        todo = [item_id for item_id, _ in scoring_reads.items_without_score(ctx.lake, metrics, p["model_id"], segment)]
-    size = int(p["items_per_unit"])
+        todo = [item_id for item_id, _ in scoring_reads.items_without_score(ctx.lake, metrics, job.model_id, segment)]
+    size = job.items_per_unit
     specs = [UnitSpec({"subjects": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
-    ctx.log(f"{len(todo)} {p.get('on', 'items')} to score with {p['model_id']}")
-    return specs, {"set": {f"{p.get('on', 'items')}_to_score": len(todo)}}
+    ctx.log(f"{len(todo)} {job.on} to score with {job.model_id}")
+    return specs, {"set": {f"{job.on}_to_score": len(todo)}}
 
 
 def _subjects(ctx: UnitContext, on: str) -> list[tuple[str, str, list[str], str, str, list[str]]]:
@@ -69,22 +70,22 @@ def _images(blob_paths: list[str], blobs) -> list[Image.Image]:
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    p = ctx.params
-    config = VisAttnConfig(**p["config"])
+    job: GroundingJob = ctx.spec
+    config = job.config
     try:
-        adapter = models.vlm(p["model"], p["device"], p["dtype"], ATTN_NAME)
+        adapter = models.vlm(job.model, job.device, job.dtype, ATTN_NAME)
     except (RuntimeError, OSError, ValueError) as exc:
-        raise PermanentError(f"cannot load {p['model']}: {exc}") from exc
-    model_id, segment = p["model_id"], config.segment
-    flags_base = {"demo_model": True} if p.get("demo_model") else {}
+        raise PermanentError(f"cannot load {job.model}: {exc}") from exc
+    model_id, segment = job.model_id, config.segment
+    flags_base = {"demo_model": True} if job.demo_model else {}
     if adapter.template_source != "checkpoint":
         flags_base["chat_template"] = adapter.template_source
-        ctx.log(f"{p['model']} has no chat template: scored with the {adapter.family} layout written from its documentation "
+        ctx.log(f"{job.model} has no chat template: scored with the {adapter.family} layout written from its documentation "
                 "(copy the checkpoint's chat_template.jinja into the folder to use its own)", level="warning")
     now = batches.now_utc()
     rows, tokens, errors, side = [], [], [], []
 
-    on = p.get("on", "items")
+    on = job.on
     kind = "sample" if on == "samples" else "item"
 
     def score_row(subject_id, metric, value, flags):
@@ -98,7 +99,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
     def encode(subject) -> tuple[str, object] | None:
         _, subject_id, blob_paths, question, answer, ocr_texts = subject
-        ocr = ocr_body(ocr_texts, len(blob_paths)) if p.get("ocr") else None
+        ocr = ocr_body(ocr_texts, len(blob_paths)) if job.ocr else None
         try:
             enc = adapter.encode(Sample(_images(blob_paths, ctx.blobs), question, answer, ocr or None))
             check_segment(enc, segment)
@@ -109,7 +110,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
             fail(subject_id, "image_unreadable", str(exc))
         return None
 
-    size = int(p["batch_size"])
+    size = job.batch_size
     subjects = _subjects(ctx, on)
     # A window of a few batches is encoded at a time: an encoded sample holds its processor's pixel
     # tensors (several MB for a large photo), so a whole unit of them at once would be the job's peak memory.
@@ -144,7 +145,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
-    removed = batches.dedupe_scores(ctx.lake, ctx.params["model_id"])
+    removed = batches.dedupe_scores(ctx.lake, ctx.spec.model_id)
     if removed:
         ctx.log(f"removed {removed} score row(s) two units wrote at once")
     return {}

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from curation.hashing import file_sha256
-from curation.images import ImageError, ImageLimits, inspect_image, read_reference, store_blob
-from curation.ingest import ItemDraft, RowFailure, TextLimits, build_item
-from curation.mapping import ColumnMapping
+from curation.images import ImageError, inspect_image, read_reference, store_blob
+from curation.ingest import ItemDraft, RowFailure, build_item
 from curation.readers import RowRange, SourceError, plan_ranges, read_range
 from curation.redaction import RedactionConfig, Redactor
 from db import batches, ingest_reads, objects
 from db import jobs as jobs_db
 from db.jobs import UnitSpec
+from jobs.ingest import IngestJob
 
 from ..runtime import PermanentError, UnitContext
 from .registry import register
@@ -23,7 +23,7 @@ from .registry import register
 def _source(ctx: UnitContext) -> tuple[Path, dict[str, Any]]:
     """The source as a local file, and what tells it apart from a later version of it: size and mtime
     on disk, the ETag in the object store (read into this worker's own cache)."""
-    source = ctx.params["source"]
+    source = ctx.spec.source
     if objects.is_remote(source):
         try:
             path, etag = objects.fetch_cached(source, ctx.settings.home / "cache" / "sources")
@@ -41,32 +41,32 @@ def _source(ctx: UnitContext) -> tuple[Path, dict[str, Any]]:
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    p = ctx.params
+    job: IngestJob = ctx.spec
     path, fingerprint = _source(ctx)
     try:
-        ranges = plan_ranges(path, p["format"], int(p["rows_per_unit"]), delimiter=p.get("delimiter"))
+        ranges = plan_ranges(path, job.format, job.rows_per_unit, delimiter=job.delimiter)
         sha = file_sha256(path)
     except (SourceError, OSError) as exc:
         raise PermanentError(f"cannot read the source: {exc}") from exc
     batches.write_source(
         ctx.lake,
         {
-            "source_id": p["source_id"],
-            "name": p["name"],
-            "uri": p["source"],
-            "format": p["format"],
-            "item_kind": p["mapping"]["kind"],
+            "source_id": job.source_id,
+            "name": job.name,
+            "uri": job.source,
+            "format": job.format,
+            "item_kind": job.mapping.item_kind,
             "file_sha256": sha,
             "file_bytes": path.stat().st_size,
-            "mapping": p["mapping"],
-            "redacted": bool(p["redact"]),
+            "mapping": job.mapping.to_dict(),
+            "redacted": job.redact,
             "job_id": ctx.job_id,
             "run_id": ctx.run_id,
             "created_at": batches.now_utc(),
         },
     )
     rows = sum(r.n_rows for r in ranges)
-    ctx.log(f"{rows} row(s) in {path.name}, {len(ranges)} unit(s) of up to {p['rows_per_unit']}")
+    ctx.log(f"{rows} row(s) in {path.name}, {len(ranges)} unit(s) of up to {job.rows_per_unit}")
     # Units seek to byte offsets: they must read the very file that was planned.
     specs = [UnitSpec({"start_row": r.start_row, "offset": r.offset, "n_rows": r.n_rows, **fingerprint}, r.n_rows) for r in ranges]
     return specs, {"set": {"rows": rows}}
@@ -79,7 +79,7 @@ def _error_row(ctx: UnitContext, stage: str, code: str, message: str, *, row_num
         "stage": stage,
         "code": code,
         "message": message,
-        "source_id": ctx.params["source_id"],
+        "source_id": ctx.spec.source_id,
         "row_number": row_number,
         "item_id": item_id,
         "subject": subject,
@@ -89,13 +89,13 @@ def _error_row(ctx: UnitContext, stage: str, code: str, message: str, *, row_num
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    p = ctx.params
-    mapping = ColumnMapping.from_dict(p["mapping"])
-    keep = mapping.redaction_keep + ingest_reads.catalog_brands(ctx.lake) if p["redact"] else ()
-    redactor = Redactor(RedactionConfig(enabled=bool(p["redact"]), extra_patterns=mapping.redaction_patterns, keep=keep))
-    text_limits = TextLimits(**p["text_limits"])
-    image_limits = ImageLimits(**p["image_limits"])
-    root = p["image_root"] if objects.is_remote(p["image_root"]) else Path(p["image_root"])
+    job: IngestJob = ctx.spec
+    mapping = job.mapping
+    keep = mapping.redaction_keep + ingest_reads.catalog_brands(ctx.lake) if job.redact else ()
+    redactor = Redactor(RedactionConfig(enabled=job.redact, extra_patterns=mapping.redaction_patterns, keep=keep))
+    text_limits = job.text_limits
+    image_limits = job.image_limits
+    root = job.image_root if objects.is_remote(job.image_root) else Path(job.image_root)
     blobs = ctx.blobs
     rng = RowRange(**{k: ctx.payload[k] for k in ("start_row", "offset", "n_rows")})
     source, fingerprint = _source(ctx)
@@ -111,9 +111,9 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     failed = duplicates_in_unit = 0
     seen_rows = 0
     try:
-        for row in read_range(source, p["format"], rng, delimiter=p.get("delimiter"), languages=mapping.languages):
+        for row in read_range(source, job.format, rng, delimiter=job.delimiter, languages=mapping.languages):
             seen_rows += 1
-            result = build_item(row, mapping, redactor, source_id=p["source_id"], source_name=p["name"], limits=text_limits)
+            result = build_item(row, mapping, redactor, source_id=job.source_id, source_name=job.name, limits=text_limits)
             if isinstance(result, RowFailure):
                 failed += 1
                 errors.append(_error_row(ctx, "row", result.code, result.message, row_number=result.row_number, source_row=result.source_row))
@@ -180,7 +180,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
-    removed = batches.dedupe_items(ctx.lake, ctx.params["source_id"])
+    removed = batches.dedupe_items(ctx.lake, ctx.spec.source_id)
     if removed:
         ctx.log(f"removed {removed} duplicate item(s) that two units inserted at once")
     # Recount from the store: right after a race, and after a retry, the units' own sums are not.

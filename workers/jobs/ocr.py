@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from curation.ocr import OcrSettings, OcrSetupError, check_available, get_engine, parse_conditions
+from curation.ocr import OcrSetupError, check_available, get_engine, parse_conditions
 from curation.redaction import RedactionConfig, Redactor
 from db import batches, ingest_reads, ocr_reads
 from db.jobs import UnitSpec
 from db.objects import ObjectStoreError
+from jobs.ocr import OcrJob
 
 from ..runtime import PermanentError, UnitContext
 from .registry import register
@@ -27,42 +28,38 @@ def redacted_boxes(boxes: list[dict[str, Any]], redacted_text: str) -> list[dict
     return [dict(b, text=None) for b in boxes]
 
 
-def _settings(params: dict[str, Any]) -> OcrSettings:
-    # jobs queued before settings existed carry only the engine's name
-    return OcrSettings.from_params(params.get("settings") or {"engine": params.get("engine", "rapidocr")})
-
-
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    p = ctx.params
-    source = p.get("source")
+    job: OcrJob = ctx.spec
+    source = job.source
     if source is not None:
         names = ingest_reads.source_names(ctx.lake)
         if source not in names:
             raise PermanentError(f"no source named {source!r}; sources: {', '.join(names) or 'none yet'}")
-    where = [c.sql() for c in parse_conditions(p.get("where"))]
-    todo = ocr_reads.images_without_ocr(ctx.lake, p["engine_label"], source=source, where=where, limit=p.get("limit"))
-    size = int(p["batch_size"])
+    where = [c.sql() for c in parse_conditions(job.where)]
+    todo = ocr_reads.images_without_ocr(ctx.lake, job.engine_label, source=source, where=where, limit=job.limit)
+    size = job.batch_size
     specs = [
         UnitSpec({"images": [[sha, blob] for sha, blob in todo[i : i + size]]}, len(todo[i : i + size]))
         for i in range(0, len(todo), size)
     ]
     scope = "".join(
-        [f" of source {source!r}" if source else "", f" where {' and '.join(p['where'])}" if p.get("where") else "",
-         f" (at most {p['limit']})" if p.get("limit") else ""]
+        [f" of source {source!r}" if source else "", f" where {' and '.join(job.where)}" if job.where else "",
+         f" (at most {job.limit})" if job.limit else ""]
     )
-    ctx.log(f"{len(todo)} image(s){scope} to read with {p['engine_label']}")
+    ctx.log(f"{len(todo)} image(s){scope} to read with {job.engine_label}")
     return specs, {"set": {"images_to_read": len(todo)}}
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
-    settings = _settings(ctx.params)
+    job: OcrJob = ctx.spec
+    settings = job.settings().resolved()
     try:
         check_available(settings)  # this worker's machine, not the one the job was sent from
     except OcrSetupError as exc:
         raise PermanentError(str(exc)) from exc
     engine = get_engine(settings)
-    label = ctx.params["engine_label"]
-    redactor = Redactor(RedactionConfig(enabled=bool(ctx.params.get("redact", True))))
+    label = job.engine_label
+    redactor = Redactor(RedactionConfig(enabled=job.redact))
     rows, errors, dropped = [], [], 0
     for i, (sha, blob) in enumerate(ctx.payload["images"]):
         ctx.check()
@@ -104,7 +101,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
-    batches.dedupe_ocr(ctx.lake, ctx.params["engine_label"])
+    batches.dedupe_ocr(ctx.lake, ctx.spec.engine_label)
     return {"set": {"images_read": ingest_reads.rows_written_by_job(ctx.lake, "ocr", ctx.job_id)}}
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from db import objects, training
 from db.jobs import UnitSpec
+from jobs.train import TrainJob
 from trainer.config import TrainConfig
 
 from .. import models
@@ -28,25 +29,25 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     from curation import snapshots
     from trainer import snapshot_set
 
-    p = ctx.params
+    job: TrainJob = ctx.spec
+    config = job.config
     try:
-        snap = snapshots.get(ctx.engine, p["snapshot"])
-        config = TrainConfig.from_dict(p["config"])
+        snap = snapshots.get(ctx.engine, job.snapshot)
         members = snapshots.members_sql(ctx.lake, snap)
     except (snapshots.SnapshotError, ValueError, TypeError) as exc:
         raise PermanentError(str(exc)) from exc
-    if not objects.is_remote(p["model"]) and not Path(p["model"]).exists():
-        raise PermanentError(f"model folder {p['model']} does not exist")
+    if not objects.is_remote(job.model) and not Path(job.model).exists():
+        raise PermanentError(f"model folder {job.model} does not exist")
     try:
-        run = training.get_run(ctx.engine, p["name"])
+        run = training.get_run(ctx.engine, job.name)
         if run.job_id and run.job_id != ctx.job_id:
-            raise PermanentError(f"training run {p['name']!r} belongs to job {run.job_id}; pick another --name")
+            raise PermanentError(f"training run {job.name!r} belongs to job {run.job_id}; pick another --name")
     except training.RunError:
-        training.create_run(ctx.engine, name=p["name"], snapshot=p["snapshot"], base_model=p["model"], config=p["config"], out_dir=p["out"],
+        training.create_run(ctx.engine, name=job.name, snapshot=job.snapshot, base_model=job.model, config=config.to_dict(), out_dir=job.out,
                             created_by=ctx.settings.user)
-    training.update_run(ctx.engine, p["name"], job_id=ctx.job_id)
+    training.update_run(ctx.engine, job.name, job_id=ctx.job_id)
     parts = snapshot_set.split(ctx.lake, members, snap.lake_version, config)
-    ctx.log(f"run {p['name']!r}: {len(parts.ids)} training samples, {parts.held_out} held out for evaluation "
+    ctx.log(f"run {job.name!r}: {len(parts.ids)} training samples, {parts.held_out} held out for evaluation "
             f"({config.holdout:.0%} of products); LoRA r={config.lora.r} alpha={config.lora.alpha} on {', '.join(config.lora.parts)}; "
             f"{config.nproc} process(es)")
     if not parts.ids:
@@ -69,18 +70,18 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     from trainer.launch import StopRequested, launch
     from trainer.ranks import RunSpec
 
-    p = ctx.params
-    config = TrainConfig.from_dict(p["config"])
+    job: TrainJob = ctx.spec
+    config = job.config
     _check_processes(config)
     released = models.release_scoring_models()
     if released:
         ctx.log(f"released the scoring models this worker had cached before training: {', '.join(released)}")
-    remote = objects.is_remote(p["out"])
+    remote = objects.is_remote(job.out)
     # A run in S3 trains in this worker's scratch folder: its checkpoints go up as they are written, and a
     # worker that takes the unit over after a crash starts from the last one that reached the store.
-    work_dir = ctx.settings.home / "scratch" / "runs" / p["name"] if remote else p["out"]
-    spec = RunSpec(name=p["name"], snapshot=p["snapshot"], model=models.local(p["model"]), config=p["config"], work_dir=str(work_dir),
-                   out=p["out"], job_id=ctx.job_id)
+    work_dir = ctx.settings.home / "scratch" / "runs" / job.name if remote else job.out
+    spec = RunSpec(name=job.name, snapshot=job.snapshot, model=models.local(job.model), config=config.to_dict(), work_dir=str(work_dir),
+                   out=job.out, job_id=ctx.job_id)
     last = [0.0]
 
     def watch() -> None:
@@ -91,17 +92,17 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         now = time.monotonic()
         if now - last[0] >= 1.0:  # the unit's progress from the run's row, which rank 0 keeps
             last[0] = now
-            run_row = training.get_run(ctx.engine, p["name"])
+            run_row = training.get_run(ctx.engine, job.name)
             if run_row.total_steps:
                 ctx.progress(int(ctx.claimed.size * run_row.steps_done / run_row.total_steps))
 
     outcome = launch(spec, config.nproc, watch=watch)
     if outcome.stopped:
-        training.update_run(ctx.engine, p["name"], status="cancelled")
+        training.update_run(ctx.engine, job.name, status="cancelled")
         raise Cancelled(ctx.job_id)
     if outcome.returncode != 0 or outcome.result is None:
         if outcome.permanent:
-            training.update_run(ctx.engine, p["name"], status="failed")
+            training.update_run(ctx.engine, job.name, status="failed")
             raise PermanentError(outcome.permanent)
         raise RuntimeError(outcome.failure())  # retried: the next attempt resumes from the last checkpoint
     summary = outcome.result  # rank 0 marked the run succeeded with it
