@@ -101,7 +101,7 @@ def _hide_password(url: str) -> str:
 
 
 def load_settings() -> Settings:
-    """Read the settings from ``VITPRO_*`` environment variables (see the README's table)."""
+    """Read the settings from ``VITPRO_*`` environment variables (docs/reference/configuration.md lists them)."""
     home = Path(_env("VITPRO_HOME", "var")).expanduser().resolve()
     catalog = _env("VITPRO_CATALOG", f"sqlite:///{home / 'catalog.sqlite'}")
     # Embedded mode keeps the app tables out of the catalog's SQLite file: DuckDB carries its own copy of

@@ -38,7 +38,7 @@ def cli() -> None:
                     -> filter -> pilot -> snapshot -> snapshot export
     Start here:     vitpro demo             (builds demo data, runs every stage, then serves the web app)
     Web app:        vitpro users add NAME --role admin; vitpro ui
-    Configuration:  VITPRO_HOME (default ./var), VITPRO_CATALOG, VITPRO_BROKER, ... (see the README)
+    Configuration:  VITPRO_HOME (default ./var), VITPRO_CATALOG, VITPRO_BROKER, ... (docs/reference/configuration.md)
     """
 
 

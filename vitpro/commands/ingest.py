@@ -22,7 +22,7 @@ from .group import cli, fail, run_job
 @click.option("--map", "maps", multiple=True, metavar="FIELD=COL[,COL]",
               help="Column for a field: external_id, title, description, brand, category, attributes, feedback_text, images, region, time, issue_type, product_ref. Repeat.")
 @click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML file with the mapping (see the README); --map options override it.")
+              help="YAML file with the mapping (docs/how-to/own-data.md); --map options override it.")
 @click.option("--pii", multiple=True, metavar="COL=KIND",
               help="A column holding personal data (NAME, EMAIL, PHONE, UCI, ADDRESS, CARD): never stored, and redacted wherever its value reappears.")
 @click.option("--redact-pattern", multiple=True, metavar="KIND=REGEX", help="Extra redaction rule; matches become [KIND].")
