@@ -671,10 +671,10 @@ class Planner:
             return False
         shown = existing.get("name", name)
         if stage.if_exists == "skip":
-            p.skip = f"a {thing} named {shown!r} exists (if_exists: skip)"
+            p.skip = f"{_a(thing)} named {shown!r} exists (if_exists: skip)"
             p.outputs = existing
             return True
-        p.errors.append(f"{stage.where}.name: a {thing} named {shown!r} exists already; give another name, or `if_exists: skip` to keep it and go on")
+        p.errors.append(f"{stage.where}.name: {_a(thing)} named {shown!r} exists already; give another name, or `if_exists: skip` to keep it and go on")
         return True
 
     def _finish(self, p: Prepared, mode: str) -> Prepared:

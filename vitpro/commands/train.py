@@ -31,13 +31,55 @@ def _model_options(fn):
     return fn
 
 
-def _config(preset_name: str = "paper", **overrides):
+def _config(preset_name: str = "paper", config_file=None, **overrides):
+    """The training settings: the preset, then what the config file sets, then the command's options."""
     from trainer.config import preset
 
     try:
-        return preset(preset_name).with_overrides(**overrides)
+        base = preset(preset_name)
+    except ValueError as exc:
+        fail(str(exc))
+    if config_file:
+        base = config_from_file(base, config_file)
+    try:
+        return base.with_overrides(**overrides)
     except (ValueError, TypeError) as exc:
         fail(str(exc))
+
+
+def config_from_file(base, path):
+    """``base`` (a TrainConfig) with the settings of a YAML file of TrainConfig's fields over it: ``lora``
+    and ``images`` as nested mappings (as TrainConfig.from_dict reads them), each key checked and typed.
+    What the file leaves out keeps the base's value, within ``lora`` and ``images`` too."""
+    from pathlib import Path
+
+    import yaml
+
+    from config.fields import FieldError, build
+    from trainer.config import TrainConfig
+
+    from ..recipes import read_yaml
+
+    try:
+        data = read_yaml(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    except yaml.YAMLError as exc:
+        fail(f"{path}: not valid YAML: {exc}")
+    if data is None:
+        return base
+    if not isinstance(data, dict):
+        fail(f"{path}: a mapping of training settings (TrainConfig's fields: lora, images, epochs, learning_rate, ...), not {type(data).__name__}")
+    merged = base.to_dict()
+    for key, value in data.items():
+        if key in ("lora", "images") and isinstance(value, dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    try:
+        return build(TrainConfig, merged)
+    except FieldError as exc:
+        fail(f"{path}: {exc.field}: {exc.message}" if exc.field else f"{path}: {exc.message}")
 
 
 # ---- train --------------------------------------------------------------------------------------------
@@ -52,6 +94,8 @@ def _training_options(fn):
         click.option("--name", help="Run name (default train-<time>)."),
         click.option("--preset", "preset_name", type=click.Choice(["paper", "multi_image"]), default="paper", show_default=True,
                      help="paper: r=256, alpha=32, lr 2e-4, batch 8. multi_image: r=8, alpha=16, lr 1e-5, batch 16, accumulation 8, 2-5 images."),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                     help="A YAML file of training settings (TrainConfig's fields; lora and images nested) over the preset; the options here override it."),
         click.option("--r", "r", type=int, help="LoRA rank."),
         click.option("--alpha", type=int, help="LoRA alpha."),
         click.option("--dropout", type=float, help="LoRA dropout."),
@@ -72,7 +116,7 @@ def _training_options(fn):
     return fn
 
 
-def _training_params(snapshot, model, name, preset_name, parts, out, overrides):
+def _training_params(snapshot, model, name, preset_name, parts, out, overrides, config_file=None):
     """The run's name, config and job parameters from the command's options (refusals as usage errors)."""
     from db import snapshots, training
     from jobs.train import TrainJob
@@ -87,7 +131,7 @@ def _training_params(snapshot, model, name, preset_name, parts, out, overrides):
     overrides["longest_edge"] = overrides.pop("resolution")
     if parts:
         overrides["parts"] = [p.strip() for p in parts.split(",") if p.strip()]
-    config = _config(preset_name, **overrides)
+    config = _config(preset_name, config_file, **overrides)
     out = out or load_settings().output("runs", name)
     try:
         params = TrainJob(snapshot=snapshot, model=model, name=name, config=config, out=str(out)).params()
@@ -102,9 +146,11 @@ def _training_params(snapshot, model, name, preset_name, parts, out, overrides):
 @_training_options
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
-def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **overrides) -> None:
-    """Train on SNAPSHOT's training products; the final adapter lands in OUT/adapter with its config."""
-    name, config, params = _training_params(snapshot, model, name, preset_name, parts, out, overrides)
+def train_run(snapshot, model, name, preset_name, config_file, parts, out, wait, local, **overrides) -> None:
+    """Train on SNAPSHOT's training products; the final adapter lands in OUT/adapter with its config.
+
+    The settings are the preset's, then a --config file's, then the options given here."""
+    name, config, params = _training_params(snapshot, model, name, preset_name, parts, out, overrides, config_file)
     click.echo(f"run {name!r}: LoRA r={config.lora.r} alpha={config.lora.alpha} dropout={config.lora.dropout} on {', '.join(config.lora.parts)}; "
                f"{config.epochs:g} epoch(s), lr {config.learning_rate:g}, batch {config.batch_size} x {config.grad_accum}"
                + (f" on each of {config.nproc} processes" if config.nproc > 1 else ""))
@@ -118,7 +164,7 @@ def train_run(snapshot, model, name, preset_name, parts, out, wait, local, **ove
 @_model_options
 @_training_options
 @click.option("--output", "-o", "spec_file", required=True, type=click.Path(dir_okay=False), help="Where to write the run's spec (JSON).")
-def train_spec(snapshot, model, name, preset_name, parts, out, spec_file, **overrides) -> None:
+def train_spec(snapshot, model, name, preset_name, config_file, parts, out, spec_file, **overrides) -> None:
     """Write a run's spec for torchrun on several machines, and register the run (no job is queued).
 
     \b
@@ -131,7 +177,7 @@ def train_spec(snapshot, model, name, preset_name, parts, out, spec_file, **over
     from db import objects, training
     from trainer.ranks import RunSpec
 
-    name, config, params = _training_params(snapshot, model, name, preset_name, parts, out, overrides)
+    name, config, params = _training_params(snapshot, model, name, preset_name, parts, out, overrides, config_file)
     remote = objects.is_remote(params["out"])
     work_dir = str(load_settings().home / "scratch" / "runs" / name) if remote else params["out"]
     training.create_run(open_engine(), name=name, snapshot=snapshot, base_model=params["model"], config=params["config"], out_dir=params["out"],
