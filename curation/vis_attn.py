@@ -23,7 +23,7 @@ from config.fields import FieldError, param
 
 ATTN_NAME = "vitpro_visattn"
 _active: contextvars.ContextVar["_Collector | None"] = contextvars.ContextVar("vitpro_visattn", default=None)
-_registered = False
+_installed = False
 last_masks_seen: set[str] = set()  # mask forms the last score_batch met (for tests)
 last_paths_seen: set[str] = set()  # fused kernel or full rows
 
@@ -49,17 +49,18 @@ class VisAttnConfig:
             raise FieldError("segment", "segment must be answer, question or text")
 
 
-def register() -> None:
-    """Make ``attn_implementation={"text_config": "vitpro_visattn", ...}`` available (idempotent)."""
-    global _registered
-    if _registered:
+def install_attention_kernel() -> None:
+    """Install the scoring attention function in transformers' attention registries, so that
+    ``attn_implementation={"text_config": "vitpro_visattn", ...}`` loads a model onto it (idempotent)."""
+    global _installed
+    if _installed:
         return
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     AttentionInterface.register(ATTN_NAME, _attention)
     AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
-    _registered = True
+    _installed = True
 
 
 def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs):
@@ -272,7 +273,7 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fuse
     loaded with its language model on ``ATTN_NAME`` (``load_vlm(..., language_model_attention=ATTN_NAME)``)."""
     import torch
 
-    register()
+    install_attention_kernel()
     inputs = adapter.collate(batch)
     device = inputs["input_ids"].device
     rows, cols, valid = _rows_and_columns(batch, device)

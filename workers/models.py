@@ -81,12 +81,12 @@ def local(ref: str | None) -> str | None:
 
 
 def vlm(model_dir: str, device: str, dtype: str, attention: str):
-    from curation.vis_attn import register
+    from curation.vis_attn import install_attention_kernel
     from curation.vlm import LoadOptions, load_vlm
 
     def load():
         check_device(device)
-        register()
+        install_attention_kernel()
         return load_vlm(local(model_dir), LoadOptions(device=device, dtype=dtype), language_model_attention=attention)
 
     return _cached(("vlm", model_dir, device, dtype, attention), load)

@@ -100,11 +100,10 @@ def load_vlm(model_dir: str | Path, options: LoadOptions = LoadOptions(), langua
     """Load a checkpoint with its adapter. ``language_model_attention``: "sdpa" (plain), the VisAttnScore
     function's name (scoring), or "eager" (the reference; then every part is eager, so that
     ``output_attentions`` is honoured everywhere)."""
-    from ..vis_attn import ATTN_NAME
-    from ..vis_attn import register as register_attention
+    from ..vis_attn import ATTN_NAME, install_attention_kernel
 
     if language_model_attention == ATTN_NAME:
-        register_attention()
+        install_attention_kernel()
     cls = adapter_for(model_dir)
     attn = "eager" if language_model_attention == "eager" else cls.attention_per_part(model_dir, language_model_attention)
     return cls.load(model_dir, options, attn)
