@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from config.registry import Registry
+
 from .hashing import file_sha256
 from .model_ids import scrub_paths
 from .prompt_layout import flatten, ocr_body, user_parts
@@ -273,28 +275,20 @@ class ExportFormat:
     companions: Callable[[str, str], dict[str, bytes]] | None = None  # (data file, dataset name) -> files beside it
 
 
-EXPORT_FORMATS: dict[str, ExportFormat] = {}
+EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format", key=lambda fmt: fmt.name)
 
-
-def register(fmt: ExportFormat) -> ExportFormat:
-    if fmt.name in EXPORT_FORMATS:
-        raise ValueError(f"export format {fmt.name!r} is registered twice")
-    EXPORT_FORMATS[fmt.name] = fmt
-    return fmt
-
-
-register(ExportFormat("llava", "llava.json", llava_record, _check_llava, _json_bytes, _read_json,
+EXPORT_FORMATS.add(ExportFormat("llava", "llava.json", llava_record, _check_llava, _json_bytes, _read_json,
                       "relative to this folder: give the folder as LLaVA's --image_folder", image_key="image"))
-register(ExportFormat("llamafactory", "data.json", sharegpt_record, _check_messages, _json_bytes, _read_json,
+EXPORT_FORMATS.add(ExportFormat("llamafactory", "data.json", sharegpt_record, _check_messages, _json_bytes, _read_json,
                       "relative to this folder, LLaMA-Factory's dataset_dir: run llamafactory-cli train train_lora.yaml here (its dataset_dir is .)",
                       companions=_llamafactory_info))
-register(ExportFormat("swift", "data.jsonl", swift_record, _check_messages, _jsonl_bytes, _read_jsonl,
+EXPORT_FORMATS.add(ExportFormat("swift", "data.jsonl", swift_record, _check_messages, _jsonl_bytes, _read_jsonl,
                       "relative to this folder: ms-swift opens a relative path from the directory it runs in, else under $ROOT_IMAGE_DIR; "
                       "run swift sft here or set ROOT_IMAGE_DIR to this folder"))
-register(ExportFormat("trl", "data.jsonl", trl_record, _check_trl, _jsonl_bytes, _read_jsonl,
+EXPORT_FORMATS.add(ExportFormat("trl", "data.jsonl", trl_record, _check_trl, _jsonl_bytes, _read_jsonl,
                       "relative to this folder: TRL opens no image paths itself and a relative path opens from the working directory; "
                       "load the images from here or join each path with this folder"))
-register(ExportFormat("parquet", "data.parquet", parquet_record, _check_parquet, _parquet_bytes, _read_parquet, "relative to this folder"))
+EXPORT_FORMATS.add(ExportFormat("parquet", "data.parquet", parquet_record, _check_parquet, _parquet_bytes, _read_parquet, "relative to this folder"))
 
 # the registry's names and data files as the callers read them (the CLI's and the pages' choices)
 FORMATS = tuple(EXPORT_FORMATS)

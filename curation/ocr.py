@@ -3,7 +3,7 @@ onnxruntime-gpu) by default, Debian's Tesseract as the other engine.
 
 The paper puts "OCR Tokens: ..." into its prompts; we keep the lines, their boxes and confidences per
 image content (sha256), so an image that appears in many items is read once. ``bench/ocr.py`` measured
-the defaults below on the ABO photos and the demo's photos (the README has the table).
+the defaults below on the ABO photos and the demo's photos (docs/benchmarks.md has the table).
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from config.registry import Registry
 
 DEFAULT_ENGINE = "rapidocr"
 # Bumped when what we do around an engine changes its output (spaces, dropped lines): a store re-reads
@@ -212,6 +214,11 @@ def cuda_provider_problem() -> str | None:
     )
 
 
+# engine name -> its class (each below adds itself under its ``name``)
+ENGINES: Registry[type] = Registry("OCR engine", key=lambda cls: cls.name)
+
+
+@ENGINES.add
 class RapidOcrEngine:
     """One model set per process and setting (loading costs ~0.5 s); calls are serialised, the runtime
     is not re-entrant."""
@@ -285,6 +292,7 @@ def tesseract_binary() -> str:
     return path
 
 
+@ENGINES.add
 class TesseractEngine:
     """The ``tesseract`` command (one process per image, TSV out for word confidences), English model,
     automatic page segmentation. It reads print on a flat label well once scaled up, and misses text on
@@ -345,8 +353,6 @@ class TesseractEngine:
             out.append((" ".join(w["text"].strip() for w in words), score, box))
         return out
 
-
-ENGINES: dict[str, type] = {"rapidocr": RapidOcrEngine, "tesseract": TesseractEngine}
 
 _engines: dict[OcrSettings, Any] = {}
 

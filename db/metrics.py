@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.registry import Registry
+
 SUBJECTS = ("item", "image", "sample")
 
 
@@ -16,16 +18,14 @@ class Metric:
     has_segment: bool = False  # stored per segment (answer | question | text); '' for the others
 
 
-METRICS: dict[str, Metric] = {}
+# "stat" in the lookup error ("unknown stat 'x'; stats are: ..."): what filters and pages call them
+METRICS: Registry[Metric] = Registry("stat", key=lambda m: m.name, verb="declared")
 
 
 def declare(name: str, subject: str, label: str, *, has_segment: bool = False) -> Metric:
     if subject not in SUBJECTS:
         raise ValueError(f"a metric is about one of {', '.join(SUBJECTS)}, not {subject!r}")
-    if name in METRICS:
-        raise ValueError(f"metric {name!r} is declared twice")
-    METRICS[name] = metric = Metric(name, subject, label, has_segment)
-    return metric
+    return METRICS.add(Metric(name, subject, label, has_segment))
 
 
 declare("vis_attn", "sample", "VisAttnScore", has_segment=True)
@@ -40,11 +40,8 @@ declare("ocr_boxes", "image", "OCR boxes")
 
 
 def get(name: str) -> Metric:
-    """The declared metric; KeyError naming the known ones otherwise."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise KeyError(f"unknown stat {name!r}; stats are: {', '.join(METRICS)}") from None
+    """The declared metric; KeyError naming the known ones otherwise (config.registry.UnknownName)."""
+    return METRICS[name]
 
 
 def default_segment(name: str, segment: str = "answer") -> str:

@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
+from config.registry import Registry
+
 _ARROW = {
     "VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "DOUBLE": pa.float64(),
     "BOOLEAN": pa.bool_(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
@@ -70,14 +72,11 @@ def to_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
 
-TABLES: dict[str, Table] = {}
+TABLES: Registry[Table] = Registry("table", key=lambda t: t.name, verb="declared")
 
 
 def declare(name: str, *columns: Column) -> Table:
-    if name in TABLES:
-        raise ValueError(f"table {name!r} is declared twice")
-    TABLES[name] = table = Table(name, columns)
-    return table
+    return TABLES.add(Table(name, columns))
 
 
 SOURCES = declare(

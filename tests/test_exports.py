@@ -15,7 +15,6 @@ from curation.exports import (
     ExportError,
     ExportSample,
     read_records,
-    register,
     user_prompt,
     validate,
     verify_export,
@@ -259,6 +258,6 @@ def test_every_format_is_one_registered_object_and_the_choices_come_from_the_reg
     assert sorted(data_files("trl", [], "ds")) == ["data.jsonl"]
     assert image_paths_note("llava").startswith("relative to this folder: give the folder as LLaVA's --image_folder")
     with pytest.raises(ValueError, match="registered twice"):
-        register(EXPORT_FORMATS["llava"])
+        EXPORT_FORMATS.add(EXPORT_FORMATS["llava"])
     with pytest.raises(ExportError, match="unknown format 'csv'; formats are llava, llamafactory, swift, trl, parquet"):
         validate("csv", [])

@@ -23,15 +23,17 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from config.registry import Registry
 from curation.generation.facts import Fact, item_facts, known_brand_index
 from curation.verdicts import NO, YES
 
 from .metrics import normalise_value, parse_attributes, yes_no_balance
 
 OBJECTIVE_TASKS = {"attribute_extraction": "AE", "damage_detection": "DD", "matching": "PM"}
-BENCHMARKS = ("objective", "generative", "attributes")
+# benchmark name -> how its items are made from held-out rows (entries added below their functions)
+BENCHMARKS: Registry[Callable[..., list["EvalItem"]]] = Registry("benchmark")
 # how the objective benchmark is answered: the paper's generate-and-parse, or the probabilities of "yes" and
 # "no" as the first answer token (one forward pass)
 OBJECTIVE_MODES = ("generate", "logprob")
@@ -194,6 +196,19 @@ def attribute_items(rows: list[dict[str, Any]], limit: int | None = None, *,
         if facts:
             items.append(_item(r, "attribute_extraction", r["question"], json.dumps({k: f.value for k, f in facts.items()}, ensure_ascii=False)))
     return items[:limit] if limit else items
+
+
+# Each entry takes (held-out rows, seed, limit, known brands). They call the functions above by their module
+# name when run, not as bound here, so that a test replacing one (monkeypatch) replaces it for the registry too.
+BENCHMARKS.add(lambda rows, seed, limit, known_brands: objective_items(rows, seed, limit, known_brands=known_brands), "objective")
+BENCHMARKS.add(lambda rows, seed, limit, known_brands: generative_items(rows, limit), "generative")
+BENCHMARKS.add(lambda rows, seed, limit, known_brands: attribute_items(rows, limit, known_brands=known_brands), "attributes")
+
+
+def benchmark_items(benchmark: str, rows: list[dict[str, Any]], *, seed: int = 0, limit: int | None = None,
+                    known_brands: dict[str, str] | None = None) -> list[EvalItem]:
+    """The items of ``benchmark`` from held-out rows (``limit``: per task for the objective benchmark)."""
+    return BENCHMARKS[benchmark](rows, seed, limit, known_brands)
 
 
 def add_examples(items: list[EvalItem], pool: list[dict[str, Any]], k: int, *, picked: list[str] | None = None, seed: int = 0) -> None:

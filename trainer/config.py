@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from config.registry import Registry
+
 PARTS = ("vision", "connector", "language")
 
 
@@ -107,14 +109,13 @@ class TrainConfig:
         return replace(self, lora=replace(self.lora, **lora), images=replace(self.images, **images), **rest)
 
 
-PRESETS: dict[str, TrainConfig] = {
-    "paper": TrainConfig(),
-    # 2 to 5 images per sample, numbered [1], [2], ... with ### sections (the adapters' prompt layout)
-    "multi_image": TrainConfig(
-        lora=LoraSettings(r=8, alpha=16, dropout=0.1), images=ImageOptions(min_images=2, max_images=5),
-        learning_rate=1e-5, batch_size=16, grad_accum=8,
-    ),
-}
+PRESETS: Registry[TrainConfig] = Registry("preset")
+PRESETS.add(TrainConfig(), "paper")
+# 2 to 5 images per sample, numbered [1], [2], ... with ### sections (the adapters' prompt layout)
+PRESETS.add(TrainConfig(
+    lora=LoraSettings(r=8, alpha=16, dropout=0.1), images=ImageOptions(min_images=2, max_images=5),
+    learning_rate=1e-5, batch_size=16, grad_accum=8,
+), "multi_image")
 
 
 def preset(name: str) -> TrainConfig:

@@ -11,43 +11,46 @@ Builders register themselves (``@builder("name")``) in the modules of this packa
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from config.registry import Registry
 
 from .common import MARKER, is_tiny, write_marker
 from .tokenizer import train_tokenizer
 
-BUILDERS: dict[str, Callable[..., Path]] = {}
-KINDS: dict[str, str] = {}  # family -> "vlm" | "clip" | "llm"
 
-__all__ = ["BUILDERS", "FAMILIES", "KINDS", "MARKER", "builder", "is_tiny", "make_tiny", "train_tokenizer", "vlm_families", "write_marker"]
+@dataclass(frozen=True)
+class TinyBuilder:
+    build: Callable[..., Path]  # (out folder, seed=, **options) -> the checkpoint folder
+    kind: str  # "vlm" | "clip" | "llm"
+
+
+# filled by the package's modules (every one but the shared helpers), imported on the first read
+BUILDERS: Registry[TinyBuilder] = Registry("tiny builder", package=__name__, skip=("common", "tokenizer"))
+
+__all__ = ["BUILDERS", "FAMILIES", "MARKER", "TinyBuilder", "builder", "is_tiny", "make_tiny", "train_tokenizer", "vlm_families", "write_marker"]
 
 
 def builder(name: str, kind: str = "vlm"):
+    """Decorator adding a builder function under the family ``name``."""
+
     def wrap(fn: Callable[..., Path]) -> Callable[..., Path]:
-        if name in BUILDERS:
-            raise ValueError(f"tiny builder {name!r} registered twice")
-        BUILDERS[name] = fn
-        KINDS[name] = kind
+        BUILDERS.add(TinyBuilder(fn, kind), name)
         return fn
 
     return wrap
 
 
-for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _module not in ("common", "tokenizer"):
-        importlib.import_module(f"{__name__}.{_module}")
-
 FAMILIES = tuple(sorted(BUILDERS))
 
 
 def vlm_families() -> list[str]:
-    return sorted(name for name, kind in KINDS.items() if kind == "vlm")
+    return sorted(name for name, b in BUILDERS.items() if b.kind == "vlm")
 
 
 def make_tiny(family: str, out: str | Path, *, seed: int = 0, **options) -> Path:
     if family not in BUILDERS:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
-    return BUILDERS[family](Path(out), seed=seed, **options)
+    return BUILDERS[family].build(Path(out), seed=seed, **options)

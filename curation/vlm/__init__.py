@@ -1,14 +1,12 @@
 """VLM adapters, one small class per family (``families/``), chosen from the checkpoint's ``config.json``.
 
-The registry is filled by the family modules themselves (``@register``): adding a family is one module in
+The registry is filled by the family modules themselves (``@FAMILIES.add``): adding a family is one module in
 ``families/`` with its adapter, one chat template in ``resources/chat_templates/`` and one tiny-checkpoint
 builder in ``curation/tiny_models/``; nothing else lists families.
 """
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 import tempfile
 from pathlib import Path
 
@@ -16,24 +14,14 @@ from db import objects
 from db.model_files import fetch_file
 
 from .base import Encoded, LoadOptions, Sample, SampleError, VLMAdapter
-from .registry import FAMILIES, register
+from .registry import FAMILIES
 
 __all__ = ["FAMILIES", "Encoded", "LoadOptions", "Sample", "SampleError", "UnsupportedModel", "VLMAdapter", "adapter_for", "check_model_folder",
-           "family_for_hub_id", "family_names", "load_vlm", "model_type_of", "register"]
+           "family_for_hub_id", "family_names", "load_vlm", "model_type_of"]
 
 
 class UnsupportedModel(ValueError):
     """A checkpoint folder of a family no adapter serves."""
-
-
-def _load_families() -> None:
-    from . import families
-
-    for module in sorted(m.name for m in pkgutil.iter_modules(families.__path__)):
-        importlib.import_module(f"{families.__name__}.{module}")
-
-
-_load_families()
 
 
 def family_names() -> list[str]:

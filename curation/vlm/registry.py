@@ -1,13 +1,10 @@
-"""The VLM family registry: ``@register`` on an adapter class adds it under its ``family`` name."""
+"""The VLM family registry: each module of ``families/`` adds its adapter classes with ``@FAMILIES.add``
+(under the class's ``family`` name); the registry imports those modules on its first read, so nothing
+lists the families by hand."""
 from __future__ import annotations
+
+from config.registry import Registry
 
 from .base import VLMAdapter
 
-FAMILIES: dict[str, type[VLMAdapter]] = {}
-
-
-def register(cls: type[VLMAdapter]) -> type[VLMAdapter]:
-    if cls.family in FAMILIES:
-        raise ValueError(f"VLM family {cls.family!r} registered twice")
-    FAMILIES[cls.family] = cls
-    return cls
+FAMILIES: Registry[type[VLMAdapter]] = Registry("VLM family", plural="VLM families", key=lambda cls: cls.family, package="curation.vlm.families")

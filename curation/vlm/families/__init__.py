@@ -1,1 +1,1 @@
-"""One module per VLM family group; each registers its adapters with ``curation.vlm.register``."""
+"""One module per VLM family group; each adds its adapters to the registry with ``@FAMILIES.add`` (curation/vlm/registry.py)."""

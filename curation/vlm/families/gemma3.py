@@ -4,10 +4,10 @@ each other in both directions (``token_type_ids`` from the processor)."""
 from __future__ import annotations
 
 from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VIT_ATTENTION, VLMAdapter
-from ..registry import register
+from ..registry import FAMILIES
 
 
-@register
+@FAMILIES.add
 class Gemma3Adapter(VLMAdapter):
     family = "gemma3"
     hub_names = ("gemma-3", "gemma3", "medgemma")

@@ -3,7 +3,7 @@ SmolVLM (Llama or SmolLM language model, SigLIP vision, pixel-shuffle MLP connec
 from __future__ import annotations
 
 from ..base import DECODER_ATTENTION, VIT_ATTENTION, VLMAdapter
-from ..registry import register
+from ..registry import FAMILIES
 
 
 class _IdeficsImages(VLMAdapter):
@@ -23,7 +23,7 @@ class _IdeficsImages(VLMAdapter):
             ip.do_image_splitting = bool(splitting)
 
 
-@register
+@FAMILIES.add
 class Idefics2Adapter(_IdeficsImages):
     family = "idefics2"
     hub_names = ("idefics2",)
@@ -40,7 +40,7 @@ class Idefics2Adapter(_IdeficsImages):
     llamafactory_template = None  # LLaMA-Factory has no IDEFICS2 template
 
 
-@register
+@FAMILIES.add
 class Idefics3Adapter(_IdeficsImages):
     family = "idefics3"
     hub_names = ("idefics3", "smolvlm")

@@ -3,10 +3,10 @@ tiles at its aspect ratio plus a thumbnail), pixel shuffle and an MLP projector,
 from __future__ import annotations
 
 from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VLMAdapter
-from ..registry import register
+from ..registry import FAMILIES
 
 
-@register
+@FAMILIES.add
 class InternVLAdapter(VLMAdapter):
     family = "internvl"
     hub_names = ("internvl",)

@@ -3,13 +3,13 @@ MLP projector, Qwen2 language model; a single image is tiled at its aspect ratio
 from __future__ import annotations
 
 from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VIT_ATTENTION, VLMAdapter
-from ..registry import register
+from ..registry import FAMILIES
 
 # the LLaVA projector is a two-layer MLP with no attention: LoRA wraps its two linears
 _LORA = {"vision": VIT_ATTENTION, "connector": ("linear_1", "linear_2"), "language": DECODER_ATTENTION}
 
 
-@register
+@FAMILIES.add
 class LlavaAdapter(VLMAdapter):
     family = "llava"
     hub_names = ("llava-1.5", "llava-v1.5")
@@ -23,7 +23,7 @@ class LlavaAdapter(VLMAdapter):
     llamafactory_template = "llava"
 
 
-@register
+@FAMILIES.add
 class LlavaOnevisionAdapter(VLMAdapter):
     family = "llava_onevision"
     hub_names = ("llava-onevision",)

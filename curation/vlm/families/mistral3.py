@@ -3,10 +3,10 @@ ended by [IMG_BREAK], the image by [IMG_END]), a 2x2 patch merger and an MLP, an
 from __future__ import annotations
 
 from ..base import DECODER_ATTENTION, TOWER_PROJECTOR_LANGUAGE, VLMAdapter
-from ..registry import register
+from ..registry import FAMILIES
 
 
-@register
+@FAMILIES.add
 class Mistral3Adapter(VLMAdapter):
     family = "mistral3"
     hub_names = ("mistral-small-3", "magistral-small", "ministral-3", "devstral-small", "mistral3")

@@ -5,7 +5,7 @@ multimodal rotary positions (M-RoPE)."""
 from __future__ import annotations
 
 from ..base import DECODER_ATTENTION, VLMAdapter
-from ..registry import register
+from ..registry import FAMILIES
 
 
 class _QwenVL(VLMAdapter):
@@ -29,7 +29,7 @@ class _QwenVL(VLMAdapter):
                 ip.min_pixels = min(int(getattr(ip, "min_pixels", unit * unit) or unit * unit), pixels)
 
 
-@register
+@FAMILIES.add
 class Qwen2VLAdapter(_QwenVL):
     family = "qwen2_vl"
     hub_names = ("qwen2-vl",)
@@ -42,7 +42,7 @@ class Qwen2VLAdapter(_QwenVL):
     llamafactory_template = "qwen2_vl"
 
 
-@register
+@FAMILIES.add
 class Qwen25VLAdapter(_QwenVL):
     family = "qwen2_5_vl"
     hub_names = ("qwen2.5-vl", "qwen2_5_vl")
@@ -54,7 +54,7 @@ class Qwen25VLAdapter(_QwenVL):
     llamafactory_template = "qwen2_vl"  # LLaMA-Factory serves Qwen2-VL and Qwen2.5-VL with one template
 
 
-@register
+@FAMILIES.add
 class Qwen3VLAdapter(_QwenVL):
     family = "qwen3_vl"
     hub_names = ("qwen3-vl",)
