@@ -16,18 +16,18 @@ def contexts_for(lake, item_ids: list[str], brands: dict[str, str] | None = None
     negatives = generation_reads.negative_titles(lake, [r["category"] or (r["product"] or {}).get("category") for r in rows])
     out = []
     for r in rows:
-        ctx = ItemContext(
+        item = ItemContext(
             item_id=r["item_id"], kind=r["kind"], title=r["title"], description=r["description"], brand=r["brand"],
             category=r["category"], attributes=r["attributes"], feedback_text=r["feedback_text"], issue_type=r["issue_type"],
             image_ids=r["image_ids"], ocr_text=r["ocr_text"], product=r["product"], known_brands=brands,
         )
-        own = {ctx.product_title, ctx.item_id, (ctx.product or {}).get("item_id")}
-        category = ctx.product_field("category")
+        own = {item.product_title, item.item_id, (item.product or {}).get("item_id")}
+        category = item.product_field("category")
         candidates = negatives.get(category) or negatives.get(None) or []
         pick = [c for c in candidates if c[1] not in own and c[0] not in own]
         if pick:
             # a fixed choice per item: the same negative on every run
-            choice = pick[int(hashlib.sha256(ctx.item_id.encode()).hexdigest(), 16) % len(pick)]
-            ctx.negative_item_id, ctx.negative_title = choice
-        out.append(ctx)
+            choice = pick[int(hashlib.sha256(item.item_id.encode()).hexdigest(), 16) % len(pick)]
+            item.negative_item_id, item.negative_title = choice
+        out.append(item)
     return out

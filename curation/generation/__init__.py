@@ -42,10 +42,10 @@ class GenerationOutcome:
 def build_requests(contexts: Iterable[ItemContext], tasks: Iterable[str], template: PromptTemplate, n_pairs: int = 3) -> list[GenRequest]:
     tasks = list(tasks)
     return [
-        GenRequest((ctx.item_id, task), template.render(ctx, task, n_pairs), ctx, task)
-        for ctx in contexts
+        GenRequest((item.item_id, task), template.render(item, task, n_pairs), item, task)
+        for item in contexts
         for task in tasks
-        if applicable(task, ctx)
+        if applicable(task, item)
     ]
 
 
@@ -62,38 +62,38 @@ def process_responses(
     seen = seen if seen is not None else {}
     out = GenerationOutcome()
     for request, response in zip(requests, responses):
-        ctx, task = request.context, request.task
+        item, task = request.context, request.task
         if response.evidence == [] and not response.text:
             # the template backend found nothing in the item's fields to support a pair: done, with nothing
-            out.done.append((ctx.item_id, task, 0, 0))
+            out.done.append((item.item_id, task, 0, 0))
             continue
         if response.text is None:
             reason = "backend_refused" if response.permanent else "backend_error"
-            out.rejects.append((ctx.item_id, task, Reject(reason, response.error or "no response"), None))
-            out.done.append((ctx.item_id, task, 0, 1))
+            out.rejects.append((item.item_id, task, Reject(reason, response.error or "no response"), None))
+            out.done.append((item.item_id, task, 0, 1))
             continue
         raw_pairs, rejects = extract_pairs(response.text)
         if response.finish_reason == "length" and not any(r.reason == "truncated" for r in rejects) and not raw_pairs:
             rejects.append(Reject("truncated", "the model stopped at its token limit"))
-        good, more = validate(task, raw_pairs, seen.setdefault(ctx.item_id, set()), list(ctx.product_attributes()))
+        good, more = validate(task, raw_pairs, seen.setdefault(item.item_id, set()), list(item.product_attributes()))
         rejects += more
-        images = ctx.comparison_images() if task == "comparison" else list(ctx.image_ids)
-        lineage = {"item_id": ctx.item_id, "kind": ctx.kind, "product_item_id": (ctx.product or {}).get("item_id")}
-        if task == "matching" and ctx.negative_item_id:
-            lineage["negative_item_id"] = ctx.negative_item_id
+        images = item.comparison_images() if task == "comparison" else list(item.image_ids)
+        lineage = {"item_id": item.item_id, "kind": item.kind, "product_item_id": (item.product or {}).get("item_id")}
+        if task == "matching" and item.negative_item_id:
+            lineage["negative_item_id"] = item.negative_item_id
         for pair in good:
             evidence = response.evidence[pair.index] if response.evidence and pair.index < len(response.evidence) else None
             if task == "attribute_extraction" and response.evidence is None:
                 # an LLM's "Unanswerable" for a value the item's own fields state would teach the model to give up
-                values, evidence = complete_attributes(json.loads(pair.answer), ctx.facts)
+                values, evidence = complete_attributes(json.loads(pair.answer), item.facts)
                 pair.answer = json.dumps(values, ensure_ascii=False)
             out.samples.append(
                 GeneratedSample(
-                    sample_id(ctx.item_id, task, pair.question, pair.answer, backend, model_id, prompt_version),
-                    ctx.item_id, task, pair.question, pair.answer, pair.answer_format, images, pair.label, lineage, evidence,
+                    sample_id(item.item_id, task, pair.question, pair.answer, backend, model_id, prompt_version),
+                    item.item_id, task, pair.question, pair.answer, pair.answer_format, images, pair.label, lineage, evidence,
                 )
             )
         for reject in rejects:
-            out.rejects.append((ctx.item_id, task, reject, response.text))
-        out.done.append((ctx.item_id, task, len(good), len(rejects)))
+            out.rejects.append((item.item_id, task, reject, response.text))
+        out.done.append((item.item_id, task, len(good), len(rejects)))
     return out

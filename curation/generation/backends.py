@@ -247,8 +247,8 @@ class TemplateBackend:
             out.append(GenResponse(r.key, _tagged([(p.question, p.answer) for p in made]) if made else "", evidence=[p.evidence for p in made]))
         return out
 
-    def pairs(self, ctx: ItemContext, task: str) -> list[tuple[str, str]]:
-        return [(p.question, p.answer) for p in template_pairs(ctx, task)]
+    def pairs(self, item: ItemContext, task: str) -> list[tuple[str, str]]:
+        return [(p.question, p.answer) for p in template_pairs(item, task)]
 
 
 def _tagged(pairs: list[tuple[str, str]]) -> str:

@@ -55,20 +55,20 @@ class PromptTemplate:
         version = hashlib.sha256((template + "\x00" + json.dumps(examples, sort_keys=True)).encode()).hexdigest()[:12]
         return cls(template, examples, version)
 
-    def render(self, ctx: ItemContext, task: str, n_pairs: int = 3) -> list[dict[str, str]]:
+    def render(self, item: ItemContext, task: str, n_pairs: int = 3) -> list[dict[str, str]]:
         """Chat messages (system + user) for one item and one task."""
-        context_1, context_2 = context_blocks(ctx)
+        context_1, context_2 = context_blocks(item)
         if task == "comparison":
             context_2 += "\nPhoto [1]: the customer's photo. Photo [2]: the catalog photo."
-        if task == "matching" and ctx.negative_title:
-            context_2 += f"\nAlso ask whether the photo shows this other product (it does not): {ctx.negative_title}"
+        if task == "matching" and item.negative_title:
+            context_2 += f"\nAlso ask whether the photo shows this other product (it does not): {item.negative_title}"
         examples = "\n".join(
             "<example>\n"
             f"<context_1>\n{escape_data(e['context_1'])}\n</context_1>\n<context_2>\n{escape_data(e['context_2'])}\n</context_2>\n"
             f"<question>{escape_data(e['question'])}</question>\n<answer>{escape_data(e['answer'])}</answer>\n</example>"
             for e in self.examples.get(task, [])
         ) or "(none)"
-        format_rule = _attribute_rule(ctx) if task == "attribute_extraction" else ""
+        format_rule = _attribute_rule(item) if task == "attribute_extraction" else ""
         user = string.Template(self.template).safe_substitute(
             task_name=task.replace("_", " "),
             task_description=TASKS[task],
@@ -81,9 +81,9 @@ class PromptTemplate:
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def _attribute_rule(ctx: ItemContext) -> str:
+def _attribute_rule(item: ItemContext) -> str:
     """The keys an attribute answer may use: the item's own (spelled as the store spells them) and the paper's."""
-    own = [k for k in dict.fromkeys(canonical_key(k) for k in ctx.product_attributes()) if k not in ATTRIBUTE_KEYS]
+    own = [k for k in dict.fromkeys(canonical_key(k) for k in item.product_attributes()) if k not in ATTRIBUTE_KEYS]
     rule = "\n- Every answer is one JSON object."
     if own:
         rule += f" Give this item's own attributes under these keys: {', '.join(own)}."

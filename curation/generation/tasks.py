@@ -12,18 +12,21 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from config.registry import Registry
+
 from .facts import PAPER_KEYS, Fact, item_facts
 
-TASKS: dict[str, str] = {
-    "recognition": "Ask what the product in the photo is (type, name, brand).",
-    "damage_detection": "Ask whether the product or its packaging is damaged, and how.",
-    "matching": "Ask whether the photo shows a given product title; answer yes or no.",
-    "attribute_extraction": "Ask for the product's attributes as JSON.",
-    "counting": "Ask how many items or units the photo shows.",
-    "condition_packaging": "Ask about the condition of the product and its packaging.",
-    "comparison": "Ask how the photos compare: photo [1] from the customer, photo [2] from the catalog.",
-    "refusal": "Ask something the photo cannot answer, and decline politely with the reason.",
-}
+# task name -> what the generator is asked to write for it (the prompt's task description)
+TASKS: Registry[str] = Registry("task")
+TASKS.add("Ask what the product in the photo is (type, name, brand).", "recognition")
+TASKS.add("Ask whether the product or its packaging is damaged, and how.", "damage_detection")
+TASKS.add("Ask whether the photo shows a given product title; answer yes or no.", "matching")
+TASKS.add("Ask for the product's attributes as JSON.", "attribute_extraction")
+TASKS.add("Ask how many items or units the photo shows.", "counting")
+TASKS.add("Ask about the condition of the product and its packaging.", "condition_packaging")
+TASKS.add("Ask how the photos compare: photo [1] from the customer, photo [2] from the catalog.", "comparison")
+TASKS.add("Ask something the photo cannot answer, and decline politely with the reason.", "refusal")
+
 ATTRIBUTE_KEYS = PAPER_KEYS  # the paper's keys; an item's own attribute keys come on top (facts.py)
 # Words a customer uses for a damaged product or parcel; whole words only ("break" is not "breakfast").
 _DAMAGE = re.compile(
@@ -62,7 +65,7 @@ class ItemContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
-    def stated_condition(self) -> "Condition | None":
+    def stated_condition(self) -> "StatedCondition | None":
         return read_condition(self)
 
     @cached_property
@@ -100,34 +103,37 @@ class ItemContext:
         return self.image_ids[:1] + catalog_images[:1] if self.image_ids and catalog_images else []
 
 
-def applicable(task: str, ctx: ItemContext) -> bool:
+def applicable(task: str, item: ItemContext) -> bool:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-    if not ctx.image_ids:
+    if not item.image_ids:
         return False
     if task == "damage_detection":
-        return ctx.kind == "feedback"
+        return item.kind == "feedback"
     if task == "matching":
-        return bool(ctx.product_title)
+        return bool(item.product_title)
     if task == "comparison":
-        return bool(ctx.comparison_images())
+        return bool(item.comparison_images())
     if task == "recognition":
-        return bool(ctx.product_title)
+        return bool(item.product_title)
     if task == "condition_packaging":  # only what a customer wrote about it; a listing says nothing
-        return condition(ctx) is not None
+        return condition(item) is not None
     if task == "counting":  # a pack size the listing states; nothing else supports a number
-        return "Count" in ctx.facts
+        return "Count" in item.facts
     return True
 
 
-def attribute_json(ctx: ItemContext) -> tuple[dict[str, str], list[dict[str, str]]]:
+def attribute_json(item: ItemContext) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The attributes the item's fields state (its own keys and the paper's), and the evidence for each."""
-    facts = ctx.facts
+    facts = item.facts
     return {k: f.value for k, f in facts.items()}, [{"field": f.source, "text": f.quote, "key": k} for k, f in facts.items()]
 
 
 @dataclass(frozen=True)
-class Condition:
+class StatedCondition:
+    """What a customer's own words say about the product's or parcel's condition (the evidence of the
+    condition tasks); not a filter's condition (curation.filters.Condition)."""
+
     state: str  # damaged | intact
     quote: str  # the customer's sentence that says so
     field: str  # feedback_text | issue_type
@@ -137,50 +143,50 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+|<br\s*/?>", text) if s.strip()]
 
 
-def condition(ctx: ItemContext) -> Condition | None:
+def condition(item: ItemContext) -> StatedCondition | None:
     """:func:`read_condition`, read once per item (every condition-bearing task and ``applicable`` ask)."""
-    return ctx.stated_condition
+    return item.stated_condition
 
 
-def read_condition(ctx: ItemContext) -> Condition | None:
+def read_condition(item: ItemContext) -> StatedCondition | None:
     """What the customer's own words say about the product's or parcel's condition, if anything.
 
     A damage word under a negation ("not damaged", "no leaks") counts as intact. Catalog items have no such
     text: nothing is said about their condition, so they get no condition sample."""
-    if ctx.kind != "feedback":
+    if item.kind != "feedback":
         return None
-    sentences = [(name, s) for name, text in (("feedback_text", ctx.feedback_text), ("issue_type", ctx.issue_type)) for s in _sentences(text or "")]
+    sentences = [(name, s) for name, text in (("feedback_text", item.feedback_text), ("issue_type", item.issue_type)) for s in _sentences(text or "")]
     # damage anywhere wins over "well packed" elsewhere: "Arrived well packed. The jar inside was cracked."
     for field_name, sentence in sentences:
         negated_intact = any(_NEGATION.search(sentence[: m.start()]) for m in _INTACT.finditer(sentence))  # "not sealed"
         if negated_intact or any(not _NEGATION.search(sentence[: m.start()]) for m in _DAMAGE.finditer(sentence)):
-            return Condition("damaged", sentence, field_name)
+            return StatedCondition("damaged", sentence, field_name)
     for field_name, sentence in sentences:
         if _INTACT.search(sentence) or _DAMAGE.search(sentence):
-            return Condition("intact", sentence, field_name)
+            return StatedCondition("intact", sentence, field_name)
     return None
 
 
-def context_blocks(ctx: ItemContext) -> tuple[str, str]:
+def context_blocks(item: ItemContext) -> tuple[str, str]:
     """<context_1> (what the customer wrote) and <context_2> (product information) as text."""
-    context_1 = ctx.feedback_text or "(none)"
+    context_1 = item.feedback_text or "(none)"
     lines = []
-    if ctx.product_title:
-        lines.append(f"Title: {ctx.product_title}")
+    if item.product_title:
+        lines.append(f"Title: {item.product_title}")
     for label, name in (("Brand", "brand"), ("Category", "category")):
-        value = ctx.product_field(name)
+        value = item.product_field(name)
         if value:
             lines.append(f"{label}: {value}")
-    attrs = ctx.product_attributes()
+    attrs = item.product_attributes()
     if attrs:
         lines.append("Attributes: " + ", ".join(f"{k}: {v}" for k, v in attrs.items()))
-    description = ctx.product_field("description")
+    description = item.product_field("description")
     if description:
         lines.append(f"Description: {description[:1500]}")
-    if ctx.issue_type:
-        lines.append(f"Reported issue: {ctx.issue_type}")
-    if ctx.ocr_text:
-        lines.append(f"Text read from the photo: {ctx.ocr_text[:500]}")
+    if item.issue_type:
+        lines.append(f"Reported issue: {item.issue_type}")
+    if item.ocr_text:
+        lines.append(f"Text read from the photo: {item.ocr_text[:500]}")
     return context_1, "\n".join(lines) or "(none)"
 
 

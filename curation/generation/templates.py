@@ -15,8 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Callable
+
+from config.registry import Registry
 
 from .tasks import ItemContext, attribute_json, condition
+
+# task -> the function writing its question/answer pairs from an item's fields (each below, by decorator)
+TEMPLATES: Registry[Callable[[ItemContext], list["TemplatePair"]]] = Registry("task template")
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,9 @@ class TemplatePair:
     evidence: list[dict[str, str]] = field(default_factory=list)
 
 
-def choose(ctx: ItemContext, task: str, slot: str, options: tuple[str, ...] | list[str]) -> str:
+def choose(item: ItemContext, task: str, slot: str, options: tuple[str, ...] | list[str]) -> str:
     """One of ``options``, fixed for this item, task and slot."""
-    digest = hashlib.sha256(f"{ctx.item_id}\x1f{task}\x1f{slot}".encode()).digest()
+    digest = hashlib.sha256(f"{item.item_id}\x1f{task}\x1f{slot}".encode()).digest()
     return options[int.from_bytes(digest[:8], "big") % len(options)]
 
 
@@ -41,67 +47,71 @@ def _quote(sentence: str, limit: int = 160) -> str:
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _short_title(ctx: ItemContext, words: int = 8) -> str:
-    title = " ".join((ctx.product_title or "").split())
+def _short_title(item: ItemContext, words: int = 8) -> str:
+    title = " ".join((item.product_title or "").split())
     parts = title.split()
     return title if len(parts) <= words else " ".join(parts[:words]) + "…"
 
 
-def _product_type(ctx: ItemContext) -> str:
-    fact = ctx.facts.get("ProductType")
+def _product_type(item: ItemContext) -> str:
+    fact = item.facts.get("ProductType")
     return fact.value.replace("_", " ").lower() if fact else "product"
 
 
-def _title_source(ctx: ItemContext) -> str:
-    return "title" if ctx.kind == "catalog" or not ctx.product else "product.title"
+def _title_source(item: ItemContext) -> str:
+    return "title" if item.kind == "catalog" or not item.product else "product.title"
 
 
-def recognition(ctx: ItemContext) -> list[TemplatePair]:
-    title = ctx.product_title
-    brand = ctx.facts.get("Brand")
-    evidence = [_ev(_title_source(ctx), title)]
-    question = choose(ctx, "recognition", "q", (
+@TEMPLATES.named("recognition")
+def recognition(item: ItemContext) -> list[TemplatePair]:
+    title = item.product_title
+    brand = item.facts.get("Brand")
+    evidence = [_ev(_title_source(item), title)]
+    question = choose(item, "recognition", "q", (
         "What product is shown in the photo?", "What is this product?", "Which product does the photo show?",
         "Name the product in the photo.", "What item is pictured here?",
     ))
     if brand and brand.value.lower() not in (title or "").lower():
-        answer = choose(ctx, "recognition", "ab", ("{t}, by {b}.", "It is {t} from {b}.", "The photo shows {t} ({b})."))
+        answer = choose(item, "recognition", "ab", ("{t}, by {b}.", "It is {t} from {b}.", "The photo shows {t} ({b})."))
         answer = answer.format(t=title, b=brand.value)
         evidence.append(_ev(brand.source, brand.quote))
     else:
-        answer = choose(ctx, "recognition", "a", ("{t}.", "This is {t}.", "The photo shows {t}.", "It is {t}."))
+        answer = choose(item, "recognition", "a", ("{t}.", "This is {t}.", "The photo shows {t}.", "It is {t}."))
         answer = answer.format(t=title)
-    yes_no = choose(ctx, "recognition", "yn", ("Is this {t}? Answer yes or no.", "Does this photo show {t}? Answer yes or no."))
+    yes_no = choose(item, "recognition", "yn", ("Is this {t}? Answer yes or no.", "Does this photo show {t}? Answer yes or no."))
     return [TemplatePair(question, answer, evidence), TemplatePair(yes_no.format(t=title), "Yes.", evidence)]
 
 
-def attribute_extraction(ctx: ItemContext) -> list[TemplatePair]:
-    attrs, evidence = attribute_json(ctx)
+@TEMPLATES.named("attribute_extraction")
+def attribute_extraction(item: ItemContext) -> list[TemplatePair]:
+    attrs, evidence = attribute_json(item)
     if not attrs:
         return []
-    question = choose(ctx, "attribute_extraction", "q", (
+    question = choose(item, "attribute_extraction", "q", (
         "Extract the product's attributes from the photo as JSON.", "List this product's attributes as a JSON object.",
         "Give the attributes of the product shown, in JSON.", "What are the product's attributes? Answer in JSON.",
     ))
     return [TemplatePair(question, json.dumps(attrs, ensure_ascii=False), evidence)]
 
 
-def matching(ctx: ItemContext) -> list[TemplatePair]:
-    title = ctx.product_title
-    form = choose(ctx, "matching", "q", (
+@TEMPLATES.named("matching")
+def matching(item: ItemContext) -> list[TemplatePair]:
+    title = item.product_title
+    form = choose(item, "matching", "q", (
         "Does the photo show {t}? Answer yes or no.", "Is the product in the photo {t}? Answer yes or no.",
         "Does this picture match the listing \"{t}\"? Answer yes or no.",
     ))
-    out = [TemplatePair(form.format(t=title), "Yes.", [_ev(_title_source(ctx), title)])]
-    if ctx.negative_title:
-        out.append(TemplatePair(form.format(t=ctx.negative_title), "No.",
-                                [_ev(_title_source(ctx), title), _ev("negative.title", ctx.negative_title)]))
+    out = [TemplatePair(form.format(t=title), "Yes.", [_ev(_title_source(item), title)])]
+    if item.negative_title:
+        out.append(TemplatePair(form.format(t=item.negative_title), "No.",
+                                [_ev(_title_source(item), title), _ev("negative.title", item.negative_title)]))
     return out
 
 
-def damage_detection(ctx: ItemContext) -> list[TemplatePair]:
-    found = condition(ctx)
-    question = choose(ctx, "damage_detection", "q", (
+@TEMPLATES.named("damage_detection")
+def damage_detection(item: ItemContext) -> list[TemplatePair]:
+    found = condition(item)
+    question = choose(item, "damage_detection", "q", (
         "Is the product or its packaging damaged? Answer yes or no.", "Does the photo show any damage? Answer yes or no.",
         "Is anything broken, torn or leaking here? Answer yes or no.",
     ))
@@ -111,64 +121,67 @@ def damage_detection(ctx: ItemContext) -> list[TemplatePair]:
     evidence = [_ev(found.field, found.quote)]
     if found.state == "intact":
         return [TemplatePair(question, "No.", evidence)]
-    how = choose(ctx, "damage_detection", "how", (
+    how = choose(item, "damage_detection", "how", (
         "What is wrong with the product in the photo?", "Describe the damage shown.", "What damage does the customer's photo show?",
     ))
-    answer = choose(ctx, "damage_detection", "a", (
+    answer = choose(item, "damage_detection", "a", (
         "The customer reports: \"{q}\"", "According to the customer, \"{q}\"", "It is damaged; the customer writes: \"{q}\"",
     ))
     return [TemplatePair(question, "Yes.", evidence), TemplatePair(how, answer.format(q=_quote(found.quote)), evidence)]
 
 
-def counting(ctx: ItemContext) -> list[TemplatePair]:
-    count = ctx.facts.get("Count")
+@TEMPLATES.named("counting")
+def counting(item: ItemContext) -> list[TemplatePair]:
+    count = item.facts.get("Count")
     if count is None:
         return []
-    question = choose(ctx, "counting", "q", (
+    question = choose(item, "counting", "q", (
         "How many units does this pack contain?", "How many items come in this product?", "What is the pack size of this product?",
         "How many pieces are included?",
     ))
     if "attributes." in count.source:  # a count column, not words of the title
-        answer = choose(ctx, "counting", "attr", (
+        answer = choose(item, "counting", "attr", (
             "{n}, as the listing of {t} gives.", "The listing of {t} gives a count of {n}.", "{n} (the count stated for {t}).",
         ))
     else:
-        answer = choose(ctx, "counting", "a", (
+        answer = choose(item, "counting", "a", (
             "{n}: the listing for {t} says \"{q}\".", "{n} ({q}, as stated for {t}).", "It contains {n}; {t} is sold as \"{q}\".",
         ))
-    return [TemplatePair(question, answer.format(n=count.value, q=count.quote, t=_short_title(ctx)), [_ev(count.source, count.quote)])]
+    return [TemplatePair(question, answer.format(n=count.value, q=count.quote, t=_short_title(item)), [_ev(count.source, count.quote)])]
 
 
-def condition_packaging(ctx: ItemContext) -> list[TemplatePair]:
-    found = condition(ctx)
+@TEMPLATES.named("condition_packaging")
+def condition_packaging(item: ItemContext) -> list[TemplatePair]:
+    found = condition(item)
     if found is None:
         return []
-    question = choose(ctx, "condition_packaging", "q", (
+    question = choose(item, "condition_packaging", "q", (
         "What condition is the packaging in?", "In what condition did the product arrive?", "Describe the state of the product and its packaging.",
     ))
     if found.state == "damaged":
-        answer = choose(ctx, "condition_packaging", "d", ("Damaged: \"{q}\", the customer says.", "Not intact. The customer writes: \"{q}\""))
+        answer = choose(item, "condition_packaging", "d", ("Damaged: \"{q}\", the customer says.", "Not intact. The customer writes: \"{q}\""))
     else:
-        answer = choose(ctx, "condition_packaging", "i", ("Intact, by the customer's account: \"{q}\"", "It arrived in good order: \"{q}\""))
+        answer = choose(item, "condition_packaging", "i", ("Intact, by the customer's account: \"{q}\"", "It arrived in good order: \"{q}\""))
     return [TemplatePair(question, answer.format(q=_quote(found.quote)), [_ev(found.field, found.quote)])]
 
 
-def comparison(ctx: ItemContext) -> list[TemplatePair]:
-    title = ctx.product_title
-    evidence = [_ev("product_ref", (ctx.product or {}).get("item_id")), _ev("product.title", title)]
-    same = choose(ctx, "comparison", "q", (
+@TEMPLATES.named("comparison")
+def comparison(item: ItemContext) -> list[TemplatePair]:
+    title = item.product_title
+    evidence = [_ev("product_ref", (item.product or {}).get("item_id")), _ev("product.title", title)]
+    same = choose(item, "comparison", "q", (
         "Photo [1] is the customer's, photo [2] is the catalog photo of {t}. Do they show the same product? Answer yes or no.",
         "Do photo [1] (from the customer) and photo [2] (the catalog's {t}) show the same product? Answer yes or no.",
     ))
     out = [TemplatePair(same.format(t=title), "Yes.", evidence)]
-    found = condition(ctx)
+    found = condition(item)
     if found is not None and found.state == "damaged":
-        ask = choose(ctx, "comparison", "diff", ("What differs between photo [1] and photo [2]?", "How does the delivered item in photo [1] differ from photo [2]?"))
-        answer = choose(ctx, "comparison", "a", (
+        ask = choose(item, "comparison", "diff", ("What differs between photo [1] and photo [2]?", "How does the delivered item in photo [1] differ from photo [2]?"))
+        answer = choose(item, "comparison", "a", (
             "Photo [1] shows the delivered item, which the customer describes as: \"{q}\"; photo [2] shows it as listed.",
             "In photo [1] the customer's {p} is damaged (\"{q}\"); the catalog photo [2] shows it new.",
         ))
-        out.append(TemplatePair(ask, answer.format(p=_product_type(ctx), q=_quote(found.quote, 120)), [*evidence, _ev(found.field, found.quote)]))
+        out.append(TemplatePair(ask, answer.format(p=_product_type(item), q=_quote(found.quote, 120)), [*evidence, _ev(found.field, found.quote)]))
     return out
 
 
@@ -183,37 +196,26 @@ _UNKNOWABLE = (
 )
 
 
-def refusal(ctx: ItemContext) -> list[TemplatePair]:
-    open_questions = [u for u in _UNKNOWABLE if not any(k in ctx.facts for k in u[2])]
+@TEMPLATES.named("refusal")
+def refusal(item: ItemContext) -> list[TemplatePair]:
+    open_questions = [u for u in _UNKNOWABLE if not any(k in item.facts for k in u[2])]
     if not open_questions:
         return []
-    _, question, _, missing = choose(ctx, "refusal", "topic", open_questions)
-    seen = "the text read from the photo (\"{o}\")".format(o=_quote(ctx.ocr_text, 40)) if ctx.ocr_text else "the photo"
-    answer = choose(ctx, "refusal", "a", (
+    _, question, _, missing = choose(item, "refusal", "topic", open_questions)
+    seen = "the text read from the photo (\"{o}\")".format(o=_quote(item.ocr_text, 40)) if item.ocr_text else "the photo"
+    answer = choose(item, "refusal", "a", (
         "I can't tell: {seen} and the listing for {t} give no {m}.",
         "That cannot be answered from {seen}: the listing for {t} states no {m}.",
         "I don't know; {seen} and the listing of {t} show no {m}.",
     ))
-    evidence = [_ev(_title_source(ctx), ctx.product_title), *([_ev("ocr", ctx.ocr_text)] if ctx.ocr_text else [])]
-    return [TemplatePair(question, answer.format(seen=seen, t=_short_title(ctx), m=missing), evidence)]
+    evidence = [_ev(_title_source(item), item.product_title), *([_ev("ocr", item.ocr_text)] if item.ocr_text else [])]
+    return [TemplatePair(question, answer.format(seen=seen, t=_short_title(item), m=missing), evidence)]
 
 
-TEMPLATES = {
-    "recognition": recognition,
-    "damage_detection": damage_detection,
-    "matching": matching,
-    "attribute_extraction": attribute_extraction,
-    "counting": counting,
-    "condition_packaging": condition_packaging,
-    "comparison": comparison,
-    "refusal": refusal,
-}
-
-
-def template_pairs(ctx: ItemContext, task: str) -> list[TemplatePair]:
+def template_pairs(item: ItemContext, task: str) -> list[TemplatePair]:
     try:
         make = TEMPLATES[task]
     except KeyError:
         raise ValueError(f"unknown task {task!r}") from None
-    return make(ctx)
+    return make(item)
 
