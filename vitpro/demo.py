@@ -1,6 +1,8 @@
-"""`vitpro demo`: make demo data, start real workers on the embedded broker, run every stage, summarise.
+"""`vitpro demo`: make demo data and tiny models, start real workers on the embedded broker, run every stage
+of examples/demo.yaml (a recipe, as `vitpro run` runs it), summarise, then serve the web app.
 
-Each later stage (scores, generation, filters, training) adds its job and its summary lines here.
+A new stage of the demo is a new entry of examples/demo.yaml; its summary lines, if any, are added here
+(from the stage's outputs, by its label).
 """
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ from pathlib import Path
 import click
 
 from config.settings import load_settings
+
+DEMO_RECIPE = Path(__file__).resolve().parents[1] / "examples" / "demo.yaml"
+DEMO_MODELS = ("idefics2", "qwen2_5_vl", "clip", "llama")  # the tiny models the recipe names ($VITPRO_HOME/models/<family>)
+DEMO_SEED = 7  # the recipe's default seed (its vars)
 
 
 def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
@@ -21,97 +27,50 @@ def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
     return hits, len(rows)
 
 
-def _curate(s, engine, results: dict[str, int], vis_model: str | None = None):
-    """Step 7: filter, pilot, snapshot, exports. Labels are left to a person (no made-up labels). Two VLMs
-    scored the samples: the filter and the pilot use ``vis_model`` (the paper's IDEFICS2)."""
-    from curation import snapshots
-    from curation.exports import FORMATS, ExportError, verify_export
-    from curation.filters import Condition, FilterConfig, FilterError, stats_for
-    from db import pilots, saved_filters
-    from db.store import open_store
-    from jobs.export import ExportJob
-    from jobs.submit import submit_job
-
-    from .commands.group import wait_for_job
-
-    lake = open_store(s.store)
-    vis = Condition.parse("vis_attn >= p25 per task")
-    vis.model_id = vis_model
-    config = FilterConfig([vis, Condition.parse("clip_score >= p20 or missing")], selection="demo-balanced")
-    try:
-        table = stats_for(lake, config)
-        config = table.resolve(config)  # saved with its models named
-        report = table.report(config)
-    except FilterError as exc:
-        click.secho(f"    cannot filter: {exc}", fg="red")
-        results["filter"] = 1
-        return None
-    saved_filters.save(engine, "demo", config.to_dict(), s.user)
-    try:
-        pilot = pilots.get(engine, "demo-pilot")
-        pilot_n = len(pilots.samples(engine, pilot.id))
-    except pilots.PilotError:
-        vis_model = next((c.model_id for c in config.conditions if c.metric == "vis_attn"), None)
-        clip_model = next((c.model_id for c in config.conditions if c.metric == "clip_score"), None)
-        pilot_n = len(pilots.draw_and_create(lake, engine, name="demo-pilot", size=200, seed=0, vis_model=vis_model, clip_model=clip_model,
-                                             selection="demo-balanced", created_by=s.user))
-    name = f"demo-v{lake.current_version()}"
-    try:
-        snap = snapshots.get(engine, name)
-    except snapshots.SnapshotError:
-        snap = snapshots.create(lake, engine, name=name, filter_name="demo", config=FilterConfig.from_dict(config.to_dict()), created_by=s.user)
-    out = s.home / "exports" / snap.name
-    job = submit_job("export", ExportJob(snapshot=snap.name, formats=list(FORMATS), out=str(out), ocr=True, force=True).params(), settings=s)
-    results["export"] = wait_for_job(job)
-    folders = {}
-    for fmt in FORMATS:
-        try:
-            manifest = verify_export(out / fmt)
-            folders[fmt] = (out / fmt, manifest["records"])
-        except ExportError as exc:
-            click.secho(f"    {exc}", fg="red")
-            results[f"verify {fmt}"] = 1
-    return (config, report), pilot_n, snap, folders, job
-
-
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _train_and_evaluate(s, snap, model_dir: Path, results: dict[str, int]):
-    """Step 8: a short LoRA run on the demo snapshot, the base model and the tuned one evaluated on the
-    held-out products (the tuned one against the base, as the paper reports)."""
+def _curation_summary(outputs: dict[str, dict]) -> None:
+    """The filter, the pilot, the snapshot and each export verified, from the stages' outputs."""
+    from curation.exports import ExportError, verify_export
+
+    if "filter" in outputs and "kept" in outputs["filter"]:
+        f = outputs["filter"]
+        click.echo(f"  filter     {f['name']!r} ({'; '.join(f['conditions'])}): kept {f['kept']} of {f['kept'] + f['dropped']}")
+    if "pilot" in outputs and "drawn" in outputs["pilot"]:
+        name = outputs["pilot"]["name"]
+        click.echo(f"  pilot      {name!r}: {outputs['pilot']['drawn']} samples to label (vitpro pilot label {name}), then vitpro pilot report {name}")
+    if "snapshot" in outputs and "lake_version" in outputs["snapshot"]:
+        snap = outputs["snapshot"]
+        click.echo(f"  snapshot   {snap['name']!r}: {snap['kept']} samples at DuckLake version {snap['lake_version']}")
+    export = outputs.get("export")
+    if export:
+        for fmt in export["formats"]:
+            folder = Path(export["out"]) / fmt
+            try:
+                click.echo(f"  export     {fmt:<13}{verify_export(folder)['records']} records, verified: {folder}")
+            except ExportError as exc:
+                click.secho(f"  export     {fmt:<13}{exc}", fg="red")
+
+
+def _training_summary(engine, outputs: dict[str, dict]) -> None:
+    """The training run and the two evaluations (the tuned one against the base), from the store."""
     from db import training
-    from db.app_engine import write_engine
-    from jobs.eval import EvalJob
-    from jobs.submit import submit_job
-    from jobs.train import TrainJob
-    from trainer.config import LoraSettings, TrainConfig
 
-    from .commands.group import wait_for_job
-
-    engine = write_engine(s.app_url)
-    tag = snap.name
-    run_name, base_name, tuned_name = f"{tag}-lora", f"{tag}-base", f"{tag}-tuned"
-    # the paper's settings but for a rank that suits a 64-wide model and a few steps instead of 2 epochs
-    config = TrainConfig(lora=LoraSettings(r=8, alpha=16, dropout=0.1), batch_size=4, max_steps=6, checkpoint_every=3, holdout=0.25)
-    known_runs = {r.name for r in training.list_runs(engine)}
-    if run_name not in known_runs:
-        job = submit_job("train", TrainJob(snapshot=snap.name, model=str(model_dir), name=run_name, config=config,
-                                            out=str(s.home / "runs" / run_name)).params(), settings=s)
-        results["train"] = wait_for_job(job)
-    known_evals = {e.name for e in training.list_evals(engine)}
-    for name, adapter, baseline in ((base_name, None, None), (tuned_name, run_name, base_name)):
-        if name in known_evals:
-            continue
-        params = EvalJob(name=name, snapshot=snap.name, model=str(model_dir), adapter=adapter, config=config, baseline=baseline,
-                         limit=20, out=str(s.home / "evals" / name)).params()
-        results[f"eval {name}"] = wait_for_job(submit_job("eval", params, settings=s))
     try:
-        return training.get_run(engine, run_name), [training.get_eval(engine, base_name), training.get_eval(engine, tuned_name)]
+        run = training.get_run(engine, outputs["train"]["name"]) if "train" in outputs else None
+        evals = [training.get_eval(engine, outputs[label]["name"]) for label in ("eval-base", "eval-tuned") if label in outputs]
     except training.RunError as exc:
-        click.secho(f"    {exc}", fg="red")
-        return None
+        click.secho(f"  {exc}", fg="red")
+        return
+    if run is not None:
+        click.echo(f"  training   run {run.name!r}: {run.steps_done} steps, loss {run.summary.get('final_loss', float('nan')):.4f}; adapter {run.summary.get('adapter')}")
+    for ev in evals:
+        acc = (ev.results.get("objective") or {}).get("overall", {}).get("accuracy")
+        attrs = (ev.results.get("attributes") or {}).get("overall", {}).get("accuracy")
+        click.echo(f"  evaluation {ev.name!r}: objective accuracy {_pct(acc)}, attribute exact match {_pct(attrs)}"
+                   + (f" (vs {ev.baseline!r}: `vitpro eval show {ev.name}`)" if ev.baseline else ""))
 
 
 def _demo_users(s, engine) -> dict[str, str]:
@@ -134,92 +93,78 @@ def _demo_users(s, engine) -> dict[str, str]:
     return passwords
 
 
-def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool, port: int = 8501, address: str = "127.0.0.1") -> int:
-    from curation.clip_score import ClipConfig
-    from curation.generation import HFLocalBackend
-    from curation.generation.report import build_report, report_lines
-    from curation.mapping import ColumnMapping
+def make_demo_data(out: Path, *, products: int, complaints: int, seed: int) -> dict:
+    """The demo data (photos, catalog rows, complaint transcripts and their mappings) in ``out`` and the tiny
+    models in $VITPRO_HOME/models: what examples/demo.yaml reads."""
     from curation.tiny_models import is_tiny, make_tiny
-    from curation.vis_attn import VisAttnConfig
-    from db import demo_reads, metrics, queries, sampling
+
+    from .demo_data import write_demo_data
+
+    s = load_settings()
+    click.echo(f"making demo data in {out} ...")
+    made = write_demo_data(out, products=products, complaints=complaints, seed=seed)
+    click.echo(f"    {made['products']} product photos + catalog rows, {made['complaints']} complaint transcripts ({made['bad_rows']} with bad input on purpose)")
+    models_dir = s.home / "models"
+    for family in DEMO_MODELS:
+        if not is_tiny(models_dir / family):
+            make_tiny(family, models_dir / family)
+    click.secho(f"    demo models in {models_dir} (tiny, random weights: the scores below exercise the code, they mean nothing)", fg="yellow")
+    return made
+
+
+def _shown(path: Path) -> str:
+    """A path as a user types it here: relative to the working folder when within it."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def demo_recipe(out: Path, seed: int):
+    """examples/demo.yaml, read with the demo data's folder and seed."""
+    from .recipes import load_recipe
+
+    if not DEMO_RECIPE.is_file():
+        raise click.ClickException(f"the demo's recipe is missing: {DEMO_RECIPE} (examples/ of the repository)")
+    return load_recipe(DEMO_RECIPE, [f"data={out}", f"seed={seed}"])
+
+
+def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool, port: int = 8501, address: str = "127.0.0.1",
+             data_only: bool = False) -> int:
+    from curation.generation.report import build_report, report_lines
+    from db import demo_reads, metrics, queries
     from db import jobs as jobs_db
     from db import quality as db_quality
     from db.app_engine import write_engine
     from db.store import init_store, open_store
-    from jobs.aux_stats import AuxStatsJob
-    from jobs.clip_score import ClipScoreJob
-    from jobs.generate import GenerateJob
-    from jobs.grounding import GroundingJob
-    from jobs.ingest import IngestJob
-    from jobs.ocr import OcrJob
-    from jobs.submit import submit_job
 
-    from .commands.group import wait_for_job
-    from .demo_data import write_demo_data
     from .local_workers import local_workers
+    from .recipes import RecipeError, run_recipe
 
     s = load_settings()
     out = (out or s.home / "demo-data").resolve()
     started = time.monotonic()
+    if data_only:
+        make_demo_data(out, products=products, complaints=complaints, seed=seed)
+        hint = "" if out == (s.home / "demo-data").resolve() else f" --var data={out}"
+        hint += "" if seed == DEMO_SEED else f" --var seed={seed}"
+        click.echo(f"run the demo's pipeline on it: vitpro run {_shown(DEMO_RECIPE)}{hint}")
+        return 0
     click.secho("VIT-Pro Curation Studio demo", bold=True)
     click.echo(f"store: {s.describe()['catalog']}   broker: {s.describe()['broker']}")
-
-    click.echo(f"1/8 making demo data in {out} ...")
-    made = write_demo_data(out, products=products, complaints=complaints, seed=seed)
-    click.echo(f"    {made['products']} product photos + catalog rows, {made['complaints']} complaint transcripts ({made['bad_rows']} with bad input on purpose)")
-
-    models_dir = s.home / "models"
-    for family in ("idefics2", "qwen2_5_vl", "clip", "llama"):
-        if not is_tiny(models_dir / family):
-            make_tiny(family, models_dir / family)
-    click.secho(f"    demo models in {models_dir} (tiny, random weights: the scores below exercise the code, they mean nothing)", fg="yellow")
+    click.echo("1/3 the demo data and the tiny models")
+    made = make_demo_data(out, products=products, complaints=complaints, seed=seed)
+    try:
+        recipe = demo_recipe(out, seed)
+    except RecipeError as exc:
+        raise click.ClickException("; ".join(exc.messages)) from None
 
     init_store(s.store)
     engine = write_engine(s.app_url)
-    results: dict[str, int] = {}
     log_path = s.home / "demo-workers.log"
-    click.echo(f"2/8 starting {n_workers} worker process(es) (log: {log_path})")
+    click.echo(f"2/3 starting {n_workers} worker process(es) (log: {log_path}), then every stage of {_shown(DEMO_RECIPE)} "
+               f"(`vitpro run {_shown(DEMO_RECIPE)}` runs the same)")
     with local_workers("cpu,gpu,train", processes=n_workers, log_path=log_path):
-        catalog = ColumnMapping.from_yaml(out / "catalog.yaml")
-        feedback = ColumnMapping.from_yaml(out / "complaints.yaml")
-        click.echo("3/8 ingest: catalog and complaint transcripts, redacted before storage")
-        job_catalog = submit_job("ingest", IngestJob(source=str(out / "catalog.csv"), fmt="csv", mapping=catalog, name="demo-catalog", image_root=str(out), redact=True,
-                                                     rows_per_unit=8).params(), settings=s)
-        job_feedback = submit_job("ingest", IngestJob(source=str(out / "complaints.jsonl"), fmt="jsonl", mapping=feedback, name="demo-complaints", image_root=str(out),
-                                                      redact=True, rows_per_unit=4).params(), settings=s)
-        results["ingest catalog"] = wait_for_job(job_catalog)
-        results["ingest complaints"] = wait_for_job(job_feedback)
-        click.echo("4/8 OCR of every photo (rapidocr on CPU)")
-        job_ocr = submit_job("ocr", OcrJob(batch_size=8).params(), settings=s)
-        results["ocr"] = wait_for_job(job_ocr)
-        click.echo("5/8 generation: question/answer samples for every task (template backend), and the local-model path (tiny LLM)")
-        job_generate = submit_job("generate", GenerateJob(backend="template").params(), settings=s)
-        results["generate"] = wait_for_job(job_generate)
-        tiny_llm = HFLocalBackend(model_dir=str(models_dir / "llama"), max_new_tokens=48)
-        job_generate_hf = submit_job("generate", GenerateJob(backend="hf", hf=tiny_llm, tasks=["recognition"], limit=4).params(), settings=s)
-        results["generate hf"] = wait_for_job(job_generate_hf)
-        sql, params, names = sampling.stratified(open_store(s.store), by=["category"], per_stratum=40, seed=seed)
-        balance = sampling.balance(open_store(s.store), sql, params, names)
-        selected = sampling.write_selection(open_store(s.store), "demo-balanced", sql, params, names, seed, "samples", f"demo-{seed}")
-        click.echo(f"    stratified sample 'demo-balanced' (at most 40 per category): {selected} of {sum(r[-2] for r in balance)} samples")
-        click.echo("6/8 scores: OCR stats, CLIPScore (open_clip) and VisAttnScore of the balanced samples by two VLMs, IDEFICS2 (the paper's) and Qwen2.5-VL, on the gpu queue")
-        job_aux = submit_job("aux_stats", AuxStatsJob().params(), settings=s)
-        results["aux"] = wait_for_job(job_aux)
-        job_clip = submit_job("clip_score", ClipScoreJob(ClipConfig(model=str(models_dir / "clip"), batch_size=16)).params(), settings=s)
-        results["clip"] = wait_for_job(job_clip)
-        vis_config = VisAttnConfig(exclude_sinks=True, distance_correction=True)
-        grounding = GroundingJob(model=str(models_dir / "idefics2"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced").params()
-        grounding_qwen = GroundingJob(model=str(models_dir / "qwen2_5_vl"), batch_size=8, config=vis_config, ocr=True, on="samples", selection="demo-balanced").params()
-        job_grounding = submit_job("grounding", grounding, settings=s)
-        job_grounding_qwen = submit_job("grounding", grounding_qwen, settings=s)
-        results["grounding"] = wait_for_job(job_grounding)
-        results["grounding qwen2_5_vl"] = wait_for_job(job_grounding_qwen)
-        click.echo("7/8 curation: a saved filter, a pilot to label, a snapshot and its exports in every format (cpu queue)")
-        curated = _curate(s, engine, results, vis_model=grounding["model_id"])
-        trained = None
-        if curated:
-            click.echo("8/8 training: LoRA on the tiny VLM for a few steps on the demo snapshot, then the benchmarks on its held-out products (train queue)")
-            trained = _train_and_evaluate(s, curated[2], models_dir / "idefics2", results)
+        result = run_recipe(recipe, local=False, explain=False, check_workers=False)
+    outputs = result.outputs
+    click.echo("3/3 the summary")
 
     lake = open_store(s.store)
     counts = queries.stage_counts(lake)
@@ -258,31 +203,19 @@ def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int
     click.echo("  quality of the template samples (vitpro generate report):")
     for line in report_lines(quality):
         click.echo("    " + line)
-    if curated:
-        report, pilot_n, snap, folders, _ = curated
-        click.echo(f"  filter     'demo' ({'; '.join(c.describe() for c in report[0].conditions)}): kept {report[1].kept} of {report[1].kept + report[1].dropped}")
-        click.echo(f"  pilot      'demo-pilot': {pilot_n} samples to label (vitpro pilot label demo-pilot), then vitpro pilot report demo-pilot")
-        click.echo(f"  snapshot   {snap.name!r}: {snap.counts['kept']} samples at DuckLake version {snap.lake_version}")
-        for fmt, (folder, records) in folders.items():
-            click.echo(f"  export     {fmt:<13}{records} records, verified: {folder}")
-    if trained:
-        run, evals = trained
-        click.echo(f"  training   run {run.name!r}: {run.steps_done} steps, loss {run.summary.get('final_loss', float('nan')):.4f}; adapter {run.summary.get('adapter')}")
-        for ev in evals:
-            acc = (ev.results.get("objective") or {}).get("overall", {}).get("accuracy")
-            attrs = (ev.results.get("attributes") or {}).get("overall", {}).get("accuracy")
-            click.echo(f"  evaluation {ev.name!r}: objective accuracy {_pct(acc)}, attribute exact match {_pct(attrs)}"
-                       + (f" (vs {ev.baseline!r}: `vitpro eval show {ev.name}`)" if ev.baseline else ""))
-    for job_id in (job_catalog, job_feedback, job_ocr, job_generate, job_generate_hf, job_aux, job_clip, job_grounding, job_grounding_qwen, *([curated[4]] if curated else [])):
-        job = jobs_db.get_job(engine, job_id)
-        click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
+    _curation_summary(outputs)
+    _training_summary(engine, outputs)
+    for label, out in outputs.items():  # the pipeline's jobs (training and evaluations have their lines above)
+        job = jobs_db.get_job(engine, out["job"]) if label in result.ran and isinstance(out.get("job"), str) else None
+        if job is not None and job.kind not in ("train", "eval"):
+            click.echo(f"  job        {job.id}: {job.status}  " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
     if sample:
         click.echo("  a stored transcript, as the model will see it:")
         for line in sample.splitlines()[:6]:
             click.echo(f"    | {line}")
     click.echo(f"done in {time.monotonic() - started:.1f} s. Next: `vitpro status`, `vitpro filter show demo --hist`, `vitpro pilot label demo-pilot`, "
                "`vitpro snapshot list`, `vitpro train list`, `vitpro eval list`.")
-    code = 0 if all(code == 0 for code in results.values()) else 1
+    code = 0 if result.code == 0 else 1
     if not ui:
         return code
     from .commands.app import serve

@@ -743,10 +743,11 @@ def plan(recipe: Recipe, ctx: StageContext, start: int = 0) -> tuple[Planner, li
 
 
 def run_recipe(recipe: Recipe, *, start: int = 0, dry_run: bool = False, local: bool | None = None,
-               echo: Callable[[str], None] | None = None, settings=None) -> RunResult:
+               echo: Callable[[str], None] | None = None, settings=None, explain: bool = True, check_workers: bool = True) -> RunResult:
     """Check every stage from ``start``, then (unless ``dry_run``) run them in order; a stage that fails
     stops the run and says how to resume. ``local``: start workers for queues no live worker serves
-    (None: the recipe's ``settings.local``)."""
+    (None: the recipe's ``settings.local``). ``explain``: list the checks deferred to when a stage is
+    reached; ``check_workers``: False when the caller has started the workers itself."""
     import click
 
     from config.settings import load_settings
@@ -764,14 +765,14 @@ def run_recipe(recipe: Recipe, *, start: int = 0, dry_run: bool = False, local: 
         say(f"the recipe is not valid: {len(errors)} problem(s); nothing was run")
         return RunResult(2)
     deferred = [d for p in prepared for d in p.deferred]
-    if deferred:
+    if deferred and (explain or dry_run):
         say("checked when the stage is reached:")
         for d in deferred:
             say(f"  {d}")
     queues = sorted({p.queue for p in prepared if p.queue and not p.skip})
     from jobs.submit import queue_has_worker
 
-    missing = [q for q in queues if not queue_has_worker(q, settings=s)]
+    missing = [q for q in queues if not queue_has_worker(q, settings=s)] if check_workers or dry_run else []
     use_local = recipe.settings.local if local is None else local
     if dry_run:
         if missing:
