@@ -470,6 +470,7 @@ class Planner:
         self.pending: dict[str, str] = {}  # stand-in -> what it waits for
         self.never: set[str] = set()  # stand-ins no run of this invocation will settle (stages before --from)
         self.shown: dict[str, str] = {}  # stand-in -> the reference it stands for, as a plan shows it
+        self.invalid: set[str] = set()  # labels of stages found not valid: what names them is not checked further
 
     def show(self, value: Any) -> str:
         text = _show(value)
@@ -502,6 +503,8 @@ class Planner:
                 raise _Unresolved(where, f"${{{name}}}: no stage labelled {label!r}; labels: {', '.join(labels)}")
             if labels.index(label) >= stage.index:
                 raise _Unresolved(where, f"${{{name}}}: stage {label!r} does not come before this one")
+            if label in self.invalid:
+                raise _Unresolved(where, f"${{{name}}}: not checked, stage {label!r} is not valid (its own error says why)")
             value: Any = self.known.get(label, {})
             for i, key in enumerate(keys):
                 if not isinstance(value, dict) or key not in value:
@@ -680,6 +683,8 @@ class Planner:
     def _finish(self, p: Prepared, mode: str) -> Prepared:
         """The stage's outputs as later stages see them."""
         stage = p.stage
+        if p.errors and mode != "done":
+            self.invalid.add(stage.label)
         if p.skip:
             self.known[stage.label] = p.outputs
             return p
@@ -702,6 +707,54 @@ class Planner:
         p.outputs = out
         self.known[stage.label] = out
         return p
+
+
+def check_fields(recipe: Recipe, echo: Callable[[str], None] | None = None) -> list[str]:
+    """Each stage's fields checked by themselves (names, types, choices, bounds; an in-process stage's own
+    checks), touching no store, file or model: a recipe written for another machine (s3:// paths, GPUs)
+    checked here. An earlier stage's output stands for itself. Returns the problems found."""
+    from config.fields import check
+
+    errors: list[str] = []
+    labels = [s.label for s in recipe.stages]
+    for stage in recipe.stages:
+        where, cls = stage.where, spec_class(stage.kind)
+
+        def lookup(name: str, path: str, stage: Stage = stage) -> Any:
+            if name in recipe.variables:
+                return recipe.variables[name]
+            parts = name.split(".")
+            if parts[0] == "stages" and len(parts) >= 3 and parts[1] in labels[: stage.index]:
+                return f"stages-{parts[1]}-{'-'.join(parts[2:])}"
+            raise _Unresolved(path, f"${{{name}}}: neither a variable nor an earlier stage's output")
+
+        try:
+            values = _paths(substitute(stage.fields, lookup), recipe.folder)
+            _machine_fields(stage.kind, cls, values)
+            unread: list[str] = []
+            while True:
+                try:
+                    values = _load_files(cls, values, recipe.folder)
+                    break
+                except FieldError as exc:  # a mapping in a file this machine does not have: left out, said so
+                    if exc.field not in values or not isinstance(values[exc.field], str):
+                        raise
+                    unread.append(f"{exc.field} ({values.pop(exc.field)})")
+            spec = cls.from_fields(values)
+            spec.resolve() if not stage.is_job else check(spec)
+        except _Unresolved as exc:
+            errors.append(f"{where}.{exc.path}: {exc.message}")
+            continue
+        except (FieldError, ValueError) as exc:
+            errors.append(_error(where, exc))
+            continue
+        if echo:
+            echo(f"[{stage.index}] {stage.label}: {stage.kind}" + ("" if stage.is_job else ", in this process"))
+            for key, value in values.items():
+                echo(f"      {key}: {_show(value)}")
+            if unread:
+                echo(f"      not checked (a file not here): {', '.join(unread)}")
+    return errors
 
 
 # ---- running ------------------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ from .group import cli, echo_table, fail
 @click.option("--from", "start", metavar="STAGE", help="Start at this stage, its label or its index (0 is the first): resume a run that stopped there. "
               "The stages before it are not run; later stages still read their outputs.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (each stage, its kind, queue and resolved fields) and check every stage; run nothing.")
+@click.option("--fields-only", is_flag=True, help="Check only each stage's fields (names, types, choices, bounds), touching no store, file or model: "
+              "for a recipe written for another machine (s3:// paths, GPUs). Runs nothing.")
 @click.option("--local/--no-local", default=None, help="Start worker processes for the run when no live worker serves a queue it needs "
               "(default: the recipe's settings.local).")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="Set one of the recipe's vars (repeat).")
-def run(recipe, start, dry_run, local, variables) -> None:
+def run(recipe, start, dry_run, fields_only, local, variables) -> None:
     """Run the stages of a recipe in order: ingest, ocr, generate, sample, clip_score, grounding, aux_stats,
     filter, pilot, snapshot, export, train, eval, ablate.
 
@@ -33,7 +35,7 @@ def run(recipe, start, dry_run, local, variables) -> None:
       vitpro run examples/catalog.yaml --var listings=/data/abo/listings.jsonl --local
       vitpro run recipe.yaml --from export
     """
-    from ..recipes import RecipeError, load_recipe, run_recipe
+    from ..recipes import RecipeError, check_fields, load_recipe, run_recipe
 
     try:
         loaded = load_recipe(recipe, variables)
@@ -42,6 +44,12 @@ def run(recipe, start, dry_run, local, variables) -> None:
         for message in exc.messages:
             click.secho(f"error: {message}", fg="red", err=True)
         sys.exit(2)
+    if fields_only:
+        errors = check_fields(loaded, click.echo)
+        for message in errors:
+            click.secho(f"error: {message}", fg="red", err=True)
+        click.echo(f"the fields of {len(loaded.stages)} stage(s): " + (f"{len(errors)} problem(s)" if errors else "valid (files, models and the store not checked)"))
+        sys.exit(2 if errors else 0)
     result = run_recipe(loaded, start=first, dry_run=dry_run, local=local)
     sys.exit(result.code)
 
