@@ -9,7 +9,7 @@ and a CLIPScore per item. Then, 20 times, a threshold change: new percentile/val
 the kept/dropped counts overall, per task and per category, and two 50-bin histograms with the kept part.
 
 Engine: the stats table is gathered once (timed apart: the app does it once per filter), then each change
-is one quantile query for new percentiles and one GROUPING SETS pass (curation/filters.py).
+is one quantile query for new percentiles and one GROUPING SETS pass (curation/filters/evaluation.py).
 Naive: the same stats read into a pandas DataFrame, and the same answers computed with numpy/pandas.
 Target: engine median <= 300 ms. Prints both medians and the ratios.
 """

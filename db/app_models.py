@@ -178,7 +178,7 @@ class Lockout(Base):
 
 
 class SavedFilter(Base):
-    """A named filter configuration: predicates over stored stats (see curation/filters.py)."""
+    """A named filter configuration: predicates over stored stats (see curation/filters/)."""
 
     __tablename__ = "filters"
 

@@ -11,7 +11,7 @@ sample out, why, who put it back) is never lost, a restore cannot erase the reas
 and writing is an INSERT only, which two processes can do at once without a DuckLake commit conflict on
 rows that an UPDATE would rewrite.
 
-Every filter honours the current state (curation/filters.py): an excluded sample is never kept.
+Every filter honours the current state (curation/filters/): an excluded sample is never kept.
 """
 from __future__ import annotations
 

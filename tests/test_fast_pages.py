@@ -110,8 +110,8 @@ def test_pilot_reads_its_model_lists_once_per_scores_version(ui_store, monkeypat
     import curation.filters as filters
 
     calls = []
-    real = filters.stored_models
-    monkeypatch.setattr(filters, "stored_models", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = filters.models.stored_models
+    monkeypatch.setattr(filters.models, "stored_models", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     at = page("pilot")
     at.run()
     at.run()

@@ -139,8 +139,8 @@ def test_a_rerun_finds_the_models_in_the_read_cache(small_store, monkeypatch):
         cond.model_id = None
     first = context.stats_table(config).report(config)
     calls = []
-    real = filters.stored_models
-    monkeypatch.setattr(filters, "stored_models", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = filters.models.stored_models
+    monkeypatch.setattr(filters.models, "stored_models", lambda *a, **k: calls.append(a) or real(*a, **k))
     st.cache_data.clear()  # the model lists come back from the disk copy of the read, not from the scores
     for cond in config.metrics():
         cond.model_id = None

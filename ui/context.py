@@ -102,7 +102,8 @@ def stats_table(config):
 def _reads() -> dict[str, Callable[..., Any]]:
     import json
 
-    from curation.filters import FilterConfig, stored_models
+    from curation.filters import FilterConfig
+    from curation.filters.models import stored_models  # its own module, as resolve() calls it: one monkeypatch sees both
     from curation.generation.report import build_report
     from db import browse, overview_stats, pilots, quality, queries
     from ui import browse_cache

@@ -1,4 +1,4 @@
-"""The filter engine's stats table (curation/filters.py StatsTable) for the app: built once per version of
+"""The filter engine's stats table (curation.filters.StatsTable) for the app: built once per version of
 the tables it reads and shared by every session (st.cache_resource), and kept on disk as a Parquet file
 beside the app's other cached reads, so that a restarted server (or a second server process) loads it
 instead of joining every sample with its scores again (~3.5 s at a million samples; loading is a scan of

@@ -1,215 +1,24 @@
-"""Filters as predicates over stored stats (data-juicer's lesson): nothing is recomputed to re-threshold.
-
-A :class:`FilterConfig` is a list of conditions such as ``vis_attn >= p25`` (a percentile of the data
-set, optionally per task), ``clip_score >= 20`` (a value), ``task in recognition,matching`` or
-``ocr_chars >= 5``. The engine gathers each sample's stats once into a table (:class:`StatsTable`),
-then answers any threshold with SQL aggregates in DuckDB: kept and dropped overall, per task, per
-category, histograms. Against a DuckLake version it gives the same answer forever (snapshots).
-
-Where a stat lives: VisAttnScore and token counts on the sample; CLIPScore on the sample's item; OCR
-stats on images (a sample takes the largest over its images: one readable label is enough).
-
-Excluded samples (db/exclusions.py, as of the table's DuckLake version) are never kept, whatever the
-conditions; reports count them (``excluded``, also inside ``dropped`` so that kept + dropped is still every
-sample). Percentile thresholds are computed over every sample with the stat, excluded ones included:
-taking one sample out then never moves a cut, so it drops exactly that sample and nothing else.
-"""
+"""The filter engine: every sample's fields and stats gathered once into a temporary DuckDB table
+(:class:`StatsTable`), then any threshold answered with aggregates over it (SQL, or numpy over columns
+read once for a change of cut), with percentiles looked up in the stats' sorted values."""
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from db import metrics
 from db.exclusions import excluded_sql
 from db.lake import at_version
-from db.samples_view import BRAND, CATEGORY, product_join
+from db.samples_view import product_join
+
+from .grammar import FIELDS, Condition, FilterConfig, FilterError, metric_of
+from .models import StatSpec, resolve_models
+from .percentiles import quantile_cont, read_sorted, write_sorted
+from .reports import FilterReport, report_from_counts
 
 HIST_BINS = 50  # histogram bins kept per stat in the stats table
-OPS = (">=", "<=", "!=", "==", ">", "<", "not in", "in")
-FIELDS = {
-    "task": "s.task",
-    "category": CATEGORY,
-    "brand": BRAND,
-    "region": "coalesce(i.region, '(none)')",
-    "issue_type": "coalesce(i.issue_type, '(none)')",
-    "item_kind": "i.kind",
-    "answer_format": "s.answer_format",
-    "backend": "s.backend",
-    "label": "coalesce(s.label, '(none)')",
-    "answer_chars": "length(s.answer)",
-    "question_chars": "length(s.question)",
-}
-TEXT_FIELDS = {"task", "category", "brand", "region", "issue_type", "item_kind", "answer_format", "backend", "label"}
-_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|==|>|<|=|not in|in)\s*(.+?)\s*$", re.IGNORECASE)
-
-
-_SUFFIX = re.compile(r"\s+(per[ _]task|or[ _]missing)$", re.IGNORECASE)
-
-
-class FilterError(ValueError):
-    """A filter that cannot be applied as written (unknown stat, ambiguous model, bad value)."""
-
-
-def metric_of(name: str) -> metrics.Metric:
-    """The declared stat (db.metrics); a FilterError for a name no stat has."""
-    try:
-        return metrics.get(name)
-    except KeyError as exc:
-        raise FilterError(exc.args[0]) from None
-
-
-@dataclass
-class Condition:
-    metric: str  # a stored metric (scores table) or a field of FIELDS
-    op: str
-    value: Any = None  # a number, a string, a list (in / not in); None when percentile is set
-    percentile: float | None = None  # 0-100: the threshold is this percentile of the stat in the data set
-    model_id: str | None = None  # which model's scores, where several models scored the metric
-    segment: str | None = None  # VisAttnScore segment (answer by default)
-    per_task: bool = False  # percentile within each task
-    keep_missing: bool = False  # a sample without this stat passes (default: it is dropped)
-
-    def __post_init__(self):
-        if self.op == "=":
-            self.op = "=="
-        if self.op not in OPS:
-            raise FilterError(f"unknown operator {self.op!r}; use one of {', '.join(OPS)}")
-        if self.percentile is not None and not 0 <= self.percentile <= 100:
-            raise FilterError("a percentile is between 0 and 100")
-        if self.op in ("in", "not in") and not isinstance(self.value, list):
-            raise FilterError(f"{self.metric} {self.op} needs a list")
-        if isinstance(self.value, list) and self.metric not in TEXT_FIELDS:
-            try:
-                self.value = [float(v) for v in self.value]
-            except (TypeError, ValueError):
-                raise FilterError(f"{self.metric} {self.op} needs a number list, not {self.value!r}") from None
-        if self.is_field and self.metric not in FIELDS:
-            raise FilterError(f"unknown field {self.metric!r}")
-        if self.metric in TEXT_FIELDS and self.op not in ("==", "!=", "in", "not in"):
-            raise FilterError(f"{self.metric} is text: use ==, !=, in or not in")
-
-    @property
-    def is_field(self) -> bool:
-        return self.metric in FIELDS
-
-    @classmethod
-    def parse(cls, text: str, **extra) -> "Condition":
-        """``vis_attn >= p25``, ``clip_score >= 20``, ``task in recognition,matching``, ``category != Grocery``,
-        ``vis_attn >= p25 per task``, ``ocr_chars >= 5 or missing``."""
-        # trailing words: "per task" (percentile within each task), "or missing" (no stat passes)
-        words = text.strip()
-        while found := _SUFFIX.search(words):  # in either order
-            extra["per_task" if found.group(1).lower().startswith("per") else "keep_missing"] = True
-            words = words[: found.start()]
-        m = _CONDITION.match(words)
-        if not m:
-            raise FilterError(f"cannot read the condition {text!r}; write e.g. 'vis_attn >= p25' or 'task in recognition,matching'")
-        metric, op, raw = m.group(1), m.group(2).lower(), m.group(3)
-        if op in ("in", "not in"):
-            return cls(metric, op, [v.strip() for v in raw.split(",") if v.strip()], **extra)
-        pct = re.fullmatch(r"[pP](\d+(?:\.\d+)?)", raw)
-        if pct:
-            return cls(metric, op, None, float(pct.group(1)), **extra)
-        if metric in TEXT_FIELDS:
-            return cls(metric, op, raw, **extra)
-        try:
-            return cls(metric, op, float(raw), **extra)
-        except ValueError:
-            raise FilterError(f"{metric} {op} needs a number or a percentile like p25, not {raw!r}") from None
-
-    def describe(self) -> str:
-        value = f"p{self.percentile:g}" if self.percentile is not None else (",".join(map(str, self.value)) if isinstance(self.value, list) else self.value)
-        extras = [x for x in (f"model={self.model_id}" if self.model_id else "", "per task" if self.per_task else "",
-                              "missing passes" if self.keep_missing else "") if x]
-        return f"{self.metric} {self.op} {value}" + (f" ({', '.join(extras)})" if extras else "")
-
-
-@dataclass
-class FilterConfig:
-    conditions: list[Condition] = field(default_factory=list)
-    selection: str | None = None  # only the samples of a named selection (vitpro sample)
-    segment: str = "answer"  # default VisAttnScore segment
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"conditions": [asdict(c) for c in self.conditions], "selection": self.selection, "segment": self.segment}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FilterConfig":
-        return cls([Condition(**c) for c in data.get("conditions", [])], data.get("selection"), data.get("segment", "answer"))
-
-    def describe(self) -> list[str]:
-        return [c.describe() for c in self.conditions] + ([f"only selection {self.selection!r}"] if self.selection else [])
-
-    def metrics(self) -> list[Condition]:
-        return [c for c in self.conditions if not c.is_field]
-
-
-@dataclass
-class StatSpec:
-    metric: str
-    model_id: str
-    segment: str
-
-    @property
-    def column(self) -> str:
-        digest = hashlib.sha256(f"{self.metric}|{self.model_id}|{self.segment}".encode()).hexdigest()[:8]
-        return f"m_{re.sub(r'[^a-z0-9_]', '_', self.metric.lower())}_{digest}"
-
-
-def stored_models(lake, metric: str, *, segment: str = "", version: int | None = None, scored_only: bool = False) -> list[str]:
-    """The models that stored ``metric`` (for the subjects it is about), sorted; ``scored_only``: only those
-    with at least one value (not just "could not be scored" rows)."""
-    return [m for (m,) in lake.fetchall(
-        f"SELECT DISTINCT model_id FROM {at_version('scores', version)} WHERE metric = ? AND segment = ? AND subject_kind = ?"
-        f"{' AND value IS NOT NULL' if scored_only else ''} ORDER BY 1",
-        [metric, segment, metric_of(metric).subject],
-    )]
-
-
-def resolve(lake, config: FilterConfig, version: int | None = None, *, models_of=None) -> FilterConfig:
-    """A copy of ``config`` in which each stat condition names its model (the one named, or the only one in
-    the store: an error if several) and its segment: what a saved filter or snapshot records, so it says
-    exactly what it used. ``config`` itself is left as it was. ``models_of(metric, segment)``: what
-    :func:`stored_models` says, from a cache (the app keeps it until the next commit to scores: the query
-    scans every score)."""
-    conditions = []
-    for cond in config.conditions:
-        if cond.is_field:
-            conditions.append(cond)
-            continue
-        segment = cond.segment if cond.segment is not None else metrics.default_segment(metric_of(cond.metric).name, config.segment)
-        models = (models_of(cond.metric, segment) if models_of is not None
-                  else stored_models(lake, cond.metric, segment=segment, version=version))
-        if cond.model_id:
-            if cond.model_id not in models:
-                raise FilterError(f"no {cond.metric} scores from model {cond.model_id!r}" + (f"; there are: {', '.join(models)}" if models else ""))
-            model = cond.model_id
-        elif len(models) == 1:
-            model = models[0]
-        elif not models:
-            raise FilterError(f"no {cond.metric} scores stored" + (f" for segment {segment!r}" if segment else "") + "; score first (vitpro score ...)")
-        else:
-            raise FilterError(f"{cond.metric} comes from {len(models)} models; name one: {', '.join(models)}")
-        conditions.append(replace(cond, model_id=model, segment=segment))
-    return FilterConfig(conditions, config.selection, config.segment)
-
-
-def specs_of(config: FilterConfig) -> list[StatSpec]:
-    """The stats a resolved config (:func:`resolve`) reads, each once, in the order of its conditions."""
-    specs: list[StatSpec] = []
-    for cond in config.metrics():
-        spec = StatSpec(cond.metric, cond.model_id, cond.segment)
-        if spec not in specs:
-            specs.append(spec)
-    return specs
-
-
-def resolve_models(lake, config: FilterConfig, version: int | None = None, *, models_of=None) -> list[StatSpec]:
-    """The stats ``config`` reads, each metric's model resolved as :func:`resolve` does (``config`` is not changed)."""
-    return specs_of(resolve(lake, config, version, models_of=models_of))
 
 
 class StatsTable:
@@ -367,12 +176,12 @@ class StatsTable:
         if col not in self._sorted:
             import numpy as np
 
-            kept = self._read_sorted(col)
+            kept = read_sorted(self._sorted_path(col))
             if kept is None:
                 data = self.lake.fetchnumpy(f"SELECT _task_code, {col} AS v FROM {self.name} WHERE {col} IS NOT NULL ORDER BY _task_code, {col}")
                 codes, values = np.asarray(data["_task_code"], dtype=np.int64), np.asarray(data["v"], dtype=float)
                 kept = np.sort(values, kind="stable"), values, codes
-                self._write_sorted(col, *kept)
+                write_sorted(self._sorted_path(col), *kept)
             overall, by_task, codes = kept
             per_task = {}
             for code, task in self._tasks.items():
@@ -383,38 +192,6 @@ class StatsTable:
 
     def _sorted_path(self, col: str) -> str | None:
         return None if self.sorted_cache is None else f"{self.sorted_cache}.{col}.npz"
-
-    def _read_sorted(self, col: str):
-        """(overall sorted, sorted by task then value, their task codes) from the sorted cache; None where absent."""
-        path = self._sorted_path(col)
-        if path is None:
-            return None
-        import numpy as np
-
-        try:
-            with np.load(path) as f:
-                return f["overall"], f["by_task"], f["codes"]
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def _write_sorted(self, col: str, overall, by_task, codes) -> None:
-        import os
-
-        import numpy as np
-
-        path = self._sorted_path(col)
-        if path is None:
-            return
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-                np.savez(f, overall=overall, by_task=by_task, codes=codes)
-            os.replace(tmp, path)  # whole files only: another server process may be reading it
-        except OSError:  # a full disk: only the next server start is slower
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
     def _quantiles(self, config: FilterConfig) -> None:
         """Compute (and keep) every percentile threshold the config needs that is not known yet."""
@@ -427,9 +204,9 @@ class StatsTable:
             overall, per_task = self._sorted_values(key[0])
             fraction = cond.percentile / 100.0
             if cond.per_task:
-                self._cache[key] = {task: _quantile_cont(values, fraction) for task, values in per_task.items()}
+                self._cache[key] = {task: quantile_cont(values, fraction) for task, values in per_task.items()}
             else:
-                self._cache[key] = _quantile_cont(overall, fraction)
+                self._cache[key] = quantile_cont(overall, fraction)
 
     def _threshold(self, cond: Condition) -> Any:
         return self._cache[(self.column(cond), cond.percentile, cond.per_task)]
@@ -540,34 +317,7 @@ class StatsTable:
         if kept_of is None:  # a condition on a text field, or histograms of other bins: in SQL
             kept_of = {tuple(r[:-1]): r[-1] for r in grouped("count(*)", f"WHERE {keep}")}
         rows = [(*key, kept_of.get(key, 0), total, excluded_n) for key, (total, excluded_n) in totals.items()]
-        nb = len(bin_exprs)
-        tasks: dict[str, list[int]] = {}
-        categories: dict[str, list[int]] = {}
-        excluded: dict[str, int] = {}
-        hists: list[dict[int, tuple[int, int]]] = [{} for _ in range(nb)]
-        for row in rows:
-            flags, task_code, category_code, values = row[:nb], row[nb], row[nb + 1], row[nb + 2: 2 * nb + 2]
-            kept_n, total, excluded_n = int(row[-3]), int(row[-2]), int(row[-1])
-            grouped = [k for k, f in enumerate(flags) if f == 0]
-            if grouped:
-                if values[grouped[0]] is not None:  # samples without the stat are in no bin
-                    hists[grouped[0]][int(values[grouped[0]])] = (total, kept_n)
-                continue
-            for table, key in ((tasks, self._tasks[task_code]), (categories, self._categories[category_code])):
-                counts = table.setdefault(key, [0, 0])
-                counts[0] += kept_n
-                counts[1] += total - kept_n
-            if excluded_n:
-                excluded[self._tasks[task_code]] = excluded.get(self._tasks[task_code], 0) + excluded_n
-        kept = sum(c[0] for c in tasks.values())
-        dropped = sum(c[1] for c in tasks.values())
-        per_task = sorted((t, k, d) for t, (k, d) in tasks.items())
-        per_category = sorted(((c, k, d) for c, (k, d) in categories.items()), key=lambda r: (-r[1], r[0]))
-        report = FilterReport(kept, dropped, per_task, per_category, self.thresholds(config), sum(excluded.values()), dict(sorted(excluded.items())))
-        histograms = {}
-        for k, (col, lo, width) in enumerate(ranges):
-            histograms[col] = [] if lo is None else [(lo + b * width, *hists[k].get(b, (0, 0))) for b in range(bins)]
-        return report, histograms
+        return report_from_counts(rows, self._tasks, self._categories, self.thresholds(config), ranges, bins)
 
     # ---- a change of cut, in memory -----------------------------------------------------------------
     def _array(self, expr: str, dtype) -> Any:
@@ -648,38 +398,12 @@ class StatsTable:
         return self.summary(config, [cond], bins)[1][self.column(self._resolved(cond, config.segment))]
 
 
-def _quantile_cont(values, fraction: float) -> float | None:
-    """DuckDB's quantile_cont (and numpy's default) on sorted values: interpolate at (n - 1) * fraction."""
-    n = len(values)
-    if n == 0:
-        return None
-    h = (n - 1) * fraction
-    lo = int(h)
-    if lo + 1 >= n or h == lo:
-        return float(values[min(lo, n - 1)])
-    return float(values[lo] + (h - lo) * (values[lo + 1] - values[lo]))
-
-
 def _literal(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         # From a string: DuckDB reads a bare 0.0150455016573396 as a DECIMAL, rounded to its scale, and a
         # sample exactly at a cut could then fall on the wrong side of it.
         return f"CAST('{float(value)!r}' AS DOUBLE)"
     return "'" + str(value).replace("'", "''") + "'"
-
-
-@dataclass
-class FilterReport:
-    kept: int
-    dropped: int
-    per_task: list[tuple[str, int, int]]
-    per_category: list[tuple[str, int, int]]
-    thresholds: dict[str, Any]
-    excluded: int = 0  # samples not kept because a curator excluded them (counted in dropped too)
-    per_task_excluded: dict[str, int] = field(default_factory=dict)  # the same, per task (tasks with none left out)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def stats_for(lake, config: FilterConfig, *, version: int | None = None) -> StatsTable:
