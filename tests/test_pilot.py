@@ -136,7 +136,7 @@ def test_pilot_draw_is_stratified_seeded_and_labels_import_all_or_nothing(pilot_
 
 
 def test_labelling_loop_reads_answers_and_prints_customer_text_safely():
-    from vitpro.commands.curate import _clean, _one_line, _parse_answer
+    from vitpro.commands.pilot import _clean, _one_line, _parse_answer
 
     assert _parse_answer("g\n") == ("grounded", [], None)
     assert _parse_answer("n dented, lid // box is fine\n") == ("not_grounded", ["dented", "lid"], "box is fine")

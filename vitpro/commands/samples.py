@@ -1,7 +1,7 @@
 """``vitpro samples exclude|restore|excluded`` (take samples out of the data set, with a reason, and put
 them back).
 
-Registered on the main group (vitpro/commands/group.py); ``vitpro snapshot rename`` lives with its group in curate.py. Every change is recorded with
+Registered on the main group (vitpro/commands/group.py); ``vitpro snapshot rename`` lives with its group in snapshots.py. Every change is recorded with
 the acting user: ``VITPRO_USER``, else the OS login name (settings.user), as the other commands do.
 """
 from __future__ import annotations
