@@ -140,8 +140,10 @@ class Recipe:
         raise RecipeError([f"--from {text}: no stage of that label; stages: {', '.join(s.label for s in self.stages)}"])
 
     def resume_hint(self, stage: Stage) -> str:
-        extra = "".join(f" --var {v}" for v in self.given_vars)
-        return f"vitpro run {self.path}{extra} --from {stage.label}"
+        import shlex
+
+        extra = "".join(f" --var {shlex.quote(v)}" for v in self.given_vars)
+        return f"vitpro run {shlex.quote(str(self.path))}{extra} --from {stage.label}"
 
 
 # ---- stage kinds ------------------------------------------------------------------------------------
@@ -437,11 +439,11 @@ def _a(thing: str) -> str:
 
 
 def _error(where: str, exc: Exception) -> str:
-    if isinstance(exc, FieldError):
-        return f"{where}.{exc.field}: {exc.message}" if exc.field else f"{where}: {exc.message}"
-    if isinstance(exc, KeyError) and exc.args:
-        return f"{where}: {exc.args[0]}"
-    return f"{where}: {exc}"
+    """``where.field: message`` for an error about a field (a FieldError, or any error a spec marked with the
+    field it is about: ``config.fields.about``), else ``where: message``."""
+    field_name = getattr(exc, "field", None)
+    message = getattr(exc, "message", None) or (exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc))
+    return f"{where}.{field_name}: {message}" if field_name else f"{where}: {message}"
 
 
 def _walk(value: Any, path: str = ""):
@@ -628,7 +630,7 @@ class Planner:
                 p.spec = spec.resolve()
                 p.params = to_plain(p.spec)
         except (ValueError, OSError, LookupError) as exc:
-            field_name = exc.field if isinstance(exc, FieldError) else ""
+            field_name = getattr(exc, "field", None) or ""
             about = [path for path in pending if field_name and _related(field_name, path)] or \
                 [path for path, tokens in pending.items() if any(t in str(exc) for t in tokens)]
             if about:
