@@ -263,6 +263,25 @@ def test_stages_lists_every_stage_and_describes_fields():
     assert _vitpro("stages", "nope").exit_code == 2
 
 
+def test_the_guide_names_every_stage_every_in_process_field_and_every_example():
+    from dataclasses import fields
+
+    from vitpro.recipe_stages import LOCAL_STAGES
+    from vitpro.recipes import stage_kinds
+
+    guide = (REPO / "docs" / "how-to" / "recipes.md").read_text(encoding="utf-8")
+    for kind in stage_kinds():
+        assert f"| `{kind}` |" in guide, kind
+    for kind, cls in LOCAL_STAGES.items():
+        section = guide.split(f"`{kind}`:", 1)[1].split("\n\n`", 1)[0]
+        for f in fields(cls):
+            assert f"| `{f.name}` |" in section, f"{kind}.{f.name} is not in the guide's table"
+    for path in EXAMPLES.glob("*.yaml"):
+        assert f"`examples/{path.name}`" in guide, path.name
+    nav = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    assert "how-to/recipes.md" in nav
+
+
 # ---- the examples -----------------------------------------------------------------------------------------
 def test_every_example_parses_and_its_fields_are_valid(home):
     from vitpro.recipes import check_fields, load_recipe
