@@ -65,7 +65,7 @@ def test_the_handler_reads_the_specs_defaults_from_a_stored_job(kind):
 def test_the_command_lines_defaults_are_the_specs():
     options = _cli_options()
     covered = {spec.KIND for spec, _ in options if hasattr(spec, "KIND")}
-    assert covered >= {"ocr", "clip_score", "generate", "grounding", "ingest"}, covered
+    assert covered >= {"ocr", "clip_score", "generate", "grounding", "ingest", "export", "eval", "ablate"}, covered
     for (spec, name), opts in options.items():
         field = info(spec, name)
         for opt in opts:
@@ -80,6 +80,21 @@ def test_the_command_lines_defaults_are_the_specs():
                 continue
             want = _plain(field.default)
             assert _plain(default if not isinstance(default, tuple) else list(default)) == want, (spec.__name__, name, default, want)
+
+
+def test_training_options_left_out_mean_the_presets_and_the_default_preset_is_the_specs():
+    """`vitpro train run` sends only the options given over a preset (None: the preset's), so its defaults
+    are those of --preset's default, which must be the spec's own TrainConfig."""
+    from jobs.train import TrainJob
+    from trainer.config import TrainConfig, preset
+    from vitpro.cli import cli
+
+    run = cli.commands["train"].commands["run"]
+    by_name = {p.name: p for p in run.params}
+    assert by_name["preset_name"].default == "paper" and preset("paper") == TrainConfig() == info(TrainJob, "config").default
+    overridable = [p for p in run.params if p.name in {f.name for f in dataclasses.fields(TrainConfig)} | {"r", "alpha", "dropout", "resolution"}]
+    assert len(overridable) >= 15 and all(p.default in (None, getattr(click.core, "UNSET", None)) for p in overridable)
+    assert preset("paper").with_overrides(**{p.name: None for p in overridable if p.name != "resolution"}) == TrainConfig()
 
 
 def test_a_refusal_on_the_command_line_names_the_flag(home, tmp_path):

@@ -10,8 +10,10 @@ import click
 
 from config.settings import load_settings
 from db.objects import is_remote, join
+from jobs.export import ExportJob
 from jobs.registry import choices
 
+from ..spec_options import job_params, spec_option
 from .group import fail, run_job
 from .snapshots import get_snapshot, snapshot
 
@@ -21,15 +23,15 @@ from .snapshots import get_snapshot, snapshot
 @click.option("--format", "formats", multiple=True, required=True, type=click.Choice([*choices("export", "formats"), "all"]), help="Repeat for several; 'all' for every format.")
 @click.option("--out", help="Folder or s3://bucket/prefix; each format goes to OUT/<format>/ (default: $VITPRO_OUT_PATH/exports/NAME, "
                              "$VITPRO_OUT_PATH being $VITPRO_HOME unless set).")
-@click.option("--ocr", is_flag=True, help="Put each image's OCR text in the prompt ('OCR Tokens: ...').")
-@click.option("--link", is_flag=True, help="Hard-link images instead of copying them (same file system).")
-@click.option("--force", is_flag=True, help="Replace a non-empty OUT/<format>/ from another export.")
-@click.option("--dataset-name", help="Name of the LLaMA-Factory dataset_info.json entry (default: the snapshot's name).")
-@click.option("--base-model", envvar="VITPRO_BASE_MODEL", help="The model you will tune on the export, a hub id or a checkpoint folder: "
-              "LLaMA-Factory's train_lora.yaml and the ms-swift command are written for it (default: Qwen/Qwen2.5-VL-7B-Instruct).")
-@click.option("--family", help="The base model's family (see `vitpro models families`), when its id does not tell it.")
-@click.option("--absolute-paths", is_flag=True, help="Name each image by its absolute path in OUT/<format>/ (for a trainer started elsewhere; "
-              "moving the folder breaks them). Default: paths relative to OUT/<format>/.")
+@spec_option(ExportJob, "ocr", "--ocr/--no-ocr", help="Put each image's OCR text in the prompt ('OCR Tokens: ...'), as the paper trains.")
+@spec_option(ExportJob, "link", help="Hard-link images instead of copying them (same file system).")
+@spec_option(ExportJob, "force", help="Replace a non-empty OUT/<format>/ from another export.")
+@spec_option(ExportJob, "dataset_name", help="Name of the LLaMA-Factory dataset_info.json entry (default: the snapshot's name).")
+@spec_option(ExportJob, "base_model", envvar="VITPRO_BASE_MODEL", help="The model you will tune on the export, a hub id or a checkpoint folder: "
+             "LLaMA-Factory's train_lora.yaml and the ms-swift command are written for it (default: Qwen/Qwen2.5-VL-7B-Instruct).")
+@spec_option(ExportJob, "family", help="The base model's family (see `vitpro models families`), when its id does not tell it.")
+@spec_option(ExportJob, "absolute_paths", help="Name each image by its absolute path in OUT/<format>/ (for a trainer started elsewhere; "
+             "moving the folder breaks them). Default: paths relative to OUT/<format>/.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
 def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_model, family, absolute_paths, wait, local) -> None:
@@ -37,16 +39,12 @@ def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_mod
     file and how the image paths resolve; beside the LLaMA-Factory export a ready train_lora.yaml, and in
     the ms-swift manifest the matching `swift sft` command, both with the paper's LoRA settings."""
     from curation.exports import FORMATS, image_paths_note
-    from jobs.export import ExportJob
 
     get_snapshot(name)
     chosen = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
     out = out or load_settings().output("exports", name)
-    try:
-        params = ExportJob(snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
-                           base_model=base_model, family=family, absolute_paths=absolute_paths).params()
-    except ValueError as exc:
-        fail(str(exc))
+    params = job_params(ExportJob, snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
+                        base_model=base_model, family=family, absolute_paths=absolute_paths)
     run_job("export", params, wait=wait, local=local)
     for fmt in chosen:
         click.echo(f"{join(params['out'], fmt)}: image paths {image_paths_note(fmt, absolute_paths)}")

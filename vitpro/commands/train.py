@@ -8,8 +8,10 @@ import click
 
 from config.settings import load_settings
 from db.objects import join
-from jobs.registry import choices
+from jobs.ablate import AblateJob
+from jobs.eval import EvalJob
 
+from ..spec_options import job_params, spec_option
 from .group import cli, echo_table, fail, open_engine, run_job
 
 
@@ -255,15 +257,15 @@ def train_show(name, as_json) -> None:
 
 
 # ---- eval ---------------------------------------------------------------------------------------------
-def _eval_running_options(fn):
-    """How evaluation items are run, shared by eval and ablate."""
-    from trainer.benchmarks import EVAL_BATCH_SIZE
+def _eval_running_options(spec):
+    """How evaluation items are run, shared by eval and ablate (each from its own spec's fields)."""
 
-    fn = click.option("--objective-mode", type=click.Choice(choices("eval", "objective_mode")), default="generate", show_default=True,
-                      help="Objective yes/no benchmark: generate an answer and parse it (the paper's), or logprob: P(yes) against P(no) "
-                           "of the first answer token, one forward pass (p_yes per item in the JSONL).")(fn)
-    return click.option("--batch-size", type=click.IntRange(min=1), default=EVAL_BATCH_SIZE, show_default=True,
-                        help="Items generated at once (left-padded prompts; greedy answers are the same as one at a time).")(fn)
+    def add(fn):
+        fn = spec_option(spec, "objective_mode", help="Objective yes/no benchmark: generate an answer and parse it (the paper's), or logprob: "
+                         "P(yes) against P(no) of the first answer token, one forward pass (p_yes per item in the JSONL).")(fn)
+        return spec_option(spec, "batch_size", help="Items generated at once (left-padded prompts; greedy answers are the same as one at a time).")(fn)
+
+    return add
 
 
 @cli.group("eval")
@@ -276,22 +278,20 @@ def eval_group() -> None:
 @_model_options
 @click.option("--adapter", help="A training run's name or an adapter folder (none: the base model alone).")
 @click.option("--name", help="Evaluation name (default eval-<time>).")
-@click.option("--benchmark", "benchmarks", multiple=True, type=click.Choice(choices("eval", "benchmarks")),
-              help="Repeat for several (default: objective and attributes; generative needs --judge-url).")
+@spec_option(EvalJob, "benchmarks", "--benchmark", "benchmarks", help="Repeat for several (default: objective and attributes; generative needs --judge-url).")
 @click.option("--judge-url", help="OpenAI-compatible base URL of the judge LLM (…/v1); its key from VITPRO_LLM_API_KEY.")
 @click.option("--judge-model", default="judge", show_default=True)
-@click.option("--k", "k_shot", type=int, default=0, show_default=True, help="In-context examples per question, random from the same category.")
-@click.option("--example", "examples", multiple=True, help="A hand-picked in-context example (a training sample id); repeat. Overrides --k.")
-@click.option("--baseline", help="Another evaluation to report this one against (percentage points).")
-@click.option("--limit", type=int, help="At most this many items per task (objective) or in all (others).")
-@_eval_running_options
+@spec_option(EvalJob, "k_shot", "--k", "k_shot", help="In-context examples per question, random from the same category.")
+@spec_option(EvalJob, "examples", "--example", "examples", help="A hand-picked in-context example (a training sample id); repeat. Overrides --k.")
+@spec_option(EvalJob, "baseline", help="Another evaluation to report this one against (percentage points).")
+@spec_option(EvalJob, "limit", help="At most this many items per task (objective) or in all (others).")
+@_eval_running_options(EvalJob)
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
 def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model, k_shot, examples, baseline, limit, batch_size, objective_mode, wait, local,
              **overrides) -> None:
     """Evaluate a model (with a trained adapter or without) on SNAPSHOT's held-out products."""
     from db import snapshots, training
-    from jobs.eval import EvalJob
 
     engine = open_engine()
     name = name or training.default_name("eval")
@@ -313,12 +313,9 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
             fail(str(exc))
     config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "longest_edge", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
                      longest_edge=overrides.get("resolution"))
-    try:
-        params = EvalJob(name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
-                         k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
-                         batch_size=batch_size, objective_mode=objective_mode, out=load_settings().output("evals", name)).params()
-    except ValueError as exc:
-        fail(str(exc))
+    params = job_params(EvalJob, name=name, snapshot=snapshot, model=model, adapter=adapter, benchmarks=list(benchmarks) or None, config=config,
+                        k_shot=k_shot, examples=list(examples), judge=judge, baseline=baseline, limit=limit,
+                        batch_size=batch_size, objective_mode=objective_mode, out=load_settings().output("evals", name))
     run_job("eval", params, wait=wait, local=local)
     if wait:
         _show_eval(name, baseline)
@@ -396,14 +393,13 @@ def eval_show(name, baseline) -> None:
 @click.option("--full", is_flag=True, help="Every combination instead of one factor at a time.")
 @click.option("--name", help="Name (default ablate-<time>).")
 @click.option("--limit", type=int, help="At most this many items per task in each cell.")
-@_eval_running_options
+@_eval_running_options(AblateJob)
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the train queue.")
 def ablate(snapshot, model, adapter, grid_specs, full, name, limit, batch_size, objective_mode, wait, local, **overrides) -> None:
     """Evaluate a grid of settings on the objective benchmark; writes a table like the paper's Tables 5-8
     (accuracy per task, change against the default, s/item, peak memory)."""
     from db import training
-    from jobs.ablate import AblateJob
     from trainer.ablation import parse_grid
 
     try:
@@ -418,11 +414,8 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, batch_size, 
     config = _config(**{k: v for k, v in overrides.items() if k in ("ocr", "splitting", "load_4bit", "flash_attention", "device", "dtype", "holdout", "seed")},
                      longest_edge=overrides.get("resolution"))
     out = load_settings().output("evals", name)
-    try:
-        params = AblateJob(name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out),
-                            batch_size=batch_size, objective_mode=objective_mode).params()
-    except ValueError as exc:
-        fail(str(exc))
+    params = job_params(AblateJob, name=name, snapshot=snapshot, model=model, adapter=adapter, grid=grid, full=full, config=config, limit=limit, out=str(out),
+                        batch_size=batch_size, objective_mode=objective_mode)
     click.echo(f"ablation {name!r}: {len(params['cells'])} cell(s)")
     run_job("ablate", params, wait=wait, local=local)
     if wait:
