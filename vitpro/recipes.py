@@ -1,6 +1,6 @@
 """Pipeline recipes: ``vitpro run recipe.yaml`` runs a list of stages, each a job or an in-process step.
 
-A recipe is a YAML mapping (docs/guides/recipes.md has the whole story)::
+A recipe is a YAML mapping (docs/how-to/recipes.md has the whole story)::
 
     name: catalog                      # optional, for messages
     vars:                              # optional: ${data} below; `--var data=...` overrides
@@ -9,7 +9,8 @@ A recipe is a YAML mapping (docs/guides/recipes.md has the whole story)::
       local: false                     #   start workers for the run when none serve its queues (as --local)
       workers: 1                       #   how many
     stages:
-      - ingest: {source: ${data}/listings.jsonl}
+      - ingest:
+          source: ${data}/listings.jsonl    # (in a one-line {...} mapping, "${...}" needs quotes)
       - ocr: {batch_size: 16}
       - grounding: {model: /models/idefics2, batch_size: 8}
         label: score-idefics2          # optional: how --from and ${stages.LABEL.FIELD} name it
