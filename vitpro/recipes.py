@@ -914,7 +914,7 @@ def field_rows(kind: str) -> list[tuple[str, str, str, str]]:
     for f in described(spec_class(kind)):
         if f.name in MACHINE_FIELDS:
             continue
-        tp = getattr(f.type, "__name__", None) or str(f.type).replace("typing.", "")
+        tp = f.type.__name__ if isinstance(f.type, type) else str(f.type).replace("typing.", "")
         default = "(required)" if f.default is MISSING else _show(to_plain(f.default))
         extra = []
         if f.choices:
