@@ -88,9 +88,9 @@ def test_an_evaluation_folder_holding_an_earlier_evaluation_is_refused(tmp_path)
 
 def _plan_ctx(job_id: str, params: dict, kind: str):
     from config.settings import load_settings
-    from jobs.registry import spec_for
     from db.app_engine import write_engine
     from db.store import open_store
+    from jobs.registry import spec_for
 
     settings = load_settings()
     open_store(settings.store)

@@ -297,7 +297,8 @@ def test_worker_killed_mid_job_nothing_lost_nothing_doubled(broker, home, start_
     src = _many_items(tmp_path, n)
     first = start_worker("cpu")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job_id = submit_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=12).params())
+    job_id = submit_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"),
+                                               rows_per_unit=12).params())
     engine = _engine()
     killed_unit = None
     deadline = time.monotonic() + 90
@@ -335,7 +336,8 @@ def test_cancel_stops_between_batches(home, start_worker, tmp_path, vitpro_cli):
     src = _many_items(tmp_path, 120)
     start_worker("cpu")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
-    job_id = submit_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=6).params())
+    job_id = submit_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"),
+                                               rows_per_unit=6).params())
     engine = _engine()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and sum(u.status == "done" and u.phase == 1 for u in jobs.job_units(engine, job_id)) < 1:

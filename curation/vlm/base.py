@@ -96,7 +96,7 @@ class VLMAdapter:
     title: ClassVar[str] = ""
     #: ``model_type`` values in config.json this adapter serves
     model_types: ClassVar[tuple[str, ...]] = ()
-    #: a real checkpoint of the family on the Hugging Face hub (for the README and ``models families``)
+    #: a real checkpoint of the family on the Hugging Face hub (for the docs and ``models families``)
     hub_example: ClassVar[str] = ""
     #: how the family's hub ids are spelled (lower case), to tell a hub id's family without its files
     hub_names: ClassVar[tuple[str, ...]] = ()
