@@ -37,6 +37,7 @@ def cli() -> None:
     Stages:         ingest (with redaction) -> ocr -> score clip -> generate -> sample -> score grounding
                     -> filter -> pilot -> snapshot -> snapshot export
     Start here:     vitpro demo             (builds demo data, runs every stage, then serves the web app)
+    A whole run:    vitpro run RECIPE.yaml  (a pipeline of stages from one file; examples/ has some)
     Web app:        vitpro users add NAME --role admin; vitpro ui
     Configuration:  VITPRO_HOME (default ./var), VITPRO_CATALOG, VITPRO_BROKER, ... (docs/reference/configuration.md)
     """
