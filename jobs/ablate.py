@@ -10,10 +10,10 @@ from trainer.benchmarks import EVAL_BATCH_SIZE, OBJECTIVE_MODES
 from trainer.config import TrainConfig
 
 from .eval import check_model, check_name_and_out
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 
-@register("ablate")
+@job_kind("ablate")
 @dataclass(frozen=True)
 class AblateJob(JobSpec):
     """``out`` becomes the ablation's folder: refused when it holds an earlier evaluation's files."""

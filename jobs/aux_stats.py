@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 
-@register("aux_stats")
+@job_kind("aux_stats")
 @dataclass(frozen=True)
 class AuxStatsJob(JobSpec):
     QUEUE = "cpu"

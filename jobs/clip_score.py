@@ -7,12 +7,12 @@ from config.fields import FieldError, check, param
 from curation.clip_score import ClipConfig
 from db import objects
 
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 DEFAULT_ITEMS_PER_UNIT = 128
 
 
-@register("clip_score")
+@job_kind("clip_score")
 @dataclass(frozen=True)
 class ClipScoreJob(JobSpec):
     QUEUE = "gpu"

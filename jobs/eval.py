@@ -11,7 +11,7 @@ from trainer.benchmarks import BENCHMARKS, EVAL_BATCH_SIZE, OBJECTIVE_MODES
 from trainer.config import TrainConfig
 
 from .names import check_folder_name, check_fresh_folder
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 
 def check_model(model: str) -> None:
@@ -34,7 +34,7 @@ def check_name_and_out(name: str, out: str, what: str) -> str:
         raise about("out", exc) from None
 
 
-@register("eval")
+@job_kind("eval")
 @dataclass(frozen=True)
 class EvalJob(JobSpec):
     """``out`` becomes the evaluation's folder: refused when it holds an earlier evaluation's files."""

@@ -11,7 +11,7 @@ from curation.exports import FORMATS
 from db import objects
 
 from .locations import holds_files
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 
 def same_export(folder: Path | str, snapshot: str, fmt: str) -> bool:
@@ -48,7 +48,7 @@ def base_family(base_model: str, family: str | None = None):
     return found
 
 
-@register("export")
+@job_kind("export")
 @dataclass(frozen=True)
 class ExportJob(JobSpec):
     """``base_model`` (a hub id or a checkpoint folder) and its ``family`` name the model the LLaMA-Factory

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from config.fields import FieldError, about, check, param
 from curation.generation import TASKS, HFLocalBackend, OpenAIChatBackend
 
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 BACKENDS = ("openai", "hf", "template")
 DEFAULT_ITEMS_PER_UNIT = 25  # an LLM's: a unit is a retry's and a cancel's granularity, and it waits on its answers
@@ -17,7 +17,7 @@ DEFAULT_ITEMS_PER_UNIT = 25  # an LLM's: a unit is a retry's and a cancel's gran
 TEMPLATE_ITEMS_PER_UNIT = 250
 
 
-@register("generate")
+@job_kind("generate")
 @dataclass(frozen=True)
 class GenerateJob(JobSpec):
     backend: str = param(choices=BACKENDS, help="openai: any OpenAI-compatible server (vLLM, TGI, hosted); hf: a local causal LM (gpu queue); "

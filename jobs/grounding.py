@@ -8,12 +8,12 @@ from config.fields import about, check, param
 from curation.vis_attn import VisAttnConfig
 
 from .locations import is_tiny_model, location
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-@register("grounding")
+@job_kind("grounding")
 @dataclass(frozen=True)
 class GroundingJob(JobSpec):
     QUEUE = "gpu"

@@ -15,7 +15,7 @@ from curation.mapping import ColumnMapping, MappingError
 from curation.readers import FORMATS, SourceError
 from db import objects
 
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 DEFAULT_ROWS_PER_UNIT = 200
 
@@ -66,7 +66,7 @@ def parent_prefix(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/"
 
 
-@register("ingest")
+@job_kind("ingest")
 @dataclass(frozen=True)
 class IngestJob(JobSpec):
     """``source_roots``: if given, the only folders the source may be in (the web app reads files of the

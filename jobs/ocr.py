@@ -6,13 +6,13 @@ from dataclasses import dataclass, replace
 
 from config.fields import about, check, param
 
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 DEFAULT_BATCH = 16
 ENGINES = ("rapidocr", "tesseract")  # curation.ocr.ENGINES, named here so the command line need not import the engines
 
 
-@register("ocr")
+@job_kind("ocr")
 @dataclass(frozen=True)
 class OcrJob(JobSpec):
     QUEUE = "cpu"

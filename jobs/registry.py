@@ -11,19 +11,19 @@ the same kinds.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import fields
 from typing import Any, ClassVar, TypeVar
 
 from config.fields import FieldError, build, check, to_plain
+from config.registry import Registry
 
 S = TypeVar("S", bound="JobSpec")
 
-SPECS: dict[str, type[JobSpec]] = {}
 # the package's modules that hold no kind: not imported to find the kinds (the sending path loads the
 # store's libraries, a second or more that a page listing kinds need not pay)
-NOT_KINDS = frozenset({"registry", "submit", "broker", "devices", "names"})
+NOT_KINDS = frozenset({"registry", "submit", "broker", "devices", "names", "locations"})
+# every kind's spec, filled by its module's @job_kind on import (a new kind is a new module, no list to update)
+SPECS: Registry[type[JobSpec]] = Registry("job kind", package=__package__, skip=NOT_KINDS, idempotent=True)
 
 
 class JobSpec:
@@ -84,43 +84,23 @@ class JobSpec:
         return [f.name for f in fields(cls)]
 
 
-def register(kind: str):
-    """Class decorator: ``@register("ocr")`` above a spec's ``@dataclass(frozen=True)``."""
+def job_kind(kind: str):
+    """Class decorator: ``@job_kind("ocr")`` above a spec's ``@dataclass(frozen=True)``."""
 
     def add(cls: type[JobSpec]) -> type[JobSpec]:
-        if kind in SPECS and SPECS[kind] is not cls:
-            raise ValueError(f"job kind {kind!r} registered twice ({SPECS[kind].__name__}, {cls.__name__})")
         cls.KIND = kind
-        SPECS[kind] = cls
-        return cls
+        return SPECS.add(cls, kind)
 
     return add
 
 
-def _load() -> dict[str, type[JobSpec]]:
-    """Every spec module of the package, imported once: a new kind is a new module, no list to update."""
-    package = importlib.import_module(__package__)
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in NOT_KINDS:
-            importlib.import_module(f"{__package__}.{info.name}")
-    return SPECS
-
-
 def kinds() -> list[str]:
-    return sorted(_load())
+    return sorted(SPECS)
 
 
 def spec_for(kind: str) -> type[JobSpec]:
-    if kind not in SPECS and kind not in NOT_KINDS:
-        try:  # the kind's own module: the command line needs one kind's choices, not every module
-            importlib.import_module(f"{__package__}.{kind}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{kind}":  # the module exists but lacks one of its imports
-                raise
-    specs = SPECS if kind in SPECS else _load()
-    if kind not in specs:
-        raise ValueError(f"unknown job kind {kind!r}; kinds: {', '.join(sorted(specs))}")
-    return specs[kind]
+    """The spec of ``kind``; only its own module is imported (the command line needs one kind's choices)."""
+    return SPECS.load(kind)[kind]
 
 
 def queue_of(kind: str, params: dict[str, Any]) -> str:
@@ -132,4 +112,4 @@ def choices(kind: str, field: str) -> tuple[str, ...]:
     return spec_for(kind).choices_of(field)
 
 
-__all__ = ["FieldError", "JobSpec", "choices", "kinds", "queue_of", "register", "spec_for"]
+__all__ = ["FieldError", "JobSpec", "SPECS", "choices", "job_kind", "kinds", "queue_of", "spec_for"]

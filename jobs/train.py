@@ -9,10 +9,10 @@ from trainer.config import TrainConfig
 
 from .locations import location
 from .names import check_folder_name
-from .registry import JobSpec, register
+from .registry import JobSpec, job_kind
 
 
-@register("train")
+@job_kind("train")
 @dataclass(frozen=True)
 class TrainJob(JobSpec):
     QUEUE = "train"

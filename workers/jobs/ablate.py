@@ -18,7 +18,7 @@ from trainer import ablation
 from .. import models, outputs
 from ..runtime import UnitContext
 from .evaluate import claim_eval, evaluate_benchmark, resolve_adapter
-from .registry import register
+from .registry import add_handler
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -68,4 +68,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
 
 
-register("ablate", plan=plan, run=run, finalize=finalize)
+add_handler("ablate", plan=plan, run=run, finalize=finalize)

@@ -8,7 +8,7 @@ from db import batches
 from db.jobs import UnitSpec
 
 from ..runtime import UnitContext
-from .registry import register
+from .registry import add_handler
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -23,4 +23,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
 
 
-register("aux_stats", plan=plan, run=run, finalize=finalize)
+add_handler("aux_stats", plan=plan, run=run, finalize=finalize)

@@ -9,7 +9,7 @@ from db.jobs import UnitSpec
 
 from .. import models
 from ..runtime import PermanentError, UnitContext
-from .registry import register
+from .registry import add_handler
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -76,4 +76,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
 
 
-register("clip_score", plan=plan, run=run, finalize=finalize)
+add_handler("clip_score", plan=plan, run=run, finalize=finalize)

@@ -19,7 +19,7 @@ from trainer.config import TrainConfig
 
 from .. import models, outputs
 from ..runtime import PermanentError, UnitContext
-from .registry import register
+from .registry import add_handler
 
 
 def resolve_adapter(engine, adapter: str | None) -> str | None:
@@ -191,4 +191,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
 
 
-register("eval", plan=plan, run=run, finalize=finalize)
+add_handler("eval", plan=plan, run=run, finalize=finalize)

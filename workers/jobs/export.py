@@ -15,7 +15,7 @@ from jobs.export import ExportJob, base_family, same_export
 from trainer.external_configs import DEFAULT_BASE_MODEL
 
 from ..runtime import PermanentError, UnitContext
-from .registry import register
+from .registry import add_handler
 
 
 def trainer_files(fmt: str, job: ExportJob) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -104,4 +104,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
 
 
-register("export", plan=plan, run=run, finalize=finalize)
+add_handler("export", plan=plan, run=run, finalize=finalize)

@@ -20,7 +20,7 @@ from db.jobs import UnitSpec
 from jobs.generate import GenerateJob
 
 from ..runtime import PermanentError, UnitContext
-from .registry import register
+from .registry import add_handler
 
 MAX_BACKEND_TRIES = 3  # runs that may ask the backend again for an (item, task) it failed to answer
 
@@ -123,4 +123,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
 
 
-register("generate", plan=plan, run=run, finalize=finalize)
+add_handler("generate", plan=plan, run=run, finalize=finalize)

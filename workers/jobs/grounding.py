@@ -20,7 +20,7 @@ from jobs.grounding import GroundingJob
 
 from .. import models
 from ..runtime import PermanentError, UnitContext
-from .registry import register
+from .registry import add_handler
 
 WINDOW_BATCHES = 4  # batches encoded at a time (sorted by length within the window)
 QUESTIONS = {
@@ -151,4 +151,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
 
 
-register("grounding", plan=plan, run=run, finalize=finalize)
+add_handler("grounding", plan=plan, run=run, finalize=finalize)

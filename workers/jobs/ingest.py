@@ -17,7 +17,7 @@ from db.jobs import UnitSpec
 from jobs.ingest import IngestJob
 
 from ..runtime import PermanentError, UnitContext
-from .registry import register
+from .registry import add_handler
 
 
 def _source(ctx: UnitContext) -> tuple[Path, dict[str, Any]]:
@@ -197,4 +197,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     }
 
 
-register("ingest", plan=plan, run=run, finalize=finalize)
+add_handler("ingest", plan=plan, run=run, finalize=finalize)

@@ -15,7 +15,7 @@ from db.objects import ObjectStoreError
 from jobs.ocr import OcrJob
 
 from ..runtime import PermanentError, UnitContext
-from .registry import register
+from .registry import add_handler
 
 
 def redacted_boxes(boxes: list[dict[str, Any]], redacted_text: str) -> list[dict[str, Any]]:
@@ -105,4 +105,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {"set": {"images_read": ingest_reads.rows_written_by_job(ctx.lake, "ocr", ctx.job_id)}}
 
 
-register("ocr", plan=plan, run=run, finalize=finalize)
+add_handler("ocr", plan=plan, run=run, finalize=finalize)

@@ -20,7 +20,7 @@ from trainer.config import TrainConfig
 
 from .. import models
 from ..runtime import Cancelled, PermanentError, UnitContext
-from .registry import register
+from .registry import add_handler
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -114,4 +114,4 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
     return {}
 
 
-register("train", plan=plan, run=run, finalize=finalize)
+add_handler("train", plan=plan, run=run, finalize=finalize)
