@@ -63,8 +63,8 @@ def run_ingest(src: Path, workers: int, rows_per_unit: int, scratch: Path) -> tu
 
     from config.settings import load_settings
     from curation.mapping import ColumnMapping
-    from db import jobs
-    from db.app_engine import write_engine
+    from db.app import jobs
+    from db.app.engine import write_engine
     from db.store import init_store
     from jobs.ingest import IngestJob
     from jobs.submit import submit_job

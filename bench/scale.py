@@ -8,7 +8,7 @@ Stages (no model weights needed), each on a fresh store per size:
   ingest      the ingest job's handlers (plan, units, finalize) run in this process on a catalog CSV with
               real JPEG files (bench/ingest.py's inputs): reading, redaction, content hashing, blob copies
   generate    the generate job with the template backend, run the same way, on items with images
-  sampling    stratified sampling (db/sampling.py: stratify, balance table, the selection written)
+  sampling    stratified sampling (db/lake/sampling.py: stratify, balance table, the selection written)
   threshold   a threshold change as the Thresholds page makes it (bench/filters.py's store and changes):
               the stats table is built once (the first load), then each change of cut is the counts
               overall, per task, per category and two 50-bin histograms; the median of the warm changes
@@ -153,7 +153,7 @@ class S3Server:
 
 
 def s3_supported() -> bool:
-    """Whether this checkout's store and blob store take s3:// paths (db/blobs.py is where blob copies go)."""
+    """Whether this checkout's store and blob store take s3:// paths (db/storage/blobs.py is where blob copies go)."""
     return (REPO / "db" / "blobs.py").is_file()
 
 
@@ -166,8 +166,8 @@ def _pg(sql: str) -> None:
 
 def _reset_process_state() -> None:
     """Forget every store this process opened: the next open reads the environment again."""
-    from db.app_engine import dispose_engines
-    from db.lake import drop_shared_lakes
+    from db.app.engine import dispose_engines
+    from db.lake.connection import drop_shared_lakes
     from db.store import forget_ready
 
     drop_shared_lakes()
@@ -202,7 +202,7 @@ def fresh_store(store: str, scratch: Path, label: str, s3: S3Server | None):
         _reset_process_state()
         if db:
             _pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            from db import objects
+            from db.storage import objects
 
             objects.delete_prefix(objects.ObjectURL.parse(f"s3://{s3.bucket}/{label}/"))  # moto keeps objects in memory
         shutil.rmtree(home, ignore_errors=True)
@@ -212,8 +212,8 @@ def fresh_store(store: str, scratch: Path, label: str, s3: S3Server | None):
 def run_job(kind: str, queue: str, params: dict, settings) -> dict:
     """Every unit of a job run here, one after another, through the workers' own runner (no broker):
     the handlers' cost without worker start-up or queueing. Returns the job's counts."""
-    from db import jobs
-    from db.app_engine import write_engine
+    from db.app import jobs
+    from db.app.engine import write_engine
     from workers.runtime import execute_unit
 
     engine = write_engine(settings.app_url)
@@ -302,7 +302,7 @@ def stage_threshold(settings, n: int, repeats: int) -> Figure:
 
 
 def stage_sampling(settings, n: int) -> Figure:
-    from db import sampling
+    from db.lake import sampling
     from db.store import open_store
 
     lake = open_store(settings.store)
@@ -318,8 +318,8 @@ def stage_snapshot(settings, n: int):
     from bench.synthetic_store import FILTER
     from curation import snapshots
     from curation.filters import FilterConfig
-    from db import saved_filters
-    from db.app_engine import write_engine
+    from db.app import saved_filters
+    from db.app.engine import write_engine
     from db.store import open_store
 
     lake, engine = open_store(settings.store), write_engine(settings.app_url)
@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         for store in args.stores:
             if store == "pg+s3":
                 if not s3_supported():
-                    notes.append("pg+s3: not run: this checkout has no S3 support for the lake data path and blob store (db/blobs.py)")
+                    notes.append("pg+s3: not run: this checkout has no S3 support for the lake data path and blob store (db/storage/blobs.py)")
                     log(notes[-1])
                     continue
                 s3 = S3Server(scratch)

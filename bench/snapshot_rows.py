@@ -117,8 +117,8 @@ def _unlist(lake, snap) -> None:
 def run(name: str, other: str | None, reps: int, n_rows: int, full: bool) -> list[tuple[str, float, float]]:
     from config.settings import load_settings
     from curation import snapshots
-    from db import samples_view
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
+    from db.reads import samples_view
     from db.store import open_store
 
     s = load_settings()

@@ -24,7 +24,7 @@ FILTER = "bench-filter"
 
 def _jpegs(blobs, px: int = 96) -> list[tuple[int, str, str]]:
     """(k, blob path relative to the blob root, sha256) of JPEGS real images of ``px`` pixels a side (small by
-    default; a catalog photo's size for the training bench), put in the blob store ``blobs`` (db/blobs.py:
+    default; a catalog photo's size for the training bench), put in the blob store ``blobs`` (db/storage/blobs.py:
     a folder, or S3)."""
     from PIL import Image, ImageDraw
 
@@ -141,7 +141,7 @@ def build_items(n_items: int) -> None:
     """The store of ``VITPRO_HOME`` with ``n_items`` items and their images, no samples (bench/scale.py's
     generation stage)."""
     from config.settings import load_settings
-    from db.blobs import open_blobs
+    from db.storage.blobs import open_blobs
     from db.store import open_store
 
     s = load_settings()
@@ -155,9 +155,9 @@ def build(n: int, photo_px: int = 96) -> dict[str, float]:
     from config.settings import load_settings
     from curation import snapshots
     from curation.filters import Condition, FilterConfig, resolve
-    from db import jobs, pilots, saved_filters, users
-    from db.app_engine import write_engine
-    from db.blobs import open_blobs
+    from db.app import jobs, pilots, saved_filters, users
+    from db.app.engine import write_engine
+    from db.storage.blobs import open_blobs
     from db.store import open_store
 
     s = load_settings()

@@ -117,7 +117,7 @@ def _ms(fn) -> tuple[float, object]:
 def time_page(name: str, reps: int) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
-    from db.users import SignedIn
+    from db.app.users import SignedIn
     from ui.context import USER_KEY
 
     click = CLICKS.get(name, _first_widget)
@@ -163,8 +163,8 @@ def bench_store(label: str, reps: int, only: list[str] | None) -> list[tuple[str
 def synthetic(n: int, keep: bool) -> tuple[str, dict[str, float]]:
     """A fresh VITPRO_HOME with ``n`` synthetic samples (embedded defaults: SQLite catalog, local files)."""
     from bench.synthetic_store import build
-    from db.app_engine import dispose_engines
-    from db.lake import drop_shared_lakes
+    from db.app.engine import dispose_engines
+    from db.lake.connection import drop_shared_lakes
     from db.store import forget_ready
 
     home = Path(tempfile.mkdtemp(prefix=f"vitpro-bench-{n}-")) / "var"

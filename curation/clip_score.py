@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from config.fields import param
-from db.objects import ObjectStoreError
+from db.storage.objects import ObjectStoreError
 
 REDUCTIONS = ("mean", "max", "min")
 

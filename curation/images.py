@@ -22,8 +22,8 @@ from urllib.parse import urljoin, urlparse
 
 from PIL import Image, UnidentifiedImageError
 
-from db import objects
-from db.blobs import as_blobs
+from db.storage import objects
+from db.storage.blobs import as_blobs
 
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
 
@@ -251,7 +251,7 @@ def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
 
 
 def store_blob(blob_root, info: ImageInfo) -> str:
-    """Write the bytes under their hash, once, into the blob store (db/blobs.py: a folder or S3; a plain
+    """Write the bytes under their hash, once, into the blob store (db/storage/blobs.py: a folder or S3; a plain
     folder is taken as one); returns the blob's path relative to the store."""
     rel = f"{info.sha256[:2]}/{info.sha256}.{info.extension}"
     (blob_root if hasattr(blob_root, "put") else as_blobs(blob_root)).put(rel, info.data)  # a store, its writer, or a folder

@@ -6,7 +6,7 @@ import hashlib
 
 from curation.generation import ItemContext
 from curation.generation.facts import known_brand_index
-from db import generation_reads
+from db.reads import generation_reads
 
 
 def contexts_for(lake, item_ids: list[str], brands: dict[str, str] | None = None) -> list[ItemContext]:

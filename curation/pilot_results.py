@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from db import pilots, saved_filters
-from db.app_models import PilotAdjudication, PilotLabel
-from db.browse import kept_flags
-from db.lake import Lake
+from db.app import pilots, saved_filters
+from db.app.models import PilotAdjudication, PilotLabel
+from db.lake.connection import Lake
+from db.reads.browse import kept_flags
 
 from .filters import FilterConfig, stats_for
 from .pilot_stats import SKIP, PilotReport, consensus, evaluate

@@ -1,21 +1,21 @@
 """Dataset snapshots: a saved filter applied to one DuckLake version, frozen, compared and shaped for export.
 
-The record (db.snapshots) keeps the version, the filter with its models resolved, the counts, the model
+The record (db.app.snapshots) keeps the version, the filter with its models resolved, the counts, the model
 and prompt ids and a hash of the kept sample ids. The samples themselves are never copied: DuckLake's
 time travel (``AT (VERSION => n)``) gives the same rows forever, so an export made next year is the
 export made today, byte for byte. The hash catches the one way that could break (expired history).
 
-Which samples a snapshot holds is listed once, when it is made (db.snapshot_members): every reader
+Which samples a snapshot holds is listed once, when it is made (db.lake.snapshot_members): every reader
 (:func:`members_sql`, :func:`member_ids`, and through them :func:`kept`, :func:`diff`,
 :func:`export_samples`, :func:`snapshot_rows`, :func:`eval_rows`) joins that list instead of rebuilding
 the filter's stats at the snapshot's version. A snapshot made before lists existed gets its list from
 that rebuild, once: on its first read, or for all of them with :func:`backfill_members`
 (`vitpro snapshot backfill`).
 
-Exclusions (db/exclusions.py) live in the lake too, so a snapshot leaves out the samples excluded at its
+Exclusions (db/lake/exclusions.py) live in the lake too, so a snapshot leaves out the samples excluded at its
 version, and only those: a sample excluded later is still in it (make a new snapshot to drop it).
 
-The records' own functions (get, list_all, rename, check_name) are db.snapshots', named here too so a
+The records' own functions (get, list_all, rename, check_name) are db.app.snapshots', named here too so a
 caller needs one module.
 """
 from __future__ import annotations
@@ -29,13 +29,13 @@ from typing import Any, Callable
 import duckdb
 from sqlalchemy import Engine
 
-from db import samples_view
-from db import snapshot_members as lists
-from db.app_models import Snapshot
-from db.blobs import as_blobs
-from db.lake import Lake, at_version
-from db.snapshots import NAME_MAX, SnapshotError, check_name, discard, get, insert, list_all, refuse_taken, rename  # noqa: F401 (one module for callers)
-from db.training import product_fields
+from db.app.models import Snapshot
+from db.app.snapshots import NAME_MAX, SnapshotError, check_name, discard, get, insert, list_all, refuse_taken, rename  # noqa: F401 (one module for callers)
+from db.app.training import product_fields
+from db.lake import snapshot_members as lists
+from db.lake.connection import Lake, at_version
+from db.reads import samples_view
+from db.storage.blobs import as_blobs
 
 from .exports import ExportSample
 from .filters import FilterConfig, FilterError, resolve, stats_for

@@ -12,12 +12,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from config.settings import StoreConfig  # noqa: F401 - where the store lives (callers import it from here too)
+from db.app.engine import write_engine
+from db.lake import schema as lake_schema
+from db.lake.connection import Lake, shared_lake
+from db.storage import objects
 
-from . import lake_schema, objects
-from .app_engine import write_engine
-from .lake import Lake, shared_lake
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).parent / "app" / "migrations"
 _PG_MIGRATION_LOCK = 742_001  # any constant; serialises concurrent `init` on PostgreSQL
 
 

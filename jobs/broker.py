@@ -4,7 +4,7 @@ Celery is imported only when a client is made (the first unit sent), so importin
 the command line) builds no app and registers no worker signal. The workers build their app from the same
 :func:`make_client` and add the task (workers/app.py): one configuration for both sides.
 
-Celery's own redelivery is not relied on (see db/jobs.py); acks_late and reject_on_worker_lost still help
+Celery's own redelivery is not relied on (see db/app/jobs.py); acks_late and reject_on_worker_lost still help
 where the broker supports them: a pool child that dies hands its message back at once.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, load_settings
-from db import jobs
+from db.app import jobs
 
 QUEUES = ("cpu", "gpu", "train")
 TASK_RUN_UNIT = "vitpro.run_unit"
@@ -114,7 +114,7 @@ def send_units(client: Any, engine, dispatches: list[jobs.Dispatch], *, countdow
 
 def reap_once(settings: Settings, client: Any) -> int:
     """Take back the units of dead workers and resend lost messages; returns how many were sent again."""
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
 
     engine = write_engine(settings.app_url)
     dispatches = jobs.reap(engine, settings.lease_seconds, settings.max_unit_attempts)

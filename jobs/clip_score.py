@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 from config.fields import FieldError, check, param
 from curation.clip_score import ClipConfig
-from db import objects
+from db.storage import objects
 
 from .registry import JobSpec, job_kind
 

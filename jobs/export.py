@@ -8,7 +8,7 @@ from pathlib import Path
 
 from config.fields import FieldError, about, check, param
 from curation.exports import FORMATS
-from db import objects
+from db.storage import objects
 
 from .locations import holds_files
 from .registry import JobSpec, job_kind

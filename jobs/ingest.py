@@ -13,7 +13,7 @@ from curation.images import ImageLimits
 from curation.ingest import TextLimits
 from curation.mapping import ColumnMapping, MappingError
 from curation.readers import FORMATS, SourceError
-from db import objects
+from db.storage import objects
 
 from .registry import JobSpec, job_kind
 

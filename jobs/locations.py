@@ -1,11 +1,11 @@
 """Where a job's model and output are, as the job carries them: an absolute folder of the machine that
 sends it, or an s3:// URL that every worker reads (and writes) the same way. No credential is ever part
-of one: an s3:// URL with a user or password in it is refused (db/objects.py)."""
+of one: an s3:// URL with a user or password in it is refused (db/storage/objects.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from db import objects
+from db.storage import objects
 
 
 def location(ref: str) -> str:

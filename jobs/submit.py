@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from config.settings import Settings, load_settings
-from db import jobs
-from db.app_engine import write_engine
+from db.app import jobs
+from db.app.engine import write_engine
 from db.store import open_store
 
 from . import devices as device_names

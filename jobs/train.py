@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from config.fields import about, check, param
-from db import objects
+from db.storage import objects
 from trainer.config import TrainConfig
 
 from .locations import location

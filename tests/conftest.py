@@ -18,8 +18,8 @@ REDIS_URL = os.environ.get("VITPRO_TEST_REDIS", "redis://127.0.0.1:6379")
 
 def _reset_process_caches() -> None:
     from db import store
-    from db.app_engine import dispose_engines
-    from db.lake import drop_shared_lakes
+    from db.app.engine import dispose_engines
+    from db.lake.connection import drop_shared_lakes
 
     drop_shared_lakes()
     dispose_engines()
@@ -202,8 +202,8 @@ def start_worker(home, tmp_path):
 
 def wait_for_worker_registration(pid: int, worker: WorkerProcess, timeout: float = 60) -> None:
     from config.settings import load_settings
-    from db import jobs
-    from db.app_engine import write_engine
+    from db.app import jobs
+    from db.app.engine import write_engine
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -222,8 +222,8 @@ def wait_for_worker_registration(pid: int, worker: WorkerProcess, timeout: float
 def wait_job(job_id: str, timeout: float = 120):
     """Poll until the job is finished; returns the job row."""
     from config.settings import load_settings
-    from db import jobs
-    from db.app_engine import write_engine
+    from db.app import jobs
+    from db.app.engine import write_engine
 
     engine = write_engine(load_settings().app_url)
     deadline = time.monotonic() + timeout

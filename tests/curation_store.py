@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 from config.settings import load_settings
 from curation.mapping import ColumnMapping
-from db import batches
+from db.lake import batches
 from db.store import open_store
 from jobs.generate import GenerateJob
 from jobs.ingest import IngestJob

@@ -221,6 +221,6 @@ class AppServer:
 
 def excluded_ids(lake, version=None) -> set[str]:
     """The samples excluded at a store version (the current one by default), read as the filters read them."""
-    from db.exclusions import excluded_sql
+    from db.lake.exclusions import excluded_sql
 
     return {r[0] for r in lake.fetchall(f"SELECT sample_id FROM ({excluded_sql(lake, version)})")}

@@ -10,7 +10,7 @@ from config.settings import load_settings
 from curation import snapshots
 from curation.filters import FilterConfig
 from curation.generation.facts import canonical_key
-from db.app_engine import write_engine
+from db.app.engine import write_engine
 from db.store import init_store
 from jobs.ingest import IngestJob
 from trainer import benchmarks as bm

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 from config.settings import load_settings
 from curation.filters import FilterConfig, stats_for
-from db import batches, browse, samples_view, sampling
+from db.lake import batches, sampling
+from db.reads import browse, samples_view
 from db.store import open_store
 
 

@@ -114,8 +114,8 @@ def _demo_until_served(home) -> str:
     import urllib.request
 
     from config.settings import load_settings
-    from db import users
-    from db.app_engine import write_engine
+    from db.app import users
+    from db.app.engine import write_engine
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -23,8 +23,8 @@ from curation.clip_score import ClipConfig
 from curation.filters import Condition, FilterConfig
 from curation.mapping import ColumnMapping
 from curation.vis_attn import VisAttnConfig
-from db import jobs, saved_filters, training
-from db.app_engine import write_engine
+from db.app import jobs, saved_filters, training
+from db.app.engine import write_engine
 from db.store import open_store
 from jobs.aux_stats import AuxStatsJob
 from jobs.clip_score import ClipScoreJob
@@ -73,7 +73,7 @@ def _upload_sources(bucket: str, shared_data: Path) -> tuple[str, str]:
 def _push_tiny_models(bucket: str, scratch: Path) -> dict[str, str]:
     """Tiny checkpoints built here, uploaded, and deleted: the workers can only get them from the bucket."""
     from curation.tiny_models import make_tiny
-    from db.model_files import upload_model
+    from db.storage.model_files import upload_model
 
     urls = {}
     for family in ("qwen2_5_vl", "clip"):
@@ -218,7 +218,7 @@ def test_two_workers_with_no_common_disk_run_every_stage_through_a_kill(home, tm
     _reset_process_caches()
     st.cache_data.clear()
     st.cache_resource.clear()
-    from db import users
+    from db.app import users
 
     users.add(engine, "admin", "admin-pass-1", "admin")
     overview = page("overview")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from config.settings import load_settings
-from db import pilots
-from db.app_engine import write_engine
+from db.app import pilots
+from db.app.engine import write_engine
 
 from .curation_store import add_scores, ingest_and_generate
 

@@ -1,7 +1,7 @@
-"""The demo summary's reads (db/demo_reads.py) on a store with ingested demo data and template samples."""
+"""The demo summary's reads (db/reads/demo_reads.py) on a store with ingested demo data and template samples."""
 from __future__ import annotations
 
-from db import demo_reads
+from db.reads import demo_reads
 
 from .curation_store import ingest_and_generate
 

@@ -321,7 +321,7 @@ def test_the_specs_take_a_batch_size_and_an_objective_mode(tmp_path):
 def test_the_evaluation_form_sends_its_batch_size_and_objective_mode(ui_store, tiny_models):
     from curation import snapshots
     from curation.filters import FilterConfig
-    from db import jobs as jobs_db
+    from db.app import jobs as jobs_db
     from jobs.submit import cancel_job
 
     from .test_ui_pages import page, texts

@@ -88,7 +88,7 @@ def test_an_evaluation_folder_holding_an_earlier_evaluation_is_refused(tmp_path)
 
 def _plan_ctx(job_id: str, params: dict, kind: str):
     from config.settings import load_settings
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
     from db.store import open_store
     from jobs.registry import spec_for
 
@@ -102,7 +102,7 @@ def _plan_ctx(job_id: str, params: dict, kind: str):
 def test_a_job_never_takes_over_an_evaluation_another_job_made(home, tmp_path, kind):
     """Launched without the command line's or the page's name check (submit_job from code, two launches at
     once), an evaluation or ablation of a name in use fails instead of overwriting the other's results."""
-    from db import training
+    from db.app import training
     from workers.jobs import ablate as ablate_handler
     from workers.runtime import PermanentError
 
@@ -118,7 +118,7 @@ def test_a_job_never_takes_over_an_evaluation_another_job_made(home, tmp_path, k
 
 
 def test_ablate_refuses_the_name_of_an_existing_evaluation(home, tmp_path, vitpro_cli):
-    from db import training
+    from db.app import training
 
     engine = _plan_ctx("job-1", {"name": "x", "snapshot": "s", "model": "/m", "out": "/o", "grid": {}}, "ablate").engine
     training.create_eval(engine, name="taken", snapshot="s", model="m", adapter=None, config={}, baseline=None, created_by="t")

@@ -1,4 +1,4 @@
-"""Sample exclusions (db/exclusions.py) honoured by filters, snapshots and exports, on real ingested and
+"""Sample exclusions (db/lake/exclusions.py) honoured by filters, snapshots and exports, on real ingested and
 generated demo data; snapshot renames; the `vitpro samples` and `vitpro snapshot rename` commands."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from config.settings import load_settings
 from curation import snapshots
 from curation.exports import DATA_FILES, FORMATS, write_export
 from curation.filters import Condition, FilterConfig, stats_for
-from db import exclusions, saved_filters, training
-from db.app_engine import write_engine
+from db.app import saved_filters, training
+from db.app.engine import write_engine
+from db.lake import exclusions
 from jobs.export import ExportJob
 
 from .curation_store import add_scores, ingest_and_generate

@@ -10,7 +10,7 @@ from curation.generation.facts import canonical_key, item_facts, known_brand_ind
 from curation.generation.report import build_report
 from curation.generation.tasks import condition
 from curation.generation.templates import template_pairs
-from db import quality
+from db.reads import quality
 
 from .curation_store import ingest_and_generate
 

@@ -9,15 +9,15 @@ import pytest
 
 from curation import snapshots
 from curation.filters import HIST_BINS, Condition, FilterConfig, stats_for
-from db import browse, overview_stats
-from db.lake import ALIAS
+from db.lake.connection import ALIAS
+from db.reads import browse, overview_stats
 
 from .test_ui_pages import ADMIN, ANNA, page, texts, ui_store  # noqa: F401  (ui_store: the fixture)
 
 
 def test_current_version_is_the_latest_commit_seen_from_another_connection(ui_store):
     home, lake, engine = ui_store
-    from db.lake import Lake
+    from db.lake.connection import Lake
 
     other = Lake(lake.catalog_url, lake.data_path)
     try:
@@ -41,7 +41,7 @@ def test_overview_stats_give_the_old_reads_answers(ui_store):
 
 def test_stats_table_bins_are_the_literal_width_bins(ui_store):
     home, lake, engine = ui_store
-    from db import saved_filters
+    from db.app import saved_filters
 
     config = FilterConfig.from_dict(saved_filters.get(engine, "ui-filter").config)
     table = stats_for(lake, config)
@@ -59,7 +59,7 @@ def test_stats_table_bins_are_the_literal_width_bins(ui_store):
 
 
 def _two_snapshots(lake, engine):
-    from db import saved_filters
+    from db.app import saved_filters
 
     base = saved_filters.get(engine, "ui-filter").config
     a = snapshots.create(lake, engine, name="fast-a", filter_name="ui-filter", config=FilterConfig.from_dict(base), created_by="admin")
@@ -123,7 +123,7 @@ def test_pilot_reads_its_model_lists_once_per_scores_version(ui_store, monkeypat
 
 
 def test_overview_switches_backend_without_reading_again(ui_store, monkeypatch):
-    from db import quality
+    from db.reads import quality
 
     calls = []
     real = quality.rows_by_backend
@@ -140,7 +140,7 @@ def test_overview_switches_backend_without_reading_again(ui_store, monkeypatch):
 
 
 def test_one_pass_gives_each_backends_report_as_asked_alone(ui_store):
-    from db import quality
+    from db.reads import quality
 
     lake = ui_store[1]
     lake.transaction(lambda con: con.execute(  # a second backend: a few samples copied as if from an LLM

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from curation.filters import Condition, FilterConfig, StatsTable, stats_for
-from db import exclusions
+from db.lake import exclusions
 
 
 def _configs(seed: int = 3, n: int = 40):

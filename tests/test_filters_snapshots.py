@@ -13,8 +13,8 @@ from config.settings import load_settings
 from curation import snapshots
 from curation.exports import FORMATS, verify_export, write_export
 from curation.filters import Condition, FilterConfig, FilterError, resolve, resolve_models, stats_for
-from db import saved_filters
-from db.app_engine import write_engine
+from db.app import saved_filters
+from db.app.engine import write_engine
 
 from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
 

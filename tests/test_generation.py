@@ -19,8 +19,8 @@ from curation.generation import (
     validate,
 )
 from curation.generation.parse import answer_format, normalise_attributes
-from db import jobs
-from db.app_engine import write_engine
+from db.app import jobs
+from db.app.engine import write_engine
 from db.store import init_store, open_store
 from jobs.generate import GenerateJob
 from jobs.ingest import IngestJob

@@ -127,7 +127,7 @@ def test_addresses_that_are_not_public_are_refused(monkeypatch, tmp_path):
 def test_ingest_error_for_a_broken_image_names_the_file_and_the_rows_id(home, shared_data, tmp_path):
     from config.settings import load_settings
     from curation.mapping import ColumnMapping
-    from db import queries
+    from db.reads import queries
     from db.store import init_store, open_store
     from jobs.ingest import IngestJob
 

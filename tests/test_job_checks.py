@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from config.settings import load_settings
 from curation.clip_score import ClipConfig
 from curation.readers import SourceError
-from db import jobs
-from db.app_engine import write_engine
-from db.app_models import WorkerRecord
+from db.app import jobs
+from db.app.engine import write_engine
+from db.app.models import WorkerRecord
 from db.store import open_store
 from jobs import devices as device_names
 from jobs.clip_score import ClipScoreJob

@@ -7,9 +7,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from config.settings import load_settings
-from db import jobs
-from db.app_engine import write_engine
-from db.app_models import WorkUnit
+from db.app import jobs
+from db.app.engine import write_engine
+from db.app.models import WorkUnit
 from db.store import StoreConfig, init_store
 
 

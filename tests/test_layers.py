@@ -153,7 +153,7 @@ def test_the_web_app_the_command_line_and_the_job_specs_import_no_heavy_library_
 def test_the_checks_see_what_they_check(tmp_path):
     """The walk finds imports in functions, resolves relative ones, and the cycle search finds a cycle."""
     found = {(i.target, i.function) for i in _imports(REPO / "workers" / "runtime.py")}
-    assert ("db.app_engine", None) in found and ("workers.jobs.registry", "_handlers") in found
+    assert ("db.app.engine", None) in found and ("workers.jobs.registry", "_handlers") in found
     assert ("workers.app", "_send") in found and ("jobs.broker", "_send") in found
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []

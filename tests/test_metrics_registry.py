@@ -1,11 +1,11 @@
-"""The stats are declared once (db/metrics.py): filters and pages read a stat's subject, segment and label
+"""The stats are declared once (db/lake/metrics.py): filters and pages read a stat's subject, segment and label
 from the declaration, not from its name."""
 from __future__ import annotations
 
 import pytest
 
 from curation.filters import FilterConfig, FilterError, metric_of, resolve
-from db import metrics
+from db.lake import metrics
 from ui.thresholds_state import default_segment
 
 

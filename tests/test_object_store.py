@@ -11,8 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from db import objects
-from db.blobs import BlobMissing, RemoteBlobs, evict
+from db.storage import objects
+from db.storage.blobs import BlobMissing, RemoteBlobs, evict
 
 from .conftest import _reset_process_caches
 
@@ -37,7 +37,7 @@ def s3_home(home, s3_env, monkeypatch):
 
 def test_lake_data_files_live_in_the_bucket_and_a_second_connection_reads_them(s3_home):
     from config.settings import load_settings
-    from db.lake import Lake
+    from db.lake.connection import Lake
     from db.store import open_store
 
     lake = open_store(load_settings().store)
@@ -174,7 +174,7 @@ def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, 
 
 def _run_inprocess(engine, kind: str, params: dict):
     """A job's units run here, one after another, as a worker runs them (execute_unit), no broker."""
-    from db import jobs
+    from db.app import jobs
     from workers.runtime import execute_unit
 
     job_id, first = jobs.create_job(engine, kind=kind, queue="cpu", params=params, launched_by="t")
@@ -201,7 +201,7 @@ def _small_source(tmp_path: Path, n: int = 3) -> dict:
 
 def test_a_blob_deleted_behind_the_stores_back_is_recorded_and_the_rest_goes_on(s3_home, tmp_path):
     from config.settings import load_settings
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
     from db.store import init_store, open_store
     from jobs.ocr import OcrJob
 
@@ -226,8 +226,8 @@ def test_a_unit_that_meets_a_store_problem_is_retried_with_back_off_then_fails_n
     the credentials (OCR must read the blobs), or the blob bucket is missing from the start (ingest must
     write them): each attempt is logged with its delay, the last one fails with the reason."""
     from config.settings import load_settings
-    from db import jobs
-    from db.app_engine import write_engine
+    from db.app import jobs
+    from db.app.engine import write_engine
     from db.store import init_store
     from jobs.ocr import OcrJob
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from config.settings import load_settings
 from curation import ocr
 from curation.mapping import ColumnMapping
-from db import ocr_reads
+from db.reads import ocr_reads
 from db.store import open_store
 from jobs.ingest import IngestJob
 from jobs.ocr import OcrJob

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import sessions, users
-from db.app_models import WebSession
+from db.app import sessions, users
+from db.app.models import WebSession
 
 from .helpers import AppServer, free_port
 from .test_sessions import engine  # noqa: F401  (engine: a store with users anna and admin)

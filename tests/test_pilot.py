@@ -15,8 +15,8 @@ from sklearn.metrics import roc_curve as sk_roc_curve
 from config.settings import load_settings
 from curation import pilot_results
 from curation.pilot_stats import accuracy, auc, best_thresholds, cohen_kappa, consensus, evaluate, roc_curve
-from db import pilots
-from db.app_engine import write_engine
+from db.app import pilots
+from db.app.engine import write_engine
 
 from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
 

@@ -16,8 +16,8 @@ from PIL import Image
 from config.settings import load_settings
 from curation.ingest import TextLimits
 from curation.mapping import ColumnMapping
-from db import jobs
-from db.app_engine import write_engine
+from db.app import jobs
+from db.app.engine import write_engine
 from db.store import open_store
 from jobs.ingest import IngestJob
 from jobs.ocr import OcrJob

@@ -40,8 +40,8 @@ def demo_models(tmp_path_factory) -> Path:
 
 def _jobs() -> list:
     from config.settings import load_settings
-    from db import jobs
-    from db.app_engine import write_engine
+    from db.app import jobs
+    from db.app.engine import write_engine
     from db.store import open_store
 
     s = load_settings()
@@ -392,8 +392,9 @@ def test_in_process_stages_run_and_what_exists_is_refused_or_skipped(small_store
     from bench.synthetic_store import VIS_MODEL
     from config.settings import load_settings
     from curation import snapshots
-    from db import sampling, saved_filters
-    from db.app_engine import write_engine
+    from db.app import saved_filters
+    from db.app.engine import write_engine
+    from db.lake import sampling
     from db.store import open_store
 
     text = f"""
@@ -442,8 +443,8 @@ stages:
 def test_a_recipe_runs_through_real_workers_stops_at_a_failed_stage_and_resumes(home, shared_data, demo_models, tmp_path, vitpro_cli):
     from config.settings import load_settings
     from curation import snapshots
-    from db import saved_filters
-    from db.app_engine import write_engine
+    from db.app import saved_filters
+    from db.app.engine import write_engine
     from db.store import open_store
 
     recipe = _write(tmp_path / "abo.yaml", f"""

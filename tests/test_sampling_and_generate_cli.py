@@ -7,7 +7,7 @@ import pytest
 
 from config.settings import load_settings
 from curation.mapping import ColumnMapping
-from db import sampling
+from db.lake import sampling
 from db.store import open_store
 from jobs.generate import GenerateJob
 from jobs.ingest import IngestJob

@@ -6,7 +6,7 @@ import pytest
 
 from config.settings import load_settings
 from curation.mapping import ColumnMapping
-from db import queries
+from db.reads import queries
 from db.store import open_store
 from jobs.ingest import IngestJob
 from jobs.submit import submit_job

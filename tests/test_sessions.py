@@ -13,9 +13,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from config.settings import load_settings
-from db import sessions, sign_in, users
-from db.app_engine import write_engine
-from db.app_models import SignInAttempt, WebSession
+from db.app import sessions, sign_in, users
+from db.app.engine import write_engine
+from db.app.models import SignInAttempt, WebSession
 from db.store import open_store
 
 from .helpers import AppServer

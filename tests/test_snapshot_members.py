@@ -1,4 +1,4 @@
-"""Snapshots list their samples (db/snapshot_members.py, curation/snapshots.py): the list is what the filter
+"""Snapshots list their samples (db/lake/snapshot_members.py, curation/snapshots.py): the list is what the filter
 kept at the snapshot's version, every reader uses it instead of rebuilding the filter, a snapshot made
 before lists is backfilled (lazily and by `vitpro snapshot backfill`), a rename keeps the list, and a
 create whose list cannot be written leaves nothing behind. On the synthetic store of 400 samples."""
@@ -11,9 +11,10 @@ import pytest
 from config.settings import load_settings
 from curation import snapshots
 from curation.filters import FilterConfig, stats_for
-from db import batches, exclusions, saved_filters
-from db import snapshot_members as lists
-from db.app_engine import write_engine
+from db.app import saved_filters
+from db.app.engine import write_engine
+from db.lake import batches, exclusions
+from db.lake import snapshot_members as lists
 from db.store import open_store
 
 
@@ -108,7 +109,7 @@ def test_readers_use_the_list_and_give_what_they_gave(store, monkeypatch):
     for sid, task in old_a.items():
         if sid not in old_c:
             expected_diff.setdefault(task, {"added": 0, "removed": 0, "unchanged": 0})["removed"] += 1
-    from db import samples_view
+    from db.reads import samples_view
 
     expected_rows = samples_view.samples_with_images(lake, sorted(old_a), version=a.lake_version)
     # ... are what the readers give from the lists, without rebuilding a filter

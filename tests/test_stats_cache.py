@@ -11,7 +11,8 @@ import streamlit as st
 from bench import synthetic_store
 from curation import filters
 from curation.filters import FilterConfig, StatsTable, stats_for
-from db import batches, exclusions, saved_filters
+from db.app import saved_filters
+from db.lake import batches, exclusions
 from ui import context, stats_cache
 
 
@@ -150,7 +151,7 @@ def test_a_rerun_finds_the_models_in_the_read_cache(small_store, monkeypatch):
 
 # ---- Pilot: its results and labelling loop on the app's cached reads ------------------------------------
 def _label_some(engine, n: int = 12) -> list[str]:
-    from db import pilots
+    from db.app import pilots
 
     p = pilots.get(engine, "bench-pilot")
     ids = [x.sample_id for x in pilots.samples(engine, p.id)]
@@ -184,7 +185,7 @@ def test_pilot_results_on_the_apps_stats_table_are_the_ones_built_for_them(small
 
 
 def test_pilot_page_clicks_build_no_stats_table_and_read_no_sample(small_store, monkeypatch):
-    from db import pilots
+    from db.app import pilots
 
     from .test_ui_pages import page
 

@@ -5,10 +5,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from config.settings import load_settings
-from db import lake_schema
-from db.app_engine import write_engine
-from db.app_models import Base, owned_by_app
-from db.lake import Lake, StoreError, catalog_attach_target
+from db.app.engine import write_engine
+from db.app.models import Base, owned_by_app
+from db.lake import schema as lake_schema
+from db.lake.connection import Lake, StoreError, catalog_attach_target
 from db.store import StoreConfig, app_current_revision, app_head_revision, init_store, open_store
 
 ALL_LAKE_MIGRATIONS = [version for version, _, _ in lake_schema.MIGRATIONS]
@@ -116,14 +116,14 @@ def test_a_process_that_writes_the_lake_still_sees_other_processes_jobs(home):
     import subprocess
     import sys
 
-    from db import jobs
+    from db.app import jobs
 
     s = load_settings()
     assert s.app_url != s.catalog_url and s.app_url.endswith("app.sqlite")
     lake = open_store(s.store)
     engine = write_engine(s.app_url)
     make_job = (
-        "from db import jobs; from db.app_engine import write_engine; from config.settings import load_settings;"
+        "from db.app import jobs; from db.app.engine import write_engine; from config.settings import load_settings;"
         "print(jobs.create_job(write_engine(load_settings().app_url), kind='ocr', queue='cpu', params={}, launched_by='x')[0])"
     )
     seen = []
@@ -135,7 +135,7 @@ def test_a_process_that_writes_the_lake_still_sees_other_processes_jobs(home):
 
 
 def test_dedupe_keeps_the_first_copy_with_its_images(home):
-    from db import batches
+    from db.lake import batches
 
     s = load_settings()
     lake = open_store(s.store)

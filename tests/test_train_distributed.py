@@ -17,8 +17,8 @@ import pytest
 from config.settings import load_settings
 from curation import snapshots
 from curation.filters import Condition, FilterConfig
-from db import jobs, training
-from db.app_engine import write_engine
+from db.app import jobs, training
+from db.app.engine import write_engine
 from trainer.config import LoraSettings, TrainConfig
 
 from .conftest import REPO, wait_job

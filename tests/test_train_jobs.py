@@ -13,8 +13,8 @@ import pytest
 from config.settings import load_settings
 from curation import snapshots
 from curation.filters import Condition, FilterConfig
-from db import jobs, training
-from db.app_engine import write_engine
+from db.app import jobs, training
+from db.app.engine import write_engine
 from jobs.submit import submit_job
 from jobs.train import TrainJob
 from trainer.benchmarks import EvalItem

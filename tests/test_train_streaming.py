@@ -183,7 +183,7 @@ def test_a_snapshots_training_set_is_one_small_row_per_sample_split_by_product(h
     from config.settings import load_settings
     from curation import snapshots
     from curation.filters import Condition, FilterConfig
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
     from trainer.benchmarks import split_rows
     from trainer.snapshot_set import split
 

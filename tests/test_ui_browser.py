@@ -64,8 +64,8 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
     from playwright.sync_api import expect, sync_playwright
 
     from curation.filters import FilterConfig, stats_for
-    from db import jobs as jobs_db
-    from db import pilots, saved_filters, snapshots
+    from db.app import jobs as jobs_db
+    from db.app import pilots, saved_filters, snapshots
 
     lake, engine = build(tmp_path / "data")
     start_worker("cpu")
@@ -208,7 +208,7 @@ def test_sessions_cannot_be_stolen_and_guessing_locks_out(home, tmp_path, app_ur
         pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium (make test does it)")
     from playwright.sync_api import sync_playwright
 
-    from db import sessions
+    from db.app import sessions
 
     lake, engine = build(tmp_path / "data")
     with sync_playwright() as p:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db import batches, browse, samples_view
+from db.lake import batches
+from db.reads import browse, samples_view
 from ui import heat
 from ui.context import USER_KEY
 
@@ -217,7 +218,7 @@ def _tiles(at: AppTest) -> dict[str, str]:
 
 def test_gallery_pages_tiles_with_scores_badges_and_links(ui_store):
     from curation.filters import FilterConfig, stats_for
-    from db import saved_filters
+    from db.app import saved_filters
 
     home, lake, engine = ui_store
     at = page("gallery", gal_vis=VIS_MODEL, gal_size=12)
@@ -273,7 +274,8 @@ def test_gallery_thumbnails_are_small_and_cached(tmp_path, monkeypatch):
 
 
 def test_gallery_bulk_exclude_restore_and_add_to_pilot_for_admins_only(ui_store):
-    from db import exclusions, pilots
+    from db.app import pilots
+    from db.lake import exclusions
 
     home, lake, engine = ui_store
     anna = page("gallery", who=ANNA, gal_vis=VIS_MODEL)
@@ -311,11 +313,11 @@ def test_gallery_bulk_exclude_restore_and_add_to_pilot_for_admins_only(ui_store)
 
 # ---- issue 15: the browse index answers as the query does -----------------------------------------------
 def test_browse_index_pages_and_percentiles_match_the_sql_reads(ui_store, tmp_path):
-    """Inspect and Gallery step and page over db/browse_index.py (one build per store version, then a mask
+    """Inspect and Gallery step and page over db/reads/browse_index.py (one build per store version, then a mask
     and a slice): every order and filter gives the SQL browse()'s count and rows; the index read back from
     disk gives the same; percentiles from the sorted scores equal percentile()'s; a store write is seen
     once the version moves."""
-    from db import browse_index
+    from db.reads import browse_index
 
     home, lake, engine = ui_store
     clip = lake.scalar("SELECT min(model_id) FROM scores WHERE metric = 'clip_score' AND value IS NOT NULL")
@@ -367,7 +369,7 @@ def test_browse_index_pages_and_percentiles_match_the_sql_reads(ui_store, tmp_pa
 
 
 def test_inspect_record_point_reads_match_samples_with_images(ui_store):
-    """Inspect reads one sample by point reads (db/browse.py _one_sample), not the whole-table joins of
+    """Inspect reads one sample by point reads (db/reads/browse.py _one_sample), not the whole-table joins of
     samples_view.samples_with_images; both give the same text, category, images and OCR for every sample."""
     home, lake, engine = ui_store
     sha = lake.scalar("SELECT min(sha256) FROM images")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from db import jobs as jobs_db
+from db.app import jobs as jobs_db
 from jobs.submit import cancel_job
 
 from .test_ui_pages import ANNA, page, texts, ui_store  # noqa: F401  (ui_store: the module's store fixture)

@@ -11,8 +11,8 @@ import sys
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db import pilots, saved_filters, users
-from db.users import SignedIn
+from db.app import pilots, saved_filters, users
+from db.app.users import SignedIn
 from ui import auth, heat
 from ui.context import USER_KEY
 
@@ -63,7 +63,7 @@ def html_blocks(at: AppTest) -> str:
 # ---- users, roles and tokens --------------------------------------------------------------------------
 def test_passwords_are_hashed_and_roles_decide_what_is_allowed(home):
     from config.settings import load_settings
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
     from db.store import open_store
 
     s = load_settings()
@@ -130,7 +130,7 @@ def test_pages_stop_without_a_signed_in_user(ui_store):
 
 
 def test_app_signs_in_only_with_a_live_server_side_session(ui_store):
-    from db import sessions
+    from db.app import sessions
 
     home, lake, engine = ui_store
     at = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60).run()
@@ -225,7 +225,7 @@ def test_inspect_shows_a_second_vlms_grounding_beside_the_first(ui_store):
 def test_thresholds_keep_two_models_with_one_folder_name_apart(ui_store):
     from datetime import datetime, timezone
 
-    from db import batches
+    from db.lake import batches
     from tests.ui_store import SECOND_VIS_MODEL
 
     home, lake, engine = ui_store
@@ -321,7 +321,7 @@ def test_pilot_results_show_roc_auc_and_the_paper_reference(ui_store):
 
 def test_jobs_page_launches_for_admins_only(ui_store):
     home, lake, engine = ui_store
-    from db import jobs as jobs_db
+    from db.app import jobs as jobs_db
 
     before = len(jobs_db.list_jobs(engine, limit=100))
     anna = page("jobs", who=ANNA, launch_tab="Aux stats")
@@ -342,7 +342,7 @@ def test_jobs_page_offers_the_vlm_folders_of_every_family_and_refuses_others(ui_
     import shutil
 
     home, lake, engine = ui_store
-    from db import jobs as jobs_db
+    from db.app import jobs as jobs_db
 
     for family in ("qwen2_5_vl", "gemma3"):
         shutil.copytree(tiny_models[family], home / "models" / family, dirs_exist_ok=True)
@@ -366,8 +366,8 @@ def test_jobs_page_offers_the_vlm_folders_of_every_family_and_refuses_others(ui_
 
 def test_snapshots_create_diff_and_export_refusal(ui_store):
     home, lake, engine = ui_store
-    from db import jobs as jobs_db
-    from db import snapshots
+    from db.app import jobs as jobs_db
+    from db.app import snapshots
 
     at = page("snapshots")
     assert not at.exception
@@ -386,7 +386,7 @@ def test_training_page_without_and_with_runs(ui_store):
     home, lake, engine = ui_store
     at = page("training")
     assert not at.exception and "No training runs yet." in texts(at)
-    from db import training
+    from db.app import training
 
     run = training.create_run(engine, name="r1", snapshot="s", base_model="m", config={"lora": {"r": 8}, "learning_rate": 2e-4}, out_dir="/tmp/r1", created_by="admin")
     training.record_steps(engine, run.id, [{"step": k, "epoch": 0.1 * k, "loss": 3.0 - 0.2 * k, "learning_rate": 2e-4, "tokens": 100, "seconds": 0.5} for k in range(1, 6)])

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from curation.pilot_words import answer_groups
-from db import pilots
-from db.app_models import Pilot, PilotSample
+from db.app import pilots
+from db.app.models import Pilot, PilotSample
 
 from .curation_store import CLIP_MODEL, VIS_MODEL
 from .test_ui_pages import ADMIN, ANNA, page, texts, ui_store  # noqa: F401  (ui_store: the fixture, module-scoped here)

@@ -9,7 +9,8 @@ import pytest
 import streamlit as st
 
 from bench import synthetic_store
-from db import batches, saved_filters
+from db.app import saved_filters
+from db.lake import batches
 from ui import context
 
 from .test_ui_pages import page, texts

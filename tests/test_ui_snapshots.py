@@ -10,8 +10,9 @@ from config.settings import load_settings
 from curation import snapshots
 from curation.exports import MANIFEST, verify_export, write_export
 from curation.filters import FilterConfig
-from db import exclusions, saved_filters
-from db.users import SignedIn
+from db.app import saved_filters
+from db.app.users import SignedIn
+from db.lake import exclusions
 from ui import downloads
 
 from .test_ui_pages import ANNA, page, texts, ui_store  # noqa: F401  (ui_store: a fixture, used by name)

@@ -8,8 +8,8 @@ import json
 import re
 
 from curation.filters import FilterConfig, stats_for
-from db import saved_filters
-from db.lake import Lake
+from db.app import saved_filters
+from db.lake.connection import Lake
 
 from .test_ui_pages import ANNA, page, texts, ui_store  # noqa: F401  (ui_store is a fixture)
 from .ui_store import CLIP_MODEL, VIS_MODEL
@@ -229,8 +229,8 @@ def test_a_rerun_reads_nothing_again(ui_store, monkeypatch):
 
 
 def test_sample_briefs_are_what_the_full_sample_read_says(ui_store):
-    """The margin strip's point read (db/sample_briefs.py) against samples_view.samples_with_images."""
-    from db import sample_briefs, samples_view
+    """The margin strip's point read (db/reads/sample_briefs.py) against samples_view.samples_with_images."""
+    from db.reads import sample_briefs, samples_view
 
     home, lake, engine = ui_store
     ids = [sid for (sid,) in lake.fetchall("SELECT sample_id FROM samples ORDER BY sample_id LIMIT 12")]
@@ -241,7 +241,7 @@ def test_sample_briefs_are_what_the_full_sample_read_says(ui_store):
 
 
 def test_score_kinds_agree_with_the_score_summary(ui_store):
-    from db import queries, score_kinds
+    from db.reads import queries, score_kinds
 
     home, lake, engine = ui_store
     summary = [{k: r[k] for k in score_kinds.COLUMNS} for r in queries.score_summary(lake)]

@@ -3,8 +3,8 @@ import os
 
 from config.settings import load_settings
 from curation.mapping import ColumnMapping
-from db import jobs
-from db.app_engine import write_engine
+from db.app import jobs
+from db.app.engine import write_engine
 from db.store import init_store, open_store
 from jobs.ingest import IngestJob
 from workers.runtime import execute_unit

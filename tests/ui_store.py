@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 
 from config.settings import load_settings
 from curation.filters import Condition, FilterConfig, resolve
-from db import batches, pilots, saved_filters, users
-from db.app_engine import write_engine
+from db.app import pilots, saved_filters, users
+from db.app.engine import write_engine
+from db.lake import batches
 
 from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
 

@@ -11,7 +11,7 @@
 * attributes: one attribute-extraction question per held-out item, its reference the item's own facts
   as JSON (every key the data states a value for), scored per attribute by exact match.
 
-Rows are ``db.training.eval_rows``: a snapshot's samples with the item's (for a complaint, the catalog
+Rows are ``db.app.training.eval_rows``: a snapshot's samples with the item's (for a complaint, the catalog
 product's) ``item_id``, ``title``, ``brand`` and ``attributes``. Products, not samples, are held out: a
 product seen in training (another photo, another question about it) would make the test easy. Pure
 functions over store rows, seeded where they choose; no torch.

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from curation.prompt_layout import ocr_body
 from curation.vlm import Encoded, Sample, SampleError, VLMAdapter
-from db.blobs import as_blobs
+from db.storage.blobs import as_blobs
 
 IGNORE = -100  # the label value PyTorch's cross-entropy (and transformers' loss) skips
 
@@ -37,7 +37,7 @@ def make_example(adapter: VLMAdapter, sample_id: str, sample: Sample) -> TrainEx
 
 
 def load_images(blob_root, blob_paths: Iterable[str]):
-    """The images as RGB; ``blob_root`` is the blob store (db/blobs.py) or a plain folder."""
+    """The images as RGB; ``blob_root`` is the blob store (db/storage/blobs.py) or a plain folder."""
     from PIL import Image
 
     blobs = as_blobs(blob_root)
@@ -49,7 +49,7 @@ def load_images(blob_root, blob_paths: Iterable[str]):
 
 
 def sample_from_row(row: dict[str, Any], blob_root, *, ocr: bool) -> Sample:
-    """A store row (``db.samples_view.samples_with_images``) as the adapter's Sample; OCR text by option."""
+    """A store row (``db.reads.samples_view.samples_with_images``) as the adapter's Sample; OCR text by option."""
     blobs = row["blob_paths"]
     text = ocr_body(row.get("ocr_texts") or [], len(blobs)) if ocr else ""
     return Sample(load_images(blob_root, blobs), row["question"] or "", row["answer"] or "", text or None)

@@ -61,7 +61,7 @@ class PermanentTrainingError(Exception):
 def fetch_checkpoints(out: str, work_dir: Path) -> None:
     """The checkpoints already in the store, into the work folder (one cut short lacks its state.json,
     which is uploaded last, and is ignored by the loop)."""
-    from db import objects
+    from db.storage import objects
 
     from .loop import CHECKPOINTS
 
@@ -71,7 +71,7 @@ def fetch_checkpoints(out: str, work_dir: Path) -> None:
 
 def push_checkpoint(folder: Path, out: str, keep: int) -> None:
     """A checkpoint just written, to the store (state.json last), then the older ones beyond ``keep`` out."""
-    from db import objects
+    from db.storage import objects
 
     from .loop import CHECKPOINTS
 
@@ -85,7 +85,7 @@ def push_checkpoint(folder: Path, out: str, keep: int) -> None:
 def push_adapter(final: Path, out: str) -> str:
     """The final adapter to the store, training_config.json last: evaluation takes an adapter in S3 as whole
     once that file is there."""
-    from db import objects
+    from db.storage import objects
 
     url = objects.join(out, "adapter")
     objects.delete_prefix(objects.ObjectURL.parse(url))
@@ -127,7 +127,7 @@ class _Recorder:
     """Rank 0's reports: step rows and the run's row in the app tables, lines in the job's log."""
 
     def __init__(self, spec: RunSpec, engine):
-        from db import training
+        from db.app import training
 
         self.spec, self.engine = spec, engine
         self.run_id = training.get_run(engine, spec.name).id
@@ -135,23 +135,23 @@ class _Recorder:
     def log(self, message: str, level: str = "info") -> None:
         print(f"[rank 0] {message}", flush=True)
         if self.spec.job_id:
-            from db import jobs
+            from db.app import jobs
 
             jobs.add_log(self.engine, self.spec.job_id, message, level=level)
 
     def start(self, plan, step: int) -> None:
-        from db import training
+        from db.app import training
 
         training.start_steps_at(self.engine, self.run_id, step)
         training.update_run(self.engine, self.spec.name, status="running", total_steps=plan.total_steps, steps_done=step)
 
     def finish(self, summary: dict) -> None:
-        from db import training
+        from db.app import training
 
         training.update_run(self.engine, self.spec.name, status="succeeded", steps_done=summary["steps"], summary=summary)
 
     def step(self, entry) -> None:
-        from db import training
+        from db.app import training
 
         training.record_steps(self.engine, self.run_id, [{"step": entry.step, "epoch": entry.epoch, "loss": entry.loss,
                                                           "learning_rate": entry.learning_rate, "tokens": entry.tokens, "seconds": entry.seconds}])
@@ -161,9 +161,9 @@ class _Recorder:
 def run(spec: RunSpec) -> dict[str, Any]:
     from config.settings import load_settings
     from curation import snapshots
-    from db import objects
-    from db.app_engine import write_engine
-    from db.blobs import open_blobs
+    from db.app.engine import write_engine
+    from db.storage import objects
+    from db.storage.blobs import open_blobs
     from db.store import open_store
 
     from . import snapshot_set

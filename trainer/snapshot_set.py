@@ -1,7 +1,7 @@
 """A snapshot as a run's training set: the member samples of the training products (the held-out ones are
 for evaluation), each with an estimate of its length, and where to read the rest when the loop needs it.
 
-Only one small row per sample is read here (db.training_sets); the text and images come a window at a
+Only one small row per sample is read here (db.reads.training_sets); the text and images come a window at a
 time through the stream (trainer/stream.py). The split is the evaluation's own (``benchmarks.is_held_out``:
 a hash of the product), so a product is on one side whatever the snapshot's size or order.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from db.lake import Lake
-from db.training_sets import plan_rows
+from db.lake.connection import Lake
+from db.reads.training_sets import plan_rows
 
 from .benchmarks import is_held_out
 from .config import TrainConfig
@@ -55,7 +55,7 @@ class LakeReader:
     version: int
 
     def __call__(self, ids: list[str]) -> list[dict[str, Any]]:
-        from db.samples_view import samples_with_images
+        from db.reads.samples_view import samples_with_images
         from db.store import open_store
 
         return samples_with_images(open_store(self.store), ids, version=self.version)

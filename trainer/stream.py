@@ -175,8 +175,8 @@ def _iterable(stream: MicroBatchStream):
 
 def _worker_init(_: int) -> None:
     # a forked worker must not use the parent's store connection or blob client: it opens its own
-    from db.blobs import forget_open_blobs
-    from db.lake import forget_shared_lakes
+    from db.lake.connection import forget_shared_lakes
+    from db.storage.blobs import forget_open_blobs
 
     forget_shared_lakes()
     forget_open_blobs()

@@ -2,7 +2,7 @@
 
 The sign-in itself happens outside the Streamlit script, on the server's ``/login`` route (ui/server.py),
 which sets a random session token in an HttpOnly cookie; the Streamlit script reads that cookie from the
-WebSocket's handshake (``st.context.cookies``) and asks the store (db/sessions.py) whose live session it
+WebSocket's handshake (``st.context.cookies``) and asks the store (db/app/sessions.py) whose live session it
 is. Nothing here trusts the browser beyond that token, and no credential is ever put in the URL.
 
 Where Streamlit's OIDC sign-in is configured (``[auth]`` in ``.streamlit/secrets.toml`` or in the file
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db import sessions, users
+from db.app import sessions, users
 from ui import context
 
 SESSION_COOKIE = "vitpro_session"  # the same name as ui/server.py's (kept apart: this module must not import Starlette routes)

@@ -1,4 +1,4 @@
-"""Inspect's and Gallery's fast reads: the browse index (db/browse_index.py) and the sorted score arrays
+"""Inspect's and Gallery's fast reads: the browse index (db/reads/browse_index.py) and the sorted score arrays
 behind percentiles, each built once per version of the tables it reads and shared by every session of the
 server (st.cache_resource: one copy in memory, not a pickled copy per hit); also kept on disk beside the
 app's other cached reads, so a restarted server loads them instead of querying a million samples again."""
@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from db import browse_index
+from db.reads import browse_index
 from ui import context
 
 INDEX_TABLES = ("samples", "items", "scores")
@@ -32,7 +32,7 @@ def _scores(home: str, version: int, kind: str, metric: str, model: str, segment
 
 
 def browse(*, vis_model: str | None, clip_model: str | None, segment: str = "answer", **query: Any) -> tuple[int, list[dict[str, Any]]]:
-    """db.browse.browse's (count, page) from the index; the page's rows without question and answer unless
+    """db.reads.browse.browse's (count, page) from the index; the page's rows without question and answer unless
     ``with_text``."""
     query.setdefault("with_text", False)
     index = _index(str(context.settings().home), context.tables_version(INDEX_TABLES), vis_model, clip_model, segment)
@@ -40,7 +40,7 @@ def browse(*, vis_model: str | None, clip_model: str | None, segment: str = "ans
 
 
 def percentile(*, kind: str, metric: str, model: str, segment: str, value: float | None) -> float | None:
-    """db.browse.percentile from the cached sorted scores."""
+    """db.reads.browse.percentile from the cached sorted scores."""
     if value is None:
         return None
     values = _scores(str(context.settings().home), context.tables_version(("scores",)), kind, metric, model, segment)

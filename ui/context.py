@@ -8,7 +8,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from config.settings import Settings, load_settings
-from db import users
+from db.app import users
 
 REFUSED = object()  # what guarded() returns when the action is not allowed
 USER_KEY = "_vitpro_signed_in"  # set only by ui/auth.py after a password check; no widget has this key
@@ -16,7 +16,7 @@ USER_KEY = "_vitpro_signed_in"  # set only by ui/auth.py after a password check;
 
 @st.cache_resource(show_spinner=False)
 def _store(home: str) -> tuple[Settings, Any, Any]:
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
     from db.store import open_store
 
     s = load_settings()
@@ -38,7 +38,7 @@ def lake():
 
 def blobs():
     """The image store (a folder, or S3 through this machine's cache): image paths to show come from it."""
-    from db.blobs import open_blobs
+    from db.storage.blobs import open_blobs
 
     return open_blobs(settings())
 
@@ -105,7 +105,8 @@ def _reads() -> dict[str, Callable[..., Any]]:
     from curation.filters import FilterConfig
     from curation.filters.models import stored_models  # its own module, as resolve() calls it: one monkeypatch sees both
     from curation.generation.report import build_report
-    from db import browse, overview_stats, pilots, quality, queries
+    from db.app import pilots
+    from db.reads import browse, overview_stats, quality, queries
     from ui import browse_cache
 
     return {
@@ -161,7 +162,7 @@ def _table_versions(current: int) -> dict[str, int] | None:
     """Per lake table, the last DuckLake version that inserted into or deleted from it (``""``: the last
     one that changed anything else, e.g. the schema); read once per store version. None where the catalog
     cannot say (then every read is keyed by the store's version)."""
-    from db.lake import ALIAS
+    from db.lake.connection import ALIAS
 
     key = (str(settings().home), current)
     if key not in _table_versions_seen:

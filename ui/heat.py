@@ -3,7 +3,7 @@ its VisAttnScore A(t), with the exact value on hover. Pure functions (no Streaml
 from the data is escaped here, once, before it becomes HTML.
 
 The colour scale is fixed: a token's colour is set by the PERCENTILE of its score among all the token
-scores the store holds for that model and segment (breakpoints p0..p100 from ``db.browse.token_percentiles``),
+scores the store holds for that model and segment (breakpoints p0..p100 from ``db.reads.browse.token_percentiles``),
 on viridis, a sequential scale that reads the same to colour-blind eyes and in greyscale. So one score has
 one colour in every sample, and two tokens a hair apart look alike (the old per-answer min-max stretch
 showed them at opposite ends).

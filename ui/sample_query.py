@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from db import browse
+from db.reads import browse
 from ui import context
 from ui.labels import model_labels
 

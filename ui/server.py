@@ -5,8 +5,8 @@ the server in an HTTP response, and a Streamlit script answers over a WebSocket.
 supported way to add routes and middleware to its Starlette server) lets ``/login`` and ``/logout`` be
 plain HTTP routes in the same process, so no extra front-end server, proxy or browser component is needed.
 
-- ``/login`` (GET: the form; POST: name and password through the throttle of ``db/sign_in.py``) creates
-  a server-side session (``db/sessions.py``) and sets its random token as the ``vitpro_session`` cookie:
+- ``/login`` (GET: the form; POST: name and password through the throttle of ``db/app/sign_in.py``) creates
+  a server-side session (``db/app/sessions.py``) and sets its random token as the ``vitpro_session`` cookie:
   HttpOnly, SameSite=Strict, Secure over HTTPS. No credential ever goes into a URL.
 - ``/login/oidc`` (with OIDC configured) starts Streamlit's own ``st.login`` round trip with the provider.
 - ``/logout`` revokes the session and clears the cookies (ours and Streamlit's OIDC ones).
@@ -76,7 +76,7 @@ def auth_secrets(path: str | None = None) -> dict | None:
 
 def _engine():
     from config.settings import load_settings
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
 
     return write_engine(load_settings().app_url)
 
@@ -133,7 +133,7 @@ async def login(request: Request) -> Response:
     sent, kept = str(form.get("csrf") or ""), request.cookies.get(CSRF_COOKIE) or ""
     if not kept or not hmac.compare_digest(sent, kept):  # a form posted from another site, or a stale page
         return _form_page(request, message="the sign-in form expired: try again", status=400)
-    from db import sessions, sign_in
+    from db.app import sessions, sign_in
 
     engine = _engine()
     outcome = await run_in_threadpool(sign_in.attempt, engine, str(form.get("username") or ""), str(form.get("password") or ""),
@@ -162,7 +162,7 @@ async def login_oidc(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    from db import sessions
+    from db.app import sessions
     from ui.auth import _oidc_token
 
     for token in (request.cookies.get(SESSION_COOKIE), _oidc_token(dict(request.cookies))):
@@ -187,7 +187,7 @@ def is_oidc_cookie(name: str) -> bool:
 
 
 async def _end_oidc_session(request: Request) -> None:
-    from db import sessions
+    from db.app import sessions
     from ui.auth import _oidc_token
 
     token = _oidc_token(dict(request.cookies))
@@ -215,7 +215,7 @@ class SessionGate:
         # checked the cookie's signature and the e-mail against the store), so such a browser may open the
         # start page and its WebSocket, and nothing else. A browser with no cookie at all goes to /login, and a
         # revoked or expired OIDC session is refused like any other.
-        from db import sessions
+        from db.app import sessions
         from ui.auth import _oidc_token
 
         engine = _engine()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from curation.filters import Condition, FilterConfig
-from db import metrics
+from db.lake import metrics
 
 PERCENTILE_STEP = 0.1  # the percentile slider's step: a carried or loaded percentile is rounded to it
 VALUE_STEPS = 1000  # the value slider has this many steps over the stat's range

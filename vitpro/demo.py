@@ -20,7 +20,7 @@ DEMO_SEED = 7  # the recipe's default seed (its vars)
 
 def _ocr_hits(lake, brands: list[str]) -> tuple[int, int]:
     """How many catalog photos had their printed brand read back by OCR: a real check of the OCR stage."""
-    from db.demo_reads import catalog_brands_and_ocr
+    from db.reads.demo_reads import catalog_brands_and_ocr
 
     rows = catalog_brands_and_ocr(lake)
     hits = sum(1 for brand, text in rows if brand and text and brand.upper() in text.upper())
@@ -56,7 +56,7 @@ def _curation_summary(outputs: dict[str, dict]) -> None:
 
 def _training_summary(engine, outputs: dict[str, dict]) -> None:
     """The training run and the two evaluations (the tuned one against the base), from the store."""
-    from db import training
+    from db.app import training
 
     try:
         run = training.get_run(engine, outputs["train"]["name"]) if "train" in outputs else None
@@ -79,7 +79,7 @@ def _demo_users(s, engine) -> dict[str, str]:
     import os
     import secrets
 
-    from db import users
+    from db.app import users
 
     made = {"admin": "admin", "annotator": "annotator"}
     passwords = {}
@@ -129,10 +129,11 @@ def demo_recipe(out: Path, seed: int):
 def run_demo(*, out: Path | None, products: int, complaints: int, n_workers: int, seed: int, ui: bool, port: int = 8501, address: str = "127.0.0.1",
              data_only: bool = False) -> int:
     from curation.generation.report import build_report, report_lines
-    from db import demo_reads, metrics, queries
-    from db import jobs as jobs_db
-    from db import quality as db_quality
-    from db.app_engine import write_engine
+    from db.app import jobs as jobs_db
+    from db.app.engine import write_engine
+    from db.lake import metrics
+    from db.reads import demo_reads, queries
+    from db.reads import quality as db_quality
     from db.store import init_store, open_store
 
     from .local_workers import local_workers

@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar
 
 from config.fields import FieldError, build, check, param, to_plain
 from curation.generation import TASKS
-from db.sampling import STRATA, TIME_BUCKETS
+from db.lake.sampling import STRATA, TIME_BUCKETS
 
 SEGMENTS = ("answer", "question", "text")
 VERSION = "{version}"  # in a snapshot's name: the store's DuckLake version when it is made
@@ -43,7 +43,7 @@ class StageContext:
         return open_store(self.settings.store)
 
     def engine(self):
-        from db.app_engine import write_engine
+        from db.app.engine import write_engine
 
         self.lake()  # the app tables exist once the store is open
         return write_engine(self.settings.app_url)
@@ -101,7 +101,7 @@ class SampleStage(LocalStage):
         return self
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from db import sampling
+        from db.lake import sampling
 
         lake = ctx.lake()
         sql, params, names = sampling.stratified(lake, by=list(self.by), per_stratum=self.per_stratum, seed=self.seed, of=self.of,
@@ -167,7 +167,7 @@ class FilterStage(LocalStage):
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from curation.filters import FilterError, stats_for
-        from db import saved_filters
+        from db.app import saved_filters
 
         lake = ctx.lake()
         config = self.config()
@@ -207,7 +207,7 @@ class PilotStage(LocalStage):
 
     def exists(self, ctx: StageContext) -> dict[str, Any] | None:
         """The outputs of a pilot of this name made before, or None."""
-        from db import pilots
+        from db.app import pilots
 
         try:
             found = pilots.get(ctx.engine(), self.name)
@@ -233,7 +233,7 @@ class PilotStage(LocalStage):
         raise StageFailed(f"{metric} comes from {len(models)} models; name one ({field}: ...): {', '.join(models)}")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from db import pilots
+        from db.app import pilots
 
         lake = ctx.lake()
         vis = self._model(lake, "vis_attn", self.segment, self.vis_model, required=True)
@@ -258,7 +258,7 @@ class SnapshotStage(LocalStage):
     filter: str = param(help="The saved filter to freeze (a filter stage's name, or one saved before).")
 
     def resolve(self) -> "SnapshotStage":
-        from db.snapshots import SnapshotError, check_name
+        from db.app.snapshots import SnapshotError, check_name
 
         check(self)
         try:
@@ -302,7 +302,7 @@ class SnapshotStage(LocalStage):
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from curation import snapshots
         from curation.filters import FilterConfig, FilterError
-        from db import saved_filters
+        from db.app import saved_filters
 
         engine = ctx.engine()
         try:

@@ -532,7 +532,7 @@ class Planner:
         """The outputs of what this stage makes, when a thing of its name exists already."""
         if kind in ("pilot", "snapshot"):
             return spec.exists(self.ctx)
-        from db import training
+        from db.app import training
 
         engine = self.ctx.engine()
         try:
@@ -551,7 +551,7 @@ class Planner:
             except snapshots.SnapshotError:
                 return False
         if thing == "saved filter":
-            from db import saved_filters
+            from db.app import saved_filters
 
             try:
                 saved_filters.get(self.ctx.engine(), name)
@@ -559,11 +559,11 @@ class Planner:
             except saved_filters.UnknownFilter:
                 return False
         if thing == "selection":
-            from db.sampling import selection_names
+            from db.lake.sampling import selection_names
 
             return any(n == name for n, _, _ in selection_names(self.ctx.lake()))
         if thing == "evaluation":
-            from db import training
+            from db.app import training
 
             try:
                 training.get_eval(self.ctx.engine(), name)

@@ -14,8 +14,8 @@ from typing import Any
 
 from config.settings import load_settings
 from curation.single_sample import check_device
-from db import objects
-from db.model_files import local_model
+from db.storage import objects
+from db.storage.model_files import local_model
 
 _cache: OrderedDict[tuple, Any] = OrderedDict()
 _lock = threading.Lock()

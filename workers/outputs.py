@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db import objects
+from db.storage import objects
 
 from .runtime import UnitContext
 

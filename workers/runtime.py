@@ -15,11 +15,11 @@ import uuid
 from typing import Any, Callable
 
 from config.settings import Settings, load_settings
-from db import jobs
-from db.app_engine import write_engine
-from db.app_models import PHASE_FINALIZE, PHASE_PLAN, UNIT_CANCELLED
-from db.blobs import open_blobs
-from db.lake import Lake
+from db.app import jobs
+from db.app.engine import write_engine
+from db.app.models import PHASE_FINALIZE, PHASE_PLAN, UNIT_CANCELLED
+from db.lake.connection import Lake
+from db.storage.blobs import open_blobs
 from db.store import open_store
 
 log = logging.getLogger("vitpro.worker")
@@ -85,7 +85,7 @@ class UnitContext:
 
     @property
     def blobs(self):
-        """The image store: a folder, or S3 read through this machine's cache (db/blobs.py)."""
+        """The image store: a folder, or S3 read through this machine's cache (db/storage/blobs.py)."""
         return open_blobs(self.settings)
 
     @property
@@ -207,7 +207,7 @@ def execute_unit(unit_id: str, *, settings: Settings | None = None, send: Callab
 def _safe_message(message: str, settings: Settings) -> str:
     """An exception message may quote the data it choked on; redact it before it reaches a log or a row.
     A secret of the object store never does, whatever quoted it."""
-    from db.objects import secret_values
+    from db.storage.objects import secret_values
 
     for secret in secret_values():
         message = message.replace(secret, "***")

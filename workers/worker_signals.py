@@ -14,9 +14,9 @@ import threading
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from config.settings import load_settings
-from db import jobs
-from db.app_engine import dispose_engines, write_engine
-from db.lake import forget_shared_lakes
+from db.app import jobs
+from db.app.engine import dispose_engines, write_engine
+from db.lake.connection import forget_shared_lakes
 from db.store import open_store
 from jobs.broker import reap_once
 

@@ -9,7 +9,7 @@ category, histograms. Against a DuckLake version it gives the same answer foreve
 Where a stat lives: VisAttnScore and token counts on the sample; CLIPScore on the sample's item; OCR
 stats on images (a sample takes the largest over its images: one readable label is enough).
 
-Excluded samples (db/exclusions.py, as of the table's DuckLake version) are never kept, whatever the
+Excluded samples (db/lake/exclusions.py, as of the table's DuckLake version) are never kept, whatever the
 conditions; reports count them (``excluded``, also inside ``dropped`` so that kept + dropped is still every
 sample). Percentile thresholds are computed over every sample with the stat, excluded ones included:
 taking one sample out then never moves a cut, so it drops exactly that sample and nothing else.

@@ -8,10 +8,10 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from db import metrics
-from db.exclusions import excluded_sql
-from db.lake import at_version
-from db.samples_view import product_join
+from db.lake import metrics
+from db.lake.connection import at_version
+from db.lake.exclusions import excluded_sql
+from db.reads.samples_view import product_join
 
 from .grammar import FIELDS, Condition, FilterConfig, FilterError, metric_of
 from .models import StatSpec, resolve_models

@@ -1,14 +1,14 @@
 """The filter grammar: conditions (``vis_attn >= p25 per task``, ``task in recognition,matching``) and a
 filter's configuration, parsed, checked and described; the fields a condition may name and their SQL.
-Nothing here reads the store but the stat declarations (db.metrics)."""
+Nothing here reads the store but the stat declarations (db.lake.metrics)."""
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from db import metrics
-from db.samples_view import BRAND, CATEGORY
+from db.lake import metrics
+from db.reads.samples_view import BRAND, CATEGORY
 
 OPS = (">=", "<=", "!=", "==", ">", "<", "not in", "in")
 FIELDS = {
@@ -34,7 +34,7 @@ class FilterError(ValueError):
 
 
 def metric_of(name: str) -> metrics.Metric:
-    """The declared stat (db.metrics); a FilterError for a name no stat has."""
+    """The declared stat (db.lake.metrics); a FilterError for a name no stat has."""
     try:
         return metrics.get(name)
     except KeyError as exc:

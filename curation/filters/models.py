@@ -7,8 +7,8 @@ import hashlib
 import re
 from dataclasses import dataclass, replace
 
-from db import metrics
-from db.lake import at_version
+from db.lake import metrics
+from db.lake.connection import at_version
 
 from .grammar import FilterConfig, FilterError, metric_of
 

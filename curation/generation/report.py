@@ -1,5 +1,5 @@
 """The generation quality report: per task, how varied the answers are, how often they give up, and how
-much of each item's own data they carry. Pure arithmetic over the rows ``db/quality.py`` reads.
+much of each item's own data they carry. Pure arithmetic over the rows ``db/reads/quality.py`` reads.
 
 The repetition rule: within a task, no answer other than a yes/no verdict may be given for more than
 ``MAX_REPEAT_SHARE`` of the task's samples about different products. A stock sentence repeated over

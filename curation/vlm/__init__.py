@@ -10,8 +10,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from db import objects
-from db.model_files import fetch_file
+from db.storage import objects
+from db.storage.model_files import fetch_file
 
 from .base import Encoded, LoadOptions, Sample, SampleError, VLMAdapter
 from .registry import FAMILIES

@@ -6,7 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from curation.filters import FilterConfig, FilterError
-from db import browse, exclusions, pilots, saved_filters
+from db.app import pilots, saved_filters
+from db.lake import exclusions
+from db.reads import browse
 from ui import browse_cache, context, sample_query
 from ui.images import thumbnail
 

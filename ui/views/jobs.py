@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from config.fields import FieldError, info
-from db import jobs as jobs_db
+from db.app import jobs as jobs_db
 from jobs.registry import kinds
 from jobs.submit import cancel_job, check_job, retry_job, submit_job
 from ui import context
@@ -33,7 +33,7 @@ def _vlm_folders(models_dir: str, signature: tuple) -> dict[str, str]:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _selection_names(version: int, home: str) -> list[str]:
-    from db import sampling
+    from db.lake import sampling
 
     return [n for n, _kind, _ in sampling.selection_names(lake)]
 
@@ -48,7 +48,7 @@ def _vlm_picker(col, label: str, key: str) -> str:
 
 
 def _snapshot_names() -> list[str]:
-    from db import snapshots
+    from db.app import snapshots
 
     return [x.name for x in snapshots.list_all(engine)]
 
@@ -229,7 +229,7 @@ def export_form() -> None:
 
 
 def train_form() -> None:
-    from db import training
+    from db.app import training
     from jobs.train import TrainJob
     from trainer.config import TrainConfig
 
@@ -267,7 +267,7 @@ def train_form() -> None:
 
 
 def eval_form() -> None:
-    from db import training
+    from db.app import training
     from jobs.eval import EvalJob
     from trainer.config import TrainConfig
 

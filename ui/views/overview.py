@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from curation.filters import FilterError
-from db import saved_filters, snapshots
-from db.quality import ALL
+from db.app import saved_filters, snapshots
+from db.reads.quality import ALL
 from ui import context
 
 context.ensure_signed_in()

@@ -13,7 +13,8 @@ from curation import pilot_results
 from curation.filters import FilterError
 from curation.pilot_stats import AUC_CI_METHOD, GROUNDED, MIN_MEANINGFUL, NOT_GROUNDED, PAPER_RELATIVE_IMPROVEMENT, SKIP
 from curation.pilot_words import answer_groups
-from db import pilots, sampling, saved_filters
+from db.app import pilots, saved_filters
+from db.lake import sampling
 from ui import context
 from ui.heat import escape
 

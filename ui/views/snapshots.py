@@ -12,8 +12,10 @@ import streamlit as st
 from curation import snapshots
 from curation.exports import FORMATS
 from curation.filters import FilterConfig, FilterError
-from db import exclusions, export_files, saved_filters, users
-from db import jobs as jobs_db
+from db.app import jobs as jobs_db
+from db.app import saved_filters, users
+from db.lake import exclusions
+from db.storage import export_files
 from jobs.submit import submit_job
 from ui import context, downloads
 

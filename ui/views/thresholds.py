@@ -14,7 +14,9 @@ import streamlit as st
 from curation import cuts
 from curation.filters import Condition, FilterConfig, FilterError
 from curation.model_ids import public_model_id
-from db import metrics, sample_briefs, sampling, saved_filters, score_kinds
+from db.app import saved_filters
+from db.lake import metrics, sampling
+from db.reads import sample_briefs, score_kinds
 from ui import context, images
 from ui import thresholds_state as ws
 

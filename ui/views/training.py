@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from db import training
+from db.app import training
 from trainer.evaluate import accuracies
 from trainer.metrics import relative_to
 from ui import context

@@ -31,7 +31,7 @@ def users() -> None:
 @click.option("--replace", is_flag=True, help="Set a new password and role for an existing user.")
 def users_add(username, role, password_stdin, replace) -> None:
     """Create a user (the password is stored hashed with scrypt)."""
-    from db import users as users_db
+    from db.app import users as users_db
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -47,7 +47,7 @@ def users_add(username, role, password_stdin, replace) -> None:
 @users.command("list")
 def users_list() -> None:
     """Users, their roles and whether they may sign in."""
-    from db import users as users_db
+    from db.app import users as users_db
 
     rows = users_db.list_users(open_engine())
     if not rows:
@@ -61,7 +61,7 @@ def users_list() -> None:
 @click.option("--enable", is_flag=True, help="Let the user sign in again.")
 def users_disable(username, enable) -> None:
     """Stop a user signing in (takes effect at their next action, even mid-session)."""
-    from db import users as users_db
+    from db.app import users as users_db
 
     try:
         ended = users_db.set_disabled(open_engine(), username, not enable)
@@ -75,7 +75,7 @@ def users_disable(username, enable) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Also revoked and expired sessions.")
 def users_sessions(username, show_all) -> None:
     """Signed-in browsers (of USERNAME, or everyone's): id, since when, last use, expiry, browser, address."""
-    from db import sessions as sessions_db
+    from db.app import sessions as sessions_db
 
     rows = sessions_db.list_sessions(open_engine(), username, active_only=not show_all)
     if not rows:
@@ -90,7 +90,7 @@ def users_sessions(username, show_all) -> None:
 @click.argument("target")
 def users_revoke(target) -> None:
     """End a session at once: TARGET is a session id (from `users sessions`) or a user name (all their sessions)."""
-    from db import sessions as sessions_db
+    from db.app import sessions as sessions_db
 
     by = os.environ.get("VITPRO_USER") or os.environ.get("USER") or "cli"
     n = sessions_db.revoke(open_engine(), session_id=int(target), by=by) if target.isdigit() else sessions_db.revoke(open_engine(), username=target, by=by)
@@ -104,7 +104,7 @@ def users_revoke(target) -> None:
 @click.option("--address", help="Lift the lockout of this address instead of (or as well as) a user name.")
 def users_unlock(username, address) -> None:
     """Lift a lockout after too many failed sign-ins (see `users lockouts`)."""
-    from db import sign_in
+    from db.app import sign_in
 
     if not username and not address:
         fail("name a user or pass --address")
@@ -115,7 +115,7 @@ def users_unlock(username, address) -> None:
 @users.command("lockouts")
 def users_lockouts() -> None:
     """User names and addresses locked after too many failed sign-ins."""
-    from db import sign_in
+    from db.app import sign_in
 
     rows = sign_in.lockouts(open_engine())
     if not rows:
@@ -129,7 +129,7 @@ def users_lockouts() -> None:
 @click.option("--limit", type=int, default=30, show_default=True)
 def users_attempts(username, limit) -> None:
     """The latest sign-in tries (every one is recorded): when, who, from where, outcome."""
-    from db import sign_in
+    from db.app import sign_in
 
     rows = sign_in.recent(open_engine(), limit=limit, username=username)
     echo_table([(fmt_time(r.ts), r.username, r.address, r.reason) for r in rows], ("when (UTC)", "user", "address", "outcome"))
@@ -159,7 +159,7 @@ def serve(port: int, address: str) -> int:
 @click.option("--address", default="127.0.0.1", show_default=True, help="0.0.0.0 to serve other machines.")
 def ui_command(port, address) -> None:
     """Serve the curator web app (Streamlit). Sign in with a user made by `vitpro users add`."""
-    from db import users as users_db
+    from db.app import users as users_db
 
     if users_db.count(open_engine()) == 0:
         click.secho("no users yet: create one first, e.g. `vitpro users add admin --role admin`", fg="yellow")

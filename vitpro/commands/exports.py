@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from config.settings import load_settings
-from db.objects import is_remote, join
+from db.storage.objects import is_remote, join
 from jobs.export import ExportJob
 from jobs.registry import choices
 
@@ -80,7 +80,7 @@ def snapshot_verify(folder) -> None:
     import tempfile
 
     from curation.exports import ExportError, verify_export
-    from db import objects
+    from db.storage import objects
 
     try:
         if is_remote(folder):

@@ -145,7 +145,7 @@ def _print_report(name, config, table, report, *, hist: bool, bins: int = 50) ->
 @click.option("--hist", is_flag=True, help="Also draw each score's histogram with what is kept.")
 def filter_save(name, where, models, per_task, keep_missing, selection, segment, config_file, dry_run, hist) -> None:
     """Save (or replace) a named filter and show what it keeps, overall, per task and per category."""
-    from db import saved_filters
+    from db.app import saved_filters
 
     config = _config_from_options(where, models, per_task, keep_missing, selection, segment, config_file)
     table, report = _evaluate(config)
@@ -162,7 +162,7 @@ def load_filter(name):
     """(saved row, its FilterConfig); a saved filter that is missing or unreadable ends the command (also
     ``vitpro snapshot create``'s)."""
     from curation.filters import FilterConfig, FilterError
-    from db import saved_filters
+    from db.app import saved_filters
 
     try:
         row = saved_filters.get(open_engine(), name)
@@ -197,7 +197,7 @@ def filter_show(name, as_json, hist, at_version) -> None:
 def filter_list() -> None:
     """Saved filters."""
     from curation.filters import FilterConfig
-    from db import saved_filters
+    from db.app import saved_filters
 
     rows = saved_filters.list_all(open_engine())
     if not rows:
@@ -211,7 +211,7 @@ def filter_list() -> None:
 @click.argument("name")
 def filter_delete(name) -> None:
     """Delete a saved filter (snapshots made with it keep their own copy)."""
-    from db import saved_filters
+    from db.app import saved_filters
 
     try:
         saved_filters.delete(open_engine(), name)

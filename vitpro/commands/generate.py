@@ -82,7 +82,7 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
 def _generate_dry_run(params: dict, n: int) -> None:
     from curation.generation import PromptTemplate, build_requests
     from curation.item_contexts import contexts_for
-    from db import generation_reads
+    from db.reads import generation_reads
     from db.store import open_store
 
     lake = open_store(load_settings().store)
@@ -119,7 +119,7 @@ def generate_report(only_backend, as_json) -> None:
     Exits with status 1 when a task breaks the repetition rule (one answer other than yes/no for more
     than 2% of the task's samples)."""
     from curation.generation.report import build_report, report_lines
-    from db import quality
+    from db.reads import quality
     from db.store import open_store
 
     lake = open_store(load_settings().store)
@@ -144,7 +144,7 @@ def generate_report(only_backend, as_json) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the balance table, write nothing.")
 def sample(by, per_stratum, seed, of, time_bucket, tasks, name, dry_run) -> None:
     """Stratified sampling: at most N per stratum, deterministic for a seed; prints before/after balance."""
-    from db import sampling
+    from db.lake import sampling
     from db.store import open_store
 
     lake = open_store(load_settings().store)

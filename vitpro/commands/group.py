@@ -48,8 +48,8 @@ def wait_for_job(job_id: str, *, quiet: bool = False, poll: float = 0.3) -> int:
     """Show a progress bar until the job ends; returns the exit code (0 when it succeeded)."""
     from tqdm import tqdm
 
-    from db import jobs
-    from db.app_engine import write_engine
+    from db.app import jobs
+    from db.app.engine import write_engine
     from jobs.submit import queue_has_worker
 
     s = load_settings()
@@ -125,7 +125,7 @@ def run_job(kind: str, params: dict, *, wait: bool, local: bool) -> None:
 
 # ---- the store -------------------------------------------------------------------------------------
 def open_engine():
-    from db.app_engine import write_engine
+    from db.app.engine import write_engine
     from db.store import open_store
 
     s = load_settings()
@@ -135,7 +135,7 @@ def open_engine():
 
 def find_job(job_id: str):
     """The job with this id (or the only one starting with it); exits with a message if none."""
-    from db import jobs as jobs_db
+    from db.app import jobs as jobs_db
 
     job = jobs_db.get_job(open_engine(), job_id)
     if job is None:

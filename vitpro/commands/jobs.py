@@ -23,7 +23,7 @@ def jobs() -> None:
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 def jobs_list(status, kind, limit) -> None:
     """Recent jobs, newest first."""
-    from db import jobs as jobs_db
+    from db.app import jobs as jobs_db
 
     rows = jobs_db.list_jobs(open_engine(), limit=limit, status=status, kind=kind)
     echo_table(
@@ -39,7 +39,7 @@ def jobs_list(status, kind, limit) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def jobs_show(job_id, units, log_lines, as_json) -> None:
     """One job: parameters, progress, counts, error, log tail."""
-    from db import jobs as jobs_db
+    from db.app import jobs as jobs_db
 
     engine = open_engine()
     job = find_job(job_id)

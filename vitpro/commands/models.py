@@ -43,8 +43,8 @@ def models_push(folder, url) -> None:
     """Upload a model folder to s3://BUCKET/PREFIX, so that workers with no shared disk can load it: pass
     the URL as --model (or CLIP's --model) and each worker copies it once into its own cache. Credentials
     and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL."""
-    from db.model_files import upload_model
-    from db.objects import ObjectStoreError
+    from db.storage.model_files import upload_model
+    from db.storage.objects import ObjectStoreError
 
     try:
         n = upload_model(folder, url)

@@ -34,7 +34,7 @@ def ocr(engine, limit, source, where, side, min_confidence, threads, device, bat
       vitpro ocr --engine tesseract                # the other engine; its reading replaces rapidocr's
       vitpro ocr --device cuda --local             # onnxruntime-gpu on the gpu queue
     """
-    from db import ingest_reads
+    from db.reads import ingest_reads
     from db.store import open_store
 
     s = load_settings()

@@ -1,6 +1,6 @@
 """``vitpro pilot``: the human pilot, labelled in the terminal or imported, and how the scores agree with it.
 
-The statistics are curation/pilot_stats.py and curation/pilot_results.py, the pilots db/pilots.py; these
+The statistics are curation/pilot_stats.py and curation/pilot_results.py, the pilots db/app/pilots.py; these
 commands read options, call them and print.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 
 from config.settings import load_settings
 from curation.pilot_stats import AUC_CI_METHOD, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # the paper's +36%
-from db.blobs import open_blobs
+from db.storage.blobs import open_blobs
 
 from .filters import fmt_number
 from .group import cli, echo_table, fail, open_engine, open_lake
@@ -44,7 +44,7 @@ def _pick_model(lake, metric, segment, given, *, required: bool):
 
 
 def _get_pilot(name):
-    from db import pilots
+    from db.app import pilots
 
     try:
         return pilots.get(open_engine(), name)
@@ -64,7 +64,7 @@ def pilot_create(name, size, seed, vis_model, clip_model, segment, selection) ->
     """Draw a pilot: N scored samples spread evenly over tasks and VisAttnScore deciles, fixed by the seed."""
     from collections import Counter
 
-    from db import pilots
+    from db.app import pilots
 
     lake = open_lake()
     vis_model = _pick_model(lake, "vis_attn", segment, vis_model, required=True)
@@ -85,7 +85,7 @@ def pilot_create(name, size, seed, vis_model, clip_model, segment, selection) ->
 @pilot.command("list")
 def pilot_list() -> None:
     """Pilots with how far labelling has come."""
-    from db import pilots
+    from db.app import pilots
 
     rows = pilots.list_pilots(open_engine())
     if not rows:
@@ -130,7 +130,7 @@ def _parse_answer(line: str):
 def pilot_label(name, annotator, open_images, redo) -> None:
     """Label the pilot in the terminal: the question, answer, scores, OCR text and image paths, one sample at a time.
     Every answer is saved at once; run it again to resume where you stopped."""
-    from db import pilots
+    from db.app import pilots
 
     s = load_settings()
     annotator = annotator or s.user
@@ -202,7 +202,7 @@ def pilot_label(name, annotator, open_images, redo) -> None:
 def pilot_import(name, file, annotator) -> None:
     """Import labels from CSV (columns sample_id, label, optional annotator, ungrounded_words as a JSON list, note).
     One bad row refuses the whole file and nothing changes; rows with the label left blank are left out."""
-    from db import pilots
+    from db.app import pilots
 
     p = _get_pilot(name)
     try:
@@ -223,7 +223,7 @@ def pilot_import(name, file, annotator) -> None:
 def pilot_export(name, out) -> None:
     """Every annotator's labels as CSV (the import format). Before any label: every sample id with the label
     left blank, to label in a spreadsheet and bring back with `vitpro pilot import`."""
-    from db import pilots
+    from db.app import pilots
 
     engine = open_engine()
     p = _get_pilot(name)
@@ -252,7 +252,7 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
     from curation import pilot_results
     from curation.filters import FilterError
     from curation.svg_plots import roc_svg
-    from db import saved_filters
+    from db.app import saved_filters
 
     _get_pilot(name)
     try:
@@ -333,7 +333,7 @@ def pilot_disagreements(name, every) -> None:
 @click.option("--note", help="Why (kept with the verdict).")
 def pilot_adjudicate(name, sample_id, verdict, note) -> None:
     """Settle a sample the annotators disagree on; the verdict replaces their labels in the report. Again to change it."""
-    from db import pilots
+    from db.app import pilots
 
     p = _get_pilot(name)
     engine = open_engine()

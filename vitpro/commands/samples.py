@@ -23,7 +23,7 @@ def samples() -> None:
 @click.option("--reason", required=True, help="Why they are excluded (kept with them; required).")
 def samples_exclude(sample_ids, reason) -> None:
     """Exclude samples by id. Snapshots made from now on leave them out; older snapshots keep them."""
-    from db import exclusions
+    from db.lake import exclusions
 
     try:
         n = exclusions.exclude(open_lake(), sample_ids, reason=reason, by=load_settings().user)
@@ -37,7 +37,7 @@ def samples_exclude(sample_ids, reason) -> None:
 @click.argument("sample_ids", nargs=-1, required=True, metavar="ID...")
 def samples_restore(sample_ids) -> None:
     """Put excluded samples back into the data set (the exclusion stays in their history)."""
-    from db import exclusions
+    from db.lake import exclusions
 
     try:
         n = exclusions.restore(open_lake(), sample_ids, by=load_settings().user)
@@ -52,7 +52,7 @@ def samples_restore(sample_ids) -> None:
 @click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
 def samples_excluded(limit, offset) -> None:
     """The excluded samples, latest first, with reason, who and when."""
-    from db import exclusions
+    from db.lake import exclusions
 
     lake = open_lake()
     total = exclusions.count(lake)

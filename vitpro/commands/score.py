@@ -123,7 +123,7 @@ def score_aux(wait, local) -> None:
 @click.option("--metric", help="Only this metric.")
 def score_summary(metric) -> None:
     """Every stored score: count, unscorable, and quantiles within the data set."""
-    from db import queries
+    from db.reads import queries
     from db.store import open_store
 
     rows = queries.score_summary(open_store(load_settings().store), metric)
@@ -153,7 +153,8 @@ def _short_model(model_id: str) -> str:
 @click.option("--of", "subject_kind", type=click.Choice(["item", "image", "sample"]), help="Subjects (default: all).")
 def score_threshold(metric, percentile, model_id, segment, subject_kind) -> None:
     """The value of a score at a percentile: a threshold that carries across models."""
-    from db import metrics, queries
+    from db.lake import metrics
+    from db.reads import queries
     from db.store import open_store
 
     if metric in metrics.METRICS:  # a per-segment stat asked without one means its answer's

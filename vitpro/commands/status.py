@@ -17,7 +17,7 @@ from .group import cli, echo_table, find_job, open_engine
 @click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
 def errors(job_id, stage, limit) -> None:
     """Rows and images that were refused, with the reason (source rows shown redacted)."""
-    from db import queries
+    from db.reads import queries
     from db.store import open_store
 
     s = load_settings()
@@ -41,8 +41,8 @@ def errors(job_id, stage, limit) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json) -> None:
     """Counts per stage, redactions (in item text and in OCR text), errors, jobs and live workers."""
-    from db import jobs as jobs_db
-    from db import ocr_reads, queries
+    from db.app import jobs as jobs_db
+    from db.reads import ocr_reads, queries
     from db.store import open_store
 
     s = load_settings()

@@ -7,7 +7,7 @@ import json
 import click
 
 from config.settings import load_settings
-from db.objects import join
+from db.storage.objects import join
 from jobs.ablate import AblateJob
 from jobs.eval import EvalJob
 
@@ -120,7 +120,7 @@ def _training_options(fn):
 
 def _training_params(snapshot, model, name, preset_name, parts, out, overrides, config_file=None):
     """The run's name, config and job parameters from the command's options (refusals as usage errors)."""
-    from db import snapshots, training
+    from db.app import snapshots, training
     from jobs.train import TrainJob
 
     engine = open_engine()
@@ -176,7 +176,8 @@ def train_spec(snapshot, model, name, preset_name, config_file, parts, out, spec
     """
     from pathlib import Path
 
-    from db import objects, training
+    from db.app import training
+    from db.storage import objects
     from trainer.ranks import RunSpec
 
     name, config, params = _training_params(snapshot, model, name, preset_name, parts, out, overrides, config_file)
@@ -194,7 +195,7 @@ def train_spec(snapshot, model, name, preset_name, config_file, parts, out, spec
 @train.command("list")
 def train_list() -> None:
     """Training runs with their status and last loss."""
-    from db import training
+    from db.app import training
 
     rows = []
     for r in training.list_runs(open_engine()):
@@ -208,7 +209,7 @@ def _fmt(v) -> str:
 
 def _show_run(name: str) -> None:
     from curation.svg_plots import sparkline
-    from db import training
+    from db.app import training
 
     try:
         run = training.get_run(open_engine(), name)
@@ -243,7 +244,7 @@ def _show_run(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Steps (loss, learning rate) as JSON lines.")
 def train_show(name, as_json) -> None:
     """A run's settings, progress and loss curve."""
-    from db import training
+    from db.app import training
 
     if as_json:
         try:
@@ -291,7 +292,7 @@ def eval_group() -> None:
 def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model, k_shot, examples, baseline, limit, batch_size, objective_mode, wait, local,
              **overrides) -> None:
     """Evaluate a model (with a trained adapter or without) on SNAPSHOT's held-out products."""
-    from db import snapshots, training
+    from db.app import snapshots, training
 
     engine = open_engine()
     name = name or training.default_name("eval")
@@ -324,7 +325,7 @@ def eval_run(snapshot, model, adapter, name, benchmarks, judge_url, judge_model,
 @eval_group.command("list")
 def eval_list() -> None:
     """Evaluations and ablations."""
-    from db import training
+    from db.app import training
 
     rows = [(e.name, e.snapshot, "ablation" if e.config.get("kind") == "ablation" else ",".join(e.config.get("benchmarks", [])),
              e.adapter or "(base)", e.baseline or "", "yes" if e.results else "no") for e in training.list_evals(open_engine())]
@@ -332,7 +333,7 @@ def eval_list() -> None:
 
 
 def _show_eval(name: str, baseline: str | None = None) -> None:
-    from db import training
+    from db.app import training
     from trainer.evaluate import accuracies
     from trainer.metrics import relative_to
 
@@ -399,7 +400,7 @@ def eval_show(name, baseline) -> None:
 def ablate(snapshot, model, adapter, grid_specs, full, name, limit, batch_size, objective_mode, wait, local, **overrides) -> None:
     """Evaluate a grid of settings on the objective benchmark; writes a table like the paper's Tables 5-8
     (accuracy per task, change against the default, s/item, peak memory)."""
-    from db import training
+    from db.app import training
     from trainer.ablation import parse_grid
 
     try:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from db import training
-from db.jobs import UnitSpec, work_results
+from db.app import training
+from db.app.jobs import UnitSpec, work_results
 from jobs.ablate import AblateJob
 from trainer import ablation
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from db import batches
-from db.jobs import UnitSpec
+from db.app.jobs import UnitSpec
+from db.lake import batches
 
 from ..runtime import UnitContext
 from .registry import add_handler

@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from curation.clip_score import item_text, reduce_scores
-from db import batches, scoring_reads
-from db.jobs import UnitSpec
+from db.app.jobs import UnitSpec
+from db.lake import batches
+from db.reads import scoring_reads
 
 from .. import models
 from ..runtime import PermanentError, UnitContext

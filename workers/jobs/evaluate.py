@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from curation import snapshots
-from db import objects, training
-from db.jobs import UnitSpec, work_results
+from db.app import training
+from db.app.jobs import UnitSpec, work_results
+from db.storage import objects
 from jobs.ablate import AblateJob
 from jobs.eval import EvalJob
 from trainer.config import TrainConfig

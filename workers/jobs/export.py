@@ -9,8 +9,8 @@ from typing import Any
 
 from curation import snapshots
 from curation.exports import DATA_FILES, MANIFEST, ExportError, image_paths_note, write_export
-from db import objects
-from db.jobs import UnitSpec
+from db.app.jobs import UnitSpec
+from db.storage import objects
 from jobs.export import ExportJob, base_family, same_export
 from trainer.external_configs import DEFAULT_BASE_MODEL
 

@@ -15,8 +15,9 @@ from curation.generation import (
 )
 from curation.generation.facts import known_brand_index
 from curation.item_contexts import contexts_for
-from db import batches, generation_reads
-from db.jobs import UnitSpec
+from db.app.jobs import UnitSpec
+from db.lake import batches
+from db.reads import generation_reads
 from jobs.generate import GenerateJob
 
 from ..runtime import PermanentError, UnitContext

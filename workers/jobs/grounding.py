@@ -14,8 +14,9 @@ from curation.images import ImageError, ImageLimits, inspect_image
 from curation.prompt_layout import ocr_body
 from curation.vis_attn import ATTN_NAME, VisAttnConfig, check_segment, score_batch
 from curation.vlm import Sample, SampleError
-from db import batches, samples_view, scoring_reads
-from db.jobs import UnitSpec
+from db.app.jobs import UnitSpec
+from db.lake import batches
+from db.reads import samples_view, scoring_reads
 from jobs.grounding import GroundingJob
 
 from .. import models

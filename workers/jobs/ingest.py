@@ -11,9 +11,11 @@ from curation.images import ImageError, inspect_image, read_reference, store_blo
 from curation.ingest import ItemDraft, RowFailure, build_item
 from curation.readers import RowRange, SourceError, plan_ranges, read_range
 from curation.redaction import RedactionConfig, Redactor
-from db import batches, ingest_reads, objects
-from db import jobs as jobs_db
-from db.jobs import UnitSpec
+from db.app import jobs as jobs_db
+from db.app.jobs import UnitSpec
+from db.lake import batches
+from db.reads import ingest_reads
+from db.storage import objects
 from jobs.ingest import IngestJob
 
 from ..runtime import PermanentError, UnitContext

@@ -9,9 +9,10 @@ from typing import Any
 
 from curation.ocr import OcrSetupError, check_available, get_engine, parse_conditions
 from curation.redaction import RedactionConfig, Redactor
-from db import batches, ingest_reads, ocr_reads
-from db.jobs import UnitSpec
-from db.objects import ObjectStoreError
+from db.app.jobs import UnitSpec
+from db.lake import batches
+from db.reads import ingest_reads, ocr_reads
+from db.storage.objects import ObjectStoreError
 from jobs.ocr import OcrJob
 
 from ..runtime import PermanentError, UnitContext

@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from db import objects, training
-from db.jobs import UnitSpec
+from db.app import training
+from db.app.jobs import UnitSpec
+from db.storage import objects
 from jobs.train import TrainJob
 from trainer.config import TrainConfig
 

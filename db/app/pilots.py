@@ -1,0 +1,334 @@
+"""Pilot studies in the app tables: draw the samples (from the lake), keep every annotator's labels,
+read and write them as CSV. Many annotators label at once: one row per (pilot, sample, annotator),
+written with an upsert, so two curators and a page refresh lose nothing."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.orm import Session
+
+from db.lake.connection import Lake
+from db.reads import samples_view
+from db.storage.blobs import as_blobs
+
+from .models import Pilot, PilotAdjudication, PilotLabel, PilotSample
+from .named_rows import get_named
+
+LABEL_VALUES = ("grounded", "not_grounded", "skip")
+VERDICTS = ("grounded", "not_grounded")  # what an adjudicator settles a disagreement as
+CSV_COLUMNS = ("pilot", "sample_id", "annotator", "label", "ungrounded_words", "note")
+
+
+class PilotError(ValueError):
+    """A request on a pilot that cannot be done as asked (unknown pilot, bad label file)."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def draw(lake: Lake, *, size: int, seed: int, vis_model: str, segment: str = "answer", clip_model: str | None = None, selection: str | None = None) -> list[dict[str, Any]]:
+    """``size`` samples scored by the VLM, spread evenly over tasks, and within each task over its
+    VisAttnScore deciles: rank within each (task, decile) by md5(seed, id) and order each task's samples
+    round-robin over its deciles; then take every task's first, every task's second, ... so the tasks get
+    as many each (within one) until a task has no more. Deciles are over all scored samples."""
+    chosen = "AND x.sample_id IN (SELECT subject_id FROM selections WHERE name = ? AND subject_kind = 'sample')" if selection else ""
+    clip_join = (
+        "LEFT JOIN (SELECT subject_id AS item_id, any_value(value) AS clip FROM scores WHERE subject_kind = 'item' "
+        "AND metric = 'clip_score' AND model_id = ? GROUP BY subject_id) c ON c.item_id = x.item_id"
+        if clip_model else "LEFT JOIN (SELECT NULL AS item_id, NULL AS clip) c ON FALSE"
+    )
+    sql = (
+        "WITH scored AS (SELECT x.sample_id, x.task, v.value AS vis, c.clip FROM samples x "
+        "JOIN scores v ON v.subject_kind = 'sample' AND v.subject_id = x.sample_id AND v.metric = 'vis_attn' AND v.model_id = ? "
+        f"AND v.segment = ? AND v.value IS NOT NULL {clip_join} WHERE TRUE {chosen}), "
+        "deciled AS (SELECT *, ntile(10) OVER (ORDER BY vis, sample_id) AS decile FROM scored), "
+        "ranked AS (SELECT *, row_number() OVER (PARTITION BY task, decile ORDER BY md5(CAST(? AS VARCHAR) || ':' || sample_id)) AS k, "
+        "md5(CAST(? AS VARCHAR) || ':' || task || ':' || CAST(decile AS VARCHAR)) AS stratum_order FROM deciled), "
+        "per_task AS (SELECT *, row_number() OVER (PARTITION BY task ORDER BY k, stratum_order) AS j, "
+        "md5(CAST(? AS VARCHAR) || ':' || task) AS task_order FROM ranked) "
+        "SELECT sample_id, task, decile, vis, clip FROM per_task ORDER BY j, task_order LIMIT ?"
+    )
+    params = [vis_model, segment, *([clip_model] if clip_model else []), *([selection] if selection else []), seed, seed, seed, size]
+    cols = ["sample_id", "task", "decile", "vis_attn", "clip_score"]
+    return [dict(zip(cols, r)) for r in lake.fetchall(sql, params)]
+
+
+def create(engine: Engine, *, name: str, rows: list[dict[str, Any]], size: int, seed: int, config: dict[str, Any], created_by: str) -> int:
+    if not rows:
+        raise PilotError("no scored samples to draw from: run vitpro score grounding first")
+    with Session(engine) as s, s.begin():
+        if s.scalar(select(Pilot.id).where(Pilot.name == name)) is not None:
+            raise PilotError(f"a pilot named {name!r} exists already")
+        pilot = Pilot(name=name, size=size, seed=seed, config=config, created_by=created_by, created_at=_now())
+        s.add(pilot)
+        s.flush()
+        for position, row in enumerate(rows):
+            s.add(PilotSample(pilot_id=pilot.id, sample_id=row["sample_id"], position=position, task=row["task"], decile=row["decile"],
+                              vis_attn=row["vis_attn"], clip_score=row["clip_score"]))
+        return pilot.id
+
+
+def draw_and_create(lake: Lake, engine: Engine, *, name: str, size: int, seed: int, vis_model: str, clip_model: str | None = None,
+                    segment: str = "answer", selection: str | None = None, created_by: str) -> list[dict[str, Any]]:
+    """Draw a pilot (see :func:`draw`) and store it with the models and segment it was drawn with; returns
+    the rows drawn."""
+    rows = draw(lake, size=size, seed=seed, vis_model=vis_model, segment=segment, clip_model=clip_model, selection=selection)
+    create(engine, name=name, rows=rows, size=size, seed=seed, created_by=created_by,
+           config={"vis_model": vis_model, "clip_model": clip_model, "segment": segment, "selection": selection})
+    return rows
+
+
+def get(engine: Engine, name: str) -> Pilot:
+    return get_named(engine, Pilot, name, Pilot.created_at, lambda known: PilotError(f"no pilot {name!r} (pilots: {known})"))
+
+
+def list_pilots(engine: Engine) -> list[tuple[str, int, int, int]]:
+    """(name, size, samples labelled by anyone, annotators)."""
+    with Session(engine) as s:
+        rows = []
+        for pilot in s.scalars(select(Pilot).order_by(Pilot.created_at)):
+            labelled = s.scalar(select(func.count(func.distinct(PilotLabel.sample_id))).where(PilotLabel.pilot_id == pilot.id))
+            annotators = s.scalar(select(func.count(func.distinct(PilotLabel.annotator))).where(PilotLabel.pilot_id == pilot.id))
+            rows.append((pilot.name, pilot.size, int(labelled or 0), int(annotators or 0)))
+        return rows
+
+
+def samples(engine: Engine, pilot_id: int) -> list[PilotSample]:
+    with Session(engine) as s:
+        rows = list(s.scalars(select(PilotSample).where(PilotSample.pilot_id == pilot_id).order_by(PilotSample.position)))
+        s.expunge_all()
+        return rows
+
+
+def labels(engine: Engine, pilot_id: int, annotator: str | None = None) -> list[PilotLabel]:
+    with Session(engine) as s:
+        q = select(PilotLabel).where(PilotLabel.pilot_id == pilot_id)
+        if annotator:
+            q = q.where(PilotLabel.annotator == annotator)
+        rows = list(s.scalars(q.order_by(PilotLabel.sample_id, PilotLabel.annotator)))
+        s.expunge_all()
+        return rows
+
+
+@dataclass(frozen=True)
+class LabelState:
+    """One annotator's label on one sample as it was: what undo puts back."""
+    label: str
+    ungrounded_words: tuple[str, ...] = ()
+    note: str | None = None
+
+
+def _in_pilot(s: Session, pilot_id: int, sample_id: str) -> None:
+    if s.scalar(select(PilotSample.id).where(PilotSample.pilot_id == pilot_id, PilotSample.sample_id == sample_id)) is None:
+        raise PilotError(f"sample {sample_id} is not in this pilot")
+
+
+def _label_row(s: Session, pilot_id: int, sample_id: str, annotator: str) -> PilotLabel | None:
+    return s.scalar(select(PilotLabel).where(PilotLabel.pilot_id == pilot_id, PilotLabel.sample_id == sample_id, PilotLabel.annotator == annotator))
+
+
+def set_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, label: str, ungrounded_words: Iterable[str] = (), note: str | None = None) -> LabelState | None:
+    """Write or replace one annotator's label for one sample (safe to repeat; others' labels untouched).
+    Returns what it replaced (None: there was no label), for :func:`restore_label` to undo it."""
+    if label not in LABEL_VALUES:
+        raise PilotError(f"a label is one of {', '.join(LABEL_VALUES)}, not {label!r}")
+    with Session(engine) as s, s.begin():
+        _in_pilot(s, pilot_id, sample_id)
+        row = _label_row(s, pilot_id, sample_id, annotator)
+        previous = None if row is None else LabelState(row.label, tuple(row.ungrounded_words or ()), row.note)
+        _upsert(s, pilot_id, sample_id, annotator, label, list(ungrounded_words), note)
+        return previous
+
+
+def clear_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str) -> bool:
+    """Remove one annotator's own label on one sample; False when there was none."""
+    with Session(engine) as s, s.begin():
+        row = _label_row(s, pilot_id, sample_id, annotator)
+        if row is None:
+            return False
+        s.delete(row)
+        return True
+
+
+def restore_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, previous: LabelState | None) -> None:
+    """Put a sample's label back as :func:`set_label` found it: the earlier label, or none."""
+    if previous is None:
+        clear_label(engine, pilot_id, sample_id, annotator)
+    else:
+        set_label(engine, pilot_id, sample_id, annotator, previous.label, previous.ungrounded_words, previous.note)
+
+
+def add_samples(lake: Lake, engine: Engine, pilot_name: str, sample_ids: Iterable[str]) -> int:
+    """Append samples to a pilot (after its last position, in the order given); returns how many were new
+    (those in it already are left where they are). The task, VisAttnScore (and its decile over all scored
+    samples, as :func:`draw` computes it) and CLIPScore come from the lake with the pilot's own models; a
+    sample with no score is added without one. Any id not in the store refuses the whole request."""
+    wanted = list(dict.fromkeys(str(x) for x in sample_ids))
+    pilot = get(engine, pilot_name)
+    if not wanted:
+        return 0
+    cfg = pilot.config or {}
+    vis_model, segment, clip_model = cfg.get("vis_model"), cfg.get("segment", "answer"), cfg.get("clip_model")
+    marks = ", ".join("?" for _ in wanted)
+    sql = (
+        "WITH scored AS (SELECT subject_id AS sample_id, value AS vis, ntile(10) OVER (ORDER BY value, subject_id) AS decile FROM ("
+        "SELECT v.subject_id, any_value(v.value) AS value FROM scores v JOIN samples x ON x.sample_id = v.subject_id "
+        "WHERE v.subject_kind = 'sample' AND v.metric = 'vis_attn' AND v.model_id = ? AND v.segment = ? AND v.value IS NOT NULL "
+        "GROUP BY v.subject_id)), "
+        "clip AS (SELECT subject_id AS item_id, any_value(value) AS clip FROM scores WHERE subject_kind = 'item' AND metric = 'clip_score' "
+        "AND model_id = ? GROUP BY subject_id) "
+        f"SELECT x.sample_id, any_value(x.task), any_value(d.decile), any_value(d.vis), any_value(c.clip) FROM samples x "
+        f"LEFT JOIN scored d ON d.sample_id = x.sample_id LEFT JOIN clip c ON c.item_id = x.item_id "
+        f"WHERE x.sample_id IN ({marks}) GROUP BY x.sample_id"
+    )
+    found = {r[0]: r for r in lake.fetchall(sql, [vis_model or "", segment, clip_model or "", *wanted])}
+    unknown = [sid for sid in wanted if sid not in found]
+    if unknown:
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise PilotError(f"nothing added to pilot {pilot_name!r}: {len(unknown)} sample id(s) are not in the store: "
+                         + ", ".join(unknown[:5]) + more)
+    with Session(engine) as s, s.begin():
+        s.scalar(select(Pilot.id).where(Pilot.id == pilot.id).with_for_update())  # one appender at a time: positions stay distinct
+        have = set(s.scalars(select(PilotSample.sample_id).where(PilotSample.pilot_id == pilot.id)))
+        position = (s.scalar(select(func.max(PilotSample.position)).where(PilotSample.pilot_id == pilot.id)) or -1) + 1
+        new = [sid for sid in wanted if sid not in have]
+        for k, sid in enumerate(new):
+            _, task, decile, vis, clip = found[sid]
+            s.add(PilotSample(pilot_id=pilot.id, sample_id=sid, position=position + k, task=task, decile=decile,
+                              vis_attn=None if vis is None else float(vis), clip_score=None if clip is None else float(clip)))
+        if new:
+            s.get(Pilot, pilot.id).size += len(new)  # the pilot is now that much bigger than it was drawn
+        return len(new)
+
+
+# ---- disagreements and their adjudication ---------------------------------------------------------------
+def adjudicate(engine: Engine, pilot_id: int, sample_id: str, label: str, settled_by: str, note: str | None = None) -> None:
+    """Settle a sample as grounded or not grounded; the verdict replaces the annotators' labels in the
+    results. Settling again changes the verdict."""
+    if label not in VERDICTS:
+        raise PilotError(f"a verdict is one of {', '.join(VERDICTS)}, not {label!r}")
+    with Session(engine) as s, s.begin():
+        _in_pilot(s, pilot_id, sample_id)
+        row = s.scalar(select(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot_id, PilotAdjudication.sample_id == sample_id))
+        note = (note or "").strip() or None
+        if row is None:
+            s.add(PilotAdjudication(pilot_id=pilot_id, sample_id=sample_id, label=label, settled_by=settled_by, note=note, settled_at=_now()))
+        else:
+            row.label, row.settled_by, row.note, row.settled_at = label, settled_by, note, _now()
+
+
+def unsettle(engine: Engine, pilot_id: int, sample_id: str) -> bool:
+    """Withdraw a verdict (the annotators' labels count again); False when there was none."""
+    with Session(engine) as s, s.begin():
+        return s.execute(delete(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot_id, PilotAdjudication.sample_id == sample_id)).rowcount > 0
+
+
+def adjudications(engine: Engine, pilot_id: int) -> dict[str, PilotAdjudication]:
+    """sample id -> its verdict."""
+    with Session(engine) as s:
+        rows = list(s.scalars(select(PilotAdjudication).where(PilotAdjudication.pilot_id == pilot_id)))
+        s.expunge_all()
+        return {r.sample_id: r for r in rows}
+
+
+def _upsert(s: Session, pilot_id: int, sample_id: str, annotator: str, label: str, words: list[str], note: str | None) -> None:
+    row = s.scalar(select(PilotLabel).where(PilotLabel.pilot_id == pilot_id, PilotLabel.sample_id == sample_id, PilotLabel.annotator == annotator))
+    if row is None:
+        s.add(PilotLabel(pilot_id=pilot_id, sample_id=sample_id, annotator=annotator, label=label, ungrounded_words=words, note=note, updated_at=_now()))
+    else:
+        row.label, row.ungrounded_words, row.note, row.updated_at = label, words, note, _now()
+
+
+def export_csv(engine: Engine, pilot: Pilot) -> str:
+    """Every annotator's labels (the import format). A pilot with no labels yet gives one row per sample,
+    in labelling order, with the label left blank: fill it in and import it (blank rows are left out)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    found = labels(engine, pilot.id)
+    for row in found:
+        writer.writerow([pilot.name, row.sample_id, row.annotator, row.label, json.dumps(row.ungrounded_words or []), row.note or ""])
+    if not found:
+        for sample in samples(engine, pilot.id):
+            writer.writerow([pilot.name, sample.sample_id, "", "", "[]", ""])
+    return out.getvalue()
+
+
+@dataclass
+class ImportResult:
+    written: int
+    annotators: list[str]
+    blank: int = 0  # rows with no label (a template row not filled in): left out
+
+
+def import_csv(engine: Engine, pilot: Pilot, text: str, *, default_annotator: str | None = None) -> ImportResult:
+    """All rows are checked first; one bad row (unknown sample, bad label, broken words list) refuses the
+    whole file with the row numbers, and nothing changes. A row of a pilot sample with the label left
+    blank (the template :func:`export_csv` writes before any label) is left out and counted."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"sample_id", "label"} - set(reader.fieldnames or [])
+    if missing:
+        raise PilotError(f"the CSV needs the column(s) {', '.join(sorted(missing))}; it has {', '.join(reader.fieldnames or []) or 'none'}")
+    known = {r.sample_id for r in samples(engine, pilot.id)}
+    rows, problems = [], []
+    blank = 0
+    for n, record in enumerate(reader, start=2):
+        sample_id = (record.get("sample_id") or "").strip()
+        label = (record.get("label") or "").strip()
+        if not label and sample_id in known:  # a sample of the exported template not labelled (yet)
+            blank += 1
+            continue
+        annotator = (record.get("annotator") or "").strip() or default_annotator
+        if record.get("pilot") and record["pilot"].strip() not in ("", pilot.name):
+            problems.append(f"row {n}: pilot {record['pilot']!r} is not {pilot.name!r}")
+        if sample_id not in known:
+            problems.append(f"row {n}: sample {sample_id!r} is not in pilot {pilot.name!r}")
+        if label not in LABEL_VALUES:
+            problems.append(f"row {n}: label {label!r} is not one of {', '.join(LABEL_VALUES)}")
+        if not annotator:
+            problems.append(f"row {n}: no annotator (add the column or pass --annotator)")
+        try:
+            words = json.loads(record.get("ungrounded_words") or "[]")
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise ValueError
+        except ValueError:
+            problems.append(f"row {n}: ungrounded_words must be a JSON list of words")
+            words = []
+        rows.append((sample_id, annotator, label, words, (record.get("note") or "").strip() or None))
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise PilotError("nothing imported: " + "; ".join(problems[:10]) + more)
+    with Session(engine) as s, s.begin():
+        for sample_id, annotator, label, words, note in rows:
+            _upsert(s, pilot.id, sample_id, annotator, label, words, note)
+    return ImportResult(len(rows), sorted({r[1] for r in rows}), blank)
+
+
+def sample_details(lake: Lake, sample_ids: list[str], *, vis_model: str | None, segment: str, blob_root) -> dict[str, dict[str, Any]]:
+    """What a labeller needs to see per sample: question, answer, image files, OCR text and the words the
+    VLM looked at least (lowest A(t) first)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in samples_view.samples_with_images(lake, sample_ids):
+        out[r["sample_id"]] = {"task": r["task"], "question": r["question"], "answer": r["answer"], "title": r["item_text"], "category": r["category"],
+                               "images": [str(as_blobs(blob_root).local(b, missing_ok=True)) for b in r["blob_paths"]], "ocr": r["ocr_texts"], "weakest": []}
+    marks = ", ".join("?" for _ in sample_ids)
+    if vis_model and sample_ids:
+        for sid, words, scores in lake.fetchall(
+            "SELECT subject_id, any_value(words), any_value(word_scores) FROM token_scores WHERE subject_kind = 'sample' "
+            f"AND model_id = ? AND segment = ? AND subject_id IN ({marks}) GROUP BY subject_id",
+            [vis_model, segment, *sample_ids],
+        ):
+            try:
+                pairs = [(w, float(v)) for w, v in zip(json.loads(words), json.loads(scores)) if v is not None and any(ch.isalnum() for ch in str(w))]  # words, not punctuation
+            except (TypeError, ValueError):
+                continue
+            if sid in out:
+                out[sid]["weakest"] = sorted(pairs, key=lambda p: p[1])[:5]
+    return out

@@ -1,0 +1,8 @@
+"""Files, wherever they lie: a folder on this machine or an ``s3://`` prefix of an S3-compatible store.
+
+- ``objects``: the object-store client, the one module that talks to S3 (credentials from the standard
+  variables only, errors that name the object and never a secret);
+- ``blobs``: the content-addressed image store (a folder, or a prefix with a local cache);
+- ``model_files``: model folders kept in the object store, copied into each machine's cache;
+- ``export_files``: finished exports where they lie, read by the web app.
+"""
