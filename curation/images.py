@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from db.storage import objects
 from db.storage.blobs import as_blobs
+from db.storage.locations import Location
 
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
 
@@ -181,8 +182,10 @@ def read_reference(ref: str, root: Path | str, limits: ImageLimits) -> bytes:
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         return fetch_url(ref, limits)
-    if scheme == "s3" or (scheme == "" and objects.is_remote(root)):
-        return _read_object(ref if scheme == "s3" else objects.join(str(root), ref), limits)
+    if scheme == "s3":
+        return _read_object(ref, limits)
+    if scheme == "" and not Location.of(root).is_local:  # relative to an s3:// prefix: an object there
+        return _read_object(str(Location.of(root).join(ref)), limits)
     if scheme == "file":
         path = resolve_local(parsed.path, root)
     elif scheme == "":

@@ -15,7 +15,7 @@ from config.settings import StoreConfig  # noqa: F401 - where the store lives (c
 from db.app.engine import write_engine
 from db.lake import schema as lake_schema
 from db.lake.connection import Lake, shared_lake
-from db.storage import objects
+from db.storage.locations import Location
 
 MIGRATIONS_DIR = Path(__file__).parent / "app" / "migrations"
 _PG_MIGRATION_LOCK = 742_001  # any constant; serialises concurrent `init` on PostgreSQL
@@ -74,10 +74,9 @@ def open_store(config: StoreConfig) -> Lake:
     with _ready_lock:
         ready = config in _ready
     if not ready:
-        if objects.is_remote(config.data_path):
-            # DuckDB would first meet a missing bucket or refused credentials at a write, deep in a job;
-            # one request here names the problem when the store is opened
-            objects.check_bucket(objects.ObjectURL.parse(config.data_path))
+        # DuckDB would first meet a missing bucket or refused credentials at a write, deep in a job;
+        # one request here names the problem when the store is opened
+        Location.of(config.data_path).check_reachable()
         lake = shared_lake(config.catalog_url, config.data_path)
         if lake_schema.applied_version(lake) < lake_schema.LATEST or app_current_revision(config.app_url) != app_head_revision():
             init_store(config)

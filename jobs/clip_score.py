@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 from config.fields import FieldError, check, param
 from curation.clip_score import ClipConfig
-from db.storage import objects
+from db.storage.locations import Location
 
 from .registry import JobSpec, job_kind
 
@@ -25,15 +25,14 @@ class ClipScoreJob(JobSpec):
     def resolve(self) -> "ClipScoreJob":
         from curation.clip_score import model_ref
         from curation.tiny_models import is_tiny
-        from curation.tiny_models.common import MARKER as TINY_MARKER
 
         check(self)
         config = self.config
-        if objects.is_remote(config.model):
+        where = Location.of(config.model)
+        if not where.is_local:
             # a folder in the object store: its URL is the model's name everywhere; each worker copies it
-            ref = str(objects.ObjectURL.parse(config.model)).rstrip("/")
-            demo = objects.head(objects.ObjectURL.parse(ref).child(TINY_MARKER)) is not None
-            return replace(self, config=replace(config, model=ref), model_id=ref, demo_model=demo)
+            ref = str(where)
+            return replace(self, config=replace(config, model=ref), model_id=ref, demo_model=is_tiny(ref))
         ref = model_ref(config.model)
         local = ref.startswith(("local-dir:", "hf-hub:"))
         if not local:

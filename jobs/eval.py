@@ -7,10 +7,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from config.fields import FieldError, about, check, param
+from db.storage.locations import check_fresh
 from trainer.benchmarks import BENCHMARKS, EVAL_BATCH_SIZE, OBJECTIVE_MODES
 from trainer.config import TrainConfig
 
-from .names import check_folder_name, check_fresh_folder
+from .names import check_folder_name
 from .registry import JobSpec, job_kind
 
 
@@ -29,7 +30,7 @@ def check_name_and_out(name: str, out: str, what: str) -> str:
     except ValueError as exc:
         raise about("name", exc) from None
     try:
-        return str(check_fresh_folder(out, "evaluation"))
+        return check_fresh(out, "evaluation")
     except ValueError as exc:
         raise about("out", exc) from None
 

@@ -7,24 +7,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from config.fields import FieldError, about, check, param
-from curation.exports import FORMATS
-from db.storage import objects
+from curation.exports import FORMATS, MANIFEST
+from db.storage.locations import Location
 
-from .locations import holds_files
 from .registry import JobSpec, job_kind
 
 
-def same_export(folder: Path | str, snapshot: str, fmt: str) -> bool:
+def same_export(folder: Location | str, snapshot: str, fmt: str) -> bool:
     """An earlier export of this very snapshot and format (a retried unit, or the same command again):
     replacing it is safe, the bytes are the same. ``folder`` may be an s3:// prefix."""
+    manifest_file = Location.of(folder).join(MANIFEST)
     try:
-        if objects.is_remote(folder):
-            url = objects.ObjectURL.parse(str(folder)).child("manifest.json")
-            if objects.head(url) is None:
-                return False
-            manifest = json.loads(objects.get_bytes(url))
-        else:
-            manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+        if not manifest_file.is_file():
+            return False
+        manifest = json.loads(manifest_file.read_text())
     except (OSError, ValueError):
         return False
     return manifest.get("snapshot") == snapshot and manifest.get("format") == fmt
@@ -76,18 +72,17 @@ class ExportJob(JobSpec):
         formats, snapshot = list(dict.fromkeys(self.formats)), self.snapshot
         if not formats:
             raise FieldError("formats", f"no format given; formats are {', '.join(FORMATS)}")
-        remote = objects.is_remote(self.out)
-        if remote and self.absolute_paths:
+        root = Location.of(self.out).absolute()
+        if self.absolute_paths and not root.is_local:
             raise FieldError("absolute_paths", "absolute paths name files on one machine's disk; an s3:// export keeps paths relative to its folder")
-        root = str(objects.ObjectURL.parse(self.out)).rstrip("/") if remote else str(Path(self.out).expanduser().resolve())
         if not self.force:
-            busy = [f for f in formats if holds_files(objects.join(root, f)) and not same_export(objects.join(root, f), snapshot, f)]
+            busy = [f for f in formats if root.join(f).holds_files() and not same_export(root.join(f), snapshot, f)]
             if busy:
-                raise FieldError("out", f"{objects.join(root, busy[0])} exists and is not empty; choose another folder or replace it (force)")
+                raise FieldError("out", f"{root.join(busy[0])} exists and is not empty; choose another folder or replace it (force)")
         base = self.base_model or DEFAULT_BASE_MODEL
         try:
             family = base_family(base, self.family).family
         except ValueError as exc:
             raise about("family", exc) from None
         # the id as others may read it: a hub id, or the folder's name (never this machine's path)
-        return replace(self, formats=formats, out=root, dataset_name=self.dataset_name or snapshot, base_model=public_model_id(base), base_family=family)
+        return replace(self, formats=formats, out=str(root), dataset_name=self.dataset_name or snapshot, base_model=public_model_id(base), base_family=family)

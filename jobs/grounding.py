@@ -6,8 +6,8 @@ from dataclasses import dataclass, replace
 
 from config.fields import about, check, param
 from curation.vis_attn import VisAttnConfig
+from db.storage.locations import Location
 
-from .locations import is_tiny_model, location
 from .registry import JobSpec, job_kind
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -34,6 +34,7 @@ class GroundingJob(JobSpec):
     demo_model: bool = param(False, derived=True, help="A tiny checkpoint of `vitpro models make-tiny` (random weights): its scores are flagged.")
 
     def resolve(self) -> "GroundingJob":
+        from curation.tiny_models import is_tiny
         from curation.vlm import check_model_folder
 
         check(self)
@@ -41,6 +42,6 @@ class GroundingJob(JobSpec):
             check_model_folder(self.model)  # a family we have an adapter for (else: the supported ones, listed)
         except ValueError as exc:
             raise about("model", exc) from None
-        model = location(self.model)
+        model = str(Location.of(self.model).absolute())
         # the scores are those of this model *and* prompt: OCR text in the prompt makes them others
-        return replace(self, model=model, model_id=model + ("#ocr" if self.ocr else ""), demo_model=is_tiny_model(model))
+        return replace(self, model=model, model_id=model + ("#ocr" if self.ocr else ""), demo_model=is_tiny(model))

@@ -14,6 +14,7 @@ from curation.ingest import TextLimits
 from curation.mapping import ColumnMapping, MappingError
 from curation.readers import FORMATS, SourceError
 from db.storage import objects
+from db.storage.locations import Location
 
 from .registry import JobSpec, job_kind
 
@@ -35,7 +36,7 @@ def check_source(source: str, roots: tuple[Path, ...] = ()) -> Path:
     An ``s3://`` source is read into this machine's cache, and the copy is returned."""
     if not str(source).strip():
         raise SourceError("no source file given")
-    if objects.is_remote(source):
+    if not Location.of(source).is_local:
         return remote_source(source, roots)
     path = Path(source).expanduser().resolve()
     if roots and not any(path == r or r in path.parents for r in roots):
@@ -60,10 +61,6 @@ def remote_source(url: str, roots: tuple[Path, ...] = ()) -> Path:
     except objects.ObjectStoreError as exc:
         raise SourceError(f"source file not found: {url}" if exc.kind == "missing" else str(exc)) from None
     return path
-
-
-def parent_prefix(url: str) -> str:
-    return url.rsplit("/", 1)[0] + "/"
 
 
 @job_kind("ingest")
@@ -121,16 +118,19 @@ class IngestJob(JobSpec):
             RedactionConfig(extra_patterns=mapping.redaction_patterns)  # a bad pattern fails here, not in a worker
         except (MappingError, ValueError) as exc:
             raise about("mapping", exc) from None
-        remote = objects.is_remote(self.source)
-        if objects.is_remote(self.image_root) or (remote and not self.image_root):
-            # Objects are guarded by the bucket's own policy and credentials; VITPRO_IMAGE_ROOTS is for local folders.
-            root = str(objects.ObjectURL.parse(self.image_root or parent_prefix(self.source)).as_prefix())
-        else:
-            root = Path(self.image_root).expanduser().resolve() if self.image_root else path.parent
+        source = Location.of(self.source)
+        if source.is_local:
+            source = Location.of(path)  # the file as check_source resolved it
+        root = (Location.of(self.image_root) if self.image_root else source.parent).absolute()
+        if root.is_local:
             try:
-                check_image_root(root, self.allowed_roots)
+                check_image_root(root.path, self.allowed_roots)
             except MappingError as exc:
                 raise about("image_root", exc) from None
-        name = self.name or (Path(objects.ObjectURL.parse(self.source).key).stem if remote else path.stem)
-        return replace(self, source=self.source if remote else str(path), format=fmt, mapping=mapping, name=name, image_root=str(root),
+            image_root = str(root)
+        else:
+            # Objects are guarded by the bucket's own policy and credentials; VITPRO_IMAGE_ROOTS is for local folders.
+            image_root = f"{root}/"  # a prefix
+        name = self.name or Path(source.name).stem
+        return replace(self, source=str(source), format=fmt, mapping=mapping, name=name, image_root=image_root,
                        source_id=source_id_for(name))

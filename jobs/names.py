@@ -6,10 +6,3 @@ def check_folder_name(name: str, what: str) -> None:
     """Letters, digits, '-', '_' and '.', with at least one letter or digit: never a path, never '..'."""
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError(f"{what} is letters, digits, '-', '_' and '.', not {name!r}")
-
-
-def check_fresh_folder(out: str, what: str) -> str:
-    """The resolved folder or s3:// prefix, refused when it already holds files (jobs/locations.py)."""
-    from .locations import check_fresh
-
-    return check_fresh(out, what)

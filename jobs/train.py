@@ -4,10 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from config.fields import about, check, param
-from db.storage import objects
+from db.storage.locations import Location
 from trainer.config import TrainConfig
 
-from .locations import location
 from .names import check_folder_name
 from .registry import JobSpec, job_kind
 
@@ -35,5 +34,6 @@ class TrainJob(JobSpec):
             check_model_folder(self.model)
         except ValueError as exc:
             raise about("model", exc) from None
-        model = location(str(self.model)) if objects.is_remote(str(self.model)) else str(self.model)
-        return replace(self, model=model, out=location(self.out))
+        # a local model stays as it was given; an s3:// one is spelled as every worker records it
+        model = str(Location.of(self.model))
+        return replace(self, model=model, out=str(Location.of(self.out).absolute()))

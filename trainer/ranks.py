@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -57,40 +56,31 @@ class PermanentTrainingError(Exception):
     """What retrying cannot fix: the job fails at once with this message."""
 
 
-# ---- the run's files in S3 ----------------------------------------------------------------------------
-def fetch_checkpoints(out: str, work_dir: Path) -> None:
+# ---- the run's files where ``out`` is: the work folder itself, or S3 ------------------------------------
+def fetch_checkpoints(work) -> None:
     """The checkpoints already in the store, into the work folder (one cut short lacks its state.json,
-    which is uploaded last, and is ignored by the loop)."""
-    from db.storage import objects
-
+    which is uploaded last, and is ignored by the loop); nothing to do for a run written in place."""
     from .loop import CHECKPOINTS
 
-    shutil.rmtree(work_dir / CHECKPOINTS, ignore_errors=True)  # only what reached the store counts
-    objects.download_folder(objects.ObjectURL.parse(objects.join(out, CHECKPOINTS)), work_dir / CHECKPOINTS)
+    work.pull(CHECKPOINTS)  # only what reached the store counts
 
 
-def push_checkpoint(folder: Path, out: str, keep: int) -> None:
-    """A checkpoint just written, to the store (state.json last), then the older ones beyond ``keep`` out."""
-    from db.storage import objects
-
+def push_checkpoint(work, folder: Path, keep: int) -> None:
+    """A checkpoint just written in a scratch work folder, to the store (state.json last), then the older
+    ones beyond ``keep`` out of it (the loop keeps the work folder's own)."""
     from .loop import CHECKPOINTS
 
-    root = objects.ObjectURL.parse(objects.join(out, CHECKPOINTS)).as_prefix()
-    objects.upload_folder(folder, root.child(folder.name), last=("state.json",))
-    steps = sorted({rel.split("/", 1)[0] for rel, _ in objects.listing(root) if rel.startswith("step-") and "/" in rel})
+    work.push(f"{CHECKPOINTS}/{folder.name}", last=("state.json",))
+    root = work.location.join(CHECKPOINTS)
+    steps = sorted({rel.split("/", 1)[0] for rel, _ in root.files() if rel.startswith("step-") and "/" in rel})
     for old in steps[:-keep] if keep > 0 else []:
-        objects.delete_prefix(root.child(old))
+        root.join(old).remove()
 
 
-def push_adapter(final: Path, out: str) -> str:
-    """The final adapter to the store, training_config.json last: evaluation takes an adapter in S3 as whole
-    once that file is there."""
-    from db.storage import objects
-
-    url = objects.join(out, "adapter")
-    objects.delete_prefix(objects.ObjectURL.parse(url))
-    objects.upload_folder(final, objects.ObjectURL.parse(url), last=("training_config.json",))
-    return url
+def push_adapter(work) -> str:
+    """The final adapter (``adapter/`` of the work folder) where the run goes, training_config.json last:
+    evaluation takes an adapter in S3 as whole once that file is there. Returns where it is."""
+    return str(work.push("adapter", replace=True, last=("training_config.json",)))
 
 
 @contextmanager
@@ -162,8 +152,8 @@ def run(spec: RunSpec) -> dict[str, Any]:
     from config.settings import load_settings
     from curation import snapshots
     from db.app.engine import write_engine
-    from db.storage import objects
     from db.storage.blobs import open_blobs
+    from db.storage.locations import Location
     from db.store import open_store
 
     from . import snapshot_set
@@ -175,7 +165,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
     config = TrainConfig.from_dict(spec.config)
     dist = from_environment(config.device)
     work_dir = Path(spec.work_dir)
-    remote = objects.is_remote(spec.out)
+    work = Location.of(spec.out).workspace(work_dir)  # out is work_dir itself, or where its files are sent
     try:
         try:  # this machine's share of the processes (all of them, started by the job's launcher)
             check_processes(config.device, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -204,8 +194,8 @@ def run(spec: RunSpec) -> dict[str, Any]:
         recorder = _Recorder(spec, engine) if dist.main else None
         lock = run_lock(work_dir) if dist.main else nullcontext()
         with lock:
-            if dist.main and remote:
-                fetch_checkpoints(spec.out, work_dir)
+            if dist.main:
+                fetch_checkpoints(work)
             # a stop file is never removed here: one written while the processes were loading the model is a
             # stop asked of this attempt (the launcher clears an earlier attempt's before it starts one)
 
@@ -223,7 +213,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
 
             result = train(adapter, data, config, work_dir, dist=dist, device=device,
                            on_step=recorder.step if recorder else None, should_stop=should_stop if dist.main else None, on_start=on_start,
-                           on_checkpoint=(lambda folder: push_checkpoint(folder, spec.out, config.keep_checkpoints)) if remote and dist.main else None)
+                           on_checkpoint=(lambda folder: push_checkpoint(work, folder, config.keep_checkpoints)) if work.staged and dist.main else None)
             skipped = {k: parts.skipped.get(k, 0) + result.skipped.get(k, 0) for k in {**parts.skipped, **result.skipped}}
             result.skipped = dict(sorted(skipped.items()))
             summary: dict[str, Any] = {"steps": result.steps, "total_steps": result.total_steps, "resumed_from": result.resumed_from,
@@ -233,8 +223,8 @@ def run(spec: RunSpec) -> dict[str, Any]:
             if dist.main:
                 if skipped:
                     recorder.log("samples left out of training: " + ", ".join(f"{k} {v}" for k, v in result.skipped.items()))
-                final = save_final(adapter, work_dir, _meta(spec, snap, result, spec.config))
-                summary["adapter"] = push_adapter(final, spec.out) if remote else str(final)
+                save_final(adapter, work_dir, _meta(spec, snap, result, spec.config))  # into work_dir/adapter
+                summary["adapter"] = push_adapter(work)
                 recorder.finish(summary)
                 _write_json(work_dir / RESULT, summary)
             return summary

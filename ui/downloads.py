@@ -31,10 +31,6 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in _files(Path(folder)))
-
-
 def zip_folder(folder: Path, *, root_name: str | None = None) -> bytes:
     """The folder's files in a zip, under ``root_name/`` (the folder's name by default), paths relative
     to the folder so the records' relative image paths resolve once unpacked."""

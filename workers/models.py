@@ -14,7 +14,7 @@ from typing import Any
 
 from config.settings import load_settings
 from curation.single_sample import check_device
-from db.storage import objects
+from db.storage.locations import Location
 from db.storage.model_files import local_model
 
 _cache: OrderedDict[tuple, Any] = OrderedDict()
@@ -75,9 +75,7 @@ def cached_names() -> list[str]:
 
 def local(ref: str | None) -> str | None:
     """A model folder on this machine: an s3:// model is copied once into this worker's cache."""
-    if not ref or not objects.is_remote(ref):
-        return ref
-    return local_model(ref, load_settings().home / "cache" / "models")
+    return local_model(ref, load_settings().home / "cache" / "models") if ref else ref
 
 
 def vlm(model_dir: str, device: str, dtype: str, attention: str):
@@ -99,7 +97,8 @@ def clip(config):
 
         from curation.clip_score import ClipScorer
 
-        model = f"local-dir:{local(config.model)}" if objects.is_remote(config.model) else config.model
+        # an s3:// model becomes its local copy; otherwise the model is a reference open_clip reads (local-dir:, hf-hub:, a name)
+        model = config.model if Location.of(config.model).is_local else f"local-dir:{local(config.model)}"
         return ClipScorer(replace(config, model=model))
 
     return _cached(("clip", config), load)

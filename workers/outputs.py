@@ -5,24 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db.storage import objects
+from db.storage.locations import Location, Workspace
 
 from .runtime import UnitContext
 
 
+def _workspace(ctx: UnitContext) -> Workspace:
+    return Location.of(ctx.params["out"]).workspace(ctx.settings.home / "scratch" / "outputs" / ctx.job_id)
+
+
 def folder(ctx: UnitContext) -> Path:
     """Where this unit writes its files: ``out`` itself, or this worker's scratch folder for the job."""
-    out = ctx.params["out"]
-    path = ctx.settings.home / "scratch" / "outputs" / ctx.job_id if objects.is_remote(out) else Path(out)
+    path = _workspace(ctx).path
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def publish(ctx: UnitContext, path: Path) -> str:
     """A finished file of ``folder(ctx)`` to ``out`` (nothing to do on disk); returns where it is."""
-    out = ctx.params["out"]
-    if not objects.is_remote(out):
-        return str(path)
-    url = objects.ObjectURL.parse(out).child(path.name)
-    objects.put_file(url, path)
-    return str(url)
+    return str(_workspace(ctx).push(path.name))

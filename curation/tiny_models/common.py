@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from db.storage.locations import Location
+
 MARKER = "vitpro_tiny.json"
 
 
@@ -52,4 +54,6 @@ def write_marker(out: Path, family: str, seed_value: int, name: str) -> None:
 
 
 def is_tiny(model_dir: str | Path) -> bool:
-    return (Path(model_dir) / MARKER).exists()
+    """A model `vitpro models make-tiny` built (random weights: its scores are flagged as a demo's); the
+    folder may be an s3:// prefix."""
+    return Location.of(model_dir).join(MARKER).is_file()

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from db.storage import objects
+from db.storage.locations import Location
 from db.storage.model_files import fetch_file
 
 from .base import Encoded, LoadOptions, Sample, SampleError, VLMAdapter
@@ -53,7 +54,7 @@ def check_model_folder(model_dir: str | Path) -> type[VLMAdapter]:
     family no adapter serves (with the supported ones listed)."""
     if not str(model_dir).strip():
         raise ValueError("no model folder given: name a VLM checkpoint folder")
-    if objects.is_remote(model_dir):
+    if not Location.of(model_dir).is_local:
         # a model in the object store: its config.json alone tells the family; workers copy the rest
         with tempfile.TemporaryDirectory(prefix="vitpro-model-") as tmp:
             try:

@@ -182,7 +182,7 @@ class Lake:
             load_extension(self.con, needed)
         except duckdb.Error as exc:  # pragma: no cover - only with a broken install
             raise StoreError(f"cannot load DuckDB extensions: {exc}") from exc
-        if data_path.startswith("s3://"):
+        if objects.is_remote(data_path):
             try:
                 load_extension(self.con, "httpfs")
             except duckdb.Error as exc:  # pragma: no cover - only with a broken install

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import objects
+from .locations import Location
 
 # A file read this recently is never evicted: its reader may not have opened it yet.
 _RECENT_SECONDS = 120.0
@@ -219,8 +220,8 @@ def open_blobs(settings) -> LocalBlobs | RemoteBlobs:
     """The blob store the settings name (one per process, so the cache's size is counted once)."""
     key = (settings.blob_url, str(settings.blob_path), settings.blob_cache_bytes)
     if key not in _open:
-        if objects.is_remote(settings.blob_url):
-            _open[key] = RemoteBlobs(settings.blob_url, settings.blob_path, settings.blob_cache_bytes)
-        else:
+        if Location.of(settings.blob_url).is_local:
             _open[key] = LocalBlobs(settings.blob_path)
+        else:
+            _open[key] = RemoteBlobs(settings.blob_url, settings.blob_path, settings.blob_cache_bytes)
     return _open[key]

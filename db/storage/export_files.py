@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import objects
+from .locations import Location
 
 MANIFEST = "manifest.json"
 
@@ -25,44 +25,33 @@ class FoundExport:
     stamp: str  # changes when the export is written again (for caches)
 
 
-def _local(folder: Path, fmt: str, size_of) -> FoundExport | None:
-    path = folder / MANIFEST
-    if not path.is_file():
-        return None
-    data = path.read_bytes()
-    stamp = str(path.stat().st_mtime_ns)
-    return FoundExport(fmt, str(folder), json.loads(data), data, size_of(str(folder), stamp), stamp)
+def size_of_export(location: str, stamp: str) -> int:
+    """Bytes of every file of the export at ``location`` (a stat per file, or its prefix's listing)."""
+    return Location.of(location).size()
 
 
-def _remote(prefix: str, fmt: str) -> FoundExport | None:
-    url = objects.ObjectURL.parse(prefix).as_prefix()
-    meta = objects.head(url.child(MANIFEST))
-    if meta is None:
+def _found(where: Location, fmt: str, size_of) -> FoundExport | None:
+    manifest = where.join(MANIFEST)
+    stamp = manifest.stamp()
+    if stamp is None:
         return None  # none, or an upload still running
-    data = objects.get_bytes(url.child(MANIFEST))
-    size = sum(n for _, n in objects.listing(url))
-    return FoundExport(fmt, str(url).rstrip("/"), json.loads(data), data, size, meta["etag"])
+    data = manifest.read_bytes()
+    return FoundExport(fmt, str(where), json.loads(data), data, size_of(str(where), stamp), stamp)
 
 
-def find(root: str, snapshot: str, formats, *, size_of) -> list[FoundExport]:
+def find(root: str, snapshot: str, formats, *, size_of=size_of_export) -> list[FoundExport]:
     """The finished exports of a snapshot under ``root`` (``<root>/<snapshot>/<format>``), one per format.
-    ``size_of(folder, stamp)`` measures a local one (the page passes one cached per export: a stat per
-    file); a remote one is measured by its listing."""
+    ``size_of(location, stamp)`` measures one (the page passes one cached per export and stamp: a stat per
+    file, or a listing)."""
     found = []
     for fmt in formats:
-        location = objects.join(root, snapshot, fmt)
-        entry = _remote(location, fmt) if objects.is_remote(location) else _local(Path(location), fmt, size_of)
+        entry = _found(Location.of(root).join(snapshot, fmt), fmt, size_of)
         if entry is not None:
             found.append(entry)
     return found
 
 
 def local_copy(entry: FoundExport, cache: Path) -> Path:
-    """A folder on this machine holding the export: itself, or a copy of the remote one in ``cache``."""
-    if not objects.is_remote(entry.location):
-        return Path(entry.location)
-    url = objects.ObjectURL.parse(entry.location)
-    target = cache / url.bucket / url.key / entry.stamp
-    if not (target / MANIFEST).is_file():
-        objects.download_folder(url, target)
-    return target
+    """A folder on this machine holding the export: itself, or a copy of the remote one in ``cache``
+    (one per version of the export: its stamp is part of the path)."""
+    return Location.of(entry.location).local_path(Path(cache) / entry.stamp, what="export")

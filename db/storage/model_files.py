@@ -11,23 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import objects
-
-_COMPLETE = ".vitpro-complete"
+from .locations import Location
 
 
 def local_model(ref: str, cache_root: Path) -> str:
-    """A local folder for ``ref``: ``ref`` itself when it is not an s3:// URL."""
-    if not objects.is_remote(ref):
-        return ref
-    url = objects.ObjectURL.parse(ref).as_prefix()
-    target = Path(cache_root) / url.bucket / url.key.rstrip("/")
-    if (target / _COMPLETE).is_file():
-        return str(target)
-    n = objects.download_folder(url, target)
-    if n == 0:
-        raise objects.ObjectStoreError("missing", f"no model under {url}: nothing is stored there")
-    (target / _COMPLETE).write_text(str(n))  # last: a copy cut short is fetched again, never loaded
-    return str(target)
+    """A local folder for ``ref``: ``ref`` itself when it is a path, else its copy in ``cache_root`` (made
+    once; a copy cut short is fetched again, never loaded)."""
+    return str(Location.of(ref).local_path(cache_root, what="model"))
 
 
 def fetch_file(ref: str, name: str, folder: Path) -> Path | None:

@@ -66,16 +66,6 @@ class ObjectURL:
         return self if not self.key or self.key.endswith("/") else ObjectURL(self.bucket, self.key + "/")
 
 
-def join(location: str, *parts: str) -> str:
-    """A child of a local folder or an s3:// prefix, spelled the way each is spelled."""
-    if is_remote(location):
-        url = ObjectURL.parse(location)
-        for p in parts:
-            url = url.child(p)
-        return str(url)
-    return str(Path(location).joinpath(*parts))
-
-
 def endpoint_url() -> str | None:
     """The S3 endpoint the variables name (MinIO, moto, ...); None for AWS itself."""
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None

@@ -16,6 +16,7 @@ from db.app import jobs as jobs_db
 from db.app import saved_filters, users
 from db.lake import exclusions
 from db.storage import export_files
+from db.storage.locations import Location
 from jobs.submit import submit_job
 from ui import context, downloads
 
@@ -23,7 +24,7 @@ me = context.ensure_signed_in()
 context.page_header("Snapshots", "A snapshot is a saved filter frozen at one DuckLake version: it exports the same bytes forever.")
 s, lake, engine = context.settings(), context.lake(), context.engine()
 EXPORTS = s.output("exports", "").rstrip("/")  # a folder, or an s3:// prefix (VITPRO_OUT_PATH)
-REMOTE = EXPORTS.startswith("s3://")
+REMOTE = not Location.of(EXPORTS).is_local
 SNAPSHOT_KEYS = ("diff_a", "diff_b", "export_name", "manifest_snap", "rename_old")  # widgets that hold a snapshot name
 
 
@@ -45,8 +46,8 @@ def _zip(who, entry, root_name: str) -> bytes:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _folder_bytes(folder: str, stamp: str) -> int:
     """An export's size, measured once per export (a new export rewrites its manifest): a folder of many
-    images costs a stat per file, not on every rerun."""
-    return downloads.folder_bytes(Path(folder))
+    images costs a stat per file (or an S3 listing), not on every rerun."""
+    return export_files.size_of_export(folder, stamp)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from config.settings import load_settings
-from db.storage.objects import is_remote, join
+from db.storage.locations import Location
 from jobs.export import ExportJob
 from jobs.registry import choices
 
@@ -46,12 +46,13 @@ def snapshot_export(name, formats, out, ocr, link, force, dataset_name, base_mod
     params = job_params(ExportJob, snapshot=name, formats=chosen, out=str(out), ocr=ocr, link=link, force=force, dataset_name=dataset_name,
                         base_model=base_model, family=family, absolute_paths=absolute_paths)
     run_job("export", params, wait=wait, local=local)
+    where = Location.of(params["out"])
     for fmt in chosen:
-        click.echo(f"{join(params['out'], fmt)}: image paths {image_paths_note(fmt, absolute_paths)}")
+        click.echo(f"{where.join(fmt)}: image paths {image_paths_note(fmt, absolute_paths)}")
     if wait:
         for fmt in chosen:
-            click.echo(f"  {fmt:<13} {join(params['out'], fmt)}")
-        if not is_remote(params["out"]):
+            click.echo(f"  {fmt:<13} {where.join(fmt)}")
+        if where.is_local:  # commands to run in the folder: for an export on this machine's disk
             _echo_trainer_settings(Path(params["out"]), chosen)
 
 
@@ -79,21 +80,20 @@ def snapshot_verify(folder) -> None:
     sha256 as in the manifest."""
     import tempfile
 
-    from curation.exports import ExportError, verify_export
+    from curation.exports import MANIFEST, ExportError, verify_export
     from db.storage import objects
 
     try:
-        if is_remote(folder):
-            url = objects.ObjectURL.parse(folder)
-            if objects.head(url.as_prefix().child("manifest.json")) is None:
+        where = Location.of(folder)
+        if where.is_local:
+            if not where.path.is_dir():
+                fail(f"{folder}: no such folder")
+            manifest = verify_export(where.path)
+        else:  # a prefix: checked for its manifest (uploaded last) before it is copied
+            if not where.join(MANIFEST).is_file():
                 fail(f"{folder}: no manifest.json there (no export, or one still uploading)")
             with tempfile.TemporaryDirectory(prefix="vitpro-verify-") as tmp:
-                objects.download_folder(url, Path(tmp) / "export")
-                manifest = verify_export(Path(tmp) / "export")
-        elif not Path(folder).is_dir():
-            fail(f"{folder}: no such folder")
-        else:
-            manifest = verify_export(Path(folder))
+                manifest = verify_export(where.local_path(Path(tmp), what="export"))
     except ExportError as exc:
         fail(str(exc))
     except (objects.ObjectStoreError, ValueError) as exc:

@@ -7,7 +7,7 @@ import json
 import click
 
 from config.settings import load_settings
-from db.storage.objects import join
+from db.storage.locations import Location
 from jobs.ablate import AblateJob
 from jobs.eval import EvalJob
 
@@ -177,12 +177,11 @@ def train_spec(snapshot, model, name, preset_name, config_file, parts, out, spec
     from pathlib import Path
 
     from db.app import training
-    from db.storage import objects
     from trainer.ranks import RunSpec
 
     name, config, params = _training_params(snapshot, model, name, preset_name, parts, out, overrides, config_file)
-    remote = objects.is_remote(params["out"])
-    work_dir = str(load_settings().home / "scratch" / "runs" / name) if remote else params["out"]
+    # a run into S3 trains in each machine's scratch folder and sends its checkpoints there
+    work_dir = str(Location.of(params["out"]).workspace(load_settings().home / "scratch" / "runs" / name).path)
     training.create_run(open_engine(), name=name, snapshot=snapshot, base_model=params["model"], config=params["config"], out_dir=params["out"],
                         created_by=load_settings().user)
     RunSpec(name=name, snapshot=snapshot, model=params["model"], config=params["config"], work_dir=work_dir, out=params["out"]).save(Path(spec_file))
@@ -421,4 +420,4 @@ def ablate(snapshot, model, adapter, grid_specs, full, name, limit, batch_size, 
     run_job("ablate", params, wait=wait, local=local)
     if wait:
         _show_eval(name)
-        click.echo(f"  table: {join(out, 'ablation.md')}")
+        click.echo(f"  table: {Location.of(out).join('ablation.md')}")

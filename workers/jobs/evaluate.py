@@ -13,7 +13,7 @@ from typing import Any
 from curation import snapshots
 from db.app import training
 from db.app.jobs import UnitSpec, work_results
-from db.storage import objects
+from db.storage.locations import Location
 from jobs.ablate import AblateJob
 from jobs.eval import EvalJob
 from trainer.config import TrainConfig
@@ -27,21 +27,19 @@ def resolve_adapter(engine, adapter: str | None) -> str | None:
     """A training run's name or an adapter folder, as the folder."""
     if not adapter:
         return None
-    if objects.is_remote(adapter):  # a URL: each unit copies it to its own worker (models.local)
-        return str(objects.ObjectURL.parse(adapter)).rstrip("/")
-    if Path(adapter).exists():
-        return str(Path(adapter).resolve())
+    given = Location.of(adapter)
+    if not given.is_local:  # a URL: each unit copies it to its own worker (models.local)
+        return str(given)
+    if given.exists():
+        return str(given.absolute())
     try:
         run = training.get_run(engine, adapter)
     except training.RunError as exc:
         raise PermanentError(f"{exc}; or give an adapter folder") from exc
-    if objects.is_remote(run.out_dir):  # trained into S3: whole once training_config.json is there
-        url = objects.join(run.out_dir, "adapter")
-        if objects.head(objects.ObjectURL.parse(url).child("training_config.json")) is None:
-            raise PermanentError(f"training run {adapter!r} has no final adapter yet (status {run.status})")
-        return url
-    folder = Path(run.out_dir) / "adapter"
-    if not (folder / "adapter_config.json").exists():
+    folder = Location.of(run.out_dir).join("adapter")
+    # whole once its last file is there: training_config.json is uploaded last to S3; on disk the folder
+    # appears by a rename, with peft's adapter_config.json in it
+    if not folder.join("adapter_config.json" if folder.is_local else "training_config.json").is_file():
         raise PermanentError(f"training run {adapter!r} has no final adapter yet (status {run.status})")
     return str(folder)
 

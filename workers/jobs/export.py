@@ -4,13 +4,12 @@ DuckLake version. A unit builds and validates the whole export before anything a
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any
 
 from curation import snapshots
 from curation.exports import DATA_FILES, MANIFEST, ExportError, image_paths_note, write_export
 from db.app.jobs import UnitSpec
-from db.storage import objects
+from db.storage.locations import Location
 from jobs.export import ExportJob, base_family, same_export
 from trainer.external_configs import DEFAULT_BASE_MODEL
 
@@ -56,7 +55,9 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         snap = snapshots.get(ctx.engine, job.snapshot)
         fetched = ctx.blobs.remote
         samples, sources = snapshots.export_samples(ctx.lake, snap, ctx.blobs, resolve=not fetched)
-        if fetched or objects.is_remote(job.out):
+        # OUT/<format> is written in place; an s3:// one is built in this worker's scratch folder, then uploaded
+        work = Location.of(job.out).join(fmt).workspace(scratch / fmt)
+        if fetched or work.staged:
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
         if fetched:  # blobs in S3: into this unit's scratch folder, then hard-linked into the export
@@ -66,20 +67,21 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         n_images = max(1, len(sources))
         extra, trainer = trainer_files(fmt, job)
         meta = {**snapshots.manifest_meta(snap), **({"trainer": trainer} if trainer else {})}
-        final = objects.join(job.out, fmt)
-        remote = objects.is_remote(final)
-        # An s3:// export is built in this worker's scratch folder, then uploaded (see _publish).
-        folder = scratch / fmt if remote else Path(final)
+        final = work.location
         result = write_export(
-            folder, fmt, samples, sources=sources, meta=meta, ocr=job.ocr, extra_files=extra,
-            link=job.link or remote or fetched, force=job.force or remote or same_export(final, snap.name, fmt), dataset_name=job.dataset_name,
+            work.path, fmt, samples, sources=sources, meta=meta, ocr=job.ocr, extra_files=extra,
+            link=job.link or work.staged or fetched, force=job.force or work.staged or same_export(final, snap.name, fmt),
+            dataset_name=job.dataset_name,
             absolute_paths=job.absolute_paths,
             # progress in samples: images copied stand for their share of the export
             progress=lambda k: (ctx.progress(int(len(samples) * k / n_images)), ctx.check()),
         )
-        if remote:
-            ctx.check()
-            _publish(folder, final)
+        if work.staged:
+            ctx.check()  # a cancelled job uploads nothing
+        # S3 has no rename of a folder, so the manifest is the commit mark: it is deleted first (with whatever
+        # an earlier export or an interrupted upload left there) and uploaded last. A prefix with
+        # manifest.json is whole; one without it is unfinished.
+        work.push(replace=True, last=(MANIFEST,))
     except (ExportError, snapshots.SnapshotError) as exc:
         raise PermanentError(str(exc)) from exc
     finally:
@@ -88,16 +90,6 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     ctx.log(f"{fmt}: {result.records} record(s), {result.images} image(s) in {final}; image paths: "
             + image_paths_note(fmt, job.absolute_paths))
     return {"records": result.records, "images": result.images, "formats_written": 1}
-
-
-def _publish(folder: Path, final: str) -> None:
-    """Upload a finished export. S3 has no rename of a folder, so the manifest is the commit mark: it is
-    deleted first (with whatever an earlier export or an interrupted upload left there) and uploaded last.
-    A prefix with manifest.json is whole; one without it is unfinished."""
-    prefix = objects.ObjectURL.parse(final).as_prefix()
-    objects.delete(prefix.child(MANIFEST))
-    objects.delete_prefix(prefix)
-    objects.upload_folder(folder, prefix, last=(MANIFEST,))
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:

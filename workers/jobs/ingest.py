@@ -16,6 +16,7 @@ from db.app.jobs import UnitSpec
 from db.lake import batches
 from db.reads import ingest_reads
 from db.storage import objects
+from db.storage.locations import Location
 from jobs.ingest import IngestJob
 
 from ..runtime import PermanentError, UnitContext
@@ -26,7 +27,7 @@ def _source(ctx: UnitContext) -> tuple[Path, dict[str, Any]]:
     """The source as a local file, and what tells it apart from a later version of it: size and mtime
     on disk, the ETag in the object store (read into this worker's own cache)."""
     source = ctx.spec.source
-    if objects.is_remote(source):
+    if not Location.of(source).is_local:
         try:
             path, etag = objects.fetch_cached(source, ctx.settings.home / "cache" / "sources")
         except objects.ObjectStoreError as exc:
@@ -97,7 +98,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     redactor = Redactor(RedactionConfig(enabled=job.redact, extra_patterns=mapping.redaction_patterns, keep=keep))
     text_limits = job.text_limits
     image_limits = job.image_limits
-    root = job.image_root if objects.is_remote(job.image_root) else Path(job.image_root)
+    root = job.image_root  # a folder or an s3:// prefix (curation.images.read_reference reads either)
     blobs = ctx.blobs
     rng = RowRange(**{k: ctx.payload[k] for k in ("start_row", "offset", "n_rows")})
     source, fingerprint = _source(ctx)

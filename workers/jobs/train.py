@@ -15,7 +15,7 @@ from typing import Any
 
 from db.app import training
 from db.app.jobs import UnitSpec
-from db.storage import objects
+from db.storage.locations import Location
 from jobs.train import TrainJob
 from trainer.config import TrainConfig
 
@@ -25,8 +25,6 @@ from .registry import add_handler
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    from pathlib import Path
-
     from curation import snapshots
     from trainer import snapshot_set
 
@@ -37,7 +35,8 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
         members = snapshots.members_sql(ctx.lake, snap)
     except (snapshots.SnapshotError, ValueError, TypeError) as exc:
         raise PermanentError(str(exc)) from exc
-    if not objects.is_remote(job.model) and not Path(job.model).exists():
+    model = Location.of(job.model)
+    if model.is_local and not model.exists():  # on this worker's disk (one in S3 is copied when training starts)
         raise PermanentError(f"model folder {job.model} does not exist")
     try:
         run = training.get_run(ctx.engine, job.name)
@@ -77,10 +76,9 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     released = models.release_scoring_models()
     if released:
         ctx.log(f"released the scoring models this worker had cached before training: {', '.join(released)}")
-    remote = objects.is_remote(job.out)
     # A run in S3 trains in this worker's scratch folder: its checkpoints go up as they are written, and a
     # worker that takes the unit over after a crash starts from the last one that reached the store.
-    work_dir = ctx.settings.home / "scratch" / "runs" / job.name if remote else job.out
+    work_dir = Location.of(job.out).workspace(ctx.settings.home / "scratch" / "runs" / job.name).path
     spec = RunSpec(name=job.name, snapshot=job.snapshot, model=models.local(job.model), config=config.to_dict(), work_dir=str(work_dir),
                    out=job.out, job_id=ctx.job_id)
     last = [0.0]
