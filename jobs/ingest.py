@@ -118,9 +118,7 @@ class IngestJob(JobSpec):
             RedactionConfig(extra_patterns=mapping.redaction_patterns)  # a bad pattern fails here, not in a worker
         except (MappingError, ValueError) as exc:
             raise about("mapping", exc) from None
-        source = Location.of(self.source)
-        if source.is_local:
-            source = Location.of(path)  # the file as check_source resolved it
+        source = Location.of(self.source).absolute()  # a local file as check_source resolved it
         root = (Location.of(self.image_root) if self.image_root else source.parent).absolute()
         if root.is_local:
             try:

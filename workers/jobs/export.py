@@ -57,9 +57,8 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         samples, sources = snapshots.export_samples(ctx.lake, snap, ctx.blobs, resolve=not fetched)
         # OUT/<format> is written in place; an s3:// one is built in this worker's scratch folder, then uploaded
         work = Location.of(job.out).join(fmt).workspace(scratch / fmt)
-        if fetched or work.staged:
-            shutil.rmtree(scratch, ignore_errors=True)
-            scratch.mkdir(parents=True)
+        shutil.rmtree(scratch, ignore_errors=True)  # this unit's: blobs fetched from S3, an export to upload
+        scratch.mkdir(parents=True)
         if fetched:  # blobs in S3: into this unit's scratch folder, then hard-linked into the export
             files = ctx.blobs.fetch_many(sources.values(), scratch / "blobs", progress=lambda k: ctx.check())
             sources = {rel: files.get(blob, scratch / "blobs" / "missing" / blob) for rel, blob in sources.items()}
