@@ -285,8 +285,10 @@ def test_the_job_records_batch_size_and_mode_and_writes_predictions_as_they_come
         seen_on_disk.append((done, len((tmp_path / "objective.jsonl.partial").read_text().splitlines())))
 
     ctx = SimpleNamespace(lake=None, engine=None, blobs=blobs, progress=progress, check=lambda: None, log=lambda message, level="info": None)
-    params = {"snapshot": "s", "model": str(tiny_models["gemma3"]), "batch_size": 3, "objective_mode": mode}
-    result = handler.evaluate_benchmark(ctx, params, "objective", None, TrainConfig(), out)
+    from jobs.eval import EvalJob
+
+    job = EvalJob(name="e", snapshot="s", model=str(tiny_models["gemma3"]), out=str(tmp_path / "e"), batch_size=3, objective_mode=mode)
+    result = handler.evaluate_benchmark(ctx, job, "objective", None, TrainConfig(), out)
     assert seen_on_disk == [(3, 3), (6, 6), (8, 8)]
     assert result["batch_size"] == 3 and result["objective_mode"] == mode and result["items"] == 8 and result["failed_items"] == 1
     assert result["seconds_per_item"] > 0 and result["scores"]["PM"]["n"] == 8
@@ -300,6 +302,7 @@ def test_the_job_records_batch_size_and_mode_and_writes_predictions_as_they_come
 
 
 def test_the_specs_take_a_batch_size_and_an_objective_mode(tmp_path):
+    from config.fields import FieldError
     from jobs.ablate import AblateJob
     from jobs.eval import EvalJob
 
@@ -311,10 +314,11 @@ def test_the_specs_take_a_batch_size_and_an_objective_mode(tmp_path):
     params = AblateJob(name="a", snapshot="s", model=str(model), adapter=None, grid={"ocr": ["on", "off"]}, out=str(tmp_path / "a"),
                        batch_size=2, objective_mode="logprob").params()
     assert (params["batch_size"], params["objective_mode"]) == (2, "logprob")
-    for bad, message in (({"batch_size": 0}, "batch size"), ({"objective_mode": "vibes"}, "objective mode must be one of generate, logprob")):
-        with pytest.raises(ValueError, match=message):
+    for bad, message in (({"batch_size": 0}, "^must be at least 1, not 0$"), ({"objective_mode": "vibes"}, "^'vibes' is not one of generate, logprob$")):
+        with pytest.raises(FieldError, match=message) as caught:
             EvalJob(name="e", snapshot="s", model=str(model), out=str(tmp_path / "e"), **bad).params()
-        with pytest.raises(ValueError, match=message):
+        assert caught.value.field == next(iter(bad))  # the refusal names its field, for each front end to say in its terms
+        with pytest.raises(FieldError, match=message):
             AblateJob(name="a", snapshot="s", model=str(model), adapter=None, grid={"ocr": ["on"]}, out=str(tmp_path / "a"), **bad).params()
 
 
