@@ -156,7 +156,7 @@ def test_two_workers_with_no_common_disk_run_every_stage_through_a_kill(home, tm
                          "WHERE metric = 'clip_score' AND model_id = ?", [models["clip"]])
     assert clip == (N_ITEMS + 3 + N_ITEMS + 12, N_ITEMS + 3 + N_ITEMS + 12, N_ITEMS + 3)  # each item, and each of its images
     scored = lake.fetchone("SELECT count(*), count(DISTINCT subject_id) FROM scores WHERE metric = 'vis_attn' AND segment = 'answer' AND model_id = ?",
-                           [models["qwen2_5_vl"]])
+                           [grounding["model_id"]])  # the model with "#ocr": the prompt had its OCR text
     assert scored == (n_samples, n_samples)
 
     # ---- snapshot, export to the bucket ---------------------------------------------------------------------
