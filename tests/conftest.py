@@ -257,6 +257,44 @@ def vitpro_cli():
 
 
 @pytest.fixture
+def cli(monkeypatch):
+    """The same commands as `vitpro_cli`, run in this process with click's CliRunner (no interpreter to start):
+    for tests of what a command does rather than of the entry point. The answer is subprocess.run's.
+    ``--local`` starts its worker in this process too (tests/inprocess.py)."""
+    from vitpro import local_workers
+
+    from . import inprocess
+
+    monkeypatch.setattr(local_workers, "local_workers", inprocess.local_workers)
+
+    def run(*args: str, timeout: float = 300, check: bool = False, input: str | None = None) -> subprocess.CompletedProcess:
+        proc = inprocess.invoke(*args, input=input, cwd=REPO)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"vitpro {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def inprocess_worker(home, tmp_path):
+    """Start workers in this process (tests/inprocess.py): the units' messages taken from the real broker and
+    run by the workers' own task, for tests where the worker process itself is not under test."""
+    from .inprocess import InProcessWorker
+
+    started: list = []
+
+    def start(queues: str = "cpu"):
+        worker = InProcessWorker(queues, log_path=tmp_path / f"inprocess-worker-{len(started)}.log")
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
 def small_store(home):
     """A synthetic store of 400 samples (bench/synthetic_store.py: scores, a saved filter, a pilot) with the
     web app's caches empty before and after."""
