@@ -1,5 +1,7 @@
-"""`vitpro filter`, `vitpro pilot` and `vitpro snapshot` end to end in subprocesses, the export running as
-a job on a real worker, and the command line's refusals (exit code 2, a message, nothing changed)."""
+"""`vitpro filter`, `vitpro pilot` and `vitpro snapshot` end to end (in this process, click's CliRunner), the
+export running as a job through the broker on the worker `--local` starts (in this process too, by the
+workers' own task: tests/inprocess.py), and the command line's refusals (exit code 2, a message, nothing
+changed)."""
 from __future__ import annotations
 
 import csv
@@ -23,8 +25,8 @@ def store(home, tmp_path):
     return lake
 
 
-def test_filter_pilot_snapshot_export_from_the_command_line(store, vitpro_cli, tmp_path):
-    run = vitpro_cli
+def test_filter_pilot_snapshot_export_from_the_command_line(store, cli, tmp_path):
+    run = cli
     saved = run("filter", "save", "good", "--where", "vis_attn >= p25", "--where", "clip_score >= p20", "--hist", check=True).stdout
     assert "saved filter 'good'" in saved and "per task:" in saved and "per category:" in saved and "kept |" in saved
     shown = json.loads(run("filter", "show", "good", "--json", check=True).stdout)
@@ -121,8 +123,8 @@ def test_filter_pilot_snapshot_export_from_the_command_line(store, vitpro_cli, t
     assert "s1" in run("snapshot", "list", check=True).stdout
 
 
-def test_curation_commands_refuse_bad_input(store, vitpro_cli, tmp_path):
-    run = vitpro_cli
+def test_curation_commands_refuse_bad_input(store, cli, tmp_path):
+    run = cli
     cases = [
         (("filter", "save", "x", "--where", "vis_attn ~ 3"), "cannot read the condition"),
         (("filter", "save", "x"), "give at least one condition"),

@@ -136,20 +136,20 @@ def _upload_abo(bucket: str, shared_data: Path) -> str:
     return f"s3://{bucket}/incoming/abo/listings.jsonl"
 
 
-def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, shared_data, vitpro_cli):
+def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, shared_data, cli):
     """A source and its photos in S3, the lake and blobs in S3, the export to S3: nothing of it on this disk
     but caches, and the secret in no log, job parameter or row."""
     source = _upload_abo(s3_home, shared_data)
-    out = vitpro_cli("ingest", source, "--local", check=True).stdout
+    out = cli("ingest", source, "--local", check=True).stdout
     assert "ingested 3" in out and "images_ingested 12" in out
     blobs = _keys(s3_home, "blobs/")
     assert len(blobs) == 12 and all(k.endswith(".jpg") for k in blobs)
-    vitpro_cli("generate", "--backend", "template", "--local", check=True)
+    cli("generate", "--backend", "template", "--local", check=True)
     from curation.generation.tasks import TASKS
 
-    vitpro_cli("filter", "save", "all", "--where", f"task in {','.join(TASKS)}", check=True)
-    vitpro_cli("snapshot", "create", "s3snap", "--filter", "all", check=True)
-    done = vitpro_cli("snapshot", "export", "s3snap", "--format", "llava", "--format", "trl", "--local", check=True).stdout
+    cli("filter", "save", "all", "--where", f"task in {','.join(TASKS)}", check=True)
+    cli("snapshot", "create", "s3snap", "--filter", "all", check=True)
+    done = cli("snapshot", "export", "s3snap", "--format", "llava", "--format", "trl", "--local", check=True).stdout
     prefix = "out/exports/s3snap/"
     exported = _keys(s3_home, prefix)
     for fmt in ("llava", "trl"):
@@ -158,10 +158,10 @@ def test_ingest_from_the_bucket_generate_and_export_to_it_from_the_cli(s3_home, 
         images = [k for k in exported if k.startswith(f"{prefix}{fmt}/images/")]
         assert len(images) == len(set(images)) > 0
     assert f"s3://{s3_home}/out/exports/s3snap/llava" in done
-    verified = vitpro_cli("snapshot", "verify", f"s3://{s3_home}/out/exports/s3snap/trl", check=True).stdout
+    verified = cli("snapshot", "verify", f"s3://{s3_home}/out/exports/s3snap/trl", check=True).stdout
     assert "valid trl export of snapshot 's3snap'" in verified
     # exporting again to the same place replaces it (same snapshot); another snapshot is refused there
-    vitpro_cli("snapshot", "export", "s3snap", "--format", "llava", "--local", check=True)
+    cli("snapshot", "export", "s3snap", "--format", "llava", "--local", check=True)
     assert _keys(s3_home, prefix + "llava/") == [k for k in exported if k.startswith(prefix + "llava/")]
     # nothing of the store on local disk but the caches and the embedded catalog
     home = Path(os.environ["VITPRO_HOME"])

@@ -1,5 +1,7 @@
-"""End to end through real Celery workers: ingest, redaction, bad input, OCR, cancel, crash recovery,
-on the embedded SQLite broker and on the running Redis + PostgreSQL."""
+"""End to end through the broker: ingest, redaction, bad input, OCR, cancel, crash recovery, on the embedded
+SQLite broker and on the running Redis + PostgreSQL. Real Celery worker processes where the worker process
+is what is tested (a kill, two at once, what its log holds, Redis + PostgreSQL); elsewhere the units run in
+this process by the workers' own task (tests/inprocess.py), the commands through click's CliRunner."""
 from __future__ import annotations
 
 import csv
@@ -72,14 +74,14 @@ def _job_id(output: str) -> str:
 
 
 # ---- real sources, embedded broker -----------------------------------------------------------------------
-def test_ingest_abo_and_reviews_then_reingest_adds_nothing(home, start_worker, shared_data, vitpro_cli):
-    worker = start_worker("cpu", pool="prefork")
+def test_ingest_abo_and_reviews_then_reingest_adds_nothing(home, inprocess_worker, shared_data, cli):
+    worker = inprocess_worker("cpu")
     abo = shared_data / "abo-samples" / "listings.jsonl"
     reviews = shared_data / "reviews" / "amazon_fine_food_200.csv"
 
-    out = vitpro_cli("ingest", str(abo), check=True)
+    out = cli("ingest", str(abo), check=True)
     assert "succeeded" in out.stdout and "ingested 3" in out.stdout and "images_ingested 12" in out.stdout
-    out = vitpro_cli("ingest", str(reviews), *REVIEW_ARGS, "--rows-per-unit", "37", check=True)
+    out = cli("ingest", str(reviews), *REVIEW_ARGS, "--rows-per-unit", "37", check=True)
     assert "ingested 200" in out.stdout and "failed 0" in out.stdout
 
     lake = _lake()
@@ -109,19 +111,19 @@ def test_ingest_abo_and_reviews_then_reingest_adds_nothing(home, start_worker, s
     assert "ProfileName" not in store_text.replace('"ProfileName": "NAME"', "")  # only the mapping names it
 
     # re-ingesting the same sources adds nothing
-    out = vitpro_cli("ingest", str(abo), check=True)
+    out = cli("ingest", str(abo), check=True)
     assert "ingested 0" in out.stdout and "skipped 3" in out.stdout
-    out = vitpro_cli("ingest", str(reviews), *REVIEW_ARGS, check=True)
+    out = cli("ingest", str(reviews), *REVIEW_ARGS, check=True)
     assert "ingested 0" in out.stdout and "skipped 200" in out.stdout
     assert lake.scalar("SELECT count(*) FROM items") == 203
     assert lake.scalar("SELECT count(*) FROM images") == 12
     assert lake.scalar("SELECT count(*) FROM sources") == 2
 
-    status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
+    status = json.loads(cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 203 and status["stages"]["images"] == 12
     assert status["redactions"]["NAME"] >= 1 and status["jobs"] == {"succeeded": 4}
     assert any(w.startswith(os.uname().nodename) for w in status["workers"])
-    listing = vitpro_cli("jobs", "list", check=True).stdout
+    listing = cli("jobs", "list", check=True).stdout
     assert listing.count("succeeded") == 4
     assert "Traceback" not in worker.log()
 
@@ -187,8 +189,8 @@ def _png_with_bad_checksum() -> bytes:
     return bytes(data)
 
 
-def test_bad_input_is_recorded_and_the_rest_goes_on(home, start_worker, tmp_path, vitpro_cli):
-    start_worker("cpu")
+def test_bad_input_is_recorded_and_the_rest_goes_on(home, inprocess_worker, tmp_path, cli):
+    inprocess_worker("cpu")
     root = tmp_path / "photos"
     good = label_image("GOOD")
     write(root / "good.jpg", good)
@@ -216,7 +218,7 @@ def test_bad_input_is_recorded_and_the_rest_goes_on(home, start_worker, tmp_path
     body += b"16,After the broken row,read again,good.jpg\n"
     src = tmp_path / "bad.csv"
     src.write_bytes(body)
-    out = vitpro_cli("ingest", str(src), "--map", "external_id=id", "--map", "title=title", "--map", "description=text",
+    out = cli("ingest", str(src), "--map", "external_id=id", "--map", "title=title", "--map", "description=text",
                      "--map", "images=images", "--image-root", str(root), "--rows-per-unit", "3")
     assert out.returncode == 0, out.stdout + out.stderr
     job_id = _job_id(out.stdout)
@@ -235,15 +237,15 @@ def test_bad_input_is_recorded_and_the_rest_goes_on(home, start_worker, tmp_path
     assert job.counts["images_ingested"] == 5  # rows 1, 10 (twice), 14 and 16
     assert lake.scalar("SELECT n_images FROM items WHERE external_id = '10'") == 2
     assert lake.scalar("SELECT count(DISTINCT sha256) FROM images") == 1
-    report = vitpro_cli("errors", "--job", job_id, check=True).stdout
+    report = cli("errors", "--job", job_id, check=True).stdout
     for code in ("path_outside_root", "image_too_large", "text_too_long", "bad_quoting", "invalid_utf8"):
         assert code in report
     assert "resolves outside the image root" in report and "1,099,999 characters" in report
 
 
 # ---- OCR -------------------------------------------------------------------------------------------------
-def test_ocr_job_reads_labels_and_survives_a_broken_blob(home, start_worker, tmp_path, shared_data):
-    start_worker("cpu")
+def test_ocr_job_reads_labels_and_survives_a_broken_blob(home, inprocess_worker, tmp_path, shared_data):
+    inprocess_worker("cpu")
     root = tmp_path / "photos"
     write(root / "a.jpg", label_image("ACME\nSHAMPOO"))
     write(root / "b.jpg", label_image("NORDBROOK 500 g"))
@@ -332,9 +334,9 @@ def test_worker_killed_mid_job_nothing_lost_nothing_doubled(broker, home, start_
     assert unit.status == "done" and unit.attempts == 2
 
 
-def test_cancel_stops_between_batches(home, start_worker, tmp_path, vitpro_cli):
+def test_cancel_stops_between_batches(home, inprocess_worker, tmp_path, cli):
     src = _many_items(tmp_path, 120)
-    start_worker("cpu")
+    inprocess_worker("cpu")
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
     job_id = submit_job("ingest", IngestJob(source=str(src), format="csv", mapping=mapping, name="many", image_root=str(src.parent / "imgs"),
                                                rows_per_unit=6).params())
@@ -342,7 +344,7 @@ def test_cancel_stops_between_batches(home, start_worker, tmp_path, vitpro_cli):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and sum(u.status == "done" and u.phase == 1 for u in jobs.job_units(engine, job_id)) < 1:
         time.sleep(0.05)
-    out = vitpro_cli("jobs", "cancel", job_id, check=True)
+    out = cli("jobs", "cancel", job_id, check=True)
     assert "cancel" in out.stdout
     job = wait_job(job_id)
     assert job.status == "cancelled"
@@ -353,8 +355,9 @@ def test_cancel_stops_between_batches(home, start_worker, tmp_path, vitpro_cli):
 
 
 # ---- Redis broker + PostgreSQL catalog -------------------------------------------------------------------
-def test_redis_broker_and_postgres_catalog(home, pg_url, redis_url, monkeypatch, start_worker, shared_data, vitpro_cli):
+def test_redis_broker_and_postgres_catalog(home, pg_url, redis_url, monkeypatch, start_worker, shared_data, cli):
     import redis
+
 
     monkeypatch.setenv("VITPRO_CATALOG", pg_url)
     monkeypatch.setenv("VITPRO_BROKER", redis_url)
@@ -362,9 +365,9 @@ def test_redis_broker_and_postgres_catalog(home, pg_url, redis_url, monkeypatch,
 
     _reset_process_caches()
     worker = start_worker("cpu", pool="prefork", concurrency=2)
-    out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), check=True)
+    out = cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), check=True)
     assert "ingested 3" in out.stdout
-    out = vitpro_cli("ingest", str(shared_data / "reviews" / "amazon_fine_food_200.csv"), *REVIEW_ARGS, "--rows-per-unit", "25", check=True)
+    out = cli("ingest", str(shared_data / "reviews" / "amazon_fine_food_200.csv"), *REVIEW_ARGS, "--rows-per-unit", "25", check=True)
     assert "ingested 200" in out.stdout
     lake = _lake()
     assert lake.scalar("SELECT count(*) FROM items") == 203

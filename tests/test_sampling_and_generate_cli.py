@@ -1,5 +1,6 @@
-"""Stratified sampling (SQL) against a brute-force count, and generation from the command line through a
-real worker, with the template backend and with the chat-completions backend over real HTTP."""
+"""Stratified sampling (SQL) against a brute-force count, and generation from the command line through the
+broker and a worker (in this process: tests/inprocess.py), with the template backend and with the
+chat-completions backend over real HTTP."""
 import collections
 import json
 
@@ -73,29 +74,29 @@ def test_time_buckets_do_not_depend_on_the_machines_time_zone(store_with_samples
         lake.fetchall("SET TimeZone = 'UTC'")
 
 
-def test_sample_command_prints_the_balance(store_with_samples, vitpro_cli):
-    out = vitpro_cli("sample", "--by", "category,time", "--per-stratum", "5", "--time-bucket", "quarter", "--name", "q", check=True)
+def test_sample_command_prints_the_balance(store_with_samples, cli):
+    out = cli("sample", "--by", "category,time", "--per-stratum", "5", "--time-bucket", "quarter", "--name", "q", check=True)
     assert "category" in out.stdout and "time_bucket" in out.stdout and "before" in out.stdout and "after" in out.stdout
     assert "selection 'q':" in out.stdout
-    dry = vitpro_cli("sample", "--by", "brand", "--per-stratum", "1", "--of", "items", "--dry-run", check=True)
+    dry = cli("sample", "--by", "brand", "--per-stratum", "1", "--of", "items", "--dry-run", check=True)
     assert "items before" in dry.stdout and "selection" not in dry.stdout
-    bad = vitpro_cli("sample", "--by", "colour", "--per-stratum", "1")
+    bad = cli("sample", "--by", "colour", "--per-stratum", "1")
     assert bad.returncode == 2 and "stratify by one or more of" in bad.stderr
 
 
 @pytest.mark.slow
-def test_generate_from_the_command_line_through_a_worker(home, start_worker, tmp_path, vitpro_cli, shared_data):
-    start_worker("cpu")
-    vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), check=True)
-    dry = vitpro_cli("generate", "--backend", "template", "--dry-run", "1", check=True)
+def test_generate_from_the_command_line_through_a_worker(home, inprocess_worker, tmp_path, cli, shared_data):
+    inprocess_worker("cpu")
+    cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), check=True)
+    dry = cli("generate", "--backend", "template", "--dry-run", "1", check=True)
     assert "Q: " in dry.stdout and "evidence: title:" in dry.stdout
     printed = dry.stdout.split("prompt version ", 1)[1].split(";")[0]
-    out = vitpro_cli("generate", "--backend", "template", check=True)
+    out = cli("generate", "--backend", "template", check=True)
     assert "succeeded" in out.stdout and "rejects 0" in out.stdout
     with FakeChatServer() as srv:
-        dry = vitpro_cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition", "--dry-run", "1", check=True)
+        dry = cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition", "--dry-run", "1", check=True)
         assert "<context_2>" in dry.stdout and "[user]" in dry.stdout and srv.requests == 0
-        out = vitpro_cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition,attribute_extraction",
+        out = cli("generate", "--backend", "openai", "--base-url", srv.base_url, "--model", "good", "--tasks", "recognition,attribute_extraction",
                          "--concurrency", "4", check=True)
         assert "succeeded" in out.stdout and srv.requests == 6
     lake = open_store(load_settings().store)
@@ -104,7 +105,7 @@ def test_generate_from_the_command_line_through_a_worker(home, start_worker, tmp
     assert per_backend == {"openai": 2, "template": 5}
     # the dry run printed the version the samples carry
     assert {v for (v,) in lake.fetchall("SELECT DISTINCT prompt_version FROM samples WHERE backend = 'template'")} == {printed}
-    bad = vitpro_cli("generate", "--backend", "openai", "--model", "x")
+    bad = cli("generate", "--backend", "openai", "--model", "x")
     assert bad.returncode == 2 and "--base-url" in bad.stderr
-    bad = vitpro_cli("generate", "--backend", "template", "--tasks", "painting")
+    bad = cli("generate", "--backend", "template", "--tasks", "painting")
     assert bad.returncode == 2 and "painting: not one of recognition" in bad.stderr  # refused as the options are read

@@ -1,4 +1,5 @@
-"""CLIPScore, VisAttnScore and OCR stats store-wide, as jobs through a real worker (gpu and cpu queues)."""
+"""CLIPScore, VisAttnScore and OCR stats store-wide, as jobs through the broker (gpu and cpu queues), their units
+run by the workers' own task in this process (tests/inprocess.py), the commands through click's CliRunner."""
 import json
 import re
 
@@ -17,8 +18,8 @@ from .conftest import wait_job
 pytestmark = pytest.mark.slow
 
 
-def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker, tiny_models, tmp_path, vitpro_cli):
-    start_worker("cpu,gpu")
+def test_scores_run_store_wide_and_percentiles_are_queryable(home, inprocess_worker, tiny_models, tmp_path, cli):
+    inprocess_worker("cpu,gpu")
     data = tmp_path / "demo"
     write_demo_data(data, products=6, complaints=8)
     for source, mapping in (("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")):
@@ -31,15 +32,15 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     broken = lake.fetchone("SELECT item_id, blob_path FROM images ORDER BY item_id LIMIT 1")
     (home / "blobs" / broken[1]).write_bytes(b"\xff\xd8 broken")
 
-    vitpro_cli("ocr", check=True)
-    assert "rows_written" in vitpro_cli("score", "aux", check=True).stdout
-    out = vitpro_cli("score", "clip", "--model", str(tiny_models["clip"]), "--batch-size", "4", check=True)
+    cli("ocr", check=True)
+    assert "rows_written" in cli("score", "aux", check=True).stdout
+    out = cli("score", "clip", "--model", str(tiny_models["clip"]), "--batch-size", "4", check=True)
     assert "demo model" in out.stderr and "items_scored 14" in out.stdout and "images_failed 1" in out.stdout
-    out = vitpro_cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", check=True)
+    out = cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", check=True)
     assert "items_scored 13" in out.stdout and "items_failed 1" in out.stdout
     assert lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn_nosink'") == 0
     # asking for the option scores later scores the items again and adds only what is missing
-    out = vitpro_cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", "--exclude-sinks", "--distance-correction", check=True)
+    out = cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", "--exclude-sinks", "--distance-correction", check=True)
     assert "items_to_score 14" in out.stdout and "items_scored 13" in out.stdout
 
     per_metric = dict(lake.fetchall("SELECT metric, count(value) FROM scores WHERE subject_kind = 'item' GROUP BY metric"))
@@ -60,24 +61,24 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, start_worker,
     ) == 13
 
     # nothing new to score the second time
-    again = vitpro_cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), check=True)
+    again = cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), check=True)
     assert "items_to_score 0" in again.stdout
     assert lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn'") == 14
 
-    summary = vitpro_cli("score", "summary", check=True).stdout
+    summary = cli("score", "summary", check=True).stdout
     for metric in ("clip_score", "vis_attn", "vis_attn_mass", "ocr_chars", "text_tokens"):
         assert metric in summary
     lo, hi = lake.fetchone("SELECT min(value), max(value) FROM scores WHERE metric = 'vis_attn'")
-    line = vitpro_cli("score", "threshold", "--metric", "vis_attn", "--percentile", "25", check=True).stdout
+    line = cli("score", "threshold", "--metric", "vis_attn", "--percentile", "25", check=True).stdout
     value = float(re.search(r": ([0-9.e-]+)$", line.strip()).group(1))
     assert lo <= value <= hi and "of 13 value(s)" in line
     assert queries.score_threshold(lake, "vis_attn", 0, segment="answer")[0] == pytest.approx(lo)
     assert queries.score_threshold(lake, "vis_attn", 100, segment="answer")[0] == pytest.approx(hi)
-    mixed = vitpro_cli("score", "threshold", "--metric", "clip_score", "--percentile", "50")
+    mixed = cli("score", "threshold", "--metric", "clip_score", "--percentile", "50")
     assert mixed.returncode == 2 and "stored for image, item" in mixed.stderr
-    assert "of 13 value(s)" in vitpro_cli("score", "threshold", "--metric", "clip_score", "--percentile", "50", "--of", "item", check=True).stdout
+    assert "of 13 value(s)" in cli("score", "threshold", "--metric", "clip_score", "--percentile", "50", "--of", "item", check=True).stdout
     # the prompt without its OCR text (the paper's setting, the default, has it) makes other scores: kept apart under their own model id
-    vitpro_cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--without-ocr", check=True)
+    cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--without-ocr", check=True)
     assert {m.endswith("#ocr") for (m,) in lake.fetchall("SELECT DISTINCT model_id FROM scores WHERE metric = 'vis_attn'")} == {True, False}
-    bad = vitpro_cli("score", "threshold", "--metric", "no_such_metric", "--percentile", "10")
+    bad = cli("score", "threshold", "--metric", "no_such_metric", "--percentile", "10")
     assert bad.returncode == 2 and "no no_such_metric scores" in bad.stderr

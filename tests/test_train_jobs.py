@@ -1,6 +1,7 @@
-"""Training and evaluation as jobs on real workers: a killed worker's run resumes from its checkpoint with
-no step done twice, cancel stops between steps, evaluation scores land in the run tables, the judge speaks
-HTTP, and the command line reaches all of it."""
+"""Training and evaluation as jobs through the broker: a killed worker's run resumes from its checkpoint with
+no step done twice (real worker processes), cancel stops between steps, evaluation scores land in the run
+tables, the judge speaks HTTP, and the command line reaches all of it (the units of these run by the
+workers' own task in this process, tests/inprocess.py; the commands through click's CliRunner)."""
 from __future__ import annotations
 
 import json
@@ -75,16 +76,16 @@ def test_killed_training_resumes_from_its_checkpoint_without_doubled_steps(home,
     assert meta["config"]["lora"]["r"] == 8 and (out / "adapter" / "adapter_model.safetensors").exists()
 
 
-def test_cancel_stops_training_between_steps_after_a_checkpoint(home, start_worker, tmp_path, tiny_models, vitpro_cli):
+def test_cancel_stops_training_between_steps_after_a_checkpoint(home, inprocess_worker, tmp_path, tiny_models, cli):
     snap = _snapshot(tmp_path)
     config = TrainConfig(batch_size=2, lora=LoraSettings(r=8, alpha=16), max_steps=400, epochs=100, checkpoint_every=1000, holdout=0.25)
-    start_worker("train")
+    inprocess_worker("train")
     job_id = submit_job("train", TrainJob(snapshot=snap, model=str(tiny_models["idefics2"]), name="r2", config=config, out=str(tmp_path / "run")).params())
     engine = _engine()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not (any(r.name == "r2" for r in training.list_runs(engine)) and training.get_run(engine, "r2").steps_done >= 2):
         time.sleep(0.05)
-    vitpro_cli("jobs", "cancel", job_id, check=True)
+    cli("jobs", "cancel", job_id, check=True)
     job = wait_job(job_id)
     assert job.status == "cancelled"
     run = training.get_run(engine, "r2")
@@ -109,21 +110,21 @@ def test_judge_over_http_scores_matches_and_records_broken_answers():
     assert broken["overall"]["matched"] == 0 and broken["overall"]["unparsed"] == 1 and broken_verdicts[0]["verdict"] is None
 
 
-def test_train_eval_and_ablate_from_the_command_line(home, tmp_path, tiny_models, vitpro_cli):
+def test_train_eval_and_ablate_from_the_command_line(home, tmp_path, tiny_models, cli):
     snap = _snapshot(tmp_path)
     model = str(tiny_models["idefics2"])
-    out = vitpro_cli("train", "run", snap, "--model", model, "--name", "cli-run", "--max-steps", "3", "--batch-size", "4", "--r", "8", "--alpha", "16",
+    out = cli("train", "run", snap, "--model", model, "--name", "cli-run", "--max-steps", "3", "--batch-size", "4", "--r", "8", "--alpha", "16",
                      "--parts", "language,connector", "--holdout", "0.25", "--local", check=True)
     assert "training run 'cli-run': succeeded" in out.stdout and "steps 3/3" in out.stdout and "loss  |" in out.stdout
-    shown = vitpro_cli("train", "show", "cli-run", "--json", check=True)
+    shown = cli("train", "show", "cli-run", "--json", check=True)
     steps = [json.loads(line) for line in shown.stdout.splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3] and all(s["loss"] > 0 and s["learning_rate"] > 0 for s in steps)
     with FakeChatServer() as srv:
-        base = vitpro_cli("eval", "run", snap, "--model", model, "--name", "base", "--benchmark", "objective", "--benchmark", "generative",
+        base = cli("eval", "run", snap, "--model", model, "--name", "base", "--benchmark", "objective", "--benchmark", "generative",
                           "--benchmark", "attributes", "--judge-url", srv.base_url, "--judge-model", "judge", "--holdout", "0.25", "--limit", "6",
                           "--local", check=True)
         assert "objective:" in base.stdout and "generative:" in base.stdout and "attributes:" in base.stdout
-        tuned = vitpro_cli("eval", "run", snap, "--model", model, "--adapter", "cli-run", "--name", "tuned", "--baseline", "base", "--k", "1",
+        tuned = cli("eval", "run", snap, "--model", model, "--adapter", "cli-run", "--name", "tuned", "--baseline", "base", "--k", "1",
                            "--holdout", "0.25", "--limit", "6", "--batch-size", "4", "--local", check=True)
     assert "vs baseline: points against evaluation 'base'" in tuned.stdout and ", batch 4, generate mode," in tuned.stdout
     engine = _engine()
@@ -138,11 +139,11 @@ def test_train_eval_and_ablate_from_the_command_line(home, tmp_path, tiny_models
     gen = [json.loads(x) for x in (home / "evals" / "base" / "generative.jsonl").read_text().splitlines()]
     assert gen and all(r["judge"]["verdict"] in ("yes", "no", None) for r in gen)
     # the generative benchmark without a judge, a bad grid, an unknown run: clear refusals
-    refused = vitpro_cli("eval", "run", snap, "--model", model, "--benchmark", "generative", "--local")
+    refused = cli("eval", "run", snap, "--model", model, "--benchmark", "generative", "--local")
     assert refused.returncode == 2 and "needs an LLM judge" in refused.stderr
-    assert "takes on, off" in vitpro_cli("ablate", snap, "--model", model, "--grid", "ocr=maybe").stderr
-    assert "no training run 'nope'" in vitpro_cli("train", "show", "nope").stderr
-    table = vitpro_cli("ablate", snap, "--model", model, "--adapter", "cli-run", "--name", "abl", "--grid", "ocr=on,off", "--grid", "4bit=on",
+    assert "takes on, off" in cli("ablate", snap, "--model", model, "--grid", "ocr=maybe").stderr
+    assert "no training run 'nope'" in cli("train", "show", "nope").stderr
+    table = cli("ablate", snap, "--model", model, "--adapter", "cli-run", "--name", "abl", "--grid", "ocr=on,off", "--grid", "4bit=on",
                        "--grid", "adapter=off", "--holdout", "0.25", "--limit", "4", "--batch-size", "4", "--objective-mode", "logprob", "--local", check=True)
     assert "| default |" in table.stdout and "| ocr=off |" in table.stdout and "| adapter=off |" in table.stdout
     assert "4bit=on (not run: 4-bit loading (bitsandbytes) need(s) a CUDA GPU" in table.stdout
