@@ -1,4 +1,6 @@
-"""The `vitpro` command line as a user meets it: help, set-up, usage errors, job control, the demo."""
+"""The `vitpro` command line as a user meets it: help, set-up, usage errors, job control, the demo. The entry
+point itself (`python -m vitpro.cli`, `vitpro worker`, `--local` starting a worker process, the demo) runs
+in subprocesses; what a command answers is checked in this process (click's CliRunner)."""
 import json
 import os
 import re
@@ -20,13 +22,13 @@ def test_help_lists_every_command(vitpro_cli):
     assert "list" in vitpro_cli("jobs", "--help", check=True).stdout
 
 
-def test_init_twice_and_empty_status(home, vitpro_cli):
-    first = vitpro_cli("init", check=True).stdout
+def test_init_twice_and_empty_status(home, cli):
+    first = cli("init", check=True).stdout
     assert "catalog: sqlite:///" in first and "app tables at revision 0004" in first and "[1, 2, 3, 4, 5, 6]" in first
-    assert "none (up to date)" in vitpro_cli("init", check=True).stdout
-    status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
+    assert "none (up to date)" in cli("init", check=True).stdout
+    status = json.loads(cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 0 and status["jobs"] == {} and status["workers"] == []
-    assert "0 item(s)" in vitpro_cli("status", check=True).stdout
+    assert "0 item(s)" in cli("status", check=True).stdout
 
 
 @pytest.mark.parametrize(
@@ -43,47 +45,47 @@ def test_init_twice_and_empty_status(home, vitpro_cli):
         (["worker", "--queues", "cpu,bogus"], "unknown queue(s) bogus"),
     ],
 )
-def test_usage_errors_are_clear(home, vitpro_cli, shared_data, tmp_path, args, message):
+def test_usage_errors_are_clear(home, cli, shared_data, tmp_path, args, message):
     args = [a.format(reviews=shared_data / "reviews" / "amazon_fine_food_200.csv", missing=tmp_path / "nope.csv") for a in args]
-    out = vitpro_cli(*args)
+    out = cli(*args)
     assert out.returncode == 2, out.stdout + out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
 
 
-def test_image_roots_are_enforced(home, vitpro_cli, shared_data, monkeypatch, tmp_path):
+def test_image_roots_are_enforced(home, cli, shared_data, monkeypatch, tmp_path):
     monkeypatch.setenv("VITPRO_IMAGE_ROOTS", str(tmp_path))
-    out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"))
+    out = cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"))
     assert out.returncode == 2 and "is not under an allowed root" in out.stderr
 
 
-def test_a_missing_source_file_is_named_before_any_mapping_hint(home, vitpro_cli, tmp_path):
-    out = vitpro_cli("ingest", str(tmp_path / "nowhere.csv"))
+def test_a_missing_source_file_is_named_before_any_mapping_hint(home, cli, tmp_path):
+    out = cli("ingest", str(tmp_path / "nowhere.csv"))
     assert out.returncode == 2 and f"source file not found: {tmp_path / 'nowhere.csv'}" in out.stderr and "mapping" not in out.stderr
 
 
-def test_no_wait_then_cancel_a_job_no_worker_took(home, vitpro_cli, shared_data):
-    out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), "--no-wait", check=True)
+def test_no_wait_then_cancel_a_job_no_worker_took(home, cli, shared_data):
+    out = cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), "--no-wait", check=True)
     job_id = out.stdout.split()[1]
     assert "queued on 'cpu'" in out.stdout
-    listing = vitpro_cli("jobs", "list", check=True).stdout
+    listing = cli("jobs", "list", check=True).stdout
     assert job_id in listing and "queued" in listing
-    assert f"job {job_id}: cancelled" in vitpro_cli("jobs", "cancel", job_id, check=True).stdout
-    shown = json.loads(vitpro_cli("jobs", "show", job_id[:22], "--json", check=True).stdout)  # a prefix is enough
+    assert f"job {job_id}: cancelled" in cli("jobs", "cancel", job_id, check=True).stdout
+    shown = json.loads(cli("jobs", "show", job_id[:22], "--json", check=True).stdout)  # a prefix is enough
     assert shown["status"] == "cancelled" and shown["params"]["format"] == "abo"
-    assert "1 unit(s) sent again" in vitpro_cli("jobs", "retry", job_id, check=True).stdout
+    assert "1 unit(s) sent again" in cli("jobs", "retry", job_id, check=True).stdout
 
 
 @pytest.mark.slow
-def test_local_flag_starts_a_worker_on_a_fresh_machine(home, vitpro_cli, shared_data):
+def test_local_flag_starts_a_worker_on_a_fresh_machine(home, vitpro_cli, cli, shared_data):
     out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), "--local", timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ingested 3" in out.stdout and "images_ingested 12" in out.stdout
-    assert json.loads(vitpro_cli("status", "--json", check=True).stdout)["workers"] == []  # it stopped again
+    assert json.loads(cli("status", "--json", check=True).stdout)["workers"] == []  # it stopped again
 
 
 @pytest.mark.slow
-def test_vitpro_worker_command_runs_jobs(home, vitpro_cli, shared_data, tmp_path):
+def test_vitpro_worker_command_runs_jobs(home, cli, shared_data, tmp_path):
     log_path = tmp_path / "worker.log"
     proc = subprocess.Popen(
         [str(REPO / ".venv" / "bin" / "vitpro") if (REPO / ".venv" / "bin" / "vitpro").exists() else "vitpro",
@@ -93,9 +95,9 @@ def test_vitpro_worker_command_runs_jobs(home, vitpro_cli, shared_data, tmp_path
     worker = WorkerProcess(proc, log_path)
     try:
         wait_for_worker_registration(proc.pid, worker)
-        out = vitpro_cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), check=True)
+        out = cli("ingest", str(shared_data / "abo-samples" / "listings.jsonl"), check=True)
         assert "ingested 3" in out.stdout
-        shown = vitpro_cli("jobs", "show", out.stdout.split()[1], "--units", check=True).stdout
+        shown = cli("jobs", "show", out.stdout.split()[1], "--units", check=True).stdout
         assert "succeeded" in shown and "planned 1 unit(s)" in shown
     finally:
         proc.terminate()
@@ -156,7 +158,7 @@ def _demo_until_served(home) -> str:
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end(home, vitpro_cli):
+def test_demo_runs_end_to_end(home, vitpro_cli, cli):
     out = vitpro_cli("demo", "--no-ui", "--products", "4", "--complaints", "8", "--workers", "1", timeout=400)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
@@ -164,7 +166,7 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     assert "OCR check  brand printed on the package read back on" in text
     assert "image/path_outside_root 1" in text and "image/missing_file 1" in text and "image/truncated_image 1" in text
     assert "Agent ([NAME])" in text and "@example.com" not in text
-    status = json.loads(vitpro_cli("status", "--json", check=True).stdout)
+    status = json.loads(cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 12 and status["stages"]["images_ocr"] == status["stages"]["image_contents"] == 12
     assert {"NAME", "EMAIL", "PHONE", "UCI", "ADDRESS", "CARD"} <= set(status["redactions"])
     assert status["jobs"] == {"succeeded": 13}  # 10 pipeline jobs (VisAttnScore by two VLMs), a training run and two evaluations
@@ -177,7 +179,7 @@ def test_demo_runs_end_to_end(home, vitpro_cli):
     export_lines = [line for line in text.splitlines() if line.startswith("  export ")]
     assert len(export_lines) == 5 and all("verified" in line for line in export_lines)
     folder = export_lines[1].split("verified: ")[1]
-    assert "valid llamafactory export" in vitpro_cli("snapshot", "verify", folder, check=True).stdout
+    assert "valid llamafactory export" in cli("snapshot", "verify", folder, check=True).stdout
     assert status["stages"]["items_clip_scored"] == 12
     assert "CLIPScore    12 item(s)" in text and "VisAttnScore" in text and "sample(s)" in text and "mean nothing" in text
     samples_line = next(line for line in text.splitlines() if line.startswith("  samples "))

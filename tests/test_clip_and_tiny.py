@@ -71,8 +71,8 @@ def test_reductions_and_item_text():
         ClipConfig(reduce="median")
 
 
-def test_make_tiny_command(tmp_path, vitpro_cli):
-    out = vitpro_cli("models", "make-tiny", "--family", "clip", "--out", str(tmp_path / "clip"), check=True)
+def test_make_tiny_command(tmp_path, cli):
+    out = cli("models", "make-tiny", "--family", "clip", "--out", str(tmp_path / "clip"), check=True)
     assert "scores mean nothing" in out.stdout
     assert (tmp_path / "clip" / "open_clip_config.json").exists()
 

@@ -117,11 +117,11 @@ def test_a_job_never_takes_over_an_evaluation_another_job_made(home, tmp_path, k
     assert training.get_eval(_plan_ctx("job-1", params, kind).engine, "same").job_id == "job-1"
 
 
-def test_ablate_refuses_the_name_of_an_existing_evaluation(home, tmp_path, vitpro_cli):
+def test_ablate_refuses_the_name_of_an_existing_evaluation(home, tmp_path, cli):
     from db.app import training
 
     engine = _plan_ctx("job-1", {"name": "x", "snapshot": "s", "model": "/m", "out": "/o", "grid": {}}, "ablate").engine
     training.create_eval(engine, name="taken", snapshot="s", model="m", adapter=None, config={}, baseline=None, created_by="t")
-    out = vitpro_cli("ablate", "s", "--model", _vlm_folder(tmp_path), "--name", "taken", "--grid", "ocr=on,off", "--no-wait")
+    out = cli("ablate", "s", "--model", _vlm_folder(tmp_path), "--name", "taken", "--grid", "ocr=on,off", "--no-wait")
     assert out.returncode != 0 and "an evaluation named 'taken' exists already; pick another name" in out.stderr
     assert training.get_eval(engine, "taken").job_id is None and "queued" not in out.stdout

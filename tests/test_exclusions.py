@@ -179,9 +179,9 @@ def test_snapshot_rename_moves_the_export_folder_and_refuses_taken_or_bad_names(
     assert snapshots.rename(engine, "b", "b-2").name == "b-2"  # no exports root: the records only
 
 
-def test_samples_and_snapshot_rename_from_the_command_line(scored, vitpro_cli, home):
+def test_samples_and_snapshot_rename_from_the_command_line(scored, cli, home):
     lake = scored
-    run = vitpro_cli
+    run = cli
     ids = [r[0] for r in lake.fetchall("SELECT DISTINCT sample_id FROM samples ORDER BY 1 LIMIT 2")]
     assert "no sample is excluded" in run("samples", "excluded", check=True).stdout
     missing = run("samples", "exclude", ids[0])

@@ -141,11 +141,11 @@ def test_demo_samples_carry_their_facts_and_keep_the_repetition_rule(home, tmp_p
                 assert stated[canonical_key(key)] == value
 
 
-def test_generate_report_command(home, tmp_path, vitpro_cli):
+def test_generate_report_command(home, tmp_path, cli):
     ingest_and_generate(tmp_path / "demo", products=8, complaints=8)
-    out = vitpro_cli("generate", "report", "--json", check=True)
+    out = cli("generate", "report", "--json", check=True)
     data = json.loads(out.stdout)
     assert data["within_rule"] is True and {t["task"] for t in data["tasks"]} >= {"recognition", "attribute_extraction", "refusal"}
-    text = vitpro_cli("generate", "report", check=True).stdout
+    text = cli("generate", "report", check=True).stdout
     assert "distinct" in text and "coverage" in text and "recognition" in text
     assert TemplateBackend().model_id == "template-v2"

@@ -67,7 +67,7 @@ def test_source_restricts_and_an_unknown_source_fails_the_job(home, tmp_path):
     assert missing.status == "failed" and "no source named 'nope'" in missing.error and "labels, shelf" in missing.error
 
 
-def test_where_tests_image_fields_and_unknown_fields_are_refused(home, tmp_path, vitpro_cli):
+def test_where_tests_image_fields_and_unknown_fields_are_refused(home, tmp_path, cli):
     png = io.BytesIO()
     Image.open(io.BytesIO(label_image("PNG LABEL", size=(900, 240)))).save(png, format="PNG")
     _ingest(tmp_path, "shelf", {"small": label_image("SMALL"), "wide": label_image("WIDE LABEL", size=(900, 240)), "png.png": png.getvalue()})
@@ -84,7 +84,7 @@ def test_where_tests_image_fields_and_unknown_fields_are_refused(home, tmp_path,
         OcrJob(where=["width >= wide"]).params()
     with pytest.raises(ValueError, match="field op value"):
         OcrJob(where=["width; DROP TABLE ocr"]).params()
-    out = vitpro_cli("ocr", "--where", "colour = red", "--no-wait")
+    out = cli("ocr", "--where", "colour = red", "--no-wait")
     assert out.returncode == 2 and "unknown image field 'colour'" in out.stderr
 
 
@@ -157,11 +157,11 @@ def test_cuda_is_refused_here_with_the_fix_and_would_run_on_the_gpu_queue():
     assert OcrJob.queue_for({"device": "cuda"}) == "gpu" and OcrJob.queue_for(OcrJob().params()) == "cpu"
 
 
-def test_status_counts_redactions_found_in_ocr_text(home, tmp_path, vitpro_cli):
+def test_status_counts_redactions_found_in_ocr_text(home, tmp_path, cli):
     _ingest(tmp_path, "notes", {"n": label_image("+1 415 555 0100\nhannah@example.com")})
     assert _run_job("ocr", OcrJob().params()).status == "succeeded"
     assert ocr_reads.ocr_redaction_totals(_lake()) == {"EMAIL": 1, "PHONE": 1}
-    out = vitpro_cli("status", "--json", check=True)
+    out = cli("status", "--json", check=True)
     assert json.loads(out.stdout)["ocr_redactions"] == {"EMAIL": 1, "PHONE": 1}
 
 

@@ -97,7 +97,7 @@ def _identity(context) -> dict:
 
 
 @pytest.mark.slow
-def test_oidc_sign_in_round_trip_refusal_revoke_and_sign_out(oidc_server, engine, browser, vitpro_cli):  # noqa: F811
+def test_oidc_sign_in_round_trip_refusal_revoke_and_sign_out(oidc_server, engine, browser, cli):  # noqa: F811
     url = oidc_server
     # an e-mail the provider vouches for but the store does not know is refused, with no session row
     ctx = browser.new_context()
@@ -143,7 +143,7 @@ def test_oidc_sign_in_round_trip_refusal_revoke_and_sign_out(oidc_server, engine
         assert c.get("/inspect", headers={"accept": "text/html"}, cookies={"_streamlit_user": "forged"}).status_code == 303
 
     # an admin revokes: the next load shows the app signed out, and the provider's cookie opens nothing
-    assert vitpro_cli("users", "revoke", CURATOR, check=True).stdout.strip() == "revoked 1 session(s)"
+    assert cli("users", "revoke", CURATOR, check=True).stdout.strip() == "revoked 1 session(s)"
     page.reload()
     page.wait_for_url(f"{url}/login?next=/", timeout=30000)
     assert page.get_by_role("link", name="Inspect").count() == 0 and page.get_by_text(f"{CURATOR} · admin").count() == 0

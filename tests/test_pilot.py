@@ -147,10 +147,10 @@ def test_labelling_loop_reads_answers_and_prints_customer_text_safely():
     assert _one_line(hostile) == "Refund [2J ]0;owned now please"
 
 
-def test_export_before_any_label_writes_the_sample_ids_to_label_by_csv(pilot_store, tmp_path, vitpro_cli):
+def test_export_before_any_label_writes_the_sample_ids_to_label_by_csv(pilot_store, tmp_path, cli):
     lake, engine = pilot_store
     rows = pilots.draw_and_create(lake, engine, name="p", size=12, seed=4, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="tester")
-    out = vitpro_cli("pilot", "export", "p", "--out", str(tmp_path / "todo.csv"), check=True)
+    out = cli("pilot", "export", "p", "--out", str(tmp_path / "todo.csv"), check=True)
     assert "wrote 12 sample id(s) with blank labels" in out.stderr and "vitpro pilot import p" in out.stderr
     template = list(csv.DictReader(io.StringIO((tmp_path / "todo.csv").read_text())))
     assert [r["sample_id"] for r in template] == [r["sample_id"] for r in rows]  # in labelling order
@@ -163,7 +163,7 @@ def test_export_before_any_label_writes_the_sample_ids_to_label_by_csv(pilot_sto
     writer.writeheader()
     writer.writerows(template)
     (tmp_path / "done.csv").write_text(buf.getvalue())
-    imported = vitpro_cli("pilot", "import", "p", str(tmp_path / "done.csv"), check=True).stdout
+    imported = cli("pilot", "import", "p", str(tmp_path / "done.csv"), check=True).stdout
     assert "imported 5 label(s) from dana into pilot 'p'; 7 row(s) with no label left out" in imported
     pilot = pilots.get(engine, "p")
     assert {(lab.sample_id, lab.label) for lab in pilots.labels(engine, pilot.id)} == {
@@ -316,7 +316,7 @@ def test_clear_undo_adjudicate_and_add_samples(pilot_store):
         pilots.add_samples(lake, engine, "nope", others)
 
 
-def test_cli_report_counts_settled_and_without_majority_with_intervals_and_adjudicate(pilot_store, vitpro_cli):
+def test_cli_report_counts_settled_and_without_majority_with_intervals_and_adjudicate(pilot_store, cli):
     lake, engine = pilot_store
     rows = pilots.draw_and_create(lake, engine, name="p", size=12, seed=5, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="tester")
     pid = pilots.get(engine, "p").id
@@ -324,26 +324,26 @@ def test_cli_report_counts_settled_and_without_majority_with_intervals_and_adjud
     for k, sid in enumerate(ids):
         pilots.set_label(engine, pid, sid, "ann", "grounded" if k % 2 else "not_grounded", ["lid"] if k == 0 else [])
     pilots.set_label(engine, pid, ids[0], "bob", "grounded")  # a tie
-    out = vitpro_cli("pilot", "report", "p", check=True).stdout
+    out = cli("pilot", "report", "p", check=True).stdout
     assert "11 with a label" in out and "0 settled by an adjudicator, 1 without a majority (left out: vitpro pilot disagreements p)" in out
     assert "results at n=11 are not meaningful" in out and "Wilson for accuracies, Hanley-McNeil (1982) for AUC" in out
     report = pilot_results_report(lake, engine)
     r = report.scores["vis_attn"]
     assert f"{r.auc:.3f} [{r.auc_ci[0]:.3f}-{r.auc_ci[1]:.3f}]" in out
     assert f"{r.best_accuracy:.3f} [{r.best_accuracy_ci[0]:.3f}-{r.best_accuracy_ci[1]:.3f}]" in out
-    listed = vitpro_cli("pilot", "disagreements", "p", check=True).stdout
+    listed = cli("pilot", "disagreements", "p", check=True).stdout
     assert ids[0] in listed and "ann: not_grounded (lid); bob: grounded" in listed and ids[1] not in listed
-    settled = vitpro_cli("pilot", "adjudicate", "p", ids[0], "grounded", "--note", "lid fine", check=True).stdout
+    settled = cli("pilot", "adjudicate", "p", ids[0], "grounded", "--note", "lid fine", check=True).stdout
     assert f"pilot 'p': sample {ids[0]} settled as grounded" in settled
-    again = vitpro_cli("pilot", "adjudicate", "p", ids[0], "not_grounded", check=True).stdout
+    again = cli("pilot", "adjudicate", "p", ids[0], "not_grounded", check=True).stdout
     assert "(was grounded)" in again and pilots.adjudications(engine, pid)[ids[0]].label == "not_grounded"
-    out = vitpro_cli("pilot", "report", "p", check=True).stdout
+    out = cli("pilot", "report", "p", check=True).stdout
     assert "12 with a label" in out and "1 settled by an adjudicator, 0 without a majority (left out)" in out
-    as_json = json.loads(vitpro_cli("pilot", "report", "p", "--json", check=True).stdout)
+    as_json = json.loads(cli("pilot", "report", "p", "--json", check=True).stdout)
     assert (as_json["settled"], as_json["without_majority"]) == (1, 0) and len(as_json["scores"]["vis_attn"]["auc_ci"]) == 2
-    bad = vitpro_cli("pilot", "adjudicate", "p", ids[0], "skip")
+    bad = cli("pilot", "adjudicate", "p", ids[0], "skip")
     assert bad.returncode == 2 and "'skip' is not one of 'grounded', 'not_grounded'" in bad.stderr
-    unknown = vitpro_cli("pilot", "adjudicate", "p", "not-a-sample", "grounded")
+    unknown = cli("pilot", "adjudicate", "p", "not-a-sample", "grounded")
     assert unknown.returncode == 2 and "sample not-a-sample is not in this pilot 'p'" in unknown.stderr
 
 

@@ -111,25 +111,25 @@ def test_failed_sign_ins_wait_longer_then_lock_until_an_admin_unlocks(engine):
     assert sign_in.attempt(engine, "admin", "admin-pass-1", "10.6.6.6", policy=fast).reason == sign_in.LOCKED
 
 
-def test_sessions_lockouts_and_revocation_from_the_command_line(engine, vitpro_cli):
+def test_sessions_lockouts_and_revocation_from_the_command_line(engine, cli):
     token = sessions.create(engine, "anna", user_agent="Mozilla/5.0 Test", address="10.1.2.3")
-    out = vitpro_cli("users", "sessions", check=True).stdout
+    out = cli("users", "sessions", check=True).stdout
     assert re.search(r"\b1\s+anna\s+password\b.*active\s+10\.1\.2\.3\s+Mozilla/5\.0 Test", out)
     assert token not in out
-    assert vitpro_cli("users", "revoke", "1", check=True).stdout.strip() == "revoked 1 session(s)"
+    assert cli("users", "revoke", "1", check=True).stdout.strip() == "revoked 1 session(s)"
     assert sessions.lookup(engine, token) is None
-    missing = vitpro_cli("users", "revoke", "anna")
+    missing = cli("users", "revoke", "anna")
     assert missing.returncode != 0 and "no active session matches 'anna'" in missing.stderr
     for _ in range(5):
         with Session(engine) as s, s.begin():  # five failures in a row, as the throttle counts them
             s.add(SignInAttempt(username="anna", address="10.0.0.1", ok=False, reason="wrong_password", ts=sessions._now() - timedelta(minutes=1)))
     assert sign_in.attempt(engine, "anna", "wrong", "10.0.0.1").reason == sign_in.WRONG
-    assert re.search(r"user\s+anna\s+6", vitpro_cli("users", "lockouts", check=True).stdout)
-    assert vitpro_cli("users", "unlock", "anna", check=True).stdout.strip() == "unlocked anna"
-    assert vitpro_cli("users", "lockouts", check=True).stdout.strip() == "nothing is locked"
-    assert re.search(r"anna\s+10\.0\.0\.1\s+locked|anna\s+10\.0\.0\.1\s+wrong_password", vitpro_cli("users", "attempts", "anna", check=True).stdout)
+    assert re.search(r"user\s+anna\s+6", cli("users", "lockouts", check=True).stdout)
+    assert cli("users", "unlock", "anna", check=True).stdout.strip() == "unlocked anna"
+    assert cli("users", "lockouts", check=True).stdout.strip() == "nothing is locked"
+    assert re.search(r"anna\s+10\.0\.0\.1\s+locked|anna\s+10\.0\.0\.1\s+wrong_password", cli("users", "attempts", "anna", check=True).stdout)
     a2 = sessions.create(engine, "anna")
-    assert "1 session(s) ended" in vitpro_cli("users", "disable", "anna", check=True).stdout
+    assert "1 session(s) ended" in cli("users", "disable", "anna", check=True).stdout
     assert sessions.lookup(engine, a2) is None
 
 

@@ -219,13 +219,13 @@ def test_a_create_whose_list_fails_leaves_nothing(store, monkeypatch):
         "SELECT 1 FROM snapshot_member_lists WHERE snapshot_id = ?", [snap.id])]) == 1
 
 
-def test_backfill_from_the_command_line(store, vitpro_cli):
+def test_backfill_from_the_command_line(store, cli):
     lake, engine = store
     a = snapshots.get(engine, "bench-snap-1")
     _unlist(lake, a)
-    out = vitpro_cli("snapshot", "backfill", check=True).stdout
+    out = cli("snapshot", "backfill", check=True).stdout
     assert f"snapshot {a.name!r}: listed {a.counts['kept']} sample(s)" in out and "1 snapshot(s) listed" in out
-    again = vitpro_cli("snapshot", "backfill", check=True).stdout
+    again = cli("snapshot", "backfill", check=True).stdout
     assert "every snapshot lists its samples already" in again
 
 

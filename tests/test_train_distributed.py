@@ -67,7 +67,7 @@ def _with(spec, **config):
     return replace(spec, config={**spec.config, **config})
 
 
-def test_two_processes_or_two_machines_train_what_one_process_of_their_joint_batch_trains(home, tmp_path, tiny_models, vitpro_cli):
+def test_two_processes_or_two_machines_train_what_one_process_of_their_joint_batch_trains(home, tmp_path, tiny_models, cli):
     from trainer.launch import StopRequested, launch
 
     _snapshot(tmp_path)
@@ -101,7 +101,7 @@ def test_two_processes_or_two_machines_train_what_one_process_of_their_joint_bat
 
     # two "machines" of one process each, joined by torchrun's c10d rendezvous, from `vitpro train spec`
     spec_file = tmp_path / "run.json"
-    made = vitpro_cli("train", "spec", "snap", "--model", model, "--name", "nodes", "--out", str(tmp_path / "nodes"), "--batch-size", "2",
+    made = cli("train", "spec", "snap", "--model", model, "--name", "nodes", "--out", str(tmp_path / "nodes"), "--batch-size", "2",
                       "--r", "4", "--alpha", "8", "--dropout", "0", "--lr", "5e-3", "--epochs", "5", "--max-steps", "4", "--holdout", "0.25",
                       "--loader-workers", "1", "-o", str(spec_file), check=True)
     assert "torchrun --nnodes NODES --nproc-per-node 1" in made.stdout and "-m trainer.ranks" in made.stdout
@@ -118,7 +118,7 @@ def test_two_processes_or_two_machines_train_what_one_process_of_their_joint_bat
     result = json.loads((tmp_path / "nodes" / "result.json").read_text())
     assert result["processes"] == 2 and result["steps"] == 4
     assert _close(_weights(tmp_path / "one"), _weights(tmp_path / "nodes")) < 1e-4
-    assert "steps 4/4" in vitpro_cli("train", "show", "nodes", check=True).stdout
+    assert "steps 4/4" in cli("train", "show", "nodes", check=True).stdout
 
 
 def _rank_pids(root_pid: int) -> list[int]:
@@ -165,7 +165,7 @@ def test_a_two_process_job_whose_rank_dies_resumes_on_its_retry(home, start_work
     assert not _rank_pids(worker.pid)  # nothing left running
 
 
-def test_what_cannot_run_is_refused_with_a_message(home, tmp_path, tiny_models, vitpro_cli):
+def test_what_cannot_run_is_refused_with_a_message(home, tmp_path, tiny_models, cli):
     from workers.jobs.train import _check_processes
     from workers.runtime import PermanentError
 
@@ -175,5 +175,5 @@ def test_what_cannot_run_is_refused_with_a_message(home, tmp_path, tiny_models, 
         _check_processes(TrainConfig(device="cuda", nproc=2))
     with pytest.raises(PermanentError, match="CPU processes on a worker with"):
         _check_processes(TrainConfig(nproc=(os.cpu_count() or 1) + 1))
-    bad = vitpro_cli("train", "run", "snap", "--model", model, "--nproc", "0")
+    bad = cli("train", "run", "snap", "--model", model, "--nproc", "0")
     assert bad.returncode == 2 and "--nproc" in bad.stderr

@@ -201,7 +201,7 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
     assert dialogs == []
 
 
-def test_sessions_cannot_be_stolen_and_guessing_locks_out(home, tmp_path, app_url, vitpro_cli):
+def test_sessions_cannot_be_stolen_and_guessing_locks_out(home, tmp_path, app_url, cli):
     """A copied URL signs nobody in; the cookie is out of scripts' reach; sign-out holds against the back
     button; five wrong passwords lock the name until an admin unlocks it."""
     if not CHROMIUM.exists():
@@ -236,7 +236,7 @@ def test_sessions_cannot_be_stolen_and_guessing_locks_out(home, tmp_path, app_ur
         other.close()
 
         # revoked by an admin while the page is open: the next click shows the sign-in page
-        assert vitpro_cli("users", "revoke", "admin", check=True).stdout.strip() == "revoked 1 session(s)"
+        assert cli("users", "revoke", "admin", check=True).stdout.strip() == "revoked 1 session(s)"
         page.get_by_role("link", name="Overview").click()
         page.get_by_text("You are not signed in, or your session ended.").wait_for()
         assert page.get_by_role("link", name="Inspect").count() == 0
@@ -265,7 +265,7 @@ def test_sessions_cannot_be_stolen_and_guessing_locks_out(home, tmp_path, app_ur
         _submit_sign_in(page, app_url, "anna", PASSWORDS["anna"])  # the right password no longer helps
         assert "this account is locked" in page.get_by_role("alert").inner_text()
         assert page.get_by_role("link", name="Inspect").count() == 0
-        assert vitpro_cli("users", "unlock", "anna", check=True).stdout.strip() == "unlocked anna"  # an admin lifts it
+        assert cli("users", "unlock", "anna", check=True).stdout.strip() == "unlocked anna"  # an admin lifts it
         _submit_sign_in(page, app_url, "anna", PASSWORDS["anna"])
         alert = page.get_by_role("alert")
         if alert.count():  # this address failed five times too: its own delay still runs (the lock was the name's)

@@ -94,18 +94,18 @@ def test_passwords_are_hashed_and_roles_decide_what_is_allowed(home):
         users.require(engine, SignedIn("ops", "admin"), "export")
 
 
-def test_users_add_from_the_command_line(home, vitpro_cli):
-    r = vitpro_cli("users", "add", "curator", "--role", "admin", "--password-stdin", input="s3cret-pass\n")
+def test_users_add_from_the_command_line(home, cli):
+    r = cli("users", "add", "curator", "--role", "admin", "--password-stdin", input="s3cret-pass\n")
     assert r.returncode == 0, r.stderr
     assert "added curator (admin)" in r.stdout
-    r = vitpro_cli("users", "add", "curator", "--password-stdin", input="s3cret-pass\n")
+    r = cli("users", "add", "curator", "--password-stdin", input="s3cret-pass\n")
     assert r.returncode == 2 and "exists already" in r.stderr
-    r = vitpro_cli("users", "add", "weak", "--password-stdin", input="123\n")
+    r = cli("users", "add", "weak", "--password-stdin", input="123\n")
     assert r.returncode == 2 and "at least 8" in r.stderr
-    listing = vitpro_cli("users", "list").stdout
+    listing = cli("users", "list").stdout
     assert re.search(r"curator\s+admin\s+active", listing)
-    assert vitpro_cli("users", "disable", "curator").returncode == 0
-    assert re.search(r"curator\s+admin\s+disabled", vitpro_cli("users", "list").stdout)
+    assert cli("users", "disable", "curator").returncode == 0
+    assert re.search(r"curator\s+admin\s+disabled", cli("users", "list").stdout)
 
 
 # ---- the token heat -----------------------------------------------------------------------------------

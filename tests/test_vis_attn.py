@@ -169,10 +169,10 @@ def test_word_grouping():
     assert scores == [1, 3, 3, 5, 7, 1]
 
 
-def test_single_sample_command_prints_positions_that_match(tiny_models, tmp_path, vitpro_cli):
+def test_single_sample_command_prints_positions_that_match(tiny_models, tmp_path, cli):
     image = tmp_path / "red.png"
     RED.save(image)
-    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--image", str(image), "--image", str(image),
+    out = cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--image", str(image), "--image", str(image),
                      "--question", "What is shown?", "--answer", "A leaking shampoo bottle", "--json", "--check", "--exclude-sinks")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -184,7 +184,7 @@ def test_single_sample_command_prints_positions_that_match(tiny_models, tmp_path
     assert len(positions["image"]) == data["n_image_tokens"] == 16  # two images of 8 perceiver tokens
     assert data["segment_score"] == pytest.approx(sum(t["score"] for t in data["tokens"]) / len(data["tokens"]))
     assert "vis_attn_nosink" in data["options"]
-    bad = vitpro_cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--image", str(tmp_path / "red.png"), "--question", "Q", "--answer", " ")
+    bad = cli("score", "grounding", "--model", str(tiny_models["idefics2"]), "--image", str(tmp_path / "red.png"), "--question", "Q", "--answer", " ")
     assert bad.returncode == 2 and "empty_text" in bad.stderr
 
 
@@ -235,10 +235,10 @@ def test_fused_and_full_rows_agree_on_a_float_mask():
     assert torch.allclose(fused.block[0], bool_full.block[0], atol=1e-6)  # the unpadded sample: same as a bool mask
 
 
-def test_an_empty_segment_is_a_clear_error(tiny_models, tmp_path, vitpro_cli):
+def test_an_empty_segment_is_a_clear_error(tiny_models, tmp_path, cli):
     image = tmp_path / "red.png"
     RED.save(image)
-    out = vitpro_cli("score", "grounding", "--model", str(tiny_models["llava"]), "--image", str(image), "--answer", "Red.", "--segment", "question")
+    out = cli("score", "grounding", "--model", str(tiny_models["llava"]), "--image", str(image), "--answer", "Red.", "--segment", "question")
     assert out.returncode == 2 and "empty_segment" in out.stderr and "Traceback" not in out.stderr
 
 

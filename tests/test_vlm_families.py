@@ -221,11 +221,11 @@ def test_a_lora_run_stopped_and_resumed_ends_with_the_same_weights_and_is_evalua
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
-def test_the_single_sample_command_prints_the_same_json_for_every_family(tiny_models, family, tmp_path, vitpro_cli):
+def test_the_single_sample_command_prints_the_same_json_for_every_family(tiny_models, family, tmp_path, cli):
     RED.save(tmp_path / "red.png")
     GREEN.save(tmp_path / "green.png")
     images = ["--image", str(tmp_path / "red.png")] + (["--image", str(tmp_path / "green.png")] if family != "llava" else [])
-    out = vitpro_cli("score", "grounding", "--model", str(tiny_models[family]), *images, "--question", "What is shown?",
+    out = cli("score", "grounding", "--model", str(tiny_models[family]), *images, "--question", "What is shown?",
                      "--answer", "A leaking shampoo bottle", "--json", "--check")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -238,17 +238,17 @@ def test_the_single_sample_command_prints_the_same_json_for_every_family(tiny_mo
 
 
 # ---- bad checkpoints and bad samples ----------------------------------------------------------------------
-def test_an_unsupported_family_is_refused_with_the_supported_ones_listed(tmp_path, vitpro_cli, home):
+def test_an_unsupported_family_is_refused_with_the_supported_ones_listed(tmp_path, cli, home):
     folder = tmp_path / "paligemma"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "paligemma"}))
     with pytest.raises(UnsupportedModel, match="no adapter for model type 'paligemma'.*qwen2_5_vl"):
         adapter_for(folder)
-    out = vitpro_cli("score", "grounding", "--model", str(folder))
+    out = cli("score", "grounding", "--model", str(folder))
     assert out.returncode == 2 and "paligemma" in out.stderr and "gemma3" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_a_checkpoint_without_a_chat_template_gets_the_familys_layout_and_says_so(tiny_models, tmp_path, vitpro_cli):
+def test_a_checkpoint_without_a_chat_template_gets_the_familys_layout_and_says_so(tiny_models, tmp_path, cli):
     folder = tmp_path / "no-template"
     shutil.copytree(tiny_models["qwen2_5_vl"], folder)
     (folder / "chat_template.jinja").unlink()
@@ -256,7 +256,7 @@ def test_a_checkpoint_without_a_chat_template_gets_the_familys_layout_and_says_s
     assert adapter.template_source == "fallback:qwen2_5_vl"
     assert adapter.encode(SAMPLE).text == load_vlm(tiny_models["qwen2_5_vl"]).encode(SAMPLE).text  # the documented layout
     RED.save(tmp_path / "red.png")
-    out = vitpro_cli("score", "grounding", "--model", str(folder), "--image", str(tmp_path / "red.png"), "--answer", "Red.", "--json")
+    out = cli("score", "grounding", "--model", str(folder), "--image", str(tmp_path / "red.png"), "--answer", "Red.", "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["chat_template"] == "fallback:qwen2_5_vl"
     assert "has no chat template" in out.stderr and "chat_template.jinja" in out.stderr
 
@@ -316,12 +316,12 @@ def test_smolvlm2_checkpoints_are_served_by_the_idefics3_adapter(tmp_path):
     assert max(abs(s - ref[p]) for r, ref in zip(results, reference) for s, p in zip(r.token_scores, r.positions["segment"])) < 1e-5
 
 
-def test_the_families_command_lists_what_is_supported(vitpro_cli, tmp_path):
-    listed = json.loads(vitpro_cli("models", "families", "--json", check=True).stdout)
+def test_the_families_command_lists_what_is_supported(cli, tmp_path):
+    listed = json.loads(cli("models", "families", "--json", check=True).stdout)
     assert [r["family"] for r in listed] == sorted(FAMILIES) and all(r["tiny"] for r in listed)
     qwen = next(r for r in listed if r["family"] == "qwen2_5_vl")
     assert qwen["model_types"] == ["qwen2_5_vl"] and qwen["llamafactory_template"] == "qwen2_vl" and qwen["example"] == "Qwen/Qwen2.5-VL-7B-Instruct"
-    table = vitpro_cli("models", "families", check=True).stdout
+    table = cli("models", "families", check=True).stdout
     assert "IDEFICS3 / SmolVLM" in table and "mistralai/Mistral-Small-3.1-24B-Instruct-2503" in table
-    made = vitpro_cli("models", "make-tiny", "--family", "internvl", "--out", str(tmp_path / "internvl"), check=True)
+    made = cli("models", "make-tiny", "--family", "internvl", "--out", str(tmp_path / "internvl"), check=True)
     assert "internvl tiny checkpoint" in made.stdout and adapter_for(tmp_path / "internvl") is FAMILIES["internvl"]
