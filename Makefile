@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser tesseract compose demo lint docs test test-fast bench bench-ui bench-scale clean
+.PHONY: setup browser tesseract compose demo lint docs docs-serve test test-fast bench bench-ui bench-scale clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ lint: $(STAMP)
 # at build time (docs/hooks/reference.py). NO_MKDOCS_2_WARNING: the theme's banner about MkDocs 2.0.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The same site served at http://127.0.0.1:8000 and rebuilt as you edit.
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # The linter and the docs first, then the whole suite: real DuckLake, real Celery workers, the running
 # PostgreSQL and Redis, a real browser.
