@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, ClassVar, TypeVar
 
-from config.fields import FieldError, build, check, to_plain
+from config.fields import FieldError, build, check, info, to_plain
 from config.registry import Registry
 
 S = TypeVar("S", bound="JobSpec")
@@ -72,8 +72,6 @@ class JobSpec:
 
     @classmethod
     def choices_of(cls, name: str) -> tuple:
-        from config.fields import info
-
         found = info(cls, name).choices
         if found is None:
             raise KeyError(f"{cls.__name__}.{name} has no choices")

@@ -88,8 +88,10 @@ def spec_option(spec: type, name: str, *decls: str, comma: bool = False, **overr
 def flag_of(spec: type, error: Exception, command: click.Command | None = None) -> str:
     """The command line's name for the field an error is about: the option standing for it in
     ``command`` (the current one by default), else the spec's own flag."""
-    command = command or (click.get_current_context(silent=True) or click.Context(click.Command("x"))).command
-    for param in getattr(command, "params", []):
+    if command is None:
+        current = click.get_current_context(silent=True)
+        command = current.command if current else None
+    for param in command.params if command else ():
         if getattr(param, "spec_field", (None, None))[1] == error.field:
             return param.opts[0] if param.opts else param.name
     try:
