@@ -228,3 +228,43 @@ def test_docker_compose_file_runs_every_service_without_a_shared_volume(tmp_path
     missing = subprocess.run([*tools[0], "-f", str(REPO / "docker-compose.yml"), "config", "-q"], capture_output=True, text=True,
                              env={k: v for k, v in env.items() if k != "S3_SECRET_KEY"})
     assert missing.returncode != 0 and "S3_SECRET_KEY" in missing.stderr
+
+
+def test_ui_stops_its_server_on_sigterm(home):
+    """`kill PID` of `vitpro ui` stops the Streamlit child too, within seconds, and frees the port (the
+    child used to be re-parented and keep serving)."""
+    import signal
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "vitpro.cli", "ui", "--port", str(port)], cwd=REPO, env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            raise AssertionError("the web app does not answer")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "the server runs as a child of `vitpro ui`"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)  # to the parent alone, as `kill PID` does
+        assert proc.wait(20) == 0
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [] and time.monotonic() - started < 15
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

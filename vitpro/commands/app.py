@@ -5,6 +5,7 @@ Registered on the main group (vitpro/commands/group.py).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -143,15 +144,43 @@ def streamlit_command(port: int, address: str) -> list[str]:
 
 
 def serve(port: int, address: str) -> int:
-    """Run the web app in the foreground until interrupted; returns its exit code."""
+    """Run the web app in the foreground until interrupted or told to stop; returns its exit code.
+
+    Streamlit runs as a child. A SIGTERM or SIGHUP sent to this process (``kill PID``, a service manager)
+    is passed on to it and waited for; without that, Python's default action ends this process alone and the
+    child, re-parented, keeps serving the port. Returning (rather than dying) also lets a caller's clean-up
+    run: the demo stops its workers on the way out.
+    """
     open_engine()  # create the store before the first page asks it
     shown = "localhost" if address in ("0.0.0.0", "127.0.0.1") else address
     click.secho(f"web app: open http://{shown}:{port} in a browser (Ctrl+C stops it)", bold=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(APP_FILE.parent.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    child = subprocess.Popen(streamlit_command(port, address), env=env)
+    stopped: list[int] = []
+
+    def forward(signum, _frame) -> None:
+        stopped.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(streamlit_command(port, address), env=env)
-    except KeyboardInterrupt:
-        return 0
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:  # Ctrl+C: the terminal sent it to the child as well; wait for it to end
+                stopped.append(signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # this process is leaving for another reason: never leave the server behind
+            child.terminate()
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0 if stopped else code
 
 
 @cli.command("ui")
