@@ -80,10 +80,11 @@ def pg_url() -> str:
 
 @pytest.fixture
 def redis_url() -> str:
-    """A Redis database number of its own, emptied before and after."""
+    """A Redis database number of its own, emptied before and after (one per pytest-xdist process, so
+    that two processes of one run never empty each other's)."""
     import redis
 
-    db = 11
+    db = 11 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
     url = f"{REDIS_URL}/{db}"
     client = redis.Redis.from_url(url)
     try:
