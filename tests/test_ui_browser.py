@@ -167,7 +167,7 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
         tile.get_by_text("select", exact=True).click()
         _settle(page)
         page.get_by_role("textbox", name="Reason (kept with the exclusion)").fill("wrong product photo")
-        page.get_by_role("button", name="Exclude selected").click()
+        page.get_by_role("button", name="Exclude", exact=True).click()
         page.get_by_text("excluded 1 sample(s)").wait_for()
         assert _excluded_ids(lake) == {chosen}
         _open(page, "Snapshots")

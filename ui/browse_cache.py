@@ -35,8 +35,7 @@ def browse(*, vis_model: str | None, clip_model: str | None, segment: str = "ans
     """db.reads.browse.browse's (count, page) from the index; the page's rows without question and answer unless
     ``with_text``."""
     query.setdefault("with_text", False)
-    index = _index(str(context.settings().home), context.tables_version(INDEX_TABLES), vis_model, clip_model, segment)
-    return index.browse(context.lake(), **query)
+    return _query_index(vis_model, clip_model, segment).browse(context.lake(), **query)
 
 
 def percentile(*, kind: str, metric: str, model: str, segment: str, value: float | None) -> float | None:
@@ -45,3 +44,17 @@ def percentile(*, kind: str, metric: str, model: str, segment: str, value: float
         return None
     values = _scores(str(context.settings().home), context.tables_version(("scores",)), kind, metric, model, segment)
     return browse_index.percentile_of(values, value)
+
+
+def _query_index(vis_model: str | None, clip_model: str | None, segment: str) -> browse_index.BrowseIndex:
+    return _index(str(context.settings().home), context.tables_version(INDEX_TABLES), vis_model, clip_model, segment)
+
+
+def ids(*, vis_model: str | None, clip_model: str | None, segment: str = "answer", **query: Any) -> list[str]:
+    """Every sample id the query matches, in its order (what an action on the whole query acts on)."""
+    return _query_index(vis_model, clip_model, segment).ids_of(context.lake(), **query)
+
+
+def position(sample_id: str, *, vis_model: str | None, clip_model: str | None, segment: str = "answer", **query: Any) -> int | None:
+    """Where a sample stands in the query's order, or None when the query leaves it out."""
+    return _query_index(vis_model, clip_model, segment).position(context.lake(), sample_id, **query)

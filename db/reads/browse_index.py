@@ -172,6 +172,18 @@ class BrowseIndex:
                 r["question"], r["answer"] = texts.get(r["sample_id"], (None, None))
         return out
 
+    def ids_of(self, lake: Lake, **query) -> list[str]:
+        """Every matching sample's id, in the query's order (an action on a whole query)."""
+        return self.ids.take(pa.array(self.pick(lake, **query))).to_pylist()
+
+    def position(self, lake: Lake, sample_id: str, **query) -> int | None:
+        """Where ``sample_id`` stands in the query's order (0 first), or None when the query leaves it out."""
+        where = np.flatnonzero(pc.equal(self.ids, sample_id).to_numpy(zero_copy_only=False))
+        if not len(where):
+            return None
+        at = np.flatnonzero(self.pick(lake, **query) == where[0])
+        return int(at[0]) if len(at) else None
+
     def browse(self, lake: Lake, *, limit: int = 50, offset: int = 0, with_text: bool = True, **query) -> tuple[int, list[dict[str, Any]]]:
         """What :func:`db.reads.browse.browse` returns for the same query (its arguments but the models and segment,
         which the index was built for)."""

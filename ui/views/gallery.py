@@ -1,7 +1,10 @@
 """Gallery: the samples as a grid of thumbnails, a page at a time, with task, both scores and whether a
-saved filter keeps each; each tile opens the sample on Inspect. Admins act on a selection: exclude it from
-the data set (with a reason) or restore it, or add it to a pilot."""
+saved filter keeps each; each tile opens the sample on Inspect. Admins act on a selection (ticks on any page
+of the query) or on every sample the query matches (the count confirmed first): exclude from the data set
+(with a reason) or restore, or add to a pilot. The query, the page and the filter are in the address."""
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -10,6 +13,7 @@ from db.app import pilots, saved_filters
 from db.lake import exclusions
 from db.reads import browse
 from ui import browse_cache, context, sample_query
+from ui import view_state as vs
 from ui.images import thumbnail
 
 COLUMNS = 4
@@ -20,106 +24,164 @@ context.page_header("Gallery", "A page of samples at a time; click a thumbnail (
 lake, engine = context.lake(), context.engine()
 
 filters = [f.name for f in saved_filters.list_all(engine)]
+FILTER_NONE = "(no filter)"
+PAGE_KEYS = [vs.Key("gal_range", "range"), vs.Key("gal_filter", str, (FILTER_NONE, *filters), filters[0] if filters else FILTER_NONE),
+             vs.Key("gal_size", int, PAGE_SIZES, 24), vs.Key("gal_page", int, None, 1)]
 with st.expander("Filter and sort", expanded=True):
-    q = sample_query.controls("gal")
+    q = sample_query.controls("gal", PAGE_KEYS)
     c5, c6 = q.columns[4], q.columns[5]
     vis_model, facets = q.vis_model, q.facets
     lo, hi = context.read("score_range", vis_model) if vis_model else (None, None)
     vis_range = None
     if lo is not None and hi > lo:
-        vis_range = c5.slider("VisAttnScore between", lo, hi, (lo, hi), step=(hi - lo) / 200, format="%.4g", key="gal_range")
+        # a restored range from another model's scores (or an old link) is brought inside today's
+        start, end = st.session_state.get("gal_range") or (lo, hi)
+        st.session_state["gal_range"] = (min(max(float(start), lo), hi), max(min(float(end), hi), lo))
+        vis_range = c5.slider("VisAttnScore between", lo, hi, step=(hi - lo) / 200, format="%.4g", key="gal_range")
         if tuple(vis_range) == (lo, hi):
             vis_range = None  # the whole range: no condition (samples without a score stay listed unless "scored only")
-    chosen_filter = c6.selectbox("Kept or dropped by", ["(no filter)", *filters], index=1 if filters else 0, key="gal_filter")
+    else:
+        st.session_state.pop("gal_range", None)
+    st.session_state.setdefault("gal_filter", PAGE_KEYS[1].default)
+    chosen_filter = c6.selectbox("Kept or dropped by", [FILTER_NONE, *filters], key="gal_filter")
 
 query_args = q.args(vis_range=tuple(vis_range) if vis_range else None)
+if st.session_state.get("gal_query") != query_args:  # another query: ticks made under the last one no longer apply
+    if "gal_query" in st.session_state:
+        st.session_state["gal_picked"] = set()
+    st.session_state["gal_query"] = query_args
 total, _ = browse_cache.browse(**dict(query_args), limit=0)  # from the browse index: no query per page
 if total == 0:
+    vs.publish("gal", [*q.keys, *PAGE_KEYS], prefix="gal_")
     st.info("No samples match." if facets["task"] else "No samples yet: run the pipeline (Jobs page, or `vitpro demo`).")
     st.stop()
 
 p1, p2, p3 = st.columns([1, 1, 3])
-size = p1.selectbox("Per page", PAGE_SIZES, index=1, key="gal_size")
+st.session_state.setdefault("gal_size", 24)
+size = p1.selectbox("Per page", PAGE_SIZES, key="gal_size")
 pages = (total + size - 1) // size
 if st.session_state.get("gal_page", 1) > pages:  # a narrower query: the last page there is
     st.session_state["gal_page"] = pages
 number = int(p2.number_input("Page", min_value=1, max_value=pages, step=1, key="gal_page"))
 p3.markdown(f"page **{number}** of **{pages:,}** · **{total:,}** samples")
+vs.publish("gal", [*q.keys, *PAGE_KEYS], prefix="gal_")
 _, rows = browse_cache.browse(**dict(query_args), limit=size, offset=(number - 1) * size)
 ids = [r["sample_id"] for r in rows]
 
-kept: dict[str, bool] = {}
-if chosen_filter != "(no filter)":
-    try:
-        config = FilterConfig.from_dict(saved_filters.get(engine, chosen_filter).config)
-        kept = browse.kept_flags(lake, context.stats_table(config).kept_sql(config), ids)
-    except FilterError as exc:
-        st.warning(f"filter {chosen_filter!r} cannot be applied to the current data: {exc}")
+# The ticked samples, on every page of this query: a tick box is drawn on its own page only, and Streamlit
+# forgets a widget's key once it is no longer drawn, so the set itself lives apart from the boxes.
+picked: set[str] = st.session_state.setdefault("gal_picked", set())
+for sid in ids:
+    st.session_state.setdefault(f"gal_sel_{sid}", sid in picked)
+
+
+def _tick(sid: str) -> None:
+    (picked.add if st.session_state.get(f"gal_sel_{sid}") else picked.discard)(sid)
 
 
 def _select_page() -> None:
     for sid in ids:
         st.session_state[f"gal_sel_{sid}"] = st.session_state["gal_all"]
+        _tick(sid)
 
 
-selected = [sid for sid in ids if st.session_state.get(f"gal_sel_{sid}")]
+def _clear_picks() -> None:
+    picked.clear()
+    for sid in ids:
+        st.session_state[f"gal_sel_{sid}"] = False
+
+
 may_exclude, may_pilot = context.allowed("exclude_samples"), context.allowed("create_pilots")
+done = None
 if may_exclude or may_pilot:  # annotators see no bulk actions at all (the server checks again on each)
-    st.checkbox("Select all on this page", key="gal_all", on_change=_select_page)
+    if "gal_flash" in st.session_state:  # what the last action did (it ended with a redraw)
+        st.success(st.session_state.pop("gal_flash"))
+    t1, t2, t3 = st.columns([2, 3, 2])
+    t1.checkbox("Select all on this page", key="gal_all", on_change=_select_page)
+    off_page = len(picked - set(ids))
+    t3.button(f"Clear selection ({len(picked):,})", on_click=_clear_picks, disabled=not picked, key="gal_clear")
+    scope = t2.radio("Act on", ["selected", "query"], horizontal=True, key="gal_scope",
+                     format_func={"selected": "the ticked samples", "query": "every sample the query matches"}.get,
+                     help="an action on the whole query asks you to confirm the count first")
+    t2.caption(f"{len(picked):,} ticked" + (f" ({off_page:,} on other pages)" if off_page else "") + f" · {total:,} match the query")
+    whole = scope == "query"
+    target_n = total if whole else len(picked)
+    confirm = (st.checkbox(f"Yes, act on all {total:,} samples that match", key="gal_confirm_all", value=False)
+               if whole else True)
+
+    def _targets() -> list[str]:
+        return browse_cache.ids(**dict(query_args)) if whole else sorted(picked)
+
     a, b = st.columns(2)
-    done = None
     if may_exclude:
         with a.form("gal_exclude_form"):
-            st.markdown(f"**Exclude from the data set** · {len(selected)} selected")
+            st.markdown(f"**Exclude from the data set** · {target_n:,} sample(s)")
             reason = st.text_input("Reason (kept with the exclusion)", key="gal_reason")
             x1, x2 = st.columns(2)
-            do_exclude = x1.form_submit_button("Exclude selected")
-            do_restore = x2.form_submit_button("Restore selected")
-        if (do_exclude or do_restore) and not selected:
-            st.error("select samples first (the tick box under each thumbnail)")
+            do_exclude = x1.form_submit_button("Exclude")
+            do_restore = x2.form_submit_button("Restore")
+        if (do_exclude or do_restore) and not target_n:
+            st.error("select samples first (the tick box under each thumbnail), or act on the whole query")
+        elif (do_exclude or do_restore) and not confirm:
+            st.error(f"tick 'Yes, act on all {total:,} samples that match' first")
         elif do_exclude and not reason.strip():
             st.error("give a reason: it is kept with the excluded samples")
         elif do_exclude or do_restore:
+            targets = _targets()
             try:
                 if do_exclude:
-                    n = context.guarded("exclude_samples", exclusions.exclude, lake, selected, reason=reason.strip(), by=me.username)
-                    done = None if n is context.REFUSED else f"excluded {n} sample(s)" + (f" ({len(selected) - n} were already)" if n < len(selected) else "")
+                    n = context.guarded("exclude_samples", exclusions.exclude, lake, targets, reason=reason.strip(), by=me.username)
+                    done = None if n is context.REFUSED else f"excluded {n:,} sample(s)" + (f" ({len(targets) - n:,} were already)" if n < len(targets) else "")
                 else:
-                    n = context.guarded("exclude_samples", exclusions.restore, lake, selected, by=me.username)
-                    done = None if n is context.REFUSED else f"restored {n} sample(s)"
+                    n = context.guarded("exclude_samples", exclusions.restore, lake, targets, by=me.username)
+                    done = None if n is context.REFUSED else f"restored {n:,} sample(s)" + (f" ({len(targets) - n:,} were not excluded)" if n < len(targets) else "")
             except exclusions.ExclusionError as exc:
                 st.error(str(exc))
     if may_pilot:
         listing = [p[0] for p in pilots.list_pilots(engine)]
         with b.form("gal_pilot_form"):
-            st.markdown(f"**Add to a pilot** · {len(selected)} selected")
+            st.markdown(f"**Add to a pilot** · {target_n:,} sample(s)")
             pilot_name = st.selectbox("Pilot", listing, key="gal_pilot", placeholder="no pilot yet (Pilot page)")
-            do_add = st.form_submit_button("Add selected to the pilot")
+            do_add = st.form_submit_button("Add to the pilot")
         if do_add:
-            if not selected:
-                st.error("select samples first (the tick box under each thumbnail)")
+            if not target_n:
+                st.error("select samples first (the tick box under each thumbnail), or act on the whole query")
+            elif not confirm:
+                st.error(f"tick 'Yes, act on all {total:,} samples that match' first")
             elif not pilot_name:
                 st.error("create a pilot first (Pilot page)")
             else:
+                targets = _targets()
                 try:
-                    n = context.guarded("create_pilots", pilots.add_samples, lake, engine, pilot_name, selected)
+                    n = context.guarded("create_pilots", pilots.add_samples, lake, engine, pilot_name, targets)
                     if n is not context.REFUSED:
-                        done = f"added {n} sample(s) to pilot {pilot_name!r}" + (f" ({len(selected) - n} were in it already)" if n < len(selected) else "")
+                        done = f"added {n:,} sample(s) to pilot {pilot_name!r}" + (f" ({len(targets) - n:,} were in it already)" if n < len(targets) else "")
                 except pilots.PilotError as exc:
                     st.error(str(exc))
-    if done:
-        st.success(done)
-        for sid in selected:  # done with this selection (the boxes are drawn below: they may still be set)
-            st.session_state[f"gal_sel_{sid}"] = False
+    if done:  # done with this selection: drawn again from the top, so that every count and box says so
+        st.session_state["gal_flash"] = done
+        _clear_picks()
+        st.session_state.pop("gal_confirm_all", None)
+        st.rerun()
 
+# read after the actions above, so that a tile shows what the action made of it
+kept: dict[str, bool] = {}
+if chosen_filter != FILTER_NONE:
+    try:
+        config = FilterConfig.from_dict(saved_filters.get(engine, chosen_filter).config)
+        kept = browse.kept_flags(lake, context.stats_table(config).kept_sql(config), ids)
+    except FilterError as exc:
+        st.warning(f"filter {chosen_filter!r} cannot be applied to the current data: {exc}")
 excluded = context.read("excluded_among", tuple(ids))
 images = context.read("first_images", tuple(ids))
 blobs = context.blobs()
+# a tile's Inspect carries this page's query, so that Inspect's arrows step through the same samples
+carried = sample_query.same_query_on("gal", dict(st.query_params), "insp")
 for start in range(0, len(rows), COLUMNS):
     cols = st.columns(COLUMNS)
     for col, r in zip(cols, rows[start:start + COLUMNS]):
         sid = r["sample_id"]
-        link = f"inspect?sample={sid}"
+        link = "inspect?" + urlencode({"sample": sid, **carried})
         with col.container(border=True):
             thumb = thumbnail(str(blobs.local(images[sid], missing_ok=True))) if sid in images else None
             if thumb:
@@ -136,4 +198,4 @@ for start in range(0, len(rows), COLUMNS):
             clip = "—" if r["clip_score"] is None else f"{r['clip_score']:.4g}"
             st.markdown(f"**{r['task']}** {badge}  \nVisAttnScore {vis} · CLIPScore {clip}  \n[Inspect]({link})")
             if may_exclude or may_pilot:
-                st.checkbox("select", key=f"gal_sel_{sid}")
+                st.checkbox("select", key=f"gal_sel_{sid}", on_change=_tick, args=(sid,))

@@ -19,6 +19,7 @@ from db.lake import metrics, sampling
 from db.reads import sample_briefs, score_kinds
 from ui import context, images
 from ui import thresholds_state as ws
+from ui import view_state as vs
 
 context.ensure_signed_in()
 context.page_header("Thresholds", "Each move is one aggregate query over the stored scores; nothing is recomputed.")
@@ -86,6 +87,20 @@ short = [_label(r) for r in stats]
 options = {(_label(r, full_id=True) if short.count(label) > 1 else label): r for r, label in zip(stats, short)}
 selections = _selections(VERSION, HOME)
 saved = {f.name: f.config for f in saved_filters.list_all(engine)}
+
+
+# ---- the view in the address and back after navigation (ui/view_state.py) ------------------------------
+def _stat_keys(label: str) -> list[vs.Key]:
+    """One stat's controls as view keys; their defaults are the page's own for that stat."""
+    k, metric = ws.keys(label), options[label]["metric"]
+    return [vs.Key(k["mode"], str, ("percentile", "value"), "percentile"), vs.Key(k["op"], str, (">=", "<="), ">="),
+            vs.Key(k["miss"], bool, None, metric == "clip_score"), vs.Key(k["pt"], bool, None, False),
+            vs.Key(k["pct"], float, None, 25.0 if metric == "vis_attn" else 20.0), vs.Key(k["val"], float)]
+
+
+VIEW = [vs.Key("thr_stats", list, tuple(options)), vs.Key("thr_sel", str, ("all samples", *selections), "all samples")]
+vs.restore("thr", VIEW)
+vs.restore("thr", [key for label in st.session_state.get("thr_stats") or [] if label in options for key in _stat_keys(label)])
 
 
 # ---- start from a saved filter ------------------------------------------------------------------------
@@ -176,6 +191,8 @@ for label in chosen:
             cond = Condition(r["metric"], op, float(value), model_id=r["model_id"], segment=r["segment"], keep_missing=missing)
         conditions.append(cond)
 
+vs.publish("thr", [*VIEW, *(key for label in chosen for key in _stat_keys(label))], prefix="thr_")
+
 config = FilterConfig(conditions + fixed, selection=selection)
 try:
     report, hists, query_ms = _summary(table, table.name, json.dumps(config.to_dict(), sort_keys=True), VERSION, HOME)
@@ -184,12 +201,17 @@ except FilterError as exc:
     st.stop()
 
 total = report.kept + report.dropped
-m = st.columns(4)
-m[0].metric("kept", f"{report.kept:,}", f"{100 * report.kept / total:.1f}%" if total else None, delta_color="off")
 excluded = getattr(report, "excluded", 0)  # samples taken out of the data set (counted among the dropped)
-m[1].metric("dropped", f"{report.dropped:,}", help=f"{excluded:,} of them excluded from the data set" if excluded else None)
-m[2].metric("samples", f"{total:,}")
-m[3].metric("query time", f"{query_ms:.0f} ms")
+unscored = table.unscored(config)  # dropped for want of a score, not for their score: said apart
+judged = total - excluded - unscored  # the samples the cuts were applied to
+m = st.columns(5)
+m[0].metric("kept", f"{report.kept:,}", f"{100 * report.kept / judged:.1f}% of scored" if judged > 0 else None, delta_color="off",
+            help="the share is of the samples that have every stat the cuts need (not of all samples)")
+m[1].metric("dropped by the cuts", f"{report.dropped - excluded - unscored:,}")
+m[2].metric("not scored", f"{unscored:,}", help="samples without a value of a stat a cut needs ('missing passes' off): dropped, "
+            "but for want of a score; score them, or tick 'missing passes'")
+m[3].metric("samples", f"{total:,}", help=f"{excluded:,} of them excluded from the data set" if excluded else None)
+m[4].metric("query time", f"{query_ms:.0f} ms")
 if report.thresholds:
     st.caption("Cuts: " + "; ".join(f"{k} → {'per task (table below its histogram)' if isinstance(v, dict) else _sig(v)}"
                                     for k, v in report.thresholds.items()))

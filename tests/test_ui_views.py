@@ -1,0 +1,175 @@
+"""The curator's view kept in the address and through navigation (ui/view_state.py), actions on every tick
+and on a whole query in the Gallery, and two tabs of one annotator on one pilot: under Streamlit's AppTest
+on a real store (tests/ui_store.py). The same in a real browser: tests/test_ui_browser.py."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from db.app import pilots
+from ui import view_state as vs
+from ui.context import USER_KEY
+
+from .helpers import excluded_ids
+from .test_ui_gallery import _tiles
+from .test_ui_pages import ADMIN, ANNA, PAGES, page, texts, ui_store  # noqa: F401 - ui_store is a fixture
+from .test_ui_pilot import _pilot, _scored
+from .ui_store import SECOND_VIS_MODEL, VIS_MODEL
+
+
+def opened(name: str, params: dict[str, str], who=ADMIN, **state) -> AppTest:
+    """A page opened from an address with this query string (a reload, or a link someone copied)."""
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
+    at.session_state[USER_KEY] = who
+    for key, value in state.items():
+        at.session_state[key] = value
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_values_cross_the_address_as_their_widgets_expect_them():
+    keys = {"n": vs.Key("n", int), "x": vs.Key("x", float), "b": vs.Key("b", bool), "r": vs.Key("r", "range"),
+            "l": vs.Key("l", list, ("counting", "matching")), "s": vs.Key("s", str, (">=", "<="))}
+    for name, value in (("n", 3), ("x", 45.0), ("b", True), ("b", False), ("r", (0.25, 0.5)), ("l", ["counting", "matching"]), ("s", "<=")):
+        assert vs.decode(keys[name], vs.encode(keys[name].kind, value)) == value
+    assert vs.encode(float, 45.0) == "45.0" and vs.encode(list, ["a b", "ü"]) == '["a b","ü"]'
+    assert vs.decode(keys["x"], "45") == 45.0 and isinstance(vs.decode(keys["x"], "45"), float)  # a hand-typed whole number
+    assert vs.decode(keys["l"], '["counting","gone"]') == ["counting"]  # a task no longer in the store is dropped
+    for name, text in (("n", "two"), ("b", "yes"), ("r", "[1]"), ("l", "{}"), ("s", "=="), ("x", "nan-ish")):
+        with pytest.raises((ValueError, json.JSONDecodeError)):
+            vs.decode(keys[name], text)
+
+
+def test_gallery_view_comes_back_from_the_address_and_goes_into_it(ui_store):
+    home, lake, engine = ui_store
+    task = lake.scalar("SELECT task FROM samples GROUP BY task ORDER BY count(*) DESC LIMIT 1")
+    n = lake.scalar("SELECT count(DISTINCT x.sample_id) FROM samples x JOIN scores v ON v.subject_id = x.sample_id AND v.metric = 'vis_attn' "
+                    "AND v.model_id = ? AND v.segment = 'answer' AND v.value IS NOT NULL WHERE x.task = ?", [VIS_MODEL, task])
+    assert n > 12
+    at = opened("gallery", {"gal_tasks": json.dumps([task]), "gal_size": "12", "gal_page": "2", "gal_vis": VIS_MODEL})
+    assert not at.exception
+    assert at.multiselect(key="gal_tasks").value == [task] and at.number_input(key="gal_page").value == 2
+    assert f"page **2** of **{(n + 11) // 12}**" in texts(at) and f"**{n:,}** samples" in texts(at)
+    assert all(f"**{task}**" in tile for tile in _tiles(at).values())
+    # what the page shows is in its address; a default (24 per page) is left out of it
+    assert at.query_params["gal_page"] == "2" and json.loads(at.query_params["gal_tasks"]) == [task]
+    at.selectbox(key="gal_size").select(24).run()
+    assert "gal_size" not in at.query_params
+    # a tile's Inspect carries the query: Inspect's arrows then step through the same samples
+    link = next(str(md.value) for md in at.markdown if "[Inspect](inspect?" in str(md.value))
+    assert "insp_tasks=" in link and "insp_vis=" in link
+    # a value the page cannot take (a page past the end, an unknown order) is not an error
+    odd = opened("gallery", {"gal_tasks": json.dumps([task]), "gal_page": "999", "gal_order": "by magic", "gal_scored": "maybe"})
+    assert not odd.exception and odd.number_input(key="gal_page").value == (n + 23) // 24
+
+
+def test_gallery_acts_on_ticks_of_every_page_and_on_the_whole_query(ui_store):
+    home, lake, engine = ui_store
+    task = lake.scalar("SELECT task FROM samples GROUP BY task ORDER BY count(*) DESC LIMIT 1")
+    at = page("gallery", gal_vis=VIS_MODEL, gal_size=12, gal_tasks=[task])
+    first = list(_tiles(at))
+    at.checkbox(key=f"gal_sel_{first[0]}").check().run()
+    at.number_input(key="gal_page").set_value(2).run()
+    second = list(_tiles(at))
+    at.checkbox(key=f"gal_sel_{second[0]}").check().run()
+    assert "2 ticked (1 on other pages)" in texts(at)
+    at.text_input(key="gal_reason").input("same photo twice")
+    at.button(key="FormSubmitter:gal_exclude_form-Exclude").click().run()
+    assert "excluded 2 sample(s)" in texts(at) and {first[0], second[0]} <= excluded_ids(lake)
+    assert "0 ticked" in texts(at) and not at.checkbox(key=f"gal_sel_{second[0]}").value  # the selection is spent
+    # the restored tiles show it on the run that restored them
+    at.checkbox(key=f"gal_sel_{second[0]}").check().run()
+    at.button(key="FormSubmitter:gal_exclude_form-Restore").click().run()
+    assert "restored 1 sample(s)" in texts(at) and ":gray-badge[excluded]" not in _tiles(at)[second[0]]
+    from db.lake import exclusions
+
+    exclusions.restore(lake, [first[0]], by="admin")
+
+    # the whole query: said with its count, and nothing happens until the count is confirmed
+    matched = lake.scalar("SELECT count(DISTINCT x.sample_id) FROM samples x JOIN scores v ON v.subject_id = x.sample_id AND v.metric = 'vis_attn' "
+                          "AND v.model_id = ? AND v.segment = 'answer' AND v.value IS NOT NULL WHERE x.task = ?", [VIS_MODEL, task])
+    at.radio(key="gal_scope").set_value("query").run()
+    at.text_input(key="gal_reason").input("task under review")
+    at.button(key="FormSubmitter:gal_exclude_form-Exclude").click().run()
+    assert f"tick 'Yes, act on all {matched:,} samples that match' first" in texts(at) and not excluded_ids(lake)
+    at.checkbox(key="gal_confirm_all").check().run()
+    at.button(key="FormSubmitter:gal_exclude_form-Exclude").click().run()
+    assert f"excluded {matched:,} sample(s)" in texts(at)
+    assert len(excluded_ids(lake)) == matched
+    assert {r[0] for r in lake.fetchall("SELECT DISTINCT task FROM samples WHERE sample_id IN (SELECT sample_id FROM exclusions)")} == {task}
+    at.button(key="FormSubmitter:gal_exclude_form-Restore").click().run()  # the confirmation is asked again for the next action
+    assert "first" in texts(at) and len(excluded_ids(lake)) == matched
+    at.checkbox(key="gal_confirm_all").check().run()
+    at.button(key="FormSubmitter:gal_exclude_form-Restore").click().run()
+    assert f"restored {matched:,} sample(s)" in texts(at) and not excluded_ids(lake)
+
+
+def test_thresholds_cut_comes_back_from_the_address(ui_store):
+    at = page("thresholds")
+    label = next(s for s in at.multiselect(key="thr_stats").value if s.startswith("VisAttnScore"))
+    key = f"thr_pct_{label}"
+    at.slider(key=key).set_value(45.0).run()
+    assert at.query_params[key] == "45.0"
+    kept = next(m.value for m in at.metric if m.label == "kept")
+    copied = dict(at.query_params)
+    again = opened("thresholds", copied)  # a reload, or the link in another browser
+    assert not again.exception and again.slider(key=key).value == 45.0
+    assert next(m.value for m in again.metric if m.label == "kept") == kept
+
+
+def test_thresholds_count_unscored_samples_apart_from_those_the_cut_drops(ui_store):
+    home, lake, engine = ui_store
+    at = page("thresholds")
+    label = next(s for s in at.multiselect(key="thr_stats").value if s.startswith("VisAttnScore"))
+    from curation.model_ids import public_model_id
+
+    model = next(m for m in (VIS_MODEL, SECOND_VIS_MODEL) if label == f"VisAttnScore · {public_model_id(m)} · answer")
+    shown = {m.label: int(m.value.replace(",", "")) for m in at.metric if m.label != "query time"}
+    samples = lake.scalar("SELECT count(DISTINCT sample_id) FROM samples")
+    scored = lake.scalar("SELECT count(DISTINCT subject_id) FROM scores WHERE metric = 'vis_attn' AND model_id = ? AND segment = 'answer' "
+                         "AND subject_kind = 'sample' AND value IS NOT NULL", [model])
+    assert 0 < scored < samples and shown["samples"] == samples
+    assert shown["not scored"] == samples - scored  # CLIPScore lets a missing score pass by default; VisAttnScore does not
+    assert shown["kept"] + shown["dropped by the cuts"] + shown["not scored"] == samples
+    share = next(m for m in at.metric if m.label == "kept").delta
+    assert share == f"{100 * shown['kept'] / scored:.1f}% of scored"
+
+
+def test_a_reload_keeps_the_pilot_and_the_tabs_undo_and_two_tabs_never_overwrite_unseen(ui_store):
+    home, lake, engine = ui_store
+    sids = [sid for sid, _ in _scored(lake)][:4]
+    pid = _pilot(lake, engine, "tabs-1", sids)
+    _pilot(lake, engine, "tabs-2", sids[:2])  # the newest: what a page without an address opens
+    one = page("pilot", who=ANNA, pilot_name="tabs-1")
+    tab = one.query_params["tab"]
+    assert one.query_params["pilot_name"] == "tabs-1"
+    one.button(key="pilot_grounded").click().run()
+    assert [(r.sample_id, r.label) for r in pilots.labels(engine, pid, "anna")] == [(sids[0], "grounded")]
+
+    # a reload of tab 1: a new session on the same address, on the same pilot, with its undo history
+    reloaded = opened("pilot", {"pilot_name": "tabs-1", "tab": tab}, who=ANNA)
+    assert reloaded.selectbox(key="pilot_name").value == "tabs-1" and not reloaded.button(key="pilot_undo").disabled
+    # tab 2 (its own address) has no history of tab 1's, and opens where the address says
+    two = opened("pilot", {"pilot_name": "tabs-1"}, who=ANNA)
+    assert two.query_params["tab"] != tab and two.button(key="pilot_undo").disabled
+
+    # both on sample 1 (tab 2 went back to it): tab 2 saw "grounded"; tab 1 changes it to "skip"
+    two.button(key="pilot_prev").click().run()
+    reloaded.button(key="pilot_prev").click().run()
+    reloaded.button(key="pilot_skip").click().run()
+    two.button(key="pilot_not_grounded").click().run()  # over a label tab 2 has not seen: refused and shown
+    assert "changed in another tab or session meanwhile (it is now 'skip'); nothing was saved" in texts(two)
+    assert {r.sample_id: r.label for r in pilots.labels(engine, pid, "anna")}[sids[0]] == "skip"
+    assert "you said **skip**" in texts(two)
+    two.button(key="pilot_not_grounded").click().run()  # now seen: replaced
+    assert {r.sample_id: r.label for r in pilots.labels(engine, pid, "anna")}[sids[0]] == "not_grounded"
+    # tab 1's undo would put back "grounded" over tab 2's label: refused, tab 2's label stays
+    reloaded.button(key="pilot_undo").click().run()
+    assert "not undone" in texts(reloaded) and {r.sample_id: r.label for r in pilots.labels(engine, pid, "anna")}[sids[0]] == "not_grounded"
+    # tab 2's own undo is its own: back to what it replaced ("skip")
+    two.button(key="pilot_undo").click().run()
+    assert "undone: sample 1 is back to 'skip'" in texts(two)
+    assert {r.sample_id: r.label for r in pilots.labels(engine, pid, "anna")}[sids[0]] == "skip"
