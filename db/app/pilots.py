@@ -131,38 +131,72 @@ def _in_pilot(s: Session, pilot_id: int, sample_id: str) -> None:
 
 
 def _label_row(s: Session, pilot_id: int, sample_id: str, annotator: str) -> PilotLabel | None:
-    return s.scalar(select(PilotLabel).where(PilotLabel.pilot_id == pilot_id, PilotLabel.sample_id == sample_id, PilotLabel.annotator == annotator))
+    return s.scalar(select(PilotLabel).where(PilotLabel.pilot_id == pilot_id, PilotLabel.sample_id == sample_id, PilotLabel.annotator == annotator)
+                    .with_for_update())
 
 
-def set_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, label: str, ungrounded_words: Iterable[str] = (), note: str | None = None) -> LabelState | None:
+ANY = object()  # ``expected`` left out: write whatever is stored now
+
+
+class LabelChanged(PilotError):
+    """The annotator's label is no longer what the caller last showed them: another tab or session of the
+    same user changed it meanwhile. Nothing was written; ``current`` is what is stored now."""
+
+    def __init__(self, sample_id: str, current: LabelState | None):
+        self.current = current
+        now = "no label" if current is None else repr(current.label.replace("_", " "))
+        super().__init__(f"the label on sample {sample_id} was changed in another tab or session meanwhile (it is now {now}); nothing was saved")
+
+
+def state_of(row: PilotLabel | None) -> LabelState | None:
+    """A stored label as a LabelState (None for no label): what a page shows and compares."""
+    return None if row is None else LabelState(row.label, tuple(row.ungrounded_words or ()), row.note)
+
+
+def _check(sample_id: str, row: PilotLabel | None, expected) -> LabelState | None:
+    current = state_of(row)
+    if expected is not ANY and current != expected:
+        raise LabelChanged(sample_id, current)
+    return current
+
+
+def set_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, label: str, ungrounded_words: Iterable[str] = (), note: str | None = None,
+              *, expected=ANY) -> LabelState | None:
     """Write or replace one annotator's label for one sample (safe to repeat; others' labels untouched).
-    Returns what it replaced (None: there was no label), for :func:`restore_label` to undo it."""
+    Returns what it replaced (None: there was no label), for :func:`restore_label` to undo it.
+
+    ``expected``: the label the caller last showed (a LabelState, or None for none). When the stored one
+    differs, another tab or session changed it: :class:`LabelChanged` is raised and nothing is written, so
+    that no one overwrites a label they have not seen."""
     if label not in LABEL_VALUES:
         raise PilotError(f"a label is one of {', '.join(LABEL_VALUES)}, not {label!r}")
     with Session(engine) as s, s.begin():
         _in_pilot(s, pilot_id, sample_id)
-        row = _label_row(s, pilot_id, sample_id, annotator)
-        previous = None if row is None else LabelState(row.label, tuple(row.ungrounded_words or ()), row.note)
+        previous = _check(sample_id, _label_row(s, pilot_id, sample_id, annotator), expected)
         _upsert(s, pilot_id, sample_id, annotator, label, list(ungrounded_words), note)
         return previous
 
 
-def clear_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str) -> bool:
-    """Remove one annotator's own label on one sample; False when there was none."""
+def clear_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, *, expected=ANY) -> bool:
+    """Remove one annotator's own label on one sample; False when there was none. ``expected`` as for
+    :func:`set_label`."""
     with Session(engine) as s, s.begin():
         row = _label_row(s, pilot_id, sample_id, annotator)
+        _check(sample_id, row, expected)
         if row is None:
             return False
         s.delete(row)
         return True
 
 
-def restore_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, previous: LabelState | None) -> None:
-    """Put a sample's label back as :func:`set_label` found it: the earlier label, or none."""
+def restore_label(engine: Engine, pilot_id: int, sample_id: str, annotator: str, previous: LabelState | None, *, expected=ANY) -> None:
+    """Put a sample's label back as :func:`set_label` found it: the earlier label, or none. ``expected``:
+    what the undone action wrote; when the label changed since (another tab), :class:`LabelChanged` and
+    nothing is undone."""
     if previous is None:
-        clear_label(engine, pilot_id, sample_id, annotator)
+        clear_label(engine, pilot_id, sample_id, annotator, expected=expected)
     else:
-        set_label(engine, pilot_id, sample_id, annotator, previous.label, previous.ungrounded_words, previous.note)
+        set_label(engine, pilot_id, sample_id, annotator, previous.label, previous.ungrounded_words, previous.note, expected=expected)
 
 
 def add_samples(lake: Lake, engine: Engine, pilot_name: str, sample_ids: Iterable[str]) -> int:

@@ -4,6 +4,8 @@ only their own labels, with undo and clear; then the results: ROC curves of both
 with their 95% intervals, the recommended threshold, kappa; and, for admins, the disagreements to settle."""
 from __future__ import annotations
 
+import re
+import uuid
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -16,6 +18,7 @@ from curation.pilot_words import answer_groups
 from db.app import pilots, saved_filters
 from db.lake import sampling
 from ui import context
+from ui import view_state as vs
 from ui.heat import escape
 
 me = context.ensure_signed_in()
@@ -41,7 +44,8 @@ def _create_form() -> None:
         c4, c5, c6 = st.columns(3)
         sel = c4.selectbox("From", ["all samples", *[n for n, kind, _ in sampling.selection_names(lake) if kind == "sample"]])
         vis_model = c5.selectbox("VisAttnScore model", vis_models)
-        clip_model = c6.selectbox("CLIPScore model", [None, *clip_models], format_func=lambda m: m or "none")
+        # the model that scored, by default: without one the results lose the paper's comparison with CLIPScore
+        clip_model = c6.selectbox("CLIPScore model", [*clip_models, None], format_func=lambda m: m or "none")
         if st.form_submit_button("Create pilot"):
             if not vis_model:
                 st.error("no VisAttnScore stored yet: score the samples first")
@@ -63,13 +67,38 @@ if not listing:
     st.info("No pilot yet." + (" Create one above." if context.allowed("create_pilots") else " Ask an admin to create one."))
     st.stop()
 names = [row[0] for row in listing]
-name = st.selectbox("Pilot", names, index=len(names) - 1, key="pilot_name")
+# the pilot being labelled is in the address: a reload or a copied link stays on it (the newest otherwise)
+VIEW = [vs.Key("pilot_name", str, tuple(names))]
+vs.restore("pilot", VIEW)
+st.session_state.setdefault("pilot_name", names[-1])
+name = st.selectbox("Pilot", names, key="pilot_name")
+vs.publish("pilot", VIEW, prefix="pilot_")
 pilot = pilots.get(engine, name)
 chosen = pilots.samples(engine, pilot.id)
 order = [x.sample_id for x in chosen]
 adjudicator = context.allowed("adjudicate")
 tabs = st.tabs(["Label", "Results", *(["Adjudicate"] if adjudicator else [])])  # annotators do not see the adjudication at all
-pos_key, undo_key = f"pilot_pos_{pilot.id}", f"pilot_undo_{pilot.id}"
+pos_key = f"pilot_pos_{pilot.id}"
+UNDO_KEPT = 500  # undo steps kept per tab
+
+
+@st.cache_resource(show_spinner=False)
+def _undo_stacks() -> dict[tuple[str, int, str], list]:
+    """Every browser tab's undo history, in the server process: a reload starts a new Streamlit session but
+    keeps the tab's address, whose ``tab`` id finds its history again. Keyed by user too, so that an id
+    typed into another person's address finds nothing of theirs."""
+    return {}
+
+
+def _tab_id() -> str:
+    tab = st.query_params.get("tab", "")
+    if not re.fullmatch(r"[0-9a-f]{12}", tab):
+        tab = uuid.uuid4().hex[:12]
+        st.query_params["tab"] = tab
+    return tab
+
+
+undo_stack: list = _undo_stacks().setdefault((me.username, pilot.id, _tab_id()), [])
 
 
 def _details(sample_id: str) -> dict | None:
@@ -100,14 +129,25 @@ def _goto(delta: int) -> None:
     st.session_state[pos_key] = min(max(0, st.session_state[pos_key] + delta), len(order) - 1)
 
 
+def _push(entry: tuple) -> None:
+    undo_stack.append(entry)
+    del undo_stack[:-UNDO_KEPT]
+
+
 def _label(value: str, mine: dict) -> None:
     pos = st.session_state[pos_key]
     sid = order[pos]
     words = st.session_state.get(_words_key(sid)) or []
-    previous = context.guarded("label", pilots.set_label, engine, pilot.id, sid, me.username, value, words if value == NOT_GROUNDED else [])
+    written = pilots.LabelState(value, tuple(words) if value == NOT_GROUNDED else ())
+    try:  # only over the label this tab shows: another tab's label is shown first, not overwritten unseen
+        previous = context.guarded("label", pilots.set_label, engine, pilot.id, sid, me.username, written.label, written.ungrounded_words,
+                                   expected=pilots.state_of(mine.get(sid)))
+    except pilots.LabelChanged as exc:
+        st.session_state[FLASH] = f"warning: {exc}. Shown now: press again to replace it."
+        return
     if previous is context.REFUSED:
         return
-    st.session_state.setdefault(undo_key, []).append((sid, pos, previous))  # undo puts back what this replaced
+    _push((sid, pos, previous, written))  # undo puts back what this replaced, if the label is still what this wrote
     later = [k for k in range(pos + 1, len(order)) if order[k] not in mine and order[k] != sid]
     st.session_state[pos_key] = later[0] if later else min(pos + 1, len(order) - 1)
 
@@ -115,24 +155,33 @@ def _label(value: str, mine: dict) -> None:
 def _clear(mine: dict) -> None:
     pos = st.session_state[pos_key]
     sid = order[pos]
-    own = mine.get(sid)
+    own = pilots.state_of(mine.get(sid))
     if own is None:
         return
-    if context.guarded("label", pilots.clear_label, engine, pilot.id, sid, me.username) is context.REFUSED:
+    try:
+        if context.guarded("label", pilots.clear_label, engine, pilot.id, sid, me.username, expected=own) is context.REFUSED:
+            return
+    except pilots.LabelChanged as exc:
+        st.session_state[FLASH] = f"warning: {exc}. Shown now."
         return
-    st.session_state.setdefault(undo_key, []).append((sid, pos, pilots.LabelState(own.label, tuple(own.ungrounded_words or ()), own.note)))
+    _push((sid, pos, own, None))
     st.session_state.pop(_words_key(sid), None)  # the word chips show the (now empty) stored state again
     st.session_state[FLASH] = f"your label on sample {pos + 1} is cleared"
 
 
 def _undo() -> None:
-    stack = st.session_state.get(undo_key) or []
-    if not stack:
+    if not undo_stack:
         return
-    sid, pos, previous = stack[-1]
-    if context.guarded("label", pilots.restore_label, engine, pilot.id, sid, me.username, previous) is context.REFUSED:
+    sid, pos, previous, written = undo_stack[-1]
+    try:  # what this tab did, and only while the label is still what it wrote
+        if context.guarded("label", pilots.restore_label, engine, pilot.id, sid, me.username, previous, expected=written) is context.REFUSED:
+            return
+    except pilots.LabelChanged as exc:
+        undo_stack.pop()
+        st.session_state[pos_key] = pos
+        st.session_state[FLASH] = f"warning: not undone: {exc}."
         return
-    stack.pop()
+    undo_stack.pop()
     st.session_state[pos_key] = pos
     st.session_state.pop(_words_key(sid), None)
     st.session_state[FLASH] = (f"undone: sample {pos + 1} is back to " + ("no label" if previous is None else f"'{previous.label.replace('_', ' ')}'"))
@@ -145,7 +194,8 @@ def label_tab() -> None:
     done = sum(1 for sid in order if sid in mine)
     st.progress(done / len(order) if order else 0.0, text=f"you have labelled {done} of {len(order)}")
     if FLASH in st.session_state:
-        st.success(st.session_state.pop(FLASH))
+        message = st.session_state.pop(FLASH)
+        (st.warning if message.startswith("warning: ") else st.success)(message.removeprefix("warning: "))
     pos = st.session_state[pos_key]
     sid = order[pos]
     detail = _details(sid)
@@ -157,10 +207,9 @@ def label_tab() -> None:
     b[3].button("Not grounded", on_click=_label, args=(NOT_GROUNDED, mine), shortcut="n", key="pilot_not_grounded", help="N")
     b[4].button("Skip", on_click=_label, args=(SKIP, mine), shortcut="s", key="pilot_skip", help="S")
     b[5].markdown(f"sample **{pos + 1}** of {len(order)}" + (f" · you said **{own.label.replace('_', ' ')}**" if own else " · not labelled by you yet"))
-    stack = st.session_state.get(undo_key) or []
     u = st.columns([2, 2, 6])
-    u[0].button("Undo my last label", on_click=_undo, disabled=not stack, shortcut="u", key="pilot_undo",
-                help="U: puts back what your last label or clear replaced (in this session)")
+    u[0].button("Undo my last label", on_click=_undo, disabled=not undo_stack, shortcut="u", key="pilot_undo",
+                help="U: puts back what your last label or clear in this tab replaced (kept through a reload)")
     u[1].button("Clear my label", on_click=_clear, args=(mine,), disabled=own is None, key="pilot_clear",
                 help="remove your label on this sample (others' labels stay)")
     if detail is None:
