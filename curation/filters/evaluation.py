@@ -142,6 +142,7 @@ class StatsTable:
         self._cache: dict[tuple[str, float, bool], Any] = {}
         self._totals: dict[str, dict[tuple, tuple[int, int]]] = {}  # summary()'s counts that no cut changes, by its bins
         self._arrays: dict[str, Any] = {}  # columns read into numpy once, for changes of cut in memory (_kept_in_memory)
+        self._unscored: dict[str, int] = {}  # unscored()'s counts, by the stats' columns
 
     def resolve(self, config: FilterConfig) -> FilterConfig:
         """A copy of ``config`` whose stat conditions name the model and segment of this table's column for
@@ -318,6 +319,20 @@ class StatsTable:
             kept_of = {tuple(r[:-1]): r[-1] for r in grouped("count(*)", f"WHERE {keep}")}
         rows = [(*key, kept_of.get(key, 0), total, excluded_n) for key, (total, excluded_n) in totals.items()]
         return report_from_counts(rows, self._tasks, self._categories, self.thresholds(config), ranges, bins)
+
+    def unscored(self, config: FilterConfig) -> int:
+        """How many samples (excluded ones aside) lack a value of a stat that one of the config's conditions
+        needs and does not let pass when missing: the filter drops them for want of a score, not for their
+        score, and a page says so apart. A cut does not change it: counted once per set of stats."""
+        config = self.resolve(config)
+        cols = sorted({self.column(self._resolved(c, config.segment)) for c in config.conditions if not c.is_field and not c.keep_missing})
+        if not cols:
+            return 0
+        key = "unscored:" + ",".join(cols)
+        if key not in self._unscored:
+            missing = " OR ".join(f"{c} IS NULL" for c in cols)
+            self._unscored[key] = int(self.lake.scalar(f"SELECT count(*) FROM {self.name} WHERE NOT _excluded AND ({missing})"))
+        return self._unscored[key]
 
     # ---- a change of cut, in memory -----------------------------------------------------------------
     def _array(self, expr: str, dtype) -> Any:
