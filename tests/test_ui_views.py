@@ -173,3 +173,22 @@ def test_a_reload_keeps_the_pilot_and_the_tabs_undo_and_two_tabs_never_overwrite
     two.button(key="pilot_undo").click().run()
     assert "undone: sample 1 is back to 'skip'" in texts(two)
     assert {r.sample_id: r.label for r in pilots.labels(engine, pid, "anna")}[sids[0]] == "skip"
+
+
+def test_inspect_from_a_gallery_tile_keeps_its_query_and_steps_from_the_linked_sample(ui_store):
+    from db.reads import browse
+
+    home, lake, engine = ui_store
+    task = lake.scalar("SELECT task FROM samples GROUP BY task ORDER BY count(*) DESC LIMIT 1")
+    clip = lake.scalar("SELECT min(model_id) FROM scores WHERE metric = 'clip_score' AND value IS NOT NULL")
+    total, listed = browse.browse(lake, vis_model=VIS_MODEL, clip_model=clip, tasks=[task], scored_only=True, limit=10)
+    assert total >= 5
+    # the link a Gallery tile gives for the 4th sample of the Gallery's query
+    at = opened("inspect", {"sample": listed[3]["sample_id"], "insp_tasks": json.dumps([task]), "insp_vis": VIS_MODEL})
+    assert not at.exception and at.multiselect(key="insp_tasks").value == [task]
+    assert "the linked sample" in texts(at)
+    at.button(key="insp_next").click().run()  # its neighbour in that query, not the query's first sample
+    assert at.query_params["sample"] == listed[4]["sample_id"] and f"sample **5** of **{total:,}**" in texts(at)
+    at.button(key="insp_prev").click().run()
+    assert at.query_params["sample"] == listed[3]["sample_id"]
+    assert json.loads(at.query_params["insp_tasks"]) == [task]  # Inspect's own query is in its address too

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import browse_cache, context, sample_query
+from ui import view_state as vs
 from ui.heat import escape, heat_block, segment_tokens
 from ui.images import show_zoomable
 
@@ -19,6 +20,7 @@ with st.expander("Filter and sort", expanded=True):
     compare = (c5.selectbox("Beside it, VisAttnScore of", [None, *others], index=1 if len(others) == 1 else 0, key="insp_vis2",
                             format_func=lambda m: "(no second model)" if m is None else q.names.get(m, m)) if others else None)
 vis_model, clip_model, names, facets = q.vis_model, q.clip_model, q.names, q.facets
+vs.publish("insp", q.keys, prefix="insp_")  # the query in the address beside ?sample= (ui/view_state.py)
 
 query = (tuple(q.tasks), tuple(q.categories), q.text, q.order, vis_model, clip_model, q.scored_only)
 if st.session_state.get("insp_query") != query:  # a new query starts at its first sample
@@ -46,9 +48,13 @@ if rec is None and total == 0:
 
 
 def _step(delta: int) -> None:
-    if st.session_state.get("insp_pinned"):  # from a linked sample, back to the list where it was left
+    pinned = st.session_state.get("insp_pinned")
+    if pinned:  # from a linked sample: to its neighbour in the list, or where the list was left if it is not in it
         st.session_state["insp_pinned"] = None
-        return
+        at = browse_cache.position(pinned, **dict(query_args))
+        if at is None:
+            return
+        st.session_state["insp_pos"] = at
     st.session_state["insp_pos"] = min(max(0, st.session_state.get("insp_pos", 0) + delta), max(total - 1, 0))
 
 
@@ -61,7 +67,7 @@ if rec is None:
     _, page = browse_cache.browse(**dict(query_args), limit=1, offset=pos)
     rec = context.read("inspect_record", page[0]["sample_id"], vis_model, clip_model)
 else:
-    nav[2].markdown("the linked sample · ◀ / ▶ go back to the list")
+    nav[2].markdown("the linked sample · ◀ / ▶ step to its neighbours in the list")
 sample_id = rec["sample_id"]
 st.session_state["insp_shown"] = sample_id
 if st.query_params.get("sample") != sample_id:
