@@ -18,19 +18,24 @@ from .registry import queue_of, spec_for
 
 
 class JobRefused(ValueError):
-    """The job's parameters ask for what no live worker can give (a device it lacks)."""
+    """The job's parameters ask for what no live worker can give (a device it lacks), or the same job is
+    queued or running already."""
 
 
 def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None = None, launched_by: str | None = None) -> str:
-    """Queue the job; raises :class:`JobRefused` when no live worker of its queue could run it."""
+    """Queue the job; raises :class:`JobRefused` when no live worker of its queue could run it, or when an
+    identical job (same kind, same parameters) is queued or running."""
     settings = settings or load_settings()
     spec_for(kind)  # an unknown kind: ValueError naming the known ones
     open_store(settings.store)
     check_job(kind, params, settings=settings)
     engine = write_engine(settings.app_url)
-    job_id, dispatches = jobs.create_job(
-        engine, kind=kind, queue=queue_of(kind, params), params=params, launched_by=launched_by or settings.user
-    )
+    try:
+        job_id, dispatches = jobs.create_job(
+            engine, kind=kind, queue=queue_of(kind, params), params=params, launched_by=launched_by or settings.user
+        )
+    except jobs.DuplicateJob as exc:  # the same job queued or running already (a double click): refused like the rest
+        raise JobRefused(str(exc)) from exc
     send_units(client_for(settings), engine, dispatches)
     return job_id
 

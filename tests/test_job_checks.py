@@ -165,3 +165,30 @@ def test_a_missing_or_unreadable_source_is_reported_as_such(tmp_path):
 def test_the_cli_says_a_source_is_missing(home, vitpro_cli, tmp_path):
     out = vitpro_cli("ingest", str(tmp_path / "missing.csv"), "--map", "title=title")
     assert out.returncode == 2 and f"error: source file not found: {tmp_path / 'missing.csv'}" in out.stderr
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "postgresql"])
+def test_an_identical_job_queued_or_running_is_refused(home, catalog, request):
+    """A double click (or a command typed twice) does not queue the same work twice: same kind and same
+    parameters as a queued or running job is refused, naming it; other parameters, or the first job ended,
+    are accepted. On both catalogs (the check and the insert are one write transaction)."""
+    if catalog == "postgresql":
+        os.environ["VITPRO_CATALOG"] = request.getfixturevalue("pg_url")
+    try:
+        from db.app.models import Job
+
+        params = {"source": "/data/listings.csv", "mapping": {"title": "name"}, "rows_per_unit": 200}  # never run: no worker here
+        first = submit_job("ingest", params)
+        with pytest.raises(JobRefused, match=rf"an identical job is already queued: {first} \(launched by tester\)"):
+            submit_job("ingest", params)
+        other = submit_job("ingest", {**params, "rows_per_unit": 100})  # another parameter: another job
+        engine = _engine()
+        with Session(engine) as s, s.begin():
+            s.execute(update(Job).where(Job.id == first).values(status="running"))
+        with pytest.raises(JobRefused, match="already running"):
+            submit_job("ingest", params)
+        with Session(engine) as s, s.begin():
+            s.execute(update(Job).where(Job.id.in_([first, other])).values(status="succeeded"))
+        assert submit_job("ingest", params) not in (first, other)  # the first one ended: the same work may run again
+    finally:
+        os.environ.pop("VITPRO_CATALOG", None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .models import (
@@ -99,6 +99,15 @@ def unit_id(job_id: str, seq: int) -> str:
 
 
 # ---- creating ----------------------------------------------------------------------------------------
+class DuplicateJob(ValueError):
+    """A job of the same kind with the same parameters is queued or running already."""
+
+    def __init__(self, job_id: str, status: str, launched_by: str | None):
+        self.job_id = job_id
+        super().__init__(f"an identical job is already {status}: {job_id} (launched by {launched_by or 'someone'}); "
+                         f"wait for it, or cancel it (`vitpro jobs cancel {job_id}`) and launch again")
+
+
 def create_job(
     engine: Engine,
     *,
@@ -109,10 +118,20 @@ def create_job(
     plan_payload: dict[str, Any] | None = None,
     finalize: bool = True,
 ) -> tuple[str, list[Dispatch]]:
-    """Insert the job with its plan unit (and a blocked finalize unit); returns what to send."""
+    """Insert the job with its plan unit (and a blocked finalize unit); returns what to send.
+
+    Refuses (:class:`DuplicateJob`) when a job of the same kind with the same parameters is queued or
+    running: a double click, or the same command typed twice, would do the work twice. The check and the
+    insert are one write transaction (SQLite's BEGIN IMMEDIATE; a transaction-scoped advisory lock on
+    PostgreSQL), so two launches in the same instant cannot both pass it."""
     now = utcnow()
     job_id = new_job_id(kind)
     with Session(engine) as s, s.begin():
+        if s.bind.dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(hashtext('vitpro.create_job'))"))
+        for twin in s.scalars(select(Job).where(Job.kind == kind, Job.status.in_((JOB_QUEUED, JOB_RUNNING)))):
+            if twin.params == params:  # compared as JSON values, as stored (a few active jobs of a kind at most)
+                raise DuplicateJob(twin.id, twin.status, twin.launched_by)
         s.add(
             Job(
                 id=job_id,
