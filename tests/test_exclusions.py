@@ -209,3 +209,30 @@ def test_samples_and_snapshot_rename_from_the_command_line(scored, cli, home):
     bad = run("snapshot", "rename", "s-final", "a/b")
     assert bad.returncode == 2 and "no slashes" in bad.stderr
     assert "s-final" in run("snapshot", "list", check=True).stdout
+
+
+def test_samples_exclude_a_whole_query_from_the_command_line(scored, cli):
+    """`vitpro samples exclude --where COND` and `--filter NAME --dropped`: the count is said and confirmed
+    first; what is excluded is exactly what the filter engine selects."""
+    lake = scored
+    task = lake.scalar("SELECT task FROM samples GROUP BY task ORDER BY count(*) DESC LIMIT 1")
+    cond = FilterConfig([Condition.parse(f"task in {task}"), Condition.parse("vis_attn < p30")])
+    expected = set(stats_for(lake, cond).kept_ids(cond))
+    assert 0 < len(expected)
+    dry = cli("samples", "exclude", "--where", f"task in {task}", "--where", "vis_attn < p30", "--reason", "r", "--dry-run", check=True).stdout
+    assert f"{len(expected):,} sample(s) matching task in {task} and vis_attn < p30" in dry and exclusions.count(lake) == 0
+    declined = cli("samples", "exclude", "--where", f"task in {task}", "--where", "vis_attn < p30", "--reason", "r", input="n\n")
+    assert declined.returncode == 1 and "Aborted" in declined.stdout + declined.stderr and exclusions.count(lake) == 0
+    done = cli("samples", "exclude", "--where", f"task in {task}", "--where", "vis_attn < p30", "--reason", "weak grounding", input="y\n", check=True)
+    assert f"excluded {len(expected):,} sample(s)" in done.stdout and _excluded_ids(lake) == expected
+    # a saved filter's dropped samples (those excluded already are left out of the count)
+    saved_filters.save(write_engine(load_settings().app_url), "cut", _config().to_dict(), "tester")
+    config = _config()
+    dropped = {r[0] for r in lake.fetchall(f"SELECT sample_id FROM ({stats_for(lake, config).kept_sql(config)}) WHERE NOT keep")} - expected
+    out = cli("samples", "exclude", "--filter", "cut", "--dropped", "--reason", "below the cut", "--yes", check=True).stdout
+    assert f"{len(dropped):,} sample(s) dropped by filter 'cut' (excluded ones aside)" in out and _excluded_ids(lake) == expected | dropped
+    assert {r["reason"] for r in exclusions.list_excluded(lake, limit=10_000)} == {"weak grounding", "below the cut"}
+    for args, message in ((["--dropped", "--reason", "x"], "--dropped goes with --filter"), (["--reason", "x"], "name the samples"),
+                          (["abc", "--where", "task in x", "--reason", "x"], "not both"), (["--where", "colour >= 3", "--reason", "x"], "colour")):
+        bad = cli("samples", "exclude", *args)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)

@@ -407,6 +407,12 @@ class StatsTable:
     def kept_ids(self, config: FilterConfig) -> list[str]:
         return [r[0] for r in self.lake.fetchall(f"SELECT sample_id FROM ({self.kept_sql(config)}) WHERE keep ORDER BY sample_id")]
 
+    def dropped_ids(self, config: FilterConfig) -> list[str]:
+        """The samples the config drops, those a curator excluded already aside."""
+        return [r[0] for r in self.lake.fetchall(
+            f"SELECT k.sample_id FROM ({self.kept_sql(config)}) k JOIN {self.name} x USING (sample_id) "
+            "WHERE NOT k.keep AND NOT x._excluded ORDER BY k.sample_id")]
+
     def histogram(self, cond: Condition, config: FilterConfig, bins: int = 50) -> list[tuple[float, int, int]]:
         """``bins`` rows of (bin start, samples, kept samples) over the stat's range, for plots with the cut
         drawn (empty when no sample has the stat)."""

@@ -1,5 +1,6 @@
 """``vitpro samples exclude|restore|excluded`` (take samples out of the data set, with a reason, and put
-them back).
+them back): by id, or every sample a query matches (the filter grammar, or a saved filter's kept or dropped
+samples).
 
 Registered on the main group (vitpro/commands/group.py); ``vitpro snapshot rename`` lives with its group in snapshots.py. Every change is recorded with
 the acting user: ``VITPRO_USER``, else the OS login name (settings.user), as the other commands do.
@@ -18,19 +19,64 @@ def samples() -> None:
     """Exclude samples from the data set (every filter, snapshot and export leaves them out) and restore them."""
 
 
+def _query_ids(where, models, keep_missing, filter_name, dropped) -> tuple[list[str], str]:
+    """The samples a query names, and how to say it: the samples the conditions ``where`` keep (the filter
+    grammar), or the samples the saved filter ``filter_name`` keeps (drops, with ``dropped``)."""
+    from .filters import _config_from_options, _evaluate, load_filter
+
+    if filter_name:
+        if where or models:
+            fail("give either --filter NAME or --where conditions, not both")
+        _, config = load_filter(filter_name)
+        said = f"{'dropped' if dropped else 'kept'} by filter {filter_name!r}"
+    else:
+        config = _config_from_options(where, models, False, keep_missing, None, None, None)
+        said = "matching " + " and ".join(c.describe() for c in config.conditions)
+    table, _ = _evaluate(config)
+    return (table.dropped_ids(config) if dropped else table.kept_ids(config)), said
+
+
 @samples.command("exclude")
-@click.argument("sample_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("sample_ids", nargs=-1, metavar="[ID...]")
 @click.option("--reason", required=True, help="Why they are excluded (kept with them; required).")
-def samples_exclude(sample_ids, reason) -> None:
-    """Exclude samples by id. Snapshots made from now on leave them out; older snapshots keep them."""
+@click.option("--where", "where", multiple=True, metavar="COND", help="Exclude every sample these conditions match, in the filter grammar "
+              "('task in counting', 'vis_attn < p10', 'ocr_chars >= 200'). Repeat: all must hold.")
+@click.option("--model", "models", multiple=True, metavar="METRIC=ID", help="Which model's scores a --where metric uses, where several scored it.")
+@click.option("--missing-matches", "keep_missing", is_flag=True, help="With --where: a sample without the score matches too.")
+@click.option("--filter", "filter_name", metavar="NAME", help="Exclude what the saved filter keeps, or with --dropped what it drops.")
+@click.option("--dropped", is_flag=True, help="With --filter: the samples the filter drops.")
+@click.option("--yes", is_flag=True, help="Do not ask to confirm the count (scripts).")
+@click.option("--dry-run", is_flag=True, help="Say how many samples the query matches, and exclude nothing.")
+def samples_exclude(sample_ids, reason, where, models, keep_missing, filter_name, dropped, yes, dry_run) -> None:
+    """Exclude samples by id, or every sample a query matches (--where conditions, or a saved filter's kept
+    or --dropped samples; the count is confirmed first). Snapshots made from now on leave them out; older
+    snapshots keep them. Samples excluded already are left as they are."""
     from db.lake import exclusions
 
+    by_query = bool(where or filter_name)
+    if dropped and not filter_name:
+        fail("--dropped goes with --filter NAME (the samples a saved filter drops)")
+    if by_query and sample_ids:
+        fail("give sample ids or a query (--where / --filter), not both")
+    if not by_query and not sample_ids:
+        fail("name the samples: their ids, --where CONDITION, or --filter NAME [--dropped]")
+    said = ""
+    if by_query:
+        sample_ids, said = _query_ids(where, models, keep_missing, filter_name, dropped)
+        click.echo(f"{len(sample_ids):,} sample(s) {said} (excluded ones aside)")
+        if dry_run or not sample_ids:
+            return
+        if not yes:
+            click.confirm(f"exclude these {len(sample_ids):,} sample(s) with reason {reason!r}?", abort=True)
+    elif dry_run:
+        click.echo(f"{len(set(sample_ids))} sample id(s) given; nothing excluded (--dry-run)")
+        return
     try:
         n = exclusions.exclude(open_lake(), sample_ids, reason=reason, by=load_settings().user)
     except exclusions.ExclusionError as exc:
         fail(str(exc))
     already = len(set(sample_ids)) - n
-    click.echo(f"excluded {n} sample(s)" + (f"; {already} already excluded" if already else "") + " (vitpro samples excluded lists them)")
+    click.echo(f"excluded {n:,} sample(s)" + (f"; {already} already excluded" if already else "") + " (vitpro samples excluded lists them)")
 
 
 @samples.command("restore")
