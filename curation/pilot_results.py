@@ -3,7 +3,7 @@ VisAttnScore and CLIPScore (curation/pilot_stats.py), and the accuracy of a save
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -12,6 +12,7 @@ from db.app.models import PilotAdjudication, PilotLabel
 from db.lake.connection import Lake
 from db.reads.browse import kept_flags
 
+from .agreement import Agreement, agreement, by_task
 from .filters import FilterConfig, stats_for
 from .pilot_stats import SKIP, PilotReport, consensus, evaluate
 from .pilot_words import group_word
@@ -23,6 +24,8 @@ class PilotResults:
     filter_name: str | None
     ungrounded_words: list[tuple[str, int]]
     samples: int
+    agreement: Agreement | None = None  # between the annotators, over the whole pilot (curation/agreement.py)
+    agreement_by_task: dict[str, Agreement] = field(default_factory=dict)
 
 
 SCORES = ("vis_attn", "clip_score")  # the scores a pilot measures against the human labels
@@ -73,7 +76,8 @@ def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None
     values = {"vis_attn": {x.sample_id: x.vis_attn for x in chosen}}
     if any(x.clip_score is not None for x in chosen):
         values["clip_score"] = {x.sample_id: x.clip_score for x in chosen}
-    return PilotResults(evaluate(values, by_sample, current_predictions=current, settled=settled), filter_name, words.most_common(20), len(chosen))
+    return PilotResults(evaluate(values, by_sample, current_predictions=current, settled=settled), filter_name, words.most_common(20), len(chosen),
+                        agreement(by_sample), by_task(by_sample, {x.sample_id: x.task for x in chosen}))
 
 
 # ---- disagreements ------------------------------------------------------------------------------------

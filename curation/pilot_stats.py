@@ -14,6 +14,7 @@ GROUNDED, NOT_GROUNDED, SKIP = "grounded", "not_grounded", "skip"
 LABELS = (GROUNDED, NOT_GROUNDED, SKIP)
 PAPER_RELATIVE_IMPROVEMENT = 0.36  # the paper: VisAttnScore agrees with humans 36% more often than CLIPScore
 MIN_MEANINGFUL = 50  # below this many labelled samples the intervals are too wide to read anything into
+MIN_INTERVAL_N = 10  # below this many, an interval is not shown at all ("too few"): its approximations do not hold
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 AUC_CI_METHOD = "Hanley-McNeil"
 

@@ -74,6 +74,18 @@ def test_filter_pilot_snapshot_export_from_the_command_line(store, cli, tmp_path
     assert svg.startswith("<svg") and svg.count("<polyline") == 2
     text = run("pilot", "report", "p1", check=True).stdout
     assert "AUC" in text and "Cohen's kappa ann / bob" in text and "the paper reports +36%" in text
+    # agreement: the same measures as curation/agreement.py gives on the stored labels, each with its n
+    from curation import agreement
+
+    by_sample: dict = {}
+    for lab in pilots.labels(engine, pilot.id):
+        by_sample.setdefault(lab.sample_id, {})[lab.annotator] = lab.label
+    expected = agreement.agreement(by_sample)
+    assert report["agreement"]["alpha"] == {"value": expected.alpha.value, "n": expected.alpha.n} and expected.alpha.n >= 28
+    assert report["agreement"]["pairwise"]["ann|bob"]["n"] == expected.pairwise["ann|bob"].n
+    assert set(report["agreement_by_task"]) == {x.task for x in pilots.samples(engine, pilot.id)}
+    assert f"Cohen's kappa ann / bob: {expected.pairwise['ann|bob'].value:.3f} (n={expected.pairwise['ann|bob'].n})" in text
+    assert f"{expected.alpha.value:.3f} (n={expected.alpha.n})" in text and "Krippendorff's alpha" in text
     assert "p1" in run("pilot", "list", check=True).stdout
 
     snap = run("snapshot", "create", "s1", "--filter", "good", check=True).stdout

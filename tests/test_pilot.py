@@ -347,6 +347,18 @@ def test_cli_report_counts_settled_and_without_majority_with_intervals_and_adjud
     assert unknown.returncode == 2 and "sample not-a-sample is not in this pilot 'p'" in unknown.stderr
 
 
+def test_cli_report_says_too_few_rather_than_a_point_interval(pilot_store, cli):
+    """At n = 4 the AUC's interval collapses to "1.000-1.000" when the labels split cleanly: said as too few."""
+    lake, engine = pilot_store
+    rows = pilots.draw_and_create(lake, engine, name="tiny", size=4, seed=1, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="tester")
+    pid = pilots.get(engine, "tiny").id
+    by_score = sorted(rows, key=lambda r: r["vis_attn"])
+    for k, r in enumerate(by_score):  # the two highest grounded: AUC 1
+        pilots.set_label(engine, pid, r["sample_id"], "ann", "grounded" if k >= 2 else "not_grounded")
+    out = cli("pilot", "report", "tiny", check=True).stdout
+    assert "1.000 [too few (n=4)]" in out and "1.000-1.000" not in out
+
+
 def pilot_results_report(lake, engine):
     from curation import pilot_results
 

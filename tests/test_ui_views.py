@@ -192,3 +192,23 @@ def test_inspect_from_a_gallery_tile_keeps_its_query_and_steps_from_the_linked_s
     at.button(key="insp_prev").click().run()
     assert at.query_params["sample"] == listed[3]["sample_id"]
     assert json.loads(at.query_params["insp_tasks"]) == [task]  # Inspect's own query is in its address too
+
+
+def test_results_show_agreement_between_annotators_with_its_n(ui_store):
+    from curation import agreement
+
+    home, lake, engine = ui_store
+    sids = [sid for sid, _ in _scored(lake)][:12]
+    pid = _pilot(lake, engine, "agree", sids)
+    for k, sid in enumerate(sids):
+        pilots.set_label(engine, pid, sid, "admin", "grounded" if k % 3 else "not_grounded")
+        pilots.set_label(engine, pid, sid, "anna", "grounded" if k % 4 else "not_grounded")
+    at = page("pilot", pilot_name="agree")
+    table = next(df.value for df in at.dataframe if "Krippendorff's α" in df.value.columns)
+    expected = agreement.agreement({sid: {"admin": "grounded" if k % 3 else "not_grounded", "anna": "grounded" if k % 4 else "not_grounded"}
+                                    for k, sid in enumerate(sids)})
+    overall = table.iloc[0]
+    assert overall["task"] == "all" and overall["n (α)"] == 12 and overall["Krippendorff's α"] == pytest.approx(round(expected.alpha.value, 3))
+    assert overall["Fleiss' κ"] == pytest.approx(round(expected.fleiss.value, 3)) and overall["raters"] == 2
+    assert len(table) == 1 + len({lake.scalar("SELECT any_value(task) FROM samples WHERE sample_id = ?", [sid]) for sid in sids})
+    assert "not meaningful below 50" in texts(at)

@@ -12,8 +12,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from curation import pilot_results
+from curation.agreement import Measure
 from curation.filters import FilterError
-from curation.pilot_stats import AUC_CI_METHOD, GROUNDED, MIN_MEANINGFUL, NOT_GROUNDED, PAPER_RELATIVE_IMPROVEMENT, SKIP
+from curation.pilot_stats import AUC_CI_METHOD, GROUNDED, MIN_INTERVAL_N, MIN_MEANINGFUL, NOT_GROUNDED, PAPER_RELATIVE_IMPROVEMENT, SKIP
 from curation.pilot_words import answer_groups
 from db.app import pilots, saved_filters
 from db.lake import sampling
@@ -227,8 +228,37 @@ def label_tab() -> None:
 
 
 # ---- results ----------------------------------------------------------------------------------------------
-def _ci(pair) -> str | None:
-    return None if pair is None else f"{pair[0]:.3f}–{pair[1]:.3f}"
+def _ci(pair, n: int) -> str | None:
+    """As the CLI prints it: "too few" at a handful of samples, or where the interval collapses to a point."""
+    if pair is None:
+        return None
+    return f"too few (n={n})" if n < MIN_INTERVAL_N or pair[0] == pair[1] else f"{pair[0]:.3f}–{pair[1]:.3f}"
+
+
+def _value(m) -> float | None:
+    return None if m.value is None else round(m.value, 3)
+
+
+def _agreement(overall, per_task) -> None:
+    """Agreement between the annotators: the pairwise Cohen's kappa matrix, then Fleiss' kappa and
+    Krippendorff's alpha overall and per task, each with the samples it rests on."""
+    st.subheader("Agreement between annotators")
+    people = overall.annotators
+    left, right = st.columns([2, 3])
+    matrix = [[1.0 if a == b else _value(overall.pairwise.get(f"{min(a, b)}|{max(a, b)}", Measure(None, 0))) for b in people] for a in people]
+    counts = [["" if a == b else f"n={overall.pairwise.get(f'{min(a, b)}|{max(a, b)}', Measure(None, 0)).n}" for b in people] for a in people]
+    fig = go.Figure(go.Heatmap(z=matrix, x=people, y=people, zmin=-1, zmax=1, colorscale="RdBu", text=counts,
+                               texttemplate="%{z:.2f}<br>%{text}", hovertemplate="%{y} / %{x}: κ %{z:.3f} (%{text})<extra></extra>"))
+    fig.update_layout(height=120 + 50 * len(people), title="Cohen's κ per pair", margin=dict(l=10, r=10, t=40, b=10))
+    left.plotly_chart(fig, width="stretch", key="pilot_kappa_matrix")
+    rows = [{"task": "all", "Fleiss' κ": _value(overall.fleiss), "n (Fleiss)": overall.fleiss.n, "raters": overall.fleiss_raters or None,
+             "Krippendorff's α": _value(overall.alpha), "n (α)": overall.alpha.n}]
+    rows += [{"task": t, "Fleiss' κ": _value(a.fleiss), "n (Fleiss)": a.fleiss.n, "raters": a.fleiss_raters or None,
+              "Krippendorff's α": _value(a.alpha), "n (α)": a.alpha.n} for t, a in per_task.items()]
+    right.dataframe(rows, hide_index=True, width="stretch", key="pilot_agreement")
+    right.caption("Skips are not ratings. Fleiss' κ uses the samples with the most common number of ratings; Krippendorff's α every "
+                  "sample rated twice or more. Empty: too few ratings, or one label throughout."
+                  + (f" Rests on {overall.alpha.n} sample(s): not meaningful below {MIN_MEANINGFUL}." if overall.alpha.n < MIN_MEANINGFUL else ""))
 
 
 def results_tab() -> None:
@@ -268,11 +298,11 @@ def results_tab() -> None:
                           margin=dict(l=10, r=10, t=40, b=10))
         left, right = st.columns(2)
         left.plotly_chart(fig, width="stretch")
-        rows = [{"score": r.name, "n": r.n, "AUC": round(r.auc, 3), "AUC 95% CI": _ci(r.auc_ci),
-                 "best accuracy": round(r.best_accuracy, 3), "best accuracy 95% CI": _ci(r.best_accuracy_ci),
+        rows = [{"score": r.name, "n": r.n, "AUC": round(r.auc, 3), "AUC 95% CI": _ci(r.auc_ci, r.n),
+                 "best accuracy": round(r.best_accuracy, 3), "best accuracy 95% CI": _ci(r.best_accuracy_ci, r.n),
                  "recommended threshold (best accuracy)": r.best_accuracy_threshold, "Youden's J threshold": r.youden_threshold,
                  "accuracy at current thresholds": None if r.current_accuracy is None else round(r.current_accuracy, 3),
-                 "current accuracy 95% CI": _ci(r.current_accuracy_ci), "current thresholds": r.current_threshold} for r in rep.scores.values()]
+                 "current accuracy 95% CI": _ci(r.current_accuracy_ci, r.current_n), "current thresholds": r.current_threshold} for r in rep.scores.values()]
         right.dataframe(rows, hide_index=True, width="stretch")
         right.caption(f"95% intervals: Wilson for accuracies, {AUC_CI_METHOD} (1982) for AUC. The best accuracy's threshold is "
                       "fitted on these same labels, so it is optimistic.")
@@ -284,11 +314,10 @@ def results_tab() -> None:
                           annotation_text=f"paper: +{100 * PAPER_RELATIVE_IMPROVEMENT:.0f}%")
             bar.update_layout(height=300, yaxis_title="% relative accuracy", title="VisAttnScore over CLIPScore", margin=dict(l=10, r=10, t=40, b=10))
             right.plotly_chart(bar, width="stretch")
-    for pair, kappa in rep.kappa.items():
-        a, b_ = pair.split("|")
-        st.write(f"Cohen's κ {a} / {b_}: **{kappa:.3f}**")
     if len(rep.annotators) < 2:
-        st.caption("κ needs a second annotator.")
+        st.caption("Agreement between annotators needs a second one.")
+    else:
+        _agreement(found.agreement, found.agreement_by_task)
     if found.ungrounded_words:
         st.caption("words marked ungrounded most often: " + ", ".join(f"{w} ({n})" for w, n in found.ungrounded_words[:10]))
 

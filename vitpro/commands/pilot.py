@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import click
 
 from config.settings import load_settings
-from curation.pilot_stats import AUC_CI_METHOD, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # the paper's +36%
+from curation.pilot_stats import AUC_CI_METHOD, MIN_INTERVAL_N, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # the paper's +36%
 from db.storage.blobs import open_blobs
 
 from .filters import fmt_number
@@ -267,7 +267,9 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
         curves = {r.name: (r.roc["fpr"], r.roc["tpr"], r.auc) for r in report.scores.values()}
         roc_path.write_text(roc_svg(curves, title=f"pilot {name}: {report.labelled} labelled samples"), encoding="utf-8")
     if as_json:
-        click.echo(json.dumps({"pilot": name, "filter": filter_name, **asdict(report), "ungrounded_words": found.ungrounded_words}, indent=2))
+        click.echo(json.dumps({"pilot": name, "filter": filter_name, **asdict(report), "ungrounded_words": found.ungrounded_words,
+                               "agreement": found.agreement.to_dict(), "agreement_by_task": {t: a.to_dict() for t, a in found.agreement_by_task.items()}},
+                              indent=2))
         return
     click.secho(f"pilot {name!r}: {found.samples} sample(s), {report.labelled} with a label "
                 f"({report.grounded} grounded, {report.not_grounded} not grounded), annotators: {', '.join(report.annotators)}", bold=True)
@@ -281,9 +283,9 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
         click.secho("the labels need both grounded and not-grounded samples before a score can be measured against them", fg="yellow")
     rows = []
     for r in report.scores.values():
-        rows.append((r.name, r.n, f"{r.auc:.3f} [{_interval(r.auc_ci)}]", f"{r.best_accuracy:.3f} [{_interval(r.best_accuracy_ci)}] at {r.best_accuracy_threshold:.4g}",
+        rows.append((r.name, r.n, f"{r.auc:.3f} [{_interval(r.auc_ci, r.n)}]", f"{r.best_accuracy:.3f} [{_interval(r.best_accuracy_ci, r.n)}] at {r.best_accuracy_threshold:.4g}",
                      f"{r.youden_j:.3f} at {r.youden_threshold:.4g}",
-                     "" if r.current_accuracy is None else f"{r.current_accuracy:.3f} [{_interval(r.current_accuracy_ci)}] ({r.current_threshold})"))
+                     "" if r.current_accuracy is None else f"{r.current_accuracy:.3f} [{_interval(r.current_accuracy_ci, r.current_n)}] ({r.current_threshold})"))
     if rows:
         echo_table(rows, ("score", "n", "AUC [95% CI]", "best accuracy [95% CI]", "Youden's J",
                           "accuracy at " + (f"filter {filter_name!r}" if filter_name else "current (--filter)")))
@@ -293,19 +295,43 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
         if report.relative_improvement_current is not None:
             line += f", {report.relative_improvement_current:+.1%} at the filter's"
         click.echo(line + f" (the paper reports {PAPER_RELATIVE_IMPROVEMENT:+.0%})")
-    for pair, kappa in report.kappa.items():
-        a, b = pair.split("|")
-        click.echo(f"Cohen's kappa {a} / {b}: {kappa:.3f}")
     if len(report.annotators) < 2:
-        click.echo("one annotator so far: kappa needs a second (vitpro pilot label NAME --annotator OTHER)")
+        click.echo("one annotator so far: agreement needs a second (vitpro pilot label NAME --annotator OTHER)")
+    else:
+        _print_agreement(found.agreement, found.agreement_by_task)
     if words:
         click.echo("words marked ungrounded most often: " + ", ".join(f"{w} ({n})" for w, n in found.ungrounded_words[:10]))
     if roc_path and report.scores:
         click.echo(f"ROC curves: {roc_path}")
 
 
-def _interval(pair) -> str:
-    return "" if pair is None else f"{pair[0]:.3f}-{pair[1]:.3f}"
+def _measure(m) -> str:
+    return f"{'-' if m.value is None else f'{m.value:.3f}'} (n={m.n})"
+
+
+def _print_agreement(overall, per_task) -> None:
+    """Agreement between the annotators (skips are not ratings): Cohen's kappa per pair, Fleiss' kappa and
+    Krippendorff's alpha, overall and per task, each with the samples it rests on."""
+    click.secho("agreement between annotators (n: samples it rests on; skips are not ratings):", bold=True)
+    for pair, m in overall.pairwise.items():
+        a, b = pair.split("|")
+        click.echo(f"  Cohen's kappa {a} / {b}: {_measure(m)}")
+    rows = [("all", _measure(overall.fleiss), overall.fleiss_raters or "", _measure(overall.alpha))]
+    rows += [(task, _measure(a.fleiss), a.fleiss_raters or "", _measure(a.alpha)) for task, a in per_task.items()]
+    echo_table(rows, ("task", "Fleiss' kappa", "raters", "Krippendorff's alpha"))
+    small = overall.alpha.n
+    if small < MIN_MEANINGFUL:
+        click.secho(f"  agreement on {small} sample(s) is not meaningful yet (label at least {MIN_MEANINGFUL} with two people or more)", fg="yellow")
+
+
+def _interval(pair, n: int) -> str:
+    """A 95% interval as printed; at a handful of samples (or where it collapses to a point, as the AUC's
+    does at 1.0) it would read as certainty: "too few" instead."""
+    if pair is None:
+        return ""
+    if n < MIN_INTERVAL_N or pair[0] == pair[1]:
+        return f"too few (n={n})"
+    return f"{pair[0]:.3f}-{pair[1]:.3f}"
 
 
 @pilot.command("disagreements")
