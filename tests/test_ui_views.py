@@ -212,3 +212,52 @@ def test_results_show_agreement_between_annotators_with_its_n(ui_store):
     assert overall["Fleiss' κ"] == pytest.approx(round(expected.fleiss.value, 3)) and overall["raters"] == 2
     assert len(table) == 1 + len({lake.scalar("SELECT any_value(task) FROM samples WHERE sample_id = ?", [sid]) for sid in sids})
     assert "not meaningful below 50" in texts(at)
+
+
+@pytest.mark.parametrize("needle", ["%", "_", "100%", "a_b"])
+def test_text_search_takes_like_wildcards_literally(ui_store, needle):
+    """`%` and `_` in "Text contains" match themselves, not any text (they were LIKE wildcards)."""
+    from db.reads import browse
+    from db.reads.browse import SEARCH_ITEM_TEXT
+
+    home, lake, engine = ui_store
+    lake.transaction(lambda con: con.execute("UPDATE samples SET question = question || ' (100% cotton, a_b)' WHERE sample_id = "
+                                             "(SELECT min(sample_id) FROM samples)"))
+    try:
+        expected = lake.scalar(
+            "SELECT count(DISTINCT x.sample_id) FROM samples x WHERE contains(lower(x.question), ?) OR contains(lower(x.answer), ?) "
+            f"OR x.item_id IN (SELECT item_id FROM items WHERE contains(lower({SEARCH_ITEM_TEXT}), ?) "
+            "UNION SELECT im.item_id FROM images im JOIN ocr o ON o.sha256 = im.sha256 WHERE contains(lower(o.text), ?))", [needle] * 4)
+        total = lake.scalar("SELECT count(DISTINCT sample_id) FROM samples")
+        found, _ = browse.browse(lake, vis_model=None, clip_model=None, text=needle, limit=0)
+        assert found == expected and 1 <= expected < total
+    finally:
+        lake.transaction(lambda con: con.execute("UPDATE samples SET question = replace(question, ' (100% cotton, a_b)', '')"))
+
+
+def test_inspect_says_a_sample_is_excluded_and_why(ui_store):
+    from db.lake import exclusions
+
+    home, lake, engine = ui_store
+    sid = lake.scalar("SELECT min(sample_id) FROM samples")
+    exclusions.exclude(lake, [sid], reason="box photo of another product", by="admin")
+    try:
+        at = opened("inspect", {"sample": sid})
+        assert not at.exception
+        warning = next(w.value for w in at.warning if "Excluded from the data set" in w.value)
+        assert "by admin" in warning and warning.endswith("box photo of another product")
+    finally:
+        exclusions.restore(lake, [sid], by="admin")
+    assert not [w for w in opened("inspect", {"sample": sid}).warning if "Excluded" in w.value]
+
+
+def test_overview_funnels_count_items_and_samples_apart(ui_store):
+    home, lake, engine = ui_store
+    at = page("overview")
+    assert not at.exception
+    shown = {m.label: int(m.value.replace(",", "")) for m in at.metric}
+    items = [shown[k] for k in ("image-text pairs ingested", "with a usable image", "items with generated samples")]
+    samples = [shown["samples generated"], shown["samples with VisAttnScore"]]
+    assert items == sorted(items, reverse=True) and samples == sorted(samples, reverse=True)  # each a funnel: never wider below
+    assert "samples in a stratified selection" not in shown
+    assert len([c for c in at.get("plotly_chart")]) >= 2

@@ -131,6 +131,7 @@ def legend(breaks: Sequence[float] | None, *, scope: str = "all stored token sco
 
 
 STYLE = """<style>
+.heat, .plain { overflow-wrap: anywhere; word-break: break-word; }  /* a 200-character token or URL wraps, never overflows */
 .heat { line-height: 2.0; font-size: 1.05em; }
 .heat .tok { padding: 1px 2px; border-radius: 3px; cursor: help; }
 .heat .tok-none { color: #888; }

@@ -141,6 +141,13 @@ def history(lake: Lake, sample_id: str) -> list[dict[str, Any]]:
     return [{"excluded": bool(r[0]), "reason": r[1], "by": r[2], "at": _utc(r[3])} for r in rows]
 
 
+def current(lake: Lake, sample_id: str) -> dict[str, Any] | None:
+    """The exclusion in force on one sample (reason, by, at), or None when it is in the data set."""
+    changes = history(lake, sample_id)
+    last = changes[-1] if changes else None
+    return {k: last[k] for k in ("reason", "by", "at")} if last and last["excluded"] else None
+
+
 def _utc(value: datetime | None) -> datetime | None:
     """DuckDB hands TIMESTAMPTZ back in the session's time zone: in UTC, as every other time shown."""
     return value.astimezone(timezone.utc) if value is not None and value.tzinfo else value

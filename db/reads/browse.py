@@ -79,10 +79,14 @@ SEARCH_ITEM_TEXT = ("coalesce(title, '') || ' ' || coalesce(description, '') || 
 
 
 def _search(text: str) -> tuple[str, list[Any]]:
-    like = f"%{text.strip()}%"
-    return ("(x.question ILIKE ? OR x.answer ILIKE ? OR x.item_id IN ("
-            f"SELECT item_id FROM items WHERE {SEARCH_ITEM_TEXT} ILIKE ? "
-            "UNION SELECT im.item_id FROM images im JOIN ocr o ON o.sha256 = im.sha256 WHERE o.text ILIKE ?))"), [like] * 4
+    """Text contains ``text``, literally: ``%`` and ``_`` (LIKE's wildcards) and the escape character
+    itself match only themselves ("100%" finds "100%", not "1000")."""
+    literal = text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = f"%{literal}%"
+    esc = "ESCAPE '\\'"
+    return (f"(x.question ILIKE ? {esc} OR x.answer ILIKE ? {esc} OR x.item_id IN ("
+            f"SELECT item_id FROM items WHERE {SEARCH_ITEM_TEXT} ILIKE ? {esc} "
+            f"UNION SELECT im.item_id FROM images im JOIN ocr o ON o.sha256 = im.sha256 WHERE o.text ILIKE ? {esc}))"), [like] * 4
 
 
 def browse(lake: Lake, *, vis_model: str | None, clip_model: str | None, tasks: list[str] = (), categories: list[str] = (),

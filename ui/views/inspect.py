@@ -78,12 +78,18 @@ left, right = st.columns([5, 6])
 with left:
     for k, path in enumerate(rec["images"]):
         show_zoomable(path, key=f"insp_img_{k}")
+        if len(rec["images"]) > 1:  # the [1], [2] the OCR text and a multi-image prompt refer to
+            st.caption(f"image [{k + 1}]")
     if rec["images"]:
         st.caption("scroll to zoom, drag to pan, double-click to reset")
     else:
         st.info("this sample has no image")
 with right:
     st.markdown(f"**{escape(rec['task'])}** · {escape(rec['category'])} · `{sample_id}`")
+    exclusion = context.read("exclusion_of", sample_id)
+    if exclusion:
+        st.warning(f"Excluded from the data set by {exclusion['by']} on {exclusion['at']:%Y-%m-%d %H:%M} UTC: {exclusion['reason']}",
+                   icon=":material/block:")
     st.markdown(f"[Link to this sample](inspect?sample={sample_id})")
     st.code(f"inspect?sample={sample_id}", language=None)
     unit = st.radio("Colour by", ["words", "sub-word pieces"], horizontal=True, key="insp_unit")

@@ -15,7 +15,12 @@ context.ensure_signed_in()
 context.page_header("Overview", "How far the data has come: every stage's count, and where samples are lost.")
 lake, engine = context.lake(), context.engine()
 
-stages = list(context.read("funnel"))
+counts = dict(context.read("funnel"))
+# Two funnels, each of one unit: items (what was ingested) and samples (what generation made of them). One
+# funnel of both read as "344 samples = 860% of 40 items"; and the selection is beside the sample funnel,
+# not in it, since scoring may cover samples outside it (a stage larger than the one before is no funnel).
+item_stages = [(name, counts[name]) for name in ("image-text pairs ingested", "with a usable image", "items with generated samples")]
+sample_stages = [("samples generated", counts["samples generated"]), ("samples with VisAttnScore", counts["samples with VisAttnScore"])]
 filters = saved_filters.list_all(engine)
 chosen = st.selectbox("Final set: kept by the saved filter", [f.name for f in filters], index=len(filters) - 1 if filters else None,
                       placeholder="no saved filter yet (Thresholds page)") if filters else None
@@ -23,20 +28,26 @@ if chosen:
     try:
         # the saved config as the key: editing the filter, like a commit to the tables it reads, counts anew
         kept = context.read("filter_kept", json.dumps(saved_filters.get(engine, chosen).config, sort_keys=True))
-        stages.append((f"kept by filter '{chosen}'", kept))
+        sample_stages.append((f"kept by filter '{chosen}'", kept))
     except FilterError as exc:
         st.warning(f"filter {chosen!r} cannot be applied to the current data: {exc}")
 snaps = snapshots.list_all(engine)
 if snaps:
     latest = max(snaps, key=lambda s: s.created_at)
-    stages.append((f"in snapshot '{latest.name}'", int(latest.counts.get("kept", 0))))
+    sample_stages.append((f"in snapshot '{latest.name}'", int(latest.counts.get("kept", 0))))
 
-cols = st.columns(min(4, len(stages)))
-for k, (name, n) in enumerate(stages):
-    cols[k % len(cols)].metric(name, f"{n:,}")
-fig = go.Figure(go.Funnel(y=[name for name, _ in stages], x=[n for _, n in stages], textinfo="value+percent initial"))
-fig.update_layout(height=60 + 48 * len(stages), margin=dict(l=10, r=10, t=10, b=10))
-st.plotly_chart(fig, width="stretch")
+left, right = st.columns(2)
+for col, title, stages, colour in ((left, "Items", item_stages, "#1f77b4"), (right, "Samples", sample_stages, "#2ca02c")):
+    col.markdown(f"**{title}**")
+    cols = col.columns(min(3, len(stages)))
+    for k, (name, n) in enumerate(stages):
+        cols[k % len(cols)].metric(name, f"{n:,}")
+    fig = go.Figure(go.Funnel(y=[name for name, _ in stages], x=[n for _, n in stages], textinfo="value+percent initial", marker_color=colour))
+    fig.update_layout(height=60 + 48 * len(stages), margin=dict(l=10, r=10, t=10, b=10))
+    col.plotly_chart(fig, width="stretch", key=f"funnel_{title.lower()}")
+if counts["samples in a stratified selection"]:
+    right.caption(f"{counts['samples in a stratified selection']:,} samples are in a stratified selection (`vitpro sample`); "
+                  "scores may cover samples outside it, so it is not a stage of this funnel.")
 
 rows = context.read("per_task_category")
 if not rows:
