@@ -261,3 +261,19 @@ def test_overview_funnels_count_items_and_samples_apart(ui_store):
     assert items == sorted(items, reverse=True) and samples == sorted(samples, reverse=True)  # each a funnel: never wider below
     assert "samples in a stratified selection" not in shown
     assert len([c for c in at.get("plotly_chart")]) >= 2
+
+
+@pytest.mark.parametrize("name", ["**new** set", "[docs](http://evil.example)", "a_b_c *x*", "`code`", "# head", "1. one", "$x^2$", "<b>hi</b>"])
+def test_names_typed_by_users_show_as_typed_in_markdown(name):
+    """A snapshot or filter name is escaped wherever Streamlit renders Markdown: no bold, link, heading,
+    list, maths or markup comes out of it, and the text reads as typed."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    from ui.labels import md
+
+    rendered = MarkdownIt("commonmark").render(md(name)).strip()  # CommonMark, as Streamlit's renderer reads it
+    assert not re.search(r"<(strong|em|a|code|h1|ol|li|b)\b", rendered), rendered
+    assert html.unescape(re.sub(r"</?p>", "", rendered)) == name

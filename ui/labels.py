@@ -31,3 +31,13 @@ def model_labels(model_ids: Iterable[str]) -> dict[str, str]:
             for m in group:
                 labels[m] = _tail(m, parts)
     return labels
+
+
+_MARKDOWN = set("\\`*_{}[]()#+-.!|~<>:$&")
+
+
+def md(text: object) -> str:
+    """``text`` as Markdown that shows it literally: a name a user typed (a snapshot called ``**new**``, a
+    filter called ``:red[x]`` or ``[docs](http://...)``) is shown as typed, never as bold, colour or a link,
+    in every element that renders Markdown (messages, metric labels, expanders)."""
+    return "".join("\\" + c if c in _MARKDOWN else c for c in str(text))

@@ -15,6 +15,7 @@ from db.reads import browse
 from ui import browse_cache, context, sample_query
 from ui import view_state as vs
 from ui.images import thumbnail
+from ui.labels import md
 
 COLUMNS = 4
 PAGE_SIZES = (12, 24, 48, 96)
@@ -155,7 +156,7 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
                 try:
                     n = context.guarded("create_pilots", pilots.add_samples, lake, engine, pilot_name, targets)
                     if n is not context.REFUSED:
-                        done = f"added {n:,} sample(s) to pilot {pilot_name!r}" + (f" ({len(targets) - n:,} were in it already)" if n < len(targets) else "")
+                        done = f"added {n:,} sample(s) to pilot '{md(pilot_name)}'" + (f" ({len(targets) - n:,} were in it already)" if n < len(targets) else "")
                 except pilots.PilotError as exc:
                     st.error(str(exc))
     if done:  # done with this selection: drawn again from the top, so that every count and box says so
@@ -171,7 +172,7 @@ if chosen_filter != FILTER_NONE:
         config = FilterConfig.from_dict(saved_filters.get(engine, chosen_filter).config)
         kept = browse.kept_flags(lake, context.stats_table(config).kept_sql(config), ids)
     except FilterError as exc:
-        st.warning(f"filter {chosen_filter!r} cannot be applied to the current data: {exc}")
+        st.warning(f"filter '{md(chosen_filter)}' cannot be applied to the current data: {exc}")
 excluded = context.read("excluded_among", tuple(ids))
 images = context.read("first_images", tuple(ids))
 blobs = context.blobs()

@@ -10,6 +10,7 @@ from curation.filters import FilterError
 from db.app import saved_filters, snapshots
 from db.reads.quality import ALL
 from ui import context
+from ui.labels import md
 
 context.ensure_signed_in()
 context.page_header("Overview", "How far the data has come: every stage's count, and where samples are lost.")
@@ -28,13 +29,13 @@ if chosen:
     try:
         # the saved config as the key: editing the filter, like a commit to the tables it reads, counts anew
         kept = context.read("filter_kept", json.dumps(saved_filters.get(engine, chosen).config, sort_keys=True))
-        sample_stages.append((f"kept by filter '{chosen}'", kept))
+        sample_stages.append((f"kept by filter '{md(chosen)}'", kept))
     except FilterError as exc:
-        st.warning(f"filter {chosen!r} cannot be applied to the current data: {exc}")
+        st.warning(f"filter '{md(chosen)}' cannot be applied to the current data: {exc}")
 snaps = snapshots.list_all(engine)
 if snaps:
     latest = max(snaps, key=lambda s: s.created_at)
-    sample_stages.append((f"in snapshot '{latest.name}'", int(latest.counts.get("kept", 0))))
+    sample_stages.append((f"in snapshot '{md(latest.name)}'", int(latest.counts.get("kept", 0))))
 
 left, right = st.columns(2)
 for col, title, stages, colour in ((left, "Items", item_stages, "#1f77b4"), (right, "Samples", sample_stages, "#2ca02c")):

@@ -21,6 +21,7 @@ from db.lake import sampling
 from ui import context
 from ui import view_state as vs
 from ui.heat import escape
+from ui.labels import md
 
 me = context.ensure_signed_in()
 context.page_header("Pilot", "Label a sample of the data by hand; the results calibrate the thresholds.")
@@ -268,7 +269,7 @@ def results_tab() -> None:
     try:
         found = pilot_results.results(lake, engine, name, fname, stats=context.stats_table)  # the app's kept stats table
     except FilterError as exc:
-        st.error(f"filter {fname!r}: {exc}")
+        st.error(f"filter '{md(fname)}': {md(exc)}")
         return
     if found is None:
         st.info("No labels yet.")

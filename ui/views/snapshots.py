@@ -19,6 +19,7 @@ from db.storage import export_files
 from db.storage.locations import Location
 from jobs.submit import submit_job
 from ui import context, downloads
+from ui.labels import md
 
 me = context.ensure_signed_in()
 context.page_header("Snapshots", "A snapshot is a saved filter frozen at one DuckLake version: it exports the same bytes forever.")
@@ -96,7 +97,7 @@ if context.allowed("create_snapshots"):  # annotators do not see the form at all
                 try:
                     snap = context.guarded("create_snapshots", _create, typed.strip() or f"{fname}-v{version}", fname)
                     if snap is not context.REFUSED:
-                        st.success(f"snapshot {snap.name!r}: {snap.counts['kept']:,} samples at DuckLake version {snap.lake_version}"
+                        st.success(f"snapshot '{md(snap.name)}': {snap.counts['kept']:,} samples at DuckLake version {snap.lake_version}"
                                    + (f" ({snap.counts['excluded']:,} excluded samples left out)" if snap.counts.get("excluded") else ""))
                 except (snapshots.SnapshotError, FilterError, saved_filters.UnknownFilter) as exc:
                     st.error(str(exc))
@@ -116,7 +117,7 @@ if snaps and context.allowed("create_snapshots"):
                     _forget_stale([x.name for x in snapshots.list_all(engine)], [k for k in SNAPSHOT_KEYS if k != "rename_old"])
                     where = (f"; exports in S3 stay under {EXPORTS}/{old}" if REMOTE  # S3 has no rename of a prefix
                              else f"; its exports are in {EXPORTS}/{renamed.name}" if (Path(EXPORTS) / renamed.name).exists() else "")
-                    st.success(f"snapshot {old!r} is now {renamed.name!r}{where}")
+                    st.success(f"snapshot '{md(old)}' is now '{md(renamed.name)}'{md(where)}")
             except snapshots.SnapshotError as exc:
                 st.error(str(exc))
     snaps = snapshots.list_all(engine)
@@ -176,7 +177,7 @@ if context.allowed("export"):  # annotators do not see the form at all; guarded(
             else:
                 job = context.guarded("export", submit_job, "export", params, settings=s, launched_by=me.username)
                 if job is not context.REFUSED:
-                    st.success(f"export job {job} launched: watch it on the Jobs page; files go to {EXPORTS}/{snap_name}")
+                    st.success(f"export job {job} launched: watch it on the Jobs page; files go to {md(EXPORTS)}/{md(snap_name)}")
 
 st.subheader("Exports on disk")
 shown = st.selectbox("Snapshot", names, index=len(names) - 1, key="manifest_snap")

@@ -20,6 +20,7 @@ from db.reads import sample_briefs, score_kinds
 from ui import context, images
 from ui import thresholds_state as ws
 from ui import view_state as vs
+from ui.labels import md
 
 context.ensure_signed_in()
 context.page_header("Thresholds", "Each move is one aggregate query over the stored scores; nothing is recomputed.")
@@ -301,9 +302,9 @@ if context.allowed("save_filters"):  # annotators do not see the form; guarded()
         elif name in saved and name != st.session_state.get("thr_loaded") and not st.session_state.get("thr_replace_ok") == name:
             # a name typed over another filter: say so once; saving again replaces it
             st.session_state["thr_replace_ok"] = name
-            st.warning(f"a filter named {name!r} exists already: save again to replace it, or choose another name")
+            st.warning(f"a filter named '{md(name)}' exists already: save again to replace it, or choose another name")
         else:
             replaced = context.guarded("save_filters", saved_filters.save, engine, name, config.to_dict(), context.user().username)
             if replaced is not context.REFUSED:
                 st.session_state.pop("thr_replace_ok", None)
-                st.success(f"{'replaced' if replaced else 'saved'} filter {name!r}: {report.kept:,} samples kept")
+                st.success(f"{'replaced' if replaced else 'saved'} filter '{md(name)}': {report.kept:,} samples kept")

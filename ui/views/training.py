@@ -9,6 +9,7 @@ from db.app import training
 from trainer.evaluate import accuracies
 from trainer.metrics import relative_to
 from ui import context
+from ui.labels import md
 
 context.ensure_signed_in()
 context.page_header("Training", "LoRA runs, their loss curves and the benchmarks (launch them on the Jobs page).")
@@ -82,7 +83,7 @@ st.subheader("Ablations")
 if not ablations:
     st.caption("No ablations yet (`vitpro ablate SNAPSHOT --model DIR --grid ocr=on,off ...`).")
 for ev in ablations:
-    with st.expander(f"{ev.name} · snapshot {ev.snapshot}", expanded=ev is ablations[-1]):
+    with st.expander(f"{md(ev.name)} · snapshot {md(ev.snapshot)}", expanded=ev is ablations[-1]):
         rows = ev.results.get("ablation") or []
         flat = []
         for r in rows:
