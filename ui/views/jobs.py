@@ -7,6 +7,7 @@ when a checkpoint folder changes.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import streamlit as st
@@ -15,6 +16,7 @@ from config.fields import FieldError, info
 from db.app import jobs as jobs_db
 from jobs.registry import kinds
 from jobs.submit import cancel_job, check_job, retry_job, submit_job
+from jobs.timing import duration, timing
 from ui import context
 from ui.job_forms import scan_signature, vlm_folder_problem, vlm_folders
 from ui.spec_widgets import spec_widget
@@ -321,6 +323,7 @@ def live_jobs() -> None:
     kind = c[1].selectbox("Kind", [None, *kinds()], format_func=lambda x: x or "any", key="jobs_kind")
     limit = c[2].number_input("Show", 1, 500, 20, key="jobs_limit")
     rows = jobs_db.list_jobs(engine, limit=int(limit), status=status, kind=kind)
+    st.caption(f"as of {datetime.now(timezone.utc):%H:%M:%S} UTC · refreshed every 2 s")
     if not rows:
         st.info("No jobs yet.")
     manage = context.allowed("manage_jobs")  # annotators watch; only those who may manage jobs get the buttons
@@ -328,7 +331,10 @@ def live_jobs() -> None:
         with st.container(border=True):
             top = st.columns([3, 2, 2, 1, 1])
             top[0].markdown(f"{STATUS_ICON.get(job.status, '')} **{job.kind}** `{job.id}`")
-            top[1].caption(f"by {job.launched_by} · {job.created_at:%Y-%m-%d %H:%M:%S}")
+            took = timing(job.status, job.started_at, job.finished_at, job.progress_done, job.progress_total or 0)
+            top[1].caption(f"by {job.launched_by} · {job.created_at:%Y-%m-%d %H:%M:%S}"
+                           + (f" · {'ran' if job.finished_at else 'running for'} {duration(took.elapsed_s)}" if took.elapsed_s is not None else "")
+                           + (f" · about {duration(took.eta_s)} left" if took.eta_s is not None else ""))
             total = job.progress_total or 0
             top[2].progress(min(1.0, job.progress_done / total) if total else (1.0 if job.status == "succeeded" else 0.0),
                             text=f"{job.status} {job.progress_done}/{total}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -394,10 +395,29 @@ def adjudicate_tab() -> None:
         st.button("Withdraw verdict", on_click=_unsettle, args=(d.sample_id, d.position), key=f"adj_withdraw_{pilot.id}_{d.sample_id}")
 
 
-with tabs[0]:
-    label_tab()
-with tabs[1]:
+LIVE_SECONDS = 10  # Results and Adjudicate read the labels again this often: another annotator's work shows up
+
+
+def _as_of() -> None:
+    st.caption(f"as of {datetime.now(timezone.utc):%H:%M:%S} UTC · refreshed every {LIVE_SECONDS} s")
+
+
+@st.fragment(run_every=LIVE_SECONDS)
+def live_results() -> None:
+    _as_of()
     results_tab()
+
+
+@st.fragment(run_every=LIVE_SECONDS)
+def live_adjudication() -> None:
+    _as_of()
+    adjudicate_tab()
+
+
+with tabs[0]:
+    label_tab()  # not live: a redraw under the annotator's hands would move what they are reading
+with tabs[1]:
+    live_results()
 if adjudicator:
     with tabs[2]:
-        adjudicate_tab()
+        live_adjudication()

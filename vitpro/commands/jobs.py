@@ -25,10 +25,14 @@ def jobs_list(status, kind, limit) -> None:
     """Recent jobs, newest first."""
     from db.app import jobs as jobs_db
 
+    from jobs.timing import duration, timing
+
     rows = jobs_db.list_jobs(open_engine(), limit=limit, status=status, kind=kind)
+    took = {j.id: timing(j.status, j.started_at, j.finished_at, j.progress_done, j.progress_total or 0) for j in rows}
     echo_table(
-        [(j.id, j.kind, j.status, f"{j.progress_done}/{j.progress_total}", j.launched_by, fmt_time(j.created_at)) for j in rows],
-        ("job", "kind", "status", "progress", "by", "created (UTC)"),
+        [(j.id, j.kind, j.status, f"{j.progress_done}/{j.progress_total}", j.launched_by, fmt_time(j.created_at),
+          duration(took[j.id].elapsed_s), "" if took[j.id].eta_s is None else duration(took[j.id].eta_s)) for j in rows],
+        ("job", "kind", "status", "progress", "by", "created (UTC)", "elapsed", "left (est.)"),
     )
 
 
