@@ -276,3 +276,109 @@ def test_sessions_cannot_be_stolen_and_guessing_locks_out(home, tmp_path, app_ur
         page.get_by_role("link", name="Inspect").wait_for(timeout=60000)
         assert [s.username for s in sessions.list_sessions(engine)] == ["anna"]
         browser.close()
+
+
+def _slider_value(page, n: int) -> float:
+    return float(page.locator("[data-testid=stSlider] input[type=range]").nth(n).evaluate("e => e.value"))
+
+
+def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen(home, tmp_path, app_url):
+    """Issue 26's defects in a real browser: a cut and a Gallery page survive a trip to Inspect and back
+    through the sidebar, and a reload; a reload keeps the pilot being labelled and its undo; two tabs of one
+    annotator never overwrite each other's label unseen; the admin's Adjudicate tab shows another
+    browser's labels without a reload."""
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium (make test does it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from db.app import pilots
+
+    from .ui_store import CLIP_MODEL, VIS_MODEL
+
+    lake, engine = build(tmp_path / "data")
+    pilots.draw_and_create(lake, engine, name="newer-pilot", size=6, seed=1, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="admin")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--headless=new"])
+        admin = browser.new_context(viewport={"width": 1400, "height": 1100})
+        page = admin.new_page()
+        page.set_default_timeout(60000)
+        _sign_in(page, app_url, "admin")
+
+        # Thresholds: the VisAttnScore cut from p25 to p26, then Inspect from the margin strip, then back
+        _open(page, "Thresholds")
+        slider = page.locator("[data-testid=stSlider] input[type=range]").nth(1)
+        slider.focus()
+        for _ in range(10):
+            slider.press("ArrowRight")
+        page.get_by_text(re.compile(r"vis_attn ≥ p26\.0? ")).wait_for(timeout=120000)
+        _settle(page)
+        kept = _metric(page, "kept")
+        assert _slider_value(page, 1) == pytest.approx(26.0) and "thr_pct_" in page.url
+        page.get_by_role("link", name="open in Inspect").first.click()
+        page.get_by_role("heading", name="Inspect").first.wait_for()
+        _settle(page)
+        _open(page, "Thresholds")
+        assert _slider_value(page, 1) == pytest.approx(26.0) and _metric(page, "kept") == kept
+        page.reload()
+        page.get_by_role("heading", name="Thresholds").first.wait_for()
+        _settle(page)
+        assert _slider_value(page, 1) == pytest.approx(26.0) and _metric(page, "kept") == kept
+
+        # Gallery: page 2, then Inspect and back: still page 2
+        _open(page, "Gallery")
+        number = page.get_by_role("spinbutton", name="Page")
+        number.fill("2")
+        number.press("Enter")
+        page.get_by_text(re.compile(r"^page 2 of")).wait_for()
+        _settle(page)
+        _open(page, "Inspect")
+        _open(page, "Gallery")
+        page.get_by_text(re.compile(r"^page 2 of")).wait_for()
+        assert "gal_page=2" in page.url
+
+        # the Pilot page: the older pilot chosen, one label, then a reload: same pilot, undo still there
+        _open(page, "Pilot")
+        page.locator("[data-testid=stSelectbox]").filter(has_text="Pilot").first.click()
+        page.get_by_role("option", name="ui-pilot").click()
+        _settle(page)
+        page.get_by_text("you have labelled 0 of 20").wait_for()
+        page.get_by_role("button", name=re.compile("^Grounded")).click()
+        page.get_by_text("you have labelled 1 of 20").wait_for()
+        page.reload()
+        page.get_by_text("you have labelled 1 of 20").wait_for()  # ui-pilot still, not the newest pilot
+        expect(page.get_by_role("button", name="Undo my last label")).to_be_enabled()
+
+        # a second tab of the same admin on the same sample: tab 1 labels it first, tab 2 is told
+        second = admin.new_page()
+        second.set_default_timeout(60000)
+        second.goto(page.url.split("&tab=")[0].split("?")[0] + "?pilot_name=ui-pilot")
+        second.get_by_text("you have labelled 1 of 20").wait_for()
+        _settle(second)
+        second.get_by_role("button", name="◀").click()  # back to sample 1, which tab 1 labelled grounded
+        second.get_by_text(re.compile(r"sample 1 of 20 · you said grounded")).wait_for()
+        page.get_by_role("button", name="◀").click()
+        page.get_by_text(re.compile(r"sample 1 of 20")).first.wait_for()
+        _settle(page)
+        page.get_by_role("button", name="Skip", exact=True).click()  # tab 1 changes it to skip
+        page.get_by_text("you have labelled 1 of 20").wait_for()
+        second.get_by_role("button", name="Not grounded").click()  # tab 2 still shows "grounded"
+        second.get_by_text(re.compile("changed in another tab or session meanwhile")).wait_for()
+        pilot = pilots.get(engine, "ui-pilot")
+        assert {x.label for x in pilots.labels(engine, pilot.id, annotator="admin")} == {"skip"}
+        page.get_by_role("button", name="Undo my last label").click()  # tab 1 undoes its own skip: back to grounded
+        page.get_by_text("undone: sample 1 is back to 'grounded'").wait_for()
+
+        # Adjudicate: open, nothing to settle; another browser (anna) disagrees; shown without a reload
+        page.get_by_role("tab", name="Adjudicate").click()
+        page.get_by_text(re.compile(r"^0 sample\(s\) with disagreeing annotators")).wait_for()
+        other = browser.new_context(viewport={"width": 1400, "height": 1000})
+        anna = other.new_page()
+        anna.set_default_timeout(60000)
+        _sign_in(anna, app_url, "anna")
+        anna.goto(f"{app_url}/pilot?pilot_name=ui-pilot")
+        anna.get_by_text("you have labelled 0 of 20").wait_for()
+        _settle(anna)
+        anna.get_by_role("button", name="Not grounded").click()  # sample 1: the admin said grounded
+        anna.get_by_text("you have labelled 1 of 20").wait_for()
+        page.get_by_text(re.compile(r"^1 sample\(s\) with disagreeing annotators")).wait_for(timeout=30000)  # the 10 s refresh
+        browser.close()

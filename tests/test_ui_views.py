@@ -277,3 +277,27 @@ def test_names_typed_by_users_show_as_typed_in_markdown(name):
     rendered = MarkdownIt("commonmark").render(md(name)).strip()  # CommonMark, as Streamlit's renderer reads it
     assert not re.search(r"<(strong|em|a|code|h1|ol|li|b)\b", rendered), rendered
     assert html.unescape(re.sub(r"</?p>", "", rendered)) == name
+
+
+def test_a_re_export_is_refused_unless_replace_is_ticked(ui_store):
+    from curation import snapshots
+    from curation.filters import FilterConfig
+    from db.app import jobs as jobs_db
+    from db.app import saved_filters
+
+    from .test_ui_snapshots import _by_label, _export
+
+    home, lake, engine = ui_store
+    config = FilterConfig.from_dict(saved_filters.get(engine, "ui-filter").config)
+    snap = snapshots.create(lake, engine, name="re-export", filter_name="ui-filter", config=config, created_by="admin")
+    _export(lake, snap, home / "exports", formats=("llava",))
+    before = len(jobs_db.list_jobs(engine, limit=100, kind="export"))
+    at = page("snapshots", export_name="re-export", manifest_snap="re-export")
+    assert "refreshed every 5 s" in texts(at)  # the exports list reads again while an export job runs
+    _by_label(at.button, "Export").click().run()
+    assert "exists and is not empty" in texts(at) and "tick 'Replace an export that exists'" in texts(at)
+    assert len(jobs_db.list_jobs(engine, limit=100, kind="export")) == before  # nothing launched, nothing overwritten
+    _by_label(at.checkbox, "Replace an export that exists").check()
+    _by_label(at.button, "Export").click().run()
+    assert "export job" in texts(at) and len(jobs_db.list_jobs(engine, limit=100, kind="export")) == before + 1
+    assert jobs_db.list_jobs(engine, limit=1, kind="export")[0].params["force"] is True

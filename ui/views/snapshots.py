@@ -4,6 +4,7 @@ list, the diff and the downloads; the forms that change something are for admins
 from __future__ import annotations
 
 import functools
+from datetime import datetime, timezone
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -167,36 +168,47 @@ if context.allowed("export"):  # annotators do not see the form at all; guarded(
         snap_name = c[0].selectbox("Snapshot", names, index=len(names) - 1, key="export_name")
         formats = c[1].multiselect("Formats", list(FORMATS), default=list(FORMATS), key="export_formats")
         ocr = c[2].checkbox("OCR text in the prompt", value=True, key="export_ocr")
+        replace = c[2].checkbox("Replace an export that exists", value=False, key="export_replace",
+                                help="an export of this snapshot in a chosen format is replaced only when this is ticked")
         if st.form_submit_button("Export"):
             from jobs.export import ExportJob
 
             try:
-                params = ExportJob(snapshot=snap_name, formats=formats, out=f"{EXPORTS}/{snap_name}", ocr=ocr, force=True).params()
-            except ValueError as exc:
-                st.error(str(exc))
+                params = ExportJob(snapshot=snap_name, formats=formats, out=f"{EXPORTS}/{snap_name}", ocr=ocr, force=replace).params()
+            except ValueError as exc:  # an export there already, without "Replace": said, nothing overwritten
+                st.error(md(str(exc)) + ("" if replace else " · tick 'Replace an export that exists' to overwrite it"))
             else:
                 job = context.guarded("export", submit_job, "export", params, settings=s, launched_by=me.username)
                 if job is not context.REFUSED:
                     st.success(f"export job {job} launched: watch it on the Jobs page; files go to {md(EXPORTS)}/{md(snap_name)}")
 
 st.subheader("Exports on disk")
-shown = st.selectbox("Snapshot", names, index=len(names) - 1, key="manifest_snap")
-found = _found(shown)
-if not found:
-    st.caption(f"no export of {shown!r} yet in {EXPORTS}/{shown}")
-cap, may_export = downloads.cap_bytes(), context.allowed("export")
-for entry in found:
-    fmt, manifest, size = entry.fmt, entry.manifest, entry.size
-    c = st.columns([2, 3, 2, 2])
-    c[0].markdown(f"**{fmt}** · {manifest.get('records', '?')} records · {size / 1e6:,.1f} MB")
-    c[1].caption(entry.location)
-    c[2].download_button("Download manifest", entry.manifest_bytes, file_name=f"{shown}-{fmt}-manifest.json", mime="application/json", key=f"dl_{fmt}",
-                         on_click="ignore")
-    if not may_export:
-        pass  # the data itself leaves with an export: admins only (the manifest says what is in it)
-    elif size > cap:
-        c[3].caption(f"too large to download as a zip here ({size / 1e6:,.0f} MB, the limit is {cap / 1e6:,.0f} MB): copy {entry.location} from the server")
-    else:
-        # deferred: the zip is built when clicked, not on every rerun of the page
-        c[3].download_button("Download zip", functools.partial(_zip, me, entry, f"{shown}-{fmt}"),
-                             file_name=f"{shown}-{fmt}.zip", mime="application/zip", key=f"zip_{fmt}", on_click="ignore")
+
+
+@st.fragment(run_every=5)
+def exports_on_disk() -> None:
+    """Read again every few seconds: an export job that ends shows here without a reload."""
+    st.caption(f"as of {datetime.now(timezone.utc):%H:%M:%S} UTC · refreshed every 5 s")
+    shown = st.selectbox("Snapshot", names, index=len(names) - 1, key="manifest_snap")
+    found = _found(shown)
+    if not found:
+        st.caption(f"no export of '{md(shown)}' yet in {md(EXPORTS)}/{md(shown)}")
+    cap, may_export = downloads.cap_bytes(), context.allowed("export")
+    for entry in found:
+        fmt, manifest, size = entry.fmt, entry.manifest, entry.size
+        c = st.columns([2, 3, 2, 2])
+        c[0].markdown(f"**{fmt}** · {manifest.get('records', '?')} records · {size / 1e6:,.1f} MB")
+        c[1].caption(entry.location)
+        c[2].download_button("Download manifest", entry.manifest_bytes, file_name=f"{shown}-{fmt}-manifest.json", mime="application/json", key=f"dl_{fmt}",
+                             on_click="ignore")
+        if not may_export:
+            pass  # the data itself leaves with an export: admins only (the manifest says what is in it)
+        elif size > cap:
+            c[3].caption(f"too large to download as a zip here ({size / 1e6:,.0f} MB, the limit is {cap / 1e6:,.0f} MB): copy {entry.location} from the server")
+        else:
+            # deferred: the zip is built when clicked, not on every rerun of the page
+            c[3].download_button("Download zip", functools.partial(_zip, me, entry, f"{shown}-{fmt}"),
+                                 file_name=f"{shown}-{fmt}.zip", mime="application/zip", key=f"zip_{fmt}", on_click="ignore")
+
+
+exports_on_disk()
