@@ -23,7 +23,7 @@ from db.app.engine import write_engine
 from db.store import open_store
 from jobs.ingest import IngestJob
 from jobs.ocr import OcrJob
-from jobs.submit import submit_job
+from jobs.submit import JobRefused, submit_job
 
 from .conftest import wait_job
 from .helpers import label_image, png_bomb, write
@@ -389,7 +389,11 @@ def test_the_same_source_ingested_twice_at_once_ends_with_one_copy(home, start_w
     start_worker("cpu", pool="prefork", concurrency=2)
     mapping = ColumnMapping(columns={"external_id": ["id"], "title": ["title"], "images": ["img"]})
     params = IngestJob(source=str(src), format="csv", mapping=mapping, name="twice", image_root=str(src.parent / "imgs"), redact=True, rows_per_unit=5).params()
-    first, second = submit_job("ingest", params), submit_job("ingest", params)
+    # the very same job twice is refused (a double click); the same source in other units still races
+    first = submit_job("ingest", params)
+    with pytest.raises(JobRefused, match="an identical job is already"):
+        submit_job("ingest", params)
+    second = submit_job("ingest", {**params, "rows_per_unit": 6})
     a, b = wait_job(first), wait_job(second)
     assert a.status == b.status == "succeeded"
     lake = _lake()

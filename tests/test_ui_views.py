@@ -301,3 +301,25 @@ def test_a_re_export_is_refused_unless_replace_is_ticked(ui_store):
     _by_label(at.button, "Export").click().run()
     assert "export job" in texts(at) and len(jobs_db.list_jobs(engine, limit=100, kind="export")) == before + 1
     assert jobs_db.list_jobs(engine, limit=1, kind="export")[0].params["force"] is True
+
+
+def test_thresholds_exclude_everything_the_cuts_drop(ui_store):
+    from db.lake import exclusions
+
+    home, lake, engine = ui_store
+    at = page("thresholds")
+    dropped_by_cuts = next(int(m.value.replace(",", "")) for m in at.metric if m.label == "dropped by the cuts")
+    unscored = next(int(m.value.replace(",", "")) for m in at.metric if m.label == "not scored")
+    form = next(b for b in at.button if b.label == "Exclude them")
+    form.click().run()
+    assert "give a reason" in texts(at) and exclusions.count(lake) == 0
+    at.text_input(key="thr_ex_reason").input("below the pilot's threshold")
+    next(b for b in at.button if b.label == "Exclude them").click().run()
+    assert "tick 'Yes, exclude all" in texts(at) and exclusions.count(lake) == 0
+    at.checkbox(key="thr_ex_sure").check()
+    next(b for b in at.button if b.label == "Exclude them").click().run()
+    assert f"excluded {dropped_by_cuts + unscored:,} sample(s) these cuts dropped" in texts(at)
+    assert exclusions.count(lake) == dropped_by_cuts + unscored
+    # the page was drawn again: its counts read the store with the exclusions (percentile cuts move over what is left)
+    assert next(m for m in at.metric if m.label == "samples").help.startswith(f"{dropped_by_cuts + unscored:,} of them excluded")
+    exclusions.restore(lake, [r["sample_id"] for r in exclusions.list_excluded(lake, limit=100_000)], by="admin")

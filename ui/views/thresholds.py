@@ -201,6 +201,8 @@ except FilterError as exc:
     st.error(str(exc))
     st.stop()
 
+if "thr_flash" in st.session_state:
+    st.success(st.session_state.pop("thr_flash"))
 total = report.kept + report.dropped
 excluded = getattr(report, "excluded", 0)  # samples taken out of the data set (counted among the dropped)
 unscored = table.unscored(config)  # dropped for want of a score, not for their score: said apart
@@ -288,6 +290,30 @@ for col, title, axis, rows in ((left, "per task", "task", report.per_task), (rig
                       xaxis_title=axis, yaxis_title="samples")
     col.plotly_chart(fig, width="stretch", key=f"thr_bars_{axis}")
     col.dataframe([{"name": n, "kept": k, "dropped": d} for n, k, d in rows], hide_index=True, width="stretch")
+
+if context.allowed("exclude_samples"):  # act on the whole cut: what these thresholds drop leaves the data set
+    dropped_n = report.dropped - excluded
+    with st.expander(f"Exclude the {dropped_n:,} samples these cuts drop"):
+        st.caption("They leave every filter, snapshot and export made from now on (Snapshots made before keep them); a restore "
+                   "(Gallery, or `vitpro samples restore`) puts them back. Unscored samples are among them unless 'missing passes' is ticked.")
+        with st.form("thr_exclude_form"):
+            reason = st.text_input("Reason (kept with the exclusion)", key="thr_ex_reason")
+            sure = st.checkbox(f"Yes, exclude all {dropped_n:,}", key="thr_ex_sure")
+            go_ = st.form_submit_button("Exclude them")
+        if go_:
+            if not reason.strip():
+                st.error("give a reason: it is kept with the excluded samples")
+            elif not sure:
+                st.error(f"tick 'Yes, exclude all {dropped_n:,}' first")
+            else:
+                from db.lake import exclusions
+
+                n = context.guarded("exclude_samples", lambda: exclusions.exclude(lake, table.dropped_ids(config), reason=reason.strip(),
+                                                                                  by=context.user().username))
+                if n is not context.REFUSED:  # drawn again at once: every count then says what the exclusion did
+                    st.session_state["thr_flash"] = f"excluded {n:,} sample(s) these cuts dropped"
+                    st.session_state.pop("thr_ex_sure", None)
+                    st.rerun()
 
 if context.allowed("save_filters"):  # annotators do not see the form; guarded() below is the check that counts
     st.subheader("Save as a named filter")
