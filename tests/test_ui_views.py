@@ -323,3 +323,61 @@ def test_thresholds_exclude_everything_the_cuts_drop(ui_store):
     # the page was drawn again: its counts read the store with the exclusions (percentile cuts move over what is left)
     assert next(m for m in at.metric if m.label == "samples").help.startswith(f"{dropped_by_cuts + unscored:,} of them excluded")
     exclusions.restore(lake, [r["sample_id"] for r in exclusions.list_excluded(lake, limit=100_000)], by="admin")
+
+
+def test_saved_views_open_the_same_page_and_address_for_anyone(ui_store):
+    from db.app import saved_views, sessions
+    from ui import auth
+
+    from .test_ui_pages import REPO
+
+    home, lake, engine = ui_store
+    at = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60)
+    at.session_state[auth.TOKEN_KEY] = sessions.create(engine, "admin", user_agent="AppTest")
+    at.query_params["gal_page"] = "3"
+    at.query_params["tab"] = "0123456789ab"  # a tab's own id: never shared
+    at.run()
+    assert not at.exception
+    at.text_input(key="view_name").input("third page")
+    next(b for b in at.button if b.label == "Save view").click().run()
+    view = saved_views.get(engine, "third page")
+    assert (view.page, view.query, view.created_by) == ("", {"gal_page": "3"}, "admin")
+    assert "saved view 'third page'" in texts(at)
+    # anyone signed in sees it, as a link to its page with its query string
+    anna = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60)
+    anna.session_state[auth.TOKEN_KEY] = sessions.create(engine, "anna", user_agent="AppTest")
+    anna.run()
+    links = [node for node in anna.get("page_link") if node.proto.label == "third page"]
+    assert links and "gal_page=3" in links[0].proto.page + str(links[0].proto)
+    with pytest.raises(saved_views.ViewError, match="give the view a name"):
+        saved_views.save(engine, " ", "gallery", {}, "admin")
+    assert saved_views.save(engine, "third page", "gallery", {"gal_page": "4"}, "anna") is True  # replaced, by its new author
+    assert saved_views.get(engine, "third page").created_by == "anna"
+
+
+def test_a_replaced_filter_names_who_saved_it_last_and_keeps_its_history(ui_store):
+    from db.app import saved_filters
+
+    home, lake, engine = ui_store
+    first = {"conditions": [{"metric": "vis_attn", "op": ">=", "value": None, "percentile": 25.0}]}
+    second = {"conditions": [{"metric": "vis_attn", "op": ">=", "value": None, "percentile": 40.0}]}
+    assert saved_filters.save(engine, "history", first, "admin") is False
+    assert saved_filters.save(engine, "history", second, "anna") is True
+    row = saved_filters.get(engine, "history")
+    assert (row.created_by, row.updated_by, row.config) == ("admin", "anna", second)
+    assert [(h.saved_by, h.config) for h in saved_filters.history(engine, "history")] == [("admin", first), ("anna", second)]
+
+
+def test_filter_history_from_the_command_line(ui_store, cli):
+    from db.app import saved_filters
+
+    home, lake, engine = ui_store
+    saved_filters.save(engine, "hist-cli", {"conditions": [{"metric": "vis_attn", "op": ">=", "value": None, "percentile": 25.0}]}, "admin")
+    saved_filters.save(engine, "hist-cli", {"conditions": [{"metric": "vis_attn", "op": ">=", "value": None, "percentile": 35.0}]}, "anna")
+    out = cli("filter", "history", "hist-cli", check=True).stdout
+    lines = [line for line in out.splitlines() if "vis_attn" in line]
+    assert len(lines) == 2 and "admin" in lines[0] and "p25" in lines[0] and "anna" in lines[1] and "p35" in lines[1]
+    listed = cli("filter", "list", check=True).stdout
+    assert "last saved by" in listed and any("hist-cli" in line and "admin" in line and "anna" in line for line in listed.splitlines())
+    missing = cli("filter", "history", "nope")
+    assert missing.returncode == 2 and "no saved filter 'nope'" in missing.stderr

@@ -14,7 +14,7 @@ if __package__ in (None, ""):  # `streamlit run ui/app.py` runs this file as a s
 
 import streamlit as st  # noqa: E402
 
-from ui import auth  # noqa: E402
+from ui import auth, views_panel  # noqa: E402
 from ui.context import user  # noqa: E402
 
 # ui/views, not ui/pages: Streamlit treats a "pages" folder beside the main script as pages of their own
@@ -46,7 +46,10 @@ def main() -> None:
         st.Page(str(PAGES / "snapshots.py"), title="Snapshots", icon=":material/inventory_2:"),
         st.Page(str(PAGES / "training.py"), title="Training", icon=":material/show_chart:"),
     ]
-    st.navigation(pages).run()
+    current = st.navigation(pages)
+    with st.sidebar:
+        views_panel.panel(current, {page.url_path: page for page in pages})
+    current.run()
 
 
 main()

@@ -188,6 +188,32 @@ class SavedFilter(Base):
     created_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str | None] = mapped_column(String(120), nullable=True)  # who saved it last (None: its creator, before 0005)
+
+
+class FilterSave(Base):
+    """Every save of a named filter, the first included: who changed it to what, and when."""
+
+    __tablename__ = "filter_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), index=True)
+    config: Mapped[dict] = mapped_column(JSON)
+    saved_by: Mapped[str] = mapped_column(String(120))
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SavedView(Base):
+    """A page of the web app with its query string (filters, cuts, page), saved by name for anyone to open."""
+
+    __tablename__ = "saved_views"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    page: Mapped[str] = mapped_column(String(40))
+    query: Mapped[dict] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Pilot(Base):

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from .models import SavedFilter
+from .models import FilterSave, SavedFilter
 from .named_rows import get_named, list_named
 
 
@@ -16,15 +16,26 @@ class UnknownFilter(LookupError):
 
 
 def save(engine: Engine, name: str, config: dict[str, Any], created_by: str) -> bool:
-    """Create or replace the filter ``name``; returns True when it replaced one."""
+    """Create or replace the filter ``name`` as ``created_by`` (who saves it now); returns True when it
+    replaced one. The row keeps its creator and names who saved it last; every save is also kept in the
+    filter's history (:func:`history`), so a replaced filter's earlier conditions are never lost."""
     now = datetime.now(timezone.utc)
     with Session(engine) as s, s.begin():
+        s.add(FilterSave(name=name, config=config, saved_by=created_by, saved_at=now))
         row = s.scalar(select(SavedFilter).where(SavedFilter.name == name))
         if row is None:
-            s.add(SavedFilter(name=name, config=config, created_by=created_by, created_at=now, updated_at=now))
+            s.add(SavedFilter(name=name, config=config, created_by=created_by, created_at=now, updated_at=now, updated_by=created_by))
             return False
-        row.config, row.updated_at = config, now
+        row.config, row.updated_at, row.updated_by = config, now, created_by
         return True
+
+
+def history(engine: Engine, name: str) -> list[FilterSave]:
+    """Every save of the filter ``name``, oldest first (saves made before the history existed: none)."""
+    with Session(engine) as s:
+        rows = list(s.scalars(select(FilterSave).where(FilterSave.name == name).order_by(FilterSave.saved_at, FilterSave.id)))
+        s.expunge_all()
+        return rows
 
 
 def get(engine: Engine, name: str) -> SavedFilter:

@@ -203,8 +203,25 @@ def filter_list() -> None:
     if not rows:
         click.echo("no saved filters yet: vitpro filter save NAME --where 'vis_attn >= p25'")
         return
-    echo_table([(r.name, "; ".join(FilterConfig.from_dict(r.config).describe()), r.created_by, f"{r.updated_at:%Y-%m-%d %H:%M}") for r in rows],
-                ("name", "conditions", "by", "changed"))
+    echo_table([(r.name, "; ".join(FilterConfig.from_dict(r.config).describe()), r.created_by, r.updated_by or r.created_by,
+                 f"{r.updated_at:%Y-%m-%d %H:%M}") for r in rows],
+                ("name", "conditions", "created by", "last saved by", "changed"))
+
+
+@filter_group.command("history")
+@click.argument("name")
+def filter_history(name) -> None:
+    """Every save of a filter, oldest first: who changed it to which conditions, and when."""
+    from curation.filters import FilterConfig
+    from db.app import saved_filters
+
+    load_filter(name)  # an unknown name: said, with the names there are
+    rows = saved_filters.history(open_engine(), name)
+    if not rows:
+        click.echo(f"no history of {name!r}: it was last saved before saves were recorded")
+        return
+    echo_table([(f"{r.saved_at:%Y-%m-%d %H:%M:%S}", r.saved_by, "; ".join(FilterConfig.from_dict(r.config).describe())) for r in rows],
+               ("saved (UTC)", "by", "conditions"))
 
 
 @filter_group.command("delete")
