@@ -24,7 +24,6 @@ def jobs() -> None:
 def jobs_list(status, kind, limit) -> None:
     """Recent jobs, newest first."""
     from db.app import jobs as jobs_db
-
     from jobs.timing import duration, timing
 
     rows = jobs_db.list_jobs(open_engine(), limit=limit, status=status, kind=kind)
