@@ -295,7 +295,7 @@ def test_a_re_export_is_refused_unless_replace_is_ticked(ui_store):
     at = page("snapshots", export_name="re-export", manifest_snap="re-export")
     assert "refreshed every 5 s" in texts(at)  # the exports list reads again while an export job runs
     _by_label(at.button, "Export").click().run()
-    assert "exists and is not empty" in texts(at) and "tick 'Replace an export that exists'" in texts(at)
+    assert "is exported already in llava; nothing was launched. Tick 'Replace an export that exists'" in texts(at)
     assert len(jobs_db.list_jobs(engine, limit=100, kind="export")) == before  # nothing launched, nothing overwritten
     _by_label(at.checkbox, "Replace an export that exists").check()
     _by_label(at.button, "Export").click().run()

@@ -170,17 +170,23 @@ if context.allowed("export"):  # annotators do not see the form at all; guarded(
         ocr = c[2].checkbox("OCR text in the prompt", value=True, key="export_ocr")
         replace = c[2].checkbox("Replace an export that exists", value=False, key="export_replace",
                                 help="an export of this snapshot in a chosen format is replaced only when this is ticked")
-        if st.form_submit_button("Export"):
-            from jobs.export import ExportJob
+        submitted = st.form_submit_button("Export")
+    if submitted:
+        from jobs.export import ExportJob
 
+        there = [e.fmt for e in _found(snap_name) if e.fmt in formats]
+        if there and not replace:  # the engine would write the same snapshot over itself: say so, and ask
+            st.error(f"'{md(snap_name)}' is exported already in {', '.join(there)}; nothing was launched. Tick 'Replace an export "
+                     "that exists' to write it again.")
+        else:
             try:
                 params = ExportJob(snapshot=snap_name, formats=formats, out=f"{EXPORTS}/{snap_name}", ocr=ocr, force=replace).params()
-            except ValueError as exc:  # an export there already, without "Replace": said, nothing overwritten
+            except ValueError as exc:  # a folder holding something else: said, nothing overwritten
                 st.error(md(str(exc)) + ("" if replace else " · tick 'Replace an export that exists' to overwrite it"))
             else:
                 job = context.guarded("export", submit_job, "export", params, settings=s, launched_by=me.username)
                 if job is not context.REFUSED:
-                    st.success(f"export job {job} launched: watch it on the Jobs page; files go to {md(EXPORTS)}/{md(snap_name)}")
+                    st.success(f"export job {job} launched: it shows below when it ends; files go to {md(EXPORTS)}/{md(snap_name)}")
 
 st.subheader("Exports on disk")
 
