@@ -8,12 +8,12 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from db.lake import metrics
+from db.lake import metrics, tags
 from db.lake.connection import at_version
 from db.lake.exclusions import excluded_sql
 from db.reads.samples_view import product_join
 
-from .grammar import FIELDS, Condition, FilterConfig, FilterError, metric_of
+from .grammar import FIELDS, LIST_FIELDS, Condition, FilterConfig, FilterError, metric_of
 from .models import StatSpec, resolve_models
 from .percentiles import quantile_cont, read_sorted, write_sorted
 from .reports import FilterReport, report_from_counts
@@ -104,7 +104,8 @@ class StatsTable:
         base = (
             f"SELECT s.sample_id, s.item_id, {fields}, ex.sample_id IS NOT NULL AS _excluded FROM {at_version('samples', v)} s "
             f"JOIN {at_version('items', v)} i USING (item_id) {product_join(v)} "
-            f"LEFT JOIN {excluded} ex ON ex.sample_id = s.sample_id {chosen}"
+            f"LEFT JOIN {excluded} ex ON ex.sample_id = s.sample_id "
+            f"LEFT JOIN ({tags.lists_sql(self.lake, v)}) tg ON tg.sample_id = s.sample_id {chosen}"
         )
         stats = [s.column for s in self.specs]
         # One statement: the gathered rows (materialized once as a CTE), integer codes for task and category
@@ -238,6 +239,9 @@ class StatsTable:
                     rhs = _literal(cond.value)
                 if rhs is None:  # an empty list: nothing is in it
                     test = "FALSE" if cond.op == "in" else "TRUE"
+                elif cond.metric in LIST_FIELDS:  # a list per sample (its tags): membership, not equality
+                    wanted = "[" + ", ".join(_literal(x) for x in (cond.value if isinstance(cond.value, list) else [cond.value])) + "]"
+                    test = ("" if cond.op in ("in", "==") else "NOT ") + f"list_has_any({col}, {wanted})"
                 else:
                     test = f"{col} {op} {rhs}"
             predicates.append(f"coalesce({test}, {'TRUE' if cond.keep_missing else 'FALSE'})")

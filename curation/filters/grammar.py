@@ -23,8 +23,12 @@ FIELDS = {
     "label": "coalesce(s.label, '(none)')",
     "answer_chars": "length(s.answer)",
     "question_chars": "length(s.question)",
+    # a sample's tags (db/lake/tags.py) as a list: "tag in a,b" keeps a sample with any of them, "tag not in
+    # a,b" one with none, "tag == a" one with a; the stats table joins the tag lists as ``tg``
+    "tag": "coalesce(tg.tags, CAST([] AS VARCHAR[]))",
 }
-TEXT_FIELDS = {"task", "category", "brand", "region", "issue_type", "item_kind", "answer_format", "backend", "label"}
+TEXT_FIELDS = {"task", "category", "brand", "region", "issue_type", "item_kind", "answer_format", "backend", "label", "tag"}
+LIST_FIELDS = {"tag"}  # fields holding a list per sample: compared by membership
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|!=|==|>|<|=|not in|in)\s*(.+?)\s*$", re.IGNORECASE)
 _SUFFIX = re.compile(r"\s+(per[ _]task|or[ _]missing)$", re.IGNORECASE)
 

@@ -29,6 +29,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     # Snapshots made before this step have no list: db/ cannot rebuild a filter (that is curation's), so
     # curation.snapshots.backfill_members fills them in (`vitpro snapshot backfill`, or lazily on first read).
     (6, "snapshot members: each snapshot's sample ids, listed once", [tables.SNAPSHOT_MEMBERS.ddl(), tables.SNAPSHOT_MEMBER_LISTS.ddl()]),
+    # Append-only as the exclusions are (db/lake/tags.py): who put a tag on or took it off, when; a filter
+    # and a snapshot read the tags of their version.
+    (7, "sample tags: free labels on samples, as an append-only log", [tables.SAMPLE_TAGS.ddl()]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

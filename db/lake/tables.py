@@ -266,6 +266,17 @@ EXCLUSIONS = declare(
     Column("changed_at", "TIMESTAMPTZ"),
 )
 
+# Free tags on samples, kept as the exclusions are: one row per change, a (sample, tag)'s state its latest row.
+SAMPLE_TAGS = declare(
+    "sample_tags",
+    Column("sample_id", "VARCHAR"),
+    Column("tag", "VARCHAR", 'a curator\'s free label: letters, digits, - _ . : (at most 60 characters)'),
+    Column("seq", "INTEGER", '1, 2, 3, ... per (sample, tag): the order of its changes'),
+    Column("tagged", "BOOLEAN", 'true: the tag was put on; false: taken off'),
+    Column("by_user", "VARCHAR"),
+    Column("changed_at", "TIMESTAMPTZ"),
+)
+
 # A snapshot's samples, listed once when it is made (curation/snapshots.py), so that an export, a training
 # run or a diff joins this list instead of rebuilding the filter's stats at the snapshot's version.
 SNAPSHOT_MEMBERS = declare(

@@ -108,3 +108,63 @@ def samples_excluded(limit, offset) -> None:
     rows = exclusions.list_excluded(lake, limit=limit, offset=offset)
     echo_table([(r["sample_id"], r["reason"], r["by"], fmt_time(r["at"])) for r in rows], ("sample", "reason", "by", "excluded (UTC)"))
     click.echo(f"{total} excluded in all" + (f"; showing {offset + 1}-{offset + len(rows)}" if len(rows) < total else ""))
+
+
+def _tag_command(on: bool):
+    verb = "tag" if on else "untag"
+
+    @samples.command(verb, help=f"{'Put' if on else 'Take'} free tags {'on' if on else 'off'} samples, by id or by a query (as `samples exclude`). "
+                     "A filter keeps tagged samples with 'tag in a,b' (or leaves them out with 'tag not in a,b').")
+    @click.argument("sample_ids", nargs=-1, metavar="[ID...]")
+    @click.option("--tag", "tag_names", multiple=True, required=True, metavar="TAG",
+                  help="A tag (letters, digits, _ - . :); repeat, or separate with commas.")
+    @click.option("--where", "where", multiple=True, metavar="COND", help="Every sample these conditions match (the filter grammar); repeat: all must hold.")
+    @click.option("--model", "models", multiple=True, metavar="METRIC=ID", help="Which model's scores a --where metric uses, where several scored it.")
+    @click.option("--missing-matches", "keep_missing", is_flag=True, help="With --where: a sample without the score matches too.")
+    @click.option("--filter", "filter_name", metavar="NAME", help="What the saved filter keeps, or with --dropped what it drops.")
+    @click.option("--dropped", is_flag=True, help="With --filter: the samples the filter drops.")
+    @click.option("--yes", is_flag=True, help="Do not ask to confirm the count (scripts).")
+    def command(sample_ids, tag_names, where, models, keep_missing, filter_name, dropped, yes) -> None:
+        from db.lake import tags
+
+        by_query = bool(where or filter_name)
+        if dropped and not filter_name:
+            fail("--dropped goes with --filter NAME (the samples a saved filter drops)")
+        if by_query and sample_ids:
+            fail("give sample ids or a query (--where / --filter), not both")
+        if not by_query and not sample_ids:
+            fail("name the samples: their ids, --where CONDITION, or --filter NAME [--dropped]")
+        try:
+            names = tags.clean_tags(tag_names)
+        except tags.TagError as exc:
+            fail(str(exc))
+        if by_query:
+            sample_ids, said = _query_ids(where, models, keep_missing, filter_name, dropped)
+            click.echo(f"{len(sample_ids):,} sample(s) {said} (excluded ones aside)")
+            if not sample_ids:
+                return
+            if not yes:
+                click.confirm(f"{verb} these {len(sample_ids):,} sample(s) with {', '.join(names)}?", abort=True)
+        try:
+            n = (tags.add if on else tags.remove)(open_lake(), sample_ids, names, by=load_settings().user)
+        except tags.TagError as exc:
+            fail(str(exc))
+        click.echo(f"{'tagged' if on else 'untagged'} {n:,} (sample, tag) pair(s)" + (" (the rest were already)" if n < len(set(sample_ids)) * len(names) else ""))
+
+    return command
+
+
+samples_tag = _tag_command(True)
+samples_untag = _tag_command(False)
+
+
+@samples.command("tags")
+def samples_tags() -> None:
+    """Every tag in use, with its number of samples."""
+    from db.lake import tags
+
+    rows = tags.counts(open_lake())
+    if not rows:
+        click.echo("no sample is tagged: vitpro samples tag ID... --tag NAME")
+        return
+    echo_table(rows, ("tag", "samples"))
