@@ -381,3 +381,24 @@ def test_filter_history_from_the_command_line(ui_store, cli):
     assert "last saved by" in listed and any("hist-cli" in line and "admin" in line and "anna" in line for line in listed.splitlines())
     missing = cli("filter", "history", "nope")
     assert missing.returncode == 2 and "no saved filter 'nope'" in missing.stderr
+
+
+def test_gallery_tags_the_ticked_samples_and_tiles_and_inspect_show_them(ui_store):
+    from db.lake import tags
+
+    home, lake, engine = ui_store
+    at = page("gallery", gal_vis=VIS_MODEL, gal_size=12)
+    ids = list(_tiles(at))
+    at.checkbox(key=f"gal_sel_{ids[0]}").check()
+    at.checkbox(key=f"gal_sel_{ids[1]}").check().run()
+    at.text_input(key="gal_tags_text").input("two words")
+    at.button(key="FormSubmitter:gal_tag_form-Tag").click().run()
+    assert "is not a tag" in texts(at) and tags.counts(lake) == []
+    at.text_input(key="gal_tags_text").input("blurry, needs-review")
+    at.button(key="FormSubmitter:gal_tag_form-Tag").click().run()
+    assert "tagged 4 (sample, tag) pair(s)" in texts(at)
+    tiles = _tiles(at)
+    assert ":blue-badge[blurry]" in tiles[ids[0]] and ":blue-badge[needs\\-review]" in tiles[ids[1]] and "badge[blurry]" not in tiles[ids[2]]
+    shown = opened("inspect", {"sample": ids[0]})
+    assert any("tags:" in str(m.value) and "blurry" in str(m.value) for m in shown.markdown)
+    tags.remove(lake, ids[:2], ["blurry", "needs-review"], by="admin")

@@ -106,7 +106,7 @@ def _reads() -> dict[str, Callable[..., Any]]:
     from curation.filters.models import stored_models  # its own module, as resolve() calls it: one monkeypatch sees both
     from curation.generation.report import build_report
     from db.app import pilots
-    from db.lake import exclusions
+    from db.lake import exclusions, tags
     from db.reads import browse, overview_stats, quality, queries
     from ui import browse_cache
 
@@ -131,6 +131,7 @@ def _reads() -> dict[str, Callable[..., Any]]:
         "first_images": lambda lk, sample_ids: browse.first_images(lk, list(sample_ids)),
         "excluded_among": lambda lk, sample_ids: browse.excluded_among(lk, list(sample_ids)),
         "exclusion_of": lambda lk, sample_id: exclusions.current(lk, sample_id),
+        "tags_of": lambda lk, sample_ids: tags.tags_of(lk, list(sample_ids)),
         "score_summary": lambda lk: queries.score_summary(lk),
         "filter_kept": lambda lk, config: stats_table(FilterConfig.from_dict(json.loads(config))).report(FilterConfig.from_dict(json.loads(config))).kept,
     }

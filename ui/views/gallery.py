@@ -10,7 +10,7 @@ import streamlit as st
 
 from curation.filters import FilterConfig, FilterError
 from db.app import pilots, saved_filters
-from db.lake import exclusions
+from db.lake import exclusions, tags
 from db.reads import browse
 from ui import browse_cache, context, sample_query
 from ui import view_state as vs
@@ -113,7 +113,7 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
     def _targets() -> list[str]:
         return browse_cache.ids(**dict(query_args)) if whole else sorted(picked)
 
-    a, b = st.columns(2)
+    a, b, c = st.columns(3)
     if may_exclude:
         with a.form("gal_exclude_form"):
             st.markdown(f"**Exclude from the data set** · {target_n:,} sample(s)")
@@ -159,6 +159,26 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
                         done = f"added {n:,} sample(s) to pilot '{md(pilot_name)}'" + (f" ({len(targets) - n:,} were in it already)" if n < len(targets) else "")
                 except pilots.PilotError as exc:
                     st.error(str(exc))
+    if may_exclude:  # tags are a curator's notes on samples: whoever may exclude may tag
+        with c.form("gal_tag_form"):
+            st.markdown(f"**Tag** · {target_n:,} sample(s)")
+            tag_text = st.text_input("Tags (comma-separated)", key="gal_tags_text", placeholder="blurry, needs-review")
+            y1, y2 = st.columns(2)
+            do_tag = y1.form_submit_button("Tag")
+            do_untag = y2.form_submit_button("Untag")
+        if (do_tag or do_untag) and not target_n:
+            st.error("select samples first (the tick box under each thumbnail), or act on the whole query")
+        elif (do_tag or do_untag) and not confirm:
+            st.error(f"tick 'Yes, act on all {total:,} samples that match' first")
+        elif do_tag or do_untag:
+            targets = _targets()
+            try:
+                change = tags.add if do_tag else tags.remove
+                n = context.guarded("exclude_samples", change, lake, targets, [tag_text], by=me.username)
+                if n is not context.REFUSED:
+                    done = f"{'tagged' if do_tag else 'untagged'} {n:,} (sample, tag) pair(s)"
+            except tags.TagError as exc:
+                st.error(md(str(exc)))
     if done:  # done with this selection: drawn again from the top, so that every count and box says so
         st.session_state["gal_flash"] = done
         _clear_picks()
@@ -174,6 +194,7 @@ if chosen_filter != FILTER_NONE:
     except FilterError as exc:
         st.warning(f"filter '{md(chosen_filter)}' cannot be applied to the current data: {exc}")
 excluded = context.read("excluded_among", tuple(ids))
+tagged = context.read("tags_of", tuple(ids))
 images = context.read("first_images", tuple(ids))
 blobs = context.blobs()
 # a tile's Inspect carries this page's query, so that Inspect's arrows step through the same samples
@@ -197,6 +218,7 @@ for start in range(0, len(rows), COLUMNS):
                 badge = ""
             vis = "—" if r["vis_attn"] is None else f"{r['vis_attn']:.4g}"
             clip = "—" if r["clip_score"] is None else f"{r['clip_score']:.4g}"
-            st.markdown(f"**{r['task']}** {badge}  \nVisAttnScore {vis} · CLIPScore {clip}  \n[Inspect]({link})")
+            marks = " ".join(f":blue-badge[{md(t)}]" for t in tagged.get(sid, []))
+            st.markdown(f"**{r['task']}** {badge} {marks}  \nVisAttnScore {vis} · CLIPScore {clip}  \n[Inspect]({link})")
             if may_exclude or may_pilot:
                 st.checkbox("select", key=f"gal_sel_{sid}", on_change=_tick, args=(sid,))

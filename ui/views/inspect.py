@@ -9,6 +9,7 @@ from ui import browse_cache, context, sample_query
 from ui import view_state as vs
 from ui.heat import escape, heat_block, segment_tokens
 from ui.images import show_zoomable
+from ui.labels import md
 
 context.ensure_signed_in()
 context.page_header("Inspect", "Browse samples; ← / → step through them. Hover a word for its exact A(t) and percentile.")
@@ -86,6 +87,9 @@ with left:
         st.info("this sample has no image")
 with right:
     st.markdown(f"**{escape(rec['task'])}** · {escape(rec['category'])} · `{sample_id}`")
+    on = context.read("tags_of", (sample_id,)).get(sample_id)
+    if on:
+        st.markdown("tags: " + " ".join(f":blue-badge[{md(t)}]" for t in on))
     exclusion = context.read("exclusion_of", sample_id)
     if exclusion:
         st.warning(f"Excluded from the data set by {exclusion['by']} on {exclusion['at']:%Y-%m-%d %H:%M} UTC: {exclusion['reason']}",
