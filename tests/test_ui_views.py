@@ -402,3 +402,17 @@ def test_gallery_tags_the_ticked_samples_and_tiles_and_inspect_show_them(ui_stor
     shown = opened("inspect", {"sample": ids[0]})
     assert any("tags:" in str(m.value) and "blurry" in str(m.value) for m in shown.markdown)
     tags.remove(lake, ids[:2], ["blurry", "needs-review"], by="admin")
+
+
+def test_gallery_turns_pages_from_the_keyboard_and_offers_the_query_as_csv(ui_store):
+    at = page("gallery", gal_vis=VIS_MODEL, gal_size=12)
+    assert at.button(key="gal_prev").disabled and not at.button(key="gal_next").disabled
+    first = list(_tiles(at))
+    at.button(key="gal_next").click().run()  # → (the button's shortcut)
+    assert at.number_input(key="gal_page").value == 2 and not set(_tiles(at)) & set(first)
+    at.button(key="gal_prev").click().run()
+    assert at.number_input(key="gal_page").value == 1 and list(_tiles(at)) == first
+    labels = [node.proto.label for node in at.get("download_button")]
+    assert any(label.startswith("Download this query as CSV (") for label in labels)
+    pilot_page = page("pilot", pilot_name="ui-pilot")
+    assert "Download the labels (CSV)" in [node.proto.label for node in pilot_page.get("download_button")]

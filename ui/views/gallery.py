@@ -64,7 +64,36 @@ pages = (total + size - 1) // size
 if st.session_state.get("gal_page", 1) > pages:  # a narrower query: the last page there is
     st.session_state["gal_page"] = pages
 number = int(p2.number_input("Page", min_value=1, max_value=pages, step=1, key="gal_page"))
-p3.markdown(f"page **{number}** of **{pages:,}** · **{total:,}** samples")
+p3.markdown(f"page **{number}** of **{pages:,}** · **{total:,}** samples · ← / → turn the page")
+
+
+def _turn(delta: int) -> None:
+    st.session_state["gal_page"] = min(max(1, int(st.session_state.get("gal_page", 1)) + delta), pages)
+
+
+k1, k2, k3 = st.columns([1, 1, 4])
+k1.button("◀ Page", on_click=_turn, args=(-1,), shortcut="left", key="gal_prev", disabled=number <= 1)
+k2.button("Page ▶", on_click=_turn, args=(1,), shortcut="right", key="gal_next", disabled=number >= pages)
+CSV_MAX = 200_000  # rows in one download of the query (a larger query: narrow it, or `vitpro snapshot` / exports)
+
+
+def _query_csv() -> bytes:
+    """The query's samples as CSV (id, task, category, both scores, question, answer), in its order; built
+    when the button is clicked, not on every rerun."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["sample_id", "task", "category", "vis_attn", "clip_score", "question", "answer"])
+    _, every = browse_cache.browse(**dict(query_args), limit=CSV_MAX, offset=0, with_text=True)
+    for r in every:
+        writer.writerow([r["sample_id"], r["task"], r["category"], r["vis_attn"], r["clip_score"], r["question"], r["answer"]])
+    return out.getvalue().encode("utf-8")
+
+
+k3.download_button(f"Download this query as CSV ({min(total, CSV_MAX):,} rows)", _query_csv, file_name="gallery-query.csv", mime="text/csv",
+                   key="gal_csv", on_click="ignore")
 vs.publish("gal", [*q.keys, *PAGE_KEYS], prefix="gal_")
 _, rows = browse_cache.browse(**dict(query_args), limit=size, offset=(number - 1) * size)
 ids = [r["sample_id"] for r in rows]

@@ -264,6 +264,8 @@ def _agreement(overall, per_task) -> None:
 
 
 def results_tab() -> None:
+    st.download_button("Download the labels (CSV)", lambda: pilots.export_csv(engine, pilot), file_name=f"{name}-labels.csv", mime="text/csv",
+                       key="pilot_labels_csv", on_click="ignore", help="every annotator's labels, as `vitpro pilot export` writes them")
     filters = [f.name for f in saved_filters.list_all(engine)]
     fname = st.selectbox("Current thresholds from the saved filter", [None, *filters], index=len(filters) if filters else 0,
                          format_func=lambda n: n or "none", key="pilot_filter")
