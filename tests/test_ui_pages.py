@@ -310,7 +310,7 @@ def test_pilot_results_show_roc_auc_and_the_paper_reference(ui_store):
         pilots.set_label(engine, pilot.id, x.sample_id, "bob", "grounded" if (x.vis_attn or 0) > 0.1 or k % 5 == 0 else "not_grounded")
     at = page("pilot", pilot_filter="ui-filter")
     assert not at.exception
-    table = at.dataframe[0].value
+    table = next(df.value for df in at.dataframe if "score" in df.value.columns)
     assert set(table["score"]) == {"vis_attn", "clip_score"}
     assert all(0 <= v <= 1 for v in table["AUC"])
     assert table["accuracy at current thresholds"].notna().all()

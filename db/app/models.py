@@ -244,6 +244,32 @@ class PilotSample(Base):
     clip_score: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class PilotAssignment(Base):
+    """Who labels which sample of a pilot (db/app/pilots.assign): each sample by ``overlap`` annotators."""
+
+    __tablename__ = "pilot_assignments"
+    __table_args__ = (UniqueConstraint("pilot_id", "sample_id", "annotator", name="uq_pilot_assignment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pilot_id: Mapped[int] = mapped_column(ForeignKey("pilots.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[str] = mapped_column(String(40))
+    annotator: Mapped[str] = mapped_column(String(120))
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PilotLock(Base):
+    """A sample an annotator has on screen: not served to another annotator until it expires."""
+
+    __tablename__ = "pilot_locks"
+    __table_args__ = (UniqueConstraint("pilot_id", "sample_id", name="uq_pilot_lock"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pilot_id: Mapped[int] = mapped_column(ForeignKey("pilots.id", ondelete="CASCADE"))
+    sample_id: Mapped[str] = mapped_column(String(40))
+    annotator: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class PilotLabel(Base):
     __tablename__ = "pilot_labels"
     __table_args__ = (UniqueConstraint("pilot_id", "sample_id", "annotator", name="uq_pilot_label"),)

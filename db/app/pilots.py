@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import Engine, delete, func, select
@@ -17,7 +17,7 @@ from db.lake.connection import Lake
 from db.reads import samples_view
 from db.storage.blobs import as_blobs
 
-from .models import Pilot, PilotAdjudication, PilotLabel, PilotSample
+from .models import Pilot, PilotAdjudication, PilotAssignment, PilotLabel, PilotLock, PilotSample
 from .named_rows import get_named
 
 LABEL_VALUES = ("grounded", "not_grounded", "skip")
@@ -366,3 +366,106 @@ def sample_details(lake: Lake, sample_ids: list[str], *, vis_model: str | None, 
             if sid in out:
                 out[sid]["weakest"] = sorted(pairs, key=lambda p: p[1])[:5]
     return out
+
+
+# ---- who labels what: assignments, locks, guidelines ----------------------------------------------------
+def assign(engine: Engine, pilot_id: int, annotators: Iterable[str], overlap: int = 1) -> dict[str, int]:
+    """Give each of the pilot's samples to ``overlap`` of ``annotators`` (Argilla's "minimum submitted"),
+    spread evenly: sample k goes to annotators k*overlap ... k*overlap + overlap - 1 (modulo their number),
+    so every annotator gets the same number within one and every pair of annotators shares samples (what
+    agreement is measured on). Replaces the pilot's earlier assignments; labels already given stay.
+    Returns {annotator: samples assigned}."""
+    people = list(dict.fromkeys(a.strip() for a in annotators if a and a.strip()))
+    if not people:
+        raise PilotError("name the annotators to assign (--annotators ann,bob)")
+    if not 1 <= overlap <= len(people):
+        raise PilotError(f"each sample can be labelled by 1 to {len(people)} of these {len(people)} annotator(s), not {overlap}")
+    order = [x.sample_id for x in samples(engine, pilot_id)]
+    now = _now()
+    given = {a: 0 for a in people}
+    with Session(engine) as s, s.begin():
+        s.execute(delete(PilotAssignment).where(PilotAssignment.pilot_id == pilot_id))
+        for k, sid in enumerate(order):
+            for j in range(overlap):
+                who = people[(k * overlap + j) % len(people)]
+                s.add(PilotAssignment(pilot_id=pilot_id, sample_id=sid, annotator=who, assigned_at=now))
+                given[who] += 1
+        pilot = s.get(Pilot, pilot_id)
+        pilot.config = {**(pilot.config or {}), "overlap": overlap, "annotators": people}
+    return given
+
+
+def assignments(engine: Engine, pilot_id: int) -> dict[str, set[str]]:
+    """{annotator: the samples assigned to them}; empty when the pilot has none (everyone labels everything)."""
+    out: dict[str, set[str]] = {}
+    with Session(engine) as s:
+        for sid, who in s.execute(select(PilotAssignment.sample_id, PilotAssignment.annotator).where(PilotAssignment.pilot_id == pilot_id)):
+            out.setdefault(who, set()).add(sid)
+    return out
+
+
+def queue(engine: Engine, pilot_id: int, annotator: str) -> list[str]:
+    """The samples ``annotator`` is to label, in the pilot's order: those assigned to them, or every sample
+    when the pilot has no assignments."""
+    order = [x.sample_id for x in samples(engine, pilot_id)]
+    given = assignments(engine, pilot_id)
+    if not given:
+        return order
+    mine = given.get(annotator, set())
+    return [sid for sid in order if sid in mine]
+
+
+def progress(engine: Engine, pilot_id: int) -> list[tuple[str, int, int]]:
+    """(annotator, samples to label, labelled of those) for everyone assigned or with a label."""
+    given = assignments(engine, pilot_id)
+    everyone = len(samples(engine, pilot_id))
+    done: dict[str, set[str]] = {}
+    for row in labels(engine, pilot_id):
+        done.setdefault(row.annotator, set()).add(row.sample_id)
+    people = sorted(set(given) | set(done))
+    return [(a, len(given[a]) if given else everyone, len(done.get(a, set()) & given[a]) if given else len(done.get(a, set()))) for a in people]
+
+
+LOCK_SECONDS = 120  # a sample on an annotator's screen is kept from others this long (renewed while shown)
+
+
+def claim(engine: Engine, pilot_id: int, sample_id: str, annotator: str, seconds: int = LOCK_SECONDS) -> str | None:
+    """Take (or renew) ``annotator``'s lock on a sample they have on screen; returns None, or the name of
+    the other annotator whose unexpired lock holds it (then nothing changes)."""
+    now = _now()
+    with Session(engine) as s, s.begin():
+        row = s.scalar(select(PilotLock).where(PilotLock.pilot_id == pilot_id, PilotLock.sample_id == sample_id).with_for_update())
+        if row is not None and row.annotator != annotator and _aware(row.expires_at) > now:
+            return row.annotator
+        until = now + timedelta(seconds=seconds)
+        if row is None:
+            s.add(PilotLock(pilot_id=pilot_id, sample_id=sample_id, annotator=annotator, expires_at=until))
+        else:
+            row.annotator, row.expires_at = annotator, until
+    return None
+
+
+def release(engine: Engine, pilot_id: int, annotator: str) -> None:
+    """Drop every lock ``annotator`` holds in the pilot (they moved on, or labelled it)."""
+    with Session(engine) as s, s.begin():
+        s.execute(delete(PilotLock).where(PilotLock.pilot_id == pilot_id, PilotLock.annotator == annotator))
+
+
+def locked_by_others(engine: Engine, pilot_id: int, annotator: str) -> dict[str, str]:
+    """{sample: who has it on screen} for the unexpired locks of other annotators."""
+    now = _now()
+    with Session(engine) as s:
+        rows = s.execute(select(PilotLock.sample_id, PilotLock.annotator, PilotLock.expires_at).where(
+            PilotLock.pilot_id == pilot_id, PilotLock.annotator != annotator)).all()
+    return {sid: who for sid, who, until in rows if _aware(until) > now}
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite hands timestamps back without their zone
+
+
+def set_guidelines(engine: Engine, pilot_id: int, text: str) -> None:
+    """What annotators are told before they label (shown on the Pilot page and by `vitpro pilot label`)."""
+    with Session(engine) as s, s.begin():
+        pilot = s.get(Pilot, pilot_id)
+        pilot.config = {**(pilot.config or {}), "guidelines": (text or "").strip()}

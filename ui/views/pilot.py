@@ -79,6 +79,8 @@ vs.publish("pilot", VIEW, prefix="pilot_")
 pilot = pilots.get(engine, name)
 chosen = pilots.samples(engine, pilot.id)
 order = [x.sample_id for x in chosen]
+# what this user labels: the samples assigned to them (`vitpro pilot assign`), or every sample without assignments
+queue = pilots.queue(engine, pilot.id, me.username)
 adjudicator = context.allowed("adjudicate")
 tabs = st.tabs(["Label", "Results", *(["Adjudicate"] if adjudicator else [])])  # annotators do not see the adjudication at all
 pos_key = f"pilot_pos_{pilot.id}"
@@ -128,8 +130,12 @@ def _words_key(sid: str) -> str:
     return f"words_{pilot.id}_{sid}"
 
 
+def _note_key(sid: str) -> str:
+    return f"note_{pilot.id}_{sid}"
+
+
 def _goto(delta: int) -> None:
-    st.session_state[pos_key] = min(max(0, st.session_state[pos_key] + delta), len(order) - 1)
+    st.session_state[pos_key] = min(max(0, st.session_state[pos_key] + delta), len(queue) - 1)
 
 
 def _push(entry: tuple) -> None:
@@ -139,25 +145,28 @@ def _push(entry: tuple) -> None:
 
 def _label(value: str, mine: dict) -> None:
     pos = st.session_state[pos_key]
-    sid = order[pos]
+    sid = queue[pos]
     words = st.session_state.get(_words_key(sid)) or []
-    written = pilots.LabelState(value, tuple(words) if value == NOT_GROUNDED else ())
+    note = (st.session_state.get(_note_key(sid)) or "").strip() or None
+    written = pilots.LabelState(value, tuple(words) if value == NOT_GROUNDED else (), note)
     try:  # only over the label this tab shows: another tab's label is shown first, not overwritten unseen
         previous = context.guarded("label", pilots.set_label, engine, pilot.id, sid, me.username, written.label, written.ungrounded_words,
-                                   expected=pilots.state_of(mine.get(sid)))
+                                   written.note, expected=pilots.state_of(mine.get(sid)))
     except pilots.LabelChanged as exc:
         st.session_state[FLASH] = f"warning: {exc}. Shown now: press again to replace it."
         return
     if previous is context.REFUSED:
         return
     _push((sid, pos, previous, written))  # undo puts back what this replaced, if the label is still what this wrote
-    later = [k for k in range(pos + 1, len(order)) if order[k] not in mine and order[k] != sid]
-    st.session_state[pos_key] = later[0] if later else min(pos + 1, len(order) - 1)
+    pilots.release(engine, pilot.id, me.username)  # done with it: free for the next annotator at once
+    busy = pilots.locked_by_others(engine, pilot.id, me.username)
+    later = [k for k in range(pos + 1, len(queue)) if queue[k] not in mine and queue[k] != sid and queue[k] not in busy]
+    st.session_state[pos_key] = later[0] if later else min(pos + 1, len(queue) - 1)
 
 
 def _clear(mine: dict) -> None:
     pos = st.session_state[pos_key]
-    sid = order[pos]
+    sid = queue[pos]
     own = pilots.state_of(mine.get(sid))
     if own is None:
         return
@@ -191,25 +200,37 @@ def _undo() -> None:
 
 
 def label_tab() -> None:
+    guidelines = (pilot.config or {}).get("guidelines")
+    if guidelines:
+        with st.expander("Guidelines for this pilot", expanded=pos_key not in st.session_state):
+            st.markdown(guidelines)
+    if not queue:
+        st.info("No sample of this pilot is assigned to you. An admin assigns them (Assign, below the Results; or `vitpro pilot assign`).")
+        return
     mine = {row.sample_id: row for row in pilots.labels(engine, pilot.id, annotator=me.username)}  # only my own labels
-    if pos_key not in st.session_state:  # a fresh session (or a refresh) resumes at my first unlabelled sample
-        st.session_state[pos_key] = next((k for k, sid in enumerate(order) if sid not in mine), 0)
-    done = sum(1 for sid in order if sid in mine)
-    st.progress(done / len(order) if order else 0.0, text=f"you have labelled {done} of {len(order)}")
+    if pos_key not in st.session_state:  # a fresh session (or a refresh) resumes at my first unlabelled sample nobody else has open
+        busy = pilots.locked_by_others(engine, pilot.id, me.username)
+        st.session_state[pos_key] = next((k for k, sid in enumerate(queue) if sid not in mine and sid not in busy),
+                                         next((k for k, sid in enumerate(queue) if sid not in mine), 0))
+    done = sum(1 for sid in queue if sid in mine)
+    st.progress(done / len(queue) if queue else 0.0, text=f"you have labelled {done} of {len(queue)}")
     if FLASH in st.session_state:
         message = st.session_state.pop(FLASH)
         (st.warning if message.startswith("warning: ") else st.success)(message.removeprefix("warning: "))
-    pos = st.session_state[pos_key]
-    sid = order[pos]
+    pos = min(st.session_state[pos_key], len(queue) - 1)
+    sid = queue[pos]
     detail = _details(sid)
     own = mine.get(sid)
+    holder = pilots.claim(engine, pilot.id, sid, me.username)  # on my screen: kept from the others while I read it
+    if holder is not None:
+        st.info(f"{holder} has this sample open right now: ▶ goes on to the next one.")
     b = st.columns([1, 1, 2, 2, 1, 3])
     b[0].button("◀", on_click=_goto, args=(-1,), shortcut="left", key="pilot_prev", help="previous (←)")
     b[1].button("▶", on_click=_goto, args=(1,), shortcut="right", key="pilot_next", help="next (→)")
     b[2].button("Grounded", on_click=_label, args=(GROUNDED, mine), shortcut="g", type="primary", key="pilot_grounded", help="G")
     b[3].button("Not grounded", on_click=_label, args=(NOT_GROUNDED, mine), shortcut="n", key="pilot_not_grounded", help="N")
     b[4].button("Skip", on_click=_label, args=(SKIP, mine), shortcut="s", key="pilot_skip", help="S")
-    b[5].markdown(f"sample **{pos + 1}** of {len(order)}" + (f" · you said **{own.label.replace('_', ' ')}**" if own else " · not labelled by you yet"))
+    b[5].markdown(f"sample **{pos + 1}** of {len(queue)}" + (f" · you said **{own.label.replace('_', ' ')}**" if own else " · not labelled by you yet"))
     u = st.columns([2, 2, 6])
     u[0].button("Undo my last label", on_click=_undo, disabled=not undo_stack, shortcut="u", key="pilot_undo",
                 help="U: puts back what your last label or clear in this tab replaced (kept through a reload)")
@@ -225,6 +246,9 @@ def label_tab() -> None:
     # wrap=True: directly in a column st.pills keeps one row and scrolls, which clipped long answers
     right.pills("Click the " + ("values" if json_answer else "words") + " the image does not support (saved with 'Not grounded')",
                 groups, selection_mode="multi", default=default, key=_words_key(sid), wrap=True, width="stretch")
+    if own is not None and _note_key(sid) not in st.session_state:
+        st.session_state[_note_key(sid)] = own.note or ""
+    right.text_input("Note (optional, saved with your label)", key=_note_key(sid), placeholder="e.g. the lid is not in the photo")
     if detail["ocr"]:
         right.caption("OCR: " + " | ".join(t for t in detail["ocr"] if t)[:300])
 
@@ -263,9 +287,38 @@ def _agreement(overall, per_task) -> None:
                   + (f" Rests on {overall.alpha.n} sample(s): not meaningful below {MIN_MEANINGFUL}." if overall.alpha.n < MIN_MEANINGFUL else ""))
 
 
+def _assign_form() -> None:
+    """Admins: who labels which sample (each by ``overlap`` annotators), and the guidelines annotators read."""
+    from db.app import users as users_db
+
+    people = [u.username for u in users_db.list_users(engine) if not getattr(u, "disabled", False)]
+    config = pilot.config or {}
+    with st.expander("Assign annotators and write the guidelines"):
+        with st.form(f"assign_{pilot.id}"):
+            chosen_people = st.multiselect("Annotators", people, default=[a for a in config.get("annotators", []) if a in people])
+            overlap = st.number_input("Each sample labelled by", 1, max(1, len(people)), min(int(config.get("overlap", 1)), max(1, len(people))),
+                                      help="2 or more: the annotators' agreement can be measured on every sample")
+            if st.form_submit_button("Assign"):
+                try:
+                    given = context.guarded("create_pilots", pilots.assign, engine, pilot.id, chosen_people, int(overlap))
+                    if given is not context.REFUSED:
+                        st.success("assigned: " + ", ".join(f"{md(a)} {n}" for a, n in given.items()))
+                except pilots.PilotError as exc:
+                    st.error(md(str(exc)))
+        with st.form(f"guidelines_{pilot.id}"):
+            text = st.text_area("Guidelines (Markdown), shown to annotators above the samples", value=config.get("guidelines", ""), height=150)
+            if st.form_submit_button("Save guidelines"):
+                if context.guarded("create_pilots", pilots.set_guidelines, engine, pilot.id, text) is not context.REFUSED:
+                    st.success("guidelines saved")
+
+
 def results_tab() -> None:
     st.download_button("Download the labels (CSV)", lambda: pilots.export_csv(engine, pilot), file_name=f"{name}-labels.csv", mime="text/csv",
                        key="pilot_labels_csv", on_click="ignore", help="every annotator's labels, as `vitpro pilot export` writes them")
+    work = pilots.progress(engine, pilot.id)
+    if work:
+        st.dataframe([{"annotator": a, "to label": n, "labelled": done, "done": f"{100 * done / n:.0f}%" if n else "-"} for a, n, done in work],
+                     hide_index=True, key="pilot_progress")
     filters = [f.name for f in saved_filters.list_all(engine)]
     fname = st.selectbox("Current thresholds from the saved filter", [None, *filters], index=len(filters) if filters else 0,
                          format_func=lambda n: n or "none", key="pilot_filter")
@@ -420,6 +473,8 @@ with tabs[0]:
     label_tab()  # not live: a redraw under the annotator's hands would move what they are reading
 with tabs[1]:
     live_results()
+    if context.allowed("create_pilots"):  # outside the live fragment: a form being filled in is not redrawn under the user
+        _assign_form()
 if adjudicator:
     with tabs[2]:
         live_adjudication()

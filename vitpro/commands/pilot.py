@@ -137,12 +137,19 @@ def pilot_label(name, annotator, open_images, redo) -> None:
     engine = open_engine()
     lake = open_lake()
     p = _get_pilot(name)
-    chosen = pilots.samples(engine, p.id)
+    mine = set(pilots.queue(engine, p.id, annotator))  # the samples assigned to this annotator (all, without assignments)
+    chosen = [x for x in pilots.samples(engine, p.id) if x.sample_id in mine]
+    if not chosen:
+        fail(f"no sample of {name!r} is assigned to {annotator} (vitpro pilot progress {name})")
     done = {lab.sample_id: lab for lab in pilots.labels(engine, p.id, annotator)}
     queue = [x for x in chosen if redo or x.sample_id not in done]
     if not queue:
         click.echo(f"all {len(chosen)} sample(s) of {name!r} are labelled by {annotator} (--redo goes through them again)")
         return
+    if (p.config or {}).get("guidelines"):
+        click.secho("guidelines:", bold=True)
+        for line in p.config["guidelines"].splitlines():
+            click.echo(f"  {line}")
     details = pilots.sample_details(lake, [x.sample_id for x in queue], vis_model=p.config.get("vis_model"), segment=p.config.get("segment", "answer"), blob_root=open_blobs(s))
     click.echo(f"pilot {name!r}: {len(done)} of {len(chosen)} labelled by {annotator}; {len(queue)} to go")
     click.echo(HELP_LINE)
@@ -238,6 +245,56 @@ def pilot_export(name, out) -> None:
     if template:
         click.echo(f"no labels yet: fill in label ({', '.join(pilots.LABEL_VALUES)}) and annotator, then "
                    f"vitpro pilot import {name} {out or 'FILE'} (blank rows are left out)", err=True)
+
+
+@pilot.command("assign")
+@click.argument("name")
+@click.option("--annotators", required=True, help="Who labels, comma-separated (user names of the web app, or any name for the CLI).")
+@click.option("--overlap", type=click.IntRange(1), default=1, show_default=True,
+              help="How many of them label each sample (2 or more: agreement can be measured on every sample).")
+def pilot_assign(name, annotators, overlap) -> None:
+    """Spread a pilot's samples over annotators, each sample to --overlap of them; each then sees only their
+    own queue (web app and `pilot label`). Replaces earlier assignments; labels given stay."""
+    from db.app import pilots
+
+    p = _get_pilot(name)
+    try:
+        given = pilots.assign(open_engine(), p.id, annotators.split(","), overlap)
+    except pilots.PilotError as exc:
+        fail(str(exc))
+    click.echo(f"pilot {name!r}: each of {p.size} sample(s) assigned to {overlap} annotator(s): "
+               + ", ".join(f"{a} {n}" for a, n in given.items()))
+
+
+@pilot.command("progress")
+@click.argument("name")
+def pilot_progress(name) -> None:
+    """Each annotator's queue and how much of it is labelled."""
+    from db.app import pilots
+
+    p = _get_pilot(name)
+    rows = pilots.progress(open_engine(), p.id)
+    if not rows:
+        click.echo(f"nobody has labelled {name!r} yet, and nobody is assigned (vitpro pilot assign {name} --annotators ...)")
+        return
+    echo_table([(a, n, done, f"{100 * done / n:.0f}%" if n else "-") for a, n, done in rows], ("annotator", "to label", "labelled", "done"))
+
+
+@pilot.command("guidelines")
+@click.argument("name")
+@click.option("--set", "text", help="The guidelines' text (replaces them).")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read the text from a file (Markdown).")
+def pilot_guidelines(name, text, path) -> None:
+    """What annotators read before labelling a pilot: shown on the Pilot page and by `pilot label`. Without
+    --set or --file, prints them."""
+    from db.app import pilots
+
+    p = _get_pilot(name)
+    if text is None and path is None:
+        click.echo((p.config or {}).get("guidelines") or f"no guidelines for {name!r} yet (--set TEXT or --file FILE)")
+        return
+    pilots.set_guidelines(open_engine(), p.id, path.read_text(encoding="utf-8") if path else text)
+    click.echo(f"guidelines of {name!r} saved")
 
 
 @pilot.command("report")

@@ -1,4 +1,5 @@
-"""saved views (a page and its query string, by name); every save of a filter kept, with who saved it
+"""saved views (a page and its query string, by name); every save of a filter kept, with who saved it;
+pilot assignments (who labels which sample) and labelling locks
 
 Revision ID: 0005
 Revises: 0004
@@ -34,9 +35,29 @@ def upgrade() -> None:
         sa.Column("saved_at", TZ, nullable=False),
     )
     op.add_column("filters", sa.Column("updated_by", sa.String(120)))
+    op.create_table(
+        "pilot_assignments",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("pilot_id", sa.Integer, sa.ForeignKey("pilots.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("sample_id", sa.String(40), nullable=False),
+        sa.Column("annotator", sa.String(120), nullable=False),
+        sa.Column("assigned_at", TZ, nullable=False),
+        sa.UniqueConstraint("pilot_id", "sample_id", "annotator", name="uq_pilot_assignment"),
+    )
+    op.create_table(
+        "pilot_locks",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("pilot_id", sa.Integer, sa.ForeignKey("pilots.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("sample_id", sa.String(40), nullable=False),
+        sa.Column("annotator", sa.String(120), nullable=False),
+        sa.Column("expires_at", TZ, nullable=False),
+        sa.UniqueConstraint("pilot_id", "sample_id", name="uq_pilot_lock"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("pilot_locks")
+    op.drop_table("pilot_assignments")
     op.drop_column("filters", "updated_by")
     op.drop_table("filter_history")
     op.drop_table("saved_views")
