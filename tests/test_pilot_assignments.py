@@ -95,3 +95,13 @@ def test_assign_progress_and_guidelines_from_the_command_line(ui_store, cli, tmp
     assert outsider.returncode == 2 and "no sample of 'cli-queues' is assigned to cy" in outsider.stderr
     bad = cli("pilot", "assign", "cli-queues", "--annotators", "ann", "--overlap", "2")
     assert bad.returncode == 2 and "1 to 1" in bad.stderr
+
+
+def test_pilot_list_counts_the_samples_a_pilot_holds(ui_store, cli):
+    """A pilot asked for more samples than it got (or grown from the Gallery) lists what it holds."""
+    home, lake, engine = ui_store
+    sids = [sid for sid, _ in _scored(lake)][:5]
+    _pilot(lake, engine, "counted", sids[:3])  # made with size 0, then 3 added
+    pilots.add_samples(lake, engine, "counted", sids[3:])
+    line = next(line for line in cli("pilot", "list", check=True).stdout.splitlines() if line.split()[:1] == ["counted"])
+    assert line.split()[1] == "5"

@@ -90,13 +90,15 @@ def get(engine: Engine, name: str) -> Pilot:
 
 
 def list_pilots(engine: Engine) -> list[tuple[str, int, int, int]]:
-    """(name, size, samples labelled by anyone, annotators)."""
+    """(name, samples in it, samples labelled by anyone, annotators). The samples are counted, not read from
+    the size asked at creation: a draw can find fewer (186 of 200 asked) and the Gallery can add more."""
     with Session(engine) as s:
         rows = []
         for pilot in s.scalars(select(Pilot).order_by(Pilot.created_at)):
+            size = s.scalar(select(func.count()).select_from(PilotSample).where(PilotSample.pilot_id == pilot.id))
             labelled = s.scalar(select(func.count(func.distinct(PilotLabel.sample_id))).where(PilotLabel.pilot_id == pilot.id))
             annotators = s.scalar(select(func.count(func.distinct(PilotLabel.annotator))).where(PilotLabel.pilot_id == pilot.id))
-            rows.append((pilot.name, pilot.size, int(labelled or 0), int(annotators or 0)))
+            rows.append((pilot.name, int(size or 0), int(labelled or 0), int(annotators or 0)))
         return rows
 
 

@@ -91,7 +91,7 @@ def pilot_list() -> None:
     if not rows:
         click.echo("no pilots yet: vitpro pilot create NAME")
         return
-    echo_table([(n, size, f"{done}", annotators) for n, size, done, annotators in rows], ("name", "size", "labelled", "annotators"))
+    echo_table([(n, size, f"{done}", annotators) for n, size, done, annotators in rows], ("name", "samples", "labelled", "annotators"))
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x1b]")
