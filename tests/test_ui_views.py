@@ -416,3 +416,18 @@ def test_gallery_turns_pages_from_the_keyboard_and_offers_the_query_as_csv(ui_st
     assert any(label.startswith("Download this query as CSV (") for label in labels)
     pilot_page = page("pilot", pilot_name="ui-pilot")
     assert "Download the labels (CSV)" in [node.proto.label for node in pilot_page.get("download_button")]
+
+
+def test_every_page_starts_from_the_filter_saved_last(ui_store):
+    from db.app import saved_filters
+
+    home, lake, engine = ui_store
+    config = saved_filters.get(engine, "ui-filter").config
+    saved_filters.save(engine, "a-newer-filter", config, "admin")  # saved last, first by name
+    try:
+        assert page("gallery", gal_vis=VIS_MODEL).selectbox(key="gal_filter").value == "a-newer-filter"
+        assert next(b for b in page("overview").selectbox if b.label.startswith("Final set")).value == "a-newer-filter"
+        assert page("pilot", pilot_name="ui-pilot").selectbox(key="pilot_filter").value == "a-newer-filter"
+        assert next(b for b in page("snapshots").selectbox if b.label == "Saved filter").value == "a-newer-filter"
+    finally:
+        saved_filters.delete(engine, "a-newer-filter")

@@ -53,3 +53,8 @@ def delete(engine: Engine, name: str) -> None:
         if row is None:
             raise UnknownFilter(f"no saved filter {name!r}")
         s.delete(row)
+
+
+def newest(filters: list[SavedFilter]) -> str | None:
+    """The name of the filter saved last: what every page starts from (they disagreed: first, last by name)."""
+    return max(filters, key=lambda f: (f.updated_at, f.id)).name if filters else None

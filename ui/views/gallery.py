@@ -24,9 +24,10 @@ me = context.ensure_signed_in()
 context.page_header("Gallery", "A page of samples at a time; click a thumbnail (or 'Inspect') to read the sample closely.")
 lake, engine = context.lake(), context.engine()
 
-filters = [f.name for f in saved_filters.list_all(engine)]
+saved = saved_filters.list_all(engine)
+filters = [f.name for f in saved]
 FILTER_NONE = "(no filter)"
-PAGE_KEYS = [vs.Key("gal_range", "range"), vs.Key("gal_filter", str, (FILTER_NONE, *filters), filters[0] if filters else FILTER_NONE),
+PAGE_KEYS = [vs.Key("gal_range", "range"), vs.Key("gal_filter", str, (FILTER_NONE, *filters), saved_filters.newest(saved) or FILTER_NONE),
              vs.Key("gal_size", int, PAGE_SIZES, 24), vs.Key("gal_page", int, None, 1)]
 with st.expander("Filter and sort", expanded=True):
     q = sample_query.controls("gal", PAGE_KEYS)

@@ -23,7 +23,8 @@ counts = dict(context.read("funnel"))
 item_stages = [(name, counts[name]) for name in ("image-text pairs ingested", "with a usable image", "items with generated samples")]
 sample_stages = [("samples generated", counts["samples generated"]), ("samples with VisAttnScore", counts["samples with VisAttnScore"])]
 filters = saved_filters.list_all(engine)
-chosen = st.selectbox("Final set: kept by the saved filter", [f.name for f in filters], index=len(filters) - 1 if filters else None,
+names_ = [f.name for f in filters]
+chosen = st.selectbox("Final set: kept by the saved filter", names_, index=names_.index(saved_filters.newest(filters)) if filters else None,
                       placeholder="no saved filter yet (Thresholds page)") if filters else None
 if chosen:
     try:

@@ -319,8 +319,9 @@ def results_tab() -> None:
     if work:
         st.dataframe([{"annotator": a, "to label": n, "labelled": done, "done": f"{100 * done / n:.0f}%" if n else "-"} for a, n, done in work],
                      hide_index=True, key="pilot_progress")
-    filters = [f.name for f in saved_filters.list_all(engine)]
-    fname = st.selectbox("Current thresholds from the saved filter", [None, *filters], index=len(filters) if filters else 0,
+    saved = saved_filters.list_all(engine)
+    filters = [f.name for f in saved]
+    fname = st.selectbox("Current thresholds from the saved filter", [None, *filters], index=1 + filters.index(saved_filters.newest(saved)) if filters else 0,
                          format_func=lambda n: n or "none", key="pilot_filter")
     try:
         found = pilot_results.results(lake, engine, name, fname, stats=context.stats_table)  # the app's kept stats table

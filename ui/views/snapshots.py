@@ -81,11 +81,12 @@ def _create(name: str, filter_name: str):
 
 if context.allowed("create_snapshots"):  # annotators do not see the form at all; guarded() still checks on the server
     st.subheader("Create")
-    filters = [f.name for f in saved_filters.list_all(engine)]
+    saved = saved_filters.list_all(engine)
+    filters = [f.name for f in saved]
     version = lake.current_version()
     with st.form("snapshot_create"):
         c = st.columns(2)
-        fname = c[0].selectbox("Saved filter", filters, index=len(filters) - 1 if filters else None, placeholder="save a filter on Thresholds first",
+        fname = c[0].selectbox("Saved filter", filters, index=filters.index(saved_filters.newest(saved)) if filters else None, placeholder="save a filter on Thresholds first",
                                key="create_filter")
         # Keyed, with a fixed empty default: a value= that followed the filter made Streamlit see a new widget
         # whenever the filter changed, and the first submit after a change dropped the typed name.
