@@ -116,11 +116,14 @@ def test_switching_percentile_and_value_keeps_the_cut(ui_store):
     near = lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn' AND model_id = ? AND segment = 'answer' AND abs(value - ?) <= ?",
                        [VIS_MODEL, cut, step])
     assert abs(kept(at) - before) <= near
-    after_value = kept(at)
     at.radio(key=f"thr_mode_{VIS}").set_value("percentile").run()
-    assert abs(at.slider(key=f"thr_pct_{VIS}").value - 37.0) <= 0.5
-    assert abs(kept(at) - after_value) <= 1  # the value's percentile, to the slider's 0.1
-    assert abs(kept(at) - before) <= near + 1
+    assert at.slider(key=f"thr_pct_{VIS}").value == 37.0 and kept(at) == before  # back without a move: the very cut, no drift
+    # once the value was moved, switching back gives that value's percentile (to the slider's 0.1)
+    at.radio(key=f"thr_mode_{VIS}").set_value("value").run()
+    at.slider(key=f"thr_val_{VIS}").set_value(at.slider(key=f"thr_val_{VIS}").value + 10 * step).run()
+    moved = kept(at)
+    at.radio(key=f"thr_mode_{VIS}").set_value("percentile").run()
+    assert at.slider(key=f"thr_pct_{VIS}").value > 37.0 and abs(kept(at) - moved) <= near + 1
 
 
 def test_per_task_cuts_are_a_table_and_labelled_lines_of_four_digits(ui_store):

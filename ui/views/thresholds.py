@@ -150,12 +150,20 @@ except FilterError as exc:
 def _carry(cond_of_stat: Condition, mode: str, k: dict[str, str], lo: float, hi: float) -> None:
     """The user switched percentile <-> value: set the new slider to the same cut (the percentile's value
     in the store, or the value's percentile), so the kept count stays where it was."""
+    carried = f"_thr_carried_{k['pct']}"
     if mode == "value" and k["pct"] in st.session_state:
         cond = Condition(cond_of_stat.metric, ">=", None, float(st.session_state[k["pct"]]), model_id=cond_of_stat.model_id, segment=cond_of_stat.segment)
         value = cuts.value_at(table, cond)
         if value is not None:
             st.session_state[k["val"]] = ws.on_grid(value, lo, hi)
+            # remembered: switching back without moving the value gives the very percentile (the value's
+            # rounding to the slider's grid would otherwise drift it, p30 -> p30.5)
+            st.session_state[carried] = (float(st.session_state[k["pct"]]), st.session_state[k["val"]])
     elif mode == "percentile" and k["val"] in st.session_state:
+        before = st.session_state.get(carried)
+        if before is not None and before[1] == st.session_state[k["val"]]:
+            st.session_state[k["pct"]] = before[0]
+            return
         pct = cuts.percentile_of(table, cond_of_stat, float(st.session_state[k["val"]]))
         if pct is not None:
             st.session_state[k["pct"]] = round(pct, 1)
