@@ -147,6 +147,10 @@ def test_per_task_cuts_are_a_table_and_labelled_lines_of_four_digits(ui_store):
     assert sorted(label.split(" ")[0] for label in labels) == tasks  # each line says whose cut it is
     for label, cut in zip(sorted(labels), table["cut"]):
         assert label.split(" ")[1] == cut and significant_digits(cut) <= 4
+    # labels of neighbouring cuts (in the order of their values) sit at different heights, four in turn
+    by_value = sorted(fig["layout"]["annotations"], key=lambda a: a["x"])
+    heights = [a.get("yshift", 0) for a in by_value]
+    assert all(heights[k] != heights[k + 1] for k in range(len(heights) - 1)) and len(set(heights)) == min(4, len(heights))
 
 
 def test_histograms_and_bars_have_axis_titles(ui_store):

@@ -273,11 +273,13 @@ for cond, label in zip(conditions, chosen):
                      go.Bar(x=centres, y=[b[2] for b in bins], name="kept", marker_color="#2ca02c", width=width)])
     cut = _cut(cond)
     lines = sorted(cut.items()) if isinstance(cut, dict) else [("cut", cut)]
-    for k, (name, value) in enumerate((n, v) for n, v in lines if v is not None):
-        # each line says whose cut it is; labels alternate height so that neighbouring tasks stay readable
+    shown = sorted(((n, v) for n, v in lines if v is not None), key=lambda nv: nv[1])
+    for k, (name, value) in enumerate(shown):
+        # each line says whose cut it is; in the order of their values, labels step through four heights, so
+        # that neighbouring cuts (eight tasks' cuts can sit within a bin) never write over each other
         fig.add_vline(x=value, line_dash="dash", line_color="black", annotation_text=f"{name} {_sig(value)}",
-                      annotation_position="top", annotation_textangle=-90, annotation_font_size=10, annotation_yshift=0 if k % 2 else -40)
-    fig.update_layout(barmode="stack", height=300, title=f"{label}: {cond.describe()}", margin=dict(l=10, r=10, t=60, b=10),
+                      annotation_position="top", annotation_textangle=-90, annotation_font_size=10, annotation_yshift=-(k % 4) * 45)
+    fig.update_layout(barmode="stack", height=300 if len(lines) < 2 else 380, title=f"{label}: {cond.describe()}", margin=dict(l=10, r=10, t=60, b=10),
                       xaxis_title=label, yaxis_title="samples")
     st.plotly_chart(fig, width="stretch", key=f"thr_hist_{label}")
     if isinstance(cut, dict):
