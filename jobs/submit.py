@@ -32,7 +32,7 @@ def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None =
     engine = write_engine(settings.app_url)
     try:
         job_id, dispatches = jobs.create_job(
-            engine, kind=kind, queue=queue_of(kind, params), params=params, launched_by=launched_by or settings.user
+            engine, kind=kind, queue=queue_of(kind, params), params=params, launched_by=launched_by or settings.user, refuse_twin=True
         )
     except jobs.DuplicateJob as exc:  # the same job queued or running already (a double click): refused like the rest
         raise JobRefused(str(exc)) from exc

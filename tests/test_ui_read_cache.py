@@ -13,7 +13,7 @@ from db.app import saved_filters
 from db.lake import batches
 from ui import context
 
-from .test_ui_pages import page, texts
+from .test_ui_pages import page, shown, texts
 
 
 def _score_commit(lake) -> None:
@@ -63,7 +63,7 @@ def test_overview_shows_the_filters_kept_count_as_the_filter_engine_counts_it(sm
     assert 0 < kept < 400
     at = page("overview")
     assert not at.exception
-    metrics = {m.label: m.value for m in at.metric}
+    metrics = {shown(m.label): m.value for m in at.metric}
     assert metrics[f"kept by filter '{synthetic_store.FILTER}'"] == f"{kept:,}"
     assert metrics["samples generated"] == "400"
     assert json.loads(next((small_store / "cache" / "reads").glob("filter_kept-*.json")).read_text()) == kept

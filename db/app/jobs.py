@@ -117,19 +117,21 @@ def create_job(
     launched_by: str,
     plan_payload: dict[str, Any] | None = None,
     finalize: bool = True,
+    refuse_twin: bool = False,
 ) -> tuple[str, list[Dispatch]]:
     """Insert the job with its plan unit (and a blocked finalize unit); returns what to send.
 
-    Refuses (:class:`DuplicateJob`) when a job of the same kind with the same parameters is queued or
-    running: a double click, or the same command typed twice, would do the work twice. The check and the
-    insert are one write transaction (SQLite's BEGIN IMMEDIATE; a transaction-scoped advisory lock on
-    PostgreSQL), so two launches in the same instant cannot both pass it."""
+    ``refuse_twin`` (what a user's launch asks, jobs/submit.py): refuse (:class:`DuplicateJob`) when a job
+    of the same kind with the same parameters is queued or running, as a double click or the same command
+    typed twice would do the work twice. The check and the insert are one write transaction (SQLite's BEGIN
+    IMMEDIATE; a transaction-scoped advisory lock on PostgreSQL), so two launches in the same instant cannot
+    both pass it."""
     now = utcnow()
     job_id = new_job_id(kind)
     with Session(engine) as s, s.begin():
-        if s.bind.dialect.name == "postgresql":
+        if refuse_twin and s.bind.dialect.name == "postgresql":
             s.execute(text("SELECT pg_advisory_xact_lock(hashtext('vitpro.create_job'))"))
-        for twin in s.scalars(select(Job).where(Job.kind == kind, Job.status.in_((JOB_QUEUED, JOB_RUNNING)))):
+        for twin in ([] if not refuse_twin else s.scalars(select(Job).where(Job.kind == kind, Job.status.in_((JOB_QUEUED, JOB_RUNNING))))):
             if twin.params == params:  # compared as JSON values, as stored (a few active jobs of a kind at most)
                 raise DuplicateJob(twin.id, twin.status, twin.launched_by)
         s.add(

@@ -301,6 +301,26 @@ for col, title, axis, rows in ((left, "per task", "task", report.per_task), (rig
     col.plotly_chart(fig, width="stretch", key=f"thr_bars_{axis}")
     col.dataframe([{"name": n, "kept": k, "dropped": d} for n, k, d in rows], hide_index=True, width="stretch")
 
+if context.allowed("save_filters"):  # annotators do not see the form; guarded() below is the check that counts
+    st.subheader("Save as a named filter")
+    with st.form("save_filter"):
+        st.session_state.setdefault("thr_name", "")
+        name = st.text_input("Filter name", key="thr_name", help="the name of a saved filter replaces it; a new name adds one")
+        save = st.form_submit_button("Save filter")
+    if save:
+        name = name.strip()
+        if not name:
+            st.error("give the filter a name")
+        elif name in saved and name != st.session_state.get("thr_loaded") and not st.session_state.get("thr_replace_ok") == name:
+            # a name typed over another filter: say so once; saving again replaces it
+            st.session_state["thr_replace_ok"] = name
+            st.warning(f"a filter named '{md(name)}' exists already: save again to replace it, or choose another name")
+        else:
+            replaced = context.guarded("save_filters", saved_filters.save, engine, name, config.to_dict(), context.user().username)
+            if replaced is not context.REFUSED:
+                st.session_state.pop("thr_replace_ok", None)
+                st.success(f"{'replaced' if replaced else 'saved'} filter '{md(name)}': {report.kept:,} samples kept")
+
 if context.allowed("exclude_samples"):  # act on the whole cut: what these thresholds drop leaves the data set
     dropped_n = report.dropped - excluded
     with st.expander(f"Exclude the {dropped_n:,} samples these cuts drop"):
@@ -324,23 +344,3 @@ if context.allowed("exclude_samples"):  # act on the whole cut: what these thres
                     st.session_state["thr_flash"] = f"excluded {n:,} sample(s) these cuts dropped"
                     st.session_state.pop("thr_ex_sure", None)
                     st.rerun()
-
-if context.allowed("save_filters"):  # annotators do not see the form; guarded() below is the check that counts
-    st.subheader("Save as a named filter")
-    with st.form("save_filter"):
-        st.session_state.setdefault("thr_name", "")
-        name = st.text_input("Filter name", key="thr_name", help="the name of a saved filter replaces it; a new name adds one")
-        save = st.form_submit_button("Save filter")
-    if save:
-        name = name.strip()
-        if not name:
-            st.error("give the filter a name")
-        elif name in saved and name != st.session_state.get("thr_loaded") and not st.session_state.get("thr_replace_ok") == name:
-            # a name typed over another filter: say so once; saving again replaces it
-            st.session_state["thr_replace_ok"] = name
-            st.warning(f"a filter named '{md(name)}' exists already: save again to replace it, or choose another name")
-        else:
-            replaced = context.guarded("save_filters", saved_filters.save, engine, name, config.to_dict(), context.user().username)
-            if replaced is not context.REFUSED:
-                st.session_state.pop("thr_replace_ok", None)
-                st.success(f"{'replaced' if replaced else 'saved'} filter '{md(name)}': {report.kept:,} samples kept")
