@@ -44,6 +44,9 @@ def test_a_lock_keeps_an_open_sample_from_the_others_until_it_expires(ui_store):
     assert pilots.claim(engine, pid, sids[0], "bob") == "ann"  # held
     assert pilots.claim(engine, pid, sids[0], "ann") is None  # renewed by its holder
     assert pilots.locked_by_others(engine, pid, "bob") == {sids[0]: "ann"} and pilots.locked_by_others(engine, pid, "ann") == {}
+    assert pilots.claim(engine, pid, sids[1], "ann") is None  # ann moves on: the sample before is free again
+    assert pilots.locked_by_others(engine, pid, "bob") == {sids[1]: "ann"}
+    assert pilots.claim(engine, pid, sids[0], "ann") is None
     with Session(engine) as s, s.begin():  # time passes: the lock expires
         s.execute(update(PilotLock).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
     assert pilots.locked_by_others(engine, pid, "bob") == {} and pilots.claim(engine, pid, sids[0], "bob") is None

@@ -432,13 +432,15 @@ LOCK_SECONDS = 120  # a sample on an annotator's screen is kept from others this
 
 
 def claim(engine: Engine, pilot_id: int, sample_id: str, annotator: str, seconds: int = LOCK_SECONDS) -> str | None:
-    """Take (or renew) ``annotator``'s lock on a sample they have on screen; returns None, or the name of
-    the other annotator whose unexpired lock holds it (then nothing changes)."""
+    """Take (or renew) ``annotator``'s lock on a sample they have on screen, dropping their locks on the
+    pilot's other samples (one reads one sample at a time: the one before is free again); returns None, or
+    the name of the other annotator whose unexpired lock holds it (then nothing changes)."""
     now = _now()
     with Session(engine) as s, s.begin():
         row = s.scalar(select(PilotLock).where(PilotLock.pilot_id == pilot_id, PilotLock.sample_id == sample_id).with_for_update())
         if row is not None and row.annotator != annotator and _aware(row.expires_at) > now:
             return row.annotator
+        s.execute(delete(PilotLock).where(PilotLock.pilot_id == pilot_id, PilotLock.annotator == annotator, PilotLock.sample_id != sample_id))
         until = now + timedelta(seconds=seconds)
         if row is None:
             s.add(PilotLock(pilot_id=pilot_id, sample_id=sample_id, annotator=annotator, expires_at=until))
