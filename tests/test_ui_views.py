@@ -431,3 +431,39 @@ def test_every_page_starts_from_the_filter_saved_last(ui_store):
         assert next(b for b in page("snapshots").selectbox if b.label == "Saved filter").value == "a-newer-filter"
     finally:
         saved_filters.delete(engine, "a-newer-filter")
+
+
+def test_a_notice_tells_the_user_when_a_job_they_launched_ends(ui_store):
+    """ui/job_notices.py: on any page, a toast when a job the signed-in user launched ends (others' jobs and
+    jobs that ended before the session began are not theirs to be told)."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from db.app import jobs as jobs_db
+    from db.app.models import Job
+
+    home, lake, engine = ui_store
+    mine, _ = jobs_db.create_job(engine, kind="ocr", queue="cpu", params={"n": 1}, launched_by="admin")
+    theirs, _ = jobs_db.create_job(engine, kind="ocr", queue="cpu", params={"n": 2}, launched_by="anna")
+    start = datetime.now(timezone.utc)
+
+    def app() -> None:
+        import streamlit as st
+
+        from ui import job_notices
+
+        st.session_state["lines"] = job_notices.notices(now=st.session_state["t0"])
+
+    at = AppTest.from_function(app, default_timeout=60)
+    at.session_state[USER_KEY] = ADMIN
+    at.session_state["t0"] = start
+    at.run()
+    assert at.session_state["lines"] == []
+    with Session(engine) as s, s.begin():
+        s.execute(update(Job).where(Job.id.in_([mine, theirs])).values(status="succeeded", finished_at=start + timedelta(seconds=1)))
+    at.run()
+    assert at.session_state["lines"] == [(f"ocr job {mine} succeeded", "succeeded")]
+    at.run()
+    assert at.session_state["lines"] == []  # said once

@@ -14,7 +14,7 @@ if __package__ in (None, ""):  # `streamlit run ui/app.py` runs this file as a s
 
 import streamlit as st  # noqa: E402
 
-from ui import auth, views_panel  # noqa: E402
+from ui import auth, job_notices, views_panel  # noqa: E402
 from ui.context import user  # noqa: E402
 
 # ui/views, not ui/pages: Streamlit treats a "pages" folder beside the main script as pages of their own
@@ -49,6 +49,7 @@ def main() -> None:
     current = st.navigation(pages)
     with st.sidebar:
         views_panel.panel(current, {page.url_path: page for page in pages})
+        job_notices.watch()  # a toast when a job this user launched ends, on any page
     current.run()
 
 

@@ -501,6 +501,15 @@ def list_jobs(engine: Engine, *, limit: int = 20, status: str | None = None, kin
         return rows
 
 
+def ended_since(engine: Engine, launched_by: str, since: datetime, *, limit: int = 20) -> list[Job]:
+    """Jobs ``launched_by`` launched that ended after ``since``, oldest first (what the app tells its user)."""
+    with Session(engine) as s:
+        rows = list(s.scalars(select(Job).where(Job.launched_by == launched_by, Job.status.in_(JOB_TERMINAL), Job.finished_at > since)
+                              .order_by(Job.finished_at).limit(limit)))
+        s.expunge_all()
+        return rows
+
+
 def job_units(engine: Engine, job_id: str) -> list[WorkUnit]:
     with Session(engine) as s:
         rows = list(s.execute(select(WorkUnit).where(WorkUnit.job_id == job_id).order_by(WorkUnit.phase, WorkUnit.seq)).scalars())
