@@ -40,19 +40,23 @@ def submit_job(kind: str, params: dict[str, Any], *, settings: Settings | None =
     return job_id
 
 
-def cancel_job(job_id: str, *, settings: Settings | None = None) -> str | None:
+def cancel_job(job_id: str, *, settings: Settings | None = None, by: str | None = None) -> str | None:
+    """Ask a job to stop; the request is an entry of the job's log, with who asked (``by``)."""
     settings = settings or load_settings()
     engine = write_engine(settings.app_url)
     if jobs.request_cancel(engine, job_id) is None:
         return None
+    jobs.add_log(engine, job_id, f"cancel requested by {by or settings.user}")
     send_units(client_for(settings), engine, jobs.advance_job(engine, job_id))
     return jobs.get_job(engine, job_id).status
 
 
-def retry_job(job_id: str, *, settings: Settings | None = None) -> int:
+def retry_job(job_id: str, *, settings: Settings | None = None, by: str | None = None) -> int:
+    """Send a failed or cancelled job's unfinished units again; the retry is an entry of the job's log."""
     settings = settings or load_settings()
     engine = write_engine(settings.app_url)
     dispatches = jobs.retry_job(engine, job_id)
+    jobs.add_log(engine, job_id, f"retried by {by or settings.user}: {len(dispatches)} unit(s) sent again")
     send_units(client_for(settings), engine, dispatches)
     return len(dispatches)
 

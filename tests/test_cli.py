@@ -74,6 +74,9 @@ def test_no_wait_then_cancel_a_job_no_worker_took(home, cli, shared_data):
     shown = json.loads(cli("jobs", "show", job_id[:22], "--json", check=True).stdout)  # a prefix is enough
     assert shown["status"] == "cancelled" and shown["params"]["format"] == "abo"
     assert "1 unit(s) sent again" in cli("jobs", "retry", job_id, check=True).stdout
+    log = json.loads(cli("jobs", "show", job_id, "--json", check=True).stdout)["log"]  # both are entries of the job's history
+    assert any(line.endswith("cancel requested by tester") for line in log)
+    assert any(line.endswith("retried by tester: 1 unit(s) sent again") for line in log)
 
 
 @pytest.mark.slow

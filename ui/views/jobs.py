@@ -339,11 +339,11 @@ def live_jobs() -> None:
             top[2].progress(min(1.0, job.progress_done / total) if total else (1.0 if job.status == "succeeded" else 0.0),
                             text=f"{job.status} {job.progress_done}/{total}")
             if manage and job.status in ("queued", "running") and top[3].button("Cancel", key=f"cancel_{job.id}"):
-                result = context.guarded("manage_jobs", cancel_job, job.id, settings=s)
+                result = context.guarded("manage_jobs", cancel_job, job.id, settings=s, by=me.username)
                 if result is not context.REFUSED:
                     st.toast(f"{job.id}: {result}")
             if manage and job.status in ("failed", "cancelled") and top[4].button("Retry", key=f"retry_{job.id}"):
-                result = context.guarded("manage_jobs", retry_job, job.id, settings=s)
+                result = context.guarded("manage_jobs", retry_job, job.id, settings=s, by=me.username)
                 if result is not context.REFUSED:
                     st.toast(f"{job.id}: {result} unit(s) sent again")
             if job.error:
