@@ -36,6 +36,30 @@ def _query_ids(where, models, keep_missing, filter_name, dropped) -> tuple[list[
     return (table.dropped_ids(config) if dropped else table.kept_ids(config)), said
 
 
+def _by_query(sample_ids, where, filter_name, dropped) -> bool:
+    """Whether the command names its samples by a query (else by ids); a mix or neither ends it."""
+    by_query = bool(where or filter_name)
+    if dropped and not filter_name:
+        fail("--dropped goes with --filter NAME (the samples a saved filter drops)")
+    if by_query and sample_ids:
+        fail("give sample ids or a query (--where / --filter), not both")
+    if not by_query and not sample_ids:
+        fail("name the samples: their ids, --where CONDITION, or --filter NAME [--dropped]")
+    return by_query
+
+
+def _confirmed(where, models, keep_missing, filter_name, dropped, *, yes: bool, dry_run: bool, question) -> list[str] | None:
+    """The samples the query names, after saying how many and (unless ``yes``) asking ``question(n)`` (n:
+    the count as printed); None when there is nothing to do (none matched, or a dry run)."""
+    sample_ids, said = _query_ids(where, models, keep_missing, filter_name, dropped)
+    click.echo(f"{len(sample_ids):,} sample(s) {said} (excluded ones aside)")
+    if dry_run or not sample_ids:
+        return None
+    if not yes:
+        click.confirm(question(f"{len(sample_ids):,}"), abort=True)
+    return sample_ids
+
+
 @samples.command("exclude")
 @click.argument("sample_ids", nargs=-1, metavar="[ID...]")
 @click.option("--reason", required=True, help="Why they are excluded (kept with them; required).")
@@ -53,21 +77,11 @@ def samples_exclude(sample_ids, reason, where, models, keep_missing, filter_name
     snapshots keep them. Samples excluded already are left as they are."""
     from db.lake import exclusions
 
-    by_query = bool(where or filter_name)
-    if dropped and not filter_name:
-        fail("--dropped goes with --filter NAME (the samples a saved filter drops)")
-    if by_query and sample_ids:
-        fail("give sample ids or a query (--where / --filter), not both")
-    if not by_query and not sample_ids:
-        fail("name the samples: their ids, --where CONDITION, or --filter NAME [--dropped]")
-    said = ""
-    if by_query:
-        sample_ids, said = _query_ids(where, models, keep_missing, filter_name, dropped)
-        click.echo(f"{len(sample_ids):,} sample(s) {said} (excluded ones aside)")
-        if dry_run or not sample_ids:
+    if _by_query(sample_ids, where, filter_name, dropped):
+        sample_ids = _confirmed(where, models, keep_missing, filter_name, dropped, yes=yes, dry_run=dry_run,
+                                question=lambda n: f"exclude these {n} sample(s) with reason {reason!r}?")
+        if sample_ids is None:
             return
-        if not yes:
-            click.confirm(f"exclude these {len(sample_ids):,} sample(s) with reason {reason!r}?", abort=True)
     elif dry_run:
         click.echo(f"{len(set(sample_ids))} sample id(s) given; nothing excluded (--dry-run)")
         return
@@ -127,24 +141,16 @@ def _tag_command(on: bool):
     def command(sample_ids, tag_names, where, models, keep_missing, filter_name, dropped, yes) -> None:
         from db.lake import tags
 
-        by_query = bool(where or filter_name)
-        if dropped and not filter_name:
-            fail("--dropped goes with --filter NAME (the samples a saved filter drops)")
-        if by_query and sample_ids:
-            fail("give sample ids or a query (--where / --filter), not both")
-        if not by_query and not sample_ids:
-            fail("name the samples: their ids, --where CONDITION, or --filter NAME [--dropped]")
+        by_query = _by_query(sample_ids, where, filter_name, dropped)
         try:
             names = tags.clean_tags(tag_names)
         except tags.TagError as exc:
             fail(str(exc))
         if by_query:
-            sample_ids, said = _query_ids(where, models, keep_missing, filter_name, dropped)
-            click.echo(f"{len(sample_ids):,} sample(s) {said} (excluded ones aside)")
-            if not sample_ids:
+            sample_ids = _confirmed(where, models, keep_missing, filter_name, dropped, yes=yes, dry_run=False,
+                                    question=lambda n: f"{verb} these {n} sample(s) with {', '.join(names)}?")
+            if sample_ids is None:
                 return
-            if not yes:
-                click.confirm(f"{verb} these {len(sample_ids):,} sample(s) with {', '.join(names)}?", abort=True)
         try:
             n = (tags.add if on else tags.remove)(open_lake(), sample_ids, names, by=load_settings().user)
         except tags.TagError as exc:
