@@ -41,3 +41,12 @@ def insert_named(engine: Engine, row: Any, exists: Callable[[], Exception]) -> A
 def name_taken(engine: Engine, model: Any, name: str) -> bool:
     with Session(engine) as s:
         return s.scalar(select(model.id).where(model.name == name)) is not None
+
+
+def delete_named(engine: Engine, model: Any, name: str, missing: Callable[[], Exception]) -> None:
+    """Delete the row of ``model`` called ``name``; ``missing()`` is raised when there is none."""
+    with Session(engine) as s, s.begin():
+        row = s.scalar(select(model).where(model.name == name))
+        if row is None:
+            raise missing()
+        s.delete(row)

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from .models import FilterSave, SavedFilter
-from .named_rows import get_named, list_named
+from .named_rows import delete_named, get_named, list_named
 
 
 class UnknownFilter(LookupError):
@@ -48,11 +48,7 @@ def list_all(engine: Engine) -> list[SavedFilter]:
 
 
 def delete(engine: Engine, name: str) -> None:
-    with Session(engine) as s, s.begin():
-        row = s.scalar(select(SavedFilter).where(SavedFilter.name == name))
-        if row is None:
-            raise UnknownFilter(f"no saved filter {name!r}")
-        s.delete(row)
+    delete_named(engine, SavedFilter, name, lambda: UnknownFilter(f"no saved filter {name!r}"))
 
 
 def newest(filters: list[SavedFilter]) -> str | None:

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from .models import SavedView
-from .named_rows import get_named, list_named
+from .named_rows import delete_named, get_named, list_named
 
 MAX_QUERY_CHARS = 8000  # what an address can carry anyway
 
@@ -46,8 +46,4 @@ def list_all(engine: Engine) -> list[SavedView]:
 
 
 def delete(engine: Engine, name: str) -> None:
-    with Session(engine) as s, s.begin():
-        row = s.scalar(select(SavedView).where(SavedView.name == name))
-        if row is None:
-            raise ViewError(f"no saved view {name!r}")
-        s.delete(row)
+    delete_named(engine, SavedView, name, lambda: ViewError(f"no saved view {name!r}"))
