@@ -143,6 +143,14 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
     def _targets() -> list[str]:
         return browse_cache.ids(**dict(query_args)) if whole else sorted(picked)
 
+    def _may_act() -> bool:
+        """Whether an action has samples to act on (and, on the whole query, its count confirmed); says why not."""
+        if not target_n:
+            st.error("select samples first (the tick box under each thumbnail), or act on the whole query")
+        elif not confirm:
+            st.error(f"tick 'Yes, act on all {total:,} samples that match' first")
+        return bool(target_n and confirm)
+
     a, b, c = st.columns(3)
     if may_exclude:
         with a.form("gal_exclude_form"):
@@ -151,35 +159,28 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
             x1, x2 = st.columns(2)
             do_exclude = x1.form_submit_button("Exclude")
             do_restore = x2.form_submit_button("Restore")
-        if (do_exclude or do_restore) and not target_n:
-            st.error("select samples first (the tick box under each thumbnail), or act on the whole query")
-        elif (do_exclude or do_restore) and not confirm:
-            st.error(f"tick 'Yes, act on all {total:,} samples that match' first")
-        elif do_exclude and not reason.strip():
-            st.error("give a reason: it is kept with the excluded samples")
-        elif do_exclude or do_restore:
-            targets = _targets()
-            try:
-                if do_exclude:
-                    n = context.guarded("exclude_samples", exclusions.exclude, lake, targets, reason=reason.strip(), by=me.username)
-                    done = None if n is context.REFUSED else f"excluded {n:,} sample(s)" + (f" ({len(targets) - n:,} were already)" if n < len(targets) else "")
-                else:
-                    n = context.guarded("exclude_samples", exclusions.restore, lake, targets, by=me.username)
-                    done = None if n is context.REFUSED else f"restored {n:,} sample(s)" + (f" ({len(targets) - n:,} were not excluded)" if n < len(targets) else "")
-            except exclusions.ExclusionError as exc:
-                st.error(str(exc))
+        if (do_exclude or do_restore) and _may_act():
+            if do_exclude and not reason.strip():
+                st.error("give a reason: it is kept with the excluded samples")
+            else:
+                targets = _targets()
+                try:
+                    if do_exclude:
+                        n = context.guarded("exclude_samples", exclusions.exclude, lake, targets, reason=reason.strip(), by=me.username)
+                        done = None if n is context.REFUSED else f"excluded {n:,} sample(s)" + (f" ({len(targets) - n:,} were already)" if n < len(targets) else "")
+                    else:
+                        n = context.guarded("exclude_samples", exclusions.restore, lake, targets, by=me.username)
+                        done = None if n is context.REFUSED else f"restored {n:,} sample(s)" + (f" ({len(targets) - n:,} were not excluded)" if n < len(targets) else "")
+                except exclusions.ExclusionError as exc:
+                    st.error(str(exc))
     if may_pilot:
         listing = [p[0] for p in pilots.list_pilots(engine)]
         with b.form("gal_pilot_form"):
             st.markdown(f"**Add to a pilot** · {target_n:,} sample(s)")
             pilot_name = st.selectbox("Pilot", listing, key="gal_pilot", placeholder="no pilot yet (Pilot page)")
             do_add = st.form_submit_button("Add to the pilot")
-        if do_add:
-            if not target_n:
-                st.error("select samples first (the tick box under each thumbnail), or act on the whole query")
-            elif not confirm:
-                st.error(f"tick 'Yes, act on all {total:,} samples that match' first")
-            elif not pilot_name:
+        if do_add and _may_act():
+            if not pilot_name:
                 st.error("create a pilot first (Pilot page)")
             else:
                 targets = _targets()
@@ -196,11 +197,7 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
             y1, y2 = st.columns(2)
             do_tag = y1.form_submit_button("Tag")
             do_untag = y2.form_submit_button("Untag")
-        if (do_tag or do_untag) and not target_n:
-            st.error("select samples first (the tick box under each thumbnail), or act on the whole query")
-        elif (do_tag or do_untag) and not confirm:
-            st.error(f"tick 'Yes, act on all {total:,} samples that match' first")
-        elif do_tag or do_untag:
+        if (do_tag or do_untag) and _may_act():
             targets = _targets()
             try:
                 change = tags.add if do_tag else tags.remove
