@@ -168,6 +168,19 @@ def lora_run(model_dir, config, examples, out, stop_after: int | None = None):
     return train(adapter, examples(adapter), config, out, should_stop=should_stop), adapter
 
 
+def until(check, *, timeout: float = 60, every: float = 0.2, what: str = "the condition"):
+    """Call ``check`` until it returns something truthy, and return that; fail after ``timeout`` seconds.
+    For waits on another process (a server, a worker, a browser tab) where no event says it is done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout:g} s (last: {got!r})")
+        time.sleep(every)
+
+
 def free_port() -> int:
     import socket
 
