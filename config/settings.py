@@ -51,6 +51,7 @@ class Settings:
     blob_url: str = ""  # VITPRO_BLOB_PATH as given: a folder, or s3://bucket/prefix
     blob_cache_bytes: int = 2 << 30  # the cap on a machine's cache of blobs read from S3
     out_root: str = ""  # where exports, runs and evaluations go by default: a folder or s3://bucket/prefix
+    ui_warm_seconds: float = 2.0  # how often the web server looks for a commit to warm its caches after (0: never)
 
     def __post_init__(self) -> None:
         if not self.blob_url:
@@ -137,6 +138,7 @@ def load_settings() -> Settings:
         blob_url=blob_url if blob_url.startswith("s3://") else str(blobs),
         blob_cache_bytes=int(float(_env("VITPRO_BLOB_CACHE_MB", "2048")) * (1 << 20)),
         out_root=out_root,
+        ui_warm_seconds=float(_env("VITPRO_UI_WARM_SECONDS", "2")),
         broker_url=broker,
         result_backend=backend,
         image_roots=roots,

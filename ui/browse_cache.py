@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from db.reads import browse_index
-from ui import context
+from ui import context, warm
 
 INDEX_TABLES = ("samples", "items", "scores")
 
@@ -42,12 +42,26 @@ def percentile(*, kind: str, metric: str, model: str, segment: str, value: float
     """db.reads.browse.percentile from the cached sorted scores."""
     if value is None:
         return None
-    values = _scores(str(context.settings().home), context.tables_version(("scores",)), kind, metric, model, segment)
-    return browse_index.percentile_of(values, value)
+    warm.note("sorted_scores", kind, metric, model, segment)
+    return browse_index.percentile_of(_sorted(kind, metric, model, segment), value)
+
+
+def _sorted(kind: str, metric: str, model: str, segment: str):
+    return _scores(str(context.settings().home), context.tables_version(("scores",)), kind, metric, model, segment)
 
 
 def _query_index(vis_model: str | None, clip_model: str | None, segment: str) -> browse_index.BrowseIndex:
+    warm.note("browse_index", vis_model, clip_model, segment)
+    return _index_now(vis_model, clip_model, segment)
+
+
+def _index_now(vis_model: str | None, clip_model: str | None, segment: str) -> browse_index.BrowseIndex:
     return _index(str(context.settings().home), context.tables_version(INDEX_TABLES), vis_model, clip_model, segment)
+
+
+# after a commit these are built again in the background (ui/warm.py), not by the first page that asks
+warm.register("sorted_scores", _sorted)
+warm.register("browse_index", _index_now)
 
 
 def ids(*, vis_model: str | None, clip_model: str | None, segment: str = "answer", **query: Any) -> list[str]:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from config.settings import Settings, load_settings
 from db.app import users
+from ui import warm
 
 REFUSED = object()  # what guarded() returns when the action is not allowed
 USER_KEY = "_vitpro_signed_in"  # set only by ui/auth.py after a password check; no widget has this key
@@ -231,4 +232,9 @@ def read(name: str, *args) -> Any:
     """A read of the lake, remembered until the next commit to a table it reads (see _DEPENDS; the store's
     version for the others): a click that changes nothing in the store costs one version lookup, not the
     queries behind the page."""
+    if name in _PERSIST:  # the costly ones: built again in the background after the next commit (ui/warm.py)
+        warm.note("read", name, *args)
     return _memo(name, read_version(name), str(settings().home), args)
+
+
+warm.register("read", lambda name, *args: _memo(name, read_version(name), str(settings().home), args))

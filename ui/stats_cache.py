@@ -18,7 +18,7 @@ import duckdb
 import streamlit as st
 
 from curation.filters import StatSpec, StatsTable
-from ui import context
+from ui import context, warm
 
 # what StatsTable._build reads: a commit to any of these (or to the schema) makes the table stale
 TABLES = ("samples", "items", "scores", "exclusions")
@@ -83,4 +83,12 @@ def stats_table(config) -> StatsTable:
 
     specs = resolve_models(context.lake(), config, models_of=lambda metric, segment: context.read("stored_models", metric, segment, False))
     key = json.dumps({"specs": [[s.metric, s.model_id, s.segment] for s in specs], "selection": config.selection})
-    return _table(key, context.tables_version(tables_read(config.selection)), str(context.settings().home))
+    warm.note("stats_table", key, config.selection)
+    return _warm(key, config.selection)
+
+
+def _warm(key: str, selection: str | None) -> StatsTable:
+    return _table(key, context.tables_version(tables_read(selection)), str(context.settings().home))
+
+
+warm.register("stats_table", _warm)

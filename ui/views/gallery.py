@@ -4,6 +4,7 @@ of the query) or on every sample the query matches (the count confirmed first): 
 (with a reason) or restore, or add to a pilot. The query, the page and the filter are in the address."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -12,7 +13,7 @@ from curation.filters import FilterConfig, FilterError
 from db.app import pilots, saved_filters
 from db.lake import exclusions, tags
 from db.reads import browse
-from ui import browse_cache, context, sample_query
+from ui import browse_cache, context, sample_actions, sample_query
 from ui import view_state as vs
 from ui.images import thumbnail
 from ui.labels import md
@@ -23,6 +24,21 @@ PAGE_SIZES = (12, 24, 48, 96)
 me = context.ensure_signed_in()
 context.page_header("Gallery", "A page of samples at a time; click a thumbnail (or 'Inspect') to read the sample closely.")
 lake, engine = context.lake(), context.engine()
+# what the tiles show comes from these: a commit to one of them (a job, another curator) redraws the page
+SHOWN_FROM = ("samples", "items", "scores", "exclusions", "sample_tags")
+LIVE_SECONDS = 15
+
+
+@st.fragment(run_every=LIVE_SECONDS)
+def _live(drawn: int, drawn_at: datetime) -> None:
+    """Every LIVE_SECONDS: the whole page again if the data changed since it was drawn (ticks, page and mark
+    are kept: they are session state); otherwise only this line, so an idle page does not flicker."""
+    if context.tables_version(SHOWN_FROM) != drawn:
+        st.rerun(scope="app")
+    st.caption(f"as of {drawn_at:%H:%M:%S} UTC · redrawn when the data changes (looked {datetime.now(timezone.utc):%H:%M:%S})")
+
+
+_live(context.tables_version(SHOWN_FROM), datetime.now(timezone.utc))
 
 saved = saved_filters.list_all(engine)
 filters = [f.name for f in saved]
@@ -65,11 +81,13 @@ pages = (total + size - 1) // size
 if st.session_state.get("gal_page", 1) > pages:  # a narrower query: the last page there is
     st.session_state["gal_page"] = pages
 number = int(p2.number_input("Page", min_value=1, max_value=pages, step=1, key="gal_page"))
-p3.markdown(f"page **{number}** of **{pages:,}** · **{total:,}** samples · ← / → turn the page")
+p3.markdown(f"page **{number}** of **{pages:,}** · **{total:,}** samples · ← / → turn the page; J / K move the ▸ mark between tiles, "
+            "O opens the marked one, T ticks it, X excludes (or restores) it")
 
 
 def _turn(delta: int) -> None:
     st.session_state["gal_page"] = min(max(1, int(st.session_state.get("gal_page", 1)) + delta), pages)
+    st.session_state["gal_focus"] = 0
 
 
 k1, k2, k3 = st.columns([1, 1, 4])
@@ -99,6 +117,29 @@ vs.publish("gal", [*q.keys, *PAGE_KEYS], prefix="gal_")
 _, rows = browse_cache.browse(**dict(query_args), limit=size, offset=(number - 1) * size)
 ids = [r["sample_id"] for r in rows]
 
+# The keyboard's mark (▸): one tile of this page that O opens, T ticks and X excludes or restores.
+focus = min(int(st.session_state.get("gal_focus", 0)), len(rows) - 1)
+
+
+def _move(delta: int) -> None:
+    st.session_state["gal_focus"] = min(max(0, focus + delta), len(ids) - 1)
+
+
+def _open_marked() -> None:
+    st.session_state["gal_open"] = ids[focus]
+
+
+def _tick_marked() -> None:
+    key = f"gal_sel_{ids[focus]}"
+    st.session_state[key] = not st.session_state.get(key, False)
+    _tick(ids[focus])
+
+
+def _exclude_marked() -> None:
+    st.session_state["gal_flash"] = sample_actions.toggle_exclusion(ids[focus], st.session_state.get("gal_key_reason") or "",
+                                                                    by=me.username)
+
+
 # The ticked samples, on every page of this query: a tick box is drawn on its own page only, and Streamlit
 # forgets a widget's key once it is no longer drawn, so the set itself lives apart from the boxes.
 picked: set[str] = st.session_state.setdefault("gal_picked", set())
@@ -123,10 +164,24 @@ def _clear_picks() -> None:
 
 
 may_exclude, may_pilot = context.allowed("exclude_samples"), context.allowed("create_pilots")
+opened = st.session_state.pop("gal_open", None)
+if opened:  # O: the marked tile on Inspect, with this page's query (as its link does)
+    st.switch_page("views/inspect.py", query_params={"sample": opened, **sample_query.same_query_on("gal", dict(st.query_params), "insp")})
+j = st.columns([1, 1, 1, 1, 3, 1], vertical_alignment="bottom")
+j[0].button("▸ previous (K)", on_click=_move, args=(-1,), shortcut="k", key="gal_mark_prev", disabled=focus <= 0)
+j[1].button("▸ next (J)", on_click=_move, args=(1,), shortcut="j", key="gal_mark_next", disabled=focus >= len(rows) - 1)
+j[2].button("Open ▸ (O)", on_click=_open_marked, shortcut="o", key="gal_mark_open")
+if may_exclude or may_pilot:
+    j[3].button("Tick ▸ (T)", on_click=_tick_marked, shortcut="t", key="gal_mark_tick")
+if may_exclude:
+    j[4].text_input("Reason for X", key="gal_key_reason", placeholder="e.g. answer not in the image",
+                    help="typed once, kept for the next tiles you exclude with X")
+    j[5].button("Exclude ▸ (X)", on_click=_exclude_marked, shortcut="x", key="gal_mark_exclude",
+                help="X: the marked tile out of the data set with the reason beside it, or back in if it is excluded")
 done = None
 if may_exclude or may_pilot:  # annotators see no bulk actions at all (the server checks again on each)
     if "gal_flash" in st.session_state:  # what the last action did (it ended with a redraw)
-        st.success(st.session_state.pop("gal_flash"))
+        sample_actions.show(st.session_state.pop("gal_flash"))
     t1, t2, t3 = st.columns([2, 3, 2])
     t1.checkbox("Select all on this page", key="gal_all", on_change=_select_page)
     off_page = len(picked - set(ids))
@@ -228,7 +283,7 @@ blobs = context.blobs()
 carried = sample_query.same_query_on("gal", dict(st.query_params), "insp")
 for start in range(0, len(rows), COLUMNS):
     cols = st.columns(COLUMNS)
-    for col, r in zip(cols, rows[start:start + COLUMNS]):
+    for k, (col, r) in enumerate(zip(cols, rows[start:start + COLUMNS]), start):
         sid = r["sample_id"]
         link = "inspect?" + urlencode({"sample": sid, **carried})
         with col.container(border=True):
@@ -246,6 +301,7 @@ for start in range(0, len(rows), COLUMNS):
             vis = "—" if r["vis_attn"] is None else f"{r['vis_attn']:.4g}"
             clip = "—" if r["clip_score"] is None else f"{r['clip_score']:.4g}"
             marks = " ".join(f":blue-badge[{md(t)}]" for t in tagged.get(sid, []))
-            st.markdown(f"**{r['task']}** {badge} {marks}  \nVisAttnScore {vis} · CLIPScore {clip}  \n[Inspect]({link})")
+            mark = ":orange-badge[▸ marked] " if k == focus else ""
+            st.markdown(f"{mark}**{r['task']}** {badge} {marks}  \nVisAttnScore {vis} · CLIPScore {clip}  \n[Inspect]({link})")
             if may_exclude or may_pilot:
                 st.checkbox("select", key=f"gal_sel_{sid}", on_change=_tick, args=(sid,))

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import browse_cache, context, sample_query
+from ui import browse_cache, context, sample_actions, sample_query
 from ui import view_state as vs
 from ui.heat import escape, heat_block, segment_tokens
 from ui.images import show_zoomable
 from ui.labels import md
 
 context.ensure_signed_in()
-context.page_header("Inspect", "Browse samples; ← / → step through them. Hover a word for its exact A(t) and percentile.")
+context.page_header("Inspect", "Browse samples; ← / → step through them, X excludes (or restores) the one shown. "
+                    "Hover a word for its exact A(t) and percentile.")
 
 with st.expander("Filter and sort", expanded=True):
     q = sample_query.controls("insp")
@@ -94,6 +95,17 @@ with right:
     if exclusion:
         st.warning(f"Excluded from the data set by {exclusion['by']} on {exclusion['at']:%Y-%m-%d %H:%M} UTC: {exclusion['reason']}",
                    icon=":material/block:")
+    if context.allowed("exclude_samples"):  # X: this sample out of the data set (or back), then → for the next
+        def _toggle(shown: str = sample_id) -> None:
+            st.session_state["insp_flash"] = sample_actions.toggle_exclusion(shown, st.session_state.get("insp_reason") or "",
+                                                                             by=context.user().username)
+
+        x1, x2 = st.columns([3, 2], vertical_alignment="bottom")
+        x1.text_input("Reason for X", key="insp_reason", placeholder="e.g. answer not in the image",
+                      help="typed once, kept for the next samples you exclude with X")
+        x2.button("Restore (X)" if exclusion else "Exclude (X)", on_click=_toggle, shortcut="x", key="insp_exclude",
+                  help="X: take this sample out of the data set with the reason beside it, or put it back")
+        sample_actions.show(st.session_state.pop("insp_flash", ""))
     st.markdown(f"[Link to this sample](inspect?sample={sample_id})")
     st.code(f"inspect?sample={sample_id}", language=None)
     unit = st.radio("Colour by", ["words", "sub-word pieces"], horizontal=True, key="insp_unit")
