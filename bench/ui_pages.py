@@ -293,7 +293,8 @@ def main() -> int:
         for name, r in rows:
             print(f"{label:>12} {name:<12}" + "".join(f"{_fmt(r[c], _target(c)):>12}" for c in r))
             over += sum(r[c] > _target(c) for c in r)
-    print(f"{over} figure(s) over target; {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at the end "
+    print(f"{over} figure(s) over target ('new data' is the first view with the cache warmer off or not done yet; "
+          f"with it done, 'after job'); {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at the end "
           "(other work on the machine inflates every figure)")
     if args.bulk:
         b = bulk_exclusion(args.bulk)
