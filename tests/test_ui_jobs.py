@@ -173,3 +173,24 @@ def test_the_training_form_sends_its_processes_and_refuses_more_gpus_than_a_work
         cancel_job(job.id)
     finally:
         jobs_db.remove_worker(engine, "gpu-box:9")
+
+
+def test_a_double_click_on_launch_queues_one_job_and_says_launched_both_times(ui_store):
+    home, lake, engine = ui_store
+    at = page("jobs", launch_tab="VisAttnScore")
+    at.text_input(key="vis_model_path").input(str(_vlm(home, "qwen-twice", "qwen2_5_vl")))
+    before = len(jobs_db.list_jobs(engine, limit=500))
+    _click(at, "Launch VisAttnScore")
+    first = jobs_db.list_jobs(engine, limit=1)[0]
+    try:
+        assert f"launched grounding job {first.id}" in texts(at)
+        _click(at, "Launch VisAttnScore")  # the second click of a double click: same form, same values
+        assert not at.error and f"launched grounding job {first.id}" in texts(at)
+        assert "the second click on Launch was not queued again: one job" in texts(at)
+        assert len(jobs_db.list_jobs(engine, limit=500)) == before + 1
+        other = page("jobs", launch_tab="VisAttnScore")  # another tab (or person) launching the same: told, not hidden
+        other.text_input(key="vis_model_path").input(str(home / "typed" / "qwen-twice"))
+        _click(other, "Launch VisAttnScore")
+        assert _errors(other).startswith(f"cannot launch grounding: an identical job is already queued: {first.id}")
+    finally:
+        cancel_job(first.id)

@@ -69,14 +69,25 @@ def _launch(kind: str, build, *, vlm: tuple[str, str] | None = None) -> None:
         params = build()
         job = context.guarded("launch_jobs", _send, kind, params)
     except Exception as exc:  # the spec's own checks (bad path, unknown task, ...) and the device check
+        twin = exc.__cause__ if isinstance(exc.__cause__, jobs_db.DuplicateJob) else None
+        if twin is not None and twin.job_id in st.session_state.get(LAUNCHED, ()):
+            # a second click on the same Launch (Streamlit cannot grey a button out while its click runs): the
+            # store refused the copy; this tab launched the first, so it is shown as launched, not as a failure
+            st.success(f"launched {kind} job {twin.job_id}")
+            st.caption("the second click on Launch was not queued again: one job")
+            return
         st.error(f"cannot launch {kind}: {in_form_terms(spec_for(kind), exc)}")
         return
     if job is context.REFUSED:
         return
     job_id, warnings = job
+    st.session_state.setdefault(LAUNCHED, []).append(job_id)
     st.success(f"launched {kind} job {job_id}")
     for warning in warnings:
         st.warning(warning)
+
+
+LAUNCHED = "jobs_launched_here"  # the jobs this tab's session launched
 
 
 def _send(kind: str, params: dict) -> tuple[str, list[str]]:
