@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 from curation.filters import FilterConfig, stats_for
 from db.app import saved_filters
@@ -217,12 +218,19 @@ def test_a_rerun_reads_nothing_again(ui_store, monkeypatch):
     from columns read once) and the margins of that cut only."""
     at = page("thresholds", thr_stats=[VIS, CLIP])
     sent: list[str] = []
+
+    def record(query: str) -> None:
+        # only the page's own queries: AppTest runs the script in a thread of Streamlit's; a thread an earlier
+        # test left running in this process (seen once in a full run: 11 extra version lookups) is not the page
+        if threading.current_thread().name.startswith("ScriptRunner"):
+            sent.append(" ".join(query.split()))
+
     for name in ("fetchall", "fetchone", "fetchnumpy", "fetch_arrow", "execute"):
         original = getattr(Lake, name)
-        monkeypatch.setattr(Lake, name, lambda lake, query, params=None, _o=original: (sent.append(" ".join(query.split())), _o(lake, query, params))[1])
+        monkeypatch.setattr(Lake, name, lambda lake, query, params=None, _o=original: (record(query), _o(lake, query, params))[1])
     at.run()
     assert not [q for q in sent if "quantile_cont" in q or "_stats_" in q or "selections" in q], sent
-    assert len(sent) <= 5, sent  # version lookups and the stats table's model check (ui/context.py)
+    assert 1 <= len(sent) <= 5, sent  # version lookups and the stats table's model check (ui/context.py)
     sent.clear()
     at.slider(key=f"thr_pct_{VIS}").set_value(45.0).run()
     on_table = [q for q in sent if "_stats_" in q]
