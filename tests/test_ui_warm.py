@@ -3,6 +3,9 @@ so the first page opened afterwards builds nothing. The pass logic on its own, t
 Gallery run as Streamlit runs it (AppTest), then the server process's thread itself."""
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 
 from db.lake import exclusions
@@ -95,11 +98,24 @@ def test_after_a_commit_the_warmer_builds_what_the_gallery_reads_and_the_page_th
         exclusions.restore(lake, [first], by="admin")
 
 
-def test_the_server_process_thread_warms_after_a_commit_and_can_be_turned_off(kinds):
+def test_the_server_process_thread_warms_after_a_commit_and_can_be_turned_off(kinds, ui_store, monkeypatch):
     calls: list[int] = []
     version = [1]
     warm.register("count", lambda: calls.append(version[0]))
     warm.note("count")
+    assert warm.start(lambda: version[0], 60) is None  # not a web server (ui/server.py says so): pages run here under AppTest
+    from streamlit.testing.v1 import AppTest
+
+    from db.app import sessions
+    from ui import auth
+    from ui.context import USER_KEY
+
+    at = AppTest.from_file(str(Path(warm.__file__).with_name("app.py")), default_timeout=60)  # the app's script, signed in
+    at.session_state[auth.TOKEN_KEY] = sessions.create(ui_store[2], "admin", user_agent="AppTest")
+    at.run()
+    assert not at.exception and at.session_state[USER_KEY].username == "admin"
+    assert warm._started is None and "vitpro-cache-warmer" not in {t.name for t in threading.enumerate()}
+    monkeypatch.setattr(warm, "_serving", True)
     assert warm.start(lambda: version[0], 0) is None  # VITPRO_UI_WARM_SECONDS=0
     w = warm.Warmer(lambda: version[0], interval=0.05).start()
     try:

@@ -13,7 +13,6 @@ if __package__ in (None, ""):  # `streamlit run ui/app.py` runs this file as a s
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st  # noqa: E402
-from streamlit import runtime  # noqa: E402
 
 from ui import auth, context, job_notices, views_panel, warm  # noqa: E402
 from ui.context import user  # noqa: E402
@@ -32,9 +31,8 @@ def main() -> None:
         st.navigation([st.Page(auth.sign_in_page, title="Sign in", url_path="signin", default=True)], position="hidden").run()
         return
     # once per server process: after each commit, the pages' costly reads are built before anyone asks
-    # (ui/warm.py); not under AppTest (no server runtime), where the tests' stores come and go in one process
-    if runtime.exists():
-        warm.start(lambda: context.lake().current_version(), context.settings().ui_warm_seconds)
+    # (ui/warm.py; only where ui/server.py serves this script, not under AppTest)
+    warm.start(lambda: context.lake().current_version(), context.settings().ui_warm_seconds)
     with st.sidebar:
         st.markdown(f"**{signed_in.username}** · {signed_in.role}")
         # a plain form posted to the server's /logout in this tab (a markdown link would open a new tab): the

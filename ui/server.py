@@ -44,6 +44,7 @@ from starlette.requests import HTTPConnection, Request  # noqa: E402
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from ui import warm  # noqa: E402
 from ui.login_page import render  # noqa: E402
 
 SESSION_COOKIE = "vitpro_session"
@@ -249,3 +250,4 @@ class SessionGate:
 routes = [Route("/login", login, methods=["GET", "POST"]), Route("/login/oidc", login_oidc, methods=["GET"]),
           Route("/logout", logout, methods=["GET", "POST"])]
 app = st.App("app.py", routes=routes, middleware=[Middleware(SessionGate)], secrets=auth_secrets())
+warm.serving()  # this process serves the pages: app.py starts its cache warmer (not under AppTest, not in a test process)

@@ -142,12 +142,22 @@ class Warmer:
 
 _started: Warmer | None = None
 _start_lock = threading.Lock()
+_serving = False
+
+
+def serving() -> None:
+    """Called by ui/server.py: this process is a web server. Without it :func:`start` starts nothing: a
+    process that runs pages under AppTest (the tests, the bench) has Streamlit's runtime too, but its stores
+    come and go, and a thread there would warm one store's reads against the next."""
+    global _serving
+    _serving = True
 
 
 def start(version: Callable[[], int], interval: float) -> Warmer | None:
-    """The server process's warmer, started once (later calls return it); None when ``interval`` is 0."""
+    """The server process's warmer, started once (later calls return it); None when ``interval`` is 0 or
+    this process is not a web server (see :func:`serving`)."""
     global _started
-    if interval <= 0:
+    if interval <= 0 or not _serving:
         return None
     with _start_lock:
         if _started is None or not _started.thread.is_alive():
