@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from db.app import pilots, saved_filters
 from db.app.models import PilotAdjudication, PilotLabel
 from db.lake.connection import Lake
-from db.reads.browse import kept_flags
+from db.reads.browse import kept_flags, metric_of_samples
 
 from .agreement import Agreement, agreement, by_task
 from .filters import FilterConfig, stats_for
@@ -28,7 +28,9 @@ class PilotResults:
     agreement_by_task: dict[str, Agreement] = field(default_factory=dict)
 
 
-SCORES = ("vis_attn", "clip_score")  # the scores a pilot measures against the human labels
+SCORES = ("vis_attn", "clip_score")  # the scores a pilot measures against the human labels (and a filter's thresholds on them)
+# measured too, where stored: visual information gain, and how guessable the answer is without the image
+GAIN_SIGNALS = ("vis_gain", "blind_logp")
 
 
 def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str], *, stats=None) -> dict[str, tuple[str, dict[str, bool]]]:
@@ -76,6 +78,15 @@ def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None
     values = {"vis_attn": {x.sample_id: x.vis_attn for x in chosen}}
     if any(x.clip_score is not None for x in chosen):
         values["clip_score"] = {x.sample_id: x.clip_score for x in chosen}
+    # the other grounding signals of the pilot's VLM, where its grounding run computed them (read now: a
+    # pilot drawn before the gain existed is measured on it once it is scored)
+    cfg = p.config or {}
+    if cfg.get("vis_model"):
+        ids = [x.sample_id for x in chosen]
+        for metric in GAIN_SIGNALS:
+            found = metric_of_samples(lake, ids, metric, cfg["vis_model"], cfg.get("segment", "answer"))
+            if found:
+                values[metric] = found
     return PilotResults(evaluate(values, by_sample, current_predictions=current, settled=settled), filter_name, words.most_common(20), len(chosen),
                         agreement(by_sample), by_task(by_sample, {x.sample_id: x.task for x in chosen}))
 

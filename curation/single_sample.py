@@ -27,9 +27,10 @@ class SingleScore:
 
 
 def score_one(model: str, device: str, dtype: str, config: VisAttnConfig, image_paths: list[str], question: str, answer: str,
-              ocr_text: str | None, *, check: bool = False) -> SingleScore:
+              ocr_text: str | None, *, check: bool = False, gain: bool = True, blind_ocr: bool = True) -> SingleScore:
     """Raises ImageError / SampleError for a bad image or sample, OSError / ValueError / RuntimeError for a
-    model that cannot be loaded or run."""
+    model that cannot be loaded or run. ``gain``: also the visual information gain (curation/visual_gain.py),
+    with the prompt without the images in the payload, so anyone can redo it with two plain forwards."""
     from PIL import Image
 
     from .images import ImageLimits, inspect_image
@@ -41,10 +42,25 @@ def score_one(model: str, device: str, dtype: str, config: VisAttnConfig, image_
         inspect_image(Path(path).read_bytes(), ImageLimits())
     images = [Image.open(p).convert("RGB") for p in image_paths]
     adapter = load_vlm(model, LoadOptions(device=device, dtype=dtype), language_model_attention=ATTN_NAME)
-    encoded = adapter.encode(Sample(images, question, answer, ocr_text))
+    sample = Sample(images, question, answer, ocr_text)
+    encoded = adapter.encode(sample)
     check_segment(encoded, config.segment)
-    result = score_batch(adapter, [encoded], config)[0]
+    blind = None
+    if gain:
+        from .visual_gain import check_same_tokens, encode_blind, gains
+
+        blind = encode_blind(adapter, sample, ocr=blind_ocr)
+        check_same_tokens(encoded, blind, config.segment)
+    result = score_batch(adapter, [encoded], config, logprobs=gain)[0]
     payload = {"model": str(model), "family": adapter.family, "chat_template": adapter.template_source, "segment": config.segment, **result.to_json()}
+    if blind is not None:
+        found = gains(adapter, [result], [blind], config.segment)[0]
+        for token, g, w, b in zip(payload["tokens"], found.gain, found.with_logp, found.blind_logp):
+            token.update(gain=g, with_logp=w, blind_logp=b)
+        payload.update(found.metrics())
+        payload["word_gain"] = [{"text": t, "gain": g} for t, g in zip(found.words, found.word_gain)]
+        payload["blind"] = {"input_ids": blind.input_ids, "positions": {"segment": blind.positions_of(config.segment)}, "ocr": blind_ocr}
+        result.gain = found
     if check:
         reference = load_vlm(model, LoadOptions(device=device, dtype=dtype), language_model_attention="eager")
         eager = eager_reference(reference, [encoded])[0]

@@ -237,6 +237,9 @@ class SampleScores:
     # the question's per-token values when the answer is the scored segment: its rows are computed anyway
     # (every text row is), so the app can colour the question too at no extra cost
     question: dict[str, Any] | None = None
+    # log p(t | image, context) per token of the segment, from this forward's logits (score_batch(logprobs=True))
+    token_logp: list[float] | None = None
+    gain: Any = None  # curation.visual_gain.Gain, where the single-sample form computed it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -268,20 +271,30 @@ def _rows_and_columns(batch, device):
     return rows, cols, valid
 
 
-def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fused: bool = True) -> list[SampleScores]:
+def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fused: bool = True, logprobs: bool = False) -> list[SampleScores]:
     """Score encoded samples (``adapter.encode``) in one forward pass. The adapter's model must have been
-    loaded with its language model on ``ATTN_NAME`` (``load_vlm(..., language_model_attention=ATTN_NAME)``)."""
+    loaded with its language model on ``ATTN_NAME`` (``load_vlm(..., language_model_attention=ATTN_NAME)``).
+    ``logprobs``: also each segment token's log-probability given the image, from the same pass's logits
+    (kept at the rows that predict the segment only): what visual information gain compares
+    (curation/visual_gain.py)."""
     import torch
+
+    from .visual_gain import forward_logits, rows_before, token_logprobs
 
     install_attention_kernel()
     inputs = adapter.collate(batch)
     device = inputs["input_ids"].device
     rows, cols, valid = _rows_and_columns(batch, device)
     collector = _Collector(rows, cols, valid, config.chunk_bytes, fused=fused)
+    wanted = [_segment_positions(e, config.segment) for e in batch]
+    logit_rows, where = rows_before(wanted) if logprobs else ([], [])
     token = _active.set(collector)
     try:
         with torch.inference_mode():
-            adapter.model(**inputs, use_cache=False)
+            if logprobs:
+                logits = forward_logits(adapter.model, inputs, logit_rows)
+            else:
+                adapter.model(**inputs, use_cache=False)
     finally:
         _active.reset(token)
     if collector.layers != adapter.num_layers:
@@ -292,7 +305,11 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fuse
     global last_masks_seen, last_paths_seen
     last_masks_seen, last_paths_seen = set(collector.masks_seen), set(collector.paths_seen)
     block = (collector.block / collector.layers).cpu()
-    return [_finish(adapter, e, block[i], rows.cpu(), config) for i, e in enumerate(batch)]
+    results = [_finish(adapter, e, block[i], rows.cpu(), config) for i, e in enumerate(batch)]
+    if logprobs:
+        for i, (e, res) in enumerate(zip(batch, results)):
+            res.token_logp = token_logprobs(logits[i], e.input_ids, where[i], wanted[i])
+    return results
 
 
 def eager_reference(adapter, batch) -> list[list[float]]:

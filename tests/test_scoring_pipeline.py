@@ -45,6 +45,18 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, inprocess_wor
 
     per_metric = dict(lake.fetchall("SELECT metric, count(value) FROM scores WHERE subject_kind = 'item' GROUP BY metric"))
     assert per_metric["vis_attn"] == per_metric["vis_attn_mass"] == per_metric["vis_attn_nosink"] == per_metric["vis_attn_dist"] == 13
+    # the visual information gain came with the first run (--signals attention,gain is the default): per token
+    # beside A(t), the same tokens in the same order, and its means as metrics
+    assert per_metric["vis_gain"] == per_metric["blind_logp"] == per_metric["with_logp"] == 13
+    assert lake.scalar("SELECT count(*) FROM token_gains") == 13
+    for subject, with_logp, blind_logp, gain, tokens, vis_gain in lake.fetchall(
+            "SELECT g.subject_id, g.with_logp, g.blind_logp, g.gain, t.tokens, s.value FROM token_gains g "
+            "JOIN token_scores t USING (subject_kind, subject_id, model_id, segment) "
+            "JOIN scores s ON s.subject_id = g.subject_id AND s.model_id = g.model_id AND s.segment = g.segment AND s.metric = 'vis_gain'"):
+        with_logp, blind_logp, gain = json.loads(with_logp), json.loads(blind_logp), json.loads(gain)
+        assert len(gain) == len(json.loads(tokens)) > 0 and all(w <= 0 and b <= 0 for w, b in zip(with_logp, blind_logp))
+        assert gain == pytest.approx([w - b for w, b in zip(with_logp, blind_logp)]) and vis_gain == pytest.approx(sum(gain) / len(gain))
+    assert lake.fetchone("SELECT value, flags->>'error' FROM scores WHERE subject_id = ? AND metric = 'vis_gain'", [broken[0]]) == (None, "image_unreadable")
     assert per_metric["clip_score"] == 13  # the item whose only photo is broken has no readable image
     assert lake.scalar("SELECT count(*) FROM token_scores") == 13
     failed = lake.fetchone("SELECT value, flags->>'error' FROM scores WHERE subject_id = ? AND metric = 'vis_attn'", [broken[0]])

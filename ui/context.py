@@ -131,6 +131,7 @@ def _reads() -> dict[str, Callable[..., Any]]:
                                                                                          blob_root=blobs()),
         "first_images": lambda lk, sample_ids: browse.first_images(lk, list(sample_ids)),
         "excluded_among": lambda lk, sample_ids: browse.excluded_among(lk, list(sample_ids)),
+        "metric_of_samples": lambda lk, sample_ids, metric, model: browse.metric_of_samples(lk, list(sample_ids), metric, model),
         "exclusion_of": lambda lk, sample_id: exclusions.current(lk, sample_id),
         "tags_of": lambda lk, sample_ids: tags.tags_of(lk, list(sample_ids)),
         "score_summary": lambda lk: queries.score_summary(lk),

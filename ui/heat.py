@@ -170,3 +170,44 @@ def segment_tokens(tokens_by_segment: dict[str, dict[str, Any]], name: str) -> d
 
     words, word_scores = group_words([piece_text(str(t)) for t in pieces], scores)
     return {"tokens": pieces, "scores": scores, "words": words, "word_scores": word_scores, "segment": "text"}
+
+
+# ---- visual information gain: a diverging scale centred at 0 ---------------------------------------------
+# PuOr (ColorBrewer's purple-orange, safe for colour-blind eyes): orange where the image makes the token
+# less likely, white where it changes nothing, purple where it makes it more likely.
+GAIN_STOPS: tuple[tuple[int, int, int], ...] = ((179, 88, 6), (241, 163, 64), (254, 224, 182), (247, 247, 247),
+                                               (216, 218, 235), (153, 142, 195), (84, 39, 136))
+GAIN_SCALE = 2.0  # nats at the ends of the scale (e^2: the image makes the token ~7x more or less likely); beyond: the end colour
+
+
+def gain_colour(gain: float, scale: float = GAIN_SCALE) -> tuple[int, int, int]:
+    """RGB of a gain on the fixed diverging scale: -scale (orange) .. 0 (white) .. +scale (purple)."""
+    p = (min(scale, max(-scale, gain)) + scale) / (2 * scale) * (len(GAIN_STOPS) - 1)
+    k = min(int(p), len(GAIN_STOPS) - 2)
+    t = p - k
+    return tuple(round(x + (y - x) * t) for x, y in zip(GAIN_STOPS[k], GAIN_STOPS[k + 1]))  # type: ignore[return-value]
+
+
+def gain_block(tokens: Sequence[str], gains: Sequence[float | None], *, pieces: bool = False, label: str = "") -> str:
+    """The text coloured by each token's visual information gain on the fixed scale, with its legend; the
+    hover gives the exact value in nats. Same scale in every sample: a colour means the same gain."""
+    parts = []
+    for i, (token, value) in enumerate(zip(tokens, gains)):
+        text = piece_text(str(token)) if pieces else str(token)
+        lead = " " if (pieces and text.startswith(" ")) or (not pieces and i) else ""
+        shown = escape(text.strip() if pieces else text)
+        if value is None or not math.isfinite(value):
+            parts.append(f'{lead}<span class="tok tok-none" title="no gain">{shown}</span>')
+            continue
+        r, g, b = gain_colour(float(value))
+        parts.append(f'{lead}<span class="tok" data-gain="{value:.6g}" title="gain = {value:+.4g} nats" '
+                     f'style="background: rgba({r},{g},{b},0.6); border-bottom: 3px solid rgb({r},{g},{b});">{shown}</span>')
+    ends = [-GAIN_SCALE, -GAIN_SCALE / 2, 0.0, GAIN_SCALE / 2, GAIN_SCALE]
+    cells = "".join(f'<span class="heat-cell" style="display:inline-block;text-align:center;min-width:52px;margin-right:2px">'
+                    f'<span style="display:block;height:12px;background:rgb{gain_colour(v)}"></span><span class="heat-v">{v:+g}</span></span>'
+                    for v in ends)
+    head = f'<div style="font-weight:600;margin-top:6px">{escape(label)}</div>' if label else ""
+    return (f'{STYLE}{head}<div class="heat">{"".join(parts)}</div><div class="heat-legend" style="font-size:0.75em;margin:4px 0">{cells}'
+            f'<div>colour = log p(token | image) − log p(token | text alone), in nats (orange: the image makes it less likely, '
+            f'purple: more likely; ±{GAIN_SCALE:g} and beyond at the ends)</div></div>')
+

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .connection import Lake
-from .tables import ERRORS, GENERATION_REJECTS, GENERATION_REQUESTS, IMAGES, ITEMS, OCR, SAMPLES, SCORES, TOKEN_SCORES, to_json
+from .tables import ERRORS, GENERATION_REJECTS, GENERATION_REQUESTS, IMAGES, ITEMS, OCR, SAMPLES, SCORES, TOKEN_GAINS, TOKEN_SCORES, to_json
 
 _SCORE_KEY = ("subject_kind", "subject_id", "metric", "model_id", "segment")
 _TOKEN_KEY = ("subject_kind", "subject_id", "model_id", "segment")
@@ -172,18 +172,21 @@ def write_scores(
     scores: list[dict[str, Any]],
     token_scores: list[dict[str, Any]] = (),
     errors: list[dict[str, Any]] = (),
+    token_gains: list[dict[str, Any]] = (),
 ) -> int:
     """Replace this unit's score rows; a (subject, metric, model, segment) already stored is kept."""
     scores_t = SCORES.arrow(scores)
     tokens_t = TOKEN_SCORES.arrow(token_scores)
     errors_t = ERRORS.arrow(errors)
+    gains_t = TOKEN_GAINS.arrow(token_gains)
 
     def body(con) -> int:
-        for table in ("scores", "token_scores", "errors"):
+        for table in ("scores", "token_scores", "errors", "token_gains"):
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         con.register("_new_scores", scores_t)
         con.register("_new_tokens", tokens_t)
         con.register("_new_errors", errors_t)
+        con.register("_new_gains", gains_t)
         try:
             n = con.execute(f"SELECT count(*) FROM _new_scores n WHERE {_not_stored('scores', _SCORE_KEY)}").fetchone()[0]
             con.execute(
@@ -194,10 +197,14 @@ def write_scores(
                 f"INSERT INTO token_scores ({TOKEN_SCORES.names()}) SELECT {TOKEN_SCORES.select_list('n')} "
                 f"FROM _new_tokens n WHERE {_not_stored('token_scores', _TOKEN_KEY)}"
             )
+            con.execute(
+                f"INSERT INTO token_gains ({TOKEN_GAINS.names()}) SELECT {TOKEN_GAINS.select_list('n')} "
+                f"FROM _new_gains n WHERE {_not_stored('token_gains', _TOKEN_KEY)}"
+            )
             con.execute(f"INSERT INTO errors ({ERRORS.names()}) SELECT {ERRORS.select_list('n')} FROM _new_errors n")
             return int(n)
         finally:
-            for name in ("_new_scores", "_new_tokens", "_new_errors"):
+            for name in ("_new_scores", "_new_tokens", "_new_errors", "_new_gains"):
                 con.unregister(name)
 
     return lake.transaction(body)

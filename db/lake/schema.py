@@ -32,6 +32,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     # Append-only as the exclusions are (db/lake/tags.py): who put a tag on or took it off, when; a filter
     # and a snapshot read the tags of their version.
     (7, "sample tags: free labels on samples, as an append-only log", [tables.SAMPLE_TAGS.ddl()]),
+    # beside token_scores, not new columns of it: a sample scored before the gain existed gets its gain
+    # rows later without its A(t) row being rewritten
+    (8, "token gains: visual information gain per token", [tables.TOKEN_GAINS.ddl()]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

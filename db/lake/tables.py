@@ -170,7 +170,7 @@ SCORES = declare(
     "scores",
     Column("subject_kind", "VARCHAR", 'image | item | sample'),
     Column("subject_id", "VARCHAR"),
-    Column("metric", "VARCHAR", 'clip_score, clip_cosine, vis_attn, vis_attn_mass, vis_attn_nosink, vis_attn_dist, text_tokens, ocr_chars, ocr_boxes'),
+    Column("metric", "VARCHAR", 'clip_score, clip_cosine, vis_attn(_mass, _nosink, _dist), vis_gain, blind_logp, with_logp, text_tokens, ocr_chars, ocr_boxes'),
     Column("model_id", "VARCHAR", "'' for stats that need no model"),
     Column("segment", "VARCHAR", "answer | question | text for VisAttnScore, '' otherwise"),
     Column("value", "DOUBLE"),
@@ -192,6 +192,25 @@ TOKEN_SCORES = declare(
     Column("words", "JSON", 'sub-word pieces joined'),
     Column("word_scores", "JSON"),
     Column("positions", "JSON", 'segment, image, question and answer positions in input_ids'),
+    Column("run_id", "VARCHAR"),
+    Column("created_at", "TIMESTAMPTZ"),
+)
+
+# Visual information gain per token (curation/visual_gain.py), beside token_scores' A(t): the same segment's
+# tokens in the same order, with the log-probability given the image and without it.
+TOKEN_GAINS = declare(
+    "token_gains",
+    Column("subject_kind", "VARCHAR"),
+    Column("subject_id", "VARCHAR"),
+    Column("model_id", "VARCHAR"),
+    Column("segment", "VARCHAR"),
+    Column("with_logp", "JSON", 'log p(token | image, context) per token of the segment'),
+    Column("blind_logp", "JSON", 'log p(token | context without the image) per token'),
+    Column("gain", "JSON", 'with_logp - blind_logp per token'),
+    Column("words", "JSON", 'sub-word pieces joined, as in token_scores'),
+    Column("word_gain", "JSON", 'mean gain of each word\'s pieces'),
+    Column("blind_input_ids", "JSON", 'the prompt without the images, as token ids'),
+    Column("blind_positions", "JSON", 'the segment\'s positions in blind_input_ids'),
     Column("run_id", "VARCHAR"),
     Column("created_at", "TIMESTAMPTZ"),
 )

@@ -200,7 +200,7 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
         "images": [str(as_blobs(blob_root).local(b, missing_ok=True)) for b in r["blob_paths"]], "ocr": r["ocr_texts"],
         "lineage": {"backend": meta[0], "generator": meta[1], "prompt_version": meta[2], "item_id": meta[4], "item_kind": meta[5],
                     "source": meta[7], "source_uri": meta[8], "created_at": str(meta[9]), **(_loads(meta[3]) or {})},
-        "evidence": _loads(meta[10]), "scores": {}, "tokens": {},
+        "evidence": _loads(meta[10]), "scores": {}, "tokens": {}, "gains": {},
     }
     if vis_model:
         for segment, value, mass in lake.fetchall(
@@ -218,6 +218,16 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
             out["tokens"][segment] = {"tokens": _loads(tokens) or [], "scores": _loads(scores) or [],
                                       "words": _loads(words) or [], "word_scores": _loads(word_scores) or [],
                                       "positions": _loads(positions) or {}, "segment": segment}
+        # the visual information gain (curation/visual_gain.py), where the grounding run computed it
+        for segment, value, blind in lake.fetchall(
+            "SELECT segment, any_value(value) FILTER (WHERE metric = 'vis_gain'), any_value(value) FILTER (WHERE metric = 'blind_logp') "
+            "FROM scores WHERE subject_kind = 'sample' AND subject_id = ? AND model_id = ? AND metric IN ('vis_gain', 'blind_logp') GROUP BY segment",
+            [sample_id, vis_model]):
+            out["scores"][f"vis_gain/{segment}"] = {"value": value, "blind_logp": blind, "model": vis_model}
+        for segment, gain, words, word_gain in lake.fetchall(
+            "SELECT segment, any_value(gain), any_value(words), any_value(word_gain) FROM token_gains "
+            "WHERE subject_kind = 'sample' AND subject_id = ? AND model_id = ? GROUP BY segment", [sample_id, vis_model]):
+            out["gains"][segment] = {"gain": _loads(gain) or [], "words": _loads(words) or [], "word_gain": _loads(word_gain) or []}
     if clip_model:
         value = lake.scalar("SELECT any_value(value) FROM scores WHERE subject_kind = 'item' AND subject_id = ? AND metric = 'clip_score' AND model_id = ?",
                             [meta[4], clip_model])
@@ -268,6 +278,16 @@ def first_images(lake: Lake, sample_ids: list[str]) -> dict[str, str]:
     from .sample_briefs import briefs
 
     return {sid: b["blob_path"] for sid, b in briefs(lake, list(sample_ids)).items() if b["blob_path"]}
+
+
+def metric_of_samples(lake: Lake, sample_ids: list[str], metric: str, model_id: str, segment: str = "answer") -> dict[str, float]:
+    """One stored per-sample stat (e.g. vis_gain) of a page of samples, by sample id (scored ones only)."""
+    if not sample_ids:
+        return {}
+    marks = ", ".join("?" for _ in sample_ids)
+    return dict(lake.fetchall(f"SELECT subject_id, any_value(value) FROM scores WHERE subject_kind = 'sample' AND metric = ? AND model_id = ? "
+                              f"AND segment = ? AND value IS NOT NULL AND subject_id IN ({marks}) GROUP BY subject_id",
+                              [metric, model_id, segment, *sample_ids]))
 
 
 def excluded_among(lake: Lake, sample_ids: list[str]) -> set[str]:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from ui import browse_cache, context, sample_actions, sample_query
 from ui import view_state as vs
-from ui.heat import escape, heat_block, segment_tokens
+from ui.heat import escape, gain_block, heat_block, segment_tokens
 from ui.images import show_zoomable
 from ui.labels import md
 
@@ -131,6 +131,11 @@ with right:
     else:
         st.html(f'<div style="font-weight:600">Question</div><div class="plain">{escape(rec["question"])}</div>')
     _segment("answer", rec["answer"], "Answer" if rec2 is None else f"Answer, as {names.get(vis_model, vis_model)} grounds it")
+    gained, tok = rec.get("gains", {}).get("answer"), rec["tokens"].get("answer")
+    if gained and tok and st.toggle("Colour the answer by visual information gain too", value=True, key="insp_gain"):
+        # the same tokens in the same order as A(t)'s row: how much the image raised each one's probability
+        st.html(gain_block(tok["tokens"] if pieces else gained["words"], gained["gain"] if pieces else gained["word_gain"], pieces=pieces,
+                           label="Answer, by visual information gain"))
 
     m = st.columns(2)
     clip = rec["scores"].get("clip_score")
@@ -148,6 +153,10 @@ with right:
     m[1].metric("VisAttnScore (answer)", value, pct, delta_color="off")
     if vis and vis.get("mass") is not None:
         st.caption(f"attention mass on the image: {vis['mass']:.4g} · model {escape(names.get(vis['model'], vis['model']))}")
+    gain = rec["scores"].get("vis_gain/answer")
+    if gain and gain.get("value") is not None:
+        st.caption(f"visual information gain (answer): {gain['value']:+.4g} nats per token · log p without the image: {gain['blind_logp']:.4g} "
+                   "(high: the answer can be guessed from the text alone)")
     if rec2 is not None:
         # the same answer as a second VLM grounds it: absolute values differ between models, percentiles compare
         other = rec2["scores"].get("vis_attn/answer")

@@ -209,10 +209,13 @@ def grounding_form() -> None:
         sinks = spec_widget(c[1], GroundingJob, "config.exclude_sinks")
         distance = spec_widget(c[2], GroundingJob, "config.distance_correction")
         vis_device = spec_widget(c[3], GroundingJob, "device", key="vis_device")
+        c = st.columns(4)
+        signals = spec_widget(c[0], GroundingJob, "signals", key="vis_signals")
+        blind_ocr = spec_widget(c[1], GroundingJob, "blind_ocr", key="vis_blind_ocr")
         if st.form_submit_button("Launch VisAttnScore"):
             _launch("grounding", lambda: GroundingJob(
-                model=vlm, device=vis_device, batch_size=int(vis_batch), on=on, selection=selection, ocr=ocr_prompt,
-                config=VisAttnConfig(exclude_sinks=sinks, distance_correction=distance)).params(), vlm=(vlm, "VLM"))
+                model=vlm, device=vis_device, batch_size=int(vis_batch), on=on, selection=selection, ocr=ocr_prompt, signals=list(signals),
+                blind_ocr=blind_ocr, config=VisAttnConfig(exclude_sinks=sinks, distance_correction=distance)).params(), vlm=(vlm, "VLM"))
 
 
 def aux_form() -> None:

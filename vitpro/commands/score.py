@@ -52,15 +52,19 @@ def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, l
 @click.option("--answer", help="... and this answer, here and now (no job).")
 @click.option("--ocr", "ocr_text", help="Single-sample form: OCR tokens to put in the prompt.")
 @spec_option(GroundingJob, "ocr", "--with-ocr/--without-ocr", "with_ocr")
+@spec_option(GroundingJob, "signals", comma=True)
+@spec_option(GroundingJob, "blind_ocr")
 @spec_option(GroundingJob, "on")
 @spec_option(GroundingJob, "selection")
-@click.option("--json", "as_json", is_flag=True, help="Single-sample form: print JSON (tokens, words, scores, input_ids, positions).")
+@click.option("--json", "as_json", is_flag=True, help="Single-sample form: print JSON (tokens with their A(t) and gain, words, scores, "
+                                                      "input_ids, positions, and the prompt without the images).")
 @click.option("--check", is_flag=True, help="Single-sample form: also compute the eager output_attentions reference and print the largest difference.")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def score_grounding(model, device, dtype, segment, exclude_sinks, distance_correction, batch_size, images, question, answer, ocr_text, with_ocr, on, selection, as_json, check,
-                    wait, local) -> None:
-    """VisAttnScore (the paper's equation 2): per text token, its attention to the image in the VLM.
+def score_grounding(model, device, dtype, segment, exclude_sinks, distance_correction, batch_size, images, question, answer, ocr_text, with_ocr, signals,
+                    blind_ocr, on, selection, as_json, check, wait, local) -> None:
+    """VisAttnScore (the paper's equation 2): per text token, its attention to the image in the VLM; and the
+    visual information gain: per token, log p with the image minus log p without it (--signals).
 
     \b
     Store-wide (a job on the gpu queue):  vitpro score grounding --model DIR [--on items]
@@ -74,20 +78,22 @@ def score_grounding(model, device, dtype, segment, exclude_sinks, distance_corre
     if images or question or answer:
         if not (images and answer):
             fail("the single-sample form needs --image and --answer (and usually --question)")
-        _score_one(model, device, dtype, config, list(images), question or "", answer, ocr_text, as_json, check)
+        if "attention" not in signals:
+            fail("--signals: attention is always computed (the with-image pass is its forward); e.g. --signals attention,gain")
+        _score_one(model, device, dtype, config, list(images), question or "", answer, ocr_text, as_json, check, "gain" in signals, blind_ocr)
         return
     params = job_params(GroundingJob, model=model, device=device, dtype=dtype, batch_size=batch_size, config=config, ocr=with_ocr, on=on,
-                        selection=selection)
+                        selection=selection, signals=list(signals), blind_ocr=blind_ocr)
     run_job("grounding", params, wait=wait, local=local)
 
 
-def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, as_json, check) -> None:
+def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, as_json, check, gain=True, blind_ocr=True) -> None:
     from curation.images import ImageError
     from curation.single_sample import score_one
     from curation.vlm import SampleError
 
     try:
-        scored = score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, check=check)
+        scored = score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, check=check, gain=gain, blind_ocr=blind_ocr)
     except (ImageError, SampleError) as exc:
         fail(f"{exc.code}: {exc.message}")
     except (OSError, ValueError, RuntimeError) as exc:
@@ -102,9 +108,18 @@ def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_
     click.echo(f"VisAttnScore ({config.segment}): {result.segment_score:.6g}   image mass: {result.image_mass:.6g}" + ("   (context truncated)" if result.truncated else ""))
     for name, value in result.extra.items():
         click.echo(f"{name}: {value:.6g}")
+    found = getattr(result, "gain", None)
+    if found is not None:
+        m = found.metrics()
+        click.echo(f"visual information gain: {m['vis_gain']:.6g}   log p with the image: {m['with_logp']:.6g}   without: {m['blind_logp']:.6g}")
     width = max(len(w) for w in result.words) if result.words else 0
-    for word, value in zip(result.words, result.word_scores):
-        click.echo(f"  {word:<{width}}  {value:.6g}")
+    if found is not None and found.words == result.words:
+        click.echo(f"  {'word':<{width}}  {'A(t)':>12}  {'gain':>10}")
+        for word, value, g in zip(result.words, result.word_scores, found.word_gain):
+            click.echo(f"  {word:<{width}}  {value:12.6g}  {g:10.4g}")
+    else:
+        for word, value in zip(result.words, result.word_scores):
+            click.echo(f"  {word:<{width}}  {value:.6g}")
     if check:
         click.echo(f"largest difference from the eager reference: {payload['eager_max_abs_diff']:.3g}")
 

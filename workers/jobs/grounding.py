@@ -13,6 +13,7 @@ from PIL import Image
 from curation.images import ImageError, ImageLimits, inspect_image
 from curation.prompt_layout import ocr_body
 from curation.vis_attn import ATTN_NAME, VisAttnConfig, check_segment, score_batch
+from curation.visual_gain import GAIN_METRICS, check_same_tokens, encode_blind, gains
 from curation.vlm import Sample, SampleError
 from db.app.jobs import UnitSpec
 from db.lake import batches
@@ -30,13 +31,14 @@ QUESTIONS = {
 }
 
 
-def requested_metrics(config: VisAttnConfig) -> list[str]:
-    return ["vis_attn"] + (["vis_attn_nosink"] if config.exclude_sinks else []) + (["vis_attn_dist"] if config.distance_correction else [])
+def requested_metrics(config: VisAttnConfig, signals: list[str] = ("attention",)) -> list[str]:
+    return (["vis_attn"] + (["vis_attn_nosink"] if config.exclude_sinks else []) + (["vis_attn_dist"] if config.distance_correction else [])
+            + (list(GAIN_METRICS) if "gain" in signals else []))
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     job: GroundingJob = ctx.spec
-    metrics, segment = requested_metrics(job.config), job.config.segment
+    metrics, segment = requested_metrics(job.config, job.signals), job.config.segment
     if job.on == "samples":
         todo = [sid for sid, _ in scoring_reads.samples_without_score(ctx.lake, metrics, job.model_id, segment, job.selection)]
         if not todo and not ctx.lake.scalar("SELECT count(*) FROM samples"):
@@ -84,7 +86,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         ctx.log(f"{job.model} has no chat template: scored with the {adapter.family} layout written from its documentation "
                 "(copy the checkpoint's chat_template.jinja into the folder to use its own)", level="warning")
     now = batches.now_utc()
-    rows, tokens, errors, side = [], [], [], []
+    rows, tokens, errors, side, gain_rows = [], [], [], [], []
 
     on = job.on
     kind = "sample" if on == "samples" else "item"
@@ -93,18 +95,41 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         return {"subject_kind": kind, "subject_id": subject_id, "metric": metric, "model_id": model_id, "segment": segment,
                 "value": value, "flags": {**flags_base, **flags} or None, "run_id": ctx.run_id, "created_at": now}
 
+    wanted = requested_metrics(config, job.signals)
+
     def fail(subject_id, code, message):
-        rows.append(score_row(subject_id, "vis_attn", None, {"error": code}))
+        # every metric asked for is recorded as failed, so the next job does not plan the sample again
+        for metric in wanted:
+            rows.append(score_row(subject_id, metric, None, {"error": code}))
         errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding", "code": code, "message": message[:1000],
                        "item_id": subject_id if kind == "item" else None, "subject": subject_id, "created_at": now})
 
-    def encode(subject) -> tuple[str, object] | None:
+    with_gain = "gain" in job.signals
+
+    def fail_gain(subject_id, code, message):
+        """The gain alone could not be had (a template that cannot render a turn without images): its metrics
+        are recorded as failed with the reason; the attention scores stand."""
+        for metric in GAIN_METRICS:
+            rows.append(score_row(subject_id, metric, None, {"error": code}))
+        errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding_gain", "code": code, "message": message[:1000],
+                       "item_id": subject_id if kind == "item" else None, "subject": subject_id, "created_at": now})
+
+    def encode(subject) -> tuple[str, object, object] | None:
         _, subject_id, blob_paths, question, answer, ocr_texts = subject
         ocr = ocr_body(ocr_texts, len(blob_paths)) if job.ocr else None
         try:
-            enc = adapter.encode(Sample(_images(blob_paths, ctx.blobs), question, answer, ocr or None))
+            sample = Sample(_images(blob_paths, ctx.blobs), question, answer, ocr or None)
+            enc = adapter.encode(sample)
             check_segment(enc, segment)
-            return subject_id, enc
+            blind = None
+            if with_gain:
+                try:
+                    blind = encode_blind(adapter, sample, ocr=job.blind_ocr)
+                    check_same_tokens(enc, blind, segment)
+                except SampleError as exc:
+                    fail_gain(subject_id, exc.code, exc.message)
+                    blind = None
+            return subject_id, enc, blind
         except SampleError as exc:
             fail(subject_id, exc.code, exc.message)
         except (ImageError, OSError) as exc:
@@ -123,8 +148,18 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         for start in range(0, len(encoded), size):
             ctx.check()
             chunk = encoded[start : start + size]
-            results = score_batch(adapter, [e for _, e in chunk], config)
-            for (item_id, enc), res in zip(chunk, results):
+            results = score_batch(adapter, [e for _, e, _ in chunk], config, logprobs=with_gain)
+            blind_ones = [(k, b) for k, (_, _, b) in enumerate(chunk) if b is not None]
+            if blind_ones:  # one text-only forward for the chunk's samples that have a blind prompt
+                for (k, b), g in zip(blind_ones, gains(adapter, [results[k] for k, _ in blind_ones], [b for _, b in blind_ones], segment)):
+                    item_id, res = chunk[k][0], results[k]
+                    for metric, value in g.metrics().items():
+                        rows.append(score_row(item_id, metric, value, {"blind_ocr": False} if not job.blind_ocr else {}))
+                    gain_rows.append({"subject_kind": kind, "subject_id": item_id, "model_id": model_id, "segment": segment,
+                                      "with_logp": g.with_logp, "blind_logp": g.blind_logp, "gain": g.gain, "words": g.words,
+                                      "word_gain": g.word_gain, "blind_input_ids": b.input_ids, "blind_positions": b.positions_of(segment),
+                                      "run_id": ctx.run_id, "created_at": now})
+            for (item_id, enc, _), res in zip(chunk, results):
                 flags = {"truncated": True} if res.truncated else {}
                 rows.append(score_row(item_id, "vis_attn", res.segment_score, flags))
                 rows.append(score_row(item_id, "vis_attn_mass", res.image_mass, flags))
@@ -140,8 +175,9 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                                  **res.question, "run_id": ctx.run_id, "created_at": now})
             done += len(chunk)
             ctx.progress(done)
-    batches.write_scores(ctx.lake, ctx.run_id, rows, tokens + side, errors)
-    return {f"{on}_scored": len(tokens), f"{on}_failed": len(errors),
+    batches.write_scores(ctx.lake, ctx.run_id, rows, tokens + side, errors, gain_rows)
+    return {f"{on}_scored": len(tokens), f"{on}_failed": sum(1 for e in errors if e["stage"] == "grounding"),
+            **({"gain_scored": len(gain_rows), "gain_failed": sum(1 for e in errors if e["stage"] == "grounding_gain")} if with_gain else {}),
             "truncated": sum(1 for r in rows if r["metric"] == "vis_attn" and (r["flags"] or {}).get("truncated"))}
 
 
