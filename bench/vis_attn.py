@@ -14,7 +14,9 @@ Memory: each mode alone in its own process, the peak above what the process held
 large tensor on its own so that resident memory follows live tensors; ``torch.cuda.max_memory_allocated``
 on a GPU).
 
-Per family it prints time against the plain forward (target <= 1.3x), eager's extra peak memory against
+Per family it prints time against the plain forward (target <= 1.3x), attention with the visual information
+gain against attention alone (the pass's logits kept at the answer's rows, then one text-only pass; target
+<= 1.6x), eager's extra peak memory against
 ours (target >= 10x), eager's time against ours (never slower), and the largest difference between our
 A(t) and eager's. On a GPU (``--shape``: IDEFICS2-8B's and Qwen2.5-VL-7B's language models, random weights)
 it prints samples/s for ours, eager and the plain forward, the peak memory of each, and the largest
@@ -126,15 +128,22 @@ def _load(mode: str, model_dir: str, family: str, device: str, dtype: str, batch
     from curation.vis_attn import ATTN_NAME, eager_reference, score_batch
     from curation.vlm import LoadOptions, load_vlm
 
-    attention = {"plain": "sdpa", "ours": ATTN_NAME, "eager": "eager"}[mode]
+    attention = {"plain": "sdpa", "ours": ATTN_NAME, "signals": ATTN_NAME, "eager": "eager"}[mode]
     adapter = load_vlm(model_dir, LoadOptions(device=device, dtype=dtype), language_model_attention=attention)
-    encoded = [adapter.encode(make_sample(adapter, family))] * batch
+    sample = make_sample(adapter, family)
+    encoded = [adapter.encode(sample)] * batch
     inputs = adapter.collate(encoded)
     answer = encoded[0].segments["answer"]
 
     def forward():
         if mode == "ours":
             return [s.token_scores for s in score_batch(adapter, encoded)][0]
+        if mode == "signals":  # attention and gain: the same pass with its logits kept, then one text-only pass
+            from curation.visual_gain import encode_blind, gains
+
+            results = score_batch(adapter, encoded, logprobs=True)
+            gains(adapter, results, [encode_blind(adapter, sample)] * batch, "answer")
+            return results[0].token_scores
         if mode == "eager":
             reference = eager_reference(adapter, encoded)[0]
             return [reference[p] for p in answer]
@@ -174,7 +183,7 @@ def measure_time(model_dir: str, family: str, device: str, dtype: str, repeats: 
 
     from curation import vis_attn
 
-    modes = ("plain", "ours", "eager")
+    modes = ("plain", "ours", "signals", "eager")
     loaded = {mode: _load(mode, model_dir, family, device, dtype, batch) for mode in modes}
     out = {mode: {"mode": mode, "scores": None} for mode in modes}
     times = {mode: [] for mode in modes}
@@ -224,6 +233,7 @@ def bench_family(family: str, shape: str, args) -> dict:
     return {
         "family": family, "tokens": ours["tokens"], "image_tokens": ours["image_tokens"], "results": results,
         "time_vs_plain": ours["seconds"] / plain["seconds"], "eager_memory_vs_ours": eager_extra / ours_extra,
+        "signals_vs_attention": results["signals"]["seconds"] / ours["seconds"],
         "eager_time_vs_ours": eager["seconds"] / ours["seconds"], "ours_extra_mib": ours_extra / 2**20, "eager_extra_mib": eager_extra / 2**20,
         "max_diff": max(abs(a - b) for a, b in zip(ours["scores"], eager["scores"])), "kernel": ",".join(ours.get("kernel") or []),
     }
@@ -267,24 +277,27 @@ def main() -> None:
                 print(f"  {family:<16} {row['tokens']} tokens ({row['image_tokens']} image) | samples/s ours {args.batch / r['ours']['seconds']:.2f}, "
                       f"eager {args.batch / r['eager']['seconds']:.2f}, plain {args.batch / r['plain']['seconds']:.2f} | peak extra memory "
                       f"ours {r['ours']['extra_bytes'] / 2**30:.2f} GiB, eager {r['eager']['extra_bytes'] / 2**30:.2f} GiB, plain {r['plain']['extra_bytes'] / 2**30:.2f} GiB "
-                      f"| max |ours - eager| {row['max_diff']:.2e} | kernel: {row['kernel']}", flush=True)
+                      f"| max |ours - eager| {row['max_diff']:.2e} | kernel: {row['kernel']} | attention+gain / attention "
+                      f"{row['signals_vs_attention']:.2f}x", flush=True)
             else:
                 print(f"  {family:<16} done", flush=True)
     if not args.device.startswith("cuda"):
         header = (f"{'family':<16} {'tokens':>6} {'image':>5} {'plain ms':>9} {'ours ms':>8} {'eager ms':>9} {'ours/plain':>10} {'eager/ours':>10} "
-                  f"{'eager MiB':>9} {'ours MiB':>8} {'mem ratio':>9} {'max diff':>9}")
+                  f"{'eager MiB':>9} {'ours MiB':>8} {'mem ratio':>9} {'max diff':>9} {'+gain':>7}")
         print()
-        print("time: ours / plain (target <= 1.3x), eager / ours (target >= 1x); memory beyond the plain forward: eager / ours (target >= 10x)")
+        print("time: ours / plain (target <= 1.3x), eager / ours (target >= 1x); memory beyond the plain forward: eager / ours (target >= 10x); "
+              "+gain: attention and visual information gain / attention alone (target <= 1.6x)")
         print(header)
         print("-" * len(header))
         for row in rows:
             r = row["results"]
             print(f"{row['family']:<16} {row['tokens']:>6} {row['image_tokens']:>5} {r['plain']['seconds'] * 1000:>9.1f} {r['ours']['seconds'] * 1000:>8.1f} "
                   f"{r['eager']['seconds'] * 1000:>9.1f} {row['time_vs_plain']:>9.2f}x {row['eager_time_vs_ours']:>9.2f}x {row['eager_extra_mib']:>9.1f} "
-                  f"{row['ours_extra_mib']:>8.1f} {row['eager_memory_vs_ours']:>8.1f}x {row['max_diff']:>9.1e}")
+                  f"{row['ours_extra_mib']:>8.1f} {row['eager_memory_vs_ours']:>8.1f}x {row['max_diff']:>9.1e} {row['signals_vs_attention']:>6.2f}x")
         worst = lambda key, fn: fn(row[key] for row in rows)  # noqa: E731
         print(f"worst over families: ours/plain {worst('time_vs_plain', max):.2f}x, eager/ours time {worst('eager_time_vs_ours', min):.2f}x, "
-              f"eager/ours memory {worst('eager_memory_vs_ours', min):.1f}x, max diff {worst('max_diff', max):.1e}")
+              f"eager/ours memory {worst('eager_memory_vs_ours', min):.1f}x, max diff {worst('max_diff', max):.1e}, "
+              f"attention+gain/attention {worst('signals_vs_attention', max):.2f}x")
     if args.as_json:
         Path(args.as_json).write_text(json.dumps(rows, indent=2))
 

@@ -13,8 +13,9 @@ from db.lake.connection import Lake
 from db.reads.browse import kept_flags, metric_of_samples
 
 from .agreement import Agreement, agreement, by_task
+from .calibration import CalibrationError, Fit, fit
 from .filters import FilterConfig, stats_for
-from .pilot_stats import SKIP, PilotReport, consensus, evaluate
+from .pilot_stats import GROUNDED, NOT_GROUNDED, SKIP, PilotReport, consensus, evaluate
 from .pilot_words import group_word
 
 
@@ -26,11 +27,14 @@ class PilotResults:
     samples: int
     agreement: Agreement | None = None  # between the annotators, over the whole pilot (curation/agreement.py)
     agreement_by_task: dict[str, Agreement] = field(default_factory=dict)
+    combined: Fit | None = None  # the logistic regression over the signals (curation/calibration.py), where it could be fitted
 
 
 SCORES = ("vis_attn", "clip_score")  # the scores a pilot measures against the human labels (and a filter's thresholds on them)
 # measured too, where stored: visual information gain, and how guessable the answer is without the image
 GAIN_SIGNALS = ("vis_gain", "blind_logp")
+CALIBRATED = ("vis_attn", "vis_gain", "blind_logp", "clip_score")  # what the combined score may combine
+COMBINED = "combined (5-fold CV)"  # its row in the report: a logistic regression's out-of-fold probabilities
 
 
 def current_predictions(lake: Lake, config: FilterConfig, sample_ids: list[str], *, stats=None) -> dict[str, tuple[str, dict[str, bool]]]:
@@ -87,8 +91,33 @@ def results(lake: Lake, engine: Engine, pilot_name: str, filter_name: str | None
             found = metric_of_samples(lake, ids, metric, cfg["vis_model"], cfg.get("segment", "answer"))
             if found:
                 values[metric] = found
+    combined = None
+    signals = [m for m in CALIBRATED if m in values]
+    if len(signals) >= 2:  # the signals together: out-of-fold probabilities, so its AUC is not fitted on the labels it is measured on
+        try:
+            combined = fit({x.sample_id: {m: values[m].get(x.sample_id) for m in signals} for x in chosen}, decided_labels(by_sample, settled), signals)
+            values[COMBINED] = combined.cv_probabilities
+        except CalibrationError:
+            pass
     return PilotResults(evaluate(values, by_sample, current_predictions=current, settled=settled), filter_name, words.most_common(20), len(chosen),
-                        agreement(by_sample), by_task(by_sample, {x.sample_id: x.task for x in chosen}))
+                        agreement(by_sample), by_task(by_sample, {x.sample_id: x.task for x in chosen}), combined)
+
+
+def decided_labels(by_sample: dict[str, dict[str, str]], settled: dict[str, str]) -> dict[str, int]:
+    """Sample -> 1 (grounded) / 0 (not grounded): the annotators' majority (skips left out, ties dropped),
+    an adjudicator's verdict in its place where there is one."""
+    truth = {sid: consensus(list(by.values())) for sid, by in by_sample.items()}
+    truth.update({sid: lab for sid, lab in settled.items() if lab in (GROUNDED, NOT_GROUNDED)})
+    return {sid: 1 if lab == GROUNDED else 0 for sid, lab in truth.items() if lab in (GROUNDED, NOT_GROUNDED)}
+
+
+def pilot_labels(engine: Engine, pilot_name: str) -> tuple[object, dict[str, int]]:
+    """(the pilot, its decided labels) as :func:`decided_labels` reads them from the store."""
+    p = pilots.get(engine, pilot_name)
+    by_sample: dict[str, dict[str, str]] = {}
+    for row in pilots.labels(engine, p.id):
+        by_sample.setdefault(row.sample_id, {})[row.annotator] = row.label
+    return p, decided_labels(by_sample, {sid: v.label for sid, v in pilots.adjudications(engine, p.id).items()})
 
 
 # ---- disagreements ------------------------------------------------------------------------------------

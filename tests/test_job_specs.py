@@ -15,7 +15,7 @@ from jobs.registry import kinds, spec_for
 from .test_ui_pages import page, ui_store  # noqa: F401  (ui_store: the module's store fixture)
 
 # what a required field holds in a stored job (values only: nothing is resolved here)
-REQUIRED = {"model": "/m", "snapshot": "s", "name": "n", "out": "/o", "source": "/s.csv", "backend": "template", "grid": {"ocr": ["on", "off"]}}
+REQUIRED = {"model": "/m", "pilot": "p", "snapshot": "s", "name": "n", "out": "/o", "source": "/s.csv", "backend": "template", "grid": {"ocr": ["on", "off"]}}
 
 
 def _cli_options():

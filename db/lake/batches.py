@@ -210,6 +210,24 @@ def write_scores(
     return lake.transaction(body)
 
 
+def replace_metric(lake: Lake, metric: str, model_id: str, rows: list[dict[str, Any]], *, first: bool) -> int:
+    """A derived stat rewritten whole (a calibration fitted again): the first batch removes every stored row
+    of (metric, model) in the same transaction as it inserts; later batches only insert."""
+    table = SCORES.arrow(rows)
+
+    def body(con) -> int:
+        if first:
+            con.execute("DELETE FROM scores WHERE metric = ? AND model_id = ?", [metric, model_id])
+        con.register("_new_scores", table)
+        try:
+            con.execute(f"INSERT INTO scores ({SCORES.names()}) SELECT {SCORES.select_list('n')} FROM _new_scores n")
+        finally:
+            con.unregister("_new_scores")
+        return len(rows)
+
+    return lake.transaction(body)
+
+
 def dedupe_scores(lake: Lake, model_id: str) -> int:
     """Keep one row per (subject, metric, model, segment): two units that raced may both have inserted."""
 

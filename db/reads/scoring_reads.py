@@ -53,3 +53,31 @@ def samples_without_score(lake: Lake, metrics: list[str], model_id: str, segment
         f"SELECT x.sample_id, length(x.question) + length(x.answer) AS n FROM samples x WHERE {have} < ? {chosen} ORDER BY n, x.sample_id",
         [model_id, segment, *metrics, len(metrics), *([selection] if selection else [])],
     )
+
+
+def sample_signals(lake: Lake, *, vis_model: str, clip_model: str | None, segment: str, signals: list[str],
+                   sample_ids: list[str] | None = None) -> dict[str, dict[str, float | None]]:
+    """Per sample (those given, or every sample), the stored value of each grounding signal: the per-sample
+    stats of ``vis_model`` at ``segment`` (vis_attn, vis_gain, blind_logp, ...) and CLIPScore, an item's
+    score, by ``clip_model`` on the sample's item. What curation/calibration.py fits and predicts on."""
+    if sample_ids is not None and not sample_ids:
+        return {}
+    own = [s for s in signals if s != "clip_score"] or ["vis_attn"]
+    with_clip = "clip_score" in signals and bool(clip_model)
+    cols = ", ".join("any_value(v.value) FILTER (WHERE v.metric = ?)" for _ in own)
+    clip_cte = ("WITH c AS (SELECT subject_id AS item_id, any_value(value) AS clip FROM scores WHERE subject_kind = 'item' "
+                "AND metric = 'clip_score' AND model_id = ? GROUP BY subject_id) ") if with_clip else ""
+    only = f"AND x.sample_id IN ({', '.join('?' for _ in sample_ids)})" if sample_ids is not None else ""
+    rows = lake.fetchall(
+        f"{clip_cte}SELECT x.sample_id, {cols}, {'any_value(c.clip)' if with_clip else 'NULL'} FROM samples x "
+        f"LEFT JOIN scores v ON v.subject_kind = 'sample' AND v.subject_id = x.sample_id AND v.model_id = ? AND v.segment = ? "
+        f"AND v.metric IN ({', '.join('?' for _ in own)}) {'LEFT JOIN c ON c.item_id = x.item_id' if with_clip else ''} "
+        f"WHERE true {only} GROUP BY x.sample_id",
+        [*([clip_model] if with_clip else []), *own, vis_model, segment, *own, *(sample_ids or [])])
+    out = {}
+    for row in rows:
+        values = {name: row[1 + k] for k, name in enumerate(own) if name in signals}
+        if "clip_score" in signals:
+            values["clip_score"] = row[-1]
+        out[row[0]] = {k: (None if v is None else float(v)) for k, v in values.items()}
+    return out

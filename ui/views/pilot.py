@@ -372,12 +372,34 @@ def results_tab() -> None:
                           annotation_text=f"paper: +{100 * PAPER_RELATIVE_IMPROVEMENT:.0f}%")
             bar.update_layout(height=300, yaxis_title="% relative accuracy", title="VisAttnScore over CLIPScore", margin=dict(l=10, r=10, t=40, b=10))
             right.plotly_chart(bar, width="stretch")
+    if found.combined is not None:
+        _combined(found.combined)
     if len(rep.annotators) < 2:
         st.caption("Agreement between annotators needs a second one.")
     else:
         _agreement(found.agreement, found.agreement_by_task)
     if found.ungrounded_words:
         st.caption("words marked ungrounded most often: " + ", ".join(f"{w} ({n})" for w, n in found.ungrounded_words[:10]))
+
+
+def _combined(fit) -> None:
+    """The signals together (a logistic regression fitted on these labels; its AUC cross-validated), and
+    for admins the job that writes it as grounded_p for every sample."""
+    st.markdown("**The signals combined** (row *combined (5-fold CV)* above)")
+    st.caption(md(fit.describe()))
+    for warning in fit.warnings:
+        st.warning(warning)
+    if context.allowed("launch_jobs") and st.button("Write grounded_p for every sample from these labels (a job)", key="pilot_calibrate",
+                                                    help="then cut on it like any stat (Thresholds, or `grounded_p >= 0.7` in a filter)"):
+        from jobs.calibrate import CalibrateJob
+        from jobs.submit import JobRefused, submit_job
+
+        try:
+            job = context.guarded("launch_jobs", submit_job, "calibrate", CalibrateJob(pilot=name).params(), launched_by=me.username)
+            if job is not context.REFUSED:
+                st.success(f"launched calibrate job {job}: grounded_p (model pilot:{md(name)}) appears on Thresholds once it ends")
+        except JobRefused as exc:
+            st.error(f"cannot launch calibrate: {md(str(exc))}")
 
 
 # ---- adjudicate (admins) ------------------------------------------------------------------------------------

@@ -16,9 +16,11 @@ import click
 from config.settings import load_settings
 from curation.pilot_stats import AUC_CI_METHOD, MIN_INTERVAL_N, MIN_MEANINGFUL, PAPER_RELATIVE_IMPROVEMENT  # the paper's +36%
 from db.storage.blobs import open_blobs
+from jobs.calibrate import CalibrateJob
 
+from ..spec_options import job_params, spec_option
 from .filters import fmt_number
-from .group import cli, echo_table, fail, open_engine, open_lake
+from .group import cli, echo_table, fail, open_engine, open_lake, run_job
 
 
 @cli.group()
@@ -50,6 +52,21 @@ def _get_pilot(name):
         return pilots.get(open_engine(), name)
     except pilots.PilotError as exc:
         fail(str(exc))
+
+
+@pilot.command("calibrate")
+@click.argument("name")
+@spec_option(CalibrateJob, "signals", comma=True)
+@spec_option(CalibrateJob, "folds")
+@spec_option(CalibrateJob, "seed")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
+def pilot_calibrate(name, signals, folds, seed, wait, local) -> None:
+    """Fit a logistic regression over the grounding signals on this pilot's labels and write the calibrated
+    probability ``grounded_p`` for every sample with the signals (a job on the cpu queue). Its log and result
+    give the cross-validated AUC and the weights; cut on it with `vitpro filter save F --where 'grounded_p >= 0.7'`."""
+    _get_pilot(name)  # a mistyped name fails here, not on a worker
+    run_job("calibrate", job_params(CalibrateJob, pilot=name, signals=list(signals), folds=folds, seed=seed), wait=wait, local=local)
 
 
 @pilot.command("create")
@@ -303,7 +320,8 @@ def pilot_guidelines(name, text, path) -> None:
 @click.option("--roc", "roc_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the ROC curves as an SVG file.")
 @click.option("--json", "as_json", is_flag=True)
 def pilot_report(name, filter_name, roc_path, as_json) -> None:
-    """How VisAttnScore and CLIPScore agree with the human labels: accuracy, ROC/AUC, best thresholds, kappa."""
+    """How VisAttnScore, the visual information gain, the blind log-probability and CLIPScore agree with the human
+    labels (accuracy, ROC/AUC, best thresholds, kappa), and a logistic regression over them (cross-validated AUC)."""
     from dataclasses import asdict
 
     from curation import pilot_results
@@ -325,7 +343,8 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
         roc_path.write_text(roc_svg(curves, title=f"pilot {name}: {report.labelled} labelled samples"), encoding="utf-8")
     if as_json:
         click.echo(json.dumps({"pilot": name, "filter": filter_name, **asdict(report), "ungrounded_words": found.ungrounded_words,
-                               "agreement": found.agreement.to_dict(), "agreement_by_task": {t: a.to_dict() for t, a in found.agreement_by_task.items()}},
+                               "agreement": found.agreement.to_dict(), "agreement_by_task": {t: a.to_dict() for t, a in found.agreement_by_task.items()},
+                               "combined": found.combined.to_dict() if found.combined else None},
                               indent=2))
         return
     click.secho(f"pilot {name!r}: {found.samples} sample(s), {report.labelled} with a label "
@@ -347,6 +366,11 @@ def pilot_report(name, filter_name, roc_path, as_json) -> None:
         echo_table(rows, ("score", "n", "AUC [95% CI]", "best accuracy [95% CI]", "Youden's J",
                           "accuracy at " + (f"filter {filter_name!r}" if filter_name else "current (--filter)")))
         click.echo(f"95% intervals: Wilson for accuracies, {AUC_CI_METHOD} (1982) for AUC; the best accuracy's threshold is fitted on these labels (optimistic)")
+    if found.combined is not None:
+        click.echo(f"combined: {found.combined.describe()}")
+        for warning in found.combined.warnings:
+            click.secho(f"combined: {warning}", fg="yellow")
+        click.echo(f"  write it as grounded_p for every sample: vitpro pilot calibrate {name}")
     if report.relative_improvement is not None:
         line = f"VisAttnScore over CLIPScore: {report.relative_improvement:+.1%} relative accuracy at the best thresholds"
         if report.relative_improvement_current is not None:
