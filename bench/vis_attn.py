@@ -15,8 +15,8 @@ large tensor on its own so that resident memory follows live tensors; ``torch.cu
 on a GPU).
 
 Per family it prints time against the plain forward (target <= 1.3x), attention with the visual information
-gain against attention alone (the pass's logits kept at the answer's rows, then one text-only pass; target
-<= 1.6x), eager's extra peak memory against
+gain and the VLM judge against attention alone (the pass's logits kept at the answer's rows and at the
+judge's turn after the answer, then one text-only pass; target <= 1.6x), eager's extra peak memory against
 ours (target >= 10x), eager's time against ours (never slower), and the largest difference between our
 A(t) and eager's. On a GPU (``--shape``: IDEFICS2-8B's and Qwen2.5-VL-7B's language models, random weights)
 it prints samples/s for ours, eager and the plain forward, the peak memory of each, and the largest
@@ -132,16 +132,21 @@ def _load(mode: str, model_dir: str, family: str, device: str, dtype: str, batch
     adapter = load_vlm(model_dir, LoadOptions(device=device, dtype=dtype), language_model_attention=attention)
     sample = make_sample(adapter, family)
     encoded = [adapter.encode(sample)] * batch
+    if mode == "signals":  # the judge's turn after the answer, read from the same pass
+        from curation.judge import JUDGE_QUESTION, judge_tokens
+
+        tokens = judge_tokens(adapter)
+        judged = [adapter.encode(sample, follow_up=JUDGE_QUESTION)] * batch
     inputs = adapter.collate(encoded)
     answer = encoded[0].segments["answer"]
 
     def forward():
         if mode == "ours":
             return [s.token_scores for s in score_batch(adapter, encoded)][0]
-        if mode == "signals":  # attention and gain: the same pass with its logits kept, then one text-only pass
+        if mode == "signals":  # attention, gain and judge: one pass with its logits kept (and the judge's turn), one text-only pass
             from curation.visual_gain import encode_blind, gains
 
-            results = score_batch(adapter, encoded, logprobs=True)
+            results = score_batch(adapter, judged, logprobs=True, judge=tokens)
             gains(adapter, results, [encode_blind(adapter, sample)] * batch, "answer")
             return results[0].token_scores
         if mode == "eager":
@@ -277,7 +282,7 @@ def main() -> None:
                 print(f"  {family:<16} {row['tokens']} tokens ({row['image_tokens']} image) | samples/s ours {args.batch / r['ours']['seconds']:.2f}, "
                       f"eager {args.batch / r['eager']['seconds']:.2f}, plain {args.batch / r['plain']['seconds']:.2f} | peak extra memory "
                       f"ours {r['ours']['extra_bytes'] / 2**30:.2f} GiB, eager {r['eager']['extra_bytes'] / 2**30:.2f} GiB, plain {r['plain']['extra_bytes'] / 2**30:.2f} GiB "
-                      f"| max |ours - eager| {row['max_diff']:.2e} | kernel: {row['kernel']} | attention+gain / attention "
+                      f"| max |ours - eager| {row['max_diff']:.2e} | kernel: {row['kernel']} | attention+gain+judge / attention "
                       f"{row['signals_vs_attention']:.2f}x", flush=True)
             else:
                 print(f"  {family:<16} done", flush=True)
@@ -286,7 +291,7 @@ def main() -> None:
                   f"{'eager MiB':>9} {'ours MiB':>8} {'mem ratio':>9} {'max diff':>9} {'+gain':>7}")
         print()
         print("time: ours / plain (target <= 1.3x), eager / ours (target >= 1x); memory beyond the plain forward: eager / ours (target >= 10x); "
-              "+gain: attention and visual information gain / attention alone (target <= 1.6x)")
+              "+gain: attention, visual information gain and judge / attention alone (target <= 1.6x)")
         print(header)
         print("-" * len(header))
         for row in rows:
@@ -297,7 +302,7 @@ def main() -> None:
         worst = lambda key, fn: fn(row[key] for row in rows)  # noqa: E731
         print(f"worst over families: ours/plain {worst('time_vs_plain', max):.2f}x, eager/ours time {worst('eager_time_vs_ours', min):.2f}x, "
               f"eager/ours memory {worst('eager_memory_vs_ours', min):.1f}x, max diff {worst('max_diff', max):.1e}, "
-              f"attention+gain/attention {worst('signals_vs_attention', max):.2f}x")
+              f"attention+gain+judge/attention {worst('signals_vs_attention', max):.2f}x")
     if args.as_json:
         Path(args.as_json).write_text(json.dumps(rows, indent=2))
 

@@ -32,8 +32,8 @@ class PilotResults:
 
 SCORES = ("vis_attn", "clip_score")  # the scores a pilot measures against the human labels (and a filter's thresholds on them)
 # measured too, where stored: visual information gain, and how guessable the answer is without the image
-GAIN_SIGNALS = ("vis_gain", "blind_logp")
-CALIBRATED = ("vis_attn", "vis_gain", "blind_logp", "clip_score")  # what the combined score may combine
+GAIN_SIGNALS = ("vis_gain", "blind_logp", "judge_yes")
+CALIBRATED = ("vis_attn", "vis_gain", "blind_logp", "judge_yes", "clip_score")  # what the combined score may combine
 COMBINED = "combined (5-fold CV)"  # its row in the report: a logistic regression's out-of-fold probabilities
 
 

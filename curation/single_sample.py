@@ -27,7 +27,7 @@ class SingleScore:
 
 
 def score_one(model: str, device: str, dtype: str, config: VisAttnConfig, image_paths: list[str], question: str, answer: str,
-              ocr_text: str | None, *, check: bool = False, gain: bool = True, blind_ocr: bool = True) -> SingleScore:
+              ocr_text: str | None, *, check: bool = False, gain: bool = True, blind_ocr: bool = True, judge: bool = True) -> SingleScore:
     """Raises ImageError / SampleError for a bad image or sample, OSError / ValueError / RuntimeError for a
     model that cannot be loaded or run. ``gain``: also the visual information gain (curation/visual_gain.py),
     with the prompt without the images in the payload, so anyone can redo it with two plain forwards."""
@@ -43,7 +43,12 @@ def score_one(model: str, device: str, dtype: str, config: VisAttnConfig, image_
     images = [Image.open(p).convert("RGB") for p in image_paths]
     adapter = load_vlm(model, LoadOptions(device=device, dtype=dtype), language_model_attention=ATTN_NAME)
     sample = Sample(images, question, answer, ocr_text)
-    encoded = adapter.encode(sample)
+    tokens = None
+    if judge:
+        from .judge import JUDGE_QUESTION, judge_tokens
+
+        tokens = judge_tokens(adapter)  # SampleError("judge_token") where the model cannot spell yes / no in one token
+    encoded = adapter.encode(sample, follow_up=JUDGE_QUESTION if judge else None)
     check_segment(encoded, config.segment)
     blind = None
     if gain:
@@ -51,8 +56,14 @@ def score_one(model: str, device: str, dtype: str, config: VisAttnConfig, image_
 
         blind = encode_blind(adapter, sample, ocr=blind_ocr)
         check_same_tokens(encoded, blind, config.segment)
-    result = score_batch(adapter, [encoded], config, logprobs=gain)[0]
+    result = score_batch(adapter, [encoded], config, logprobs=gain, judge=tokens)[0]
     payload = {"model": str(model), "family": adapter.family, "chat_template": adapter.template_source, "segment": config.segment, **result.to_json()}
+    if tokens is not None:
+        from .judge import JUDGE_QUESTION, JUDGE_VERSION
+
+        payload["judge"] = {"yes": result.judge_yes, "mass": result.judge_mass, "question": JUDGE_QUESTION, "version": JUDGE_VERSION,
+                            "yes_ids": list(tokens.yes), "no_ids": list(tokens.no), "position": encoded.notes["follow_up_at"]}
+        payload["judge_yes"] = result.judge_yes
     if blind is not None:
         found = gains(adapter, [result], [blind], config.segment)[0]
         for token, g, w, b in zip(payload["tokens"], found.gain, found.with_logp, found.blind_logp):

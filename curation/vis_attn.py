@@ -240,6 +240,9 @@ class SampleScores:
     # log p(t | image, context) per token of the segment, from this forward's logits (score_batch(logprobs=True))
     token_logp: list[float] | None = None
     gain: Any = None  # curation.visual_gain.Gain, where the single-sample form computed it
+    # the VLM judge's verdict (curation/judge.py), from the same pass, where the sample carried its turn
+    judge_yes: float | None = None
+    judge_mass: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -271,15 +274,19 @@ def _rows_and_columns(batch, device):
     return rows, cols, valid
 
 
-def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fused: bool = True, logprobs: bool = False) -> list[SampleScores]:
+def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fused: bool = True, logprobs: bool = False,
+                judge=None) -> list[SampleScores]:
     """Score encoded samples (``adapter.encode``) in one forward pass. The adapter's model must have been
     loaded with its language model on ``ATTN_NAME`` (``load_vlm(..., language_model_attention=ATTN_NAME)``).
     ``logprobs``: also each segment token's log-probability given the image, from the same pass's logits
     (kept at the rows that predict the segment only): what visual information gain compares
-    (curation/visual_gain.py)."""
+    (curation/visual_gain.py). ``judge`` (curation.judge.JudgeTokens): the samples were encoded with the
+    judge's turn after the answer (``adapter.encode(sample, follow_up=judge.JUDGE_QUESTION)``); its verdict
+    is read from the same pass's logits at each sample's last position."""
     import torch
 
-    from .visual_gain import forward_logits, rows_before, token_logprobs
+    from .judge import verdict
+    from .visual_gain import forward_logits, token_logprobs
 
     install_attention_kernel()
     inputs = adapter.collate(batch)
@@ -287,11 +294,17 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fuse
     rows, cols, valid = _rows_and_columns(batch, device)
     collector = _Collector(rows, cols, valid, config.chunk_bytes, fused=fused)
     wanted = [_segment_positions(e, config.segment) for e in batch]
-    logit_rows, where = rows_before(wanted) if logprobs else ([], [])
+    judged = [e.notes.get("follow_up_at") for e in batch] if judge is not None else [None] * len(batch)
+    if judge is not None and None in judged:
+        raise ValueError("score_batch(judge=...) needs every sample encoded with the judge's turn (encode(sample, follow_up=...))")
+    # the logit rows kept: each segment token's previous row (its log-probability), each judge position
+    logit_rows = sorted(({p - 1 for ps in wanted for p in ps} if logprobs else set()) | {j for j in judged if j is not None})
+    index = {r: k for k, r in enumerate(logit_rows)}
+    where = [{p: index[p - 1] for p in ps} for ps in wanted] if logprobs else []
     token = _active.set(collector)
     try:
         with torch.inference_mode():
-            if logprobs:
+            if logit_rows:
                 logits = forward_logits(adapter.model, inputs, logit_rows)
             else:
                 adapter.model(**inputs, use_cache=False)
@@ -306,9 +319,11 @@ def score_batch(adapter, batch, config: VisAttnConfig = VisAttnConfig(), *, fuse
     last_masks_seen, last_paths_seen = set(collector.masks_seen), set(collector.paths_seen)
     block = (collector.block / collector.layers).cpu()
     results = [_finish(adapter, e, block[i], rows.cpu(), config) for i, e in enumerate(batch)]
-    if logprobs:
-        for i, (e, res) in enumerate(zip(batch, results)):
+    for i, (e, res) in enumerate(zip(batch, results)):
+        if logprobs:
             res.token_logp = token_logprobs(logits[i], e.input_ids, where[i], wanted[i])
+        if judge is not None:
+            res.judge_yes, res.judge_mass = verdict(logits[i, index[judged[i]]], judge)
     return results
 
 

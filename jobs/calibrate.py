@@ -8,7 +8,7 @@ from config.fields import param
 
 from .registry import JobSpec, job_kind
 
-SIGNALS = ("vis_attn", "vis_gain", "blind_logp", "clip_score")
+SIGNALS = ("vis_attn", "vis_gain", "blind_logp", "judge_yes", "clip_score")
 
 
 @job_kind("calibrate")
@@ -18,6 +18,7 @@ class CalibrateJob(JobSpec):
 
     pilot: str = param(help="The pilot whose labels the fit learns from (its VLM and CLIP model give the signals).")
     signals: list[str] = param(factory=lambda: list(SIGNALS), choices=SIGNALS,
-                               help="The signals to combine; a sample without one of them gets no grounded_p.")
+                               help="The signals to combine (those never stored for the pilot's models are left out, and said); "
+                                    "a sample without one of them gets no grounded_p.")
     folds: int = param(5, min=2, max=20, help="Cross-validation folds for the combined score's AUC.")
     seed: int = param(0, min=0, help="The folds' shuffle.")

@@ -12,8 +12,9 @@ from .registry import JobSpec, job_kind
 
 DTYPES = ("float32", "bfloat16", "float16")
 # attention: VisAttnScore (the paper's); gain: visual information gain, from the same forward's logits and
-# one text-only forward (curation/visual_gain.py)
-SIGNALS = ("attention", "gain")
+# one text-only forward (curation/visual_gain.py); judge: the VLM's yes/no on "does the image show what the
+# answer says?", from the same forward's last position (curation/judge.py)
+SIGNALS = ("attention", "gain", "judge")
 
 
 @job_kind("grounding")
@@ -31,8 +32,9 @@ class GroundingJob(JobSpec):
     ocr: bool = param(True, flag="--with-ocr/--without-ocr", label="OCR text in the prompt",
                       help="Put each image's OCR text in the prompt (the paper's setting); scores with and without are separate series.")
     signals: list[str] = param(factory=lambda: list(SIGNALS), choices=SIGNALS, label="Signals",
-                               help="What to compute in the one pass: attention (VisAttnScore; always, it is the pass itself) "
-                                    "and gain (visual information gain: log p with the image minus without, per token).")
+                               help="What to compute in the one pass: attention (VisAttnScore; always, it is the pass itself), "
+                                    "gain (visual information gain: log p with the image minus without, per token) and judge "
+                                    "(the VLM's probability of 'yes' to: does the image show what the answer says?).")
     blind_ocr: bool = param(True, flag="--blind-ocr/--blind-no-ocr", label="OCR text kept without the image",
                             help="The pass without the image keeps the OCR text, so words the photo's print alone tells do not count as seen.")
     on: str = param("samples", choices=("samples", "items"), label="Score",
@@ -51,7 +53,7 @@ class GroundingJob(JobSpec):
         except ValueError as exc:
             raise about("model", exc) from None
         if "attention" not in self.signals:  # the with-image pass is VisAttnScore's forward: it is always there
-            raise about("signals", "attention is always computed (the with-image pass is its forward); add gain to it, e.g. attention,gain")
+            raise about("signals", "attention is always computed (the with-image pass is its forward); add the others to it, e.g. attention,gain,judge")
         model = str(Location.of(self.model).absolute())
         # the scores are those of this model *and* prompt: OCR text in the prompt makes them others
         return replace(self, model=model, model_id=model + ("#ocr" if self.ocr else ""), demo_model=is_tiny(model))

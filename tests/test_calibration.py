@@ -98,9 +98,12 @@ def test_the_job_writes_grounded_p_a_filter_cuts_on_it_and_the_report_shows_the_
     assert f"kept {sum(v >= 0.5 for v in stored.values())} of" in kept
     report = cli("pilot", "report", "ui-pilot", check=True).stdout
     assert "combined (5-fold CV)" in report and "logistic regression on" in report and "under 100" in report
-    # a signal the pilot's models never stored: refused by the worker, with why
-    gone = cli("pilot", "calibrate", "ui-pilot", "--signals", "vis_attn,vis_gain")
-    assert gone.returncode != 0 and "no sample has vis_gain" in gone.stdout + gone.stderr
+    # a signal the pilot's models never stored is left out, and said; none stored at all: refused, with why
+    partly = cli("pilot", "calibrate", "ui-pilot", "--signals", "vis_attn,vis_gain,clip_score", "--folds", "3", check=True).stdout
+    assert "warning: left out, stored for no sample by the pilot's models: vis_gain" in partly
+    assert "logistic regression on" in partly and "over vis_attn, clip_score:" in partly
+    gone = cli("pilot", "calibrate", "ui-pilot", "--signals", "vis_gain,judge_yes")
+    assert gone.returncode != 0 and "none of vis_gain, judge_yes is stored" in gone.stdout + gone.stderr
     # the Results tab shows the combined score, and an admin launches the job from there
     from db.app import jobs as jobs_db
 

@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 
 from curation.tiny_models import vlm_families
-from curation.vlm import LoadOptions, Sample, load_vlm
+from curation.vlm import LoadOptions, Sample, answer_tokens, load_vlm
 from trainer import evaluate as ev
 from trainer.benchmarks import EvalItem
-from trainer.evaluate import answer_token_groups, predict
+from trainer.evaluate import AnswerTokensError, answer_token_groups, predict
 
 from .test_ui_pages import ui_store  # noqa: F401  (the Jobs page test's store)
 
@@ -142,7 +142,9 @@ def test_long_answers_and_rows_that_stop_early_equal_one_at_a_time(adapters, blo
     def first(token, row):
         return row.index(token) if token in row else len(row)
 
-    stop = max(set(said[0][:4]) - set(adapter.stop_token_ids()), key=lambda t: max(first(t, r) for r in said) - min(first(t, r) for r in said))
+    # a token some row says within its first 4 and another late or never: the widest such spread
+    early = {t for r in said for t in r[:4]} - set(adapter.stop_token_ids())
+    stop = max(sorted(early), key=lambda t: max(first(t, r) for r in said) - min(first(t, r) for r in said))
     stops = sorted({*adapter.stop_token_ids(), stop})
     monkeypatch.setattr(adapter, "stop_token_ids", lambda: stops)
     one = predict(adapter, items, "generative", blobs, ocr=True, batch_size=1)
@@ -231,13 +233,21 @@ def test_items_are_streamed_one_batch_of_images_and_pixels_alive_at_a_time(adapt
 
 
 # ---- the objective benchmark from log-probabilities --------------------------------------------------
-def test_the_yes_and_no_tokens_are_the_familys_own_first_answer_tokens(adapters):
-    idefics2 = adapters("idefics2")  # its template puts a space before the answer: " Yes" is one token; " yes" starts with a bare space
-    tok = idefics2.tokenizer
-    assert answer_token_groups(idefics2) == {"yes": [tok.convert_tokens_to_ids("ĠYes")], "no": [tok.convert_tokens_to_ids("ĠNo")]}
-    gemma3 = adapters("gemma3")  # the answer follows "model\n" directly: "Yes" and "y"(es), "N"(o) and "n"(o) in this tiny vocabulary
-    groups = answer_token_groups(gemma3)
-    assert {k: sorted(gemma3.tokenizer.convert_ids_to_tokens(v)) for k, v in groups.items()} == {"yes": ["Yes", "y"], "no": ["N", "n"]}
+def test_the_yes_and_no_tokens_are_the_familys_own_first_answer_tokens(adapters, monkeypatch):
+    idefics2 = adapters("idefics2")  # its template puts a space before the answer: " Yes", " yes", " No", " no", each one token
+    named = lambda adapter, groups: {k: sorted(adapter.tokenizer.convert_ids_to_tokens(v)) for k, v in groups.items()}  # noqa: E731
+    assert named(idefics2, answer_token_groups(idefics2)) == {"yes": ["ĠYes", "Ġyes"], "no": ["ĠNo", "Ġno"]}
+    gemma3 = adapters("gemma3")  # the answer follows "model\n" directly: no space before it
+    assert named(gemma3, answer_token_groups(gemma3)) == {"yes": ["Yes", "yes"], "no": ["No", "no"]}
+    # a spelling the vocabulary does not hold whole counts by its first piece ("Y"(up)), unless whole tokens are asked for;
+    # a first piece both answers share tells neither: dropped, and with nothing left the mode is refused
+    monkeypatch.setattr(answer_tokens, "ANSWER_SPELLINGS", {"yes": ("Yup", "yup"), "no": ("No", "no")})
+    assert named(gemma3, answer_token_groups(gemma3)) == {"yes": ["Y", "y"], "no": ["No", "no"]}
+    with pytest.raises(AnswerTokensError, match="'Yup' as 3 tokens, not one"):
+        answer_token_groups(gemma3, whole=True)
+    monkeypatch.setattr(answer_tokens, "ANSWER_SPELLINGS", {"yes": ("Yup",), "no": ("Yikes",)})
+    with pytest.raises(AnswerTokensError, match="start with the same token"):
+        answer_token_groups(gemma3)
 
 
 @pytest.mark.parametrize("family", ["idefics2", "qwen2_5_vl", "gemma3", "llava_onevision"])

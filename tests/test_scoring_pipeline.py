@@ -6,6 +6,7 @@ import re
 import pytest
 
 from config.settings import load_settings
+from curation import judge
 from curation.mapping import ColumnMapping
 from db.reads import queries
 from db.store import open_store
@@ -47,7 +48,10 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, inprocess_wor
     assert per_metric["vis_attn"] == per_metric["vis_attn_mass"] == per_metric["vis_attn_nosink"] == per_metric["vis_attn_dist"] == 13
     # the visual information gain came with the first run (--signals attention,gain is the default): per token
     # beside A(t), the same tokens in the same order, and its means as metrics
-    assert per_metric["vis_gain"] == per_metric["blind_logp"] == per_metric["with_logp"] == 13
+    assert per_metric["vis_gain"] == per_metric["blind_logp"] == per_metric["with_logp"] == per_metric["judge_yes"] == 13
+    versions = lake.fetchall("SELECT DISTINCT flags->>'judge_version' FROM scores WHERE metric = 'judge_yes' AND value IS NOT NULL")
+    assert versions == [(judge.JUDGE_VERSION,)]
+    assert lake.scalar("SELECT min(value) > 0 AND max(value) < 1 FROM scores WHERE metric = 'judge_yes'")
     assert lake.scalar("SELECT count(*) FROM token_gains") == 13
     for subject, with_logp, blind_logp, gain, tokens, vis_gain in lake.fetchall(
             "SELECT g.subject_id, g.with_logp, g.blind_logp, g.gain, t.tokens, s.value FROM token_gains g "
@@ -94,3 +98,16 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, inprocess_wor
     assert {m.endswith("#ocr") for (m,) in lake.fetchall("SELECT DISTINCT model_id FROM scores WHERE metric = 'vis_attn'")} == {True, False}
     bad = cli("score", "threshold", "--metric", "no_such_metric", "--percentile", "10")
     assert bad.returncode == 2 and "no no_such_metric scores" in bad.stderr
+    # a VLM whose tokenizer writes the judge's "Yes" in more than one token: per-item judge errors, with why;
+    # attention and gain stored all the same (here a wording no tokenizer has as one token stands in for it)
+    from curation.vlm import answer_tokens
+
+    with pytest.MonkeyPatch.context() as patched:  # the units run in this process (tests/inprocess.py)
+        patched.setattr(answer_tokens, "ANSWER_SPELLINGS", {"yes": ("Yes-indeed-certainly",), "no": ("No", "no")})
+        out = cli("score", "grounding", "--on", "items", "--model", str(tiny_models["qwen2_vl"]), "--batch-size", "4", check=True).stdout
+    assert "items_scored 13" in out
+    qwen = str(tiny_models["qwen2_vl"].resolve()) + "#ocr"
+    per_metric = dict(lake.fetchall("SELECT metric, count(value) FROM scores WHERE model_id = ? GROUP BY metric", [qwen]))
+    assert per_metric["vis_attn"] == per_metric["vis_gain"] == 13 and per_metric["judge_yes"] == 0
+    # one per item whose images could be read (the broken photo's item fails before, with its own error)
+    assert lake.scalar("SELECT count(*) FROM errors WHERE stage = 'grounding_judge' AND code = 'judge_token' AND message LIKE '%not one%'") == 13

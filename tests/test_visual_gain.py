@@ -157,7 +157,8 @@ def test_inspect_colours_the_answer_by_its_gain_and_gallery_tiles_show_it(ui_sto
     gain = [(-1) ** k * 0.5 * (k + 1) for k in range(len(words))]  # alternating signs, growing
     now = datetime.now(timezone.utc)
     rows = [{"subject_kind": "sample", "subject_id": first, "metric": m, "model_id": VIS_MODEL, "segment": "answer", "value": v, "flags": None,
-             "run_id": "gain-ui", "created_at": now} for m, v in (("vis_gain", sum(gain) / len(gain)), ("blind_logp", -4.25), ("with_logp", -3.5))]
+             "run_id": "gain-ui", "created_at": now} for m, v in (("vis_gain", sum(gain) / len(gain)), ("blind_logp", -4.25), ("with_logp", -3.5),
+                                                                  ("judge_yes", 0.875))]
     batches.write_scores(lake, "gain-ui", rows, token_gains=[{
         "subject_kind": "sample", "subject_id": first, "model_id": VIS_MODEL, "segment": "answer", "with_logp": [-1.0] * len(words),
         "blind_logp": [-1.0 - g for g in gain], "gain": gain, "words": words, "word_gain": gain, "blind_input_ids": [], "blind_positions": [],
@@ -172,10 +173,15 @@ def test_inspect_colours_the_answer_by_its_gain_and_gallery_tiles_show_it(ui_sto
     assert [tuple(map(int, c)) for c in spans] == [gain_colour(g) for g in gain]  # each word on the fixed scale
     assert gain_colour(gain[0])[0] < gain_colour(gain[0])[2] and gain_colour(gain[1])[0] > gain_colour(gain[1])[2]  # purple above 0, orange below
     assert f"visual information gain (answer): {sum(gain) / len(gain):+.4g} nats per token" in texts(shown)
+    assert "VLM judge: p(yes) = 0.875 that the image shows what the answer says" in texts(shown)
     shown.toggle(key="insp_gain").set_value(False).run()
     assert not [h for h in shown.get("html") if "data-gain" in h.proto.body]
+    thresholds = page("thresholds")  # a stat like every other: offered for a cut
+    assert not thresholds.exception
+    offered = thresholds.multiselect(key="thr_stats").options
+    assert any(o.startswith("visual information gain") for o in offered) and any(o.startswith("VLM judge: probability of yes") for o in offered)
     tiles = _tiles(page("gallery", gal_vis=VIS_MODEL, gal_size=12))
-    assert f"gain {sum(gain) / len(gain):+.3g}" in tiles[first] and not any("gain" in t for sid, t in tiles.items() if sid != first)
+    assert f"gain {sum(gain) / len(gain):+.3g} · judge 0.88" in tiles[first] and not any("gain" in t for sid, t in tiles.items() if sid != first)
 
 
 def test_the_gain_scale_is_fixed_and_centred_at_zero():

@@ -20,6 +20,9 @@ from curation.prompt_layout import ocr_body
 from curation.verdicts import parse_yes_no
 from curation.vlm import Encoded, Sample, SampleError, VLMAdapter
 
+# the family's own "yes" and "no" tokens: found in curation (the VLM judge reads the same ones), named here too
+from curation.vlm.answer_tokens import ANSWER_SPELLINGS, AnswerTokensError, answer_token_groups  # noqa: F401
+
 from .benchmarks import OBJECTIVE_MODES, EvalItem, item_images, prompt_question
 from .config import TrainConfig
 from .data import load_images
@@ -137,43 +140,6 @@ def generate_batch(adapter: VLMAdapter, encoded: list[Encoded], max_new_tokens: 
 
 
 # ---- the objective benchmark from log-probabilities ---------------------------------------------------
-ANSWER_SPELLINGS = {"yes": ("Yes", "yes"), "no": ("No", "no")}
-
-
-class AnswerTokensError(ValueError):
-    """A tokenizer in which "yes" and "no" cannot be told apart by their first token."""
-
-
-def answer_token_groups(adapter: VLMAdapter) -> dict[str, list[int]]:
-    """The family's own first token of each spelling of "yes" and "no": a sample whose answer is that
-    spelling goes through the adapter's chat template and processor, and the token right after the
-    generation prompt is taken (what the model would generate first). Deduplicated; a token both
-    answers start with (a bare space) says nothing and is left out of both."""
-    from PIL import Image
-
-    image = Image.new("RGB", (64, 64), (128, 128, 128))
-    question = "Answer in a single word: yes or no.\nIs this a product photo?"
-    prompt = adapter.encode_prompt(Sample([image], question, "")).input_ids
-    groups: dict[str, list[int]] = {}
-    for label, spellings in ANSWER_SPELLINGS.items():
-        ids = []
-        for spelling in spellings:
-            full = adapter.encode(Sample([image], question, spelling))
-            if full.input_ids[: len(prompt)] == prompt and len(full.input_ids) > len(prompt):
-                ids.append(full.input_ids[len(prompt)])
-            else:  # a template that renders the prompt differently with an answer: the answer's first token
-                ids.append(full.input_ids[full.segments["answer"][0]])
-        groups[label] = sorted(set(ids))
-    # a token both answers can start with (a bare space before a word the tokenizer does not hold whole)
-    # tells neither: dropped from both
-    shared = set(groups["yes"]) & set(groups["no"])
-    groups = {label: [t for t in ids if t not in shared] for label, ids in groups.items()}
-    if not all(groups.values()):
-        raise AnswerTokensError(f"{adapter.family}: 'yes' and 'no' start with the same token(s) {sorted(shared)} in this tokenizer; "
-                         "use --objective-mode generate")
-    return groups
-
-
 def yes_no_batch(adapter: VLMAdapter, encoded: list[Encoded], groups: dict[str, list[int]]) -> list[tuple[str, float]]:
     """("yes" or "no", p_yes) per prompt from one forward pass: the next-token distribution at the
     prompt's last position, the probability of each answer's tokens summed; p_yes is the "yes" share of

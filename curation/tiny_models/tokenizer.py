@@ -23,6 +23,12 @@ _CORPUS_LINES = [
     "Argan Oil, Fresh Mint, Classic, Honey Oat, Citrus, Lavender, Dark Roast, Original",
     "Shampoo, Conditioner, Body Lotion, Ground Coffee, Breakfast Cereal, Laundry Detergent, Vitamin C Tablets",
     "100 ml, 250 ml, 400 ml, 500 g, 1 kg, 1.5 kg, 3 kg, 60 Count, 120 Count, 12 oz",
+    # the VLM judge's replies (curation/judge.py), one token each in a real tokenizer: so in this one too
+    "Yes. No. Yes, it does. No, it does not. Answer yes or no: yes. Answer yes or no: no.",
+    "yes, after a line break as a chat turn starts it.",
+    "no, after a line break as a chat turn starts it.",
+    "No, as a reply that starts a line.",
+    "Yes, as a reply that starts a line.",
 ]
 
 

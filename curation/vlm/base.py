@@ -297,7 +297,7 @@ class VLMAdapter:
         except positions.PositionError as exc:
             raise SampleError("positions", f"cannot place the question and answer among the {self.family} processor's tokens: {exc}") from None
 
-    def encode(self, sample: Sample) -> Encoded:
+    def encode(self, sample: Sample, follow_up: str | None = None) -> Encoded:
         """The sample through the chat template and the processor: ids, the question and answer
         positions (from character offsets of the rendered text), the image token positions (as many per
         image as the processor gave that image), the response positions for training, the pixel inputs.
@@ -311,7 +311,7 @@ class VLMAdapter:
         ocr, o_escaped = self.safe_text(sample.ocr.strip()) if sample.ocr else ("", 0)
         truncated = False
         for _ in range(12):
-            rendered = self._render(n, question, answer, ocr)
+            rendered = self._render(n, question, answer, ocr, follow_up)
             enc = self._process(rendered, sample.images, with_offsets=True)
             ids = [int(t) for t in enc["input_ids"][0]]
             excess = len(ids) - self.max_length
@@ -337,12 +337,14 @@ class VLMAdapter:
             raise SampleError("empty_text", "the answer has no tokens")
         escaped = q_escaped + a_escaped + o_escaped
         notes = {"special_tokens_escaped": escaped} if escaped else {}
+        if follow_up is not None:  # the last position: where the reply to the follow-up turn is predicted (curation/judge.py)
+            notes["follow_up_at"] = len(ids) - 1
         return Encoded(ids, {"question": segments["question"], "answer": segments["answer"]}, image_positions, list(sample.images),
                        truncated, notes, self._inputs_of(enc), self._response(ids, segments["answer"]), rendered.text)
 
-    def _render(self, n: int, question: str, answer: str | None, ocr: str) -> chat.Rendered:
+    def _render(self, n: int, question: str, answer: str | None, ocr: str, follow_up: str | None = None) -> chat.Rendered:
         try:
-            return chat.render(self._apply, n, question, answer, ocr)
+            return chat.render(self._apply, n, question, answer, ocr, follow_up)
         except chat.TemplateError as exc:
             raise SampleError(exc.code, exc.message) from None
 

@@ -44,18 +44,26 @@ def family_template(family: str) -> str | None:
         return None
 
 
-def messages(n_images: int, question: str, answer: str | None, ocr: str) -> list[dict]:
-    """The sample as chat messages in the paper's layout (``prompt_layout``)."""
-    return prompt_layout.conversation(prompt_layout.user_parts(n_images, question, ocr), answer)
+def messages(n_images: int, question: str, answer: str | None, ocr: str, follow_up: str | None = None) -> list[dict]:
+    """The sample as chat messages in the paper's layout (``prompt_layout``); ``follow_up``: a second user
+    turn after the answer (the VLM judge's question about it)."""
+    out = prompt_layout.conversation(prompt_layout.user_parts(n_images, question, ocr), answer)
+    if follow_up is not None:
+        out.append({"role": "user", "content": [prompt_layout.text_part(follow_up)]})
+    return out
 
 
-def render(apply: Callable[[list[dict], bool], str], n_images: int, question: str, answer: str | None, ocr: str) -> Rendered:
+def render(apply: Callable[[list[dict], bool], str], n_images: int, question: str, answer: str | None, ocr: str,
+           follow_up: str | None = None) -> Rendered:
     """``apply(messages, add_generation_prompt)`` is the template. ``answer=None`` renders the prompt up to
-    where the assistant's answer starts (what evaluation generates from)."""
+    where the assistant's answer starts (what evaluation generates from). ``follow_up``: the answer, then
+    this user turn, then the prompt up to where the assistant's reply to it starts."""
     # the pieces this rendering holds: the question always, the OCR text and the answer when there are some
     pieces = {"question": question, **({"ocr": ocr} if ocr else {}), **({"answer": answer} if answer is not None else {})}
-    stand_in_msgs = messages(n_images, STAND_INS["question"], STAND_INS["answer"] if "answer" in pieces else None, STAND_INS["ocr"] if ocr else "")
-    skeleton = apply(stand_in_msgs, answer is None)
+    stand_in_msgs = messages(n_images, STAND_INS["question"], STAND_INS["answer"] if "answer" in pieces else None, STAND_INS["ocr"] if ocr else "",
+                             follow_up)
+    generation = answer is None or follow_up is not None
+    skeleton = apply(stand_in_msgs, generation)
     found = []
     for name in pieces:
         count = skeleton.count(STAND_INS[name])
@@ -74,6 +82,6 @@ def render(apply: Callable[[list[dict], bool], str], n_images: int, question: st
         last = at + 1
     text.append(skeleton[last:])
     result = "".join(text)
-    if apply(messages(n_images, question, answer, ocr), answer is None) != result:
+    if apply(messages(n_images, question, answer, ocr, follow_up), generation) != result:
         raise TemplateError("chat_template", "the chat template changes the user's text (it trims or rewrites it): token positions could not be trusted")
     return Rendered(result, spans)

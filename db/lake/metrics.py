@@ -38,6 +38,8 @@ declare("text_tokens", "sample", "text tokens", has_segment=True)
 declare("vis_gain", "sample", "visual information gain", has_segment=True)
 declare("blind_logp", "sample", "log-probability without the image", has_segment=True)
 declare("with_logp", "sample", "log-probability with the image", has_segment=True)
+# the VLM judge (curation/judge.py): p(yes) / (p(yes) + p(no)) to "does the image show what the answer says?"
+declare("judge_yes", "sample", "VLM judge: probability of yes", has_segment=True)
 # the signals combined by a logistic regression fitted on a pilot's labels (curation/calibration.py); its
 # model id names the pilot ("pilot:NAME")
 declare("grounded_p", "sample", "calibrated probability of grounded")

@@ -219,11 +219,12 @@ def sample_record(lake: Lake, sample_id: str, *, vis_model: str | None, clip_mod
                                       "words": _loads(words) or [], "word_scores": _loads(word_scores) or [],
                                       "positions": _loads(positions) or {}, "segment": segment}
         # the visual information gain (curation/visual_gain.py), where the grounding run computed it
-        for segment, value, blind in lake.fetchall(
-            "SELECT segment, any_value(value) FILTER (WHERE metric = 'vis_gain'), any_value(value) FILTER (WHERE metric = 'blind_logp') "
-            "FROM scores WHERE subject_kind = 'sample' AND subject_id = ? AND model_id = ? AND metric IN ('vis_gain', 'blind_logp') GROUP BY segment",
-            [sample_id, vis_model]):
+        for segment, value, blind, judged in lake.fetchall(
+            "SELECT segment, any_value(value) FILTER (WHERE metric = 'vis_gain'), any_value(value) FILTER (WHERE metric = 'blind_logp'), "
+            "any_value(value) FILTER (WHERE metric = 'judge_yes') FROM scores WHERE subject_kind = 'sample' AND subject_id = ? AND model_id = ? "
+            "AND metric IN ('vis_gain', 'blind_logp', 'judge_yes') GROUP BY segment", [sample_id, vis_model]):
             out["scores"][f"vis_gain/{segment}"] = {"value": value, "blind_logp": blind, "model": vis_model}
+            out["scores"][f"judge_yes/{segment}"] = {"value": judged, "model": vis_model}  # the VLM judge (curation/judge.py)
         for segment, gain, words, word_gain in lake.fetchall(
             "SELECT segment, any_value(gain), any_value(words), any_value(word_gain) FROM token_gains "
             "WHERE subject_kind = 'sample' AND subject_id = ? AND model_id = ? GROUP BY segment", [sample_id, vis_model]):

@@ -279,6 +279,7 @@ excluded = context.read("excluded_among", tuple(ids))
 tagged = context.read("tags_of", tuple(ids))
 images = context.read("first_images", tuple(ids))
 gains = context.read("metric_of_samples", tuple(ids), "vis_gain", vis_model) if vis_model else {}
+verdicts = context.read("metric_of_samples", tuple(ids), "judge_yes", vis_model) if vis_model else {}
 blobs = context.blobs()
 # a tile's Inspect carries this page's query, so that Inspect's arrows step through the same samples
 carried = sample_query.same_query_on("gal", dict(st.query_params), "insp")
@@ -303,7 +304,8 @@ for start in range(0, len(rows), COLUMNS):
             clip = "—" if r["clip_score"] is None else f"{r['clip_score']:.4g}"
             marks = " ".join(f":blue-badge[{md(t)}]" for t in tagged.get(sid, []))
             mark = ":orange-badge[▸ marked] " if k == focus else ""
-            gained = f" · gain {gains[sid]:+.3g}" if sid in gains else ""  # visual information gain, where it was computed
+            # visual information gain and the VLM judge's p(yes), where the grounding run computed them
+            gained = (f" · gain {gains[sid]:+.3g}" if sid in gains else "") + (f" · judge {verdicts[sid]:.2f}" if sid in verdicts else "")
             st.markdown(f"{mark}**{r['task']}** {badge} {marks}  \nVisAttnScore {vis} · CLIPScore {clip}{gained}  \n[Inspect]({link})")
             if may_exclude or may_pilot:
                 st.checkbox("select", key=f"gal_sel_{sid}", on_change=_tick, args=(sid,))

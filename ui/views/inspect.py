@@ -157,6 +157,9 @@ with right:
     if gain and gain.get("value") is not None:
         st.caption(f"visual information gain (answer): {gain['value']:+.4g} nats per token · log p without the image: {gain['blind_logp']:.4g} "
                    "(high: the answer can be guessed from the text alone)")
+    judged = rec["scores"].get("judge_yes/answer")
+    if judged and judged.get("value") is not None:
+        st.caption(f"VLM judge: p(yes) = {judged['value']:.3f} that the image shows what the answer says")
     if rec2 is not None:
         # the same answer as a second VLM grounds it: absolute values differ between models, percentiles compare
         other = rec2["scores"].get("vis_attn/answer")

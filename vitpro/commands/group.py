@@ -102,7 +102,9 @@ def print_job_outcome(job) -> None:
         click.echo(f"  details: vitpro errors --job {job.id}")
 
 
-def run_job(kind: str, params: dict, *, wait: bool, local: bool) -> None:
+def run_job(kind: str, params: dict, *, wait: bool, local: bool) -> str:
+    """Queue the job (starting a worker with ``local`` if none serves its queue), wait for it with ``wait``;
+    returns its id (exits with the job's failure code)."""
     from jobs.registry import queue_of
     from jobs.submit import JobRefused, queue_has_worker, submit_job
     from vitpro.local_workers import local_workers
@@ -117,10 +119,11 @@ def run_job(kind: str, params: dict, *, wait: bool, local: bool) -> None:
             fail(str(exc))
         click.echo(f"job {job_id} queued on {queue!r}")
         if not wait:
-            return
+            return job_id
         code = wait_for_job(job_id)
     if code:
         sys.exit(code)
+    return job_id
 
 
 # ---- the store -------------------------------------------------------------------------------------

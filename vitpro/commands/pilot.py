@@ -65,8 +65,14 @@ def pilot_calibrate(name, signals, folds, seed, wait, local) -> None:
     """Fit a logistic regression over the grounding signals on this pilot's labels and write the calibrated
     probability ``grounded_p`` for every sample with the signals (a job on the cpu queue). Its log and result
     give the cross-validated AUC and the weights; cut on it with `vitpro filter save F --where 'grounded_p >= 0.7'`."""
+    from db.app import jobs as jobs_db
+
     _get_pilot(name)  # a mistyped name fails here, not on a worker
-    run_job("calibrate", job_params(CalibrateJob, pilot=name, signals=list(signals), folds=folds, seed=seed), wait=wait, local=local)
+    job_id = run_job("calibrate", job_params(CalibrateJob, pilot=name, signals=list(signals), folds=folds, seed=seed), wait=wait, local=local)
+    if wait:  # the fit itself (signals, weights, cross-validated AUC) and what was left out, from the job's log
+        for entry in jobs_db.log_tail(open_engine(), job_id, 20):
+            if "logistic regression" in entry.message or "left out" in entry.message or "labels:" in entry.message:
+                click.echo(("warning: " if entry.level == "warning" else "") + entry.message)
 
 
 @pilot.command("create")

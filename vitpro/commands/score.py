@@ -64,7 +64,8 @@ def score_clip(model, pretrained, device, precision, batch_size, reduce, wait, l
 def score_grounding(model, device, dtype, segment, exclude_sinks, distance_correction, batch_size, images, question, answer, ocr_text, with_ocr, signals,
                     blind_ocr, on, selection, as_json, check, wait, local) -> None:
     """VisAttnScore (the paper's equation 2): per text token, its attention to the image in the VLM; and the
-    visual information gain: per token, log p with the image minus log p without it (--signals).
+    visual information gain: per token, log p with the image minus log p without it; and the VLM judge's p(yes)
+    that the image shows what the answer says (--signals).
 
     \b
     Store-wide (a job on the gpu queue):  vitpro score grounding --model DIR [--on items]
@@ -80,20 +81,21 @@ def score_grounding(model, device, dtype, segment, exclude_sinks, distance_corre
             fail("the single-sample form needs --image and --answer (and usually --question)")
         if "attention" not in signals:
             fail("--signals: attention is always computed (the with-image pass is its forward); e.g. --signals attention,gain")
-        _score_one(model, device, dtype, config, list(images), question or "", answer, ocr_text, as_json, check, "gain" in signals, blind_ocr)
+        _score_one(model, device, dtype, config, list(images), question or "", answer, ocr_text, as_json, check, "gain" in signals, blind_ocr,
+                   "judge" in signals)
         return
     params = job_params(GroundingJob, model=model, device=device, dtype=dtype, batch_size=batch_size, config=config, ocr=with_ocr, on=on,
                         selection=selection, signals=list(signals), blind_ocr=blind_ocr)
     run_job("grounding", params, wait=wait, local=local)
 
 
-def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, as_json, check, gain=True, blind_ocr=True) -> None:
+def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, as_json, check, gain=True, blind_ocr=True, judge=True) -> None:
     from curation.images import ImageError
     from curation.single_sample import score_one
     from curation.vlm import SampleError
 
     try:
-        scored = score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, check=check, gain=gain, blind_ocr=blind_ocr)
+        scored = score_one(model, device, dtype, config, image_paths, question, answer, ocr_text, check=check, gain=gain, blind_ocr=blind_ocr, judge=judge)
     except (ImageError, SampleError) as exc:
         fail(f"{exc.code}: {exc.message}")
     except (OSError, ValueError, RuntimeError) as exc:
@@ -108,6 +110,9 @@ def _score_one(model, device, dtype, config, image_paths, question, answer, ocr_
     click.echo(f"VisAttnScore ({config.segment}): {result.segment_score:.6g}   image mass: {result.image_mass:.6g}" + ("   (context truncated)" if result.truncated else ""))
     for name, value in result.extra.items():
         click.echo(f"{name}: {value:.6g}")
+    if result.judge_yes is not None:
+        click.echo(f"VLM judge, p(yes) to \"does the image show what the answer says?\": {result.judge_yes:.4g}   "
+                   f"(p(yes) + p(no) = {result.judge_mass:.3g} of the next-token mass)")
     found = getattr(result, "gain", None)
     if found is not None:
         m = found.metrics()

@@ -39,8 +39,12 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     signals = [s for s in job.signals if s != "clip_score" or cfg.get("clip_model")]
     features = sample_signals(ctx.lake, vis_model=cfg["vis_model"], clip_model=cfg.get("clip_model"), segment=cfg.get("segment", "answer"), signals=signals)
     missing = [s for s in signals if not any(row.get(s) is not None for row in features.values())]
-    if missing:
-        raise PermanentError(f"no sample has {', '.join(missing)} from the pilot's models: score them first, or leave them out (--signals)")
+    if missing:  # the signals asked for are an upper bound: those never stored for the pilot's models are left out, and said
+        ctx.log(f"left out, stored for no sample by the pilot's models: {', '.join(missing)}", level="warning")
+        signals = [s for s in signals if s not in missing]
+        features = {sid: {k: v for k, v in row.items() if k in signals} for sid, row in features.items()}
+    if not signals:
+        raise PermanentError(f"none of {', '.join(job.signals)} is stored for pilot {job.pilot!r}'s models: run `vitpro score grounding` first")
     try:
         found = fit(features, labels, signals, folds=job.folds, seed=job.seed)
     except CalibrationError as exc:
@@ -56,7 +60,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                  "value": scored[sid], "flags": None, "run_id": f"{ctx.run_id}.{start}", "created_at": now} for sid in ids[start : start + WRITE_BATCH]]
         batches.replace_metric(ctx.lake, "grounded_p", model_id(job.pilot), rows, first=start == 0)
     return {"labels": found.n, "cv_auc": round(found.cv_auc, 4), "cv_auc_low": round(found.cv_auc_ci[0], 4), "cv_auc_high": round(found.cv_auc_ci[1], 4),
-            "samples_scored": len(ids), "samples_without_every_signal": len(features) - len(ids),
+            "samples_scored": len(ids), "samples_without_every_signal": len(features) - len(ids), "signals": ",".join(found.signals),
             "weights": ", ".join(f"{s} {c:+.3f}" for s, c in zip(found.signals, found.coef))}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from PIL import Image
 
 from curation.images import ImageError, ImageLimits, inspect_image
+from curation.judge import JUDGE_QUESTION, JUDGE_VERSION, judge_tokens
 from curation.prompt_layout import ocr_body
 from curation.vis_attn import ATTN_NAME, VisAttnConfig, check_segment, score_batch
 from curation.visual_gain import GAIN_METRICS, check_same_tokens, encode_blind, gains
@@ -33,7 +34,7 @@ QUESTIONS = {
 
 def requested_metrics(config: VisAttnConfig, signals: list[str] = ("attention",)) -> list[str]:
     return (["vis_attn"] + (["vis_attn_nosink"] if config.exclude_sinks else []) + (["vis_attn_dist"] if config.distance_correction else [])
-            + (list(GAIN_METRICS) if "gain" in signals else []))
+            + (list(GAIN_METRICS) if "gain" in signals else []) + (["judge_yes"] if "judge" in signals else []))
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
@@ -105,6 +106,13 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                        "item_id": subject_id if kind == "item" else None, "subject": subject_id, "created_at": now})
 
     with_gain = "gain" in job.signals
+    judge = None
+    if "judge" in job.signals:
+        try:
+            judge = judge_tokens(adapter)
+        except SampleError as exc:  # this model cannot spell the verdict in one token: every sample says why
+            judge_problem = exc
+    judge_question = JUDGE_QUESTION if judge is not None else None
 
     def fail_gain(subject_id, code, message):
         """The gain alone could not be had (a template that cannot render a turn without images): its metrics
@@ -119,7 +127,12 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         ocr = ocr_body(ocr_texts, len(blob_paths)) if job.ocr else None
         try:
             sample = Sample(_images(blob_paths, ctx.blobs), question, answer, ocr or None)
-            enc = adapter.encode(sample)
+            enc = adapter.encode(sample, follow_up=judge_question)  # the judge's turn after the answer: A(t) unchanged (causal)
+            if "judge" in job.signals and judge is None:
+                rows.append(score_row(subject_id, "judge_yes", None, {"error": judge_problem.code}))
+                errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding_judge", "code": judge_problem.code,
+                               "message": judge_problem.message, "item_id": subject_id if kind == "item" else None, "subject": subject_id,
+                               "created_at": now})
             check_segment(enc, segment)
             blind = None
             if with_gain:
@@ -148,7 +161,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         for start in range(0, len(encoded), size):
             ctx.check()
             chunk = encoded[start : start + size]
-            results = score_batch(adapter, [e for _, e, _ in chunk], config, logprobs=with_gain)
+            results = score_batch(adapter, [e for _, e, _ in chunk], config, logprobs=with_gain, judge=judge)
             blind_ones = [(k, b) for k, (_, _, b) in enumerate(chunk) if b is not None]
             if blind_ones:  # one text-only forward for the chunk's samples that have a blind prompt
                 for (k, b), g in zip(blind_ones, gains(adapter, [results[k] for k, _ in blind_ones], [b for _, b in blind_ones], segment)):
@@ -166,6 +179,8 @@ def run(ctx: UnitContext) -> dict[str, Any]:
                 for metric, value in res.extra.items():
                     rows.append(score_row(item_id, metric, value, flags))
                 rows.append(score_row(item_id, "text_tokens", float(len(res.positions["answer"])), {}))
+                if res.judge_yes is not None:  # the prompt's version and how much mass went to yes or no, with the verdict
+                    rows.append(score_row(item_id, "judge_yes", res.judge_yes, {"judge_version": JUDGE_VERSION, "judge_mass": round(res.judge_mass, 6)}))
                 tokens.append({"subject_kind": kind, "subject_id": item_id, "model_id": model_id, "segment": segment,
                                "tokens": res.tokens, "token_ids": res.token_ids, "scores": res.token_scores, "mass": res.token_mass,
                                "words": res.words, "word_scores": res.word_scores, "positions": res.positions,
