@@ -250,4 +250,8 @@ class SessionGate:
 routes = [Route("/login", login, methods=["GET", "POST"]), Route("/login/oidc", login_oidc, methods=["GET"]),
           Route("/logout", logout, methods=["GET", "POST"])]
 app = st.App("app.py", routes=routes, middleware=[Middleware(SessionGate)], secrets=auth_secrets())
-warm.serving()  # this process serves the pages: app.py starts its cache warmer (not under AppTest, not in a test process)
+# this process serves the pages (`streamlit run ui/server.py`, as `vitpro ui` starts it): app.py starts its cache warmer.
+# Asked of the command line, not of the import: a test that imports this module to call its helpers serves nothing.
+# (Streamlit sets sys.argv to the script's path and its arguments before it runs the script.)
+if sys.argv and Path(sys.argv[0]).resolve() == Path(__file__).resolve():
+    warm.serving()
