@@ -98,12 +98,16 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
     wanted = requested_metrics(config, job.signals)
 
-    def fail(subject_id, code, message):
-        # every metric asked for is recorded as failed, so the next job does not plan the sample again
-        for metric in wanted:
+    def failed(subject_id, metrics, stage, code, message):
+        """``metrics`` recorded as failed with ``code`` (so the next job does not plan the sample again for
+        them), and the error row saying why."""
+        for metric in metrics:
             rows.append(score_row(subject_id, metric, None, {"error": code}))
-        errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding", "code": code, "message": message[:1000],
+        errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": stage, "code": code, "message": message[:1000],
                        "item_id": subject_id if kind == "item" else None, "subject": subject_id, "created_at": now})
+
+    def fail(subject_id, code, message):  # the sample itself: every metric asked for
+        failed(subject_id, wanted, "grounding", code, message)
 
     with_gain = "gain" in job.signals
     judge = None
@@ -114,34 +118,23 @@ def run(ctx: UnitContext) -> dict[str, Any]:
             judge_problem = exc
     judge_question = JUDGE_QUESTION if judge is not None else None
 
-    def fail_gain(subject_id, code, message):
-        """The gain alone could not be had (a template that cannot render a turn without images): its metrics
-        are recorded as failed with the reason; the attention scores stand."""
-        for metric in GAIN_METRICS:
-            rows.append(score_row(subject_id, metric, None, {"error": code}))
-        errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding_gain", "code": code, "message": message[:1000],
-                       "item_id": subject_id if kind == "item" else None, "subject": subject_id, "created_at": now})
-
     def encode(subject) -> tuple[str, object, object] | None:
         _, subject_id, blob_paths, question, answer, ocr_texts = subject
         ocr = ocr_body(ocr_texts, len(blob_paths)) if job.ocr else None
         try:
             sample = Sample(_images(blob_paths, ctx.blobs), question, answer, ocr or None)
             enc = adapter.encode(sample, follow_up=judge_question)  # the judge's turn after the answer: A(t) unchanged (causal)
-            if "judge" in job.signals and judge is None:
-                rows.append(score_row(subject_id, "judge_yes", None, {"error": judge_problem.code}))
-                errors.append({"job_id": ctx.job_id, "run_id": ctx.run_id, "stage": "grounding_judge", "code": judge_problem.code,
-                               "message": judge_problem.message, "item_id": subject_id if kind == "item" else None, "subject": subject_id,
-                               "created_at": now})
             check_segment(enc, segment)
             blind = None
             if with_gain:
                 try:
                     blind = encode_blind(adapter, sample, ocr=job.blind_ocr)
                     check_same_tokens(enc, blind, segment)
-                except SampleError as exc:
-                    fail_gain(subject_id, exc.code, exc.message)
+                except SampleError as exc:  # the gain alone cannot be had (no turn without images): attention stands
+                    failed(subject_id, GAIN_METRICS, "grounding_gain", exc.code, exc.message)
                     blind = None
+            if "judge" in job.signals and judge is None:  # a model that cannot spell yes / no in one token
+                failed(subject_id, ["judge_yes"], "grounding_judge", judge_problem.code, judge_problem.message)
             return subject_id, enc, blind
         except SampleError as exc:
             fail(subject_id, exc.code, exc.message)
@@ -165,7 +158,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
             blind_ones = [(k, b) for k, (_, _, b) in enumerate(chunk) if b is not None]
             if blind_ones:  # one text-only forward for the chunk's samples that have a blind prompt
                 for (k, b), g in zip(blind_ones, gains(adapter, [results[k] for k, _ in blind_ones], [b for _, b in blind_ones], segment)):
-                    item_id, res = chunk[k][0], results[k]
+                    item_id = chunk[k][0]
                     for metric, value in g.metrics().items():
                         rows.append(score_row(item_id, metric, value, {"blind_ocr": False} if not job.blind_ocr else {}))
                     gain_rows.append({"subject_kind": kind, "subject_id": item_id, "model_id": model_id, "segment": segment,
