@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,9 +35,9 @@ def start_worker(queues: str, *, concurrency: int = 1, pool: str = "prefork", lo
 
 
 def stop_worker(proc: subprocess.Popen, timeout: float = 20, *, warm: bool = True) -> None:
-    """Warm shutdown (SIGTERM) lets the current unit finish; cold (SIGQUIT) stops at once, which is
-    safe too (the unit's lease runs out and another worker redoes it) and saves the ~5 s a warm
-    shutdown of an idle worker takes."""
+    """Warm shutdown (SIGTERM) lets the current unit finish; cold (SIGQUIT) abandons it, which is safe
+    too (the unit's lease runs out and another worker redoes it). After ``timeout`` seconds (0: at once)
+    the process group is killed."""
     if proc.poll() is not None:
         return
     try:
@@ -63,5 +64,53 @@ def local_workers(queues: str, *, processes: int = 1, concurrency: int = 1, log_
                 raise RuntimeError(f"a worker exited at start (code {p.returncode}); see {log_path or 'its output'}")
         yield procs
     finally:
-        for p in procs:
+        for p in stop_idle(procs):
             stop_worker(p)
+
+
+def _group(pgid: int) -> set[int] | None:
+    """The processes of a process group (a worker and its pool children), read from /proc; None without it."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    pids = set()
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                # the fields after the command name's closing parenthesis: state, ppid, pgrp, ...
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid:
+                pids.add(int(entry.name))
+    return pids
+
+
+def stop_idle(procs: list[subprocess.Popen]) -> list[subprocess.Popen]:
+    """Kill at once the workers that hold no unit, and take them off the list of live workers; returns the
+    others, for a warm stop. A warm (or even a cold) Celery shutdown of an idle worker takes 6-7 s: its
+    consumer loop notices the signal only after a 2 s broker poll, then joins its pool. A worker that holds
+    no lease loses nothing when killed (a message it had prefetched is sent again by the reaper, as for any
+    lost message), and it is what --local and the demo hold once their jobs are done."""
+    from config.settings import load_settings
+    from db.app import jobs
+    from db.app.engine import write_engine
+
+    try:
+        engine = write_engine(load_settings().app_url)
+        host = socket.gethostname()
+        leased = {int(o.split(":")[1]) for o in jobs.lease_owners(engine) if o.startswith(host + ":") and o.split(":")[1].isdigit()}
+    except Exception:  # the store cannot say: stop them all the careful way
+        return list(procs)
+    busy = []
+    for p in procs:
+        group = _group(p.pid) if p.poll() is None else set()
+        if group is None or group & leased:
+            busy.append(p)
+            continue
+        stop_worker(p, warm=False, timeout=0)
+        try:
+            jobs.remove_worker(engine, f"{host}:{p.pid}")
+        except Exception:
+            pass  # its record ages out of the live list within a minute
+    return busy
