@@ -266,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     from .agent import die_with_parent
 
     # torchrun's agent starts each process in a session of its own: killing the worker's process group
-    # kills the agent, not us. Die with the agent (SIGKILL: a rank's own handlers must not delay it).
+    # kills the agent, not us. Die with the agent, or with the worker that started a lone process directly
+    # (trainer/launch.py) (SIGKILL: a rank's own handlers must not delay it).
     die_with_parent(0, signal.SIGKILL)
-    if os.getppid() == 1:  # the agent died before the signal was set: this process was handed to init
+    if os.getppid() == 1:  # the parent died before the signal was set: this process was handed to init
         return 1
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
