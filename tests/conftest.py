@@ -198,7 +198,7 @@ def start_worker(home, tmp_path):
 
     yield start
     for w in started:
-        stop_worker(w.proc, timeout=1, warm=False)  # then SIGKILL: a test store needs no clean exit
+        stop_worker(w.proc, timeout=0, warm=False)  # killed at once: a test store needs no clean exit
 
 
 def wait_for_worker_registration(pid: int, worker: WorkerProcess, timeout: float = 60) -> None:
@@ -303,7 +303,9 @@ def small_store(home):
 
     from bench import synthetic_store
 
-    synthetic_store.build(400)
+    from .store_templates import built_once
+
+    built_once(("synthetic_store", 400), lambda: synthetic_store.build(400))
     st.cache_data.clear()
     st.cache_resource.clear()
     yield home
@@ -318,6 +320,35 @@ def tiny_models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {family: make_tiny(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_stores_copied():
+    """A test's store, created on first use, is a copy of one created for real once (tests/store_templates.py)."""
+    from db.lake import connection
+
+    from . import store_templates
+
+    store_templates.empty_template()  # now, not under the lake cache's lock when a test's first open asks
+    real = connection._prepare_sqlite
+
+    def prepare(path: str) -> None:
+        store_templates.copy_empty_store(path)
+        real(path)
+
+    connection._prepare_sqlite = prepare
+    yield
+    connection._prepare_sqlite = real
+
+
+@pytest.fixture(autouse=True)
+def _store_creation(request):
+    """``@pytest.mark.creates_store``: the test watches a store being created, so it is created for real."""
+    from . import store_templates
+
+    store_templates.copying = request.node.get_closest_marker("creates_store") is None
+    yield
+    store_templates.copying = True
 
 
 @pytest.fixture(scope="session", autouse=True)

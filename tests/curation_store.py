@@ -14,19 +14,27 @@ from jobs.generate import GenerateJob
 from jobs.ingest import IngestJob
 from vitpro.demo_data import write_demo_data
 
+from .store_templates import built_once
 from .test_generation import _run_job
 
 VIS_MODEL, CLIP_MODEL = "vlm-a", "clip-a"
 
 
 def ingest_and_generate(data_dir, *, products=12, complaints=10, names=("catalog", "complaints")):
+    """The demo data written to ``data_dir``, ingested through the real job, and template samples generated;
+    built once per test session and copied for later tests (tests/store_templates.py)."""
+    built_once(("ingest_and_generate", products, complaints, tuple(names)), lambda: _ingest_and_generate(data_dir, products, complaints, names),
+               data_dir=data_dir)
+    return open_store(load_settings().store)
+
+
+def _ingest_and_generate(data_dir, products, complaints, names) -> None:
     write_demo_data(data_dir, products=products, complaints=complaints)
     for (source, mapping), name in zip((("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")), names):
         params = IngestJob(source=str(data_dir / source), format=None, mapping=ColumnMapping.from_yaml(data_dir / mapping), name=name,
                            image_root=str(data_dir), redact=True).params()
         assert _run_job("ingest", params).status == "succeeded"
     assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"
-    return open_store(load_settings().store)
 
 
 def add_scores(lake, *, seed=0, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, run_id="synthetic-scores"):

@@ -22,6 +22,7 @@ def test_help_lists_every_command(vitpro_cli):
     assert "list" in vitpro_cli("jobs", "--help", check=True).stdout
 
 
+@pytest.mark.creates_store
 def test_init_twice_and_empty_status(home, cli):
     first = cli("init", check=True).stdout
     assert "catalog: sqlite:///" in first and "app tables at revision 0005" in first and "[1, 2, 3, 4, 5, 6, 7, 8]" in first

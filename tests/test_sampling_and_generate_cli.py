@@ -7,26 +7,16 @@ import json
 import pytest
 
 from config.settings import load_settings
-from curation.mapping import ColumnMapping
 from db.lake import sampling
 from db.store import open_store
-from jobs.generate import GenerateJob
-from jobs.ingest import IngestJob
-from vitpro.demo_data import write_demo_data
 
+from .curation_store import ingest_and_generate
 from .fake_llm import FakeChatServer
-from .test_generation import _run_job
 
 
 @pytest.fixture
 def store_with_samples(home, tmp_path):
-    data = tmp_path / "demo"
-    write_demo_data(data, products=12, complaints=10)
-    for source, mapping in (("catalog.csv", "catalog.yaml"), ("complaints.jsonl", "complaints.yaml")):
-        params = IngestJob(source=str(data / source), format=None, mapping=ColumnMapping.from_yaml(data / mapping), name=source, image_root=str(data), redact=True).params()
-        assert _run_job("ingest", params).status == "succeeded"
-    assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"
-    return open_store(load_settings().store)
+    return ingest_and_generate(tmp_path / "demo", names=("catalog.csv", "complaints.jsonl"))
 
 
 def _brute_force(lake, by):

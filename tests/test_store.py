@@ -47,6 +47,7 @@ def _concurrent_writes(config: StoreConfig, processes: int = 4, per_process: int
     assert lake.scalar("SELECT count(DISTINCT item_id) FROM items") == processes * per_process * 2
 
 
+@pytest.mark.creates_store
 def test_sqlite_store_created_twice_and_shared(home):
     s = load_settings()
     first = init_store(s.store)
@@ -78,6 +79,7 @@ def test_postgres_store_and_concurrent_writers(pg_url, tmp_path):
     _concurrent_writes(config, processes=3, per_process=10)
 
 
+@pytest.mark.creates_store
 def test_app_tables_match_the_models_after_migration(home):
     s = load_settings()
     init_store(s.store)

@@ -11,8 +11,10 @@ from curation.filters import Condition, FilterConfig, resolve
 from db.app import pilots, saved_filters, users
 from db.app.engine import write_engine
 from db.lake import batches
+from db.store import open_store
 
 from .curation_store import CLIP_MODEL, VIS_MODEL, add_scores, ingest_and_generate
+from .store_templates import built_once
 
 XSS = "<img src=x onerror=alert(1)>"
 XSS_ID = "xss0000000000000000000000"
@@ -63,6 +65,12 @@ def second_model_scores(lake, *, seed: int = 2) -> None:
 
 
 def build(data_dir):
+    """The store every page test reads; built once per test session and copied (tests/store_templates.py)."""
+    built_once(("ui_store",), lambda: _build(data_dir), data_dir=data_dir)
+    return open_store(load_settings().store), write_engine(load_settings().app_url)
+
+
+def _build(data_dir) -> None:
     lake = ingest_and_generate(data_dir)
     add_scores(lake)
     _xss_sample(lake)
@@ -80,4 +88,3 @@ def build(data_dir):
     saved_filters.save(engine, "ui-filter", config.to_dict(), "admin")
     pilots.draw_and_create(lake, engine, name="ui-pilot", size=20, seed=0, vis_model=VIS_MODEL, clip_model=CLIP_MODEL, created_by="admin")
     second_model_scores(lake)
-    return lake, engine
