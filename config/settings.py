@@ -52,6 +52,8 @@ class Settings:
     blob_cache_bytes: int = 2 << 30  # the cap on a machine's cache of blobs read from S3
     out_root: str = ""  # where exports, runs and evaluations go by default: a folder or s3://bucket/prefix
     ui_warm_seconds: float = 2.0  # how often the web server looks for a commit to warm its caches after (0: never)
+    sign_in_delay_seconds: float = 1.0  # after the free failed sign-ins, the next try waits this, then twice as long, ...
+    ui_live_seconds: float = 10.0  # how often live views (Gallery tiles, pilot results and adjudication) look for others' work
 
     def __post_init__(self) -> None:
         if not self.blob_url:
@@ -139,6 +141,8 @@ def load_settings() -> Settings:
         blob_cache_bytes=int(float(_env("VITPRO_BLOB_CACHE_MB", "2048")) * (1 << 20)),
         out_root=out_root,
         ui_warm_seconds=float(_env("VITPRO_UI_WARM_SECONDS", "2")),
+        sign_in_delay_seconds=max(0.1, float(_env("VITPRO_SIGN_IN_DELAY_SECONDS", "1"))),
+        ui_live_seconds=max(1.0, float(_env("VITPRO_UI_LIVE_SECONDS", "10"))),
         broker_url=broker,
         result_backend=backend,
         image_roots=roots,

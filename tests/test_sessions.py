@@ -111,6 +111,19 @@ def test_failed_sign_ins_wait_longer_then_lock_until_an_admin_unlocks(engine):
     assert sign_in.attempt(engine, "admin", "admin-pass-1", "10.6.6.6", policy=fast).reason == sign_in.LOCKED
 
 
+def test_the_first_wait_is_a_setting_and_the_locks_stay(monkeypatch):
+    from config.settings import load_settings
+
+    monkeypatch.setenv("VITPRO_SIGN_IN_DELAY_SECONDS", "0.25")
+    policy = sign_in.policy_for(load_settings().sign_in_delay_seconds)
+    assert [sign_in.delay_for(n, policy) for n in range(1, 6)] == [0, 0.25, 0.5, 1.0, 2.0]
+    assert (policy.lock_after, policy.address_lock_after, policy.max_delay_s) == (sign_in.POLICY.lock_after, sign_in.POLICY.address_lock_after, 60.0)
+    monkeypatch.setenv("VITPRO_SIGN_IN_DELAY_SECONDS", "0")  # no throttle at all is not on offer
+    assert load_settings().sign_in_delay_seconds == 0.1
+    monkeypatch.setenv("VITPRO_UI_LIVE_SECONDS", "0.2")
+    assert load_settings().ui_live_seconds == 1.0
+
+
 def test_sessions_lockouts_and_revocation_from_the_command_line(engine, cli):
     token = sessions.create(engine, "anna", user_agent="Mozilla/5.0 Test", address="10.1.2.3")
     out = cli("users", "sessions", check=True).stdout

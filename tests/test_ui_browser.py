@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def app_url(home, tmp_path):
-    server = AppServer(tmp_path / "streamlit.log")
+    # the live views look for others' work every 3 s rather than 10, and a throttled sign-in waits 0.2 s, 0.4 s, ...
+    # rather than 1 s, 2 s, ... (settings: VITPRO_UI_LIVE_SECONDS, VITPRO_SIGN_IN_DELAY_SECONDS)
+    server = AppServer(tmp_path / "streamlit.log", env={"VITPRO_UI_LIVE_SECONDS": "3", "VITPRO_SIGN_IN_DELAY_SECONDS": "0.2"})
     yield server.start()
     server.stop()
 
@@ -68,7 +70,7 @@ def test_curator_session_in_a_real_browser(home, tmp_path, start_worker, app_url
     from db.app import pilots, saved_filters, snapshots
 
     lake, engine = build(tmp_path / "data")
-    start_worker("cpu")
+    start_worker("cpu", wait=False)  # it registers while the browser starts; the first job comes much later
     dialogs: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--headless=new"])
@@ -431,9 +433,9 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
         anna.get_by_text("you have labelled 1 of 20").wait_for()
         theirs = until(lambda: pilots.labels(engine, pilot.id, annotator="anna"), what="anna's label stored")
         assert [(x.label, tuple(x.ungrounded_words or ())) for x in theirs] == [("not_grounded", (word,))]  # the mark made before N is kept
-        page.get_by_text(re.compile(r"^1 sample\(s\) with disagreeing annotators")).wait_for(timeout=30000)  # the 10 s refresh
+        page.get_by_text(re.compile(r"^1 sample\(s\) with disagreeing annotators")).wait_for(timeout=30000)  # the live refresh
         tile = gal.locator("[data-testid=stMarkdownContainer]", has=gal.locator(f"a[href*='sample={tiles[0]}']"))
-        tile.filter(has_text="excluded").wait_for(timeout=30000)  # redrawn by the 15 s look at the store, no reload
+        tile.filter(has_text="excluded").wait_for(timeout=30000)  # redrawn by the live look at the store, no reload
         # the server's cache warmer (ui/warm.py) rebuilt the pages' reads after those commits, and none failed
         served = (tmp_path / "streamlit.log").read_text()
         assert re.search(r"cache warming for store version \d+: [1-9]\d* read\(s\)", served), served[-3000:]

@@ -134,11 +134,12 @@ async def login(request: Request) -> Response:
     sent, kept = str(form.get("csrf") or ""), request.cookies.get(CSRF_COOKIE) or ""
     if not kept or not hmac.compare_digest(sent, kept):  # a form posted from another site, or a stale page
         return _form_page(request, message="the sign-in form expired: try again", status=400)
+    from config.settings import load_settings
     from db.app import sessions, sign_in
 
     engine = _engine()
     outcome = await run_in_threadpool(sign_in.attempt, engine, str(form.get("username") or ""), str(form.get("password") or ""),
-                                      client_address(request))
+                                      client_address(request), policy=sign_in.policy_for(load_settings().sign_in_delay_seconds))
     if outcome.user is None:
         status = {sign_in.LOCKED: 423, sign_in.THROTTLED: 429}.get(outcome.reason, 401)
         return _form_page(request, message=outcome.message, status=status)

@@ -8,7 +8,7 @@ the form tells a guesser nothing about which names are real.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Engine, delete, func, select
@@ -32,6 +32,11 @@ class ThrottlePolicy:
 
 
 POLICY = ThrottlePolicy()
+
+
+def policy_for(delay_s: float) -> ThrottlePolicy:
+    """The policy with its first wait set (VITPRO_SIGN_IN_DELAY_SECONDS); the lock thresholds stay."""
+    return replace(POLICY, base_delay_s=delay_s)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ context.page_header("Gallery", "A page of samples at a time; click a thumbnail (
 lake, engine = context.lake(), context.engine()
 # what the tiles show comes from these: a commit to one of them (a job, another curator) redraws the page
 SHOWN_FROM = ("samples", "items", "scores", "exclusions", "sample_tags")
-LIVE_SECONDS = 15
+LIVE_SECONDS = context.settings().ui_live_seconds  # VITPRO_UI_LIVE_SECONDS
 
 
 @st.fragment(run_every=LIVE_SECONDS)

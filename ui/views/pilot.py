@@ -473,11 +473,12 @@ def adjudicate_tab() -> None:
         st.button("Withdraw verdict", on_click=_unsettle, args=(d.sample_id, d.position), key=f"adj_withdraw_{pilot.id}_{d.sample_id}")
 
 
-LIVE_SECONDS = 10  # Results and Adjudicate read the labels again this often: another annotator's work shows up
+# Results and Adjudicate read the labels again this often (VITPRO_UI_LIVE_SECONDS): another annotator's work shows up
+LIVE_SECONDS = context.settings().ui_live_seconds
 
 
 def _as_of() -> None:
-    st.caption(f"as of {datetime.now(timezone.utc):%H:%M:%S} UTC · refreshed every {LIVE_SECONDS} s")
+    st.caption(f"as of {datetime.now(timezone.utc):%H:%M:%S} UTC · refreshed every {LIVE_SECONDS:g} s")
 
 
 @st.fragment(run_every=LIVE_SECONDS)
