@@ -147,7 +147,8 @@ def test_two_workers_with_no_common_disk_run_every_stage_through_a_kill(home, tm
                        ("clip_score", ClipScoreJob(ClipConfig(model=models["clip"], batch_size=16)))):
         done = wait_job(submit_job(kind, spec.params()), timeout=240)
         assert done.status == "succeeded", (kind, done.error)
-    grounding = GroundingJob(model=models["qwen2_5_vl"], batch_size=8, items_per_unit=16, config=VisAttnConfig(), on="samples").params()
+    grounding = GroundingJob(model=models["qwen2_5_vl"], batch_size=8, items_per_unit=64, config=VisAttnConfig(), on="samples",
+                             signals=["attention"]).params()  # the gain and the judge: tests/test_visual_gain.py, tests/test_judge.py
     assert wait_job(submit_job("grounding", grounding), timeout=300).status == "succeeded"
     n_samples = lake.scalar("SELECT count(DISTINCT sample_id) FROM samples")
     assert n_samples == lake.scalar("SELECT count(*) FROM samples") > N_ITEMS
