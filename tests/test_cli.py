@@ -86,6 +86,45 @@ def test_local_flag_starts_a_worker_on_a_fresh_machine(home, vitpro_cli, cli, sh
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ingested 3" in out.stdout and "images_ingested 12" in out.stdout
     assert json.loads(cli("status", "--json", check=True).stdout)["workers"] == []  # it stopped again
+    import psutil
+
+    left = [p for p in psutil.process_iter(["cmdline"]) if "workers.app:app" in " ".join(p.info["cmdline"] or []) and _home_of(p) == str(home)]
+    assert left == []  # nothing of it runs on
+
+
+def _home_of(process) -> str | None:
+    try:
+        return process.environ().get("VITPRO_HOME")
+    except Exception:  # gone, or not ours to read
+        return None
+
+
+@pytest.mark.slow
+def test_a_local_worker_holding_a_unit_is_left_to_a_warm_stop_and_an_idle_one_is_killed_at_once(home, cli):
+    import socket
+    import time
+
+    from config.settings import load_settings
+    from db.app import jobs
+    from db.app.engine import write_engine
+    from vitpro.local_workers import start_worker, stop_idle, stop_worker
+
+    cli("init", check=True)
+    engine = write_engine(load_settings().app_url)
+    proc = start_worker("cpu", pool="solo")  # a solo worker runs its units in its own process
+    try:
+        wait_for_worker_registration(proc.pid, WorkerProcess(proc, home / "none.log"))
+        job_id, _ = jobs.create_job(engine, kind="ingest", queue="cpu", params={}, launched_by="t")
+        unit = jobs.unit_id(job_id, 0)
+        assert jobs.claim_unit(engine, unit, f"{socket.gethostname()}:{proc.pid}:test", 60) is not None  # as if it ran the unit
+        assert stop_idle([proc]) == [proc] and proc.poll() is None  # busy: left running, for a warm stop
+        assert jobs.fail_attempt(engine, unit, f"{socket.gethostname()}:{proc.pid}:test", "let go", 3) == "pending"
+        started = time.monotonic()
+        assert stop_idle([proc]) == []
+        assert proc.wait(timeout=5) is not None and time.monotonic() - started < 2  # at once, not after a 6 s shutdown
+        assert jobs.live_workers(engine, 60) == []  # and off the list the CLI checks before queueing work
+    finally:
+        stop_worker(proc, timeout=0, warm=False)
 
 
 @pytest.mark.slow
