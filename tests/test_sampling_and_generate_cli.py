@@ -40,7 +40,15 @@ def test_stratified_sample_respects_quotas_and_is_deterministic(store_with_sampl
     n = sampling.write_selection(lake, "s1", sql, params, names, 1, "samples", "run-a")
     assert n == sum(min(3, c) for c in expected.values())
     first = set(r[0] for r in lake.fetchall("SELECT subject_id FROM selections WHERE name = 's1'"))
-    sampling.write_selection(lake, "s1", sql, params, names, 1, "samples", "run-b")  # the same name again: replaced
+    version = lake.current_version()
+    assert sampling.write_selection(lake, "s1", sql, params, names, 1, "samples", "run-b") == n  # the same selection again:
+    assert lake.current_version() == version  # nothing written, so nothing keyed by the store's version goes stale
+    assert {r[0] for r in lake.fetchall("SELECT DISTINCT run_id FROM selections WHERE name = 's1'")} == {"run-a"}
+    sql3, params3, _ = sampling.stratified(lake, by=by, per_stratum=2, seed=1)
+    assert sampling.write_selection(lake, "s1", sql3, params3, names, 1, "samples", "run-b") < n  # another one under the name: replaced
+    assert lake.current_version() > version
+    assert {r[0] for r in lake.fetchall("SELECT DISTINCT run_id FROM selections WHERE name = 's1'")} == {"run-b"}
+    sampling.write_selection(lake, "s1", sql, params, names, 1, "samples", "run-d")
     assert set(r[0] for r in lake.fetchall("SELECT subject_id FROM selections WHERE name = 's1'")) == first
     sql2, params2, _ = sampling.stratified(lake, by=by, per_stratum=3, seed=2)
     sampling.write_selection(lake, "s2", sql2, params2, names, 2, "samples", "run-c")

@@ -78,18 +78,29 @@ def balance(lake: Lake, sql: str, params: list[Any], names: list[str]) -> list[t
     )
 
 
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def write_selection(lake: Lake, name: str, sql: str, params: list[Any], names: list[str], seed: int, of: str, run_id: str) -> int:
     kind = "sample" if of == "samples" else "item"
     stratum = "json_object(" + ", ".join(f"'{n}', {n}" for n in names) + ")"
 
     def body(con) -> int:
-        con.execute("DELETE FROM selections WHERE name = ?", [name])
-        con.execute(
-            f"INSERT INTO selections (name, subject_kind, subject_id, stratum, seed, run_id, created_at) "
-            f"SELECT ?, ?, subject_id, {stratum}, ?, ?, now() FROM ({sql}) WHERE keep",
-            [name, kind, seed, run_id, *params],
-        )
-        return int(con.execute("SELECT count(*) FROM selections WHERE name = ?", [name]).fetchone()[0])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _vitpro_new_selection AS SELECT ?::VARCHAR AS subject_kind, subject_id::VARCHAR AS subject_id, "
+                    f"{stratum}::VARCHAR AS stratum, ?::BIGINT AS seed FROM ({sql}) WHERE keep", [kind, seed, *params])
+        try:
+            old = f"SELECT subject_kind, subject_id, stratum::VARCHAR, seed::BIGINT FROM selections WHERE name = {_quote(name)}"
+            differ = con.execute(f"SELECT (SELECT count(*) FROM ({old} EXCEPT ALL SELECT * FROM _vitpro_new_selection)) "
+                                 f"+ (SELECT count(*) FROM (SELECT * FROM _vitpro_new_selection EXCEPT ALL {old}))").fetchone()[0]
+            if differ == 0:  # the same selection again: nothing written, so the store's version (and every cache keyed by it) stays
+                return int(con.execute("SELECT count(*) FROM _vitpro_new_selection").fetchone()[0])
+            con.execute("DELETE FROM selections WHERE name = ?", [name])
+            con.execute("INSERT INTO selections (name, subject_kind, subject_id, stratum, seed, run_id, created_at) "
+                        "SELECT ?, subject_kind, subject_id, stratum, seed, ?, now() FROM _vitpro_new_selection", [name, run_id])
+            return int(con.execute("SELECT count(*) FROM selections WHERE name = ?", [name]).fetchone()[0])
+        finally:
+            con.execute("DROP TABLE IF EXISTS _vitpro_new_selection")
 
     return lake.transaction(body)
 
