@@ -111,7 +111,8 @@ def test_ingest_abo_and_reviews_then_reingest_adds_nothing(home, inprocess_worke
                 assert part.strip() not in texts[r["Id"]], (r["Id"], part)
     assert "ProfileName" not in store_text.replace('"ProfileName": "NAME"', "")  # only the mapping names it
 
-    # re-ingesting the same sources adds nothing
+    # re-ingesting the same sources adds nothing, and writes nothing: the store's version stays
+    version = lake.current_version()
     out = cli("ingest", str(abo), check=True)
     assert "ingested 0" in out.stdout and "skipped 3" in out.stdout
     out = cli("ingest", str(reviews), *REVIEW_ARGS, check=True)
@@ -119,6 +120,7 @@ def test_ingest_abo_and_reviews_then_reingest_adds_nothing(home, inprocess_worke
     assert lake.scalar("SELECT count(*) FROM items") == 203
     assert lake.scalar("SELECT count(*) FROM images") == 12
     assert lake.scalar("SELECT count(*) FROM sources") == 2
+    assert lake.current_version() == version
 
     status = json.loads(cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 203 and status["stages"]["images"] == 12

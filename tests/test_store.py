@@ -181,3 +181,26 @@ def test_fresh_store_created_by_several_processes_at_once(home, attempt):
     assert sorted(v for r in results for v in r[1]) == ALL_LAKE_MIGRATIONS
     lake = open_store(s.store)
     assert lake.scalar("SELECT count(*) FROM schema_migrations") == lake_schema.LATEST
+
+
+def test_a_source_planned_again_unchanged_writes_nothing_and_a_changed_one_is_replaced(home):
+    from datetime import datetime, timezone
+
+    from db.lake import batches
+
+    lake = open_store(load_settings().store)
+    row = {"source_id": "src-1", "name": "catalog", "uri": "/data/catalog.csv", "format": "csv", "item_kind": "catalog", "file_sha256": "a" * 64,
+           "file_bytes": 1234, "mapping": {"columns": {"title": ["name"]}}, "redacted": True, "job_id": "job-1", "run_id": "run-1",
+           "created_at": datetime.now(timezone.utc)}
+    batches.write_source(lake, row)
+    version = lake.current_version()
+    batches.write_source(lake, {**row, "job_id": "job-2", "run_id": "run-2"})  # the same file, the same way, by a later job
+    assert lake.current_version() == version
+    assert lake.fetchall("SELECT job_id, file_sha256 FROM sources") == [("job-1", "a" * 64)]
+    for change in ({"file_sha256": "b" * 64}, {"mapping": {"columns": {"title": ["title"]}}}, {"redacted": False}):
+        batches.write_source(lake, {**row, **change, "job_id": "job-3"})
+        assert lake.current_version() > version
+        version = lake.current_version()
+        assert lake.fetchall("SELECT count(*), any_value(job_id) FROM sources") == [(1, "job-3")]
+        batches.write_source(lake, row)  # back as it was
+        version = lake.current_version()

@@ -94,7 +94,18 @@ def dedupe_items(lake: Lake, source_id: str) -> int:
 
 
 def write_source(lake: Lake, row: dict[str, Any]) -> None:
+    """Record a source as planned for ingest. The same file ingested again the same way (same name, place,
+    format, bytes, mapping and redaction) writes nothing: the row keeps the job that first ingested it, and
+    the store's version, and every cache keyed by it, stays."""
     def body(con) -> None:
+        same = con.execute(
+            "SELECT count(*) FROM sources WHERE source_id = ? AND name IS NOT DISTINCT FROM ? AND uri IS NOT DISTINCT FROM ? "
+            "AND format IS NOT DISTINCT FROM ? AND item_kind IS NOT DISTINCT FROM ? AND file_sha256 IS NOT DISTINCT FROM ? "
+            "AND file_bytes IS NOT DISTINCT FROM ? AND mapping::VARCHAR = (?::JSON)::VARCHAR AND redacted IS NOT DISTINCT FROM ?",
+            [row["source_id"], row["name"], row["uri"], row["format"], row["item_kind"], row["file_sha256"], row["file_bytes"],
+             to_json(row["mapping"]), row["redacted"]]).fetchone()[0]
+        if same:
+            return
         con.execute("DELETE FROM sources WHERE source_id = ?", [row["source_id"]])
         con.execute(
             "INSERT INTO sources (source_id, name, uri, format, item_kind, file_sha256, file_bytes, mapping, redacted, job_id, run_id, created_at) "
