@@ -149,9 +149,4 @@ def copy_empty_store(catalog_path: str) -> None:
     shutil.copyfile(empty / "catalog.sqlite", catalog)
     shutil.copyfile(empty / "app.sqlite", app)
     shutil.copytree(empty / "lake", data_path, dirs_exist_ok=True)
-    con = sqlite3.connect(str(catalog))
-    try:
-        with con:
-            con.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'", [data_path])
-    finally:
-        con.close()
+    _point_lake_at(s.home)
