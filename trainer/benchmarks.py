@@ -66,11 +66,18 @@ def is_held_out(product: str, holdout: float, seed: int = 0) -> bool:
     return h / 2**64 < holdout
 
 
-def split_rows(rows: list[dict[str, Any]], holdout: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """(training rows, held-out rows) by product."""
+def split_key(row: dict[str, Any], keys: dict[str, str] | None = None) -> str:
+    """What a row's side of the split is decided by: its key in ``keys`` (the smallest product of those its
+    near-duplicate photos tie it to: curation.dup_splits), else its product, else its own id."""
+    found = keys.get(row["sample_id"]) if keys else None
+    return found if found is not None else str(row.get("product") or row["sample_id"])
+
+
+def split_rows(rows: list[dict[str, Any]], holdout: float, seed: int = 0, keys: dict[str, str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(training rows, held-out rows) by product, or by the keys of products tied by near-duplicate photos."""
     train, test = [], []
     for r in rows:
-        (test if is_held_out(str(r.get("product") or r["sample_id"]), holdout, seed) else train).append(r)
+        (test if is_held_out(split_key(r, keys), holdout, seed) else train).append(r)
     return train, test
 
 

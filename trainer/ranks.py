@@ -41,6 +41,9 @@ class RunSpec:
     work_dir: str  # this machine's folder for checkpoints, the adapter, the stop file, results
     out: str  # where the run goes: work_dir itself, or s3://... (checkpoints and the adapter are sent there)
     job_id: str | None = None  # the train job whose log gets rank 0's lines
+    # what the held-out split goes by (snapshot_set.split_basis), fixed at launch: {"by": "product"} or
+    # {"by": "dup_group", "grouping": "phash:12", "version": V}; None (a spec written before) is the products alone
+    split: dict[str, Any] | None = None
 
     def save(self, path: Path) -> None:
         tmp = Path(path).with_suffix(".tmp")
@@ -110,6 +113,8 @@ def _meta(spec: RunSpec, snap, result, config_dict: dict) -> dict[str, Any]:
         "total_steps": result.total_steps, "final_loss": result.final_loss, "examples": result.examples, "skipped": result.skipped,
         "processes": int(os.environ.get("WORLD_SIZE", "1")), "micro_size": result.micro_size,
         "versions": {"transformers": transformers.__version__, "peft": peft.__version__},
+        # an adapter without this key was trained before splits by near-duplicate group: evaluation reports it as possibly leaking
+        "split": spec.split or {"by": "product"},
     }
 
 
@@ -179,7 +184,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
             members = snapshots.members_sql(lake, snap)
         except snapshots.SnapshotError as exc:
             raise PermanentTrainingError(str(exc)) from exc
-        parts = snapshot_set.split(lake, members, snap.lake_version, config)
+        parts = snapshot_set.split(lake, members, snap.lake_version, config, spec.split)
         if not parts.ids:
             raise PermanentTrainingError("the snapshot has no sample left for training after the held-out products"
                                          + (f" ({', '.join(f'{k} {v}' for k, v in parts.skipped.items())})" if parts.skipped else ""))

@@ -3,7 +3,8 @@ for evaluation), each with an estimate of its length, and where to read the rest
 
 Only one small row per sample is read here (db.reads.training_sets); the text and images come a window at a
 time through the stream (trainer/stream.py). The split is the evaluation's own (``benchmarks.is_held_out``:
-a hash of the product), so a product is on one side whatever the snapshot's size or order.
+a hash of the product), so a product is on one side whatever the snapshot's size or order; products whose
+photos are near-duplicates of each other are split as one (curation/dup_splits.py, :func:`split_basis`).
 """
 from __future__ import annotations
 
@@ -35,11 +36,35 @@ class SnapshotSplit:
         return self.images.astype(np.int64) * int(image_tokens) + self.chars.astype(np.int64) // CHARS_PER_TOKEN
 
 
-def split(lake: Lake, members_sql: str, version: int, config: TrainConfig) -> SnapshotSplit:
+def split_basis(lake: Lake) -> dict[str, Any]:
+    """What a run's held-out split goes by, fixed when the run is launched (every process and the evaluation
+    then read the same groups): the newest near-duplicate grouping at the store's current version, or the
+    products alone where no grouping was made (``vitpro dedup images``)."""
+    from db.reads.dup_reads import groupings
+
+    made = groupings(lake)
+    return {"by": "dup_group", "grouping": made[0], "version": lake.current_version()} if made else {"by": "product"}
+
+
+def split_keys(lake: Lake, members_sql: str, products: dict[str, str], basis: dict[str, Any] | None) -> dict[str, str]:
+    """Each member sample's split key (curation.dup_splits): products tied by near-duplicate photos under the
+    basis's grouping share one. Empty where the basis is the products alone."""
+    from curation.dup_splits import split_keys as keys_of
+    from db.reads.dup_reads import sample_groups
+
+    if not basis or basis.get("by") != "dup_group":
+        return {}
+    groups = sample_groups(lake, members_sql, basis["grouping"], basis.get("version"))
+    return keys_of((s, p, groups.get(s, ())) for s, p in products.items())
+
+
+def split(lake: Lake, members_sql: str, version: int, config: TrainConfig, basis: dict[str, Any] | None = None) -> SnapshotSplit:
     cols = plan_rows(lake, members_sql, version)
     ids, products = cols["sample_id"], cols["product"]
     images, chars = np.asarray(cols["images"], dtype=np.int64), np.asarray(cols["chars"], dtype=np.int64)
-    train = np.array([not is_held_out(str(p if p is not None else s), config.holdout, config.seed) for s, p in zip(ids, products)], dtype=bool)
+    own = {str(s): str(p if p is not None else s) for s, p in zip(ids, products)}
+    keys = split_keys(lake, members_sql, own, basis)
+    train = np.array([not is_held_out(keys.get(s, p), config.holdout, config.seed) for s, p in own.items()], dtype=bool)
     fits = (images >= config.images.min_images) & (images <= config.images.max_images)
     keep = train & fits
     skipped = {"image_count": int((train & ~fits).sum())} if (train & ~fits).any() else {}

@@ -47,6 +47,13 @@ declare("clip_score", "item", "CLIPScore")
 declare("clip_cosine", "item", "CLIP cosine")
 declare("ocr_chars", "image", "OCR characters")
 declare("ocr_boxes", "image", "OCR boxes")
+# near-duplicate images (the dedup job, curation/near_dups.py); model id "METHOD:THRESHOLD", e.g. "phash:12".
+# dup_group numbers groups of two or more members first (largest first), then every image alone; dup_size
+# counts a group's (item, image) members; dup_rank is a sample's rank among the samples of its task whose
+# first image is in the same group, best first by the stat the job was given (dup_rank == 1 keeps one each)
+declare("dup_group", "image", "near-duplicate group")
+declare("dup_size", "image", "near-duplicate group size")
+declare("dup_rank", "sample", "rank within its near-duplicate group")
 
 
 def get(name: str) -> Metric:

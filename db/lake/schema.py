@@ -35,6 +35,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     # beside token_scores, not new columns of it: a sample scored before the gain existed gets its gain
     # rows later without its A(t) row being rewritten
     (8, "token gains: visual information gain per token", [tables.TOKEN_GAINS.ddl()]),
+    # the groups themselves are stats (dup_group, dup_size, dup_rank in scores), so filters, snapshots and
+    # time travel read them like any other; only the hashes need a table of their own
+    (9, "image hashes: perceptual hashes for near-duplicate groups", [tables.IMAGE_HASHES.ddl()]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -141,7 +141,7 @@ ERRORS = declare(
     "errors",
     Column("job_id", "VARCHAR"),
     Column("run_id", "VARCHAR"),
-    Column("stage", "VARCHAR", 'row | image | ocr'),
+    Column("stage", "VARCHAR", 'row | image | ocr | dedup'),
     Column("code", "VARCHAR", 'machine-readable reason, e.g. path_outside_root'),
     Column("message", "VARCHAR", 'what a person reads'),
     Column("source_id", "VARCHAR"),
@@ -162,6 +162,18 @@ OCR = declare(
     Column("boxes", "JSON", '[{"box": [[x,y]x4], "text": ..., "score": ...}]'),
     Column("redaction_counts", "JSON"),
     Column("seconds", "DOUBLE"),
+    Column("run_id", "VARCHAR"),
+    Column("created_at", "TIMESTAMPTZ"),
+)
+
+# Perceptual hashes per image content (curation/near_dups.py), written by the dedup job: an image stored under
+# several items is hashed once. The 64-bit hash is kept as a signed BIGINT (the same bits; DuckLake has no
+# unsigned type in every catalog); ``method`` names the function and its version, so a changed recipe hashes again.
+IMAGE_HASHES = declare(
+    "image_hashes",
+    Column("sha256", "VARCHAR", 'the image content hashed'),
+    Column("method", "VARCHAR", 'e.g. phash-v1, dhash-v1'),
+    Column("hash", "BIGINT", 'the 64 bits as a signed integer'),
     Column("run_id", "VARCHAR"),
     Column("created_at", "TIMESTAMPTZ"),
 )

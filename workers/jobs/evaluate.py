@@ -16,6 +16,7 @@ from db.app.jobs import UnitSpec, work_results
 from db.storage.locations import Location
 from jobs.ablate import AblateJob
 from jobs.eval import EvalJob
+from trainer import snapshot_set
 from trainer.config import TrainConfig
 
 from .. import models, outputs
@@ -67,18 +68,32 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     return [UnitSpec({"benchmark": b, "adapter": adapter}, 1) for b in job.benchmarks], {}
 
 
-def training_split(adapter_dir: str | None, config: TrainConfig) -> tuple[float, int]:
-    """The held-out share and seed that split a snapshot's products: those the adapter was trained with (its
-    training_config.json), since other values would evaluate it on products it was trained on. The
-    evaluation's own for the base model, or for an adapter trained elsewhere (no training_config.json)."""
+def training_split(adapter_dir: str | None, config: TrainConfig) -> tuple[float, int, dict[str, Any] | None]:
+    """The held-out share, seed and split basis (trainer.snapshot_set.split_basis) that split a snapshot's
+    products: those the adapter was trained with (its training_config.json), since other values would evaluate
+    it on products it was trained on. An adapter trained before splits went by near-duplicate group has no
+    basis recorded: its products alone, marked ``possibly_leaking``. The evaluation's own holdout and seed and
+    no basis (the store's current one) for the base model, or for an adapter trained elsewhere."""
     meta = Path(adapter_dir) / "training_config.json" if adapter_dir else None
     if meta is None or not meta.is_file():
-        return config.holdout, config.seed
+        return config.holdout, config.seed, None
     try:
-        trained = TrainConfig.from_dict(json.loads(meta.read_text())["config"])
+        found = json.loads(meta.read_text())
+        trained = TrainConfig.from_dict(found["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PermanentError(f"cannot read the adapter's training settings ({meta}): {exc}") from exc
-    return trained.holdout, trained.seed
+    basis = found.get("split") if isinstance(found.get("split"), dict) else {"by": "product", "possibly_leaking": True}
+    return trained.holdout, trained.seed, basis
+
+
+def split_keys_of(ctx: UnitContext, snapshot: str, rows: list[dict[str, Any]], basis: dict[str, Any]) -> dict[str, str]:
+    """The rows' split keys under ``basis`` (products tied by near-duplicate photos share one)."""
+    from trainer import benchmarks as bm
+
+    if basis.get("by") != "dup_group":
+        return {}
+    members = snapshots.members_sql(ctx.lake, snapshots.get(ctx.engine, snapshot))
+    return snapshot_set.split_keys(ctx.lake, members, {r["sample_id"]: bm.split_key(r) for r in rows}, basis)
 
 
 def evaluate_benchmark(ctx: UnitContext, job: EvalJob | AblateJob, benchmark: str, adapter_dir: str | None, config: TrainConfig,
@@ -96,11 +111,17 @@ def evaluate_benchmark(ctx: UnitContext, job: EvalJob | AblateJob, benchmark: st
         rows = snapshots.eval_rows(ctx.lake, ctx.engine, job.snapshot)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
-    holdout, seed = training_split(split_from, config)
+    holdout, seed, basis = training_split(split_from, config)
     if (holdout, seed) != (config.holdout, config.seed):
         ctx.log(f"{benchmark}: held-out products as the adapter was trained ({holdout:.0%} of products, seed {seed}), "
                 f"not the evaluation's own holdout {config.holdout:.0%} and seed {config.seed}")
-    train_rows, held_out = bm.split_rows(rows, holdout, seed)
+    if basis is None:
+        basis = snapshot_set.split_basis(ctx.lake)
+    if basis.get("possibly_leaking"):
+        ctx.log(f"{benchmark}: the adapter was trained before held-out products were split by near-duplicate group: near-duplicate "
+                "photos may be on both sides, so its scores may be too high (`vitpro snapshot leaks` lists them)", level="warning")
+    keys = split_keys_of(ctx, job.snapshot, rows, basis)
+    train_rows, held_out = bm.split_rows(rows, holdout, seed, keys)
     limit = job.limit
     brands = bm.brand_index(rows)  # the whole snapshot's brands, to find one in a held-out product's title
     items = {"objective": lambda: bm.objective_items(held_out, config.seed, limit, known_brands=brands),
@@ -141,7 +162,10 @@ def evaluate_benchmark(ctx: UnitContext, job: EvalJob | AblateJob, benchmark: st
     result: dict[str, Any] = {
         "items": len(items), "failed_items": failed, "seconds_per_item": sum(x.seconds for x in predictions) / len(predictions),
         "batch_size": batch_size, "peak_memory_gb": round(memory.peak / 2**30, 4), "held_out_products": len({r.get("product") for r in held_out}),
+        "split": {k: v for k, v in basis.items() if k != "possibly_leaking"},
     }
+    if basis.get("possibly_leaking"):
+        result["possibly_leaking"] = True
     if benchmark == "objective":
         result["objective_mode"] = mode
     records = [x.to_dict() for x in predictions]

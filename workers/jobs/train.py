@@ -46,14 +46,18 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
         training.create_run(ctx.engine, name=job.name, snapshot=job.snapshot, base_model=job.model, config=config.to_dict(), out_dir=job.out,
                             created_by=ctx.settings.user)
     training.update_run(ctx.engine, job.name, job_id=ctx.job_id)
-    parts = snapshot_set.split(ctx.lake, members, snap.lake_version, config)
+    # fixed here, once: the unit trains with the split counted now, even if a grouping is made meanwhile
+    basis = snapshot_set.split_basis(ctx.lake)
+    parts = snapshot_set.split(ctx.lake, members, snap.lake_version, config, basis)
+    by = (f"products split by near-duplicate group ({basis['grouping']}): no group on both sides" if basis["by"] == "dup_group"
+          else "products split by product: no near-duplicate grouping yet (`vitpro dedup images`)")
     ctx.log(f"run {job.name!r}: {len(parts.ids)} training samples, {parts.held_out} held out for evaluation "
-            f"({config.holdout:.0%} of products); LoRA r={config.lora.r} alpha={config.lora.alpha} on {', '.join(config.lora.parts)}; "
+            f"({config.holdout:.0%} of products; {by}); LoRA r={config.lora.r} alpha={config.lora.alpha} on {', '.join(config.lora.parts)}; "
             f"{config.nproc} process(es)")
     if not parts.ids:
         detail = f" ({', '.join(f'{k} {v}' for k, v in parts.skipped.items())})" if parts.skipped else ""
         raise PermanentError(f"the snapshot has no samples left for training after the held-out products{detail}")
-    return [UnitSpec({}, len(parts.ids))], {"set": {"samples": len(parts.ids), "held_out": parts.held_out}}
+    return [UnitSpec({"split": basis}, len(parts.ids))], {"set": {"samples": len(parts.ids), "held_out": parts.held_out}}
 
 
 def _check_processes(config: TrainConfig) -> None:
@@ -80,7 +84,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     # worker that takes the unit over after a crash starts from the last one that reached the store.
     work_dir = Location.of(job.out).workspace(ctx.settings.home / "scratch" / "runs" / job.name).path
     spec = RunSpec(name=job.name, snapshot=job.snapshot, model=models.local(job.model), config=config.to_dict(), work_dir=str(work_dir),
-                   out=job.out, job_id=ctx.job_id)
+                   out=job.out, job_id=ctx.job_id, split=ctx.payload.get("split"))
     last = [0.0]
 
     def watch() -> None:

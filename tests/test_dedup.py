@@ -1,0 +1,141 @@
+"""Near-duplicate images in the store (issue 28): the dedup job on real ABO photos relisted as new products with
+re-encoded, resized, cropped and byte-identical copies; the groups as `dedup show --json` prints them; the
+dup_* stats and the filter that keeps one sample per group; a photo that cannot be hashed."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+from PIL import Image, ImageEnhance
+
+from config.settings import load_settings
+from curation.filters import FilterConfig, stats_for
+from db.reads import dup_reads
+from db.store import open_store
+from jobs.dedup import DedupJob
+from jobs.generate import GenerateJob
+from jobs.ingest import IngestJob
+
+from .test_generation import _run_job  # plan, units and finalize of one job, here and in order
+
+ABO = {"B074M5HPBD": "9ea6992d", "B0799CK52K": "25ffa37c", "B07GTFSCHB": "31afd5f5"}
+
+
+def _variant(path, kind: str) -> bytes:
+    """The photo as a shop would relist it: re-encoded, resized, cropped, re-toned."""
+    image = Image.open(path).convert("RGB")
+    if kind == "resized":
+        image = image.resize((image.width * 2 // 3, image.height * 2 // 3))
+    elif kind == "cropped":
+        w, h = image.size
+        image = image.crop((w * 3 // 100, h * 3 // 100, w - w * 2 // 100, h - h * 2 // 100))
+    elif kind == "darker":
+        image = ImageEnhance.Brightness(image).enhance(0.95)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=60)
+    return out.getvalue()
+
+
+def _relisted_store(tmp_path, shared_data):
+    """The three ABO listings, plus a second source relisting two of them under new ids with copies of their
+    photos (a near-duplicate each, and one byte-identical), and a product of its own with a photo of its own."""
+    root = tmp_path / "abo"
+    shutil.copytree(shared_data / "abo-samples", root)
+    listings = [json.loads(line) for line in (root / "listings.jsonl").read_text().splitlines() if line.strip()]
+    by_id = {x["item_id"]: x for x in listings}
+    (root / "relisted").mkdir()
+    made = {}
+    for new_id, (old_id, kind) in {"RELIST-A": ("B074M5HPBD", "resized"), "RELIST-B": ("B0799CK52K", "cropped"),
+                                   "RELIST-C": ("B07GTFSCHB", "darker")}.items():
+        src = root / "images" / old_id / f"{ABO[old_id]}.jpg"
+        (root / "relisted" / f"{new_id}.jpg").write_bytes(_variant(src, kind))
+        made[new_id] = [f"relisted/{new_id}.jpg"]
+    # byte-identical: the same file under a second product
+    shutil.copy(root / "images" / "B0799CK52K" / "528c608a.jpg", root / "relisted" / "RELIST-B-2.jpg")
+    made["RELIST-B"].append("relisted/RELIST-B-2.jpg")
+    Image.new("RGB", (400, 300), (30, 120, 200)).save(root / "relisted" / "OWN.jpg", quality=90)
+    rows = [dict(by_id[old], item_id=new, images=made[new]) for new, old in (("RELIST-A", "B074M5HPBD"), ("RELIST-B", "B0799CK52K"),
+                                                                             ("RELIST-C", "B07GTFSCHB"))]
+    rows.append(dict(by_id["B074M5HPBD"], item_id="OWN-1", images=["relisted/OWN.jpg"]))
+    (root / "relisted.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("listings.jsonl", "relisted.jsonl"):
+        params = IngestJob(source=str(root / name), format=None, mapping=None, name=None, image_root=None, redact=True).params()
+        assert _run_job("ingest", params).status == "succeeded"
+    return open_store(load_settings().store)
+
+
+def _members(groups):
+    return [sorted((m["source"], m["external_id"]) for m in g["members"]) for g in groups]
+
+
+def test_relisted_photos_group_with_their_originals_and_one_sample_per_group_is_kept(home, shared_data, tmp_path, cli):
+    lake = _relisted_store(tmp_path, shared_data)
+    assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"
+    job = _run_job("dedup", DedupJob(rank_by="").params())
+    assert job.status == "succeeded", job.error
+    images = lake.scalar("SELECT count(DISTINCT sha256) FROM images")
+    assert job.counts["images_to_hash"] == images == lake.scalar("SELECT count(*) FROM image_hashes WHERE method = 'dhash-v1'")
+    assert job.counts["grouping"] == "dhash:12" and job.counts["images_not_hashed"] == 0
+
+    groups = dup_reads.groups(lake, "dhash:12")
+    found = _members(groups)
+    # each relisted photo with the photo it was made from, the byte-identical copy with its original; nothing else joins
+    for new, old in (("RELIST-A", "B074M5HPBD"), ("RELIST-B", "B0799CK52K"), ("RELIST-C", "B07GTFSCHB")):
+        assert any(("relisted", new) in g and ("listings", old) in g for g in found), (new, found)
+    assert not any(("relisted", "OWN-1") in g for g in found)
+    byte_identical = lake.scalar("SELECT sha256 FROM images i JOIN items it USING (item_id) WHERE it.external_id = 'RELIST-B' AND i.position = 1")
+    assert [m["external_id"] for g in groups for m in g["members"] if m["image_sha256"] == byte_identical] == ["B0799CK52K", "RELIST-B"]
+    assert all(len(g["members"]) >= 2 for g in groups) and [g["group"] for g in groups] == list(range(1, len(groups) + 1))
+
+    # the command prints the same groups in the issue's JSON shape
+    shown = json.loads(cli("dedup", "show", "--json", check=True).stdout)
+    assert shown["method"] == "dhash" and shown["threshold"] == 12 and shown["groups"] == groups
+    assert set(shown["groups"][0]["members"][0]) == {"item_id", "source", "external_id", "image_sha256"}
+
+    # stats: every image has a group and its size; a sample's rank is within its task and group
+    sizes = dict(lake.fetchall("SELECT subject_id, value FROM scores WHERE metric = 'dup_size' AND model_id = 'dhash:12'"))
+    assert len(sizes) == lake.scalar("SELECT count(*) FROM images") and set(sizes.values()) >= {1.0, 2.0}
+    ranks = lake.fetchall(
+        "SELECT s.task, g.value, r.value FROM samples s JOIN scores r ON r.subject_id = s.sample_id AND r.metric = 'dup_rank' "
+        "JOIN scores g ON g.subject_id = json_extract_string(s.image_ids, '$[0]') AND g.metric = 'dup_group' ORDER BY 1, 2, 3")
+    per_group: dict = {}
+    for task, group, rank in ranks:
+        per_group.setdefault((task, group), []).append(rank)
+    assert all(r == list(range(1, len(r) + 1)) for r in per_group.values())
+    assert any(len(r) >= 2 for r in per_group.values())  # a relisted product's sample and its original's share a group
+
+    # the filter keeps one sample per task and group
+    config = FilterConfig.from_dict({"conditions": [{"metric": "dup_rank", "op": "==", "value": 1}]})
+    report = stats_for(lake, config).report(config)
+    assert report.kept == len(per_group) + sum(1 for r in ranks if r[1] is None)
+    assert report.kept + report.dropped == lake.scalar("SELECT count(DISTINCT sample_id) FROM samples")
+
+
+def test_a_photo_that_cannot_be_hashed_is_an_error_row_and_the_rest_is_grouped(home, shared_data, tmp_path):
+    lake = _relisted_store(tmp_path, shared_data)
+    sha, blob = lake.fetchone("SELECT sha256, blob_path FROM images i JOIN items it USING (item_id) WHERE it.external_id = 'OWN-1'")
+    (home / "blobs" / blob).write_bytes(b"\xff\xd8\xff\xe0 the disk went bad")
+    job = _run_job("dedup", DedupJob(rank_by="").params())
+    assert job.status == "succeeded" and job.counts["images_not_hashed"] == 1
+    assert lake.fetchone("SELECT stage, code, subject FROM errors WHERE stage = 'dedup'") == ("dedup", "truncated_image", sha)
+    flags = lake.fetchone("SELECT value, flags FROM scores s JOIN images i ON i.image_id = s.subject_id "
+                          "WHERE s.metric = 'dup_group' AND i.sha256 = ?", [sha])
+    assert flags[0] is None and json.loads(flags[1]) == {"error": "truncated_image"}
+    assert len(dup_reads.groups(lake, "dhash:12")) >= 3
+    # a second run hashes only what is missing and replaces the grouping
+    again = _run_job("dedup", DedupJob(rank_by="").params())
+    assert again.counts["images_to_hash"] == 1 and lake.scalar("SELECT count(*) FROM scores WHERE metric = 'dup_group'") == \
+        lake.scalar("SELECT count(*) FROM images")
+
+
+def test_the_spec_refuses_a_stat_that_cannot_rank_samples():
+    from config.fields import FieldError
+
+    with pytest.raises(FieldError) as found:
+        DedupJob(rank_by="ocr_chars").resolve()
+    assert found.value.field == "rank_by" and "image stat" in str(found.value)
+    with pytest.raises(FieldError, match="unknown stat 'nope'"):
+        DedupJob(rank_by="nope").resolve()
+    assert DedupJob(method="dhash", threshold=10).resolve().grouping == "dhash:10"
