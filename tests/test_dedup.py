@@ -38,6 +38,14 @@ def _variant(path, kind: str) -> bytes:
     return out.getvalue()
 
 
+def _pattern(seed: int) -> Image.Image:
+    """A photo of nothing in particular, unlike any other (a plain one would hash like every plain one: no gradients)."""
+    import numpy as np
+
+    noise = np.random.default_rng(seed).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    return Image.fromarray(noise).resize((400, 300), Image.BILINEAR)
+
+
 def _relisted_store(tmp_path, shared_data):
     """The three ABO listings, plus a second source relisting two of them under new ids with copies of their
     photos (a near-duplicate each, and one byte-identical), and a product of its own with a photo of its own."""
@@ -55,7 +63,7 @@ def _relisted_store(tmp_path, shared_data):
     # byte-identical: the same file under a second product
     shutil.copy(root / "images" / "B0799CK52K" / "528c608a.jpg", root / "relisted" / "RELIST-B-2.jpg")
     made["RELIST-B"].append("relisted/RELIST-B-2.jpg")
-    Image.new("RGB", (400, 300), (30, 120, 200)).save(root / "relisted" / "OWN.jpg", quality=90)
+    _pattern(1).save(root / "relisted" / "OWN.jpg", quality=90)
     rows = [dict(by_id[old], item_id=new, images=made[new]) for new, old in (("RELIST-A", "B074M5HPBD"), ("RELIST-B", "B0799CK52K"),
                                                                              ("RELIST-C", "B07GTFSCHB"))]
     rows.append(dict(by_id["B074M5HPBD"], item_id="OWN-1", images=["relisted/OWN.jpg"]))
@@ -139,3 +147,104 @@ def test_the_spec_refuses_a_stat_that_cannot_rank_samples():
     with pytest.raises(FieldError, match="unknown stat 'nope'"):
         DedupJob(rank_by="nope").resolve()
     assert DedupJob(method="dhash", threshold=10).resolve().grouping == "dhash:10"
+
+
+# ---- held-out splits by group, and leak reports --------------------------------------------------------------------------------
+def _snapshot(lake, name="snap"):
+    from curation import snapshots
+    from db.app.engine import write_engine
+
+    engine = write_engine(load_settings().app_url)
+    snapshots.create(lake, engine, name=name, filter_name=None, config=FilterConfig([]), created_by="tester")
+    return engine, snapshots.members_sql(lake, snapshots.get(engine, name)), snapshots.get(engine, name).lake_version
+
+
+def _crossing_seed(lake, engine, holdout):
+    """A seed whose split by product puts a relisted product and its original on two sides (found, not assumed)."""
+    from curation import leaks
+
+    for seed in range(50):
+        report = leaks.split_leaks(lake, engine, "snap", settings=leaks.SplitSettings(holdout=holdout, seed=seed, by="product"))
+        if report["leaks"]:
+            return seed, report
+    raise AssertionError("no seed in 50 splits a group by product")
+
+
+def test_splits_by_group_never_put_near_duplicates_on_both_sides_and_the_leak_report_shows_what_a_product_split_did(home, shared_data, tmp_path, cli):
+    from curation import dup_splits, leaks
+    from trainer import snapshot_set
+    from trainer.config import TrainConfig
+
+    lake = _relisted_store(tmp_path, shared_data)
+    assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"
+    assert _run_job("dedup", DedupJob(rank_by="").params()).status == "succeeded"
+    engine, members, version = _snapshot(lake)
+    seed, by_product = _crossing_seed(lake, engine, 0.5)
+    # the old split let a group through: its held-out and training items are named
+    leak = by_product["leaks"][0]
+    assert leak["held_out"] and leak["training"] and by_product["held_out_samples_leaking"] >= 1
+    ids = {x["external_id"] for x in leak["held_out"] + leak["training"]}
+    assert any(i.startswith("RELIST-") for i in ids) and any(not i.startswith("RELIST-") for i in ids)
+
+    # the split by group (what training does now) on the same seed: no group crosses
+    by_group = leaks.split_leaks(lake, engine, "snap", settings=leaks.SplitSettings(holdout=0.5, seed=seed))
+    assert by_group["leaks"] == [] and by_group["held_out_samples"] + by_group["training_samples"] == by_product["held_out_samples"] + by_product["training_samples"]
+
+    # and the trainer's own split (the same basis a run records) keeps every group on one side
+    basis = snapshot_set.split_basis(lake)
+    assert basis["by"] == "dup_group" and basis["grouping"] == "dhash:12"
+    parts = snapshot_set.split(lake, members, version, TrainConfig(holdout=0.5, seed=seed), basis)
+    training = set(parts.ids)
+    groups = dup_reads.sample_groups(lake, members, "dhash:12")
+    sides = {s: s not in training for s in groups}
+    assert groups and dup_splits.crossings(sides, groups) == {}
+    assert parts.held_out > 0 and training
+
+    # the command line: the same report, in words and as JSON
+    out = cli("snapshot", "leaks", "snap", "--by", "product", "--holdout", "0.5", "--seed", str(seed), check=True).stdout
+    assert f"in {len(by_product['leaks'])} group(s) with training photos" in out and f"group {leak['group']}:" in out
+    shown = json.loads(cli("snapshot", "leaks", "snap", "--holdout", "0.5", "--seed", str(seed), "--json", check=True).stdout)
+    assert shown["leaks"] == [] and shown["split"] == "dup_group"
+
+
+def test_split_keys_tie_products_through_groups_and_leave_the_rest_as_they_were():
+    from curation.dup_splits import crossings, split_keys
+
+    keys = split_keys([("s1", "P1", [7]), ("s2", "P2", [7, 9]), ("s3", "P3", [9]), ("s4", "P4", []), ("s5", "P1", [])])
+    assert keys == {"s1": "P1", "s2": "P1", "s3": "P1", "s4": "P4", "s5": "P1"}  # a chain P1-7-P2-9-P3 is one key
+    assert crossings({"a": True, "b": False, "c": True}, {"a": [1], "b": [1, 2], "c": [2, 3]}) == {
+        1: {"held_out": ["a"], "training": ["b"]}, 2: {"held_out": ["c"], "training": ["b"]}}
+
+
+def test_a_benchmark_folder_is_checked_against_the_training_photos_and_adapters_trained_before_are_flagged(home, shared_data, tmp_path, cli):
+    from curation import leaks
+    from db.app import training
+
+    lake = _relisted_store(tmp_path, shared_data)
+    assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"
+    assert _run_job("dedup", DedupJob(rank_by="").params()).status == "succeeded"
+    engine, members, version = _snapshot(lake)
+    report = leaks.split_leaks(lake, engine, "snap", settings=leaks.SplitSettings(holdout=0.0))  # everything on the training side
+    assert report["held_out_samples"] == 0
+
+    bench = tmp_path / "benchmark"
+    bench.mkdir()
+    (bench / "q1.jpg").write_bytes(_variant(shared_data / "abo-samples" / "images" / "B0799CK52K" / "a8a14cd2.jpg", "resized"))
+    _pattern(2).save(bench / "unrelated.png")
+    (bench / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 half a file")
+    (bench / "notes.txt").write_text("not an image")
+    found = leaks.folder_leaks(lake, engine, "snap", bench, settings=leaks.SplitSettings(holdout=0.0))
+    assert found["folder_images"] == 3 and [e["file"] for e in found["folder_errors"]] == ["broken.jpg"]
+    assert [(x["files"], [i["external_id"] for i in x["training"]]) for x in found["leaks"]] == [(["q1.jpg"], ["B0799CK52K"])]
+    out = cli("snapshot", "leaks", "snap", "--against", str(bench), "--holdout", "0", check=True)
+    assert "q1.jpg: in training listings/B0799CK52K" in out.stdout and "could not hash broken.jpg" in out.stderr
+
+    # adapters: one trained before splits by group (no split recorded) is possibly leaking, one split by group is not
+    for name, meta in (("old-run", {"config": {}}), ("new-run", {"config": {}, "split": {"by": "dup_group", "grouping": "dhash:12", "version": version}})):
+        out_dir = tmp_path / "runs" / name
+        (out_dir / "adapter").mkdir(parents=True)
+        (out_dir / "adapter" / "training_config.json").write_text(json.dumps(meta))
+        training.create_run(engine, name=name, snapshot="snap", base_model="m", config={}, out_dir=str(out_dir), created_by="t")
+    flagged = {a["run"]: a["possibly_leaking"] for a in leaks.trained_adapters(engine, "snap")}
+    assert flagged == {"old-run": True, "new-run": False}
+    assert "adapter of run 'old-run': possibly leaking (trained before" in cli("snapshot", "leaks", "snap", check=True).stdout

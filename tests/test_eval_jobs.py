@@ -17,14 +17,18 @@ from workers.jobs import evaluate as eval_handler
 ROWS = [{"sample_id": f"s{i}", "product": f"p{i}"} for i in range(200)]
 
 
-def _held_out_seen(monkeypatch, tmp_path: Path, eval_config: TrainConfig, adapter_dir: str | None) -> set[str]:
-    """The products ``evaluate_benchmark`` evaluates on (captured where it builds the benchmark's items)."""
+def _held_out_seen(monkeypatch, tmp_path: Path, eval_config: TrainConfig, adapter_dir: str | None, logs: list[str] | None = None,
+                   keys: dict[str, str] | None = None) -> set[str]:
+    """The products ``evaluate_benchmark`` evaluates on (captured where it builds the benchmark's items); ``keys``: the
+    split keys near-duplicate groups give the rows (what ``split_keys_of`` reads from the store)."""
     from trainer import benchmarks
 
     seen: list[dict] = []
     monkeypatch.setattr(eval_handler.snapshots, "eval_rows", lambda lake, engine, snapshot: ROWS)
     monkeypatch.setattr(benchmarks, "objective_items", lambda held_out, *a, **k: seen.extend(held_out) or [])
-    logs: list[str] = []
+    monkeypatch.setattr(eval_handler.snapshot_set, "split_basis", lambda lake: {"by": "product"})  # the store has no grouping
+    monkeypatch.setattr(eval_handler, "split_keys_of", lambda ctx, snapshot, rows, basis: dict(keys or {}) if basis["by"] == "dup_group" else {})
+    logs = [] if logs is None else logs
     ctx = SimpleNamespace(lake=None, engine=None, log=lambda message, level="info": logs.append(message))
     from jobs.eval import EvalJob
 
@@ -34,10 +38,11 @@ def _held_out_seen(monkeypatch, tmp_path: Path, eval_config: TrainConfig, adapte
     return {r["product"] for r in seen}
 
 
-def _adapter(tmp_path: Path, holdout: float, seed: int) -> str:
+def _adapter(tmp_path: Path, holdout: float, seed: int, split: dict | None = None) -> str:
     folder = tmp_path / "adapter"
     folder.mkdir()
-    (folder / "training_config.json").write_text(json.dumps({"config": TrainConfig(holdout=holdout, seed=seed).to_dict()}))
+    meta = {"config": TrainConfig(holdout=holdout, seed=seed).to_dict(), **({"split": split} if split else {})}
+    (folder / "training_config.json").write_text(json.dumps(meta))
     return str(folder)
 
 
@@ -125,3 +130,21 @@ def test_ablate_refuses_the_name_of_an_existing_evaluation(home, tmp_path, cli):
     out = cli("ablate", "s", "--model", _vlm_folder(tmp_path), "--name", "taken", "--grid", "ocr=on,off", "--no-wait")
     assert out.returncode != 0 and "an evaluation named 'taken' exists already; pick another name" in out.stderr
     assert training.get_eval(engine, "taken").job_id is None and "queued" not in out.stdout
+
+
+def test_an_adapter_split_by_group_is_evaluated_by_group_and_one_split_by_product_is_flagged(monkeypatch, tmp_path):
+    # rows p0..p9 tied by near-duplicate photos: one key, so all ten are on one side
+    keys = {f"s{i}": "p0" for i in range(10)}
+    adapter = _adapter(tmp_path, holdout=0.5, seed=3, split={"by": "dup_group", "grouping": "dhash:12", "version": 5})
+    held = _held_out_seen(monkeypatch, tmp_path, TrainConfig(), adapter, keys=keys)
+    tied = {f"p{i}" for i in range(10)}
+    assert tied <= held or not (tied & held)
+    assert held == {r["product"] for r in split_rows(ROWS, 0.5, 3, keys)[1]} != {r["product"] for r in split_rows(ROWS, 0.5, 3)[1]}
+
+    # an adapter trained before splits by group: its own split (by product), and a warning that it may leak
+    logs: list[str] = []
+    (tmp_path / "old").mkdir()
+    old = _adapter(tmp_path / "old", holdout=0.5, seed=3)
+    assert _held_out_seen(monkeypatch, tmp_path, TrainConfig(), old, logs=logs, keys=keys) == {r["product"] for r in split_rows(ROWS, 0.5, 3)[1]}
+    assert any("split by product, not by near-duplicate group" in line for line in logs)
+    assert eval_handler.training_split(old, TrainConfig())[2] == {"by": "product", "possibly_leaking": True}

@@ -74,6 +74,8 @@ def test_killed_training_resumes_from_its_checkpoint_without_doubled_steps(home,
     meta = json.loads((out / "adapter" / "training_config.json").read_text())
     assert meta["snapshot"] == snap and meta["base_model"] == str(tiny_models["idefics2"]) and meta["steps"] == 14
     assert meta["config"]["lora"]["r"] == 8 and (out / "adapter" / "adapter_model.safetensors").exists()
+    # no near-duplicate grouping in this store: held out by product, and the adapter says so (evaluation then reports it)
+    assert meta["split"] == {"by": "product"} and "no near-duplicate grouping yet" in logs
 
 
 def test_cancel_stops_training_between_steps_after_a_checkpoint(home, inprocess_worker, tmp_path, tiny_models, cli):

@@ -67,10 +67,22 @@ def sample_groups(lake: Lake, members_sql: str, model_id: str, version: int | No
     return {str(s): [int(g) for g in gs] for s, gs in rows}
 
 
-def item_images(lake: Lake, item_ids: list[str], version: int | None = None) -> list[tuple[str, str]]:
-    """(item_id, sha256) of the items' images at ``version``."""
-    if not item_ids:
+def sample_images(lake: Lake, sample_ids: list[str], version: int | None = None) -> list[tuple[str, str]]:
+    """(sample_id, sha256) of the samples' images at ``version``, distinct, sorted."""
+    if not sample_ids:
         return []
-    with lake.probe("_probe_items", "item_id", item_ids) as con:
-        return con.execute(f"SELECT DISTINCT i.item_id, i.sha256 FROM {at_version('images', version)} i "
-                           "SEMI JOIN _probe_items USING (item_id) ORDER BY 1, 2").fetchall()
+    with lake.probe("_probe_dup_samples", "sample_id", sample_ids) as con:
+        return con.execute(
+            f"WITH x AS (SELECT DISTINCT s.sample_id, unnest(CAST(s.image_ids AS VARCHAR[])) AS image_id FROM {at_version('samples', version)} s "
+            "  SEMI JOIN _probe_dup_samples USING (sample_id)) "
+            f"SELECT DISTINCT x.sample_id, i.sha256 FROM x JOIN {at_version('images', version)} i USING (image_id) ORDER BY 1, 2").fetchall()
+
+
+def hashes_for(lake: Lake, shas: list[str], method: str) -> dict[str, int]:
+    """The stored hash (as an unsigned 64-bit int) of each of ``shas`` that has one for ``method``."""
+    if not shas:
+        return {}
+    with lake.probe("_probe_dup_shas", "sha256", shas) as con:
+        rows = con.execute("SELECT sha256, min(hash) FROM image_hashes SEMI JOIN _probe_dup_shas USING (sha256) WHERE method = ? GROUP BY sha256",
+                           [method]).fetchall()
+    return {sha: int(np.int64(h).view(np.uint64)) for sha, h in rows}

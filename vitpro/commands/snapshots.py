@@ -108,6 +108,59 @@ def snapshot_diff(a, b, as_json) -> None:
     echo_table(rows + [("total", f"+{totals[0]}", f"-{totals[1]}", totals[2])], ("task", "added", "removed", "unchanged"))
 
 
+@snapshot.command("leaks")
+@click.argument("name")
+@click.option("--against", "folder", type=click.Path(file_okay=False), help="A folder of images (an external benchmark): list the training "
+              "items whose photos near-duplicate one of them, instead of the held-out ones.")
+@click.option("--by", type=click.Choice(["dup_group", "product"]), default="dup_group", show_default=True,
+              help="The split to check: by near-duplicate group (how runs split now), or by product (how adapters trained before did).")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True, help="Share of products held out, as the run's.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The run's seed.")
+@click.option("--grouping", help="Which near-duplicate grouping (METHOD:THRESHOLD); default: the newest.")
+@click.option("--json", "as_json", is_flag=True)
+def snapshot_leaks(name, folder, by, holdout, seed, grouping, as_json) -> None:
+    """Held-out items whose photos near-duplicate training photos (`vitpro dedup images` first), or with
+    --against DIR, training items whose photos near-duplicate an image of DIR; and the snapshot's adapters
+    whose split may leak (trained before splits by group)."""
+    from tqdm import tqdm
+
+    from curation import leaks, snapshots
+
+    get_snapshot(name)
+    settings = leaks.SplitSettings(holdout=holdout, seed=seed, by=by)
+    try:
+        if folder is None:
+            report = leaks.split_leaks(open_lake(), open_engine(), name, settings=settings, grouping=grouping)
+        else:
+            files = leaks.folder_images(folder)
+            with tqdm(total=len(files), unit="image", desc="hashing", disable=as_json or not files) as bar:
+                report = leaks.folder_leaks(open_lake(), open_engine(), name, folder, settings=settings, grouping=grouping,
+                                            progress=lambda done: bar.update(done - bar.n))
+    except (leaks.LeakError, snapshots.SnapshotError) as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    split = f"split by {'near-duplicate group' if by == 'dup_group' else 'product'}, {holdout:.0%} held out, seed {seed}; {report['grouping']}"
+    item = lambda x: f"{x['source']}/{x['external_id']}" if x["external_id"] else x["item_id"]  # noqa: E731
+    if folder is None:
+        click.echo(f"snapshot {name!r} ({split}): {report['held_out_samples']} held-out and {report['training_samples']} training samples; "
+                   f"{report['held_out_samples_leaking']} held-out sample(s) in {len(report['leaks'])} group(s) with training photos")
+        for leak in report["leaks"]:
+            click.echo(f"  group {leak['group']}: held out {', '.join(map(item, leak['held_out']))}; in training {', '.join(map(item, leak['training']))}")
+    else:
+        click.echo(f"snapshot {name!r} against {folder} ({split}): {report['folder_images']} image(s), {len(report['leaks'])} near-duplicate(s) "
+                   f"of training photos; {report['training_images_not_hashed']} training image(s) without a hash")
+        for leak in report["leaks"]:
+            click.echo(f"  {', '.join(leak['files'])}: in training {', '.join(map(item, leak['training']))}")
+        for err in report["folder_errors"]:
+            click.echo(f"  could not hash {err['file']}: {err['message']}", err=True)
+    for adapter in report.get("adapters", ()):
+        if adapter["possibly_leaking"]:
+            click.secho(f"  adapter of run {adapter['run']!r}: possibly leaking ({adapter['why']}); "
+                        f"`vitpro snapshot leaks {name} --by product` lists what its split let through", fg="yellow")
+
+
 @snapshot.command("backfill")
 def snapshot_backfill() -> None:
     """List the samples of every snapshot made before snapshots listed them (each rebuilt from its filter

@@ -71,8 +71,8 @@ def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
 def training_split(adapter_dir: str | None, config: TrainConfig) -> tuple[float, int, dict[str, Any] | None]:
     """The held-out share, seed and split basis (trainer.snapshot_set.split_basis) that split a snapshot's
     products: those the adapter was trained with (its training_config.json), since other values would evaluate
-    it on products it was trained on. An adapter trained before splits went by near-duplicate group has no
-    basis recorded: its products alone, marked ``possibly_leaking``. The evaluation's own holdout and seed and
+    it on products it was trained on. An adapter split by product (trained before splits went by near-duplicate
+    group, which recorded no basis, or before any grouping was made) is marked ``possibly_leaking``. The evaluation's own holdout and seed and
     no basis (the store's current one) for the base model, or for an adapter trained elsewhere."""
     meta = Path(adapter_dir) / "training_config.json" if adapter_dir else None
     if meta is None or not meta.is_file():
@@ -82,7 +82,9 @@ def training_split(adapter_dir: str | None, config: TrainConfig) -> tuple[float,
         trained = TrainConfig.from_dict(found["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PermanentError(f"cannot read the adapter's training settings ({meta}): {exc}") from exc
-    basis = found.get("split") if isinstance(found.get("split"), dict) else {"by": "product", "possibly_leaking": True}
+    basis = found.get("split") if isinstance(found.get("split"), dict) else {"by": "product"}
+    if basis.get("by") != "dup_group":  # trained before splits by group, or before any grouping was made
+        basis = {**basis, "possibly_leaking": True}
     return trained.holdout, trained.seed, basis
 
 
@@ -118,8 +120,8 @@ def evaluate_benchmark(ctx: UnitContext, job: EvalJob | AblateJob, benchmark: st
     if basis is None:
         basis = snapshot_set.split_basis(ctx.lake)
     if basis.get("possibly_leaking"):
-        ctx.log(f"{benchmark}: the adapter was trained before held-out products were split by near-duplicate group: near-duplicate "
-                "photos may be on both sides, so its scores may be too high (`vitpro snapshot leaks` lists them)", level="warning")
+        ctx.log(f"{benchmark}: the adapter's held-out products were split by product, not by near-duplicate group: near-duplicate "
+                "photos may be on both sides, so its scores may be too high (`vitpro snapshot leaks --by product` lists them)", level="warning")
     keys = split_keys_of(ctx, job.snapshot, rows, basis)
     train_rows, held_out = bm.split_rows(rows, holdout, seed, keys)
     limit = job.limit
