@@ -120,6 +120,18 @@ def test_relisted_photos_group_with_their_originals_and_one_sample_per_group_is_
     assert report.kept == len(per_group) + sum(1 for r in ranks if r[1] is None)
     assert report.kept + report.dropped == lake.scalar("SELECT count(DISTINCT sample_id) FROM samples")
 
+    # a whole group at once: tag it, then exclude every sample but each task's best of every group
+    first = groups[0]
+    in_first = {s for (s,) in lake.fetchall(
+        "SELECT DISTINCT s.sample_id FROM samples s, unnest(CAST(s.image_ids AS VARCHAR[])) u(image_id) JOIN images i USING (image_id) "
+        "WHERE i.sha256 IN (SELECT unnest(?))", [[m["image_sha256"] for m in first["members"]]])}
+    out = cli("samples", "tag", "--tag", "relisted", "--where", f"dup_group == {first['group']}", "--yes", check=True).stdout
+    tagged = {s for (s,) in lake.fetchall("SELECT DISTINCT sample_id FROM sample_tags WHERE tag = 'relisted'")}
+    assert tagged == in_first and str(len(in_first)) in out
+    cli("samples", "exclude", "--where", "dup_rank > 1", "--reason", "near-duplicate", "--yes", check=True)
+    report = stats_for(lake, FilterConfig([])).report(FilterConfig([]))
+    assert report.excluded == sum(len(r) - 1 for r in per_group.values())
+
 
 def test_a_photo_that_cannot_be_hashed_is_an_error_row_and_the_rest_is_grouped(home, shared_data, tmp_path):
     lake = _relisted_store(tmp_path, shared_data)

@@ -340,6 +340,16 @@ def test_jobs_page_launches_for_admins_only(ui_store):
     assert "launched aux_stats job" in texts(at)
     assert jobs_db.list_jobs(engine, limit=1)[0].kind == "aux_stats"
     assert jobs_db.list_jobs(engine, limit=1)[0].launched_by == "admin"
+    # the duplicates form: its fields are the spec's, a bad stat is refused by its label before anything is queued
+    at = page("jobs", launch_tab="Duplicates")
+    assert [n.value for n in at.number_input if n.label == "Threshold"] == [12]
+    [t for t in at.text_input if t.label == "Rank by"][0].set_value("ocr_chars")
+    [b for b in at.button if b.label == "Launch dedup"][0].click().run()
+    assert "cannot launch dedup" in texts(at) and "image stat" in texts(at) and jobs_db.list_jobs(engine, limit=1)[0].kind == "aux_stats"
+    at = page("jobs", launch_tab="Duplicates")
+    [b for b in at.button if b.label == "Launch dedup"][0].click().run()
+    assert "launched dedup job" in texts(at)
+    assert jobs_db.list_jobs(engine, limit=1)[0].kind == "dedup" and jobs_db.list_jobs(engine, limit=1)[0].params["method"] == "dhash"
     at = page("jobs", launch_tab="VisAttnScore")
     [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()
     assert "cannot launch grounding" in texts(at) and '"VLM": choose a model' in texts(at)  # checked before queuing

@@ -89,9 +89,9 @@ class StatsTable:
                     f"LEFT JOIN (SELECT subject_id AS item_id, any_value(value) AS {spec.column} FROM {at_version('scores', v)} "
                     f"WHERE subject_kind = 'item' AND metric = ? AND model_id = ? AND segment = ? GROUP BY subject_id) USING (item_id)"
                 )
-            else:  # image stats: the largest over the sample's images
+            else:  # image stats: the largest over the sample's images (or the smallest, as the stat declares)
                 joins.append(
-                    f"LEFT JOIN (SELECT x.sample_id, max(sc.value) AS {spec.column} FROM "
+                    f"LEFT JOIN (SELECT x.sample_id, {metric_of(spec.metric).per_sample}(sc.value) AS {spec.column} FROM "
                     f"(SELECT sample_id, unnest(CAST(image_ids AS VARCHAR[])) AS image_id FROM {at_version('samples', v)}) x "
                     f"JOIN {at_version('scores', v)} sc ON sc.subject_kind = 'image' AND sc.subject_id = x.image_id "
                     f"AND sc.metric = ? AND sc.model_id = ? AND sc.segment = ? GROUP BY x.sample_id) USING (sample_id)"

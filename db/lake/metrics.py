@@ -16,16 +16,21 @@ class Metric:
     subject: str  # what a filter reads it for: item (CLIPScore), image (OCR), sample (VisAttnScore)
     label: str  # what a page calls it
     has_segment: bool = False  # stored per segment (answer | question | text); '' for the others
+    # an image stat's value for a sample with several images: the largest (one readable label is enough), or
+    # the smallest (a duplicate group's number: groups of two or more are numbered before images alone)
+    per_sample: str = "max"
 
 
 # "stat" in the lookup error ("unknown stat 'x'; stats are: ..."): what filters and pages call them
 METRICS: Registry[Metric] = Registry("stat", key=lambda m: m.name, verb="declared")
 
 
-def declare(name: str, subject: str, label: str, *, has_segment: bool = False) -> Metric:
+def declare(name: str, subject: str, label: str, *, has_segment: bool = False, per_sample: str = "max") -> Metric:
     if subject not in SUBJECTS:
         raise ValueError(f"a metric is about one of {', '.join(SUBJECTS)}, not {subject!r}")
-    return METRICS.add(Metric(name, subject, label, has_segment))
+    if per_sample not in ("max", "min"):
+        raise ValueError(f"an image stat's value per sample is its max or min over the images, not {per_sample!r}")
+    return METRICS.add(Metric(name, subject, label, has_segment, per_sample))
 
 
 declare("vis_attn", "sample", "VisAttnScore", has_segment=True)
@@ -50,8 +55,10 @@ declare("ocr_boxes", "image", "OCR boxes")
 # near-duplicate images (the dedup job, curation/near_dups.py); model id "METHOD:THRESHOLD", e.g. "phash:12".
 # dup_group numbers groups of two or more members first (largest first), then every image alone; dup_size
 # counts a group's (item, image) members; dup_rank is a sample's rank among the samples of its task whose
-# first image is in the same group, best first by the stat the job was given (dup_rank == 1 keeps one each)
-declare("dup_group", "image", "near-duplicate group")
+# first image is in the same group, best first by the stat the job was given (dup_rank == 1 keeps one each).
+# A sample of several images takes the lowest group number (a group of two or more before an image alone)
+# and the largest group size.
+declare("dup_group", "image", "near-duplicate group", per_sample="min")
 declare("dup_size", "image", "near-duplicate group size")
 declare("dup_rank", "sample", "rank within its near-duplicate group")
 

@@ -95,7 +95,7 @@ def _send(kind: str, params: dict) -> tuple[str, list[str]]:
     return submit_job(kind, params, settings=s, launched_by=me.username), warnings
 
 
-TABS = ["Ingest", "OCR", "CLIPScore", "Generation", "VisAttnScore", "Aux stats", "Export", "Training", "Evaluation"]
+TABS = ["Ingest", "OCR", "CLIPScore", "Generation", "VisAttnScore", "Aux stats", "Duplicates", "Export", "Training", "Evaluation"]
 
 
 def launch_forms() -> None:
@@ -227,6 +227,22 @@ def aux_form() -> None:
             _launch("aux_stats", AuxStatsJob().params)
 
 
+def dedup_form() -> None:
+    from jobs.dedup import DedupJob
+
+    with st.form("launch_dedup"):
+        st.caption("Near-duplicate photos (the same picture resized, re-encoded, cropped or re-toned under several items): stats "
+                   "dup_group, dup_size and dup_rank; a filter `dup_rank == 1` keeps one sample per task and group, and training "
+                   "holds out whole groups.")
+        c = st.columns(4)
+        method = spec_widget(c[0], DedupJob, "method")
+        threshold = spec_widget(c[1], DedupJob, "threshold")
+        rank_by = spec_widget(c[2], DedupJob, "rank_by")
+        batch = spec_widget(c[3], DedupJob, "batch_size")
+        if st.form_submit_button("Launch dedup"):
+            _launch("dedup", lambda: DedupJob(method=method, threshold=int(threshold), rank_by=rank_by.strip(), batch_size=int(batch)).params())
+
+
 def export_form() -> None:
     from jobs.export import ExportJob
 
@@ -318,7 +334,7 @@ def eval_form() -> None:
 
 
 FORMS = {"Ingest": ingest_form, "OCR": ocr_form, "CLIPScore": clip_form, "Generation": generation_form, "VisAttnScore": grounding_form,
-         "Aux stats": aux_form, "Export": export_form, "Training": train_form, "Evaluation": eval_form}
+         "Aux stats": aux_form, "Duplicates": dedup_form, "Export": export_form, "Training": train_form, "Evaluation": eval_form}
 
 # annotators do not see the launch forms at all; launching stays guarded on the server all the same
 if context.allowed("launch_jobs"):
