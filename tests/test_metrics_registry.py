@@ -14,7 +14,7 @@ def test_each_stat_is_declared_once_with_its_subject_segment_and_label():
         "vis_attn": "sample", "vis_attn_mass": "sample", "vis_attn_nosink": "sample", "vis_attn_dist": "sample", "text_tokens": "sample",
         "vis_gain": "sample", "blind_logp": "sample", "with_logp": "sample", "judge_yes": "sample", "grounded_p": "sample",
         "clip_score": "item", "clip_cosine": "item", "ocr_chars": "image", "ocr_boxes": "image",
-        "dup_group": "image", "dup_size": "image", "dup_rank": "sample"}
+        "dup_group": "image", "dup_size": "image", "dup_rank": "sample", "cluster": "image", "uniqueness": "image", "map_x": "image", "map_y": "image"}
     assert [m.name for m in metrics.METRICS.values() if m.has_segment] == ["vis_attn", "vis_attn_mass", "vis_attn_nosink", "vis_attn_dist", "text_tokens",
                                                                            "vis_gain", "blind_logp", "with_logp", "judge_yes"]
     assert metrics.label("clip_score") == "CLIPScore" and metrics.label("not_declared") == "not_declared"

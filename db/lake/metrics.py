@@ -61,6 +61,14 @@ declare("ocr_boxes", "image", "OCR boxes")
 declare("dup_group", "image", "near-duplicate group", per_sample="min")
 declare("dup_size", "image", "near-duplicate group size")
 declare("dup_rank", "sample", "rank within its near-duplicate group")
+# the embedding map and diversity (the clusters and map jobs, over the CLIP image embeddings the CLIPScore job
+# stores; model id names the embedding model and the method): a k-means cluster number per image; uniqueness,
+# 1 - the mean cosine similarity to the image's nearest neighbours (0: a copy of others, up to 1 and beyond: alone);
+# map_x / map_y, the image's place on the 2-D map (a projection of the embeddings)
+declare("cluster", "image", "k-means cluster", per_sample="min")
+declare("uniqueness", "image", "uniqueness (distance to nearest neighbours)")
+declare("map_x", "image", "map x")
+declare("map_y", "image", "map y")
 
 
 def get(name: str) -> Metric:
