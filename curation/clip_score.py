@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from config.fields import param
 from db.storage.objects import ObjectStoreError
@@ -46,6 +46,8 @@ class PairScore:
     cosine: float | None
     truncated: bool = False
     error: str | None = None
+    # the image's L2-normalised embedding (float32): stored, so duplicates by meaning, clusters and the map need no model
+    embedding: Any = None  # numpy float32 vector
 
 
 @dataclass
@@ -116,6 +118,7 @@ class ClipScorer:
                 text = self.model.encode_text(self.tokenizer(texts).to(self.config.device))
             image = torch.nn.functional.normalize(image.float(), dim=-1)
             text = torch.nn.functional.normalize(text.float(), dim=-1)
+            self._last_images = image.cpu().numpy().astype("float32")  # the batch's image embeddings, for score_pairs
             return (image * text).sum(dim=-1).cpu().tolist()
 
     def _encode_texts(self, tokens):
@@ -177,8 +180,8 @@ class ClipScorer:
                 cosines = self._embed(torch.stack([px for _, px in good]), texts)
                 if timing is not None:
                     timing.forward += time.perf_counter() - t0
-                for (i, _), cos, text in zip(good, cosines, texts):
-                    results[i] = PairScore(100.0 * max(cos, 0.0), cos, self.text_is_truncated(text))
+                for k, ((i, _), cos, text) in enumerate(zip(good, cosines, texts)):
+                    results[i] = PairScore(100.0 * max(cos, 0.0), cos, self.text_is_truncated(text), embedding=self._last_images[k])
         if timing is not None:
             timing.total += time.perf_counter() - start
             timing.pairs += len(pairs)

@@ -3,12 +3,13 @@ run by the workers' own task in this process (tests/inprocess.py), the commands 
 import json
 import re
 
+import numpy as np
 import pytest
 
 from config.settings import load_settings
 from curation import judge
 from curation.mapping import ColumnMapping
-from db.reads import queries
+from db.reads import embedding_reads, queries
 from db.store import open_store
 from jobs.ingest import IngestJob
 from jobs.submit import submit_job
@@ -37,6 +38,19 @@ def test_scores_run_store_wide_and_percentiles_are_queryable(home, inprocess_wor
     assert "rows_written" in cli("score", "aux", check=True).stdout
     out = cli("score", "clip", "--model", str(tiny_models["clip"]), "--batch-size", "4", check=True)
     assert "demo model" in out.stderr and "items_scored 14" in out.stdout and "images_failed 1" in out.stdout
+    # each readable image content's CLIP vector is stored beside the scores, L2-normalised
+    clip_id = lake.scalar("SELECT DISTINCT model_id FROM scores WHERE metric = 'clip_score'")
+    broken_sha = lake.scalar("SELECT sha256 FROM images WHERE blob_path = ?", [broken[1]])
+    shas, vectors = embedding_reads.embeddings(lake, clip_id)
+    assert shas == [r[0] for r in lake.fetchall("SELECT DISTINCT sha256 FROM images WHERE sha256 <> ? ORDER BY 1", [broken_sha])]
+    assert vectors.dtype == np.float32 and vectors.shape[1] > 0 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    # a store scored before vectors were stored gets them on the next run, its scores untouched; the broken image is not retried
+    rows_before = lake.scalar("SELECT count(*) FROM scores WHERE model_id = ?", [clip_id])
+    lake.execute("DELETE FROM image_embeddings WHERE sha256 IN (SELECT sha256 FROM image_embeddings ORDER BY sha256 LIMIT 3)")
+    again = cli("score", "clip", "--model", str(tiny_models["clip"]), "--batch-size", "4", check=True).stdout
+    assert "images_embedded 3" in again and lake.scalar("SELECT count(*) FROM scores WHERE model_id = ?", [clip_id]) == rows_before
+    assert embedding_reads.embeddings(lake, clip_id)[0] == shas
+    assert "items_to_score 0" in cli("score", "clip", "--model", str(tiny_models["clip"]), check=True).stdout
     out = cli("score", "grounding", "--on", "items", "--model", str(tiny_models["idefics2"]), "--batch-size", "3", check=True)
     assert "items_scored 13" in out.stdout and "items_failed 1" in out.stdout
     assert lake.scalar("SELECT count(*) FROM scores WHERE metric = 'vis_attn_nosink'") == 0

@@ -38,6 +38,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     # the groups themselves are stats (dup_group, dup_size, dup_rank in scores), so filters, snapshots and
     # time travel read them like any other; only the hashes need a table of their own
     (9, "image hashes: perceptual hashes for near-duplicate groups", [tables.IMAGE_HASHES.ddl()]),
+    (10, "image embeddings: CLIP image vectors for semantic duplicates, clusters and the map", [tables.IMAGE_EMBEDDINGS.ddl()]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

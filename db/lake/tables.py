@@ -18,7 +18,7 @@ from config.registry import Registry
 
 _ARROW = {
     "VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(), "DOUBLE": pa.float64(),
-    "BOOLEAN": pa.bool_(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+    "BOOLEAN": pa.bool_(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"), "FLOAT[]": pa.list_(pa.float32()),
 }
 
 
@@ -174,6 +174,19 @@ IMAGE_HASHES = declare(
     Column("sha256", "VARCHAR", 'the image content hashed'),
     Column("method", "VARCHAR", 'e.g. phash-v1, dhash-v1'),
     Column("hash", "BIGINT", 'the 64 bits as a signed integer'),
+    Column("run_id", "VARCHAR"),
+    Column("created_at", "TIMESTAMPTZ"),
+)
+
+# The CLIP image embedding of each image content, per model (written by the CLIPScore job beside its scores): what
+# near-duplicates by meaning, clusters, uniqueness and the map are computed from, without loading a model again.
+# L2-normalised float32, so a dot product is the cosine.
+IMAGE_EMBEDDINGS = declare(
+    "image_embeddings",
+    Column("sha256", "VARCHAR", 'the image content embedded'),
+    Column("model_id", "VARCHAR", "the CLIP model's id, as its scores'"),
+    Column("dim", "INTEGER"),
+    Column("vector", "FLOAT[]", 'L2-normalised'),
     Column("run_id", "VARCHAR"),
     Column("created_at", "TIMESTAMPTZ"),
 )

@@ -31,12 +31,12 @@ def items_with_images(lake: Lake, item_ids: list[str]) -> list[dict[str, Any]]:
         rows = con.execute(
             "SELECT i.item_id, i.kind, i.title, i.description, i.feedback_text, "
             "  list(im.image_id ORDER BY im.position), list(im.blob_path ORDER BY im.position), "
-            "  list(coalesce(o.text, '') ORDER BY im.position) "
+            "  list(coalesce(o.text, '') ORDER BY im.position), list(im.sha256 ORDER BY im.position) "
             "FROM items i JOIN _probe_items p USING (item_id) JOIN images im USING (item_id) "
             "LEFT JOIN (SELECT sha256, any_value(text) AS text FROM ocr GROUP BY sha256) o ON o.sha256 = im.sha256 "
             "GROUP BY ALL"
         ).fetchall()
-    cols = ["item_id", "kind", "title", "description", "feedback_text", "image_ids", "blob_paths", "ocr_texts"]
+    cols = ["item_id", "kind", "title", "description", "feedback_text", "image_ids", "blob_paths", "ocr_texts", "sha256s"]
     order = {item_id: k for k, item_id in enumerate(item_ids)}
     return sorted((dict(zip(cols, r)) for r in rows), key=lambda r: order[r["item_id"]])
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from curation.clip_score import item_text, reduce_scores
 from db.app.jobs import UnitSpec
-from db.lake import batches
-from db.reads import scoring_reads
+from db.lake import batches, embeddings
+from db.reads import embedding_reads, scoring_reads
 
 from .. import models
 from ..runtime import PermanentError, UnitContext
@@ -14,7 +16,9 @@ from .registry import add_handler
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    todo = [item_id for item_id, _ in scoring_reads.items_without_score(ctx.lake, "clip_score", ctx.spec.model_id)]
+    scored = [item_id for item_id, _ in scoring_reads.items_without_score(ctx.lake, "clip_score", ctx.spec.model_id)]
+    # and items scored before embeddings were stored: their vectors (their scores stay as they are)
+    todo = sorted(set(scored) | set(embedding_reads.items_without_embedding(ctx.lake, ctx.spec.model_id)))
     size = ctx.spec.items_per_unit
     specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
     ctx.log(f"{len(todo)} item(s) to score with {ctx.spec.model_id}")
@@ -30,13 +34,14 @@ def run(ctx: UnitContext) -> dict[str, Any]:
     model_id = ctx.spec.model_id
     flags_base = {"demo_model": True} if ctx.spec.demo_model else {}
     items = scoring_reads.items_with_images(ctx.lake, ctx.payload["items"])
-    pairs, owners = [], []
+    pairs, owners, shas = [], [], []
     blobs = ctx.blobs
     for item in items:
         text = item_text(item)
-        for image_id, blob in zip(item["image_ids"], item["blob_paths"]):
+        for image_id, blob, sha in zip(item["image_ids"], item["blob_paths"], item["sha256s"]):
             pairs.append(((lambda b=blob: blobs.local(b).read_bytes()), text))
             owners.append((item["item_id"], image_id))
+            shas.append(sha)
     ctx.check()
     results = scorer.score_pairs(pairs)
     now = batches.now_utc()
@@ -65,12 +70,17 @@ def run(ctx: UnitContext) -> dict[str, Any]:
         for how in ("max", "min"):
             rows.append(row("item", item_id, f"clip_score_{how}", reduce_scores(values, how), flags))
     written = batches.write_scores(ctx.lake, ctx.run_id, rows, errors=errors)
+    embedded = [(sha, r.embedding) for sha, r in zip(shas, results) if r.embedding is not None]
+    vectors = embeddings.embeddings_table([sha for sha, _ in embedded], model_id,
+                                          np.stack([v for _, v in embedded]) if embedded else np.zeros((0, 0), np.float32), ctx.run_id, now)
+    stored = embeddings.write_embeddings(ctx.lake, ctx.run_id, vectors)
     ctx.progress(len(items))
     return {"items_scored": len(per_item), "images_scored": sum(r.error is None for r in results),
-            "images_failed": sum(r.error is not None for r in results), "rows_written": written}
+            "images_failed": sum(r.error is not None for r in results), "rows_written": written, "images_embedded": stored}
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
+    embeddings.dedupe_embeddings(ctx.lake, ctx.spec.model_id)
     removed = batches.dedupe_scores(ctx.lake, ctx.spec.model_id)
     if removed:
         ctx.log(f"removed {removed} score row(s) two units wrote at once")

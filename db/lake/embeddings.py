@@ -1,0 +1,58 @@
+"""Writes of image embeddings (the CLIPScore job stores each image content's CLIP vector beside its scores)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .connection import Lake
+from .tables import IMAGE_EMBEDDINGS
+
+
+def embeddings_table(shas: Sequence[str], model_id: str, vectors: np.ndarray, run_id: str, created_at: datetime) -> pa.Table:
+    """Rows of the image_embeddings table as Arrow, the vectors passed as one flat float32 buffer (no per-row lists)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
+    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32) if n else np.zeros(1, dtype=np.int32))
+    return pa.table({
+        "sha256": pa.array(list(shas), pa.string()), "model_id": pa.array([model_id] * n, pa.string()),
+        "dim": pa.array(np.full(n, dim, dtype=np.int32)), "vector": pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
+        "run_id": pa.array([run_id] * n, pa.string()), "created_at": pa.array([created_at] * n, pa.timestamp("us", tz="UTC")),
+    })
+
+
+def write_embeddings(lake: Lake, run_id: str, table: pa.Table) -> int:
+    """One unit's embeddings (a retried unit replaces what its run wrote); a content already embedded by the model is kept."""
+
+    def body(con) -> int:
+        con.execute("DELETE FROM image_embeddings WHERE run_id = ?", [run_id])
+        con.register("_new_embeddings", table)
+        try:
+            fresh = ("NOT EXISTS (SELECT 1 FROM image_embeddings e WHERE e.sha256 = n.sha256 AND e.model_id = n.model_id)")
+            got = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT sha256 FROM _new_embeddings n WHERE {fresh})").fetchone()[0]
+            con.execute(f"INSERT INTO image_embeddings ({IMAGE_EMBEDDINGS.names()}) SELECT {IMAGE_EMBEDDINGS.select_list('n')} FROM "
+                        f"(SELECT * FROM _new_embeddings QUALIFY row_number() OVER (PARTITION BY sha256) = 1) n WHERE {fresh}")
+            return int(got)
+        finally:
+            con.unregister("_new_embeddings")
+
+    return lake.transaction(body)
+
+
+def dedupe_embeddings(lake: Lake, model_id: str) -> int:
+    """One vector per (content, model): two units that raced may both have inserted one."""
+
+    def body(con) -> int:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _edups AS SELECT sha256, run_id FROM ("
+            " SELECT sha256, run_id, row_number() OVER (PARTITION BY sha256 ORDER BY created_at, run_id) AS k FROM image_embeddings"
+            " WHERE model_id = ?) WHERE k > 1", [model_id])
+        n = con.execute("SELECT count(*) FROM temp._edups").fetchone()[0]
+        if n:
+            con.execute("DELETE FROM image_embeddings WHERE model_id = ? AND EXISTS (SELECT 1 FROM temp._edups d "
+                        "WHERE d.sha256 = image_embeddings.sha256 AND d.run_id = image_embeddings.run_id)", [model_id])
+        return int(n)
+
+    return lake.transaction(body)
