@@ -6,23 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from config.fields import FieldError, check, param
+from curation.dup_keys import grouping_id, method_label  # noqa: F401  (method_label: the handler's and the reports' key)
 
 from .registry import JobSpec, job_kind
 
-METHODS = ("phash", "dhash")  # curation.near_dups.METHODS, named here so the command line need not import numpy and scipy
+HASHES = ("dhash", "phash")  # curation.near_dups.METHODS, named here so the command line need not import numpy and scipy
+METHODS = (*HASHES, "clip")  # clip: the CLIP image vectors the CLIPScore job stored, by cosine
 DEFAULT_THRESHOLD = 12  # curation.near_dups.DEFAULT_MAX_DISTANCE: bench/near_dups.py's measured choice
-HASH_VERSION = "v1"  # bumped when a hash function changes its output: the store hashes its images again
-
-
-def method_label(method: str) -> str:
-    """The hashes' key in the store: the function and its version."""
-    return f"{method}-{HASH_VERSION}"
-
-
-def grouping_id(method: str, threshold: int) -> str:
-    """The dup_* stats' model id: one grouping per method and threshold."""
-    return f"{method}:{threshold}"
-
 
 @job_kind("dedup")
 @dataclass(frozen=True)
@@ -38,6 +28,11 @@ class DedupJob(JobSpec):
     threshold: int = param(DEFAULT_THRESHOLD, min=0, max=32,
                            help="Most differing bits of 64 for two photos to be near-duplicates; 10 misses crops, and above 12 "
                                 "random pairs start to match in large stores (docs/concepts/duplicates.md).")
+    min_cosine: float = param(0.95, min=-1.0, max=1.0, label="Least cosine (clip)",
+                              help="clip: two photos whose CLIP image vectors have at least this cosine are near-duplicates by meaning "
+                                   "(SemDeDup's order of magnitude for ViT-B models; a demo model's cosines mean nothing).")
+    embedding_model: str = param("", help="clip: the CLIP model whose stored vectors are compared (`vitpro score clip` stores them); "
+                                          "default: the model that embedded the most images.")
     rank_by: str = param("vis_attn", help="The stat that ranks the samples of a task within a group (dup_rank 1 = the highest); "
                                           "'' ranks by sample id. A sample or item stat, e.g. vis_attn, clip_score, grounded_p.")
     batch_size: int = param(256, min=1, label="Images per unit", help="Images hashed per work unit.")
@@ -53,4 +48,17 @@ class DedupJob(JobSpec):
                 raise FieldError("rank_by", f"unknown stat {self.rank_by!r}; stats are: {', '.join(m for m in metrics.METRICS)}")
             if found.subject not in ("sample", "item") or self.rank_by == "dup_rank":
                 raise FieldError("rank_by", f"{self.rank_by} is an {found.subject} stat; rank samples by a sample or item stat")
-        return replace(self, grouping=grouping_id(self.method, self.threshold))
+        return replace(self, grouping=grouping_id(self.method, self.min_cosine if self.method == "clip" else self.threshold))
+
+    def check_store(self, settings) -> None:
+        """clip reads stored vectors: without any (or without the named model's) the job is refused before it is queued."""
+        if self.method != "clip":
+            return
+        from db.reads.embedding_reads import embedding_models
+        from db.store import open_store
+
+        models = embedding_models(open_store(settings.store))
+        if not models:
+            raise ValueError("no CLIP image embeddings are stored: run `vitpro score clip` first (it stores each image's vector)")
+        if self.embedding_model and self.embedding_model not in models:
+            raise ValueError(f"no embeddings of model {self.embedding_model!r}; stored: {', '.join(models)}")

@@ -39,6 +39,10 @@ class JobSpec:
         check(self)
         return self
 
+    def check_store(self, settings) -> None:
+        """What only the store can tell before the job is queued (the vectors a job reads, say): raise a ValueError
+        whose message says what to run first. Called by jobs.submit.check_job on the resolved spec; nothing by default."""
+
     def params(self) -> dict[str, Any]:
         """The job's stored parameters: the resolved spec as plain values (JSON)."""
         return to_plain(self.resolve())

@@ -14,7 +14,7 @@ from db.store import open_store
 
 from . import devices as device_names
 from .broker import client_for, send_units
-from .registry import queue_of, spec_for
+from .registry import JobSpec, queue_of, spec_for
 
 
 class JobRefused(ValueError):
@@ -119,6 +119,12 @@ def check_job(kind: str, params: dict[str, Any], *, settings: Settings | None = 
     """What can be known about a job's parameters only from the live workers; returns warnings, raises
     :class:`JobRefused` for a job no live worker could run."""
     settings = settings or load_settings()
+    spec = spec_for(kind)
+    if spec.check_store is not JobSpec.check_store:  # only the kinds that read something stored before them
+        try:
+            spec.from_params(params).check_store(settings)
+        except ValueError as exc:
+            raise JobRefused(str(exc)) from exc
     queue, device = queue_of(kind, params), requested_device(params)
     warning = check_device(queue, device, settings=settings)
     config = params.get("config")

@@ -173,7 +173,7 @@ def _snapshot(lake, name="snap"):
 
 def _crossing_seed(lake, engine, holdout):
     """A seed whose split by product puts a relisted product and its original on two sides (found, not assumed)."""
-    from curation import leaks
+    from trainer import leaks
 
     for seed in range(50):
         report = leaks.split_leaks(lake, engine, "snap", settings=leaks.SplitSettings(holdout=holdout, seed=seed, by="product"))
@@ -183,8 +183,8 @@ def _crossing_seed(lake, engine, holdout):
 
 
 def test_splits_by_group_never_put_near_duplicates_on_both_sides_and_the_leak_report_shows_what_a_product_split_did(home, shared_data, tmp_path, cli):
-    from curation import dup_splits, leaks
-    from trainer import snapshot_set
+    from curation import dup_splits
+    from trainer import leaks, snapshot_set
     from trainer.config import TrainConfig
 
     lake = _relisted_store(tmp_path, shared_data)
@@ -229,8 +229,8 @@ def test_split_keys_tie_products_through_groups_and_leave_the_rest_as_they_were(
 
 
 def test_a_benchmark_folder_is_checked_against_the_training_photos_and_adapters_trained_before_are_flagged(home, shared_data, tmp_path, cli):
-    from curation import leaks
     from db.app import training
+    from trainer import leaks
 
     lake = _relisted_store(tmp_path, shared_data)
     assert _run_job("generate", GenerateJob(backend="template").params()).status == "succeeded"

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_every_spec_has_a_handler_and_every_handler_a_spec():
     handlers = load_handlers()
-    assert kinds() == sorted(handlers) and len(kinds()) == 12
+    assert kinds() == sorted(handlers) and len(kinds()) == 14
     for kind, handler in handlers.items():
         assert handler.kind == kind and all(callable(f) for f in (handler.plan, handler.run, handler.finalize))
 

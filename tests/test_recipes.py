@@ -77,7 +77,7 @@ stages:
     messages = caught.value.messages
     assert any(m.startswith(f"{recipe}: unknown key(s) colour;") for m in messages)
     assert "vars.home: a variable of its own (built in)" in messages
-    assert any(m.startswith("stages[1]: unknown stage 'ocrr'; stages: ablate, aux_stats, calibrate, clip_score, dedup, eval, export, filter,") for m in messages)
+    assert any(m.startswith("stages[1]: unknown stage 'ocrr'; stages: ablate, aux_stats, calibrate, clip_score, clusters, dedup, eval, export, filter,") for m in messages)
     assert "stages[2]: one stage per entry, not ocr, generate; each goes in an entry of its own" in messages
     assert "stages[4].label: 'same' is also stages[3]'s; labels are unique" in messages
     assert any(m.startswith("stages[5] (ocr).if_exists: only a stage that makes a named thing has it") for m in messages)

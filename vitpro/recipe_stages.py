@@ -84,7 +84,7 @@ class SampleStage(LocalStage):
     SUMMARY = "Stratified sampling: at most N per stratum, deterministic for a seed, written as a named selection (vitpro sample)."
     RUN_TIME_CHECKS = "that there is something to sample"
 
-    by: list[str] = param(choices=STRATA, help="The strata: category, brand, region, issue_type, time.")
+    by: list[str] = param(choices=STRATA, help="The strata: category, brand, region, issue_type, time, cluster (k-means over the CLIP vectors: `vitpro clusters`).")
     per_stratum: int = param(min=1, help="At most this many per stratum.")
     name: str = param("balanced", help="The selection written (replaced if it exists); later stages name it (selection: NAME).")
     seed: int = param(0, help="The seed of the draw: the same seed, the same selection.")

@@ -57,12 +57,12 @@ def dedupe_hashes(lake: Lake, method: str) -> int:
     return lake.transaction(body)
 
 
-def write_groups(lake: Lake, *, model_id: str, method: str, shas: list[str], components: np.ndarray, run_id: str,
-                 rank: tuple[str, str, str, str] | None) -> dict[str, int]:
+def write_groups(lake: Lake, *, model_id: str, shas: list[str], components: np.ndarray, run_id: str,
+                 rank: tuple[str, str, str, str] | None, missing: str = "not_hashed") -> dict[str, int]:
     """Replace the dup_* stats of ``model_id``. ``shas`` are the hashed contents and ``components[k]`` the group
     label of ``shas[k]`` (any integers; a content alone has a label of its own). Every stored image gets
-    ``dup_group`` and ``dup_size``; an image whose content has no hash (it could not be hashed) gets NULL with
-    the error's code in its flags. Every sample gets ``dup_rank`` among the samples of its task whose first image
+    ``dup_group`` and ``dup_size``; an image whose content is not among ``shas`` (it could not be hashed, or has no
+    vector) gets NULL with the hashing error's code in its flags, else ``missing``. Every sample gets ``dup_rank`` among the samples of its task whose first image
     is in the same group, best first by ``rank`` = (metric, subject kind, model id, segment) of a stored stat
     (highest first, samples without it after), then by sample id; a sample without an image is alone (rank 1), one whose first image has no hash gets NULL.
     Returns the counts a job reports: images, groups (of two or more members), members in them, unhashed images."""
@@ -100,9 +100,9 @@ def write_groups(lake: Lake, *, model_id: str, method: str, shas: list[str], com
             for metric, column in (("dup_group", "gid"), ("dup_size", "n")):
                 con.execute(
                     f"INSERT INTO scores ({SCORES.names()}) SELECT 'image', d.image_id, ?, ?, '', d.{column}, "
-                    f"CASE WHEN d.gid IS NULL THEN json_object('error', coalesce(e.code, 'not_hashed')) ELSE {flags_ok} END, ?, now() "
+                    f"CASE WHEN d.gid IS NULL THEN json_object('error', coalesce(e.code, ?)) ELSE {flags_ok} END, ?, now() "
                     f"FROM temp._dup_images d LEFT JOIN {errors} e USING (sha256)",
-                    [metric, model_id, run_id])
+                    [metric, model_id, missing, run_id])
             con.execute(
                 f"INSERT INTO scores ({SCORES.names()}) "
                 f"WITH s AS (SELECT sample_id, item_id, task, json_extract_string(image_ids, '$[0]') AS image_id FROM {samples}), "
@@ -110,9 +110,9 @@ def write_groups(lake: Lake, *, model_id: str, method: str, shas: list[str], com
                 "SELECT 'sample', sample_id, 'dup_rank', ?, '', "
                 "  CASE WHEN image_id IS NULL THEN 1 WHEN gid IS NULL THEN NULL "
                 "       ELSE row_number() OVER (PARTITION BY gid, task ORDER BY rv DESC NULLS LAST, sample_id) END, "
-                "  CASE WHEN image_id IS NULL THEN json_object('alone', true) WHEN gid IS NULL THEN json_object('error', 'not_hashed') "
+                "  CASE WHEN image_id IS NULL THEN json_object('alone', true) WHEN gid IS NULL THEN json_object('error', ?) "
                 "       ELSE CAST(NULL AS JSON) END, ?, now() FROM g",
-                [*rank_params, model_id, run_id])
+                [*rank_params, model_id, missing, run_id])
             row = con.execute(
                 "SELECT count(*), count(DISTINCT gid) FILTER (WHERE n >= 2), count(*) FILTER (WHERE n >= 2), count(*) FILTER (WHERE gid IS NULL) "
                 "FROM temp._dup_images").fetchone()

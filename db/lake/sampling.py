@@ -1,4 +1,5 @@
-"""Stratified sampling in SQL: at most N per stratum of (category, brand, region, issue type, time bucket),
+"""Stratified sampling in SQL: at most N per stratum of (category, brand, region, issue type, time bucket, k-means
+cluster of the item's first image),
 deterministic for a seed, written as a named selection. Runs inside DuckDB: millions of rows never go
 through Python.
 
@@ -13,7 +14,7 @@ from db.reads.samples_view import product_join
 
 from .connection import Lake
 
-STRATA = ("category", "brand", "region", "issue_type", "time")
+STRATA = ("category", "brand", "region", "issue_type", "time", "cluster")
 TIME_BUCKETS = {"month": "%Y-%m", "quarter": None, "year": "%Y"}
 
 
@@ -21,6 +22,8 @@ def _stratum_columns(by: list[str], time_bucket: str) -> list[str]:
     """SQL for each stratum column over the subject rows ``s`` (a complaint takes its product's
     category and brand when it has none of its own)."""
     exprs = {
+        # the k-means cluster of the item's first image (the clusters job), as text like the other strata
+        "cluster": "coalesce(CAST(CAST(s.cluster AS BIGINT) AS VARCHAR), '(none)')",
         "category": "coalesce(s.category, s.p_category, '(none)')",
         "brand": "coalesce(s.brand, s.p_brand, '(none)')",
         "region": "coalesce(s.region, '(none)')",
@@ -35,15 +38,27 @@ def _stratum_columns(by: list[str], time_bucket: str) -> list[str]:
     return [f"{exprs[b]} AS {b if b != 'time' else 'time_bucket'}" for b in by]
 
 
-def _subjects(of: str, tasks: list[str] | None) -> tuple[str, list[Any]]:
+def newest_clustering(lake: Lake) -> str | None:
+    """The model id of the clusters stored last (``kmeans:K@MODEL``), None where the clusters job has not run."""
+    found = lake.fetchone("SELECT model_id FROM scores WHERE metric = 'cluster' GROUP BY model_id ORDER BY max(created_at) DESC, model_id LIMIT 1")
+    return found[0] if found else None
+
+
+def _subjects(of: str, tasks: list[str] | None, clustering: str | None = None) -> tuple[str, list[Any]]:
+    cluster, params = "CAST(NULL AS DOUBLE) AS cluster", []
+    if clustering is not None:
+        cluster = ("(SELECT min(c.value) FROM images im JOIN scores c ON c.subject_kind = 'image' AND c.subject_id = im.image_id "
+                   "AND c.metric = 'cluster' AND c.model_id = ? WHERE im.item_id = i.item_id AND im.position = 0) AS cluster")
+        params = [clustering]
     items = (
-        "SELECT i.item_id, i.category, i.brand, i.region, i.issue_type, i.event_time, p.category AS p_category, p.brand AS p_brand "
+        f"SELECT i.item_id, i.category, i.brand, i.region, i.issue_type, i.event_time, p.category AS p_category, p.brand AS p_brand, {cluster} "
         f"FROM items i {product_join()}"
     )
     if of == "items":
-        return f"SELECT item_id AS subject_id, * EXCLUDE (item_id) FROM ({items})", []
+        return f"SELECT item_id AS subject_id, * EXCLUDE (item_id) FROM ({items})", params
     task_clause = f"WHERE x.task IN ({', '.join('?' for _ in tasks)})" if tasks else ""
-    return f"SELECT x.sample_id AS subject_id, it.* EXCLUDE (item_id) FROM samples x JOIN ({items}) it USING (item_id) {task_clause}", list(tasks or [])
+    return (f"SELECT x.sample_id AS subject_id, it.* EXCLUDE (item_id) FROM samples x JOIN ({items}) it USING (item_id) {task_clause}",
+            [*params, *(tasks or [])])
 
 
 def stratified(lake: Lake, *, by: list[str], per_stratum: int, seed: int = 0, of: str = "samples", time_bucket: str = "month",
@@ -58,7 +73,12 @@ def stratified(lake: Lake, *, by: list[str], per_stratum: int, seed: int = 0, of
         raise ValueError(f"time bucket: {', '.join(TIME_BUCKETS)}")
     if per_stratum < 1:
         raise ValueError("per stratum must be at least 1")
-    subjects, params = _subjects(of, tasks)
+    clustering = None
+    if "cluster" in by:
+        clustering = newest_clustering(lake)
+        if clustering is None:
+            raise ValueError("no clusters yet to stratify by: run `vitpro clusters` first (after `vitpro score clip`)")
+    subjects, params = _subjects(of, tasks, clustering)
     columns = _stratum_columns(by, time_bucket)
     names = [b if b != "time" else "time_bucket" for b in by]
     sql = (

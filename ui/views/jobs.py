@@ -234,13 +234,15 @@ def dedup_form() -> None:
         st.caption("Near-duplicate photos (the same picture resized, re-encoded, cropped or re-toned under several items): stats "
                    "dup_group, dup_size and dup_rank; a filter `dup_rank == 1` keeps one sample per task and group, and training "
                    "holds out whole groups.")
-        c = st.columns(4)
+        c = st.columns(5)
         method = spec_widget(c[0], DedupJob, "method")
         threshold = spec_widget(c[1], DedupJob, "threshold")
-        rank_by = spec_widget(c[2], DedupJob, "rank_by")
-        batch = spec_widget(c[3], DedupJob, "batch_size")
+        min_cosine = spec_widget(c[2], DedupJob, "min_cosine")
+        rank_by = spec_widget(c[3], DedupJob, "rank_by")
+        batch = spec_widget(c[4], DedupJob, "batch_size")
         if st.form_submit_button("Launch dedup"):
-            _launch("dedup", lambda: DedupJob(method=method, threshold=int(threshold), rank_by=rank_by.strip(), batch_size=int(batch)).params())
+            _launch("dedup", lambda: DedupJob(method=method, threshold=int(threshold), min_cosine=float(min_cosine), rank_by=rank_by.strip(),
+                                              batch_size=int(batch)).params())
 
 
 def export_form() -> None:

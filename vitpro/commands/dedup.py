@@ -17,6 +17,7 @@ def dedup() -> None:
 
     \b
       vitpro dedup images --local             # hash new images, group all within 12 bits (dhash)
+      vitpro dedup images --method clip       # by meaning: CLIP image vectors with cosine >= 0.95
       vitpro dedup show                       # the groups of two or more images
       vitpro filter ... --where 'dup_rank == 1'   # one sample per task and group (the best by --rank-by)
     """
@@ -25,15 +26,20 @@ def dedup() -> None:
 @dedup.command("images")
 @spec_option(DedupJob, "method")
 @spec_option(DedupJob, "threshold")
+@spec_option(DedupJob, "min_cosine")
+@spec_option(DedupJob, "embedding_model")
 @spec_option(DedupJob, "rank_by")
 @spec_option(DedupJob, "batch_size")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
-def dedup_images(method, threshold, rank_by, batch_size, wait, local) -> None:
+def dedup_images(method, threshold, min_cosine, embedding_model, rank_by, batch_size, wait, local) -> None:
     """Hash the images not hashed yet (each content once; a bad image is an error row), then group every hashed
     image with those within THRESHOLD bits, and rank each group's samples per task: stats dup_group, dup_size and
-    dup_rank (model id METHOD:THRESHOLD), which replace the grouping of the same method and threshold."""
-    run_job("dedup", job_params(DedupJob, method=method, threshold=threshold, rank_by=rank_by, batch_size=batch_size), wait=wait, local=local)
+    dup_rank (model id METHOD:THRESHOLD), which replace the grouping of the same method and threshold.
+    --method clip groups by the CLIP vectors `vitpro score clip` stored instead (cosine >= --min-cosine; model id
+    clip:MIN_COSINE), and is refused before it is queued where none are stored."""
+    run_job("dedup", job_params(DedupJob, method=method, threshold=threshold, min_cosine=min_cosine, embedding_model=embedding_model,
+                                rank_by=rank_by, batch_size=batch_size), wait=wait, local=local)
 
 
 @dedup.command("show")

@@ -134,7 +134,7 @@ def generate_report(only_backend, as_json) -> None:
 
 
 @cli.command()
-@click.option("--by", required=True, help="Comma-separated strata: category, brand, region, issue_type, time.")
+@click.option("--by", required=True, help="Comma-separated strata: category, brand, region, issue_type, time, cluster (`vitpro clusters` first).")
 @click.option("--per-stratum", type=click.IntRange(1), required=True, help="At most this many per stratum.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--of", "of", type=click.Choice(["samples", "items"]), default="samples", show_default=True)

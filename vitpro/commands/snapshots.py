@@ -124,7 +124,8 @@ def snapshot_leaks(name, folder, by, holdout, seed, grouping, as_json) -> None:
     whose split may leak (trained before splits by group)."""
     from tqdm import tqdm
 
-    from curation import leaks, snapshots
+    from curation import snapshots
+    from trainer import leaks
 
     get_snapshot(name)
     settings = leaks.SplitSettings(holdout=holdout, seed=seed, by=by)

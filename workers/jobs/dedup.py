@@ -9,19 +9,25 @@ from typing import Any
 
 import numpy as np
 
+from curation.dup_keys import method_label
+from curation.embedding_groups import groups_by_cosine
 from curation.near_dups import HashConfig, NearDupError, groups_by_hash, hash_file
 from db.app.jobs import UnitSpec
 from db.lake import batches, dup_stats, metrics
-from db.reads import dup_reads
+from db.reads import dup_reads, embedding_reads
 from db.storage.objects import ObjectStoreError
-from jobs.dedup import DedupJob, method_label
+from jobs.dedup import DedupJob
 
-from ..runtime import UnitContext
+from ..runtime import PermanentError, UnitContext
 from .registry import add_handler
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     job: DedupJob = ctx.spec
+    if job.method == "clip":  # the vectors are stored already: grouping only (finalize)
+        model = embedding_model(ctx, job)
+        ctx.log(f"grouping the images {model} embedded at cosine >= {job.min_cosine:g}")
+        return [], {"set": {"embedding_model": model}}
     todo = dup_reads.images_without_hash(ctx.lake, method_label(job.method))
     size = job.batch_size
     specs = [UnitSpec({"images": [[sha, blob] for sha, blob in todo[i:i + size]]}, len(todo[i:i + size])) for i in range(0, len(todo), size)]
@@ -78,18 +84,37 @@ def components(n: int, groups: list[list[int]]) -> np.ndarray:
     return labels
 
 
+def embedding_model(ctx: UnitContext, job: DedupJob) -> str:
+    """The model whose vectors the clip method compares: the named one, else the one that embedded the most images."""
+    models = embedding_reads.embedding_models(ctx.lake)
+    if job.embedding_model:
+        if job.embedding_model not in models:
+            raise PermanentError(f"no embeddings of model {job.embedding_model!r}; stored: {', '.join(models) or 'none'}")
+        return job.embedding_model
+    if not models:
+        raise PermanentError("no CLIP image embeddings are stored: run `vitpro score clip` first")
+    return next(iter(models))
+
+
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     job: DedupJob = ctx.spec
-    label = method_label(job.method)
-    dup_stats.dedupe_hashes(ctx.lake, label)
-    shas, hashes = dup_reads.hashes(ctx.lake, label)
-    started = time.perf_counter()
-    groups = groups_by_hash(hashes, job.threshold)
+    if job.method == "clip":
+        label = f"clip@{embedding_model(ctx, job)}"
+        shas, vectors = embedding_reads.embeddings(ctx.lake, embedding_model(ctx, job))
+        started = time.perf_counter()
+        groups = groups_by_cosine(vectors, job.min_cosine)
+    else:
+        label = method_label(job.method)
+        dup_stats.dedupe_hashes(ctx.lake, label)
+        shas, hashes = dup_reads.hashes(ctx.lake, label)
+        started = time.perf_counter()
+        groups = groups_by_hash(hashes, job.threshold)
     seconds = time.perf_counter() - started
-    counts = dup_stats.write_groups(ctx.lake, model_id=job.grouping, method=label, shas=shas, components=components(len(shas), groups),
-                                    run_id=ctx.run_id, rank=rank_stat(ctx, job.rank_by))
-    ctx.log(f"{len(shas)} hashed content(s) grouped in {seconds:.2f} s: {counts['groups']} group(s) of two or more images "
-            f"({counts['images_in_groups']} images); {counts['images_not_hashed']} image(s) could not be hashed")
+    counts = dup_stats.write_groups(ctx.lake, model_id=job.grouping, shas=shas, components=components(len(shas), groups),
+                                    run_id=ctx.run_id, rank=rank_stat(ctx, job.rank_by), missing="no_embedding" if job.method == "clip" else "not_hashed")
+    ctx.log(f"{len(shas)} image content(s) grouped in {seconds:.2f} s ({label}): {counts['groups']} group(s) of two or more images "
+            f"({counts['images_in_groups']} images); {counts['images_not_hashed']} image(s) without a "
+            + ("vector (CLIP could not read them, or they came after `vitpro score clip`)" if job.method == "clip" else "hash"))
     return {"set": {**counts, "grouping": job.grouping, "group_seconds": round(seconds, 3)}}
 
 

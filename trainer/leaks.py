@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from curation.dup_keys import method_label
+from curation.dup_splits import crossings, split_keys
+from curation.near_dups import HashConfig, NearDupError, groups_by_hash, hash_file
 from db.lake.connection import Lake
-
-from .dup_splits import crossings, split_keys
-from .near_dups import HashConfig, NearDupError, groups_by_hash, hash_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -81,7 +81,7 @@ def _items(who: dict[str, dict[str, Any]], samples: list[str]) -> list[dict[str,
 def split_leaks(lake: Lake, engine, snapshot: str, *, settings: SplitSettings = SplitSettings(), grouping: str | None = None) -> dict[str, Any]:
     """The near-duplicate groups of a snapshot's members with samples on both sides of the split: for each, the
     held-out items and the training items (with how many of their samples). Empty when the split is by group."""
-    from . import snapshots
+    from curation import snapshots
 
     grouping = _grouping(lake, grouping)
     snap = snapshots.get(engine, snapshot)
@@ -107,10 +107,8 @@ def folder_leaks(lake: Lake, engine, snapshot: str, folder: str | os.PathLike, *
                  grouping: str | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """The snapshot's training-side items whose photos near-duplicate an image of ``folder`` (an external
     benchmark), by the grouping's method and threshold; the folder's images that cannot be hashed are listed."""
+    from curation import snapshots
     from db.reads.dup_reads import hashes_for, sample_images
-    from jobs.dedup import method_label
-
-    from . import snapshots
 
     grouping = _grouping(lake, grouping)
     method, _, threshold = grouping.partition(":")
