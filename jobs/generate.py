@@ -30,7 +30,8 @@ class GenerateJob(JobSpec):
     template_path: str | None = param(None, flag="--template", help="Your own prompt template file.")
     examples_path: str | None = param(None, flag="--examples", help="Your own few-shot examples (JSON, per task).")
     kinds: list[str] | None = param(None, choices=("catalog", "feedback"), flag="--kind", help="Only items of these kinds.")
-    limit: int | None = param(None, min=1, help="At most this many items.")
+    limit: int | None = param(None, min=1, help="Only the first N items with images (by id): those done already are skipped, so the same "
+                                                "command run twice generates (and pays) once; a larger N goes further.")
     prompt_version: str = param("", derived=True, help="The prompt files' version (the template backend: its templates'); samples carry it.")
     model_id: str = param("", derived=True, help="The backend's model id; samples carry it.")
 

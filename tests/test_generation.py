@@ -343,3 +343,18 @@ def test_a_resumed_job_generates_only_what_was_not_done(home, shared_data, tmp_p
         assert resumed.counts["items_to_generate"] == 2 and srv.requests == 4
     lake = open_store(settings.store)
     assert lake.scalar("SELECT count(DISTINCT item_id) FROM samples WHERE backend = 'openai'") == 3
+
+
+def test_a_limit_is_the_first_n_items_so_the_same_command_twice_generates_once(home, shared_data):
+    init_store(load_settings().store)
+    params = IngestJob(source=str(shared_data / "abo-samples" / "listings.jsonl"), format=None, mapping=None, name=None, image_root=None, redact=True).params()
+    assert _run_job("ingest", params).status == "succeeded"
+    first = _run_job("generate", GenerateJob(backend="template", limit=2).params())
+    assert first.counts["items_to_generate"] == 2
+    lake = open_store(load_settings().store)
+    version = lake.current_version()
+    again = _run_job("generate", GenerateJob(backend="template", limit=2).params())
+    assert again.counts["items_to_generate"] == 0 and lake.current_version() == version  # nothing asked, nothing written
+    further = _run_job("generate", GenerateJob(backend="template", limit=3).params())
+    assert further.counts["items_to_generate"] == 1  # a larger N goes on to the next item
+    assert lake.scalar("SELECT count(DISTINCT item_id) FROM samples") == 3

@@ -23,7 +23,7 @@ from curation.generation import TASKS
 from db.lake.sampling import STRATA, TIME_BUCKETS
 
 SEGMENTS = ("answer", "question", "text")
-VERSION = "{version}"  # in a snapshot's name: the store's DuckLake version when it is made
+VERSION = "{version}"  # in a snapshot's name: the DuckLake version of the store's data when it is made
 
 
 class StageFailed(RuntimeError):
@@ -254,7 +254,8 @@ class SnapshotStage(LocalStage):
     SUMMARY = "Freeze what a saved filter keeps now, at the store's DuckLake version (vitpro snapshot create)."
     RUN_TIME_CHECKS = "that the saved filter exists and keeps samples"
 
-    name: str = param(help="The snapshot's name; {version} in it stands for the store's DuckLake version when it is made (demo-v{version}).")
+    name: str = param(help="The snapshot's name; {version} in it stands for the DuckLake version of the store's data when it is made "
+                           "(demo-v{version}): a re-run on unchanged data finds the same snapshot.")
     filter: str = param(help="The saved filter to freeze (a filter stage's name, or one saved before).")
 
     def resolve(self) -> "SnapshotStage":
@@ -274,7 +275,11 @@ class SnapshotStage(LocalStage):
         return out
 
     def final_name(self, ctx: StageContext) -> str:
-        return self.name.replace(VERSION, str(ctx.lake().current_version())) if VERSION in self.name else self.name
+        # the data's version, not the newest commit: a snapshot's own member list is a commit of its own, after which
+        # the same data would otherwise get a new name on every re-run
+        from db.lake.snapshot_members import data_version
+
+        return self.name.replace(VERSION, str(data_version(ctx.lake()))) if VERSION in self.name else self.name
 
     def _outputs(self, snap) -> dict[str, Any]:
         return {**to_plain(self), "name": snap.name, "kept": snap.counts.get("kept"), "dropped": snap.counts.get("dropped"),

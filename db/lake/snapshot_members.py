@@ -87,3 +87,26 @@ def _mark(con, snapshot_id: int, lake_version: int, kept_sha256: str, n: int) ->
     con.execute(f"INSERT INTO {SNAPSHOT_MEMBER_LISTS.name} ({SNAPSHOT_MEMBER_LISTS.names()}) VALUES (?, ?, ?, ?, ?)",
                 [snapshot_id, lake_version, kept_sha256, n, now_utc()])
 
+
+
+def data_version(lake: Lake, *, look_back: int = 100) -> int:
+    """The newest DuckLake version that changed the data rather than only listed a snapshot's members. Making a
+    snapshot at version V writes its list at V+1; a recipe that names its snapshot after the version
+    (``demo-v{version}``) then finds it again on a re-run that changed nothing, instead of freezing the same data
+    under a new name (and training and evaluating on it again). Looks back ``look_back`` commits at most."""
+    from .connection import ALIAS
+
+    try:
+        lists = {str(t) for (t,) in lake.fetchall(
+            f"SELECT table_id FROM __ducklake_metadata_{ALIAS}.ducklake_table WHERE table_name IN (?, ?)",
+            [SNAPSHOT_MEMBERS.name, SNAPSHOT_MEMBER_LISTS.name])}
+        rows = lake.fetchall(f"SELECT snapshot_id, changes FROM ducklake_snapshots('{ALIAS}') ORDER BY snapshot_id DESC LIMIT {int(look_back)}")
+    except Exception:  # DuckLake's own metadata not readable so: the newest commit, as before
+        return lake.current_version()
+    for snapshot_id, changes in rows:
+        only_lists = bool(changes) and all(
+            kind in ("tables_inserted_into", "inlined_insert", "tables_deleted_from", "inlined_delete") and set(map(str, ids)) <= lists
+            for kind, ids in dict(changes).items())
+        if not only_lists:
+            return int(snapshot_id)
+    return lake.current_version()

@@ -8,15 +8,18 @@ from typing import Any
 from db.lake.connection import Lake
 
 
-def items_to_generate(lake: Lake, tasks: list[str], backend: str, model_id: str, prompt_version: str, kinds: list[str] | None = None) -> list[str]:
+def items_to_generate(lake: Lake, tasks: list[str], backend: str, model_id: str, prompt_version: str, kinds: list[str] | None = None,
+                      limit: int | None = None) -> list[str]:
     """Items with images for which some requested task has not been generated with this backend, model
-    and prompt version (a resumed job skips what is done)."""
+    and prompt version (a resumed job skips what is done). ``limit``: only among the first N items with images
+    (item id order), done or not, so that the same command run twice generates once (and pays once)."""
     kind_clause = f"AND i.kind IN ({', '.join('?' for _ in kinds)})" if kinds else ""
+    cap = f"LIMIT {int(limit)}" if limit else ""
     return [
         r[0]
         for r in lake.fetchall(
-            "SELECT i.item_id FROM items i WHERE i.n_images > 0 "
-            f"{kind_clause} AND (SELECT count(DISTINCT g.task) FROM generation_requests g WHERE g.item_id = i.item_id "
+            f"SELECT i.item_id FROM (SELECT * FROM items i WHERE i.n_images > 0 {kind_clause} ORDER BY i.item_id {cap}) i "
+            "WHERE (SELECT count(DISTINCT g.task) FROM generation_requests g WHERE g.item_id = i.item_id "
             f"AND g.backend = ? AND g.model_id = ? AND g.prompt_version = ? AND g.task IN ({', '.join('?' for _ in tasks)})) < ? "
             "ORDER BY i.item_id",
             [*(kinds or []), backend, model_id, prompt_version, *tasks, len(tasks)],

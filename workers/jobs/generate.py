@@ -28,9 +28,7 @@ MAX_BACKEND_TRIES = 3  # runs that may ask the backend again for an (item, task)
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     job: GenerateJob = ctx.spec
-    todo = generation_reads.items_to_generate(ctx.lake, job.tasks, job.backend, job.model_id, job.prompt_version, job.kinds)
-    if job.limit:
-        todo = todo[: job.limit]
+    todo = generation_reads.items_to_generate(ctx.lake, job.tasks, job.backend, job.model_id, job.prompt_version, job.kinds, job.limit)
     size = job.items_per_unit
     specs = [UnitSpec({"items": todo[i : i + size]}, len(todo[i : i + size])) for i in range(0, len(todo), size)]
     ctx.log(f"{len(todo)} item(s) to generate for with {job.backend} ({job.model_id}), prompt {job.prompt_version}")
