@@ -259,7 +259,7 @@ def test_stages_lists_every_stage_and_describes_fields():
     assert re.search(r"batch_size\s+int\s+8\s+Samples in one forward pass\. \(at least 1\)", grounding)
     assert "model_id" not in grounding  # derived: not a recipe's to set
     snapshot = _vitpro("stages", "snapshot").output
-    assert "{version} in it stands for the store's DuckLake version" in snapshot and "(required)" in snapshot
+    assert "{version} in it stands for the DuckLake version of the store's data" in snapshot and "(required)" in snapshot
     assert _vitpro("stages", "nope").exit_code == 2
 
 
