@@ -102,22 +102,29 @@ def test_relisted_photos_group_with_their_originals_and_one_sample_per_group_is_
     assert shown["method"] == "dhash" and shown["threshold"] == 12 and shown["groups"] == groups
     assert set(shown["groups"][0]["members"][0]) == {"item_id", "source", "external_id", "image_sha256"}
 
-    # stats: every image has a group and its size; a sample's rank is within its task and group
+    # stats: every image has a group and its size; a sample's rank is among the samples of its task and photo group that
+    # say the same thing (here: relisted copies whose template picked the same question and answer as the original's)
     sizes = dict(lake.fetchall("SELECT subject_id, value FROM scores WHERE metric = 'dup_size' AND model_id = 'dhash:12'"))
     assert len(sizes) == lake.scalar("SELECT count(*) FROM images") and set(sizes.values()) >= {1.0, 2.0}
-    ranks = lake.fetchall(
-        "SELECT s.task, g.value, r.value FROM samples s JOIN scores r ON r.subject_id = s.sample_id AND r.metric = 'dup_rank' "
-        "JOIN scores g ON g.subject_id = json_extract_string(s.image_ids, '$[0]') AND g.metric = 'dup_group' ORDER BY 1, 2, 3")
-    per_group: dict = {}
-    for task, group, rank in ranks:
-        per_group.setdefault((task, group), []).append(rank)
-    assert all(r == list(range(1, len(r) + 1)) for r in per_group.values())
-    assert any(len(r) >= 2 for r in per_group.values())  # a relisted product's sample and its original's share a group
+    from curation.text_dups import normalise
 
-    # the filter keeps one sample per task and group
+    ranks = lake.fetchall(
+        "SELECT s.task, g.value, s.question, s.answer, r.value FROM samples s JOIN scores r ON r.subject_id = s.sample_id AND r.metric = 'dup_rank' "
+        "JOIN scores g ON g.subject_id = json_extract_string(s.image_ids, '$[0]') AND g.metric = 'dup_group' ORDER BY r.value")
+    per_class: dict = {}
+    for task, group, question, answer, rank in ranks:
+        per_class.setdefault((task, group, normalise(question), normalise(answer)), []).append(rank)
+    assert all(r == list(range(1, len(r) + 1)) for r in per_class.values())
+    said_twice = [k for k, r in per_class.items() if len(r) >= 2]
+    assert said_twice and all(k[1] <= len(groups) for k in said_twice)  # only about near-duplicate photos
+    assert job.counts["sample_groups"] == len(said_twice)
+    # two different questions about one photo are not duplicates: both rank 1
+    assert any(sum(1 for k in per_class if k[:2] == (task, group)) >= 2 for task, group, *_ in per_class)
+
+    # the filter keeps one sample per group of samples that say the same thing
     config = FilterConfig.from_dict({"conditions": [{"metric": "dup_rank", "op": "==", "value": 1}]})
     report = stats_for(lake, config).report(config)
-    assert report.kept == len(per_group) + sum(1 for r in ranks if r[1] is None)
+    assert report.kept == len(per_class)
     assert report.kept + report.dropped == lake.scalar("SELECT count(DISTINCT sample_id) FROM samples")
 
     # a whole group at once: tag it, then exclude every sample but each task's best of every group
@@ -130,7 +137,7 @@ def test_relisted_photos_group_with_their_originals_and_one_sample_per_group_is_
     assert tagged == in_first and str(len(in_first)) in out
     cli("samples", "exclude", "--where", "dup_rank > 1", "--reason", "near-duplicate", "--yes", check=True)
     report = stats_for(lake, FilterConfig([])).report(FilterConfig([]))
-    assert report.excluded == sum(len(r) - 1 for r in per_group.values())
+    assert report.excluded == sum(len(r) - 1 for r in per_class.values())
 
 
 def test_a_photo_that_cannot_be_hashed_is_an_error_row_and_the_rest_is_grouped(home, shared_data, tmp_path):

@@ -58,15 +58,22 @@ def dedupe_hashes(lake: Lake, method: str) -> int:
 
 
 def write_groups(lake: Lake, *, model_id: str, shas: list[str], components: np.ndarray, run_id: str,
-                 rank: tuple[str, str, str, str] | None, missing: str = "not_hashed") -> dict[str, int]:
+                 rank: tuple[str, str, str, str] | None, missing: str = "not_hashed",
+                 sample_groups: tuple[list[str], np.ndarray] | None = None) -> dict[str, int]:
     """Replace the dup_* stats of ``model_id``. ``shas`` are the hashed contents and ``components[k]`` the group
     label of ``shas[k]`` (any integers; a content alone has a label of its own). Every stored image gets
     ``dup_group`` and ``dup_size``; an image whose content is not among ``shas`` (it could not be hashed, or has no
     vector) gets NULL with the hashing error's code in its flags, else ``missing``. Every sample gets ``dup_rank`` among the samples of its task whose first image
     is in the same group, best first by ``rank`` = (metric, subject kind, model id, segment) of a stored stat
     (highest first, samples without it after), then by sample id; a sample without an image is alone (rank 1), one whose first image has no hash gets NULL.
+    ``sample_groups`` = (sample ids, a label each): the samples that say the same thing (curation.text_dups) share a
+    label, and the rank is within a label instead of within (group, task); a sample not listed is alone.
     Returns the counts a job reports: images, groups (of two or more members), members in them, unhashed images."""
     labels = pa.table({"sha256": pa.array(shas, pa.string()), "comp": pa.array(np.asarray(components, dtype=np.int64))})
+    said = pa.table({"sample_id": pa.array(sample_groups[0] if sample_groups else [], pa.string()),
+                     "sgroup": pa.array(np.asarray(sample_groups[1] if sample_groups else [], dtype=np.int64))})
+    # the partition a sample is ranked in: its text group where one is given, else its photo group and task
+    partition = "sgroup" if sample_groups is not None else "gid, task"
     # each sample's first copy (two units that raced can both have written one)
     samples = ("(SELECT sample_id, item_id, task, image_ids FROM samples "
                "QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1)")
@@ -85,6 +92,7 @@ def write_groups(lake: Lake, *, model_id: str, shas: list[str], components: np.n
     def body(con) -> dict[str, int]:
         con.execute("DELETE FROM scores WHERE metric IN ('dup_group', 'dup_size', 'dup_rank') AND model_id = ?", [model_id])
         con.register("_dup_labels", labels)
+        con.register("_dup_said", said)
         try:
             # every image's group: contents grouped in Python; members, sizes and numbers here
             con.execute(
@@ -106,10 +114,11 @@ def write_groups(lake: Lake, *, model_id: str, shas: list[str], components: np.n
             con.execute(
                 f"INSERT INTO scores ({SCORES.names()}) "
                 f"WITH s AS (SELECT sample_id, item_id, task, json_extract_string(image_ids, '$[0]') AS image_id FROM {samples}), "
-                f"g AS (SELECT s.sample_id, s.task, s.image_id, d.gid, {rank_value} AS rv FROM s LEFT JOIN temp._dup_images d USING (image_id) {rank_join}) "
+                f"g AS (SELECT s.sample_id, s.task, s.image_id, d.gid, coalesce(sg.sgroup, -row_number() OVER ()) AS sgroup, {rank_value} AS rv "
+                f"FROM s LEFT JOIN temp._dup_images d USING (image_id) LEFT JOIN _dup_said sg USING (sample_id) {rank_join}) "
                 "SELECT 'sample', sample_id, 'dup_rank', ?, '', "
                 "  CASE WHEN image_id IS NULL THEN 1 WHEN gid IS NULL THEN NULL "
-                "       ELSE row_number() OVER (PARTITION BY gid, task ORDER BY rv DESC NULLS LAST, sample_id) END, "
+                f"       ELSE row_number() OVER (PARTITION BY {partition} ORDER BY rv DESC NULLS LAST, sample_id) END, "
                 "  CASE WHEN image_id IS NULL THEN json_object('alone', true) WHEN gid IS NULL THEN json_object('error', ?) "
                 "       ELSE CAST(NULL AS JSON) END, ?, now() FROM g",
                 [*rank_params, model_id, missing, run_id])
@@ -120,5 +129,6 @@ def write_groups(lake: Lake, *, model_id: str, shas: list[str], components: np.n
             return {"images": int(row[0]), "groups": int(row[1]), "images_in_groups": int(row[2]), "images_not_hashed": int(row[3])}
         finally:
             con.unregister("_dup_labels")
+            con.unregister("_dup_said")
 
     return lake.transaction(body)

@@ -67,6 +67,17 @@ def sample_groups(lake: Lake, members_sql: str, model_id: str, version: int | No
     return {str(s): [int(g) for g in gs] for s, gs in rows}
 
 
+def sample_texts(lake: Lake) -> dict[str, list]:
+    """Every sample (its first copy) with an image: columns sample_id, task, sha256 (of its first image), question,
+    answer; what near-duplicate samples are found among."""
+    table = lake.fetch_arrow(
+        "WITH s AS (SELECT sample_id, task, question, answer, json_extract_string(image_ids, '$[0]') AS image_id FROM samples "
+        "  QUALIFY row_number() OVER (PARTITION BY sample_id ORDER BY created_at, run_id) = 1) "
+        "SELECT s.sample_id, s.task, i.sha256, coalesce(s.question, '') AS question, coalesce(s.answer, '') AS answer FROM s "
+        "JOIN (SELECT image_id, min(sha256) AS sha256 FROM images GROUP BY image_id) i USING (image_id) ORDER BY s.sample_id")
+    return {name: table.column(name).to_pylist() for name in table.column_names}
+
+
 def sample_images(lake: Lake, sample_ids: list[str], version: int | None = None) -> list[tuple[str, str]]:
     """(sample_id, sha256) of the samples' images at ``version``, distinct, sorted."""
     if not sample_ids:

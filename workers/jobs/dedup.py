@@ -5,6 +5,7 @@ grouping of the same method and threshold."""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from curation.dup_keys import method_label
 from curation.embedding_groups import groups_by_cosine
 from curation.near_dups import HashConfig, NearDupError, groups_by_hash, hash_file
+from curation.text_dups import TextDupConfig, groups_by_text
 from db.app.jobs import UnitSpec
 from db.lake import batches, dup_stats, metrics
 from db.reads import dup_reads, embedding_reads
@@ -96,6 +98,23 @@ def embedding_model(ctx: UnitContext, job: DedupJob) -> str:
     return next(iter(models))
 
 
+def samples_saying_the_same(ctx: UnitContext, shas: list[str], labels: np.ndarray) -> tuple[tuple[list[str], np.ndarray], int]:
+    """Near-duplicate samples: the same task, first images in one photo group, and questions and answers that say
+    the same thing (curation.text_dups: normalised, MinHash/LSH, each pair checked exactly). Returns (sample ids, a
+    label each: samples of one group share it) and the number of groups of two or more."""
+    rows = dup_reads.sample_texts(ctx.lake)
+    label_of = dict(zip(shas, labels.tolist()))
+    keep = [k for k, sha in enumerate(rows["sha256"]) if sha in label_of]
+    ids = [rows["sample_id"][k] for k in keep]
+    keys = [(label_of[rows["sha256"][k]], rows["task"][k]) for k in keep]
+    texts = [(rows["question"][k], rows["answer"][k]) for k in keep]
+    groups = groups_by_text(keys, texts, **asdict(TextDupConfig()))
+    out = np.arange(len(ids), dtype=np.int64) + len(groups)  # each sample alone ...
+    for g, members in enumerate(groups):  # ... but those of a group
+        out[members] = g
+    return (ids, out), len(groups)
+
+
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     job: DedupJob = ctx.spec
     if job.method == "clip":
@@ -110,8 +129,16 @@ def finalize(ctx: UnitContext) -> dict[str, Any]:
         started = time.perf_counter()
         groups = groups_by_hash(hashes, job.threshold)
     seconds = time.perf_counter() - started
-    counts = dup_stats.write_groups(ctx.lake, model_id=job.grouping, shas=shas, components=components(len(shas), groups),
-                                    run_id=ctx.run_id, rank=rank_stat(ctx, job.rank_by), missing="no_embedding" if job.method == "clip" else "not_hashed")
+    labels = components(len(shas), groups)
+    started = time.perf_counter()
+    said, n_said = samples_saying_the_same(ctx, shas, labels)
+    text_seconds = time.perf_counter() - started
+    counts = dup_stats.write_groups(ctx.lake, model_id=job.grouping, shas=shas, components=labels, run_id=ctx.run_id,
+                                    rank=rank_stat(ctx, job.rank_by), missing="no_embedding" if job.method == "clip" else "not_hashed",
+                                    sample_groups=said)
+    counts["sample_groups"] = n_said
+    ctx.log(f"{n_said} group(s) of samples that say the same thing about near-duplicate photos ({text_seconds:.2f} s); "
+            "dup_rank ranks within them")
     ctx.log(f"{len(shas)} image content(s) grouped in {seconds:.2f} s ({label}): {counts['groups']} group(s) of two or more images "
             f"({counts['images_in_groups']} images); {counts['images_not_hashed']} image(s) without a "
             + ("vector (CLIP could not read them, or they came after `vitpro score clip`)" if job.method == "clip" else "hash"))
