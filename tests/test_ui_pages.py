@@ -349,6 +349,9 @@ def test_jobs_page_launches_for_admins_only(ui_store):
     at = page("jobs", launch_tab="Duplicates")
     [b for b in at.button if b.label == "Launch dedup"][0].click().run()
     assert "launched dedup job" in texts(at)
+    # clusters and the map read the CLIP vectors: none in this store, so refused before anything is queued, saying why
+    [b for b in at.button if b.label == "Launch clusters"][0].click().run()
+    assert "cannot launch clusters" in texts(at) and "run `vitpro score clip` first" in texts(at)
     assert jobs_db.list_jobs(engine, limit=1)[0].kind == "dedup" and jobs_db.list_jobs(engine, limit=1)[0].params["method"] == "dhash"
     at = page("jobs", launch_tab="VisAttnScore")
     [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()

@@ -153,3 +153,32 @@ def test_page_counts_exclusions_and_new_snapshots_leave_them_out(ui_store):
         assert rows.set_index("name").loc["after-exclusion", "excluded"] == 1 and rows.set_index("name").loc["before-exclusion", "excluded"] == 0
     finally:
         exclusions.restore(lake, [victim], by="admin")
+
+
+def test_the_leak_check_says_what_to_run_then_shows_the_split_and_flags_an_old_adapter(ui_store, tmp_path):
+    import json
+
+    from db.app import training
+    from jobs.dedup import DedupJob
+
+    from .test_generation import _run_job
+
+    home, lake, engine = ui_store
+    snapshots.create(lake, engine, name="leak-snap", filter_name=None, config=FilterConfig([]), created_by="admin")
+    at = page("snapshots")
+    assert _by_label(at.selectbox, "Snapshot").value == "leak-snap"  # the newest, by default
+    _by_label(at.button, "Check for leaks").click().run()
+    assert not at.exception and "run `vitpro dedup images` first" in texts(at)
+
+    assert _run_job("dedup", DedupJob(rank_by="").params()).status == "succeeded"
+    out_dir = tmp_path / "old-run"
+    (out_dir / "adapter").mkdir(parents=True)
+    (out_dir / "adapter" / "training_config.json").write_text(json.dumps({"config": {}}))  # trained before splits by group
+    training.create_run(engine, name="old-run", snapshot="leak-snap", base_model="m", config={}, out_dir=str(out_dir), created_by="admin")
+    at = page("snapshots")
+    _by_label(at.button, "Check for leaks").click().run()
+    assert not at.exception
+    shown = texts(at)
+    assert "no near-duplicate group crosses this split" in shown
+    assert "adapter of run 'old-run': possibly leaking (trained before held-out products were split by near-duplicate group)" in shown
+    assert [m.label for m in at.metric] == ["held-out samples", "held-out samples with a training near-duplicate", "groups crossing the split"]

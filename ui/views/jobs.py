@@ -243,6 +243,25 @@ def dedup_form() -> None:
         if st.form_submit_button("Launch dedup"):
             _launch("dedup", lambda: DedupJob(method=method, threshold=int(threshold), min_cosine=float(min_cosine), rank_by=rank_by.strip(),
                                               batch_size=int(batch)).params())
+    from jobs.clusters import ClustersJob
+    from jobs.map import MapJob
+
+    # both read the CLIP vectors the CLIPScore job stores: refused (said here) before anything is queued where there are none
+    with st.form("launch_clusters"):
+        st.caption("k-means clusters and uniqueness over the CLIP image vectors: the stats `cluster` (a stratum of `vitpro sample "
+                   "--by cluster`) and `uniqueness`.")
+        c = st.columns(3)
+        k = spec_widget(c[0], ClustersJob, "k")
+        neighbours = spec_widget(c[1], ClustersJob, "neighbours")
+        if st.form_submit_button("Launch clusters"):
+            _launch("clusters", lambda: ClustersJob(k=int(k), neighbours=int(neighbours)).params())
+    with st.form("launch_map"):
+        st.caption("The 2-D map of the CLIP image vectors that the Map page draws.")
+        c = st.columns(3)
+        map_method = spec_widget(c[0], MapJob, "method")
+        sample_size = spec_widget(c[1], MapJob, "sample_size")
+        if st.form_submit_button("Launch map"):
+            _launch("map", lambda: MapJob(method=map_method, sample_size=int(sample_size)).params())
 
 
 def export_form() -> None:

@@ -1,5 +1,5 @@
-"""Snapshots: freeze a saved filter at the current DuckLake version, rename one, list them, diff two, export
-one in any format (a job on the workers), download an export as a zip or its manifest. Annotators see the
+"""Snapshots: freeze a saved filter at the current DuckLake version, rename one, list them, diff two, check one for
+near-duplicate leaks across the held-out split, export one in any format (a job on the workers), download an export as a zip or its manifest. Annotators see the
 list, the diff and the downloads; the forms that change something are for admins only."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ context.page_header("Snapshots", "A snapshot is a saved filter frozen at one Duc
 s, lake, engine = context.settings(), context.lake(), context.engine()
 EXPORTS = s.output("exports", "").rstrip("/")  # a folder, or an s3:// prefix (VITPRO_OUT_PATH)
 REMOTE = not Location.of(EXPORTS).is_local
-SNAPSHOT_KEYS = ("diff_a", "diff_b", "export_name", "manifest_snap", "rename_old")  # widgets that hold a snapshot name
+SNAPSHOT_KEYS = ("diff_a", "diff_b", "export_name", "manifest_snap", "rename_old", "leak_snap")  # widgets that hold a snapshot name
 
 
 def _forget_stale(names: list[str], keys=SNAPSHOT_KEYS) -> None:
@@ -161,6 +161,42 @@ if a != b:
             st.error(str(exc))
 else:
     st.caption("pick two different snapshots")
+
+st.subheader("Leaks")
+st.caption("Held-out products whose photos near-duplicate training photos (`vitpro dedup images` makes the groups): a run splits by "
+           "near-duplicate group, so none should cross; 'by product' shows what a split by product, as adapters trained before "
+           "did, lets through. Adapters of the snapshot whose split may leak are named.")
+c = st.columns(4)
+leak_snap = c[0].selectbox("Snapshot", names, index=len(names) - 1, key="leak_snap")
+leak_by = c[1].selectbox("Split", ["dup_group", "product"], format_func={"dup_group": "by near-duplicate group", "product": "by product"}.get,
+                         key="leak_by")
+leak_holdout = c[2].number_input("Held out", 0.0, 0.99, 0.1, 0.05, key="leak_holdout", help="The run's --holdout (a share of products).")
+leak_seed = int(c[3].number_input("Seed", 0, 10**9, 0, key="leak_seed", help="The run's --seed."))
+leak_key = (leak_snap, leak_by, float(leak_holdout), leak_seed, lake.current_version())
+# on request: the split reads every member's product and photo groups
+if st.session_state.get("leaks_shown") != leak_key and st.button("Check for leaks", key="leak_go"):
+    st.session_state["leaks_shown"] = leak_key
+if st.session_state.get("leaks_shown") == leak_key:
+    from trainer import leaks
+
+    try:
+        report = leaks.split_leaks(lake, engine, leak_snap, settings=leaks.SplitSettings(holdout=float(leak_holdout), seed=leak_seed, by=leak_by))
+    except (leaks.LeakError, snapshots.SnapshotError) as exc:
+        st.info(md(str(exc)))
+    else:
+        c = st.columns(3)
+        c[0].metric("held-out samples", f"{report['held_out_samples']:,}")
+        c[1].metric("held-out samples with a training near-duplicate", f"{report['held_out_samples_leaking']:,}")
+        c[2].metric("groups crossing the split", f"{len(report['leaks']):,}")
+        who = lambda items: ", ".join(f"{x['source']}/{x['external_id']}" if x["external_id"] else x["item_id"] for x in items)  # noqa: E731
+        if report["leaks"]:
+            st.dataframe([{"group": x["group"], "held out": who(x["held_out"]), "in training": who(x["training"])} for x in report["leaks"]],
+                         hide_index=True, width="stretch")
+        else:
+            st.success(f"no near-duplicate group crosses this split ({md(report['grouping'])})")
+        for adapter in report["adapters"]:
+            if adapter["possibly_leaking"]:
+                st.warning(f"adapter of run '{md(adapter['run'])}': possibly leaking ({md(adapter['why'])}); its evaluation may be too high")
 
 if context.allowed("export"):  # annotators do not see the form at all; guarded() still checks on the server
     st.subheader("Export")
