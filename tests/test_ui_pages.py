@@ -341,12 +341,12 @@ def test_jobs_page_launches_for_admins_only(ui_store):
     assert jobs_db.list_jobs(engine, limit=1)[0].kind == "aux_stats"
     assert jobs_db.list_jobs(engine, limit=1)[0].launched_by == "admin"
     # the duplicates form: its fields are the spec's, a bad stat is refused by its label before anything is queued
-    at = page("jobs", launch_tab="Duplicates")
+    at = page("jobs", launch_tab="Duplicates & map")
     assert [n.value for n in at.number_input if n.label == "Threshold"] == [12]
     [t for t in at.text_input if t.label == "Rank by"][0].set_value("ocr_chars")
     [b for b in at.button if b.label == "Launch dedup"][0].click().run()
     assert "cannot launch dedup" in texts(at) and "image stat" in texts(at) and jobs_db.list_jobs(engine, limit=1)[0].kind == "aux_stats"
-    at = page("jobs", launch_tab="Duplicates")
+    at = page("jobs", launch_tab="Duplicates & map")
     [b for b in at.button if b.label == "Launch dedup"][0].click().run()
     assert "launched dedup job" in texts(at)
     # clusters and the map read the CLIP vectors: none in this store, so refused before anything is queued, saying why

@@ -95,7 +95,7 @@ def _send(kind: str, params: dict) -> tuple[str, list[str]]:
     return submit_job(kind, params, settings=s, launched_by=me.username), warnings
 
 
-TABS = ["Ingest", "OCR", "CLIPScore", "Generation", "VisAttnScore", "Aux stats", "Duplicates", "Export", "Training", "Evaluation"]
+TABS = ["Ingest", "OCR", "CLIPScore", "Generation", "VisAttnScore", "Aux stats", "Duplicates & map", "Export", "Training", "Evaluation"]
 
 
 def launch_forms() -> None:
@@ -355,7 +355,7 @@ def eval_form() -> None:
 
 
 FORMS = {"Ingest": ingest_form, "OCR": ocr_form, "CLIPScore": clip_form, "Generation": generation_form, "VisAttnScore": grounding_form,
-         "Aux stats": aux_form, "Duplicates": dedup_form, "Export": export_form, "Training": train_form, "Evaluation": eval_form}
+         "Aux stats": aux_form, "Duplicates & map": dedup_form, "Export": export_form, "Training": train_form, "Evaluation": eval_form}
 
 # annotators do not see the launch forms at all; launching stays guarded on the server all the same
 if context.allowed("launch_jobs"):
