@@ -101,6 +101,10 @@ def test_relisted_photos_group_with_their_originals_and_one_sample_per_group_is_
     shown = json.loads(cli("dedup", "show", "--json", check=True).stdout)
     assert shown["method"] == "dhash" and shown["threshold"] == 12 and shown["groups"] == groups
     assert set(shown["groups"][0]["members"][0]) == {"item_id", "source", "external_id", "image_sha256"}
+    assert json.loads(cli("dedup", "show", "--json", "--limit", "1", check=True).stdout)["groups"] == groups[:1]
+    words = cli("dedup", "show", check=True).stdout
+    assert f"dhash:12: {len(groups)} group(s) of near-duplicate images" in words and "RELIST-A" in words
+    assert cli("dedup", "show", "--grouping", "phash:3").returncode == 2
 
     # stats: every image has a group and its size; a sample's rank is among the samples of its task and photo group that
     # say the same thing (here: relisted copies whose template picked the same question and answer as the original's)
