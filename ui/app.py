@@ -43,6 +43,7 @@ def main() -> None:
         st.Page(str(PAGES / "overview.py"), title="Overview", icon=":material/monitoring:", default=True),
         st.Page(str(PAGES / "inspect.py"), title="Inspect", icon=":material/search:"),
         st.Page(str(PAGES / "gallery.py"), title="Gallery", icon=":material/grid_view:", url_path="gallery"),
+        st.Page(str(PAGES / "map.py"), title="Map", icon=":material/scatter_plot:", url_path="map"),
         st.Page(str(PAGES / "thresholds.py"), title="Thresholds", icon=":material/tune:"),
         st.Page(str(PAGES / "pilot.py"), title="Pilot", icon=":material/label:"),
         st.Page(str(PAGES / "jobs.py"), title="Jobs", icon=":material/settings:"),

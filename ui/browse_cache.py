@@ -35,7 +35,7 @@ def browse(*, vis_model: str | None, clip_model: str | None, segment: str = "ans
     """db.reads.browse.browse's (count, page) from the index; the page's rows without question and answer unless
     ``with_text``."""
     query.setdefault("with_text", False)
-    return _query_index(vis_model, clip_model, segment).browse(context.lake(), **query)
+    return query_index(vis_model, clip_model, segment).browse(context.lake(), **query)
 
 
 def percentile(*, kind: str, metric: str, model: str, segment: str, value: float | None) -> float | None:
@@ -50,7 +50,7 @@ def _sorted(kind: str, metric: str, model: str, segment: str):
     return _scores(str(context.settings().home), context.tables_version(("scores",)), kind, metric, model, segment)
 
 
-def _query_index(vis_model: str | None, clip_model: str | None, segment: str) -> browse_index.BrowseIndex:
+def query_index(vis_model: str | None, clip_model: str | None, segment: str) -> browse_index.BrowseIndex:
     warm.note("browse_index", vis_model, clip_model, segment)
     return _index_now(vis_model, clip_model, segment)
 
@@ -66,9 +66,9 @@ warm.register("browse_index", _index_now)
 
 def ids(*, vis_model: str | None, clip_model: str | None, segment: str = "answer", **query: Any) -> list[str]:
     """Every sample id the query matches, in its order (what an action on the whole query acts on)."""
-    return _query_index(vis_model, clip_model, segment).ids_of(context.lake(), **query)
+    return query_index(vis_model, clip_model, segment).ids_of(context.lake(), **query)
 
 
 def position(sample_id: str, *, vis_model: str | None, clip_model: str | None, segment: str = "answer", **query: Any) -> int | None:
     """Where a sample stands in the query's order, or None when the query leaves it out."""
-    return _query_index(vis_model, clip_model, segment).position(context.lake(), sample_id, **query)
+    return query_index(vis_model, clip_model, segment).position(context.lake(), sample_id, **query)

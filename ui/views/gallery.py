@@ -1,12 +1,15 @@
 """Gallery: the samples as a grid of thumbnails, a page at a time, with task, both scores and whether a
 saved filter keeps each; each tile opens the sample on Inspect. Admins act on a selection (ticks on any page
 of the query) or on every sample the query matches (the count confirmed first): exclude from the data set
-(with a reason) or restore, or add to a pilot. The query, the page and the filter are in the address."""
+(with a reason) or restore, or add to a pilot. The query, the page and the filter are in the address. A set
+of samples handed over by the Map page ("Open in Gallery") limits the page to them until it is let go."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import streamlit as st
 
 from curation.filters import FilterConfig, FilterError
@@ -64,11 +67,40 @@ with st.expander("Filter and sort", expanded=True):
     chosen_filter = c6.selectbox("Kept or dropped by", [FILTER_NONE, *filters], key="gal_filter")
 
 query_args = q.args(vis_range=tuple(vis_range) if vis_range else None)
-if st.session_state.get("gal_query") != query_args:  # another query: ticks made under the last one no longer apply
+# Samples handed over by the Map page ({"ids": Arrow array, "label"}): the query applies within them until "Show every
+# sample". In the session, not the address: a map selection can be a million ids.
+only = st.session_state.get("gal_only")
+if st.session_state.get("gal_query") != (query_args, only and only["label"]):  # another query: ticks made under the last one no longer apply
     if "gal_query" in st.session_state:
         st.session_state["gal_picked"] = set()
-    st.session_state["gal_query"] = query_args
-total, _ = browse_cache.browse(**dict(query_args), limit=0)  # from the browse index: no query per page
+    st.session_state["gal_query"] = (query_args, only and only["label"])
+if only:
+    o1, o2 = st.columns([5, 1], vertical_alignment="center")
+    o1.info(f"Showing only {md(only['label'])}; the filters above apply within them.")
+    o2.button("Show every sample", key="gal_only_clear", on_click=lambda: st.session_state.pop("gal_only", None))
+
+
+def _within():
+    """(the browse index, the positions of the query's samples that are among the handed-over ones, in the query's order)."""
+    args = dict(query_args)
+    index = browse_cache.query_index(args.pop("vis_model"), args.pop("clip_model"), "answer")
+    picked = index.pick(lake, **args)
+    wanted = only["ids"] if isinstance(only["ids"], pa.Array) else pa.array(list(only["ids"]), pa.string())
+    return index, picked[pc.is_in(index.ids, value_set=wanted).to_numpy(zero_copy_only=False)[picked]]
+
+
+within = _within() if only else None
+
+
+def _browse(limit: int = 0, offset: int = 0, with_text: bool = False) -> tuple[int, list]:
+    """browse_cache.browse's (count, page) of the query, within the handed-over samples where there are some."""
+    if within is None:
+        return browse_cache.browse(**dict(query_args), limit=limit, offset=offset, with_text=with_text)
+    index, picked = within
+    return len(picked), (index.rows(lake, picked[offset:offset + limit], with_text=with_text) if limit > 0 else [])
+
+
+total, _ = _browse()  # from the browse index: no query per page
 if total == 0:
     vs.publish("gal", [*q.keys, *PAGE_KEYS], prefix="gal_")
     st.info("No samples match." if facets["task"] else "No samples yet: run the pipeline (Jobs page, or `vitpro demo`).")
@@ -105,7 +137,7 @@ def _query_csv() -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["sample_id", "task", "category", "vis_attn", "clip_score", "question", "answer"])
-    _, every = browse_cache.browse(**dict(query_args), limit=CSV_MAX, offset=0, with_text=True)
+    _, every = _browse(limit=CSV_MAX, with_text=True)
     for r in every:
         writer.writerow([r["sample_id"], r["task"], r["category"], r["vis_attn"], r["clip_score"], r["question"], r["answer"]])
     return out.getvalue().encode("utf-8")
@@ -114,7 +146,7 @@ def _query_csv() -> bytes:
 k3.download_button(f"Download this query as CSV ({min(total, CSV_MAX):,} rows)", _query_csv, file_name="gallery-query.csv", mime="text/csv",
                    key="gal_csv", on_click="ignore")
 vs.publish("gal", [*q.keys, *PAGE_KEYS], prefix="gal_")
-_, rows = browse_cache.browse(**dict(query_args), limit=size, offset=(number - 1) * size)
+_, rows = _browse(limit=size, offset=(number - 1) * size)
 ids = [r["sample_id"] for r in rows]
 
 # The keyboard's mark (▸): one tile of this page that O opens, T ticks and X excludes or restores.
@@ -196,6 +228,8 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
                if whole else True)
 
     def _targets() -> list[str]:
+        if whole and within is not None:
+            return within[0].ids.take(pa.array(within[1])).to_pylist()
         return browse_cache.ids(**dict(query_args)) if whole else sorted(picked)
 
     def _may_act() -> bool:
