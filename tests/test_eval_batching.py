@@ -285,7 +285,8 @@ def test_the_job_records_batch_size_and_mode_and_writes_predictions_as_they_come
     adapter = adapters("gemma3")
     items = items_for(adapter, 7, extra=[EvalItem("gone", "PM", "Is it red?", "yes", ["missing.png"], [""], "c", "px")])
     monkeypatch.setattr(handler.snapshots, "eval_rows", lambda lake, engine, snapshot: [{"sample_id": "s", "product": "p"}])
-    monkeypatch.setattr(benchmarks, "split_rows", lambda rows, holdout, seed: ([], rows))
+    monkeypatch.setattr(benchmarks, "split_rows", lambda rows, holdout, seed, keys=None: ([], rows))
+    monkeypatch.setattr(handler.snapshot_set, "split_basis", lambda lake: {"by": "product"})  # no store here: no near-duplicate grouping
     monkeypatch.setattr(benchmarks, "objective_items", lambda *a, **k: items)
     monkeypatch.setattr(models, "eval_vlm", lambda model, adapter_dir, config: adapter)
     out = tmp_path / "objective.jsonl"
