@@ -441,3 +441,41 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
         assert re.search(r"cache warming for store version \d+: [1-9]\d* read\(s\)", served), served[-3000:]
         assert "cache warming: " not in served  # no read failed, the store's version was always readable
         browser.close()
+
+
+def test_a_box_dragged_on_the_map_selects_every_sample_inside_and_opens_them_in_the_gallery(home, tmp_path, app_url):
+    """The Map page's selection as a browser makes it: the WebGL scatter drawn, a box dragged over it with the mouse
+    (plotly's own select event, sent to the server), the count of every sample inside, and the Gallery limited to them."""
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium (make test does it)")
+    from playwright.sync_api import sync_playwright
+
+    from .test_ui_map import samples_at, write_map
+
+    lake, engine = build(tmp_path / "data")
+    places = write_map(lake)
+    on_map = samples_at(lake, places)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--headless=new", "--use-gl=swiftshader"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60000)
+        _sign_in(page, app_url, "admin")
+        _open(page, "Map")
+        plot = page.locator(".js-plotly-plot").first
+        plot.wait_for()
+        page.get_by_text("Nothing selected").wait_for()
+        # drag over the whole plotting area (its drag layer): every point is inside
+        area = plot.locator(".nsewdrag").first.bounding_box()
+        page.mouse.move(area["x"] + 3, area["y"] + 3)
+        page.mouse.down()
+        page.mouse.move(area["x"] + area["width"] / 2, area["y"] + area["height"] / 2, steps=8)
+        page.mouse.move(area["x"] + area["width"] - 3, area["y"] + area["height"] - 3, steps=8)
+        page.mouse.up()
+        heading = page.get_by_role("heading", name=re.compile(r"^Selection: [\d,]+ samples?"))
+        heading.wait_for()
+        _settle(page)
+        assert int(re.search(r"Selection: ([\d,]+)", heading.inner_text()).group(1).replace(",", "")) == len(on_map)
+        page.get_by_role("button", name=re.compile(r"^Open the [\d,]+ in the Gallery")).click()
+        page.get_by_text(re.compile(rf"Showing only the {len(on_map):,} samples selected on the Map")).wait_for()
+        _settle(page)
+        browser.close()
