@@ -144,7 +144,7 @@ def test_relisted_photos_group_with_their_originals_and_one_sample_per_group_is_
     assert report.excluded == sum(len(r) - 1 for r in per_class.values())
 
 
-def test_a_photo_that_cannot_be_hashed_is_an_error_row_and_the_rest_is_grouped(home, shared_data, tmp_path):
+def test_a_photo_that_cannot_be_hashed_is_an_error_row_and_the_rest_is_grouped(home, shared_data, tmp_path, cli):
     lake = _relisted_store(tmp_path, shared_data)
     sha, blob = lake.fetchone("SELECT sha256, blob_path FROM images i JOIN items it USING (item_id) WHERE it.external_id = 'OWN-1'")
     (home / "blobs" / blob).write_bytes(b"\xff\xd8\xff\xe0 the disk went bad")
@@ -155,6 +155,10 @@ def test_a_photo_that_cannot_be_hashed_is_an_error_row_and_the_rest_is_grouped(h
                           "WHERE s.metric = 'dup_group' AND i.sha256 = ?", [sha])
     assert flags[0] is None and json.loads(flags[1]) == {"error": "truncated_image"}
     assert len(dup_reads.groups(lake, "dhash:12")) >= 3
+    # what a user sees: the error under its stage, and the groups in the status
+    assert f"[dedup/truncated_image] {sha[:40]}" in cli("errors", "--stage", "dedup", check=True).stdout
+    status = cli("status", check=True).stdout
+    assert f"dedup     {len(dup_reads.groups(lake, 'dhash:12'))} group(s) of near-duplicate images" in status and "by dhash:12" in status
     # a second run hashes only what is missing and replaces the grouping
     again = _run_job("dedup", DedupJob(rank_by="").params())
     assert again.counts["images_to_hash"] == 1 and lake.scalar("SELECT count(*) FROM scores WHERE metric = 'dup_group'") == \

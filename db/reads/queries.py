@@ -37,6 +37,14 @@ def stage_counts(lake: Lake) -> dict[str, Any]:
             "SELECT count(DISTINCT subject_id) FROM scores WHERE subject_kind = 'item' AND metric = 'vis_attn' AND value IS NOT NULL"
         ),
     }
+    # near-duplicates: the newest grouping's groups of two or more (dedup job), and the images with a CLIP vector
+    newest = lake.fetchone("SELECT model_id FROM scores WHERE metric = 'dup_group' GROUP BY model_id ORDER BY max(created_at) DESC LIMIT 1")
+    out["dup_grouping"] = newest[0] if newest else None
+    row = lake.fetchone("SELECT count(DISTINCT g.value), count(*) FROM scores g JOIN scores z ON z.subject_id = g.subject_id "
+                        "AND z.metric = 'dup_size' AND z.model_id = g.model_id AND z.subject_kind = 'image' "
+                        "WHERE g.metric = 'dup_group' AND g.subject_kind = 'image' AND g.model_id = ? AND z.value >= 2", [out["dup_grouping"]])
+    out["dup_groups"], out["dup_images"] = (int(row[0]), int(row[1])) if newest else (0, 0)
+    out["images_embedded"] = lake.scalar("SELECT count(DISTINCT sha256) FROM image_embeddings")
     return out
 
 

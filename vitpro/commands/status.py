@@ -9,11 +9,14 @@ from config.settings import load_settings
 
 from .group import cli, echo_table, find_job, open_engine
 
-
 # ---- errors and status -------------------------------------------------------------------------------
+# every stage a job records errors under (ingest: row, image; then ocr, clip, dedup, and grounding's signals)
+ERROR_STAGES = ["row", "image", "ocr", "clip", "dedup", "grounding", "grounding_gain", "grounding_judge"]
+
+
 @cli.command()
 @click.option("--job", "job_id", help="Only this job's errors.")
-@click.option("--stage", type=click.Choice(["row", "image", "ocr"]))
+@click.option("--stage", type=click.Choice(ERROR_STAGES))
 @click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
 def errors(job_id, stage, limit) -> None:
     """Rows and images that were refused, with the reason (source rows shown redacted)."""
@@ -66,6 +69,9 @@ def status(as_json) -> None:
         f"scores    {counts['items_clip_scored']} item(s) with CLIPScore; VisAttnScore for {counts['samples_grounding_scored']} sample(s) "
         f"and {counts['items_grounding_scored']} item(s) (vitpro score summary)"
     )
+    if counts["dup_grouping"]:
+        click.echo(f"dedup     {counts['dup_groups']} group(s) of near-duplicate images ({counts['dup_images']} images) by "
+                   f"{counts['dup_grouping']}; {counts['images_embedded']} image(s) with a CLIP vector (vitpro dedup show)")
     click.echo("redacted  " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing") + " in item text; "
                + (", ".join(f"{k} {v}" for k, v in ocr_redactions.items()) or "nothing") + " in OCR text")
     click.echo(f"errors    {counts['errors']} recorded (vitpro errors)")
