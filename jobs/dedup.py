@@ -52,13 +52,7 @@ class DedupJob(JobSpec):
 
     def check_store(self, settings) -> None:
         """clip reads stored vectors: without any (or without the named model's) the job is refused before it is queued."""
-        if self.method != "clip":
-            return
-        from db.reads.embedding_reads import embedding_models
-        from db.store import open_store
+        if self.method == "clip":
+            from .clusters import embedding_check
 
-        models = embedding_models(open_store(settings.store))
-        if not models:
-            raise ValueError("no CLIP image embeddings are stored: run `vitpro score clip` first (it stores each image's vector)")
-        if self.embedding_model and self.embedding_model not in models:
-            raise ValueError(f"no embeddings of model {self.embedding_model!r}; stored: {', '.join(models)}")
+            embedding_check(settings, self.embedding_model)

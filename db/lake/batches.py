@@ -153,23 +153,32 @@ def write_ocr_batch(lake: Lake, run_id: str, rows: list[dict[str, Any]], errors:
     return lake.transaction(body)
 
 
-def dedupe_ocr(lake: Lake, engine: str) -> int:
+def dedupe_contents(lake: Lake, table: str, column: str, value: str) -> int:
+    """One row per image content (sha256) of ``table`` where ``column`` = ``value`` (an OCR engine's readings, a
+    hash method's hashes, a model's vectors): two units that raced may both have inserted one; the first written
+    stays. ``table`` and ``column`` are this package's own names, never user text."""
+
     def body(con) -> int:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _odups AS SELECT sha256, run_id FROM ("
-            " SELECT sha256, run_id, row_number() OVER (PARTITION BY sha256 ORDER BY created_at, run_id) AS k FROM ocr WHERE engine = ?"
+            "CREATE OR REPLACE TEMP TABLE _cdups AS SELECT sha256, run_id FROM ("
+            f" SELECT sha256, run_id, row_number() OVER (PARTITION BY sha256 ORDER BY created_at, run_id) AS k FROM {table} WHERE {column} = ?"
             ") WHERE k > 1",
-            [engine],
+            [value],
         )
-        n = con.execute("SELECT count(*) FROM temp._odups").fetchone()[0]
+        n = con.execute("SELECT count(*) FROM temp._cdups").fetchone()[0]
         if n:
             con.execute(
-                "DELETE FROM ocr WHERE engine = ? AND EXISTS (SELECT 1 FROM temp._odups d WHERE d.sha256 = ocr.sha256 AND d.run_id = ocr.run_id)",
-                [engine],
+                f"DELETE FROM {table} WHERE {column} = ? AND EXISTS (SELECT 1 FROM temp._cdups d WHERE d.sha256 = {table}.sha256 "
+                f"AND d.run_id = {table}.run_id)",
+                [value],
             )
         return int(n)
 
     return lake.transaction(body)
+
+
+def dedupe_ocr(lake: Lake, engine: str) -> int:
+    return dedupe_contents(lake, "ocr", "engine", engine)
 
 
 def _not_stored(table: str, key: tuple[str, ...], alias: str = "n") -> str:

@@ -40,23 +40,6 @@ def write_hashes(lake: Lake, run_id: str, rows: list[dict[str, Any]], errors: li
     return lake.transaction(body)
 
 
-def dedupe_hashes(lake: Lake, method: str) -> int:
-    """One hash per (content, method): two units that raced may both have inserted one."""
-
-    def body(con) -> int:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _hdups AS SELECT sha256, run_id FROM ("
-            " SELECT sha256, run_id, row_number() OVER (PARTITION BY sha256 ORDER BY created_at, run_id) AS k FROM image_hashes WHERE method = ?"
-            ") WHERE k > 1", [method])
-        n = con.execute("SELECT count(*) FROM temp._hdups").fetchone()[0]
-        if n:
-            con.execute("DELETE FROM image_hashes WHERE method = ? AND EXISTS (SELECT 1 FROM temp._hdups d "
-                        "WHERE d.sha256 = image_hashes.sha256 AND d.run_id = image_hashes.run_id)", [method])
-        return int(n)
-
-    return lake.transaction(body)
-
-
 def write_groups(lake: Lake, *, model_id: str, shas: list[str], components: np.ndarray, run_id: str,
                  rank: tuple[str, str, str, str] | None, missing: str = "not_hashed",
                  sample_groups: tuple[list[str], np.ndarray] | None = None) -> dict[str, int]:

@@ -39,20 +39,3 @@ def write_embeddings(lake: Lake, run_id: str, table: pa.Table) -> int:
             con.unregister("_new_embeddings")
 
     return lake.transaction(body)
-
-
-def dedupe_embeddings(lake: Lake, model_id: str) -> int:
-    """One vector per (content, model): two units that raced may both have inserted one."""
-
-    def body(con) -> int:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _edups AS SELECT sha256, run_id FROM ("
-            " SELECT sha256, run_id, row_number() OVER (PARTITION BY sha256 ORDER BY created_at, run_id) AS k FROM image_embeddings"
-            " WHERE model_id = ?) WHERE k > 1", [model_id])
-        n = con.execute("SELECT count(*) FROM temp._edups").fetchone()[0]
-        if n:
-            con.execute("DELETE FROM image_embeddings WHERE model_id = ? AND EXISTS (SELECT 1 FROM temp._edups d "
-                        "WHERE d.sha256 = image_embeddings.sha256 AND d.run_id = image_embeddings.run_id)", [model_id])
-        return int(n)
-
-    return lake.transaction(body)

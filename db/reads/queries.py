@@ -38,7 +38,9 @@ def stage_counts(lake: Lake) -> dict[str, Any]:
         ),
     }
     # near-duplicates: the newest grouping's groups of two or more (dedup job), and the images with a CLIP vector
-    newest = lake.fetchone("SELECT model_id FROM scores WHERE metric = 'dup_group' GROUP BY model_id ORDER BY max(created_at) DESC LIMIT 1")
+    from .dup_reads import groupings
+
+    newest = groupings(lake)[:1]
     out["dup_grouping"] = newest[0] if newest else None
     row = lake.fetchone("SELECT count(DISTINCT g.value), count(*) FROM scores g JOIN scores z ON z.subject_id = g.subject_id "
                         "AND z.metric = 'dup_size' AND z.model_id = g.model_id AND z.subject_kind = 'image' "

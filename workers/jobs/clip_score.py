@@ -80,7 +80,7 @@ def run(ctx: UnitContext) -> dict[str, Any]:
 
 
 def finalize(ctx: UnitContext) -> dict[str, Any]:
-    embeddings.dedupe_embeddings(ctx.lake, ctx.spec.model_id)
+    batches.dedupe_contents(ctx.lake, "image_embeddings", "model_id", ctx.spec.model_id)
     removed = batches.dedupe_scores(ctx.lake, ctx.spec.model_id)
     if removed:
         ctx.log(f"removed {removed} score row(s) two units wrote at once")

@@ -31,6 +31,7 @@ def default_k(n: int) -> int:
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
+    """One unit over the vectors of the chosen embedding model (the map job plans the same way)."""
     model = model_of(ctx, ctx.spec.embedding_model)
     n = embedding_reads.embedding_models(ctx.lake)[model]
     return [UnitSpec({"model": model}, n)], {"set": {"embedding_model": model, "images": n}}

@@ -20,14 +20,15 @@ from db.reads import dup_reads, embedding_reads
 from db.storage.objects import ObjectStoreError
 from jobs.dedup import DedupJob
 
-from ..runtime import PermanentError, UnitContext
+from ..runtime import UnitContext
+from .clusters import model_of
 from .registry import add_handler
 
 
 def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
     job: DedupJob = ctx.spec
     if job.method == "clip":  # the vectors are stored already: grouping only (finalize)
-        model = embedding_model(ctx, job)
+        model = model_of(ctx, job.embedding_model)
         ctx.log(f"grouping the images {model} embedded at cosine >= {job.min_cosine:g}")
         return [], {"set": {"embedding_model": model}}
     todo = dup_reads.images_without_hash(ctx.lake, method_label(job.method))
@@ -86,18 +87,6 @@ def components(n: int, groups: list[list[int]]) -> np.ndarray:
     return labels
 
 
-def embedding_model(ctx: UnitContext, job: DedupJob) -> str:
-    """The model whose vectors the clip method compares: the named one, else the one that embedded the most images."""
-    models = embedding_reads.embedding_models(ctx.lake)
-    if job.embedding_model:
-        if job.embedding_model not in models:
-            raise PermanentError(f"no embeddings of model {job.embedding_model!r}; stored: {', '.join(models) or 'none'}")
-        return job.embedding_model
-    if not models:
-        raise PermanentError("no CLIP image embeddings are stored: run `vitpro score clip` first")
-    return next(iter(models))
-
-
 def samples_saying_the_same(ctx: UnitContext, shas: list[str], labels: np.ndarray) -> tuple[tuple[list[str], np.ndarray], int]:
     """Near-duplicate samples: the same task, first images in one photo group, and questions and answers that say
     the same thing (curation.text_dups: normalised, MinHash/LSH, each pair checked exactly). Returns (sample ids, a
@@ -118,13 +107,14 @@ def samples_saying_the_same(ctx: UnitContext, shas: list[str], labels: np.ndarra
 def finalize(ctx: UnitContext) -> dict[str, Any]:
     job: DedupJob = ctx.spec
     if job.method == "clip":
-        label = f"clip@{embedding_model(ctx, job)}"
-        shas, vectors = embedding_reads.embeddings(ctx.lake, embedding_model(ctx, job))
+        model = model_of(ctx, job.embedding_model)
+        label = f"clip@{model}"
+        shas, vectors = embedding_reads.embeddings(ctx.lake, model)
         started = time.perf_counter()
         groups = groups_by_cosine(vectors, job.min_cosine)
     else:
         label = method_label(job.method)
-        dup_stats.dedupe_hashes(ctx.lake, label)
+        batches.dedupe_contents(ctx.lake, "image_hashes", "method", label)
         shas, hashes = dup_reads.hashes(ctx.lake, label)
         started = time.perf_counter()
         groups = groups_by_hash(hashes, job.threshold)

@@ -6,20 +6,13 @@ import time
 from typing import Any
 
 from curation.projection import project
-from db.app.jobs import UnitSpec
 from db.lake import image_stats
 from db.reads import embedding_reads
 from jobs.map import MapJob
 
 from ..runtime import PermanentError, UnitContext
-from .clusters import model_of
+from .clusters import plan
 from .registry import add_handler
-
-
-def plan(ctx: UnitContext) -> tuple[list[UnitSpec], dict[str, Any]]:
-    model = model_of(ctx, ctx.spec.embedding_model)
-    n = embedding_reads.embedding_models(ctx.lake)[model]
-    return [UnitSpec({"model": model}, n)], {"set": {"embedding_model": model, "images": n}}
 
 
 def run(ctx: UnitContext) -> dict[str, Any]:
