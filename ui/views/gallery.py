@@ -254,12 +254,7 @@ if may_exclude or may_pilot:  # annotators see no bulk actions at all (the serve
             else:
                 targets = _targets()
                 try:
-                    if do_exclude:
-                        n = context.guarded("exclude_samples", exclusions.exclude, lake, targets, reason=reason.strip(), by=me.username)
-                        done = None if n is context.REFUSED else f"excluded {n:,} sample(s)" + (f" ({len(targets) - n:,} were already)" if n < len(targets) else "")
-                    else:
-                        n = context.guarded("exclude_samples", exclusions.restore, lake, targets, by=me.username)
-                        done = None if n is context.REFUSED else f"restored {n:,} sample(s)" + (f" ({len(targets) - n:,} were not excluded)" if n < len(targets) else "")
+                    done = sample_actions.exclude_or_restore(targets, exclude=do_exclude, reason=reason, by=me.username)
                 except exclusions.ExclusionError as exc:
                     st.error(str(exc))
     if may_pilot:

@@ -20,7 +20,7 @@ from curation.filters import FilterConfig, FilterError
 from db.app import pilots, saved_filters
 from db.lake import exclusions, metrics, tags
 from db.reads import map_reads
-from ui import context, stats_cache, warm
+from ui import context, sample_actions, stats_cache, warm
 from ui import view_state as vs
 from ui.images import thumbnail
 from ui.labels import md, model_labels
@@ -381,12 +381,7 @@ if may_exclude or may_pilot:  # annotators see the map and open it in the Galler
         elif do_exclude or do_restore:
             targets = _targets()
             try:
-                if do_exclude:
-                    n = context.guarded("exclude_samples", exclusions.exclude, lake, targets, reason=reason.strip(), by=me.username)
-                    done = None if n is context.REFUSED else f"excluded {n:,} sample(s)" + (f" ({len(targets) - n:,} were already)" if n < len(targets) else "")
-                else:
-                    n = context.guarded("exclude_samples", exclusions.restore, lake, targets, by=me.username)
-                    done = None if n is context.REFUSED else f"restored {n:,} sample(s)" + (f" ({len(targets) - n:,} were not excluded)" if n < len(targets) else "")
+                done = sample_actions.exclude_or_restore(targets, exclude=do_exclude, reason=reason, by=me.username)
             except exclusions.ExclusionError as exc:
                 st.error(md(str(exc)))
         with c.form("map_tag_form"):  # tags are a curator's notes on samples: whoever may exclude may tag
