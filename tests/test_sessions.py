@@ -166,6 +166,7 @@ def test_the_server_signs_in_with_an_httponly_cookie_and_never_a_url(server, eng
         page = c.get("/inspect?sample=abc", headers={"accept": "text/html"})
         assert page.status_code == 303 and page.headers["location"] == "/login?next=/inspect%3Fsample%3Dabc"
         assert c.get("/media/anything.png").status_code == 401  # images are data too
+        assert c.get("/map/thumb?f=x&t=0&i=0").status_code == 401  # the Map's hover thumbnails as well
         signed = _post_login(c, "anna", "annotator-pass-1", "/inspect?sample=abc")
         assert signed.status_code == 303 and signed.headers["location"] == "/inspect?sample=abc"
         cookie = signed.headers["set-cookie"]
@@ -175,6 +176,7 @@ def test_the_server_signs_in_with_an_httponly_cookie_and_never_a_url(server, eng
         assert sessions.lookup(engine, token) == users.SignedIn("anna", "annotator")
         app = c.get("/", headers={"accept": "text/html"})
         assert app.status_code == 200 and app.headers["cache-control"] == "no-store" and "<div id=\"root\">" in app.text
+        assert c.get("/map/thumb?f=nothing-drawn&t=0&i=0").status_code == 404  # signed in: the route answers, for no figure here
         # the open redirect is closed: a next that leaves the site goes home
         assert _post_login(httpx.Client(base_url=server), "anna", "annotator-pass-1", "//evil.example/x").headers["location"] == "/"
         out = c.get("/logout")

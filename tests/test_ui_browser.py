@@ -444,8 +444,9 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
 
 
 def test_a_box_dragged_on_the_map_selects_every_sample_inside_and_opens_them_in_the_gallery(home, tmp_path, app_url):
-    """The Map page's selection as a browser makes it: the WebGL scatter drawn, a box dragged over it with the mouse
-    (plotly's own select event, sent to the server), the count of every sample inside, and the Gallery limited to them."""
+    """The Map page as a browser uses it: the WebGL scatter drawn, a point's photo shown on hover, a box dragged over it
+    with the mouse (plotly's own select event, sent to the server), the count of every sample inside, and the Gallery
+    limited to them."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium (make test does it)")
     from playwright.sync_api import sync_playwright
@@ -464,6 +465,22 @@ def test_a_box_dragged_on_the_map_selects_every_sample_inside_and_opens_them_in_
         plot = page.locator(".js-plotly-plot").first
         plot.wait_for()
         page.get_by_text("Nothing selected").wait_for()
+        # the mouse over a drawn point: its photo shows by the cursor, from /map/thumb (behind the sign-in gate)
+        x, y = page.evaluate("""() => {
+            const gd = document.querySelector('.st-key-map_chart .js-plotly-plot');
+            const t = gd._fullData.find(d => d.type === 'scattergl'), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            const r = gd.getBoundingClientRect();
+            return [r.left + xa._offset + xa.l2p(t.x[0]), r.top + ya._offset + ya.l2p(t.y[0])];
+        }""")
+        with page.expect_response(lambda r: "/map/thumb?" in r.url) as thumb:
+            page.mouse.move(x - 30, y - 30)
+            page.mouse.move(x, y, steps=6)
+        assert thumb.value.status == 200 and thumb.value.headers["content-type"] == "image/jpeg"
+        tip = page.locator("#vitpro-map-hover img.vitpro-hover-thumb")
+        tip.wait_for(state="visible")
+        assert page.evaluate("() => document.querySelector('#vitpro-map-hover img').naturalWidth") > 0
+        page.mouse.move(3, 3)  # off the chart: the photo goes
+        tip.wait_for(state="hidden")
         # drag over the whole plotting area (its drag layer): every point is inside
         area = plot.locator(".nsewdrag").first.bounding_box()
         page.mouse.move(area["x"] + 3, area["y"] + 3)

@@ -428,3 +428,52 @@ def test_another_projection_is_offered_and_drawn(ui_store):
     xs = np.concatenate([_decode(t["x"]) for t in scatter(at).values()])
     want = sorted(-y for _, x, y in samples_at(lake, places).values())  # the older projection: (-y, x)
     assert sorted(np.round(xs / 10) * 10) == want
+
+
+def test_hovering_a_point_serves_its_photo_from_the_figure_the_page_drew(ui_store):
+    """The hover thumbnail's address names (figure, trace, index): the page registers each figure it draws, and the
+    server's answer is the first image of the sample at that place, a JPEG of at most 192 px; anything else is a 404."""
+    import io
+
+    from PIL import Image
+
+    from ui import map_hover
+
+    home, lake, engine = ui_store
+    write_map(lake)
+    at = page("map")
+    assert not at.exception
+    mounted = [json.loads(e.proto.json or "{}") for e in at.get("bidi_component") if e.proto.component_name == "vitpro_map_hover"]
+    assert len(mounted) == 1 and mounted[0]["chart"] == "st-key-map_chart"
+    key = mounted[0]["key"]
+    data = spec(at)["data"]
+    points = map_reads.load_points(lake, PROJ, version=None)
+    firsts = dict(lake.fetchall("SELECT x.sample_id, any_value(i.blob_path) FROM samples x JOIN images i "
+                                "ON i.image_id = json_extract_string(x.image_ids, '$[0]') GROUP BY 1"))
+    checked = 0
+    for curve, trace in enumerate(data):
+        if trace["type"] != "scattergl":
+            continue
+        xs, ys = _decode(trace["x"]), _decode(trace["y"])
+        for index in range(len(xs)):
+            at_place = np.flatnonzero(np.isclose(points.x, xs[index]) & np.isclose(points.y, ys[index]))
+            assert len(at_place) == 1
+            blobs, image = map_hover.image_of(key, curve, index)
+            assert image == firsts[points.ids(at_place)[0]]  # the point's own sample's first image
+            checked += 1
+    assert checked == len(samples_at(lake, places=_places(lake)))
+    curve = next(k for k, t in enumerate(data) if t["type"] == "scattergl")
+    answers = [map_hover.thumbnail_response(key, str(curve), str(i)) for i in range(len(_decode(data[curve]["x"])))]
+    for i, (status, body) in enumerate(answers):
+        blobs, image = map_hover.image_of(key, curve, i)
+        if blobs.local(image).is_file():
+            assert status == 200
+            with Image.open(io.BytesIO(body)) as im:
+                assert im.format == "JPEG" and max(im.size) <= map_hover.THUMB_SIDE
+        else:  # the test store's broken blob: said, not a server error
+            assert (status, body) == (404, b"image file missing")
+    assert [s for s, _ in answers].count(200) >= 2
+    n = len(_decode(data[curve]["x"]))
+    for args in ((key, str(curve), str(n)), (key, str(len(data)), "0"), (key, str(curve), "-1"), (key, "x", "0"), ("unknown", str(curve), "0"),
+                 (None, None, None), (key, str(curve), "9" * 40)):
+        assert map_hover.thumbnail_response(*args)[0] == 404, args

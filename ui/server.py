@@ -10,6 +10,7 @@ plain HTTP routes in the same process, so no extra front-end server, proxy or br
   HttpOnly, SameSite=Strict, Secure over HTTPS. No credential ever goes into a URL.
 - ``/login/oidc`` (with OIDC configured) starts Streamlit's own ``st.login`` round trip with the provider.
 - ``/logout`` revokes the session and clears the cookies (ours and Streamlit's OIDC ones).
+- ``/map/thumb`` answers the Map page's hover thumbnails (ui/map_hover.py), for a live session only.
 - The gate lets a request through only with a live session: the ``vitpro_session`` cookie, or Streamlit's
   own OIDC identity cookie once the app script has tied it to a session row of its own (the cookie alone,
   signed or not, opens nothing: a revoked OIDC session is refused here too); a page load without one is sent to
@@ -248,8 +249,19 @@ class SessionGate:
         return await self.app(scope, receive, send_no_store if scope["type"] == "http" else send)
 
 
+async def map_thumb(request: Request) -> Response:
+    """The Map's hover thumbnail (ui/map_hover.py): behind the gate like every page, so only for a live session."""
+    from ui import map_hover
+
+    q = request.query_params
+    status, body = await run_in_threadpool(map_hover.thumbnail_response, q.get("f"), q.get("t"), q.get("i"))
+    if status != 200:
+        return PlainTextResponse(body.decode(), status_code=status)
+    return Response(body, media_type="image/jpeg")
+
+
 routes = [Route("/login", login, methods=["GET", "POST"]), Route("/login/oidc", login_oidc, methods=["GET"]),
-          Route("/logout", logout, methods=["GET", "POST"])]
+          Route("/logout", logout, methods=["GET", "POST"]), Route("/map/thumb", map_thumb, methods=["GET"])]
 app = st.App("app.py", routes=routes, middleware=[Middleware(SessionGate)], secrets=auth_secrets())
 # this process serves the pages (`streamlit run ui/server.py`, as `vitpro ui` starts it): app.py starts its cache warmer.
 # Asked of the command line, not of the import: a test that imports this module to call its helpers serves nothing.

@@ -2,8 +2,9 @@
 WebGL scatter coloured by task, by kept / dropped / excluded under a saved filter, or by any stored stat (a
 k-means cluster or a near-duplicate group as categories). Beyond 50,000 samples a sample of them is drawn
 over a density of all (db/reads/map_reads.py says which and why); a box, a lasso or clicked points select
-over every point, drawn or not. A clicked point's photo is shown beside the map (a hover label cannot show
-an image). The selection opens in the Gallery; admins exclude it, tag it or add it to a pilot."""
+over every point, drawn or not. Hovering a point shows its photo by the cursor (ui/map_hover.py: a hover label
+cannot hold an image); a clicked point's photo, task and value stay beside the map. The selection opens in the
+Gallery; admins exclude it, tag it or add it to a pilot."""
 from __future__ import annotations
 
 import html
@@ -19,8 +20,8 @@ from plotly.colors import qualitative
 from curation.filters import FilterConfig, FilterError
 from db.app import pilots, saved_filters
 from db.lake import exclusions, metrics, tags
-from db.reads import map_reads
-from ui import context, sample_actions, stats_cache, warm
+from db.reads import browse, map_reads
+from ui import context, map_hover, sample_actions, stats_cache, warm
 from ui import view_state as vs
 from ui.images import thumbnail
 from ui.labels import md, model_labels
@@ -221,13 +222,14 @@ if len(drawn) < n_all:
 else:
     st.caption(f"Drawn: all **{n_all:,}** samples on this map.")
 st.caption("One item's samples (one per task) share its photo, hence its place: each point is moved by a small fixed jitter so that "
-           "they show side by side. A hover says the point's colour; **click a point** to see its photo beside the map (a hover label "
-           "cannot show an image).")
+           "they show side by side. **Hover a point** to see its photo; **click** it to keep its photo, task and value beside the map.")
 
+blobs = context.blobs()
 map_col, side = st.columns([4, 1])
 with map_col:
     event = st.plotly_chart(fig, key="map_chart", on_select="rerun", selection_mode=("box", "lasso", "points"), width="stretch",
                             config={"displaylogo": False, "scrollZoom": True})
+    map_hover.mount(map_hover.register(points, traces, blobs, lambda sid: browse.first_images(lake, [sid]).get(sid)), "map_chart")
 
 
 # ---- the selection: boxes and lassos over every point, or the clicked points ------------------------------
@@ -287,7 +289,6 @@ def _inspect(sample_id: str) -> str:
     return f"inspect?sample={quote(sample_id, safe='')}"
 
 
-blobs = context.blobs()
 with side:  # the clicked point: its photo, what it is, a link
     shown_id = st.session_state.get("map_point")
     at = points.positions_of([shown_id]) if shown_id else map_reads.EMPTY
