@@ -16,6 +16,14 @@ PG_ADMIN_URL = os.environ.get("VITPRO_TEST_PG", "postgresql://postgres@127.0.0.1
 REDIS_URL = os.environ.get("VITPRO_TEST_REDIS", "redis://127.0.0.1:6379")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The long end-to-end tests (marked ``slow``: real workers, servers, browsers, training) run first, each
+    file's in its own order. ``make test`` runs two pytest processes, and pytest-xdist hands tests out in
+    collection order: a two-minute test handed out near the end leaves one process working alone while the
+    other has finished. Started first, the short tests fill in around the long ones."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: otherwise the order stays
+
+
 def _reset_process_caches() -> None:
     from db import store
     from db.app.engine import dispose_engines
