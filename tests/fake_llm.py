@@ -9,6 +9,16 @@ these machines cannot run. The requested ``model`` picks its behaviour:
 * ``echo``: puts what the customer wrote (context_1) into its answers, prompt injection included
 * ``error-body`` / ``filtered``: HTTP 200 with an error object, or no content and ``content_filter``
 * ``slow-retry-after``: HTTP 429 asking to come back in 30 s
+
+Every completion carries ``usage`` (prompt and completion tokens, counted by :func:`count_tokens`, or by the
+tokenizer given as ``tokenizer``, chat template included, as vLLM counts) unless the model's name ends in
+``-nousage`` (``good-nousage``: a server that sends none). A request with ``response_format`` of type
+``json_schema`` gets its pairs as JSON of that shape, attribute answers as objects of the schema's keys.
+
+It also speaks the Batch API (``/v1/files``, ``/v1/batches``, ``/v1/batches/{id}/cancel``,
+``/v1/files/{id}/content``): a batch is worked through ``batch_seconds`` after it is created, in a thread,
+each line answered as a direct request would be, its results in an output file and its failures in an error
+file. In a batch, the model ``batch-500`` fails with a 500 (asked directly, it answers as ``good``).
 """
 from __future__ import annotations
 
@@ -53,9 +63,51 @@ def good_answer(prompt: str) -> str:
     )
 
 
+def count_tokens(text: str) -> int:
+    """The server's own count where no tokenizer is given: words and punctuation marks."""
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+def structured_answer(prompt: str, schema: dict) -> str:
+    """good_answer's pairs as JSON of the requested schema ({"pairs": [{"question", "answer"}]})."""
+    pairs = re.findall(r"<question>(.*?)</question>\n<answer>(.*?)</answer>", good_answer(prompt), re.DOTALL)
+    answer_schema = schema["properties"]["pairs"]["items"]["properties"]["answer"]
+    out = []
+    for q, a in pairs:
+        if answer_schema.get("type") == "object":
+            given = json.loads(a)
+            a = {k: str(given.get(k, "Unanswerable")) for k in answer_schema["properties"]}
+        out.append({"question": q, "answer": a})
+    return json.dumps({"pairs": out})
+
+
+def _multipart_file(content_type: str, raw: bytes) -> bytes:
+    """The uploaded file's bytes from a multipart/form-data body."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    for part in message.iter_parts():
+        if part.get_param("filename", header="content-disposition"):
+            return part.get_payload(decode=True)
+    raise ValueError("no file in the upload")
+
+
 class FakeChatServer(LocalHTTPServer):
-    def __init__(self, *, latency: float = 0.0, slow_seconds: float = 5.0, failures: int = 2):
+    def __init__(self, *, latency: float = 0.0, slow_seconds: float = 5.0, failures: int = 2, tokenizer: str | None = None,
+                 batch_seconds: float = 0.3):
         self.latency = latency
+        self.batch_seconds = batch_seconds
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_lines = 0  # requests answered through batches
+        self.cancels: list[str] = []
+        self._tokenizer = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        self.usage_sent: list[tuple[int, int]] = []
         self.slow_seconds = slow_seconds
         self.failures = failures
         self.requests = 0
@@ -73,9 +125,16 @@ class FakeChatServer(LocalHTTPServer):
             def log_message(self, *args):
                 pass
 
+            def do_GET(self):
+                server._batch_get(self)
+
             def do_POST(self):
                 length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if not self.path.endswith("/chat/completions"):
+                    server._batch_post(self, raw)
+                    return
+                body = json.loads(raw or b"{}")
                 server._enter(self.headers.get("authorization"), body)
                 try:
                     server._respond(self, body)
@@ -113,8 +172,20 @@ class FakeChatServer(LocalHTTPServer):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _completion(self, handler, text: str, finish: str = "stop") -> None:
+    def usage(self, messages: list, text: str) -> tuple[int, int]:
+        if self._tokenizer is None:
+            return sum(count_tokens(m.get("content", "")) + 4 for m in messages), count_tokens(text)
+        ids = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        return len(ids), len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _completion(self, handler, text: str, finish: str = "stop", body: dict | None = None) -> None:
         payload = {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}]}
+        if body is not None and not str(body.get("model", "")).endswith("-nousage"):
+            prompt, completion = self.usage(body.get("messages", []), text)
+            payload["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            with self._lock:
+                self.usage_sent.append((prompt, completion))
         self._send(handler, 200, json.dumps(payload).encode())
 
     def _respond(self, handler, body) -> None:
@@ -122,6 +193,14 @@ class FakeChatServer(LocalHTTPServer):
         prompt = body.get("messages", [{}])[-1].get("content", "")
         if self.latency:
             time.sleep(self.latency)
+        if model.endswith("-nousage"):
+            model = model[: -len("-nousage")]
+        if model == "batch-500":  # fails only inside a batch
+            model = "good"
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema" and model == "good":
+            self._completion(handler, structured_answer(prompt, fmt["json_schema"]["schema"]), body=body)
+            return
         if model.startswith("flaky-"):
             with self._lock:
                 done = self._failed.get((model, prompt), 0)
@@ -140,12 +219,12 @@ class FakeChatServer(LocalHTTPServer):
         elif model == "judge-broken":
             self._completion(handler, "Hard to say, it depends on the lighting.")
         elif model == "good":
-            self._completion(handler, good_answer(prompt))
+            self._completion(handler, good_answer(prompt), body=body)
         elif model == "malformed":
             self._send(handler, 200, b"<html>upstream error</html>")
         elif model == "truncated":
             text = good_answer(prompt)
-            self._completion(handler, text[: int(len(text) * 0.7)], finish="length")
+            self._completion(handler, text[: int(len(text) * 0.7)], finish="length", body=body)
         elif model == "slow":
             time.sleep(self.slow_seconds)
             self._completion(handler, good_answer(prompt))
@@ -163,3 +242,105 @@ class FakeChatServer(LocalHTTPServer):
             self._send(handler, 400, b'{"error": "unknown model"}')
         else:
             self._send(handler, 404, b'{"error": "no such model"}')
+
+    # ---- the Batch API ----------------------------------------------------------------------------------
+    def _json(self, handler, status: int, payload: dict) -> None:
+        self._send(handler, status, json.dumps(payload).encode())
+
+    def _batch_post(self, handler, raw: bytes) -> None:
+        path = handler.path.split("?", 1)[0]
+        with self._lock:
+            self.auth_headers.append(handler.headers.get("authorization"))
+        if path == "/v1/files":
+            try:
+                data = _multipart_file(handler.headers.get("content-type", ""), raw)
+            except ValueError as exc:
+                self._json(handler, 400, {"error": {"message": str(exc)}})
+                return
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = data
+            self._json(handler, 200, {"id": file_id, "object": "file", "purpose": "batch", "bytes": len(data)})
+        elif path == "/v1/batches":
+            body = json.loads(raw or b"{}")
+            if body.get("input_file_id") not in self.files or body.get("endpoint") != "/v1/chat/completions":
+                self._json(handler, 400, {"error": {"message": "bad input file or endpoint"}})
+                return
+            with self._lock:
+                batch_id = f"batch-{len(self.batches) + 1}"
+                self.batches[batch_id] = {"id": batch_id, "object": "batch", "status": "validating", "input_file_id": body["input_file_id"],
+                                          "output_file_id": None, "error_file_id": None, "metadata": body.get("metadata")}
+            threading.Thread(target=self._work_batch, args=(batch_id,), daemon=True).start()
+            self._json(handler, 200, self.batches[batch_id])
+        elif path.startswith("/v1/batches/") and path.endswith("/cancel"):
+            batch_id = path.split("/")[3]
+            with self._lock:
+                batch = self.batches.get(batch_id)
+                if batch is None:
+                    self._json(handler, 404, {"error": {"message": "no such batch"}})
+                    return
+                self.cancels.append(batch_id)
+                if batch["status"] not in ("completed", "failed", "expired", "cancelled"):
+                    batch["status"] = "cancelling"
+            self._json(handler, 200, batch)
+        else:
+            self._json(handler, 404, {"error": {"message": "not found"}})
+
+    def _batch_get(self, handler) -> None:
+        parts = handler.path.split("?", 1)[0].strip("/").split("/")
+        if len(parts) == 3 and parts[:2] == ["v1", "batches"] and parts[2] in self.batches:
+            with self._lock:
+                payload = dict(self.batches[parts[2]])
+            self._json(handler, 200, payload)
+        elif len(parts) == 4 and parts[:2] == ["v1", "files"] and parts[3] == "content" and parts[2] in self.files:
+            self._send(handler, 200, self.files[parts[2]], {"Content-Type": "application/jsonl"})
+        else:
+            self._json(handler, 404, {"error": {"message": "not found"}})
+
+    def _work_batch(self, batch_id: str) -> None:
+        time.sleep(self.batch_seconds)  # the queue before the batch is worked on; then each line takes the latency, 16 at a time
+        with self._lock:
+            batch = self.batches[batch_id]
+            if batch["status"] == "cancelling":
+                batch["status"] = "cancelled"
+                return
+            batch["status"] = "in_progress"
+            lines = self.files[batch["input_file_id"]].decode().splitlines()
+        out, errors = [], []
+        for line in filter(None, (x.strip() for x in lines)):
+            request = json.loads(line)
+            body = request["body"]
+            model = str(body.get("model", ""))
+            if model == "batch-500":
+                errors.append({"id": f"r-{len(errors)}", "custom_id": request["custom_id"], "response": {"status_code": 500, "body": {}},
+                               "error": {"message": "the batch worker failed"}})
+                continue
+            if model == "bad-request":
+                errors.append({"id": f"r-{len(errors)}", "custom_id": request["custom_id"], "response": {"status_code": 400, "body": {}},
+                               "error": {"message": "unknown model"}})
+                continue
+            prompt = body.get("messages", [{}])[-1].get("content", "")
+            fmt = body.get("response_format") or {}
+            text = structured_answer(prompt, fmt["json_schema"]["schema"]) if fmt.get("type") == "json_schema" else good_answer(prompt)
+            completion = {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+            if not model.endswith("-nousage"):
+                p, c = self.usage(body.get("messages", []), text)
+                completion["usage"] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+                with self._lock:
+                    self.usage_sent.append((p, c))
+            out.append({"id": f"r-{len(out)}", "custom_id": request["custom_id"], "response": {"status_code": 200, "body": completion}, "error": None})
+        if self.latency:
+            time.sleep(self.latency * (len(out) + len(errors)) / 16)
+        with self._lock:
+            self.batch_lines += len(out)
+            if batch["status"] == "cancelling":
+                batch["status"] = "cancelled"
+                return
+            # the output in reverse order: results map back by custom_id, not by position
+            for name, rows in (("output_file_id", out[::-1]), ("error_file_id", errors)):
+                if rows:
+                    file_id = f"file-{len(self.files) + 1}"
+                    self.files[file_id] = "\n".join(json.dumps(r) for r in rows).encode()
+                    batch[name] = file_id
+            batch["request_counts"] = {"total": len(out) + len(errors), "completed": len(out), "failed": len(errors)}
+            batch["status"] = "completed"
+

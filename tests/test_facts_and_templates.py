@@ -148,4 +148,4 @@ def test_generate_report_command(home, tmp_path, cli):
     assert data["within_rule"] is True and {t["task"] for t in data["tasks"]} >= {"recognition", "attribute_extraction", "refusal"}
     text = cli("generate", "report", check=True).stdout
     assert "distinct" in text and "coverage" in text and "recognition" in text
-    assert TemplateBackend().model_id == "template-v2"
+    assert TemplateBackend().model_id == "template-v3"

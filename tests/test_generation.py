@@ -81,7 +81,7 @@ def test_template_backend_on_abo_gives_the_listing_brand_and_color(home, shared_
     # a catalog listing says nothing of a parcel's condition: no condition sample is made for it
     assert lake.scalar("SELECT count(*) FROM samples WHERE task = 'condition_packaging'") == 0
     lineage, version = lake.fetchone("SELECT lineage, prompt_version FROM samples LIMIT 1")
-    assert json.loads(lineage)["item_id"] and version == "template-v2"
+    assert json.loads(lineage)["item_id"] and version == "template-v3"
     # nothing twice: a second run finds every (item, task) done
     again = _run_job("generate", GenerateJob(backend="template").params())
     assert again.counts == {"items_to_generate": 0}
@@ -337,10 +337,12 @@ def test_a_resumed_job_generates_only_what_was_not_done(home, shared_data, tmp_p
             def log(self, *a, **k):
                 pass
 
-        gen_job.run(Ctx())
-        assert lake.scalar("SELECT count(*) FROM samples") == before > 0 and srv.requests == 2
+        result = gen_job.run(Ctx())
+        # it keeps what it wrote, and pays nothing again: its request's answer comes from the response cache
+        assert lake.scalar("SELECT count(*) FROM samples") == before > 0 and srv.requests == 1
+        assert result["cache_hits"] == 1 and result["llm_requests"] == 0
         resumed = _run_job("generate", gen_params)  # a new job over the same store
-        assert resumed.counts["items_to_generate"] == 2 and srv.requests == 4
+        assert resumed.counts["items_to_generate"] == 2 and srv.requests == 3
     lake = open_store(settings.store)
     assert lake.scalar("SELECT count(DISTINCT item_id) FROM samples WHERE backend = 'openai'") == 3
 

@@ -340,7 +340,7 @@ def test_catalog_and_complaints_examples_dry_run_on_real_data(home, shared_data,
     assert "      model_id: http://localhost:8000/v1#Qwen/Qwen2.5-7B-Instruct#t0.7-m768" in result.output
     template = _vitpro("run", str(EXAMPLES / "catalog.yaml"), "--dry-run", "--var", f"listings={shared_data / 'abo-samples' / 'listings.jsonl'}",
                        "--var", f"vlm={vlm}", "--var", "backend=template")
-    assert "      model_id: template-v2" in template.output and "      openai: null" in template.output
+    assert "      model_id: template-v3" in template.output and "      openai: null" in template.output
 
     # a catalog CSV of the columns the recipe maps, over the grocery photos; the reviews as they are
     photos = shared_data / "grocery-photos"

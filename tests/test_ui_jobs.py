@@ -194,3 +194,57 @@ def test_a_double_click_on_launch_queues_one_job_and_says_launched_both_times(ui
         assert _errors(other).startswith(f"cannot launch grounding: an identical job is already queued: {first.id}")
     finally:
         cancel_job(first.id)
+
+
+def test_generation_is_estimated_in_the_form_and_a_jobs_cost_is_shown_with_what_remains(ui_store):
+    """The Generation form's Estimate button (nothing sent to the server) and a running LLM job's tokens, cost and
+    projected cost of the items left, under its row."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from curation.generation import PromptTemplate, build_requests
+    from curation.generation.backends import OpenAIChatBackend
+    from curation.item_contexts import contexts_for
+    from db.app.models import Job
+    from db.reads import generation_reads
+    from jobs.generate import GenerateJob
+
+    from .fake_llm import FakeChatServer
+
+    home, lake, engine = ui_store
+    queued = len(jobs_db.list_jobs(engine, limit=500))
+    with FakeChatServer() as srv:
+        at = page("jobs", launch_tab="Generation")
+        at.selectbox(key="gen_backend").select("openai")
+        _field(at, "LLM base URL").input(srv.base_url)
+        _field(at, "LLM model name").input("good")
+        at.multiselect(key="GenerateJob.tasks").set_value(["recognition"])
+        at.number_input(key="GenerateJob.price_in").set_value(0.5)
+        at.number_input(key="GenerateJob.price_out").set_value(2.0)
+        _click(at, "Estimate the cost")
+        assert not at.exception and not at.error, _errors(at)
+        spec = GenerateJob.from_params(GenerateJob(backend="openai", openai=OpenAIChatBackend(base_url=srv.base_url, model="good"), tasks=["recognition"],
+                                                   price_in=0.5, price_out=2.0).params())
+        items = generation_reads.items_to_generate(lake, spec.tasks, "openai", spec.model_id, spec.prompt_version)
+        n = len(build_requests(contexts_for(lake, items), ["recognition"], PromptTemplate.load()))
+        shown = "\n".join(i.value for i in at.info).replace("\\", "")  # the markdown escapes of md()
+        assert f"**Estimate** for {len(items):,} item(s)" in shown and f"- requests: {n:,}" in shown and "- cost: " in shown
+        assert srv.requests == 0 and len(jobs_db.list_jobs(engine, limit=500)) == queued  # nothing asked, nothing queued
+        _field(at, "Named price").input("nope")
+        _click(at, "Estimate the cost")
+        assert _errors(at) == 'cannot estimate: "Named price": give a named price or the two prices, not both'
+
+    params = GenerateJob(backend="openai", openai=OpenAIChatBackend(base_url="http://127.0.0.1:9/v1", model="m"), tasks=["recognition"],
+                         price_in=0.5, price_out=2.0).params()
+    job_id, _ = jobs_db.create_job(engine, kind="generate", queue="cpu", params=params, launched_by="admin")
+    try:
+        with Session(engine) as s, s.begin():
+            s.execute(update(Job).where(Job.id == job_id).values(
+                status="running", progress_done=25, progress_total=100, counts={"llm_requests": 40, "cache_hits": 10, "prompt_tokens": 400_000,
+                                                                               "completion_tokens": 100_000, "failed_timeout": 2}))
+        at = page("jobs")
+        line = next(c.value.replace("\\", "") for c in at.caption if c.value.replace("\\", "").startswith("LLM: "))
+        assert line == ("LLM: 40 requests, 10 from the cache, 2 failed · 400,000 tokens in, 100,000 out · cost 0.4000 USD · "
+                        "about 1.2000 USD more for the 75 items left")
+    finally:
+        cancel_job(job_id)

@@ -17,8 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from .structured import STRUCTURED_NOTE, response_format
 from .tasks import ItemContext
 from .templates import template_pairs
+from .usage import TokenCounter, fingerprint
 
 
 @dataclass
@@ -39,6 +41,11 @@ class GenResponse:
     seconds: float = 0.0
     permanent: bool = False  # asking again cannot help (refused request, content filter, error body)
     evidence: list[list[dict[str, str]]] | None = None  # per pair, in order: the fields that support it (templates)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    counted_by: str = "none"  # server | tokenizer | estimate | none (curation/generation/usage.py)
+    cached: bool = False  # answered from the response cache, no request made
+    fingerprint: str | None = None  # the cache key of its request
 
 
 _shared: dict[tuple, Any] = {}
@@ -85,6 +92,8 @@ class OpenAIChatBackend:
     rate_limit: float | None = None  # requests per second
     temperature: float = 0.7
     max_tokens: int = 768
+    structured: bool = False  # ask for the pairs as JSON of a schema (response_format json_schema)
+    tokenizer: str | None = None  # the model's tokenizer folder: counts tokens where the server sends no usage
     name: str = field(default="openai", init=False)
 
     def __post_init__(self):
@@ -99,7 +108,28 @@ class OpenAIChatBackend:
     @property
     def model_id(self) -> str:
         # the settings that change what comes back are part of the model's identity
-        return f"{self.base_url.rstrip('/')}#{self.model}#t{self.temperature:g}-m{self.max_tokens}"
+        return f"{self.base_url.rstrip('/')}#{self.model}#t{self.temperature:g}-m{self.max_tokens}" + ("-json" if self.structured else "")
+
+    def body(self, request: GenRequest) -> dict[str, Any]:
+        """The chat-completions request body for one request (the batch file's lines hold the same)."""
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages(request), "temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.structured:
+            body["response_format"] = response_format(request)
+        return body
+
+    def messages(self, request: GenRequest) -> list[dict[str, str]]:
+        if not self.structured:
+            return request.messages
+        *head, last = request.messages
+        return [*head, {**last, "content": last["content"] + STRUCTURED_NOTE}]
+
+    def fingerprint(self, request: GenRequest) -> str:
+        body = self.body(request)
+        return fingerprint(body.pop("messages"), body.pop("model"), body)
+
+    def counter(self) -> TokenCounter:
+        """Counts tokens where the server sends no usage: one per process and tokenizer (loading one takes a while)."""
+        return _process_wide(("counter", self.tokenizer), lambda: TokenCounter(self.tokenizer))
 
     def complete(self, requests: Sequence[GenRequest]) -> list[GenResponse]:
         import httpx
@@ -117,7 +147,7 @@ class OpenAIChatBackend:
     def _one(self, client, url: str, request: GenRequest, limiter: RateLimiter, in_flight) -> GenResponse:
         import httpx
 
-        body = {"model": self.model, "messages": request.messages, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        body = self.body(request)
         start = time.monotonic()
         error = "no attempt made"
         for attempt in range(1, self.max_retries + 2):
@@ -135,7 +165,7 @@ class OpenAIChatBackend:
                 if response.status_code == 200:
                     result = _parse_completion(request.key, response, attempt, elapsed)
                     if result is not None:
-                        return result
+                        return self.counted(result, body["messages"])
                     error = "malformed response body"
                 elif response.status_code == 429 or response.status_code >= 500:
                     error = f"HTTP {response.status_code}"
@@ -148,6 +178,27 @@ class OpenAIChatBackend:
                 time.sleep(delay * (1 + 0.1 * random.random()))
         return GenResponse(request.key, None, f"{error} (after {self.max_retries + 1} attempts)", None, self.max_retries + 1, time.monotonic() - start)
 
+    def counted(self, result: GenResponse, messages: list[dict[str, str]]) -> GenResponse:
+        """The response with its tokens: the server's usage, else counted here (usage.TokenCounter)."""
+        if result.counted_by == "server":
+            return result
+        counter = self.counter()
+        result.prompt_tokens = counter.prompt(messages)
+        result.completion_tokens = counter.completion(result.text)
+        result.counted_by = counter.counted_by
+        return result
+
+
+def _usage(data: dict) -> tuple[int, int] | None:
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    try:
+        prompt, completion = int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (prompt, completion) if prompt >= 0 and completion >= 0 else None
+
 
 def _parse_completion(key, response, attempt: int, elapsed: float) -> GenResponse | None:
     """A 200 response: the text; or a permanent refusal (an error body, the content filter); or None
@@ -156,6 +207,11 @@ def _parse_completion(key, response, attempt: int, elapsed: float) -> GenRespons
         data = response.json()
     except ValueError:
         return None
+    return _parse_body(key, data, attempt, elapsed)
+
+
+def _parse_body(key, data, attempt: int, elapsed: float) -> GenResponse | None:
+    """A chat completion's JSON body (a direct answer's, or a batch output line's): see _parse_completion."""
     if isinstance(data, dict) and data.get("error"):
         err = data["error"]
         message = err.get("message") if isinstance(err, dict) else str(err)
@@ -166,11 +222,13 @@ def _parse_completion(key, response, attempt: int, elapsed: float) -> GenRespons
     except (KeyError, IndexError, TypeError, AttributeError):
         return None
     finish = choice.get("finish_reason")
+    usage = _usage(data)
+    tokens = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "counted_by": "server"} if usage else {}
     if not isinstance(text, str):
         if finish == "content_filter":
-            return GenResponse(key, None, "the server's content filter withheld the answer", finish, attempt, elapsed, permanent=True)
+            return GenResponse(key, None, "the server's content filter withheld the answer", finish, attempt, elapsed, permanent=True, **tokens)
         return None
-    return GenResponse(key, text, None, finish, attempt, elapsed)
+    return GenResponse(key, text, None, finish, attempt, elapsed, **tokens)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -198,6 +256,9 @@ class HFLocalBackend:
     @property
     def model_id(self) -> str:
         return f"{self.model_dir}#m{self.max_new_tokens}"
+
+    def fingerprint(self, request: GenRequest) -> str:
+        return fingerprint(request.messages, self.model_dir, {"max_new_tokens": self.max_new_tokens, "decoding": "greedy"})
 
     def _load(self):
         if self._model is None:
@@ -227,9 +288,11 @@ class HFLocalBackend:
                 )
             new = generated[:, enc["input_ids"].shape[1] :]
             seconds = (time.monotonic() - t0) / len(chunk)
-            for request, ids in zip(chunk, new):
+            for request, ids, mask in zip(chunk, new, enc["attention_mask"]):
                 finished = tokenizer.eos_token_id is not None and bool((ids == tokenizer.eos_token_id).any())
-                out.append(GenResponse(request.key, tokenizer.decode(ids, skip_special_tokens=True), None, "stop" if finished else "length", 1, seconds))
+                made = int((ids != tokenizer.pad_token_id).sum()) if tokenizer.pad_token_id is not None else len(ids)
+                out.append(GenResponse(request.key, tokenizer.decode(ids, skip_special_tokens=True), None, "stop" if finished else "length", 1, seconds,
+                                       prompt_tokens=int(mask.sum()), completion_tokens=made, counted_by="tokenizer"))
         return out
 
 
@@ -238,7 +301,7 @@ class TemplateBackend:
     """Deterministic pairs from the item's own fields (``templates.py``), each with its evidence."""
 
     name: str = field(default="template", init=False)
-    model_id: str = field(default="template-v2", init=False)
+    model_id: str = field(default="template-v3", init=False)
 
     def complete(self, requests: Sequence[GenRequest]) -> list[GenResponse]:
         out = []

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from config.registry import Registry
 
+from .condition import StatedCondition, arrival_condition
 from .facts import PAPER_KEYS, Fact, item_facts
 
 # task name -> what the generator is asked to write for it (the prompt's task description)
@@ -28,21 +28,6 @@ TASKS.add("Ask how the photos compare: photo [1] from the customer, photo [2] fr
 TASKS.add("Ask something the photo cannot answer, and decline politely with the reason.", "refusal")
 
 ATTRIBUTE_KEYS = PAPER_KEYS  # the paper's keys; an item's own attribute keys come on top (facts.py)
-# Words a customer uses for a damaged product or parcel; whole words only ("break" is not "breakfast").
-_DAMAGE = re.compile(
-    r"\b(?:leak(?:s|ed|ing|y)?|torn|ripped|dent(?:s|ed)?|crush(?:ed)?|squashed|smash(?:ed)?|shatter(?:ed)?|broke|broken|"
-    r"cracked|damag(?:e|ed|es)|spill(?:s|ed|ing)?|punctured|melted|mou?ldy|arrived open(?:ed)?|seal (?:was )?broken)\b",
-    re.IGNORECASE,
-)
-# Words for a product or parcel that arrived whole.
-_INTACT = re.compile(
-    r"\b(?:intact|undamaged|well[- ]packed|well[- ]packaged|securely packed|(?:perfect|good|great|excellent|mint) condition|"
-    r"still sealed|sealed|carefully packaged|no damage|not damaged|nothing (?:was )?broken)\b",
-    re.IGNORECASE,
-)
-_NEGATION = re.compile(r"\b(?:not|no|never|without|nothing|wasn't|weren't|isn't|didn't)\W+(?:\w+\W+){0,2}$", re.IGNORECASE)
-
-
 @dataclass
 class ItemContext:
     """What the generator knows about one item (all text already redacted at ingest)."""
@@ -65,7 +50,7 @@ class ItemContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
-    def stated_condition(self) -> "StatedCondition | None":
+    def stated_condition(self) -> StatedCondition | None:
         return read_condition(self)
 
     @cached_property
@@ -129,42 +114,18 @@ def attribute_json(item: ItemContext) -> tuple[dict[str, str], list[dict[str, st
     return {k: f.value for k, f in facts.items()}, [{"field": f.source, "text": f.quote, "key": k} for k, f in facts.items()]
 
 
-@dataclass(frozen=True)
-class StatedCondition:
-    """What a customer's own words say about the product's or parcel's condition (the evidence of the
-    condition tasks); not a filter's condition (curation.filters.Condition)."""
-
-    state: str  # damaged | intact
-    quote: str  # the customer's sentence that says so
-    field: str  # feedback_text | issue_type
-
-
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+|<br\s*/?>", text) if s.strip()]
-
-
 def condition(item: ItemContext) -> StatedCondition | None:
     """:func:`read_condition`, read once per item (every condition-bearing task and ``applicable`` ask)."""
     return item.stated_condition
 
 
 def read_condition(item: ItemContext) -> StatedCondition | None:
-    """What the customer's own words say about the product's or parcel's condition, if anything.
-
-    A damage word under a negation ("not damaged", "no leaks") counts as intact. Catalog items have no such
-    text: nothing is said about their condition, so they get no condition sample."""
+    """What the customer's own words say about the condition the product or parcel arrived in, if anything
+    (``condition.py`` says which sentences count). Catalog items have no such text: nothing is said about
+    their condition, so they get no condition sample."""
     if item.kind != "feedback":
         return None
-    sentences = [(name, s) for name, text in (("feedback_text", item.feedback_text), ("issue_type", item.issue_type)) for s in _sentences(text or "")]
-    # damage anywhere wins over "well packed" elsewhere: "Arrived well packed. The jar inside was cracked."
-    for field_name, sentence in sentences:
-        negated_intact = any(_NEGATION.search(sentence[: m.start()]) for m in _INTACT.finditer(sentence))  # "not sealed"
-        if negated_intact or any(not _NEGATION.search(sentence[: m.start()]) for m in _DAMAGE.finditer(sentence)):
-            return StatedCondition("damaged", sentence, field_name)
-    for field_name, sentence in sentences:
-        if _INTACT.search(sentence) or _DAMAGE.search(sentence):
-            return StatedCondition("intact", sentence, field_name)
-    return None
+    return arrival_condition([("feedback_text", item.feedback_text), ("issue_type", item.issue_type)])
 
 
 def context_blocks(item: ItemContext) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """Template samples: question/answer pairs made from an item's own fields, with no LLM.
 
-Three rules keep them fit for training:
+These rules keep them fit for training:
 
 * An answer says only what a field of the item states, and records that field as ``evidence``
   (``[{"field": "title", "text": "Pack of 12"}]``); where no field supports an answer, no pair is made (a
@@ -9,6 +9,12 @@ Three rules keep them fit for training:
   items rarely share an answer; only yes/no verdicts repeat by design.
 * Several phrasings per task, chosen by a hash of the item and task: the same item gets the same pair on
   every run, different items get different wordings.
+* No slot is left empty: without a product title an answer says "this product", or no pair is made where
+  the title was all it had of the item (recognition, matching; a refusal with neither a title nor text read
+  from the photo would be one stock sentence for every such item).
+* No pair rests only on a field every item shares: an attribute answer whose one value is the product type
+  (the category, which a whole catalog or a whole review set may have in common) is not made. The
+  repetition rule is also held when samples are written (``repeats.py``).
 """
 from __future__ import annotations
 
@@ -47,10 +53,17 @@ def _quote(sentence: str, limit: int = 160) -> str:
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
+def _title(item: ItemContext) -> str | None:
+    """The product's title on one line, or None where there is none (never an empty slot)."""
+    return " ".join((item.product_title or "").split()) or None
+
+
 def _short_title(item: ItemContext, words: int = 8) -> str:
-    title = " ".join((item.product_title or "").split())
-    parts = title.split()
-    return title if len(parts) <= words else " ".join(parts[:words]) + "…"
+    """The title's first words, or "this product" where there is no title."""
+    parts = (_title(item) or "").split()
+    if not parts:
+        return "this product"
+    return " ".join(parts) if len(parts) <= words else " ".join(parts[:words]) + "…"
 
 
 def _product_type(item: ItemContext) -> str:
@@ -64,7 +77,9 @@ def _title_source(item: ItemContext) -> str:
 
 @TEMPLATES.named("recognition")
 def recognition(item: ItemContext) -> list[TemplatePair]:
-    title = item.product_title
+    title = _title(item)
+    if title is None:  # nothing names the product
+        return []
     brand = item.facts.get("Brand")
     evidence = [_ev(_title_source(item), title)]
     question = choose(item, "recognition", "q", (
@@ -82,10 +97,16 @@ def recognition(item: ItemContext) -> list[TemplatePair]:
     return [TemplatePair(question, answer, evidence), TemplatePair(yes_no.format(t=title), "Yes.", evidence)]
 
 
+# Keys whose value many items share by nature (the category): an attribute answer needs some other key too.
+_SHARED_KEYS = frozenset({"ProductType"})
+
+
 @TEMPLATES.named("attribute_extraction")
 def attribute_extraction(item: ItemContext) -> list[TemplatePair]:
     attrs, evidence = attribute_json(item)
-    if not attrs:
+    if not set(attrs) - _SHARED_KEYS:
+        # {"ProductType": "Grocery"} alone is the same answer for every item of the category: it teaches
+        # nothing about the photo
         return []
     question = choose(item, "attribute_extraction", "q", (
         "Extract the product's attributes from the photo as JSON.", "List this product's attributes as a JSON object.",
@@ -96,15 +117,17 @@ def attribute_extraction(item: ItemContext) -> list[TemplatePair]:
 
 @TEMPLATES.named("matching")
 def matching(item: ItemContext) -> list[TemplatePair]:
-    title = item.product_title
+    title = _title(item)
+    if title is None:
+        return []
+    negative = " ".join((item.negative_title or "").split())
     form = choose(item, "matching", "q", (
         "Does the photo show {t}? Answer yes or no.", "Is the product in the photo {t}? Answer yes or no.",
         "Does this picture match the listing \"{t}\"? Answer yes or no.",
     ))
     out = [TemplatePair(form.format(t=title), "Yes.", [_ev(_title_source(item), title)])]
-    if item.negative_title:
-        out.append(TemplatePair(form.format(t=item.negative_title), "No.",
-                                [_ev(_title_source(item), title), _ev("negative.title", item.negative_title)]))
+    if negative:
+        out.append(TemplatePair(form.format(t=negative), "No.", [_ev(_title_source(item), title), _ev("negative.title", negative)]))
     return out
 
 
@@ -120,6 +143,9 @@ def damage_detection(item: ItemContext) -> list[TemplatePair]:
         return []
     evidence = [_ev(found.field, found.quote)]
     if found.state == "intact":
+        if found.damaged_since:
+            # it arrived whole but the customer broke it or it broke in use: the photo may show that damage
+            return []
         return [TemplatePair(question, "No.", evidence)]
     how = choose(item, "damage_detection", "how", (
         "What is wrong with the product in the photo?", "Describe the damage shown.", "What damage does the customer's photo show?",
@@ -142,6 +168,10 @@ def counting(item: ItemContext) -> list[TemplatePair]:
     if "attributes." in count.source:  # a count column, not words of the title
         answer = choose(item, "counting", "attr", (
             "{n}, as the listing of {t} gives.", "The listing of {t} gives a count of {n}.", "{n} (the count stated for {t}).",
+        ))
+    elif count.source == "ocr":  # the words printed on the pack, not the listing's
+        answer = choose(item, "counting", "ocr", (
+            "{n}: the pack of {t} reads \"{q}\".", "{n} (\"{q}\" is printed on {t}).", "It contains {n}; the text on {t} says \"{q}\".",
         ))
     else:
         answer = choose(item, "counting", "a", (
@@ -167,13 +197,15 @@ def condition_packaging(item: ItemContext) -> list[TemplatePair]:
 
 @TEMPLATES.named("comparison")
 def comparison(item: ItemContext) -> list[TemplatePair]:
-    title = item.product_title
-    evidence = [_ev("product_ref", (item.product or {}).get("item_id")), _ev("product.title", title)]
+    if not item.product:  # no catalog item to compare the customer's photo with
+        return []
+    title = _title(item)
+    evidence = [_ev("product_ref", (item.product or {}).get("item_id")), *([_ev("product.title", title)] if title else [])]
     same = choose(item, "comparison", "q", (
         "Photo [1] is the customer's, photo [2] is the catalog photo of {t}. Do they show the same product? Answer yes or no.",
         "Do photo [1] (from the customer) and photo [2] (the catalog's {t}) show the same product? Answer yes or no.",
     ))
-    out = [TemplatePair(same.format(t=title), "Yes.", evidence)]
+    out = [TemplatePair(same.format(t=title or "this product"), "Yes.", evidence)]
     found = condition(item)
     if found is not None and found.state == "damaged":
         ask = choose(item, "comparison", "diff", ("What differs between photo [1] and photo [2]?", "How does the delivered item in photo [1] differ from photo [2]?"))
@@ -199,16 +231,24 @@ _UNKNOWABLE = (
 @TEMPLATES.named("refusal")
 def refusal(item: ItemContext) -> list[TemplatePair]:
     open_questions = [u for u in _UNKNOWABLE if not any(k in item.facts for k in u[2])]
-    if not open_questions:
+    title, read = _title(item), _quote(item.ocr_text or "", 40)
+    if not open_questions or not (title or read):
+        # with neither a title nor text read from the photo, the answer would be the same for every such item
         return []
     _, question, _, missing = choose(item, "refusal", "topic", open_questions)
-    seen = "the text read from the photo (\"{o}\")".format(o=_quote(item.ocr_text, 40)) if item.ocr_text else "the photo"
-    answer = choose(item, "refusal", "a", (
-        "I can't tell: {seen} and the listing for {t} give no {m}.",
-        "That cannot be answered from {seen}: the listing for {t} states no {m}.",
-        "I don't know; {seen} and the listing of {t} show no {m}.",
-    ))
-    evidence = [_ev(_title_source(item), item.product_title), *([_ev("ocr", item.ocr_text)] if item.ocr_text else [])]
+    seen = f"the text read from the photo (\"{read}\")" if read else "the photo"
+    if title or item.kind == "catalog" or item.product:  # there is a listing to name
+        answer = choose(item, "refusal", "a", (
+            "I can't tell: {seen} and the listing for {t} give no {m}.",
+            "That cannot be answered from {seen}: the listing for {t} states no {m}.",
+            "I don't know; {seen} and the listing of {t} show no {m}.",
+        ))
+    else:  # a customer's photo of a product with no listing: only what the photo's text says
+        answer = choose(item, "refusal", "photo", (
+            "I can't tell: {seen} gives no {m}.", "That cannot be answered from {seen}: it states no {m}.",
+            "I don't know; {seen} shows no {m}.",
+        ))
+    evidence = [*([_ev(_title_source(item), title)] if title else []), *([_ev("ocr", item.ocr_text)] if read else [])]
     return [TemplatePair(question, answer.format(seen=seen, t=_short_title(item), m=missing), evidence)]
 
 

@@ -12,7 +12,22 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .connection import Lake
-from .tables import ERRORS, GENERATION_REJECTS, GENERATION_REQUESTS, IMAGES, ITEMS, OCR, SAMPLES, SCORES, TOKEN_GAINS, TOKEN_SCORES, to_json
+from .tables import (
+    ERRORS,
+    GENERATION_REJECTS,
+    GENERATION_REQUESTS,
+    IMAGES,
+    ITEMS,
+    LLM_BATCHES,
+    LLM_CACHE,
+    LLM_CALLS,
+    OCR,
+    SAMPLES,
+    SCORES,
+    TOKEN_GAINS,
+    TOKEN_SCORES,
+    to_json,
+)
 
 _SCORE_KEY = ("subject_kind", "subject_id", "metric", "model_id", "segment")
 _TOKEN_KEY = ("subject_kind", "subject_id", "model_id", "segment")
@@ -299,17 +314,23 @@ def write_ocr_stats(lake: Lake, run_id: str) -> int:
     return lake.transaction(body)
 
 
-def write_generation(lake: Lake, run_id: str, samples: list[dict], rejects: list[dict], requests: list[dict]) -> int:
+def write_generation(lake: Lake, run_id: str, samples: list[dict], rejects: list[dict], requests: list[dict], calls: list[dict] | None = None) -> int:
+    """A unit's samples, rejects, done markers and LLM calls (tokens, latency, outcome), in one transaction."""
     samples_t = SAMPLES.arrow(samples)
     rejects_t = GENERATION_REJECTS.arrow(rejects)
     requests_t = GENERATION_REQUESTS.arrow(requests)
+    calls_t = LLM_CALLS.arrow(calls or [])
 
     def body(con) -> int:
-        for table in ("samples", "generation_rejects", "generation_requests"):
+        for table in ("samples", "generation_rejects", "generation_requests", "llm_calls"):
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         con.register("_new_samples", samples_t)
         con.register("_new_rejects", rejects_t)
         con.register("_new_requests", requests_t)
+        if calls:
+            con.register("_new_calls", calls_t)
+            con.execute(f"INSERT INTO llm_calls ({LLM_CALLS.names()}) SELECT {LLM_CALLS.select_list('n')} FROM _new_calls n")
+            con.unregister("_new_calls")
         try:
             missing = "NOT EXISTS (SELECT 1 FROM samples t WHERE t.sample_id = n.sample_id)"
             n = con.execute(f"SELECT count(*) FROM _new_samples n WHERE {missing}").fetchone()[0]
@@ -325,6 +346,41 @@ def write_generation(lake: Lake, run_id: str, samples: list[dict], rejects: list
                 con.unregister(name)
 
     return lake.transaction(body)
+
+
+def write_llm_cache(lake: Lake, run_id: str, rows: list[dict]) -> int:
+    """Responses under their request fingerprints (db/lake/tables.py LLM_CACHE); a fingerprint stored already
+    keeps its first answer. Its own transaction, made as soon as the answers arrive."""
+    if not rows:
+        return 0
+    table = LLM_CACHE.arrow(rows)
+
+    def body(con) -> int:
+        con.register("_new_cache", table)
+        try:
+            missing = "NOT EXISTS (SELECT 1 FROM llm_cache t WHERE t.fingerprint = n.fingerprint)"
+            n = con.execute(f"SELECT count(DISTINCT fingerprint) FROM _new_cache n WHERE {missing}").fetchone()[0]
+            con.execute(f"INSERT INTO llm_cache ({LLM_CACHE.names()}) SELECT {LLM_CACHE.select_list('n')} FROM "
+                        f"(SELECT * FROM _new_cache QUALIFY row_number() OVER (PARTITION BY fingerprint) = 1) n WHERE {missing}")
+            return int(n)
+        finally:
+            con.unregister("_new_cache")
+
+    return lake.transaction(body)
+
+
+def record_llm_batch(lake: Lake, row: dict) -> None:
+    """A unit's batch, or a new state of it (an append-only log: the newest row of a batch id is its state)."""
+    table = LLM_BATCHES.arrow([row])
+
+    def body(con) -> None:
+        con.register("_new_batch", table)
+        try:
+            con.execute(f"INSERT INTO llm_batches ({LLM_BATCHES.names()}) SELECT {LLM_BATCHES.select_list('n')} FROM _new_batch n")
+        finally:
+            con.unregister("_new_batch")
+
+    lake.transaction(body)
 
 
 def dedupe_samples(lake: Lake) -> int:

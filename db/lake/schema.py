@@ -39,6 +39,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     # time travel read them like any other; only the hashes need a table of their own
     (9, "image hashes: perceptual hashes for near-duplicate groups", [tables.IMAGE_HASHES.ddl()]),
     (10, "image embeddings: CLIP image vectors for semantic duplicates, clusters and the map", [tables.IMAGE_EMBEDDINGS.ddl()]),
+    (11, "LLM calls, the response cache and Batch API batches: tokens, latency and cost per request; answers by request "
+         "fingerprint; a unit's batch, to resume polling it", [tables.LLM_CALLS.ddl(), tables.LLM_CACHE.ddl(), tables.LLM_BATCHES.ddl()]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -289,6 +289,57 @@ GENERATION_REQUESTS = declare(
     Column("created_at", "TIMESTAMPTZ"),
 )
 
+# One row per LLM request a generation unit made or answered from the cache: what it cost and how long it
+# took (curation/generation/usage.py). Beside generation_requests (the "done" markers) and not in it: a failed
+# request is recorded here too, while its (item, task) is left to be asked again.
+LLM_CALLS = declare(
+    "llm_calls",
+    Column("item_id", "VARCHAR"),
+    Column("task", "VARCHAR"),
+    Column("backend", "VARCHAR"),
+    Column("model_id", "VARCHAR"),
+    Column("fingerprint", "VARCHAR", 'the request\'s cache key'),
+    Column("outcome", "VARCHAR", 'ok | cached | timeout | rate_limited | server_error | refused | malformed | filtered | connection | other'),
+    Column("prompt_tokens", "INTEGER"),
+    Column("completion_tokens", "INTEGER"),
+    Column("counted_by", "VARCHAR", 'server | tokenizer | estimate | none'),
+    Column("seconds", "DOUBLE", 'latency, retries included'),
+    Column("attempts", "INTEGER"),
+    Column("job_id", "VARCHAR"),
+    Column("run_id", "VARCHAR"),
+    Column("created_at", "TIMESTAMPTZ"),
+)
+
+# LLM responses by the fingerprint of their request (messages, model, sampling settings): a rerun or another
+# job asking the same thing reads the answer here instead of paying for it again. Written as soon as the
+# answers arrive, before they are parsed, so a unit that dies afterwards does not pay twice either.
+LLM_CACHE = declare(
+    "llm_cache",
+    Column("fingerprint", "VARCHAR"),
+    Column("model_id", "VARCHAR", 'the backend model id that answered'),
+    Column("text", "VARCHAR"),
+    Column("finish_reason", "VARCHAR"),
+    Column("prompt_tokens", "INTEGER"),
+    Column("completion_tokens", "INTEGER"),
+    Column("counted_by", "VARCHAR"),
+    Column("run_id", "VARCHAR"),
+    Column("created_at", "TIMESTAMPTZ"),
+)
+
+# The Batch API batches a generation unit submitted (curation/generation/batch_api.py), one row per change of
+# state: a unit that runs again (its worker died while the server worked) finds its batch here and polls it
+# instead of submitting, and paying for, the same requests again.
+LLM_BATCHES = declare(
+    "llm_batches",
+    Column("run_id", "VARCHAR", 'the unit that submitted it'),
+    Column("batch_id", "VARCHAR", "the server's id"),
+    Column("input_file_id", "VARCHAR"),
+    Column("requests", "INTEGER"),
+    Column("status", "VARCHAR", 'submitted | completed | failed | expired | cancelled (as the server last said)'),
+    Column("job_id", "VARCHAR"),
+    Column("created_at", "TIMESTAMPTZ"),
+)
+
 SELECTIONS = declare(
     "selections",
     Column("name", "VARCHAR", 'a named stratified sample'),

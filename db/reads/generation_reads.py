@@ -62,6 +62,41 @@ def stored_pairs(lake: Lake, item_ids: list[str], exclude_run: str) -> list[tupl
     )
 
 
+# A sample's product, as the quality report counts products (db/reads/quality.py): the catalog item a complaint
+# refers to, else the item itself.
+_PRODUCT = "coalesce(i.product_ref, i.external_id, i.item_id)"
+
+
+def answer_products(lake: Lake, backend: str, item_ids: list[str], answers: list[tuple[str, str]], exclude_run: str
+                    ) -> tuple[dict[str, str], dict[tuple[str, str], tuple[int, frozenset[str]]], dict[str, int]]:
+    """What the repetition rule needs before a unit writes (curation/generation/repeats.py), not counting the
+    unit's own earlier writes:
+
+    * each of ``item_ids`` -> its product;
+    * each (task, answer) of ``answers`` already stored as an answer that is not a yes/no verdict -> (the
+      products it is given for, over every backend; those of ``item_ids``' products among them);
+    * per task of ``answers``: this backend's samples.
+    """
+    if not item_ids or not answers:  # nothing that could repeat
+        return {}, {}, {}
+    with lake.probe("_rep_items", "item_id", list(dict.fromkeys(item_ids))) as con:
+        product_of = dict(con.execute(f"SELECT i.item_id, {_PRODUCT} FROM items i JOIN _rep_items USING (item_id)").fetchall())
+    tasks = sorted({t for t, _ in answers})
+    in_tasks = f"task IN ({', '.join('?' for _ in tasks)})"
+    mine = sorted(set(product_of.values())) or [""]  # an IN list may not be empty
+    with lake.probe("_rep_answers", "answer", sorted({a for _, a in answers})) as con:
+        rows = con.execute(
+            f"WITH p AS (SELECT s.task, s.answer, {_PRODUCT} AS product FROM samples s JOIN _rep_answers USING (answer) "
+            f"  JOIN items i USING (item_id) WHERE s.run_id <> ? AND s.label IS NULL AND s.{in_tasks} GROUP BY ALL) "
+            f"SELECT task, answer, count(*), list(product) FILTER (WHERE product IN ({', '.join('?' for _ in mine)})) FROM p GROUP BY ALL",
+            [exclude_run, *tasks, *mine],
+        ).fetchall()
+    stored = {(task, answer): (int(n), frozenset(known or ())) for task, answer, n, known in rows}
+    samples = dict(lake.fetchall(f"SELECT task, count(*) FROM samples WHERE backend = ? AND run_id <> ? AND {in_tasks} GROUP BY task",
+                                 [backend, exclude_run, *tasks]))
+    return product_of, stored, {t: int(n) for t, n in samples.items()}
+
+
 def generation_rows(lake: Lake, item_ids: list[str]) -> list[dict[str, Any]]:
     """Items with their images, OCR text, and the catalog item a complaint refers to (product_ref)."""
     if not item_ids:
@@ -125,3 +160,48 @@ def negative_titles(lake: Lake, categories: list[str | None], per_category: int 
         "SELECT item_id, title FROM items WHERE kind = 'catalog' AND title IS NOT NULL ORDER BY hash(item_id) LIMIT ?", [per_category * 5]
     )
     return out
+
+
+# ---- LLM usage and the response cache (curation/generation/usage.py) ----------------------------------------
+def cached_responses(lake: Lake, fingerprints: list[str]) -> dict[str, dict[str, Any]]:
+    """The cached response of each of these request fingerprints that has one (its first stored answer)."""
+    if not fingerprints:
+        return {}
+    with lake.probe("_probe_cache", "fingerprint", list(dict.fromkeys(fingerprints))) as con:
+        rows = con.execute(
+            "SELECT c.fingerprint, any_value(c.text ORDER BY c.created_at), any_value(c.finish_reason ORDER BY c.created_at), "
+            "any_value(c.prompt_tokens ORDER BY c.created_at), any_value(c.completion_tokens ORDER BY c.created_at), "
+            "any_value(c.counted_by ORDER BY c.created_at) FROM llm_cache c JOIN _probe_cache p USING (fingerprint) GROUP BY 1").fetchall()
+    return {fp: {"text": text, "finish_reason": finish, "prompt_tokens": pt, "completion_tokens": ct, "counted_by": by}
+            for fp, text, finish, pt, ct, by in rows}
+
+
+def completion_lengths(lake: Lake, model_id: str, tasks: list[str], limit: int = 5000) -> list[int]:
+    """Completion tokens of this model's latest answered requests for these tasks (what the estimate expects)."""
+    if not tasks:
+        return []
+    return [int(r[0]) for r in lake.fetchall(
+        f"SELECT completion_tokens FROM llm_calls WHERE model_id = ? AND outcome = 'ok' AND completion_tokens IS NOT NULL "
+        f"AND task IN ({', '.join('?' for _ in tasks)}) ORDER BY created_at DESC LIMIT {int(limit)}", [model_id, *tasks])]
+
+
+def usage_by_job(lake: Lake, job_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per generation job and model: requests sent, answered from the cache, failed, tokens in and out, latency
+    (what `vitpro generate report` shows beside the samples' quality), newest job first."""
+    where = f"WHERE job_id IN ({', '.join('?' for _ in job_ids)})" if job_ids else ""
+    rows = lake.fetchall(
+        "SELECT job_id, model_id, count(*) FILTER (WHERE outcome <> 'cached'), count(*) FILTER (WHERE outcome = 'cached'), "
+        "count(*) FILTER (WHERE outcome NOT IN ('ok', 'cached')), coalesce(sum(prompt_tokens) FILTER (WHERE outcome <> 'cached'), 0), "
+        "coalesce(sum(completion_tokens) FILTER (WHERE outcome <> 'cached'), 0), coalesce(sum(seconds), 0), "
+        "count(*) FILTER (WHERE counted_by = 'estimate' AND outcome <> 'cached'), max(created_at) "
+        f"FROM llm_calls {where} GROUP BY 1, 2 ORDER BY max(created_at) DESC", job_ids or [])
+    keys = ("job_id", "model_id", "requests", "cached", "failed", "prompt_tokens", "completion_tokens", "seconds", "estimated", "last")
+    return [dict(zip(keys, r)) for r in rows]
+
+
+def unit_batch(lake: Lake, run_id: str) -> dict[str, Any] | None:
+    """The newest Batch API batch this unit submitted, with its last known status (None: it submitted none)."""
+    row = lake.fetchone(
+        "SELECT batch_id, input_file_id, requests, arg_max(status, created_at), min(created_at) FROM llm_batches WHERE run_id = ? "
+        "GROUP BY batch_id, input_file_id, requests ORDER BY min(created_at) DESC LIMIT 1", [run_id])
+    return None if row is None else {"batch_id": row[0], "input_file_id": row[1], "requests": row[2], "status": row[3]}

@@ -14,11 +14,13 @@ import streamlit as st
 
 from config.fields import FieldError, info
 from db.app import jobs as jobs_db
+from jobs.cost import cost_report
 from jobs.registry import kinds
 from jobs.submit import cancel_job, check_job, retry_job, submit_job
 from jobs.timing import duration, timing
 from ui import context
 from ui.job_forms import scan_signature, vlm_folder_problem, vlm_folders
+from ui.labels import md
 from ui.spec_widgets import spec_widget
 
 me = context.ensure_signed_in()
@@ -171,26 +173,66 @@ def generation_form() -> None:
 
     with st.form("launch_generate"):
         c = st.columns(3)
-        backend = c[0].selectbox("Backend", [b for b in GenerateJob.choices_of("backend") if b != "hf"], index=1, help=info(GenerateJob, "backend").help)
+        backend = c[0].selectbox("Backend", [b for b in GenerateJob.choices_of("backend") if b != "hf"], index=1, help=info(GenerateJob, "backend").help,
+                                 key="gen_backend")
         gen_tasks = spec_widget(c[1], GenerateJob, "tasks")
         n_pairs = spec_widget(c[2], GenerateJob, "n_pairs")
         c = st.columns(3)
         base_url = c[0].text_input("LLM base URL (…/v1)", placeholder="http://127.0.0.1:8000/v1")
         llm = c[1].text_input("LLM model name")
         limit = c[2].number_input("At most this many items (0: all)", 0, 10**9, 0, help=info(GenerateJob, "limit").help)
-        if st.form_submit_button("Launch generation"):
+        c = st.columns(4)
+        structured = c[0].checkbox("Structured output (JSON schema)", value=False, key="gen_structured",
+                                   help="The server is asked for the pairs as JSON of the task's schema (OpenAI's and vLLM's structured outputs).")
+        cache = spec_widget(c[1], GenerateJob, "cache", label="Reuse cached answers")
+        tokenizer = c[2].text_input("Tokenizer folder (optional)", key="gen_tokenizer",
+                                    help="The model's tokenizer: counts tokens where the server sends no usage, and for the estimate.")
+        price = spec_widget(c[3], GenerateJob, "price", label="Named price")
+        c = st.columns(4)
+        price_in = spec_widget(c[0], GenerateJob, "price_in", label="Price in (per M tokens)")
+        price_out = spec_widget(c[1], GenerateJob, "price_out", label="Price out (per M tokens)")
+        currency = spec_widget(c[2], GenerateJob, "currency")
+        b = st.columns([1, 1, 4])
+        launch = b[0].form_submit_button("Launch generation")
+        estimate = b[1].form_submit_button("Estimate the cost", help="Counts the requests and prompt tokens of the whole job and the expected cost, "
+                                                                     "without calling the server.")
+
+        def _params():
             from curation.generation.backends import OpenAIChatBackend
 
-            def _params():
-                openai = None
-                if backend == "openai":
-                    try:
-                        openai = OpenAIChatBackend(base_url=base_url, model=llm)
-                    except ValueError as exc:
-                        raise FieldError("openai", f"LLM base URL: {exc}") from None
-                return GenerateJob(backend=backend, tasks=gen_tasks, n_pairs=int(n_pairs), limit=int(limit) or None, openai=openai).params()
+            openai = None
+            if backend == "openai":
+                try:
+                    openai = OpenAIChatBackend(base_url=base_url, model=llm, structured=structured, tokenizer=tokenizer.strip() or None)
+                except ValueError as exc:
+                    raise FieldError("openai", f"LLM base URL: {exc}") from None
+            if price.strip() and (price_in is not None or price_out is not None):
+                raise FieldError("price", "give a named price or the two prices, not both")
+            return GenerateJob(backend=backend, tasks=gen_tasks, n_pairs=int(n_pairs), limit=int(limit) or None, openai=openai, cache=cache,
+                               price=price.strip() or None, price_in=price_in, price_out=price_out, currency=currency or "USD").params()
 
+        if launch:
             _launch("generate", _params)
+        if estimate:
+            _estimate_generation(_params)
+
+
+def _estimate_generation(build) -> None:
+    """The Estimate button: jobs/generate_estimate.py, as `vitpro generate --estimate` runs it, shown in the form."""
+    from jobs.generate import GenerateJob
+    from jobs.generate_estimate import EstimateError, estimate_job
+    from ui.spec_widgets import in_form_terms
+
+    try:
+        spec = GenerateJob.from_params(build())
+        bar = st.progress(0.0, text="rendering the prompts")
+        result = estimate_job(spec, context.lake(), progress=lambda done, total: bar.progress(min(1.0, done / max(1, total)),
+                                                                                             text=f"rendering the prompts: {done:,} of {total:,} items"))
+        bar.empty()
+    except (EstimateError, ValueError) as exc:
+        st.error(f"cannot estimate: {in_form_terms(GenerateJob, exc)}")
+        return
+    st.info(f"**Estimate** for {result.items:,} item(s); nothing was sent to the server.\n\n" + "\n".join(f"- {md(line)}" for line in result.estimate.lines()))
 
 
 def grounding_form() -> None:
@@ -367,6 +409,21 @@ STATUS_ICON = {"queued": ":material/schedule:", "running": ":material/sync:", "s
 
 
 @st.fragment(run_every=2)
+def cost_line(cost) -> str:
+    """One line under a generation job: its tokens, its cost so far and the projected cost of the items left."""
+    t, parts = cost.totals, []
+    parts.append(f"LLM: {t.requests:,} requests" + (f", {t.cached:,} from the cache" if t.cached else "")
+                 + (f", {sum(t.failures.values()):,} failed" if t.failures else ""))
+    parts.append(f"{t.prompt_tokens:,} tokens in, {t.completion_tokens:,} out" + (" (partly estimated)" if t.estimated else ""))
+    if cost.cost is not None:
+        parts.append(f"cost {cost.cost:,.4f} {cost.prices.currency}")
+        if cost.projected_remaining:
+            parts.append(f"about {cost.projected_remaining:,.4f} {cost.prices.currency} more for the {cost.items_total - cost.items_done:,} items left")
+    else:
+        parts.append("no price given")
+    return " · ".join(parts)
+
+
 def live_jobs() -> None:
     st.subheader("Jobs")
     c = st.columns(3)
@@ -397,6 +454,9 @@ def live_jobs() -> None:
                 result = context.guarded("manage_jobs", retry_job, job.id, settings=s, by=me.username)
                 if result is not context.REFUSED:
                     st.toast(f"{job.id}: {result} unit(s) sent again")
+            cost = cost_report(job)
+            if cost is not None and cost.totals.any():
+                st.caption(md(cost_line(cost)))
             if job.error:
                 st.error(job.error[:2000])
             # a stateful expander: its body (parameters and a log query) runs only while it is open
@@ -405,6 +465,8 @@ def live_jobs() -> None:
                 with details:
                     if job.counts:
                         st.write(", ".join(f"{k} {v}" for k, v in job.counts.items()))
+                    if cost is not None:
+                        st.text("\n".join(cost.lines()))
                     st.json(job.params, expanded=False)
                     tail = jobs_db.log_tail(engine, job.id, 15)
                     st.code("\n".join(f"{line.ts:%H:%M:%S} {line.level:<7} {line.message}" for line in tail) or "(no log lines)", language=None)

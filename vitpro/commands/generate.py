@@ -27,6 +27,19 @@ from .group import cli, demo_banner, echo_table, fail, run_job
 @spec_option(GenerateJob, "openai.timeout_s", "--timeout", type=click.FloatRange(1), help="openai: seconds per request.")
 @spec_option(GenerateJob, "openai.max_retries", type=click.IntRange(0, 20), help="openai: retries of a request that failed for a reason that may pass.")
 @click.option("--max-tokens", type=click.IntRange(16), help="Tokens an answer may take [openai 768, hf 256].")
+@spec_option(GenerateJob, "openai.structured", "--structured", help="openai: ask for the pairs as JSON of the task's schema (response_format "
+                                                                       "json_schema; OpenAI and vLLM's structured outputs), attribute keys included.")
+@spec_option(GenerateJob, "openai.tokenizer", "--tokenizer", type=click.Path(exists=True, file_okay=False),
+             help="openai: the model's tokenizer folder: counts tokens where the server sends no usage, and for --estimate.")
+@spec_option(GenerateJob, "batch", "--batch")
+@spec_option(GenerateJob, "batch_poll_s", "--batch-poll")
+@spec_option(GenerateJob, "cache")
+@spec_option(GenerateJob, "price_in")
+@spec_option(GenerateJob, "price_out")
+@spec_option(GenerateJob, "price")
+@spec_option(GenerateJob, "currency")
+@click.option("--estimate", is_flag=True, help="Count the requests and prompt tokens of the whole job and print the expected cost range, "
+                                               "without calling the server and without a job.")
 @spec_option(GenerateJob, "hf.device", help="hf: cpu or cuda.")
 @spec_option(GenerateJob, "hf.dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="hf: the precision the model runs in.")
 @spec_option(GenerateJob, "n_pairs")
@@ -39,8 +52,10 @@ from .group import cli, demo_banner, echo_table, fail, run_job
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.option("--local", is_flag=True, help="Start a worker for this command if none serves the queue.")
 @click.pass_context
-def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout_s, max_retries, max_tokens, device, dtype, n_pairs, template_path,
-             examples_path, kinds, limit, items_per_unit, dry_run, wait, local) -> None:
+def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rate_limit, timeout_s, max_retries, max_tokens, structured, tokenizer, batch,
+             batch_poll_s, cache,
+             price_in, price_out, price, currency, estimate, device, dtype, n_pairs, template_path, examples_path, kinds, limit, items_per_unit, dry_run,
+             wait, local) -> None:
     """Generate question/answer samples for the paper's tasks from every item not yet done.
 
     \b
@@ -49,7 +64,10 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
       vitpro generate --backend openai --base-url http://localhost:8000/v1 --model mistral-7b-instruct --concurrency 16
       vitpro generate --backend hf --model models/llama --device cuda --tasks recognition,refusal
       vitpro generate --backend openai --base-url ... --model ... --dry-run 2
-      vitpro generate report            (how varied the answers are, per task)
+      vitpro generate --backend openai --base-url ... --model ... --tokenizer models/llm --price-in 0.15 --price-out 0.6 --estimate
+      vitpro generate --backend openai --base-url ... --model ... --structured --price my-vllm-8b
+      vitpro generate --backend openai --base-url ... --model ... --batch --price hosted-large@batch
+      vitpro generate report            (how varied the answers are, per task, and what the LLM jobs cost)
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -63,7 +81,8 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
             fail("the openai backend needs --base-url and --model")
         try:
             openai = OpenAIChatBackend(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries,
-                                       rate_limit=rate_limit, **({"max_tokens": max_tokens} if max_tokens else {}))
+                                       rate_limit=rate_limit, structured=structured, tokenizer=str(Path(tokenizer).resolve()) if tokenizer else None,
+                                       **({"max_tokens": max_tokens} if max_tokens else {}))
         except ValueError as exc:
             fail(str(exc))
     elif backend == "hf":
@@ -71,8 +90,17 @@ def generate(ctx, backend, tasks, model, base_url, api_key_env, concurrency, rat
             fail("the hf backend needs --model, a local causal LM folder (vitpro models make-tiny --family llama builds a demo one)")
         hf = HFLocalBackend(model_dir=str(Path(model).resolve()), device=device, dtype=dtype, **({"max_new_tokens": max_tokens} if max_tokens else {}))
         demo_banner(model)
+    if price and (price_in is not None or price_out is not None):
+        fail("--price names a price from your table; give it or --price-in/--price-out, not both")
+    if structured and backend != "openai":
+        fail("--structured is for the openai backend (a server's structured outputs)")
     params = job_params(GenerateJob, backend=backend, tasks=tasks, openai=openai, hf=hf, n_pairs=n_pairs, items_per_unit=items_per_unit,
-                        template_path=template_path, examples_path=examples_path, kinds=list(kinds) or None, limit=limit)
+                        template_path=template_path, examples_path=examples_path, kinds=list(kinds) or None, limit=limit, cache=cache, batch=batch,
+                        batch_poll_s=batch_poll_s,
+                        price_in=price_in, price_out=price_out, price=price, currency=currency)
+    if estimate:
+        _estimate(params)
+        return
     if dry_run:
         _generate_dry_run(params, dry_run)
         return
@@ -109,6 +137,30 @@ def _generate_dry_run(params: dict, n: int) -> None:
                 click.echo(f"[{message['role']}]\n{message['content']}")
 
 
+def _estimate(params: dict) -> None:
+    """What the job would ask and cost (jobs/generate_estimate.py), printed; nothing is sent to the server."""
+    from curation.generation.usage import PAIR_TOKENS
+    from db.store import open_store
+    from jobs.generate_estimate import EstimateError, estimate_job
+
+    spec = GenerateJob.from_params(params)
+    lake = open_store(load_settings().store)
+    with click.progressbar(length=1, label="rendering the prompts", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = max(1, total)
+            bar.update(done - bar.pos)
+
+        try:
+            result = estimate_job(spec, lake, progress=progress)
+        except EstimateError as exc:
+            fail(str(exc))
+    click.echo(f"estimate for {result.items:,} item(s), tasks {', '.join(spec.tasks)}; nothing was sent to the server")
+    for line in result.estimate.lines():
+        click.echo(f"  {line}")
+    click.echo("  (completion lengths: " + ("this model's earlier answers, 10th to 90th percentile" if result.from_history
+                                            else f"{PAIR_TOKENS[0]}-{PAIR_TOKENS[1]} tokens per pair asked, no earlier answers of this model") + ")")
+
+
 @generate.command("report")
 @click.option("--backend", "only_backend", type=click.Choice(["openai", "hf", "template"]), help="Only samples of this backend.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -124,13 +176,41 @@ def generate_report(only_backend, as_json) -> None:
 
     lake = open_store(load_settings().store)
     report = build_report(quality.task_rows(lake, only_backend), quality.coverage_rows(lake, only_backend))
+    spent = _llm_usage(lake) if only_backend in (None, "openai", "hf") else []
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps({**report.to_dict(), "llm_jobs": spent}, indent=2, ensure_ascii=False, default=str))
     else:
         for line in report_lines(report):
             click.echo(line)
+        if spent:
+            click.echo("\nLLM usage, newest job first (cost at the prices each job was launched with):")
+            echo_table([(u["job_id"], u["model_id"][-40:], u["requests"], u["cached"], u["failed"], f"{u['prompt_tokens']:,}",
+                         f"{u['completion_tokens']:,}", "-" if u["cost"] is None else f"{u['cost']:,.4f} {u['currency']}") for u in spent],
+                       ("job", "model", "requests", "cached", "failed", "tokens in", "tokens out", "cost"))
     if not report.within_rule:
         sys.exit(1)
+
+
+def _llm_usage(lake, limit: int = 20) -> list[dict]:
+    """Per LLM generation job in the store (db/reads/generation_reads.usage_by_job), with its cost at its prices."""
+    from db.app import jobs as jobs_db
+    from db.reads import generation_reads
+
+    from .group import open_engine
+
+    rows = generation_reads.usage_by_job(lake)[:limit]
+    engine = open_engine()
+    for row in rows:
+        prices = None
+        job = jobs_db.get_job(engine, row["job_id"]) if row["job_id"] else None
+        if job is not None:
+            try:
+                prices = GenerateJob.from_params(job.params).prices()
+            except ValueError:
+                prices = None
+        row["cost"] = prices.cost(row["prompt_tokens"], row["completion_tokens"]) if prices else None
+        row["currency"] = prices.currency if prices else None
+    return rows
 
 
 @cli.command()

@@ -43,14 +43,17 @@ def jobs_list(status, kind, limit) -> None:
 def jobs_show(job_id, units, log_lines, as_json) -> None:
     """One job: parameters, progress, counts, error, log tail."""
     from db.app import jobs as jobs_db
+    from jobs.cost import cost_report
 
     engine = open_engine()
     job = find_job(job_id)
     tail = jobs_db.log_tail(engine, job.id, log_lines) if log_lines else []
+    cost = cost_report(job)
     if as_json:
         click.echo(json.dumps({
             "id": job.id, "kind": job.kind, "queue": job.queue, "status": job.status, "params": job.params,
             "progress": [job.progress_done, job.progress_total], "counts": job.counts, "error": job.error,
+            **({"llm": cost.to_dict()} if cost else {}),
             "launched_by": job.launched_by, "created_at": fmt_time(job.created_at), "started_at": fmt_time(job.started_at),
             "finished_at": fmt_time(job.finished_at), "log": [f"{fmt_time(line.ts)} {line.level} {line.message}" for line in tail],
         }, indent=2, default=str))
@@ -61,6 +64,8 @@ def jobs_show(job_id, units, log_lines, as_json) -> None:
     click.echo(f"params    {json.dumps(job.params, default=str)[:600]}")
     if job.counts:
         click.echo("counts    " + ", ".join(f"{k} {v}" for k, v in job.counts.items()))
+    for line in cost.lines() if cost else ():
+        click.echo(f"llm       {line}")
     if job.error:
         click.secho(f"error     {job.error}", fg="red")
     if units:
