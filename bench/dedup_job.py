@@ -7,7 +7,7 @@ and `--method clip` over stored vectors, on synthetic stores of 100,000 and 1,00
 Hash: a store (a temporary VITPRO_HOME, the project's own lake) with N items of one photo each, N distinct image
 contents with synthetic 64-bit hashes in image_hashes (bench/near_dups.py's: uniform, 5% near-copies 1-4 bits
 away, 1% exact copies) and two template-like samples per item whose texts repeat where the photo is a copy. Timed:
-the job's finalize as workers/jobs/dedup.py runs it (read the hashes, group them within 12 bits, find the
+the job's finalize as workers/jobs/dedup.py runs it (read the hashes, group them within the job's bits, find the
 samples that say the same thing, write dup_group / dup_size / dup_rank for every image and sample), at each
 size, with the growth exponent k = log(t2/t1) / log(n2/n1) (target <= 1.2). The naive way, all pairs of hashes
 compared (numpy, in row blocks), is timed at 20,000 and extrapolated as n^2 to the largest size.
@@ -165,22 +165,26 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000", help="images for the hash grouping (two or more)")
     ap.add_argument("--clip-sizes", default="25000,100000", help="vectors for the clip grouping (two or more)")
     ap.add_argument("--naive-size", type=int, default=20000)
+    ap.add_argument("--threshold", type=int, default=None, help="bits (default: the dedup job's default)")
     args = ap.parse_args()
+    from jobs.dedup import DEFAULT_THRESHOLD
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     sizes = [int(x) for x in args.sizes.split(",")]
     clip_sizes = [int(x) for x in args.clip_sizes.split(",")]
 
-    print("HASH: the dedup job's finalize (dhash within 12 bits), per step", flush=True)
+    print(f"HASH: the dedup job's finalize (dhash within {threshold} bits), per step", flush=True)
     runs = []
     for n in sizes:
         t = time.perf_counter()
         lake, home = build_store(n)
         built = time.perf_counter() - t
-        took = time_finalize(lake)
+        took = time_finalize(lake, threshold)
         runs.append((n, took))
         steps = ", ".join(f"{k} {v:.2f} s" for k, v in took.items() if k not in ("total", "groups", "sample_groups", "images"))
         print(f"  n={n:>9,}  total {took['total']:7.2f} s  ({steps}); {took['groups']:,} photo groups, {took['sample_groups']:,} sample groups "
               f"(store built in {built:.0f} s)", flush=True)
-    naive = naive_hash_seconds(args.naive_size)
+    naive = naive_hash_seconds(args.naive_size, threshold)
     n_big, big = runs[-1][0], runs[-1][1]
     naive_big = naive * (n_big / args.naive_size) ** 2
     k = growth(runs[0][0], runs[0][1]["total"], n_big, big["total"])

@@ -25,7 +25,7 @@ def test_help_lists_every_command(vitpro_cli):
 @pytest.mark.creates_store
 def test_init_twice_and_empty_status(home, cli):
     first = cli("init", check=True).stdout
-    assert "catalog: sqlite:///" in first and "app tables at revision 0005" in first and "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]" in first
+    assert "catalog: sqlite:///" in first and "app tables at revision 0005" in first and "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]" in first
     assert "none (up to date)" in cli("init", check=True).stdout
     status = json.loads(cli("status", "--json", check=True).stdout)
     assert status["stages"]["items"] == 0 and status["jobs"] == {} and status["workers"] == []

@@ -229,10 +229,27 @@ def test_generation_is_estimated_in_the_form_and_a_jobs_cost_is_shown_with_what_
         n = len(build_requests(contexts_for(lake, items), ["recognition"], PromptTemplate.load()))
         shown = "\n".join(i.value for i in at.info).replace("\\", "")  # the markdown escapes of md()
         assert f"**Estimate** for {len(items):,} item(s)" in shown and f"- requests: {n:,}" in shown and "- cost: " in shown
+        import re
+
+        prompt = int(re.search(r"prompt tokens: ([\d,]+)", shown).group(1).replace(",", ""))
+        low, high = (int(x.replace(",", "")) for x in re.search(r"completion tokens: ([\d,]+) to ([\d,]+)", shown).groups())
+        assert f"- cost: {(prompt * 0.5 + low * 2.0) / 1e6:.4f} USD to {(prompt * 0.5 + high * 2.0) / 1e6:.4f} USD" in shown  # 0.5 in, 2 out
         assert srv.requests == 0 and len(jobs_db.list_jobs(engine, limit=500)) == queued  # nothing asked, nothing queued
         _field(at, "Named price").input("nope")
         _click(at, "Estimate the cost")
         assert _errors(at) == 'cannot estimate: "Named price": give a named price or the two prices, not both'
+        # launched through the Batch API: the job's parameters say so; with the template backend it is refused in the form's terms
+        _field(at, "Named price").input("")
+        at.checkbox(key="GenerateJob.batch").check()
+        _click(at, "Launch generation")
+        launched = jobs_db.list_jobs(engine, limit=1)[0]
+        try:
+            assert not at.error and launched.params["batch"] is True and launched.params["price_in"] == 0.5
+        finally:
+            cancel_job(launched.id)
+        at.selectbox(key="gen_backend").select("template")
+        _click(at, "Launch generation")
+        assert _errors(at).startswith('cannot launch generate: "Through the Batch API": the Batch API is an OpenAI-compatible server')
 
     params = GenerateJob(backend="openai", openai=OpenAIChatBackend(base_url="http://127.0.0.1:9/v1", model="m"), tasks=["recognition"],
                          price_in=0.5, price_out=2.0).params()

@@ -34,8 +34,9 @@ def spec_widget(col, spec: type, name: str, *, key: str | None = None, label: st
     if kind is int:
         low = int(field.min) if field.min is not None else None
         return col.number_input(label, min_value=low, max_value=int(field.max) if field.max is not None else None, value=default, step=1, **common)
-    if kind is float:
-        return col.number_input(label, min_value=field.min, max_value=field.max, value=default, **common)
+    if kind is float:  # float bounds: a bound written as 0 would make Streamlit's widget take whole numbers only
+        as_float = lambda v: None if v is None else float(v)  # noqa: E731
+        return col.number_input(label, min_value=as_float(field.min), max_value=as_float(field.max), value=as_float(default), **common)
     return col.text_input(label, value="" if default is None else str(default), **common)
 
 

@@ -192,6 +192,7 @@ def generation_form() -> None:
         price_in = spec_widget(c[0], GenerateJob, "price_in", label="Price in (per M tokens)")
         price_out = spec_widget(c[1], GenerateJob, "price_out", label="Price out (per M tokens)")
         currency = spec_widget(c[2], GenerateJob, "currency")
+        use_batch = spec_widget(c[3], GenerateJob, "batch", label="Through the Batch API")
         b = st.columns([1, 1, 4])
         launch = b[0].form_submit_button("Launch generation")
         estimate = b[1].form_submit_button("Estimate the cost", help="Counts the requests and prompt tokens of the whole job and the expected cost, "
@@ -208,7 +209,7 @@ def generation_form() -> None:
                     raise FieldError("openai", f"LLM base URL: {exc}") from None
             if price.strip() and (price_in is not None or price_out is not None):
                 raise FieldError("price", "give a named price or the two prices, not both")
-            return GenerateJob(backend=backend, tasks=gen_tasks, n_pairs=int(n_pairs), limit=int(limit) or None, openai=openai, cache=cache,
+            return GenerateJob(backend=backend, tasks=gen_tasks, n_pairs=int(n_pairs), limit=int(limit) or None, openai=openai, cache=cache, batch=use_batch,
                                price=price.strip() or None, price_in=price_in, price_out=price_out, currency=currency or "USD").params()
 
         if launch:
