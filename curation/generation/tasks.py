@@ -70,7 +70,11 @@ class ItemContext:
 
     @property
     def product_title(self) -> str | None:
-        return self.title if self.kind == "catalog" else (self.product or {}).get("title") or self.title
+        """The product's name: a listing's own title; for feedback, the title of the listing it refers to, never
+        its own. A review's or a ticket's title is the customer's headline ("Not as Advertised", "This is Good
+        Quality Dog Food."): named as the product, it made answers no field backs. It stays in the customer's
+        block of the prompt (context_blocks)."""
+        return self.title if self.kind == "catalog" else (self.product or {}).get("title")
 
     def product_field(self, name: str):
         if self.kind == "catalog" or not self.product:
@@ -130,7 +134,11 @@ def read_condition(item: ItemContext) -> StatedCondition | None:
 
 def context_blocks(item: ItemContext) -> tuple[str, str]:
     """<context_1> (what the customer wrote) and <context_2> (product information) as text."""
-    context_1 = item.feedback_text or "(none)"
+    context_1 = item.feedback_text or ""
+    headline = " ".join((item.title or "").split()) if item.kind == "feedback" else ""
+    if headline and headline.lower() not in " ".join(context_1.split()).lower():  # mapped apart from the text: still the customer's words
+        context_1 = f"Headline: {headline}\n{context_1}".strip()
+    context_1 = context_1 or "(none)"
     lines = []
     if item.product_title:
         lines.append(f"Title: {item.product_title}")

@@ -245,7 +245,12 @@ class Lake:
     def probe(self, name: str, column: str, values: list[str]) -> Iterator[duckdb.DuckDBPyConnection]:
         """The connection, under the lake's lock, with ``values`` as a one-column table ``name`` to join
         against (thousands of ids are one join, not an IN list of parameters)."""
-        table = pa.table({column: pa.array(values, pa.string())})
+        with self.with_table(name, pa.table({column: pa.array(values, pa.string())})) as con:
+            yield con
+
+    @contextmanager
+    def with_table(self, name: str, table: pa.Table) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, under the lake's lock, with the Arrow ``table`` registered as ``name`` (for a join)."""
         with self._lock:
             self.con.register(name, table)
             try:

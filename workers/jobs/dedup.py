@@ -91,12 +91,10 @@ def samples_saying_the_same(ctx: UnitContext, shas: list[str], labels: np.ndarra
     """Near-duplicate samples: the same task, first images in one photo group, and questions and answers that say
     the same thing (curation.text_dups: normalised, MinHash/LSH, each pair checked exactly). Returns (sample ids, a
     label each: samples of one group share it) and the number of groups of two or more."""
-    rows = dup_reads.sample_texts(ctx.lake)
-    label_of = dict(zip(shas, labels.tolist()))
-    keep = [k for k, sha in enumerate(rows["sha256"]) if sha in label_of]
-    ids = [rows["sample_id"][k] for k in keep]
-    keys = [(label_of[rows["sha256"][k]], rows["task"][k]) for k in keep]
-    texts = [(rows["question"][k], rows["answer"][k]) for k in keep]
+    rows = dup_reads.sample_texts(ctx.lake, shas, labels)  # only samples that share (photo group, task) with another
+    ids = rows["sample_id"]
+    keys = list(zip(rows["label"], rows["task"]))
+    texts = list(zip(rows["question"], rows["answer"]))
     groups = groups_by_text(keys, texts, **asdict(TextDupConfig()))
     out = np.arange(len(ids), dtype=np.int64) + len(groups)  # each sample alone ...
     for g, members in enumerate(groups):  # ... but those of a group
