@@ -167,9 +167,9 @@ def main() -> None:
     ap.add_argument("--naive-size", type=int, default=20000)
     ap.add_argument("--threshold", type=int, default=None, help="bits (default: the dedup job's default)")
     args = ap.parse_args()
-    from jobs.dedup import DEFAULT_THRESHOLD
+    from jobs.dedup import DEFAULT_THRESHOLDS
 
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    threshold = DEFAULT_THRESHOLDS["dhash"] if args.threshold is None else args.threshold
     sizes = [int(x) for x in args.sizes.split(",")]
     clip_sizes = [int(x) for x in args.clip_sizes.split(",")]
 

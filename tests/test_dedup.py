@@ -85,9 +85,9 @@ def test_relisted_photos_group_with_their_originals_and_one_sample_per_group_is_
     assert job.status == "succeeded", job.error
     images = lake.scalar("SELECT count(DISTINCT sha256) FROM images")
     assert job.counts["images_to_hash"] == images == lake.scalar("SELECT count(*) FROM image_hashes WHERE method = 'dhash-v1'")
-    assert job.counts["grouping"] == "dhash:12" and job.counts["images_not_hashed"] == 0
+    assert job.counts["grouping"] == "dhash:10" and job.counts["images_not_hashed"] == 0
 
-    groups = dup_reads.groups(lake, "dhash:12")
+    groups = dup_reads.groups(lake, "dhash:10")
     found = _members(groups)
     # each relisted photo with the photo it was made from, the byte-identical copy with its original; nothing else joins
     for new, old in (("RELIST-A", "B074M5HPBD"), ("RELIST-B", "B0799CK52K"), ("RELIST-C", "B07GTFSCHB")):
@@ -99,16 +99,16 @@ def test_relisted_photos_group_with_their_originals_and_one_sample_per_group_is_
 
     # the command prints the same groups in the JSON shape
     shown = json.loads(cli("dedup", "show", "--json", check=True).stdout)
-    assert shown["method"] == "dhash" and shown["threshold"] == 12 and shown["groups"] == groups
+    assert shown["method"] == "dhash" and shown["threshold"] == 10 and shown["groups"] == groups
     assert set(shown["groups"][0]["members"][0]) == {"item_id", "source", "external_id", "image_sha256"}
     assert json.loads(cli("dedup", "show", "--json", "--limit", "1", check=True).stdout)["groups"] == groups[:1]
     words = cli("dedup", "show", check=True).stdout
-    assert f"dhash:12: {len(groups)} group(s) of near-duplicate images" in words and "RELIST-A" in words
+    assert f"dhash:10: {len(groups)} group(s) of near-duplicate images" in words and "RELIST-A" in words
     assert cli("dedup", "show", "--grouping", "phash:3").returncode == 2
 
     # stats: every image has a group and its size; a sample's rank is among the samples of its task and photo group that
     # say the same thing (here: relisted copies whose template picked the same question and answer as the original's)
-    sizes = dict(lake.fetchall("SELECT subject_id, value FROM scores WHERE metric = 'dup_size' AND model_id = 'dhash:12'"))
+    sizes = dict(lake.fetchall("SELECT subject_id, value FROM scores WHERE metric = 'dup_size' AND model_id = 'dhash:10'"))
     assert len(sizes) == lake.scalar("SELECT count(*) FROM images") and set(sizes.values()) >= {1.0, 2.0}
     from curation.text_dups import normalise
 
@@ -154,11 +154,11 @@ def test_a_photo_that_cannot_be_hashed_is_an_error_row_and_the_rest_is_grouped(h
     flags = lake.fetchone("SELECT value, flags FROM scores s JOIN images i ON i.image_id = s.subject_id "
                           "WHERE s.metric = 'dup_group' AND i.sha256 = ?", [sha])
     assert flags[0] is None and json.loads(flags[1]) == {"error": "truncated_image"}
-    assert len(dup_reads.groups(lake, "dhash:12")) >= 3
+    assert len(dup_reads.groups(lake, "dhash:10")) >= 3
     # what a user sees: the error under its stage, and the groups in the status
     assert f"[dedup/truncated_image] {sha[:40]}" in cli("errors", "--stage", "dedup", check=True).stdout
     status = cli("status", check=True).stdout
-    assert f"dedup     {len(dup_reads.groups(lake, 'dhash:12'))} group(s) of near-duplicate images" in status and "by dhash:12" in status
+    assert f"dedup     {len(dup_reads.groups(lake, 'dhash:10'))} group(s) of near-duplicate images" in status and "by dhash:10" in status
     # a second run hashes only what is missing and replaces the grouping
     again = _run_job("dedup", DedupJob(rank_by="").params())
     assert again.counts["images_to_hash"] == 1 and lake.scalar("SELECT count(*) FROM scores WHERE metric = 'dup_group'") == \
@@ -219,10 +219,10 @@ def test_splits_by_group_never_put_near_duplicates_on_both_sides_and_the_leak_re
 
     # and the trainer's own split (the same basis a run records) keeps every group on one side
     basis = snapshot_set.split_basis(lake)
-    assert basis["by"] == "dup_group" and basis["grouping"] == "dhash:12"
+    assert basis["by"] == "dup_group" and basis["grouping"] == "dhash:10"
     parts = snapshot_set.split(lake, members, version, TrainConfig(holdout=0.5, seed=seed), basis)
     training = set(parts.ids)
-    groups = dup_reads.sample_groups(lake, members, "dhash:12")
+    groups = dup_reads.sample_groups(lake, members, "dhash:10")
     sides = {s: s not in training for s in groups}
     assert groups and dup_splits.crossings(sides, groups) == {}
     assert parts.held_out > 0 and training
@@ -267,7 +267,7 @@ def test_a_benchmark_folder_is_checked_against_the_training_photos_and_adapters_
     assert "q1.jpg: in training listings/B0799CK52K" in out.stdout and "could not hash broken.jpg" in out.stderr
 
     # adapters: one trained before splits by group (no split recorded) is possibly leaking, one split by group is not
-    for name, meta in (("old-run", {"config": {}}), ("new-run", {"config": {}, "split": {"by": "dup_group", "grouping": "dhash:12", "version": version}})):
+    for name, meta in (("old-run", {"config": {}}), ("new-run", {"config": {}, "split": {"by": "dup_group", "grouping": "dhash:10", "version": version}})):
         out_dir = tmp_path / "runs" / name
         (out_dir / "adapter").mkdir(parents=True)
         (out_dir / "adapter" / "training_config.json").write_text(json.dumps(meta))

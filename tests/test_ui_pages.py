@@ -342,7 +342,7 @@ def test_jobs_page_launches_for_admins_only(ui_store):
     assert jobs_db.list_jobs(engine, limit=1)[0].launched_by == "admin"
     # the duplicates form: its fields are the spec's, a bad stat is refused by its label before anything is queued
     at = page("jobs", launch_tab="Duplicates & map")
-    assert [n.value for n in at.number_input if n.label == "Threshold"] == [12]
+    assert [n.value for n in at.number_input if n.label == "Threshold"] == [None]  # empty: the method's own default
     [t for t in at.text_input if t.label == "Rank by"][0].set_value("ocr_chars")
     [b for b in at.button if b.label == "Launch dedup"][0].click().run()
     assert "cannot launch dedup" in texts(at) and "image stat" in texts(at) and jobs_db.list_jobs(engine, limit=1)[0].kind == "aux_stats"
@@ -352,7 +352,8 @@ def test_jobs_page_launches_for_admins_only(ui_store):
     # clusters and the map read the CLIP vectors: none in this store, so refused before anything is queued, saying why
     [b for b in at.button if b.label == "Launch clusters"][0].click().run()
     assert "cannot launch clusters" in texts(at) and "run `vitpro score clip` first" in texts(at)
-    assert jobs_db.list_jobs(engine, limit=1)[0].kind == "dedup" and jobs_db.list_jobs(engine, limit=1)[0].params["method"] == "dhash"
+    dedup = jobs_db.list_jobs(engine, limit=1)[0]
+    assert dedup.kind == "dedup" and dedup.params["method"] == "dhash" and dedup.params["threshold"] == 10 and dedup.params["grouping"] == "dhash:10"
     at = page("jobs", launch_tab="VisAttnScore")
     [b for b in at.button if b.label == "Launch VisAttnScore"][0].click().run()
     assert "cannot launch grounding" in texts(at) and '"VLM": choose a model' in texts(at)  # checked before queuing

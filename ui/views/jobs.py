@@ -279,12 +279,12 @@ def dedup_form() -> None:
                    "holds out whole groups.")
         c = st.columns(5)
         method = spec_widget(c[0], DedupJob, "method")
-        threshold = spec_widget(c[1], DedupJob, "threshold")
+        threshold = spec_widget(c[1], DedupJob, "threshold", placeholder="10 (dhash), 12 (phash)")
         min_cosine = spec_widget(c[2], DedupJob, "min_cosine")
         rank_by = spec_widget(c[3], DedupJob, "rank_by")
         batch = spec_widget(c[4], DedupJob, "batch_size")
         if st.form_submit_button("Launch dedup"):
-            _launch("dedup", lambda: DedupJob(method=method, threshold=int(threshold), min_cosine=float(min_cosine), rank_by=rank_by.strip(),
+            _launch("dedup", lambda: DedupJob(method=method, threshold=None if threshold is None else int(threshold), min_cosine=float(min_cosine), rank_by=rank_by.strip(),
                                               batch_size=int(batch)).params())
     from jobs.clusters import ClustersJob
     from jobs.map import MapJob

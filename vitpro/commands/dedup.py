@@ -16,7 +16,7 @@ def dedup() -> None:
     """Near-duplicate photos: the same picture resized, re-encoded, cropped or re-toned, under several items.
 
     \b
-      vitpro dedup images --local             # hash new images, group all within 12 bits (dhash)
+      vitpro dedup images --local             # hash new images, group all within 10 bits (dhash)
       vitpro dedup images --method clip       # by meaning: CLIP image vectors with cosine >= 0.95
       vitpro dedup show                       # the groups of two or more images
       vitpro filter ... --where 'dup_rank == 1'   # one sample per task and group (the best by --rank-by)
@@ -43,7 +43,7 @@ def dedup_images(method, threshold, min_cosine, embedding_model, rank_by, batch_
 
 
 @dedup.command("show")
-@click.option("--grouping", help="Which grouping (METHOD:THRESHOLD, e.g. dhash:12); default: the newest.")
+@click.option("--grouping", help="Which grouping (METHOD:THRESHOLD, e.g. dhash:10); default: the newest.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N groups (the largest first).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"method", "threshold", "grouping", "groups": [{"group", "members": '
                                                       '[{"item_id", "source", "external_id", "image_sha256"}]}]}.')
