@@ -195,19 +195,15 @@ def _llm_usage(lake, limit: int = 20) -> list[dict]:
     """Per LLM generation job in the store (db/reads/generation_reads.usage_by_job), with its cost at its prices."""
     from db.app import jobs as jobs_db
     from db.reads import generation_reads
+    from jobs.cost import job_prices
 
     from .group import open_engine
 
     rows = generation_reads.usage_by_job(lake)[:limit]
     engine = open_engine()
     for row in rows:
-        prices = None
         job = jobs_db.get_job(engine, row["job_id"]) if row["job_id"] else None
-        if job is not None:
-            try:
-                prices = GenerateJob.from_params(job.params).prices()
-            except ValueError:
-                prices = None
+        prices = job_prices(job.params) if job is not None else None
         row["cost"] = prices.cost(row["prompt_tokens"], row["completion_tokens"]) if prices else None
         row["currency"] = prices.currency if prices else None
     return rows
