@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow as pa
+
 from .connection import Lake
 from .tables import (
     ERRORS,
@@ -26,6 +28,7 @@ from .tables import (
     SCORES,
     TOKEN_GAINS,
     TOKEN_SCORES,
+    Table,
     to_json,
 )
 
@@ -348,25 +351,28 @@ def write_generation(lake: Lake, run_id: str, samples: list[dict], rejects: list
     return lake.transaction(body)
 
 
+def insert_new(con, table: Table, rows: pa.Table, key: tuple[str, ...], name: str = "_new_rows") -> int:
+    """Insert ``rows`` (an Arrow table of ``table``'s columns) whose ``key`` the table does not hold yet, one row
+    per key (the first); returns how many keys were new. Inside a transaction's body (``con``)."""
+    con.register(name, rows)
+    try:
+        missing = _not_stored(table.name, key)
+        keys = ", ".join(key)
+        n = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {name} n WHERE {missing})").fetchone()[0]
+        con.execute(f"INSERT INTO {table.name} ({table.names()}) SELECT {table.select_list('n')} FROM "
+                    f"(SELECT * FROM {name} QUALIFY row_number() OVER (PARTITION BY {keys}) = 1) n WHERE {missing}")
+        return int(n)
+    finally:
+        con.unregister(name)
+
+
 def write_llm_cache(lake: Lake, run_id: str, rows: list[dict]) -> int:
     """Responses under their request fingerprints (db/lake/tables.py LLM_CACHE); a fingerprint stored already
     keeps its first answer. Its own transaction, made as soon as the answers arrive."""
     if not rows:
         return 0
     table = LLM_CACHE.arrow(rows)
-
-    def body(con) -> int:
-        con.register("_new_cache", table)
-        try:
-            missing = "NOT EXISTS (SELECT 1 FROM llm_cache t WHERE t.fingerprint = n.fingerprint)"
-            n = con.execute(f"SELECT count(DISTINCT fingerprint) FROM _new_cache n WHERE {missing}").fetchone()[0]
-            con.execute(f"INSERT INTO llm_cache ({LLM_CACHE.names()}) SELECT {LLM_CACHE.select_list('n')} FROM "
-                        f"(SELECT * FROM _new_cache QUALIFY row_number() OVER (PARTITION BY fingerprint) = 1) n WHERE {missing}")
-            return int(n)
-        finally:
-            con.unregister("_new_cache")
-
-    return lake.transaction(body)
+    return lake.transaction(lambda con: insert_new(con, LLM_CACHE, table, ("fingerprint",), "_new_cache"))
 
 
 def record_llm_batch(lake: Lake, row: dict) -> None:

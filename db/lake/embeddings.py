@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
+from .batches import insert_new
 from .connection import Lake
 from .tables import IMAGE_EMBEDDINGS
 
@@ -28,14 +29,6 @@ def write_embeddings(lake: Lake, run_id: str, table: pa.Table) -> int:
 
     def body(con) -> int:
         con.execute("DELETE FROM image_embeddings WHERE run_id = ?", [run_id])
-        con.register("_new_embeddings", table)
-        try:
-            fresh = ("NOT EXISTS (SELECT 1 FROM image_embeddings e WHERE e.sha256 = n.sha256 AND e.model_id = n.model_id)")
-            got = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT sha256 FROM _new_embeddings n WHERE {fresh})").fetchone()[0]
-            con.execute(f"INSERT INTO image_embeddings ({IMAGE_EMBEDDINGS.names()}) SELECT {IMAGE_EMBEDDINGS.select_list('n')} FROM "
-                        f"(SELECT * FROM _new_embeddings QUALIFY row_number() OVER (PARTITION BY sha256) = 1) n WHERE {fresh}")
-            return int(got)
-        finally:
-            con.unregister("_new_embeddings")
+        return insert_new(con, IMAGE_EMBEDDINGS, table, ("sha256", "model_id"), "_new_embeddings")
 
     return lake.transaction(body)
