@@ -38,20 +38,21 @@ def estimate_job(spec: GenerateJob, lake, *, progress: Callable[[int, int], None
         counter = usage.TokenCounter(getattr(backend, "tokenizer", None) or getattr(backend, "model_dir", None))
     except ValueError as exc:
         raise EstimateError(str(exc)) from None
-    counts: list[int] = []
-    fingerprints: list[str] = []
+    to_pay: list[int] = []  # prompt tokens of each request the cache does not answer (held: ints, not prompts)
+    cached = 0
     for start in range(0, len(items), CHUNK):
         part = items[start:start + CHUNK]
+        counts: list[tuple[str, int]] = []
         for request in build_requests(contexts_for(lake, part), spec.tasks, template, spec.n_pairs):
             messages = backend.body(request)["messages"] if hasattr(backend, "body") else request.messages  # as sent: structured note included
-            counts.append(counter.prompt(messages))
-            fingerprints.append(backend.fingerprint(request))
+            counts.append((backend.fingerprint(request), counter.prompt(messages)))
+        hits = set(generation_reads.cached_responses(lake, [fp for fp, _ in counts])) if spec.cache else set()
+        cached += sum(fp in hits for fp, _ in counts)
+        to_pay += [n for fp, n in counts if fp not in hits]
         if progress:
             progress(start + len(part), len(items))
-    cached = set(generation_reads.cached_responses(lake, fingerprints)) if spec.cache else set()
-    to_pay = [n for n, fp in zip(counts, fingerprints) if fp not in cached]
     history = usage.percentile_pair(generation_reads.completion_lengths(lake, spec.model_id, spec.tasks))
     max_tokens = getattr(backend, "max_tokens", None) or getattr(backend, "max_new_tokens", None) or 768
-    result = usage.estimate(to_pay, cached=len(counts) - len(to_pay), n_pairs=spec.n_pairs, max_tokens=max_tokens,
+    result = usage.estimate(to_pay, cached=cached, n_pairs=spec.n_pairs, max_tokens=max_tokens,
                             counted_by=counter.counted_by, prices=spec.prices(), completion_per_request=history)
     return JobEstimate(len(items), result, history is not None)
