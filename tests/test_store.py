@@ -183,6 +183,38 @@ def test_fresh_store_created_by_several_processes_at_once(home, attempt):
     assert lake.scalar("SELECT count(*) FROM schema_migrations") == lake_schema.LATEST
 
 
+def _load_extensions_in_process(extension_dir: str, barrier, queue) -> None:
+    import duckdb
+
+    from db.lake.connection import load_extension
+
+    try:
+        con = duckdb.connect(config={"extension_directory": extension_dir, "autoinstall_known_extensions": False})
+        barrier.wait(60)  # every process asks at the same moment
+        for name in ("ducklake", "sqlite"):
+            load_extension(con, name)
+        queue.put(("ok", sorted(r[0] for r in con.execute("SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall())))
+    except Exception as exc:
+        queue.put(("error", repr(exc)))
+
+
+def test_processes_starting_at_once_on_a_fresh_machine_all_load_the_extensions(tmp_path):
+    """Nothing installed yet (a fresh machine's first `make test` runs two test processes; a first `vitpro
+    worker` starts several): each process installs the extensions from their pip packages, one at a time, and
+    none reads a file another is writing. Without the lock, some of them failed with "not found"."""
+    ctx = mp.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(4)
+    procs = [ctx.Process(target=_load_extensions_in_process, args=(str(tmp_path / "ext"), barrier, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert [r for r in results if r[0] != "ok"] == []
+    assert all({"ducklake", "sqlite_scanner"} <= set(r[1]) for r in results)
+    assert len(list((tmp_path / "ext").rglob("*.duckdb_extension"))) == 2
+
+
 def test_a_source_planned_again_unchanged_writes_nothing_and_a_changed_one_is_replaced(home):
     from datetime import datetime, timezone
 

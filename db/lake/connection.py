@@ -81,12 +81,32 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     file name, and those files are not named after the extension they hold (``sqlite_scanner``).
     """
     load_name = _EXTENSIONS[name][2]
-    installed = con.execute(
-        "SELECT installed FROM duckdb_extensions() WHERE extension_name = ?", [load_name]
-    ).fetchone()
-    if not (installed and installed[0]):
-        con.execute(f"INSTALL {_sql_str(str(extension_file(name)))}")
-    con.execute(f"LOAD {load_name}")
+    # Several processes starting at once on a fresh machine (two workers, two test processes) would each
+    # INSTALL into the same folder, and one would LOAD while another writes the file ("not found"). Under
+    # the lock, one installs and the others find it installed; a LOAD never meets a file being written.
+    with _install_lock():
+        if not _installed(con, load_name):
+            con.execute(f"INSTALL {_sql_str(str(extension_file(name)))}")
+        con.execute(f"LOAD {load_name}")
+
+
+def _installed(con: duckdb.DuckDBPyConnection, load_name: str) -> bool:
+    row = con.execute("SELECT installed FROM duckdb_extensions() WHERE extension_name = ?", [load_name]).fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def _install_lock() -> Iterator[None]:
+    """An exclusive lock between the processes of this machine (a lock file in the temporary folder)."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "vitpro-duckdb-install.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _sql_str(value: str) -> str:
