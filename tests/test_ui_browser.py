@@ -298,6 +298,7 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
     browser's labels without a reload; a sample open in one annotator's page is not served first to another."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium (make test does it)")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     from db.app import pilots
@@ -428,7 +429,17 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
         chip = anna.locator("[data-testid=stButtonGroup] button").first  # a word the image does not support, then N
         word = chip.inner_text().strip()
         chip.click()
+        # the chip is drawn as chosen at once when the click lands; one that lands on a chip being redrawn (a live
+        # refresh) is lost, and N would then save no word: click again
+        active = anna.locator("[data-testid=stButtonGroup] button[data-selected]")
+        for _ in range(3):
+            try:
+                active.first.wait_for(timeout=5000)
+                break
+            except PlaywrightTimeout:
+                chip.click()
         _settle(anna)
+        expect(active).to_have_text(word)
         anna.keyboard.press("n")  # sample 1: the admin said grounded
         anna.get_by_text("you have labelled 1 of 20").wait_for()
         theirs = until(lambda: pilots.labels(engine, pilot.id, annotator="anna"), what="anna's label stored")
