@@ -4,7 +4,6 @@ the HttpOnly cookie, no credential in any URL, the gate, sign-out."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 import httpx
@@ -79,7 +78,15 @@ def test_revoking_and_disabling_end_sessions_at_once(engine):
     assert sorted(states.values()) == ["active", "revoked by admin", "revoked by anna"]
 
 
-def test_failed_sign_ins_wait_longer_then_lock_until_an_admin_unlocks(engine):
+def test_failed_sign_ins_wait_longer_then_lock_until_an_admin_unlocks(engine, monkeypatch):
+    # the throttle's clock is the test's: a try "at once" is at once however slow the machine (a password check
+    # under load took longer than the 0.2 s wait), and the waits cost no time
+    clock = [sign_in._now()]
+    monkeypatch.setattr(sign_in, "_now", lambda: clock[0])
+
+    def sleep(seconds: float) -> None:
+        clock[0] += timedelta(seconds=seconds)
+
     fast = sign_in.ThrottlePolicy(free_failures=2, base_delay_s=0.2, max_delay_s=1.0, lock_after=5, address_lock_after=8)
     assert [sign_in.delay_for(n, sign_in.POLICY) for n in range(1, 7)] == [0, 1, 2, 4, 8, 16]
 
@@ -90,7 +97,7 @@ def test_failed_sign_ins_wait_longer_then_lock_until_an_admin_unlocks(engine):
     third = wrong()  # the third try within the delay after two failures is refused without a password check
     assert third.reason == sign_in.THROTTLED and "wait 1 s" in third.message
     for expected_wait in (0.2, 0.4, 0.8):
-        time.sleep(expected_wait + 0.05)
+        sleep(expected_wait + 0.05)
         assert wrong().reason == sign_in.WRONG
     locked = sign_in.attempt(engine, "anna", "annotator-pass-1", "10.0.0.10", policy=fast)  # right password, other address
     assert locked.reason == sign_in.LOCKED and locked.user is None and "vitpro users unlock anna" in locked.message
@@ -105,7 +112,7 @@ def test_failed_sign_ins_wait_longer_then_lock_until_an_admin_unlocks(engine):
     # names that do not exist are throttled alike (the form does not tell which names are real), and an
     # address that tries many names is locked on its own
     for k in range(8):
-        time.sleep(sign_in.delay_for(k, fast) + 0.02)
+        sleep(sign_in.delay_for(k, fast) + 0.02)
         wrong(f"ghost{k}", "10.6.6.6")
     assert ("address", "10.6.6.6") in [(x.kind, x.subject) for x in sign_in.lockouts(engine)]
     assert sign_in.attempt(engine, "admin", "admin-pass-1", "10.6.6.6", policy=fast).reason == sign_in.LOCKED
