@@ -20,7 +20,9 @@ def pytest_collection_modifyitems(config, items):
     """The long end-to-end tests (marked ``slow``: real workers, servers, browsers, training) run first, each
     file's in its own order. ``make test`` runs two pytest processes, and pytest-xdist hands tests out in
     collection order: a two-minute test handed out near the end leaves one process working alone while the
-    other has finished. Started first, the short tests fill in around the long ones."""
+    other has finished. Started first, the short tests fill in around the long ones. This works only with
+    tests handed out one at a time (``--maxschedchunk=1`` in pyproject.toml): in xdist's default first chunks
+    of a quarter of the suite each, one process got every long test."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: otherwise the order stays
 
 
