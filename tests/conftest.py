@@ -16,13 +16,31 @@ PG_ADMIN_URL = os.environ.get("VITPRO_TEST_PG", "postgresql://postgres@127.0.0.1
 REDIS_URL = os.environ.get("VITPRO_TEST_REDIS", "redis://127.0.0.1:6379")
 
 
+def _threads_per_test_process() -> None:
+    """Each pytest process's share of the cores for torch's, Tesseract's and numpy's OpenMP threads, here and in
+    every process a test starts (they inherit it). Each would otherwise take every core: with two test processes
+    on two cores, four busy-waiting OpenMP threads made the model tests 2.7 times slower and burn three times the
+    CPU (tests/test_eval_batching.py with tests/test_vlm_families.py: 129 s against 48 s). A value already set
+    is kept; a run in one process (and xdist's controller, whose environment its processes inherit) sets none."""
+    if "OMP_NUM_THREADS" in os.environ or "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    processes = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:  # read at torch's start: too late for an imported torch
+        sys.modules["torch"].set_num_threads(threads)
+
+
+_threads_per_test_process()
+
+
 def pytest_collection_modifyitems(config, items):
     """The long end-to-end tests (marked ``slow``: real workers, servers, browsers, training) run first, each
     file's in its own order. ``make test`` runs two pytest processes, and pytest-xdist hands tests out in
     collection order: a two-minute test handed out near the end leaves one process working alone while the
     other has finished. Started first, the short tests fill in around the long ones. This works only with
-    tests handed out one at a time (``--maxschedchunk=1`` in pyproject.toml): in xdist's default first chunks
-    of a quarter of the suite each, one process got every long test."""
+    files handed out one at a time (``--dist=loadscope --no-loadscope-reorder`` in pyproject.toml): in
+    xdist's default first chunks of a quarter of the suite each, one process got every long test."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # a stable sort: otherwise the order stays
 
 
