@@ -146,6 +146,16 @@ def test_vitpro_worker_command_runs_jobs(home, cli, shared_data, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode == 0
+    threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count())  # the test process's own, or all cores for one solo process
+    assert f"(solo), {threads} OpenMP thread(s) per process" in worker.log()
+
+
+def test_each_worker_process_gets_its_share_of_the_cores_for_openmp():
+    from vitpro.local_workers import openmp_threads, with_openmp_threads
+
+    assert [openmp_threads(n, cpus=8) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    assert with_openmp_threads({"PATH": "/bin"}, 2) == {"PATH": "/bin", "OMP_NUM_THREADS": str(openmp_threads(2))}
+    assert with_openmp_threads({"OMP_NUM_THREADS": "3"}, 8)["OMP_NUM_THREADS"] == "3"  # a value the user set is kept
 
 
 def _demo_until_served(home) -> str:
