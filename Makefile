@@ -48,8 +48,9 @@ docs-serve: $(STAMP)
 
 # The linter and the docs first, then the whole suite: real DuckLake, real Celery workers, the running
 # PostgreSQL and Redis, a real browser. Two pytest processes (pytest-xdist): many tests wait on a worker,
-# a browser or a server process, and the other process uses that time (on 2 cores: 10:22 against 13:19 in
-# one). Each process has its own Redis database (11, 12, ...: at most 5 below Redis's 16), stores and ports.
+# a browser or a server process, and the other process uses that time. Files are handed out whole (pyproject.toml)
+# and each process gets its share of the cores for OpenMP (tests/conftest.py). Each process has its own Redis
+# database (11, 12, ...: at most 5 below Redis's 16), stores and ports.
 # TEST_WORKERS=0 runs the suite in this process alone (a debugger, -x, -s).
 TEST_WORKERS ?= 2
 test: $(STAMP) browser tesseract compose lint docs

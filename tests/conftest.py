@@ -22,10 +22,11 @@ def _threads_per_test_process() -> None:
     on two cores, four busy-waiting OpenMP threads made the model tests 2.7 times slower and burn three times the
     CPU (tests/test_eval_batching.py with tests/test_vlm_families.py: 129 s against 48 s). A value already set
     is kept; a run in one process (and xdist's controller, whose environment its processes inherit) sets none."""
+    from vitpro.local_workers import openmp_threads  # the workers' own rule
+
     if "OMP_NUM_THREADS" in os.environ or "PYTEST_XDIST_WORKER" not in os.environ:
         return
-    processes = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
-    threads = max(1, (os.cpu_count() or 1) // processes)
+    threads = openmp_threads(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:  # read at torch's start: too late for an imported torch
         sys.modules["torch"].set_num_threads(threads)
