@@ -31,16 +31,23 @@ def _writer(catalog_url: str, data_path: str, worker: int, n: int, queue) -> Non
         queue.put(("error", f"{worker}: {exc!r}"))
 
 
-def _concurrent_writes(config: StoreConfig, processes: int = 4, per_process: int = 12) -> None:
-    init_store(config)
+def _spawned(target, arg_lists, *, timeout: float = 120) -> list:
+    """Run ``target(*args, queue)`` in a spawned process per entry of ``arg_lists``, all at once; each puts one
+    result on the queue. Returns the results, in the order they came."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(config.catalog_url, config.data_path, w, per_process, queue)) for w in range(processes)]
+    procs = [ctx.Process(target=target, args=(*args, queue)) for args in arg_lists]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=180) for _ in procs]
+    results = [queue.get(timeout=timeout) for _ in procs]
     for p in procs:
         p.join(timeout=30)
+    return results
+
+
+def _concurrent_writes(config: StoreConfig, processes: int = 4, per_process: int = 12) -> None:
+    init_store(config)
+    results = _spawned(_writer, [(config.catalog_url, config.data_path, w, per_process) for w in range(processes)], timeout=180)
     assert [r for r in results if r[0] != "ok"] == []
     lake = open_store(config)
     assert lake.scalar("SELECT count(*) FROM items") == processes * per_process * 2
@@ -168,14 +175,7 @@ def _init_in_process(config: StoreConfig, queue) -> None:
 def test_fresh_store_created_by_several_processes_at_once(home, attempt):
     """A worker's main process and its pool children all open a fresh store at start: they race."""
     s = load_settings()
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_init_in_process, args=(s.store, queue)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    results = _spawned(_init_in_process, [(s.store,)] * 3)
     assert [r for r in results if r[0] != "ok"] == []
     # each migration ran exactly once, in whichever process got there first
     assert sorted(v for r in results for v in r[1]) == ALL_LAKE_MIGRATIONS
@@ -202,14 +202,8 @@ def test_processes_starting_at_once_on_a_fresh_machine_all_load_the_extensions(t
     """Nothing installed yet (a fresh machine's first `make test` runs two test processes; a first `vitpro
     worker` starts several): each process installs the extensions from their pip packages, one at a time, and
     none reads a file another is writing. Without the lock, some of them failed with "not found"."""
-    ctx = mp.get_context("spawn")
-    queue, barrier = ctx.Queue(), ctx.Barrier(4)
-    procs = [ctx.Process(target=_load_extensions_in_process, args=(str(tmp_path / "ext"), barrier, queue)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    barrier = mp.get_context("spawn").Barrier(4)
+    results = _spawned(_load_extensions_in_process, [(str(tmp_path / "ext"), barrier)] * 4)
     assert [r for r in results if r[0] != "ok"] == []
     assert all({"ducklake", "sqlite_scanner"} <= set(r[1]) for r in results)
     assert len(list((tmp_path / "ext").rglob("*.duckdb_extension"))) == 2
