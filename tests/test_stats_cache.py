@@ -109,6 +109,30 @@ def test_a_commit_to_scores_samples_or_exclusions_rebuilds_it(small_store):
     assert lake.fetchall(f"SELECT sample_id FROM {table.name} WHERE {spec.column} = 1e6 ORDER BY 1") == [(sid,) for sid in extra]
 
 
+def test_a_new_versions_table_leaves_the_previous_one_readable_and_frees_the_one_before(small_store):
+    """A page (or the cache warmer) may still read the previous version's table while a commit's new one is
+    built: when both took one name on the connection, the build dropped it under the reader ("Table with name
+    _stats_... does not exist", seen in the browser test). Two versions stay alive; the third one back is freed."""
+    lake, config = context.lake(), _config()
+
+    def alive(table: StatsTable) -> bool:
+        return bool(lake.fetchall("SELECT 1 FROM duckdb_tables() WHERE table_name = ? UNION ALL "
+                                  "SELECT 1 FROM duckdb_views() WHERE view_name = ?", [table.name, table.name]))
+
+    first = context.stats_table(config)
+    before = first.report(config)
+    kept_id = first.kept_ids(config)[0]
+    exclusions.exclude(lake, [kept_id], reason="blurred", by="admin")
+    second = context.stats_table(config)
+    assert second.name != first.name and alive(first) and alive(second)
+    assert first.report(config) == before  # the reader on the previous version still gets its answers
+    assert (second.report(config).kept, second.report(config).excluded) == (before.kept - 1, before.excluded + 1)
+    exclusions.restore(lake, [kept_id], by="admin")
+    third = context.stats_table(config)
+    assert third.report(config) == before and second.report(config).excluded == before.excluded + 1
+    assert not alive(first) and alive(second) and alive(third)  # two versions kept, the oldest's memory freed
+
+
 def test_a_commit_to_a_table_it_does_not_read_keeps_it(small_store, monkeypatch):
     config = _config()
     first = context.stats_table(config).report(config)

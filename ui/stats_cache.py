@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import duckdb
@@ -56,6 +57,29 @@ def _save(table: StatsTable, path: Path) -> None:
             f.unlink(missing_ok=True)
 
 
+# The tables alive per key, oldest first. Each version's table has a name of its own on the shared connection:
+# when they shared one, building a new version dropped the table a page (or the cache warmer) was still reading
+# ("Table with name _stats_... does not exist"). Two are kept, as two files are: the newest, and the one pages
+# still running on the previous version read; an older one is dropped (its memory freed).
+KEPT = 2
+_alive: dict[tuple[str, str], list[StatsTable]] = {}
+_alive_lock = threading.Lock()
+
+
+def _keep(home: str, key: str, table: StatsTable) -> StatsTable:
+    with _alive_lock:
+        # the same version loaded again (a cleared cache) took its name back: one entry per name
+        tables = [t for t in _alive.get((home, key), []) if t.name != table.name] + [table]
+        _alive[(home, key)] = tables
+        retired, tables[:] = tables[:-KEPT], tables[-KEPT:]
+    for old in retired:
+        try:
+            old.drop()
+        except duckdb.Error:  # the connection is gone (a store reopened): nothing left to free
+            pass
+    return table
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _table(key: str, version: int, home: str) -> StatsTable:
     spec = json.loads(key)
@@ -63,10 +87,10 @@ def _table(key: str, version: int, home: str) -> StatsTable:
     path = path_for(home, key, version)
     if path.is_file():
         try:
-            return StatsTable(context.lake(), specs, selection=selection, saved=str(path), sorted_cache=str(path))
+            return _keep(home, key, StatsTable(context.lake(), specs, selection=selection, saved=str(path), sorted_cache=str(path), tag=str(version)))
         except (duckdb.Error, ValueError):  # unreadable or from an older layout: built again and replaced
             pass
-    table = StatsTable(context.lake(), specs, selection=selection, sorted_cache=str(path))
+    table = _keep(home, key, StatsTable(context.lake(), specs, selection=selection, sorted_cache=str(path), tag=str(version)))
     # a commit while it was built: its rows may be newer than ``version``; the next run builds that version's
     if context.tables_version(tables_read(selection)) == version:
         try:

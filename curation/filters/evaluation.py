@@ -25,7 +25,7 @@ class StatsTable:
     """Every sample's fields and stats in one temporary DuckDB table; thresholds are then aggregates."""
 
     def __init__(self, lake, specs: list[StatSpec], *, version: int | None = None, selection: str | None = None,
-                 saved: str | None = None, sorted_cache: str | None = None):
+                 saved: str | None = None, sorted_cache: str | None = None, tag: str | None = None):
         """``saved``: a Parquet file written by :meth:`save` for the same specs, selection and data, read in
         place (a view over the file) instead of gathering the stats again: the app keeps one per store
         version on disk, so a restarted server opens a file instead of joining every sample with its scores.
@@ -33,13 +33,18 @@ class StatsTable:
         hold this table's columns (the caller then builds it).
 
         ``sorted_cache``: a path prefix under which each stat's sorted values (what percentiles are looked
-        up in) are kept as ``.npz`` files: read where present, written when first computed."""
+        up in) are kept as ``.npz`` files: read where present, written when first computed.
+
+        ``tag``: part of the temporary table's name. Without it a table of the same stats and selection replaces
+        the one before it on the connection (its name is taken again); a caller that keeps several alive at once
+        on one connection (the app: one per store version, while pages still read the previous one) tags each
+        and drops the ones it no longer needs with :meth:`drop`."""
         self.lake = lake
         self.specs = specs
         self.version = version
         self.sorted_cache = sorted_cache
         key = json.dumps([[s.metric, s.model_id, s.segment] for s in specs] + [version, selection])
-        self.name = "_stats_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+        self.name = "_stats_" + hashlib.sha256(key.encode()).hexdigest()[:12] + (f"_{_safe(tag)}" if tag else "")
         if saved is None:
             self._build(selection)
         else:
@@ -54,6 +59,10 @@ class StatsTable:
     def save(self, path: str) -> None:
         """Write the table as Parquet to ``path`` (the caller makes it atomic: a temporary name, then a rename)."""
         self.lake.execute(f"COPY {self.name} TO {_literal(str(path))} (FORMAT parquet)")
+
+    def drop(self) -> None:
+        """Free the table (its memory); the object must not be used after."""
+        self._drop()
 
     def _drop(self) -> None:
         """This table's name freed, whether a table (built) or a view (loaded) holds it now."""
@@ -433,3 +442,8 @@ def _literal(value: Any) -> str:
 
 def stats_for(lake, config: FilterConfig, *, version: int | None = None) -> StatsTable:
     return StatsTable(lake, resolve_models(lake, config, version), version=version, selection=config.selection)
+
+
+def _safe(tag: str) -> str:
+    """``tag`` as characters an unquoted table name may hold."""
+    return "".join(c if c.isalnum() else "_" for c in str(tag))
