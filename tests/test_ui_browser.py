@@ -298,7 +298,6 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
     browser's labels without a reload; a sample open in one annotator's page is not served first to another."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium (make test does it)")
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     from db.app import pilots
@@ -426,18 +425,23 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
         anna.get_by_role("button", name="◀").click()
         anna.get_by_text("admin has this sample open right now").wait_for()
         _settle(anna)
-        chip = anna.locator("[data-testid=stButtonGroup] button").first  # a word the image does not support, then N
-        word = chip.inner_text().strip()
-        chip.click()
-        # the chip is drawn as chosen at once when the click lands; one that lands on a chip being redrawn (a live
-        # refresh) is lost, and N would then save no word: click again
+        anna.get_by_text(re.compile(r"sample 1 of 20 · not labelled")).wait_for()
+        # a word the image does not support, then N; the chip is found again by its word for each click: a click
+        # that lands while a rerun redraws the chips (a live refresh) is lost, or lands on a chip of the words
+        # drawn before, and N would then save no word or another one
+        word = anna.locator("[data-testid=stButtonGroup] button").first.inner_text().strip()
+        chip = anna.locator("[data-testid=stButtonGroup] button").filter(has_text=re.compile(f"^{re.escape(word)}$")).first
         active = anna.locator("[data-testid=stButtonGroup] button[data-selected]")
         for _ in range(3):
+            chip.click()
             try:
-                active.first.wait_for(timeout=5000)
+                expect(active).to_have_text(word, timeout=5000)
                 break
-            except PlaywrightTimeout:
-                chip.click()
+            except AssertionError:
+                _settle(anna)
+                if active.count():  # a click on the redrawn chips chose another word: unchoose it
+                    active.first.click()
+                    _settle(anna)
         _settle(anna)
         expect(active).to_have_text(word)
         anna.keyboard.press("n")  # sample 1: the admin said grounded
