@@ -70,8 +70,7 @@ def _keep(home: str, key: str, table: StatsTable) -> StatsTable:
     with _alive_lock:
         # the same version loaded again (a cleared cache) took its name back: one entry per name
         tables = [t for t in _alive.get((home, key), []) if t.name != table.name] + [table]
-        _alive[(home, key)] = tables
-        retired, tables[:] = tables[:-KEPT], tables[-KEPT:]
+        retired, _alive[(home, key)] = tables[:-KEPT], tables[-KEPT:]
     for old in retired:
         try:
             old.drop()

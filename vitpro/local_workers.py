@@ -30,6 +30,11 @@ def openmp_threads(processes: int, cpus: int | None = None) -> int:
     return max(1, (cpus or os.cpu_count() or 1) // max(1, processes))
 
 
+def pool_processes(concurrency: int, pool: str) -> int:
+    """The processes a worker runs units in: its pool's children, or itself alone for the solo pool."""
+    return concurrency if pool != "solo" else 1
+
+
 def with_openmp_threads(environ: dict, processes: int) -> dict:
     """``environ`` with OMP_NUM_THREADS at each process's share of the cores, unless it names its own."""
     return environ if environ.get("OMP_NUM_THREADS") else {**environ, "OMP_NUM_THREADS": str(openmp_threads(processes))}
@@ -41,7 +46,7 @@ def start_worker(queues: str, *, concurrency: int = 1, pool: str = "prefork", lo
         worker_command(queues, concurrency, pool, loglevel),
         stdout=out,
         stderr=subprocess.STDOUT,
-        env=with_openmp_threads({**os.environ, **(env or {})}, concurrency if pool != "solo" else 1),
+        env=with_openmp_threads({**os.environ, **(env or {})}, pool_processes(concurrency, pool)),
         start_new_session=True,  # its own process group: stopping it stops its pool children too
     )
 

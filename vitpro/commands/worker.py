@@ -19,7 +19,7 @@ def worker(queues, concurrency, pool, loglevel) -> None:
     import os
 
     from jobs.broker import QUEUES
-    from vitpro.local_workers import with_openmp_threads, worker_command
+    from vitpro.local_workers import pool_processes, with_openmp_threads, worker_command
     from workers.app import app
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
@@ -29,7 +29,7 @@ def worker(queues, concurrency, pool, loglevel) -> None:
     if concurrency is None:
         concurrency = 1 if ({"gpu", "train"} & set(names)) else (os.cpu_count() or 1)
     # the pool's processes inherit it; torch reads it when it starts in them
-    os.environ.update(with_openmp_threads(dict(os.environ), concurrency if pool != "solo" else 1))
+    os.environ.update(with_openmp_threads(dict(os.environ), pool_processes(concurrency, pool)))
     s = load_settings()
     click.echo(f"worker on {','.join(names)} x{concurrency} ({pool}), {os.environ['OMP_NUM_THREADS']} OpenMP thread(s) per process; "
                f"broker {s.describe()['broker']}")
