@@ -69,7 +69,7 @@ def test_the_pilot_page_serves_each_annotator_their_queue_with_guidelines_locks_
     assert "sample **" in texts(anna) and " of 3" in texts(anna)  # her queue: 3 of the pilot's 6
     assert any("photo cannot show the answer" in str(m.value) for m in anna.markdown)  # the guidelines
     assert "sample **2** of 3" in texts(anna)  # the sample held open by another is not served first
-    anna.text_input(key=f"note_{pid}_{anna_queue[1]}").input("logo hidden by the hand")
+    anna.text_input(key=f"pilot_note_{pid}").input("logo hidden by the hand")
     anna.button(key="pilot_not_grounded").click().run()
     (row,) = pilots.labels(engine, pid, "anna")
     assert (row.sample_id, row.label, row.note) == (anna_queue[1], "not_grounded", "logo hidden by the hand")

@@ -63,6 +63,38 @@ def test_word_chips_wrap_one_per_json_value_and_are_saved_as_marked(ui_store):
     assert at.button_group[0].value == [color]
 
 
+def test_the_chips_and_note_keep_one_widget_across_samples_and_unsaved_marks_wait_for_the_annotator(ui_store):
+    """One widget identity for the chips and the note from sample to sample (a new widget per sample left the
+    previous sample's chips on the page in the browser when a live refresh ran right after; a click there marked
+    the wrong sample); each sample's own values are loaded into it, and marks not yet saved are kept per sample."""
+    home, lake, engine = ui_store
+    scored = _scored(lake)[:3]
+    ids = [sid for sid, _ in scored]
+    pid = _pilot(lake, engine, "drafts", ids)
+    pilots.set_label(engine, pid, ids[1], "anna", "not_grounded", [answer_groups(scored[1][1])[0]], note="seen before")
+    at = page("pilot", who=ANNA, pilot_name="drafts")
+    assert "sample **1** of 3" in texts(at)
+    first_chips, first_note = at.button_group[0], at.text_input(key=f"pilot_note_{pid}")
+    assert first_chips.options == answer_groups(scored[0][1]) and first_chips.value == [] and first_note.value == ""
+    marked = first_chips.options[-1]
+    first_chips.select(marked).run()
+    at.text_input(key=f"pilot_note_{pid}").input("draft, not saved").run()
+    at.button(key="pilot_next").click().run()  # moves on without saving
+    assert "sample **2** of 3" in texts(at)
+    chips = at.button_group[0]
+    assert chips.id == first_chips.id and at.text_input(key=f"pilot_note_{pid}").id == first_note.id  # the same widgets
+    assert chips.options == answer_groups(scored[1][1])
+    assert (chips.value, at.text_input(key=f"pilot_note_{pid}").value) == ([answer_groups(scored[1][1])[0]], "seen before")  # its stored label
+    at.button(key="pilot_prev").click().run()  # back: the unsaved marks and note are still there
+    assert (at.button_group[0].value, at.text_input(key=f"pilot_note_{pid}").value) == ([marked], "draft, not saved")
+    assert ids[0] not in {r.sample_id for r in pilots.labels(engine, pid, "anna")}  # nothing saved by moving
+    at.button(key="pilot_not_grounded").click().run()  # saved now, with what was marked before moving away
+    saved = {r.sample_id: (r.label, r.ungrounded_words, r.note) for r in pilots.labels(engine, pid, "anna")}
+    assert saved[ids[0]] == ("not_grounded", [marked], "draft, not saved")
+    assert at.button_group[0].value == []  # sample 3 (the next unlabelled one), nothing marked
+    assert "sample **3** of 3" in texts(at)
+
+
 def test_undo_and_clear_my_label(ui_store):
     home, lake, engine = ui_store
     ids = [sid for sid, _ in _scored(lake)][:3]

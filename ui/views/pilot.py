@@ -126,15 +126,51 @@ def _show_sample(detail: dict, where):
 
 
 # ---- label ------------------------------------------------------------------------------------------------
-def _words_key(sid: str) -> str:
-    return f"words_{pilot.id}_{sid}"
+# The word chips and the note keep one key (so one widget identity) from sample to sample; each sample's values
+# are loaded into them when it is shown. With a key per sample, every sample drew a new widget, and when a live
+# refresh (a run_every fragment, the sidebar's job notices included) ran right after, Streamlit's browser side
+# kept the previous sample's chips on the page, faded: a click on them marked the other sample, and N then saved
+# no word. What the annotator marked but did not save is kept per sample (drafts) when they move on.
+WORDS_KEY, NOTE_KEY = f"pilot_words_{pilot.id}", f"pilot_note_{pilot.id}"
+SHOWN_KEY = f"pilot_shown_{pilot.id}"  # (sample id, words, note) as loaded into the widgets
+drafts: dict[str, tuple[list, str]] = st.session_state.setdefault(f"pilot_drafts_{pilot.id}", {})
 
 
-def _note_key(sid: str) -> str:
-    return f"note_{pilot.id}_{sid}"
+def _shown_sample() -> str | None:
+    shown = st.session_state.get(SHOWN_KEY)
+    return shown[0] if shown else None
+
+
+def _keep_draft() -> None:
+    """Before the annotator moves to another sample: what they marked or wrote there and did not save."""
+    shown = st.session_state.get(SHOWN_KEY)
+    if not shown:
+        return
+    now = (list(st.session_state.get(WORDS_KEY) or []), st.session_state.get(NOTE_KEY) or "")
+    if now != (shown[1], shown[2]):
+        drafts[shown[0]] = now
+
+
+def _forget(sid: str) -> None:
+    """The stored label is what the widgets show next: after a label, a clear or an undo on this sample."""
+    drafts.pop(sid, None)
+    st.session_state.pop(SHOWN_KEY, None)
+
+
+def _load(sid: str, own, groups: list[str]) -> None:
+    """Put this sample's values into the chips and the note: the annotator's draft, else their stored label."""
+    if _shown_sample() == sid and WORDS_KEY in st.session_state:
+        if any(w not in groups for w in st.session_state[WORDS_KEY]):  # the answer changed in the store meanwhile
+            st.session_state[WORDS_KEY] = [w for w in st.session_state[WORDS_KEY] if w in groups]
+        return
+    words, note = drafts.pop(sid, None) or (list(own.ungrounded_words or []) if own else [], (own.note or "") if own else "")
+    words = [w for w in words if w in groups]
+    st.session_state[WORDS_KEY], st.session_state[NOTE_KEY] = words, note
+    st.session_state[SHOWN_KEY] = (sid, words, note)
 
 
 def _goto(delta: int) -> None:
+    _keep_draft()
     st.session_state[pos_key] = min(max(0, st.session_state[pos_key] + delta), len(queue) - 1)
 
 
@@ -146,8 +182,9 @@ def _push(entry: tuple) -> None:
 def _label(value: str, mine: dict) -> None:
     pos = st.session_state[pos_key]
     sid = queue[pos]
-    words = st.session_state.get(_words_key(sid)) or []
-    note = (st.session_state.get(_note_key(sid)) or "").strip() or None
+    on_screen = _shown_sample() == sid  # the chips and the note show this sample (they always should)
+    words = (st.session_state.get(WORDS_KEY) or []) if on_screen else []
+    note = ((st.session_state.get(NOTE_KEY) or "").strip() or None) if on_screen else None
     written = pilots.LabelState(value, tuple(words) if value == NOT_GROUNDED else (), note)
     try:  # only over the label this tab shows: another tab's label is shown first, not overwritten unseen
         previous = context.guarded("label", pilots.set_label, engine, pilot.id, sid, me.username, written.label, written.ungrounded_words,
@@ -158,6 +195,7 @@ def _label(value: str, mine: dict) -> None:
     if previous is context.REFUSED:
         return
     _push((sid, pos, previous, written))  # undo puts back what this replaced, if the label is still what this wrote
+    _forget(sid)
     pilots.release(engine, pilot.id, me.username)  # done with it: free for the next annotator at once
     busy = pilots.locked_by_others(engine, pilot.id, me.username)
     later = [k for k in range(pos + 1, len(queue)) if queue[k] not in mine and queue[k] != sid and queue[k] not in busy]
@@ -177,7 +215,7 @@ def _clear(mine: dict) -> None:
         st.session_state[FLASH] = f"warning: {exc}. Shown now."
         return
     _push((sid, pos, own, None))
-    st.session_state.pop(_words_key(sid), None)  # the word chips show the (now empty) stored state again
+    _forget(sid)  # the word chips show the (now empty) stored state again
     st.session_state[FLASH] = f"your label on sample {pos + 1} is cleared"
 
 
@@ -194,8 +232,10 @@ def _undo() -> None:
         st.session_state[FLASH] = f"warning: not undone: {exc}."
         return
     undo_stack.pop()
+    if pos != st.session_state[pos_key]:
+        _keep_draft()
     st.session_state[pos_key] = pos
-    st.session_state.pop(_words_key(sid), None)
+    _forget(sid)
     st.session_state[FLASH] = (f"undone: sample {pos + 1} is back to " + ("no label" if previous is None else f"'{previous.label.replace('_', ' ')}'"))
 
 
@@ -241,14 +281,12 @@ def label_tab() -> None:
         return
     right = _show_sample(detail, st)
     groups = answer_groups(detail["answer"])
-    default = [w for w in (own.ungrounded_words if own and own.ungrounded_words else []) if w in groups]
+    _load(sid, own, groups)
     json_answer = bool(groups) and all(": " in g for g in groups) and str(detail["answer"]).lstrip()[:1] in "{["
     # wrap=True: directly in a column st.pills keeps one row and scrolls, which clipped long answers
     right.pills("Click the " + ("values" if json_answer else "words") + " the image does not support (saved with 'Not grounded')",
-                groups, selection_mode="multi", default=default, key=_words_key(sid), wrap=True, width="stretch")
-    if own is not None and _note_key(sid) not in st.session_state:
-        st.session_state[_note_key(sid)] = own.note or ""
-    right.text_input("Note (optional, saved with your label)", key=_note_key(sid), placeholder="e.g. the lid is not in the photo")
+                groups, selection_mode="multi", key=WORDS_KEY, wrap=True, width="stretch")
+    right.text_input("Note (optional, saved with your label)", key=NOTE_KEY, placeholder="e.g. the lid is not in the photo")
     if detail["ocr"]:
         right.caption("OCR: " + " | ".join(t for t in detail["ocr"] if t)[:300])
 
