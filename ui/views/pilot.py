@@ -144,7 +144,7 @@ def _shown_sample() -> str | None:
 def _keep_draft() -> None:
     """Before the annotator moves to another sample: what they marked or wrote there and did not save."""
     shown = st.session_state.get(SHOWN_KEY)
-    if not shown:
+    if not shown or WORDS_KEY not in st.session_state:  # no chips on the last run (a sample gone from the store): nothing typed
         return
     now = (list(st.session_state.get(WORDS_KEY) or []), st.session_state.get(NOTE_KEY) or "")
     if now != (shown[1], shown[2]):
