@@ -17,8 +17,8 @@ REDIS_URL = os.environ.get("VITPRO_TEST_REDIS", "redis://127.0.0.1:6379")
 
 
 def _threads_per_test_process() -> None:
-    """Each pytest process's share of the cores for torch's, Tesseract's and numpy's OpenMP threads, here and in
-    every process a test starts (they inherit it). Each would otherwise take every core: with two test processes
+    """Each pytest process's share of the cores for torch's, Tesseract's and numpy's OpenMP threads and the store's
+    DuckDB threads (db/lake/connection.py reads it too), here and in every process a test starts (they inherit it). Each would otherwise take every core: with two test processes
     on two cores, four busy-waiting OpenMP threads made the model tests 2.7 times slower and burn three times the
     CPU (tests/test_eval_batching.py with tests/test_vlm_families.py: 129 s against 48 s). A value already set
     is kept; a run in one process (and xdist's controller, whose environment its processes inherit) sets none."""

@@ -147,7 +147,7 @@ def test_vitpro_worker_command_runs_jobs(home, cli, shared_data, tmp_path):
         proc.wait(timeout=30)
     assert proc.returncode == 0
     threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count())  # the test process's own, or all cores for one solo process
-    assert f"(solo), {threads} OpenMP thread(s) per process" in worker.log()
+    assert f"(solo), {threads} OpenMP and DuckDB thread(s) per process" in worker.log()
 
 
 def test_each_worker_process_gets_its_share_of_the_cores_for_openmp():

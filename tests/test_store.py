@@ -72,6 +72,25 @@ def test_sqlite_store_created_twice_and_shared(home):
     assert lake.current_version() >= 3
 
 
+def test_duckdb_threads_are_the_process_share_of_the_cores(home, monkeypatch):
+    """A Lake's DuckDB runs OMP_NUM_THREADS threads where it is set (a worker's or a test process's share of the
+    cores), DuckDB's one per core otherwise; an explicit ``threads`` wins."""
+    import duckdb
+
+    s = load_settings()
+    init_store(s.store)
+    threads = lambda lake: lake.scalar("SELECT current_setting('threads')")  # noqa: E731
+    default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]  # one per core DuckDB sees
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads(Lake(s.catalog_url, s.data_path)) == 1
+    assert threads(Lake(s.catalog_url, s.data_path, threads=3)) == 3
+    for unset in ("", "0", "many"):  # not a count: DuckDB's default
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert threads(Lake(s.catalog_url, s.data_path)) == default
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads(Lake(s.catalog_url, s.data_path)) == default
+
+
 def test_sqlite_concurrent_writers_retry_conflicts(home):
     s = load_settings()
     _concurrent_writes(s.store)

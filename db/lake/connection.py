@@ -178,6 +178,16 @@ def at_version(table: str, version: int | None) -> str:
     return f"(SELECT * FROM {table} AT (VERSION => {int(version)}))" if version is not None else table
 
 
+def _process_share_of_cores() -> int | None:
+    """DuckDB's threads in this process: OMP_NUM_THREADS where it is set (a worker sets it to each of its processes'
+    share of the cores, as the test processes do), else DuckDB's default of one per core. With a thread per core
+    in every worker process, DuckDB oversubscribed the machine as OpenMP did; and a small query pays for the
+    threads it cannot use: Inspect's point read of one sample took 115 ms with two threads and 64 ms with one on
+    a 2-core machine that did nothing else. The web app's server sets nothing: its large scans keep every core."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 class Lake:
     """One DuckDB connection with the DuckLake catalog attached as ``lake`` (and made the default)."""
 
@@ -189,6 +199,7 @@ class Lake:
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         }
+        threads = threads or _process_share_of_cores()
         if threads:
             config["threads"] = threads
         ext_dir = os.environ.get("VITPRO_DUCKDB_EXTENSIONS")

@@ -31,7 +31,7 @@ def worker(queues, concurrency, pool, loglevel) -> None:
     # the pool's processes inherit it; torch reads it when it starts in them
     os.environ.update(with_openmp_threads(dict(os.environ), pool_processes(concurrency, pool)))
     s = load_settings()
-    click.echo(f"worker on {','.join(names)} x{concurrency} ({pool}), {os.environ['OMP_NUM_THREADS']} OpenMP thread(s) per process; "
+    click.echo(f"worker on {','.join(names)} x{concurrency} ({pool}), {os.environ['OMP_NUM_THREADS']} OpenMP and DuckDB thread(s) per process; "
                f"broker {s.describe()['broker']}")
     argv = worker_command(",".join(names), concurrency, pool, loglevel)
     app.worker_main(argv[argv.index("worker"):])
