@@ -182,8 +182,8 @@ def _process_share_of_cores() -> int | None:
     """DuckDB's threads in this process: OMP_NUM_THREADS where it is set (a worker sets it to each of its processes'
     share of the cores, as the test processes do), else DuckDB's default of one per core. With a thread per core
     in every worker process, DuckDB oversubscribed the machine as OpenMP did; and a small query pays for the
-    threads it cannot use: Inspect's point read of one sample took 115 ms with two threads and 64 ms with one on
-    a 2-core machine that did nothing else. The web app's server sets nothing: its large scans keep every core."""
+    threads it cannot use: Inspect's point read of one sample took 97 ms with two threads and 61 ms with one on
+    an idle 2-core machine (bench/lake_threads.py). The web app's server sets nothing: its large scans keep every core."""
     value = os.environ.get("OMP_NUM_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else None
 
