@@ -300,8 +300,10 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
         pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium (make test does it)")
     from playwright.sync_api import expect, sync_playwright
 
+    from curation.pilot_words import answer_groups
     from db.app import pilots
     from db.lake import exclusions
+    from db.reads.samples_view import samples_with_images
 
     from .ui_store import CLIP_MODEL, VIS_MODEL
 
@@ -429,7 +431,11 @@ def test_views_survive_navigation_and_reload_and_two_tabs_never_overwrite_unseen
         # a word the image does not support, then N; the chip is found again by its word for each click: a click
         # that lands while a rerun redraws the chips (a live refresh) is lost, or lands on a chip of the words
         # drawn before, and N would then save no word or another one
-        word = anna.locator("[data-testid=stButtonGroup] button").first.inner_text().strip()
+        # the chips are read off the store, not off the page: until the rerun that ◀ started has drawn them, the
+        # page can still show the chips of the sample before (sample 2), and a word read there is gone a moment later
+        first = pilots.queue(engine, pilot.id, "anna")[0]
+        word = answer_groups(next(r["answer"] for r in samples_with_images(lake, [first])))[0]
+        expect(anna.locator("[data-testid=stButtonGroup] button").first).to_have_text(word)
         chip = anna.locator("[data-testid=stButtonGroup] button").filter(has_text=re.compile(f"^{re.escape(word)}$")).first
         active = anna.locator("[data-testid=stButtonGroup] button[data-selected]")
         for _ in range(3):
