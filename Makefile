@@ -6,11 +6,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup browser tesseract compose demo lint docs docs-serve test test-fast bench bench-ui bench-scale clean
 
+# Python keeps the bytecode of what it imports (__pycache__), even where the shell says not to (a container's
+# PYTHONDONTWRITEBYTECODE): the demo and the suite start a few hundred Python processes (workers, CLI calls,
+# training ranks), and each would otherwise compile what it imports again.
+unexport PYTHONDONTWRITEBYTECODE
+
+# --no-compile: pip would compile every module of every package to bytecode, a minute of a fresh set-up on
+# 2 cores, most of it never imported; the import after it compiles what every process of the tool loads.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-compile -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python -c "import torch, torchvision, transformers, peft, open_clip, duckdb, celery, streamlit, vitpro.cli"
 	touch $(STAMP)
 
 setup: $(STAMP)
