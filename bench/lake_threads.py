@@ -23,7 +23,6 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -84,10 +83,10 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    for key in [k for k in os.environ if k.startswith("VITPRO_") or k == "OMP_NUM_THREADS"]:
-        del os.environ[key]
-    os.environ["VITPRO_HOME"] = str(Path(tempfile.mkdtemp(prefix="vitpro-bench-threads-")) / "var")
-    from bench.synthetic_store import build
+    from bench.synthetic_store import build, temporary_home
+
+    os.environ.pop("OMP_NUM_THREADS", None)  # each connection's threads are set below, not by the environment
+    temporary_home("vitpro-bench-threads-")
     from vitpro.local_workers import openmp_threads
 
     build(args.samples)

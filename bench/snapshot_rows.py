@@ -26,7 +26,6 @@ import hashlib
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -96,12 +95,9 @@ def _rows_digest(rows: list[dict[str, Any]]) -> str:
 
 def synthetic(n: int) -> Path:
     """A fresh VITPRO_HOME with ``n`` synthetic samples and two snapshots (embedded defaults)."""
-    from bench.synthetic_store import build
+    from bench.synthetic_store import build, temporary_home
 
-    home = Path(tempfile.mkdtemp(prefix=f"vitpro-bench-snap-{n}-")) / "var"
-    for key in [k for k in os.environ if k.startswith("VITPRO_")]:
-        del os.environ[key]
-    os.environ["VITPRO_HOME"] = str(home)
+    home = temporary_home(f"vitpro-bench-snap-{n}-")
     t = time.perf_counter()
     took = build(n)
     print(f"built {n:,} samples in {time.perf_counter() - t:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()) + f") at {home}",

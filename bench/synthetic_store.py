@@ -22,6 +22,20 @@ PASSWORDS = {"admin": "admin-pass-1", "anna": "annotator-pass-1"}
 FILTER = "bench-filter"
 
 
+def temporary_home(prefix: str):
+    """A new, empty VITPRO_HOME in a temporary folder, made this process's settings: every other ``VITPRO_*``
+    variable is removed, so the store is the embedded default (SQLite catalog, local files). Its path."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    home = Path(tempfile.mkdtemp(prefix=prefix)) / "var"
+    for key in [k for k in os.environ if k.startswith("VITPRO_")]:
+        del os.environ[key]
+    os.environ["VITPRO_HOME"] = str(home)
+    return home
+
+
 def _jpegs(blobs, px: int = 96) -> list[tuple[int, str, str]]:
     """(k, blob path relative to the blob root, sha256) of JPEGS real images of ``px`` pixels a side (small by
     default; a catalog photo's size for the training bench), put in the blob store ``blobs`` (db/storage/blobs.py:

@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -234,15 +233,12 @@ def bench_store(label: str, reps: int, only: list[str] | None) -> list[tuple[str
 
 def synthetic(n: int, keep: bool) -> tuple[str, dict[str, float]]:
     """A fresh VITPRO_HOME with ``n`` synthetic samples (embedded defaults: SQLite catalog, local files)."""
-    from bench.synthetic_store import build
+    from bench.synthetic_store import build, temporary_home
     from db.app.engine import dispose_engines
     from db.lake.connection import drop_shared_lakes
     from db.store import forget_ready
 
-    home = Path(tempfile.mkdtemp(prefix=f"vitpro-bench-{n}-")) / "var"
-    for key in [k for k in os.environ if k.startswith("VITPRO_")]:
-        del os.environ[key]
-    os.environ["VITPRO_HOME"] = str(home)
+    home = temporary_home(f"vitpro-bench-{n}-")
     drop_shared_lakes()
     dispose_engines()
     forget_ready()
